@@ -1,0 +1,152 @@
+/*
+ * ob_buf: growable buffers and header lists. Growth doubles the capacity so
+ * appends are amortised O(1); every buffer keeps a trailing NUL.
+ */
+#include "ob_buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+ob_err_t ob_buf_reserve(ob_buf_t *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return OB_OK;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + n + 1) {
+        if (cap > ((size_t)-1) / 2)
+            return OB_ERR_NOMEM;
+        cap *= 2;
+    }
+    char *d = realloc(b->data, cap);
+    if (!d)
+        return OB_ERR_NOMEM;
+    b->data = d;
+    b->cap = cap;
+    return OB_OK;
+}
+
+ob_err_t ob_buf_append(ob_buf_t *b, const void *p, size_t n)
+{
+    if (ob_buf_reserve(b, n) != OB_OK)
+        return OB_ERR_NOMEM;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return OB_OK;
+}
+
+ob_err_t ob_buf_puts(ob_buf_t *b, const char *s)
+{
+    return ob_buf_append(b, s, strlen(s));
+}
+
+ob_err_t ob_buf_putc(ob_buf_t *b, char c)
+{
+    return ob_buf_append(b, &c, 1);
+}
+
+ob_err_t ob_buf_printf(ob_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return OB_ERR_INVALID_ARG;
+    if (ob_buf_reserve(b, (size_t)n) != OB_OK)
+        return OB_ERR_NOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return OB_OK;
+}
+
+void ob_buf_reset(ob_buf_t *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void ob_buf_free(ob_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+char *ob_buf_steal(ob_buf_t *b)
+{
+    char *d = b->data;
+    if (!d)
+        d = calloc(1, 1);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return d;
+}
+
+ob_err_t ob_hdrs_add(ob_hdrs_t *h, const char *name, const char *value)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 8;
+        ob_hdr_t *v = realloc(h->v, cap * sizeof(*v));
+        if (!v)
+            return OB_ERR_NOMEM;
+        h->v = v;
+        h->cap = cap;
+    }
+    char *n = strdup(name), *val = strdup(value ? value : "");
+    if (!n || !val) {
+        free(n);
+        free(val);
+        return OB_ERR_NOMEM;
+    }
+    h->v[h->n].name = n;
+    h->v[h->n].value = val;
+    h->n++;
+    return OB_OK;
+}
+
+ob_err_t ob_hdrs_set(ob_hdrs_t *h, const char *name, const char *value)
+{
+    ob_hdrs_del(h, name);
+    return ob_hdrs_add(h, name, value);
+}
+
+const char *ob_hdrs_get(const ob_hdrs_t *h, const char *name)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcasecmp(h->v[i].name, name) == 0)
+            return h->v[i].value;
+    return NULL;
+}
+
+void ob_hdrs_del(ob_hdrs_t *h, const char *name)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        if (strcasecmp(h->v[i].name, name) == 0) {
+            free(h->v[i].name);
+            free(h->v[i].value);
+        } else {
+            h->v[j++] = h->v[i];
+        }
+    }
+    h->n = j;
+}
+
+void ob_hdrs_clear(ob_hdrs_t *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        free(h->v[i].name);
+        free(h->v[i].value);
+    }
+    free(h->v);
+    h->v = NULL;
+    h->n = h->cap = 0;
+}

@@ -1,0 +1,37 @@
+/*
+ * ob_crypto: the few digests and encodings the AWS core needs, on OpenSSL 3.
+ *
+ * All functions are pure and thread-safe. Output buffers are sized by the
+ * OB_*_LEN constants (which include the terminating NUL where text).
+ */
+#ifndef OB_CRYPTO_H
+#define OB_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ob_err.h"
+
+#define OB_SHA256_LEN 32
+#define OB_SHA256_HEX_LEN 65 /* 64 hex digits + NUL */
+#define OB_MD5_B64_LEN 25    /* base64 of 16 bytes + NUL */
+
+void ob_sha256(const void *data, size_t len, uint8_t out[OB_SHA256_LEN]);
+void ob_sha256_hex(const void *data, size_t len, char out[OB_SHA256_HEX_LEN]);
+void ob_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                    uint8_t out[OB_SHA256_LEN]);
+/* Base64 of the MD5 digest, as S3's Content-MD5 header wants it. */
+void ob_md5_base64(const void *data, size_t len, char out[OB_MD5_B64_LEN]);
+/* Lowercase hex of n bytes; out holds 2n+1 chars. */
+void ob_hex(const uint8_t *in, size_t n, char *out);
+/* Standard base64 with padding; returns a malloc'd string or NULL. */
+char *ob_base64_encode(const void *data, size_t len);
+/* Decode standard base64 (padding optional); malloc'd bytes in *out, length
+ * in *out_len (a NUL follows them). OB_ERR_PARSE on bad input. */
+ob_err_t ob_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len);
+/* Cryptographically random bytes (OpenSSL RAND_bytes). */
+ob_err_t ob_random_bytes(void *out, size_t n);
+/* Constant-time comparison (CRYPTO_memcmp); 0 when equal. */
+int ob_ct_memcmp(const void *a, const void *b, size_t n);
+
+#endif
