@@ -55,3 +55,74 @@ const char *ob_test_service_env(const char *var, const char *what)
     fprintf(stderr, "SKIPPED: %s not available (%s is not set); run scripts/test.sh\n", what, var);
     exit(OB_TEST_SKIP);
 }
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+pid_t ob_test_spawn(char *const argv[], char *first_line, size_t first_line_size)
+{
+    int fds[2];
+    if (pipe(fds) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    char c;
+    while (n + 1 < first_line_size && read(fds[0], &c, 1) == 1 && c != '\n')
+        first_line[n++] = c;
+    first_line[n] = '\0';
+    close(fds[0]);
+    return n ? pid : -1;
+}
+
+void ob_test_kill(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+pid_t ob_test_sh_async(const char *cmd)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+int ob_test_exited(pid_t pid, int *status)
+{
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+        if (status)
+            *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+        return 1;
+    }
+    return 0;
+}
+
+int ob_test_run_until(ob_loop_t *loop, int (*done)(void *arg), void *arg, int timeout_ms)
+{
+    uint64_t end = ob_loop_update_time(loop) + (uint64_t)timeout_ms;
+    while (!done(arg)) {
+        uint64_t now = ob_loop_update_time(loop);
+        if (now >= end)
+            return 0;
+        uint64_t left = end - now;
+        ob_loop_run_once(loop, left > 100 ? 100 : (int)left);
+    }
+    return 1;
+}

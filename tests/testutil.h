@@ -26,4 +26,22 @@ char *ob_test_read_file(const char *path, size_t *len);
  * SKIPPED line and exits OB_TEST_SKIP. */
 const char *ob_test_service_env(const char *var, const char *what);
 
+
+
+#include <sys/types.h>
+
+#include "ob_loop.h"
+
+/* Start argv[0] with stdout on a pipe and read its first line (e.g. the port
+ * a test server picked) into first_line. Returns the pid, or -1. */
+pid_t ob_test_spawn(char *const argv[], char *first_line, size_t first_line_size);
+/* SIGKILL and reap. */
+void ob_test_kill(pid_t pid);
+/* Start `sh -c cmd` in the background; returns its pid. */
+pid_t ob_test_sh_async(const char *cmd);
+/* Non-blocking: 1 and the exit status in *status once pid has exited, else 0. */
+int ob_test_exited(pid_t pid, int *status);
+
+/* Run the loop until done(arg) is true or timeout_ms passes; returns 1 if done. */
+int ob_test_run_until(ob_loop_t *loop, int (*done)(void *arg), void *arg, int timeout_ms);
 #endif

@@ -1,0 +1,381 @@
+/*
+ * ob_config: table-driven settings. Values from every source go through the
+ * same parser and bounds check, so a default that violates its own bounds is
+ * caught by the unit tests rather than at 3 a.m.
+ */
+#include "ob_config.h"
+#include "ob_log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define OFF(f) offsetof(ob_config_t, f)
+
+const ob_cfg_def_t ob_config_table[] = {
+    {"log.level", OB_CFG_STR, "info", 0, 0, OFF(log_level), 0,
+     "debug, info, warn, error or off"},
+    {"topic.prefix", OB_CFG_STR, "onboard.", 0, 0, OFF(topic_prefix), 0,
+     "prefix of every topic name"},
+    {"redis.host", OB_CFG_STR, "127.0.0.1", 0, 0, OFF(redis_host), 0, "Redis host"},
+    {"redis.port", OB_CFG_INT, "6379", 1, 65535, OFF(redis_port), 0, "Redis port"},
+    {"redis.password", OB_CFG_STR, "", 0, 0, OFF(redis_password), 1,
+     "Redis AUTH password (empty: none)"},
+    {"redis.db", OB_CFG_INT, "0", 0, 1023, OFF(redis_db), 0, "Redis database number"},
+    {"redis.command.timeout", OB_CFG_MS, "2s", 10, 600000, OFF(redis_command_timeout_ms), 0,
+     "deadline of one Redis command"},
+    {"redis.connect.timeout", OB_CFG_MS, "2s", 10, 600000, OFF(redis_connect_timeout_ms), 0,
+     "deadline of one Redis connection attempt"},
+    {"http.timeout", OB_CFG_MS, "30s", 100, 3600000, OFF(http_timeout_ms), 0,
+     "deadline of one HTTP request, connect included"},
+    {"http.connect.timeout", OB_CFG_MS, "5s", 100, 600000, OFF(http_connect_timeout_ms), 0,
+     "deadline of one TCP+TLS connect"},
+    {"http.max.body", OB_CFG_SIZE, "8M", 1024, 1073741824LL, OFF(http_max_body), 0,
+     "largest HTTP reply body accepted"},
+    {"http.max.connections", OB_CFG_INT, "256", 1, 65536, OFF(http_max_connections), 0,
+     "concurrent HTTP connections per worker"},
+    {"aws.max.attempts", OB_CFG_INT, "3", 1, 20, OFF(aws_max_attempts), 0,
+     "HTTP attempts per AWS call (SDK standard mode)"},
+    {"aws.max.backoff", OB_CFG_MS, "20s", 1, 300000, OFF(aws_max_backoff_ms), 0,
+     "cap of one HTTP-level retry delay"},
+    {"inflight.max", OB_CFG_INT, "5000", 1, 1000000, OFF(inflight_max), 0,
+     "accounts in flight per worker before partitions are paused"},
+    {"metrics.port", OB_CFG_INT, "0", 0, 65535, OFF(metrics_port), 0,
+     "port of /metrics, /healthz, /readyz (0: off)"},
+};
+const size_t ob_config_table_len = sizeof(ob_config_table) / sizeof(ob_config_table[0]);
+
+static const char *env_default(const char *name, void *ctx)
+{
+    return getenv(name);
+}
+
+ob_err_t ob_cfg_parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(s, yes[i])) {
+            *out = 1;
+            return OB_OK;
+        }
+        if (!strcasecmp(s, no[i])) {
+            *out = 0;
+            return OB_OK;
+        }
+    }
+    return OB_ERR_PARSE;
+}
+
+/* Parse "<integer><unit>" with units from the given table. */
+static ob_err_t parse_scaled(const char *s, const char *const *units, const long long *mult,
+                             size_t nunits, long long *out)
+{
+    errno = 0;
+    char *end;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return OB_ERR_PARSE;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE)
+        return OB_ERR_PARSE;
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end == '\0') {
+        *out = v;
+        return OB_OK;
+    }
+    for (size_t i = 0; i < nunits; i++) {
+        if (!strcasecmp(end, units[i])) {
+            if (v > LLONG_MAX / mult[i])
+                return OB_ERR_PARSE;
+            *out = v * mult[i];
+            return OB_OK;
+        }
+    }
+    return OB_ERR_PARSE;
+}
+
+ob_err_t ob_cfg_parse_ms(const char *s, long long *out)
+{
+    static const char *const units[] = {"ms", "s", "m", "h"};
+    static const long long mult[] = {1, 1000, 60000, 3600000};
+    return parse_scaled(s, units, mult, 4, out);
+}
+
+ob_err_t ob_cfg_parse_size(const char *s, long long *out)
+{
+    static const char *const units[] = {"b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib"};
+    static const long long mult[] = {1, 1024, 1024, 1024, 1048576, 1048576, 1048576,
+                                     1073741824LL, 1073741824LL, 1073741824LL};
+    return parse_scaled(s, units, mult, 10, out);
+}
+
+static ob_err_t set_value(const ob_cfg_def_t *d, void *target, const char *value,
+                          const char *source, char *errstr, size_t errstr_size)
+{
+    char *field = (char *)target + d->offset;
+    long long v = 0;
+    ob_err_t err = OB_OK;
+    switch (d->type) {
+    case OB_CFG_STR: {
+        char *copy = strdup(value);
+        if (!copy)
+            return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+        free(*(char **)field);
+        *(char **)field = copy;
+        return OB_OK;
+    }
+    case OB_CFG_BOOL: {
+        int b;
+        if (ob_cfg_parse_bool(value, &b) != OB_OK)
+            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                           "%s (from %s): expected true or false, got \"%.64s\"", d->name,
+                           source, d->secret ? "***" : value);
+        *(int *)field = b;
+        return OB_OK;
+    }
+    case OB_CFG_INT:
+        err = parse_scaled(value, NULL, NULL, 0, &v);
+        break;
+    case OB_CFG_MS:
+        err = ob_cfg_parse_ms(value, &v);
+        break;
+    case OB_CFG_SIZE:
+        err = ob_cfg_parse_size(value, &v);
+        break;
+    }
+    if (err != OB_OK)
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s (from %s): cannot read \"%.64s\" as %s",
+                       d->name, source, d->secret ? "***" : value,
+                       d->type == OB_CFG_MS     ? "a duration (e.g. 250ms, 30s, 5m)"
+                       : d->type == OB_CFG_SIZE ? "a size (e.g. 512k, 8M)"
+                                                : "an integer");
+    if (v < d->min || v > d->max)
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                       "%s (from %s): %lld is out of bounds [%lld, %lld]", d->name, source, v,
+                       d->min, d->max);
+    *(long long *)field = v;
+    return OB_OK;
+}
+
+ob_err_t ob_cfg_kv_set(ob_cfg_kv_t *kv, const char *key, const char *value)
+{
+    for (size_t i = 0; i < kv->n; i++) {
+        if (!strcmp(kv->keys[i], key)) {
+            char *v = strdup(value);
+            if (!v)
+                return OB_ERR_NOMEM;
+            free(kv->values[i]);
+            kv->values[i] = v;
+            return OB_OK;
+        }
+    }
+    char **k = realloc(kv->keys, (kv->n + 1) * sizeof(char *));
+    if (!k)
+        return OB_ERR_NOMEM;
+    kv->keys = k;
+    char **v = realloc(kv->values, (kv->n + 1) * sizeof(char *));
+    if (!v)
+        return OB_ERR_NOMEM;
+    kv->values = v;
+    kv->keys[kv->n] = strdup(key);
+    kv->values[kv->n] = strdup(value);
+    if (!kv->keys[kv->n] || !kv->values[kv->n]) {
+        free(kv->keys[kv->n]);
+        free(kv->values[kv->n]);
+        return OB_ERR_NOMEM;
+    }
+    kv->n++;
+    return OB_OK;
+}
+
+const char *ob_cfg_kv_get(const ob_cfg_kv_t *kv, const char *key)
+{
+    for (size_t i = 0; i < kv->n; i++)
+        if (!strcmp(kv->keys[i], key))
+            return kv->values[i];
+    return NULL;
+}
+
+void ob_cfg_kv_free(ob_cfg_kv_t *kv)
+{
+    for (size_t i = 0; i < kv->n; i++) {
+        free(kv->keys[i]);
+        free(kv->values[i]);
+    }
+    free(kv->keys);
+    free(kv->values);
+    memset(kv, 0, sizeof(*kv));
+}
+
+static const ob_cfg_def_t *find_def(const ob_cfg_def_t *table, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(table[i].name, name))
+            return &table[i];
+    return NULL;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static ob_err_t load_file(const ob_cfg_def_t *table, size_t n, void *target, const char *file,
+                          ob_cfg_kv_t *kafka, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "cannot open config file %s: %s",
+                       file, strerror(errno));
+    char line[4096];
+    int lineno = 0;
+    ob_err_t err = OB_OK;
+    while (err == OB_OK && fgets(line, sizeof(line), f)) {
+        lineno++;
+        char source[512];
+        snprintf(source, sizeof(source), "%s:%d", file, lineno);
+        if (!strchr(line, '\n') && !feof(f)) {
+            err = ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s: line longer than %zu bytes",
+                          source, sizeof(line) - 2);
+            break;
+        }
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            err = ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s: expected key = value", source);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        if (!strncmp(key, "kafka.", 6) && kafka) {
+            if (ob_cfg_kv_set(kafka, key + 6, value) != OB_OK)
+                err = ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+            continue;
+        }
+        const ob_cfg_def_t *d = find_def(table, n, key);
+        if (!d) {
+            err = ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s: unknown setting \"%.128s\"",
+                          source, key);
+            break;
+        }
+        err = set_value(d, target, value, source, errstr, errstr_size);
+    }
+    fclose(f);
+    return err;
+}
+
+static void env_name(const char *name, char *out, size_t outsz)
+{
+    size_t j = 0;
+    const char *pre = "OB_";
+    for (; *pre && j + 1 < outsz; pre++)
+        out[j++] = *pre;
+    for (const char *p = name; *p && j + 1 < outsz; p++)
+        out[j++] = (*p == '.' || *p == '-') ? '_' : (char)toupper((unsigned char)*p);
+    out[j] = '\0';
+}
+
+extern char **environ;
+
+ob_err_t ob_cfg_load(const ob_cfg_def_t *table, size_t n, void *target, const char *file,
+                     ob_getenv_fn getenv_fn, void *env_ctx, ob_cfg_kv_t *kafka, char *errstr,
+                     size_t errstr_size)
+{
+    if (!getenv_fn)
+        getenv_fn = env_default;
+    for (size_t i = 0; i < n; i++) {
+        char src[160];
+        snprintf(src, sizeof(src), "default of %s", table[i].name);
+        ob_err_t err = set_value(&table[i], target, table[i].defval ? table[i].defval : "", src,
+                                 errstr, errstr_size);
+        if (err != OB_OK)
+            return err;
+    }
+    if (file && *file) {
+        ob_err_t err = load_file(table, n, target, file, kafka, errstr, errstr_size);
+        if (err != OB_OK)
+            return err;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char name[160];
+        env_name(table[i].name, name, sizeof(name));
+        const char *v = getenv_fn(name, env_ctx);
+        if (!v)
+            continue;
+        ob_err_t err = set_value(&table[i], target, v, name, errstr, errstr_size);
+        if (err != OB_OK)
+            return err;
+    }
+    /* kafka.* from the environment: OB_KAFKA_<PROPERTY> with '_' read as '.'.
+     * Only the real process environment can be listed, so an injected
+     * environment (tests) carries no passthrough keys. */
+    if (kafka && getenv_fn == env_default) {
+        for (char **e = environ; e && *e; e++) {
+            if (strncmp(*e, "OB_KAFKA_", 9) != 0)
+                continue;
+            const char *eq = strchr(*e, '=');
+            char key[256];
+            size_t len = eq ? (size_t)(eq - (*e + 9)) : 0;
+            if (len == 0 || len >= sizeof(key))
+                continue;
+            for (size_t i = 0; i < len; i++) {
+                char c = (*e)[9 + i];
+                key[i] = c == '_' ? '.' : (char)tolower((unsigned char)c);
+            }
+            key[len] = '\0';
+            if (ob_cfg_kv_set(kafka, key, eq + 1) != OB_OK)
+                return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+        }
+    }
+    return OB_OK;
+}
+
+void ob_cfg_free(const ob_cfg_def_t *table, size_t n, void *target)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (table[i].type == OB_CFG_STR) {
+            char **p = (char **)((char *)target + table[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+ob_err_t ob_config_load(ob_config_t *cfg, const char *file, ob_getenv_fn getenv_fn,
+                        void *env_ctx, char *errstr, size_t errstr_size)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    if (!getenv_fn)
+        getenv_fn = env_default;
+    if (!file)
+        file = getenv_fn("OB_CONFIG_FILE", env_ctx);
+    ob_err_t err = ob_cfg_load(ob_config_table, ob_config_table_len, cfg, file, getenv_fn,
+                               env_ctx, &cfg->kafka, errstr, errstr_size);
+    if (err == OB_OK && ob_log_level_parse(cfg->log_level) < 0)
+        err = ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                      "log.level: \"%.32s\" is not one of debug, info, warn, error, off",
+                      cfg->log_level);
+    if (err != OB_OK)
+        ob_config_free(cfg);
+    return err;
+}
+
+void ob_config_free(ob_config_t *cfg)
+{
+    ob_cfg_free(ob_config_table, ob_config_table_len, cfg);
+    ob_cfg_kv_free(&cfg->kafka);
+}

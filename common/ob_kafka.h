@@ -1,0 +1,116 @@
+/*
+ * ob_kafka: a Kafka consumer-group member and a producer on the event loop.
+ *
+ * Both wrap librdkafka handles. librdkafka runs its own threads; our code only
+ * runs on the loop thread. Each handle's queue is set to write a byte to a
+ * pipe when it goes from empty to non-empty (rd_kafka_queue_io_event_enable);
+ * the loop watches the pipe and drains the queue, in batches of `batch`
+ * messages per loop iteration so that one busy partition cannot starve timers
+ * and other descriptors (a zero-delay timer continues the drain).
+ *
+ * Consumer: offsets are committed at-least-once. Auto offset store is off:
+ * the application stores, per partition, the next offset to consume once
+ * every earlier message is finished (ob_kconsumer_store), and librdkafka's
+ * auto-commit commits what was stored. Rebalances are handled for both the
+ * eager and cooperative protocols; the application hears about them through
+ * the rebalance callback before partitions are revoked, so it can drop the
+ * work of partitions it loses.
+ *
+ * Producer: idempotent (enable.idempotence=true, acks=all) unless configured
+ * otherwise; every message gets one delivery report through the callback, on
+ * the loop thread.
+ *
+ * Configuration: the `kafka.*` settings (ob_config) are applied to both
+ * handles unchanged, after our defaults, so an operator can override them.
+ *
+ * Ownership: the caller owns the handles; close the consumer (commits the
+ * stored offsets and leaves the group) before freeing it. Messages passed to
+ * the message callback are valid only during the callback.
+ * Threading: loop thread only.
+ */
+#ifndef OB_KAFKA_H
+#define OB_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ob_config.h"
+#include "ob_err.h"
+#include "ob_loop.h"
+
+typedef struct ob_kconsumer_s ob_kconsumer_t;
+typedef struct ob_kproducer_s ob_kproducer_t;
+
+/* A message (msg->err == 0) from an assigned partition. */
+typedef void(ob_kconsumer_msg_cb)(ob_kconsumer_t *c, const rd_kafka_message_t *msg, void *arg);
+/* assigned: 1 for partitions added to this member, 0 for partitions taken away
+ * (called before they are released). */
+typedef void(ob_kconsumer_rebalance_cb)(ob_kconsumer_t *c, int assigned,
+                                         const rd_kafka_topic_partition_list_t *parts, void *arg);
+
+typedef struct ob_kconsumer_opts_s {
+    const char *group_id;
+    const char *const *topics; /* subscription */
+    size_t ntopics;
+    const ob_cfg_kv_t *kafka; /* passthrough settings (may be NULL) */
+    ob_kconsumer_msg_cb *on_message;
+    ob_kconsumer_rebalance_cb *on_rebalance; /* may be NULL */
+    void *arg;
+    size_t batch; /* messages per loop iteration (0: 500) */
+} ob_kconsumer_opts_t;
+
+ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opts, char *errstr,
+                                 size_t errstr_size);
+/* Store `next_offset` (the offset of the next message to process) for the
+ * partition; auto-commit sends it to the broker. */
+ob_err_t ob_kconsumer_store(ob_kconsumer_t *c, const char *topic, int32_t partition,
+                            int64_t next_offset);
+/* Commit stored offsets now (asynchronously). */
+ob_err_t ob_kconsumer_commit(ob_kconsumer_t *c);
+/* Pause or resume fetching from these partitions (or all assigned when NULL). */
+ob_err_t ob_kconsumer_pause(ob_kconsumer_t *c, rd_kafka_topic_partition_list_t *parts);
+ob_err_t ob_kconsumer_resume(ob_kconsumer_t *c, rd_kafka_topic_partition_list_t *parts);
+int ob_kconsumer_paused(const ob_kconsumer_t *c);
+/* Partitions currently assigned (caller destroys), or NULL. */
+rd_kafka_topic_partition_list_t *ob_kconsumer_assignment(ob_kconsumer_t *c);
+/* Leave the group: final commit of stored offsets, revoke callback; blocks up
+ * to about session.timeout.ms (shutdown only). */
+void ob_kconsumer_close(ob_kconsumer_t *c);
+void ob_kconsumer_free(ob_kconsumer_t *c);
+rd_kafka_t *ob_kconsumer_handle(ob_kconsumer_t *c);
+uint64_t ob_kconsumer_received(const ob_kconsumer_t *c);
+
+/* Delivery report: err OB_OK when the broker acknowledged the message. */
+typedef void(ob_kproducer_dr_cb)(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
+                                 const rd_kafka_message_t *msg, void *msg_opaque, void *arg);
+
+typedef struct ob_kproducer_opts_s {
+    const ob_cfg_kv_t *kafka;
+    ob_kproducer_dr_cb *on_delivery; /* may be NULL */
+    void *arg;
+} ob_kproducer_opts_t;
+
+ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opts, char *errstr,
+                                 size_t errstr_size);
+/* Queue a message (copied). headers may be NULL; ownership of headers passes
+ * to the producer whatever the outcome. partition RD_KAFKA_PARTITION_UA means
+ * "by key". */
+ob_err_t ob_kproducer_send(ob_kproducer_t *p, const char *topic, int32_t partition,
+                           const void *key, size_t keylen, const void *value, size_t vlen,
+                           rd_kafka_headers_t *headers, void *msg_opaque, char *errstr,
+                           size_t errstr_size);
+/* Messages not yet acknowledged. */
+int ob_kproducer_outstanding(ob_kproducer_t *p);
+/* Wait for outstanding deliveries, running the loop meanwhile; OB_ERR_TIMEOUT
+ * if some are still outstanding after timeout_ms. */
+ob_err_t ob_kproducer_flush(ob_kproducer_t *p, int timeout_ms);
+void ob_kproducer_free(ob_kproducer_t *p);
+rd_kafka_t *ob_kproducer_handle(ob_kproducer_t *p);
+
+/* Build a librdkafka configuration: our defaults, then the passthrough keys.
+ * Exposed for tools (onboardctl) that need plain handles. */
+rd_kafka_conf_t *ob_kafka_conf_new(const ob_cfg_kv_t *kafka, const char *const *defaults,
+                                   char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * ob_redis: one asynchronous Redis connection on the event loop (hiredis),
+ * with command deadlines, transparent reconnects, AUTH and SELECT.
+ *
+ * Commands are pipelined on one connection and answered in order. Each has a
+ * deadline (command_timeout_ms from submission). Because deadlines and replies
+ * are both in submission order, one loop timer on the oldest unanswered
+ * command covers them all. When a sent command misses its deadline the
+ * connection is assumed stuck (a paused or overloaded server): that command
+ * and every other command already sent fail with OB_ERR_TIMEOUT and the
+ * connection is dropped and re-established.
+ *
+ * While disconnected, commands are queued (up to max_queued) and sent once
+ * the connection is back; those whose deadline passes first fail with
+ * OB_ERR_TIMEOUT. Reconnects back off from 50 ms to 2 s. A command that was
+ * sent on a connection that then broke fails with OB_ERR_CONN: it may or may
+ * not have run, so callers make their writes idempotent (fencing tokens,
+ * compare-and-set scripts), exactly as for any network call.
+ *
+ * Callbacks: `reply` is valid only during the callback. err is OB_OK with a
+ * reply (which may itself be a Redis error reply: see ob_redis_reply_error),
+ * or another code with reply NULL. Callbacks never run inside
+ * ob_redis_command(): a failure to queue is the return value instead.
+ * Do not call ob_redis_free() from a callback.
+ *
+ * Threading: loop thread only.
+ */
+#ifndef OB_REDIS_H
+#define OB_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ob_err.h"
+#include "ob_loop.h"
+
+typedef struct ob_redis_s ob_redis_t;
+
+typedef struct ob_redis_opts_s {
+    const char *host;
+    int port;
+    const char *password; /* NULL or "": no AUTH */
+    int db;
+    long connect_timeout_ms; /* 0: 2000 */
+    long command_timeout_ms; /* 0: 2000 */
+    size_t max_queued;       /* commands held while disconnected (0: 100000) */
+} ob_redis_opts_t;
+
+typedef void(ob_redis_cb)(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg);
+/* Connection state changes: connected 1 after connect (+AUTH/SELECT sent), 0 on loss. */
+typedef void(ob_redis_state_cb)(ob_redis_t *r, int connected, void *arg);
+
+/* Create and start connecting (non-blocking; host should be an IP literal or
+ * a name resolvable quickly: hiredis resolves names synchronously). */
+ob_redis_t *ob_redis_new(ob_loop_t *loop, const ob_redis_opts_t *opts, char *errstr,
+                         size_t errstr_size);
+/* Pending commands fail with OB_ERR_CANCELLED. */
+void ob_redis_free(ob_redis_t *r);
+void ob_redis_set_state_cb(ob_redis_t *r, ob_redis_state_cb *cb, void *arg);
+
+/* Queue a command (hiredis printf-style format, e.g. "SET %s %b"). */
+ob_err_t ob_redis_command(ob_redis_t *r, ob_redis_cb *cb, void *arg, const char *fmt, ...);
+ob_err_t ob_redis_command_argv(ob_redis_t *r, ob_redis_cb *cb, void *arg, int argc,
+                               const char **argv, const size_t *argvlen);
+
+int ob_redis_connected(const ob_redis_t *r);
+/* Commands submitted and not yet answered. */
+size_t ob_redis_pending(const ob_redis_t *r);
+/* Successful connections so far (1 after the first, 2 after one reconnect...). */
+uint64_t ob_redis_connects(const ob_redis_t *r);
+
+/* Text of a Redis error reply, or NULL when reply is not an error. */
+const char *ob_redis_reply_error(const redisReply *reply);
+
+#endif

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Start and stop the real services the tests and the local stack use:
+# a single-node Apache Kafka broker in KRaft mode (jars from Maven Central,
+# cached) and redis-server, each on free loopback ports, with all state in
+# one run directory.
+#
+#   scripts/services.sh start RUNDIR [kafka] [redis]   # default: both
+#   scripts/services.sh stop RUNDIR
+#   scripts/services.sh env RUNDIR        # prints export lines for the tests
+#   scripts/services.sh restart-redis RUNDIR | restart-kafka RUNDIR
+#
+# Readiness is asked of the services themselves (kcat -L, redis-cli PING),
+# never assumed after a sleep.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${OB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/onboard}
+KAFKA_LIBS=$CACHE/kafka-3.9.1/libs
+
+log() { echo "services: $*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+kafka_jars() {
+  if [ -f "$KAFKA_LIBS/.complete" ]; then return 0; fi
+  log "fetching the Kafka broker jars into $KAFKA_LIBS"
+  mkdir -p "$KAFKA_LIBS"
+  (cd "$HERE/kafka" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$KAFKA_LIBS") >&2
+  ls "$KAFKA_LIBS"/kafka_2.13-*.jar >/dev/null
+  touch "$KAFKA_LIBS/.complete"
+}
+
+wait_kafka() {
+  local brokers=$1 deadline=$((SECONDS + ${2:-90}))
+  until kcat -b "$brokers" -L -m 2 >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then log "Kafka at $brokers not ready"; return 1; fi
+    sleep 0.5
+  done
+}
+
+start_kafka() {
+  local dir=$1/kafka
+  kafka_jars
+  mkdir -p "$dir"
+  local port cport
+  if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); cport=$(cat "$dir/cport"); else
+    port=$(free_port); cport=$(free_port)
+    while [ "$cport" = "$port" ]; do cport=$(free_port); done
+    echo "$port" >"$dir/port"; echo "$cport" >"$dir/cport"
+  fi
+  cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=24
+PROPS
+  cat >"$dir/log4j.properties" <<'PROPS'
+log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+PROPS
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    local id
+    id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+    java -cp "$cp" -Dlog4j.configuration="file:$dir/log4j.properties" kafka.tools.StorageTool \
+      format -t "$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1
+  fi
+  nohup java -Xmx512m -Xms256m -XX:+UseSerialGC -Dlog4j.configuration="file:$dir/log4j.properties" \
+    -cp "$cp" kafka.Kafka "$dir/server.properties" >>"$dir/broker.log" 2>&1 &
+  echo $! >"$dir/pid"
+  if ! wait_kafka "127.0.0.1:$port" 120; then tail -30 "$dir/broker.log" >&2; return 1; fi
+  log "Kafka ready at 127.0.0.1:$port (pid $(cat "$dir/pid"))"
+}
+
+stop_kafka() {
+  local dir=$1/kafka
+  [ -f "$dir/pid" ] || return 0
+  local pid; pid=$(cat "$dir/pid")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/pid"
+}
+
+start_redis() {
+  local dir=$1/redis
+  mkdir -p "$dir"
+  local port
+  if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(free_port); echo "$port" >"$dir/port"; fi
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly "${OB_REDIS_AOF:-no}" \
+    --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+  local deadline=$((SECONDS + 30))
+  until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do
+    if [ $SECONDS -ge $deadline ]; then log "Redis on port $port not ready"; return 1; fi
+    sleep 0.1
+  done
+  log "Redis ready at 127.0.0.1:$port"
+}
+
+stop_redis() {
+  local dir=$1/redis
+  [ -f "$dir/port" ] || return 0
+  redis-cli -p "$(cat "$dir/port")" shutdown nosave >/dev/null 2>&1 || true
+  if [ -f "$dir/redis.pid" ]; then
+    local pid; pid=$(cat "$dir/redis.pid")
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+}
+
+print_env() {
+  local run=$1
+  [ -f "$run/kafka/port" ] && echo "export OB_TEST_KAFKA_BROKERS=127.0.0.1:$(cat "$run/kafka/port")"
+  [ -f "$run/redis/port" ] && echo "export OB_TEST_REDIS_PORT=$(cat "$run/redis/port")"
+  echo "export OB_TEST_SERVICES_DIR=$run"
+  echo "export OB_TEST_SERVICES_SCRIPT=$HERE/services.sh"
+}
+
+cmd=${1:-}; run=${2:-}
+[ -n "$cmd" ] && [ -n "$run" ] || { echo "usage: $0 start|stop|env|restart-redis|restart-kafka RUNDIR [kafka] [redis]" >&2; exit 2; }
+mkdir -p "$run"; run=$(cd "$run" && pwd)
+shift 2
+case "$cmd" in
+  start)
+    what=("$@"); [ ${#what[@]} -gt 0 ] || what=(kafka redis)
+    for w in "${what[@]}"; do "start_$w" "$run"; done ;;
+  stop) stop_redis "$run"; stop_kafka "$run" ;;
+  env) print_env "$run" ;;
+  restart-redis) stop_redis "$run"; start_redis "$run" ;;
+  restart-kafka) stop_kafka "$run"; start_kafka "$run" ;;
+  stop-redis) stop_redis "$run" ;;
+  start-redis) start_redis "$run" ;;
+  *) echo "unknown command $cmd" >&2; exit 2 ;;
+esac

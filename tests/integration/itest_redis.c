@@ -1,0 +1,197 @@
+/*
+ * ob_redis against a real redis-server: round trips through the loop, binary
+ * safe arguments, error replies, a command deadline against a paused server
+ * (CLIENT PAUSE), and survival of a real Redis restart with commands queued
+ * while it was down.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_redis.h"
+#include "testutil.h"
+
+static int port;
+
+typedef struct call_s {
+    int done;
+    ob_err_t err;
+    int type;
+    long long integer;
+    char str[256];
+} call_t;
+
+static void on_reply(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    call_t *c = arg;
+    c->done = 1;
+    c->err = err;
+    if (reply) {
+        c->type = reply->type;
+        c->integer = reply->integer;
+        if (reply->str)
+            snprintf(c->str, sizeof(c->str), "%.*s", (int)reply->len, reply->str);
+    }
+}
+
+static int call_done(void *arg)
+{
+    return ((call_t *)arg)->done;
+}
+
+static int connected(void *arg)
+{
+    return ob_redis_connected(arg);
+}
+
+static ob_redis_t *connect_redis(ob_loop_t *loop, long cmd_timeout)
+{
+    ob_redis_opts_t o = {.host = "127.0.0.1", .port = port, .command_timeout_ms = cmd_timeout,
+                         .connect_timeout_ms = 1000};
+    char err[256];
+    ob_redis_t *r = ob_redis_new(loop, &o, err, sizeof(err));
+    assert_non_null(r);
+    assert_true(ob_test_run_until(loop, connected, r, 5000));
+    return r;
+}
+
+static void run_cmd(ob_loop_t *loop, ob_redis_t *r, call_t *c, const char *fmt, const char *a,
+                    const char *b)
+{
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(ob_redis_command(r, on_reply, c, fmt, a, b), OB_OK);
+    assert_true(ob_test_run_until(loop, call_done, c, 10000));
+}
+
+static void test_round_trip(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_redis_t *r = connect_redis(loop, 2000);
+    call_t c;
+    run_cmd(loop, r, &c, "SET %s %s", "ob:test:k", "v1");
+    assert_int_equal(c.err, OB_OK);
+    assert_int_equal(c.type, REDIS_REPLY_STATUS);
+    run_cmd(loop, r, &c, "GET %s", "ob:test:k", NULL);
+    assert_string_equal(c.str, "v1");
+
+    /* Binary-safe argv with an embedded NUL. */
+    const char *argv[] = {"SET", "ob:test:bin", "a\0b"};
+    size_t lens[] = {3, 11, 3};
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(ob_redis_command_argv(r, on_reply, &c, 3, argv, lens), OB_OK);
+    assert_true(ob_test_run_until(loop, call_done, &c, 5000));
+    run_cmd(loop, r, &c, "STRLEN %s", "ob:test:bin", NULL);
+    assert_int_equal(c.integer, 3);
+
+    /* A Redis error reply is a reply, not a transport failure. */
+    run_cmd(loop, r, &c, "INCR %s", "ob:test:k", NULL);
+    assert_int_equal(c.err, OB_OK);
+    assert_int_equal(c.type, REDIS_REPLY_ERROR);
+
+    /* Many pipelined commands complete in order. */
+    static call_t many[1000];
+    memset(many, 0, sizeof(many));
+    run_cmd(loop, r, &c, "DEL %s", "ob:test:ctr", NULL);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(ob_redis_command(r, on_reply, &many[i], "INCR ob:test:ctr"), OB_OK);
+    assert_true(ob_test_run_until(loop, call_done, &many[999], 10000));
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(many[i].integer, i + 1);
+    assert_int_equal(ob_redis_pending(r), 0);
+    ob_redis_free(r);
+    ob_loop_free(loop);
+}
+
+/* CLIENT PAUSE holds every command; a 300 ms deadline must fire, the stuck
+ * connection is replaced, and commands work again once the pause ends. */
+static void test_deadline_and_recovery(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_redis_t *r = connect_redis(loop, 300);
+    call_t c, slow;
+    run_cmd(loop, r, &c, "CLIENT PAUSE %s ALL", "1500", NULL);
+    assert_int_equal(c.err, OB_OK);
+    run_cmd(loop, r, &slow, "GET %s", "ob:test:k", NULL);
+    assert_int_equal(slow.err, OB_ERR_TIMEOUT);
+    /* Keep trying until the pause is over; the client reconnects meanwhile. */
+    int ok = 0;
+    for (int i = 0; i < 40 && !ok; i++) {
+        run_cmd(loop, r, &c, "PING", NULL, NULL);
+        ok = c.err == OB_OK && !strcmp(c.str, "PONG");
+    }
+    assert_true(ok);
+    assert_true(ob_redis_connects(r) >= 2);
+    ob_redis_free(r);
+    ob_loop_free(loop);
+}
+
+static int exited(void *arg)
+{
+    return ob_test_exited(*(pid_t *)arg, NULL);
+}
+
+static void test_survives_restart(void **state)
+{
+    const char *script = ob_test_service_env("OB_TEST_SERVICES_SCRIPT", "the services script");
+    const char *dir = ob_test_service_env("OB_TEST_SERVICES_DIR", "the services directory");
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_redis_t *r = connect_redis(loop, 10000);
+    call_t c;
+    run_cmd(loop, r, &c, "SET %s %s", "ob:test:restart", "before");
+    assert_int_equal(c.err, OB_OK);
+
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s stop-redis %s", script, dir);
+    pid_t pid = ob_test_sh_async(cmd);
+    assert_true(ob_test_run_until(loop, exited, &pid, 30000));
+    /* The loop notices the loss. */
+    for (int i = 0; i < 50 && ob_redis_connected(r); i++)
+        ob_loop_run_once(loop, 100);
+    assert_false(ob_redis_connected(r));
+
+    /* Queued while Redis is down, sent once it is back. */
+    call_t queued;
+    memset(&queued, 0, sizeof(queued));
+    assert_int_equal(ob_redis_command(r, on_reply, &queued, "SET %s %s", "ob:test:restart", "after"),
+                     OB_OK);
+    snprintf(cmd, sizeof(cmd), "%s start-redis %s", script, dir);
+    pid = ob_test_sh_async(cmd);
+    assert_true(ob_test_run_until(loop, exited, &pid, 30000));
+    assert_true(ob_test_run_until(loop, call_done, &queued, 10000));
+    assert_int_equal(queued.err, OB_OK);
+    run_cmd(loop, r, &c, "GET %s", "ob:test:restart", NULL);
+    assert_string_equal(c.str, "after");
+    assert_int_equal(ob_redis_connects(r), 2);
+    ob_redis_free(r);
+    ob_loop_free(loop);
+}
+
+static void test_free_cancels_pending(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_redis_opts_t o = {.host = "127.0.0.1", .port = 1, .connect_timeout_ms = 200};
+    ob_redis_t *r = ob_redis_new(loop, &o, NULL, 0);
+    assert_non_null(r);
+    call_t c;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(ob_redis_command(r, on_reply, &c, "PING"), OB_OK);
+    for (int i = 0; i < 3; i++)
+        ob_loop_run_once(loop, 50);
+    assert_false(ob_redis_connected(r));
+    ob_redis_free(r);
+    assert_int_equal(c.done, 1);
+    assert_int_equal(c.err, OB_ERR_CANCELLED);
+    ob_loop_free(loop);
+}
+
+int main(void)
+{
+    port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_deadline_and_recovery),
+        cmocka_unit_test(test_free_cancels_pending),
+        cmocka_unit_test(test_survives_restart),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
