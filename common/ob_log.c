@@ -67,21 +67,32 @@ typedef struct line_s {
     int truncated;
 } line_t;
 
-static void put(line_t *l, const char *s, size_t n)
+/* Room kept free for what closes a line: a quote, the truncation marker, "}\n". */
+#define OB_LOG_RESERVE 64
+
+/* All or nothing: a piece that does not fit marks the line truncated. */
+static int put(line_t *l, const char *s, size_t n)
 {
-    /* Keep room for the closing `,"truncated":true}\n`. */
-    size_t room = sizeof(l->buf) - 32;
-    if (l->len + n > room) {
-        n = l->len < room ? room - l->len : 0;
+    if (l->truncated || l->len + n > sizeof(l->buf) - OB_LOG_RESERVE) {
         l->truncated = 1;
+        return 0;
     }
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+    return 1;
+}
+
+/* Closing pieces use the reserve. */
+static void put_closing(line_t *l, const char *s)
+{
+    size_t n = strlen(s);
     memcpy(l->buf + l->len, s, n);
     l->len += n;
 }
 
 static void puts_raw(line_t *l, const char *s)
 {
-    put(l, s, strlen(s));
+    (void)put(l, s, strlen(s));
 }
 
 /* Length of a valid UTF-8 sequence starting at s (n bytes available), or 0. */
@@ -122,43 +133,51 @@ static void put_json_str(line_t *l, const char *s)
         puts_raw(l, "null");
         return;
     }
-    put(l, "\"", 1);
+    if (!put(l, "\"", 1))
+        return;
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
     size_t i = 0;
-    while (i < n && !l->truncated) {
+    while (i < n) {
         unsigned char c = p[i];
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            put(l, esc, 2);
+            if (!put(l, esc, 2))
+                break;
             i++;
         } else if (c == '\n') {
-            put(l, "\\n", 2);
+            if (!put(l, "\\n", 2))
+                break;
             i++;
         } else if (c == '\r') {
-            put(l, "\\r", 2);
+            if (!put(l, "\\r", 2))
+                break;
             i++;
         } else if (c == '\t') {
-            put(l, "\\t", 2);
+            if (!put(l, "\\t", 2))
+                break;
             i++;
         } else if (c < 0x20 || c == 0x7F) {
             snprintf(esc, sizeof(esc), "\\u%04x", c);
-            put(l, esc, 6);
+            if (!put(l, esc, 6))
+                break;
             i++;
         } else {
             size_t k = utf8_len(p + i, n - i);
             if (k == 0) {
-                put(l, "\xEF\xBF\xBD", 3);
+                if (!put(l, "\xEF\xBF\xBD", 3))
+                    break;
                 i++;
             } else {
-                put(l, (const char *)p + i, k);
+                if (!put(l, (const char *)p + i, k))
+                    break;
                 i += k;
             }
         }
     }
-    put(l, "\"", 1);
+    put_closing(l, "\"");
 }
 
 static void begin(line_t *l, ob_log_level_t level, const char *component)
@@ -189,14 +208,9 @@ static void begin(line_t *l, ob_log_level_t level, const char *component)
 
 static void finish(line_t *l)
 {
-    if (l->truncated) {
-        /* put() kept 32 bytes free for this. */
-        const char *t = ",\"truncated\":true";
-        memcpy(l->buf + l->len, t, strlen(t));
-        l->len += strlen(t);
-    }
-    l->buf[l->len++] = '}';
-    l->buf[l->len++] = '\n';
+    if (l->truncated)
+        put_closing(l, ",\"truncated\":true");
+    put_closing(l, "}\n");
     ssize_t r = write(atomic_load(&ob_log_fd), l->buf, l->len);
     (void)r;
 }
@@ -230,6 +244,12 @@ void ob_logkv(ob_log_level_t level, const char *component, const char *msg, ...)
     const char *k;
     while ((k = va_arg(ap, const char *)) != NULL) {
         const char *v = va_arg(ap, const char *);
+        /* A key must fit whole (escaped, worst case) with room for its value
+         * to start, or the field is left out. */
+        if (l.truncated || l.len + 6 * strlen(k) + 16 > sizeof(l.buf) - OB_LOG_RESERVE) {
+            l.truncated = 1;
+            break;
+        }
         puts_raw(&l, ",");
         put_json_str(&l, k);
         puts_raw(&l, ":");

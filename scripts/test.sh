@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install dependencies, build with
+# warnings as errors, start a real Kafka broker and redis-server, run every
+# test through CTest, then build again with ASan+UBSan and run everything
+# once more. Stops every service it started, whatever happens.
+#
+#   scripts/test.sh            # everything
+#   OB_TEST_SKIP_SANITIZE=1 scripts/test.sh   # skip the sanitizer pass
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=${OB_JOBS:-$(nproc)}
+start=$SECONDS
+
+step() { printf '\n=== %s (%ds)\n' "$*" $((SECONDS - start)); }
+
+step "dependencies"
+scripts/deps.sh
+
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/onboard-test.XXXXXX")
+cleanup() {
+  "$ROOT/scripts/services.sh" stop "$RUN" >/dev/null 2>&1 || true
+  rm -rf "$RUN"
+}
+trap cleanup EXIT INT TERM
+
+step "build (warnings as errors)"
+cmake -S . -B build/ci -DOB_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/ci -j"$JOBS"
+
+step "services: Apache Kafka (KRaft) and redis-server"
+scripts/services.sh start "$RUN"
+eval "$(scripts/services.sh env "$RUN")"
+export OB_TEST_REQUIRE_SERVICES=1
+
+run_ctest() {
+  local dir=$1
+  # Unit tests in parallel; integration tests one at a time, since some of
+  # them restart the shared services.
+  (cd "$dir" && ctest -j"$JOBS" -LE integration --output-on-failure --timeout 300)
+  (cd "$dir" && ctest -L integration --output-on-failure --timeout 600)
+}
+
+step "tests"
+run_ctest build/ci
+
+if [ "${OB_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
+  step "build (ASan + UBSan)"
+  cmake -S . -B build/asan -DOB_WERROR=ON -DOB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build/asan -j"$JOBS"
+  step "tests under ASan + UBSan"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    run_ctest build/asan
+fi
+
+step "all tests passed"
