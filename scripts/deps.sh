@@ -8,7 +8,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git ca-certificates
   librdkafka-dev libcurl4-openssl-dev libssl-dev libjansson-dev libhiredis-dev libcmocka-dev
-  redis-server kcat python3 default-jre-headless maven
+  redis-server kcat python3 python3-venv curl default-jre-headless maven
   valgrind clang libclang-rt-14-dev
 )
 
@@ -30,4 +30,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Python tools the tests use, in a private virtual environment (never the
+# system's): moto, an independent implementation of the AWS APIs.
+CACHE=${OB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/onboard}
+VENV=$CACHE/venv
+PY_REQS=("moto[server]==5.2.5")
+if [ ! -x "$VENV/bin/moto_server" ]; then
+  echo "deps: creating $VENV with ${PY_REQS[*]}"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_REQS[@]}"
 fi

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Start and stop the real services the tests and the local stack use:
 # a single-node Apache Kafka broker in KRaft mode (jars from Maven Central,
-# cached) and redis-server, each on free loopback ports, with all state in
-# one run directory.
+# cached), redis-server, and moto (an independent AWS implementation), each on
+# free loopback ports, with all state in one run directory.
 #
-#   scripts/services.sh start RUNDIR [kafka] [redis]   # default: both
+#   scripts/services.sh start RUNDIR [kafka] [redis] [moto]   # default: all
 #   scripts/services.sh stop RUNDIR
 #   scripts/services.sh env RUNDIR        # prints export lines for the tests
 #   scripts/services.sh restart-redis RUNDIR | restart-kafka RUNDIR
@@ -126,10 +126,33 @@ stop_redis() {
   fi
 }
 
+start_moto() {
+  local dir=$1/moto
+  mkdir -p "$dir"
+  local port
+  if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(free_port); echo "$port" >"$dir/port"; fi
+  nohup "$CACHE/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >>"$dir/moto.log" 2>&1 &
+  echo $! >"$dir/pid"
+  local deadline=$((SECONDS + 60))
+  until curl -sf "http://127.0.0.1:$port/moto-api/data.json" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then log "moto on port $port not ready"; tail -20 "$dir/moto.log" >&2; return 1; fi
+    sleep 0.2
+  done
+  log "moto ready at http://127.0.0.1:$port"
+}
+
+stop_moto() {
+  local dir=$1/moto
+  [ -f "$dir/pid" ] || return 0
+  kill "$(cat "$dir/pid")" 2>/dev/null || true
+  rm -f "$dir/pid"
+}
+
 print_env() {
   local run=$1
   [ -f "$run/kafka/port" ] && echo "export OB_TEST_KAFKA_BROKERS=127.0.0.1:$(cat "$run/kafka/port")"
   [ -f "$run/redis/port" ] && echo "export OB_TEST_REDIS_PORT=$(cat "$run/redis/port")"
+  [ -f "$run/moto/port" ] && echo "export OB_TEST_MOTO_URL=http://127.0.0.1:$(cat "$run/moto/port")"
   echo "export OB_TEST_SERVICES_DIR=$run"
   echo "export OB_TEST_SERVICES_SCRIPT=$HERE/services.sh"
 }
@@ -140,9 +163,9 @@ mkdir -p "$run"; run=$(cd "$run" && pwd)
 shift 2
 case "$cmd" in
   start)
-    what=("$@"); [ ${#what[@]} -gt 0 ] || what=(kafka redis)
+    what=("$@"); [ ${#what[@]} -gt 0 ] || what=(kafka redis moto)
     for w in "${what[@]}"; do "start_$w" "$run"; done ;;
-  stop) stop_redis "$run"; stop_kafka "$run" ;;
+  stop) stop_moto "$run"; stop_redis "$run"; stop_kafka "$run" ;;
   env) print_env "$run" ;;
   restart-redis) stop_redis "$run"; start_redis "$run" ;;
   restart-kafka) stop_kafka "$run"; start_kafka "$run" ;;

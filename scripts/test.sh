@@ -28,7 +28,7 @@ step "build (warnings as errors)"
 cmake -S . -B build/ci -DOB_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/ci -j"$JOBS"
 
-step "services: Apache Kafka (KRaft) and redis-server"
+step "services: Apache Kafka (KRaft), redis-server, moto"
 scripts/services.sh start "$RUN"
 eval "$(scripts/services.sh env "$RUN")"
 export OB_TEST_REQUIRE_SERVICES=1

@@ -9,6 +9,7 @@ Prints its port on stdout, then serves until killed:
   /reset           read the request, then close with a TCP RST
   /truncated       promise 1000 bytes, send 10, close
   /big?n=N         200 with N bytes of body
+  /aws-error/C/N   status N with a Query-protocol AWS error body of code C
   /stats           JSON: requests served and the peak number handled at once
 """
 import json
@@ -49,7 +50,7 @@ class Handler(BaseHTTPRequestHandler):
             state["active"] += 1
             state["peak"] = max(state["peak"], state["active"])
         try:
-            p = url.path
+            p = url.path if url.path == "/" else url.path.rstrip("/")
             if p == "/echo":
                 out = {"method": self.command, "path": self.path,
                        "headers": {k.lower(): v for k, v in self.headers.items()},
@@ -78,6 +79,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             elif p == "/big":
                 self._send(200, b"x" * int(q.get("n", ["1024"])[0]), "text/plain")
+            elif p.startswith("/aws-error/"):
+                # /aws-error/CODE/STATUS[/...]: a Query-protocol error reply
+                parts = p.split("/")
+                code, status = parts[2], int(parts[3])
+                xml = ("<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code>"
+                       "<Message>Rate exceeded</Message></Error>"
+                       "<RequestId>req-%d</RequestId></ErrorResponse>" % (code, state["served"]))
+                self._send(status, xml.encode(), "text/xml")
             elif p == "/stats":
                 with lock:
                     s = dict(state)

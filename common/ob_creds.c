@@ -1,0 +1,1293 @@
+/*
+ * ob_creds: credential sources on the event loop.
+ *
+ * Every source shares one piece of machinery (credsrc_*): the current
+ * credentials with their refresh deadlines, a list of waiters, a single
+ * in-flight fetch, and a short memory of the last failure. What differs per
+ * kind is only how a fetch is done (ops->fetch), which always ends in
+ * credsrc_done(). Fetches use ob_aws (STS) or ob_http (container, IMDS), so
+ * they are asynchronous like everything else on the loop.
+ *
+ * Waiter callbacks always run from a loop callback (a zero-delay timer or a
+ * fetch completion), never from inside ob_credsrc_get(), so callers need not
+ * guard against re-entry.
+ */
+#include "ob_creds.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "ob_awsconfig.h"
+#include "ob_awsproto.h"
+#include "ob_log.h"
+#include "ob_xml.h"
+
+#define FAIL_MEMORY_MS 1000       /* a failed fetch answers waiters for this long */
+#define ADVISORY_RETRY_MS 30000   /* background refresh retry after a failure */
+#define METADATA_TIMEOUT_MS 1000  /* IMDS, as botocore's default */
+#define CONTAINER_TIMEOUT_MS 2000 /* container endpoint, as botocore */
+#define METADATA_MAX_BODY (64 * 1024)
+
+/* ---- credentials values ---- */
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
+void ob_aws_creds_clear(ob_aws_creds_t *c)
+{
+    wipe_free(c->access_key_id);
+    wipe_free(c->secret_access_key);
+    wipe_free(c->session_token);
+    memset(c, 0, sizeof(*c));
+}
+
+ob_err_t ob_aws_creds_set(ob_aws_creds_t *c, const char *akid, const char *secret,
+                          const char *token, int64_t expires_ms)
+{
+    ob_aws_creds_t n;
+    memset(&n, 0, sizeof(n));
+    n.access_key_id = strdup(akid);
+    n.secret_access_key = strdup(secret);
+    n.session_token = token && *token ? strdup(token) : NULL;
+    n.expires_ms = expires_ms;
+    if (!n.access_key_id || !n.secret_access_key || (token && *token && !n.session_token)) {
+        ob_aws_creds_clear(&n);
+        return OB_ERR_NOMEM;
+    }
+    memcpy(n.account_id, c->account_id, sizeof(n.account_id));
+    ob_aws_creds_clear(c);
+    *c = n;
+    return OB_OK;
+}
+
+ob_err_t ob_aws_creds_copy(ob_aws_creds_t *dst, const ob_aws_creds_t *src)
+{
+    ob_aws_creds_t n;
+    memset(&n, 0, sizeof(n));
+    ob_err_t e = ob_aws_creds_set(&n, src->access_key_id, src->secret_access_key,
+                                  src->session_token, src->expires_ms);
+    if (e != OB_OK)
+        return e;
+    memcpy(n.account_id, src->account_id, sizeof(n.account_id));
+    ob_aws_creds_clear(dst);
+    *dst = n;
+    return OB_OK;
+}
+
+/* "2026-11-26T07:00:00Z", "2026-11-26T07:00:00.000Z" or "+00:00" -> ms since epoch. */
+static int parse_iso8601_ms(const char *s, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    int y, mo, d, h, mi, sec, n = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+        return -1;
+    const char *p = s + n;
+    if (*p == '.')
+        for (p++; isdigit((unsigned char)*p); p++)
+            ;
+    if (!(*p == 'Z' || !strcmp(p, "+00:00") || *p == '\0'))
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    *out = (int64_t)t * 1000;
+    return 0;
+}
+
+/* ---- the shared machinery ---- */
+
+typedef struct credsrc_ops_s {
+    const char *kind;
+    void (*fetch)(ob_credsrc_t *s);
+    void (*destroy)(ob_credsrc_t *s); /* free kind data (may be NULL) */
+} credsrc_ops_t;
+
+struct ob_creds_wait_s {
+    ob_credsrc_t *src;
+    ob_creds_cb *cb;
+    void *arg;
+    ob_creds_wait_t *prev, *next;
+};
+
+typedef struct assume_s {
+    ob_credsrc_t *base;
+    char *role_arn;
+    char *external_id;
+    char *session_name;
+    int duration_s;
+    char region[64];
+    ob_aws_call_t *call;
+} assume_t;
+
+typedef struct webid_s {
+    char *token_file;
+    char *role_arn;
+    char *session_name;
+    char region[64];
+    ob_aws_call_t *call;
+} webid_t;
+
+typedef struct httpsrc_s {
+    char *url;        /* container: the full URL; IMDS: the base endpoint */
+    char *auth;       /* container: Authorization value */
+    char *auth_file;  /* container: file holding it */
+    char *imds_token; /* IMDS: session token of the current fetch */
+    char *role;       /* IMDS: role name */
+    int step;         /* IMDS: 0 token, 1 role name, 2 credentials */
+    ob_http_xfer_t *xfer;
+} httpsrc_t;
+
+struct ob_credsrc_s {
+    const credsrc_ops_t *ops;
+    ob_aws_t *aws;
+    int refs;
+    ob_aws_creds_t creds;
+    int have;
+    int64_t advisory_at;  /* wall ms: refresh in the background from here */
+    int64_t mandatory_at; /* wall ms: unusable from here */
+    int fetching;
+    uint64_t fetches;
+    ob_err_t last_err;
+    char last_msg[512];
+    uint64_t fail_until;    /* loop ms: answer waiters with last_err until then */
+    uint64_t next_advisory; /* loop ms: no background refresh before */
+    ob_creds_wait_t *waiters;
+    ob_timer_t *notify;
+    char describe[320];
+    union {
+        assume_t assume;
+        webid_t webid;
+        httpsrc_t http;
+    } u;
+};
+
+static void start_fetch(ob_credsrc_t *s);
+
+static int64_t wall_ms(void)
+{
+    return (int64_t)ob_wall_ms();
+}
+
+static void set_deadlines(ob_credsrc_t *s)
+{
+    if (s->creds.expires_ms == 0) {
+        s->advisory_at = s->mandatory_at = 0;
+        return;
+    }
+    int64_t life = s->creds.expires_ms - wall_ms();
+    if (life < 0)
+        life = 0;
+    /* Short-lived credentials get proportionally shorter windows. */
+    int64_t adv = life / 3 < OB_CREDS_ADVISORY_MS ? life / 3 : OB_CREDS_ADVISORY_MS;
+    int64_t man = life / 6 < OB_CREDS_MANDATORY_MS ? life / 6 : OB_CREDS_MANDATORY_MS;
+    s->advisory_at = s->creds.expires_ms - adv;
+    s->mandatory_at = s->creds.expires_ms - man;
+}
+
+static int usable(const ob_credsrc_t *s)
+{
+    return s->have && (s->creds.expires_ms == 0 || wall_ms() < s->mandatory_at);
+}
+
+static void flush_waiters(ob_credsrc_t *s, ob_err_t err, const char *msg)
+{
+    ob_credsrc_ref(s);
+    while (s->waiters) {
+        ob_creds_wait_t *w = s->waiters;
+        s->waiters = w->next;
+        if (s->waiters)
+            s->waiters->prev = NULL;
+        w->next = w->prev = NULL;
+        ob_creds_cb *cb = w->cb;
+        void *arg = w->arg;
+        free(w);
+        if (err == OB_OK)
+            cb(OB_OK, NULL, &s->creds, arg);
+        else
+            cb(err, msg, NULL, arg);
+        /* A callback may have invalidated the credentials: the rest wait on. */
+        if (err == OB_OK && !usable(s)) {
+            if (s->waiters && !s->fetching)
+                start_fetch(s);
+            break;
+        }
+    }
+    ob_credsrc_unref(s);
+}
+
+/* Every fetch ends here. creds NULL on failure. */
+static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
+                         const ob_aws_creds_t *creds)
+{
+    s->fetching = 0;
+    uint64_t now = ob_loop_update_time(ob_aws_loop(s->aws));
+    if (err == OB_OK && creds) {
+        ob_err_t e = ob_aws_creds_copy(&s->creds, creds);
+        if (e != OB_OK) {
+            err = e;
+            msg = "out of memory";
+        } else {
+            s->have = 1;
+            set_deadlines(s);
+            s->last_err = OB_OK;
+            s->last_msg[0] = '\0';
+            if (!usable(s)) {
+                s->have = 0;
+                err = OB_ERR_CREDENTIALS;
+                msg = "the credentials fetched are already expired or about to expire";
+            }
+        }
+    }
+    if (err != OB_OK) {
+        s->last_err = err;
+        snprintf(s->last_msg, sizeof(s->last_msg), "%s: %s", s->describe, msg ? msg : "failed");
+        s->fail_until = now + FAIL_MEMORY_MS;
+        s->next_advisory = now + ADVISORY_RETRY_MS;
+        ob_logkv(OB_LOG_WARN, "creds", "credentials refresh failed", "source", s->describe,
+                 "error", msg, NULL);
+        /* Credentials still valid keep being served; waiters get them. */
+        if (usable(s)) {
+            flush_waiters(s, OB_OK, NULL);
+            return;
+        }
+        flush_waiters(s, err, s->last_msg);
+        return;
+    }
+    flush_waiters(s, OB_OK, NULL);
+}
+
+static void start_fetch(ob_credsrc_t *s)
+{
+    if (s->fetching || !s->ops->fetch)
+        return;
+    s->fetching = 1;
+    s->fetches++;
+    ob_credsrc_ref(s); /* held while the fetch runs */
+    s->ops->fetch(s);
+}
+
+/* Release the reference a fetch holds; every ops->fetch completion calls this
+ * after credsrc_done(). */
+static void fetch_release(ob_credsrc_t *s)
+{
+    ob_credsrc_unref(s);
+}
+
+static void notify_fired(ob_timer_t *t, void *arg)
+{
+    ob_credsrc_t *s = arg;
+    if (!s->waiters)
+        return;
+    if (usable(s)) {
+        flush_waiters(s, OB_OK, NULL);
+    } else if (s->last_err != OB_OK && ob_loop_now(ob_aws_loop(s->aws)) < s->fail_until) {
+        flush_waiters(s, s->last_err, s->last_msg);
+    } else if (!s->fetching) {
+        if (s->ops->fetch)
+            start_fetch(s);
+        else
+            flush_waiters(s, OB_ERR_CREDENTIALS, "credentials unavailable");
+    }
+}
+
+static ob_credsrc_t *credsrc_new(ob_aws_t *aws, const credsrc_ops_t *ops)
+{
+    ob_credsrc_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->ops = ops;
+    s->aws = aws;
+    s->refs = 1;
+    s->notify = ob_timer_new(ob_aws_loop(aws), notify_fired, s);
+    if (!s->notify) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+ob_credsrc_t *ob_credsrc_ref(ob_credsrc_t *s)
+{
+    if (s)
+        s->refs++;
+    return s;
+}
+
+void ob_credsrc_unref(ob_credsrc_t *s)
+{
+    if (!s || --s->refs > 0)
+        return;
+    /* No fetch can be running: it holds a reference. Waiters hold none, so
+     * tell them. */
+    while (s->waiters) {
+        ob_creds_wait_t *w = s->waiters;
+        s->waiters = w->next;
+        w->cb(OB_ERR_CANCELLED, "credentials source released", NULL, w->arg);
+        free(w);
+    }
+    if (s->ops->destroy)
+        s->ops->destroy(s);
+    ob_timer_free(s->notify);
+    ob_aws_creds_clear(&s->creds);
+    free(s);
+}
+
+const ob_aws_creds_t *ob_credsrc_peek(ob_credsrc_t *s)
+{
+    if (!usable(s))
+        return NULL;
+    if (s->creds.expires_ms && wall_ms() >= s->advisory_at && !s->fetching &&
+        ob_loop_now(ob_aws_loop(s->aws)) >= s->next_advisory)
+        start_fetch(s); /* background refresh; current credentials still good */
+    return &s->creds;
+}
+
+ob_creds_wait_t *ob_credsrc_get(ob_credsrc_t *s, ob_creds_cb *cb, void *arg)
+{
+    ob_creds_wait_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->src = s;
+    w->cb = cb;
+    w->arg = arg;
+    w->next = s->waiters;
+    if (s->waiters)
+        s->waiters->prev = w;
+    s->waiters = w;
+    if (!s->fetching)
+        ob_timer_start(s->notify, 0);
+    return w;
+}
+
+void ob_creds_wait_cancel(ob_creds_wait_t *w)
+{
+    if (!w)
+        return;
+    ob_credsrc_t *s = w->src;
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (s->waiters == w)
+        s->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    free(w);
+}
+
+void ob_credsrc_invalidate(ob_credsrc_t *s)
+{
+    if (s->ops->fetch)
+        s->have = 0;
+    s->fail_until = 0;
+}
+
+const char *ob_credsrc_describe(const ob_credsrc_t *s)
+{
+    return s->describe;
+}
+
+uint64_t ob_credsrc_fetches(const ob_credsrc_t *s)
+{
+    return s->fetches;
+}
+
+/* ---- static ---- */
+
+static const credsrc_ops_t static_ops = {"static", NULL, NULL};
+
+ob_credsrc_t *ob_credsrc_static(ob_aws_t *aws, const char *akid, const char *secret,
+                                const char *token, const char *describe)
+{
+    if (!akid || !*akid || !secret || !*secret)
+        return NULL;
+    ob_credsrc_t *s = credsrc_new(aws, &static_ops);
+    if (!s)
+        return NULL;
+    if (ob_aws_creds_set(&s->creds, akid, secret, token, 0) != OB_OK) {
+        ob_credsrc_unref(s);
+        return NULL;
+    }
+    s->have = 1;
+    snprintf(s->describe, sizeof(s->describe), "%s", describe ? describe : "static credentials");
+    return s;
+}
+
+/* ---- STS replies (AssumeRole, AssumeRoleWithWebIdentity) ---- */
+
+static ob_err_t parse_sts_credentials(const ob_aws_result_t *res, const char *action,
+                                      ob_aws_creds_t *out, char *errstr, size_t errstr_size)
+{
+    ob_xml_doc_t *doc = NULL;
+    const ob_xml_node_t *result = NULL;
+    ob_err_t e = ob_query_parse_result(res->body.data, res->body.len, action, &doc, &result,
+                                       errstr, errstr_size);
+    if (e != OB_OK)
+        return e;
+    const char *akid = ob_xml_path_text(result, "Credentials/AccessKeyId");
+    const char *secret = ob_xml_path_text(result, "Credentials/SecretAccessKey");
+    const char *token = ob_xml_path_text(result, "Credentials/SessionToken");
+    const char *exp = ob_xml_path_text(result, "Credentials/Expiration");
+    const char *arn = ob_xml_path_text(result, "AssumedRoleUser/Arn");
+    int64_t exp_ms = 0;
+    if (!akid || !*akid || !secret || !*secret || !token || !*token ||
+        parse_iso8601_ms(exp, &exp_ms) != 0) {
+        ob_xml_free(doc);
+        return ob_errf(errstr, errstr_size, OB_ERR_PARSE,
+                       "%s reply lacks complete credentials (key, secret, token, expiration)",
+                       action);
+    }
+    memset(out, 0, sizeof(*out));
+    /* arn:aws:sts::123456789012:assumed-role/NAME/SESSION */
+    if (arn) {
+        const char *p = arn;
+        for (int i = 0; i < 4 && p; i++) {
+            p = strchr(p, ':');
+            if (p)
+                p++;
+        }
+        if (p && strlen(p) >= 12 && p[12] == ':') {
+            memcpy(out->account_id, p, 12);
+            out->account_id[12] = '\0';
+        }
+    }
+    e = ob_aws_creds_set(out, akid, secret, token, exp_ms);
+    ob_xml_free(doc);
+    return e;
+}
+
+/* ---- AssumeRole ---- */
+
+static void assume_done(ob_aws_result_t *res, void *arg)
+{
+    ob_credsrc_t *s = arg;
+    assume_t *a = &s->u.assume;
+    a->call = NULL;
+    if (res->err != OB_OK) {
+        credsrc_done(s, res->err, res->errmsg, NULL);
+    } else {
+        ob_aws_creds_t c;
+        char err[256];
+        memset(&c, 0, sizeof(c));
+        if (parse_sts_credentials(res, "AssumeRole", &c, err, sizeof(err)) != OB_OK) {
+            credsrc_done(s, OB_ERR_PARSE, err, NULL);
+        } else {
+            credsrc_done(s, OB_OK, NULL, &c);
+            memcpy(s->creds.account_id, c.account_id, sizeof(c.account_id));
+        }
+        ob_aws_creds_clear(&c);
+    }
+    fetch_release(s);
+}
+
+static void assume_fetch(ob_credsrc_t *s)
+{
+    assume_t *a = &s->u.assume;
+    ob_aws_req_t req;
+    memset(&req, 0, sizeof(req));
+    char err[512] = "", dur[16];
+    snprintf(dur, sizeof(dur), "%d", a->duration_s);
+    ob_err_t e = ob_query_init(&req, OB_SVC_STS, "AssumeRole", err, sizeof(err));
+    if (e == OB_OK)
+        e = ob_query_add(&req, "RoleArn", a->role_arn, err, sizeof(err));
+    if (e == OB_OK)
+        e = ob_query_add(&req, "RoleSessionName", a->session_name, err, sizeof(err));
+    if (e == OB_OK)
+        e = ob_query_add(&req, "DurationSeconds", dur, err, sizeof(err));
+    if (e == OB_OK && a->external_id)
+        e = ob_query_add(&req, "ExternalId", a->external_id, err, sizeof(err));
+    if (e == OB_OK) {
+        ob_aws_target_t t = {.region = a->region, .creds = a->base};
+        a->call = ob_aws_send(s->aws, &req, &t, assume_done, s, err, sizeof(err));
+        if (!a->call)
+            e = OB_ERR_INVALID_ARG;
+    }
+    if (e != OB_OK) {
+        ob_aws_req_free(&req);
+        credsrc_done(s, e, err, NULL);
+        fetch_release(s);
+    }
+}
+
+static void assume_destroy(ob_credsrc_t *s)
+{
+    assume_t *a = &s->u.assume;
+    ob_credsrc_unref(a->base);
+    free(a->role_arn);
+    wipe_free(a->external_id);
+    free(a->session_name);
+}
+
+static const credsrc_ops_t assume_ops = {"assume-role", assume_fetch, assume_destroy};
+
+ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const char *role_arn,
+                                     const char *external_id, const char *session_name,
+                                     int duration_s, const char *region)
+{
+    if (!base || !role_arn || !*role_arn)
+        return NULL;
+    ob_credsrc_t *s = credsrc_new(aws, &assume_ops);
+    if (!s)
+        return NULL;
+    assume_t *a = &s->u.assume;
+    a->base = ob_credsrc_ref(base);
+    a->role_arn = strdup(role_arn);
+    a->external_id = external_id && *external_id ? strdup(external_id) : NULL;
+    a->session_name = strdup(session_name && *session_name ? session_name : "onboard");
+    a->duration_s = duration_s > 0 ? duration_s : 3600;
+    snprintf(a->region, sizeof(a->region), "%s",
+             region && *region ? region : ob_aws_default_region(aws));
+    if (!a->role_arn || !a->session_name || (external_id && *external_id && !a->external_id)) {
+        ob_credsrc_unref(s);
+        return NULL;
+    }
+    snprintf(s->describe, sizeof(s->describe), "assume-role %.200s%s", role_arn,
+             a->external_id ? " (with ExternalId)" : "");
+    return s;
+}
+
+/* ---- AssumeRoleWithWebIdentity ---- */
+
+static void webid_done(ob_aws_result_t *res, void *arg)
+{
+    ob_credsrc_t *s = arg;
+    s->u.webid.call = NULL;
+    if (res->err != OB_OK) {
+        credsrc_done(s, res->err, res->errmsg, NULL);
+    } else {
+        ob_aws_creds_t c;
+        char err[256];
+        memset(&c, 0, sizeof(c));
+        if (parse_sts_credentials(res, "AssumeRoleWithWebIdentity", &c, err, sizeof(err)) !=
+            OB_OK) {
+            credsrc_done(s, OB_ERR_PARSE, err, NULL);
+        } else {
+            credsrc_done(s, OB_OK, NULL, &c);
+            memcpy(s->creds.account_id, c.account_id, sizeof(c.account_id));
+        }
+        ob_aws_creds_clear(&c);
+    }
+    fetch_release(s);
+}
+
+/* Small local file, read at refresh time (hourly): not worth a thread. */
+static char *read_small_file(const char *path, size_t max, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ob_errf(errstr, errstr_size, OB_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > max) {
+        free(buf);
+        ob_errf(errstr, errstr_size, OB_ERR_TOO_LARGE, "%s is larger than %zu bytes", path, max);
+        return NULL;
+    }
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        n--;
+    buf[n] = '\0';
+    return buf;
+}
+
+static void webid_fetch(ob_credsrc_t *s)
+{
+    webid_t *w = &s->u.webid;
+    char err[512] = "";
+    char *token = read_small_file(w->token_file, 64 * 1024, err, sizeof(err));
+    ob_aws_req_t req;
+    memset(&req, 0, sizeof(req));
+    ob_err_t e = token ? OB_OK : OB_ERR_CREDENTIALS;
+    if (e == OB_OK && !*token)
+        e = ob_errf(err, sizeof(err), OB_ERR_CREDENTIALS, "web identity token file %s is empty",
+                    w->token_file);
+    if (e == OB_OK)
+        e = ob_query_init(&req, OB_SVC_STS, "AssumeRoleWithWebIdentity", err, sizeof(err));
+    if (e == OB_OK)
+        e = ob_query_add(&req, "RoleArn", w->role_arn, err, sizeof(err));
+    if (e == OB_OK)
+        e = ob_query_add(&req, "RoleSessionName", w->session_name, err, sizeof(err));
+    if (e == OB_OK)
+        e = ob_query_add(&req, "WebIdentityToken", token, err, sizeof(err));
+    wipe_free(token);
+    if (e == OB_OK) {
+        ob_aws_target_t t = {.region = w->region, .creds = NULL};
+        w->call = ob_aws_send(s->aws, &req, &t, webid_done, s, err, sizeof(err));
+        if (!w->call)
+            e = OB_ERR_INVALID_ARG;
+    }
+    if (e != OB_OK) {
+        ob_aws_req_free(&req);
+        credsrc_done(s, e, err, NULL);
+        fetch_release(s);
+    }
+}
+
+static void webid_destroy(ob_credsrc_t *s)
+{
+    free(s->u.webid.token_file);
+    free(s->u.webid.role_arn);
+    free(s->u.webid.session_name);
+}
+
+static const credsrc_ops_t webid_ops = {"web-identity", webid_fetch, webid_destroy};
+
+ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file,
+                                      const char *role_arn, const char *session_name,
+                                      const char *region)
+{
+    if (!token_file || !*token_file || !role_arn || !*role_arn)
+        return NULL;
+    ob_credsrc_t *s = credsrc_new(aws, &webid_ops);
+    if (!s)
+        return NULL;
+    webid_t *w = &s->u.webid;
+    w->token_file = strdup(token_file);
+    w->role_arn = strdup(role_arn);
+    if (session_name && *session_name)
+        w->session_name = strdup(session_name);
+    else {
+        char name[64];
+        snprintf(name, sizeof(name), "onboard-%lld", (long long)(ob_wall_ms() / 1000));
+        w->session_name = strdup(name);
+    }
+    snprintf(w->region, sizeof(w->region), "%s",
+             region && *region ? region : ob_aws_default_region(aws));
+    if (!w->token_file || !w->role_arn || !w->session_name) {
+        ob_credsrc_unref(s);
+        return NULL;
+    }
+    snprintf(s->describe, sizeof(s->describe), "web identity %.200s", role_arn);
+    return s;
+}
+
+/* ---- container and IMDS: JSON credentials over HTTP ---- */
+
+static ob_err_t parse_json_creds(const char *body, size_t len, int imds, ob_aws_creds_t *out,
+                                 char *errstr, size_t errstr_size)
+{
+    json_error_t je;
+    json_t *j = json_loadb(body ? body : "", len, 0, &je);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return ob_errf(errstr, errstr_size, OB_ERR_PARSE, "credentials reply is not a JSON object");
+    }
+    const char *code = json_string_value(json_object_get(j, "Code"));
+    if (imds && code && strcmp(code, "Success") != 0) {
+        ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS, "instance metadata says %.64s", code);
+        json_decref(j);
+        return OB_ERR_CREDENTIALS;
+    }
+    const char *akid = json_string_value(json_object_get(j, "AccessKeyId"));
+    const char *secret = json_string_value(json_object_get(j, "SecretAccessKey"));
+    const char *token = json_string_value(json_object_get(j, "Token"));
+    const char *exp = json_string_value(json_object_get(j, "Expiration"));
+    const char *acct = json_string_value(json_object_get(j, "AccountId"));
+    int64_t exp_ms = 0;
+    if (!akid || !*akid || !secret || !*secret || (exp && parse_iso8601_ms(exp, &exp_ms) != 0)) {
+        json_decref(j);
+        return ob_errf(errstr, errstr_size, OB_ERR_PARSE,
+                       "credentials reply lacks AccessKeyId/SecretAccessKey or has a bad "
+                       "Expiration");
+    }
+    memset(out, 0, sizeof(*out));
+    ob_err_t e = ob_aws_creds_set(out, akid, secret, token, exp_ms);
+    if (acct && strlen(acct) == 12)
+        memcpy(out->account_id, acct, 13);
+    json_decref(j);
+    return e;
+}
+
+static void http_destroy(ob_credsrc_t *s)
+{
+    free(s->u.http.url);
+    wipe_free(s->u.http.auth);
+    free(s->u.http.auth_file);
+    wipe_free(s->u.http.imds_token);
+    free(s->u.http.role);
+}
+
+static void container_done(ob_http_resp_t *resp, void *arg)
+{
+    ob_credsrc_t *s = arg;
+    s->u.http.xfer = NULL;
+    char err[512];
+    if (resp->err != OB_OK) {
+        snprintf(err, sizeof(err), "container credentials endpoint: %s", resp->errmsg);
+        credsrc_done(s, resp->err, err, NULL);
+    } else if (resp->status != 200) {
+        snprintf(err, sizeof(err), "container credentials endpoint answered HTTP %ld",
+                 resp->status);
+        credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
+    } else {
+        ob_aws_creds_t c;
+        memset(&c, 0, sizeof(c));
+        if (parse_json_creds(resp->body.data, resp->body.len, 0, &c, err, sizeof(err)) != OB_OK) {
+            credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
+        } else {
+            credsrc_done(s, OB_OK, NULL, &c);
+            memcpy(s->creds.account_id, c.account_id, sizeof(c.account_id));
+        }
+        ob_aws_creds_clear(&c);
+    }
+    fetch_release(s);
+}
+
+static void container_fetch(ob_credsrc_t *s)
+{
+    httpsrc_t *h = &s->u.http;
+    char err[512] = "";
+    ob_hdrs_t hd = {0};
+    char *auth = NULL;
+    if (h->auth_file) {
+        auth = read_small_file(h->auth_file, 16 * 1024, err, sizeof(err));
+        if (!auth) {
+            credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
+            fetch_release(s);
+            return;
+        }
+    }
+    const char *a = auth ? auth : h->auth;
+    if (a && strpbrk(a, "\r\n")) {
+        wipe_free(auth);
+        credsrc_done(s, OB_ERR_CREDENTIALS, "container authorization token contains a newline",
+                     NULL);
+        fetch_release(s);
+        return;
+    }
+    if (a && *a)
+        ob_hdrs_add(&hd, "Authorization", a);
+    ob_hdrs_add(&hd, "Accept", "application/json");
+    ob_http_req_t req = {.method = "GET", .url = h->url, .headers = &hd,
+                         .timeout_ms = CONTAINER_TIMEOUT_MS, .max_body = METADATA_MAX_BODY};
+    h->xfer = ob_http_send(ob_aws_http(s->aws), &req, container_done, s, err, sizeof(err));
+    ob_hdrs_clear(&hd);
+    wipe_free(auth);
+    if (!h->xfer) {
+        credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
+        fetch_release(s);
+    }
+}
+
+static const credsrc_ops_t container_ops = {"container", container_fetch, http_destroy};
+
+static const char *aws_env(ob_aws_t *aws, const char *name)
+{
+    const ob_aws_opts_t *o = ob_aws_opts(aws);
+    const char *v = o->getenv_fn ? o->getenv_fn(name, o->env_ctx) : getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/* FULL_URI hosts the SDKs accept over plain HTTP. */
+static int allowed_container_host(const char *url)
+{
+    static const char *const ok[] = {
+        "http://127.",           "http://localhost:",    "http://localhost/", "http://[::1]",
+        "http://169.254.170.2:", "http://169.254.170.2/", "http://169.254.170.23",
+        "http://[fd00:ec2::23]", NULL};
+    if (!strncasecmp(url, "https://", 8))
+        return 1;
+    for (int i = 0; ok[i]; i++)
+        if (!strncasecmp(url, ok[i], strlen(ok[i])))
+            return 1;
+    return !strcasecmp(url, "http://localhost") || !strcasecmp(url, "http://169.254.170.2");
+}
+
+ob_credsrc_t *ob_credsrc_container(ob_aws_t *aws, char *errstr, size_t errstr_size)
+{
+    const char *rel = aws_env(aws, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const char *full = aws_env(aws, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    char url[2048];
+    if (rel) {
+        snprintf(url, sizeof(url), "http://169.254.170.2%s%s", rel[0] == '/' ? "" : "/", rel);
+    } else if (full) {
+        if (!allowed_container_host(full)) {
+            ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS,
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI must use HTTPS or a loopback or "
+                    "ECS/EKS link-local host");
+            return NULL;
+        }
+        snprintf(url, sizeof(url), "%s", full);
+    } else {
+        ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS, "no container credentials configured");
+        return NULL;
+    }
+    ob_credsrc_t *s = credsrc_new(aws, &container_ops);
+    if (!s) {
+        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    httpsrc_t *h = &s->u.http;
+    h->url = strdup(url);
+    const char *tf = aws_env(aws, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+    const char *tok = aws_env(aws, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    if (tf)
+        h->auth_file = strdup(tf);
+    else if (tok)
+        h->auth = strdup(tok);
+    snprintf(s->describe, sizeof(s->describe), "container credentials (%s)",
+             rel ? "ECS relative URI" : "full URI");
+    return s;
+}
+
+/* IMDSv2: PUT a session token, GET the role name, GET the role's credentials. */
+static void imds_step(ob_credsrc_t *s);
+
+static void imds_reply(ob_http_resp_t *resp, void *arg)
+{
+    ob_credsrc_t *s = arg;
+    httpsrc_t *h = &s->u.http;
+    h->xfer = NULL;
+    char err[512];
+    static const char *const what[] = {"token", "role name", "credentials"};
+    if (resp->err != OB_OK || resp->status != 200) {
+        if (resp->err != OB_OK)
+            snprintf(err, sizeof(err), "instance metadata %s: %s", what[h->step], resp->errmsg);
+        else
+            snprintf(err, sizeof(err), "instance metadata %s: HTTP %ld", what[h->step],
+                     resp->status);
+        credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
+        fetch_release(s);
+        return;
+    }
+    const char *body = resp->body.data ? resp->body.data : "";
+    if (h->step == 0) {
+        wipe_free(h->imds_token);
+        h->imds_token = strdup(body);
+        h->step = 1;
+        imds_step(s);
+    } else if (h->step == 1) {
+        size_t n = strcspn(body, "\r\n");
+        free(h->role);
+        h->role = strndup(body, n);
+        if (!h->role || !*h->role || strchr(h->role, '/')) {
+            credsrc_done(s, OB_ERR_CREDENTIALS, "instance metadata: no instance role attached",
+                         NULL);
+            fetch_release(s);
+            return;
+        }
+        h->step = 2;
+        imds_step(s);
+    } else {
+        ob_aws_creds_t c;
+        memset(&c, 0, sizeof(c));
+        if (parse_json_creds(resp->body.data, resp->body.len, 1, &c, err, sizeof(err)) != OB_OK)
+            credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
+        else
+            credsrc_done(s, OB_OK, NULL, &c);
+        ob_aws_creds_clear(&c);
+        fetch_release(s);
+    }
+}
+
+static void imds_step(ob_credsrc_t *s)
+{
+    httpsrc_t *h = &s->u.http;
+    ob_hdrs_t hd = {0};
+    ob_buf_t url = {0};
+    const char *method = "GET";
+    if (h->step == 0) {
+        method = "PUT";
+        ob_buf_printf(&url, "%s/latest/api/token", h->url);
+        ob_hdrs_add(&hd, "X-aws-ec2-metadata-token-ttl-seconds", "21600");
+    } else {
+        ob_buf_printf(&url, "%s/latest/meta-data/iam/security-credentials/%s", h->url,
+                      h->step == 2 ? h->role : "");
+        ob_hdrs_add(&hd, "X-aws-ec2-metadata-token", h->imds_token ? h->imds_token : "");
+    }
+    char err[512] = "";
+    ob_http_req_t req = {.method = method, .url = url.data, .headers = &hd,
+                         .timeout_ms = METADATA_TIMEOUT_MS,
+                         .connect_timeout_ms = METADATA_TIMEOUT_MS,
+                         .max_body = METADATA_MAX_BODY};
+    h->xfer = url.data ? ob_http_send(ob_aws_http(s->aws), &req, imds_reply, s, err, sizeof(err))
+                       : NULL;
+    ob_hdrs_clear(&hd);
+    ob_buf_free(&url);
+    if (!h->xfer) {
+        credsrc_done(s, OB_ERR_CREDENTIALS, err[0] ? err : "out of memory", NULL);
+        fetch_release(s);
+    }
+}
+
+static void imds_fetch(ob_credsrc_t *s)
+{
+    s->u.http.step = 0;
+    imds_step(s);
+}
+
+static const credsrc_ops_t imds_ops = {"imds", imds_fetch, http_destroy};
+
+ob_credsrc_t *ob_credsrc_imds(ob_aws_t *aws)
+{
+    ob_credsrc_t *s = credsrc_new(aws, &imds_ops);
+    if (!s)
+        return NULL;
+    const char *ep = aws_env(aws, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    char base[512];
+    snprintf(base, sizeof(base), "%s", ep ? ep : "http://169.254.169.254");
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        base[--n] = '\0';
+    s->u.http.url = strdup(base);
+    if (!s->u.http.url) {
+        ob_credsrc_unref(s);
+        return NULL;
+    }
+    snprintf(s->describe, sizeof(s->describe), "instance metadata (IMDSv2)");
+    return s;
+}
+
+/* ---- the default chain ---- */
+
+#define MAX_PROFILE_DEPTH 8
+
+static ob_credsrc_t *profile_source(ob_aws_t *aws, const ob_awsconfig_t *cfg, const char *profile,
+                                    int depth, const char **visited, char *errstr,
+                                    size_t errstr_size);
+
+static ob_credsrc_t *profile_static(ob_aws_t *aws, const ob_awsconfig_t *cfg,
+                                    const char *profile)
+{
+    const char *akid = ob_awsconfig_get(cfg, profile, "aws_access_key_id");
+    const char *secret = ob_awsconfig_get(cfg, profile, "aws_secret_access_key");
+    if (!akid || !*akid || !secret || !*secret)
+        return NULL;
+    char d[256];
+    snprintf(d, sizeof(d), "profile %.128s (shared credentials)", profile);
+    return ob_credsrc_static(aws, akid, secret, ob_awsconfig_get(cfg, profile, "aws_session_token"),
+                             d);
+}
+
+static ob_credsrc_t *env_static(ob_aws_t *aws, char *errstr, size_t errstr_size, int *partial)
+{
+    const char *akid = aws_env(aws, "AWS_ACCESS_KEY_ID");
+    const char *secret = aws_env(aws, "AWS_SECRET_ACCESS_KEY");
+    *partial = 0;
+    if (!akid && !secret)
+        return NULL;
+    if (!akid || !secret) {
+        *partial = 1;
+        ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS,
+                "partial credentials in the environment: %s is set but %s is not",
+                akid ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
+                akid ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
+        return NULL;
+    }
+    return ob_credsrc_static(aws, akid, secret, aws_env(aws, "AWS_SESSION_TOKEN"), "environment");
+}
+
+static ob_credsrc_t *role_source(ob_aws_t *aws, const ob_awsconfig_t *cfg, const char *profile,
+                                 int depth, const char **visited, char *errstr,
+                                 size_t errstr_size)
+{
+    const char *role_arn = ob_awsconfig_get(cfg, profile, "role_arn");
+    const char *src_profile = ob_awsconfig_get(cfg, profile, "source_profile");
+    const char *cred_source = ob_awsconfig_get(cfg, profile, "credential_source");
+    const char *webid_file = ob_awsconfig_get(cfg, profile, "web_identity_token_file");
+    const char *session = ob_awsconfig_get(cfg, profile, "role_session_name");
+    const char *region = ob_awsconfig_get(cfg, profile, "region");
+    if (webid_file && !src_profile && !cred_source)
+        return ob_credsrc_web_identity(aws, webid_file, role_arn, session, region);
+    if (src_profile && cred_source) {
+        ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                "profile %s has both source_profile and credential_source", profile);
+        return NULL;
+    }
+    ob_credsrc_t *base = NULL;
+    if (src_profile) {
+        if (!strcmp(src_profile, profile)) {
+            /* A profile that is its own source uses its static keys. */
+            base = profile_static(aws, cfg, profile);
+            if (!base)
+                ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                        "profile %s is its own source_profile but has no static keys", profile);
+        } else {
+            base = profile_source(aws, cfg, src_profile, depth + 1, visited, errstr, errstr_size);
+        }
+    } else if (cred_source) {
+        int partial;
+        if (!strcmp(cred_source, "Environment")) {
+            base = env_static(aws, errstr, errstr_size, &partial);
+            if (!base && !partial)
+                ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS,
+                        "profile %s: credential_source Environment, but no keys in the "
+                        "environment",
+                        profile);
+        } else if (!strcmp(cred_source, "Ec2InstanceMetadata")) {
+            base = ob_credsrc_imds(aws);
+        } else if (!strcmp(cred_source, "EcsContainer")) {
+            base = ob_credsrc_container(aws, errstr, errstr_size);
+        } else {
+            ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                    "profile %s: unknown credential_source \"%.64s\"", profile, cred_source);
+        }
+    } else {
+        ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                "profile %s has role_arn but neither source_profile nor credential_source",
+                profile);
+    }
+    if (!base)
+        return NULL;
+    const char *dur = ob_awsconfig_get(cfg, profile, "duration_seconds");
+    ob_credsrc_t *s = ob_credsrc_assume_role(aws, base, role_arn,
+                                             ob_awsconfig_get(cfg, profile, "external_id"),
+                                             session, dur ? atoi(dur) : 0, region);
+    ob_credsrc_unref(base);
+    if (s) {
+        size_t n = strlen(s->describe);
+        snprintf(s->describe + n, sizeof(s->describe) - n, " via profile %.64s", profile);
+    }
+    return s;
+}
+
+static ob_credsrc_t *profile_source(ob_aws_t *aws, const ob_awsconfig_t *cfg, const char *profile,
+                                    int depth, const char **visited, char *errstr,
+                                    size_t errstr_size)
+{
+    if (depth >= MAX_PROFILE_DEPTH) {
+        ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "source_profile chain is too deep at %s",
+                profile);
+        return NULL;
+    }
+    for (int i = 0; i < depth; i++) {
+        if (!strcmp(visited[i], profile)) {
+            ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "source_profile loop through profile %s",
+                    profile);
+            return NULL;
+        }
+    }
+    visited[depth] = profile;
+    if (!cfg || !ob_awsconfig_has(cfg, OB_AWSCONFIG_PROFILE, profile)) {
+        ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "profile %s not found", profile);
+        return NULL;
+    }
+    if (ob_awsconfig_get(cfg, profile, "role_arn"))
+        return role_source(aws, cfg, profile, depth, visited, errstr, errstr_size);
+    ob_credsrc_t *s = profile_static(aws, cfg, profile);
+    if (!s)
+        ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS, "profile %s has no credentials",
+                profile);
+    return s;
+}
+
+ob_credsrc_t *ob_credsrc_chain(ob_aws_t *aws, char *errstr, size_t errstr_size)
+{
+    const ob_aws_opts_t *o = ob_aws_opts(aws);
+    const ob_awsconfig_t *cfg = o->config;
+    const char *profile = o->profile ? o->profile : "default";
+    int explicit_profile = aws_env(aws, "AWS_PROFILE") != NULL ||
+                           (o->profile && strcmp(o->profile, "default") != 0);
+    const char *visited[MAX_PROFILE_DEPTH];
+    int partial = 0;
+
+    /* 1. Environment. */
+    ob_credsrc_t *s = env_static(aws, errstr, errstr_size, &partial);
+    if (s || partial)
+        return s;
+    /* A named profile that does not exist is a configuration error. */
+    int has_profile = cfg && ob_awsconfig_has(cfg, OB_AWSCONFIG_PROFILE, profile);
+    if (explicit_profile && !has_profile) {
+        ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                "AWS profile %s not found in the shared config or credentials file", profile);
+        return NULL;
+    }
+    /* 2. The profile's role. */
+    if (has_profile && ob_awsconfig_get(cfg, profile, "role_arn"))
+        return profile_source(aws, cfg, profile, 0, visited, errstr, errstr_size);
+    /* 3. Web identity from the environment. */
+    const char *wf = aws_env(aws, "AWS_WEB_IDENTITY_TOKEN_FILE");
+    const char *wr = aws_env(aws, "AWS_ROLE_ARN");
+    if (wf && wr)
+        return ob_credsrc_web_identity(aws, wf, wr, aws_env(aws, "AWS_ROLE_SESSION_NAME"),
+                                       NULL);
+    /* 4. Static keys of the profile. */
+    if (has_profile && (s = profile_static(aws, cfg, profile)))
+        return s;
+    /* 5. Container. */
+    if (aws_env(aws, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") ||
+        aws_env(aws, "AWS_CONTAINER_CREDENTIALS_FULL_URI"))
+        return ob_credsrc_container(aws, errstr, errstr_size);
+    /* 6. Instance metadata. */
+    const char *dis = aws_env(aws, "AWS_EC2_METADATA_DISABLED");
+    if (dis && !strcasecmp(dis, "true")) {
+        ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS,
+                "no AWS credentials: none in the environment, profile %s, web identity or "
+                "container settings, and instance metadata is disabled",
+                profile);
+        return NULL;
+    }
+    return ob_credsrc_imds(aws);
+}
+
+/* ---- the assume-role cache for target accounts ---- */
+
+typedef struct centry_s {
+    char *key; /* role_arn "\n" external_id */
+    uint64_t hash;
+    ob_credsrc_t *src;
+    struct centry_s *hnext;      /* bucket chain */
+    struct centry_s *prev, *next; /* LRU: head is most recent */
+} centry_t;
+
+struct ob_assume_cache_s {
+    ob_aws_t *aws;
+    ob_credsrc_t *base;
+    ob_assume_cache_opts_t opts;
+    char session_name[64];
+    char region[64];
+    centry_t **buckets;
+    size_t nbuckets;
+    size_t n;
+    centry_t *lru_head, *lru_tail;
+};
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+ob_assume_cache_t *ob_assume_cache_new(ob_aws_t *aws, ob_credsrc_t *base,
+                                       const ob_assume_cache_opts_t *opts)
+{
+    ob_assume_cache_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->aws = aws;
+    c->base = ob_credsrc_ref(base);
+    if (opts)
+        c->opts = *opts;
+    if (!c->opts.max_entries)
+        c->opts.max_entries = 10000;
+    if (!c->opts.duration_s)
+        c->opts.duration_s = 3600;
+    snprintf(c->session_name, sizeof(c->session_name), "%s",
+             c->opts.session_name ? c->opts.session_name : "onboard");
+    snprintf(c->region, sizeof(c->region), "%s",
+             c->opts.region ? c->opts.region : ob_aws_default_region(aws));
+    c->nbuckets = 1024;
+    while (c->nbuckets < c->opts.max_entries)
+        c->nbuckets *= 2;
+    c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+    if (!c->buckets) {
+        ob_credsrc_unref(c->base);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void lru_unlink(ob_assume_cache_t *c, centry_t *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->lru_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push(ob_assume_cache_t *c, centry_t *e)
+{
+    e->next = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->prev = e;
+    c->lru_head = e;
+    if (!c->lru_tail)
+        c->lru_tail = e;
+}
+
+static void entry_remove(ob_assume_cache_t *c, centry_t *e)
+{
+    centry_t **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = e->hnext;
+    lru_unlink(c, e);
+    c->n--;
+    ob_credsrc_unref(e->src);
+    wipe_free(e->key);
+    free(e);
+}
+
+ob_credsrc_t *ob_assume_cache_get(ob_assume_cache_t *c, const char *role_arn,
+                                  const char *external_id)
+{
+    size_t kl = strlen(role_arn) + 2 + (external_id ? strlen(external_id) : 0);
+    char *key = malloc(kl);
+    if (!key)
+        return NULL;
+    snprintf(key, kl, "%s\n%s", role_arn, external_id ? external_id : "");
+    uint64_t h = fnv1a(key);
+    for (centry_t *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->hnext) {
+        if (e->hash == h && !strcmp(e->key, key)) {
+            wipe_free(key);
+            lru_unlink(c, e);
+            lru_push(c, e);
+            return e->src;
+        }
+    }
+    ob_credsrc_t *src = ob_credsrc_assume_role(c->aws, c->base, role_arn, external_id,
+                                               c->session_name, c->opts.duration_s, c->region);
+    centry_t *e = src ? calloc(1, sizeof(*e)) : NULL;
+    if (!e) {
+        ob_credsrc_unref(src);
+        wipe_free(key);
+        return NULL;
+    }
+    e->key = key;
+    e->hash = h;
+    e->src = src;
+    e->hnext = c->buckets[h & (c->nbuckets - 1)];
+    c->buckets[h & (c->nbuckets - 1)] = e;
+    lru_push(c, e);
+    c->n++;
+    /* Over the bound: drop the least recently used (callers holding a
+     * reference keep theirs alive). */
+    while (c->n > c->opts.max_entries && c->lru_tail && c->lru_tail != e)
+        entry_remove(c, c->lru_tail);
+    return src;
+}
+
+size_t ob_assume_cache_size(const ob_assume_cache_t *c)
+{
+    return c->n;
+}
+
+void ob_assume_cache_free(ob_assume_cache_t *c)
+{
+    if (!c)
+        return;
+    while (c->lru_head)
+        entry_remove(c, c->lru_head);
+    free(c->buckets);
+    ob_credsrc_unref(c->base);
+    free(c);
+}
