@@ -582,6 +582,58 @@ static void test_chain_order_and_sources(void **state)
     fx_free(&f);
 }
 
+static int akid_changed(void *arg)
+{
+    void **a = arg;
+    const ob_aws_creds_t *c = ob_credsrc_peek(a[0]);
+    return c && strcmp(c->access_key_id, a[1]) != 0;
+}
+
+/* Short-lived credentials (4 s): usable at once, refreshed in the background
+ * once inside the advisory window (the last third) while still served, and
+ * never served inside the mandatory window. Expired on arrival: an error. */
+static void test_refresh_before_expiry(void **state)
+{
+    char url[256], err[256];
+    snprintf(url, sizeof(url), "%s/container/creds?ttl=4", cred_base);
+    env_t env = {{"AWS_CONTAINER_CREDENTIALS_FULL_URI", url, "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                  "Bearer test-token", NULL}};
+    fx_t f;
+    fx_init(&f, &env, NULL, NULL);
+    ob_credsrc_t *s = ob_credsrc_chain(f.aws, err, sizeof(err));
+    one_t o;
+    get_one(&f, s, &o);
+    assert_int_equal(o.err, OB_OK);
+    assert_non_null(ob_credsrc_peek(s));
+    assert_int_equal(ob_credsrc_fetches(s), 1);
+    /* Before the advisory window: no refresh however often we look. */
+    for (int i = 0; i < 5; i++) {
+        ob_loop_run_once(f.loop, 100);
+        assert_non_null(ob_credsrc_peek(s));
+    }
+    assert_int_equal(ob_credsrc_fetches(s), 1);
+    /* Into the advisory window: peek still answers and refreshes behind. */
+    char first[64];
+    snprintf(first, sizeof(first), "%s", o.akid);
+    void *args[2] = {s, first};
+    assert_true(ob_test_run_until(f.loop, akid_changed, args, 8000));
+    assert_int_equal(ob_credsrc_fetches(s), 2);
+    ob_credsrc_unref(s);
+    fx_free(&f);
+
+    snprintf(url, sizeof(url), "%s/container/creds?ttl=0", cred_base);
+    env_t env2 = {{"AWS_CONTAINER_CREDENTIALS_FULL_URI", url, "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                   "Bearer test-token", NULL}};
+    fx_init(&f, &env2, NULL, NULL);
+    s = ob_credsrc_chain(f.aws, err, sizeof(err));
+    get_one(&f, s, &o);
+    assert_int_equal(o.err, OB_ERR_CREDENTIALS);
+    assert_non_null(strstr(o.msg, "expired"));
+    assert_null(ob_credsrc_peek(s));
+    ob_credsrc_unref(s);
+    fx_free(&f);
+}
+
 static int setup(void **state)
 {
     char *a1[] = {(char *)"python3", (char *)OB_TEST_TOOLS "/http_server.py", NULL};
@@ -614,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_s3_and_cloudformation_errors),
         cmocka_unit_test(test_standard_retry_mode),
         cmocka_unit_test(test_chain_order_and_sources),
+        cmocka_unit_test(test_refresh_before_expiry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

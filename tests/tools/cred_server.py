@@ -6,7 +6,7 @@ Prints its port, then serves:
   PUT /latest/api/token                      needs X-aws-ec2-metadata-token-ttl-seconds
   GET /latest/meta-data/iam/security-credentials/[ROLE]
                                              needs a token from the PUT (401 otherwise)
-  GET /container/creds                       needs Authorization: <argv[1]>
+  GET /container/creds[?ttl=S]               needs Authorization: <argv[1]>
   GET /stats                                 JSON counters
 Credentials expire CRED_TTL seconds (env, default 21600) after they are served;
 each serve gets a new AccessKeyId (ASIA...<n>) so refreshes can be told apart.
@@ -26,11 +26,12 @@ stats = {"tokens": 0, "imds_creds": 0, "container_creds": 0, "unauthorized": 0, 
 tokens = set()
 
 
-def creds(kind):
+def creds(kind, ttl=None):
     with lock:
         stats[kind] += 1
         n = stats[kind]
-    exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + TTL))
+    exp = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                        time.gmtime(time.time() + (TTL if ttl is None else ttl)))
     return {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIA%016d" % n,
             "SecretAccessKey": secrets.token_hex(20), "Token": "tok" + secrets.token_hex(40),
             "Expiration": exp, "AccountId": "111122223333"}
@@ -74,12 +75,16 @@ class H(BaseHTTPRequestHandler):
             if role != "test-role":
                 return self.send(404, "")
             return self.send(200, json.dumps(creds("imds_creds")), "application/json")
+        ttl = None
+        if "?ttl=" in p:
+            p, ttl = p.split("?ttl=")
+            ttl = int(ttl)
         if p == "/container/creds":
             if self.headers.get("Authorization") != AUTH:
                 with lock:
                     stats["unauthorized"] += 1
                 return self.send(401, '{"message":"unauthorized"}', "application/json")
-            return self.send(200, json.dumps(creds("container_creds")), "application/json")
+            return self.send(200, json.dumps(creds("container_creds", ttl)), "application/json")
         if p == "/stats":
             with lock:
                 return self.send(200, json.dumps(stats), "application/json")
