@@ -1,0 +1,113 @@
+/*
+ * ob_buf, ob_hdrs and ob_crypto: growth and NUL termination, header
+ * case-insensitivity and order, and digests against published vectors
+ * (FIPS 180-2 SHA-256, RFC 4231 HMAC-SHA256, RFC 1321 MD5, RFC 4648 base64).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_buf.h"
+#include "ob_crypto.h"
+#include "testutil.h"
+
+static void test_buf_growth(void **state)
+{
+    ob_buf_t b = {0};
+    for (int i = 0; i < 10000; i++)
+        assert_int_equal(ob_buf_printf(&b, "%d,", i % 10), OB_OK);
+    assert_int_equal(b.len, 20000);
+    assert_int_equal(b.data[b.len], '\0');
+    assert_memory_equal(b.data, "0,1,2,", 6);
+    ob_buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(b.data, "");
+    assert_int_equal(ob_buf_append(&b, "a\0b", 3), OB_OK);
+    assert_int_equal(b.len, 3);
+    char *s = ob_buf_steal(&b);
+    assert_memory_equal(s, "a\0b", 4);
+    assert_null(b.data);
+    free(s);
+    s = ob_buf_steal(&b);
+    assert_string_equal(s, "");
+    free(s);
+    ob_buf_free(&b);
+}
+
+static void test_headers(void **state)
+{
+    ob_hdrs_t h = {0};
+    ob_hdrs_add(&h, "X-Amz-Date", "1");
+    ob_hdrs_add(&h, "Host", "example.com");
+    ob_hdrs_add(&h, "x-amz-date", "2");
+    assert_string_equal(ob_hdrs_get(&h, "X-AMZ-DATE"), "1");
+    ob_hdrs_set(&h, "x-Amz-Date", "3");
+    assert_int_equal(h.n, 2);
+    assert_string_equal(h.v[0].name, "Host");
+    assert_string_equal(ob_hdrs_get(&h, "x-amz-date"), "3");
+    ob_hdrs_del(&h, "host");
+    assert_null(ob_hdrs_get(&h, "Host"));
+    assert_int_equal(h.n, 1);
+    ob_hdrs_clear(&h);
+    assert_int_equal(h.n, 0);
+}
+
+static void test_digests(void **state)
+{
+    char hex[OB_SHA256_HEX_LEN];
+    ob_sha256_hex("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    ob_sha256_hex("", 0, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    /* RFC 4231 test case 2. */
+    uint8_t mac[OB_SHA256_LEN];
+    const char *data = "what do ya want for nothing?";
+    ob_hmac_sha256("Jefe", 4, data, strlen(data), mac);
+    ob_hex(mac, sizeof(mac), hex);
+    assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    char md5[OB_MD5_B64_LEN];
+    ob_md5_base64("", 0, md5);
+    assert_string_equal(md5, "1B2M2Y8AsgTpgAmY7PhCfg==");
+    ob_md5_base64("abc", 3, md5); /* 900150983cd24fb0d6963f7d28e17f72 */
+    assert_string_equal(md5, "kAFQmDzST7DWlj99KOF/cg==");
+}
+
+static void test_base64(void **state)
+{
+    const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (int i = 0; i < 7; i++) {
+        char *e = ob_base64_encode(in[i], strlen(in[i]));
+        assert_string_equal(e, out[i]);
+        uint8_t *d = NULL;
+        size_t n = 0;
+        assert_int_equal(ob_base64_decode(e, strlen(e), &d, &n), OB_OK);
+        assert_int_equal(n, strlen(in[i]));
+        assert_memory_equal(d, in[i], n);
+        free(d);
+        free(e);
+    }
+    uint8_t *d = NULL;
+    size_t n = 0;
+    assert_int_equal(ob_base64_decode("Zm9v!", 5, &d, &n), OB_ERR_PARSE);
+    assert_int_equal(ob_base64_decode("Z", 1, &d, &n), OB_ERR_PARSE);
+}
+
+static void test_random(void **state)
+{
+    uint8_t a[16], b[16];
+    assert_int_equal(ob_random_bytes(a, sizeof(a)), OB_OK);
+    assert_int_equal(ob_random_bytes(b, sizeof(b)), OB_OK);
+    assert_int_not_equal(memcmp(a, b, sizeof(a)), 0);
+    assert_int_equal(ob_ct_memcmp(a, a, sizeof(a)), 0);
+    assert_int_not_equal(ob_ct_memcmp(a, b, sizeof(a)), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_growth), cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_digests),    cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_random),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
