@@ -100,10 +100,21 @@ ob_aws_t *ob_aws_new(ob_loop_t *loop, ob_http_t *http, const ob_aws_opts_t *opts
     aws->opts.profile = aws->profile;
     if (aws->opts.region && *aws->opts.region) {
         snprintf(aws->region, sizeof(aws->region), "%s", aws->opts.region);
-    } else if (ob_aws_region_resolve(aws->opts.getenv_fn, aws->opts.env_ctx, aws->opts.config,
-                                     aws->profile, aws->region, sizeof(aws->region)) != OB_OK) {
-        /* No region configured: STS and the global services still work. */
-        snprintf(aws->region, sizeof(aws->region), "us-east-1");
+    } else {
+        ob_err_t e = ob_aws_region_resolve(aws->opts.getenv_fn, aws->opts.env_ctx,
+                                           aws->opts.config, aws->profile, aws->region,
+                                           sizeof(aws->region));
+        if (e == OB_ERR_NOT_FOUND) {
+            /* No region configured: requests name their own; STS and the
+             * global services live in us-east-1. */
+            snprintf(aws->region, sizeof(aws->region), "us-east-1");
+        } else if (e != OB_OK) {
+            ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                    "the configured AWS region (AWS_REGION, AWS_DEFAULT_REGION or the profile's "
+                    "region) is not a valid region name");
+            free(aws);
+            return NULL;
+        }
     }
     aws->opts.region = aws->region;
     aws->policy.max_attempts = aws->opts.max_attempts;

@@ -323,8 +323,10 @@ ob_http_xfer_t *ob_http_send(ob_http_t *h, const ob_http_req_t *req, ob_http_cb 
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
-    /* Signed requests must go out exactly as signed: no redirects followed. */
+    /* Signed requests must go out exactly as signed: no redirects followed,
+     * and no "./" or "../" squashed out of the path (S3 signs it as is). */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
 
     const char *method = req->method ? req->method : "GET";
     int has_ct = 0;

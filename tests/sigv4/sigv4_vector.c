@@ -36,11 +36,11 @@
 #include "ob_sigv4.h"
 #include "testutil.h"
 
-#define KEY_ID "AKIDEXAMPLE"
-#define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-#define REGION "us-east-1"
+#define KEY_ID  "AKIDEXAMPLE"
+#define SECRET  "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define REGION  "us-east-1"
 #define SERVICE "service"
-#define WHEN 1440938160 /* 20150830T123600Z */
+#define WHEN    1440938160 /* 20150830T123600Z */
 
 typedef struct vreq_s {
     char *method, *path, *query;

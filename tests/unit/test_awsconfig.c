@@ -82,8 +82,7 @@ static void test_values(void **state)
     /* In the credentials file "[profile dev]" is a profile of that name. */
     assert_string_equal(ob_awsconfig_get(cfg, "profile dev", "aws_access_key_id"),
                         "literally-named-profile-dev");
-    assert_string_equal(ob_awsconfig_get(cfg, "creds-only", "aws_access_key_id"),
-                        "AKIDCREDSONLY");
+    assert_string_equal(ob_awsconfig_get(cfg, "creds-only", "aws_access_key_id"), "AKIDCREDSONLY");
 
     /* Other section kinds. */
     assert_string_equal(
@@ -134,9 +133,8 @@ static void test_credentials_precedence(void **state)
     /* [default] and [profile default]: the later section wins whole. */
     ob_awsconfig_t *c2 = NULL;
     char err[256];
-    assert_int_equal(ob_awsconfig_load_files(FIX "/default_twice.config", NULL, &c2, err,
-                                             sizeof(err)),
-                     OB_OK);
+    assert_int_equal(
+        ob_awsconfig_load_files(FIX "/default_twice.config", NULL, &c2, err, sizeof(err)), OB_OK);
     assert_string_equal(ob_awsconfig_get(c2, "default", "region"), "us-west-1");
     assert_null(ob_awsconfig_get(c2, "default", "only_in_profile_default"));
     ob_awsconfig_destroy(c2);
@@ -169,8 +167,7 @@ static void test_profile_selection(void **state)
     env.kv[2][1] = "no-such-profile";
     char err[512];
     cfg = (ob_awsconfig_t *)1;
-    assert_int_equal(ob_awsconfig_load(fake_getenv, &env, &cfg, err, sizeof(err)),
-                     OB_ERR_CONFIG);
+    assert_int_equal(ob_awsconfig_load(fake_getenv, &env, &cfg, err, sizeof(err)), OB_ERR_CONFIG);
     assert_null(cfg);
     assert_non_null(strstr(err, "no-such-profile"));
     assert_non_null(strstr(err, "AWS_PROFILE"));
@@ -242,9 +239,9 @@ static void test_parse_errors(void **state)
     /* Credentials file sections are checked the same way. */
     char err[512];
     ob_awsconfig_t *cfg = NULL;
-    assert_int_equal(ob_awsconfig_load_files(NULL, FIX "/bad_dup_key.config", &cfg, err,
-                                             sizeof(err)),
-                     OB_ERR_PARSE);
+    assert_int_equal(
+        ob_awsconfig_load_files(NULL, FIX "/bad_dup_key.config", &cfg, err, sizeof(err)),
+        OB_ERR_PARSE);
     assert_int_equal(ob_awsconfig_load_files(NULL, NULL, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
 }
@@ -272,8 +269,7 @@ static void test_bytes(void **state)
     char *p = write_temp(crlf, sizeof(crlf) - 1);
     assert_int_equal(ob_awsconfig_load_files(p, NULL, &cfg, err, sizeof(err)), OB_OK);
     assert_string_equal(ob_awsconfig_get(cfg, "default", "region"), "eu-west-3");
-    assert_string_equal(ob_awsconfig_get_sub(cfg, "default", "s3", "addressing_style"),
-                        "virtual");
+    assert_string_equal(ob_awsconfig_get_sub(cfg, "default", "s3", "addressing_style"), "virtual");
     assert_string_equal(ob_awsconfig_get(cfg, "x", "k"), "v");
     ob_awsconfig_destroy(cfg);
     unlink(p);
@@ -304,8 +300,7 @@ static void test_bytes(void **state)
     memset(data, '#', big);
     p = write_temp(data, big);
     free(data);
-    assert_int_equal(ob_awsconfig_load_files(p, NULL, &cfg, err, sizeof(err)),
-                     OB_ERR_TOO_LARGE);
+    assert_int_equal(ob_awsconfig_load_files(p, NULL, &cfg, err, sizeof(err)), OB_ERR_TOO_LARGE);
     unlink(p);
     free(p);
 

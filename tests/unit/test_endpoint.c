@@ -50,15 +50,14 @@ static void resolve_ok(ob_aws_svc_t svc, const char *region, fake_env_t *env,
                        const ob_awsconfig_t *cfg, const char *profile, ob_endpoint_t *ep)
 {
     char err[512] = "";
-    ob_err_t e = ob_endpoint_resolve(svc, region, fake_getenv, env, cfg, profile, ep, err,
-                                     sizeof(err));
+    ob_err_t e =
+        ob_endpoint_resolve(svc, region, fake_getenv, env, cfg, profile, ep, err, sizeof(err));
     if (e != OB_OK)
         fail_msg("resolve %d %s: %s: %s", (int)svc, region, ob_err2str(e), err);
 }
 
 static ob_err_t resolve_err(ob_aws_svc_t svc, const char *region, fake_env_t *env,
-                            const ob_awsconfig_t *cfg, const char *profile, char *err,
-                            size_t errsz)
+                            const ob_awsconfig_t *cfg, const char *profile, char *err, size_t errsz)
 {
     ob_endpoint_t ep;
     err[0] = '\0';
@@ -68,15 +67,18 @@ static ob_err_t resolve_err(ob_aws_svc_t svc, const char *region, fake_env_t *en
 static void test_region_valid(void **state)
 {
     (void)state;
-    const char *good[] = {"us-east-1", "eu-central-2", "us-gov-west-1", "cn-north-1",
+    const char *good[] = {"us-east-1",      "eu-central-2", "us-gov-west-1", "cn-north-1",
                           "ap-southeast-5", "il-central-1", "local"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         if (!ob_aws_region_valid(good[i]))
             fail_msg("%s should be valid", good[i]);
-    const char *bad[] = {"", "US-EAST-1", "us_east_1", "us-east-1-", "-us-east-1", "1us-east",
-                         "us--east-1", "us-east-1.evil.com", "us east 1", "us-east-1 # prod",
-                         "us-east-1/",
-                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+    const char *bad[] = {
+        "",           "US-EAST-1",
+        "us_east_1",  "us-east-1-",
+        "-us-east-1", "1us-east",
+        "us--east-1", "us-east-1.evil.com",
+        "us east 1",  "us-east-1 # prod",
+        "us-east-1/", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (ob_aws_region_valid(bad[i]))
             fail_msg("'%s' should be invalid", bad[i]);
@@ -110,8 +112,7 @@ static void test_region_resolve(void **state)
     assert_int_equal(ob_aws_region_resolve(fake_getenv, &env, cfg, NULL, r, sizeof(r)),
                      OB_ERR_CONFIG);
     env.kv[0][1] = "us-east-1";
-    assert_int_equal(ob_aws_region_resolve(fake_getenv, &env, cfg, NULL, r, 5),
-                     OB_ERR_INVALID_ARG);
+    assert_int_equal(ob_aws_region_resolve(fake_getenv, &env, cfg, NULL, r, 5), OB_ERR_INVALID_ARG);
     assert_int_equal(ob_aws_region_resolve(fake_getenv, &env, cfg, NULL, NULL, 0),
                      OB_ERR_INVALID_ARG);
 }
@@ -154,23 +155,19 @@ static void test_standard_endpoints(void **state)
     }
 
     char err[512];
-    assert_int_equal(resolve_err(OB_SVC_CUR, "us-gov-west-1", NULL, NULL, NULL, err,
-                                 sizeof(err)),
+    assert_int_equal(resolve_err(OB_SVC_CUR, "us-gov-west-1", NULL, NULL, NULL, err, sizeof(err)),
                      OB_ERR_CONFIG);
     assert_non_null(strstr(err, "not offered"));
-    assert_int_equal(resolve_err(OB_SVC_S3, "us-iso-east-1", NULL, NULL, NULL, err,
-                                 sizeof(err)),
+    assert_int_equal(resolve_err(OB_SVC_S3, "us-iso-east-1", NULL, NULL, NULL, err, sizeof(err)),
                      OB_ERR_CONFIG);
     assert_non_null(strstr(err, "isolated"));
-    assert_int_equal(resolve_err(OB_SVC_S3, "us-east-1.evil.com", NULL, NULL, NULL, err,
-                                 sizeof(err)),
-                     OB_ERR_CONFIG);
+    assert_int_equal(
+        resolve_err(OB_SVC_S3, "us-east-1.evil.com", NULL, NULL, NULL, err, sizeof(err)),
+        OB_ERR_CONFIG);
     assert_non_null(strstr(err, "invalid region"));
-    assert_int_equal(resolve_err(OB_SVC_S3, NULL, NULL, NULL, NULL, err,
-                                 sizeof(err)),
+    assert_int_equal(resolve_err(OB_SVC_S3, NULL, NULL, NULL, NULL, err, sizeof(err)),
                      OB_ERR_CONFIG);
-    assert_int_equal(resolve_err(OB_SVC__COUNT, "us-east-1", NULL, NULL, NULL, err,
-                                 sizeof(err)),
+    assert_int_equal(resolve_err(OB_SVC__COUNT, "us-east-1", NULL, NULL, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
 }
 
@@ -242,8 +239,8 @@ static void test_config_overrides(void **state)
     assert_string_equal(ep.url, "http://global.example.test:9000");
     assert_true(ep.is_override);
     /* A bad URL names where it came from. */
-    assert_int_equal(ob_endpoint_resolve(OB_SVC_ORGANIZATIONS, "us-east-1", fake_getenv, NULL,
-                                         cfg, "local", &ep, err, sizeof(err)),
+    assert_int_equal(ob_endpoint_resolve(OB_SVC_ORGANIZATIONS, "us-east-1", fake_getenv, NULL, cfg,
+                                         "local", &ep, err, sizeof(err)),
                      OB_ERR_CONFIG);
     assert_non_null(strstr(err, "[services local] organizations.endpoint_url"));
     assert_string_equal(ep.url, "");
@@ -253,8 +250,7 @@ static void test_config_overrides(void **state)
     assert_string_equal(ep.base_path, "/base");
 
     /* A profile naming a missing services section is an error... */
-    assert_int_equal(resolve_err(OB_SVC_S3, "eu-west-1", NULL, cfg, "dangling", err,
-                                 sizeof(err)),
+    assert_int_equal(resolve_err(OB_SVC_S3, "eu-west-1", NULL, cfg, "dangling", err, sizeof(err)),
                      OB_ERR_CONFIG);
     assert_non_null(strstr(err, "'missing', which does not exist"));
     /* ...unless the environment decides first, as in botocore. */
@@ -285,8 +281,7 @@ static void test_addressing_style(void **state)
     resolve_ok(OB_SVC_S3, "eu-west-1", &env, cfg, "dev", &ep);
     assert_true(ep.is_override);
     assert_false(ep.path_style);
-    assert_int_equal(resolve_err(OB_SVC_S3, "eu-west-1", NULL, cfg, "badstyle", err,
-                                 sizeof(err)),
+    assert_int_equal(resolve_err(OB_SVC_S3, "eu-west-1", NULL, cfg, "badstyle", err, sizeof(err)),
                      OB_ERR_CONFIG);
     assert_non_null(strstr(err, "sideways"));
     /* Other services do not care. */
@@ -297,14 +292,14 @@ static void test_bad_override_urls(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "ftp://host",          "localhost:4566",        "http://",
-        "http:///path",        "http://user:pw@host",   "http://host:0",
-        "http://host:65536",   "http://host:123456",    "http://host:abc",
-        "http://host:",        "http://host/p?x=1",     "http://host#frag",
-        "http://ho st",        "http://[::1",           "http://[zz::1]",
-        "http://[::1]x",       "http://-host",          "http://a..b",
-        "http://host/pa th",   "http://host/%zz",       "http://host/%2",
-        " http://host",        "http://host\r\nX: y",   "https://.example.com",
+        "ftp://host",        "localhost:4566",      "http://",
+        "http:///path",      "http://user:pw@host", "http://host:0",
+        "http://host:65536", "http://host:123456",  "http://host:abc",
+        "http://host:",      "http://host/p?x=1",   "http://host#frag",
+        "http://ho st",      "http://[::1",         "http://[zz::1]",
+        "http://[::1]x",     "http://-host",        "http://a..b",
+        "http://host/pa th", "http://host/%zz",     "http://host/%2",
+        " http://host",      "http://host\r\nX: y", "https://.example.com",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         fake_env_t env = {{{"AWS_ENDPOINT_URL_STS", bad[i]}}};
@@ -335,8 +330,8 @@ static void test_bad_override_urls(void **state)
     }
 }
 
-static void check_s3(const ob_endpoint_t *ep, const char *bucket, const char *key,
-                     const char *host, const char *path)
+static void check_s3(const ob_endpoint_t *ep, const char *bucket, const char *key, const char *host,
+                     const char *path)
 {
     ob_buf_t p = {0}, h = {0};
     ob_buf_puts(&p, "stale");
@@ -386,14 +381,10 @@ static void test_s3_url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_region_valid),
-        cmocka_unit_test(test_region_resolve),
-        cmocka_unit_test(test_standard_endpoints),
-        cmocka_unit_test(test_env_overrides),
-        cmocka_unit_test(test_config_overrides),
-        cmocka_unit_test(test_addressing_style),
-        cmocka_unit_test(test_bad_override_urls),
-        cmocka_unit_test(test_s3_url),
+        cmocka_unit_test(test_region_valid),       cmocka_unit_test(test_region_resolve),
+        cmocka_unit_test(test_standard_endpoints), cmocka_unit_test(test_env_overrides),
+        cmocka_unit_test(test_config_overrides),   cmocka_unit_test(test_addressing_style),
+        cmocka_unit_test(test_bad_override_urls),  cmocka_unit_test(test_s3_url),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -17,12 +17,12 @@
 #include "ob_sigv4.h"
 #include "testutil.h"
 
-#define DOC_KEY "AKIAIOSFODNN7EXAMPLE"
+#define DOC_KEY    "AKIAIOSFODNN7EXAMPLE"
 #define DOC_SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-#define DOC_TIME 1369353600 /* 20130524T000000Z */
-#define T_KEY "AKIDEXAMPLE"
-#define T_SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-#define T_TIME 1440938160 /* 20150830T123600Z */
+#define DOC_TIME   1369353600 /* 20130524T000000Z */
+#define T_KEY      "AKIDEXAMPLE"
+#define T_SECRET   "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define T_TIME     1440938160 /* 20150830T123600Z */
 
 static void sign_ok(const char *method, const char *path, const char *query, ob_hdrs_t *h,
                     const char *body, const ob_sigv4_creds_t *c, const ob_sigv4_params_t *p,
@@ -233,9 +233,9 @@ static void test_payload_hash_override(void **state)
                          "e3b0c442", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         p.payload_hash = bad[i];
-        assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &c, &p, NULL, err,
-                                       sizeof(err)),
-                         OB_ERR_INVALID_ARG);
+        assert_int_equal(
+            ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &c, &p, NULL, err, sizeof(err)),
+            OB_ERR_INVALID_ARG);
     }
     ob_hdrs_clear(&h);
     dbg_free(&d);
@@ -276,8 +276,7 @@ static void test_canonical_query_and_headers(void **state)
     ob_hdrs_add(&h, "X-Multi", "  a\t\t b  ");
     ob_hdrs_add(&h, "x-multi", "c");
     ob_hdrs_add(&h, "Content-Type", "text/plain");
-    sign_ok("GET", "/", "b=2&a=%7e&c&a=1&&d=x+y&e=%2F%2f&%C3%A9=%e2%82%ac", &h, NULL, &c, &p,
-            &d);
+    sign_ok("GET", "/", "b=2&a=%7e&c&a=1&&d=x+y&e=%2F%2f&%C3%A9=%e2%82%ac", &h, NULL, &c, &p, &d);
     assert_string_equal(d.canonical_request.data,
                         "GET\n/\n"
                         "%C3%A9=%E2%82%AC&a=1&a=~&b=2&c=&d=x%2By&e=%2F%2F\n"
@@ -305,42 +304,35 @@ static void test_sign_argument_errors(void **state)
     ob_hdrs_add(&h, "Host", "example.amazonaws.com");
     assert_int_equal(ob_sigv4_sign("GET", "x", NULL, &h, NULL, 0, &c, &p, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
-    assert_int_equal(ob_sigv4_sign("GET", "/", "a=%zz", &h, NULL, 0, &c, &p, NULL, err,
-                                   sizeof(err)),
-                     OB_ERR_INVALID_ARG);
+    assert_int_equal(
+        ob_sigv4_sign("GET", "/", "a=%zz", &h, NULL, 0, &c, &p, NULL, err, sizeof(err)),
+        OB_ERR_INVALID_ARG);
     assert_non_null(strstr(err, "escape"));
-    assert_int_equal(ob_sigv4_sign("GET", "/", "a=%4", &h, NULL, 0, &c, &p, NULL, err,
-                                   sizeof(err)),
+    assert_int_equal(ob_sigv4_sign("GET", "/", "a=%4", &h, NULL, 0, &c, &p, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
     assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 3, &c, &p, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
-    assert_int_equal(ob_sigv4_sign("G ET", "/", NULL, &h, NULL, 0, &c, &p, NULL, err,
-                                   sizeof(err)),
+    assert_int_equal(ob_sigv4_sign("G ET", "/", NULL, &h, NULL, 0, &c, &p, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
 
     ob_sigv4_creds_t bad = {T_KEY, "", NULL};
-    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &bad, &p, NULL, err,
-                                   sizeof(err)),
+    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &bad, &p, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
     bad = (ob_sigv4_creds_t){"AK/ID", T_SECRET, NULL};
-    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &bad, &p, NULL, err,
-                                   sizeof(err)),
+    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &bad, &p, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
     bad = (ob_sigv4_creds_t){T_KEY, T_SECRET, "tok\r\nX-Evil: 1"};
-    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &bad, &p, NULL, err,
-                                   sizeof(err)),
+    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &bad, &p, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
     assert_null(strstr(err, "X-Evil"));
 
     ob_sigv4_params_t bp = p;
     bp.region = "us east 1";
-    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &c, &bp, NULL, err,
-                                   sizeof(err)),
+    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &c, &bp, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
     bp = p;
     bp.service = NULL;
-    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &c, &bp, NULL, err,
-                                   sizeof(err)),
+    assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &c, &bp, NULL, err, sizeof(err)),
                      OB_ERR_INVALID_ARG);
     ob_hdrs_add(&h, "Bad Name", "x");
     assert_int_equal(ob_sigv4_sign("GET", "/", NULL, &h, NULL, 0, &c, &p, NULL, err, sizeof(err)),
@@ -374,8 +366,8 @@ static void assert_verify_fails(const ob_hdrs_t *h, const char *path, const char
                                 const char *secret, const char *why)
 {
     char err[512] = "";
-    ob_err_t e = ob_sigv4_verify("POST", path, "x=1&y", h, body, strlen(body), secret, 0, err,
-                                 sizeof(err));
+    ob_err_t e =
+        ob_sigv4_verify("POST", path, "x=1&y", h, body, strlen(body), secret, 0, err, sizeof(err));
     assert_int_equal(e, OB_ERR_AWS);
     if (why && !strstr(err, why))
         fail_msg("expected '%s' in '%s'", why, err);
@@ -389,14 +381,14 @@ static void test_verify(void **state)
     char err[512] = "", expect[65];
     ob_hdrs_t h = {0};
     make_request(&h, body, T_SECRET);
-    assert_int_equal(ob_sigv4_verify("POST", "/a%20b/", "x=1&y", &h, body, strlen(body),
-                                     T_SECRET, 0, err, sizeof(err)),
+    assert_int_equal(ob_sigv4_verify("POST", "/a%20b/", "x=1&y", &h, body, strlen(body), T_SECRET,
+                                     0, err, sizeof(err)),
                      OB_OK);
 
     /* Headers the client did not sign may change freely. */
     ob_hdrs_add(&h, "User-Agent", "proxy/1.0");
-    assert_int_equal(ob_sigv4_verify("POST", "/a%20b/", "x=1&y", &h, body, strlen(body),
-                                     T_SECRET, 0, err, sizeof(err)),
+    assert_int_equal(ob_sigv4_verify("POST", "/a%20b/", "x=1&y", &h, body, strlen(body), T_SECRET,
+                                     0, err, sizeof(err)),
                      OB_OK);
 
     /* Wrong secret, path, body. */
@@ -415,8 +407,8 @@ static void test_verify(void **state)
         ob_hdrs_add(&copy, t.v[i].name, t.v[i].value);
     expected_signature(&copy, body, expect);
     assert_verify_fails(&t, "/a%20b/", body, T_SECRET, "signature does not match");
-    assert_int_equal(ob_sigv4_verify("POST", "/a%20b/", "x=1&y", &t, body, strlen(body),
-                                     T_SECRET, 0, err, sizeof(err)),
+    assert_int_equal(ob_sigv4_verify("POST", "/a%20b/", "x=1&y", &t, body, strlen(body), T_SECRET,
+                                     0, err, sizeof(err)),
                      OB_ERR_AWS);
     assert_null(strstr(err, expect));
     ob_hdrs_clear(&copy);
@@ -493,13 +485,13 @@ static void test_verify_s3(void **state)
     p.payload_hash = OB_SIGV4_UNSIGNED_PAYLOAD;
     ob_hdrs_add(&h, "Host", "127.0.0.1:9000");
     sign_ok("PUT", "/bucket/k", NULL, &h, "streamed", &c, &p, NULL);
-    assert_int_equal(ob_sigv4_verify("PUT", "/bucket/k", NULL, &h, "anything", 8, T_SECRET, 1,
-                                     err, sizeof(err)),
-                     OB_OK);
+    assert_int_equal(
+        ob_sigv4_verify("PUT", "/bucket/k", NULL, &h, "anything", 8, T_SECRET, 1, err, sizeof(err)),
+        OB_OK);
     /* UNSIGNED-PAYLOAD is an S3 feature only. */
-    assert_int_equal(ob_sigv4_verify("PUT", "/bucket/k", NULL, &h, "anything", 8, T_SECRET, 0,
-                                     err, sizeof(err)),
-                     OB_ERR_AWS);
+    assert_int_equal(
+        ob_sigv4_verify("PUT", "/bucket/k", NULL, &h, "anything", 8, T_SECRET, 0, err, sizeof(err)),
+        OB_ERR_AWS);
     ob_hdrs_clear(&h);
 }
 
@@ -523,7 +515,7 @@ static void test_parse_authorization(void **state)
     assert_string_equal(a.signature,
                         "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b");
 
-#define SIG "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"
+#define SIG  "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"
 #define CRED "Credential=AKID/20150830/us-east-1/s3/aws4_request"
     static const struct {
         const char *value, *why;
@@ -539,19 +531,26 @@ static void test_parse_authorization(void **state)
         {"AWS4-HMAC-SHA256 " CRED ", SignedHeaders=host, Signature=" SIG ",", "NAME=VALUE"},
         {"AWS4-HMAC-SHA256 " CRED " SignedHeaders=host, Signature=" SIG, "Credential"},
         {"AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/s3, SignedHeaders=host, "
-         "Signature=" SIG, "KEY/DATE/REGION/SERVICE"},
+         "Signature=" SIG,
+         "KEY/DATE/REGION/SERVICE"},
         {"AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/s3/aws4_request/x, "
-         "SignedHeaders=host, Signature=" SIG, "KEY/DATE/REGION/SERVICE"},
+         "SignedHeaders=host, Signature=" SIG,
+         "KEY/DATE/REGION/SERVICE"},
         {"AWS4-HMAC-SHA256 Credential=AKID/2015083/us-east-1/s3/aws4_request, "
-         "SignedHeaders=host, Signature=" SIG, "YYYYMMDD"},
+         "SignedHeaders=host, Signature=" SIG,
+         "YYYYMMDD"},
         {"AWS4-HMAC-SHA256 Credential=AKID/2015083x/us-east-1/s3/aws4_request, "
-         "SignedHeaders=host, Signature=" SIG, "YYYYMMDD"},
+         "SignedHeaders=host, Signature=" SIG,
+         "YYYYMMDD"},
         {"AWS4-HMAC-SHA256 Credential=AKID/20150830//s3/aws4_request, "
-         "SignedHeaders=host, Signature=" SIG, "region"},
+         "SignedHeaders=host, Signature=" SIG,
+         "region"},
         {"AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/s3/aws5_request, "
-         "SignedHeaders=host, Signature=" SIG, "aws4_request"},
+         "SignedHeaders=host, Signature=" SIG,
+         "aws4_request"},
         {"AWS4-HMAC-SHA256 Credential=/20150830/us-east-1/s3/aws4_request, "
-         "SignedHeaders=host, Signature=" SIG, "access key"},
+         "SignedHeaders=host, Signature=" SIG,
+         "access key"},
         {"AWS4-HMAC-SHA256 " CRED ", SignedHeaders=Host, Signature=" SIG, "lowercase"},
         {"AWS4-HMAC-SHA256 " CRED ", SignedHeaders=x-amz-date;host, Signature=" SIG, "sorted"},
         {"AWS4-HMAC-SHA256 " CRED ", SignedHeaders=host;host, Signature=" SIG, "sorted"},
@@ -559,7 +558,8 @@ static void test_parse_authorization(void **state)
         {"AWS4-HMAC-SHA256 " CRED ", SignedHeaders=, Signature=" SIG, "SignedHeaders"},
         {"AWS4-HMAC-SHA256 " CRED ", SignedHeaders=host, Signature=abc", "64 lowercase hex"},
         {"AWS4-HMAC-SHA256 " CRED ", SignedHeaders=host, Signature="
-         "5DA7C1A2ACD57CEE7505FC6676E4E544621C30862966E37DDDB68E92EFBE5D6B", "64 lowercase hex"},
+         "5DA7C1A2ACD57CEE7505FC6676E4E544621C30862966E37DDDB68E92EFBE5D6B",
+         "64 lowercase hex"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
