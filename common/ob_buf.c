@@ -25,6 +25,7 @@ ob_err_t ob_buf_reserve(ob_buf_t *b, size_t n)
         return OB_ERR_NOMEM;
     b->data = d;
     b->cap = cap;
+    b->data[b->len] = '\0'; /* a fresh buffer is an empty string, not garbage */
     return OB_OK;
 }
 

@@ -46,11 +46,11 @@ static void test_query_create_stack_matches_botocore(void **state)
     assert_int_equal(
         ob_query_add_member(&r, "Parameters.member", 1, "ParameterKey", "K", err, sizeof(err)),
         OB_OK);
-    assert_int_equal(ob_query_add_member(&r, "Parameters.member", 1, "ParameterValue", "V 1",
+    assert_int_equal(
+        ob_query_add_member(&r, "Parameters.member", 1, "ParameterValue", "V 1", err, sizeof(err)),
+        OB_OK);
+    assert_int_equal(ob_query_add_member(&r, "Capabilities.member", 1, NULL, "CAPABILITY_NAMED_IAM",
                                          err, sizeof(err)),
-                     OB_OK);
-    assert_int_equal(ob_query_add_member(&r, "Capabilities.member", 1, NULL,
-                                         "CAPABILITY_NAMED_IAM", err, sizeof(err)),
                      OB_OK);
     /* botocore: serialize_to_request(CreateStack) + percent_encode_sequence. */
     assert_string_equal(r.body.data,
@@ -76,9 +76,9 @@ static void test_query_assume_role_and_tags(void **state)
     (void)state;
     ob_aws_req_t r = {0};
     assert_int_equal(ob_query_init(&r, OB_SVC_STS, "AssumeRole", NULL, 0), OB_OK);
-    assert_int_equal(ob_query_add(&r, "RoleArn", "arn:aws:iam::123456789012:role/onboard-reader",
-                                  NULL, 0),
-                     OB_OK);
+    assert_int_equal(
+        ob_query_add(&r, "RoleArn", "arn:aws:iam::123456789012:role/onboard-reader", NULL, 0),
+        OB_OK);
     assert_int_equal(ob_query_add(&r, "RoleSessionName", "onboard-42", NULL, 0), OB_OK);
     assert_int_equal(ob_query_add(&r, "ExternalId", "a+b/c=d e~f", NULL, 0), OB_OK);
     assert_int_equal(ob_query_add(&r, "DurationSeconds", "3600", NULL, 0), OB_OK);
@@ -134,8 +134,8 @@ static void test_json11(void **state)
     (void)state;
     char err[256];
     ob_aws_req_t r = {0};
-    assert_int_equal(ob_json11_init(&r, OB_SVC_ORGANIZATIONS, "ListAccounts",
-                                    "{\"MaxResults\":20}", err, sizeof(err)),
+    assert_int_equal(ob_json11_init(&r, OB_SVC_ORGANIZATIONS, "ListAccounts", "{\"MaxResults\":20}",
+                                    err, sizeof(err)),
                      OB_OK);
     assert_string_equal(r.method, "POST");
     assert_string_equal(r.path.data, "/");
@@ -147,9 +147,8 @@ static void test_json11(void **state)
     ob_aws_req_free(&r);
 
     /* No input: botocore sends "{}". */
-    assert_int_equal(ob_json11_init(&r, OB_SVC_CUR, "DescribeReportDefinitions", NULL, err,
-                                    sizeof(err)),
-                     OB_OK);
+    assert_int_equal(
+        ob_json11_init(&r, OB_SVC_CUR, "DescribeReportDefinitions", NULL, err, sizeof(err)), OB_OK);
     assert_string_equal(ob_hdrs_get(&r.headers, "X-Amz-Target"),
                         "AWSOrigamiServiceGatewayService.DescribeReportDefinitions");
     assert_string_equal(r.body.data, "{}");
@@ -201,9 +200,8 @@ static void test_s3_requests(void **state)
                      OB_OK);
     assert_string_equal(r.query.data, "policy");
     static const char policy[] = "{\"a\":1}";
-    assert_int_equal(ob_s3_set_body(&r, policy, strlen(policy), "application/json", 1, err,
-                                    sizeof(err)),
-                     OB_OK);
+    assert_int_equal(
+        ob_s3_set_body(&r, policy, strlen(policy), "application/json", 1, err, sizeof(err)), OB_OK);
     assert_string_equal(r.body.data, policy);
     assert_string_equal(ob_hdrs_get(&r.headers, "Content-Type"), "application/json");
     assert_non_null(ob_hdrs_get(&r.headers, "Content-MD5"));
@@ -342,9 +340,8 @@ static void test_query_result(void **state)
     char *body = fixture("sts_get_caller_identity.xml", &len);
     ob_xml_doc_t *doc = NULL;
     const ob_xml_node_t *res = NULL;
-    assert_int_equal(ob_query_parse_result(body, len, "GetCallerIdentity", &doc, &res, err,
-                                           sizeof(err)),
-                     OB_OK);
+    assert_int_equal(
+        ob_query_parse_result(body, len, "GetCallerIdentity", &doc, &res, err, sizeof(err)), OB_OK);
     assert_string_equal(ob_xml_path_text(res, "Account"), "123456789012");
     assert_string_equal(ob_xml_path_text(res, "Arn"), "arn:aws:iam::123456789012:user/Alice");
     assert_string_equal(ob_query_request_id(doc), "01234567-89ab-cdef-0123-456789abcdef");
@@ -357,9 +354,9 @@ static void test_query_result(void **state)
     assert_null(res);
     assert_non_null(strstr(err, "expected <AssumeRoleResponse>"));
     /* Truncated. */
-    assert_int_equal(ob_query_parse_result(body, len / 2, "GetCallerIdentity", &doc, &res, err,
-                                           sizeof(err)),
-                     OB_ERR_PARSE);
+    assert_int_equal(
+        ob_query_parse_result(body, len / 2, "GetCallerIdentity", &doc, &res, err, sizeof(err)),
+        OB_ERR_PARSE);
     assert_non_null(strstr(err, "not valid XML: line"));
     free(body);
 
@@ -380,9 +377,9 @@ static void test_query_result(void **state)
     static const char del[] =
         "<DeleteStackResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\">"
         "<ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></DeleteStackResponse>";
-    assert_int_equal(ob_query_parse_result(del, strlen(del), "DeleteStack", &doc, &res, err,
-                                           sizeof(err)),
-                     OB_OK);
+    assert_int_equal(
+        ob_query_parse_result(del, strlen(del), "DeleteStack", &doc, &res, err, sizeof(err)),
+        OB_OK);
     assert_null(res);
     assert_string_equal(ob_query_request_id(doc), "r-1");
     ob_xml_free(doc);
@@ -403,10 +400,9 @@ static void test_json_parse(void **state)
     static const char accts[] =
         "{\"Accounts\":[{\"Id\":\"111111111111\",\"State\":\"ACTIVE\"}],\"NextToken\":\"n\"}";
     assert_int_equal(ob_aws_json_parse(accts, strlen(accts), &v, err, sizeof(err)), OB_OK);
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(json_object_get(v, "Accounts"), 0),
-                                          "State")),
-        "ACTIVE");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(v, "Accounts"), 0), "State")),
+                        "ACTIVE");
     json_decref(v);
     /* Not NUL-terminated: only len bytes are read. */
     assert_int_equal(ob_aws_json_parse("{}garbage", 2, &v, err, sizeof(err)), OB_OK);
@@ -464,8 +460,8 @@ static void test_error_fixtures(void **state)
          "i-e68888 is not authorized to perform: sts:AssumeRole on resource:",
          "fa2bundlksjdlfjs0uw9ue9", "Sender", OB_RETRY_NO},
         /* Captured: boto/boto3#2807 (DescribeStacks of a missing stack), with its header. */
-        {"cfn_describe_stacks_does_not_exist.xml", OB_SVC_CLOUDFORMATION, 400,
-         "x-amzn-RequestId", "b2544024-a0f9-4ae1-ab23-fc08e1ef4e9a", "ValidationError",
+        {"cfn_describe_stacks_does_not_exist.xml", OB_SVC_CLOUDFORMATION, 400, "x-amzn-RequestId",
+         "b2544024-a0f9-4ae1-ab23-fc08e1ef4e9a", "ValidationError",
          "Stack with id foo does not exist", "b2544024-a0f9-4ae1-ab23-fc08e1ef4e9a", "Sender",
          OB_RETRY_NO},
         /* Captured: intuit/simple_deploy#11 (UpdateStack no-op). */
@@ -486,8 +482,7 @@ static void test_error_fixtures(void **state)
          OB_RETRY_NO},
         /* Captured: GoogleCloudPlatform/gsutil#1166 (S3 CreateBucket, name taken). */
         {"s3_bucket_already_exists.xml", OB_SVC_S3, 409, NULL, NULL, "BucketAlreadyExists",
-         "The requested bucket name is not available.", "2CA9EED1F16E66BB", "client",
-         OB_RETRY_NO},
+         "The requested bucket name is not available.", "2CA9EED1F16E66BB", "client", OB_RETRY_NO},
         /* Captured: ceph/s3-tests#30 (S3 CreateBucket again outside us-east-1). */
         {"s3_bucket_already_owned_by_you.xml", OB_SVC_S3, 409, NULL, NULL,
          "BucketAlreadyOwnedByYou",
@@ -541,8 +536,8 @@ static void test_error_json_variants(void **state)
         "FooError",
         "FooError:http://internal.amazon.com/coral/com.amazon.coral.validate/",
         "aws.protocoltests.restjson#FooError",
-        "aws.protocoltests.restjson#FooError:http://internal.amazon.com/coral/com.amazon.coral."
-        "validate/",
+        ("aws.protocoltests.restjson#FooError:http://internal.amazon.com/coral/com.amazon.coral."
+         "validate/"),
         "http://internal.amazon.com/coral/com.amazon.coral.validate/#FooError",
     };
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
@@ -570,10 +565,10 @@ static void test_error_json_variants(void **state)
                      OB_OK);
     assert_string_equal(e.code, "Y");
     /* awsQueryCompatible header. */
-    assert_int_equal(ob_hdrs_set(&h, "x-amzn-query-error", "AWS.SimpleQueueService.NonExistentQueue;Sender"),
-                     OB_OK);
-    assert_int_equal(ob_aws_parse_error(OB_SVC_CUR, 400, &h,
-                                        "{\"__type\":\"QueueDoesNotExist\"}",
+    assert_int_equal(
+        ob_hdrs_set(&h, "x-amzn-query-error", "AWS.SimpleQueueService.NonExistentQueue;Sender"),
+        OB_OK);
+    assert_int_equal(ob_aws_parse_error(OB_SVC_CUR, 400, &h, "{\"__type\":\"QueueDoesNotExist\"}",
                                         strlen("{\"__type\":\"QueueDoesNotExist\"}"), &e),
                      OB_OK);
     assert_string_equal(e.code, "AWS.SimpleQueueService.NonExistentQueue");
@@ -581,8 +576,7 @@ static void test_error_json_variants(void **state)
     ob_hdrs_clear(&h);
     /* JSON with a message but no code: not recognised, message kept, code from status. */
     assert_int_equal(ob_aws_parse_error(OB_SVC_CUR, 502, NULL, "{\"message\":\"bad gw\"}",
-                                        strlen("{\"message\":\"bad gw\"}"),
-                                        &e),
+                                        strlen("{\"message\":\"bad gw\"}"), &e),
                      OB_ERR_PARSE);
     assert_string_equal(e.code, "HTTP502");
     assert_string_equal(e.message, "bad gw");
@@ -602,7 +596,8 @@ static void test_error_query_variants(void **state)
     assert_string_equal(e.request_id, "10f59dc7");
     assert_string_equal(e.type, "client");
     /* An ErrorResponse without a Code is not an AWS error. */
-    static const char nocode[] = "<ErrorResponse><Error><Message>m</Message></Error></ErrorResponse>";
+    static const char nocode[] =
+        "<ErrorResponse><Error><Message>m</Message></Error></ErrorResponse>";
     assert_int_equal(ob_aws_parse_error(OB_SVC_STS, 400, NULL, nocode, strlen(nocode), &e),
                      OB_ERR_PARSE);
     assert_string_equal(e.code, "HTTP400");
@@ -612,7 +607,8 @@ static void test_error_query_variants(void **state)
                      OB_ERR_PARSE);
     assert_string_equal(e.code, "HTTP403");
     /* Entities in messages are decoded. */
-    static const char ent[] = "<Error><Code>X</Code><Message>a &lt;b&gt; &amp; &#233;</Message></Error>";
+    static const char ent[] =
+        "<Error><Code>X</Code><Message>a &lt;b&gt; &amp; &#233;</Message></Error>";
     assert_int_equal(ob_aws_parse_error(OB_SVC_S3, 400, NULL, ent, strlen(ent), &e), OB_OK);
     assert_string_equal(e.message, "a <b> & \xC3\xA9");
 }
@@ -625,12 +621,12 @@ static void test_error_empty_bodies(void **state)
         const char *code;
         const char *type;
     } cases[] = {
-        {301, "PermanentRedirect", ""}, {307, "TemporaryRedirect", ""},
-        {400, "BadRequest", "client"},  {403, "Forbidden", "client"},
-        {404, "NotFound", "client"},    {405, "MethodNotAllowed", "client"},
-        {409, "Conflict", "client"},    {412, "PreconditionFailed", "client"},
+        {301, "PermanentRedirect", ""},   {307, "TemporaryRedirect", ""},
+        {400, "BadRequest", "client"},    {403, "Forbidden", "client"},
+        {404, "NotFound", "client"},      {405, "MethodNotAllowed", "client"},
+        {409, "Conflict", "client"},      {412, "PreconditionFailed", "client"},
         {500, "InternalError", "server"}, {503, "ServiceUnavailable", "server"},
-        {418, "HTTP418", "client"},     {599, "HTTP599", "server"},
+        {418, "HTTP418", "client"},       {599, "HTTP599", "server"},
     };
     ob_hdrs_t h = {0};
     assert_int_equal(ob_hdrs_add(&h, "x-amz-request-id", "HEADREQ1"), OB_OK);
@@ -643,8 +639,7 @@ static void test_error_empty_bodies(void **state)
         assert_string_equal(e.request_id, "HEADREQ1");
         assert_non_null(strstr(e.message, "no response body"));
         /* Whitespace-only counts as empty. */
-        assert_int_equal(ob_aws_parse_error(OB_SVC_S3, cases[i].status, &h, " \r\n", 3, &e),
-                         OB_OK);
+        assert_int_equal(ob_aws_parse_error(OB_SVC_S3, cases[i].status, &h, " \r\n", 3, &e), OB_OK);
         assert_string_equal(e.code, cases[i].code);
     }
     ob_aws_error_t e;
@@ -705,10 +700,10 @@ static void test_error_truncated_everywhere(void **state)
 {
     (void)state;
     static const char *const files[] = {
-        "sts_assume_role_access_denied.xml", "cfn_describe_stacks_does_not_exist.xml",
-        "cfn_update_stack_no_updates.xml",   "s3_no_such_bucket_policy.xml",
-        "s3_bucket_already_exists.xml",      "s3_slow_down.xml",
-        "cur_duplicate_report_name.json",    "cur_validation_exception.json",
+        "sts_assume_role_access_denied.xml",    "cfn_describe_stacks_does_not_exist.xml",
+        "cfn_update_stack_no_updates.xml",      "s3_no_such_bucket_policy.xml",
+        "s3_bucket_already_exists.xml",         "s3_slow_down.xml",
+        "cur_duplicate_report_name.json",       "cur_validation_exception.json",
         "org_list_accounts_access_denied.json",
     };
     for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
@@ -746,8 +741,11 @@ static int utf8_valid(const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
     while (*u) {
-        int n = *u < 0x80 ? 1 : (*u & 0xE0) == 0xC0 ? 2 : (*u & 0xF0) == 0xE0 ? 3
-                                : (*u & 0xF8) == 0xF0 ? 4 : 0;
+        int n = *u < 0x80             ? 1
+                : (*u & 0xE0) == 0xC0 ? 2
+                : (*u & 0xF0) == 0xE0 ? 3
+                : (*u & 0xF8) == 0xF0 ? 4
+                                      : 0;
         if (!n)
             return 0;
         for (int i = 1; i < n; i++)

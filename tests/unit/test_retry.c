@@ -21,8 +21,9 @@ static void test_transient_codes(void **state)
 {
     (void)state;
     static const char *const codes[] = {
-        "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "InternalError",
-        "InternalErrorException", "InternalFailure", "ServiceUnavailable",
+        "RequestTimeout",     "RequestTimeoutException", "PriorRequestNotComplete",
+        "InternalError",      "InternalErrorException",  "InternalFailure",
+        "ServiceUnavailable",
     };
     for (size_t s = 0; s < NSVC; s++)
         for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
@@ -64,16 +65,15 @@ static void test_throttle_codes(void **state)
     assert_int_equal(ob_retry_classify(OB_SVC_CLOUDFORMATION, OB_OK, 400, "Throttling"),
                      OB_RETRY_THROTTLE);
     assert_int_equal(ob_retry_classify(OB_SVC_S3, OB_OK, 503, "SlowDown"), OB_RETRY_THROTTLE);
-    assert_int_equal(ob_retry_classify(OB_SVC_ORGANIZATIONS, OB_OK, 400,
-                                       "TooManyRequestsException"),
-                     OB_RETRY_THROTTLE);
+    assert_int_equal(
+        ob_retry_classify(OB_SVC_ORGANIZATIONS, OB_OK, 400, "TooManyRequestsException"),
+        OB_RETRY_THROTTLE);
 }
 
 static void test_cloudformation_limit_exceeded_is_a_quota(void **state)
 {
     (void)state;
-    assert_int_equal(ob_retry_classify(OB_SVC_CLOUDFORMATION, OB_OK, 400,
-                                       "LimitExceededException"),
+    assert_int_equal(ob_retry_classify(OB_SVC_CLOUDFORMATION, OB_OK, 400, "LimitExceededException"),
                      OB_RETRY_NO);
     /* ...but elsewhere it is throttling (botocore's list). */
     assert_int_equal(ob_retry_classify(OB_SVC_CUR, OB_OK, 400, "LimitExceededException"),
@@ -149,15 +149,12 @@ static void test_transport_errors(void **state)
 {
     (void)state;
     for (size_t s = 0; s < NSVC; s++) {
-        assert_int_equal(ob_retry_classify(all_svcs[s], OB_ERR_TIMEOUT, 0, NULL),
-                         OB_RETRY_TIMEOUT);
-        assert_int_equal(ob_retry_classify(all_svcs[s], OB_ERR_CONN, 0, NULL),
-                         OB_RETRY_TRANSIENT);
-        assert_int_equal(ob_retry_classify(all_svcs[s], OB_ERR_HTTP, 0, NULL),
-                         OB_RETRY_TRANSIENT);
-        static const ob_err_t final[] = {OB_ERR_CANCELLED, OB_ERR_NOMEM, OB_ERR_INVALID_ARG,
-                                         OB_ERR_CREDENTIALS, OB_ERR_PARSE, OB_ERR_TOO_LARGE,
-                                         OB_ERR_IO, OB_ERR_RETRY_QUOTA};
+        assert_int_equal(ob_retry_classify(all_svcs[s], OB_ERR_TIMEOUT, 0, NULL), OB_RETRY_TIMEOUT);
+        assert_int_equal(ob_retry_classify(all_svcs[s], OB_ERR_CONN, 0, NULL), OB_RETRY_TRANSIENT);
+        assert_int_equal(ob_retry_classify(all_svcs[s], OB_ERR_HTTP, 0, NULL), OB_RETRY_TRANSIENT);
+        static const ob_err_t final[] = {OB_ERR_CANCELLED,   OB_ERR_NOMEM,      OB_ERR_INVALID_ARG,
+                                         OB_ERR_CREDENTIALS, OB_ERR_PARSE,      OB_ERR_TOO_LARGE,
+                                         OB_ERR_IO,          OB_ERR_RETRY_QUOTA};
         for (size_t i = 0; i < sizeof(final) / sizeof(final[0]); i++)
             assert_int_equal(ob_retry_classify(all_svcs[s], final[i], 503, "SlowDown"),
                              OB_RETRY_NO);
@@ -211,10 +208,10 @@ static void test_delay_bounds_and_jitter(void **state)
     assert_true(ob_retry_delay_s(3, NAN, 20) == 0.0);
     assert_true(ob_retry_delay_s(3, -1.0, 20) == 0.0);
     assert_true(ob_retry_delay_s(3, 7.0, 20) == 4.0);
-    assert_true(ob_retry_delay_s(10, 1.0, 0) == 20.0);   /* default cap */
+    assert_true(ob_retry_delay_s(10, 1.0, 0) == 20.0); /* default cap */
     assert_true(ob_retry_delay_s(10, 1.0, -3) == 20.0);
     assert_true(ob_retry_delay_s(10, 1.0, NAN) == 20.0);
-    assert_true(ob_retry_delay_s(10, 1.0, 5) == 5.0);    /* custom cap */
+    assert_true(ob_retry_delay_s(10, 1.0, 5) == 5.0); /* custom cap */
     assert_true(ob_retry_delay_s(2, 1.0, 0.5) == 0.5);
 }
 

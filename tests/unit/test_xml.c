@@ -196,17 +196,18 @@ static void test_whitespace_text(void **state)
 static void test_namespaces(void **state)
 {
     (void)state;
-    ob_xml_doc_t *doc = parse_ok(
-        "<s3:Error xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\" xmlns=\"urn:d\""
-        " xml:lang=\"en\" s3:kind=\"k\" plain=\"p\">"
-        "<s3:Code>NoSuchKey</s3:Code><Message>m</Message>"
-        "<inner xmlns=\"\"><x/></inner><y xmlns:s3=\"urn:other\"><s3:z/></y></s3:Error>");
+    ob_xml_doc_t *doc =
+        parse_ok("<s3:Error xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\" xmlns=\"urn:d\""
+                 " xml:lang=\"en\" s3:kind=\"k\" plain=\"p\">"
+                 "<s3:Code>NoSuchKey</s3:Code><Message>m</Message>"
+                 "<inner xmlns=\"\"><x/></inner><y xmlns:s3=\"urn:other\"><s3:z/></y></s3:Error>");
     const ob_xml_node_t *r = ob_xml_root(doc);
     assert_string_equal(ob_xml_name(r), "Error");
     assert_string_equal(ob_xml_qname(r), "s3:Error");
     assert_string_equal(ob_xml_ns(r), "http://s3.amazonaws.com/doc/2006-03-01/");
     assert_string_equal(ob_xml_path_text(r, "Code"), "NoSuchKey");
-    assert_string_equal(ob_xml_ns(ob_xml_child(r, "Code")), "http://s3.amazonaws.com/doc/2006-03-01/");
+    assert_string_equal(ob_xml_ns(ob_xml_child(r, "Code")),
+                        "http://s3.amazonaws.com/doc/2006-03-01/");
     assert_string_equal(ob_xml_ns(ob_xml_child(r, "Message")), "urn:d");
     assert_string_equal(ob_xml_ns(ob_xml_path(r, "inner/x")), "");
     assert_string_equal(ob_xml_ns(ob_xml_path(r, "y/z")), "urn:other");
@@ -245,10 +246,10 @@ static void test_namespaces(void **state)
 static void test_prolog_misc(void **state)
 {
     (void)state;
-    ob_xml_doc_t *doc = parse_ok(
-        "\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"utf-8\" standalone='yes' ?>\n"
-        "<!-- c1 --><?xml-stylesheet href=\"x\"?>\n<a><!-- inside --><?pi data?>t</a>\n"
-        "<!-- after --><?end?>\n");
+    ob_xml_doc_t *doc =
+        parse_ok("\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"utf-8\" standalone='yes' ?>\n"
+                 "<!-- c1 --><?xml-stylesheet href=\"x\"?>\n<a><!-- inside --><?pi data?>t</a>\n"
+                 "<!-- after --><?end?>\n");
     assert_string_equal(ob_xml_text(ob_xml_root(doc)), "t");
     ob_xml_free(doc);
     doc = parse_ok("<?xml version='1.1'?><a/>");
@@ -322,7 +323,8 @@ static void test_malformed(void **state)
     EXPECT_PARSE_ERR("<a>\xEF\xBF\xBE</a>", "U+FFFE is not allowed");
     expect_err("<a>\0</a>", 8, OB_ERR_PARSE, "U+0000");
     /* Non-ASCII names are fine. */
-    ob_xml_doc_t *doc = parse_ok("<caf\xC3\xA9 \xC3\xA9t\xC3\xA9=\"\xE2\x82\xAC\">\xE6\x97\xA5</caf\xC3\xA9>");
+    ob_xml_doc_t *doc =
+        parse_ok("<caf\xC3\xA9 \xC3\xA9t\xC3\xA9=\"\xE2\x82\xAC\">\xE6\x97\xA5</caf\xC3\xA9>");
     assert_string_equal(ob_xml_name(ob_xml_root(doc)), "caf\xC3\xA9");
     assert_string_equal(ob_xml_attr(ob_xml_root(doc), "\xC3\xA9t\xC3\xA9"), "\xE2\x82\xAC");
     ob_xml_free(doc);
@@ -384,9 +386,12 @@ static void test_truncated_replies(void **state)
 {
     (void)state;
     static const char *const names[] = {
-        "cfn_describe_stacks.xml",         "cfn_describe_stacks_does_not_exist.xml",
-        "sts_assume_role_access_denied.xml", "sts_get_caller_identity.xml",
-        "s3_bucket_already_owned_by_you.xml", "s3_no_such_bucket_policy.xml",
+        "cfn_describe_stacks.xml",
+        "cfn_describe_stacks_does_not_exist.xml",
+        "sts_assume_role_access_denied.xml",
+        "sts_get_caller_identity.xml",
+        "s3_bucket_already_owned_by_you.xml",
+        "s3_no_such_bucket_policy.xml",
         "s3_slow_down.xml",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -564,7 +569,8 @@ static void test_escape(void **state)
     assert_int_equal(ob_buf_puts(&b, "<v>"), OB_OK);
     const char *raw = "a<b>&c\"d'e\r\nf\tg \xC3\xA9\xF0\x9F\x98\x80";
     assert_int_equal(ob_xml_escape(&b, raw), OB_OK);
-    assert_string_equal(b.data, "<v>a&lt;b&gt;&amp;c&quot;d&apos;e&#13;\nf\tg \xC3\xA9\xF0\x9F\x98\x80");
+    assert_string_equal(b.data,
+                        "<v>a&lt;b&gt;&amp;c&quot;d&apos;e&#13;\nf\tg \xC3\xA9\xF0\x9F\x98\x80");
     assert_int_equal(ob_buf_puts(&b, "</v>"), OB_OK);
     /* Round trip through the parser, CR included. */
     ob_xml_doc_t *doc = NULL;
