@@ -64,8 +64,7 @@ struct ob_aws_call_s {
 };
 
 static const char *const expired_codes[] = {"ExpiredToken", "ExpiredTokenException",
-                                            "RequestExpired",
-                                            NULL};
+                                            "RequestExpired", NULL};
 
 static double default_rand(ob_aws_t *aws)
 {
@@ -101,9 +100,8 @@ ob_aws_t *ob_aws_new(ob_loop_t *loop, ob_http_t *http, const ob_aws_opts_t *opts
     if (aws->opts.region && *aws->opts.region) {
         snprintf(aws->region, sizeof(aws->region), "%s", aws->opts.region);
     } else {
-        ob_err_t e = ob_aws_region_resolve(aws->opts.getenv_fn, aws->opts.env_ctx,
-                                           aws->opts.config, aws->profile, aws->region,
-                                           sizeof(aws->region));
+        ob_err_t e = ob_aws_region_resolve(aws->opts.getenv_fn, aws->opts.env_ctx, aws->opts.config,
+                                           aws->profile, aws->region, sizeof(aws->region));
         if (e == OB_ERR_NOT_FOUND) {
             /* No region configured: requests name their own; STS and the
              * global services live in us-east-1. */
@@ -236,8 +234,8 @@ static void on_http(ob_http_resp_t *resp, void *arg)
         return;
     } else {
         res.err = OB_ERR_AWS;
-        ob_aws_parse_error(c->svc, resp->status, &resp->headers, resp->body.data,
-                           resp->body.len, &res.aws);
+        ob_aws_parse_error(c->svc, resp->status, &resp->headers, resp->body.data, resp->body.len,
+                           &res.aws);
         cls = ob_retry_classify(c->svc, OB_OK, resp->status, res.aws.code);
         if (cls == OB_RETRY_THROTTLE)
             aws->stats.throttled++;
@@ -257,9 +255,8 @@ static void on_http(ob_http_resp_t *resp, void *arg)
     res.retry_class = cls;
     double delay = 0;
     int cost = 0;
-    res.verdict =
-        ob_retry_decide(&aws->policy, &aws->quota, c->attempts, cls, default_rand(aws), &delay,
-                        &cost);
+    res.verdict = ob_retry_decide(&aws->policy, &aws->quota, c->attempts, cls, default_rand(aws),
+                                  &delay, &cost);
     if (res.verdict == OB_RETRY_AGAIN) {
         c->quota_cost = cost;
         ob_logkv(OB_LOG_DEBUG, "aws", "retrying", "call", res.errmsg, "class",
@@ -342,9 +339,8 @@ static const ob_endpoint_t *endpoint_for(ob_aws_t *aws, ob_aws_svc_t svc, const 
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    if (ob_endpoint_resolve(svc, region, aws->opts.getenv_fn, aws->opts.env_ctx,
-                            aws->opts.config, aws->profile, &e->ep, errstr,
-                            errstr_size) != OB_OK) {
+    if (ob_endpoint_resolve(svc, region, aws->opts.getenv_fn, aws->opts.env_ctx, aws->opts.config,
+                            aws->profile, &e->ep, errstr, errstr_size) != OB_OK) {
         free(e);
         return NULL;
     }
@@ -358,8 +354,7 @@ static const ob_endpoint_t *endpoint_for(ob_aws_t *aws, ob_aws_svc_t svc, const 
 ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target_t *target,
                            ob_aws_cb *cb, void *arg, char *errstr, size_t errstr_size)
 {
-    const char *region = target && target->region && *target->region ? target->region
-                                                                      : aws->region;
+    const char *region = target && target->region && *target->region ? target->region : aws->region;
     const ob_aws_svc_info_t *info = ob_aws_svc_info(req->svc);
     if (!info || !req->op || !req->method[0] || !req->path.data) {
         ob_errf(errstr, errstr_size, OB_ERR_INVALID_ARG,

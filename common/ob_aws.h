@@ -83,11 +83,11 @@ typedef struct ob_aws_result_s {
 typedef void(ob_aws_cb)(ob_aws_result_t *res, void *arg);
 
 typedef struct ob_aws_stats_s {
-    uint64_t calls;      /* ob_aws_send() accepted */
-    uint64_t attempts;   /* HTTP requests sent */
-    uint64_t retries;    /* attempts after the first */
-    uint64_t throttled;  /* attempts answered with a throttling error */
-    uint64_t failed;     /* calls that ended in an error */
+    uint64_t calls;     /* ob_aws_send() accepted */
+    uint64_t attempts;  /* HTTP requests sent */
+    uint64_t retries;   /* attempts after the first */
+    uint64_t throttled; /* attempts answered with a throttling error */
+    uint64_t failed;    /* calls that ended in an error */
     size_t in_flight;
     int quota_available;
 } ob_aws_stats_t;

@@ -17,9 +17,9 @@ static const ob_aws_svc_info_t ob_svc_table[OB_SVC__COUNT] = {
                                "http://cloudformation.amazonaws.com/doc/2010-05-15/", NULL},
     [OB_SVC_CUR] = {"cur", "cur", "cur", "COST_AND_USAGE_REPORT_SERVICE", OB_PROTO_JSON11,
                     "2017-01-06", "AWSOrigamiServiceGatewayService", NULL, "us-east-1"},
-    [OB_SVC_ORGANIZATIONS] = {"organizations", "organizations", "organizations",
-                              "ORGANIZATIONS", OB_PROTO_JSON11, "2016-11-28",
-                              "AWSOrganizationsV20161128", NULL, "us-east-1"},
+    [OB_SVC_ORGANIZATIONS] = {"organizations", "organizations", "organizations", "ORGANIZATIONS",
+                              OB_PROTO_JSON11, "2016-11-28", "AWSOrganizationsV20161128", NULL,
+                              "us-east-1"},
 };
 
 const ob_aws_svc_info_t *ob_aws_svc_info(ob_aws_svc_t svc)

@@ -25,10 +25,10 @@ typedef enum ob_aws_proto_e {
 } ob_aws_proto_t;
 
 typedef struct ob_aws_svc_info_s {
-    const char *id;            /* our short name: "s3", "cur", ... */
-    const char *signing_name;  /* SigV4 credential scope service */
+    const char *id;              /* our short name: "s3", "cur", ... */
+    const char *signing_name;    /* SigV4 credential scope service */
     const char *endpoint_prefix; /* host prefix: "s3", "cur", "cloudformation" ... */
-    const char *env_suffix;    /* AWS_ENDPOINT_URL_<env_suffix> */
+    const char *env_suffix;      /* AWS_ENDPOINT_URL_<env_suffix> */
     ob_aws_proto_t protocol;
     const char *api_version;   /* Query "Version=" value, or NULL */
     const char *json_target;   /* JSON 1.1 X-Amz-Target prefix, or NULL */

@@ -17,8 +17,7 @@
 #define OFF(f) offsetof(ob_config_t, f)
 
 const ob_cfg_def_t ob_config_table[] = {
-    {"log.level", OB_CFG_STR, "info", 0, 0, OFF(log_level), 0,
-     "debug, info, warn, error or off"},
+    {"log.level", OB_CFG_STR, "info", 0, 0, OFF(log_level), 0, "debug, info, warn, error or off"},
     {"topic.prefix", OB_CFG_STR, "onboard.", 0, 0, OFF(topic_prefix), 0,
      "prefix of every topic name"},
     {"redis.host", OB_CFG_STR, "127.0.0.1", 0, 0, OFF(redis_host), 0, "Redis host"},
@@ -111,8 +110,8 @@ ob_err_t ob_cfg_parse_ms(const char *s, long long *out)
 ob_err_t ob_cfg_parse_size(const char *s, long long *out)
 {
     static const char *const units[] = {"b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib"};
-    static const long long mult[] = {1, 1024, 1024, 1024, 1048576, 1048576, 1048576,
-                                     1073741824LL, 1073741824LL, 1073741824LL};
+    static const long long mult[] = {1,       1024,    1024,         1024,         1048576,
+                                     1048576, 1048576, 1073741824LL, 1073741824LL, 1073741824LL};
     return parse_scaled(s, units, mult, 10, out);
 }
 
@@ -135,8 +134,8 @@ static ob_err_t set_value(const ob_cfg_def_t *d, void *target, const char *value
         int b;
         if (ob_cfg_parse_bool(value, &b) != OB_OK)
             return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
-                           "%s (from %s): expected true or false, got \"%.64s\"", d->name,
-                           source, d->secret ? "***" : value);
+                           "%s (from %s): expected true or false, got \"%.64s\"", d->name, source,
+                           d->secret ? "***" : value);
         *(int *)field = b;
         return OB_OK;
     }
@@ -151,8 +150,9 @@ static ob_err_t set_value(const ob_cfg_def_t *d, void *target, const char *value
         break;
     }
     if (err != OB_OK)
-        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s (from %s): cannot read \"%.64s\" as %s",
-                       d->name, source, d->secret ? "***" : value,
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                       "%s (from %s): cannot read \"%.64s\" as %s", d->name, source,
+                       d->secret ? "***" : value,
                        d->type == OB_CFG_MS     ? "a duration (e.g. 250ms, 30s, 5m)"
                        : d->type == OB_CFG_SIZE ? "a size (e.g. 512k, 8M)"
                                                 : "an integer");
@@ -237,8 +237,8 @@ static ob_err_t load_file(const ob_cfg_def_t *table, size_t n, void *target, con
 {
     FILE *f = fopen(file, "r");
     if (!f)
-        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "cannot open config file %s: %s",
-                       file, strerror(errno));
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "cannot open config file %s: %s", file,
+                       strerror(errno));
     char line[4096];
     int lineno = 0;
     ob_err_t err = OB_OK;
@@ -355,16 +355,16 @@ void ob_cfg_free(const ob_cfg_def_t *table, size_t n, void *target)
     }
 }
 
-ob_err_t ob_config_load(ob_config_t *cfg, const char *file, ob_getenv_fn getenv_fn,
-                        void *env_ctx, char *errstr, size_t errstr_size)
+ob_err_t ob_config_load(ob_config_t *cfg, const char *file, ob_getenv_fn getenv_fn, void *env_ctx,
+                        char *errstr, size_t errstr_size)
 {
     memset(cfg, 0, sizeof(*cfg));
     if (!getenv_fn)
         getenv_fn = env_default;
     if (!file)
         file = getenv_fn("OB_CONFIG_FILE", env_ctx);
-    ob_err_t err = ob_cfg_load(ob_config_table, ob_config_table_len, cfg, file, getenv_fn,
-                               env_ctx, &cfg->kafka, errstr, errstr_size);
+    ob_err_t err = ob_cfg_load(ob_config_table, ob_config_table_len, cfg, file, getenv_fn, env_ctx,
+                               &cfg->kafka, errstr, errstr_size);
     if (err == OB_OK && ob_log_level_parse(cfg->log_level) < 0)
         err = ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
                       "log.level: \"%.32s\" is not one of debug, info, warn, error, off",

@@ -97,8 +97,8 @@ extern const ob_cfg_def_t ob_config_table[];
 extern const size_t ob_config_table_len;
 
 /* Load the shared settings; file from OB_CONFIG_FILE when `file` is NULL. */
-ob_err_t ob_config_load(ob_config_t *cfg, const char *file, ob_getenv_fn getenv_fn,
-                        void *env_ctx, char *errstr, size_t errstr_size);
+ob_err_t ob_config_load(ob_config_t *cfg, const char *file, ob_getenv_fn getenv_fn, void *env_ctx,
+                        char *errstr, size_t errstr_size);
 void ob_config_free(ob_config_t *cfg);
 
 #endif

@@ -28,11 +28,11 @@
 #include "ob_log.h"
 #include "ob_xml.h"
 
-#define FAIL_MEMORY_MS 1000       /* a failed fetch answers waiters for this long */
-#define ADVISORY_RETRY_MS 30000   /* background refresh retry after a failure */
-#define METADATA_TIMEOUT_MS 1000  /* IMDS, as botocore's default */
-#define CONTAINER_TIMEOUT_MS 2000 /* container endpoint, as botocore */
-#define METADATA_MAX_BODY (64 * 1024)
+#define FAIL_MEMORY_MS       1000  /* a failed fetch answers waiters for this long */
+#define ADVISORY_RETRY_MS    30000 /* background refresh retry after a failure */
+#define METADATA_TIMEOUT_MS  1000  /* IMDS, as botocore's default */
+#define CONTAINER_TIMEOUT_MS 2000  /* container endpoint, as botocore */
+#define METADATA_MAX_BODY    (64 * 1024)
 
 /* ---- credentials values ---- */
 
@@ -261,8 +261,8 @@ static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
         snprintf(s->last_msg, sizeof(s->last_msg), "%s: %s", s->describe, msg ? msg : "failed");
         s->fail_until = now + FAIL_MEMORY_MS;
         s->next_advisory = now + ADVISORY_RETRY_MS;
-        ob_logkv(OB_LOG_WARN, "creds", "credentials refresh failed", "source", s->describe,
-                 "error", msg, NULL);
+        ob_logkv(OB_LOG_WARN, "creds", "credentials refresh failed", "source", s->describe, "error",
+                 msg, NULL);
         /* Credentials still valid keep being served; waiters get them. */
         if (usable(s)) {
             flush_waiters(s, OB_OK, NULL);
@@ -436,8 +436,8 @@ static ob_err_t parse_sts_credentials(const ob_aws_result_t *res, const char *ac
 {
     ob_xml_doc_t *doc = NULL;
     const ob_xml_node_t *result = NULL;
-    ob_err_t e = ob_query_parse_result(res->body.data, res->body.len, action, &doc, &result,
-                                       errstr, errstr_size);
+    ob_err_t e = ob_query_parse_result(res->body.data, res->body.len, action, &doc, &result, errstr,
+                                       errstr_size);
     if (e != OB_OK)
         return e;
     const char *akid = ob_xml_path_text(result, "Credentials/AccessKeyId");
@@ -650,9 +650,8 @@ static void webid_destroy(ob_credsrc_t *s)
 
 static const credsrc_ops_t webid_ops = {"web-identity", webid_fetch, webid_destroy};
 
-ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file,
-                                      const char *role_arn, const char *session_name,
-                                      const char *region)
+ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file, const char *role_arn,
+                                      const char *session_name, const char *region)
 {
     if (!token_file || !*token_file || !role_arn || !*role_arn)
         return NULL;
@@ -776,8 +775,11 @@ static void container_fetch(ob_credsrc_t *s)
     if (a && *a)
         ob_hdrs_add(&hd, "Authorization", a);
     ob_hdrs_add(&hd, "Accept", "application/json");
-    ob_http_req_t req = {.method = "GET", .url = h->url, .headers = &hd,
-                         .timeout_ms = CONTAINER_TIMEOUT_MS, .max_body = METADATA_MAX_BODY};
+    ob_http_req_t req = {.method = "GET",
+                         .url = h->url,
+                         .headers = &hd,
+                         .timeout_ms = CONTAINER_TIMEOUT_MS,
+                         .max_body = METADATA_MAX_BODY};
     h->xfer = ob_http_send(ob_aws_http(s->aws), &req, container_done, s, err, sizeof(err));
     ob_hdrs_clear(&hd);
     wipe_free(auth);
@@ -800,9 +802,9 @@ static const char *aws_env(ob_aws_t *aws, const char *name)
 static int allowed_container_host(const char *url)
 {
     static const char *const ok[] = {
-        "http://127.",           "http://localhost:",    "http://localhost/", "http://[::1]",
-        "http://169.254.170.2:", "http://169.254.170.2/", "http://169.254.170.23",
-        "http://[fd00:ec2::23]", NULL};
+        "http://127.",           "http://localhost:",     "http://localhost/",
+        "http://[::1]",          "http://169.254.170.2:", "http://169.254.170.2/",
+        "http://169.254.170.23", "http://[fd00:ec2::23]", NULL};
     if (!strncasecmp(url, "https://", 8))
         return 1;
     for (int i = 0; ok[i]; i++)
@@ -914,12 +916,14 @@ static void imds_step(ob_credsrc_t *s)
         ob_hdrs_add(&hd, "X-aws-ec2-metadata-token", h->imds_token ? h->imds_token : "");
     }
     char err[512] = "";
-    ob_http_req_t req = {.method = method, .url = url.data, .headers = &hd,
+    ob_http_req_t req = {.method = method,
+                         .url = url.data,
+                         .headers = &hd,
                          .timeout_ms = METADATA_TIMEOUT_MS,
                          .connect_timeout_ms = METADATA_TIMEOUT_MS,
                          .max_body = METADATA_MAX_BODY};
-    h->xfer = url.data ? ob_http_send(ob_aws_http(s->aws), &req, imds_reply, s, err, sizeof(err))
-                       : NULL;
+    h->xfer =
+        url.data ? ob_http_send(ob_aws_http(s->aws), &req, imds_reply, s, err, sizeof(err)) : NULL;
     ob_hdrs_clear(&hd);
     ob_buf_free(&url);
     if (!h->xfer) {
@@ -964,8 +968,7 @@ static ob_credsrc_t *profile_source(ob_aws_t *aws, const ob_awsconfig_t *cfg, co
                                     int depth, const char **visited, char *errstr,
                                     size_t errstr_size);
 
-static ob_credsrc_t *profile_static(ob_aws_t *aws, const ob_awsconfig_t *cfg,
-                                    const char *profile)
+static ob_credsrc_t *profile_static(ob_aws_t *aws, const ob_awsconfig_t *cfg, const char *profile)
 {
     const char *akid = ob_awsconfig_get(cfg, profile, "aws_access_key_id");
     const char *secret = ob_awsconfig_get(cfg, profile, "aws_secret_access_key");
@@ -996,8 +999,7 @@ static ob_credsrc_t *env_static(ob_aws_t *aws, char *errstr, size_t errstr_size,
 }
 
 static ob_credsrc_t *role_source(ob_aws_t *aws, const ob_awsconfig_t *cfg, const char *profile,
-                                 int depth, const char **visited, char *errstr,
-                                 size_t errstr_size)
+                                 int depth, const char **visited, char *errstr, size_t errstr_size)
 {
     const char *role_arn = ob_awsconfig_get(cfg, profile, "role_arn");
     const char *src_profile = ob_awsconfig_get(cfg, profile, "source_profile");
@@ -1048,9 +1050,9 @@ static ob_credsrc_t *role_source(ob_aws_t *aws, const ob_awsconfig_t *cfg, const
     if (!base)
         return NULL;
     const char *dur = ob_awsconfig_get(cfg, profile, "duration_seconds");
-    ob_credsrc_t *s = ob_credsrc_assume_role(aws, base, role_arn,
-                                             ob_awsconfig_get(cfg, profile, "external_id"),
-                                             session, dur ? atoi(dur) : 0, region);
+    ob_credsrc_t *s =
+        ob_credsrc_assume_role(aws, base, role_arn, ob_awsconfig_get(cfg, profile, "external_id"),
+                               session, dur ? atoi(dur) : 0, region);
     ob_credsrc_unref(base);
     if (s) {
         size_t n = strlen(s->describe);
@@ -1084,8 +1086,7 @@ static ob_credsrc_t *profile_source(ob_aws_t *aws, const ob_awsconfig_t *cfg, co
         return role_source(aws, cfg, profile, depth, visited, errstr, errstr_size);
     ob_credsrc_t *s = profile_static(aws, cfg, profile);
     if (!s)
-        ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS, "profile %s has no credentials",
-                profile);
+        ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS, "profile %s has no credentials", profile);
     return s;
 }
 
@@ -1094,8 +1095,8 @@ ob_credsrc_t *ob_credsrc_chain(ob_aws_t *aws, char *errstr, size_t errstr_size)
     const ob_aws_opts_t *o = ob_aws_opts(aws);
     const ob_awsconfig_t *cfg = o->config;
     const char *profile = o->profile ? o->profile : "default";
-    int explicit_profile = aws_env(aws, "AWS_PROFILE") != NULL ||
-                           (o->profile && strcmp(o->profile, "default") != 0);
+    int explicit_profile =
+        aws_env(aws, "AWS_PROFILE") != NULL || (o->profile && strcmp(o->profile, "default") != 0);
     const char *visited[MAX_PROFILE_DEPTH];
     int partial = 0;
 
@@ -1117,8 +1118,7 @@ ob_credsrc_t *ob_credsrc_chain(ob_aws_t *aws, char *errstr, size_t errstr_size)
     const char *wf = aws_env(aws, "AWS_WEB_IDENTITY_TOKEN_FILE");
     const char *wr = aws_env(aws, "AWS_ROLE_ARN");
     if (wf && wr)
-        return ob_credsrc_web_identity(aws, wf, wr, aws_env(aws, "AWS_ROLE_SESSION_NAME"),
-                                       NULL);
+        return ob_credsrc_web_identity(aws, wf, wr, aws_env(aws, "AWS_ROLE_SESSION_NAME"), NULL);
     /* 4. Static keys of the profile. */
     if (has_profile && (s = profile_static(aws, cfg, profile)))
         return s;
@@ -1144,7 +1144,7 @@ typedef struct centry_s {
     char *key; /* role_arn "\n" external_id */
     uint64_t hash;
     ob_credsrc_t *src;
-    struct centry_s *hnext;      /* bucket chain */
+    struct centry_s *hnext;       /* bucket chain */
     struct centry_s *prev, *next; /* LRU: head is most recent */
 } centry_t;
 

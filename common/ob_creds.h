@@ -71,8 +71,7 @@ typedef struct ob_creds_wait_s ob_creds_wait_t;
 
 /* err OB_OK with creds, or an error (OB_ERR_CREDENTIALS, OB_ERR_AWS, transport
  * codes) with a message safe to log and creds NULL. */
-typedef void(ob_creds_cb)(ob_err_t err, const char *errmsg, const ob_aws_creds_t *creds,
-                          void *arg);
+typedef void(ob_creds_cb)(ob_err_t err, const char *errmsg, const ob_aws_creds_t *creds, void *arg);
 
 /* Fixed credentials (never refreshed). */
 ob_credsrc_t *ob_credsrc_static(ob_aws_t *aws, const char *akid, const char *secret,
@@ -83,9 +82,8 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
                                      const char *external_id, const char *session_name,
                                      int duration_s, const char *region);
 /* AssumeRoleWithWebIdentity; the token file is read at every refresh. */
-ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file,
-                                      const char *role_arn, const char *session_name,
-                                      const char *region);
+ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file, const char *role_arn,
+                                      const char *session_name, const char *region);
 /* Container credentials from the environment; NULL (with errstr) when not
  * configured or the URI is not allowed. */
 ob_credsrc_t *ob_credsrc_container(ob_aws_t *aws, char *errstr, size_t errstr_size);
@@ -115,7 +113,7 @@ uint64_t ob_credsrc_fetches(const ob_credsrc_t *s);
 
 /* Refresh windows, as fractions capped by absolute times (botocore uses 15 and
  * 10 minutes; short-lived credentials get proportionally shorter windows). */
-#define OB_CREDS_ADVISORY_MS (15 * 60 * 1000)
+#define OB_CREDS_ADVISORY_MS  (15 * 60 * 1000)
 #define OB_CREDS_MANDATORY_MS (10 * 60 * 1000)
 
 typedef struct ob_assume_cache_s ob_assume_cache_t;

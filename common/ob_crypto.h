@@ -12,9 +12,9 @@
 
 #include "ob_err.h"
 
-#define OB_SHA256_LEN 32
+#define OB_SHA256_LEN     32
 #define OB_SHA256_HEX_LEN 65 /* 64 hex digits + NUL */
-#define OB_MD5_B64_LEN 25    /* base64 of 16 bytes + NUL */
+#define OB_MD5_B64_LEN    25 /* base64 of 16 bytes + NUL */
 
 void ob_sha256(const void *data, size_t len, uint8_t out[OB_SHA256_LEN]);
 void ob_sha256_hex(const void *data, size_t len, char out[OB_SHA256_HEX_LEN]);

@@ -16,23 +16,23 @@
 
 typedef enum ob_err_e {
     OB_OK = 0,
-    OB_ERR_INVALID_ARG,     /* a caller passed something malformed */
-    OB_ERR_NOMEM,           /* allocation failed */
-    OB_ERR_IO,              /* a system call failed (errno in the text) */
-    OB_ERR_CONFIG,          /* a setting is unknown, malformed or out of bounds */
-    OB_ERR_NOT_FOUND,       /* the thing looked for does not exist */
-    OB_ERR_PARSE,           /* malformed input (JSON, XML, INI, URL, ...) */
-    OB_ERR_TOO_LARGE,       /* input or reply exceeds a configured limit */
-    OB_ERR_TIMEOUT,         /* a deadline passed */
-    OB_ERR_CANCELLED,       /* the operation was abandoned (shutdown, disconnect) */
-    OB_ERR_CONN,            /* connection refused, reset or closed early */
-    OB_ERR_HTTP,            /* other transport-level HTTP failure */
-    OB_ERR_AWS,             /* AWS answered with an error (code in ob_aws_error) */
-    OB_ERR_CREDENTIALS,     /* no usable AWS credentials */
-    OB_ERR_KAFKA,           /* librdkafka reported an error */
-    OB_ERR_REDIS,           /* Redis replied with an error or is unreachable */
-    OB_ERR_RETRY_QUOTA,     /* the retry token bucket is empty */
-    OB_ERR_STATE,           /* the call is not valid in the object's current state */
+    OB_ERR_INVALID_ARG, /* a caller passed something malformed */
+    OB_ERR_NOMEM,       /* allocation failed */
+    OB_ERR_IO,          /* a system call failed (errno in the text) */
+    OB_ERR_CONFIG,      /* a setting is unknown, malformed or out of bounds */
+    OB_ERR_NOT_FOUND,   /* the thing looked for does not exist */
+    OB_ERR_PARSE,       /* malformed input (JSON, XML, INI, URL, ...) */
+    OB_ERR_TOO_LARGE,   /* input or reply exceeds a configured limit */
+    OB_ERR_TIMEOUT,     /* a deadline passed */
+    OB_ERR_CANCELLED,   /* the operation was abandoned (shutdown, disconnect) */
+    OB_ERR_CONN,        /* connection refused, reset or closed early */
+    OB_ERR_HTTP,        /* other transport-level HTTP failure */
+    OB_ERR_AWS,         /* AWS answered with an error (code in ob_aws_error) */
+    OB_ERR_CREDENTIALS, /* no usable AWS credentials */
+    OB_ERR_KAFKA,       /* librdkafka reported an error */
+    OB_ERR_REDIS,       /* Redis replied with an error or is unreachable */
+    OB_ERR_RETRY_QUOTA, /* the retry token bucket is empty */
+    OB_ERR_STATE,       /* the call is not valid in the object's current state */
     OB_ERR__COUNT
 } ob_err_t;
 

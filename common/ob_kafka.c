@@ -51,9 +51,10 @@ struct ob_kproducer_s {
 /* librdkafka's log callback runs on its threads; ob_log is thread-safe. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    ob_log_level_t l = level <= 3 ? OB_LOG_ERROR : level <= 4 ? OB_LOG_WARN
-                                                : level <= 6 ? OB_LOG_INFO
-                                                             : OB_LOG_DEBUG;
+    ob_log_level_t l = level <= 3   ? OB_LOG_ERROR
+                       : level <= 4 ? OB_LOG_WARN
+                       : level <= 6 ? OB_LOG_INFO
+                                    : OB_LOG_DEBUG;
     /* Shared kafka.* settings are applied to consumer and producer alike, so
      * "consumer property ignored by this producer" is expected, not a warning. */
     if (!strcmp(fac, "CONFWARN") && l == OB_LOG_WARN)
@@ -207,10 +208,17 @@ static void consumer_more(ob_timer_t *t, void *arg)
 ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opts, char *errstr,
                                  size_t errstr_size)
 {
-    static const char *const defaults[] = {
-        "enable.auto.commit", "true",       "enable.auto.offset.store", "false",
-        "auto.offset.reset",  "earliest",   "enable.partition.eof",     "false",
-        "client.id",          "onboard",    NULL};
+    static const char *const defaults[] = {"enable.auto.commit",
+                                           "true",
+                                           "enable.auto.offset.store",
+                                           "false",
+                                           "auto.offset.reset",
+                                           "earliest",
+                                           "enable.partition.eof",
+                                           "false",
+                                           "client.id",
+                                           "onboard",
+                                           NULL};
     if (!opts->group_id || !opts->on_message || opts->ntopics == 0) {
         ob_errf(errstr, errstr_size, OB_ERR_INVALID_ARG,
                 "a consumer needs a group id, topics and a message callback");
@@ -234,8 +242,7 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
         return NULL;
     }
     char err[512];
-    if (rd_kafka_conf_set(conf, "group.id", opts->group_id, err, sizeof(err)) !=
-        RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, "group.id", opts->group_id, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
         ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "group.id: %s", err);
         rd_kafka_conf_destroy(conf);
         free(c);
@@ -258,8 +265,7 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
         ob_kconsumer_free(c);
         return NULL;
     }
-    rd_kafka_topic_partition_list_t *subs =
-        rd_kafka_topic_partition_list_new((int)opts->ntopics);
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new((int)opts->ntopics);
     for (size_t i = 0; i < opts->ntopics; i++)
         rd_kafka_topic_partition_list_add(subs, opts->topics[i], RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, subs);
@@ -398,8 +404,9 @@ static void producer_more(ob_timer_t *t, void *arg)
 ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opts, char *errstr,
                                  size_t errstr_size)
 {
-    static const char *const defaults[] = {"enable.idempotence", "true", "acks", "all",
-                                           "linger.ms", "5", "client.id", "onboard", NULL};
+    static const char *const defaults[] = {
+        "enable.idempotence", "true",    "acks", "all", "linger.ms", "5",
+        "client.id",          "onboard", NULL};
     ob_kproducer_t *p = calloc(1, sizeof(*p));
     if (!p) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
@@ -434,8 +441,8 @@ ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opt
     return p;
 }
 
-ob_err_t ob_kproducer_send(ob_kproducer_t *p, const char *topic, int32_t partition,
-                           const void *key, size_t keylen, const void *value, size_t vlen,
+ob_err_t ob_kproducer_send(ob_kproducer_t *p, const char *topic, int32_t partition, const void *key,
+                           size_t keylen, const void *value, size_t vlen,
                            rd_kafka_headers_t *headers, void *msg_opaque, char *errstr,
                            size_t errstr_size)
 {
@@ -443,9 +450,8 @@ ob_err_t ob_kproducer_send(ob_kproducer_t *p, const char *topic, int32_t partiti
     if (headers)
         e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, vlen),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg_opaque),
-                              RD_KAFKA_V_END);
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+                              RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
     else
         e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, vlen),

@@ -47,7 +47,7 @@ typedef void(ob_kconsumer_msg_cb)(ob_kconsumer_t *c, const rd_kafka_message_t *m
 /* assigned: 1 for partitions added to this member, 0 for partitions taken away
  * (called before they are released). */
 typedef void(ob_kconsumer_rebalance_cb)(ob_kconsumer_t *c, int assigned,
-                                         const rd_kafka_topic_partition_list_t *parts, void *arg);
+                                        const rd_kafka_topic_partition_list_t *parts, void *arg);
 
 typedef struct ob_kconsumer_opts_s {
     const char *group_id;
@@ -96,8 +96,8 @@ ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opt
 /* Queue a message (copied). headers may be NULL; ownership of headers passes
  * to the producer whatever the outcome. partition RD_KAFKA_PARTITION_UA means
  * "by key". */
-ob_err_t ob_kproducer_send(ob_kproducer_t *p, const char *topic, int32_t partition,
-                           const void *key, size_t keylen, const void *value, size_t vlen,
+ob_err_t ob_kproducer_send(ob_kproducer_t *p, const char *topic, int32_t partition, const void *key,
+                           size_t keylen, const void *value, size_t vlen,
                            rd_kafka_headers_t *headers, void *msg_opaque, char *errstr,
                            size_t errstr_size);
 /* Messages not yet acknowledged. */

@@ -44,8 +44,8 @@ void ob_logkv(ob_log_level_t level, const char *component, const char *msg, ...)
     __attribute__((sentinel));
 
 #define OB_DEBUG(comp, ...) ob_logf(OB_LOG_DEBUG, comp, __VA_ARGS__)
-#define OB_INFO(comp, ...) ob_logf(OB_LOG_INFO, comp, __VA_ARGS__)
-#define OB_WARN(comp, ...) ob_logf(OB_LOG_WARN, comp, __VA_ARGS__)
+#define OB_INFO(comp, ...)  ob_logf(OB_LOG_INFO, comp, __VA_ARGS__)
+#define OB_WARN(comp, ...)  ob_logf(OB_LOG_WARN, comp, __VA_ARGS__)
 #define OB_ERROR(comp, ...) ob_logf(OB_LOG_ERROR, comp, __VA_ARGS__)
 
 #endif

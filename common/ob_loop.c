@@ -31,8 +31,8 @@
 struct ob_io_s {
     ob_loop_t *loop;
     int fd;
-    unsigned events;   /* requested mask */
-    int registered;    /* added to epoll */
+    unsigned events; /* requested mask */
+    int registered;  /* added to epoll */
     int dead;
     ob_io_cb *cb;
     void *arg;
@@ -105,8 +105,7 @@ ob_loop_t *ob_loop_new(char *errstr, size_t errstr_size)
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     loop->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (loop->epfd < 0 || loop->wakefd < 0) {
-        ob_errf(errstr, errstr_size, OB_ERR_IO, "cannot create epoll/eventfd: %s",
-                strerror(errno));
+        ob_errf(errstr, errstr_size, OB_ERR_IO, "cannot create epoll/eventfd: %s", strerror(errno));
         if (loop->epfd >= 0)
             close(loop->epfd);
         if (loop->wakefd >= 0)
@@ -374,8 +373,8 @@ ob_err_t ob_loop_run_once(ob_loop_t *loop, int timeout_ms)
     loop->now = mono_ms();
     if (loop->heap_len > 0) {
         uint64_t due = loop->heap[0]->due;
-        int until = due <= loop->now ? 0 : (int)(due - loop->now > 86400000u ? 86400000u
-                                                                            : due - loop->now);
+        int until =
+            due <= loop->now ? 0 : (int)(due - loop->now > 86400000u ? 86400000u : due - loop->now);
         if (timeout_ms < 0 || until < timeout_ms)
             timeout_ms = until;
     }

@@ -28,7 +28,7 @@ typedef struct ob_io_s ob_io_t;
 typedef struct ob_timer_s ob_timer_t;
 
 /* Event bits for ob_io_set(). */
-#define OB_IO_READ 0x1u
+#define OB_IO_READ  0x1u
 #define OB_IO_WRITE 0x2u
 /* Extra bit passed to callbacks on EPOLLERR/EPOLLHUP. */
 #define OB_IO_ERROR 0x4u

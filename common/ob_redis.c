@@ -25,8 +25,8 @@ typedef struct ob_redis_cmd_s {
     ob_redis_cb *cb;
     void *arg;
     uint64_t deadline;
-    int sent; /* handed to hiredis: hiredis owns the memory until it calls back */
-    int done; /* user callback already ran */
+    int sent;        /* handed to hiredis: hiredis owns the memory until it calls back */
+    int done;        /* user callback already ran */
     char *formatted; /* RESP bytes, kept until sent */
     size_t formatted_len;
     struct ob_redis_cmd_s *prev, *next;
@@ -366,8 +366,8 @@ ob_redis_t *ob_redis_new(ob_loop_t *loop, const ob_redis_opts_t *opts, char *err
     r->deadline_timer = ob_timer_new(loop, deadline_fired, r);
     r->reconnect_timer = ob_timer_new(loop, reconnect_fired, r);
     r->connect_timer = ob_timer_new(loop, connect_timeout, r);
-    if (!r->host || (opts->password && !r->password) || !r->deadline_timer ||
-        !r->reconnect_timer || !r->connect_timer) {
+    if (!r->host || (opts->password && !r->password) || !r->deadline_timer || !r->reconnect_timer ||
+        !r->connect_timer) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         ob_redis_free(r);
         return NULL;

@@ -9,7 +9,7 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates
   librdkafka-dev libcurl4-openssl-dev libssl-dev libjansson-dev libhiredis-dev libcmocka-dev
   redis-server kcat python3 python3-venv curl default-jre-headless maven
-  valgrind clang libclang-rt-14-dev
+  valgrind clang libclang-rt-14-dev clang-format
 )
 
 missing=()

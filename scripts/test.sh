@@ -24,6 +24,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+step "format (clang-format)"
+if ! git ls-files -z '*.c' '*.h' | xargs -0 clang-format --dry-run -Werror; then
+  echo "clang-format: the files above need 'clang-format -i'" >&2
+  exit 1
+fi
+
 step "build (warnings as errors)"
 cmake -S . -B build/ci -DOB_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/ci -j"$JOBS"

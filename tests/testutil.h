@@ -26,8 +26,6 @@ char *ob_test_read_file(const char *path, size_t *len);
  * SKIPPED line and exits OB_TEST_SKIP. */
 const char *ob_test_service_env(const char *var, const char *what);
 
-
-
 #include <sys/types.h>
 
 #include "ob_loop.h"

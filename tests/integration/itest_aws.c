@@ -117,8 +117,8 @@ static void caller_identity(fx_t *f, ob_credsrc_t *creds, got_t *g)
     call(f, &req, &t, g);
 }
 
-static const char *xml_field(const char *body, const char *action, const char *path,
-                             char *out, size_t n)
+static const char *xml_field(const char *body, const char *action, const char *path, char *out,
+                             size_t n)
 {
     ob_xml_doc_t *doc = NULL;
     const ob_xml_node_t *r = NULL;
@@ -138,8 +138,8 @@ static void test_sts_round_trip(void **state)
     env_t env = {{"AWS_ENDPOINT_URL", moto, "AWS_REGION", "us-east-1", NULL}};
     fx_t f;
     fx_init(&f, &env, NULL, NULL);
-    ob_credsrc_t *creds = ob_credsrc_static(f.aws, "AKIAIOSFODNN7EXAMPLE", "secretsecret", NULL,
-                                            "test");
+    ob_credsrc_t *creds =
+        ob_credsrc_static(f.aws, "AKIAIOSFODNN7EXAMPLE", "secretsecret", NULL, "test");
     got_t g;
     caller_identity(&f, creds, &g);
     assert_int_equal(g.res.err, OB_OK);
@@ -181,8 +181,8 @@ static void test_assume_role_and_cache(void **state)
     env_t env = {{"AWS_ENDPOINT_URL", moto, "AWS_REGION", "eu-west-1", NULL}};
     fx_t f;
     fx_init(&f, &env, NULL, NULL);
-    ob_credsrc_t *base = ob_credsrc_static(f.aws, "AKIAIOSFODNN7EXAMPLE", "secretsecret", NULL,
-                                           "test");
+    ob_credsrc_t *base =
+        ob_credsrc_static(f.aws, "AKIAIOSFODNN7EXAMPLE", "secretsecret", NULL, "test");
     ob_assume_cache_opts_t co = {.max_entries = 2};
     ob_assume_cache_t *cache = ob_assume_cache_new(f.aws, base, &co);
     const char *role = "arn:aws:iam::210987654321:role/OrganizationAccountAccessRole";
@@ -237,8 +237,8 @@ static void test_web_identity(void **state)
     close(fd);
     env_t env = {{"AWS_ENDPOINT_URL", moto, "AWS_REGION", "us-west-2",
                   "AWS_WEB_IDENTITY_TOKEN_FILE", tok, "AWS_ROLE_ARN",
-                  "arn:aws:iam::123456789012:role/onboard-irsa", "AWS_ROLE_SESSION_NAME",
-                  "pod-1", "AWS_EC2_METADATA_DISABLED", "true", NULL}};
+                  "arn:aws:iam::123456789012:role/onboard-irsa", "AWS_ROLE_SESSION_NAME", "pod-1",
+                  "AWS_EC2_METADATA_DISABLED", "true", NULL}};
     fx_t f;
     fx_init(&f, &env, NULL, NULL);
     char err[256];
@@ -257,8 +257,8 @@ static void test_web_identity(void **state)
 
 static void test_profile_role_chain(void **state)
 {
-    env_t env = {{"AWS_ENDPOINT_URL", moto, "AWS_PROFILE", "fleet",
-                  "AWS_EC2_METADATA_DISABLED", "true", NULL}};
+    env_t env = {{"AWS_ENDPOINT_URL", moto, "AWS_PROFILE", "fleet", "AWS_EC2_METADATA_DISABLED",
+                  "true", NULL}};
     fx_t f;
     fx_init(&f, &env,
             "[profile fleet]\n"
@@ -273,7 +273,8 @@ static void test_profile_role_chain(void **state)
     ob_credsrc_t *s = ob_credsrc_chain(f.aws, err, sizeof(err));
     if (!s)
         fail_msg("chain: %s", err);
-    assert_non_null(strstr(ob_credsrc_describe(s), "assume-role arn:aws:iam::333344445555:role/fleet"));
+    assert_non_null(
+        strstr(ob_credsrc_describe(s), "assume-role arn:aws:iam::333344445555:role/fleet"));
     assert_non_null(strstr(ob_credsrc_describe(s), "via profile fleet"));
     got_t g;
     caller_identity(&f, s, &g);
@@ -291,8 +292,8 @@ static void test_s3_and_cloudformation_errors(void **state)
     env_t env = {{"AWS_ENDPOINT_URL", moto, "AWS_REGION", "eu-west-1", NULL}};
     fx_t f;
     fx_init(&f, &env, NULL, NULL);
-    ob_credsrc_t *creds = ob_credsrc_static(f.aws, "AKIAIOSFODNN7EXAMPLE", "secretsecret", NULL,
-                                            "test");
+    ob_credsrc_t *creds =
+        ob_credsrc_static(f.aws, "AKIAIOSFODNN7EXAMPLE", "secretsecret", NULL, "test");
     char bucket[64];
     snprintf(bucket, sizeof(bucket), "ob-itest-%d", (int)getpid());
     ob_aws_target_t t = {.creds = creds, .s3_bucket = bucket};
@@ -391,8 +392,8 @@ static void retry_case(const char *path, ob_err_t want_err, ob_retry_class_t wan
     memset(&f, 0, sizeof(f));
     f.loop = ob_loop_new(NULL, 0);
     f.http = ob_http_new(f.loop, NULL, NULL, 0);
-    ob_aws_opts_t o = {.getenv_fn = env_get, .env_ctx = &env, .rand01 = zero_rand,
-                       .attempt_timeout_ms = 300};
+    ob_aws_opts_t o = {
+        .getenv_fn = env_get, .env_ctx = &env, .rand01 = zero_rand, .attempt_timeout_ms = 300};
     f.aws = ob_aws_new(f.loop, f.http, &o, NULL, 0);
     ob_credsrc_t *creds = ob_credsrc_static(f.aws, "AKIDEXAMPLE", "secret", NULL, "test");
     got_t g;
@@ -473,7 +474,8 @@ static void test_chain_order_and_sources(void **state)
 
     /* Environment first, even with a profile present. */
     env_t e1 = {{"AWS_ACCESS_KEY_ID", "AKIAENVENVENVENVENV1", "AWS_SECRET_ACCESS_KEY", "s", NULL}};
-    fx_init(&f, &e1, NULL, "[default]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = x\n");
+    fx_init(&f, &e1, NULL,
+            "[default]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = x\n");
     ob_credsrc_t *s = chain(&f, err, sizeof(err));
     assert_string_equal(ob_credsrc_describe(s), "environment");
     assert_string_equal(ob_credsrc_peek(s)->access_key_id, "AKIAENVENVENVENVENV1");
@@ -489,8 +491,9 @@ static void test_chain_order_and_sources(void **state)
 
     /* Profile static keys, with a session token. */
     env_t e3 = {{"AWS_PROFILE", "dev", NULL}};
-    fx_init(&f, &e3, "[profile dev]\nregion = eu-west-1\n",
-            "[dev]\naws_access_key_id = AKIADEV\naws_secret_access_key = x\naws_session_token = t\n");
+    fx_init(
+        &f, &e3, "[profile dev]\nregion = eu-west-1\n",
+        "[dev]\naws_access_key_id = AKIADEV\naws_secret_access_key = x\naws_session_token = t\n");
     s = chain(&f, err, sizeof(err));
     assert_non_null(s);
     assert_string_equal(ob_credsrc_peek(s)->access_key_id, "AKIADEV");

@@ -78,8 +78,8 @@ static void test_echo_and_headers(void **state)
     char url[256];
     snprintf(url, sizeof(url), "%s/echo?a=1", base);
     const char *body = "{\"MaxResults\":5}";
-    ob_http_req_t req = {.method = "POST", .url = url, .headers = &hd, .body = body,
-                         .body_len = strlen(body)};
+    ob_http_req_t req = {
+        .method = "POST", .url = url, .headers = &hd, .body = body, .body_len = strlen(body)};
     result_t r;
     fetch(h, loop, &req, &r, 10000);
     assert_int_equal(r.err, OB_OK);

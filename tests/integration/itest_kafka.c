@@ -76,9 +76,8 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
     ctx->received++;
     ctx->per_partition[m->partition]++;
     if (m->partition != ctx->skip_store_partition)
-        assert_int_equal(ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition,
-                                            m->offset + 1),
-                         OB_OK);
+        assert_int_equal(
+            ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1), OB_OK);
 }
 
 static void on_rebalance(ob_kconsumer_t *c, int assigned,
@@ -91,8 +90,13 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
 static ob_kconsumer_t *consumer(ob_loop_t *loop, ctx_t *ctx, const char *group, ob_cfg_kv_t *kv)
 {
     const char *topics[] = {topic};
-    ob_kconsumer_opts_t co = {.group_id = group, .topics = topics, .ntopics = 1, .kafka = kv,
-                              .on_message = on_message, .on_rebalance = on_rebalance, .arg = ctx};
+    ob_kconsumer_opts_t co = {.group_id = group,
+                              .topics = topics,
+                              .ntopics = 1,
+                              .kafka = kv,
+                              .on_message = on_message,
+                              .on_rebalance = on_rebalance,
+                              .arg = ctx};
     char err[512];
     ob_kconsumer_t *c = ob_kconsumer_new(loop, &co, err, sizeof(err));
     if (!c)

@@ -46,7 +46,9 @@ static int connected(void *arg)
 
 static ob_redis_t *connect_redis(ob_loop_t *loop, long cmd_timeout)
 {
-    ob_redis_opts_t o = {.host = "127.0.0.1", .port = port, .command_timeout_ms = cmd_timeout,
+    ob_redis_opts_t o = {.host = "127.0.0.1",
+                         .port = port,
+                         .command_timeout_ms = cmd_timeout,
                          .connect_timeout_ms = 1000};
     char err[256];
     ob_redis_t *r = ob_redis_new(loop, &o, err, sizeof(err));
@@ -152,8 +154,8 @@ static void test_survives_restart(void **state)
     /* Queued while Redis is down, sent once it is back. */
     call_t queued;
     memset(&queued, 0, sizeof(queued));
-    assert_int_equal(ob_redis_command(r, on_reply, &queued, "SET %s %s", "ob:test:restart", "after"),
-                     OB_OK);
+    assert_int_equal(
+        ob_redis_command(r, on_reply, &queued, "SET %s %s", "ob:test:restart", "after"), OB_OK);
     snprintf(cmd, sizeof(cmd), "%s start-redis %s", script, dir);
     pid = ob_test_sh_async(cmd);
     assert_true(ob_test_run_until(loop, exited, &pid, 30000));

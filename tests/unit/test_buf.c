@@ -31,6 +31,10 @@ static void test_buf_growth(void **state)
     assert_string_equal(s, "");
     free(s);
     ob_buf_free(&b);
+    /* Reserving on an empty buffer still leaves an empty string. */
+    assert_int_equal(ob_buf_reserve(&b, 100), OB_OK);
+    assert_string_equal(b.data, "");
+    ob_buf_free(&b);
 }
 
 static void test_headers(void **state)

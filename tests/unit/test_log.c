@@ -41,8 +41,8 @@ static int setup(void **state)
 static void test_fields(void **state)
 {
     ob_log_set_service("worker-test");
-    ob_logkv(OB_LOG_WARN, "kafka", "partition \"revoked\"", "topic", "onboard.bucket",
-             "partition", "3", "none", NULL, NULL);
+    ob_logkv(OB_LOG_WARN, "kafka", "partition \"revoked\"", "topic", "onboard.bucket", "partition",
+             "3", "none", NULL, NULL);
     json_t *j = read_line();
     assert_string_equal(json_string_value(json_object_get(j, "level")), "warn");
     assert_string_equal(json_string_value(json_object_get(j, "service")), "worker-test");
