@@ -19,10 +19,13 @@
 #include "ob_loop.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -413,4 +416,60 @@ ob_err_t ob_loop_run(ob_loop_t *loop)
             return err;
     }
     return OB_OK;
+}
+
+/* ---- signals ---- */
+
+struct ob_signal_s {
+    int fd;
+    ob_io_t *io;
+    ob_signal_cb *cb;
+    void *arg;
+};
+
+static void signal_ready(ob_io_t *io, int fd, unsigned events, void *arg)
+{
+    ob_signal_t *s = arg;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        s->cb(s, (int)si.ssi_signo, s->arg);
+}
+
+ob_signal_t *ob_signal_new(ob_loop_t *loop, const int *signals, int nsignals, ob_signal_cb *cb,
+                           void *arg, char *errstr, size_t errstr_size)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < nsignals; i++)
+        sigaddset(&set, signals[i]);
+    ob_signal_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    s->cb = cb;
+    s->arg = arg;
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
+        (s->fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        ob_errf(errstr, errstr_size, OB_ERR_IO, "cannot watch signals: %s", strerror(errno));
+        free(s);
+        return NULL;
+    }
+    s->io = ob_io_new(loop, s->fd, signal_ready, s);
+    if (!s->io || ob_io_set(s->io, OB_IO_READ) != OB_OK) {
+        ob_errf(errstr, errstr_size, OB_ERR_IO, "cannot watch the signal descriptor");
+        ob_signal_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void ob_signal_free(ob_signal_t *s)
+{
+    if (!s)
+        return;
+    ob_io_free(s->io);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s);
 }

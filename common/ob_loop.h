@@ -19,6 +19,7 @@
 #ifndef OB_LOOP_H
 #define OB_LOOP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ob_err.h"
@@ -74,6 +75,17 @@ void ob_timer_stop(ob_timer_t *t);
 int ob_timer_active(const ob_timer_t *t);
 uint64_t ob_timer_due(const ob_timer_t *t);
 void ob_timer_free(ob_timer_t *t);
+
+/* Signals as loop events (signalfd). The signals are blocked for the calling
+ * thread, so create this before any other thread (librdkafka's) starts: new
+ * threads inherit the mask and the signals then reach only the loop. The
+ * callback runs on the loop with the signal number. */
+typedef struct ob_signal_s ob_signal_t;
+typedef void(ob_signal_cb)(ob_signal_t *s, int signo, void *arg);
+ob_signal_t *ob_signal_new(ob_loop_t *loop, const int *signals, int nsignals, ob_signal_cb *cb,
+                           void *arg, char *errstr, size_t errstr_size);
+/* Stop watching; the signals stay blocked. */
+void ob_signal_free(ob_signal_t *s);
 
 /* Number of armed timers (for metrics and tests). */
 size_t ob_loop_timer_count(const ob_loop_t *loop);

@@ -637,6 +637,36 @@ static void test_refresh_before_expiry(void **state)
     fx_free(&f);
 }
 
+/* A 200 whose body is cut short or is not XML at all is an error that says so,
+ * not credentials made of garbage. */
+static void hostile_assume(const char *path, const char *want)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s%s", http_base, path);
+    env_t env = {{"AWS_ENDPOINT_URL", url, "AWS_REGION", "us-east-1", NULL}};
+    fx_t f;
+    fx_init(&f, &env, NULL, NULL);
+    ob_credsrc_t *base = ob_credsrc_static(f.aws, "AKIDEXAMPLE", "secret", NULL, "test");
+    ob_credsrc_t *s = ob_credsrc_assume_role(f.aws, base, "arn:aws:iam::123456789012:role/x", NULL,
+                                             NULL, 0, NULL);
+    one_t o;
+    get_one(&f, s, &o);
+    assert_int_equal(o.err, OB_ERR_PARSE);
+    if (!strstr(o.msg, want))
+        fail_msg("\"%s\" does not mention \"%s\"", o.msg, want);
+    assert_null(ob_credsrc_peek(s));
+    printf("%s -> %s\n", path, o.msg);
+    ob_credsrc_unref(s);
+    ob_credsrc_unref(base);
+    fx_free(&f);
+}
+
+static void test_hostile_success_replies(void **state)
+{
+    hostile_assume("/xml-truncated", "line 1");
+    hostile_assume("/html-200", "AssumeRole");
+}
+
 static int setup(void **state)
 {
     char *a1[] = {(char *)"python3", (char *)OB_TEST_TOOLS "/http_server.py", NULL};
@@ -670,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_standard_retry_mode),
         cmocka_unit_test(test_chain_order_and_sources),
         cmocka_unit_test(test_refresh_before_expiry),
+        cmocka_unit_test(test_hostile_success_replies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,6 +10,8 @@ Prints its port on stdout, then serves until killed:
   /truncated       promise 1000 bytes, send 10, close
   /big?n=N         200 with N bytes of body
   /aws-error/C/N   status N with a Query-protocol AWS error body of code C
+  /xml-truncated   200 with an STS reply cut short
+  /html-200        200 with an HTML page instead of XML
   /stats           JSON: requests served and the peak number handled at once
 """
 import json
@@ -87,6 +89,12 @@ class Handler(BaseHTTPRequestHandler):
                        "<Message>Rate exceeded</Message></Error>"
                        "<RequestId>req-%d</RequestId></ErrorResponse>" % (code, state["served"]))
                 self._send(status, xml.encode(), "text/xml")
+            elif p == "/xml-truncated":
+                self._send(200, b"<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/"
+                           b"2011-06-15/\"><AssumeRoleResult><Credentials><AccessKeyId>ASIA",
+                           "text/xml")
+            elif p == "/html-200":
+                self._send(200, b"<html><body>Welcome to nginx!</body></html>", "text/html")
             elif p == "/stats":
                 with lock:
                     s = dict(state)

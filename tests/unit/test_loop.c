@@ -4,6 +4,7 @@
  * wake-ups from another thread.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -208,6 +209,32 @@ static void test_stop_from_other_thread(void **state)
     ob_loop_free(loop);
 }
 
+static void on_signal(ob_signal_t *s, int signo, void *arg)
+{
+    *(int *)arg = signo;
+}
+
+static void test_signals_are_loop_events(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    int got = 0;
+    const int sigs[] = {SIGUSR1, SIGTERM};
+    ob_signal_t *s = ob_signal_new(loop, sigs, 2, on_signal, &got, NULL, 0);
+    assert_non_null(s);
+    /* Blocked: the default action (terminate) does not happen. */
+    kill(getpid(), SIGTERM);
+    for (int i = 0; i < 10 && !got; i++)
+        ob_loop_run_once(loop, 50);
+    assert_int_equal(got, SIGTERM);
+    got = 0;
+    kill(getpid(), SIGUSR1);
+    for (int i = 0; i < 10 && !got; i++)
+        ob_loop_run_once(loop, 50);
+    assert_int_equal(got, SIGUSR1);
+    ob_signal_free(s);
+    ob_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_many_timers),
         cmocka_unit_test(test_io_and_free_while_pending),
         cmocka_unit_test(test_stop_from_other_thread),
+        cmocka_unit_test(test_signals_are_loop_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
