@@ -10,6 +10,7 @@ PKGS=(
   librdkafka-dev libcurl4-openssl-dev libssl-dev libjansson-dev libhiredis-dev libcmocka-dev
   redis-server kcat python3 python3-venv curl default-jre-headless maven
   valgrind clang libclang-rt-14-dev clang-format
+  awscli python3-boto3 wrk npm
 )
 
 missing=()
@@ -22,6 +23,9 @@ if command -v java >/dev/null 2>&1; then
 fi
 if command -v mvn >/dev/null 2>&1; then
   missing=("${missing[@]/maven/}")
+fi
+if command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/npm/}")
 fi
 read -r -a missing <<<"${missing[*]}"
 if [ ${#missing[@]} -gt 0 ]; then
