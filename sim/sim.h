@@ -1,0 +1,176 @@
+/*
+ * awssim: the project's local AWS endpoint (S3, CUR, CloudFormation, STS,
+ * Organizations) on one port, for the quickstart, the end-to-end tests, the
+ * failure tests and the benchmarks. Real AWS clients (awscli, boto3) must work
+ * against it unchanged, so it speaks the real wire protocols, verifies SigV4,
+ * and words its errors as AWS does.
+ *
+ * Structure: sim_core.c owns the server, identity (access keys -> account and
+ * principal), request dispatch, fault injection, latency, statistics and the
+ * admin API. Each service is a module (sim_s3.c, sim_cur.c, sim_cfn.c,
+ * sim_sts.c, sim_org.c) with two functions: identify() names the operation and
+ * reads its parameters; handle() does it and fills the reply. Handlers are
+ * synchronous and pure with respect to I/O: they read and change the state
+ * and write the reply; the core decides when the reply is sent (latency) or
+ * whether a fault replaces it. Work that takes time (a stack being created)
+ * is driven by loop timers the module arms itself.
+ *
+ * The state is one jansson document, so that dumping it (admin API),
+ * persisting it (state file) and restoring it are one call each. Layout:
+ *
+ *   "org":      {"Id": "o-...", "Arn": ..., "MasterAccountId": "111111111111"}
+ *   "accounts": {"<12 digits>": {"Id","Arn","Email","Name","State",
+ *                                "JoinedMethod","JoinedTimestamp" (epoch s)}}
+ *   "keys":     {"<AccessKeyId>": {"secret", "token" (string or null),
+ *                 "account", "arn" (principal ARN), "role_arn" (assumed roles
+ *                 only, else null), "expires_ms" (0: never)}}
+ *   "roles":    {"<account>/<RoleName>": {"RoleName","RoleId","Arn","Path",
+ *                 "AssumeRolePolicyDocument": <object>, "Policies": {name: <object>},
+ *                 "ManagedPolicyArns": [..], "StackId" (or null), "CreateDate" (epoch s)}}
+ *   "buckets":  {"<name>": {"owner","region","created" (epoch s),
+ *                 "policy" (string, absent when none), "public_access_block" {...},
+ *                 "encryption" {...}, "ownership" (string)}}
+ *   "reports":  {"<account>": {"<ReportName>": <ReportDefinition object>}}
+ *   "stacks":   {"<StackId>": {...}, owned by sim_cfn.c}
+ *   "counts":   {"<service>.<Op>": n, ...} and "counts_by_account": {acct: {op: n}}
+ *
+ * Threading: everything runs on the loop thread.
+ */
+#ifndef OB_SIM_H
+#define OB_SIM_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "ob_awsproto.h"
+#include "ob_awssvc.h"
+#include "ob_buf.h"
+#include "ob_err.h"
+#include "ob_httpd.h"
+#include "ob_loop.h"
+
+typedef struct sim_s sim_t;
+typedef struct sim_call_s sim_call_t;
+
+/* One request being served. */
+struct sim_call_s {
+    sim_t *sim;
+    const ob_httpd_req_t *http;
+    ob_aws_svc_t svc;
+    char region[64];      /* from the credential scope (or the endpoint for unsigned STS) */
+    char op[64];          /* set by identify(): "CreateBucket", "AssumeRole", ... */
+    char account[13];     /* caller's account ("" when unsigned) */
+    char caller_arn[256]; /* caller's principal ARN */
+    json_t *caller_key;   /* the caller's "keys" entry (borrowed), NULL when unsigned */
+    char request_id[40];
+    /* Parameters, filled by identify():
+     *   Query services: the decoded form fields {"Action": "...", "RoleArn": ...};
+     *   JSON 1.1 services: the parsed request body;
+     *   S3: {"bucket": "...", "key": "..." or absent, "subresource": "policy"|...,
+     *        plus every query parameter}. */
+    json_t *params;
+    /* The reply. */
+    int status;
+    ob_hdrs_t headers;
+    ob_buf_t body;
+    int replied;
+};
+
+typedef struct sim_service_s {
+    ob_aws_svc_t svc;
+    /* Name the operation (c->op) and parse parameters (c->params). On a
+     * malformed request, reply with the error (sim_error) and return non-OK. */
+    ob_err_t (*identify)(sim_call_t *c);
+    /* Perform c->op; reply with sim_reply_* or sim_error. */
+    void (*handle)(sim_call_t *c);
+    /* Called once at start-up and after an admin reset (may be NULL). */
+    void (*init)(sim_t *sim);
+    /* Release module resources (timers) at shutdown or reset (may be NULL). */
+    void (*fini)(sim_t *sim);
+} sim_service_t;
+
+extern const sim_service_t sim_s3_service;
+extern const sim_service_t sim_cur_service;
+extern const sim_service_t sim_cfn_service;
+extern const sim_service_t sim_sts_service;
+extern const sim_service_t sim_org_service;
+
+/* ---- lifecycle ---- */
+typedef struct sim_opts_s {
+    const char *bind_addr;      /* default 127.0.0.1 */
+    int port;                   /* 0: a free port */
+    const char *seed_file;      /* JSON seed (accounts, keys, roles, buckets), or NULL */
+    int org_accounts;           /* member accounts to create, each with
+                                 * OrganizationAccountAccessRole trusting the management account */
+    const char *profile;        /* latency profile: "instant" (default) or "aws-typical" */
+    double scale;               /* latency scale factor (0: 1.0) */
+    const char *state_file;     /* persist state here (load at start if present), or NULL */
+    const char *const *latency; /* NULL-terminated "api=spec" overrides (see sim_core.c) */
+    const char *const *faults;  /* NULL-terminated "api=spec" fault rules */
+    unsigned random_seed;       /* 0: from the clock */
+} sim_opts_t;
+
+/* Default identity of the management account (AWS's documentation example key). */
+#define SIM_MGMT_ACCOUNT "111111111111"
+#define SIM_MGMT_AKID    "AKIAIOSFODNN7EXAMPLE"
+#define SIM_MGMT_SECRET  "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+/* Member account i (1-based) of --org-accounts: 200000000000 + i. */
+#define SIM_MEMBER_BASE 200000000000ULL
+
+sim_t *sim_new(ob_loop_t *loop, const sim_opts_t *opts, char *errstr, size_t errstr_size);
+int sim_port(const sim_t *sim);
+void sim_free(sim_t *sim);
+
+/* ---- state ---- */
+json_t *sim_state(sim_t *sim);                     /* the whole document (borrowed) */
+json_t *sim_section(sim_t *sim, const char *name); /* state[name], created as {} if absent */
+ob_loop_t *sim_loop(sim_t *sim);
+/* The organization's management account id. */
+const char *sim_management_account(sim_t *sim);
+/* Mark the state changed (persisted soon when a state file is configured). */
+void sim_touch(sim_t *sim);
+
+/* ---- identities ---- */
+/* Issue temporary credentials for an assumed role (STS). Returns the new key
+ * entry (borrowed) with "AccessKeyId" etc. filled in *out_* fields. */
+json_t *sim_issue_session(sim_t *sim, const char *account, const char *role_arn,
+                          const char *session_name, int duration_s, const char **akid,
+                          const char **secret, const char **token, int64_t *expires_ms);
+/* Create (or replace) a role. trust is stolen. Returns the role entry. */
+json_t *sim_put_role(sim_t *sim, const char *account, const char *name, const char *path,
+                     json_t *trust, const char *stack_id);
+json_t *sim_get_role(sim_t *sim, const char *account, const char *name);
+void sim_delete_role(sim_t *sim, const char *account, const char *name);
+/* "arn:aws:iam::123456789012:role/path/Name" -> account and name; 0 on success. */
+int sim_parse_role_arn(const char *arn, char account[13], char *name, size_t name_size);
+
+/* ---- latency ---- */
+/* Milliseconds configured for a named delay ("cloudformation.stack_create",
+ * "s3.CreateBucket"...), already scaled and drawn (random ranges). */
+uint64_t sim_latency_ms(sim_t *sim, const char *name);
+
+/* ---- replies ---- */
+void sim_reply(sim_call_t *c, int status, const char *content_type, const char *body, size_t len);
+/* Query protocol success: <OpResponse xmlns=ns><OpResult>inner</OpResult>
+ * <ResponseMetadata><RequestId/></ResponseMetadata></OpResponse>; inner may be "". */
+void sim_reply_query(sim_call_t *c, const char *inner_xml);
+/* JSON 1.1 success (body stolen; NULL means {}). */
+void sim_reply_json(sim_call_t *c, json_t *body);
+/* S3 success: status with an XML body (may be NULL for an empty body). */
+void sim_reply_s3(sim_call_t *c, int status, const char *xml);
+/* An error in the service's protocol: Query <ErrorResponse>, JSON
+ * {"__type":..,"message":..}, S3 <Error> (no body for HEAD). type is
+ * "Sender" or "Receiver" for Query (NULL: Sender). */
+void sim_error(sim_call_t *c, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- small helpers ---- */
+/* XML-escaped append (ob_xml_escape) that ignores allocation failure checks. */
+void sim_xml_text(ob_buf_t *b, const char *s);
+/* ISO 8601 UTC "2026-11-26T05:50:06.000Z" of epoch ms. */
+void sim_iso8601(int64_t ms, char out[32]);
+int64_t sim_now_ms(void);
+/* Random identifiers: `prefix` + n chars from [A-Z0-9]. */
+void sim_random_id(const char *prefix, int n, char *out, size_t out_size);
+
+#endif
