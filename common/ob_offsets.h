@@ -1,0 +1,43 @@
+/*
+ * ob_offsets: at-least-once offset tracking for one consumer.
+ *
+ * Messages of a partition arrive in offset order but finish in any order
+ * (thousands of accounts are in flight at once). The offset that may be
+ * committed is the lowest one not yet finished: everything before it is
+ * done, so a restart resumes there and redoes at most the unfinished work.
+ * Per partition a sorted ring of in-flight offsets with done flags gives O(1)
+ * amortised arrival and completion bookkeeping (completion finds its slot by
+ * binary search; offsets may have gaps from compaction or transaction
+ * markers).
+ *
+ * Ownership: the tracker owns its partitions' rings; topic names are copied.
+ * Threading: one thread (the loop).
+ */
+#ifndef OB_OFFSETS_H
+#define OB_OFFSETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ob_err.h"
+
+typedef struct ob_offsets_s ob_offsets_t;
+
+ob_offsets_t *ob_offsets_new(void);
+void ob_offsets_free(ob_offsets_t *t);
+
+/* A message at `offset` entered processing. Offsets of one partition must be
+ * added in increasing order (OB_ERR_INVALID_ARG otherwise). */
+ob_err_t ob_offsets_add(ob_offsets_t *t, const char *topic, int32_t partition, int64_t offset);
+/* It finished. Returns 1 when this moved the partition's committable offset
+ * (then *commit is the next offset to consume), 0 when not, -1 when the
+ * offset is not tracked (e.g. its partition was revoked meanwhile). */
+int ob_offsets_done(ob_offsets_t *t, const char *topic, int32_t partition, int64_t offset,
+                    int64_t *commit);
+/* Forget a partition (revoked): its in-flight offsets are no longer tracked. */
+void ob_offsets_forget(ob_offsets_t *t, const char *topic, int32_t partition);
+/* Unfinished messages on one partition, and in total. */
+size_t ob_offsets_pending(const ob_offsets_t *t, const char *topic, int32_t partition);
+size_t ob_offsets_total(const ob_offsets_t *t);
+
+#endif
