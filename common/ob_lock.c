@@ -1,0 +1,226 @@
+/*
+ * ob_lock: three small Lua scripts (acquire with fence, renew, release) and
+ * a fenced state write. Scripts go with EVAL: they are a few hundred bytes and
+ * Redis caches their compilation.
+ */
+#include "ob_lock.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_crypto.h"
+#include "ob_log.h"
+
+static const char ACQUIRE[] = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+                              "  return redis.call('INCR', KEYS[2]) "
+                              "end "
+                              "return -redis.call('PTTL', KEYS[1])";
+static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                            "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+                            "end return 0";
+static const char RELEASE[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                              "  return redis.call('DEL', KEYS[1]) "
+                              "end return 0";
+static const char WRITE[] = "local f = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0') "
+                            "if tonumber(ARGV[1]) < f then return -1 end "
+                            "redis.call('HSET', KEYS[1], 'fence', ARGV[1], unpack(ARGV, 2)) "
+                            "return 1";
+
+struct ob_lock_s {
+    ob_redis_t *r;
+    ob_loop_t *loop;
+    char lock_key[64];
+    char fence_key[64];
+    char token[33];
+    long ttl_ms;
+    uint64_t fence;
+    int held;
+    int abandoned; /* released by the owner while a command is in flight */
+    int inflight;  /* commands whose callback still refers to us */
+    ob_timer_t *renew;
+    ob_lock_cb *cb;
+    void *arg;
+};
+
+static void lock_free_if_idle(ob_lock_t *l)
+{
+    if (l->abandoned && l->inflight == 0) {
+        ob_timer_free(l->renew);
+        free(l);
+    }
+}
+
+static void send_release(ob_lock_t *l);
+
+static void on_acquire(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    ob_lock_t *l = arg;
+    l->inflight--;
+    if (l->abandoned) {
+        /* The owner gave up; if we won the lock anyway, give it back. */
+        if (err == OB_OK && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+            send_release(l);
+        lock_free_if_idle(l);
+        return;
+    }
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_INTEGER) {
+        l->cb(l, OB_LOCK_ERROR, 0, 0, err != OB_OK ? err : OB_ERR_REDIS, l->arg);
+        return;
+    }
+    if (reply->integer > 0) {
+        l->held = 1;
+        l->fence = (uint64_t)reply->integer;
+        ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
+        l->cb(l, OB_LOCK_ACQUIRED, l->fence, 0, OB_OK, l->arg);
+    } else {
+        long left = (long)-reply->integer;
+        l->cb(l, OB_LOCK_BUSY, 0, left > 0 ? left : 0, OB_OK, l->arg);
+    }
+}
+
+static void on_renew(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    ob_lock_t *l = arg;
+    l->inflight--;
+    if (l->abandoned) {
+        lock_free_if_idle(l);
+        return;
+    }
+    if (err != OB_OK) {
+        /* Redis unreachable: try again soon; the TTL still covers us. */
+        ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 6 > 0 ? l->ttl_ms / 6 : 1));
+        return;
+    }
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
+        return;
+    }
+    l->held = 0;
+    l->cb(l, OB_LOCK_LOST, l->fence, 0, OB_OK, l->arg);
+}
+
+static void renew_fired(ob_timer_t *t, void *arg)
+{
+    ob_lock_t *l = arg;
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", l->ttl_ms);
+    if (ob_redis_command(l->r, on_renew, l, "EVAL %s 1 %s %s %s", RENEW, l->lock_key, l->token,
+                         ttl) == OB_OK)
+        l->inflight++;
+    else
+        ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 6 > 0 ? l->ttl_ms / 6 : 1));
+}
+
+static void on_release(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    ob_lock_t *l = arg;
+    l->inflight--;
+    lock_free_if_idle(l);
+}
+
+static void send_release(ob_lock_t *l)
+{
+    if (ob_redis_command(l->r, on_release, l, "EVAL %s 1 %s %s", RELEASE, l->lock_key, l->token) ==
+        OB_OK)
+        l->inflight++;
+}
+
+ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
+                           ob_lock_cb *cb, void *arg)
+{
+    ob_lock_t *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->r = r;
+    l->loop = loop;
+    l->ttl_ms = ttl_ms > 30 ? ttl_ms : 30;
+    l->cb = cb;
+    l->arg = arg;
+    snprintf(l->lock_key, sizeof(l->lock_key), "ob:{%s}:lock", account);
+    snprintf(l->fence_key, sizeof(l->fence_key), "ob:{%s}:fence", account);
+    uint8_t rnd[16];
+    ob_random_bytes(rnd, sizeof(rnd));
+    ob_hex(rnd, sizeof(rnd), l->token);
+    l->renew = ob_timer_new(loop, renew_fired, l);
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", l->ttl_ms);
+    if (!l->renew || ob_redis_command(r, on_acquire, l, "EVAL %s 2 %s %s %s %s", ACQUIRE,
+                                      l->lock_key, l->fence_key, l->token, ttl) != OB_OK) {
+        ob_timer_free(l->renew);
+        free(l);
+        return NULL;
+    }
+    l->inflight++;
+    return l;
+}
+
+void ob_lock_release(ob_lock_t *l)
+{
+    if (!l)
+        return;
+    ob_timer_stop(l->renew);
+    if (l->held)
+        send_release(l);
+    l->held = 0;
+    l->abandoned = 1;
+    lock_free_if_idle(l);
+}
+
+uint64_t ob_lock_fence(const ob_lock_t *l)
+{
+    return l->fence;
+}
+
+typedef struct write_s {
+    ob_lock_write_cb *cb;
+    void *arg;
+} write_t;
+
+static void on_write(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    write_t *w = arg;
+    ob_err_t e = err;
+    if (e == OB_OK && (!reply || reply->type != REDIS_REPLY_INTEGER))
+        e = OB_ERR_REDIS;
+    else if (e == OB_OK && reply->integer < 0)
+        e = OB_ERR_STATE;
+    if (w->cb)
+        w->cb(e, w->arg);
+    free(w);
+}
+
+ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
+                             const char *const *fields, ob_lock_write_cb *cb, void *arg)
+{
+    size_t nf = 0;
+    while (fields[nf])
+        nf++;
+    if (nf == 0 || nf % 2)
+        return OB_ERR_INVALID_ARG;
+    size_t argc = 5 + nf;
+    const char **argv = calloc(argc, sizeof(*argv));
+    char key[64], fence_s[24];
+    write_t *w = malloc(sizeof(*w));
+    if (!argv || !w) {
+        free(argv);
+        free(w);
+        return OB_ERR_NOMEM;
+    }
+    snprintf(key, sizeof(key), "ob:{%s}:state", account);
+    snprintf(fence_s, sizeof(fence_s), "%llu", (unsigned long long)fence);
+    argv[0] = "EVAL";
+    argv[1] = WRITE;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = fence_s;
+    for (size_t i = 0; i < nf; i++)
+        argv[5 + i] = fields[i];
+    w->cb = cb;
+    w->arg = arg;
+    ob_err_t e = ob_redis_command_argv(r, on_write, w, (int)argc, argv, NULL);
+    free(argv);
+    if (e != OB_OK)
+        free(w);
+    return e;
+}

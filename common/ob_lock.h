@@ -1,0 +1,56 @@
+/*
+ * ob_lock: per-account locks in Redis, with fencing, for worker replicas.
+ *
+ * A lock is the key ob:{ACCOUNT}:lock holding a random token, set with NX and
+ * a TTL; acquiring it also increments ob:{ACCOUNT}:fence, in the same Lua
+ * script, and returns the new value: the fencing token. Every state write
+ * for the account carries the fence (ob_lock_state_write), and Redis refuses
+ * a write whose fence is lower than one already written, so a stale holder
+ * (paused past its TTL, then waking up) cannot overwrite a newer holder's
+ * work. The holder renews the TTL on a timer at a third of the TTL; if a
+ * renewal finds the token gone, the lock is lost and the owner is told.
+ * Release deletes the key only if it still holds our token.
+ *
+ * The {ACCOUNT} hash tag keeps an account's keys in one Redis Cluster slot.
+ *
+ * Ownership: the caller owns the ob_lock_t until ob_lock_release(), which
+ * frees it (and may be called at any time, also before the acquire callback
+ * ran: then the pending acquisition is abandoned and released if it won).
+ * Threading: loop thread only.
+ */
+#ifndef OB_LOCK_H
+#define OB_LOCK_H
+
+#include <stdint.h>
+
+#include "ob_err.h"
+#include "ob_loop.h"
+#include "ob_redis.h"
+
+typedef struct ob_lock_s ob_lock_t;
+
+typedef enum ob_lock_event_e {
+    OB_LOCK_ACQUIRED, /* fence is valid */
+    OB_LOCK_BUSY,     /* someone else holds it; retry_ms: its remaining TTL */
+    OB_LOCK_ERROR,    /* Redis failed (err) */
+    OB_LOCK_LOST      /* a renewal found the lock taken or expired */
+} ob_lock_event_t;
+
+typedef void(ob_lock_cb)(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry_ms,
+                         ob_err_t err, void *arg);
+
+/* Try once to take the lock for `account`. The callback runs once with
+ * ACQUIRED, BUSY or ERROR, and later (while held) possibly with LOST. */
+ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
+                           ob_lock_cb *cb, void *arg);
+void ob_lock_release(ob_lock_t *l);
+uint64_t ob_lock_fence(const ob_lock_t *l);
+
+/* Write fields of ob:{ACCOUNT}:state if `fence` is not lower than the fence
+ * stored there. fields: NULL-terminated name, value, name, value... The
+ * callback gets OB_OK, OB_ERR_STATE (fenced out) or a Redis error. */
+typedef void(ob_lock_write_cb)(ob_err_t err, void *arg);
+ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
+                             const char *const *fields, ob_lock_write_cb *cb, void *arg);
+
+#endif
