@@ -485,7 +485,9 @@ void sim_reply_query(sim_call_t *c, const char *inner_xml)
 
 void sim_reply_json(sim_call_t *c, json_t *body)
 {
-    char *s = json_dumps(body ? body : json_object(), JSON_COMPACT);
+    if (!body)
+        body = json_object();
+    char *s = json_dumps(body, JSON_COMPACT);
     ob_hdrs_set(&c->headers, "x-amzn-RequestId", c->request_id);
     sim_reply(c, 200, "application/x-amz-json-1.1", s, strlen(s));
     free(s);
@@ -901,8 +903,9 @@ static int authenticate(sim_t *sim, sim_call_t *c)
     if (token) {
         const char *sent = ob_hdrs_get(r->headers, "X-Amz-Security-Token");
         if (!sent || strcmp(sent, token) != 0) {
-            auth_error(c, 403, "InvalidClientTokenId", "UnrecognizedClientException",
-                       "InvalidToken",
+            /* S3 answers a bad token with 400 InvalidToken, the others with 403. */
+            auth_error(c, svc == OB_SVC_S3 ? 400 : 403, "InvalidClientTokenId",
+                       "UnrecognizedClientException", "InvalidToken",
                        svc == OB_SVC_S3 ? "The provided token is malformed or otherwise invalid."
                                         : "The security token included in the request is invalid.");
             return -1;
