@@ -31,7 +31,8 @@
  *                 "policy" (string, absent when none), "public_access_block" {...},
  *                 "encryption" {...}, "ownership" (string)}}
  *   "reports":  {"<account>": {"<ReportName>": <ReportDefinition object>}}
- *   "stacks":   {"<StackId>": {...}, owned by sim_cfn.c}
+ *   "stacks":   {"<StackId>": {...}}, "stack_names": {account: {region: {name: StackId}}},
+ *   "stack_tokens": {account: {region: {ClientRequestToken: call}}} (all owned by sim_cfn.c)
  *   "counts":   {"<service>.<Op>": n, ...} and "counts_by_account": {acct: {op: n}}
  *
  * Threading: everything runs on the loop thread.
