@@ -899,6 +899,24 @@ static int authenticate(sim_t *sim, sim_call_t *c)
                    "SignatureDoesNotMatch", SIG_MISMATCH);
         return -1;
     }
+    /* A signed request is good for 15 minutes either side of its X-Amz-Date. */
+    const char *amzdate = ob_hdrs_get(r->headers, "X-Amz-Date");
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    if (amzdate && strptime(amzdate, "%Y%m%dT%H%M%SZ", &tm)) {
+        int64_t skew = (int64_t)timegm(&tm) * 1000 - sim_now_ms();
+        if (skew > 15 * 60 * 1000 || skew < -15 * 60 * 1000) {
+            if (svc == OB_SVC_S3)
+                sim_error(c, 403, "RequestTimeTooSkewed",
+                          "The difference between the request time and the current time is too "
+                          "large.");
+            else
+                auth_error(c, 403, "SignatureDoesNotMatch", "InvalidSignatureException", "",
+                           "Signature expired: the request time is more than 15 minutes away "
+                           "from the current time.");
+            return -1;
+        }
+    }
     const char *token = json_string_value(json_object_get(key, "token"));
     if (token) {
         const char *sent = ob_hdrs_get(r->headers, "X-Amz-Security-Token");
