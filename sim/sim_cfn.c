@@ -1052,6 +1052,66 @@ static int name_part_ok(const char *s, size_t n)
 }
 
 /* AWS::Service::Resource (or Alexa::...), Custom::Name. */
+/* Resource types CloudFormation recognizes: AWS::<service>::<resource> of a
+ * real service, and Custom:: resources. Types of unknown services are a
+ * template format error at CreateStack, as AWS gives; recognized types this
+ * simulator does not implement fail at creation instead. */
+static int type_known(const char *type)
+{
+    static const char *const services[] = {"ApiGateway",
+                                           "AppSync",
+                                           "Athena",
+                                           "AutoScaling",
+                                           "BCMDataExports",
+                                           "Backup",
+                                           "Budgets",
+                                           "CE",
+                                           "CUR",
+                                           "CertificateManager",
+                                           "CloudFormation",
+                                           "CloudFront",
+                                           "CloudTrail",
+                                           "CloudWatch",
+                                           "CodeBuild",
+                                           "Config",
+                                           "DynamoDB",
+                                           "EC2",
+                                           "ECR",
+                                           "ECS",
+                                           "EKS",
+                                           "ElastiCache",
+                                           "ElasticLoadBalancingV2",
+                                           "Events",
+                                           "Glue",
+                                           "IAM",
+                                           "KMS",
+                                           "Kinesis",
+                                           "Lambda",
+                                           "Logs",
+                                           "Organizations",
+                                           "RDS",
+                                           "Route53",
+                                           "S3",
+                                           "SNS",
+                                           "SQS",
+                                           "SSM",
+                                           "SecretsManager",
+                                           "StepFunctions",
+                                           NULL};
+    if (!strncmp(type, "Custom::", 8))
+        return 1;
+    if (strncmp(type, "AWS::", 5) != 0)
+        return 0;
+    const char *svc = type + 5;
+    const char *end = strstr(svc, "::");
+    if (!end)
+        return 0;
+    for (int i = 0; services[i]; i++)
+        if (strlen(services[i]) == (size_t)(end - svc) && !strncmp(svc, services[i], end - svc))
+            return 1;
+    return 0;
+}
+
 static int type_well_formed(const char *t)
 {
     if (!strncmp(t, "Custom::", 8))
@@ -1198,7 +1258,7 @@ static int template_load(const char *body, json_t **out, cfn_err_t *er)
                      k);
             goto out;
         }
-        if (!type_well_formed(type))
+        if (!type_well_formed(type) || !type_known(type))
             json_object_set_new(bad, type, json_true());
         json_t *props = json_object_get(v, "Properties");
         if (props && !json_is_object(props)) {

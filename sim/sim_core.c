@@ -891,6 +891,26 @@ static int authenticate(sim_t *sim, sim_call_t *c)
                              : "The security token included in the request is invalid.");
         return -1;
     }
+    /* S3 wants the payload hash header on every SigV4 request, and it must
+     * be the body's (before the signature is looked at). */
+    if (svc == OB_SVC_S3) {
+        const char *sha = ob_hdrs_get(r->headers, "x-amz-content-sha256");
+        if (!sha) {
+            sim_error(c, 400, "InvalidRequest",
+                      "Missing required header for this request: x-amz-content-sha256");
+            return -1;
+        }
+        if (strcmp(sha, "UNSIGNED-PAYLOAD") != 0 && strncmp(sha, "STREAMING-", 10) != 0) {
+            char hex[OB_SHA256_HEX_LEN];
+            ob_sha256_hex(r->body ? r->body : "", r->body_len, hex);
+            if (strcmp(sha, hex) != 0) {
+                sim_error(c, 400, "XAmzContentSHA256Mismatch",
+                          "The provided 'x-amz-content-sha256' header does not match what was "
+                          "computed.");
+                return -1;
+            }
+        }
+    }
     const char *secret = json_string_value(json_object_get(key, "secret"));
     if (ob_sigv4_verify(r->method, r->path, r->query, r->headers, r->body, r->body_len, secret,
                         svc == OB_SVC_S3, err, sizeof(err)) != OB_OK) {

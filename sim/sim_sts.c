@@ -14,6 +14,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -293,7 +294,14 @@ static void assume_role(sim_call_t *c, int web_identity)
                   "assumed by role chaining.");
         return;
     }
-    if (duration > 3600) {
+    json_int_t max_session = json_integer_value(json_object_get(role, "MaxSessionDuration"));
+    if (!json_is_integer(json_object_get(role, "MaxSessionDuration"))) {
+        const char *ms = json_string_value(json_object_get(role, "MaxSessionDuration"));
+        max_session = ms ? atoll(ms) : 0;
+    }
+    if (max_session < 3600 || max_session > 43200)
+        max_session = 3600;
+    if (duration > max_session) {
         sim_error(c, 400, "ValidationError",
                   "The requested DurationSeconds exceeds the MaxSessionDuration set for this "
                   "role.");
