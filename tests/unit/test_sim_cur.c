@@ -410,7 +410,7 @@ static void test_combination_rules(void **state)
         {"QUICKSIGHT", "textORcsv", "ZIP", "CREATE_NEW_REPORT", "", "ok"},
         {NULL, NULL, NULL, NULL, NULL, NULL}};
     for (int i = 0; cases[i][0]; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof(name), "combo-%d", i);
         json_t *d = definition(name);
         json_t *arts = json_array();

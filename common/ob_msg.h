@@ -1,0 +1,468 @@
+/*
+ * ob_msg: the messages on the pipeline's topics, and the single source of
+ * validation truth for the workers.
+ *
+ * Four messages, each a JSON object versioned by its "schema" member and
+ * described by a JSON Schema in proto/ (the codec enforces every rule of the
+ * schema, plus the cross-member rules a schema cannot express):
+ *   onboard.request/1    intake: what an outside producer asks for
+ *   onboard.stage/1      the hand-off between stages (topics cur, iam, connect)
+ *   onboard.connected/1  the event for the Billing Engine
+ *   onboard.dlq/1        a dead letter: the original message and the reason
+ * Every message is keyed by the account id (a DLQ record whose account is not
+ * known keeps the original key).
+ *
+ * Parsing is strict: at most OB_MSG_MAX_BYTES (64 KiB; OB_DLQ_MAX_BYTES for
+ * dead letters), valid UTF-8, one JSON object, no duplicate member names, no
+ * unknown members, every type, pattern, range and combination checked. The
+ * first problem found is reported in an ob_msg_error_t: a JSON pointer to the
+ * offending member ("" for the whole message), a stable short code, and a
+ * sentence for people that starts with the pointer, e.g.
+ *   field "/report/compression", code "combination",
+ *   "/report/compression: Parquet format requires Parquet compression, got GZIP"
+ * Codes: not_json, not_object, missing, unknown_field, type, pattern (also a
+ * date-time that does not exist), range (lengths, counts, numbers), enum
+ * (also a wrong "schema" and a repeated array item), combination, too_large,
+ * unsupported_cloud, mismatch (two members that must agree do not).
+ * Messages never contain secrets: ExternalIds are never echoed.
+ *
+ * Builders (*_to_json) validate what they produce with the same rules, so a
+ * worker can never emit a message its peers would refuse.
+ *
+ * Ownership: structs are caller-owned values. ob_request_t and the structs
+ * that embed it own heap memory (the tags) and must be released with their
+ * *_clear() function; a struct assignment moves that ownership (clear only
+ * one of the two), ob_request_copy() duplicates it. Text returned through
+ * `char **out` is malloc'd: free() it. ob_dlq_t owns its parsed document.
+ *
+ * Thread safety: all functions are reentrant; values belong to one thread.
+ */
+#ifndef OB_MSG_H
+#define OB_MSG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ob_err.h"
+
+#define OB_MSG_MAX_BYTES (64u * 1024u)  /* request, stage and connected messages */
+#define OB_DLQ_MAX_BYTES (512u * 1024u) /* dead-letter records */
+#define OB_DLQ_MAX_RAW   (256u * 1024u) /* raw bytes of an original kept in payload_base64 */
+#define OB_DLQ_MAX_KEY   1024u          /* bytes of an original key kept */
+#define OB_DLQ_MAX_HDRS  32u            /* original headers kept */
+#define OB_DLQ_MAX_HNAME 256u           /* bytes of a header name kept (longer: dropped) */
+#define OB_DLQ_MAX_HVAL  1024u          /* bytes of a header value kept (longer: dropped) */
+
+#define OB_SCHEMA_REQUEST   "onboard.request/1"
+#define OB_SCHEMA_STAGE     "onboard.stage/1"
+#define OB_SCHEMA_CONNECTED "onboard.connected/1"
+#define OB_SCHEMA_DLQ       "onboard.dlq/1"
+
+/* Kafka header names the workers set on every message they produce. */
+#define OB_MSG_HDR_SCHEMA    "ob-schema"    /* the message's "schema" value */
+#define OB_MSG_HDR_REPLAY_OF "ob-replay-of" /* the dlq_id a replayed message comes from */
+
+/* The reason given for Azure and Google Cloud requests (from the manual procedure). */
+#define OB_MSG_UNSUPPORTED_CLOUD_REASON                                                            \
+    "Azure and Google Cloud accounts are connected through a support ticket"
+
+/* Field sizes, including the terminating NUL. */
+#define OB_ACCOUNT_ID_LEN  13
+#define OB_REQUEST_ID_LEN  129
+#define OB_REGION_LEN      33
+#define OB_ROLE_ARN_LEN    614  /* "arn:aws-us-gov:iam::" + account + ":role" + path + name */
+#define OB_EXTERNAL_ID_LEN 1225 /* the request's ExternalId (2..1224) */
+#define OB_BE_EXT_ID_LEN   33   /* the Billing Engine ExternalId: 32 hex digits */
+#define OB_BUCKET_LEN      64
+#define OB_BUCKET_ARN_LEN  90
+#define OB_REPORT_NAME_LEN 257
+#define OB_PREFIX_LEN      257
+#define OB_REQUESTER_LEN   1025 /* 256 characters of UTF-8 */
+#define OB_TIME_LEN        40   /* RFC 3339 */
+#define OB_STACK_NAME_LEN  129
+#define OB_STACK_ID_LEN    320
+#define OB_WORKER_LEN      1025 /* 256 characters of UTF-8 */
+#define OB_DLQ_ID_LEN      33
+#define OB_IDEMPOTENCY_LEN 65
+#define OB_TAG_KEY_LEN     129
+#define OB_TAG_VALUE_LEN   257
+#define OB_MAX_TAGS        50
+
+typedef struct ob_msg_error_s {
+    char field[256];   /* JSON pointer of the offending member; "" = the whole message */
+    char code[24];     /* stable short code (see above) */
+    char message[512]; /* "<field>: <what is wrong>", for people */
+} ob_msg_error_t;
+
+typedef enum ob_msg_kind_e {
+    OB_MSG_REQUEST = 0,
+    OB_MSG_STAGE,
+    OB_MSG_CONNECTED,
+    OB_MSG_DLQ,
+    OB_MSG__KIND_COUNT
+} ob_msg_kind_t;
+
+typedef enum ob_cloud_e { OB_CLOUD_AWS = 0, OB_CLOUD_AZURE, OB_CLOUD_GCP } ob_cloud_t;
+typedef enum ob_mode_e { OB_MODE_NEW = 0, OB_MODE_EXISTING } ob_mode_t;
+
+/* Pipeline stages. INTAKE is where a request is refused before any work. */
+typedef enum ob_stage_e {
+    OB_STAGE_INTAKE = 0,
+    OB_STAGE_BUCKET,
+    OB_STAGE_CUR,
+    OB_STAGE_IAM,
+    OB_STAGE_CONNECT,
+    OB_STAGE__COUNT
+} ob_stage_t;
+
+typedef enum ob_time_unit_e {
+    OB_TIME_UNIT_HOURLY = 0,
+    OB_TIME_UNIT_DAILY,
+    OB_TIME_UNIT_MONTHLY
+} ob_time_unit_t;
+typedef enum ob_format_e { OB_FORMAT_TEXT_OR_CSV = 0, OB_FORMAT_PARQUET } ob_format_t;
+typedef enum ob_compression_e {
+    OB_COMPRESSION_ZIP = 0,
+    OB_COMPRESSION_GZIP,
+    OB_COMPRESSION_PARQUET
+} ob_compression_t;
+typedef enum ob_versioning_e {
+    OB_VERSIONING_CREATE_NEW_REPORT = 0,
+    OB_VERSIONING_OVERWRITE_REPORT
+} ob_versioning_t;
+
+/* Bit sets of AdditionalSchemaElements and AdditionalArtifacts. */
+#define OB_SCHEMA_ELEM_RESOURCES                     0x1u
+#define OB_SCHEMA_ELEM_SPLIT_COST_ALLOCATION_DATA    0x2u
+#define OB_SCHEMA_ELEM_MANUAL_DISCOUNT_COMPATIBILITY 0x4u
+#define OB_ARTIFACT_REDSHIFT                         0x1u
+#define OB_ARTIFACT_QUICKSIGHT                       0x2u
+#define OB_ARTIFACT_ATHENA                           0x4u
+
+/* Wire names of the enums above ("HOURLY", "textORcsv", "ATHENA", "iam"...). */
+const char *ob_cloud_name(ob_cloud_t c);
+const char *ob_mode_name(ob_mode_t m);
+const char *ob_stage_name(ob_stage_t s);
+const char *ob_time_unit_name(ob_time_unit_t t);
+const char *ob_format_name(ob_format_t f);
+const char *ob_compression_name(ob_compression_t c);
+const char *ob_versioning_name(ob_versioning_t v);
+/* Name of one bit of a set (NULL for an unknown bit). */
+const char *ob_schema_elem_name(unsigned bit);
+const char *ob_artifact_name(unsigned bit);
+
+/* The CUR report definition of a request (all members set after parsing). */
+typedef struct ob_report_settings_s {
+    char name[OB_REPORT_NAME_LEN]; /* default "billing-engine-cur" */
+    char prefix[OB_PREFIX_LEN];    /* default "CUR" */
+    ob_time_unit_t time_unit;      /* default HOURLY */
+    ob_format_t format;            /* default textORcsv */
+    ob_compression_t compression;  /* default GZIP */
+    unsigned schema_elements;      /* OB_SCHEMA_ELEM_*; default RESOURCES */
+    unsigned artifacts;            /* OB_ARTIFACT_*; default REDSHIFT */
+    int refresh_closed_reports;    /* default 1 */
+    ob_versioning_t versioning;    /* default OVERWRITE_REPORT */
+} ob_report_settings_t;
+
+typedef struct ob_tag_s {
+    char key[OB_TAG_KEY_LEN];
+    char value[OB_TAG_VALUE_LEN];
+} ob_tag_t;
+
+/*
+ * A normalized onboarding request. After a successful parse of an AWS
+ * request every default is filled: for mode new has_bucket and has_report are
+ * 1 (bucket defaults to billing-cur-<account_id>-<region>); for mode existing
+ * has_report is 0 and has_bucket says whether the producer named the
+ * account's current CUR bucket. Empty strings mean "absent" for the optional
+ * external_id, requester and requested_at.
+ */
+typedef struct ob_request_s {
+    char request_id[OB_REQUEST_ID_LEN];
+    char account_id[OB_ACCOUNT_ID_LEN];
+    ob_cloud_t cloud; /* always OB_CLOUD_AWS after a successful parse */
+    ob_mode_t mode;
+    char region[OB_REGION_LEN];
+    char role_arn[OB_ROLE_ARN_LEN];
+    char external_id[OB_EXTERNAL_ID_LEN]; /* for assuming role_arn; never log it */
+    int has_bucket;
+    char bucket[OB_BUCKET_LEN];
+    int has_report;
+    ob_report_settings_t report;
+    char requester[OB_REQUESTER_LEN];
+    char requested_at[OB_TIME_LEN];
+    ob_tag_t *tags; /* owned; ntags entries in the producer's order */
+    size_t ntags;
+} ob_request_t;
+
+/* Release what r owns and zero it. NULL is a no-op. */
+void ob_request_clear(ob_request_t *r);
+/* Deep copy (dst is overwritten, not cleared first). OB_ERR_NOMEM. */
+ob_err_t ob_request_copy(ob_request_t *dst, const ob_request_t *src);
+/* Append a tag (no validation here; *_to_json validates). OB_ERR_NOMEM, OB_ERR_INVALID_ARG
+ * when a string does not fit. */
+ob_err_t ob_request_add_tag(ob_request_t *r, const char *key, const char *value);
+
+/*
+ * Parse and validate an intake request: len bytes of json (need not be
+ * NUL-terminated). On success *out holds the normalized request (defaults
+ * filled) and must be released with ob_request_clear(). Errors (*out zeroed,
+ * err filled): OB_ERR_PARSE (any rule; err->code says which, including
+ * "unsupported_cloud" for azure and gcp), OB_ERR_TOO_LARGE (code too_large),
+ * OB_ERR_NOMEM, OB_ERR_INVALID_ARG (NULL arguments).
+ */
+ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_msg_error_t *err);
+/* The same for a JSON object built in memory (e.g. from a CSV row by onboardctl). */
+ob_err_t ob_request_parse_json(const json_t *obj, ob_request_t *out, ob_msg_error_t *err);
+/*
+ * The normalized request as compact JSON (members in schema order, defaults
+ * written out), validated before it is returned. *out is malloc'd, *out_len
+ * (if not NULL) its length. Errors: OB_ERR_PARSE (the struct breaks a rule;
+ * err says which, as if parsed), OB_ERR_NOMEM.
+ */
+ob_err_t ob_request_to_json(const ob_request_t *r, char **out, size_t *out_len,
+                            ob_msg_error_t *err);
+/* The same as a new jansson object (caller owns the reference), not validated. */
+json_t *ob_request_to_object(const ob_request_t *r);
+/* The default bucket name for an account and region into out (OB_BUCKET_LEN). */
+void ob_request_default_bucket(const char *account_id, const char *region, char out[OB_BUCKET_LEN]);
+
+/* What the bucket, cur and iam stages made. */
+typedef struct ob_bucket_result_s {
+    char name[OB_BUCKET_LEN];
+    char region[OB_REGION_LEN];
+    char arn[OB_BUCKET_ARN_LEN]; /* arn:PARTITION:s3:::NAME */
+} ob_bucket_result_t;
+
+typedef struct ob_report_result_s {
+    char name[OB_REPORT_NAME_LEN];
+    char bucket[OB_BUCKET_LEN];
+    char prefix[OB_PREFIX_LEN];
+    char region[OB_REGION_LEN];
+} ob_report_result_t;
+
+typedef struct ob_stack_result_s {
+    char id[OB_STACK_ID_LEN]; /* the stack's ARN */
+    char name[OB_STACK_NAME_LEN];
+    char role_arn[OB_ROLE_ARN_LEN];     /* the Billing Engine role (stack output) */
+    char external_id[OB_BE_EXT_ID_LEN]; /* the per-account ExternalId it trusts; never log it */
+} ob_stack_result_t;
+
+typedef struct ob_trace_s {
+    int present;
+    char started_at[OB_TIME_LEN];
+    char finished_at[OB_TIME_LEN];
+    int attempts;
+    char worker[OB_WORKER_LEN];
+} ob_trace_t;
+
+/*
+ * A stage hand-off. `stage` is the stage that consumes it (CUR, IAM or
+ * CONNECT). Results present are exactly those of the stages already done:
+ * new accounts: cur has bucket; iam has bucket+report; connect has all three.
+ * Existing accounts: iam has none; connect has stack. trace is indexed by
+ * ob_stage_t (the INTAKE slot is never used).
+ */
+typedef struct ob_stage_msg_s {
+    ob_request_t request;
+    ob_stage_t stage;
+    int has_bucket;
+    ob_bucket_result_t bucket;
+    int has_report;
+    ob_report_result_t report;
+    int has_stack;
+    ob_stack_result_t stack;
+    ob_trace_t trace[OB_STAGE__COUNT];
+    char replay_of[OB_DLQ_ID_LEN]; /* "" when not a replay */
+} ob_stage_msg_t;
+
+/* Release what m owns and zero it. NULL is a no-op. */
+void ob_stage_msg_clear(ob_stage_msg_t *m);
+/* Parse and validate a hand-off (see ob_request_parse for the errors). */
+ob_err_t ob_stage_parse(const char *json, size_t len, ob_stage_msg_t *out, ob_msg_error_t *err);
+/* Compact JSON of a hand-off, validated first (OB_ERR_PARSE with err, OB_ERR_NOMEM). */
+ob_err_t ob_stage_to_json(const ob_stage_msg_t *m, char **out, size_t *out_len,
+                          ob_msg_error_t *err);
+/*
+ * The stage that runs after `done` for a mode: new: BUCKET->CUR->IAM->CONNECT,
+ * existing: INTAKE->IAM->CONNECT. OB_STAGE__COUNT after CONNECT (what follows
+ * is the connected event) and for a stage the mode never runs.
+ */
+ob_stage_t ob_stage_next(ob_mode_t mode, ob_stage_t done);
+/* Fill the bucket and report results from the request (what the bucket and
+ * cur stages must have made), with the bucket ARN in the role's partition. */
+void ob_stage_fill_bucket(ob_stage_msg_t *m);
+void ob_stage_fill_report(ob_stage_msg_t *m);
+
+/* The event for the Billing Engine. */
+typedef struct ob_connected_s {
+    char idempotency_key[OB_IDEMPOTENCY_LEN];
+    char account_id[OB_ACCOUNT_ID_LEN];
+    char request_id[OB_REQUEST_ID_LEN];
+    ob_mode_t mode;
+    char role_arn[OB_ROLE_ARN_LEN];     /* the Billing Engine role */
+    char external_id[OB_BE_EXT_ID_LEN]; /* never log it */
+    int has_report;                     /* 1 for mode new, 0 for existing */
+    ob_report_result_t report;
+    char stack_id[OB_STACK_ID_LEN];
+    char connected_at[OB_TIME_LEN];
+    char requested_at[OB_TIME_LEN]; /* "" when the request had none */
+    ob_trace_t trace[OB_STAGE__COUNT];
+} ob_connected_t;
+
+/* lowercase hex SHA-256 of "onboard.connected/1|" account "|" role_arn "|" request_id. */
+void ob_connected_key(const char *account_id, const char *role_arn, const char *request_id,
+                      char out[OB_IDEMPOTENCY_LEN]);
+/*
+ * The event for a hand-off that the connect stage has verified: m->stage must
+ * be CONNECT with its stack result; connected_at NULL means now. The key is
+ * computed. Errors: OB_ERR_PARSE (m is not a valid connect-stage hand-off; err
+ * says why), OB_ERR_INVALID_ARG (NULL arguments).
+ */
+ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_at,
+                                 ob_connected_t *out, ob_msg_error_t *err);
+ob_err_t ob_connected_to_json(const ob_connected_t *c, char **out, size_t *out_len,
+                              ob_msg_error_t *err);
+ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, ob_msg_error_t *err);
+
+typedef enum ob_dlq_class_e {
+    OB_DLQ_INVALID_INPUT = 0,
+    OB_DLQ_PERMANENT,
+    OB_DLQ_RETRIES_EXHAUSTED,
+    OB_DLQ_UNSUPPORTED_CLOUD
+} ob_dlq_class_t;
+const char *ob_dlq_class_name(ob_dlq_class_t c);
+/* The class for a codec error: UNSUPPORTED_CLOUD or INVALID_INPUT. */
+ob_dlq_class_t ob_dlq_class_for(const ob_msg_error_t *err);
+
+/* A Kafka header as librdkafka gives it (value NULL for a null value). */
+typedef struct ob_msg_header_s {
+    const char *name;
+    const void *value;
+    size_t value_len;
+} ob_msg_header_t;
+
+/*
+ * Everything a worker knows when it gives up on a message. Only stage, topic,
+ * class and code are required; the rest have fallbacks: account_id and
+ * request_id NULL are taken from the payload when it names valid ones
+ * (request or hand-off), else the key when it is an account id; message NULL
+ * is "(no message)"; field, aws_request_id NULL and http_status 0 are absent;
+ * attempts < 1 is 1; times NULL are now; worker strings NULL are "unknown";
+ * replayable -1 decides: a parsed payload and class permanent or
+ * retries_exhausted. Free text is made valid UTF-8 and cut to the schema's
+ * bounds; a code outside [A-Za-z0-9_.:-] has those characters replaced.
+ */
+typedef struct ob_dlq_input_s {
+    ob_stage_t stage;
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key; /* NULL: no key */
+    size_t key_len;
+    const void *payload; /* NULL: a null (tombstone) payload */
+    size_t payload_len;
+    const ob_msg_header_t *headers;
+    size_t nheaders;
+    const char *account_id;
+    const char *request_id;
+    ob_dlq_class_t cls;
+    const char *code;
+    const char *message;
+    const char *field;
+    const char *aws_request_id;
+    int http_status;
+    int attempts;
+    const char *first_failure_at;
+    const char *last_failure_at;
+    const char *worker_name;
+    const char *worker_version;
+    const char *worker_host;
+    int replayable; /* -1 decide, 0, 1 (1 without a parsed payload becomes 0) */
+} ob_dlq_input_t;
+
+/* The deterministic id of a dead letter: 32 hex of SHA-256("onboard.dlq/1|" topic "|" partition
+ * "|" offset). */
+void ob_dlq_id(const char *topic, int32_t partition, int64_t offset, char out[OB_DLQ_ID_LEN]);
+/*
+ * Build a dead-letter record (compact JSON, at most OB_DLQ_MAX_BYTES). The
+ * original payload is kept as JSON when it is UTF-8, at most 64 KiB, and
+ * parses (duplicate keys refused); otherwise as base64 of its first
+ * OB_DLQ_MAX_RAW bytes. Never fails on content, only on OB_ERR_INVALID_ARG
+ * (NULL in/out, a topic that is not a Kafka topic name, partition or offset
+ * < 0, an unknown stage or class) and OB_ERR_NOMEM; errstr says why.
+ */
+ob_err_t ob_dlq_build(const ob_dlq_input_t *in, char **out, size_t *out_len, char *errstr,
+                      size_t errstr_size);
+
+/* A parsed dead-letter record. Strings point into doc and live as long as it. */
+typedef struct ob_dlq_s {
+    json_t *doc; /* owned */
+    const char *dlq_id;
+    ob_stage_t stage;
+    const char *account_id; /* NULL when absent */
+    const char *request_id; /* NULL when absent */
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const char *key;         /* NULL when absent or binary */
+    const json_t *payload;   /* NULL when the original is in payload_base64 */
+    const char *payload_b64; /* NULL when payload is set */
+    int64_t payload_size;
+    int truncated; /* 1 when any part of the original was cut */
+    ob_dlq_class_t cls;
+    const char *code;
+    const char *message;
+    const char *field;          /* NULL when absent */
+    const char *aws_request_id; /* NULL when absent */
+    int http_status;            /* 0 when absent */
+    int attempts;
+    const char *first_failure_at;
+    const char *last_failure_at;
+    const char *worker_name;
+    const char *worker_version;
+    const char *worker_host;
+    int replayable;
+} ob_dlq_t;
+
+ob_err_t ob_dlq_parse(const char *json, size_t len, ob_dlq_t *out, ob_msg_error_t *err);
+void ob_dlq_clear(ob_dlq_t *d);
+/*
+ * The original message bytes for a replay: the payload re-serialized as
+ * compact JSON, or the decoded base64. malloc'd into *out (NUL-terminated),
+ * length in *out_len. OB_ERR_STATE when the original was truncated,
+ * OB_ERR_NOMEM.
+ */
+ob_err_t ob_dlq_original(const ob_dlq_t *d, char **out, size_t *out_len);
+
+/* Validate any message of a kind (parse and discard). Same errors as the parsers. */
+ob_err_t ob_msg_validate(ob_msg_kind_t kind, const char *json, size_t len, ob_msg_error_t *err);
+/* The "schema" value of a kind, e.g. "onboard.request/1". */
+const char *ob_msg_schema(ob_msg_kind_t kind);
+
+/* The current UTC time as 2025-01-31T12:00:00.000Z. */
+void ob_msg_now(char out[OB_TIME_LEN]);
+/* 1 if s is an RFC 3339 date-time of the form the schemas accept (a real date and time). */
+int ob_msg_time_valid(const char *s);
+
+/* Topics: <prefix><suffix>, the prefix defaulting to "onboard.". */
+typedef enum ob_topic_e {
+    OB_TOPIC_REQUESTS = 0, /* intake, from outside producers; consumed by the bucket worker */
+    OB_TOPIC_CUR,
+    OB_TOPIC_IAM,
+    OB_TOPIC_CONNECT,
+    OB_TOPIC_CONNECTED, /* the events for the Billing Engine */
+    OB_TOPIC_DLQ,
+    OB_TOPIC__COUNT
+} ob_topic_t;
+#define OB_TOPIC_PREFIX_DEFAULT "onboard."
+/* "requests", "cur", ... */
+const char *ob_topic_suffix(ob_topic_t t);
+/* Prefix + suffix into out; the result must be a Kafka topic name (1-249 of
+ * A-Z a-z 0-9 . _ -). prefix NULL means the default. OB_ERR_CONFIG (bad prefix,
+ * errstr says why), OB_ERR_INVALID_ARG (unknown topic, out too small). */
+ob_err_t ob_topic_name(const char *prefix, ob_topic_t t, char *out, size_t outsz, char *errstr,
+                       size_t errstr_size);
+
+#endif
