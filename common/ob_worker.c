@@ -1,0 +1,984 @@
+/*
+ * ob_worker: the stage runtime (see ob_worker.h).
+ *
+ * A job is one Kafka message. Its life:
+ *   NEW -> (queued behind the account's current job) -> LOCKING -> RUNNING
+ *   (CALL / WAIT steps) -> EMITTING (produce, wait for the broker's ack) ->
+ *   FINISHING (state write) -> freed, offset marked done.
+ * Jobs of one account run one at a time in arrival order (same key, same
+ * partition); jobs of different accounts run concurrently, up to the window.
+ *
+ * A partition taken away by a rebalance drops its jobs at once (calls and
+ * timers cancelled, locks released); a job already waiting for its produce
+ * acknowledgement is only detached and freed when the acknowledgement comes.
+ * The new owner redoes all of them: stages are idempotent.
+ */
+#include "ob_worker.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ob_awsconfig.h"
+#include "ob_creds.h"
+#include "ob_http.h"
+#include "ob_kafka.h"
+#include "ob_lock.h"
+#include "ob_log.h"
+#include "ob_offsets.h"
+#include "ob_redis.h"
+
+typedef enum phase_e {
+    PH_NEW = 0,
+    PH_QUEUED,
+    PH_LOCKING,
+    PH_RUNNING,
+    PH_EMITTING,
+    PH_FINISHING
+} phase_t;
+
+typedef struct acct_s acct_t;
+
+typedef struct job_s {
+    struct ob_worker_s *w;
+    char topic[256];
+    int32_t partition;
+    int64_t offset;
+    char *key;
+    size_t key_len;
+    char *payload;
+    size_t len;
+    ob_msg_header_t *headers;
+    size_t nheaders;
+    phase_t phase;
+    int detached; /* partition revoked while the produce was in flight */
+    int failed;   /* outcome is a dead letter */
+    ob_job_plan_t plan;
+    void *st;
+    ob_step_t last; /* the DONE or FAIL step */
+    ob_lock_t *lock;
+    uint64_t fence;
+    ob_credsrc_t *creds;
+    ob_aws_call_t *call;
+    ob_timer_t *timer;
+    int lock_attempts;
+    int attempts; /* AWS calls made */
+    char first_failure[OB_TIME_LEN];
+    acct_t *acct;
+    struct job_s *acct_next; /* queued behind the account's active job */
+    struct job_s *prev, *next;
+} job_t;
+
+struct acct_s {
+    char id[OB_ACCOUNT_ID_LEN];
+    job_t *active;
+    job_t *qhead, *qtail;
+    acct_t *hnext;
+};
+
+#define ACCT_BUCKETS 8192
+
+struct ob_worker_s {
+    ob_loop_t *loop;
+    ob_worker_opts_t opts;
+    const ob_stage_ops_t *stage;
+    const ob_config_t *cfg;
+    char name[128];
+    char host[128];
+    char topic_in[256];
+    char topic_dlq[256];
+    ob_kconsumer_t *consumer;
+    ob_kproducer_t *producer;
+    ob_redis_t *redis;
+    ob_http_t *http;
+    ob_awsconfig_t *awscfg;
+    ob_aws_t *aws;
+    ob_credsrc_t *fleet;
+    ob_assume_cache_t *assume;
+    ob_offsets_t *offsets;
+    ob_signal_t *signals;
+    acct_t *accts[ACCT_BUCKETS];
+    job_t *jobs;
+    size_t inflight, max_inflight;
+    int paused;
+    int stopping;
+    ob_worker_stats_t stats;
+};
+
+static void job_start_lock(job_t *j);
+static void job_run_step(job_t *j, const ob_aws_result_t *res);
+static void job_execute(job_t *j, ob_step_t *s);
+static void job_finish(job_t *j);
+
+/* ---- steps ---- */
+
+void ob_step_clear(ob_step_t *s)
+{
+    ob_aws_req_free(&s->req);
+    free(s->emit);
+    memset(s, 0, sizeof(*s));
+}
+
+void ob_step_fail(ob_step_t *s, ob_dlq_class_t cls, const char *code, const char *fmt, ...)
+{
+    ob_step_clear(s);
+    s->kind = OB_STEP_FAIL;
+    s->fail_class = cls;
+    snprintf(s->code, sizeof(s->code), "%s", code);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->message, sizeof(s->message), fmt, ap);
+    va_end(ap);
+}
+
+void ob_step_fail_aws(ob_step_t *s, const ob_aws_result_t *res)
+{
+    int retryable = res->retry_class != OB_RETRY_NO;
+    ob_step_fail(s, retryable ? OB_DLQ_RETRIES_EXHAUSTED : OB_DLQ_PERMANENT,
+                 res->err == OB_ERR_AWS ? res->aws.code : ob_err2str(res->err), "%s", res->errmsg);
+    if (res->err == OB_ERR_AWS) {
+        snprintf(s->aws_request_id, sizeof(s->aws_request_id), "%s", res->aws.request_id);
+        s->http_status = (int)res->status;
+    }
+}
+
+static void now_iso(char out[OB_TIME_LEN])
+{
+    uint64_t ms = ob_wall_ms();
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    snprintf(out, OB_TIME_LEN, "%.39s", buf);
+}
+
+/* ---- accounts ---- */
+
+static unsigned acct_hash(const char *id)
+{
+    unsigned h = 2166136261u;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 16777619u;
+    return h % ACCT_BUCKETS;
+}
+
+static acct_t *acct_get(ob_worker_t *w, const char *id, int create)
+{
+    unsigned h = acct_hash(id);
+    for (acct_t *a = w->accts[h]; a; a = a->hnext)
+        if (!strcmp(a->id, id))
+            return a;
+    if (!create)
+        return NULL;
+    acct_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    a->hnext = w->accts[h];
+    w->accts[h] = a;
+    return a;
+}
+
+static void acct_drop_if_idle(ob_worker_t *w, acct_t *a)
+{
+    if (a->active || a->qhead)
+        return;
+    acct_t **pp = &w->accts[acct_hash(a->id)];
+    while (*pp && *pp != a)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = a->hnext;
+    free(a);
+}
+
+/* Take j off its account (active or queued); start the next one if j was active. */
+static void acct_release(job_t *j, int start_next)
+{
+    ob_worker_t *w = j->w;
+    acct_t *a = j->acct;
+    if (!a)
+        return;
+    j->acct = NULL;
+    if (a->active == j) {
+        a->active = NULL;
+        job_t *next = a->qhead;
+        if (next) {
+            a->qhead = next->acct_next;
+            if (!a->qhead)
+                a->qtail = NULL;
+            next->acct_next = NULL;
+            a->active = next;
+            if (start_next)
+                job_start_lock(next);
+        }
+    } else {
+        job_t **pp = &a->qhead;
+        job_t *prev = NULL;
+        while (*pp && *pp != j) {
+            prev = *pp;
+            pp = &(*pp)->acct_next;
+        }
+        if (*pp) {
+            *pp = j->acct_next;
+            if (a->qtail == j)
+                a->qtail = prev;
+        }
+        j->acct_next = NULL;
+    }
+    acct_drop_if_idle(w, a);
+}
+
+/* ---- window ---- */
+
+static void window_check(ob_worker_t *w)
+{
+    if (!w->consumer || w->stopping)
+        return;
+    if (!w->paused && w->inflight >= w->max_inflight) {
+        if (ob_kconsumer_pause(w->consumer, NULL) == OB_OK) {
+            w->paused = 1;
+            ob_logf(OB_LOG_DEBUG, "worker", "window full (%zu): partitions paused", w->inflight);
+        }
+    } else if (w->paused && w->inflight <= w->max_inflight * 8 / 10) {
+        if (ob_kconsumer_resume(w->consumer, NULL) == OB_OK) {
+            w->paused = 0;
+            ob_logf(OB_LOG_DEBUG, "worker", "window at %zu: partitions resumed", w->inflight);
+        }
+    }
+}
+
+/* ---- job lifetime ---- */
+
+static void job_free(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    if (j->prev)
+        j->prev->next = j->next;
+    else if (w->jobs == j)
+        w->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    if (j->call)
+        ob_aws_cancel(j->call);
+    ob_timer_free(j->timer);
+    if (j->lock)
+        ob_lock_release(j->lock);
+    if (j->creds)
+        ob_credsrc_unref(j->creds);
+    if (j->st) {
+        if (w->stage->clear)
+            w->stage->clear(j->st);
+        free(j->st);
+    }
+    ob_step_clear(&j->last);
+    for (size_t i = 0; i < j->nheaders; i++) {
+        free((char *)j->headers[i].name);
+        free((void *)j->headers[i].value);
+    }
+    free(j->headers);
+    free(j->key);
+    free(j->payload);
+    free(j);
+    w->inflight--;
+    window_check(w);
+}
+
+/* The message is finished: its offset may be committed. */
+static void job_complete(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    if (!j->detached) {
+        int64_t commit;
+        if (ob_offsets_done(w->offsets, j->topic, j->partition, j->offset, &commit) == 1)
+            ob_kconsumer_store(w->consumer, j->topic, j->partition, commit);
+    }
+    if (j->lock) {
+        ob_lock_release(j->lock);
+        j->lock = NULL;
+    }
+    acct_release(j, !w->stopping);
+    job_free(j);
+}
+
+static void timer_fired(ob_timer_t *t, void *arg)
+{
+    job_t *j = arg;
+    if (j->phase == PH_LOCKING)
+        job_start_lock(j);
+    else if (j->phase == PH_RUNNING)
+        job_run_step(j, NULL);
+    else if (j->phase == PH_EMITTING)
+        job_finish(j); /* produce retry */
+}
+
+/* ---- finishing: produce, then state, then release ---- */
+
+static void on_state_written(ob_err_t err, void *arg)
+{
+    job_t *j = arg;
+    if (err == OB_ERR_STATE)
+        ob_logkv(OB_LOG_WARN, "worker", "state write fenced out: a newer holder has the account",
+                 "account", j->plan.account_id, NULL);
+    else if (err != OB_OK)
+        ob_logkv(OB_LOG_WARN, "worker", "state write failed", "account", j->plan.account_id,
+                 "error", ob_err2str(err), NULL);
+    job_complete(j);
+}
+
+static void write_state(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    j->phase = PH_FINISHING;
+    if (!j->plan.account_id[0] || !j->lock) {
+        job_complete(j);
+        return;
+    }
+    char now[OB_TIME_LEN], attempts[16];
+    now_iso(now);
+    snprintf(attempts, sizeof(attempts), "%d", j->attempts);
+    const char *fields[48];
+    size_t n = 0;
+    fields[n++] = "stage";
+    fields[n++] = w->stage->name;
+    fields[n++] = "status";
+    fields[n++] = j->failed ? "failed" : "done";
+    fields[n++] = "updated_at";
+    fields[n++] = now;
+    fields[n++] = "request_id";
+    fields[n++] = j->plan.request_id;
+    fields[n++] = "attempts";
+    fields[n++] = attempts;
+    if (j->failed) {
+        fields[n++] = "error_class";
+        fields[n++] = ob_dlq_class_name(j->last.fail_class);
+        fields[n++] = "error_code";
+        fields[n++] = j->last.code;
+        fields[n++] = "error_message";
+        fields[n++] = j->last.message;
+    } else {
+        fields[n++] = "error_code";
+        fields[n++] = "";
+    }
+    for (size_t i = 0; i < 16 && j->last.state[i] && j->last.state[i + 1] && n + 2 < 47; i += 2) {
+        fields[n++] = j->last.state[i];
+        fields[n++] = j->last.state[i + 1];
+    }
+    fields[n] = NULL;
+    if (ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, on_state_written, j) !=
+        OB_OK)
+        job_complete(j);
+}
+
+static void produce_failed_later(job_t *j, const char *why)
+{
+    ob_logkv(OB_LOG_WARN, "worker", "produce failed; retrying", "error", why, NULL);
+    if (!j->timer)
+        j->timer = ob_timer_new(j->w->loop, timer_fired, j);
+    ob_timer_start(j->timer, 1000);
+}
+
+static void job_finish(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    j->phase = PH_EMITTING;
+    char err[512] = "";
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+    const char *key = j->plan.account_id[0] ? j->plan.account_id : j->key;
+    size_t klen = j->plan.account_id[0] ? strlen(j->plan.account_id) : j->key_len;
+    ob_err_t e;
+    if (j->failed) {
+        char host[128];
+        snprintf(host, sizeof(host), "%s", w->host);
+        char now[OB_TIME_LEN];
+        now_iso(now);
+        ob_dlq_input_t in = {
+            .stage = w->stage->stage,
+            .topic = j->topic,
+            .partition = j->partition,
+            .offset = j->offset,
+            .key = j->key,
+            .key_len = j->key_len,
+            .payload = j->payload,
+            .payload_len = j->len,
+            .headers = j->headers,
+            .nheaders = j->nheaders,
+            .account_id = j->plan.account_id[0] ? j->plan.account_id : NULL,
+            .request_id = j->plan.request_id[0] ? j->plan.request_id : NULL,
+            .cls = j->last.fail_class,
+            .code = j->last.code,
+            .message = j->last.message,
+            .field = j->last.field[0] ? j->last.field : NULL,
+            .aws_request_id = j->last.aws_request_id[0] ? j->last.aws_request_id : NULL,
+            .http_status = j->last.http_status,
+            .attempts = j->attempts > 0 ? j->attempts : 1,
+            .first_failure_at = j->first_failure[0] ? j->first_failure : now,
+            .last_failure_at = now,
+            .worker_name = w->name,
+            .worker_version = OB_VERSION,
+            .worker_host = host,
+            .replayable = -1,
+        };
+        char *dlq = NULL;
+        size_t dlq_len = 0;
+        e = ob_dlq_build(&in, &dlq, &dlq_len, err, sizeof(err));
+        if (e == OB_OK) {
+            rd_kafka_header_add(hdrs, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_DLQ, -1);
+            e = ob_kproducer_send(w->producer, w->topic_dlq, RD_KAFKA_PARTITION_UA, key, klen, dlq,
+                                  dlq_len, hdrs, j, err, sizeof(err));
+            hdrs = NULL;
+        }
+        free(dlq);
+        if (e == OB_OK)
+            w->stats.dead_letters++;
+    } else if (j->last.emit) {
+        char topic[256];
+        snprintf(topic, sizeof(topic), "%s%s", w->cfg->topic_prefix, j->last.emit_topic);
+        if (j->last.emit_schema)
+            rd_kafka_header_add(hdrs, OB_MSG_HDR_SCHEMA, -1, j->last.emit_schema, -1);
+        e = ob_kproducer_send(w->producer, topic, RD_KAFKA_PARTITION_UA, key, klen, j->last.emit,
+                              strlen(j->last.emit), hdrs, j, err, sizeof(err));
+        hdrs = NULL;
+    } else {
+        rd_kafka_headers_destroy(hdrs);
+        write_state(j);
+        return;
+    }
+    if (hdrs)
+        rd_kafka_headers_destroy(hdrs);
+    if (e != OB_OK)
+        produce_failed_later(j, err);
+}
+
+static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
+                        const rd_kafka_message_t *msg, void *opaque, void *arg)
+{
+    job_t *j = opaque;
+    ob_worker_t *w = arg;
+    if (!j)
+        return;
+    if (err != OB_OK) {
+        produce_failed_later(j, errmsg ? errmsg : "delivery failed");
+        return;
+    }
+    w->stats.produced++;
+    if (j->failed)
+        w->stats.failed++;
+    else
+        w->stats.done++;
+    if (j->detached) {
+        /* Its partition went away meanwhile: the new owner redoes it. */
+        acct_release(j, !w->stopping);
+        job_free(j);
+        return;
+    }
+    write_state(j);
+}
+
+/* ---- running the stage ---- */
+
+static void on_aws(ob_aws_result_t *res, void *arg)
+{
+    job_t *j = arg;
+    j->call = NULL;
+    if (res->err != OB_OK && !j->first_failure[0])
+        now_iso(j->first_failure);
+    job_run_step(j, res);
+}
+
+static void job_execute(job_t *j, ob_step_t *s)
+{
+    ob_worker_t *w = j->w;
+    switch (s->kind) {
+    case OB_STEP_CALL: {
+        ob_aws_target_t t = {.region = s->region[0] ? s->region : j->plan.region,
+                             .creds = s->as_fleet ? w->fleet : j->creds,
+                             .s3_bucket = s->s3_bucket[0] ? s->s3_bucket : NULL};
+        char err[512];
+        j->attempts++;
+        j->call = ob_aws_send(w->aws, &s->req, &t, on_aws, j, err, sizeof(err));
+        ob_step_clear(s);
+        if (!j->call) {
+            ob_step_fail(&j->last, OB_DLQ_PERMANENT, "request_error", "%s", err);
+            j->failed = 1;
+            job_finish(j);
+        }
+        return;
+    }
+    case OB_STEP_WAIT:
+        if (!j->timer)
+            j->timer = ob_timer_new(w->loop, timer_fired, j);
+        ob_timer_start(j->timer, s->wait_ms);
+        ob_step_clear(s);
+        return;
+    case OB_STEP_DONE:
+    case OB_STEP_FAIL:
+        ob_step_clear(&j->last);
+        j->last = *s;
+        memset(s, 0, sizeof(*s));
+        j->failed = j->last.kind == OB_STEP_FAIL;
+        if (j->failed && !j->first_failure[0])
+            now_iso(j->first_failure);
+        job_finish(j);
+        return;
+    }
+    ob_step_fail(&j->last, OB_DLQ_PERMANENT, "stage_error", "stage %s returned no step",
+                 w->stage->name);
+    j->failed = 1;
+    job_finish(j);
+}
+
+static void job_run_step(job_t *j, const ob_aws_result_t *res)
+{
+    ob_step_t s;
+    memset(&s, 0, sizeof(s));
+    j->w->stage->step(j->st, res, &s);
+    job_execute(j, &s);
+}
+
+static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry_ms, ob_err_t err,
+                    void *arg)
+{
+    job_t *j = arg;
+    ob_worker_t *w = j->w;
+    switch (ev) {
+    case OB_LOCK_ACQUIRED:
+        j->fence = fence;
+        j->phase = PH_RUNNING;
+        j->creds = ob_credsrc_ref(ob_assume_cache_get(
+            w->assume, j->plan.role_arn, j->plan.external_id[0] ? j->plan.external_id : NULL));
+        if (!j->creds) {
+            ob_step_fail(&j->last, OB_DLQ_PERMANENT, "out_of_memory", "cannot create credentials");
+            j->failed = 1;
+            job_finish(j);
+            return;
+        }
+        job_run_step(j, NULL);
+        return;
+    case OB_LOCK_BUSY:
+    case OB_LOCK_ERROR:
+        /* Another replica (or a dead one whose lock has not expired yet) has
+         * the account, or Redis is away: try again later. */
+        ob_lock_release(j->lock);
+        j->lock = NULL;
+        if (ev == OB_LOCK_BUSY)
+            w->stats.redelivered_lock_busy++;
+        j->lock_attempts++;
+        if (!j->timer)
+            j->timer = ob_timer_new(w->loop, timer_fired, j);
+        long delay = ev == OB_LOCK_BUSY ? (retry_ms > 50 ? retry_ms : 50) : 500;
+        ob_timer_start(j->timer, (uint64_t)(delay < 5000 ? delay : 5000));
+        return;
+    case OB_LOCK_LOST:
+        /* Someone else may now be working on the account: our results would
+         * be fenced out. Start over (stages are idempotent). */
+        ob_logkv(OB_LOG_WARN, "worker", "account lock lost; restarting the message", "account",
+                 j->plan.account_id, NULL);
+        if (j->phase == PH_RUNNING) {
+            if (j->call) {
+                ob_aws_cancel(j->call);
+                j->call = NULL;
+            }
+            ob_lock_release(j->lock);
+            j->lock = NULL;
+            j->phase = PH_LOCKING;
+            if (!j->timer)
+                j->timer = ob_timer_new(w->loop, timer_fired, j);
+            ob_timer_start(j->timer, 1000);
+            /* The stage state is rebuilt from the message. */
+            if (w->stage->clear)
+                w->stage->clear(j->st);
+            memset(j->st, 0, w->stage->state_size);
+            ob_job_plan_t plan;
+            ob_step_t fail;
+            memset(&fail, 0, sizeof(fail));
+            w->stage->parse(j->st, j->payload, j->len, &plan, &fail);
+            ob_step_clear(&fail);
+        }
+        return;
+    }
+}
+
+static void job_start_lock(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    j->phase = PH_LOCKING;
+    long ttl = w->opts.lock_ttl_ms > 0 ? w->opts.lock_ttl_ms : 30000;
+    j->lock = ob_lock_acquire(w->redis, w->loop, j->plan.account_id, ttl, on_lock, j);
+    if (!j->lock) {
+        if (!j->timer)
+            j->timer = ob_timer_new(w->loop, timer_fired, j);
+        ob_timer_start(j->timer, 500);
+    }
+}
+
+/* ---- Kafka ---- */
+
+static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
+{
+    ob_worker_t *w = arg;
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        ob_logf(OB_LOG_ERROR, "worker", "out of memory: message left uncommitted");
+        return;
+    }
+    j->w = w;
+    snprintf(j->topic, sizeof(j->topic), "%s", rd_kafka_topic_name(m->rkt));
+    j->partition = m->partition;
+    j->offset = m->offset;
+    if (m->key) {
+        j->key = malloc(m->key_len + 1);
+        memcpy(j->key, m->key, m->key_len);
+        j->key[m->key_len] = '\0';
+        j->key_len = m->key_len;
+    }
+    j->payload = malloc(m->len + 1);
+    if (m->len)
+        memcpy(j->payload, m->payload, m->len);
+    j->payload[m->len] = '\0';
+    j->len = m->len;
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        size_t n = rd_kafka_header_cnt(hdrs);
+        j->headers = calloc(n ? n : 1, sizeof(*j->headers));
+        for (size_t i = 0; i < n; i++) {
+            const char *name;
+            const void *val;
+            size_t vlen;
+            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen))
+                break;
+            j->headers[j->nheaders].name = strdup(name);
+            if (val) {
+                void *v = malloc(vlen + 1);
+                memcpy(v, val, vlen);
+                ((char *)v)[vlen] = '\0';
+                j->headers[j->nheaders].value = v;
+                j->headers[j->nheaders].value_len = vlen;
+            }
+            j->nheaders++;
+        }
+    }
+    j->st = calloc(1, w->stage->state_size ? w->stage->state_size : 1);
+    j->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = j;
+    w->jobs = j;
+    w->inflight++;
+    w->stats.received++;
+    ob_offsets_add(w->offsets, j->topic, j->partition, j->offset);
+    window_check(w);
+
+    ob_step_t fail;
+    memset(&fail, 0, sizeof(fail));
+    if (w->stage->parse(j->st, j->payload, j->len, &j->plan, &fail) != OB_OK) {
+        if (fail.kind != OB_STEP_FAIL)
+            ob_step_fail(&fail, OB_DLQ_INVALID_INPUT, "invalid_input", "the message was refused");
+        job_execute(j, &fail);
+        return;
+    }
+    acct_t *a = acct_get(w, j->plan.account_id, 1);
+    j->acct = a;
+    if (a && a->active) {
+        j->phase = PH_QUEUED;
+        if (a->qtail)
+            a->qtail->acct_next = j;
+        else
+            a->qhead = j;
+        a->qtail = j;
+        return;
+    }
+    if (a)
+        a->active = j;
+    job_start_lock(j);
+}
+
+static int same_partition(const job_t *j, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].partition == j->partition && !strcmp(parts->elems[i].topic, j->topic))
+            return 1;
+    return 0;
+}
+
+static void on_rebalance(ob_kconsumer_t *c, int assigned,
+                         const rd_kafka_topic_partition_list_t *parts, void *arg)
+{
+    ob_worker_t *w = arg;
+    if (assigned)
+        return;
+    /* Drop the revoked partitions' work; queued jobs of other accounts stay. */
+    job_t *j = w->jobs;
+    size_t dropped = 0;
+    while (j) {
+        job_t *next = j->next;
+        if (!j->detached && same_partition(j, parts)) {
+            dropped++;
+            if (j->phase == PH_EMITTING) {
+                j->detached = 1; /* freed when its produce is acknowledged */
+            } else {
+                acct_release(j, 0);
+                job_free(j);
+            }
+        }
+        j = next;
+    }
+    /* Accounts whose active job was dropped: start the next queued one. */
+    for (int b = 0; b < ACCT_BUCKETS; b++) {
+        for (acct_t *a = w->accts[b], *an; a; a = an) {
+            an = a->hnext;
+            if (!a->active && a->qhead) {
+                job_t *n = a->qhead;
+                a->qhead = n->acct_next;
+                if (!a->qhead)
+                    a->qtail = NULL;
+                n->acct_next = NULL;
+                a->active = n;
+                job_start_lock(n);
+            }
+        }
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        ob_offsets_forget(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
+    if (dropped)
+        ob_logf(OB_LOG_INFO, "worker", "revoked partitions: %zu messages handed back", dropped);
+}
+
+/* ---- lifecycle ---- */
+
+static void on_signal(ob_signal_t *s, int signo, void *arg)
+{
+    ob_worker_t *w = arg;
+    ob_logf(OB_LOG_INFO, "worker", "signal %d: shutting down", signo);
+    ob_worker_stop(w);
+}
+
+void ob_worker_stop(ob_worker_t *w)
+{
+    w->stopping = 1;
+    ob_loop_stop(w->loop);
+}
+
+ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *errstr,
+                           size_t errstr_size)
+{
+    ob_worker_t *w = calloc(1, sizeof(*w));
+    if (!w) {
+        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    w->loop = loop;
+    w->opts = *opts;
+    w->stage = opts->stage;
+    w->cfg = opts->config;
+    snprintf(w->name, sizeof(w->name), "%s", opts->name ? opts->name : w->stage->name);
+    if (gethostname(w->host, sizeof(w->host)) != 0)
+        snprintf(w->host, sizeof(w->host), "unknown");
+    snprintf(w->topic_in, sizeof(w->topic_in), "%s%s", w->cfg->topic_prefix, w->stage->input);
+    snprintf(w->topic_dlq, sizeof(w->topic_dlq), "%sdlq", w->cfg->topic_prefix);
+    w->max_inflight = (size_t)w->cfg->inflight_max;
+    w->offsets = ob_offsets_new();
+    if (opts->install_signals) {
+        const int sigs[] = {SIGINT, SIGTERM};
+        w->signals = ob_signal_new(loop, sigs, 2, on_signal, w, errstr, errstr_size);
+        if (!w->signals)
+            goto fail;
+    }
+    ob_http_opts_t ho = {.timeout_ms = (long)w->cfg->http_timeout_ms,
+                         .connect_timeout_ms = (long)w->cfg->http_connect_timeout_ms,
+                         .max_body = (size_t)w->cfg->http_max_body,
+                         .max_connections = (long)w->cfg->http_max_connections};
+    w->http = ob_http_new(loop, &ho, errstr, errstr_size);
+    if (!w->http)
+        goto fail;
+    if (ob_awsconfig_load(opts->getenv_fn, opts->env_ctx, &w->awscfg, errstr, errstr_size) != OB_OK)
+        goto fail;
+    ob_aws_opts_t ao = {.getenv_fn = opts->getenv_fn,
+                        .env_ctx = opts->env_ctx,
+                        .config = w->awscfg,
+                        .max_attempts = (int)w->cfg->aws_max_attempts,
+                        .max_backoff_s = (double)w->cfg->aws_max_backoff_ms / 1000.0};
+    w->aws = ob_aws_new(loop, w->http, &ao, errstr, errstr_size);
+    if (!w->aws)
+        goto fail;
+    w->fleet = ob_credsrc_chain(w->aws, errstr, errstr_size);
+    if (!w->fleet)
+        goto fail;
+    ob_assume_cache_opts_t co = {.session_name = "onboard"};
+    w->assume = ob_assume_cache_new(w->aws, w->fleet, &co);
+    ob_redis_opts_t ro = {.host = w->cfg->redis_host,
+                          .port = (int)w->cfg->redis_port,
+                          .password = w->cfg->redis_password,
+                          .db = (int)w->cfg->redis_db,
+                          .connect_timeout_ms = (long)w->cfg->redis_connect_timeout_ms,
+                          .command_timeout_ms = (long)w->cfg->redis_command_timeout_ms};
+    w->redis = ob_redis_new(loop, &ro, errstr, errstr_size);
+    if (!w->redis || !w->assume)
+        goto fail;
+    ob_kproducer_opts_t po = {.kafka = &w->cfg->kafka, .on_delivery = on_delivery, .arg = w};
+    w->producer = ob_kproducer_new(loop, &po, errstr, errstr_size);
+    if (!w->producer)
+        goto fail;
+    char group[256];
+    snprintf(group, sizeof(group), "%s%s", w->cfg->topic_prefix, w->stage->name);
+    const char *topics[] = {w->topic_in};
+    ob_kconsumer_opts_t kc = {.group_id = group,
+                              .topics = topics,
+                              .ntopics = 1,
+                              .kafka = &w->cfg->kafka,
+                              .on_message = on_message,
+                              .on_rebalance = on_rebalance,
+                              .arg = w};
+    w->consumer = ob_kconsumer_new(loop, &kc, errstr, errstr_size);
+    if (!w->consumer)
+        goto fail;
+    ob_logkv(OB_LOG_INFO, "worker", "started", "stage", w->stage->name, "input", w->topic_in,
+             "group", group, "credentials", ob_credsrc_describe(w->fleet), NULL);
+    return w;
+fail:
+    ob_worker_free(w);
+    return NULL;
+}
+
+static int drained(void *arg)
+{
+    ob_worker_t *w = arg;
+    /* Only jobs that are past the point of no return matter: queued and
+     * locking ones are simply handed back. */
+    for (job_t *j = w->jobs; j; j = j->next)
+        if (j->phase >= PH_RUNNING)
+            return 0;
+    return 1;
+}
+
+ob_err_t ob_worker_run(ob_worker_t *w)
+{
+    ob_err_t e = w->stopping ? OB_OK : ob_loop_run(w->loop);
+    /* Graceful shutdown: no new messages, let running jobs finish for a
+     * while, then hand back the rest (uncommitted, locks released). */
+    w->stopping = 1;
+    if (w->consumer)
+        ob_kconsumer_pause(w->consumer, NULL);
+    long limit = w->opts.shutdown_ms > 0 ? w->opts.shutdown_ms : 20000;
+    uint64_t end = ob_loop_update_time(w->loop) + (uint64_t)limit;
+    while (!drained(w) && ob_loop_update_time(w->loop) < end)
+        ob_loop_run_once(w->loop, 100);
+    size_t handed_back = 0;
+    while (w->jobs) {
+        job_t *j = w->jobs;
+        handed_back++;
+        acct_release(j, 0);
+        if (j->phase == PH_EMITTING)
+            j->detached = 1;
+        /* A job waiting for its produce ack keeps its opaque alive until the
+         * flush below; the rest are freed now. */
+        if (j->phase == PH_EMITTING) {
+            if (j->prev)
+                j->prev->next = j->next;
+            else
+                w->jobs = j->next;
+            if (j->next)
+                j->next->prev = j->prev;
+            j->prev = j->next = NULL;
+            continue;
+        }
+        job_free(j);
+    }
+    if (w->producer)
+        ob_kproducer_flush(w->producer, 5000);
+    /* Let lock releases reach Redis. */
+    for (int i = 0; i < 10 && w->redis && ob_redis_pending(w->redis) > 0; i++)
+        ob_loop_run_once(w->loop, 50);
+    if (w->consumer)
+        ob_kconsumer_close(w->consumer);
+    ob_logf(OB_LOG_INFO, "worker", "stopped: %llu done, %llu dead letters, %zu handed back",
+            (unsigned long long)w->stats.done, (unsigned long long)w->stats.dead_letters,
+            handed_back);
+    return e;
+}
+
+void ob_worker_free(ob_worker_t *w)
+{
+    if (!w)
+        return;
+    while (w->jobs) {
+        job_t *j = w->jobs;
+        acct_release(j, 0);
+        job_free(j);
+    }
+    for (int b = 0; b < ACCT_BUCKETS; b++) {
+        while (w->accts[b]) {
+            acct_t *a = w->accts[b];
+            w->accts[b] = a->hnext;
+            free(a);
+        }
+    }
+    ob_kconsumer_free(w->consumer);
+    ob_kproducer_free(w->producer);
+    ob_assume_cache_free(w->assume);
+    ob_credsrc_unref(w->fleet);
+    ob_aws_free(w->aws);
+    ob_http_free(w->http);
+    ob_redis_free(w->redis);
+    ob_awsconfig_destroy(w->awscfg);
+    ob_signal_free(w->signals);
+    ob_offsets_free(w->offsets);
+    free(w);
+}
+
+void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out)
+{
+    *out = w->stats;
+    out->inflight = w->inflight;
+    out->paused = w->paused;
+}
+
+int ob_worker_main(const ob_stage_ops_t *stage, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: %s\n"
+                   "The %s stage worker. Settings come from the environment (OB_*) and the file\n"
+                   "named by OB_CONFIG_FILE; kafka.* settings go to librdkafka; AWS settings\n"
+                   "follow the SDK conventions. See the README's configuration section.\n",
+                   argv[0], stage->name);
+            return 0;
+        }
+        fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], argv[i]);
+        return 2;
+    }
+    char err[1024];
+    ob_config_t cfg;
+    if (ob_config_load(&cfg, NULL, NULL, NULL, err, sizeof(err)) != OB_OK) {
+        fprintf(stderr, "%s: configuration: %s\n", argv[0], err);
+        return 2;
+    }
+    char svc[64];
+    snprintf(svc, sizeof(svc), "worker-%s", stage->name);
+    ob_log_set_service(svc);
+    ob_log_set_level((ob_log_level_t)ob_log_level_parse(cfg.log_level));
+    signal(SIGPIPE, SIG_IGN);
+    ob_loop_t *loop = ob_loop_new(err, sizeof(err));
+    if (!loop) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        ob_config_free(&cfg);
+        return 1;
+    }
+    ob_worker_opts_t o = {.stage = stage, .config = &cfg, .name = svc, .install_signals = 1};
+    ob_worker_t *w = ob_worker_new(loop, &o, err, sizeof(err));
+    if (!w) {
+        ob_logf(OB_LOG_ERROR, "worker", "cannot start: %s", err);
+        ob_loop_free(loop);
+        ob_config_free(&cfg);
+        return 1;
+    }
+    ob_err_t e = ob_worker_run(w);
+    ob_worker_free(w);
+    ob_loop_free(loop);
+    ob_config_free(&cfg);
+    return e == OB_OK ? 0 : 1;
+}

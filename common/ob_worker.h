@@ -1,0 +1,133 @@
+/*
+ * ob_worker: the runtime every stage worker runs on.
+ *
+ * One event loop drives a Kafka consumer (the stage's input topic, one
+ * consumer group per stage), a producer (the next topic and the dead-letter
+ * topic), one Redis connection (per-account locks and state), and the AWS
+ * client. For every message:
+ *
+ *   parse (stage) -> wait behind earlier messages of the same account ->
+ *   lock the account in Redis (fenced) -> run the stage's steps (AWS calls,
+ *   waits) -> produce the hand-off or the dead letter -> write the account's
+ *   state -> release the lock -> mark the offset finished.
+ *
+ * Thousands of messages are in flight at once (inflight.max); beyond that
+ * the partitions are paused, and resumed under 80 % of it. Offsets are
+ * committed only up to the lowest unfinished message of each partition, so a
+ * worker killed at any point loses nothing: the next owner redoes the
+ * unfinished messages, and every stage is idempotent.
+ *
+ * A stage is pure logic with no I/O (see ob_stage_t): it reads its input,
+ * then turns each AWS reply into the next step. That makes every path a unit
+ * test with recorded replies (see the stage unit tests).
+ *
+ * Ownership: the worker owns everything it creates. Threading: loop thread.
+ */
+#ifndef OB_WORKER_H
+#define OB_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ob_aws.h"
+#include "ob_config.h"
+#include "ob_err.h"
+#include "ob_loop.h"
+#include "ob_msg.h"
+
+typedef enum ob_step_kind_e {
+    OB_STEP_CALL = 1, /* send req; the reply comes back to step() */
+    OB_STEP_WAIT,     /* come back to step() with no reply after wait_ms */
+    OB_STEP_DONE,     /* finished: produce `emit` (if any) to `emit_topic` */
+    OB_STEP_FAIL      /* give up: a dead letter with this reason */
+} ob_step_kind_t;
+
+typedef struct ob_step_s {
+    ob_step_kind_t kind;
+    /* CALL */
+    ob_aws_req_t req;
+    char region[OB_REGION_LEN]; /* "" : the request's region */
+    char s3_bucket[OB_BUCKET_LEN];
+    int as_fleet; /* sign with the fleet's own identity instead of the account's role */
+    /* WAIT */
+    uint64_t wait_ms;
+    /* DONE */
+    char *emit;             /* malloc'd JSON for the next topic, or NULL */
+    const char *emit_topic; /* topic suffix ("cur", "connected"...) */
+    const char *emit_schema;
+    /* State fields to record with the outcome: NULL-terminated name/value
+     * pairs (static or owned by the stage state; read before the next step). */
+    const char *state[16];
+    /* FAIL */
+    ob_dlq_class_t fail_class;
+    char code[64];
+    char message[512];
+    char field[256];
+    char aws_request_id[128];
+    int http_status;
+} ob_step_t;
+
+/* What parse() learns before the account is locked. */
+typedef struct ob_job_plan_s {
+    char account_id[OB_ACCOUNT_ID_LEN];
+    char request_id[OB_REQUEST_ID_LEN];
+    char role_arn[OB_ROLE_ARN_LEN];       /* the role to assume in the account */
+    char external_id[OB_EXTERNAL_ID_LEN]; /* for it ("" : none) */
+    char region[OB_REGION_LEN];
+} ob_job_plan_t;
+
+typedef struct ob_stage_s {
+    const char *name;  /* "bucket", "cur", "iam", "connect" */
+    ob_stage_t stage;  /* for dead letters */
+    const char *input; /* input topic suffix: "requests", "cur", "iam", "connect" */
+    size_t state_size; /* bytes of per-message stage state (zeroed before parse) */
+    /* Read the message. OB_OK with *plan filled, or not OK with *fail set to
+     * a FAIL step (invalid input, unsupported cloud). */
+    ob_err_t (*parse)(void *st, const char *payload, size_t len, ob_job_plan_t *plan,
+                      ob_step_t *fail);
+    /* The next step. res NULL: the first step, or after a WAIT. */
+    void (*step)(void *st, const ob_aws_result_t *res, ob_step_t *out);
+    void (*clear)(void *st);
+} ob_stage_ops_t;
+
+/* Release what a step owns (the request, emit). */
+void ob_step_clear(ob_step_t *s);
+/* Helpers for stages building FAIL steps. */
+void ob_step_fail(ob_step_t *s, ob_dlq_class_t cls, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A FAIL step from an AWS result (class permanent or retries exhausted). */
+void ob_step_fail_aws(ob_step_t *s, const ob_aws_result_t *res);
+
+typedef struct ob_worker_s ob_worker_t;
+
+typedef struct ob_worker_opts_s {
+    const ob_stage_ops_t *stage;
+    const ob_config_t *config;
+    const char *name;       /* worker name in logs and dead letters */
+    long lock_ttl_ms;       /* 0: 30 s */
+    long shutdown_ms;       /* how long SIGTERM waits for in-flight work (0: 20 s) */
+    int install_signals;    /* handle SIGTERM/SIGINT (the worker mains) */
+    ob_getenv_fn getenv_fn; /* AWS settings (NULL: getenv) */
+    void *env_ctx;
+} ob_worker_opts_t;
+
+typedef struct ob_worker_stats_s {
+    uint64_t received, done, failed, dead_letters, produced, redelivered_lock_busy;
+    size_t inflight;
+    int paused;
+} ob_worker_stats_t;
+
+ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *errstr,
+                           size_t errstr_size);
+/* Run until stopped (SIGTERM/SIGINT or ob_worker_stop), then shut down
+ * gracefully: stop fetching, finish or hand back in-flight work within
+ * shutdown_ms, commit, release locks, leave the group. */
+ob_err_t ob_worker_run(ob_worker_t *w);
+void ob_worker_stop(ob_worker_t *w);
+void ob_worker_free(ob_worker_t *w);
+void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out);
+
+/* Main for a stage worker: config from the environment/file, logging, run. */
+int ob_worker_main(const ob_stage_ops_t *stage, int argc, char **argv);
+
+#endif

@@ -1,0 +1,277 @@
+/*
+ * The bucket worker end to end against a real Kafka broker, a real Redis and
+ * the AWS simulator: requests produced to the intake topic; the worker (the
+ * real runtime: consumer group, window, per-account locks, offsets) creates
+ * the buckets through AssumeRole into each account; the test reads what came
+ * out on the cur, iam and dead-letter topics and checks the simulator's state
+ * and Redis. Then the same requests again: nothing is created twice.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ob_kafka.h"
+#include "ob_log.h"
+#include "ob_redis.h"
+#include "ob_worker.h"
+#include "sim.h"
+#include "stages.h"
+#include "testutil.h"
+
+#define NNEW 40
+
+static const char *brokers;
+static int redis_port;
+static char prefix[64];
+static char sim_url[64];
+
+static const char *env_get(const char *name, void *ctx)
+{
+    static char port_s[16];
+    const char *kv[][2] = {
+        {"AWS_ENDPOINT_URL", sim_url},
+        {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
+        {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
+        {"AWS_REGION", "us-east-1"},
+        {"AWS_CONFIG_FILE", "/dev/null"},
+        {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
+        {"AWS_EC2_METADATA_DISABLED", "true"},
+        {"OB_TOPIC_PREFIX", prefix},
+        {"OB_REDIS_PORT", port_s},
+        {"OB_INFLIGHT_MAX", "16"}, /* smaller than the batch: the window must pause */
+        {NULL, NULL}};
+    snprintf(port_s, sizeof(port_s), "%d", redis_port);
+    for (int i = 0; kv[i][0]; i++)
+        if (!strcmp(kv[i][0], name))
+            return kv[i][1];
+    return NULL;
+}
+
+static void kafka_defaults(ob_cfg_kv_t *kv)
+{
+    ob_cfg_kv_set(kv, "bootstrap.servers", brokers);
+    ob_cfg_kv_set(kv, "topic.metadata.refresh.interval.ms", "1000");
+    ob_cfg_kv_set(kv, "session.timeout.ms", "6000");
+    ob_cfg_kv_set(kv, "auto.commit.interval.ms", "200");
+}
+
+/* ---- collecting the outputs ---- */
+
+typedef struct seen_s {
+    json_t *cur, *iam, *dlq; /* account -> array of messages */
+    int total;
+} seen_t;
+
+static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
+{
+    seen_t *s = arg;
+    const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
+    json_t *bucket = !strcmp(t, "cur") ? s->cur : !strcmp(t, "iam") ? s->iam : s->dlq;
+    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+    char key[64];
+    snprintf(key, sizeof(key), "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
+    json_t *arr = json_object_get(bucket, key);
+    if (!arr) {
+        arr = json_array();
+        json_object_set_new(bucket, key, arr);
+    }
+    json_array_append_new(arr, j ? j : json_string("unparseable"));
+    /* Count accounts, not messages: a rebalance may deliver a message twice. */
+    if (json_array_size(arr) == 1)
+        s->total++;
+    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+}
+
+typedef struct want_s {
+    seen_t *s;
+    int n;
+} want_t;
+
+static int got_all(void *arg)
+{
+    want_t *w = arg;
+    return w->s->total >= w->n;
+}
+
+static void produce_requests(ob_loop_t *loop, int round)
+{
+    ob_cfg_kv_t kv = {0};
+    kafka_defaults(&kv);
+    ob_kproducer_opts_t po = {.kafka = &kv};
+    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
+    assert_non_null(p);
+    char topic[128], body[1024], acct[16];
+    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    for (int i = 1; i <= NNEW + 3; i++) {
+        snprintf(acct, sizeof(acct), "%012llu", SIM_MEMBER_BASE + (unsigned long long)i);
+        const char *mode = i > NNEW ? "existing" : "new";
+        const char *region = i % 2 ? "eu-west-1" : "us-east-1";
+        const char *bucket = i == 7 ? ",\"bucket\":{\"name\":\"taken-by-someone-else\"}" : "";
+        snprintf(body, sizeof(body),
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"r%d-%d\",\"account_id\":"
+                 "\"%s\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
+                 "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"%s}",
+                 round, i, acct, mode, region, acct, bucket);
+        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
+                                           body, strlen(body), NULL, NULL, NULL, 0),
+                         OB_OK);
+    }
+    /* Bad input: not JSON, another cloud, a role in another account. */
+    const char *bad[] = {
+        "{not json",
+        "{\"schema\":\"onboard.request/1\",\"request_id\":\"az\",\"account_id\":\"200000000099\","
+        "\"cloud\":\"azure\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
+        "\"arn:aws:iam::200000000099:role/x\"}",
+        "{\"schema\":\"onboard.request/1\",\"request_id\":\"mm\",\"account_id\":\"200000000098\","
+        "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
+        "\"arn:aws:iam::200000000001:role/OrganizationAccountAccessRole\"}"};
+    for (int i = 0; i < 3; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "bad-%d", i);
+        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, key, strlen(key),
+                                           bad[i], strlen(bad[i]), NULL, NULL, NULL, 0),
+                         OB_OK);
+    }
+    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
+    ob_kproducer_free(p);
+    ob_cfg_kv_free(&kv);
+}
+
+static void test_bucket_worker(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    char err[512];
+    sim_opts_t so = {.profile = "instant", .org_accounts = 60, .random_seed = 11};
+    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
+    assert_non_null(sim);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    /* Someone else (member 55) owns the name member 7 asks for. */
+    json_object_set_new(
+        sim_section(sim, "buckets"), "taken-by-someone-else",
+        json_pack("{s:s, s:s, s:i}", "owner", "200000000055", "region", "eu-west-1", "created", 0));
+
+    produce_requests(loop, 1);
+
+    ob_config_t cfg;
+    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    kafka_defaults(&cfg.kafka);
+    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
+                           .config = &cfg,
+                           .name = "itest-bucket",
+                           .lock_ttl_ms = 10000,
+                           .shutdown_ms = 5000,
+                           .getenv_fn = env_get};
+    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
+    if (!w)
+        fail_msg("worker: %s", err);
+
+    seen_t seen = {json_object(), json_object(), json_object(), 0};
+    ob_cfg_kv_t kv = {0};
+    kafka_defaults(&kv);
+    char tc[128], ti[128], td[128], group[160];
+    snprintf(tc, sizeof(tc), "%scur", prefix);
+    snprintf(ti, sizeof(ti), "%siam", prefix);
+    snprintf(td, sizeof(td), "%sdlq", prefix);
+    snprintf(group, sizeof(group), "%scollector", prefix);
+    const char *topics[] = {tc, ti, td};
+    ob_kconsumer_opts_t co = {.group_id = group,
+                              .topics = topics,
+                              .ntopics = 3,
+                              .kafka = &kv,
+                              .on_message = on_out,
+                              .arg = &seen};
+    ob_kconsumer_t *collector = ob_kconsumer_new(loop, &co, err, sizeof(err));
+    assert_non_null(collector);
+
+    /* 40 new (one with a taken name), 3 existing, 3 bad. */
+    want_t want = {&seen, NNEW + 3 + 3};
+    int ok = ob_test_run_until(loop, got_all, &want, 120000);
+    ob_worker_stats_t ws;
+    ob_worker_get_stats(w, &ws);
+    printf("round 1: %d outputs; worker: received %llu, done %llu, dead letters %llu\n", seen.total,
+           (unsigned long long)ws.received, (unsigned long long)ws.done,
+           (unsigned long long)ws.dead_letters);
+    assert_true(ok);
+    assert_int_equal(json_object_size(seen.cur), NNEW - 1);
+    assert_int_equal(json_object_size(seen.iam), 3);
+    assert_int_equal(json_object_size(seen.dlq), 4);
+
+    /* The dead letters say why. */
+    json_t *d7 = json_array_get(json_object_get(seen.dlq, "200000000007"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d7, "error"), "code")),
+                        "BucketAlreadyExists");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d7, "error"), "class")),
+                        "permanent");
+    json_t *d0 = json_array_get(json_object_get(seen.dlq, "bad-0"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d0, "error"), "code")),
+                        "not_json");
+    assert_non_null(json_object_get(json_object_get(d0, "original"), "payload_base64"));
+    json_t *d1 = json_array_get(json_object_get(seen.dlq, "bad-1"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d1, "error"), "class")),
+                        "unsupported_cloud");
+
+    /* The simulator holds exactly the buckets asked for, each set up in full. */
+    json_t *buckets = sim_section(sim, "buckets");
+    for (int i = 1; i <= NNEW; i++) {
+        if (i == 7)
+            continue;
+        char acct[16], name[64];
+        snprintf(acct, sizeof(acct), "%012llu", SIM_MEMBER_BASE + (unsigned long long)i);
+        snprintf(name, sizeof(name), "billing-cur-%s-%s", acct, i % 2 ? "eu-west-1" : "us-east-1");
+        json_t *b = json_object_get(buckets, name);
+        if (!b)
+            fail_msg("bucket %s missing", name);
+        assert_string_equal(json_string_value(json_object_get(b, "owner")), acct);
+        assert_string_equal(json_string_value(json_object_get(b, "region")),
+                            i % 2 ? "eu-west-1" : "us-east-1");
+        const char *policy = json_string_value(json_object_get(b, "policy"));
+        assert_non_null(policy);
+        assert_non_null(strstr(policy, "billingreports.amazonaws.com"));
+        assert_non_null(strstr(policy, "bcm-data-exports.amazonaws.com"));
+        assert_string_equal(json_string_value(json_object_get(b, "ownership")),
+                            "BucketOwnerEnforced");
+    }
+    size_t nbuckets = json_object_size(buckets);
+    assert_int_equal(nbuckets, NNEW - 1 + 1); /* + the one someone else owns */
+
+    /* Round 2: the same requests again. Nothing new is created. */
+    json_object_clear(seen.cur);
+    json_object_clear(seen.iam);
+    json_object_clear(seen.dlq);
+    seen.total = 0;
+    produce_requests(loop, 2);
+    assert_true(ob_test_run_until(loop, got_all, &want, 120000));
+    assert_int_equal(json_object_size(seen.cur), NNEW - 1);
+    assert_int_equal(json_object_size(buckets), nbuckets);
+    json_t *counts = sim_section(sim, "counts");
+    printf("CreateBucket calls: %lld for %zu buckets\n",
+           (long long)json_integer_value(json_object_get(counts, "s3.CreateBucket")), nbuckets);
+
+    ob_kconsumer_close(collector);
+    ob_kconsumer_free(collector);
+    ob_worker_stop(w);
+    assert_int_equal(ob_worker_run(w), OB_OK); /* returns at once: the graceful shutdown */
+    ob_worker_free(w);
+    ob_cfg_kv_free(&kv);
+    json_decref(seen.cur);
+    json_decref(seen.iam);
+    json_decref(seen.dlq);
+    sim_free(sim);
+    ob_config_free(&cfg);
+    ob_loop_free(loop);
+}
+
+int main(void)
+{
+    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
+    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    snprintf(prefix, sizeof(prefix), "itw%ld%d.", (long)time(NULL) % 100000, (int)getpid());
+    ob_log_set_level(OB_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bucket_worker),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

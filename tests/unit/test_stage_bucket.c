@@ -1,0 +1,278 @@
+/*
+ * The bucket stage as pure logic: the AWS calls it asks for, in order and
+ * with the right bodies; how each reply moves it on (BucketAlreadyOwnedByYou
+ * is a rerun, BucketAlreadyExists is permanent, throttling after the HTTP
+ * retries is retries-exhausted); the hand-off it emits; the routing of
+ * existing accounts; and the dead-letter reasons for bad input.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_xml.h"
+#include "stages.h"
+#include "testutil.h"
+
+#define ROLE "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole"
+
+static char *request(const char *mode, const char *region, const char *extra)
+{
+    char *s = malloc(2048);
+    snprintf(s, 2048,
+             "{\"schema\":\"onboard.request/1\",\"request_id\":\"req-1\",\"account_id\":"
+             "\"123456789012\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\","
+             "\"role_arn\":\"" ROLE "\"%s}",
+             mode, region, extra ? extra : "");
+    return s;
+}
+
+typedef struct run_s {
+    void *st;
+    ob_job_plan_t plan;
+} run_t;
+
+static ob_err_t start(run_t *r, const char *payload, ob_step_t *fail)
+{
+    r->st = calloc(1, ob_stage_bucket.state_size);
+    memset(&r->plan, 0, sizeof(r->plan));
+    return ob_stage_bucket.parse(r->st, payload, strlen(payload), &r->plan, fail);
+}
+
+static void finish(run_t *r)
+{
+    ob_stage_bucket.clear(r->st);
+    free(r->st);
+}
+
+static ob_aws_result_t ok_result(void)
+{
+    ob_aws_result_t res;
+    memset(&res, 0, sizeof(res));
+    res.err = OB_OK;
+    res.status = 200;
+    return res;
+}
+
+static ob_aws_result_t aws_error(long status, const char *code, ob_retry_class_t cls)
+{
+    ob_aws_result_t res;
+    memset(&res, 0, sizeof(res));
+    res.err = OB_ERR_AWS;
+    res.status = status;
+    res.retry_class = cls;
+    snprintf(res.aws.code, sizeof(res.aws.code), "%s", code);
+    snprintf(res.aws.request_id, sizeof(res.aws.request_id), "RID123");
+    snprintf(res.errmsg, sizeof(res.errmsg), "s3: %s", code);
+    return res;
+}
+
+static void expect_call(ob_step_t *s, const char *op, const char *query)
+{
+    assert_int_equal(s->kind, OB_STEP_CALL);
+    assert_string_equal(s->req.op, op);
+    assert_string_equal(s->req.method, "PUT");
+    assert_string_equal(s->s3_bucket, "billing-cur-123456789012-eu-west-1");
+    assert_string_equal(s->region, "eu-west-1");
+    assert_string_equal(s->req.query.data ? s->req.query.data : "", query);
+}
+
+static void test_new_account_happy_path(void **state)
+{
+    run_t r;
+    ob_step_t s;
+    memset(&s, 0, sizeof(s));
+    char *p = request("new", "eu-west-1", NULL);
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    assert_string_equal(r.plan.account_id, "123456789012");
+    assert_string_equal(r.plan.role_arn, ROLE);
+    assert_string_equal(r.plan.region, "eu-west-1");
+
+    ob_stage_bucket.step(r.st, NULL, &s);
+    expect_call(&s, "CreateBucket", "");
+    assert_non_null(strstr(s.req.body.data, "<LocationConstraint>eu-west-1</LocationConstraint>"));
+    ob_step_clear(&s);
+
+    ob_aws_result_t ok = ok_result();
+    ob_stage_bucket.step(r.st, &ok, &s);
+    expect_call(&s, "PutBucketPolicy", "policy");
+    assert_non_null(ob_hdrs_get(&s.req.headers, "Content-MD5"));
+    json_t *pol = json_loads(s.req.body.data, 0, NULL);
+    assert_non_null(pol);
+    json_t *st0 = json_array_get(json_object_get(pol, "Statement"), 0);
+    json_t *st1 = json_array_get(json_object_get(pol, "Statement"), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(st0, "Principal"), "Service")),
+        "billingreports.amazonaws.com");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(st1, "Principal"), "Service")),
+        "bcm-data-exports.amazonaws.com");
+    json_t *cond = json_object_get(json_object_get(st0, "Condition"), "StringEquals");
+    assert_string_equal(json_string_value(json_object_get(cond, "aws:SourceAccount")),
+                        "123456789012");
+    assert_string_equal(json_string_value(json_object_get(cond, "aws:SourceArn")),
+                        "arn:aws:cur:us-east-1:123456789012:definition/*");
+    json_decref(pol);
+    ob_step_clear(&s);
+
+    ob_stage_bucket.step(r.st, &ok, &s);
+    expect_call(&s, "PutPublicAccessBlock", "publicAccessBlock");
+    assert_non_null(strstr(s.req.body.data, "<BlockPublicPolicy>true</BlockPublicPolicy>"));
+    ob_step_clear(&s);
+    ob_stage_bucket.step(r.st, &ok, &s);
+    expect_call(&s, "PutBucketEncryption", "encryption");
+    assert_non_null(strstr(s.req.body.data, "AES256"));
+    ob_step_clear(&s);
+    ob_stage_bucket.step(r.st, &ok, &s);
+    expect_call(&s, "PutBucketOwnershipControls", "ownershipControls");
+    assert_non_null(strstr(s.req.body.data, "BucketOwnerEnforced"));
+    ob_step_clear(&s);
+
+    ob_stage_bucket.step(r.st, &ok, &s);
+    assert_int_equal(s.kind, OB_STEP_DONE);
+    assert_string_equal(s.emit_topic, "cur");
+    ob_stage_msg_t m;
+    ob_msg_error_t me;
+    assert_int_equal(ob_stage_parse(s.emit, strlen(s.emit), &m, &me), OB_OK);
+    assert_int_equal(m.stage, OB_STAGE_CUR);
+    assert_true(m.has_bucket);
+    assert_string_equal(m.bucket.name, "billing-cur-123456789012-eu-west-1");
+    assert_string_equal(m.bucket.arn, "arn:aws:s3:::billing-cur-123456789012-eu-west-1");
+    assert_true(m.trace[OB_STAGE_BUCKET].present);
+    ob_stage_msg_clear(&m);
+    ob_step_clear(&s);
+    finish(&r);
+    free(p);
+}
+
+static void test_us_east_1_has_no_constraint(void **state)
+{
+    run_t r;
+    ob_step_t s;
+    memset(&s, 0, sizeof(s));
+    char *p = request("new", "us-east-1", ",\"bucket\":{\"name\":\"my-cur-bucket\"}");
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    assert_int_equal(s.kind, OB_STEP_CALL);
+    assert_string_equal(s.req.op, "CreateBucket");
+    assert_string_equal(s.s3_bucket, "my-cur-bucket");
+    assert_int_equal(s.req.body.len, 0);
+    ob_step_clear(&s);
+    finish(&r);
+    free(p);
+}
+
+static void test_bucket_errors(void **state)
+{
+    run_t r;
+    ob_step_t s;
+    memset(&s, 0, sizeof(s));
+    char *p = request("new", "eu-west-1", NULL);
+
+    /* A rerun: the bucket is ours already. */
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    ob_step_clear(&s);
+    ob_aws_result_t owned = aws_error(409, "BucketAlreadyOwnedByYou", OB_RETRY_NO);
+    ob_stage_bucket.step(r.st, &owned, &s);
+    assert_int_equal(s.kind, OB_STEP_CALL);
+    assert_string_equal(s.req.op, "PutBucketPolicy");
+    ob_step_clear(&s);
+    finish(&r);
+
+    /* Someone else's bucket: permanent, with the field to fix. */
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    ob_step_clear(&s);
+    ob_aws_result_t taken = aws_error(409, "BucketAlreadyExists", OB_RETRY_NO);
+    ob_stage_bucket.step(r.st, &taken, &s);
+    assert_int_equal(s.kind, OB_STEP_FAIL);
+    assert_int_equal(s.fail_class, OB_DLQ_PERMANENT);
+    assert_string_equal(s.code, "BucketAlreadyExists");
+    assert_string_equal(s.field, "/bucket/name");
+    assert_string_equal(s.aws_request_id, "RID123");
+    assert_non_null(strstr(s.message, "taken by another AWS account"));
+    ob_step_clear(&s);
+    finish(&r);
+
+    /* Throttled through all HTTP retries: retries exhausted. */
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    ob_step_clear(&s);
+    ob_aws_result_t ok = ok_result();
+    ob_stage_bucket.step(r.st, &ok, &s);
+    ob_step_clear(&s);
+    ob_aws_result_t slow = aws_error(503, "SlowDown", OB_RETRY_THROTTLE);
+    ob_stage_bucket.step(r.st, &slow, &s);
+    assert_int_equal(s.kind, OB_STEP_FAIL);
+    assert_int_equal(s.fail_class, OB_DLQ_RETRIES_EXHAUSTED);
+    assert_string_equal(s.code, "SlowDown");
+    assert_int_equal(s.http_status, 503);
+    ob_step_clear(&s);
+    finish(&r);
+    free(p);
+}
+
+static void test_existing_account_goes_to_iam(void **state)
+{
+    run_t r;
+    ob_step_t s;
+    memset(&s, 0, sizeof(s));
+    char *p = request("existing", "eu-west-1", NULL);
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    assert_int_equal(s.kind, OB_STEP_DONE);
+    assert_string_equal(s.emit_topic, "iam");
+    ob_stage_msg_t m;
+    ob_msg_error_t me;
+    assert_int_equal(ob_stage_parse(s.emit, strlen(s.emit), &m, &me), OB_OK);
+    assert_int_equal(m.stage, OB_STAGE_IAM);
+    assert_false(m.has_bucket);
+    ob_stage_msg_clear(&m);
+    ob_step_clear(&s);
+    finish(&r);
+    free(p);
+}
+
+static void test_bad_input(void **state)
+{
+    struct {
+        const char *payload;
+        ob_dlq_class_t cls;
+        const char *code;
+        const char *field;
+    } cases[] = {
+        {"not json", OB_DLQ_INVALID_INPUT, "not_json", ""},
+        {"[]", OB_DLQ_INVALID_INPUT, "not_object", ""},
+        {"{\"schema\":\"onboard.request/1\",\"request_id\":\"r\",\"account_id\":\"12345\","
+         "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":\"" ROLE "\"}",
+         OB_DLQ_INVALID_INPUT, "pattern", "/account_id"},
+        {"{\"schema\":\"onboard.request/1\",\"request_id\":\"r\",\"account_id\":\"123456789012\","
+         "\"cloud\":\"azure\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":\"" ROLE "\"}",
+         OB_DLQ_UNSUPPORTED_CLOUD, "unsupported_cloud", "/cloud"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        run_t r;
+        ob_step_t s;
+        memset(&s, 0, sizeof(s));
+        assert_int_not_equal(start(&r, cases[i].payload, &s), OB_OK);
+        assert_int_equal(s.kind, OB_STEP_FAIL);
+        assert_int_equal(s.fail_class, cases[i].cls);
+        assert_string_equal(s.code, cases[i].code);
+        assert_string_equal(s.field, cases[i].field);
+        assert_true(strlen(s.message) > 0);
+        ob_step_clear(&s);
+        finish(&r);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_account_happy_path),
+        cmocka_unit_test(test_us_east_1_has_no_constraint),
+        cmocka_unit_test(test_bucket_errors),
+        cmocka_unit_test(test_existing_account_goes_to_iam),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

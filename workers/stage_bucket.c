@@ -1,0 +1,231 @@
+/*
+ * The bucket stage, the first for new accounts (and the intake router).
+ *
+ * Input: onboard.request/1 from the intake topic. Invalid requests and other
+ * clouds become dead letters with the codec's reason; existing accounts go
+ * straight to the iam topic. For new accounts, in the account's own identity:
+ *   CreateBucket (LocationConstraint except in us-east-1; "already owned by
+ *   you" is success, "already exists" is someone else's bucket: permanent)
+ *   -> PutBucketPolicy (the CUR delivery policy) -> PutPublicAccessBlock
+ *   -> PutBucketEncryption (SSE-S3) -> PutBucketOwnershipControls
+ *   (BucketOwnerEnforced) -> hand-off to the cur topic.
+ * Every call is a PUT of a fixed document, so re-running the stage is a no-op.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_awsproto.h"
+#include "stages.h"
+
+typedef enum step_e {
+    B_CREATE = 0,
+    B_POLICY,
+    B_PUBLIC_ACCESS,
+    B_ENCRYPTION,
+    B_OWNERSHIP,
+    B_DONE
+} bstep_t;
+
+typedef struct bucket_st_s {
+    ob_request_t req;
+    bstep_t next;
+    char started_at[OB_TIME_LEN];
+    int calls;
+} bucket_st_t;
+
+static const char *partition_of(const char *role_arn)
+{
+    if (!strncmp(role_arn, "arn:aws-cn:", 11))
+        return "aws-cn";
+    if (!strncmp(role_arn, "arn:aws-us-gov:", 15))
+        return "aws-us-gov";
+    return "aws";
+}
+
+char *ob_cur_bucket_policy(const char *partition, const char *account_id, const char *bucket)
+{
+    char b[128], objs[128], cur_src[128], bcm_src[128];
+    snprintf(b, sizeof(b), "arn:%s:s3:::%s", partition, bucket);
+    snprintf(objs, sizeof(objs), "arn:%s:s3:::%s/*", partition, bucket);
+    snprintf(cur_src, sizeof(cur_src), "arn:%s:cur:us-east-1:%s:definition/*", partition,
+             account_id);
+    snprintf(bcm_src, sizeof(bcm_src), "arn:%s:bcm-data-exports:us-east-1:%s:export/*", partition,
+             account_id);
+    json_t *doc = json_pack(
+        "{s:s, s:[{s:s, s:s, s:{s:s}, s:[s,s,s], s:[s,s], s:{s:{s:s, s:s}}},"
+        "         {s:s, s:s, s:{s:s}, s:[s,s], s:[s,s], s:{s:{s:s, s:s}}}]}",
+        "Version", "2012-10-17", "Statement", "Sid", "BillingReportsDelivery", "Effect", "Allow",
+        "Principal", "Service", "billingreports.amazonaws.com", "Action", "s3:GetBucketAcl",
+        "s3:GetBucketPolicy", "s3:PutObject", "Resource", b, objs, "Condition", "StringEquals",
+        "aws:SourceArn", cur_src, "aws:SourceAccount", account_id, "Sid", "DataExportsDelivery",
+        "Effect", "Allow", "Principal", "Service", "bcm-data-exports.amazonaws.com", "Action",
+        "s3:PutObject", "s3:GetBucketPolicy", "Resource", b, objs, "Condition", "StringEquals",
+        "aws:SourceArn", bcm_src, "aws:SourceAccount", account_id);
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return s;
+}
+
+static ob_err_t bucket_parse(void *p, const char *payload, size_t len, ob_job_plan_t *plan,
+                             ob_step_t *fail)
+{
+    bucket_st_t *st = p;
+    ob_msg_error_t me;
+    memset(&me, 0, sizeof(me));
+    if (ob_request_parse(payload, len, &st->req, &me) != OB_OK) {
+        ob_step_fail(fail, ob_dlq_class_for(&me), me.code, "%s", me.message);
+        snprintf(fail->field, sizeof(fail->field), "%s", me.field);
+        return OB_ERR_PARSE;
+    }
+    snprintf(plan->account_id, sizeof(plan->account_id), "%s", st->req.account_id);
+    snprintf(plan->request_id, sizeof(plan->request_id), "%s", st->req.request_id);
+    snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", st->req.role_arn);
+    snprintf(plan->external_id, sizeof(plan->external_id), "%s", st->req.external_id);
+    snprintf(plan->region, sizeof(plan->region), "%s", st->req.region);
+    ob_msg_now(st->started_at);
+    return OB_OK;
+}
+
+/* The hand-off to the next stage. */
+static void hand_off(bucket_st_t *st, ob_step_t *out)
+{
+    ob_stage_msg_t m;
+    memset(&m, 0, sizeof(m));
+    if (ob_request_copy(&m.request, &st->req) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot build the hand-off");
+        return;
+    }
+    ob_stage_t next = st->req.mode == OB_MODE_NEW ? OB_STAGE_CUR : OB_STAGE_IAM;
+    m.stage = next;
+    if (st->req.mode == OB_MODE_NEW) {
+        ob_stage_fill_bucket(&m);
+        ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
+        t->present = 1;
+        snprintf(t->started_at, sizeof(t->started_at), "%s", st->started_at);
+        ob_msg_now(t->finished_at);
+        t->attempts = st->calls > 0 ? 1 : 0;
+        if (t->attempts == 0)
+            t->attempts = 1;
+        snprintf(t->worker, sizeof(t->worker), "bucket");
+    }
+    ob_msg_error_t me;
+    char *json = NULL;
+    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the hand-off: %s", me.message);
+        ob_stage_msg_clear(&m);
+        return;
+    }
+    ob_stage_msg_clear(&m);
+    memset(out, 0, sizeof(*out));
+    out->kind = OB_STEP_DONE;
+    out->emit = json;
+    out->emit_topic = next == OB_STAGE_CUR ? "cur" : "iam";
+    out->emit_schema = OB_SCHEMA_STAGE;
+    out->state[0] = "bucket";
+    out->state[1] = st->req.mode == OB_MODE_NEW ? st->req.bucket : "";
+}
+
+static void s3_call(bucket_st_t *st, ob_step_t *out, const char *op, const char *query,
+                    const char *body, const char *ctype, int md5)
+{
+    memset(out, 0, sizeof(*out));
+    char err[256];
+    ob_err_t e = ob_s3_init(&out->req, op, "PUT", "/", query, err, sizeof(err));
+    if (e == OB_OK && body)
+        e = ob_s3_set_body(&out->req, body, strlen(body), ctype, md5, err, sizeof(err));
+    if (e != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "%s: %s", op, err);
+        return;
+    }
+    out->kind = OB_STEP_CALL;
+    snprintf(out->region, sizeof(out->region), "%s", st->req.region);
+    snprintf(out->s3_bucket, sizeof(out->s3_bucket), "%s", st->req.bucket);
+    st->calls++;
+}
+
+static void next_call(bucket_st_t *st, ob_step_t *out)
+{
+    ob_buf_t body = {0};
+    char err[256];
+    switch (st->next) {
+    case B_CREATE:
+        ob_s3_xml_create_bucket_configuration(&body, st->req.region, err, sizeof(err));
+        s3_call(st, out, "CreateBucket", NULL, body.len ? body.data : NULL, "application/xml", 0);
+        break;
+    case B_POLICY: {
+        char *policy = ob_cur_bucket_policy(partition_of(st->req.role_arn), st->req.account_id,
+                                            st->req.bucket);
+        s3_call(st, out, "PutBucketPolicy", "policy", policy, "application/json", 1);
+        free(policy);
+        break;
+    }
+    case B_PUBLIC_ACCESS:
+        ob_s3_xml_public_access_block(&body, err, sizeof(err));
+        s3_call(st, out, "PutPublicAccessBlock", "publicAccessBlock", body.data, "application/xml",
+                1);
+        break;
+    case B_ENCRYPTION:
+        ob_s3_xml_sse_aes256(&body, err, sizeof(err));
+        s3_call(st, out, "PutBucketEncryption", "encryption", body.data, "application/xml", 1);
+        break;
+    case B_OWNERSHIP:
+        ob_s3_xml_ownership_enforced(&body, err, sizeof(err));
+        s3_call(st, out, "PutBucketOwnershipControls", "ownershipControls", body.data,
+                "application/xml", 1);
+        break;
+    case B_DONE:
+        hand_off(st, out);
+        break;
+    }
+    ob_buf_free(&body);
+}
+
+static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
+{
+    bucket_st_t *st = p;
+    if (st->req.mode == OB_MODE_EXISTING) {
+        hand_off(st, out);
+        return;
+    }
+    if (res) {
+        int ok = res->err == OB_OK;
+        if (!ok && st->next == B_CREATE && res->err == OB_ERR_AWS &&
+            !strcmp(res->aws.code, "BucketAlreadyOwnedByYou"))
+            ok = 1; /* a rerun: it is ours already */
+        if (!ok) {
+            if (st->next == B_CREATE && res->err == OB_ERR_AWS &&
+                !strcmp(res->aws.code, "BucketAlreadyExists")) {
+                ob_step_fail(out, OB_DLQ_PERMANENT, "BucketAlreadyExists",
+                             "bucket name %s is taken by another AWS account; choose another "
+                             "bucket name in the request (bucket.name)",
+                             st->req.bucket);
+                snprintf(out->aws_request_id, sizeof(out->aws_request_id), "%s",
+                         res->aws.request_id);
+                out->http_status = (int)res->status;
+                snprintf(out->field, sizeof(out->field), "/bucket/name");
+                return;
+            }
+            ob_step_fail_aws(out, res);
+            return;
+        }
+        st->next++;
+    }
+    next_call(st, out);
+}
+
+static void bucket_clear(void *p)
+{
+    bucket_st_t *st = p;
+    ob_request_clear(&st->req);
+}
+
+const ob_stage_ops_t ob_stage_bucket = {
+    .name = "bucket",
+    .stage = OB_STAGE_BUCKET,
+    .input = "requests",
+    .state_size = sizeof(bucket_st_t),
+    .parse = bucket_parse,
+    .step = bucket_step,
+    .clear = bucket_clear,
+};

@@ -1,0 +1,18 @@
+/*
+ * The four stages of onboarding, as pure logic for ob_worker (see
+ * common/ob_worker.h): each reads its input message and turns every AWS
+ * reply into the next step. No I/O here, so every path is a unit test.
+ */
+#ifndef OB_STAGES_H
+#define OB_STAGES_H
+
+#include "ob_worker.h"
+
+extern const ob_stage_ops_t ob_stage_bucket;
+
+/* The CUR delivery bucket policy for an account's bucket (malloc'd JSON):
+ * billingreports.amazonaws.com and bcm-data-exports.amazonaws.com, each
+ * limited by aws:SourceArn and aws:SourceAccount to the account. */
+char *ob_cur_bucket_policy(const char *partition, const char *account_id, const char *bucket);
+
+#endif
