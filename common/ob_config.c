@@ -45,6 +45,22 @@ const ob_cfg_def_t ob_config_table[] = {
      "accounts in flight per worker before partitions are paused"},
     {"metrics.port", OB_CFG_INT, "0", 0, 65535, OFF(metrics_port), 0,
      "port of /metrics, /healthz, /readyz (0: off)"},
+    {"billing.principal", OB_CFG_STR, "", 0, 0, OFF(billing_principal), 0,
+     "the AWS principal the Billing Engine role trusts (e.g. arn:aws:iam::ACCOUNT:root)"},
+    {"billing.url", OB_CFG_STR, "", 0, 0, OFF(billing_url), 0,
+     "POST each account-connected event here (empty: Kafka only)"},
+    {"billing.secret", OB_CFG_STR, "", 0, 0, OFF(billing_secret), 1,
+     "HMAC-SHA256 key signing the POSTed events"},
+    {"stack.name.prefix", OB_CFG_STR, "billing-engine-access", 0, 0, OFF(stack_name_prefix), 0,
+     "name of the IAM CloudFormation stack in every account"},
+    {"stack.poll", OB_CFG_MS, "5s", 10, 600000, OFF(stack_poll_ms), 0,
+     "how often a stack in progress is described"},
+    {"stack.redo.max", OB_CFG_INT, "2", 0, 10, OFF(stack_redo_max), 0,
+     "rolled-back stacks deleted and created again before giving up"},
+    {"connect.retries", OB_CFG_INT, "10", 0, 100, OFF(connect_retries), 0,
+     "AssumeRole attempts on a just-created role (IAM is eventually consistent)"},
+    {"connect.retry.wait", OB_CFG_MS, "2s", 10, 600000, OFF(connect_retry_ms), 0,
+     "wait between those attempts"},
 };
 const size_t ob_config_table_len = sizeof(ob_config_table) / sizeof(ob_config_table[0]);
 

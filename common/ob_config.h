@@ -90,6 +90,14 @@ typedef struct ob_config_s {
     long long aws_max_backoff_ms;
     long long inflight_max;
     long long metrics_port;
+    char *billing_principal;
+    char *billing_url;
+    char *billing_secret;
+    char *stack_name_prefix;
+    long long stack_poll_ms;
+    long long stack_redo_max;
+    long long connect_retries;
+    long long connect_retry_ms;
     ob_cfg_kv_t kafka;
 } ob_config_t;
 

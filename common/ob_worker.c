@@ -64,6 +64,9 @@ typedef struct job_s {
     uint64_t fence;
     ob_credsrc_t *creds;
     ob_aws_call_t *call;
+    ob_http_xfer_t *xfer;
+    ob_step_t http; /* the HTTP step being tried */
+    int http_attempts;
     ob_timer_t *timer;
     int lock_attempts;
     int attempts; /* AWS calls made */
@@ -120,6 +123,9 @@ void ob_step_clear(ob_step_t *s)
 {
     ob_aws_req_free(&s->req);
     free(s->emit);
+    free(s->http_url);
+    ob_hdrs_clear(&s->http_headers);
+    ob_buf_free(&s->http_body);
     memset(s, 0, sizeof(*s));
 }
 
@@ -266,6 +272,9 @@ static void job_free(job_t *j)
         j->next->prev = j->prev;
     if (j->call)
         ob_aws_cancel(j->call);
+    if (j->xfer)
+        ob_http_cancel(j->xfer);
+    ob_step_clear(&j->http);
     ob_timer_free(j->timer);
     if (j->lock)
         ob_lock_release(j->lock);
@@ -306,11 +315,15 @@ static void job_complete(job_t *j)
     job_free(j);
 }
 
+static void http_attempt(job_t *j);
+
 static void timer_fired(ob_timer_t *t, void *arg)
 {
     job_t *j = arg;
     if (j->phase == PH_LOCKING)
         job_start_lock(j);
+    else if (j->phase == PH_RUNNING && j->http.kind == OB_STEP_HTTP)
+        http_attempt(j);
     else if (j->phase == PH_RUNNING)
         job_run_step(j, NULL);
     else if (j->phase == PH_EMITTING)
@@ -491,10 +504,80 @@ static void on_aws(ob_aws_result_t *res, void *arg)
     job_run_step(j, res);
 }
 
+static void on_http_done(ob_http_resp_t *resp, void *arg)
+{
+    job_t *j = arg;
+    ob_worker_t *w = j->w;
+    j->xfer = NULL;
+    ob_aws_result_t res;
+    memset(&res, 0, sizeof(res));
+    res.status = resp->status;
+    res.attempts = j->http_attempts;
+    res.headers = &resp->headers;
+    res.op = "HTTP";
+    int ok = resp->err == OB_OK && resp->status >= 200 && resp->status < 300;
+    if (ok) {
+        res.err = OB_OK;
+    } else {
+        res.err = resp->err != OB_OK ? resp->err : OB_ERR_HTTP;
+        res.retry_class = resp->err != OB_OK ? ob_retry_classify(OB_SVC_STS, resp->err, 0, NULL)
+                          : resp->status == 429 || resp->status >= 500 ? OB_RETRY_TRANSIENT
+                                                                       : OB_RETRY_NO;
+        if (resp->err != OB_OK)
+            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: %s", j->http.http_method,
+                     j->http.http_url, resp->errmsg);
+        else
+            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: HTTP %ld", j->http.http_method,
+                     j->http.http_url, resp->status);
+        int max = (int)w->cfg->aws_max_attempts;
+        if (res.retry_class != OB_RETRY_NO && j->http_attempts < max) {
+            double cap = (double)w->cfg->aws_max_backoff_ms / 1000.0;
+            double d = ob_retry_delay_s(j->http_attempts, drand48(), cap);
+            ob_timer_start(j->timer, (uint64_t)(d * 1000.0));
+            return;
+        }
+        res.verdict =
+            res.retry_class == OB_RETRY_NO ? OB_RETRY_GIVE_UP_FINAL : OB_RETRY_GIVE_UP_ATTEMPTS;
+    }
+    ob_http_resp_take_body(resp, &res.body);
+    ob_step_clear(&j->http);
+    job_run_step(j, &res);
+    ob_buf_free(&res.body);
+}
+
+static void http_attempt(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    ob_http_req_t req = {.method = j->http.http_method,
+                         .url = j->http.http_url,
+                         .headers = &j->http.http_headers,
+                         .body = j->http.http_body.data,
+                         .body_len = j->http.http_body.len};
+    char err[512];
+    j->http_attempts++;
+    j->attempts++;
+    j->xfer = ob_http_send(w->http, &req, on_http_done, j, err, sizeof(err));
+    if (!j->xfer) {
+        ob_step_clear(&j->http);
+        ob_step_fail(&j->last, OB_DLQ_PERMANENT, "request_error", "%s", err);
+        j->failed = 1;
+        job_finish(j);
+    }
+}
+
 static void job_execute(job_t *j, ob_step_t *s)
 {
     ob_worker_t *w = j->w;
     switch (s->kind) {
+    case OB_STEP_HTTP:
+        ob_step_clear(&j->http);
+        j->http = *s;
+        memset(s, 0, sizeof(*s));
+        j->http_attempts = 0;
+        if (!j->timer)
+            j->timer = ob_timer_new(w->loop, timer_fired, j);
+        http_attempt(j);
+        return;
     case OB_STEP_CALL: {
         ob_aws_target_t t = {.region = s->region[0] ? s->region : j->plan.region,
                              .creds = s->as_fleet ? w->fleet : j->creds,
@@ -584,6 +667,11 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
                 ob_aws_cancel(j->call);
                 j->call = NULL;
             }
+            if (j->xfer) {
+                ob_http_cancel(j->xfer);
+                j->xfer = NULL;
+            }
+            ob_step_clear(&j->http);
             ob_lock_release(j->lock);
             j->lock = NULL;
             j->phase = PH_LOCKING;
@@ -597,7 +685,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
             ob_job_plan_t plan;
             ob_step_t fail;
             memset(&fail, 0, sizeof(fail));
-            w->stage->parse(j->st, j->payload, j->len, &plan, &fail);
+            w->stage->parse(j->st, w->cfg, j->payload, j->len, &plan, &fail);
             ob_step_clear(&fail);
         }
         return;
@@ -675,7 +763,7 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
 
     ob_step_t fail;
     memset(&fail, 0, sizeof(fail));
-    if (w->stage->parse(j->st, j->payload, j->len, &j->plan, &fail) != OB_OK) {
+    if (w->stage->parse(j->st, w->cfg, j->payload, j->len, &j->plan, &fail) != OB_OK) {
         if (fail.kind != OB_STEP_FAIL)
             ob_step_fail(&fail, OB_DLQ_INVALID_INPUT, "invalid_input", "the message was refused");
         job_execute(j, &fail);

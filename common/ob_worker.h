@@ -39,7 +39,11 @@ typedef enum ob_step_kind_e {
     OB_STEP_CALL = 1, /* send req; the reply comes back to step() */
     OB_STEP_WAIT,     /* come back to step() with no reply after wait_ms */
     OB_STEP_DONE,     /* finished: produce `emit` (if any) to `emit_topic` */
-    OB_STEP_FAIL      /* give up: a dead letter with this reason */
+    OB_STEP_FAIL,     /* give up: a dead letter with this reason */
+    OB_STEP_HTTP      /* a plain HTTPS call (not AWS): http_*; retried like an AWS call
+                       * (transient and throttling statuses, full-jitter backoff); the
+                       * reply comes back to step() as an ob_aws_result_t with err OB_OK
+                       * for 2xx, OB_ERR_HTTP with the status otherwise */
 } ob_step_kind_t;
 
 typedef struct ob_step_s {
@@ -51,6 +55,11 @@ typedef struct ob_step_s {
     int as_fleet; /* sign with the fleet's own identity instead of the account's role */
     /* WAIT */
     uint64_t wait_ms;
+    /* HTTP */
+    char http_method[8];
+    char *http_url; /* malloc'd */
+    ob_hdrs_t http_headers;
+    ob_buf_t http_body;
     /* DONE */
     char *emit;             /* malloc'd JSON for the next topic, or NULL */
     const char *emit_topic; /* topic suffix ("cur", "connected"...) */
@@ -83,8 +92,8 @@ typedef struct ob_stage_s {
     size_t state_size; /* bytes of per-message stage state (zeroed before parse) */
     /* Read the message. OB_OK with *plan filled, or not OK with *fail set to
      * a FAIL step (invalid input, unsupported cloud). */
-    ob_err_t (*parse)(void *st, const char *payload, size_t len, ob_job_plan_t *plan,
-                      ob_step_t *fail);
+    ob_err_t (*parse)(void *st, const ob_config_t *cfg, const char *payload, size_t len,
+                      ob_job_plan_t *plan, ob_step_t *fail);
     /* The next step. res NULL: the first step, or after a WAIT. */
     void (*step)(void *st, const ob_aws_result_t *res, ob_step_t *out);
     void (*clear)(void *st);

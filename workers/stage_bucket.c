@@ -67,8 +67,8 @@ char *ob_cur_bucket_policy(const char *partition, const char *account_id, const 
     return s;
 }
 
-static ob_err_t bucket_parse(void *p, const char *payload, size_t len, ob_job_plan_t *plan,
-                             ob_step_t *fail)
+static ob_err_t bucket_parse(void *p, const ob_config_t *cfg, const char *payload, size_t len,
+                             ob_job_plan_t *plan, ob_step_t *fail)
 {
     bucket_st_t *st = p;
     ob_msg_error_t me;

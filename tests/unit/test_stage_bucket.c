@@ -35,7 +35,7 @@ static ob_err_t start(run_t *r, const char *payload, ob_step_t *fail)
 {
     r->st = calloc(1, ob_stage_bucket.state_size);
     memset(&r->plan, 0, sizeof(r->plan));
-    return ob_stage_bucket.parse(r->st, payload, strlen(payload), &r->plan, fail);
+    return ob_stage_bucket.parse(r->st, NULL, payload, strlen(payload), &r->plan, fail);
 }
 
 static void finish(run_t *r)
