@@ -8,7 +8,14 @@
 
 #include "ob_worker.h"
 
-extern const ob_stage_ops_t ob_stage_bucket;
+extern const ob_stage_ops_t ob_stage_bucket;  /* stage_bucket.c */
+extern const ob_stage_ops_t ob_stage_cur;     /* stage_cur.c */
+extern const ob_stage_ops_t ob_stage_iam;     /* stage_iam.c */
+extern const ob_stage_ops_t ob_stage_connect; /* stage_connect.c */
+
+/* The Billing Engine role template (JSON), kept in workers/templates/ and
+ * compiled in (stage_iam.c). */
+extern const char ob_iam_template[];
 
 /* The CUR delivery bucket policy for an account's bucket (malloc'd JSON):
  * billingreports.amazonaws.com and bcm-data-exports.amazonaws.com, each
