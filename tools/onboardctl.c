@@ -1,0 +1,765 @@
+/*
+ * onboardctl: the operator's command line.
+ *
+ *   onboardctl enqueue [FILE|-] [--format csv|jsonl] [--dry-run]
+ *   onboardctl enqueue --from-organization --region R [--mode new|existing]
+ *                      [--role-name NAME] [--dry-run]
+ *   onboardctl status ACCOUNT [--json]
+ *   onboardctl summary [--json]
+ *
+ * Settings (Kafka, Redis, topic prefix) come from the same table as the
+ * workers (OB_* variables, OB_CONFIG_FILE); AWS settings follow the SDK
+ * conventions. Every row is validated with the workers' own codec before
+ * anything is sent, and bad rows are reported with their line numbers.
+ *
+ * Exit codes: 0 success; 1 a runtime failure (Kafka, Redis, AWS); 2 bad
+ * usage or configuration; 3 invalid input rows (nothing was enqueued).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ob_aws.h"
+#include "ob_awsconfig.h"
+#include "ob_config.h"
+#include "ob_creds.h"
+#include "ob_crypto.h"
+#include "ob_http.h"
+#include "ob_kafka.h"
+#include "ob_log.h"
+#include "ob_msg.h"
+#include "ob_redis.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE   2
+#define EXIT_INVALID 3
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: onboardctl COMMAND [options]\n"
+               "\n"
+               "commands:\n"
+               "  enqueue [FILE|-] [--format csv|jsonl] [--dry-run]\n"
+               "      Validate onboarding requests (CSV with a header row, or JSON lines) and\n"
+               "      publish one request per account to the intake topic.\n"
+               "      CSV columns: account_id, mode, region, role_arn, and optionally\n"
+               "      external_id, bucket, report_name, requester, request_id.\n"
+               "  enqueue --from-organization --region R [--mode new|existing]\n"
+               "          [--role-name NAME] [--dry-run]\n"
+               "      One request per ACTIVE account of the AWS Organization (ListAccounts with\n"
+               "      the management account's credentials); other states are skipped with a\n"
+               "      reason. The role is arn:aws:iam::ACCOUNT:role/NAME\n"
+               "      (default OrganizationAccountAccessRole).\n"
+               "  status ACCOUNT [--json]   the account's onboarding state\n"
+               "  summary [--json]          how many accounts are at each stage and status\n"
+               "\n"
+               "Settings come from OB_* variables and OB_CONFIG_FILE (see the README).\n"
+               "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration, 3 invalid rows.\n");
+}
+
+typedef struct ctl_s {
+    ob_config_t cfg;
+    ob_loop_t *loop;
+    int json;
+    int dry_run;
+} ctl_t;
+
+/* ---- input rows ---- */
+
+typedef struct row_s {
+    int line;
+    ob_request_t req;
+} row_t;
+
+typedef struct rows_s {
+    row_t *v;
+    size_t n, cap;
+    int bad;
+} rows_t;
+
+static void rows_free(rows_t *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        ob_request_clear(&r->v[i].req);
+    free(r->v);
+}
+
+static void gen_request_id(char *out, size_t n)
+{
+    uint8_t rnd[12];
+    char hex[25];
+    ob_random_bytes(rnd, sizeof(rnd));
+    ob_hex(rnd, sizeof(rnd), hex);
+    snprintf(out, n, "ctl-%s", hex);
+}
+
+/* Validate one JSON object (from a CSV row or a JSON line) and keep it. */
+static void add_row(rows_t *rows, int line, json_t *obj)
+{
+    if (!json_object_get(obj, "schema"))
+        json_object_set_new(obj, "schema", json_string(OB_SCHEMA_REQUEST));
+    if (!json_object_get(obj, "cloud"))
+        json_object_set_new(obj, "cloud", json_string("aws"));
+    if (!json_object_get(obj, "request_id")) {
+        char id[64];
+        gen_request_id(id, sizeof(id));
+        json_object_set_new(obj, "request_id", json_string(id));
+    }
+    ob_request_t req;
+    ob_msg_error_t me;
+    memset(&me, 0, sizeof(me));
+    if (ob_request_parse_json(obj, &req, &me) != OB_OK) {
+        fprintf(stderr, "line %d: %s (%s)\n", line, me.message, me.code);
+        rows->bad++;
+        return;
+    }
+    if (rows->n == rows->cap) {
+        rows->cap = rows->cap ? rows->cap * 2 : 256;
+        rows->v = realloc(rows->v, rows->cap * sizeof(*rows->v));
+    }
+    rows->v[rows->n].line = line;
+    rows->v[rows->n].req = req;
+    rows->n++;
+}
+
+/* Split one CSV line (RFC 4180 quotes) into at most max fields. */
+static int csv_split(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *p = line;
+    while (n < max) {
+        char *start = p, *w = p;
+        if (*p == '"') {
+            p++;
+            for (;;) {
+                if (*p == '\0')
+                    break;
+                if (*p == '"' && p[1] == '"') {
+                    *w++ = '"';
+                    p += 2;
+                } else if (*p == '"') {
+                    p++;
+                    break;
+                } else {
+                    *w++ = *p++;
+                }
+            }
+            while (*p && *p != ',')
+                p++;
+        } else {
+            while (*p && *p != ',')
+                *w++ = *p++;
+        }
+        char end = *p;
+        *w = '\0';
+        fields[n++] = start;
+        if (end != ',')
+            break;
+        p++;
+    }
+    return n;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static int read_rows(FILE *f, const char *format, rows_t *rows)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0;
+    char *header[32];
+    int nh = 0;
+    char *header_buf = NULL;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        char *s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        if (!strcmp(format, "jsonl")) {
+            json_error_t je;
+            json_t *obj = json_loads(s, JSON_REJECT_DUPLICATES, &je);
+            if (!json_is_object(obj)) {
+                fprintf(stderr, "line %d: not a JSON object: %s\n", lineno,
+                        obj ? "wrong type" : je.text);
+                rows->bad++;
+            } else {
+                add_row(rows, lineno, obj);
+            }
+            json_decref(obj);
+            continue;
+        }
+        if (!nh) {
+            header_buf = strdup(s);
+            nh = csv_split(header_buf, header, 32);
+            for (int i = 0; i < nh; i++)
+                header[i] = trim(header[i]);
+            int has_acct = 0;
+            for (int i = 0; i < nh; i++)
+                has_acct |= !strcmp(header[i], "account_id");
+            if (!has_acct) {
+                fprintf(stderr, "line %d: the CSV header must name an account_id column\n", lineno);
+                free(header_buf);
+                free(line);
+                return -1;
+            }
+            continue;
+        }
+        char *fields[32];
+        int nf = csv_split(s, fields, 32);
+        if (nf != nh) {
+            fprintf(stderr, "line %d: %d fields, the header has %d\n", lineno, nf, nh);
+            rows->bad++;
+            continue;
+        }
+        json_t *obj = json_object();
+        json_t *report = NULL, *bucket = NULL;
+        int unknown = 0;
+        for (int i = 0; i < nf; i++) {
+            char *v = trim(fields[i]);
+            if (!*v)
+                continue;
+            const char *k = header[i];
+            if (!strcmp(k, "bucket")) {
+                bucket = json_pack("{s:s}", "name", v);
+            } else if (!strcmp(k, "report_name")) {
+                report = json_pack("{s:s}", "name", v);
+            } else if (!strcmp(k, "account_id") || !strcmp(k, "mode") || !strcmp(k, "region") ||
+                       !strcmp(k, "role_arn") || !strcmp(k, "external_id") ||
+                       !strcmp(k, "requester") || !strcmp(k, "request_id") || !strcmp(k, "cloud")) {
+                json_object_set_new(obj, k, json_string(v));
+            } else {
+                fprintf(stderr, "line %d: unknown column \"%s\"\n", lineno, k);
+                unknown = 1;
+            }
+        }
+        if (bucket)
+            json_object_set_new(obj, "bucket", bucket);
+        if (report)
+            json_object_set_new(obj, "report", report);
+        if (unknown)
+            rows->bad++;
+        else
+            add_row(rows, lineno, obj);
+        json_decref(obj);
+    }
+    free(header_buf);
+    free(line);
+    return 0;
+}
+
+/* ---- publishing ---- */
+
+typedef struct pub_s {
+    size_t acked, failed, total;
+    int tty;
+} pub_t;
+
+static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
+                        const rd_kafka_message_t *m, void *opaque, void *arg)
+{
+    pub_t *pb = arg;
+    if (err == OB_OK)
+        pb->acked++;
+    else {
+        pb->failed++;
+        fprintf(stderr, "delivery failed: %s\n", errmsg ? errmsg : "unknown");
+    }
+}
+
+static void progress(const pub_t *pb)
+{
+    if (!pb->tty)
+        return;
+    int width = 40;
+    size_t done = pb->acked + pb->failed;
+    int fill = pb->total ? (int)((double)done / (double)pb->total * width) : width;
+    fprintf(stderr, "\r[%.*s%*s] %zu/%zu", fill, "########################################",
+            width - fill, "", done, pb->total);
+    fflush(stderr);
+}
+
+static int publish(ctl_t *c, rows_t *rows)
+{
+    char topic[256], err[512];
+    snprintf(topic, sizeof(topic), "%srequests", c->cfg.topic_prefix);
+    if (c->dry_run) {
+        for (size_t i = 0; i < rows->n; i++) {
+            char *json = NULL;
+            ob_msg_error_t me;
+            if (ob_request_to_json(&rows->v[i].req, &json, NULL, &me) == OB_OK)
+                printf("%s\n", json);
+            free(json);
+        }
+        fprintf(stderr, "dry run: %zu requests would go to %s\n", rows->n, topic);
+        return 0;
+    }
+    pub_t pb = {0, 0, rows->n, isatty(2)};
+    ob_kproducer_opts_t po = {.kafka = &c->cfg.kafka, .on_delivery = on_delivery, .arg = &pb};
+    ob_kproducer_t *p = ob_kproducer_new(c->loop, &po, err, sizeof(err));
+    if (!p) {
+        fprintf(stderr, "onboardctl: %s\n", err);
+        return EXIT_RUNTIME;
+    }
+    rd_kafka_t *rk = ob_kproducer_handle(p);
+    for (size_t i = 0; i < rows->n; i++) {
+        char *json = NULL;
+        size_t len = 0;
+        ob_msg_error_t me;
+        if (ob_request_to_json(&rows->v[i].req, &json, &len, &me) != OB_OK) {
+            fprintf(stderr, "line %d: %s\n", rows->v[i].line, me.message);
+            pb.failed++;
+            continue;
+        }
+        const char *acct = rows->v[i].req.account_id;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
+        while (ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), json, len, h,
+                                 NULL, err, sizeof(err)) != OB_OK) {
+            /* Queue full: let deliveries drain, then try again. */
+            if (rd_kafka_outq_len(rk) == 0) {
+                fprintf(stderr, "onboardctl: %s\n", err);
+                free(json);
+                ob_kproducer_free(p);
+                return EXIT_RUNTIME;
+            }
+            h = rd_kafka_headers_new(1);
+            rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
+            ob_loop_run_once(c->loop, 50);
+        }
+        free(json);
+        if (i % 256 == 0) {
+            ob_loop_run_once(c->loop, 0);
+            progress(&pb);
+        }
+    }
+    while (pb.acked + pb.failed < pb.total) {
+        if (ob_kproducer_flush(p, 1000) == OB_OK)
+            break;
+        progress(&pb);
+    }
+    progress(&pb);
+    if (pb.tty)
+        fprintf(stderr, "\n");
+    ob_kproducer_free(p);
+    fprintf(stderr, "enqueued %zu requests to %s%s\n", pb.acked, topic,
+            pb.failed ? " (some failed)" : "");
+    return pb.failed ? EXIT_RUNTIME : 0;
+}
+
+/* ---- from the organization ---- */
+
+typedef struct org_s {
+    int done;
+    ob_aws_result_t res;
+    char *body;
+} org_t;
+
+static void on_org(ob_aws_result_t *res, void *arg)
+{
+    org_t *o = arg;
+    o->done = 1;
+    o->res = *res;
+    o->res.headers = NULL;
+    memset(&o->res.body, 0, sizeof(o->res.body));
+    o->body = strdup(res->body.data ? res->body.data : "");
+}
+
+static int org_rows(ctl_t *c, const char *region, const char *mode, const char *role_name,
+                    rows_t *rows)
+{
+    char err[512];
+    ob_http_t *http = ob_http_new(c->loop, NULL, err, sizeof(err));
+    ob_awsconfig_t *acfg = NULL;
+    if (!http || ob_awsconfig_load(NULL, NULL, &acfg, err, sizeof(err)) != OB_OK) {
+        fprintf(stderr, "onboardctl: %s\n", err);
+        ob_http_free(http);
+        return EXIT_USAGE;
+    }
+    ob_aws_opts_t ao = {.config = acfg};
+    ob_aws_t *aws = ob_aws_new(c->loop, http, &ao, err, sizeof(err));
+    ob_credsrc_t *creds = aws ? ob_credsrc_chain(aws, err, sizeof(err)) : NULL;
+    int rc = 0;
+    if (!creds) {
+        fprintf(stderr, "onboardctl: AWS credentials: %s\n", err);
+        rc = EXIT_USAGE;
+    }
+    char next[2048] = "";
+    int page = 0, skipped = 0;
+    while (rc == 0) {
+        json_t *body = json_pack("{s:i}", "MaxResults", 20);
+        if (next[0])
+            json_object_set_new(body, "NextToken", json_string(next));
+        ob_aws_req_t req;
+        memset(&req, 0, sizeof(req));
+        ob_json11_init_obj(&req, OB_SVC_ORGANIZATIONS, "ListAccounts", body, NULL, 0);
+        json_decref(body);
+        org_t o;
+        memset(&o, 0, sizeof(o));
+        ob_aws_target_t t = {.creds = creds};
+        if (!ob_aws_send(aws, &req, &t, on_org, &o, err, sizeof(err))) {
+            fprintf(stderr, "onboardctl: %s\n", err);
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        while (!o.done)
+            ob_loop_run_once(c->loop, 100);
+        if (o.res.err != OB_OK) {
+            fprintf(stderr, "onboardctl: %s\n", o.res.errmsg);
+            free(o.body);
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        json_t *j = json_loads(o.body, 0, NULL);
+        free(o.body);
+        size_t i;
+        json_t *a;
+        json_array_foreach(json_object_get(j, "Accounts"), i, a)
+        {
+            const char *id = json_string_value(json_object_get(a, "Id"));
+            const char *state = json_string_value(json_object_get(a, "State"));
+            if (!state)
+                state = json_string_value(json_object_get(a, "Status"));
+            if (!id)
+                continue;
+            if (!state || strcmp(state, "ACTIVE") != 0) {
+                fprintf(stderr, "skipped %s: the account is %s, not ACTIVE\n", id,
+                        state ? state : "of unknown state");
+                skipped++;
+                continue;
+            }
+            char arn[256];
+            snprintf(arn, sizeof(arn), "arn:aws:iam::%s:role/%s", id, role_name);
+            json_t *obj =
+                json_pack("{s:s, s:s, s:s, s:s, s:s}", "account_id", id, "mode", mode, "region",
+                          region, "role_arn", arn, "requester", "onboardctl --from-organization");
+            add_row(rows, page * 20 + (int)i + 1, obj);
+            json_decref(obj);
+        }
+        const char *nt = json_string_value(json_object_get(j, "NextToken"));
+        snprintf(next, sizeof(next), "%s", nt ? nt : "");
+        json_decref(j);
+        page++;
+        if (!next[0])
+            break;
+    }
+    if (rc == 0)
+        fprintf(stderr, "organization: %zu accounts to enqueue, %d skipped\n", rows->n, skipped);
+    ob_credsrc_unref(creds);
+    ob_aws_free(aws);
+    ob_http_free(http);
+    ob_awsconfig_destroy(acfg);
+    return rc;
+}
+
+static int cmd_enqueue(ctl_t *c, int argc, char **argv)
+{
+    const char *file = NULL, *format = NULL, *region = NULL, *mode = "new",
+               *role_name = "OrganizationAccountAccessRole";
+    int from_org = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--dry-run")) {
+            c->dry_run = 1;
+        } else if (!strcmp(a, "--from-organization")) {
+            from_org = 1;
+        } else if (!strcmp(a, "--format") && i + 1 < argc) {
+            format = argv[++i];
+        } else if (!strcmp(a, "--region") && i + 1 < argc) {
+            region = argv[++i];
+        } else if (!strcmp(a, "--mode") && i + 1 < argc) {
+            mode = argv[++i];
+        } else if (!strcmp(a, "--role-name") && i + 1 < argc) {
+            role_name = argv[++i];
+        } else if (a[0] != '-' || !strcmp(a, "-")) {
+            file = a;
+        } else {
+            fprintf(stderr, "onboardctl enqueue: unknown option %s (try --help)\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    rows_t rows = {0};
+    int rc = 0;
+    if (from_org) {
+        if (!region) {
+            fprintf(stderr, "onboardctl enqueue --from-organization needs --region\n");
+            return EXIT_USAGE;
+        }
+        rc = org_rows(c, region, mode, role_name, &rows);
+    } else {
+        FILE *f = stdin;
+        if (file && strcmp(file, "-") != 0) {
+            f = fopen(file, "r");
+            if (!f) {
+                fprintf(stderr, "onboardctl: cannot open %s: %s\n", file, strerror(errno));
+                return EXIT_USAGE;
+            }
+        }
+        if (!format)
+            format = file && strlen(file) > 4 && !strcmp(file + strlen(file) - 4, ".csv") ? "csv"
+                                                                                          : "jsonl";
+        if (strcmp(format, "csv") != 0 && strcmp(format, "jsonl") != 0) {
+            fprintf(stderr, "onboardctl: --format must be csv or jsonl\n");
+            rc = EXIT_USAGE;
+        } else if (read_rows(f, format, &rows) != 0) {
+            rc = EXIT_INVALID;
+        }
+        if (f != stdin)
+            fclose(f);
+    }
+    if (rc == 0 && rows.bad) {
+        fprintf(stderr, "%d invalid row%s: nothing was enqueued\n", rows.bad,
+                rows.bad == 1 ? "" : "s");
+        rc = EXIT_INVALID;
+    }
+    if (rc == 0 && rows.n == 0)
+        fprintf(stderr, "no requests to enqueue\n");
+    else if (rc == 0)
+        rc = publish(c, &rows);
+    rows_free(&rows);
+    return rc;
+}
+
+/* ---- Redis reads ---- */
+
+typedef struct rq_s {
+    int done;
+    ob_err_t err;
+    json_t *out;
+} rq_t;
+
+static void on_hgetall(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    rq_t *q = arg;
+    q->done = 1;
+    q->err = err;
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    q->out = json_object();
+    for (size_t i = 0; i + 1 < reply->elements; i += 2)
+        json_object_set_new(q->out, reply->element[i]->str,
+                            json_string(reply->element[i + 1]->str));
+}
+
+static ob_redis_t *redis_connect(ctl_t *c)
+{
+    ob_redis_opts_t ro = {.host = c->cfg.redis_host,
+                          .port = (int)c->cfg.redis_port,
+                          .password = c->cfg.redis_password,
+                          .db = (int)c->cfg.redis_db,
+                          .command_timeout_ms = 5000};
+    ob_redis_t *r = ob_redis_new(c->loop, &ro, NULL, 0);
+    for (int i = 0; r && i < 50 && !ob_redis_connected(r); i++)
+        ob_loop_run_once(c->loop, 100);
+    if (!r || !ob_redis_connected(r)) {
+        fprintf(stderr, "onboardctl: cannot reach Redis at %s:%lld\n", c->cfg.redis_host,
+                c->cfg.redis_port);
+        ob_redis_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int cmd_status(ctl_t *c, int argc, char **argv)
+{
+    const char *acct = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            c->json = 1;
+        else if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else
+            acct = argv[i];
+    }
+    if (!acct || strlen(acct) != 12 || strspn(acct, "0123456789") != 12) {
+        fprintf(stderr, "onboardctl status: give a 12-digit account id\n");
+        return EXIT_USAGE;
+    }
+    ob_redis_t *r = redis_connect(c);
+    if (!r)
+        return EXIT_RUNTIME;
+    rq_t q = {0};
+    char key[64];
+    snprintf(key, sizeof(key), "ob:{%s}:state", acct);
+    ob_redis_command(r, on_hgetall, &q, "HGETALL %s", key);
+    while (!q.done)
+        ob_loop_run_once(c->loop, 100);
+    ob_redis_free(r);
+    if (q.err != OB_OK) {
+        fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(q.err));
+        return EXIT_RUNTIME;
+    }
+    if (!q.out || json_object_size(q.out) == 0) {
+        if (c->json)
+            printf("{\"account_id\":\"%s\",\"known\":false}\n", acct);
+        else
+            printf("%s: no onboarding state (never seen, or not yet picked up)\n", acct);
+        json_decref(q.out);
+        return 0;
+    }
+    json_object_del(q.out, "fence");
+    if (c->json) {
+        json_object_set_new(q.out, "account_id", json_string(acct));
+        char *s = json_dumps(q.out, JSON_SORT_KEYS | JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+    } else {
+        printf("account  %s\n", acct);
+        const char *k;
+        json_t *v;
+        json_object_foreach(q.out, k, v)
+        {
+            if (json_string_value(v)[0])
+                printf("%-14s %s\n", k, json_string_value(v));
+        }
+    }
+    json_decref(q.out);
+    return 0;
+}
+
+typedef struct scan_s {
+    int done;
+    ob_err_t err;
+    char cursor[32];
+    json_t *keys;
+} scan_t;
+
+static void on_scan(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    scan_t *s = arg;
+    s->done = 1;
+    s->err = err;
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+        return;
+    snprintf(s->cursor, sizeof(s->cursor), "%s", reply->element[0]->str);
+    for (size_t i = 0; i < reply->element[1]->elements; i++)
+        json_array_append_new(s->keys, json_string(reply->element[1]->element[i]->str));
+}
+
+typedef struct hm_s {
+    json_t *counts;
+    int pending;
+} hm_t;
+
+static void on_hmget(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    hm_t *h = arg;
+    h->pending--;
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+        return;
+    char k[128];
+    snprintf(k, sizeof(k), "%s/%s", reply->element[0]->str ? reply->element[0]->str : "?",
+             reply->element[1]->str ? reply->element[1]->str : "?");
+    json_object_set_new(h->counts, k,
+                        json_integer(json_integer_value(json_object_get(h->counts, k)) + 1));
+}
+
+static int cmd_summary(ctl_t *c, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            c->json = 1;
+        else if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "onboardctl summary: unknown argument %s\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    ob_redis_t *r = redis_connect(c);
+    if (!r)
+        return EXIT_RUNTIME;
+    hm_t h = {json_object(), 0};
+    scan_t s = {0, OB_OK, "0", NULL};
+    size_t total = 0;
+    do {
+        s.done = 0;
+        s.keys = json_array();
+        ob_redis_command(r, on_scan, &s, "SCAN %s MATCH ob:{*}:state COUNT 1000", s.cursor);
+        while (!s.done)
+            ob_loop_run_once(c->loop, 100);
+        size_t i;
+        json_t *k;
+        json_array_foreach(s.keys, i, k)
+        {
+            h.pending++;
+            total++;
+            ob_redis_command(r, on_hmget, &h, "HMGET %s stage status", json_string_value(k));
+        }
+        json_decref(s.keys);
+        while (h.pending > 0)
+            ob_loop_run_once(c->loop, 100);
+    } while (s.err == OB_OK && strcmp(s.cursor, "0") != 0);
+    ob_redis_free(r);
+    if (s.err != OB_OK) {
+        fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(s.err));
+        json_decref(h.counts);
+        return EXIT_RUNTIME;
+    }
+    if (c->json) {
+        json_t *out =
+            json_pack("{s:I, s:O}", "accounts", (json_int_t)total, "by_stage_status", h.counts);
+        char *str = json_dumps(out, JSON_SORT_KEYS | JSON_COMPACT);
+        printf("%s\n", str);
+        free(str);
+        json_decref(out);
+    } else {
+        printf("%-24s %8s\n", "stage/status", "accounts");
+        const char *k;
+        json_t *v;
+        json_object_foreach(h.counts, k, v)
+            printf("%-24s %8lld\n", k, (long long)json_integer_value(v));
+        printf("%-24s %8zu\n", "total", total);
+    }
+    json_decref(h.counts);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    ctl_t c;
+    memset(&c, 0, sizeof(c));
+    char err[1024];
+    if (ob_config_load(&c.cfg, NULL, NULL, NULL, err, sizeof(err)) != OB_OK) {
+        fprintf(stderr, "onboardctl: configuration: %s\n", err);
+        return EXIT_USAGE;
+    }
+    ob_log_set_level(OB_LOG_WARN);
+    c.loop = ob_loop_new(err, sizeof(err));
+    int rc;
+    if (!strcmp(argv[1], "enqueue"))
+        rc = cmd_enqueue(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "status"))
+        rc = cmd_status(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "summary"))
+        rc = cmd_summary(&c, argc - 2, argv + 2);
+    else {
+        fprintf(stderr, "onboardctl: unknown command %s (try --help)\n", argv[1]);
+        rc = EXIT_USAGE;
+    }
+    ob_loop_free(c.loop);
+    ob_config_free(&c.cfg);
+    return rc;
+}
