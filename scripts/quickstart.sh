@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The quickstart: build everything, start the embedded default stack on this
+# machine (librdkafka's mock Kafka cluster, a local redis-server, the AWS
+# simulator with AWS-like latencies), start the four workers, enqueue a
+# sample batch of accounts (new ones, existing ones and a few invalid
+# requests), show progress, and end with a summary. Ctrl-C stops everything
+# it started.
+#
+#   scripts/quickstart.sh [ACCOUNTS]      # default 300
+#
+# Environment: OB_QUICKSTART_PROFILE (aws-typical), OB_QUICKSTART_SCALE (1.0:
+# stacks take 25-40 s as on AWS; 0.1 makes them ten times faster).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+N=${1:-300}
+PROFILE=${OB_QUICKSTART_PROFILE:-aws-typical}
+SCALE=${OB_QUICKSTART_SCALE:-1.0}
+RUN=${OB_QUICKSTART_DIR:-$ROOT/build/quickstart}
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+say "installing what is missing (Debian packages)"
+scripts/deps.sh >/dev/null
+say "building"
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release -j"$(nproc)" >/dev/null
+BIN=$ROOT/build/release
+
+rm -rf "$RUN"
+mkdir -p "$RUN/logs"
+PIDS=()
+cleanup() {
+  trap - EXIT INT TERM
+  say "stopping"
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  scripts/services.sh stop "$RUN" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT INT TERM
+
+say "starting the embedded stack"
+"$BIN/tools/ob-mockkafka" --partitions 8 --bootstrap-file "$RUN/bootstrap" >"$RUN/logs/kafka.log" 2>&1 &
+PIDS+=($!)
+scripts/services.sh start "$RUN" redis >/dev/null
+"$BIN/sim/awssim" --port-file "$RUN/awssim.port" --org-accounts "$((N + 20))" \
+  --profile "$PROFILE" --scale "$SCALE" >"$RUN/logs/awssim.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$RUN/bootstrap" ] && [ -s "$RUN/awssim.port" ] && break; sleep 0.1; done
+
+export OB_KAFKA_BOOTSTRAP_SERVERS=$(cat "$RUN/bootstrap")
+export OB_KAFKA_SESSION_TIMEOUT_MS=6000
+export OB_REDIS_PORT=$(cat "$RUN/redis/port")
+export OB_BILLING_PRINCIPAL=arn:aws:iam::111111111111:root
+export OB_STACK_POLL=2s
+export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$RUN/awssim.port")
+export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE
+export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
+export AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+
+say "starting the workers: bucket, cur, iam, connect"
+for w in bucket cur iam connect; do
+  "$BIN/workers/onboard-$w" >"$RUN/logs/$w.log" 2>&1 &
+  PIDS+=($!)
+done
+
+say "enqueueing $N accounts (4 in 5 new, 1 in 5 existing) and 3 invalid requests"
+{
+  echo "account_id,mode,region,role_arn"
+  for i in $(seq 1 "$N"); do
+    acct=$(printf '%012d' $((200000000000 + i)))
+    # every 50th member is suspended in the simulator's organization: skip those
+    [ $((i % 50)) -eq 0 ] && continue
+    mode=new; [ $((i % 5)) -eq 0 ] && mode=existing
+    region=us-east-1; [ $((i % 2)) -eq 0 ] && region=eu-west-1
+    echo "$acct,$mode,$region,arn:aws:iam::$acct:role/OrganizationAccountAccessRole"
+  done
+} >"$RUN/batch.csv"
+"$BIN/tools/onboardctl" enqueue "$RUN/batch.csv"
+# What an outside producer might also send: garbage, another cloud, a wrong role.
+{
+  echo 'bad-1|{"schema":"onboard.request/1","account_id":"12'
+  echo 'bad-2|{"schema":"onboard.request/1","request_id":"az-1","account_id":"200000000999","cloud":"azure","mode":"new","region":"eu-west-1","role_arn":"arn:aws:iam::200000000999:role/x"}'
+  echo "$(printf '%012d' $((200000000000 + N + 1)))|{\"schema\":\"onboard.request/1\",\"request_id\":\"wrong-role\",\"account_id\":\"$(printf '%012d' $((200000000000 + N + 1)))\",\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"us-east-1\",\"role_arn\":\"arn:aws:iam::$(printf '%012d' $((200000000000 + N + 1))):role/NoSuchRole\"}"
+} | kcat -P -b "$OB_KAFKA_BOOTSTRAP_SERVERS" -t onboard.requests -K '|' 2>/dev/null
+TOTAL=$(($(wc -l <"$RUN/batch.csv") - 1 + 3))
+
+say "onboarding (progress every 3 s; the stacks take the longest)"
+start=$SECONDS
+while :; do
+  connected=$(kcat -C -b "$OB_KAFKA_BOOTSTRAP_SERVERS" -t onboard.connected -e -q -f '%k\n' 2>/dev/null | sort -u | wc -l)
+  dead=$(kcat -C -b "$OB_KAFKA_BOOTSTRAP_SERVERS" -t onboard.dlq -e -q -f '%k\n' 2>/dev/null | sort -u | wc -l)
+  printf '\r  %4ds  connected %4d   dead letters %3d   of %d ' $((SECONDS - start)) "$connected" "$dead" "$TOTAL"
+  [ $((connected + dead)) -ge "$TOTAL" ] && break
+  [ $((SECONDS - start)) -gt 900 ] && { echo; echo "giving up after 15 minutes; see $RUN/logs"; break; }
+  sleep 3
+done
+echo
+say "summary"
+"$BIN/tools/onboardctl" summary
+echo
+echo "dead letters (reason per account):"
+kcat -C -b "$OB_KAFKA_BOOTSTRAP_SERVERS" -t onboard.dlq -e -q -f '%s\n' 2>/dev/null |
+  python3 -c 'import sys, json
+for line in sys.stdin:
+    d = json.loads(line); e = d["error"]
+    print("  %-14s %-10s %-22s %s" % (d.get("account_id", "-"), d["stage"], e["code"], e["message"][:90]))'
+cat <<TXT
+
+Where to look next:
+  logs:            $RUN/logs/{bucket,cur,iam,connect,awssim}.log (JSON lines)
+  one account:     $BIN/tools/onboardctl status $(printf '%012d' 200000000001)
+  the events:      kcat -C -b $OB_KAFKA_BOOTSTRAP_SERVERS -t onboard.connected -e
+  AWS state:       curl -s $AWS_ENDPOINT_URL/_sim/state | python3 -m json.tool | less
+(Everything stops when this script exits.)
+TXT
