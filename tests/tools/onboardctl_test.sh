@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# onboardctl against a real Kafka broker and Redis: validation with line
+# numbers and exit code 3 (nothing sent), dry runs, enqueue from CSV and JSON
+# lines (the messages really land on the intake topic, keyed by account, and
+# parse with the workers' codec), status and summary from Redis state.
+set -uo pipefail
+CTL=$1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+if [ -z "${OB_TEST_KAFKA_BROKERS:-}" ] || [ -z "${OB_TEST_REDIS_PORT:-}" ]; then
+  [ "${OB_TEST_REQUIRE_SERVICES:-}" = 1 ] && fail "Kafka and Redis are required"
+  echo "SKIPPED: Kafka or Redis not available; run scripts/test.sh"; exit 77
+fi
+command -v kcat >/dev/null || { echo "SKIPPED: kcat missing"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+export OB_KAFKA_BOOTSTRAP_SERVERS=$OB_TEST_KAFKA_BROKERS OB_REDIS_PORT=$OB_TEST_REDIS_PORT
+export OB_TOPIC_PREFIX="ctl$$."
+ROLE='arn:aws:iam::%s:role/OrganizationAccountAccessRole'
+
+# 1. Bad rows: reported with line numbers, nothing sent, exit 3.
+{
+  echo "account_id,mode,region,role_arn"
+  echo "111122223333,new,eu-west-1,$(printf "$ROLE" 111122223333)"
+  echo "12345,new,eu-west-1,$(printf "$ROLE" 12345)"
+  echo "111122223334,sideways,eu-west-1,$(printf "$ROLE" 111122223334)"
+  echo "111122223335,new,eu-west-1,$(printf "$ROLE" 999999999999)"
+} >"$T/bad.csv"
+"$CTL" enqueue "$T/bad.csv" 2>"$T/err"; rc=$?
+[ $rc = 3 ] || fail "bad rows: exit $rc, want 3"
+grep -q '^line 3: /account_id' "$T/err" || fail "line 3 not reported: $(cat "$T/err")"
+grep -q '^line 4: /mode' "$T/err" || fail "line 4 not reported"
+grep -q '^line 5: ' "$T/err" || fail "line 5 (role in another account) not reported"
+grep -q 'nothing was enqueued' "$T/err" || fail "no 'nothing was enqueued'"
+
+# 2. Dry run: normalized requests on stdout, defaults filled, nothing sent.
+{
+  echo "account_id,mode,region,role_arn,bucket"
+  for i in 1 2 3; do a=$(printf '1111222233%02d' "$i"); echo "$a,new,eu-west-1,$(printf "$ROLE" "$a"),"; done
+} >"$T/good.csv"
+"$CTL" enqueue "$T/good.csv" --dry-run >"$T/dry" 2>"$T/err" || fail "dry run failed: $(cat "$T/err")"
+[ "$(wc -l <"$T/dry")" = 3 ] || fail "dry run printed $(wc -l <"$T/dry") lines"
+grep -q '"time_unit":"HOURLY"' "$T/dry" || fail "defaults not filled in the dry run"
+grep -q 'billing-cur-111122223301-eu-west-1' "$T/dry" || fail "default bucket name missing"
+
+# 3. Enqueue CSV and JSON lines for real.
+"$CTL" enqueue "$T/good.csv" 2>"$T/err" || fail "enqueue csv: $(cat "$T/err")"
+printf '{"account_id":"444455556666","mode":"existing","region":"us-east-1","role_arn":"%s"}\n' \
+  "$(printf "$ROLE" 444455556666)" | "$CTL" enqueue - --format jsonl 2>"$T/err" ||
+  fail "enqueue jsonl: $(cat "$T/err")"
+kcat -C -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}requests" -e -q -f '%k %s\n' >"$T/got" 2>/dev/null
+[ "$(wc -l <"$T/got")" = 4 ] || fail "$(wc -l <"$T/got") messages on the intake topic, want 4"
+grep -q '^111122223302 {"schema":"onboard.request/1"' "$T/got" || fail "keyed request missing"
+grep -q '^444455556666 .*"mode":"existing"' "$T/got" || fail "jsonl request missing"
+
+# 4. status and summary read Redis.
+redis-cli -p "$OB_TEST_REDIS_PORT" HSET 'ob:{777788889999}:state' stage iam status done fence 3 >/dev/null
+redis-cli -p "$OB_TEST_REDIS_PORT" HSET 'ob:{777788889990}:state' stage bucket status failed error_code BucketAlreadyExists >/dev/null
+"$CTL" status 777788889999 --json >"$T/st" || fail "status"
+grep -q '"stage":"iam"' "$T/st" || fail "status json: $(cat "$T/st")"
+grep -q fence "$T/st" && fail "status shows the fence"
+"$CTL" status 000000000001 | grep -q 'no onboarding state' || fail "unknown account"
+"$CTL" status 12 >/dev/null 2>&1; [ $? = 2 ] || fail "bad account id must exit 2"
+"$CTL" summary --json >"$T/sum" || fail "summary"
+grep -q '"iam/done":' "$T/sum" || fail "summary: $(cat "$T/sum")"
+grep -q '"bucket/failed":' "$T/sum" || fail "summary lacks bucket/failed"
+redis-cli -p "$OB_TEST_REDIS_PORT" DEL 'ob:{777788889999}:state' 'ob:{777788889990}:state' >/dev/null
+
+# 5. Usage errors.
+"$CTL" frobnicate >/dev/null 2>&1; [ $? = 2 ] || fail "unknown command must exit 2"
+"$CTL" --help | grep -q 'enqueue' || fail "--help"
+echo "onboardctl: all checks passed"
