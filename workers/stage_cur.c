@@ -1,0 +1,592 @@
+/*
+ * The cur stage, the second for new accounts: make the account's Cost and
+ * Usage Report exist exactly as the request's settings say.
+ *
+ * Input: onboard.stage/1 from the cur topic, stage "cur" (invalid hand-offs
+ * become dead letters with the codec's reason; the codec has already checked
+ * the AWS combination rules and filled the seed's defaults). In the account's
+ * own identity, always in us-east-1 (CUR lives only there; in the China
+ * partition only in cn-northwest-1; GovCloud has none: a permanent failure):
+ *   DescribeReportDefinitions (MaxResults 5, following NextToken) until the
+ *   report is found by name or the pages end;
+ *   absent -> PutReportDefinition; present and identical -> nothing to do;
+ *   present but different -> ModifyReportDefinition with the full definition
+ *   (the existing BillingViewArn is kept: it is not a setting we manage);
+ *   -> hand-off to the iam topic with the report result.
+ * Races with another attempt (DuplicateReportNameException on Put, a report
+ * deleted before Modify) start the describe again, a few times at most.
+ * ReportLimitReachedException and ValidationException are permanent, with a
+ * reason an operator can act on (AWS sends an empty message for combination
+ * errors: then the reason lists the settings sent). Throttling and 5xx that
+ * outlast the HTTP retries are retries-exhausted.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_awsproto.h"
+#include "stages.h"
+
+#define CUR_PAGE_SIZE        5  /* DescribeReportDefinitions: MaxResults is exactly 5 */
+#define CUR_MAX_PAGES        20 /* an account holds at most 5 reports: more pages is a bad reply */
+#define CUR_MAX_RACES        3  /* describe rounds restarted after losing a race */
+#define CUR_TOKEN_MAX        4096
+#define CUR_BILLING_VIEW_LEN 256
+
+typedef enum ccall_e { C_DESCRIBE = 0, C_PUT, C_MODIFY } ccall_t;
+
+typedef struct cur_st_s {
+    ob_stage_msg_t msg;
+    const char *cur_region;                  /* where the partition's CUR lives */
+    ccall_t call;                            /* the call whose reply comes next */
+    char *token;                             /* NextToken of the next page (NULL: first) */
+    int pages;                               /* pages read in this describe round */
+    int races;                               /* describe rounds restarted after a race */
+    char billing_view[CUR_BILLING_VIEW_LEN]; /* the existing report's BillingViewArn */
+    char changes[512];                       /* what differed from the existing report */
+    char others[512];                        /* names of the account's other reports */
+    int nothers;
+    const char *outcome; /* "created", "modified", "unchanged" */
+    char started_at[OB_TIME_LEN];
+} cur_st_t;
+
+/* ---- the definition the request asks for ---- */
+
+static json_t *name_list(unsigned set, const char *(*name_of)(unsigned bit))
+{
+    json_t *a = json_array();
+    for (unsigned bit = 1; a && bit && bit <= 0x80u; bit <<= 1) {
+        const char *n = (set & bit) ? name_of(bit) : NULL;
+        if (n)
+            json_array_append_new(a, json_string(n));
+    }
+    return a;
+}
+
+/* "[A, B]" of a set, for messages. */
+static void set_text(char *out, size_t n, unsigned set, const char *(*name_of)(unsigned bit))
+{
+    size_t used = 0;
+    int first = 1;
+    used += (size_t)snprintf(out, n, "[");
+    for (unsigned bit = 1; bit && bit <= 0x80u && used < n; bit <<= 1) {
+        const char *s = (set & bit) ? name_of(bit) : NULL;
+        if (!s)
+            continue;
+        used += (size_t)snprintf(out + used, n - used, "%s%s", first ? "" : ", ", s);
+        first = 0;
+    }
+    if (used < n)
+        snprintf(out + used, n - used, "]");
+}
+
+static json_t *definition(const cur_st_t *st)
+{
+    const ob_request_t *r = &st->msg.request;
+    const ob_report_settings_t *s = &r->report;
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:b, s:s}", "ReportName", s->name,
+        "TimeUnit", ob_time_unit_name(s->time_unit), "Format", ob_format_name(s->format),
+        "Compression", ob_compression_name(s->compression), "AdditionalSchemaElements",
+        name_list(s->schema_elements, ob_schema_elem_name), "S3Bucket", st->msg.bucket.name,
+        "S3Prefix", s->prefix, "S3Region", st->msg.bucket.region, "AdditionalArtifacts",
+        name_list(s->artifacts, ob_artifact_name), "RefreshClosedReports",
+        s->refresh_closed_reports, "ReportVersioning", ob_versioning_name(s->versioning));
+}
+
+/* ---- comparing with what AWS holds ---- */
+
+static int list_has(const json_t *list, const char *s)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        if (json_is_string(e) && !strcmp(json_string_value(e), s))
+            return 1;
+    }
+    return 0;
+}
+
+/* Two string lists hold the same set (order and repeats do not matter). */
+static int same_set(const json_t *a, const json_t *b)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(a, i, e)
+    {
+        if (!json_is_string(e) || !list_has(b, json_string_value(e)))
+            return 0;
+    }
+    json_array_foreach(b, i, e)
+    {
+        if (!json_is_string(e) || !list_has(a, json_string_value(e)))
+            return 0;
+    }
+    return 1;
+}
+
+static void value_text(char *out, size_t n, const json_t *v)
+{
+    if (!v || json_is_null(v)) {
+        snprintf(out, n, "(absent)");
+        return;
+    }
+    if (json_is_string(v)) {
+        snprintf(out, n, "%s", json_string_value(v));
+        return;
+    }
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    snprintf(out, n, "%s", s ? s : "?");
+    free(s);
+}
+
+static void note_change(cur_st_t *st, const char *member, const json_t *have, const json_t *want)
+{
+    char h[96], w[96];
+    value_text(h, sizeof(h), have);
+    value_text(w, sizeof(w), want);
+    size_t used = strlen(st->changes);
+    if (used + 1 < sizeof(st->changes))
+        snprintf(st->changes + used, sizeof(st->changes) - used, "%s%s %s -> %s", used ? "; " : "",
+                 member, h, w);
+}
+
+/*
+ * How many members of the existing definition differ from ours (noted in
+ * st->changes). Absent optional members read as AWS's defaults: no artifacts,
+ * CREATE_NEW_REPORT; an absent RefreshClosedReports is unknown, so it differs
+ * (one Modify makes it explicit). Members we do not manage (BillingViewArn,
+ * ReportStatus) are not compared.
+ */
+static int differences(cur_st_t *st, const json_t *have, const json_t *want)
+{
+    static const char *const strings[] = {"TimeUnit", "Format",   "Compression", "S3Bucket",
+                                          "S3Prefix", "S3Region", NULL};
+    int n = 0;
+    st->changes[0] = '\0';
+    for (int i = 0; strings[i]; i++) {
+        const json_t *h = json_object_get(have, strings[i]);
+        const json_t *w = json_object_get(want, strings[i]);
+        if (!json_is_string(h) || strcmp(json_string_value(h), json_string_value(w)) != 0) {
+            note_change(st, strings[i], h, w);
+            n++;
+        }
+    }
+    static const char *const lists[] = {"AdditionalSchemaElements", "AdditionalArtifacts", NULL};
+    for (int i = 0; lists[i]; i++) {
+        const json_t *h = json_object_get(have, lists[i]);
+        const json_t *w = json_object_get(want, lists[i]);
+        json_t *empty = json_array();
+        int same = (h == NULL || json_is_null(h)) ? same_set(empty, w)
+                                                  : json_is_array(h) && same_set(h, w);
+        json_decref(empty);
+        if (!same) {
+            note_change(st, lists[i], h, w);
+            n++;
+        }
+    }
+    const json_t *h = json_object_get(have, "RefreshClosedReports");
+    const json_t *w = json_object_get(want, "RefreshClosedReports");
+    if (!json_is_boolean(h) || json_is_true(h) != json_is_true(w)) {
+        note_change(st, "RefreshClosedReports", h, w);
+        n++;
+    }
+    h = json_object_get(have, "ReportVersioning");
+    w = json_object_get(want, "ReportVersioning");
+    const char *hv = json_is_string(h)         ? json_string_value(h)
+                     : (!h || json_is_null(h)) ? "CREATE_NEW_REPORT"
+                                               : "";
+    if (strcmp(hv, json_string_value(w)) != 0) {
+        note_change(st, "ReportVersioning", h, w);
+        n++;
+    }
+    return n;
+}
+
+/* ---- steps ---- */
+
+static void cur_call(cur_st_t *st, ob_step_t *out, ccall_t call, const char *op, json_t *body)
+{
+    memset(out, 0, sizeof(*out));
+    char err[256];
+    if (!body) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "%s: cannot build the request", op);
+        return;
+    }
+    ob_err_t e = ob_json11_init_obj(&out->req, OB_SVC_CUR, op, body, err, sizeof(err));
+    json_decref(body);
+    if (e != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "%s: %s", op, err);
+        return;
+    }
+    out->kind = OB_STEP_CALL;
+    snprintf(out->region, sizeof(out->region), "%s", st->cur_region);
+    st->call = call;
+}
+
+static void describe_call(cur_st_t *st, ob_step_t *out)
+{
+    json_t *body = json_pack("{s:i}", "MaxResults", CUR_PAGE_SIZE);
+    if (body && st->token)
+        json_object_set_new(body, "NextToken", json_string(st->token));
+    cur_call(st, out, C_DESCRIBE, "DescribeReportDefinitions", body);
+}
+
+/* A new describe round from the first page. */
+static void describe_from_start(cur_st_t *st, ob_step_t *out)
+{
+    free(st->token);
+    st->token = NULL;
+    st->pages = 0;
+    st->others[0] = '\0';
+    st->nothers = 0;
+    st->billing_view[0] = '\0';
+    describe_call(st, out);
+}
+
+static json_t *tags_json(const ob_request_t *r)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < r->ntags; i++)
+        json_array_append_new(
+            a, json_pack("{s:s, s:s}", "Key", r->tags[i].key, "Value", r->tags[i].value));
+    return a;
+}
+
+static void put_call(cur_st_t *st, ob_step_t *out)
+{
+    json_t *body = json_pack("{s:o}", "ReportDefinition", definition(st));
+    if (body && st->msg.request.ntags)
+        json_object_set_new(body, "Tags", tags_json(&st->msg.request));
+    cur_call(st, out, C_PUT, "PutReportDefinition", body);
+}
+
+static void modify_call(cur_st_t *st, ob_step_t *out)
+{
+    json_t *def = definition(st);
+    if (def && st->billing_view[0])
+        json_object_set_new(def, "BillingViewArn", json_string(st->billing_view));
+    json_t *body =
+        json_pack("{s:s, s:o}", "ReportName", st->msg.request.report.name, "ReportDefinition", def);
+    cur_call(st, out, C_MODIFY, "ModifyReportDefinition", body);
+}
+
+/* The hand-off to the iam stage. */
+static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
+{
+    ob_stage_msg_t m;
+    memset(&m, 0, sizeof(m));
+    if (ob_request_copy(&m.request, &st->msg.request) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot build the hand-off");
+        return;
+    }
+    m.stage = OB_STAGE_IAM;
+    m.has_bucket = 1;
+    m.bucket = st->msg.bucket;
+    ob_stage_fill_report(&m);
+    memcpy(m.trace, st->msg.trace, sizeof(m.trace));
+    ob_trace_t *t = &m.trace[OB_STAGE_CUR];
+    memset(t, 0, sizeof(*t));
+    t->present = 1;
+    snprintf(t->started_at, sizeof(t->started_at), "%s", st->started_at);
+    ob_msg_now(t->finished_at);
+    t->attempts = 1;
+    snprintf(t->worker, sizeof(t->worker), "cur");
+    ob_msg_error_t me;
+    char *json = NULL;
+    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the hand-off: %s", me.message);
+        ob_stage_msg_clear(&m);
+        return;
+    }
+    ob_stage_msg_clear(&m);
+    memset(out, 0, sizeof(*out));
+    st->outcome = outcome;
+    out->kind = OB_STEP_DONE;
+    out->emit = json;
+    out->emit_topic = "iam";
+    out->emit_schema = OB_SCHEMA_STAGE;
+    out->state[0] = "report";
+    out->state[1] = st->msg.request.report.name;
+    out->state[2] = "report_outcome";
+    out->state[3] = st->outcome;
+    out->state[4] = "report_changes";
+    out->state[5] = st->changes;
+}
+
+/* A FAIL step that keeps AWS's request id and status; the reason is cut to fit. */
+static void fail_from(ob_step_t *out, const ob_aws_result_t *res, ob_dlq_class_t cls,
+                      const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void fail_from(ob_step_t *out, const ob_aws_result_t *res, ob_dlq_class_t cls,
+                      const char *code, const char *field, const char *fmt, ...)
+{
+    char msg[sizeof(out->message)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ob_step_fail(out, cls, code, "%s", msg);
+    snprintf(out->field, sizeof(out->field), "%s", field);
+    snprintf(out->aws_request_id, sizeof(out->aws_request_id), "%s", res->aws.request_id);
+    out->http_status = (int)res->status;
+}
+
+static int is_aws(const ob_aws_result_t *res, const char *code)
+{
+    return res->err == OB_ERR_AWS && !strcmp(res->aws.code, code);
+}
+
+/* Another attempt changed the report between our describe and our write:
+ * look again, a few times at most. */
+static void race(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out, const char *what)
+{
+    if (++st->races > CUR_MAX_RACES) {
+        fail_from(out, res, OB_DLQ_RETRIES_EXHAUSTED, res->aws.code, "/report/name",
+                  "report %s kept changing under this attempt (%s, %d times): another attempt "
+                  "is working on the same account; replay later",
+                  st->msg.request.report.name, what, st->races);
+        return;
+    }
+    describe_from_start(st, out);
+}
+
+static void validation_failed(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out,
+                              const char *op)
+{
+    const ob_report_settings_t *s = &st->msg.request.report;
+    if (strstr(res->aws.message, "bucket permission")) {
+        fail_from(out, res, OB_DLQ_PERMANENT, "ValidationException", "/bucket/name",
+                  "%s: %s. The bucket %s must be this account's, in %s, with a policy letting "
+                  "billingreports.amazonaws.com call s3:GetBucketAcl, s3:GetBucketPolicy and "
+                  "s3:PutObject (the bucket stage writes it): replay from the bucket stage",
+                  op, res->aws.message, st->msg.bucket.name, st->msg.bucket.region);
+        return;
+    }
+    if (res->aws.message[0]) {
+        fail_from(out, res, OB_DLQ_PERMANENT, "ValidationException", "/report",
+                  "%s refused report %s: %s", op, s->name, res->aws.message);
+        return;
+    }
+    char elems[96], arts[96];
+    set_text(elems, sizeof(elems), s->schema_elements, ob_schema_elem_name);
+    set_text(arts, sizeof(arts), s->artifacts, ob_artifact_name);
+    /* The settings first: a long name or prefix is what gets cut. */
+    fail_from(out, res, OB_DLQ_PERMANENT, "ValidationException", "/report",
+              "%s: AWS refused the definition with no reason (it does so for setting "
+              "combinations it does not accept); sent TimeUnit %s, Format %s, Compression %s, "
+              "AdditionalSchemaElements %s, AdditionalArtifacts %s, ReportVersioning %s, "
+              "RefreshClosedReports %s, S3Bucket %s, S3Region %s, S3Prefix \"%s\", ReportName %s",
+              op, ob_time_unit_name(s->time_unit), ob_format_name(s->format),
+              ob_compression_name(s->compression), elems, arts, ob_versioning_name(s->versioning),
+              s->refresh_closed_reports ? "true" : "false", st->msg.bucket.name,
+              st->msg.bucket.region, s->prefix, s->name);
+}
+
+static void remember_other(cur_st_t *st, const char *name)
+{
+    size_t used = strlen(st->others);
+    if (used + 1 < sizeof(st->others))
+        snprintf(st->others + used, sizeof(st->others) - used, "%s%s", used ? ", " : "", name);
+    st->nothers++;
+}
+
+static void bad_reply(ob_step_t *out, const ob_aws_result_t *res, const char *why)
+{
+    fail_from(out, res, OB_DLQ_RETRIES_EXHAUSTED, "bad_reply", "", "DescribeReportDefinitions: %s",
+              why);
+}
+
+static void on_describe(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (res->err != OB_OK) {
+        ob_step_fail_aws(out, res);
+        return;
+    }
+    json_t *reply = NULL;
+    char err[256];
+    if (ob_aws_json_parse(res->body.data, res->body.len, &reply, err, sizeof(err)) != OB_OK) {
+        char why[320];
+        snprintf(why, sizeof(why), "the reply is not a JSON object: %s", err);
+        bad_reply(out, res, why);
+        return;
+    }
+    st->pages++;
+    const json_t *defs = json_object_get(reply, "ReportDefinitions");
+    const json_t *token = json_object_get(reply, "NextToken");
+    if ((defs && !json_is_null(defs) && !json_is_array(defs)) ||
+        (token && !json_is_null(token) && !json_is_string(token))) {
+        json_decref(reply);
+        bad_reply(out, res, "ReportDefinitions is not a list or NextToken not a string");
+        return;
+    }
+    const char *want = st->msg.request.report.name;
+    const json_t *found = NULL;
+    size_t i;
+    const json_t *d;
+    json_array_foreach(defs, i, d)
+    {
+        const char *name = json_string_value(json_object_get(d, "ReportName"));
+        if (!name)
+            continue;
+        if (!strcmp(name, want)) {
+            found = d;
+            break;
+        }
+        remember_other(st, name);
+    }
+    if (found) {
+        json_t *ours = definition(st);
+        const char *view = json_string_value(json_object_get(found, "BillingViewArn"));
+        snprintf(st->billing_view, sizeof(st->billing_view), "%s", view ? view : "");
+        int n = ours ? differences(st, found, ours) : -1;
+        json_decref(ours);
+        json_decref(reply);
+        if (n < 0)
+            ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot build the definition");
+        else if (n == 0)
+            hand_off(st, "unchanged", out);
+        else
+            modify_call(st, out);
+        return;
+    }
+    const char *next = json_string_value(token);
+    if (next && *next) {
+        if (st->pages >= CUR_MAX_PAGES || strlen(next) > CUR_TOKEN_MAX ||
+            (st->token && !strcmp(st->token, next))) {
+            json_decref(reply);
+            bad_reply(out, res,
+                      "the pages do not end (more pages than an account can fill, or "
+                      "the same NextToken again)");
+            return;
+        }
+        free(st->token);
+        st->token = strdup(next);
+        json_decref(reply);
+        if (!st->token) {
+            ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot keep the NextToken");
+            return;
+        }
+        describe_call(st, out);
+        return;
+    }
+    json_decref(reply);
+    put_call(st, out);
+}
+
+static void on_put(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (res->err == OB_OK) {
+        st->changes[0] = '\0';
+        hand_off(st, "created", out);
+    } else if (is_aws(res, "DuplicateReportNameException")) {
+        race(st, res, out, "created by someone else after our describe");
+    } else if (is_aws(res, "ReportLimitReachedException")) {
+        fail_from(out, res, OB_DLQ_PERMANENT, "ReportLimitReachedException", "/report/name",
+                  "account %s already has 5 Cost and Usage Reports, the AWS limit, and none is "
+                  "named %s (found: %s); delete one it no longer needs or name an existing one "
+                  "in the request (report.name), then replay",
+                  st->msg.request.account_id, st->msg.request.report.name,
+                  st->nothers ? st->others : "none listed");
+    } else if (is_aws(res, "ValidationException")) {
+        validation_failed(st, res, out, "PutReportDefinition");
+    } else {
+        ob_step_fail_aws(out, res);
+    }
+}
+
+static void on_modify(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (res->err == OB_OK) {
+        hand_off(st, "modified", out);
+    } else if (is_aws(res, "ValidationException") && (strstr(res->aws.message, "doesn't exist") ||
+                                                      strstr(res->aws.message, "does not exist"))) {
+        race(st, res, out, "deleted by someone else after our describe");
+    } else if (is_aws(res, "ValidationException")) {
+        validation_failed(st, res, out, "ModifyReportDefinition");
+    } else {
+        ob_step_fail_aws(out, res);
+    }
+}
+
+static void cur_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
+{
+    cur_st_t *st = p;
+    if (!res) {
+        describe_from_start(st, out);
+        return;
+    }
+    switch (st->call) {
+    case C_DESCRIBE:
+        on_describe(st, res, out);
+        break;
+    case C_PUT:
+        on_put(st, res, out);
+        break;
+    case C_MODIFY:
+        on_modify(st, res, out);
+        break;
+    }
+}
+
+static ob_err_t cur_parse(void *p, const ob_config_t *cfg, const char *payload, size_t len,
+                          ob_job_plan_t *plan, ob_step_t *fail)
+{
+    cur_st_t *st = p;
+    (void)cfg;
+    ob_msg_error_t me;
+    memset(&me, 0, sizeof(me));
+    if (ob_stage_parse(payload, len, &st->msg, &me) != OB_OK) {
+        ob_step_fail(fail, ob_dlq_class_for(&me), me.code, "%s", me.message);
+        snprintf(fail->field, sizeof(fail->field), "%s", me.field);
+        return OB_ERR_PARSE;
+    }
+    if (st->msg.stage != OB_STAGE_CUR) {
+        ob_step_fail(fail, OB_DLQ_INVALID_INPUT, "enum",
+                     "/stage: the cur worker takes hand-offs for stage cur, got %s (produced to "
+                     "the wrong topic?)",
+                     ob_stage_name(st->msg.stage));
+        snprintf(fail->field, sizeof(fail->field), "/stage");
+        return OB_ERR_PARSE;
+    }
+    const ob_request_t *r = &st->msg.request;
+    /* The codec has checked that the role's partition is the region's. */
+    if (!strncmp(r->region, "us-gov-", 7)) {
+        ob_step_fail(
+            fail, OB_DLQ_PERMANENT, "unsupported_partition",
+            "/request/region: Cost and Usage Reports are not offered in AWS GovCloud (US); a "
+            "GovCloud account's costs are reported in its associated standard account, "
+            "which is the one to onboard");
+        snprintf(fail->field, sizeof(fail->field), "/request/region");
+        return OB_ERR_PARSE;
+    }
+    st->cur_region = !strncmp(r->region, "cn-", 3) ? "cn-northwest-1" : "us-east-1";
+    snprintf(plan->account_id, sizeof(plan->account_id), "%s", r->account_id);
+    snprintf(plan->request_id, sizeof(plan->request_id), "%s", r->request_id);
+    snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", r->role_arn);
+    snprintf(plan->external_id, sizeof(plan->external_id), "%s", r->external_id);
+    snprintf(plan->region, sizeof(plan->region), "%s", r->region);
+    ob_msg_now(st->started_at);
+    return OB_OK;
+}
+
+static void cur_clear(void *p)
+{
+    cur_st_t *st = p;
+    ob_stage_msg_clear(&st->msg);
+    free(st->token);
+    st->token = NULL;
+}
+
+const ob_stage_ops_t ob_stage_cur = {
+    .name = "cur",
+    .stage = OB_STAGE_CUR,
+    .input = "cur",
+    .state_size = sizeof(cur_st_t),
+    .parse = cur_parse,
+    .step = cur_step,
+    .clear = cur_clear,
+};
