@@ -58,7 +58,7 @@ const ob_cfg_def_t ob_config_table[] = {
     {"stack.redo.max", OB_CFG_INT, "2", 0, 10, OFF(stack_redo_max), 0,
      "rolled-back stacks deleted and created again before giving up"},
     {"connect.retries", OB_CFG_INT, "10", 0, 100, OFF(connect_retries), 0,
-     "AssumeRole attempts on a just-created role (IAM is eventually consistent)"},
+     "AssumeRole retries on a just-created role (IAM is eventually consistent)"},
     {"connect.retry.wait", OB_CFG_MS, "2s", 10, 600000, OFF(connect_retry_ms), 0,
      "wait between those attempts"},
 };
