@@ -504,6 +504,18 @@ static void on_aws(ob_aws_result_t *res, void *arg)
     job_run_step(j, res);
 }
 
+/* scheme://host[:port] of a URL: error texts never show its path, query or user info. */
+static void url_origin(const char *url, char *out, size_t n)
+{
+    const char *p = strstr(url, "://");
+    const char *host = p ? p + 3 : url;
+    const char *at = strchr(host, '@');
+    const char *end = host + strcspn(host, "/?#");
+    if (at && at < end)
+        host = at + 1;
+    snprintf(out, n, "%.*s%.*s", p ? (int)(p + 3 - url) : 0, url, (int)(end - host), host);
+}
+
 static void on_http_done(ob_http_resp_t *resp, void *arg)
 {
     job_t *j = arg;
@@ -523,12 +535,14 @@ static void on_http_done(ob_http_resp_t *resp, void *arg)
         res.retry_class = resp->err != OB_OK ? ob_retry_classify(OB_SVC_STS, resp->err, 0, NULL)
                           : resp->status == 429 || resp->status >= 500 ? OB_RETRY_TRANSIENT
                                                                        : OB_RETRY_NO;
+        char origin[256];
+        url_origin(j->http.http_url, origin, sizeof(origin));
         if (resp->err != OB_OK)
-            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: %s", j->http.http_method,
-                     j->http.http_url, resp->errmsg);
+            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: %s", j->http.http_method, origin,
+                     ob_err2str(resp->err));
         else
-            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: HTTP %ld", j->http.http_method,
-                     j->http.http_url, resp->status);
+            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: HTTP %ld", j->http.http_method, origin,
+                     resp->status);
         int max = (int)w->cfg->aws_max_attempts;
         if (res.retry_class != OB_RETRY_NO && j->http_attempts < max) {
             double cap = (double)w->cfg->aws_max_backoff_ms / 1000.0;
