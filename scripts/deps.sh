@@ -40,9 +40,11 @@ fi
 # system's): moto, an independent implementation of the AWS APIs.
 CACHE=${OB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/onboard}
 VENV=$CACHE/venv
-PY_REQS=("moto[server]==5.2.5")
-if [ ! -x "$VENV/bin/moto_server" ]; then
-  echo "deps: creating $VENV with ${PY_REQS[*]}"
-  python3 -m venv "$VENV"
+PY_REQS=("moto[server]==5.2.5" "cfn-lint==1.58.0")
+STAMP="$VENV/.reqs-$(printf '%s\n' "${PY_REQS[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$STAMP" ]; then
+  echo "deps: installing ${PY_REQS[*]} into $VENV"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_REQS[@]}"
+  touch "$STAMP"
 fi

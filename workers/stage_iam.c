@@ -1,0 +1,846 @@
+/*
+ * The iam stage: the Billing Engine role, launched as a CloudFormation stack
+ * in each account (the template is workers/templates/billing-engine-role.json,
+ * compiled in as ob_iam_template).
+ *
+ * Input: onboard.stage/1 at stage iam (new accounts carry the bucket and
+ * report results, existing accounts none). Output: the hand-off to the
+ * connect topic with results.stack {id, name, role_arn, external_id}.
+ *
+ * The stage is level-triggered: it describes the stack (by name, in the
+ * account's identity and the request's region) and decides from what it
+ * sees, never from what it believes it did; one stack poll is one more
+ * describe after a WAIT step, so thousands of stacks in progress are only
+ * thousands of timers in the runtime.
+ *
+ *   does not exist       -> CreateStack (a new ExternalId, unless a stack of
+ *                           this run already had one)
+ *   *_IN_PROGRESS        -> WAIT stack.poll, describe again
+ *   CREATE/UPDATE_COMPLETE  made or updated by this run: done; found so at
+ *                           the start (a rerun, an existing account, a new
+ *                           template): UpdateStack, where "No updates are to
+ *                           be performed." is success
+ *   UPDATE_ROLLBACK_COMPLETE  after our update: permanent failure with the
+ *                           reason; found at the start: UpdateStack again
+ *   ROLLBACK_COMPLETE, CREATE_FAILED, REVIEW_IN_PROGRESS
+ *                        -> DeleteStack, wait until gone, create again, at
+ *                           most stack.redo.max times; then a permanent
+ *                           failure with the reason of the resource that
+ *                           failed (DescribeStackEvents)
+ *   *_FAILED otherwise   -> permanent: a person has to look at the stack
+ *
+ * The ExternalId (128 bits from OpenSSL, 32 hex) is generated once per
+ * account: the stack keeps it (its ExternalId parameter is not NoEcho, see
+ * the template's Description), every update sends UsePreviousValue, and a
+ * redo reuses the one of the stack it deleted. It is never logged, never put
+ * in an error message or a state field: it only travels in the CreateStack
+ * call and in the connect hand-off.
+ *
+ * Idempotency: every CreateStack, UpdateStack and DeleteStack carries a
+ * ClientRequestToken derived from the request id, the account, the region,
+ * the stack name and the stack it is about: the stack to update or delete,
+ * or for a create after a redo the rolled-back stack just deleted (so every
+ * redo has a token of its own). The runtime's HTTP retries and a redelivered
+ * message are thus deduplicated by CloudFormation. A token CloudFormation
+ * ties to an older stack (CreateStack answered with a stack already deleted,
+ * or TokenAlreadyExistsException) moves a counter in the token on.
+ * AlreadyExistsException is a concurrent create: describe again.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_awsproto.h"
+#include "ob_crypto.h"
+#include "stages.h"
+
+/* A stack still in progress after this long is given up (retries exhausted). */
+#define IAM_MAX_WAIT_MS (60LL * 60 * 1000)
+/* Concurrent creates, vanishing stacks, busy stacks and bad replies tolerated. */
+#define IAM_MAX_RACES       5
+#define IAM_MAX_TOKEN_BUMPS 3
+#define IAM_MAX_BAD_REPLIES 3
+#define IAM_STATUS_LEN      64
+#define IAM_REASON_LEN      400
+#define IAM_TAG_MANAGED     "onboard:managed-by"
+
+typedef enum pending_e {
+    P_START = 0, /* nothing asked yet */
+    P_WAIT,      /* a WAIT step: describe next */
+    P_DESCRIBE,
+    P_CREATE,
+    P_UPDATE,
+    P_DELETE,
+    P_EVENTS /* the failure reason, before giving up */
+} pending_t;
+
+typedef enum acted_e { A_NONE = 0, A_CREATED, A_UPDATED, A_DELETED } acted_t;
+
+/* What the last DescribeStacks showed. */
+typedef struct seen_s {
+    char id[OB_STACK_ID_LEN];
+    char status[IAM_STATUS_LEN];
+    char reason[IAM_REASON_LEN];
+    char role_arn[OB_ROLE_ARN_LEN];
+    int has_ext_param;                  /* the stack has an ExternalId parameter */
+    char external_id[OB_BE_EXT_ID_LEN]; /* "" unless it is 32 lowercase hex */
+    int has_bucket_param;
+} seen_t;
+
+typedef struct iam_st_s {
+    ob_stage_msg_t in;
+    char principal[OB_ROLE_ARN_LEN];
+    char stack_name[OB_STACK_NAME_LEN];
+    long long poll_ms;
+    int redo_max;
+    char started_at[OB_TIME_LEN];
+
+    pending_t pending;
+    seen_t seen;
+    char external_id[OB_BE_EXT_ID_LEN]; /* "" until known; never logged */
+    acted_t acted;
+    char acted_id[OB_STACK_ID_LEN]; /* the stack our last create/update answered with */
+    char redo_of[OB_STACK_ID_LEN];  /* the rolled-back stack this run deleted ("" none) */
+    int redo;                       /* rolled-back stacks deleted */
+    int races, token_bumps, bad_replies;
+    long long waited_ms;
+    char fail_reason[IAM_REASON_LEN]; /* StackStatusReason of the stack we gave up on */
+    char fail_status[IAM_STATUS_LEN];
+} iam_st_t;
+
+/* ---- small helpers ---- */
+
+static int hex32(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return 0;
+    return n == 32;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static int digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return s[n] == '\0' || s[n] == ':';
+}
+
+/* What the template's BillingEnginePrincipal accepts: an account id, an
+ * account root ARN, or an IAM role or user ARN. */
+static int principal_ok(const char *p)
+{
+    if (strlen(p) == 12 && digits(p, 12))
+        return 1;
+    const char *parts[] = {"arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(parts[i]);
+        if (strncmp(p, parts[i], n) != 0)
+            continue;
+        const char *a = p + n;
+        if (strlen(a) < 13 || !digits(a, 12) || a[12] != ':')
+            return 0;
+        const char *r = a + 13;
+        if (!strcmp(r, "root"))
+            return 1;
+        const char *name = !strncmp(r, "role/", 5) ? r + 5 : !strncmp(r, "user/", 5) ? r + 5 : NULL;
+        if (!name || !*name || strlen(name) > 512)
+            return 0;
+        for (; *name; name++)
+            if (!((*name >= 'a' && *name <= 'z') || (*name >= 'A' && *name <= 'Z') ||
+                  (*name >= '0' && *name <= '9') || strchr("_+=,.@/-", *name)))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* A stack name that is also a valid role name (the template names the role
+ * after the stack): 1-64 letters, digits and hyphens, starting with a letter. */
+static int stack_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-'))
+            return 0;
+    return 1;
+}
+
+static int aws_code_is(const ob_aws_result_t *res, const char *code)
+{
+    return res->err == OB_ERR_AWS && !strcmp(res->aws.code, code);
+}
+
+static int validation_says(const ob_aws_result_t *res, const char *text)
+{
+    return aws_code_is(res, "ValidationError") && strstr(res->aws.message, text) != NULL;
+}
+
+/* "ob-" + 40 hex of SHA-256 over what makes the call unique. */
+static void make_token(const iam_st_t *st, const char *op, const char *what, int gen, char out[48])
+{
+    char buf[1024], hex[OB_SHA256_HEX_LEN];
+    snprintf(buf, sizeof(buf), "onboard.iam|%s|%s|%s|%s|%s|%s|%d", op, st->in.request.request_id,
+             st->in.request.account_id, st->in.request.region, st->stack_name, what, gen);
+    ob_sha256_hex(buf, strlen(buf), hex);
+    snprintf(out, 48, "ob-%.40s", hex);
+}
+
+/* ---- steps ---- */
+
+static void fail_with_stack(iam_st_t *st, ob_step_t *out)
+{
+    out->state[0] = "stack_id";
+    out->state[1] = st->seen.id;
+    out->state[2] = "stack_status";
+    out->state[3] = st->seen.status;
+}
+
+static void fail_aws(iam_st_t *st, ob_step_t *out, const ob_aws_result_t *res)
+{
+    ob_step_fail_aws(out, res);
+    fail_with_stack(st, out);
+}
+
+static void wait_poll(iam_st_t *st, ob_step_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = OB_STEP_WAIT;
+    out->wait_ms = (uint64_t)st->poll_ms;
+    st->waited_ms += st->poll_ms;
+    st->pending = P_WAIT;
+}
+
+static int query_start(iam_st_t *st, ob_step_t *out, const char *action, pending_t p)
+{
+    char err[256];
+    memset(out, 0, sizeof(*out));
+    if (ob_query_init(&out->req, OB_SVC_CLOUDFORMATION, action, err, sizeof(err)) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "%s: %s", action, err);
+        return -1;
+    }
+    out->kind = OB_STEP_CALL;
+    snprintf(out->region, sizeof(out->region), "%s", st->in.request.region);
+    st->pending = p;
+    return 0;
+}
+
+/* Add key=value pairs; a failure turns the step into a FAIL. */
+static int q(ob_step_t *out, const char *key, const char *value)
+{
+    char err[256];
+    if (out->kind != OB_STEP_CALL)
+        return -1;
+    if (ob_query_add(&out->req, key, value, err, sizeof(err)) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "%s: %s", key, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int qm(ob_step_t *out, const char *list, int i, const char *field, const char *value)
+{
+    char err[256];
+    if (out->kind != OB_STEP_CALL)
+        return -1;
+    if (ob_query_add_member(&out->req, list, i, field, value, err, sizeof(err)) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "%s.%d.%s: %s", list, i, field, err);
+        return -1;
+    }
+    return 0;
+}
+
+static void describe(iam_st_t *st, ob_step_t *out)
+{
+    if (query_start(st, out, "DescribeStacks", P_DESCRIBE) == 0)
+        q(out, "StackName", st->stack_name);
+}
+
+/* Capabilities and Tags, shared by CreateStack and UpdateStack: our own tag
+ * first, then the request's (ours is left out when they already fill the
+ * 50 CloudFormation allows). */
+static void add_common(iam_st_t *st, ob_step_t *out)
+{
+    qm(out, "Capabilities.member", 1, NULL, "CAPABILITY_NAMED_IAM");
+    const ob_request_t *r = &st->in.request;
+    int n = 0;
+    if (r->ntags < 50) {
+        qm(out, "Tags.member", ++n, "Key", IAM_TAG_MANAGED);
+        qm(out, "Tags.member", n, "Value", "onboard-iam");
+    }
+    for (size_t i = 0; i < r->ntags && n < 50; i++) {
+        qm(out, "Tags.member", ++n, "Key", r->tags[i].key);
+        qm(out, "Tags.member", n, "Value", r->tags[i].value);
+    }
+}
+
+static void create(iam_st_t *st, ob_step_t *out)
+{
+    if (!st->external_id[0]) {
+        uint8_t rnd[16];
+        if (ob_random_bytes(rnd, sizeof(rnd)) != OB_OK) {
+            ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "random",
+                         "OpenSSL could not produce random bytes for the ExternalId");
+            return;
+        }
+        ob_hex(rnd, sizeof(rnd), st->external_id);
+    }
+    char token[48];
+    make_token(st, "CreateStack", st->redo_of, st->token_bumps, token);
+    if (query_start(st, out, "CreateStack", P_CREATE) != 0)
+        return;
+    const ob_request_t *r = &st->in.request;
+    q(out, "StackName", st->stack_name);
+    q(out, "TemplateBody", ob_iam_template);
+    qm(out, "Parameters.member", 1, "ParameterKey", "BillingEnginePrincipal");
+    qm(out, "Parameters.member", 1, "ParameterValue", st->principal);
+    qm(out, "Parameters.member", 2, "ParameterKey", "ExternalId");
+    qm(out, "Parameters.member", 2, "ParameterValue", st->external_id);
+    qm(out, "Parameters.member", 3, "ParameterKey", "CurBucket");
+    qm(out, "Parameters.member", 3, "ParameterValue", r->has_bucket ? r->bucket : "");
+    add_common(st, out);
+    q(out, "OnFailure", "ROLLBACK");
+    q(out, "ClientRequestToken", token);
+}
+
+static void update(iam_st_t *st, ob_step_t *out)
+{
+    char token[48];
+    make_token(st, "UpdateStack", st->seen.id, 0, token);
+    if (query_start(st, out, "UpdateStack", P_UPDATE) != 0)
+        return;
+    const ob_request_t *r = &st->in.request;
+    q(out, "StackName", st->stack_name);
+    q(out, "TemplateBody", ob_iam_template);
+    qm(out, "Parameters.member", 1, "ParameterKey", "BillingEnginePrincipal");
+    qm(out, "Parameters.member", 1, "ParameterValue", st->principal);
+    qm(out, "Parameters.member", 2, "ParameterKey", "ExternalId");
+    qm(out, "Parameters.member", 2, "UsePreviousValue", "true");
+    qm(out, "Parameters.member", 3, "ParameterKey", "CurBucket");
+    if (r->has_bucket)
+        qm(out, "Parameters.member", 3, "ParameterValue", r->bucket);
+    else if (st->seen.has_bucket_param)
+        qm(out, "Parameters.member", 3, "UsePreviousValue", "true"); /* keep what it reads */
+    else
+        qm(out, "Parameters.member", 3, "ParameterValue", "");
+    add_common(st, out);
+    q(out, "ClientRequestToken", token);
+}
+
+static void delete_stack(iam_st_t *st, ob_step_t *out)
+{
+    char token[48];
+    make_token(st, "DeleteStack", st->seen.id, 0, token);
+    if (query_start(st, out, "DeleteStack", P_DELETE) != 0)
+        return;
+    /* By id: never a newer stack that took the name meanwhile. */
+    q(out, "StackName", st->seen.id);
+    q(out, "ClientRequestToken", token);
+}
+
+static void events(iam_st_t *st, ob_step_t *out)
+{
+    if (query_start(st, out, "DescribeStackEvents", P_EVENTS) == 0)
+        q(out, "StackName", st->seen.id);
+}
+
+/* Give up on a stack that failed: permanent, with the stack's reason and,
+ * when found, the first resource's. */
+static void give_up(iam_st_t *st, ob_step_t *out, const char *resource_reason)
+{
+    const char *why = st->fail_reason[0] ? st->fail_reason : "(no reason given)";
+    if (resource_reason && resource_reason[0])
+        ob_step_fail(out, OB_DLQ_PERMANENT, "stack_failed",
+                     "stack %s in %s is %s after %d redo%s: %s (%s)", st->stack_name,
+                     st->in.request.region, st->fail_status, st->redo, st->redo == 1 ? "" : "s",
+                     resource_reason, why);
+    else
+        ob_step_fail(out, OB_DLQ_PERMANENT, "stack_failed",
+                     "stack %s in %s is %s after %d redo%s: %s", st->stack_name,
+                     st->in.request.region, st->fail_status, st->redo, st->redo == 1 ? "" : "s",
+                     why);
+    fail_with_stack(st, out);
+    out->state[3] = st->fail_status;
+}
+
+static void hand_off(iam_st_t *st, ob_step_t *out)
+{
+    if (!st->seen.role_arn[0]) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "stack_output",
+                     "stack %s is %s but has no RoleArn output: it was not made from the "
+                     "Billing Engine template",
+                     st->seen.id, st->seen.status);
+        fail_with_stack(st, out);
+        return;
+    }
+    ob_stage_msg_t m;
+    memset(&m, 0, sizeof(m));
+    if (ob_request_copy(&m.request, &st->in.request) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "out_of_memory", "cannot build the hand-off");
+        return;
+    }
+    m.stage = OB_STAGE_CONNECT;
+    m.has_bucket = st->in.has_bucket;
+    m.bucket = st->in.bucket;
+    m.has_report = st->in.has_report;
+    m.report = st->in.report;
+    memcpy(m.trace, st->in.trace, sizeof(m.trace));
+    m.has_stack = 1;
+    snprintf(m.stack.id, sizeof(m.stack.id), "%s", st->seen.id);
+    snprintf(m.stack.name, sizeof(m.stack.name), "%s", st->stack_name);
+    snprintf(m.stack.role_arn, sizeof(m.stack.role_arn), "%s", st->seen.role_arn);
+    snprintf(m.stack.external_id, sizeof(m.stack.external_id), "%s", st->external_id);
+    ob_trace_t *t = &m.trace[OB_STAGE_IAM];
+    t->present = 1;
+    snprintf(t->started_at, sizeof(t->started_at), "%s", st->started_at);
+    ob_msg_now(t->finished_at);
+    t->attempts = 1;
+    snprintf(t->worker, sizeof(t->worker), "iam");
+    ob_msg_error_t me;
+    char *json = NULL;
+    ob_err_t e = ob_stage_to_json(&m, &json, NULL, &me);
+    ob_stage_msg_clear(&m);
+    if (e != OB_OK) {
+        /* The codec never echoes the ExternalId in its messages. */
+        ob_step_fail(out, OB_DLQ_PERMANENT, me.code[0] ? me.code : "hand_off",
+                     "cannot build the hand-off: %s", me.message);
+        snprintf(out->field, sizeof(out->field), "%s", me.field);
+        fail_with_stack(st, out);
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    out->kind = OB_STEP_DONE;
+    out->emit = json;
+    out->emit_topic = "connect";
+    out->emit_schema = OB_SCHEMA_STAGE;
+    out->state[0] = "stack_id";
+    out->state[1] = st->seen.id;
+    out->state[2] = "role_arn";
+    out->state[3] = st->seen.role_arn;
+    out->state[4] = "stack_status";
+    out->state[5] = st->seen.status;
+}
+
+/* The stack's ExternalId must be readable before it is kept or handed on. */
+static int need_external_id(iam_st_t *st, ob_step_t *out)
+{
+    if (st->seen.external_id[0])
+        return 0;
+    ob_step_fail(out, OB_DLQ_PERMANENT, "external_id",
+                 st->seen.has_ext_param
+                     ? "stack %s has an ExternalId parameter that is not 32 lowercase hex digits "
+                       "(NoEcho, or set by hand): the ExternalId cannot be kept; delete the "
+                       "stack to start over with a new one"
+                     : "stack %s has no ExternalId parameter: it was not made from the Billing "
+                       "Engine template",
+                 st->seen.id);
+    fail_with_stack(st, out);
+    return -1;
+}
+
+/* The stack is not there (never made, or deleted). */
+static void on_gone(iam_st_t *st, ob_step_t *out)
+{
+    memset(&st->seen, 0, sizeof(st->seen));
+    if (st->acted == A_CREATED) {
+        /* CreateStack answered, yet no stack: its token belongs to a stack
+         * deleted earlier (CloudFormation replayed that call), or someone
+         * deleted ours. A new generation makes a new token. */
+        if (++st->token_bumps > IAM_MAX_TOKEN_BUMPS) {
+            ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_vanished",
+                         "stack %s in %s does not exist right after CreateStack succeeded, %d "
+                         "times",
+                         st->stack_name, st->in.request.region, st->token_bumps);
+            return;
+        }
+    }
+    st->acted = A_NONE;
+    create(st, out);
+}
+
+static int seen_is(const iam_st_t *st, const char *status)
+{
+    return !strcmp(st->seen.status, status);
+}
+
+static int ours(const iam_st_t *st, acted_t a)
+{
+    return st->acted == a && (!st->acted_id[0] || !strcmp(st->acted_id, st->seen.id));
+}
+
+/* Decide from what DescribeStacks showed. */
+static void on_seen(iam_st_t *st, ob_step_t *out)
+{
+    if (st->seen.external_id[0])
+        snprintf(st->external_id, sizeof(st->external_id), "%s", st->seen.external_id);
+    if (seen_is(st, "DELETE_COMPLETE")) {
+        on_gone(st, out);
+        return;
+    }
+    if (seen_is(st, "ROLLBACK_COMPLETE") || seen_is(st, "CREATE_FAILED") ||
+        seen_is(st, "REVIEW_IN_PROGRESS")) {
+        /* Nothing usable: delete it and create it again. */
+        snprintf(st->fail_reason, sizeof(st->fail_reason), "%s", st->seen.reason);
+        snprintf(st->fail_status, sizeof(st->fail_status), "%s", st->seen.status);
+        if (st->redo >= st->redo_max) {
+            events(st, out);
+            return;
+        }
+        st->redo++;
+        snprintf(st->redo_of, sizeof(st->redo_of), "%s", st->seen.id);
+        st->acted = A_NONE;
+        delete_stack(st, out);
+        return;
+    }
+    if (ends_with(st->seen.status, "_IN_PROGRESS")) {
+        if (st->waited_ms >= IAM_MAX_WAIT_MS) {
+            ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
+                         "stack %s is still %s after %lld minutes", st->stack_name, st->seen.status,
+                         st->waited_ms / 60000);
+            fail_with_stack(st, out);
+            return;
+        }
+        wait_poll(st, out);
+        return;
+    }
+    if (seen_is(st, "CREATE_COMPLETE") || seen_is(st, "UPDATE_COMPLETE") ||
+        seen_is(st, "IMPORT_COMPLETE")) {
+        if (need_external_id(st, out) != 0)
+            return;
+        if (ours(st, A_CREATED) || ours(st, A_UPDATED)) {
+            hand_off(st, out);
+            return;
+        }
+        update(st, out); /* found complete: bring it to this template and these parameters */
+        return;
+    }
+    if (seen_is(st, "UPDATE_ROLLBACK_COMPLETE") || seen_is(st, "IMPORT_ROLLBACK_COMPLETE")) {
+        if (ours(st, A_UPDATED)) {
+            snprintf(st->fail_reason, sizeof(st->fail_reason), "%s", st->seen.reason);
+            snprintf(st->fail_status, sizeof(st->fail_status), "%s", st->seen.status);
+            events(st, out);
+            return;
+        }
+        if (need_external_id(st, out) != 0)
+            return;
+        update(st, out); /* an earlier update rolled back: try it again */
+        return;
+    }
+    /* ROLLBACK_FAILED, UPDATE_ROLLBACK_FAILED, DELETE_FAILED, UPDATE_FAILED...:
+     * CloudFormation could not clean up; retrying cannot help. */
+    ob_step_fail(out, OB_DLQ_PERMANENT, "stack_failed",
+                 "stack %s in %s is %s and needs a person (continue the rollback or delete it): "
+                 "%s",
+                 st->stack_name, st->in.request.region, st->seen.status,
+                 st->seen.reason[0] ? st->seen.reason : "(no reason given)");
+    fail_with_stack(st, out);
+}
+
+/* A reply that is 200 but not what the call answers: ask again after a poll. */
+static void bad_reply(iam_st_t *st, ob_step_t *out, const char *what, const char *err)
+{
+    if (++st->bad_replies > IAM_MAX_BAD_REPLIES) {
+        ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "bad_reply", "%s: %s", what, err);
+        fail_with_stack(st, out);
+        return;
+    }
+    wait_poll(st, out);
+}
+
+static void copy_text(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src ? src : "");
+}
+
+static void on_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (validation_says(res, "does not exist")) {
+        on_gone(st, out);
+        return;
+    }
+    if (res->err != OB_OK) {
+        fail_aws(st, out, res);
+        return;
+    }
+    ob_xml_doc_t *doc = NULL;
+    const ob_xml_node_t *result = NULL;
+    char err[256];
+    if (ob_query_parse_result(res->body.data ? res->body.data : "", res->body.len, "DescribeStacks",
+                              &doc, &result, err, sizeof(err)) != OB_OK) {
+        bad_reply(st, out, "DescribeStacks", err);
+        return;
+    }
+    const ob_xml_node_t *m = ob_xml_path(result, "Stacks/member");
+    if (!m) {
+        /* An empty list for a name: as good as "does not exist". */
+        ob_xml_free(doc);
+        on_gone(st, out);
+        return;
+    }
+    seen_t *s = &st->seen;
+    memset(s, 0, sizeof(*s));
+    copy_text(s->id, sizeof(s->id), ob_xml_path_text(m, "StackId"));
+    copy_text(s->status, sizeof(s->status), ob_xml_path_text(m, "StackStatus"));
+    copy_text(s->reason, sizeof(s->reason), ob_xml_path_text(m, "StackStatusReason"));
+    const ob_xml_node_t *p;
+    for (p = ob_xml_child(ob_xml_child(m, "Parameters"), "member"); p;
+         p = ob_xml_next(p, "member")) {
+        const char *k = ob_xml_path_text(p, "ParameterKey");
+        const char *v = ob_xml_path_text(p, "ParameterValue");
+        if (k && !strcmp(k, "ExternalId")) {
+            s->has_ext_param = 1;
+            if (v && hex32(v))
+                copy_text(s->external_id, sizeof(s->external_id), v);
+        } else if (k && !strcmp(k, "CurBucket")) {
+            s->has_bucket_param = 1;
+        }
+    }
+    for (p = ob_xml_child(ob_xml_child(m, "Outputs"), "member"); p; p = ob_xml_next(p, "member")) {
+        const char *k = ob_xml_path_text(p, "OutputKey");
+        if (k && !strcmp(k, "RoleArn"))
+            copy_text(s->role_arn, sizeof(s->role_arn), ob_xml_path_text(p, "OutputValue"));
+    }
+    ob_xml_free(doc);
+    if (!s->id[0] || !s->status[0]) {
+        bad_reply(st, out, "DescribeStacks", "a stack without StackId or StackStatus");
+        return;
+    }
+    on_seen(st, out);
+}
+
+/* The StackId a CreateStack/UpdateStack reply names ("" when unreadable:
+ * the call happened all the same). */
+static void reply_stack_id(const ob_aws_result_t *res, const char *action, char *out, size_t n)
+{
+    ob_xml_doc_t *doc = NULL;
+    const ob_xml_node_t *result = NULL;
+    char err[256];
+    out[0] = '\0';
+    if (ob_query_parse_result(res->body.data ? res->body.data : "", res->body.len, action, &doc,
+                              &result, err, sizeof(err)) == OB_OK)
+        copy_text(out, n, ob_xml_path_text(result, "StackId"));
+    ob_xml_free(doc);
+}
+
+static void on_create(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (res->err == OB_OK) {
+        st->acted = A_CREATED;
+        reply_stack_id(res, "CreateStack", st->acted_id, sizeof(st->acted_id));
+        wait_poll(st, out);
+        return;
+    }
+    if (aws_code_is(res, "AlreadyExistsException")) {
+        /* Someone created it between our describe and our create. */
+        if (++st->races > IAM_MAX_RACES) {
+            fail_aws(st, out, res);
+            out->fail_class = OB_DLQ_RETRIES_EXHAUSTED;
+            return;
+        }
+        describe(st, out);
+        return;
+    }
+    if (aws_code_is(res, "TokenAlreadyExistsException") &&
+        ++st->token_bumps <= IAM_MAX_TOKEN_BUMPS) {
+        create(st, out);
+        return;
+    }
+    if (aws_code_is(res, "LimitExceededException")) {
+        ob_step_fail_aws(out, res);
+        out->fail_class = OB_DLQ_PERMANENT; /* a quota, not throttling: never retried */
+        snprintf(out->message, sizeof(out->message),
+                 "the CloudFormation stack quota of the account in %s is reached (%.300s): "
+                 "raise the quota or delete stacks, then replay",
+                 st->in.request.region, res->aws.message);
+        return;
+    }
+    /* InsufficientCapabilitiesException, ValidationError (a template or
+     * parameter refused), access denied: permanent; throttling and 5xx after
+     * the HTTP retries: retries exhausted. */
+    fail_aws(st, out, res);
+}
+
+static void on_update(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (res->err == OB_OK) {
+        st->acted = A_UPDATED;
+        reply_stack_id(res, "UpdateStack", st->acted_id, sizeof(st->acted_id));
+        wait_poll(st, out);
+        return;
+    }
+    if (validation_says(res, "No updates are to be performed")) {
+        hand_off(st, out); /* the stack is already what we want */
+        return;
+    }
+    if (validation_says(res, "does not exist")) {
+        on_gone(st, out);
+        return;
+    }
+    if (validation_says(res, "_IN_PROGRESS state") && ++st->races <= IAM_MAX_RACES) {
+        wait_poll(st, out); /* someone else started an operation on it */
+        return;
+    }
+    fail_aws(st, out, res);
+}
+
+static void on_delete(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (res->err == OB_OK || validation_says(res, "does not exist")) {
+        st->acted = A_DELETED;
+        wait_poll(st, out);
+        return;
+    }
+    fail_aws(st, out, res);
+}
+
+/* The reason of the resource that failed in the stack's last operation:
+ * events come newest first; the last *_FAILED resource event before the
+ * operation's start is its root cause. */
+static void on_events(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    char why[IAM_REASON_LEN] = "";
+    ob_xml_doc_t *doc = NULL;
+    const ob_xml_node_t *result = NULL;
+    char err[256];
+    if (res->err == OB_OK &&
+        ob_query_parse_result(res->body.data ? res->body.data : "", res->body.len,
+                              "DescribeStackEvents", &doc, &result, err, sizeof(err)) == OB_OK) {
+        const ob_xml_node_t *e;
+        for (e = ob_xml_path(result, "StackEvents/member"); e; e = ob_xml_next(e, "member")) {
+            const char *type = ob_xml_path_text(e, "ResourceType");
+            const char *status = ob_xml_path_text(e, "ResourceStatus");
+            const char *reason = ob_xml_path_text(e, "ResourceStatusReason");
+            if (!type || !status)
+                continue;
+            if (!strcmp(type, "AWS::CloudFormation::Stack")) {
+                if (!strcmp(status, "CREATE_IN_PROGRESS") || !strcmp(status, "UPDATE_IN_PROGRESS"))
+                    break;
+                continue;
+            }
+            if (ends_with(status, "_FAILED") && reason && reason[0] &&
+                !strstr(reason, "Resource creation cancelled"))
+                snprintf(why, sizeof(why), "%s: %s",
+                         ob_xml_path_text(e, "LogicalResourceId")
+                             ? ob_xml_path_text(e, "LogicalResourceId")
+                             : type,
+                         reason);
+        }
+    }
+    ob_xml_free(doc);
+    give_up(st, out, why);
+}
+
+/* ---- the stage ---- */
+
+static ob_err_t iam_parse(void *p, const ob_config_t *cfg, const char *payload, size_t len,
+                          ob_job_plan_t *plan, ob_step_t *fail)
+{
+    iam_st_t *st = p;
+    ob_msg_error_t me;
+    memset(&me, 0, sizeof(me));
+    if (ob_stage_parse(payload, len, &st->in, &me) != OB_OK) {
+        ob_step_fail(fail, ob_dlq_class_for(&me), me.code, "%s", me.message);
+        snprintf(fail->field, sizeof(fail->field), "%s", me.field);
+        return OB_ERR_PARSE;
+    }
+    const ob_request_t *r = &st->in.request;
+    snprintf(plan->account_id, sizeof(plan->account_id), "%s", r->account_id);
+    snprintf(plan->request_id, sizeof(plan->request_id), "%s", r->request_id);
+    snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", r->role_arn);
+    snprintf(plan->external_id, sizeof(plan->external_id), "%s", r->external_id);
+    snprintf(plan->region, sizeof(plan->region), "%s", r->region);
+    if (st->in.stage != OB_STAGE_IAM) {
+        ob_step_fail(fail, OB_DLQ_INVALID_INPUT, "wrong_stage",
+                     "/stage: the iam worker takes hand-offs at stage iam, got %s",
+                     ob_stage_name(st->in.stage));
+        snprintf(fail->field, sizeof(fail->field), "/stage");
+        return OB_ERR_PARSE;
+    }
+    const char *principal = cfg && cfg->billing_principal ? cfg->billing_principal : "";
+    const char *name = cfg && cfg->stack_name_prefix ? cfg->stack_name_prefix : "";
+    if (!principal[0]) {
+        ob_step_fail(fail, OB_DLQ_PERMANENT, "config",
+                     "billing.principal (OB_BILLING_PRINCIPAL) is not set: the Billing Engine "
+                     "role needs the principal it trusts; set it and replay");
+        return OB_ERR_CONFIG;
+    }
+    if (!principal_ok(principal)) {
+        ob_step_fail(fail, OB_DLQ_PERMANENT, "config",
+                     "billing.principal (OB_BILLING_PRINCIPAL) \"%.200s\" is not an account id, an "
+                     "account root ARN or an IAM role or user ARN",
+                     principal);
+        return OB_ERR_CONFIG;
+    }
+    if (!stack_name_ok(name)) {
+        ob_step_fail(fail, OB_DLQ_PERMANENT, "config",
+                     "stack.name.prefix (OB_STACK_NAME_PREFIX) \"%.200s\" must be 1-64 letters, "
+                     "digits and hyphens starting with a letter (it also names the role)",
+                     name);
+        return OB_ERR_CONFIG;
+    }
+    snprintf(st->principal, sizeof(st->principal), "%s", principal);
+    snprintf(st->stack_name, sizeof(st->stack_name), "%s", name);
+    st->poll_ms = cfg->stack_poll_ms > 0 ? cfg->stack_poll_ms : 5000;
+    st->redo_max = (int)cfg->stack_redo_max;
+    ob_msg_now(st->started_at);
+    return OB_OK;
+}
+
+static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
+{
+    iam_st_t *st = p;
+    memset(out, 0, sizeof(*out));
+    if (!res) {
+        describe(st, out); /* the first step, or a poll after a WAIT */
+        return;
+    }
+    switch (st->pending) {
+    case P_DESCRIBE:
+        on_describe(st, res, out);
+        return;
+    case P_CREATE:
+        on_create(st, res, out);
+        return;
+    case P_UPDATE:
+        on_update(st, res, out);
+        return;
+    case P_DELETE:
+        on_delete(st, res, out);
+        return;
+    case P_EVENTS:
+        on_events(st, res, out);
+        return;
+    case P_START:
+    case P_WAIT:
+        break;
+    }
+    describe(st, out); /* a reply nobody asked for: look again */
+}
+
+static void iam_clear(void *p)
+{
+    iam_st_t *st = p;
+    ob_stage_msg_clear(&st->in);
+    memset(st->external_id, 0, sizeof(st->external_id));
+    memset(st->seen.external_id, 0, sizeof(st->seen.external_id));
+}
+
+const ob_stage_ops_t ob_stage_iam = {
+    .name = "iam",
+    .stage = OB_STAGE_IAM,
+    .input = "iam",
+    .state_size = sizeof(iam_st_t),
+    .parse = iam_parse,
+    .step = iam_step,
+    .clear = iam_clear,
+};
