@@ -1,0 +1,329 @@
+/*
+ * The whole pipeline end to end against a real Kafka broker, a real Redis and
+ * the AWS simulator: the four stage workers (the real runtime, in this
+ * process, on one loop) onboard a mixed batch — new and existing accounts, bad
+ * input, a role that does not exist, a bucket name someone else owns — and the
+ * test checks what a Billing Engine and an auditor would: exactly one
+ * connected event per account (after deduplication by its idempotency key;
+ * raw duplicates are counted and printed), every resource exactly once in the
+ * simulator with the right settings, each role trusting the Billing Engine
+ * with the event's ExternalId, and a dead letter with the right reason for
+ * every request meant to fail. Run once with one replica of every worker and
+ * once with two.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ob_kafka.h"
+#include "ob_log.h"
+#include "ob_worker.h"
+#include "sim.h"
+#include "stages.h"
+#include "testutil.h"
+
+#define NNEW      36
+#define NEXISTING 8
+#define TAKEN     5 /* asks for a bucket name member 59 owns */
+#define NOROLE    9 /* its role does not exist */
+#define MGMT_ROOT "arn:aws:iam::111111111111:root"
+
+static const char *brokers;
+static int redis_port;
+static char prefix[64];
+static char sim_url[64];
+
+static const char *env_get(const char *name, void *ctx)
+{
+    static char port_s[16];
+    const char *kv[][2] = {{"AWS_ENDPOINT_URL", sim_url},
+                           {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
+                           {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
+                           {"AWS_REGION", "us-east-1"},
+                           {"AWS_CONFIG_FILE", "/dev/null"},
+                           {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
+                           {"AWS_EC2_METADATA_DISABLED", "true"},
+                           {"OB_TOPIC_PREFIX", prefix},
+                           {"OB_REDIS_PORT", port_s},
+                           {"OB_INFLIGHT_MAX", "25"},
+                           {"OB_BILLING_PRINCIPAL", MGMT_ROOT},
+                           {"OB_STACK_POLL", "100ms"},
+                           {"OB_CONNECT_RETRIES", "3"},
+                           {"OB_CONNECT_RETRY_WAIT", "200ms"},
+                           {NULL, NULL}};
+    snprintf(port_s, sizeof(port_s), "%d", redis_port);
+    for (int i = 0; kv[i][0]; i++)
+        if (!strcmp(kv[i][0], name))
+            return kv[i][1];
+    return NULL;
+}
+
+static void kafka_defaults(ob_cfg_kv_t *kv)
+{
+    ob_cfg_kv_set(kv, "bootstrap.servers", brokers);
+    ob_cfg_kv_set(kv, "topic.metadata.refresh.interval.ms", "1000");
+    ob_cfg_kv_set(kv, "session.timeout.ms", "6000");
+    ob_cfg_kv_set(kv, "auto.commit.interval.ms", "200");
+}
+
+static void acct_id(int i, char out[16])
+{
+    snprintf(out, 16, "%012llu", SIM_MEMBER_BASE + (unsigned long long)i);
+}
+
+typedef struct out_s {
+    json_t *connected; /* idempotency key -> event */
+    json_t *dlq;       /* account (or key) -> record */
+    int raw_connected;
+    int accounts_done;
+} out_t;
+
+static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
+{
+    out_t *o = arg;
+    const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
+    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+    if (!strcmp(t, "connected")) {
+        o->raw_connected++;
+        const char *k = json_string_value(json_object_get(j, "idempotency_key"));
+        if (k && !json_object_get(o->connected, k)) {
+            json_object_set(o->connected, k, j);
+            o->accounts_done++;
+        }
+    } else {
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
+        if (!json_object_get(o->dlq, key)) {
+            json_object_set(o->dlq, key, j);
+            o->accounts_done++;
+        }
+    }
+    json_decref(j);
+    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+}
+
+typedef struct want_s {
+    out_t *o;
+    int n;
+} want_t;
+
+static int got_all(void *arg)
+{
+    want_t *w = arg;
+    return w->o->accounts_done >= w->n;
+}
+
+static void produce(ob_loop_t *loop)
+{
+    ob_cfg_kv_t kv = {0};
+    kafka_defaults(&kv);
+    ob_kproducer_opts_t po = {.kafka = &kv};
+    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
+    char topic[128], body[1024], acct[16];
+    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    for (int i = 1; i <= NNEW + NEXISTING; i++) {
+        acct_id(i, acct);
+        const char *bucket = i == TAKEN ? ",\"bucket\":{\"name\":\"owned-by-member-59\"}" : "";
+        snprintf(body, sizeof(body),
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"req-%d\",\"account_id\":"
+                 "\"%s\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
+                 "\"arn:aws:iam::%s:role/%s\"%s}",
+                 i, acct, i > NNEW ? "existing" : "new", i % 2 ? "eu-west-1" : "us-east-1", acct,
+                 i == NOROLE ? "NoSuchRole" : "OrganizationAccountAccessRole", bucket);
+        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
+                                           body, strlen(body), NULL, NULL, NULL, 0),
+                         OB_OK);
+    }
+    const char *bad = "{\"schema\":\"onboard.request/1\",\"account_id\":\"oops";
+    assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, "bad", 3, bad, strlen(bad),
+                                       NULL, NULL, NULL, 0),
+                     OB_OK);
+    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
+    ob_kproducer_free(p);
+    ob_cfg_kv_free(&kv);
+}
+
+static void run_pipeline(int replicas)
+{
+    snprintf(prefix, sizeof(prefix), "itp%d-%ld%d.", replicas, (long)time(NULL) % 100000,
+             (int)getpid());
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    char err[512];
+    const char *lat[] = {"cloudformation.stack_create=300ms", "cloudformation.stack_update=300ms",
+                         "cloudformation.stack_delete=200ms", NULL};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 60, .random_seed = 5, .latency = lat};
+    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
+    assert_non_null(sim);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    json_object_set_new(
+        sim_section(sim, "buckets"), "owned-by-member-59",
+        json_pack("{s:s, s:s, s:i}", "owner", "200000000059", "region", "eu-west-1", "created", 0));
+    produce(loop);
+
+    ob_config_t cfg;
+    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    kafka_defaults(&cfg.kafka);
+    const ob_stage_ops_t *stages[] = {&ob_stage_bucket, &ob_stage_cur, &ob_stage_iam,
+                                      &ob_stage_connect};
+    ob_worker_t *workers[8];
+    int nw = 0;
+    for (int r = 0; r < replicas; r++) {
+        for (int s = 0; s < 4; s++) {
+            ob_worker_opts_t wo = {.stage = stages[s],
+                                   .config = &cfg,
+                                   .name = stages[s]->name,
+                                   .lock_ttl_ms = 10000,
+                                   .shutdown_ms = 5000,
+                                   .getenv_fn = env_get};
+            workers[nw] = ob_worker_new(loop, &wo, err, sizeof(err));
+            if (!workers[nw])
+                fail_msg("worker %s: %s", stages[s]->name, err);
+            nw++;
+        }
+    }
+
+    out_t out = {json_object(), json_object(), 0, 0};
+    ob_cfg_kv_t kv = {0};
+    kafka_defaults(&kv);
+    char tc[128], td[128], group[160];
+    snprintf(tc, sizeof(tc), "%sconnected", prefix);
+    snprintf(td, sizeof(td), "%sdlq", prefix);
+    snprintf(group, sizeof(group), "%sauditor", prefix);
+    const char *topics[] = {tc, td};
+    ob_kconsumer_opts_t co = {.group_id = group,
+                              .topics = topics,
+                              .ntopics = 2,
+                              .kafka = &kv,
+                              .on_message = on_out,
+                              .arg = &out};
+    ob_kconsumer_t *auditor = ob_kconsumer_new(loop, &co, err, sizeof(err));
+    assert_non_null(auditor);
+
+    int expect_connected = NNEW + NEXISTING - 2; /* TAKEN and NOROLE fail */
+    want_t want = {&out, expect_connected + 3};
+    uint64_t t0 = ob_loop_update_time(loop);
+    int ok = ob_test_run_until(loop, got_all, &want, 240000);
+    uint64_t took = ob_loop_update_time(loop) - t0;
+    printf("%d replica(s): %zu accounts connected, %zu dead letters, %d raw connected events "
+           "(%d duplicates) in %.1f s\n",
+           replicas, json_object_size(out.connected), json_object_size(out.dlq), out.raw_connected,
+           out.raw_connected - (int)json_object_size(out.connected), (double)took / 1000.0);
+    assert_true(ok);
+    assert_int_equal(json_object_size(out.connected), expect_connected);
+
+    /* The dead letters and their reasons. */
+    char a[16];
+    acct_id(TAKEN, a);
+    json_t *d = json_object_get(out.dlq, a);
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "error"), "code")),
+                        "BucketAlreadyExists");
+    acct_id(NOROLE, a);
+    d = json_object_get(out.dlq, a);
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(d, "stage")), "bucket");
+    assert_non_null(strstr(
+        json_string_value(json_object_get(json_object_get(d, "error"), "message")), "NoSuchRole"));
+    d = json_object_get(out.dlq, "bad");
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "error"), "class")),
+                        "invalid_input");
+
+    /* Every connected account: one event, one stack, a role that trusts the
+     * Billing Engine with exactly the event's ExternalId. */
+    json_t *stacks = sim_section(sim, "stacks");
+    const char *k;
+    json_t *ev;
+    json_object_foreach(out.connected, k, ev)
+    {
+        const char *acct = json_string_value(json_object_get(ev, "account_id"));
+        const char *ext = json_string_value(json_object_get(ev, "external_id"));
+        const char *role_arn = json_string_value(json_object_get(ev, "role_arn"));
+        assert_int_equal(strlen(ext), 32);
+        char racct[13], rname[128];
+        assert_int_equal(sim_parse_role_arn(role_arn, racct, rname, sizeof(rname)), 0);
+        assert_string_equal(racct, acct);
+        json_t *role = sim_get_role(sim, racct, rname);
+        assert_non_null(role);
+        char *trust = json_dumps(json_object_get(role, "AssumeRolePolicyDocument"), 0);
+        assert_non_null(strstr(trust, MGMT_ROOT));
+        assert_non_null(strstr(trust, ext));
+        free(trust);
+        int live = 0;
+        const char *sid;
+        json_t *st;
+        json_object_foreach(stacks, sid, st)
+        {
+            if (strstr(sid, acct) &&
+                !strstr(json_string_value(json_object_get(st, "StackStatus"))
+                            ? json_string_value(json_object_get(st, "StackStatus"))
+                            : "",
+                        "DELETE"))
+                live++;
+        }
+        assert_int_equal(live, 1);
+    }
+    /* New accounts: one bucket set up in full and one report with the seed's settings. */
+    json_t *buckets = sim_section(sim, "buckets"), *reports = sim_section(sim, "reports");
+    for (int i = 1; i <= NNEW; i++) {
+        if (i == TAKEN || i == NOROLE)
+            continue;
+        acct_id(i, a);
+        char name[64];
+        snprintf(name, sizeof(name), "billing-cur-%s-%s", a, i % 2 ? "eu-west-1" : "us-east-1");
+        json_t *b = json_object_get(buckets, name);
+        assert_non_null(b);
+        assert_non_null(json_object_get(b, "policy"));
+        json_t *rep = json_object_get(json_object_get(reports, a), "billing-engine-cur");
+        if (!rep)
+            fail_msg("report missing for %s", a);
+        assert_string_equal(json_string_value(json_object_get(rep, "TimeUnit")), "HOURLY");
+        assert_string_equal(json_string_value(json_object_get(rep, "S3Prefix")), "CUR");
+        assert_string_equal(json_string_value(json_object_get(rep, "Compression")), "GZIP");
+        assert_int_equal(json_object_size(json_object_get(reports, a)), 1);
+    }
+    /* Existing accounts got no bucket and no report. */
+    for (int i = NNEW + 1; i <= NNEW + NEXISTING; i++) {
+        acct_id(i, a);
+        assert_null(json_object_get(reports, a));
+    }
+
+    ob_kconsumer_close(auditor);
+    ob_kconsumer_free(auditor);
+    for (int i = 0; i < nw; i++) {
+        ob_worker_stop(workers[i]);
+        ob_worker_run(workers[i]);
+        ob_worker_free(workers[i]);
+    }
+    ob_cfg_kv_free(&kv);
+    json_decref(out.connected);
+    json_decref(out.dlq);
+    sim_free(sim);
+    ob_config_free(&cfg);
+    ob_loop_free(loop);
+}
+
+static void test_one_replica(void **state)
+{
+    run_pipeline(1);
+}
+
+static void test_two_replicas(void **state)
+{
+    run_pipeline(2);
+}
+
+int main(void)
+{
+    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
+    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    ob_log_set_level(OB_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_replica),
+        cmocka_unit_test(test_two_replicas),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
