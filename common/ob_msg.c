@@ -844,7 +844,7 @@ static ob_err_t check_str(const json_t *j, const char *f, size_t min, size_t max
 static ob_err_t get_str(const json_t *j, const char *f, size_t min, size_t max, pat_fn pat,
                         int secret, char *dst, size_t dstsz, ob_msg_error_t *err)
 {
-    const char *s;
+    const char *s = NULL;
     ob_err_t rc = check_str(j, f, min, max, pat, secret, &s, err);
     if (rc != OB_OK)
         return rc;

@@ -254,7 +254,8 @@ static int qm(ob_step_t *out, const char *list, int i, const char *field, const 
     if (out->kind != OB_STEP_CALL)
         return -1;
     if (ob_query_add_member(&out->req, list, i, field, value, err, sizeof(err)) != OB_OK) {
-        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "%s.%d.%s: %s", list, i, field, err);
+        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "%s.%d.%s: %s", list, i,
+                     field ? field : "", err);
         return -1;
     }
     return 0;
