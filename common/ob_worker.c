@@ -820,8 +820,10 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
         job_t *next = j->next;
         if (!j->detached && same_partition(j, parts)) {
             dropped++;
-            if (j->phase == PH_EMITTING) {
-                j->detached = 1; /* freed when its produce is acknowledged */
+            if (j->phase == PH_EMITTING || j->phase == PH_FINISHING) {
+                /* A produce acknowledgement or a state write still refers to
+                 * it: it finishes (without touching offsets) and frees itself. */
+                j->detached = 1;
             } else {
                 acct_release(j, 0);
                 job_free(j);
@@ -970,25 +972,18 @@ ob_err_t ob_worker_run(ob_worker_t *w)
     while (!drained(w) && ob_loop_update_time(w->loop) < end)
         ob_loop_run_once(w->loop, 100);
     size_t handed_back = 0;
-    while (w->jobs) {
-        job_t *j = w->jobs;
+    job_t *j = w->jobs;
+    while (j) {
+        job_t *next = j->next;
         handed_back++;
-        acct_release(j, 0);
-        if (j->phase == PH_EMITTING)
+        if (j->phase == PH_EMITTING || j->phase == PH_FINISHING) {
+            /* Finishes through its pending callback below. */
             j->detached = 1;
-        /* A job waiting for its produce ack keeps its opaque alive until the
-         * flush below; the rest are freed now. */
-        if (j->phase == PH_EMITTING) {
-            if (j->prev)
-                j->prev->next = j->next;
-            else
-                w->jobs = j->next;
-            if (j->next)
-                j->next->prev = j->prev;
-            j->prev = j->next = NULL;
-            continue;
+        } else {
+            acct_release(j, 0);
+            job_free(j);
         }
-        job_free(j);
+        j = next;
     }
     if (w->producer)
         ob_kproducer_flush(w->producer, 5000);
@@ -1007,8 +1002,30 @@ void ob_worker_free(ob_worker_t *w)
 {
     if (!w)
         return;
+    w->stopping = 1;
+    /* Jobs with no callback pending go first (their locks are released
+     * through Redis); those waiting for a produce acknowledgement never get
+     * it once the producer is gone; those waiting for a state write are
+     * completed by ob_redis_free() calling their callbacks. */
+    job_t *j = w->jobs;
+    while (j) {
+        job_t *next = j->next;
+        j->detached = 1;
+        if (j->phase != PH_FINISHING) {
+            acct_release(j, 0);
+            job_free(j);
+        }
+        j = next;
+    }
+    ob_kconsumer_free(w->consumer);
+    w->consumer = NULL;
+    ob_kproducer_free(w->producer);
+    w->producer = NULL;
+    ob_redis_free(w->redis);
+    w->redis = NULL;
     while (w->jobs) {
-        job_t *j = w->jobs;
+        j = w->jobs;
+        j->lock = NULL; /* Redis is gone: nothing left to release it with */
         acct_release(j, 0);
         job_free(j);
     }
@@ -1019,13 +1036,10 @@ void ob_worker_free(ob_worker_t *w)
             free(a);
         }
     }
-    ob_kconsumer_free(w->consumer);
-    ob_kproducer_free(w->producer);
     ob_assume_cache_free(w->assume);
     ob_credsrc_unref(w->fleet);
     ob_aws_free(w->aws);
     ob_http_free(w->http);
-    ob_redis_free(w->redis);
     ob_awsconfig_destroy(w->awscfg);
     ob_signal_free(w->signals);
     ob_offsets_free(w->offsets);

@@ -59,9 +59,11 @@ export AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
 say "starting the workers: bucket, cur, iam, connect"
+declare -A WPID
 for w in bucket cur iam connect; do
   "$BIN/workers/onboard-$w" >"$RUN/logs/$w.log" 2>&1 &
   PIDS+=($!)
+  WPID[$w]=$!
 done
 
 say "enqueueing $N accounts (4 in 5 new, 1 in 5 existing) and 3 invalid requests"
@@ -105,6 +107,11 @@ kcat -C -b "$OB_KAFKA_BOOTSTRAP_SERVERS" -t onboard.dlq -e -q -f '%s\n' 2>/dev/n
 for line in sys.stdin:
     d = json.loads(line); e = d["error"]
     print("  %-14s %-10s %-22s %s" % (d.get("account_id", "-"), d["stage"], e["code"], e["message"][:90]))'
+printf '\npeak memory of the workers:'
+for w in bucket cur iam connect; do
+  printf '  %s %s' "$w" "$(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/${WPID[$w]}/status" 2>/dev/null)"
+done
+echo
 cat <<TXT
 
 Where to look next:

@@ -378,6 +378,17 @@ static void expect_state(redisContext *rc, int i, const char *field, const char 
     free(v);
 }
 
+static ob_worker_t *the_worker;
+
+/* The worker writes an account's state after its output is acknowledged, so
+ * seeing the output is not the end: wait until nothing is in flight. */
+static int worker_idle(void *arg)
+{
+    ob_worker_stats_t st;
+    ob_worker_get_stats(arg, &st);
+    return st.inflight == 0;
+}
+
 static void run_round(ob_loop_t *loop, seen_t *seen, int round)
 {
     seen_reset(seen);
@@ -386,6 +397,7 @@ static void run_round(ob_loop_t *loop, seen_t *seen, int round)
     int ok = ob_test_run_until(loop, got_all, &want, 120000);
     printf("round %d: %d of %d outputs\n", round, seen->total, n);
     assert_true(ok);
+    assert_true(ob_test_run_until(loop, worker_idle, the_worker, 30000));
 }
 
 static void test_cur_worker(void **state)
@@ -410,6 +422,7 @@ static void test_cur_worker(void **state)
                            .shutdown_ms = 5000,
                            .getenv_fn = env_get};
     ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
+    the_worker = w;
     if (!w)
         fail_msg("worker: %s", err);
 

@@ -333,6 +333,15 @@ static json_t *redis_state(redisContext *rc, int i, const char *never)
     return o;
 }
 
+/* The worker writes an account's state after its output is acknowledged:
+ * wait until nothing is in flight before reading Redis. */
+static int worker_idle(void *arg)
+{
+    ob_worker_stats_t st;
+    ob_worker_get_stats(arg, &st);
+    return st.inflight == 0;
+}
+
 static void test_iam_worker(void **state)
 {
     ob_loop_t *loop = ob_loop_new(NULL, 0);
@@ -390,6 +399,7 @@ static void test_iam_worker(void **state)
     want_t want = {&seen, NACCT + 1};
     uint64_t t0 = ob_loop_update_time(loop);
     int ok = ob_test_run_until(loop, got_all, &want, 120000);
+    ob_test_run_until(loop, worker_idle, w, 30000);
     ob_worker_stats_t ws;
     ob_worker_get_stats(w, &ws);
     printf("round 1: %d outputs in %llu ms; worker: received %llu, done %llu, dead letters %llu\n",
@@ -470,6 +480,7 @@ static void test_iam_worker(void **state)
     t0 = ob_loop_update_time(loop);
     produce(loop, 0, NULL);
     assert_true(ob_test_run_until(loop, got_all, &want, 120000));
+    assert_true(ob_test_run_until(loop, worker_idle, w, 30000));
     printf("round 2: %d outputs in %llu ms\n", seen.total,
            (unsigned long long)(ob_loop_update_time(loop) - t0));
     assert_int_equal(json_object_size(seen.connect), NACCT - 1);
