@@ -25,8 +25,8 @@
 #include "stages.h"
 #include "testutil.h"
 
-#define NNEW      36
-#define NEXISTING 8
+#define NNEW      240
+#define NEXISTING 40
 #define TAKEN     5 /* asks for a bucket name member 59 owns */
 #define NOROLE    9 /* its role does not exist */
 #define MGMT_ROOT "arn:aws:iam::111111111111:root"
@@ -154,7 +154,7 @@ static void run_pipeline(int replicas)
     char err[512];
     const char *lat[] = {"cloudformation.stack_create=300ms", "cloudformation.stack_update=300ms",
                          "cloudformation.stack_delete=200ms", NULL};
-    sim_opts_t so = {.profile = "instant", .org_accounts = 60, .random_seed = 5, .latency = lat};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 300, .random_seed = 5, .latency = lat};
     sim_t *sim = sim_new(loop, &so, err, sizeof(err));
     assert_non_null(sim);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
