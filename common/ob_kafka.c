@@ -36,6 +36,7 @@ struct ob_kconsumer_s {
     size_t batch;
     int paused;
     int closed;
+    int close_timed_out;
     uint64_t received;
 };
 
@@ -338,14 +339,52 @@ rd_kafka_topic_partition_list_t *ob_kconsumer_assignment(ob_kconsumer_t *c)
     return l;
 }
 
+/* Leave the group through the non-blocking close (rd_kafka_consumer_close_queue)
+ * served here with a deadline: a plain rd_kafka_consumer_close() can wait for
+ * ever when the brokers are gone, and shutdown must be bounded. */
 void ob_kconsumer_close(ob_kconsumer_t *c)
 {
     if (!c || c->closed)
         return;
     c->closed = 1;
-    rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
-    if (e)
-        ob_logf(OB_LOG_WARN, "kafka", "consumer close: %s", rd_kafka_err2str(e));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(c->rk, q);
+    if (e) {
+        ob_logf(OB_LOG_WARN, "kafka", "consumer close: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rd_kafka_queue_destroy(q);
+        c->close_timed_out = 1;
+        return;
+    }
+    uint64_t end = ob_wall_ms() + OB_KAFKA_CLOSE_TIMEOUT_MS;
+    while (!rd_kafka_consumer_closed(c->rk)) {
+        if (ob_wall_ms() >= end) {
+            ob_logf(OB_LOG_WARN, "kafka",
+                    "consumer close did not finish within %d ms (brokers unreachable?): "
+                    "leaving without a final commit",
+                    OB_KAFKA_CLOSE_TIMEOUT_MS);
+            c->close_timed_out = 1;
+            break;
+        }
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (!ev)
+            continue;
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+            rd_kafka_topic_partition_list_t *parts = rd_kafka_event_topic_partition_list(ev);
+            if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && parts &&
+                c->on_rebalance)
+                c->on_rebalance(c, 0, parts, c->arg);
+            if (!strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE")) {
+                rd_kafka_error_t *ue = parts ? rd_kafka_incremental_unassign(c->rk, parts) : NULL;
+                if (ue)
+                    rd_kafka_error_destroy(ue);
+            } else {
+                rd_kafka_assign(c->rk, NULL);
+            }
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
 }
 
 void ob_kconsumer_free(ob_kconsumer_t *c)
@@ -357,8 +396,11 @@ void ob_kconsumer_free(ob_kconsumer_t *c)
         rd_kafka_queue_destroy(c->q);
     if (c->rk) {
         if (!c->closed)
-            rd_kafka_consumer_close(c->rk);
-        rd_kafka_destroy(c->rk);
+            ob_kconsumer_close(c);
+        if (c->close_timed_out)
+            rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        else
+            rd_kafka_destroy(c->rk);
     }
     free(c);
 }

@@ -74,8 +74,10 @@ ob_err_t ob_kconsumer_resume(ob_kconsumer_t *c, rd_kafka_topic_partition_list_t 
 int ob_kconsumer_paused(const ob_kconsumer_t *c);
 /* Partitions currently assigned (caller destroys), or NULL. */
 rd_kafka_topic_partition_list_t *ob_kconsumer_assignment(ob_kconsumer_t *c);
-/* Leave the group: final commit of stored offsets, revoke callback; blocks up
- * to about session.timeout.ms (shutdown only). */
+/* Leave the group: final commit of stored offsets, revoke callback. Blocks
+ * (shutdown only) at most OB_KAFKA_CLOSE_TIMEOUT_MS: with the brokers gone it
+ * gives up and the group notices the member's absence by its session timeout. */
+#define OB_KAFKA_CLOSE_TIMEOUT_MS 10000
 void ob_kconsumer_close(ob_kconsumer_t *c);
 void ob_kconsumer_free(ob_kconsumer_t *c);
 rd_kafka_t *ob_kconsumer_handle(ob_kconsumer_t *c);

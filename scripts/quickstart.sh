@@ -29,9 +29,19 @@ BIN=$ROOT/build/release
 rm -rf "$RUN"
 mkdir -p "$RUN/logs"
 PIDS=()
+WPIDS=()
 cleanup() {
   trap - EXIT INT TERM
   say "stopping"
+  # Workers first (they commit and leave their groups while Kafka is still
+  # up), then everything else.
+  for w in "${WPIDS[@]}"; do kill "$w" 2>/dev/null || true; done
+  for _ in $(seq 1 150); do
+    alive=0
+    for w in "${WPIDS[@]}"; do kill -0 "$w" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.2
+  done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   scripts/services.sh stop "$RUN" >/dev/null 2>&1 || true
@@ -63,6 +73,7 @@ declare -A WPID
 for w in bucket cur iam connect; do
   "$BIN/workers/onboard-$w" >"$RUN/logs/$w.log" 2>&1 &
   PIDS+=($!)
+  WPIDS+=($!)
   WPID[$w]=$!
 done
 
