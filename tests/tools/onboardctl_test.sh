@@ -64,7 +64,26 @@ grep -q '"iam/done":' "$T/sum" || fail "summary: $(cat "$T/sum")"
 grep -q '"bucket/failed":' "$T/sum" || fail "summary lacks bucket/failed"
 redis-cli -p "$OB_TEST_REDIS_PORT" DEL 'ob:{777788889999}:state' 'ob:{777788889990}:state' >/dev/null
 
-# 5. Usage errors.
+# 5. From the organization (awssim's Organizations API): every ACTIVE account,
+#    the suspended one skipped with a reason.
+if [ -n "${2:-}" ]; then
+  "$2" --port-file "$T/sim.port" --org-accounts 55 >"$T/sim.log" 2>&1 &
+  SIM=$!
+  for _ in $(seq 1 100); do [ -s "$T/sim.port" ] && break; sleep 0.05; done
+  AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$T/sim.port") AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE \
+  AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY AWS_REGION=us-east-1 \
+  AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+    "$CTL" enqueue --from-organization --region eu-west-1 --dry-run >"$T/org" 2>"$T/err"
+  rc=$?
+  kill $SIM
+  [ $rc = 0 ] || fail "from-organization: $(cat "$T/err")"
+  [ "$(wc -l <"$T/org")" = 55 ] || fail "from-organization: $(wc -l <"$T/org") requests, want 55"
+  grep -q 'skipped 200000000050: the account is SUSPENDED' "$T/err" || fail "suspended not reported"
+  grep -q '"role_arn":"arn:aws:iam::200000000007:role/OrganizationAccountAccessRole"' "$T/org" ||
+    fail "role ARN not derived"
+fi
+
+# 6. Usage errors.
 "$CTL" frobnicate >/dev/null 2>&1; [ $? = 2 ] || fail "unknown command must exit 2"
 "$CTL" --help | grep -q 'enqueue' || fail "--help"
 echo "onboardctl: all checks passed"
