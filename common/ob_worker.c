@@ -668,7 +668,14 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         j->lock_attempts++;
         if (!j->timer)
             j->timer = ob_timer_new(w->loop, timer_fired, j);
-        long delay = ev == OB_LOCK_BUSY ? (retry_ms > 50 ? retry_ms : 50) : 500;
+        /* Usually the previous stage's worker is a moment away from releasing
+         * it: retry soon and back off (50 ms, 100 ms, ... up to 5 s), never
+         * later than the holder's lock expires. */
+        long delay = 50L << (j->lock_attempts < 7 ? j->lock_attempts - 1 : 6);
+        if (ev == OB_LOCK_BUSY && retry_ms > 0 && retry_ms < delay)
+            delay = retry_ms;
+        if (ev == OB_LOCK_ERROR && delay < 500)
+            delay = 500;
         ob_timer_start(j->timer, (uint64_t)(delay < 5000 ? delay : 5000));
         return;
     case OB_LOCK_LOST:
