@@ -126,3 +126,33 @@ int ob_test_run_until(ob_loop_t *loop, int (*done)(void *arg), void *arg, int ti
     }
     return 1;
 }
+
+#include "ob_worker.h"
+
+const char *ob_test_kv_lookup(const char *kv[][2], const char *name)
+{
+    for (int i = 0; kv[i][0]; i++)
+        if (!strcmp(kv[i][0], name))
+            return kv[i][1];
+    return NULL;
+}
+
+void ob_test_kafka_defaults(ob_cfg_kv_t *kv, const char *brokers)
+{
+    ob_cfg_kv_set(kv, "bootstrap.servers", brokers);
+    ob_cfg_kv_set(kv, "topic.metadata.refresh.interval.ms", "1000");
+    ob_cfg_kv_set(kv, "session.timeout.ms", "6000");
+    ob_cfg_kv_set(kv, "auto.commit.interval.ms", "200");
+}
+
+void ob_test_member_account(int i, char out[16])
+{
+    snprintf(out, 16, "%012llu", 200000000000ULL + (unsigned long long)i);
+}
+
+int ob_test_worker_idle(void *worker)
+{
+    ob_worker_stats_t st;
+    ob_worker_get_stats(worker, &st);
+    return st.inflight == 0;
+}

@@ -28,6 +28,7 @@ const char *ob_test_service_env(const char *var, const char *what);
 
 #include <sys/types.h>
 
+#include "ob_config.h"
 #include "ob_loop.h"
 
 /* Start argv[0] with stdout on a pipe and read its first line (e.g. the port
@@ -42,4 +43,16 @@ int ob_test_exited(pid_t pid, int *status);
 
 /* Run the loop until done(arg) is true or timeout_ms passes; returns 1 if done. */
 int ob_test_run_until(ob_loop_t *loop, int (*done)(void *arg), void *arg, int timeout_ms);
+/* ---- worker integration tests ---- */
+
+/* The value of `name` in a {name, value} table ending with {NULL, NULL}, or NULL:
+ * the fake environments the worker tests hand to the runtime. */
+const char *ob_test_kv_lookup(const char *kv[][2], const char *name);
+/* librdkafka settings every worker test uses against the real broker
+ * (fast metadata refresh, short sessions, frequent commits). */
+void ob_test_kafka_defaults(ob_cfg_kv_t *kv, const char *brokers);
+/* Member account i of the simulator's organization (200000000000 + i). */
+void ob_test_member_account(int i, char out[16]);
+/* 1 when the ob_worker_t has nothing in flight (its state writes are done). */
+int ob_test_worker_idle(void *worker);
 #endif

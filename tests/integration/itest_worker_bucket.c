@@ -44,18 +44,12 @@ static const char *env_get(const char *name, void *ctx)
         {"OB_INFLIGHT_MAX", "16"}, /* smaller than the batch: the window must pause */
         {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    for (int i = 0; kv[i][0]; i++)
-        if (!strcmp(kv[i][0], name))
-            return kv[i][1];
-    return NULL;
+    return ob_test_kv_lookup(kv, name);
 }
 
 static void kafka_defaults(ob_cfg_kv_t *kv)
 {
-    ob_cfg_kv_set(kv, "bootstrap.servers", brokers);
-    ob_cfg_kv_set(kv, "topic.metadata.refresh.interval.ms", "1000");
-    ob_cfg_kv_set(kv, "session.timeout.ms", "6000");
-    ob_cfg_kv_set(kv, "auto.commit.interval.ms", "200");
+    ob_test_kafka_defaults(kv, brokers);
 }
 
 /* ---- collecting the outputs ---- */

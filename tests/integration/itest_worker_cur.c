@@ -64,23 +64,17 @@ static const char *env_get(const char *name, void *ctx)
         {"OB_INFLIGHT_MAX", "8"}, /* smaller than the batch: the window must pause */
         {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    for (int i = 0; kv[i][0]; i++)
-        if (!strcmp(kv[i][0], name))
-            return kv[i][1];
-    return NULL;
+    return ob_test_kv_lookup(kv, name);
 }
 
 static void kafka_defaults(ob_cfg_kv_t *kv)
 {
-    ob_cfg_kv_set(kv, "bootstrap.servers", brokers);
-    ob_cfg_kv_set(kv, "topic.metadata.refresh.interval.ms", "1000");
-    ob_cfg_kv_set(kv, "session.timeout.ms", "6000");
-    ob_cfg_kv_set(kv, "auto.commit.interval.ms", "200");
+    ob_test_kafka_defaults(kv, brokers);
 }
 
 static void acct_of(int i, char out[16])
 {
-    snprintf(out, 16, "%012llu", SIM_MEMBER_BASE + (unsigned long long)i);
+    ob_test_member_account(i, out);
 }
 
 static const char *region_of(int i)
@@ -380,15 +374,6 @@ static void expect_state(redisContext *rc, int i, const char *field, const char 
 
 static ob_worker_t *the_worker;
 
-/* The worker writes an account's state after its output is acknowledged, so
- * seeing the output is not the end: wait until nothing is in flight. */
-static int worker_idle(void *arg)
-{
-    ob_worker_stats_t st;
-    ob_worker_get_stats(arg, &st);
-    return st.inflight == 0;
-}
-
 static void run_round(ob_loop_t *loop, seen_t *seen, int round)
 {
     seen_reset(seen);
@@ -397,7 +382,7 @@ static void run_round(ob_loop_t *loop, seen_t *seen, int round)
     int ok = ob_test_run_until(loop, got_all, &want, 120000);
     printf("round %d: %d of %d outputs\n", round, seen->total, n);
     assert_true(ok);
-    assert_true(ob_test_run_until(loop, worker_idle, the_worker, 30000));
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, the_worker, 30000));
 }
 
 static void test_cur_worker(void **state)

@@ -67,23 +67,17 @@ static const char *env_get(const char *name, void *ctx)
                            {"OB_STACK_REDO_MAX", "2"},
                            {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    for (int i = 0; kv[i][0]; i++)
-        if (!strcmp(kv[i][0], name))
-            return kv[i][1];
-    return NULL;
+    return ob_test_kv_lookup(kv, name);
 }
 
 static void kafka_defaults(ob_cfg_kv_t *kv)
 {
-    ob_cfg_kv_set(kv, "bootstrap.servers", brokers);
-    ob_cfg_kv_set(kv, "topic.metadata.refresh.interval.ms", "1000");
-    ob_cfg_kv_set(kv, "session.timeout.ms", "6000");
-    ob_cfg_kv_set(kv, "auto.commit.interval.ms", "200");
+    ob_test_kafka_defaults(kv, brokers);
 }
 
 static void acct_of(int i, char out[16])
 {
-    snprintf(out, 16, "%012llu", SIM_MEMBER_BASE + (unsigned long long)i);
+    ob_test_member_account(i, out);
 }
 
 static const char *region_of(int i)
@@ -333,15 +327,6 @@ static json_t *redis_state(redisContext *rc, int i, const char *never)
     return o;
 }
 
-/* The worker writes an account's state after its output is acknowledged:
- * wait until nothing is in flight before reading Redis. */
-static int worker_idle(void *arg)
-{
-    ob_worker_stats_t st;
-    ob_worker_get_stats(arg, &st);
-    return st.inflight == 0;
-}
-
 static void test_iam_worker(void **state)
 {
     ob_loop_t *loop = ob_loop_new(NULL, 0);
@@ -399,7 +384,7 @@ static void test_iam_worker(void **state)
     want_t want = {&seen, NACCT + 1};
     uint64_t t0 = ob_loop_update_time(loop);
     int ok = ob_test_run_until(loop, got_all, &want, 120000);
-    ob_test_run_until(loop, worker_idle, w, 30000);
+    ob_test_run_until(loop, ob_test_worker_idle, w, 30000);
     ob_worker_stats_t ws;
     ob_worker_get_stats(w, &ws);
     printf("round 1: %d outputs in %llu ms; worker: received %llu, done %llu, dead letters %llu\n",
@@ -480,7 +465,7 @@ static void test_iam_worker(void **state)
     t0 = ob_loop_update_time(loop);
     produce(loop, 0, NULL);
     assert_true(ob_test_run_until(loop, got_all, &want, 120000));
-    assert_true(ob_test_run_until(loop, worker_idle, w, 30000));
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
     printf("round 2: %d outputs in %llu ms\n", seen.total,
            (unsigned long long)(ob_loop_update_time(loop) - t0));
     assert_int_equal(json_object_size(seen.connect), NACCT - 1);
