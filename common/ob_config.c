@@ -61,6 +61,12 @@ const ob_cfg_def_t ob_config_table[] = {
      "AssumeRole retries on a just-created role (IAM is eventually consistent)"},
     {"connect.retry.wait", OB_CFG_MS, "2s", 10, 600000, OFF(connect_retry_ms), 0,
      "wait between those attempts"},
+    {"stage.retry.max", OB_CFG_INT, "5", 1, 100, OFF(stage_retry_max), 0,
+     "attempts of a stage for one request (throttling, 5xx, timeouts) before the dead letter"},
+    {"stage.retry.wait", OB_CFG_MS, "30s", 10, 86400000, OFF(stage_retry_wait_ms), 0,
+     "base of the exponential, full-jitter wait between stage attempts"},
+    {"stage.retry.max.wait", OB_CFG_MS, "10m", 10, 86400000, OFF(stage_retry_max_wait_ms), 0,
+     "cap of that wait"},
 };
 const size_t ob_config_table_len = sizeof(ob_config_table) / sizeof(ob_config_table[0]);
 

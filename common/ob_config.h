@@ -98,6 +98,9 @@ typedef struct ob_config_s {
     long long stack_redo_max;
     long long connect_retries;
     long long connect_retry_ms;
+    long long stage_retry_max;
+    long long stage_retry_wait_ms;
+    long long stage_retry_max_wait_ms;
     ob_cfg_kv_t kafka;
 } ob_config_t;
 

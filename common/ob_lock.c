@@ -12,10 +12,15 @@
 #include "ob_crypto.h"
 #include "ob_log.h"
 
-static const char ACQUIRE[] = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
-                              "  return redis.call('INCR', KEYS[2]) "
-                              "end "
-                              "return -redis.call('PTTL', KEYS[1])";
+/* On success: {fence, the state's request_id, stage, stage_attempts} (what a
+ * previous holder recorded, so a redelivered message continues its count). */
+static const char ACQUIRE[] =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+    "  local f = redis.call('INCR', KEYS[2]) "
+    "  local s = redis.call('HMGET', KEYS[3], 'request_id', 'stage', 'stage_attempts') "
+    "  return {f, s[1], s[2], s[3]} "
+    "end "
+    "return {-redis.call('PTTL', KEYS[1])}";
 static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                             "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
                             "end return 0";
@@ -32,6 +37,10 @@ struct ob_lock_s {
     ob_loop_t *loop;
     char lock_key[64];
     char fence_key[64];
+    char state_key[64];
+    char prior_request_id[160];
+    char prior_stage[32];
+    int prior_attempts;
     char token[33];
     long ttl_ms;
     uint64_t fence;
@@ -53,28 +62,51 @@ static void lock_free_if_idle(ob_lock_t *l)
 
 static void send_release(ob_lock_t *l);
 
+static long long reply_int(const redisReply *r)
+{
+    if (!r)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return atoll(r->str);
+    return 0;
+}
+
+static void reply_str(const redisReply *r, char *out, size_t n)
+{
+    snprintf(out, n, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "");
+}
+
 static void on_acquire(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
 {
     ob_lock_t *l = arg;
     l->inflight--;
+    int ok = err == OB_OK && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1;
+    long long first = ok ? reply_int(reply->element[0]) : 0;
     if (l->abandoned) {
         /* The owner gave up; if we won the lock anyway, give it back. */
-        if (err == OB_OK && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        if (ok && first > 0)
             send_release(l);
         lock_free_if_idle(l);
         return;
     }
-    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_INTEGER) {
+    if (!ok) {
         l->cb(l, OB_LOCK_ERROR, 0, 0, err != OB_OK ? err : OB_ERR_REDIS, l->arg);
         return;
     }
-    if (reply->integer > 0) {
+    if (first > 0) {
         l->held = 1;
-        l->fence = (uint64_t)reply->integer;
+        l->fence = (uint64_t)first;
+        if (reply->elements >= 4) {
+            reply_str(reply->element[1], l->prior_request_id, sizeof(l->prior_request_id));
+            reply_str(reply->element[2], l->prior_stage, sizeof(l->prior_stage));
+            l->prior_attempts = (int)reply_int(reply->element[3]);
+        }
         ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
         l->cb(l, OB_LOCK_ACQUIRED, l->fence, 0, OB_OK, l->arg);
     } else {
-        long left = (long)-reply->integer;
+        long left = (long)-first;
         l->cb(l, OB_LOCK_BUSY, 0, left > 0 ? left : 0, OB_OK, l->arg);
     }
 }
@@ -139,14 +171,16 @@ ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, 
     l->arg = arg;
     snprintf(l->lock_key, sizeof(l->lock_key), "ob:{%s}:lock", account);
     snprintf(l->fence_key, sizeof(l->fence_key), "ob:{%s}:fence", account);
+    snprintf(l->state_key, sizeof(l->state_key), "ob:{%s}:state", account);
     uint8_t rnd[16];
     ob_random_bytes(rnd, sizeof(rnd));
     ob_hex(rnd, sizeof(rnd), l->token);
     l->renew = ob_timer_new(loop, renew_fired, l);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%ld", l->ttl_ms);
-    if (!l->renew || ob_redis_command(r, on_acquire, l, "EVAL %s 2 %s %s %s %s", ACQUIRE,
-                                      l->lock_key, l->fence_key, l->token, ttl) != OB_OK) {
+    if (!l->renew ||
+        ob_redis_command(r, on_acquire, l, "EVAL %s 3 %s %s %s %s %s", ACQUIRE, l->lock_key,
+                         l->fence_key, l->state_key, l->token, ttl) != OB_OK) {
         ob_timer_free(l->renew);
         free(l);
         return NULL;
@@ -170,6 +204,13 @@ void ob_lock_release(ob_lock_t *l)
 uint64_t ob_lock_fence(const ob_lock_t *l)
 {
     return l->fence;
+}
+
+void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts)
+{
+    *request_id = l->prior_request_id;
+    *stage = l->prior_stage;
+    *attempts = l->prior_attempts;
 }
 
 typedef struct write_s {

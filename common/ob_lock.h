@@ -45,6 +45,10 @@ ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, 
                            ob_lock_cb *cb, void *arg);
 void ob_lock_release(ob_lock_t *l);
 uint64_t ob_lock_fence(const ob_lock_t *l);
+/* After ACQUIRED: what the account's state said when the lock was taken (in
+ * the same script): its request_id, stage and stage_attempts ("" and 0 when
+ * absent). Pointers live as long as the lock. */
+void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts);
 
 /* Write fields of ob:{ACCOUNT}:state if `fence` is not lower than the fence
  * stored there. fields: NULL-terminated name, value, name, value... The

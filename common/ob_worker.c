@@ -69,7 +69,8 @@ typedef struct job_s {
     int http_attempts;
     ob_timer_t *timer;
     int lock_attempts;
-    int attempts; /* AWS calls made */
+    int attempts;      /* AWS and HTTP calls made (all stage attempts) */
+    int stage_attempt; /* this stage's attempt for this request (1-based, kept in Redis) */
     char first_failure[OB_TIME_LEN];
     acct_t *acct;
     struct job_s *acct_next; /* queued behind the account's active job */
@@ -354,7 +355,7 @@ static void write_state(job_t *j)
     }
     char now[OB_TIME_LEN], attempts[16];
     now_iso(now);
-    snprintf(attempts, sizeof(attempts), "%d", j->attempts);
+    snprintf(attempts, sizeof(attempts), "%d", j->stage_attempt);
     const char *fields[48];
     size_t n = 0;
     fields[n++] = "stage";
@@ -365,7 +366,7 @@ static void write_state(job_t *j)
     fields[n++] = now;
     fields[n++] = "request_id";
     fields[n++] = j->plan.request_id;
-    fields[n++] = "attempts";
+    fields[n++] = "stage_attempts";
     fields[n++] = attempts;
     if (j->failed) {
         fields[n++] = "error_class";
@@ -429,7 +430,7 @@ static void job_finish(job_t *j)
             .field = j->last.field[0] ? j->last.field : NULL,
             .aws_request_id = j->last.aws_request_id[0] ? j->last.aws_request_id : NULL,
             .http_status = j->last.http_status,
-            .attempts = j->attempts > 0 ? j->attempts : 1,
+            .attempts = j->stage_attempt > 0 ? j->stage_attempt : 1,
             .first_failure_at = j->first_failure[0] ? j->first_failure : now,
             .last_failure_at = now,
             .worker_name = w->name,
@@ -514,6 +515,79 @@ static void url_origin(const char *url, char *out, size_t n)
     if (at && at < end)
         host = at + 1;
     snprintf(out, n, "%.*s%.*s", p ? (int)(p + 3 - url) : 0, url, (int)(end - host), host);
+}
+
+/* Rebuild the stage's state from the message, as for a fresh start. */
+static void job_reset_stage(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    if (w->stage->clear)
+        w->stage->clear(j->st);
+    memset(j->st, 0, w->stage->state_size);
+    ob_job_plan_t plan;
+    ob_step_t fail;
+    memset(&fail, 0, sizeof(fail));
+    w->stage->parse(j->st, w->cfg, j->payload, j->len, &plan, &fail);
+    ob_step_clear(&fail);
+}
+
+/* A retryable failure with attempts left: record it, let go of the account,
+ * and come back after an exponential, full-jitter wait. The message stays in
+ * flight (its offset uncommitted), so a worker killed meanwhile hands it to
+ * the next owner, which continues the count from Redis. */
+static void schedule_stage_retry(job_t *j, ob_step_t *s)
+{
+    ob_worker_t *w = j->w;
+    double cap = (double)w->cfg->stage_retry_max_wait_ms;
+    double exp = (double)w->cfg->stage_retry_wait_ms;
+    for (int i = 1; i < j->stage_attempt && exp < cap; i++)
+        exp *= 2;
+    if (exp > cap)
+        exp = cap;
+    uint64_t delay = (uint64_t)(drand48() * exp);
+    char attempts[16], next[OB_TIME_LEN], now[OB_TIME_LEN];
+    snprintf(attempts, sizeof(attempts), "%d", j->stage_attempt);
+    now_iso(now);
+    uint64_t at = ob_wall_ms() + delay;
+    time_t t = (time_t)(at / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(next, sizeof(next), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const char *fields[] = {"stage",
+                            w->stage->name,
+                            "status",
+                            "waiting",
+                            "request_id",
+                            j->plan.request_id,
+                            "stage_attempts",
+                            attempts,
+                            "next_attempt_at",
+                            next,
+                            "updated_at",
+                            now,
+                            "error_class",
+                            ob_dlq_class_name(s->fail_class),
+                            "error_code",
+                            s->code,
+                            "error_message",
+                            s->message,
+                            NULL};
+    ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, NULL, NULL);
+    ob_logkv(OB_LOG_INFO, "worker", "stage will be retried", "account", j->plan.account_id, "stage",
+             w->stage->name, "attempt", attempts, "next_attempt_at", next, "error", s->code, NULL);
+    w->stats.stage_retries++;
+    ob_step_clear(s);
+    ob_lock_release(j->lock);
+    j->lock = NULL;
+    if (j->creds) {
+        ob_credsrc_unref(j->creds);
+        j->creds = NULL;
+    }
+    job_reset_stage(j);
+    j->phase = PH_LOCKING;
+    if (!j->timer)
+        j->timer = ob_timer_new(w->loop, timer_fired, j);
+    ob_timer_start(j->timer, delay);
 }
 
 static void on_http_done(ob_http_resp_t *resp, void *arg)
@@ -613,8 +687,14 @@ static void job_execute(job_t *j, ob_step_t *s)
         ob_timer_start(j->timer, s->wait_ms);
         ob_step_clear(s);
         return;
-    case OB_STEP_DONE:
     case OB_STEP_FAIL:
+        if (s->fail_class == OB_DLQ_RETRIES_EXHAUSTED && j->lock &&
+            j->stage_attempt < (int)w->cfg->stage_retry_max) {
+            schedule_stage_retry(j, s);
+            return;
+        }
+        __attribute__((fallthrough));
+    case OB_STEP_DONE:
         ob_step_clear(&j->last);
         j->last = *s;
         memset(s, 0, sizeof(*s));
@@ -644,9 +724,26 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
     job_t *j = arg;
     ob_worker_t *w = j->w;
     switch (ev) {
-    case OB_LOCK_ACQUIRED:
+    case OB_LOCK_ACQUIRED: {
         j->fence = fence;
         j->phase = PH_RUNNING;
+        if (j->stage_attempt == 0) {
+            /* A redelivered message continues the count its previous owner kept. */
+            const char *rid, *stage;
+            int prior;
+            ob_lock_prior(l, &rid, &stage, &prior);
+            if (!strcmp(rid, j->plan.request_id) && !strcmp(stage, w->stage->name) && prior > 0)
+                j->stage_attempt = prior;
+        }
+        j->stage_attempt++;
+        if (j->stage_attempt > 1) {
+            char n[16];
+            snprintf(n, sizeof(n), "%d", j->stage_attempt);
+            const char *fields[] = {"stage",      w->stage->name,     "status",         "running",
+                                    "request_id", j->plan.request_id, "stage_attempts", n,
+                                    NULL};
+            ob_lock_state_write(w->redis, j->plan.account_id, fence, fields, NULL, NULL);
+        }
         j->creds = ob_credsrc_ref(ob_assume_cache_get(
             w->assume, j->plan.role_arn, j->plan.external_id[0] ? j->plan.external_id : NULL));
         if (!j->creds) {
@@ -657,6 +754,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         }
         job_run_step(j, NULL);
         return;
+    }
     case OB_LOCK_BUSY:
     case OB_LOCK_ERROR:
         /* Another replica (or a dead one whose lock has not expired yet) has
@@ -700,14 +798,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
                 j->timer = ob_timer_new(w->loop, timer_fired, j);
             ob_timer_start(j->timer, 1000);
             /* The stage state is rebuilt from the message. */
-            if (w->stage->clear)
-                w->stage->clear(j->st);
-            memset(j->st, 0, w->stage->state_size);
-            ob_job_plan_t plan;
-            ob_step_t fail;
-            memset(&fail, 0, sizeof(fail));
-            w->stage->parse(j->st, w->cfg, j->payload, j->len, &plan, &fail);
-            ob_step_clear(&fail);
+            job_reset_stage(j);
         }
         return;
     }

@@ -122,6 +122,7 @@ typedef struct ob_worker_opts_s {
 
 typedef struct ob_worker_stats_s {
     uint64_t received, done, failed, dead_letters, produced, redelivered_lock_busy;
+    uint64_t stage_retries; /* retryable failures given another attempt later */
     size_t inflight;
     int paused;
 } ob_worker_stats_t;

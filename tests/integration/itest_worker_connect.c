@@ -523,10 +523,12 @@ static void test_connect_worker(void **state)
     assert_non_null(strstr(str_at(d, "error", "message"),
                            "does not trust the Billing Engine principal " FLEET
                            " with this ExternalId"));
-    assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 3);
+    /* One stage attempt (a permanent failure is not retried), whose three
+     * AssumeRole denials the reason counts. */
+    assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 1);
     json_decref(d);
     d = check_dlq(&seen, OTHER, "AccessDenied", "permanent");
-    assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 3);
+    assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 1);
     json_decref(d);
     d = check_dlq(&seen, REFUSED, "billing_refused", "permanent");
     assert_non_null(strstr(str_at(d, "error", "message"),

@@ -1,0 +1,252 @@
+/*
+ * Stage-level retries against real Kafka, Redis and the simulator's fault
+ * injection: a throttling burst longer than the HTTP retries is ridden out by
+ * a later stage attempt (the count kept in the account's Redis state), and a
+ * throttling that never ends becomes a dead letter of class
+ * retries_exhausted after stage.retry.max attempts.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ob_http.h"
+#include "ob_kafka.h"
+#include "ob_log.h"
+#include "ob_redis.h"
+#include "ob_worker.h"
+#include "sim.h"
+#include "stages.h"
+#include "testutil.h"
+
+static const char *brokers;
+static int redis_port;
+static char prefix[64];
+static char sim_url[64];
+
+static const char *env_get(const char *name, void *ctx)
+{
+    static char port_s[16];
+    const char *kv[][2] = {{"AWS_ENDPOINT_URL", sim_url},
+                           {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
+                           {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
+                           {"AWS_REGION", "us-east-1"},
+                           {"AWS_CONFIG_FILE", "/dev/null"},
+                           {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
+                           {"AWS_EC2_METADATA_DISABLED", "true"},
+                           {"OB_TOPIC_PREFIX", prefix},
+                           {"OB_REDIS_PORT", port_s},
+                           {"OB_AWS_MAX_ATTEMPTS", "2"},
+                           {"OB_AWS_MAX_BACKOFF", "50ms"},
+                           {"OB_STAGE_RETRY_MAX", "3"},
+                           {"OB_STAGE_RETRY_WAIT", "200ms"},
+                           {NULL, NULL}};
+    snprintf(port_s, sizeof(port_s), "%d", redis_port);
+    return ob_test_kv_lookup(kv, name);
+}
+
+typedef struct seen_s {
+    json_t *cur, *dlq;
+} seen_t;
+
+static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
+{
+    seen_t *s = arg;
+    const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
+    char key[32];
+    snprintf(key, sizeof(key), "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
+    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+    json_object_set_new(!strcmp(t, "cur") ? s->cur : s->dlq, key, j ? j : json_null());
+    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+}
+
+typedef struct want_s {
+    seen_t *s;
+    const char *acct;
+} want_t;
+
+static int seen_acct(void *arg)
+{
+    want_t *w = arg;
+    return json_object_get(w->s->cur, w->acct) || json_object_get(w->s->dlq, w->acct);
+}
+
+static void request(ob_loop_t *loop, int i)
+{
+    ob_cfg_kv_t kv = {0};
+    ob_test_kafka_defaults(&kv, brokers);
+    ob_kproducer_opts_t po = {.kafka = &kv};
+    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
+    char topic[128], body[512], acct[16];
+    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    ob_test_member_account(i, acct);
+    snprintf(
+        body, sizeof(body),
+        "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sretry-%d\",\"account_id\":\"%s\","
+        "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
+        "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
+        prefix, i, acct, acct);
+    assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), body,
+                                       strlen(body), NULL, NULL, NULL, 0),
+                     OB_OK);
+    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
+    ob_kproducer_free(p);
+    ob_cfg_kv_free(&kv);
+}
+
+typedef struct post_s {
+    int done;
+    long status;
+} post_t;
+
+static void on_post(ob_http_resp_t *r, void *arg)
+{
+    post_t *p = arg;
+    p->done = 1;
+    p->status = r->status;
+}
+
+static int post_done(void *arg)
+{
+    return ((post_t *)arg)->done;
+}
+
+static char *state_field(ob_loop_t *loop, const char *acct, const char *field);
+
+static void test_stage_retries(void **state)
+{
+    snprintf(prefix, sizeof(prefix), "itr%ld%d.", (long)time(NULL) % 100000, (int)getpid());
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    char err[512];
+    /* Two throttles in a row: both HTTP attempts of the first stage attempt. */
+    const char *faults[] = {"s3.PutBucketPolicy=throttle:count=2", NULL};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 5, .faults = faults};
+    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
+    assert_non_null(sim);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    request(loop, 1);
+
+    ob_config_t cfg;
+    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    ob_test_kafka_defaults(&cfg.kafka, brokers);
+    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
+                           .config = &cfg,
+                           .name = "itest-retry",
+                           .lock_ttl_ms = 10000,
+                           .shutdown_ms = 3000,
+                           .getenv_fn = env_get};
+    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
+    if (!w)
+        fail_msg("worker: %s", err);
+    seen_t seen = {json_object(), json_object()};
+    ob_cfg_kv_t kv = {0};
+    ob_test_kafka_defaults(&kv, brokers);
+    char tc[128], td[128], group[160];
+    snprintf(tc, sizeof(tc), "%scur", prefix);
+    snprintf(td, sizeof(td), "%sdlq", prefix);
+    snprintf(group, sizeof(group), "%sc", prefix);
+    const char *topics[] = {tc, td};
+    ob_kconsumer_opts_t co = {.group_id = group,
+                              .topics = topics,
+                              .ntopics = 2,
+                              .kafka = &kv,
+                              .on_message = on_out,
+                              .arg = &seen};
+    ob_kconsumer_t *collector = ob_kconsumer_new(loop, &co, err, sizeof(err));
+    assert_non_null(collector);
+
+    char a1[16], a2[16];
+    ob_test_member_account(1, a1);
+    want_t w1 = {&seen, a1};
+    assert_true(ob_test_run_until(loop, seen_acct, &w1, 60000));
+    assert_non_null(json_object_get(seen.cur, a1)); /* got through on the second attempt */
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 10000));
+    char *v = state_field(loop, a1, "stage_attempts");
+    assert_string_equal(v, "2");
+    free(v);
+    ob_worker_stats_t st;
+    ob_worker_get_stats(w, &st);
+    assert_int_equal(st.stage_retries, 1);
+
+    /* Throttling that never ends: a dead letter after three attempts. */
+    ob_http_t *http = ob_http_new(loop, NULL, NULL, 0);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/_sim/config", sim_url);
+    const char *body = "{\"faults\": {\"s3.PutPublicAccessBlock\": \"throttle:1.0\"}}";
+    ob_http_req_t req = {.method = "POST", .url = url, .body = body, .body_len = strlen(body)};
+    post_t pr = {0, 0};
+    assert_non_null(ob_http_send(http, &req, on_post, &pr, NULL, 0));
+    assert_true(ob_test_run_until(loop, post_done, &pr, 5000));
+    assert_int_equal(pr.status, 200);
+    request(loop, 2);
+    ob_test_member_account(2, a2);
+    want_t w2 = {&seen, a2};
+    assert_true(ob_test_run_until(loop, seen_acct, &w2, 60000));
+    json_t *d = json_object_get(seen.dlq, a2);
+    assert_non_null(d);
+    json_t *e = json_object_get(d, "error");
+    assert_string_equal(json_string_value(json_object_get(e, "class")), "retries_exhausted");
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "SlowDown");
+    assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 3);
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 10000));
+    v = state_field(loop, a2, "status");
+    assert_string_equal(v, "failed");
+    free(v);
+    json_t *counts = json_object_get(sim_section(sim, "counts_by_account"), a2);
+    /* three stage attempts of two HTTP attempts each */
+    assert_int_equal(json_integer_value(json_object_get(counts, "s3.PutPublicAccessBlock")), 6);
+
+    ob_http_free(http);
+    ob_kconsumer_close(collector);
+    ob_kconsumer_free(collector);
+    ob_worker_stop(w);
+    ob_worker_run(w);
+    ob_worker_free(w);
+    ob_cfg_kv_free(&kv);
+    json_decref(seen.cur);
+    json_decref(seen.dlq);
+    sim_free(sim);
+    ob_config_free(&cfg);
+    ob_loop_free(loop);
+}
+
+typedef struct hget_s {
+    int done;
+    char *v;
+} hget_t;
+
+static void on_hget(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    hget_t *h = arg;
+    h->done = 1;
+    h->v = strdup(reply && reply->type == REDIS_REPLY_STRING ? reply->str : "");
+}
+
+static int hget_done(void *arg)
+{
+    return ((hget_t *)arg)->done;
+}
+
+static char *state_field(ob_loop_t *loop, const char *acct, const char *field)
+{
+    ob_redis_opts_t ro = {.host = "127.0.0.1", .port = redis_port};
+    ob_redis_t *r = ob_redis_new(loop, &ro, NULL, 0);
+    char key[64];
+    snprintf(key, sizeof(key), "ob:{%s}:state", acct);
+    hget_t h = {0, NULL};
+    ob_redis_command(r, on_hget, &h, "HGET %s %s", key, field);
+    assert_true(ob_test_run_until(loop, hget_done, &h, 5000));
+    ob_redis_free(r);
+    return h.v;
+}
+
+int main(void)
+{
+    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
+    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    ob_log_set_level(OB_LOG_WARN);
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_stage_retries)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
