@@ -6,6 +6,7 @@
  *                      [--role-name NAME] [--dry-run]
  *   onboardctl status ACCOUNT [--json]
  *   onboardctl summary [--json]
+ *   onboardctl dlq list [filters] [--json]
  *
  * Settings (Kafka, Redis, topic prefix) come from the same table as the
  * workers (OB_* variables, OB_CONFIG_FILE); AWS settings follow the SDK
@@ -55,6 +56,10 @@ static void usage(FILE *f)
                "      reason. The role is arn:aws:iam::ACCOUNT:role/NAME\n"
                "      (default OrganizationAccountAccessRole).\n"
                "  status ACCOUNT [--json]   the account's onboarding state\n"
+               "  dlq list [--account A] [--stage S] [--code C] [--since T] [--until T] [--json]\n"
+               "      The dead letters (oldest first) with their reasons, and counts per\n"
+               "      stage and error code. T is an RFC 3339 time (compared with the last\n"
+               "      failure). Original payloads are not printed.\n"
                "  summary [--json]          how many accounts are at each stage and status\n"
                "\n"
                "Settings come from OB_* variables and OB_CONFIG_FILE (see the README).\n"
@@ -732,6 +737,166 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
     return 0;
 }
 
+/* ---- dead letters ---- */
+
+typedef struct dlq_filter_s {
+    const char *account, *stage, *code, *since, *until;
+} dlq_filter_t;
+
+static int dlq_match(const ob_dlq_t *d, const dlq_filter_t *f)
+{
+    if (f->account && (!d->account_id || strcmp(d->account_id, f->account) != 0))
+        return 0;
+    if (f->stage && strcmp(ob_stage_name(d->stage), f->stage) != 0)
+        return 0;
+    if (f->code && strcmp(d->code, f->code) != 0)
+        return 0;
+    if (f->since && strcmp(d->last_failure_at, f->since) < 0)
+        return 0;
+    if (f->until && strcmp(d->last_failure_at, f->until) > 0)
+        return 0;
+    return 1;
+}
+
+/* Read the whole dead-letter topic (every partition from its start to its
+ * current end) without joining any consumer group, so nothing is committed. */
+static int cmd_dlq(ctl_t *c, int argc, char **argv)
+{
+    dlq_filter_t f = {0};
+    if (argc < 1 || strcmp(argv[0], "list") != 0) {
+        fprintf(stderr, "onboardctl dlq: the subcommand is list (try --help)\n");
+        return EXIT_USAGE;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json"))
+            c->json = 1;
+        else if (!strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (v && !strcmp(a, "--account"))
+            f.account = argv[++i];
+        else if (v && !strcmp(a, "--stage"))
+            f.stage = argv[++i];
+        else if (v && !strcmp(a, "--code"))
+            f.code = argv[++i];
+        else if (v && !strcmp(a, "--since"))
+            f.since = argv[++i];
+        else if (v && !strcmp(a, "--until"))
+            f.until = argv[++i];
+        else {
+            fprintf(stderr, "onboardctl dlq list: unknown or incomplete option %s\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    char err[512], topic[256];
+    snprintf(topic, sizeof(topic), "%sdlq", c->cfg.topic_prefix);
+    static const char *const defaults[] = {"group.id", "onboardctl-dlq-reader",
+                                           "enable.auto.commit", "false", NULL};
+    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, sizeof(err));
+    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
+    if (!rk) {
+        fprintf(stderr, "onboardctl: %s\n", err);
+        return EXIT_RUNTIME;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    if (e || md->topic_cnt != 1 || md->topics[0].err) {
+        fprintf(stderr, "onboardctl: cannot read topic %s: %s\n", topic,
+                rd_kafka_err2str(e ? e : md->topics[0].err));
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(rk);
+        return EXIT_RUNTIME;
+    }
+    int nparts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(nparts);
+    int64_t *end = calloc((size_t)(nparts ? nparts : 1), sizeof(*end));
+    int remaining = 0;
+    for (int p = 0; p < nparts; p++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) == 0 && hi > lo) {
+            rd_kafka_topic_partition_list_add(assign, topic, p)->offset = lo;
+            end[p] = hi;
+            remaining++;
+        }
+    }
+    rd_kafka_assign(rk, assign);
+    rd_kafka_topic_partition_list_destroy(assign);
+    json_t *counts = json_object();
+    size_t shown = 0, total = 0;
+    while (remaining > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 5000);
+        if (!m) {
+            fprintf(stderr, "onboardctl: timed out reading %s\n", topic);
+            break;
+        }
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        total++;
+        ob_dlq_t d;
+        ob_msg_error_t me;
+        if (ob_dlq_parse(m->payload, m->len, &d, &me) != OB_OK) {
+            fprintf(stderr, "%s [%d] offset %lld: unreadable dead letter: %s\n", topic,
+                    (int)m->partition, (long long)m->offset, me.message);
+        } else {
+            if (dlq_match(&d, &f)) {
+                shown++;
+                char key[160];
+                snprintf(key, sizeof(key), "%s/%s", ob_stage_name(d.stage), d.code);
+                json_object_set_new(
+                    counts, key,
+                    json_integer(json_integer_value(json_object_get(counts, key)) + 1));
+                if (c->json) {
+                    json_t *o =
+                        json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}",
+                                  "dlq_id", d.dlq_id, "account_id", d.account_id, "request_id",
+                                  d.request_id, "stage", ob_stage_name(d.stage), "class",
+                                  ob_dlq_class_name(d.cls), "code", d.code, "message", d.message,
+                                  "attempts", d.attempts, "first_failure_at", d.first_failure_at,
+                                  "last_failure_at", d.last_failure_at, "replayable", d.replayable);
+                    char *str = json_dumps(o, JSON_COMPACT);
+                    printf("%s\n", str);
+                    free(str);
+                    json_decref(o);
+                } else {
+                    printf("%-14s %-8s %-18s %-24s %s\n", d.account_id ? d.account_id : "-",
+                           ob_stage_name(d.stage), ob_dlq_class_name(d.cls), d.code, d.message);
+                }
+            }
+            ob_dlq_clear(&d);
+        }
+        if (m->offset + 1 >= end[m->partition])
+            remaining--;
+        rd_kafka_message_destroy(m);
+    }
+    free(end);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    if (c->json) {
+        json_t *o = json_pack("{s:I, s:I, s:O}", "records", (json_int_t)total, "matching",
+                              (json_int_t)shown, "by_stage_code", counts);
+        char *str = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", str);
+        free(str);
+        json_decref(o);
+    } else {
+        printf("\n%zu of %zu dead letters match; per stage/code:\n", shown, total);
+        const char *k;
+        json_t *v;
+        json_object_foreach(counts, k, v)
+            printf("  %-40s %lld\n", k, (long long)json_integer_value(v));
+    }
+    json_decref(counts);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
@@ -755,6 +920,8 @@ int main(int argc, char **argv)
         rc = cmd_status(&c, argc - 2, argv + 2);
     else if (!strcmp(argv[1], "summary"))
         rc = cmd_summary(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "dlq"))
+        rc = cmd_dlq(&c, argc - 2, argv + 2);
     else {
         fprintf(stderr, "onboardctl: unknown command %s (try --help)\n", argv[1]);
         rc = EXIT_USAGE;

@@ -83,7 +83,24 @@ if [ -n "${2:-}" ]; then
     fail "role ARN not derived"
 fi
 
-# 6. Usage errors.
+# 6. Dead letters: read back with filters and counts (the records are the
+#    proto examples, as a worker would have written them).
+EX=$(cd "$(dirname "$0")/../../proto/examples/onboard.dlq.v1/valid" && pwd)
+for f in bucket-already-exists iam-retries-exhausted; do
+  python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",",":")))' \
+    "$EX/$f.json"
+done | kcat -P -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}dlq" 2>/dev/null
+"$CTL" dlq list --json >"$T/dlq" || fail "dlq list"
+tail -1 "$T/dlq" | grep -q '"records":2' || fail "dlq list: $(tail -1 "$T/dlq")"
+[ "$(grep -c '"dlq_id"' "$T/dlq")" = 2 ] || fail "dlq list: want 2 records"
+"$CTL" dlq list --stage iam --json | tail -1 | grep -q '"matching":1' || fail "dlq --stage"
+"$CTL" dlq list --code BucketAlreadyExists | grep -q 'BucketAlreadyExists' || fail "dlq --code"
+"$CTL" dlq list --since 2999-01-01T00:00:00Z --json | tail -1 | grep -q '"matching":0' ||
+  fail "dlq --since"
+grep -q payload "$T/dlq" && fail "dlq list printed an original payload"
+"$CTL" dlq frob >/dev/null 2>&1; [ $? = 2 ] || fail "dlq with an unknown subcommand must exit 2"
+
+# 7. Usage errors.
 "$CTL" frobnicate >/dev/null 2>&1; [ $? = 2 ] || fail "unknown command must exit 2"
 "$CTL" --help | grep -q 'enqueue' || fail "--help"
 echo "onboardctl: all checks passed"
