@@ -25,6 +25,7 @@
 
 #include "ob_awsconfig.h"
 #include "ob_creds.h"
+#include "ob_crypto.h"
 #include "ob_http.h"
 #include "ob_kafka.h"
 #include "ob_lock.h"
@@ -110,6 +111,7 @@ struct ob_worker_s {
     size_t inflight, max_inflight;
     int paused;
     int stopping;
+    unsigned short rng[3]; /* jitter: seeded per process, so replicas do not retry in step */
     ob_worker_stats_t stats;
 };
 
@@ -544,7 +546,7 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
         exp *= 2;
     if (exp > cap)
         exp = cap;
-    uint64_t delay = (uint64_t)(drand48() * exp);
+    uint64_t delay = (uint64_t)(erand48(w->rng) * exp);
     char attempts[16], next[OB_TIME_LEN], now[OB_TIME_LEN];
     snprintf(attempts, sizeof(attempts), "%d", j->stage_attempt);
     now_iso(now);
@@ -620,7 +622,7 @@ static void on_http_done(ob_http_resp_t *resp, void *arg)
         int max = (int)w->cfg->aws_max_attempts;
         if (res.retry_class != OB_RETRY_NO && j->http_attempts < max) {
             double cap = (double)w->cfg->aws_max_backoff_ms / 1000.0;
-            double d = ob_retry_delay_s(j->http_attempts, drand48(), cap);
+            double d = ob_retry_delay_s(j->http_attempts, erand48(w->rng), cap);
             ob_timer_start(j->timer, (uint64_t)(d * 1000.0));
             return;
         }
@@ -983,6 +985,8 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     snprintf(w->topic_in, sizeof(w->topic_in), "%s%s", w->cfg->topic_prefix, w->stage->input);
     snprintf(w->topic_dlq, sizeof(w->topic_dlq), "%sdlq", w->cfg->topic_prefix);
     w->max_inflight = (size_t)w->cfg->inflight_max;
+    if (ob_random_bytes(w->rng, sizeof(w->rng)) != OB_OK)
+        w->rng[0] = (unsigned short)getpid();
     w->offsets = ob_offsets_new();
     if (opts->install_signals) {
         const int sigs[] = {SIGINT, SIGTERM};
