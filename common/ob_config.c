@@ -67,6 +67,29 @@ const ob_cfg_def_t ob_config_table[] = {
      "base of the exponential, full-jitter wait between stage attempts"},
     {"stage.retry.max.wait", OB_CFG_MS, "10m", 10, 86400000, OFF(stage_retry_max_wait_ms), 0,
      "cap of that wait"},
+    {"stage.retry.throttling.max", OB_CFG_INT, "10", 0, 100, OFF(stage_retry_class_max[1]), 0,
+     "stage attempts when AWS throttles (0: stage.retry.max)"},
+    {"stage.retry.throttling.wait", OB_CFG_MS, "0", 0, 86400000, OFF(stage_retry_class_wait_ms[1]),
+     0, "base wait after throttling (0: stage.retry.wait)"},
+    {"stage.retry.transient.max", OB_CFG_INT, "0", 0, 100, OFF(stage_retry_class_max[2]), 0,
+     "stage attempts after 5xx and connection errors (0: stage.retry.max)"},
+    {"stage.retry.transient.wait", OB_CFG_MS, "0", 0, 86400000, OFF(stage_retry_class_wait_ms[2]),
+     0, "base wait after 5xx and connection errors (0: stage.retry.wait)"},
+    {"stage.retry.timeout.max", OB_CFG_INT, "0", 0, 100, OFF(stage_retry_class_max[3]), 0,
+     "stage attempts after timeouts (0: stage.retry.max)"},
+    {"stage.retry.timeout.wait", OB_CFG_MS, "0", 0, 86400000, OFF(stage_retry_class_wait_ms[3]), 0,
+     "base wait after timeouts (0: stage.retry.wait)"},
+    {"stage.retry.busy.max", OB_CFG_INT, "0", 0, 100, OFF(stage_retry_class_max[4]), 0,
+     "stage attempts while a resource is still changing, e.g. a stack in progress (0: "
+     "stage.retry.max)"},
+    {"stage.retry.busy.wait", OB_CFG_MS, "0", 0, 86400000, OFF(stage_retry_class_wait_ms[4]), 0,
+     "base wait for those (0: stage.retry.wait)"},
+    {"lock.ttl", OB_CFG_MS, "30s", 1000, 600000, OFF(lock_ttl_ms), 0,
+     "per-account lock lifetime (renewed at a third of it while held): how long a killed "
+     "worker's accounts stay locked"},
+    {"aws.rate.limits", OB_CFG_STR, "sts.AssumeRole=500", 0, 0, OFF(rate_limits), 0,
+     "fleet-wide request rates per AWS API shared through Redis, API=RATE[/BURST] by commas; "
+     "throttling halves an API's rate for every replica, which then climbs back"},
 };
 const size_t ob_config_table_len = sizeof(ob_config_table) / sizeof(ob_config_table[0]);
 

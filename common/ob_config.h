@@ -101,6 +101,12 @@ typedef struct ob_config_s {
     long long stage_retry_max;
     long long stage_retry_wait_ms;
     long long stage_retry_max_wait_ms;
+    /* Per retry reason (ob_retry_reason_t order: other, throttling,
+     * transient, timeout, busy); 0: stage_retry_max / stage_retry_wait_ms. */
+    long long stage_retry_class_max[5];
+    long long stage_retry_class_wait_ms[5];
+    long long lock_ttl_ms;
+    char *rate_limits;
     ob_cfg_kv_t kafka;
 } ob_config_t;
 

@@ -62,6 +62,15 @@
 /* Kafka header names the workers set on every message they produce. */
 #define OB_MSG_HDR_SCHEMA    "ob-schema"    /* the message's "schema" value */
 #define OB_MSG_HDR_REPLAY_OF "ob-replay-of" /* the dlq_id a replayed message comes from */
+/* An operator's control message on a stage's input topic, keyed by the
+ * account (so it reaches the replica that owns the account's partition).
+ * Value "retry-now": start the account's waiting stage retry at once. The
+ * payload is {"schema":"onboard.control/1","action":"retry-now",
+ * "account_id":...,"request_id":...}; workers act on the header alone and
+ * never dead-letter a control message. */
+#define OB_MSG_HDR_CONTROL   "ob-control"
+#define OB_CONTROL_RETRY_NOW "retry-now"
+#define OB_SCHEMA_CONTROL    "onboard.control/1"
 
 /* The reason given for Azure and Google Cloud requests (from the manual procedure). */
 #define OB_MSG_UNSUPPORTED_CLOUD_REASON                                                            \

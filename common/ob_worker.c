@@ -144,11 +144,22 @@ void ob_step_fail(ob_step_t *s, ob_dlq_class_t cls, const char *code, const char
     va_end(ap);
 }
 
+const char *ob_retry_reason_name(ob_retry_reason_t r)
+{
+    static const char *const names[OB_RR__COUNT] = {"other", "throttling", "transient", "timeout",
+                                                    "busy"};
+    return (unsigned)r < OB_RR__COUNT ? names[r] : "other";
+}
+
 void ob_step_fail_aws(ob_step_t *s, const ob_aws_result_t *res)
 {
     int retryable = res->retry_class != OB_RETRY_NO;
     ob_step_fail(s, retryable ? OB_DLQ_RETRIES_EXHAUSTED : OB_DLQ_PERMANENT,
                  res->err == OB_ERR_AWS ? res->aws.code : ob_err2str(res->err), "%s", res->errmsg);
+    s->retry_reason = res->retry_class == OB_RETRY_THROTTLE  ? OB_RR_THROTTLING
+                      : res->retry_class == OB_RETRY_TIMEOUT ? OB_RR_TIMEOUT
+                      : retryable                            ? OB_RR_TRANSIENT
+                                                             : OB_RR_OTHER;
     if (res->err == OB_ERR_AWS) {
         snprintf(s->aws_request_id, sizeof(s->aws_request_id), "%s", res->aws.request_id);
         s->http_status = (int)res->status;
@@ -541,7 +552,8 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
 {
     ob_worker_t *w = j->w;
     double cap = (double)w->cfg->stage_retry_max_wait_ms;
-    double exp = (double)w->cfg->stage_retry_wait_ms;
+    long long base = w->cfg->stage_retry_class_wait_ms[s->retry_reason % OB_RR__COUNT];
+    double exp = (double)(base > 0 ? base : w->cfg->stage_retry_wait_ms);
     for (int i = 1; i < j->stage_attempt && exp < cap; i++)
         exp *= 2;
     if (exp > cap)
@@ -569,6 +581,8 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
                             now,
                             "error_class",
                             ob_dlq_class_name(s->fail_class),
+                            "retry_reason",
+                            ob_retry_reason_name(s->retry_reason),
                             "error_code",
                             s->code,
                             "error_message",
@@ -576,7 +590,8 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
                             NULL};
     ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, NULL, NULL);
     ob_logkv(OB_LOG_INFO, "worker", "stage will be retried", "account", j->plan.account_id, "stage",
-             w->stage->name, "attempt", attempts, "next_attempt_at", next, "error", s->code, NULL);
+             w->stage->name, "attempt", attempts, "next_attempt_at", next, "error", s->code,
+             "reason", ob_retry_reason_name(s->retry_reason), NULL);
     w->stats.stage_retries++;
     ob_step_clear(s);
     ob_lock_release(j->lock);
@@ -655,6 +670,13 @@ static void http_attempt(job_t *j)
     }
 }
 
+/* Stage attempts allowed for a retry reason. */
+static int stage_retry_max(const ob_worker_t *w, ob_retry_reason_t r)
+{
+    long long m = w->cfg->stage_retry_class_max[r % OB_RR__COUNT];
+    return (int)(m > 0 ? m : w->cfg->stage_retry_max);
+}
+
 static void job_execute(job_t *j, ob_step_t *s)
 {
     ob_worker_t *w = j->w;
@@ -691,7 +713,7 @@ static void job_execute(job_t *j, ob_step_t *s)
         return;
     case OB_STEP_FAIL:
         if (s->fail_class == OB_DLQ_RETRIES_EXHAUSTED && j->lock &&
-            j->stage_attempt < (int)w->cfg->stage_retry_max) {
+            j->stage_attempt < stage_retry_max(w, s->retry_reason)) {
             schedule_stage_retry(j, s);
             return;
         }
@@ -810,7 +832,7 @@ static void job_start_lock(job_t *j)
 {
     ob_worker_t *w = j->w;
     j->phase = PH_LOCKING;
-    long ttl = w->opts.lock_ttl_ms > 0 ? w->opts.lock_ttl_ms : 30000;
+    long ttl = w->opts.lock_ttl_ms > 0 ? w->opts.lock_ttl_ms : (long)w->cfg->lock_ttl_ms;
     j->lock = ob_lock_acquire(w->redis, w->loop, j->plan.account_id, ttl, on_lock, j);
     if (!j->lock) {
         if (!j->timer)
@@ -821,9 +843,53 @@ static void job_start_lock(job_t *j)
 
 /* ---- Kafka ---- */
 
+/* An operator's control message (OB_MSG_HDR_CONTROL): act on it, mark its
+ * offset finished, and return 1; 0 for any other message. */
+static int control_message(ob_worker_t *w, const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val = NULL;
+    size_t vlen = 0;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, OB_MSG_HDR_CONTROL, &val, &vlen) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    int64_t commit;
+    ob_offsets_add(w->offsets, topic, m->partition, m->offset);
+    if (ob_offsets_done(w->offsets, topic, m->partition, m->offset, &commit) == 1)
+        ob_kconsumer_store(w->consumer, topic, m->partition, commit);
+    char acct[OB_ACCOUNT_ID_LEN] = "";
+    if (m->key && m->key_len < sizeof(acct))
+        snprintf(acct, sizeof(acct), "%.*s", (int)m->key_len, (const char *)m->key);
+    char action[32];
+    snprintf(action, sizeof(action), "%.*s", val ? (int)(vlen < 31 ? vlen : 31) : 0,
+             val ? (const char *)val : "");
+    if (strcmp(action, OB_CONTROL_RETRY_NOW) != 0) {
+        ob_logkv(OB_LOG_WARN, "worker", "unknown control message ignored", "action", action,
+                 "account", acct, NULL);
+        return 1;
+    }
+    acct_t *a = acct[0] ? acct_get(w, acct, 0) : NULL;
+    job_t *j = a ? a->active : NULL;
+    if (j && j->phase == PH_LOCKING && !j->lock && j->timer) {
+        /* Waiting for a stage retry (or for the account's lock): go now. */
+        ob_timer_start(j->timer, 0);
+        w->stats.retry_now++;
+        ob_logkv(OB_LOG_INFO, "worker", "retrying now at the operator's request", "account", acct,
+                 "stage", w->stage->name, NULL);
+    } else {
+        ob_logkv(OB_LOG_INFO, "worker", "retry-now: nothing of this account is waiting here",
+                 "account", acct, "stage", w->stage->name, NULL);
+    }
+    return 1;
+}
+
 static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
 {
     ob_worker_t *w = arg;
+    if (control_message(w, m))
+        return;
     job_t *j = calloc(1, sizeof(*j));
     if (!j) {
         ob_logf(OB_LOG_ERROR, "worker", "out of memory: message left uncommitted");

@@ -46,6 +46,18 @@ typedef enum ob_step_kind_e {
                        * for 2xx, OB_ERR_HTTP with the status otherwise */
 } ob_step_kind_t;
 
+/* Why a retryable failure failed, for per-class stage retry settings
+ * (stage.retry.<class>.max and .wait; see ob_config). */
+typedef enum ob_retry_reason_e {
+    OB_RR_OTHER = 0,  /* anything else retryable: the defaults apply */
+    OB_RR_THROTTLING, /* AWS (or the Billing Engine) asked us to slow down */
+    OB_RR_TRANSIENT,  /* 5xx, connection errors */
+    OB_RR_TIMEOUT,    /* no answer in time */
+    OB_RR_BUSY,       /* a resource still changing or changed under us (stack in progress) */
+    OB_RR__COUNT
+} ob_retry_reason_t;
+const char *ob_retry_reason_name(ob_retry_reason_t r);
+
 typedef struct ob_step_s {
     ob_step_kind_t kind;
     /* CALL */
@@ -69,6 +81,7 @@ typedef struct ob_step_s {
     const char *state[16];
     /* FAIL */
     ob_dlq_class_t fail_class;
+    ob_retry_reason_t retry_reason; /* for OB_DLQ_RETRIES_EXHAUSTED */
     char code[64];
     char message[512];
     char field[256];
@@ -113,7 +126,7 @@ typedef struct ob_worker_opts_s {
     const ob_stage_ops_t *stage;
     const ob_config_t *config;
     const char *name;       /* worker name in logs and dead letters */
-    long lock_ttl_ms;       /* 0: 30 s */
+    long lock_ttl_ms;       /* 0: the lock.ttl setting */
     long shutdown_ms;       /* how long SIGTERM waits for in-flight work (0: 20 s) */
     int install_signals;    /* handle SIGTERM/SIGINT (the worker mains) */
     ob_getenv_fn getenv_fn; /* AWS settings (NULL: getenv) */
@@ -123,6 +136,7 @@ typedef struct ob_worker_opts_s {
 typedef struct ob_worker_stats_s {
     uint64_t received, done, failed, dead_letters, produced, redelivered_lock_busy;
     uint64_t stage_retries; /* retryable failures given another attempt later */
+    uint64_t retry_now;     /* waiting retries started early by a control message */
     size_t inflight;
     int paused;
 } ob_worker_stats_t;

@@ -7,6 +7,8 @@
  *   onboardctl status ACCOUNT [--json]
  *   onboardctl summary [--json]
  *   onboardctl dlq list [filters] [--json]
+ *   onboardctl replay [filters] [--limit N] [--dry-run] [--force] [--json]
+ *   onboardctl retry ACCOUNT [--no-wait]
  *
  * Settings (Kafka, Redis, topic prefix) come from the same table as the
  * workers (OB_* variables, OB_CONFIG_FILE); AWS settings follow the SDK
@@ -56,10 +58,21 @@ static void usage(FILE *f)
                "      reason. The role is arn:aws:iam::ACCOUNT:role/NAME\n"
                "      (default OrganizationAccountAccessRole).\n"
                "  status ACCOUNT [--json]   the account's onboarding state\n"
-               "  dlq list [--account A] [--stage S] [--code C] [--since T] [--until T] [--json]\n"
+               "  dlq list [--account A] [--stage S] [--code C] [--since T] [--until T] [--id ID]\n"
+               "           [--json]\n"
                "      The dead letters (oldest first) with their reasons, and counts per\n"
                "      stage and error code. T is an RFC 3339 time (compared with the last\n"
                "      failure). Original payloads are not printed.\n"
+               "  replay [--account A] [--stage S] [--code C] [--since T] [--until T] [--id ID]\n"
+               "         [--limit N] [--dry-run] [--force] [--json]\n"
+               "      Put dead letters back: each chosen record's original goes to the topic of\n"
+               "      the stage where it failed, with header ob-replay-of and the stage's\n"
+               "      attempts reset. Only the newest record of an account is replayed; one\n"
+               "      already replayed, an account connected since or moved on to another\n"
+               "      request is skipped (--force replays those); invalid input and records\n"
+               "      whose original cannot be read are refused with the reason. Running it\n"
+               "      twice replays nothing twice. --dry-run shows what would be replayed.\n"
+               "  retry ACCOUNT [--no-wait]  start an account's waiting stage retry now\n"
                "  summary [--json]          how many accounts are at each stage and status\n"
                "\n"
                "Settings come from OB_* variables and OB_CONFIG_FILE (see the README).\n"
@@ -740,7 +753,7 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
 /* ---- dead letters ---- */
 
 typedef struct dlq_filter_s {
-    const char *account, *stage, *code, *since, *until;
+    const char *account, *stage, *code, *since, *until, *dlq_id;
 } dlq_filter_t;
 
 static int dlq_match(const ob_dlq_t *d, const dlq_filter_t *f)
@@ -755,40 +768,18 @@ static int dlq_match(const ob_dlq_t *d, const dlq_filter_t *f)
         return 0;
     if (f->until && strcmp(d->last_failure_at, f->until) > 0)
         return 0;
+    if (f->dlq_id && strcmp(d->dlq_id, f->dlq_id) != 0)
+        return 0;
     return 1;
 }
 
+typedef int(dlq_each_fn)(ctl_t *c, ob_dlq_t *d, void *arg); /* 1: keep d (the callee owns it) */
+
 /* Read the whole dead-letter topic (every partition from its start to its
- * current end) without joining any consumer group, so nothing is committed. */
-static int cmd_dlq(ctl_t *c, int argc, char **argv)
+ * current end) without joining any consumer group, so nothing is committed.
+ * Unreadable records are reported on stderr and counted in *unreadable. */
+static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_t *unreadable)
 {
-    dlq_filter_t f = {0};
-    if (argc < 1 || strcmp(argv[0], "list") != 0) {
-        fprintf(stderr, "onboardctl dlq: the subcommand is list (try --help)\n");
-        return EXIT_USAGE;
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json"))
-            c->json = 1;
-        else if (!strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (v && !strcmp(a, "--account"))
-            f.account = argv[++i];
-        else if (v && !strcmp(a, "--stage"))
-            f.stage = argv[++i];
-        else if (v && !strcmp(a, "--code"))
-            f.code = argv[++i];
-        else if (v && !strcmp(a, "--since"))
-            f.since = argv[++i];
-        else if (v && !strcmp(a, "--until"))
-            f.until = argv[++i];
-        else {
-            fprintf(stderr, "onboardctl dlq list: unknown or incomplete option %s\n", a);
-            return EXIT_USAGE;
-        }
-    }
     char err[512], topic[256];
     snprintf(topic, sizeof(topic), "%sdlq", c->cfg.topic_prefix);
     static const char *const defaults[] = {"group.id", "onboardctl-dlq-reader",
@@ -816,7 +807,7 @@ static int cmd_dlq(ctl_t *c, int argc, char **argv)
     rd_kafka_topic_destroy(rkt);
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(nparts);
     int64_t *end = calloc((size_t)(nparts ? nparts : 1), sizeof(*end));
-    int remaining = 0;
+    int remaining = 0, rc = 0;
     for (int p = 0; p < nparts; p++) {
         int64_t lo = 0, hi = 0;
         if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) == 0 && hi > lo) {
@@ -827,49 +818,25 @@ static int cmd_dlq(ctl_t *c, int argc, char **argv)
     }
     rd_kafka_assign(rk, assign);
     rd_kafka_topic_partition_list_destroy(assign);
-    json_t *counts = json_object();
-    size_t shown = 0, total = 0;
     while (remaining > 0) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 5000);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 10000);
         if (!m) {
             fprintf(stderr, "onboardctl: timed out reading %s\n", topic);
+            rc = EXIT_RUNTIME;
             break;
         }
         if (m->err) {
             rd_kafka_message_destroy(m);
             continue;
         }
-        total++;
+        (*total)++;
         ob_dlq_t d;
         ob_msg_error_t me;
         if (ob_dlq_parse(m->payload, m->len, &d, &me) != OB_OK) {
+            (*unreadable)++;
             fprintf(stderr, "%s [%d] offset %lld: unreadable dead letter: %s\n", topic,
                     (int)m->partition, (long long)m->offset, me.message);
-        } else {
-            if (dlq_match(&d, &f)) {
-                shown++;
-                char key[160];
-                snprintf(key, sizeof(key), "%s/%s", ob_stage_name(d.stage), d.code);
-                json_object_set_new(
-                    counts, key,
-                    json_integer(json_integer_value(json_object_get(counts, key)) + 1));
-                if (c->json) {
-                    json_t *o =
-                        json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}",
-                                  "dlq_id", d.dlq_id, "account_id", d.account_id, "request_id",
-                                  d.request_id, "stage", ob_stage_name(d.stage), "class",
-                                  ob_dlq_class_name(d.cls), "code", d.code, "message", d.message,
-                                  "attempts", d.attempts, "first_failure_at", d.first_failure_at,
-                                  "last_failure_at", d.last_failure_at, "replayable", d.replayable);
-                    char *str = json_dumps(o, JSON_COMPACT);
-                    printf("%s\n", str);
-                    free(str);
-                    json_decref(o);
-                } else {
-                    printf("%-14s %-8s %-18s %-24s %s\n", d.account_id ? d.account_id : "-",
-                           ob_stage_name(d.stage), ob_dlq_class_name(d.cls), d.code, d.message);
-                }
-            }
+        } else if (!each(c, &d, arg)) {
             ob_dlq_clear(&d);
         }
         if (m->offset + 1 >= end[m->partition])
@@ -879,22 +846,594 @@ static int cmd_dlq(ctl_t *c, int argc, char **argv)
     free(end);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Shared by dlq list and replay. */
+static int dlq_filter_arg(dlq_filter_t *f, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    if (*i + 1 >= argc)
+        return 0;
+    const char **slot = !strcmp(a, "--account") ? &f->account
+                        : !strcmp(a, "--stage") ? &f->stage
+                        : !strcmp(a, "--code")  ? &f->code
+                        : !strcmp(a, "--since") ? &f->since
+                        : !strcmp(a, "--until") ? &f->until
+                        : !strcmp(a, "--id")    ? &f->dlq_id
+                                                : NULL;
+    if (!slot)
+        return 0;
+    *slot = argv[++*i];
+    return 1;
+}
+
+typedef struct list_s {
+    const dlq_filter_t *f;
+    json_t *counts;
+    size_t shown;
+} list_t;
+
+static int list_each(ctl_t *c, ob_dlq_t *d, void *arg)
+{
+    list_t *l = arg;
+    if (!dlq_match(d, l->f))
+        return 0;
+    l->shown++;
+    char key[160];
+    snprintf(key, sizeof(key), "%s/%s", ob_stage_name(d->stage), d->code);
+    json_object_set_new(l->counts, key,
+                        json_integer(json_integer_value(json_object_get(l->counts, key)) + 1));
     if (c->json) {
-        json_t *o = json_pack("{s:I, s:I, s:O}", "records", (json_int_t)total, "matching",
-                              (json_int_t)shown, "by_stage_code", counts);
+        json_t *o = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}", "dlq_id",
+                              d->dlq_id, "account_id", d->account_id, "request_id", d->request_id,
+                              "stage", ob_stage_name(d->stage), "class", ob_dlq_class_name(d->cls),
+                              "code", d->code, "message", d->message, "attempts", d->attempts,
+                              "first_failure_at", d->first_failure_at, "last_failure_at",
+                              d->last_failure_at, "replayable", d->replayable);
+        char *str = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", str);
+        free(str);
+        json_decref(o);
+    } else {
+        printf("%-14s %-8s %-18s %-24s %s\n", d->account_id ? d->account_id : "-",
+               ob_stage_name(d->stage), ob_dlq_class_name(d->cls), d->code, d->message);
+    }
+    return 0;
+}
+
+static int cmd_dlq(ctl_t *c, int argc, char **argv)
+{
+    dlq_filter_t f = {0};
+    if (argc < 1 || strcmp(argv[0], "list") != 0) {
+        fprintf(stderr, "onboardctl dlq: the subcommand is list (try --help)\n");
+        return EXIT_USAGE;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            c->json = 1;
+        else if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!dlq_filter_arg(&f, argc, argv, &i)) {
+            fprintf(stderr, "onboardctl dlq list: unknown or incomplete option %s\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    list_t l = {&f, json_object(), 0};
+    size_t total = 0, unreadable = 0;
+    int rc = dlq_scan(c, list_each, &l, &total, &unreadable);
+    if (c->json) {
+        json_t *o = json_pack("{s:I, s:I, s:I, s:O}", "records", (json_int_t)total, "matching",
+                              (json_int_t)l.shown, "unreadable", (json_int_t)unreadable,
+                              "by_stage_code", l.counts);
         char *str = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
         printf("%s\n", str);
         free(str);
         json_decref(o);
     } else {
-        printf("\n%zu of %zu dead letters match; per stage/code:\n", shown, total);
+        printf("\n%zu of %zu dead letters match", l.shown, total);
+        if (unreadable)
+            printf(" (%zu unreadable)", unreadable);
+        printf("; per stage/code:\n");
         const char *k;
         json_t *v;
-        json_object_foreach(counts, k, v)
+        json_object_foreach(l.counts, k, v)
             printf("  %-40s %lld\n", k, (long long)json_integer_value(v));
     }
-    json_decref(counts);
-    return 0;
+    json_decref(l.counts);
+    return rc;
+}
+
+/* ---- replay ---- */
+
+/*
+ * Reserve a dead letter for replay, atomically with the checks that make a
+ * replay safe. KEYS: the account's state, its replay ledger. ARGV: dlq_id,
+ * the record's request_id, force (0/1), dry run (0/1), now.
+ * Returns {verdict, detail}: ok (reserved; detail "pending" when an earlier
+ * run reserved it but did not confirm the publish), would (dry run), replayed
+ * (done before, detail: when), connected, moved (the account's state is not
+ * this record's failure any more: detail says what it is).
+ */
+static const char *const replay_lua =
+    "local m = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "if m and string.sub(m, 1, 5) == 'done:' then return {'replayed', string.sub(m, 6)} end\n"
+    "local st = redis.call('HMGET', KEYS[1], 'status', 'request_id', 'stage', 'replay_of')\n"
+    "local status, rid = st[1] or '', st[2] or ''\n"
+    "if ARGV[3] ~= '1' then\n"
+    "  if status == 'connected' then return {'connected', rid} end\n"
+    "  local ours = status == '' or (status == 'failed' and (rid == ARGV[2] or ARGV[2] == ''))\n"
+    "  ours = ours or (status == 'replayed' and st[4] == ARGV[1])\n"
+    "  if not ours then return {'moved', status .. ' at ' .. (st[3] or '?') .. ' for request ' "
+    ".. rid} end\n"
+    "end\n"
+    "if ARGV[4] == '1' then return {'would', m and 'pending' or ''} end\n"
+    "redis.call('HSET', KEYS[2], ARGV[1], 'pending:' .. ARGV[5])\n"
+    "redis.call('HSET', KEYS[1], 'status', 'replayed', 'stage_attempts', '0', 'replay_of', "
+    "ARGV[1], 'updated_at', ARGV[5], 'next_attempt_at', '')\n"
+    "return {'ok', m and 'pending' or ''}\n";
+
+typedef struct pick_s {
+    const dlq_filter_t *f;
+    json_t *latest; /* account (or dlq_id without one) -> index in v */
+    ob_dlq_t *v;
+    size_t n, cap;
+    size_t superseded;
+} pick_t;
+
+static int pick_each(ctl_t *c, ob_dlq_t *d, void *arg)
+{
+    pick_t *p = arg;
+    if (!dlq_match(d, p->f))
+        return 0;
+    const char *key = d->account_id ? d->account_id : d->dlq_id;
+    json_t *at = json_object_get(p->latest, key);
+    if (at) {
+        /* One account's records share its partition: later is newer. */
+        p->superseded++;
+        size_t i = (size_t)json_integer_value(at);
+        ob_dlq_clear(&p->v[i]);
+        p->v[i] = *d;
+        return 1;
+    }
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 64;
+        p->v = realloc(p->v, p->cap * sizeof(*p->v));
+    }
+    json_object_set_new(p->latest, key, json_integer((json_int_t)p->n));
+    p->v[p->n++] = *d;
+    return 1;
+}
+
+typedef struct rr_s {
+    int done;
+    ob_err_t err;
+    char verdict[16];
+    char detail[256];
+} rr_t;
+
+static void on_reserve(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    rr_t *q = arg;
+    q->done = 1;
+    q->err = err;
+    const char *rerr = reply ? ob_redis_reply_error(reply) : NULL;
+    if (err == OB_OK && rerr) {
+        q->err = OB_ERR_REDIS;
+        snprintf(q->detail, sizeof(q->detail), "%s", rerr);
+        return;
+    }
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        if (q->err == OB_OK)
+            q->err = OB_ERR_REDIS;
+        return;
+    }
+    snprintf(q->verdict, sizeof(q->verdict), "%s", reply->element[0]->str);
+    snprintf(q->detail, sizeof(q->detail), "%s", reply->element[1]->str);
+}
+
+static void on_simple(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    rr_t *q = arg;
+    q->done = 1;
+    q->err = err == OB_OK && reply && ob_redis_reply_error(reply) ? OB_ERR_REDIS : err;
+}
+
+static void redis_wait(ctl_t *c, rr_t *q)
+{
+    while (!q->done)
+        ob_loop_run_once(c->loop, 100);
+}
+
+/* The bytes to publish for a replay of d, with replay_of set; NULL and *why
+ * when the record cannot be replayed. */
+static char *replay_payload(const ob_dlq_t *d, size_t *len, const char **schema, char *why,
+                            size_t why_size)
+{
+    if (!d->payload) {
+        snprintf(why, why_size,
+                 "the original is not a JSON message (kept as base64): fix it and enqueue it anew");
+        return NULL;
+    }
+    char *orig = NULL;
+    size_t olen = 0;
+    ob_err_t e = ob_dlq_original(d, &orig, &olen);
+    if (e != OB_OK) {
+        snprintf(why, why_size, "%s",
+                 e == OB_ERR_STATE ? "the original was truncated in the dead letter"
+                                   : "cannot rebuild the original");
+        return NULL;
+    }
+    ob_msg_error_t me;
+    char *out = NULL;
+    if (d->stage == OB_STAGE_INTAKE || d->stage == OB_STAGE_BUCKET) {
+        ob_request_t req;
+        if (ob_request_parse(orig, olen, &req, &me) != OB_OK) {
+            snprintf(why, why_size, "the original request does not read as %s: %s",
+                     OB_SCHEMA_REQUEST, me.message);
+        } else {
+            ob_request_clear(&req);
+            out = orig;
+            orig = NULL;
+            *len = olen;
+            *schema = OB_SCHEMA_REQUEST;
+        }
+    } else {
+        ob_stage_msg_t m;
+        if (ob_stage_parse(orig, olen, &m, &me) != OB_OK) {
+            snprintf(why, why_size, "the original hand-off does not read as %s: %s",
+                     OB_SCHEMA_STAGE, me.message);
+        } else {
+            snprintf(m.replay_of, sizeof(m.replay_of), "%s", d->dlq_id);
+            if (ob_stage_to_json(&m, &out, len, &me) != OB_OK)
+                snprintf(why, why_size, "cannot rebuild the hand-off: %s", me.message);
+            *schema = OB_SCHEMA_STAGE;
+            ob_stage_msg_clear(&m);
+        }
+    }
+    free(orig);
+    return out;
+}
+
+typedef struct rp_del_s {
+    int done;
+    ob_err_t err;
+    char errmsg[256];
+} rp_del_t;
+
+static void on_replay_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
+                               const rd_kafka_message_t *m, void *opaque, void *arg)
+{
+    rp_del_t *d = opaque;
+    if (!d)
+        return;
+    d->done = 1;
+    d->err = err;
+    if (errmsg)
+        snprintf(d->errmsg, sizeof(d->errmsg), "%s", errmsg);
+}
+
+static void replay_report(ctl_t *c, const ob_dlq_t *d, const char *action, const char *why)
+{
+    if (c->json) {
+        json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s}", "dlq_id", d->dlq_id, "action",
+                              action, "account_id", d->account_id, "stage", ob_stage_name(d->stage),
+                              "code", d->code, "reason", why);
+        char *str = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", str);
+        free(str);
+        json_decref(o);
+    } else {
+        printf("%-9s %-14s %-8s %-24s %s\n", action, d->account_id ? d->account_id : "-",
+               ob_stage_name(d->stage), d->code, why);
+    }
+}
+
+static int cmd_replay(ctl_t *c, int argc, char **argv)
+{
+    dlq_filter_t f = {0};
+    int force = 0;
+    long limit = -1;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            c->json = 1;
+        else if (!strcmp(argv[i], "--dry-run"))
+            c->dry_run = 1;
+        else if (!strcmp(argv[i], "--force"))
+            force = 1;
+        else if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            char *end;
+            limit = strtol(argv[++i], &end, 10);
+            if (*end || limit < 0) {
+                fprintf(stderr, "onboardctl replay: --limit takes a number >= 0\n");
+                return EXIT_USAGE;
+            }
+        } else if (!dlq_filter_arg(&f, argc, argv, &i)) {
+            fprintf(stderr, "onboardctl replay: unknown or incomplete option %s\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    pick_t p = {.f = &f, .latest = json_object()};
+    size_t total = 0, unreadable = 0;
+    int rc = dlq_scan(c, pick_each, &p, &total, &unreadable);
+    ob_redis_t *r = rc == 0 ? redis_connect(c) : NULL;
+    ob_kproducer_t *prod = NULL;
+    char err[512];
+    if (rc == 0 && r && !c->dry_run) {
+        ob_kproducer_opts_t po = {.kafka = &c->cfg.kafka, .on_delivery = on_replay_delivery};
+        prod = ob_kproducer_new(c->loop, &po, err, sizeof(err));
+        if (!prod)
+            fprintf(stderr, "onboardctl: %s\n", err);
+    }
+    if (rc == 0 && (!r || (!c->dry_run && !prod)))
+        rc = EXIT_RUNTIME;
+    size_t n_replayed = 0, n_would = 0, n_skipped = 0, n_refused = 0, n_failed = 0;
+    for (size_t i = 0; rc == 0 && i < p.n; i++) {
+        ob_dlq_t *d = &p.v[i];
+        char why[768];
+        if (limit >= 0 && (long)(n_replayed + n_would) >= limit)
+            break;
+        if (d->cls == OB_DLQ_INVALID_INPUT || d->cls == OB_DLQ_UNSUPPORTED_CLOUD) {
+            snprintf(why, sizeof(why),
+                     "class %s: the same message would fail the same way; fix "
+                     "the request and enqueue it anew",
+                     ob_dlq_class_name(d->cls));
+            replay_report(c, d, "refused", why);
+            n_refused++;
+            continue;
+        }
+        if (!d->account_id) {
+            replay_report(c, d, "refused", "the record names no account");
+            n_refused++;
+            continue;
+        }
+        size_t len = 0;
+        const char *schema = NULL;
+        char *payload = replay_payload(d, &len, &schema, why, sizeof(why));
+        if (!payload) {
+            replay_report(c, d, "refused", why);
+            n_refused++;
+            continue;
+        }
+        /* The input topic of the stage that failed, under today's prefix. */
+        static const ob_topic_t input_of[OB_STAGE__COUNT] = {
+            OB_TOPIC_REQUESTS, OB_TOPIC_REQUESTS, OB_TOPIC_CUR, OB_TOPIC_IAM, OB_TOPIC_CONNECT};
+        char topic[256];
+        if (ob_topic_name(c->cfg.topic_prefix, input_of[d->stage], topic, sizeof(topic), why,
+                          sizeof(why)) != OB_OK) {
+            replay_report(c, d, "refused", why);
+            n_refused++;
+            free(payload);
+            continue;
+        }
+        char state_key[64], ledger_key[64], now[OB_TIME_LEN];
+        snprintf(state_key, sizeof(state_key), "ob:{%s}:state", d->account_id);
+        snprintf(ledger_key, sizeof(ledger_key), "ob:{%s}:replays", d->account_id);
+        ob_msg_now(now);
+        rr_t q = {0};
+        ob_redis_command(r, on_reserve, &q, "EVAL %s 2 %s %s %s %s %s %s %s", replay_lua, state_key,
+                         ledger_key, d->dlq_id, d->request_id ? d->request_id : "",
+                         force ? "1" : "0", c->dry_run ? "1" : "0", now);
+        redis_wait(c, &q);
+        if (q.err != OB_OK) {
+            fprintf(stderr, "onboardctl: Redis: %s %s\n", ob_err2str(q.err), q.detail);
+            free(payload);
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        if (!strcmp(q.verdict, "replayed") || !strcmp(q.verdict, "connected") ||
+            !strcmp(q.verdict, "moved")) {
+            if (!strcmp(q.verdict, "replayed"))
+                snprintf(why, sizeof(why), "already replayed at %s", q.detail);
+            else if (!strcmp(q.verdict, "connected"))
+                snprintf(why, sizeof(why), "the account is connected (--force replays anyway)");
+            else
+                snprintf(why, sizeof(why),
+                         "the account moved on since this failure: %s (--force replays anyway)",
+                         q.detail);
+            replay_report(c, d, "skipped", why);
+            n_skipped++;
+            free(payload);
+            continue;
+        }
+        if (!strcmp(q.verdict, "would")) {
+            snprintf(why, sizeof(why), "to %s, attempts reset%s", topic,
+                     q.detail[0] ? " (an earlier run did not finish it)" : "");
+            replay_report(c, d, "would", why);
+            n_would++;
+            free(payload);
+            continue;
+        }
+        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+        rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, schema, -1);
+        rd_kafka_header_add(h, OB_MSG_HDR_REPLAY_OF, -1, d->dlq_id, -1);
+        rp_del_t del = {0};
+        ob_err_t e =
+            ob_kproducer_send(prod, topic, RD_KAFKA_PARTITION_UA, d->account_id,
+                              strlen(d->account_id), payload, len, h, &del, err, sizeof(err));
+        free(payload);
+        if (e == OB_OK) {
+            while (!del.done)
+                ob_loop_run_once(c->loop, 100);
+            e = del.err;
+            snprintf(err, sizeof(err), "%s", del.errmsg);
+        }
+        if (e != OB_OK) {
+            /* The reservation stays pending: the next run publishes it. */
+            snprintf(why, sizeof(why), "publish to %.200s failed: %.400s", topic, err);
+            replay_report(c, d, "failed", why);
+            n_failed++;
+            continue;
+        }
+        rr_t q2 = {0};
+        char mark[64];
+        snprintf(mark, sizeof(mark), "done:%s", now);
+        ob_redis_command(r, on_simple, &q2, "HSET %s %s %s", ledger_key, d->dlq_id, mark);
+        redis_wait(c, &q2);
+        snprintf(why, sizeof(why), "to %s, attempts reset%s", topic,
+                 q.detail[0] ? " (finishing an earlier run)" : "");
+        replay_report(c, d, "replayed", why);
+        n_replayed++;
+    }
+    if (prod) {
+        ob_kproducer_flush(prod, 10000);
+        ob_kproducer_free(prod);
+    }
+    ob_redis_free(r);
+    for (size_t i = 0; i < p.n; i++)
+        ob_dlq_clear(&p.v[i]);
+    free(p.v);
+    json_decref(p.latest);
+    if (c->json) {
+        json_t *o =
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "records", (json_int_t)total,
+                      "unreadable", (json_int_t)unreadable, "superseded", (json_int_t)p.superseded,
+                      "replayed", (json_int_t)n_replayed, "would_replay", (json_int_t)n_would,
+                      "skipped", (json_int_t)n_skipped, "refused", (json_int_t)n_refused, "failed",
+                      (json_int_t)n_failed, "dry_run", c->dry_run);
+        char *str = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", str);
+        free(str);
+        json_decref(o);
+    } else {
+        printf("\n%s%zu replayed, %zu skipped, %zu refused, %zu failed (%zu records, %zu older "
+               "records of the same accounts superseded",
+               c->dry_run ? "dry run: " : "", c->dry_run ? n_would : n_replayed, n_skipped,
+               n_refused, n_failed, total, p.superseded);
+        if (unreadable)
+            printf(", %zu unreadable", unreadable);
+        printf(")\n");
+    }
+    if (rc == 0 && n_failed)
+        rc = EXIT_RUNTIME;
+    return rc;
+}
+
+/* ---- retry now ---- */
+
+static int cmd_retry(ctl_t *c, int argc, char **argv)
+{
+    const char *acct = NULL;
+    long wait_ms = 15000;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--no-wait"))
+            wait_ms = 0;
+        else if (argv[i][0] != '-' && !acct)
+            acct = argv[i];
+        else {
+            fprintf(stderr, "onboardctl retry: unknown argument %s\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!acct || strlen(acct) != 12 || strspn(acct, "0123456789") != 12) {
+        fprintf(stderr, "onboardctl retry: give a 12-digit account id\n");
+        return EXIT_USAGE;
+    }
+    ob_redis_t *r = redis_connect(c);
+    if (!r)
+        return EXIT_RUNTIME;
+    char key[64];
+    snprintf(key, sizeof(key), "ob:{%s}:state", acct);
+    rq_t q = {0};
+    ob_redis_command(r, on_hgetall, &q, "HGETALL %s", key);
+    while (!q.done)
+        ob_loop_run_once(c->loop, 100);
+    const char *status = json_string_value(json_object_get(q.out, "status"));
+    const char *stage = json_string_value(json_object_get(q.out, "stage"));
+    const char *attempts = json_string_value(json_object_get(q.out, "stage_attempts"));
+    static const char *const inputs[][2] = {
+        {"bucket", "requests"}, {"cur", "cur"}, {"iam", "iam"}, {"connect", "connect"}};
+    const char *input = NULL;
+    for (size_t i = 0; stage && i < 4; i++)
+        if (!strcmp(stage, inputs[i][0]))
+            input = inputs[i][1];
+    int rc = 0;
+    if (q.err != OB_OK) {
+        fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(q.err));
+        rc = EXIT_RUNTIME;
+    } else if (!status || strcmp(status, "waiting") != 0 || !input) {
+        fprintf(stderr,
+                "onboardctl retry: %s is not waiting for a retry (status %s at stage %s); "
+                "see onboardctl status %s\n",
+                acct, status ? status : "unknown", stage ? stage : "none", acct);
+        rc = EXIT_RUNTIME;
+    }
+    char attempts0[16];
+    snprintf(attempts0, sizeof(attempts0), "%s", attempts ? attempts : "");
+    char topic[256], body[256], err[512];
+    snprintf(topic, sizeof(topic), "%s%s", c->cfg.topic_prefix, input ? input : "");
+    snprintf(body, sizeof(body),
+             "{\"schema\":\"%s\",\"action\":\"%s\",\"account_id\":\"%s\",\"request_id\":%s%s%s}",
+             OB_SCHEMA_CONTROL, OB_CONTROL_RETRY_NOW, acct,
+             json_object_get(q.out, "request_id") ? "\"" : "",
+             json_object_get(q.out, "request_id")
+                 ? json_string_value(json_object_get(q.out, "request_id"))
+                 : "null",
+             json_object_get(q.out, "request_id") ? "\"" : "");
+    json_decref(q.out);
+    if (rc == 0) {
+        ob_kproducer_opts_t po = {.kafka = &c->cfg.kafka, .on_delivery = on_replay_delivery};
+        ob_kproducer_t *prod = ob_kproducer_new(c->loop, &po, err, sizeof(err));
+        rp_del_t del = {0};
+        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+        rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_CONTROL, -1);
+        rd_kafka_header_add(h, OB_MSG_HDR_CONTROL, -1, OB_CONTROL_RETRY_NOW, -1);
+        ob_err_t e = prod ? ob_kproducer_send(prod, topic, RD_KAFKA_PARTITION_UA, acct, 12, body,
+                                              strlen(body), h, &del, err, sizeof(err))
+                          : OB_ERR_KAFKA;
+        if (!prod)
+            rd_kafka_headers_destroy(h);
+        if (e == OB_OK) {
+            while (!del.done)
+                ob_loop_run_once(c->loop, 100);
+            e = del.err;
+            snprintf(err, sizeof(err), "%s", del.errmsg);
+        }
+        ob_kproducer_free(prod);
+        if (e != OB_OK) {
+            fprintf(stderr, "onboardctl: cannot send the retry to %s: %s\n", topic, err);
+            rc = EXIT_RUNTIME;
+        }
+    }
+    if (rc == 0 && wait_ms > 0) {
+        /* The worker that owns the account's partition starts the attempt
+         * at once: watch the state move on. */
+        uint64_t end = ob_loop_update_time(c->loop) + (uint64_t)wait_ms;
+        int moved = 0;
+        while (!moved && ob_loop_update_time(c->loop) < end) {
+            rq_t s = {0};
+            ob_redis_command(r, on_hgetall, &s, "HGETALL %s", key);
+            while (!s.done)
+                ob_loop_run_once(c->loop, 100);
+            const char *st = json_string_value(json_object_get(s.out, "status"));
+            const char *at = json_string_value(json_object_get(s.out, "stage_attempts"));
+            if (st && (strcmp(st, "waiting") != 0 || (at && strcmp(at, attempts0) != 0))) {
+                printf("%s: retrying now (status %s, stage %s, attempt %s)\n", acct, st,
+                       json_string_value(json_object_get(s.out, "stage")), at ? at : "?");
+                moved = 1;
+            }
+            json_decref(s.out);
+            if (!moved)
+                ob_loop_run_once(c->loop, 200);
+        }
+        if (!moved) {
+            printf("%s: retry sent to %s; the account is still waiting (is the %s worker "
+                   "running?)\n",
+                   acct, topic, stage);
+            rc = EXIT_RUNTIME;
+        }
+    } else if (rc == 0) {
+        printf("%s: retry sent to %s\n", acct, topic);
+    }
+    ob_redis_free(r);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -922,6 +1461,10 @@ int main(int argc, char **argv)
         rc = cmd_summary(&c, argc - 2, argv + 2);
     else if (!strcmp(argv[1], "dlq"))
         rc = cmd_dlq(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "replay"))
+        rc = cmd_replay(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "retry"))
+        rc = cmd_retry(&c, argc - 2, argv + 2);
     else {
         fprintf(stderr, "onboardctl: unknown command %s (try --help)\n", argv[1]);
         rc = EXIT_USAGE;

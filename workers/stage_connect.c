@@ -442,6 +442,10 @@ static void post_result(connect_st_t *st, const ob_aws_result_t *res, ob_step_t 
         ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "billing_unavailable",
                      "the Billing Engine at %s did not take the event after %d attempt%s: %s",
                      st->origin, st->post_attempts, st->post_attempts == 1 ? "" : "s", what);
+        out->retry_reason = status == 429 ? OB_RR_THROTTLING
+                            : status == 408 || res->retry_class == OB_RETRY_TIMEOUT
+                                ? OB_RR_TIMEOUT
+                                : OB_RR_TRANSIENT;
     } else {
         ob_step_fail(out, OB_DLQ_PERMANENT, "billing_refused",
                      "the Billing Engine at %s refused the event: HTTP %d%s%s", st->origin, status,

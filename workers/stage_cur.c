@@ -349,6 +349,7 @@ static void race(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out, const
                   "report %s kept changing under this attempt (%s, %d times): another attempt "
                   "is working on the same account; replay later",
                   st->msg.request.report.name, what, st->races);
+        out->retry_reason = OB_RR_BUSY;
         return;
     }
     describe_from_start(st, out);

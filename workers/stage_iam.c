@@ -462,6 +462,7 @@ static void on_gone(iam_st_t *st, ob_step_t *out)
                          "stack %s in %s does not exist right after CreateStack succeeded, %d "
                          "times",
                          st->stack_name, st->in.request.region, st->token_bumps);
+            out->retry_reason = OB_RR_BUSY;
             return;
         }
     }
@@ -508,6 +509,7 @@ static void on_seen(iam_st_t *st, ob_step_t *out)
             ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
                          "stack %s is still %s after %lld minutes", st->stack_name, st->seen.status,
                          st->waited_ms / 60000);
+            out->retry_reason = OB_RR_BUSY;
             fail_with_stack(st, out);
             return;
         }
@@ -646,6 +648,7 @@ static void on_create(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
         if (++st->races > IAM_MAX_RACES) {
             fail_aws(st, out, res);
             out->fail_class = OB_DLQ_RETRIES_EXHAUSTED;
+            out->retry_reason = OB_RR_BUSY;
             return;
         }
         describe(st, out);

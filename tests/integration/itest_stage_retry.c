@@ -1,9 +1,11 @@
 /*
  * Stage-level retries against real Kafka, Redis and the simulator's fault
  * injection: a throttling burst longer than the HTTP retries is ridden out by
- * a later stage attempt (the count kept in the account's Redis state), and a
+ * a later stage attempt (the count kept in the account's Redis state); a
  * throttling that never ends becomes a dead letter of class
- * retries_exhausted after stage.retry.max attempts.
+ * retries_exhausted after stage.retry.throttling.max attempts, and a 500 that
+ * never ends after stage.retry.max (the per-class settings); and an operator's
+ * retry-now control message starts a retry that was set to wait ten minutes.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -26,6 +28,8 @@ static int redis_port;
 static char prefix[64];
 static char sim_url[64];
 
+static const char *throttling_wait = "200ms";
+
 static const char *env_get(const char *name, void *ctx)
 {
     static char port_s[16];
@@ -40,7 +44,9 @@ static const char *env_get(const char *name, void *ctx)
                            {"OB_REDIS_PORT", port_s},
                            {"OB_AWS_MAX_ATTEMPTS", "2"},
                            {"OB_AWS_MAX_BACKOFF", "50ms"},
-                           {"OB_STAGE_RETRY_MAX", "3"},
+                           {"OB_STAGE_RETRY_MAX", "2"},
+                           {"OB_STAGE_RETRY_THROTTLING_MAX", "3"},
+                           {"OB_STAGE_RETRY_THROTTLING_WAIT", throttling_wait},
                            {"OB_STAGE_RETRY_WAIT", "200ms"},
                            {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
@@ -114,6 +120,46 @@ static int post_done(void *arg)
 }
 
 static char *state_field(ob_loop_t *loop, const char *acct, const char *field);
+
+static int never(void *arg)
+{
+    return 0;
+}
+
+typedef struct waiting_s {
+    ob_loop_t *loop;
+    const char *acct;
+} waiting_t;
+
+static int is_waiting(void *arg)
+{
+    waiting_t *w = arg;
+    char *v = state_field(w->loop, w->acct, "status");
+    int yes = !strcmp(v, "waiting");
+    free(v);
+    return yes;
+}
+
+/* What onboardctl retry sends. */
+static void retry_now(ob_loop_t *loop, const char *acct)
+{
+    ob_cfg_kv_t kv = {0};
+    ob_test_kafka_defaults(&kv, brokers);
+    ob_kproducer_opts_t po = {.kafka = &kv};
+    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
+    char topic[128], body[256];
+    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    snprintf(body, sizeof(body), "{\"schema\":\"%s\",\"action\":\"%s\",\"account_id\":\"%s\"}",
+             OB_SCHEMA_CONTROL, OB_CONTROL_RETRY_NOW, acct);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, OB_MSG_HDR_CONTROL, -1, OB_CONTROL_RETRY_NOW, -1);
+    assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), body,
+                                       strlen(body), h, NULL, NULL, 0),
+                     OB_OK);
+    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
+    ob_kproducer_free(p);
+    ob_cfg_kv_free(&kv);
+}
 
 static void test_stage_retries(void **state)
 {
@@ -197,6 +243,63 @@ static void test_stage_retries(void **state)
     json_t *counts = json_object_get(sim_section(sim, "counts_by_account"), a2);
     /* three stage attempts of two HTTP attempts each */
     assert_int_equal(json_integer_value(json_object_get(counts, "s3.PutPublicAccessBlock")), 6);
+
+    /* A 500 that never ends: the default attempts (2), reason transient. */
+    body = "{\"replace\": true, \"faults\": {\"s3.PutBucketEncryption\": \"500:1.0\"}}";
+    req.body = body;
+    req.body_len = strlen(body);
+    pr.done = 0;
+    assert_non_null(ob_http_send(http, &req, on_post, &pr, NULL, 0));
+    assert_true(ob_test_run_until(loop, post_done, &pr, 5000));
+    request(loop, 3);
+    char a3[16];
+    ob_test_member_account(3, a3);
+    want_t w3 = {&seen, a3};
+    assert_true(ob_test_run_until(loop, seen_acct, &w3, 60000));
+    d = json_object_get(seen.dlq, a3);
+    assert_non_null(d);
+    assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 2);
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 10000));
+    counts = json_object_get(sim_section(sim, "counts_by_account"), a3);
+    assert_int_equal(json_integer_value(json_object_get(counts, "s3.PutBucketEncryption")), 4);
+    ob_worker_stop(w);
+    ob_worker_run(w);
+    ob_worker_free(w);
+    ob_config_free(&cfg);
+
+    /* Retry now: a throttled stage set to wait ten minutes goes again as soon
+     * as the control message reaches the worker that owns the account. */
+    throttling_wait = "10m";
+    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    ob_test_kafka_defaults(&cfg.kafka, brokers);
+    w = ob_worker_new(loop, &wo, err, sizeof(err));
+    if (!w)
+        fail_msg("worker: %s", err);
+    body = "{\"replace\": true, \"faults\": {\"s3.PutBucketOwnershipControls\": "
+           "\"throttle:count=2\"}}";
+    req.body = body;
+    req.body_len = strlen(body);
+    pr.done = 0;
+    assert_non_null(ob_http_send(http, &req, on_post, &pr, NULL, 0));
+    assert_true(ob_test_run_until(loop, post_done, &pr, 5000));
+    request(loop, 4);
+    char a4[16];
+    ob_test_member_account(4, a4);
+    waiting_t wt = {loop, a4};
+    assert_true(ob_test_run_until(loop, is_waiting, &wt, 30000));
+    v = state_field(loop, a4, "retry_reason");
+    assert_string_equal(v, "throttling");
+    free(v);
+    ob_test_run_until(loop, never, NULL, 500);
+    want_t w4 = {&seen, a4};
+    assert_false(seen_acct(&w4)); /* still waiting */
+    retry_now(loop, a4);
+    uint64_t t0 = ob_loop_update_time(loop);
+    assert_true(ob_test_run_until(loop, seen_acct, &w4, 20000));
+    assert_non_null(json_object_get(seen.cur, a4));
+    assert_true(ob_loop_update_time(loop) - t0 < 20000);
+    ob_worker_get_stats(w, &st);
+    assert_int_equal(st.retry_now, 1);
 
     ob_http_free(http);
     ob_kconsumer_close(collector);

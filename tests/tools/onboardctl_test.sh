@@ -2,7 +2,8 @@
 # onboardctl against a real Kafka broker and Redis: validation with line
 # numbers and exit code 3 (nothing sent), dry runs, enqueue from CSV and JSON
 # lines (the messages really land on the intake topic, keyed by account, and
-# parse with the workers' codec), status and summary from Redis state.
+# parse with the workers' codec), status and summary from Redis state, dead
+# letters listed, replayed (once) and waiting retries started.
 set -uo pipefail
 CTL=$1
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -100,7 +101,72 @@ tail -1 "$T/dlq" | grep -q '"records":2' || fail "dlq list: $(tail -1 "$T/dlq")"
 grep -q payload "$T/dlq" && fail "dlq list printed an original payload"
 "$CTL" dlq frob >/dev/null 2>&1; [ $? = 2 ] || fail "dlq with an unknown subcommand must exit 2"
 
-# 7. Usage errors.
+# 7. Replay: the same dead letters as two accounts' failures, plus records
+#    that cannot be replayed. Dry run first (nothing moves), then for real:
+#    each original lands on the input topic of the stage that failed, with
+#    ob-replay-of, and the account's attempts are reset; a second run replays
+#    nothing; a connected account is skipped unless forced.
+export OB_TOPIC_PREFIX="ctlr$$."
+A1=111100000001 A2=111100000002 A3=111100000003
+for pair in "bucket-already-exists $A1" "iam-retries-exhausted $A2" "intake-invalid-bucket $A3" \
+            "intake-binary -" "iam-retries-exhausted $A3"; do
+  set -- $pair
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1]));
+t=json.dumps(d, separators=(",",":"))
+print(t.replace("123456789012", sys.argv[2]) if sys.argv[2] != "-" else t)' "$EX/$1.json" "$2"
+done | kcat -P -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}dlq" 2>/dev/null
+R="redis-cli -p $OB_TEST_REDIS_PORT"
+$R HSET "ob:{$A1}:state" stage bucket status failed request_id req-0001 stage_attempts 1 >/dev/null
+$R HSET "ob:{$A2}:state" stage iam status failed request_id req-0001 stage_attempts 5 fence 9 >/dev/null
+$R HSET "ob:{$A3}:state" stage connect status connected request_id req-0001 >/dev/null
+"$CTL" replay --dry-run --json >"$T/rp" 2>"$T/err" || fail "replay dry run: $(cat "$T/err")"
+tail -1 "$T/rp" | grep -q '"would_replay":2' || fail "dry run: $(tail -1 "$T/rp")"
+tail -1 "$T/rp" | grep -q '"superseded":1' || fail "dry run: A3's older record not superseded"
+grep -q '"action":"refused".*"stage":"intake".*class invalid_input' "$T/rp" ||
+  fail "binary original not refused: $(cat "$T/rp")"
+grep -q "\"action\":\"skipped\",\"account_id\":\"$A3\".*connected" "$T/rp" ||
+  fail "connected account not skipped: $(cat "$T/rp")"
+[ "$($R HGET "ob:{$A2}:state" stage_attempts)" = 5 ] || fail "dry run changed the state"
+kcat -C -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}iam" -e -q 2>/dev/null | grep -q . &&
+  fail "dry run published"
+"$CTL" replay --limit 1 --json >"$T/rp" 2>"$T/err" || fail "replay --limit: $(cat "$T/err")"
+tail -1 "$T/rp" | grep -q '"replayed":1' || fail "replay --limit 1: $(tail -1 "$T/rp")"
+"$CTL" replay >"$T/rp" 2>"$T/err" || fail "replay: $(cat "$T/err")"
+grep -q '1 replayed' "$T/rp" || fail "replay: $(cat "$T/rp")"
+grep -q 'already replayed' "$T/rp" || fail "replay: the --limit run's record not skipped"
+kcat -C -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}requests" -e -q -f '%k %h %s\n' \
+  >"$T/req" 2>/dev/null
+kcat -C -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}iam" -e -q -f '%k %h %s\n' \
+  >"$T/iam" 2>/dev/null
+[ "$(wc -l <"$T/req")" = 1 ] && [ "$(wc -l <"$T/iam")" = 1 ] ||
+  fail "replayed messages: $(wc -l <"$T/req") on requests, $(wc -l <"$T/iam") on iam; want 1 and 1"
+grep -q "^$A1 .*ob-replay-of=[0-9a-f]\{32\}.*\"schema\":\"onboard.request/1\"" "$T/req" ||
+  fail "request replay: $(cat "$T/req")"
+grep -q "^$A2 .*ob-replay-of=.*\"replay_of\":\"[0-9a-f]\{32\}\"" "$T/iam" ||
+  fail "hand-off replay lacks replay_of: $(cat "$T/iam")"
+[ "$($R HGET "ob:{$A2}:state" stage_attempts)" = 0 ] || fail "attempts not reset"
+[ "$($R HGET "ob:{$A2}:state" status)" = replayed ] || fail "status not replayed"
+[ "$($R HGET "ob:{$A2}:state" fence)" = 9 ] || fail "replay touched the fence"
+"$CTL" replay --json >"$T/rp" 2>&1 || fail "second replay"
+tail -1 "$T/rp" | grep -q '"replayed":0' || fail "second replay replayed again: $(tail -1 "$T/rp")"
+"$CTL" replay --account "$A3" --force --json | tail -1 | grep -q '"replayed":1' ||
+  fail "--force did not replay the connected account"
+[ "$(kcat -C -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}iam" -e -q 2>/dev/null | wc -l)" = 2 ] ||
+  fail "forced replay not published"
+"$CTL" replay --limit x >/dev/null 2>&1; [ $? = 2 ] || fail "bad --limit must exit 2"
+
+# 8. retry: only for a waiting account; the control message goes to the
+#    input topic of its stage, keyed by the account.
+"$CTL" retry "$A1" >/dev/null 2>"$T/err"; [ $? = 1 ] || fail "retry of a non-waiting account"
+grep -q 'not waiting' "$T/err" || fail "retry: $(cat "$T/err")"
+$R HSET "ob:{$A1}:state" status waiting stage cur stage_attempts 2 >/dev/null
+"$CTL" retry "$A1" --no-wait >/dev/null 2>"$T/err" || fail "retry: $(cat "$T/err")"
+kcat -C -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}cur" -e -q -f '%k %h %s\n' 2>/dev/null |
+  grep -q "^$A1 .*ob-control=retry-now.*\"action\":\"retry-now\"" || fail "retry-now not on the cur topic"
+$R DEL "ob:{$A1}:state" "ob:{$A2}:state" "ob:{$A3}:state" "ob:{$A1}:replays" "ob:{$A2}:replays" \
+  "ob:{$A3}:replays" >/dev/null
+
+# 9. Usage errors.
 "$CTL" frobnicate >/dev/null 2>&1; [ $? = 2 ] || fail "unknown command must exit 2"
 "$CTL" --help | grep -q 'enqueue' || fail "--help"
 echo "onboardctl: all checks passed"
