@@ -32,7 +32,9 @@
  *                 "encryption" {...}, "ownership" (string)}}
  *   "reports":  {"<account>": {"<ReportName>": <ReportDefinition object>}}
  *   "stacks":   {"<StackId>": {...}}, "stack_names": {account: {region: {name: StackId}}},
- *   "stack_tokens": {account: {region: {ClientRequestToken: call}}} (all owned by sim_cfn.c)
+ *   "stack_tokens": {account: {region: {ClientRequestToken: call}}},
+ *   "stack_faults": {account: {region: {StackName: epoch ms}}}, the stack names the
+ *                   rollback fault has failed (each fails once) (all owned by sim_cfn.c)
  *   "counts":   {"<service>.<Op>": n, ...} and "counts_by_account": {acct: {op: n}}
  *
  * Threading: everything runs on the loop thread.
@@ -149,6 +151,13 @@ int sim_parse_role_arn(const char *arn, char account[13], char *name, size_t nam
 /* Milliseconds configured for a named delay ("cloudformation.stack_create",
  * "s3.CreateBucket"...), already scaled and drawn (random ranges). */
 uint64_t sim_latency_ms(sim_t *sim, const char *name);
+
+/* ---- faults ---- */
+/* Whether a `rollback` fault rule for exactly `name` (only
+ * "cloudformation.stack_create" takes one) fires now: consumes one of its
+ * count or draws against its rate, and counts in faults_injected. 0 when no
+ * such rule fires. */
+int sim_rollback_fault(sim_t *sim, const char *name);
 
 /* ---- replies ---- */
 void sim_reply(sim_call_t *c, int status, const char *content_type, const char *body, size_t len);

@@ -43,6 +43,18 @@
  * well-formed type fails its resource and the stack rolls back with the
  * reason, as when AWS cannot create a resource.
  *
+ * The rollback fault (--fault cloudformation.stack_create=rollback:RATE or
+ * rollback:count=N): CreateStack asks sim_rollback_fault() whether this stack
+ * fails, unless a stack of that account, region and name has already failed
+ * from it, and marks the stack ("InjectedFault"). When the create timer
+ * fires, the first IAM role of the plan (else its first resource) fails with
+ * FAULT_REASON, what depends on it is never attempted, and the stack takes
+ * the path of any failed creation: CREATE_FAILED, then per OnFailure
+ * ROLLBACK_IN_PROGRESS -> ROLLBACK_COMPLETE (what it made removed), stays
+ * CREATE_FAILED (DO_NOTHING) or is deleted (DELETE). The name goes into the
+ * "stack_faults" section, so a re-created stack of that name succeeds, also
+ * after a restart from the state file.
+ *
  * Updates and rollbacks are one mechanism: apply a template to the resources
  * the stack has. What the stack had and the new template no longer produces
  * is removed at the end on success; on failure the previous template is
@@ -68,6 +80,9 @@
 #define CFN_RETENTION_MS (90LL * 24 * 3600 * 1000) /* deleted stacks stay listable 90 days */
 #define CFN_EVAL_DEPTH   64
 #define CFN_ERR          "ValidationError"
+/* The ResourceStatusReason of the resource the rollback fault fails. */
+#define FAULT_REASON                                                                               \
+    "Internal Failure (injected by awssim: fault cloudformation.stack_create=rollback)"
 
 /* ---- small helpers ---- */
 
@@ -1784,6 +1799,7 @@ typedef struct apply_s {
     sim_t *sim;
     json_t *st;
     const sref_t *ref;
+    const char *fail_logical; /* this resource fails (the rollback fault), or NULL */
 } apply_t;
 
 static int same_stack(json_t *role, const char *stack_id)
@@ -2270,6 +2286,8 @@ static json_t *apply(apply_t *a, plan_t *p, json_t **failed, json_t **left)
         if (!props) {
             snprintf(why, sizeof(why), "%s", e.err);
             e.err[0] = '\0';
+        } else if (streq(a->fail_logical, logical)) {
+            snprintf(why, sizeof(why), "%s", FAULT_REASON);
         } else {
             entry = res_do(a, logical, type, props, prev, why, sizeof(why));
         }
@@ -2420,17 +2438,51 @@ static void all_resources(json_t *st, json_t *into)
     }
 }
 
+/* ---- the rollback fault ---- */
+
+/* Has the rollback fault already failed a stack of this name? */
+static int fault_failed_before(sim_t *sim, const char *account, const char *region,
+                               const char *name)
+{
+    return json_object_get(by_region(sim, "stack_faults", account, region, 0), name) != NULL;
+}
+
+/* The resource the fault fails: the first IAM role to be created (what a
+ * stack of this project is for), else the first resource. */
+static const char *fault_target(const plan_t *p)
+{
+    json_t *res = json_object_get(p->tmpl, "Resources");
+    const char *first = NULL;
+    size_t i;
+    json_t *nm;
+    json_array_foreach(p->order, i, nm)
+    {
+        const char *logical = json_string_value(nm);
+        if (!first)
+            first = logical;
+        if (streq(jstr(json_object_get(res, logical), "Type"), "AWS::IAM::Role"))
+            return logical;
+    }
+    return first;
+}
+
 static void finish_create(sim_t *sim, json_t *st)
 {
     plan_t p;
     cfn_err_t er = {0};
     sref_t r = stack_ref(st);
-    apply_t a = {sim, st, &r};
+    apply_t a = {sim, st, &r, NULL};
     json_t *failed = NULL, *left = NULL;
     ob_buf_t reason = {0};
+    /* Marked by CreateStack when the rollback fault fired; a name fails once. */
+    int inject = json_object_get(st, "InjectedFault") != NULL &&
+                 !fault_failed_before(sim, r.account, r.region, r.name);
     if (stack_plan(st, st, &p, &er) != 0) {
         ob_buf_puts(&reason, er.msg);
     } else {
+        if (inject && (a.fail_logical = fault_target(&p)) != NULL)
+            json_object_set_new(by_region(sim, "stack_faults", r.account, r.region, 1), r.name,
+                                json_integer(sim_now_ms()));
         json_object_set_new(st, "Resources", apply(&a, &p, &failed, &left));
         if (json_object_size(failed) == 0) {
             json_object_set_new(st, "Outputs",
@@ -2443,6 +2495,7 @@ static void finish_create(sim_t *sim, json_t *st)
     plan_free(&p);
     json_decref(failed);
     json_decref(left);
+    json_object_del(st, "InjectedFault");
     if (!reason.len)
         return;
     const char *on_failure = jstr(st, "OnFailure");
@@ -2466,7 +2519,7 @@ static void finish_create(sim_t *sim, json_t *st)
 static void finish_remove(sim_t *sim, json_t *st, const char *final_status)
 {
     sref_t r = stack_ref(st);
-    apply_t a = {sim, st, &r};
+    apply_t a = {sim, st, &r, NULL};
     json_t *all = json_array(), *none = json_object();
     all_resources(st, all);
     cleanup(&a, all, none);
@@ -2494,7 +2547,7 @@ static void finish_update(sim_t *sim, json_t *st)
     plan_t p;
     cfn_err_t er = {0};
     sref_t r = stack_ref(st);
-    apply_t a = {sim, st, &r};
+    apply_t a = {sim, st, &r, NULL};
     json_t *failed = NULL, *left = NULL;
     ob_buf_t reason = {0};
     if (stack_plan(st, st, &p, &er) != 0) {
@@ -2546,7 +2599,7 @@ static void finish_update_rollback(sim_t *sim, json_t *st)
     plan_t p;
     cfn_err_t er = {0};
     sref_t r = stack_ref(st);
-    apply_t a = {sim, st, &r};
+    apply_t a = {sim, st, &r, NULL};
     json_t *failed = NULL, *left = NULL;
     const char *why = jstr(st, "StackStatusReason");
     char *reason = why ? strdup(why) : NULL;
@@ -3110,6 +3163,11 @@ static void op_create(sim_call_t *c)
     json_object_set_new(by_region(sim, "stack_names", c->account, c->region, 1), name,
                         json_string(stack_id));
     token_put(sim, c, token, "CreateStack", st);
+    /* The rollback fault decides now, in the order the calls come, and the
+     * stack carries the decision (through a saved state) to its timer. */
+    if (!fault_failed_before(sim, c->account, c->region, name) &&
+        sim_rollback_fault(sim, "cloudformation.stack_create"))
+        json_object_set_new(st, "InjectedFault", json_string("rollback"));
     set_status(st, "CREATE_IN_PROGRESS", NULL, "User Initiated");
     arm(sim, st, "create", "cloudformation.stack_create");
     sim_touch(sim);

@@ -13,7 +13,11 @@
  * ob_awssvc: s3, sts, cloudformation, cur, organizations), with "<service>.*"
  * and "*" as fallbacks. Latency specs: "250ms", "2s", "100ms-300ms" (uniform).
  * Fault specs: "KIND:RATE" (0..1) or "KIND:count=N" (the next N requests),
- * KIND one of throttle, 500, 503, reset, hang, truncate.
+ * KIND one of throttle, 500, 503, reset, hang, truncate, and rollback, which
+ * only the exact name "cloudformation.stack_create" takes: it is not an API
+ * call but a stack being created, and sim_cfn.c asks sim_rollback_fault()
+ * whether the stack fails (every other kind given for a stack timer name is
+ * accepted and has no effect, as before).
  */
 #include "sim.h"
 
@@ -47,8 +51,16 @@ typedef enum fault_kind_e {
     FAULT_503,
     FAULT_RESET,
     FAULT_HANG,
-    FAULT_TRUNCATE
+    FAULT_TRUNCATE,
+    FAULT_ROLLBACK, /* cloudformation.stack_create only: the stack fails once */
+    FAULT__COUNT
 } fault_kind_t;
+
+static const char *const fault_names[FAULT__COUNT] = {"throttle", "500",      "503",     "reset",
+                                                      "hang",     "truncate", "rollback"};
+
+/* The API name the rollback kind applies to (exactly). */
+#define ROLLBACK_API "cloudformation.stack_create"
 
 typedef struct fault_rule_s {
     char api[96];
@@ -387,7 +399,6 @@ uint64_t sim_latency_ms(sim_t *sim, const char *name)
 static ob_err_t add_fault(sim_t *sim, const char *api, const char *spec, char *errstr,
                           size_t errstr_size)
 {
-    static const char *const names[] = {"throttle", "500", "503", "reset", "hang", "truncate"};
     char kind[32];
     const char *colon = strchr(spec, ':');
     if (!colon || (size_t)(colon - spec) >= sizeof(kind))
@@ -395,13 +406,19 @@ static ob_err_t add_fault(sim_t *sim, const char *api, const char *spec, char *e
                        "fault %s: \"%s\" is not KIND:RATE or KIND:count=N", api, spec);
     snprintf(kind, sizeof(kind), "%.*s", (int)(colon - spec), spec);
     int k = -1;
-    for (int i = 0; i < 6; i++)
-        if (!strcmp(kind, names[i]))
+    for (int i = 0; i < FAULT__COUNT; i++)
+        if (!strcmp(kind, fault_names[i]))
             k = i;
     if (k < 0)
         return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
-                       "fault %s: unknown kind \"%s\" (throttle, 500, 503, reset, hang, truncate)",
+                       "fault %s: unknown kind \"%s\" (throttle, 500, 503, reset, hang, "
+                       "truncate, rollback)",
                        api, kind);
+    if (k == FAULT_ROLLBACK && strcmp(api, ROLLBACK_API) != 0)
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                       "fault %s: kind rollback applies only to " ROLLBACK_API
+                       " (exactly): a stack whose resources fail to create, once per stack name",
+                       api);
     if (sim->nfaults == MAX_RULES)
         return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "too many fault rules");
     fault_rule_t r;
@@ -436,7 +453,7 @@ static int pick_fault(sim_t *sim, const char *api)
 {
     for (int i = 0; i < sim->nfaults; i++) {
         fault_rule_t *r = &sim->faults[i];
-        if (!api_matches(r->api, api))
+        if (r->kind == FAULT_ROLLBACK || !api_matches(r->api, api))
             continue;
         if (r->count > 0) {
             r->count--;
@@ -446,6 +463,29 @@ static int pick_fault(sim_t *sim, const char *api)
             return (int)r->kind;
     }
     return -1;
+}
+
+int sim_rollback_fault(sim_t *sim, const char *name)
+{
+    if (!name || strcmp(name, ROLLBACK_API) != 0)
+        return 0;
+    for (int i = 0; i < sim->nfaults; i++) {
+        fault_rule_t *r = &sim->faults[i];
+        if (r->kind != FAULT_ROLLBACK || strcmp(r->api, name) != 0)
+            continue;
+        int fire = 0;
+        if (r->count > 0) {
+            r->count--;
+            fire = 1;
+        } else if (r->rate > 0 && erand48(sim->rng) < r->rate) {
+            fire = 1;
+        }
+        if (fire) {
+            sim->faults_injected++;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* ---- replies ---- */
@@ -620,23 +660,57 @@ static void add_key(sim_t *sim, const char *akid, const char *secret, const char
                                   (json_int_t)0));
 }
 
-static ob_err_t load_seed_file(sim_t *sim, const char *path, char *errstr, size_t errstr_size)
+/* Check a seed document (what --seed reads and POST /_sim/seed takes) before
+ * anything of it is applied; what names it in messages ("seed file F", "seed"). */
+static ob_err_t seed_check(json_t *seed, const char *what, char *errstr, size_t errstr_size)
 {
-    json_error_t je;
-    json_t *seed = json_load_file(path, 0, &je);
-    if (!seed)
-        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "seed file %s: line %d: %s", path,
-                       je.line, je.text);
+    if (!json_is_object(seed))
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s: must be a JSON object", what);
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(seed, "accounts"), i, v)
     {
         const char *id = json_string_value(json_object_get(v, "Id"));
-        if (!id || strlen(id) != 12) {
-            json_decref(seed);
+        if (!id || strlen(id) != 12)
             return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
-                           "seed file %s: account %zu needs a 12-digit Id", path, i);
-        }
+                           "%s: account %zu needs a 12-digit Id", what, i);
+    }
+    json_array_foreach(json_object_get(seed, "keys"), i, v)
+    {
+        if (!json_string_value(json_object_get(v, "AccessKeyId")) ||
+            !json_string_value(json_object_get(v, "SecretAccessKey")) ||
+            !json_string_value(json_object_get(v, "Account")))
+            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                           "%s: key %zu needs AccessKeyId, SecretAccessKey, Account", what, i);
+    }
+    json_array_foreach(json_object_get(seed, "roles"), i, v)
+    {
+        if (!json_string_value(json_object_get(v, "Account")) ||
+            !json_string_value(json_object_get(v, "RoleName")) ||
+            !json_is_object(json_object_get(v, "AssumeRolePolicyDocument")))
+            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                           "%s: role %zu needs Account, RoleName and an "
+                           "AssumeRolePolicyDocument object",
+                           what, i);
+    }
+    json_array_foreach(json_object_get(seed, "buckets"), i, v)
+    {
+        if (!json_string_value(json_object_get(v, "Name")) ||
+            !json_string_value(json_object_get(v, "Owner")))
+            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                           "%s: bucket %zu needs Name and Owner", what, i);
+    }
+    return OB_OK;
+}
+
+/* Add or replace every item of a checked seed document. */
+static void seed_apply(sim_t *sim, json_t *seed)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(seed, "accounts"), i, v)
+    {
+        const char *id = json_string_value(json_object_get(v, "Id"));
         const char *st = json_string_value(json_object_get(v, "State"));
         const char *nm = json_string_value(json_object_get(v, "Name"));
         const char *em = json_string_value(json_object_get(v, "Email"));
@@ -647,50 +721,44 @@ static ob_err_t load_seed_file(sim_t *sim, const char *path, char *errstr, size_
     }
     json_array_foreach(json_object_get(seed, "keys"), i, v)
     {
-        const char *akid = json_string_value(json_object_get(v, "AccessKeyId"));
-        const char *sec = json_string_value(json_object_get(v, "SecretAccessKey"));
-        const char *acct = json_string_value(json_object_get(v, "Account"));
         const char *user = json_string_value(json_object_get(v, "UserName"));
-        if (!akid || !sec || !acct) {
-            json_decref(seed);
-            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
-                           "seed file %s: key %zu needs AccessKeyId, SecretAccessKey, Account",
-                           path, i);
-        }
-        add_key(sim, akid, sec, acct, user ? user : "seeded");
+        add_key(sim, json_string_value(json_object_get(v, "AccessKeyId")),
+                json_string_value(json_object_get(v, "SecretAccessKey")),
+                json_string_value(json_object_get(v, "Account")), user ? user : "seeded");
     }
     json_array_foreach(json_object_get(seed, "roles"), i, v)
     {
-        const char *acct = json_string_value(json_object_get(v, "Account"));
-        const char *name = json_string_value(json_object_get(v, "RoleName"));
-        json_t *trust = json_object_get(v, "AssumeRolePolicyDocument");
-        if (!acct || !name || !json_is_object(trust)) {
-            json_decref(seed);
-            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
-                           "seed file %s: role %zu needs Account, RoleName and an "
-                           "AssumeRolePolicyDocument object",
-                           path, i);
-        }
-        sim_put_role(sim, acct, name, json_string_value(json_object_get(v, "Path")),
-                     json_incref(trust), NULL);
+        sim_put_role(sim, json_string_value(json_object_get(v, "Account")),
+                     json_string_value(json_object_get(v, "RoleName")),
+                     json_string_value(json_object_get(v, "Path")),
+                     json_deep_copy(json_object_get(v, "AssumeRolePolicyDocument")), NULL);
     }
     json_array_foreach(json_object_get(seed, "buckets"), i, v)
     {
-        const char *name = json_string_value(json_object_get(v, "Name"));
-        const char *owner = json_string_value(json_object_get(v, "Owner"));
         const char *region = json_string_value(json_object_get(v, "Region"));
-        if (!name || !owner) {
-            json_decref(seed);
-            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
-                           "seed file %s: bucket %zu needs Name and Owner", path, i);
-        }
-        json_object_set_new(sim_section(sim, "buckets"), name,
-                            json_pack("{s:s, s:s, s:I}", "owner", owner, "region",
-                                      region ? region : "us-east-1", "created",
-                                      (json_int_t)(sim_now_ms() / 1000)));
+        json_object_set_new(
+            sim_section(sim, "buckets"), json_string_value(json_object_get(v, "Name")),
+            json_pack("{s:s, s:s, s:I}", "owner", json_string_value(json_object_get(v, "Owner")),
+                      "region", region ? region : "us-east-1", "created",
+                      (json_int_t)(sim_now_ms() / 1000)));
     }
+    sim_touch(sim);
+}
+
+static ob_err_t load_seed_file(sim_t *sim, const char *path, char *errstr, size_t errstr_size)
+{
+    json_error_t je;
+    json_t *seed = json_load_file(path, 0, &je);
+    if (!seed)
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "seed file %s: line %d: %s", path,
+                       je.line, je.text);
+    char what[4200];
+    snprintf(what, sizeof(what), "seed file %s", path);
+    ob_err_t e = seed_check(seed, what, errstr, errstr_size);
+    if (e == OB_OK)
+        seed_apply(sim, seed);
     json_decref(seed);
-    return OB_OK;
+    return e;
 }
 
 static ob_err_t seed(sim_t *sim, char *errstr, size_t errstr_size)
@@ -1102,11 +1170,10 @@ static void admin_error(ob_httpd_conn_t *conn, int status, const char *msg)
 
 static json_t *rules_json(const sim_t *sim)
 {
-    static const char *const names[] = {"throttle", "500", "503", "reset", "hang", "truncate"};
     json_t *faults = json_array();
     for (int i = 0; i < sim->nfaults; i++) {
         const fault_rule_t *r = &sim->faults[i];
-        json_t *f = json_pack("{s:s, s:s}", "api", r->api, "kind", names[r->kind]);
+        json_t *f = json_pack("{s:s, s:s}", "api", r->api, "kind", fault_names[r->kind]);
         if (r->count > 0)
             json_object_set_new(f, "count", json_integer(r->count));
         else
@@ -1126,6 +1193,64 @@ static json_t *rules_json(const sim_t *sim)
     }
     return json_pack("{s:o, s:s, s:f, s:o}", "faults", faults, "profile", sim->profile, "scale",
                      sim->opts.scale > 0 ? sim->opts.scale : 1.0, "latency", lat);
+}
+
+/* POST /_sim/seed: merge a seed document (the --seed format) into the state. */
+static void admin_seed(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t *r)
+{
+    static const char *const sections[] = {"accounts", "keys", "roles", "buckets"};
+    char err[512] = "";
+    json_error_t je;
+    json_t *j = r->body_len ? json_loadb(r->body, r->body_len, 0, &je) : NULL;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        admin_error(conn, 400,
+                    "body must be a JSON object like the --seed file: {\"accounts\": [...], "
+                    "\"keys\": [...], \"roles\": [...], \"buckets\": [...]}");
+        return;
+    }
+    int any = 0;
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+        json_t *v = json_object_get(j, sections[i]);
+        if (v && !json_is_array(v)) {
+            snprintf(err, sizeof(err), "seed: \"%s\" must be an array", sections[i]);
+            break;
+        }
+        any |= v != NULL;
+    }
+    if (!err[0] && !any)
+        snprintf(err, sizeof(err), "seed: nothing to add (give accounts, keys, roles or buckets)");
+    if (err[0] || seed_check(j, "seed", err, sizeof(err)) != OB_OK) {
+        json_decref(j);
+        admin_error(conn, 400, err);
+        return;
+    }
+    seed_apply(sim, j);
+    json_t *out = json_pack("{s:s}", "status", "seeded");
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+        json_object_set_new(
+            out, sections[i],
+            json_integer((json_int_t)json_array_size(json_object_get(j, sections[i]))));
+    json_decref(j);
+    admin_json(conn, 200, out);
+}
+
+/* DELETE /_sim/buckets/NAME: remove a bucket, whoever owns it. */
+static void admin_delete_bucket(sim_t *sim, ob_httpd_conn_t *conn, const char *name)
+{
+    char msg[512];
+    json_t *buckets = sim_section(sim, "buckets");
+    json_t *b = *name && !strchr(name, '/') ? json_object_get(buckets, name) : NULL;
+    if (!b) {
+        snprintf(msg, sizeof(msg), "no bucket \"%.400s\"", name);
+        admin_error(conn, 404, msg);
+        return;
+    }
+    json_t *out = json_pack("{s:s, s:s, s:O?}", "status", "deleted", "bucket", name, "owner",
+                            json_object_get(b, "owner"));
+    json_object_del(buckets, name);
+    sim_touch(sim);
+    admin_json(conn, 200, out);
 }
 
 static void services_init(sim_t *sim)
@@ -1171,6 +1296,10 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
         services_init(sim);
         sim_touch(sim);
         admin_json(conn, 200, json_pack("{s:s}", "status", "reset"));
+    } else if (!strcmp(p, "seed") && post) {
+        admin_seed(sim, conn, r);
+    } else if (!strncmp(p, "buckets/", 8) && !strcmp(r->method, "DELETE")) {
+        admin_delete_bucket(sim, conn, p + 8);
     } else if ((!strcmp(p, "faults") || !strcmp(p, "latency") || !strcmp(p, "config")) &&
                (get || post || !strcmp(r->method, "DELETE"))) {
         if (!strcmp(r->method, "DELETE")) {
@@ -1227,7 +1356,8 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
     } else {
         admin_error(conn, 404,
                     "unknown admin call; GET /_sim/{health,state,stats,config}, POST "
-                    "/_sim/{reset,config,faults,latency}, DELETE /_sim/{faults,latency}");
+                    "/_sim/{reset,seed,config,faults,latency}, DELETE "
+                    "/_sim/{faults,latency,buckets/NAME}");
     }
 }
 

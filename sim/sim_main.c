@@ -29,7 +29,9 @@ static void usage(FILE *f)
                "API is SERVICE.Operation (s3.CreateBucket, cloudformation.stack_create), "
                "SERVICE.* or *.\n"
                "SPEC is 250ms, 2s or 100ms-300ms; KIND is throttle, 500, 503, reset, hang, "
-               "truncate.\n");
+               "truncate,\n"
+               "or rollback (cloudformation.stack_create only: a stack fails to create, once "
+               "per name).\n");
 }
 
 static void on_signal(ob_signal_t *s, int signo, void *arg)

@@ -9,8 +9,10 @@
  * until the stack is deleted; OnFailure DO_NOTHING and DELETE; updates
  * ("No updates are to be performed.", in place, rename, failure and update
  * rollback); a thousand stacks created at once, pagination and the stack
- * quota; and a stack in progress resuming after the state is saved and
- * restored by a new simulator.
+ * quota; a stack in progress resuming after the state is saved and
+ * restored by a new simulator; and the rollback fault (a stack name that
+ * fails to create once, with every OnFailure, its memory kept in a restored
+ * state) and the rules it may be given on.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -48,9 +50,11 @@ static const char *env_get(const char *name, void *ctx)
     return NULL;
 }
 
-/* A simulator with these latency overrides (NULL-terminated, may be NULL)
- * and state file (may be NULL), and a client for it. */
-static void fx_start(fx_t *f, const char *const *latency, const char *state_file)
+/* A simulator with these latency overrides and fault rules ("api=spec",
+ * NULL-terminated, may be NULL) and state file (may be NULL), and a client
+ * for it. */
+static void fx_start_faults(fx_t *f, const char *const *latency, const char *const *faults,
+                            const char *state_file)
 {
     char err[256];
     if (!f->loop)
@@ -58,6 +62,7 @@ static void fx_start(fx_t *f, const char *const *latency, const char *state_file
     sim_opts_t o = {.port = 0,
                     .profile = "instant",
                     .latency = latency,
+                    .faults = faults,
                     .state_file = state_file,
                     .random_seed = 7};
     f->sim = sim_new(f->loop, &o, err, sizeof(err));
@@ -70,6 +75,11 @@ static void fx_start(fx_t *f, const char *const *latency, const char *state_file
     f->aws = ob_aws_new(f->loop, f->http, &ao, err, sizeof(err));
     assert_non_null(f->aws);
     f->creds = ob_credsrc_static(f->aws, SIM_MGMT_AKID, SIM_MGMT_SECRET, NULL, "management");
+}
+
+static void fx_start(fx_t *f, const char *const *latency, const char *state_file)
+{
+    fx_start_faults(f, latency, NULL, state_file);
 }
 
 /* Stop the client and the simulator; keep the loop unless all is set. */
@@ -1182,6 +1192,271 @@ static void test_restored_state_resumes(void **state)
     unlink(path);
 }
 
+/* ---- the rollback fault ---- */
+
+/* The project's stack in small: a role named after the stack, and an
+ * independent role the stack also makes (created before the failure is
+ * known, removed by the rollback). */
+static const char *const T_BILLING =
+    "{'Resources':{"
+    "  'BillingEngineRole':{'Type':'AWS::IAM::Role','Properties':{"
+    "   'RoleName':{'Ref':'AWS::StackName'},"
+    "   'AssumeRolePolicyDocument':{'Version':'2012-10-17','Statement':[{'Effect':'Allow',"
+    "    'Principal':{'AWS':'arn:aws:iam::999999999999:root'},'Action':'sts:AssumeRole'}]}}},"
+    "  'Side':{'Type':'AWS::IAM::Role','Properties':{"
+    "   'RoleName':{'Fn::Sub':'${AWS::StackName}-side'},"
+    "   'AssumeRolePolicyDocument':{'Statement':[]}}}},"
+    " 'Outputs':{'RoleArn':{'Value':{'Fn::GetAtt':['BillingEngineRole','Arn']}}}}";
+
+#define FAULT_WHY                                                                                  \
+    "Internal Failure (injected by awssim: fault cloudformation.stack_create=rollback)"
+#define BILLING_FAILED "The following resource(s) failed to create: [BillingEngineRole]. "
+
+/* CreateStack of T_BILLING; on_failure NULL: the default (ROLLBACK). The StackId goes to id. */
+static void create_billing(fx_t *f, const char *name, const char *on_failure, char *id, size_t n)
+{
+    got_t g;
+    char *body = tmpl(T_BILLING);
+    if (on_failure)
+        CALL(f, &g, "CreateStack", "StackName", name, "TemplateBody", body, "Capabilities.member.1",
+             "CAPABILITY_NAMED_IAM", "OnFailure", on_failure);
+    else
+        CALL(f, &g, "CreateStack", "StackName", name, "TemplateBody", body, "Capabilities.member.1",
+             "CAPABILITY_NAMED_IAM");
+    free(body);
+    expect_ok(&g);
+    result_text(&g, "CreateStack", "StackId", id, n);
+    got_free(&g);
+}
+
+static void expect_reason(fx_t *f, const char *name, const char *status, const char *reason)
+{
+    stack_t s;
+    assert_int_equal(describe(f, name, &s), 0);
+    assert_string_equal(field(&s, "StackStatus"), status);
+    assert_string_equal(field(&s, "StackStatusReason"), reason);
+    stack_free(&s);
+}
+
+static json_t *failed_names(fx_t *f)
+{
+    return json_object_get(json_object_get(sim_section(f->sim, "stack_faults"), ACCT), REGION);
+}
+
+typedef struct admin_s {
+    int done;
+    long status;
+    json_t *body;
+} admin_t;
+
+static void on_admin(ob_http_resp_t *resp, void *arg)
+{
+    admin_t *a = arg;
+    a->done = 1;
+    a->status = resp->status;
+    a->body = json_loads(resp->body.data ? resp->body.data : "", 0, NULL);
+}
+
+static int admin_done(void *arg)
+{
+    return ((admin_t *)arg)->done;
+}
+
+/* An admin call; the reply's JSON (NULL when none) is returned, the status in *status. */
+static json_t *admin(fx_t *f, const char *method, const char *path, const char *body, long *status)
+{
+    char url[256];
+    admin_t a = {0};
+    snprintf(url, sizeof(url), "%s%s", f->endpoint, path);
+    ob_http_req_t req = {
+        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
+    assert_non_null(ob_http_send(f->http, &req, on_admin, &a, NULL, 0));
+    assert_true(ob_test_run_until(f->loop, admin_done, &a, 10000));
+    *status = a.status;
+    return a.body;
+}
+
+static long faults_injected(fx_t *f)
+{
+    long st;
+    json_t *j = admin(f, "GET", "/_sim/stats", NULL, &st);
+    assert_int_equal(st, 200);
+    long n = (long)json_integer_value(json_object_get(j, "faults_injected"));
+    json_decref(j);
+    return n;
+}
+
+static void test_rollback_fault_fails_once(void **state)
+{
+    const char *const lat[] = {"cloudformation.stack_create=100ms",
+                               "cloudformation.stack_delete=100ms", NULL};
+    const char *const faults[] = {"cloudformation.stack_create=rollback:count=1", NULL};
+    fx_t f = {0};
+    fx_start_faults(&f, lat, faults, NULL);
+    got_t g;
+    char id[512], id2[512], seen[256];
+
+    /* The stack's role fails to create: CREATE_FAILED, then the rollback. */
+    create_billing(&f, "onboard-a", NULL, id, sizeof(id));
+    wait_status(&f, "onboard-a", "ROLLBACK_IN_PROGRESS", seen, sizeof(seen));
+    assert_string_equal(seen, "CREATE_IN_PROGRESS ROLLBACK_IN_PROGRESS");
+    expect_reason(&f, "onboard-a", "ROLLBACK_IN_PROGRESS",
+                  BILLING_FAILED "Rollback requested by user.");
+    assert_null(sim_get_role(f.sim, ACCT, "onboard-a"));
+    assert_non_null(sim_get_role(f.sim, ACCT, "onboard-a-side")); /* made, not yet rolled back */
+    wait_status(&f, "onboard-a", "ROLLBACK_COMPLETE", NULL, 0);
+    expect_reason(&f, "onboard-a", "ROLLBACK_COMPLETE",
+                  BILLING_FAILED "Rollback requested by user.");
+    assert_null(sim_get_role(f.sim, ACCT, "onboard-a"));
+    assert_null(sim_get_role(f.sim, ACCT, "onboard-a-side"));
+    assert_int_equal(faults_injected(&f), 1);
+    assert_non_null(json_object_get(failed_names(&f), "onboard-a"));
+    assert_null(
+        json_object_get(json_object_get(sim_section(f.sim, "stacks"), id), "InjectedFault"));
+
+    /* The events tell it as AWS would. */
+    CALL(&f, &g, "DescribeStackEvents", "StackName", "onboard-a");
+    expect_ok(&g);
+    assert_non_null(strstr(g.body, "<LogicalResourceId>BillingEngineRole</LogicalResourceId>"));
+    assert_non_null(strstr(g.body, "<ResourceStatus>CREATE_FAILED</ResourceStatus>"));
+    assert_non_null(strstr(g.body, "<ResourceStatusReason>" FAULT_WHY "</ResourceStatusReason>"));
+    assert_non_null(strstr(g.body, "<ResourceStatusReason>" BILLING_FAILED
+                                   "</ResourceStatusReason>")); /* the stack's CREATE_FAILED */
+    got_free(&g);
+
+    /* Deleted and created again, the same name succeeds with its role. */
+    CALL(&f, &g, "DeleteStack", "StackName", "onboard-a");
+    expect_ok(&g);
+    got_free(&g);
+    wait_status(&f, id, "DELETE_COMPLETE", NULL, 0);
+    create_billing(&f, "onboard-a", NULL, id2, sizeof(id2));
+    assert_string_not_equal(id, id2);
+    wait_status(&f, "onboard-a", "CREATE_COMPLETE", NULL, 0);
+    json_t *role = sim_get_role(f.sim, ACCT, "onboard-a");
+    assert_non_null(role);
+    assert_string_equal(json_string_value(json_object_get(role, "StackId")), id2);
+    assert_non_null(sim_get_role(f.sim, ACCT, "onboard-a-side"));
+
+    /* The count is used up: another name is not touched. */
+    create_billing(&f, "onboard-b", NULL, id, sizeof(id));
+    wait_status(&f, "onboard-b", "CREATE_COMPLETE", NULL, 0);
+    assert_non_null(sim_get_role(f.sim, ACCT, "onboard-b"));
+    assert_null(json_object_get(failed_names(&f), "onboard-b"));
+    assert_int_equal(faults_injected(&f), 1);
+    fx_stop(&f, 1);
+}
+
+static void test_rollback_fault_on_failure_and_restart(void **state)
+{
+    const char *const lat[] = {"cloudformation.stack_create=100ms",
+                               "cloudformation.stack_delete=100ms", NULL};
+    const char *const faults[] = {"cloudformation.stack_create=rollback:count=2", NULL};
+    char path[] = "/tmp/ob-sim-cfn-fault.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    fx_t f = {0};
+    fx_start_faults(&f, lat, faults, path);
+    got_t g;
+    char id[512], seen[256];
+
+    /* DO_NOTHING: it stays CREATE_FAILED, what it made left in place. */
+    create_billing(&f, "keep", "DO_NOTHING", id, sizeof(id));
+    wait_status(&f, "keep", "CREATE_FAILED", NULL, 0);
+    expect_reason(&f, "keep", "CREATE_FAILED", BILLING_FAILED);
+    assert_null(sim_get_role(f.sim, ACCT, "keep"));
+    assert_non_null(sim_get_role(f.sim, ACCT, "keep-side"));
+    /* Saved and restored with the same rule (its count full again): the name
+     * is remembered and fails no more. */
+    fx_stop(&f, 0);
+    fx_start_faults(&f, lat, faults, path);
+    assert_non_null(json_object_get(failed_names(&f), "keep"));
+    CALL(&f, &g, "DeleteStack", "StackName", "keep");
+    expect_ok(&g);
+    got_free(&g);
+    wait_status(&f, id, "DELETE_COMPLETE", NULL, 0);
+    assert_null(sim_get_role(f.sim, ACCT, "keep-side"));
+    create_billing(&f, "keep", "DO_NOTHING", id, sizeof(id));
+    wait_status(&f, "keep", "CREATE_COMPLETE", NULL, 0);
+    assert_non_null(sim_get_role(f.sim, ACCT, "keep"));
+    assert_int_equal(faults_injected(&f), 0); /* counted by this simulator: none yet */
+
+    /* DELETE: deleted after the failure; the count then runs out. */
+    create_billing(&f, "gone", "DELETE", id, sizeof(id));
+    wait_status(&f, id, "DELETE_COMPLETE", seen, sizeof(seen));
+    assert_string_equal(seen, "CREATE_IN_PROGRESS DELETE_IN_PROGRESS DELETE_COMPLETE");
+    assert_null(sim_get_role(f.sim, ACCT, "gone-side"));
+    create_billing(&f, "late", NULL, id, sizeof(id));
+    wait_status(&f, "late", "ROLLBACK_COMPLETE", NULL, 0);
+    create_billing(&f, "later", NULL, id, sizeof(id));
+    wait_status(&f, "later", "CREATE_COMPLETE", NULL, 0);
+    assert_int_equal(faults_injected(&f), 2);
+
+    /* POST /_sim/reset forgets the names with the rest. */
+    long st;
+    json_decref(admin(&f, "POST", "/_sim/reset", NULL, &st));
+    assert_int_equal(st, 200);
+    assert_null(failed_names(&f));
+    fx_stop(&f, 1);
+    unlink(path);
+}
+
+static void test_rollback_fault_rules(void **state)
+{
+    char err[256];
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    /* rollback is for cloudformation.stack_create exactly. */
+    const char *const bad[] = {"s3.CreateBucket=rollback:1", "cloudformation.*=rollback:count=1",
+                               "*=rollback:0.5", "cloudformation.stack_update=rollback:count=1",
+                               "cloudformation.CreateStack=rollback:count=1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *const faults[] = {bad[i], NULL};
+        sim_opts_t o = {.profile = "instant", .faults = faults};
+        sim_t *sim = sim_new(loop, &o, err, sizeof(err));
+        if (sim)
+            fail_msg("%s was accepted", bad[i]);
+        if (!strstr(err, "kind rollback applies only to cloudformation.stack_create"))
+            fail_msg("%s: %s", bad[i], err);
+    }
+    const char *const faults[] = {"cloudformation.stack_create=rollback:2", NULL};
+    sim_opts_t o = {.profile = "instant", .faults = faults};
+    assert_null(sim_new(loop, &o, err, sizeof(err)));
+    assert_string_equal(err, "fault cloudformation.stack_create: rate must be between 0 and 1");
+    ob_loop_free(loop);
+
+    /* Other kinds on the stack names are accepted and change nothing, as
+     * before; the admin API refuses rollback elsewhere with the same words. */
+    const char *const inert[] = {"cloudformation.stack_create=500:1",
+                                 "cloudformation.stack_delete=reset:count=5", NULL};
+    fx_t f = {0};
+    fx_start_faults(&f, NULL, inert, NULL);
+    char id[512];
+    create_billing(&f, "plain", NULL, id, sizeof(id));
+    wait_status(&f, "plain", "CREATE_COMPLETE", NULL, 0);
+    long st;
+    json_t *j = admin(&f, "POST", "/_sim/config",
+                      "{\"faults\": {\"sts.AssumeRole\": \"rollback:count=1\"}}", &st);
+    assert_int_equal(st, 400);
+    assert_string_equal(json_string_value(json_object_get(j, "error")),
+                        "fault sts.AssumeRole: kind rollback applies only to "
+                        "cloudformation.stack_create (exactly): a stack whose resources fail to "
+                        "create, once per stack name");
+    json_decref(j);
+    j = admin(&f, "POST", "/_sim/faults",
+              "{\"faults\": {\"cloudformation.stack_create\": \"rollback:1\"}}", &st);
+    assert_int_equal(st, 200);
+    json_t *rule = json_array_get(json_object_get(j, "faults"), 0);
+    assert_string_equal(json_string_value(json_object_get(rule, "kind")), "rollback");
+    assert_string_equal(json_string_value(json_object_get(rule, "api")),
+                        "cloudformation.stack_create");
+    assert_int_equal(json_array_size(json_object_get(j, "faults")), 1);
+    json_decref(j);
+    create_billing(&f, "always", NULL, id, sizeof(id));
+    wait_status(&f, "always", "ROLLBACK_COMPLETE", NULL, 0);
+    fx_stop(&f, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1193,6 +1468,9 @@ int main(void)
         cmocka_unit_test(test_update),
         cmocka_unit_test(test_thousand_stacks_at_once),
         cmocka_unit_test(test_restored_state_resumes),
+        cmocka_unit_test(test_rollback_fault_fails_once),
+        cmocka_unit_test(test_rollback_fault_on_failure_and_restart),
+        cmocka_unit_test(test_rollback_fault_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

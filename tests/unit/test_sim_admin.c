@@ -1,0 +1,445 @@
+/*
+ * The simulator's admin calls that repair the world, driven in-process over
+ * HTTP (plain, unsigned requests to /_sim/...) next to the project's own AWS
+ * client: POST /_sim/seed merges accounts, keys, roles and buckets into the
+ * running state (a seeded role can then be assumed through its trust
+ * policy, a replaced role has the new one, nothing else is reset, a bad
+ * document changes nothing); DELETE /_sim/buckets/NAME frees a name another
+ * account held so a second account can create it; the errors are JSON.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_aws.h"
+#include "ob_creds.h"
+#include "ob_http.h"
+#include "ob_xml.h"
+#include "sim.h"
+#include "testutil.h"
+
+#define OTHER      "333333333333"
+#define OTHER_AKID "AKIAOTHER00000000001"
+#define OTHER_KEY  "s3cr3t-other-account-key"
+#define ONBOARD    "arn:aws:iam::" OTHER ":role/Onboard"
+
+typedef struct fx_s {
+    ob_loop_t *loop;
+    ob_http_t *http;
+    ob_aws_t *aws;
+    sim_t *sim;
+    char endpoint[64];
+    ob_credsrc_t *mgmt;
+} fx_t;
+
+static const char *env_get(const char *name, void *ctx)
+{
+    fx_t *f = ctx;
+    if (!strcmp(name, "AWS_ENDPOINT_URL"))
+        return f->endpoint;
+    if (!strcmp(name, "AWS_REGION"))
+        return "us-east-1";
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    char err[256];
+    f->loop = ob_loop_new(NULL, 0);
+    sim_opts_t o = {.profile = "instant", .org_accounts = 2, .random_seed = 5};
+    f->sim = sim_new(f->loop, &o, err, sizeof(err));
+    if (!f->sim)
+        fail_msg("sim_new: %s", err);
+    snprintf(f->endpoint, sizeof(f->endpoint), "http://127.0.0.1:%d", sim_port(f->sim));
+    f->http = ob_http_new(f->loop, NULL, NULL, 0);
+    ob_aws_opts_t ao = {.getenv_fn = env_get, .env_ctx = f, .max_attempts = 1};
+    f->aws = ob_aws_new(f->loop, f->http, &ao, err, sizeof(err));
+    assert_non_null(f->aws);
+    f->mgmt = ob_credsrc_static(f->aws, SIM_MGMT_AKID, SIM_MGMT_SECRET, NULL, "management");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    ob_credsrc_unref(f->mgmt);
+    ob_aws_free(f->aws);
+    ob_http_free(f->http);
+    sim_free(f->sim);
+    ob_loop_free(f->loop);
+    free(f);
+    return 0;
+}
+
+/* ---- admin calls ---- */
+
+typedef struct admin_s {
+    int done;
+    long status;
+    char content_type[64];
+    json_t *body;
+} admin_t;
+
+static void on_admin(ob_http_resp_t *resp, void *arg)
+{
+    admin_t *a = arg;
+    const char *ct = ob_hdrs_get(&resp->headers, "Content-Type");
+    a->done = 1;
+    a->status = resp->status;
+    snprintf(a->content_type, sizeof(a->content_type), "%s", ct ? ct : "");
+    a->body = json_loads(resp->body.data ? resp->body.data : "", 0, NULL);
+}
+
+static int admin_done(void *arg)
+{
+    return ((admin_t *)arg)->done;
+}
+
+/* An unsigned admin call; its JSON reply (checked to be JSON) is returned. */
+static json_t *admin(fx_t *f, const char *method, const char *path, const char *body,
+                     long want_status)
+{
+    char url[512];
+    admin_t a = {0};
+    snprintf(url, sizeof(url), "%s%s", f->endpoint, path);
+    ob_http_req_t req = {
+        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
+    assert_non_null(ob_http_send(f->http, &req, on_admin, &a, NULL, 0));
+    assert_true(ob_test_run_until(f->loop, admin_done, &a, 10000));
+    if (a.status != want_status)
+        fail_msg("%s %s: status %ld, wanted %ld", method, path, a.status, want_status);
+    assert_string_equal(a.content_type, "application/json");
+    assert_non_null(a.body);
+    return a.body;
+}
+
+/* The call fails with this status and {"error": message}. */
+static void admin_fails(fx_t *f, const char *method, const char *path, const char *body,
+                        long status, const char *message)
+{
+    json_t *j = admin(f, method, path, body, status);
+    const char *e = json_string_value(json_object_get(j, "error"));
+    if (!e || strcmp(e, message) != 0)
+        fail_msg("%s %s: error \"%s\", wanted \"%s\"", method, path, e ? e : "(none)", message);
+    json_decref(j);
+}
+
+static json_int_t jint(json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+/* ---- AWS calls ---- */
+
+typedef struct got_s {
+    int done;
+    ob_err_t err;
+    long status;
+    char code[128];
+    char message[1024];
+    char *body;
+} got_t;
+
+static void on_result(ob_aws_result_t *res, void *arg)
+{
+    got_t *g = arg;
+    g->done = 1;
+    g->err = res->err;
+    g->status = res->status;
+    if (res->err == OB_ERR_AWS) {
+        snprintf(g->code, sizeof(g->code), "%s", res->aws.code);
+        snprintf(g->message, sizeof(g->message), "%s", res->aws.message);
+    }
+    g->body = strdup(res->body.data ? res->body.data : "");
+}
+
+static int got_done(void *arg)
+{
+    return ((got_t *)arg)->done;
+}
+
+static void send_req(fx_t *f, ob_aws_req_t *req, const ob_aws_target_t *t, got_t *g)
+{
+    char err[256];
+    memset(g, 0, sizeof(*g));
+    if (!ob_aws_send(f->aws, req, t, on_result, g, err, sizeof(err)))
+        fail_msg("send: %s", err);
+    assert_true(ob_test_run_until(f->loop, got_done, g, 10000));
+}
+
+/* AssumeRole by the management account; extid may be NULL. */
+static void assume(fx_t *f, const char *role_arn, const char *extid, got_t *g)
+{
+    ob_aws_req_t req;
+    memset(&req, 0, sizeof(req));
+    assert_int_equal(ob_query_init(&req, OB_SVC_STS, "AssumeRole", NULL, 0), OB_OK);
+    assert_int_equal(ob_query_add(&req, "RoleArn", role_arn, NULL, 0), OB_OK);
+    assert_int_equal(ob_query_add(&req, "RoleSessionName", "repair", NULL, 0), OB_OK);
+    if (extid)
+        assert_int_equal(ob_query_add(&req, "ExternalId", extid, NULL, 0), OB_OK);
+    ob_aws_target_t t = {.creds = f->mgmt};
+    send_req(f, &req, &t, g);
+}
+
+static void expect_assumed(got_t *g, const char *role_name)
+{
+    ob_xml_doc_t *doc = NULL;
+    const ob_xml_node_t *r = NULL;
+    char want[256];
+    if (g->err != OB_OK)
+        fail_msg("AssumeRole: %ld %s: %s", g->status, g->code, g->message);
+    assert_int_equal(
+        ob_query_parse_result(g->body, strlen(g->body), "AssumeRole", &doc, &r, NULL, 0), OB_OK);
+    snprintf(want, sizeof(want), "arn:aws:sts::" OTHER ":assumed-role/%s/repair", role_name);
+    assert_string_equal(ob_xml_path_text(r, "AssumedRoleUser/Arn"), want);
+    assert_non_null(ob_xml_path_text(r, "Credentials/SessionToken"));
+    ob_xml_free(doc);
+}
+
+static void expect_denied(got_t *g)
+{
+    if (g->err != OB_ERR_AWS || g->status != 403 || strcmp(g->code, "AccessDenied") != 0)
+        fail_msg("AssumeRole: wanted 403 AccessDenied, got err %d %ld %s", g->err, g->status,
+                 g->code);
+}
+
+static void got_free(got_t *g)
+{
+    free(g->body);
+    memset(g, 0, sizeof(*g));
+}
+
+/* CreateBucket in us-east-1 with these credentials. */
+static void create_bucket(fx_t *f, ob_credsrc_t *creds, const char *bucket, got_t *g)
+{
+    ob_aws_req_t req;
+    memset(&req, 0, sizeof(req));
+    assert_int_equal(ob_s3_init(&req, "CreateBucket", "PUT", "/", NULL, NULL, 0), OB_OK);
+    ob_aws_target_t t = {.region = "us-east-1", .creds = creds, .s3_bucket = bucket};
+    send_req(f, &req, &t, g);
+}
+
+static json_t *role_trust_stmt(fx_t *f, const char *account, const char *name)
+{
+    json_t *role = sim_get_role(f->sim, account, name);
+    assert_non_null(role);
+    return json_array_get(
+        json_object_get(json_object_get(role, "AssumeRolePolicyDocument"), "Statement"), 0);
+}
+
+/* A seed with the other account, its key, its Onboard role (trusting the
+ * management account with this ExternalId) and a bucket it owns. */
+static char *seed_doc(const char *extid, int with_all)
+{
+    char *s = NULL;
+    const char *all =
+        "\"accounts\": [{\"Id\": \"" OTHER "\", \"Name\": \"other\"}],"
+        " \"keys\": [{\"AccessKeyId\": \"" OTHER_AKID "\", \"SecretAccessKey\": \"" OTHER_KEY
+        "\", \"Account\": \"" OTHER "\", \"UserName\": \"ops\"}],"
+        " \"buckets\": [{\"Name\": \"taken-bucket\", \"Owner\": \"" OTHER "\"}],";
+    if (asprintf(
+            &s,
+            "{%s \"roles\": [{\"Account\": \"" OTHER "\", \"RoleName\": \"Onboard\","
+            " \"AssumeRolePolicyDocument\": {\"Version\": \"2012-10-17\", \"Statement\": "
+            "[{\"Effect\": \"Allow\", \"Principal\": {\"AWS\": \"arn:aws:iam::" SIM_MGMT_ACCOUNT
+            ":root\"}, \"Action\": \"sts:AssumeRole\", \"Condition\": {\"StringEquals\": "
+            "{\"sts:ExternalId\": \"%s\"}}}]}}]}",
+            with_all ? all : "", extid) < 0)
+        fail_msg("asprintf");
+    return s;
+}
+
+/* ---- tests ---- */
+
+static void test_seed_merges_and_role_can_be_assumed(void **state)
+{
+    fx_t *f = *state;
+    got_t g;
+
+    /* Before: no such role, account or key. */
+    assume(f, ONBOARD, "ext-1", &g);
+    assert_int_equal(g.err, OB_ERR_AWS);
+    got_free(&g);
+    json_t *accounts_before = json_deep_copy(sim_section(f->sim, "accounts"));
+    size_t keys_before = json_object_size(sim_section(f->sim, "keys"));
+
+    char *doc = seed_doc("ext-1", 1);
+    json_t *j = admin(f, "POST", "/_sim/seed", doc, 200);
+    free(doc);
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "seeded");
+    assert_int_equal(jint(j, "accounts"), 1);
+    assert_int_equal(jint(j, "keys"), 1);
+    assert_int_equal(jint(j, "roles"), 1);
+    assert_int_equal(jint(j, "buckets"), 1);
+    json_decref(j);
+
+    /* Merged: the new items are there, nothing else was reset. */
+    json_t *accounts = sim_section(f->sim, "accounts");
+    assert_int_equal(json_object_size(accounts), json_object_size(accounts_before) + 1);
+    const char *k;
+    json_t *v;
+    json_object_foreach(accounts_before, k, v)
+    {
+        assert_true(json_equal(json_object_get(accounts, k), v));
+    }
+    json_decref(accounts_before);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(accounts, OTHER), "Name")), "other");
+    assert_int_equal(json_object_size(sim_section(f->sim, "keys")), keys_before + 1);
+    assert_non_null(sim_get_role(f->sim, "200000000001", "OrganizationAccountAccessRole"));
+
+    /* The role is real: its trust policy decides. */
+    assume(f, ONBOARD, "ext-1", &g);
+    expect_assumed(&g, "Onboard");
+    got_free(&g);
+    assume(f, ONBOARD, NULL, &g);
+    expect_denied(&g);
+    got_free(&g);
+    assume(f, ONBOARD, "ext-2", &g);
+    expect_denied(&g);
+    got_free(&g);
+
+    /* The seeded key signs for its account. */
+    ob_credsrc_t *other = ob_credsrc_static(f->aws, OTHER_AKID, OTHER_KEY, NULL, "other");
+    create_bucket(f, other, "other-own-bucket", &g);
+    if (g.err != OB_OK)
+        fail_msg("CreateBucket as the seeded key: %ld %s: %s", g.status, g.code, g.message);
+    got_free(&g);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(sim_section(f->sim, "buckets"), "other-own-bucket"), "owner")),
+        OTHER);
+    ob_credsrc_unref(other);
+
+    /* Seeding the role again replaces its trust policy; the rest stays. */
+    doc = seed_doc("ext-2", 0);
+    j = admin(f, "POST", "/_sim/seed", doc, 200);
+    free(doc);
+    assert_int_equal(jint(j, "roles"), 1);
+    assert_int_equal(jint(j, "accounts"), 0);
+    json_decref(j);
+    json_t *stmt = role_trust_stmt(f, OTHER, "Onboard");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(stmt, "Condition"), "StringEquals"), "sts:ExternalId")),
+        "ext-2");
+    assume(f, ONBOARD, "ext-1", &g);
+    expect_denied(&g);
+    got_free(&g);
+    assume(f, ONBOARD, "ext-2", &g);
+    expect_assumed(&g, "Onboard");
+    got_free(&g);
+    assert_non_null(json_object_get(sim_section(f->sim, "accounts"), OTHER));
+    assert_non_null(json_object_get(sim_section(f->sim, "buckets"), "taken-bucket"));
+
+    /* A member account's role can be repaired the same way (here: broken,
+     * then fixed). */
+    const char *broken =
+        "{\"roles\": [{\"Account\": \"200000000002\", \"RoleName\": "
+        "\"OrganizationAccountAccessRole\", \"AssumeRolePolicyDocument\": {\"Statement\": []}}]}";
+    json_decref(admin(f, "POST", "/_sim/seed", broken, 200));
+    assume(f, "arn:aws:iam::200000000002:role/OrganizationAccountAccessRole", NULL, &g);
+    expect_denied(&g);
+    got_free(&g);
+    const char *fixed = "{\"roles\": [{\"Account\": \"200000000002\", \"RoleName\": "
+                        "\"OrganizationAccountAccessRole\", \"AssumeRolePolicyDocument\": "
+                        "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", "
+                        "\"Principal\": {\"AWS\": \"arn:aws:iam::" SIM_MGMT_ACCOUNT ":root\"}, "
+                        "\"Action\": \"sts:AssumeRole\"}]}}]}";
+    json_decref(admin(f, "POST", "/_sim/seed", fixed, 200));
+    assume(f, "arn:aws:iam::200000000002:role/OrganizationAccountAccessRole", NULL, &g);
+    if (g.err != OB_OK)
+        fail_msg("AssumeRole after the repair: %s: %s", g.code, g.message);
+    got_free(&g);
+}
+
+static void test_seed_errors_change_nothing(void **state)
+{
+    fx_t *f = *state;
+    char *before = json_dumps(sim_state(f->sim), JSON_SORT_KEYS | JSON_COMPACT);
+
+    admin_fails(f, "POST", "/_sim/seed", "not json", 400,
+                "body must be a JSON object like the --seed file: {\"accounts\": [...], "
+                "\"keys\": [...], \"roles\": [...], \"buckets\": [...]}");
+    admin_fails(f, "POST", "/_sim/seed", NULL, 400,
+                "body must be a JSON object like the --seed file: {\"accounts\": [...], "
+                "\"keys\": [...], \"roles\": [...], \"buckets\": [...]}");
+    admin_fails(f, "POST", "/_sim/seed", "{}", 400,
+                "seed: nothing to add (give accounts, keys, roles or buckets)");
+    admin_fails(f, "POST", "/_sim/seed", "{\"role\": []}", 400,
+                "seed: nothing to add (give accounts, keys, roles or buckets)");
+    admin_fails(f, "POST", "/_sim/seed", "{\"roles\": {}}", 400,
+                "seed: \"roles\" must be an array");
+    /* One bad item: the good ones before it are not applied either. */
+    admin_fails(f, "POST", "/_sim/seed",
+                "{\"accounts\": [{\"Id\": \"444444444444\"}], "
+                "\"roles\": [{\"Account\": \"444444444444\", \"RoleName\": \"R\"}]}",
+                400, "seed: role 0 needs Account, RoleName and an AssumeRolePolicyDocument object");
+    admin_fails(f, "POST", "/_sim/seed", "{\"accounts\": [{\"Id\": \"12\"}]}", 400,
+                "seed: account 0 needs a 12-digit Id");
+    admin_fails(f, "POST", "/_sim/seed", "{\"keys\": [{\"AccessKeyId\": \"AKIAX\"}]}", 400,
+                "seed: key 0 needs AccessKeyId, SecretAccessKey, Account");
+    admin_fails(f, "POST", "/_sim/seed", "{\"buckets\": [{\"Name\": \"b\"}]}", 400,
+                "seed: bucket 0 needs Name and Owner");
+    admin_fails(f, "GET", "/_sim/seed", NULL, 404,
+                "unknown admin call; GET /_sim/{health,state,stats,config}, POST "
+                "/_sim/{reset,seed,config,faults,latency}, DELETE "
+                "/_sim/{faults,latency,buckets/NAME}");
+
+    char *after = json_dumps(sim_state(f->sim), JSON_SORT_KEYS | JSON_COMPACT);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+}
+
+static void test_delete_bucket_frees_the_name(void **state)
+{
+    fx_t *f = *state;
+    got_t g;
+    const char *seed = "{\"buckets\": [{\"Name\": \"held-by-other\", \"Owner\": \"" OTHER
+                       "\", \"Region\": \"eu-west-1\"}]}";
+    json_decref(admin(f, "POST", "/_sim/seed", seed, 200));
+
+    /* Another account holds the name. */
+    create_bucket(f, f->mgmt, "held-by-other", &g);
+    if (g.err != OB_ERR_AWS || g.status != 409 || strcmp(g.code, "BucketAlreadyExists") != 0)
+        fail_msg("CreateBucket: wanted 409 BucketAlreadyExists, got %ld %s", g.status, g.code);
+    got_free(&g);
+
+    json_t *j = admin(f, "DELETE", "/_sim/buckets/held-by-other", NULL, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "deleted");
+    assert_string_equal(json_string_value(json_object_get(j, "bucket")), "held-by-other");
+    assert_string_equal(json_string_value(json_object_get(j, "owner")), OTHER);
+    json_decref(j);
+    assert_null(json_object_get(sim_section(f->sim, "buckets"), "held-by-other"));
+
+    /* Now the management account gets it. */
+    create_bucket(f, f->mgmt, "held-by-other", &g);
+    if (g.err != OB_OK)
+        fail_msg("CreateBucket after the delete: %ld %s: %s", g.status, g.code, g.message);
+    got_free(&g);
+    json_t *b = json_object_get(sim_section(f->sim, "buckets"), "held-by-other");
+    assert_string_equal(json_string_value(json_object_get(b, "owner")), SIM_MGMT_ACCOUNT);
+    assert_string_equal(json_string_value(json_object_get(b, "region")), "us-east-1");
+
+    /* Absent names, and no name at all. */
+    admin_fails(f, "DELETE", "/_sim/buckets/never-there", NULL, 404, "no bucket \"never-there\"");
+    admin_fails(f, "DELETE", "/_sim/buckets/", NULL, 404, "no bucket \"\"");
+    admin_fails(f, "DELETE", "/_sim/buckets/held-by-other/x", NULL, 404,
+                "no bucket \"held-by-other/x\"");
+    /* The whole state is still JSON the admin API serves. */
+    json_decref(admin(f, "GET", "/_sim/state", NULL, 200));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_seed_merges_and_role_can_be_assumed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_errors_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_bucket_frees_the_name, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
