@@ -17,8 +17,9 @@
 static const char ACQUIRE[] =
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
     "  local f = redis.call('INCR', KEYS[2]) "
-    "  local s = redis.call('HMGET', KEYS[3], 'request_id', 'stage', 'stage_attempts') "
-    "  return {f, s[1], s[2], s[3]} "
+    "  local s = redis.call('HMGET', KEYS[3], 'request_id', 'stage', 'stage_attempts', "
+    "'status') "
+    "  return {f, s[1], s[2], s[3], s[4]} "
     "end "
     "return {-redis.call('PTTL', KEYS[1])}";
 static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -41,6 +42,7 @@ struct ob_lock_s {
     char prior_request_id[160];
     char prior_stage[32];
     int prior_attempts;
+    char prior_status[32];
     char token[33];
     long ttl_ms;
     uint64_t fence;
@@ -102,6 +104,8 @@ static void on_acquire(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
             reply_str(reply->element[1], l->prior_request_id, sizeof(l->prior_request_id));
             reply_str(reply->element[2], l->prior_stage, sizeof(l->prior_stage));
             l->prior_attempts = (int)reply_int(reply->element[3]);
+            if (reply->elements >= 5)
+                reply_str(reply->element[4], l->prior_status, sizeof(l->prior_status));
         }
         ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
         l->cb(l, OB_LOCK_ACQUIRED, l->fence, 0, OB_OK, l->arg);
@@ -204,6 +208,11 @@ void ob_lock_release(ob_lock_t *l)
 uint64_t ob_lock_fence(const ob_lock_t *l)
 {
     return l->fence;
+}
+
+const char *ob_lock_prior_status(const ob_lock_t *l)
+{
+    return l->prior_status;
 }
 
 void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts)

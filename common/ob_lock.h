@@ -49,6 +49,8 @@ uint64_t ob_lock_fence(const ob_lock_t *l);
  * the same script): its request_id, stage and stage_attempts ("" and 0 when
  * absent). Pointers live as long as the lock. */
 void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts);
+/* And its status ("" when absent). */
+const char *ob_lock_prior_status(const ob_lock_t *l);
 
 /* Write fields of ob:{ACCOUNT}:state if `fence` is not lower than the fence
  * stored there. fields: NULL-terminated name, value, name, value... The

@@ -742,6 +742,36 @@ static void job_run_step(job_t *j, const ob_aws_result_t *res)
     job_execute(j, &s);
 }
 
+static int stage_rank(const char *name)
+{
+    static const char *const order[] = {"bucket", "cur", "iam", "connect"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, order[i]))
+            return i;
+    return -1;
+}
+
+/* Whether the account's state (read when the lock was taken) shows that this
+ * request already went through this stage: a later stage has it, or this
+ * stage finished it (done, connected, or dead-lettered). A replay resets the
+ * status to "replayed", so a replayed message always runs. */
+static int already_done(const ob_worker_t *w, const ob_lock_t *l, const job_t *j)
+{
+    const char *rid, *stage;
+    int attempts;
+    ob_lock_prior(l, &rid, &stage, &attempts);
+    const char *status = ob_lock_prior_status(l);
+    if (!j->plan.request_id[0] || strcmp(rid, j->plan.request_id) != 0)
+        return 0;
+    int have = stage_rank(stage), ours = stage_rank(w->stage->name);
+    if (have < 0 || ours < 0)
+        return 0;
+    if (have > ours)
+        return !!strcmp(status, "replayed");
+    return have == ours &&
+           (!strcmp(status, "done") || !strcmp(status, "connected") || !strcmp(status, "failed"));
+}
+
 static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry_ms, ob_err_t err,
                     void *arg)
 {
@@ -751,6 +781,18 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
     case OB_LOCK_ACQUIRED: {
         j->fence = fence;
         j->phase = PH_RUNNING;
+        if (already_done(w, l, j)) {
+            /* A redelivered message (its worker died or lost the partition
+             * after finishing it, before the offset was committed): the
+             * state, written only after the broker acknowledged the hand-off
+             * or the dead letter, says it is done. Doing it again would only
+             * make duplicates. */
+            w->stats.skipped_done++;
+            ob_logkv(OB_LOG_INFO, "worker", "already done: redelivered message skipped", "account",
+                     j->plan.account_id, "stage", w->stage->name, NULL);
+            job_complete(j);
+            return;
+        }
         if (j->stage_attempt == 0) {
             /* A redelivered message continues the count its previous owner kept. */
             const char *rid, *stage;

@@ -137,6 +137,7 @@ typedef struct ob_worker_stats_s {
     uint64_t received, done, failed, dead_letters, produced, redelivered_lock_busy;
     uint64_t stage_retries; /* retryable failures given another attempt later */
     uint64_t retry_now;     /* waiting retries started early by a control message */
+    uint64_t skipped_done;  /* redelivered messages the account's state shows as done */
     size_t inflight;
     int paused;
 } ob_worker_stats_t;

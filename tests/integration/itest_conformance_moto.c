@@ -244,10 +244,10 @@ static void produce(ob_loop_t *loop, const char *rid_suffix)
     for (int i = 1; i <= NALL; i++) {
         acct_id(i, acct);
         snprintf(body, sizeof(body),
-                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"conf-%d%s\",\"account_id\":"
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sconf-%d%s\",\"account_id\":"
                  "\"%s\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
                  "\"arn:aws:iam::%s:role/" ORG_ROLE "\"}",
-                 i, rid_suffix, acct, i > NNEW ? "existing" : "new", region_of(i), acct);
+                 prefix, i, rid_suffix, acct, i > NNEW ? "existing" : "new", region_of(i), acct);
         assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
                                            body, strlen(body), NULL, NULL, NULL, 0),
                          OB_OK);

@@ -122,11 +122,11 @@ static void produce(ob_loop_t *loop)
         acct_id(i, acct);
         const char *bucket = i == TAKEN ? ",\"bucket\":{\"name\":\"owned-by-member-59\"}" : "";
         snprintf(body, sizeof(body),
-                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"req-%d\",\"account_id\":"
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sreq-%d\",\"account_id\":"
                  "\"%s\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
                  "\"arn:aws:iam::%s:role/%s\"%s}",
-                 i, acct, i > NNEW ? "existing" : "new", i % 2 ? "eu-west-1" : "us-east-1", acct,
-                 i == NOROLE ? "NoSuchRole" : "OrganizationAccountAccessRole", bucket);
+                 prefix, i, acct, i > NNEW ? "existing" : "new", i % 2 ? "eu-west-1" : "us-east-1",
+                 acct, i == NOROLE ? "NoSuchRole" : "OrganizationAccountAccessRole", bucket);
         assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
                                            body, strlen(body), NULL, NULL, NULL, 0),
                          OB_OK);

@@ -105,10 +105,10 @@ static void produce_requests(ob_loop_t *loop, int round)
         const char *region = i % 2 ? "eu-west-1" : "us-east-1";
         const char *bucket = i == 7 ? ",\"bucket\":{\"name\":\"taken-by-someone-else\"}" : "";
         snprintf(body, sizeof(body),
-                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"r%d-%d\",\"account_id\":"
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sr%d-%d\",\"account_id\":"
                  "\"%s\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
                  "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"%s}",
-                 round, i, acct, mode, region, acct, bucket);
+                 prefix, round, i, acct, mode, region, acct, bucket);
         assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
                                            body, strlen(body), NULL, NULL, NULL, 0),
                          OB_OK);

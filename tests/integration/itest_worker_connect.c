@@ -140,10 +140,10 @@ static char *handoff(int i, int round)
     char acct[16], req[1024];
     acct_of(i, acct);
     snprintf(req, sizeof(req),
-             "{\"schema\":\"onboard.request/1\",\"request_id\":\"r%d-%d\",\"account_id\":\"%s\","
+             "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sr%d-%d\",\"account_id\":\"%s\","
              "\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
              "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
-             round, i, acct, i % 3 ? "new" : "existing", region_of(i), acct);
+             prefix, round, i, acct, i % 3 ? "new" : "existing", region_of(i), acct);
     ob_stage_msg_t m;
     memset(&m, 0, sizeof(m));
     ob_msg_error_t me;
@@ -329,14 +329,27 @@ static const char *str_at(json_t *o, const char *a, const char *b)
     return json_string_value(b ? json_object_get(v, b) : v);
 }
 
+typedef struct skipped_s {
+    ob_worker_t *w;
+    uint64_t base;
+} skipped_t;
+
+static int skipped_one(void *arg)
+{
+    skipped_t *s = arg;
+    ob_worker_stats_t st;
+    ob_worker_get_stats(s->w, &st);
+    return st.skipped_done > s->base && st.inflight == 0;
+}
+
 /* The one connected event of member i (parsed), checked against what went in. */
 static void check_event(seen_t *seen, billing_t *bill, int i, int round, int attempts)
 {
-    char acct[16], role[128], ext[OB_BE_EXT_ID_LEN], req_id[32], key[OB_IDEMPOTENCY_LEN];
+    char acct[16], role[128], ext[OB_BE_EXT_ID_LEN], req_id[128], key[OB_IDEMPOTENCY_LEN];
     acct_of(i, acct);
     role_of(i, role);
     ext_of(i, "role", ext);
-    snprintf(req_id, sizeof(req_id), "r%d-%d", round, i);
+    snprintf(req_id, sizeof(req_id), "%sr%d-%d", prefix, round, i);
     ob_connected_key(acct, role, req_id, key);
     json_t *arr = json_object_get(seen->connected, acct);
     if (json_array_size(arr) != 1)
@@ -569,14 +582,30 @@ static void test_connect_worker(void **state)
     check_event(&seen, &bill, LATE, 2, 2);
     ob_timer_free(late.t);
 
-    /* Round 3: the same hand-off again: a second event, the same key. */
+    /* Round 3: the same hand-off again is a redelivery of finished work:
+     * skipped (the state says connected), no second POST. Replayed (the
+     * state reset as onboardctl replay does), it is done again: a second
+     * event with the same key. */
     char acct1[16], key1[OB_IDEMPOTENCY_LEN], role1[128];
     acct_of(1, acct1);
     role_of(1, role1);
-    ob_connected_key(acct1, role1, "r1-1", key1);
+    char rid1[128];
+    snprintf(rid1, sizeof(rid1), "%sr1-1", prefix);
+    ob_connected_key(acct1, role1, rid1, key1);
     json_object_clear(seen.connected);
     seen.total = 0;
     int again[] = {1};
+    ob_worker_stats_t before, after;
+    ob_worker_get_stats(w, &before);
+    produce_handoffs(loop, again, 1, 1);
+    skipped_t sk = {w, before.skipped_done};
+    assert_true(ob_test_run_until(loop, skipped_one, &sk, 60000));
+    ob_worker_get_stats(w, &after);
+    assert_int_equal(after.done, before.done);
+    assert_int_equal(json_object_size(seen.connected), 0);
+    redisReply *rr = redisCommand(rc, "HSET ob:{%s}:state status replayed", acct1);
+    assert_non_null(rr);
+    freeReplyObject(rr);
     produce_handoffs(loop, again, 1, 1);
     assert_true(ob_test_run_until(loop, got_all, &want, 60000));
     json_t *ev = json_loads(

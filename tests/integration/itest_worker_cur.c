@@ -155,10 +155,10 @@ static char *handoff(int i, int round, const char *report, ob_stage_t stage)
     char acct[16], req[1024];
     acct_of(i, acct);
     snprintf(req, sizeof(req),
-             "{\"schema\":\"onboard.request/1\",\"request_id\":\"r%d-%d\",\"account_id\":\"%s\","
+             "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sr%d-%d\",\"account_id\":\"%s\","
              "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"%s\",\"role_arn\":"
              "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"%s%s}",
-             round, i, acct, region_of(i), acct, report ? ",\"report\":" : "",
+             prefix, round, i, acct, region_of(i), acct, report ? ",\"report\":" : "",
              report ? report : "");
     ob_stage_msg_t m;
     ob_msg_error_t me;
