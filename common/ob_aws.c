@@ -18,6 +18,7 @@
 #include "ob_crypto.h"
 #include "ob_endpoint.h"
 #include "ob_log.h"
+#include "ob_ratelimit.h"
 #include "ob_sigv4.h"
 
 typedef struct ep_cache_s {
@@ -39,6 +40,7 @@ struct ob_aws_s {
     ob_aws_call_t *calls;
     ob_aws_stats_t stats;
     unsigned short xsubi[3];
+    ob_ratelimit_t *limiter;
 };
 
 struct ob_aws_call_s {
@@ -60,6 +62,8 @@ struct ob_aws_call_s {
     ob_http_xfer_t *xfer;
     ob_creds_wait_t *wait;
     ob_timer_t *timer;
+    ob_ratelimit_wait_t *rl_wait;
+    int rl_granted; /* the limiter let this attempt go */
     ob_aws_call_t *prev, *next;
 };
 
@@ -142,6 +146,7 @@ static void call_unlink(ob_aws_call_t *c)
 
 static void call_free(ob_aws_call_t *c)
 {
+    ob_ratelimit_cancel(c->rl_wait);
     if (c->xfer)
         ob_http_cancel(c->xfer);
     if (c->wait)
@@ -201,6 +206,20 @@ static void retry_fired(ob_timer_t *t, void *arg)
     attempt(arg);
 }
 
+static void on_rate(void *arg)
+{
+    ob_aws_call_t *c = arg;
+    c->rl_wait = NULL;
+    c->rl_granted = 1;
+    attempt(c);
+}
+
+/* "sts.AssumeRole": the limiter's name for the call's API. */
+static void api_name(const ob_aws_call_t *c, char *out, size_t n)
+{
+    snprintf(out, n, "%s.%s", ob_aws_svc_info(c->svc)->id, c->req.op);
+}
+
 static int is_expired_code(const char *code)
 {
     for (int i = 0; expired_codes[i]; i++)
@@ -237,8 +256,14 @@ static void on_http(ob_http_resp_t *resp, void *arg)
         ob_aws_parse_error(c->svc, resp->status, &resp->headers, resp->body.data, resp->body.len,
                            &res.aws);
         cls = ob_retry_classify(c->svc, OB_OK, resp->status, res.aws.code);
-        if (cls == OB_RETRY_THROTTLE)
+        if (cls == OB_RETRY_THROTTLE) {
             aws->stats.throttled++;
+            if (aws->limiter) {
+                char api[160];
+                api_name(c, api, sizeof(api));
+                ob_ratelimit_throttled(aws->limiter, api);
+            }
+        }
         snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: %s: %.400s (HTTP %ld, request id %.100s)",
                  ob_aws_svc_info(c->svc)->id, c->req.op, res.aws.code, res.aws.message,
                  resp->status, res.aws.request_id[0] ? res.aws.request_id : "none");
@@ -286,6 +311,16 @@ static void attempt(ob_aws_call_t *c)
             return;
         }
     }
+    if (aws->limiter && !c->rl_granted) {
+        char api[160];
+        api_name(c, api, sizeof(api));
+        c->rl_wait = ob_ratelimit_acquire(aws->limiter, api, on_rate, c);
+        if (c->rl_wait) {
+            aws->stats.rate_waits++;
+            return;
+        }
+    }
+    c->rl_granted = 0; /* the next attempt asks again */
     char err[512];
     ob_hdrs_t hd = {0};
     for (size_t i = 0; i < c->req.headers.n; i++)
@@ -468,6 +503,21 @@ void ob_aws_free(ob_aws_t *aws)
         free(e);
     }
     free(aws);
+}
+
+void ob_aws_set_limiter(ob_aws_t *aws, struct ob_ratelimit_s *rl)
+{
+    if (!rl) {
+        for (ob_aws_call_t *c = aws->calls; c; c = c->next) {
+            if (c->rl_wait) {
+                ob_ratelimit_cancel(c->rl_wait);
+                c->rl_wait = NULL;
+                c->rl_granted = 1;
+                ob_timer_start(c->timer, 0);
+            }
+        }
+    }
+    aws->limiter = rl;
 }
 
 const char *ob_aws_default_region(const ob_aws_t *aws)

@@ -83,11 +83,12 @@ typedef struct ob_aws_result_s {
 typedef void(ob_aws_cb)(ob_aws_result_t *res, void *arg);
 
 typedef struct ob_aws_stats_s {
-    uint64_t calls;     /* ob_aws_send() accepted */
-    uint64_t attempts;  /* HTTP requests sent */
-    uint64_t retries;   /* attempts after the first */
-    uint64_t throttled; /* attempts answered with a throttling error */
-    uint64_t failed;    /* calls that ended in an error */
+    uint64_t calls;      /* ob_aws_send() accepted */
+    uint64_t attempts;   /* HTTP requests sent */
+    uint64_t retries;    /* attempts after the first */
+    uint64_t throttled;  /* attempts answered with a throttling error */
+    uint64_t rate_waits; /* attempts that waited for the fleet-wide rate limiter */
+    uint64_t failed;     /* calls that ended in an error */
     size_t in_flight;
     int quota_available;
 } ob_aws_stats_t;
@@ -108,5 +109,15 @@ ob_http_t *ob_aws_http(const ob_aws_t *aws);
 void ob_aws_get_stats(const ob_aws_t *aws, ob_aws_stats_t *out);
 /* The options the client was made with (getenv, config, profile). */
 const ob_aws_opts_t *ob_aws_opts(const ob_aws_t *aws);
+
+/*
+ * Gate every attempt (retries included) through a fleet-wide rate limiter
+ * (ob_ratelimit), keyed "<service id>.<Operation>" ("sts.AssumeRole"), and
+ * report every throttling answer to it, so replicas slow down together.
+ * Borrowed; NULL detaches it (waits in progress are withdrawn and those
+ * calls go ahead): detach before freeing the limiter.
+ */
+struct ob_ratelimit_s;
+void ob_aws_set_limiter(ob_aws_t *aws, struct ob_ratelimit_s *rl);
 
 #endif

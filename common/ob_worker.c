@@ -31,6 +31,7 @@
 #include "ob_lock.h"
 #include "ob_log.h"
 #include "ob_offsets.h"
+#include "ob_ratelimit.h"
 #include "ob_redis.h"
 
 typedef enum phase_e {
@@ -99,6 +100,7 @@ struct ob_worker_s {
     ob_kconsumer_t *consumer;
     ob_kproducer_t *producer;
     ob_redis_t *redis;
+    ob_ratelimit_t *limiter;
     ob_http_t *http;
     ob_awsconfig_t *awscfg;
     ob_aws_t *aws;
@@ -1133,6 +1135,11 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     w->redis = ob_redis_new(loop, &ro, errstr, errstr_size);
     if (!w->redis || !w->assume)
         goto fail;
+    w->limiter = ob_ratelimit_new(loop, w->redis, NULL, errstr, errstr_size);
+    if (!w->limiter ||
+        ob_ratelimit_configure(w->limiter, w->cfg->rate_limits, errstr, errstr_size) != OB_OK)
+        goto fail;
+    ob_aws_set_limiter(w->aws, w->limiter);
     ob_kproducer_opts_t po = {.kafka = &w->cfg->kafka, .on_delivery = on_delivery, .arg = w};
     w->producer = ob_kproducer_new(loop, &po, errstr, errstr_size);
     if (!w->producer)
@@ -1231,6 +1238,10 @@ void ob_worker_free(ob_worker_t *w)
     w->consumer = NULL;
     ob_kproducer_free(w->producer);
     w->producer = NULL;
+    if (w->aws)
+        ob_aws_set_limiter(w->aws, NULL);
+    ob_ratelimit_free(w->limiter);
+    w->limiter = NULL;
     ob_redis_free(w->redis);
     w->redis = NULL;
     while (w->jobs) {

@@ -5,7 +5,8 @@
  * throttling that never ends becomes a dead letter of class
  * retries_exhausted after stage.retry.throttling.max attempts, and a 500 that
  * never ends after stage.retry.max (the per-class settings); and an operator's
- * retry-now control message starts a retry that was set to wait ten minutes.
+ * retry-now control message starts a retry that was set to wait ten minutes;
+ * and two replicas share one fleet-wide rate for an API through Redis.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@ static char prefix[64];
 static char sim_url[64];
 
 static const char *throttling_wait = "200ms";
+static const char *rate_limits = "";
 
 static const char *env_get(const char *name, void *ctx)
 {
@@ -48,6 +50,7 @@ static const char *env_get(const char *name, void *ctx)
                            {"OB_STAGE_RETRY_THROTTLING_MAX", "3"},
                            {"OB_STAGE_RETRY_THROTTLING_WAIT", throttling_wait},
                            {"OB_STAGE_RETRY_WAIT", "200ms"},
+                           {"OB_AWS_RATE_LIMITS", rate_limits},
                            {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
     return ob_test_kv_lookup(kv, name);
@@ -345,11 +348,106 @@ static char *state_field(ob_loop_t *loop, const char *acct, const char *field)
     return h.v;
 }
 
+/* Two replicas of the bucket worker, s3.CreateBucket limited to 5/s (burst 1)
+ * for the fleet: 20 new accounts need at least (20 - 1) / 5 = 3.8 s however
+ * the partitions fall; each replica alone at 5/s would take half that. */
+static void test_fleet_rate_limit(void **state)
+{
+    snprintf(prefix, sizeof(prefix), "itrl%ld%d.", (long)time(NULL) % 100000, (int)getpid());
+    rate_limits = "s3.CreateBucket=5/1";
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    char err[512];
+    sim_opts_t so = {.profile = "instant", .org_accounts = 30};
+    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
+    assert_non_null(sim);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    ob_config_t cfg;
+    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    ob_test_kafka_defaults(&cfg.kafka, brokers);
+    ob_worker_t *w[2];
+    for (int r = 0; r < 2; r++) {
+        ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
+                               .config = &cfg,
+                               .name = "itest-rate",
+                               .lock_ttl_ms = 10000,
+                               .shutdown_ms = 3000,
+                               .getenv_fn = env_get};
+        w[r] = ob_worker_new(loop, &wo, err, sizeof(err));
+        if (!w[r])
+            fail_msg("worker: %s", err);
+    }
+    seen_t seen = {json_object(), json_object()};
+    ob_cfg_kv_t kv = {0};
+    ob_test_kafka_defaults(&kv, brokers);
+    char tc[128], td[128], group[160];
+    snprintf(tc, sizeof(tc), "%scur", prefix);
+    snprintf(td, sizeof(td), "%sdlq", prefix);
+    snprintf(group, sizeof(group), "%sc", prefix);
+    const char *topics[] = {tc, td};
+    ob_kconsumer_opts_t co = {.group_id = group,
+                              .topics = topics,
+                              .ntopics = 2,
+                              .kafka = &kv,
+                              .on_message = on_out,
+                              .arg = &seen};
+    ob_kconsumer_t *collector = ob_kconsumer_new(loop, &co, err, sizeof(err));
+    assert_non_null(collector);
+    /* Both replicas in the group before the batch. */
+    ob_test_run_until(loop, never, NULL, 3000);
+    uint64_t t0 = ob_loop_update_time(loop);
+    for (int i = 1; i <= 20; i++)
+        request(loop, i);
+    char last[16];
+    int done = 0;
+    for (int i = 1; i <= 20; i++) {
+        ob_test_member_account(i, last);
+        want_t wi = {&seen, last};
+        done += ob_test_run_until(loop, seen_acct, &wi, 60000);
+    }
+    double took = (double)(ob_loop_update_time(loop) - t0) / 1000.0;
+    assert_int_equal(done, 20);
+    assert_int_equal(json_object_size(seen.dlq), 0);
+    ob_worker_stats_t s0, s1;
+    ob_worker_get_stats(w[0], &s0);
+    ob_worker_get_stats(w[1], &s1);
+    printf("20 buckets at a fleet-wide 5/s: %.2f s (replicas did %llu and %llu)\n", took,
+           (unsigned long long)s0.done, (unsigned long long)s1.done);
+    assert_true(s0.done > 0 && s1.done > 0); /* both replicas took part */
+    assert_true(took >= 3.5);
+    char *v = NULL;
+    {
+        ob_redis_opts_t ro = {.host = "127.0.0.1", .port = redis_port};
+        ob_redis_t *r = ob_redis_new(loop, &ro, NULL, 0);
+        hget_t h = {0, NULL};
+        ob_redis_command(r, on_hget, &h, "HGET ob:rl:{s3.CreateBucket} base");
+        assert_true(ob_test_run_until(loop, hget_done, &h, 5000));
+        ob_redis_free(r);
+        v = h.v;
+    }
+    assert_string_equal(v, "5");
+    free(v);
+    ob_kconsumer_close(collector);
+    ob_kconsumer_free(collector);
+    for (int r = 0; r < 2; r++) {
+        ob_worker_stop(w[r]);
+        ob_worker_run(w[r]);
+        ob_worker_free(w[r]);
+    }
+    ob_cfg_kv_free(&kv);
+    json_decref(seen.cur);
+    json_decref(seen.dlq);
+    sim_free(sim);
+    ob_config_free(&cfg);
+    ob_loop_free(loop);
+    rate_limits = "";
+}
+
 int main(void)
 {
     brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
     redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
     ob_log_set_level(OB_LOG_WARN);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_stage_retries)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_stage_retries),
+                                       cmocka_unit_test(test_fleet_rate_limit)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,815 @@
+/*
+ * The chaos run: the four stage workers as separate processes against the
+ * real Kafka broker, the real Redis and the AWS simulator (in this process),
+ * onboarding a batch of accounts while things go wrong:
+ *
+ *   - the simulator throttles, fails (500) and resets a few percent of the
+ *     calls to every API, and makes some stacks roll back once;
+ *   - some requests name a role that does not exist, some a bucket name
+ *     another account owns, a few are not even JSON;
+ *   - each worker is killed with SIGKILL at random moments and restarted;
+ *   - Redis is restarted once (append-only file on) and the Kafka broker once.
+ *
+ * Then it checks what an operator would: every account connected or in the
+ * dead-letter topic with the reason the run meant it to have, none missing,
+ * one connected event per account after deduplication (raw duplicates
+ * printed), the simulator holding each resource once and nothing left behind
+ * for failed accounts; then it repairs the world (creates the missing roles,
+ * frees the taken names), replays the dead letters with onboardctl, and
+ * checks that those accounts connect, and that a second replay does nothing.
+ *
+ *   ob-chaos --workers DIR --onboardctl PATH [--accounts N] [--seed S]
+ *
+ * Needs OB_TEST_KAFKA_BROKERS, OB_TEST_REDIS_PORT, OB_TEST_SERVICES_SCRIPT and
+ * OB_TEST_SERVICES_DIR (scripts/services.sh env). Exit 0: all checks passed.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ob_http.h"
+#include "ob_kafka.h"
+#include "ob_log.h"
+#include "ob_redis.h"
+#include "sim.h"
+#include "testutil.h"
+
+#define MGMT_ROOT "arn:aws:iam::111111111111:root"
+#define NPOISON   5
+
+typedef enum want_e { W_CONNECT = 0, W_NOROLE, W_TAKEN } want_t;
+
+typedef struct acct_s {
+    char id[16];
+    int existing;
+    want_t want;
+    int connected;     /* unique connected events seen */
+    int dlq;           /* dead letters seen */
+    json_t *event;     /* the first connected event */
+    json_t *dead;      /* the newest dead letter */
+    int replay_target; /* meant to fail, then replayed */
+} acct_t;
+
+static struct {
+    const char *brokers;
+    int redis_port;
+    const char *svc_script, *svc_dir;
+    const char *workers_dir, *ctl;
+    char prefix[64];
+    char sim_url[64];
+    char logdir[256];
+    int n;
+    acct_t *a;
+    json_t *by_id;      /* account -> index */
+    json_t *seen_idem;  /* idempotency keys */
+    json_t *poison_dlq; /* key -> record */
+    int raw_connected;
+    int kills, restarts_redis, restarts_kafka;
+    unsigned short rng[3];
+    pid_t worker_pid[4];
+    ob_loop_t *loop;
+    sim_t *sim;
+    int failures;
+} G;
+
+static const char *const STAGES[4] = {"bucket", "cur", "iam", "connect"};
+
+static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *fmt, ...)
+{
+    if (ok)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "CHECK FAILED: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    G.failures++;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- workers as processes ---- */
+
+static void start_worker(int s)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "exec '%s/onboard-%s' >>'%s/%s.log' 2>&1", G.workers_dir, STAGES[s],
+             G.logdir, STAGES[s]);
+    G.worker_pid[s] = ob_test_sh_async(cmd);
+}
+
+static void reap_workers(void)
+{
+    for (int s = 0; s < 4; s++) {
+        int st;
+        if (G.worker_pid[s] > 0 && ob_test_exited(G.worker_pid[s], &st)) {
+            fprintf(stderr, "chaos: worker %s exited on its own (status %d); restarting\n",
+                    STAGES[s], st);
+            check(0, "worker %s exited without being killed (status %d)", STAGES[s], st);
+            start_worker(s);
+        }
+    }
+}
+
+/* ---- the auditor: connected events and dead letters ---- */
+
+static acct_t *find(const char *id)
+{
+    json_t *i = json_object_get(G.by_id, id);
+    return i ? &G.a[json_integer_value(i)] : NULL;
+}
+
+static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
+{
+    const char *t = rd_kafka_topic_name(m->rkt) + strlen(G.prefix);
+    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+    char key[128];
+    snprintf(key, sizeof(key), "%.*s", (int)(m->key_len < 100 ? m->key_len : 100),
+             m->key ? (const char *)m->key : "");
+    if (!strcmp(t, "connected")) {
+        G.raw_connected++;
+        const char *k = json_string_value(json_object_get(j, "idempotency_key"));
+        acct_t *a = find(json_string_value(json_object_get(j, "account_id")));
+        check(k && a, "connected event without a known account or key: %.200s",
+              (const char *)m->payload);
+        if (k && a && !json_object_get(G.seen_idem, k)) {
+            json_object_set_new(G.seen_idem, k, json_true());
+            a->connected++;
+            if (!a->event)
+                a->event = json_incref(j);
+        }
+    } else {
+        acct_t *a = find(key);
+        if (a) {
+            a->dlq++;
+            json_decref(a->dead);
+            a->dead = json_incref(j);
+        } else {
+            json_object_set(G.poison_dlq, key, j ? j : json_null());
+        }
+    }
+    json_decref(j);
+    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+}
+
+static int settled(const acct_t *a)
+{
+    return a->want == W_CONNECT || a->replay_target == 2 ? a->connected > 0 : a->dlq > 0;
+}
+
+static int all_settled(void *arg)
+{
+    (void)arg;
+    reap_workers();
+    for (int i = 0; i < G.n; i++)
+        if (!settled(&G.a[i]))
+            return 0;
+    return json_object_size(G.poison_dlq) >= NPOISON;
+}
+
+static int count_settled(void)
+{
+    int n = 0;
+    for (int i = 0; i < G.n; i++)
+        n += settled(&G.a[i]);
+    return n;
+}
+
+/* ---- requests ---- */
+
+static void enqueue(void)
+{
+    ob_cfg_kv_t kv = {0};
+    ob_test_kafka_defaults(&kv, G.brokers);
+    ob_kproducer_opts_t po = {.kafka = &kv};
+    char err[256];
+    ob_kproducer_t *p = ob_kproducer_new(G.loop, &po, err, sizeof(err));
+    if (!p) {
+        fprintf(stderr, "chaos: producer: %s\n", err);
+        exit(1);
+    }
+    char topic[128], body[1024];
+    snprintf(topic, sizeof(topic), "%srequests", G.prefix);
+    for (int i = 0; i < G.n; i++) {
+        acct_t *a = &G.a[i];
+        char bucket[128] = "";
+        if (a->want == W_TAKEN)
+            snprintf(bucket, sizeof(bucket), ",\"bucket\":{\"name\":\"chaos-taken-%s\"}", a->id);
+        snprintf(body, sizeof(body),
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sreq-%d\",\"account_id\":"
+                 "\"%s\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
+                 "\"arn:aws:iam::%s:role/%s\"%s}",
+                 G.prefix, i, a->id, a->existing ? "existing" : "new",
+                 i % 3 ? "us-east-1" : "eu-west-1", a->id,
+                 a->want == W_NOROLE ? "ChaosMissingRole" : "OrganizationAccountAccessRole",
+                 bucket);
+        while (ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, a->id, strlen(a->id), body,
+                                 strlen(body), NULL, NULL, NULL, 0) != OB_OK)
+            ob_loop_run_once(G.loop, 20);
+    }
+    for (int k = 0; k < NPOISON; k++) {
+        char key[32];
+        snprintf(key, sizeof(key), "poison-%d", k);
+        const char *bad[] = {"{\"schema\":\"onboard.request/1\",\"account_id\":\"oops",
+                             "\xff\xfe not json", "[]", "{\"schema\":\"onboard.request/9\"}",
+                             "{\"schema\":\"onboard.request/1\",\"account_id\":\"123\"}"};
+        ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, key, strlen(key), bad[k], strlen(bad[k]),
+                          NULL, NULL, NULL, 0);
+    }
+    if (ob_kproducer_flush(p, 60000) != OB_OK) {
+        fprintf(stderr, "chaos: could not enqueue the batch\n");
+        exit(1);
+    }
+    ob_kproducer_free(p);
+    ob_cfg_kv_free(&kv);
+}
+
+/* ---- chaos ---- */
+
+typedef struct chaos_s {
+    double t0;
+    double next_kill;
+    int killed_stage; /* -1 none */
+    double restart_at;
+    pid_t svc; /* a services.sh restart in progress */
+    int kafka_done, redis_done;
+    double svc_started;
+    int max_kills;
+    int killed[4]; /* kills per worker */
+} chaos_t;
+
+static int chaos_step(void *arg)
+{
+    chaos_t *c = arg;
+    double t = now_s() - c->t0;
+    if (c->killed_stage >= 0 && t >= c->restart_at) {
+        start_worker(c->killed_stage);
+        c->killed_stage = -1;
+    }
+    if (c->killed_stage < 0 && t >= c->next_kill && G.kills < c->max_kills) {
+        /* Every worker is killed at least once; after that, any of them. */
+        int s = (int)(erand48(G.rng) * 4) % 4;
+        for (int k = 0; k < 4; k++) {
+            if (!c->killed[(s + k) % 4]) {
+                s = (s + k) % 4;
+                break;
+            }
+        }
+        if (G.worker_pid[s] > 0) {
+            kill(G.worker_pid[s], SIGKILL);
+            int st;
+            waitpid(G.worker_pid[s], &st, 0);
+            G.worker_pid[s] = -1;
+            G.kills++;
+            c->killed[s]++;
+            c->killed_stage = s;
+            c->restart_at = t + 0.3 + erand48(G.rng) * 2.0;
+            fprintf(stderr, "chaos: %5.1fs SIGKILL %s (%d settled)\n", t, STAGES[s],
+                    count_settled());
+        }
+        c->next_kill = t + 1.0 + erand48(G.rng) * 2.5;
+    }
+    int st;
+    if (c->svc > 0 && ob_test_exited(c->svc, &st)) {
+        fprintf(stderr, "chaos: %5.1fs restart done in %.1fs (status %d)\n", t,
+                now_s() - c->svc_started, st);
+        check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a service restart failed (status %d)", st);
+        c->svc = 0;
+    }
+    if (c->svc == 0 && !c->kafka_done && t >= 6) {
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd), "'%s' restart-kafka '%s' >>'%s/services.log' 2>&1", G.svc_script,
+                 G.svc_dir, G.logdir);
+        fprintf(stderr, "chaos: %5.1fs restarting the Kafka broker (%d settled)\n", t,
+                count_settled());
+        c->svc = ob_test_sh_async(cmd);
+        c->svc_started = now_s();
+        c->kafka_done = 1;
+        G.restarts_kafka++;
+    } else if (c->svc == 0 && c->kafka_done && !c->redis_done && t >= 14) {
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd), "'%s' restart-redis '%s' >>'%s/services.log' 2>&1", G.svc_script,
+                 G.svc_dir, G.logdir);
+        fprintf(stderr, "chaos: %5.1fs restarting Redis (%d settled)\n", t, count_settled());
+        c->svc = ob_test_sh_async(cmd);
+        c->svc_started = now_s();
+        c->redis_done = 1;
+        G.restarts_redis++;
+    }
+    return all_settled(NULL) && c->svc == 0 && c->killed_stage < 0 && c->redis_done &&
+           c->killed[0] && c->killed[1] && c->killed[2] && c->killed[3];
+}
+
+/* ---- Redis and the simulator's admin API ---- */
+
+typedef struct hq_s {
+    int done;
+    json_t *out;
+} hq_t;
+
+static void on_hgetall(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    hq_t *q = arg;
+    q->done = 1;
+    q->out = json_object();
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2)
+        json_object_set_new(q->out, reply->element[i]->str,
+                            json_string(reply->element[i + 1]->str));
+}
+
+static int hq_done(void *arg)
+{
+    return ((hq_t *)arg)->done;
+}
+
+static json_t *state_of(ob_redis_t *r, const char *acct)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "ob:{%s}:state", acct);
+    hq_t q = {0, NULL};
+    ob_redis_command(r, on_hgetall, &q, "HGETALL %s", key);
+    ob_test_run_until(G.loop, hq_done, &q, 10000);
+    return q.out ? q.out : json_object();
+}
+
+typedef struct post_s {
+    int done;
+    long status;
+    json_t *body;
+} post_t;
+
+static void on_post(ob_http_resp_t *r, void *arg)
+{
+    post_t *p = arg;
+    p->done = 1;
+    p->status = r->status;
+    ob_buf_t b = {0};
+    ob_http_resp_take_body(r, &b);
+    p->body = b.len ? json_loadb((const char *)b.data, b.len, 0, NULL) : NULL;
+    ob_buf_free(&b);
+}
+
+static int post_done(void *arg)
+{
+    return ((post_t *)arg)->done;
+}
+
+static long admin(ob_http_t *http, const char *method, const char *path, const char *body,
+                  json_t **reply)
+{
+    char url[512];
+    snprintf(url, sizeof(url), "%s%s", G.sim_url, path);
+    ob_http_req_t req = {
+        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
+    post_t p = {0, 0, NULL};
+    if (!ob_http_send(http, &req, on_post, &p, NULL, 0))
+        return -1;
+    ob_test_run_until(G.loop, post_done, &p, 10000);
+    if (reply)
+        *reply = p.body;
+    else
+        json_decref(p.body);
+    return p.status;
+}
+
+/* Run onboardctl (the loop keeps serving the simulator meanwhile). */
+static int run_ctl(const char *args, const char *out)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s' %s >'%s' 2>>'%s/onboardctl.log'", G.ctl, args, out, G.logdir);
+    pid_t pid = ob_test_sh_async(cmd);
+    int st = 0;
+    for (int i = 0; i < 1200 && !ob_test_exited(pid, &st); i++)
+        ob_loop_run_once(G.loop, 50);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static json_t *last_json_line(const char *path)
+{
+    char *text = ob_test_read_file(path, NULL);
+    if (!text)
+        return NULL;
+    char *last = NULL;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        last = line;
+    json_t *j = last ? json_loads(last, 0, NULL) : NULL;
+    free(text);
+    return j;
+}
+
+/* ---- checks ---- */
+
+/* A string member of a state or record, "" when absent. */
+static const char *str(const json_t *o, const char *f)
+{
+    const char *v = json_string_value(json_object_get(o, f));
+    return v ? v : "";
+}
+
+static const char *err_field(const json_t *d, const char *f)
+{
+    const char *v = json_string_value(json_object_get(json_object_get(d, "error"), f));
+    return v ? v : "";
+}
+
+static int live_stacks(json_t *stacks, const char *acct)
+{
+    int live = 0;
+    const char *sid;
+    json_t *st;
+    json_object_foreach(stacks, sid, st)
+    {
+        const char *status = json_string_value(json_object_get(st, "StackStatus"));
+        if (strstr(sid, acct) && status && strcmp(status, "DELETE_COMPLETE") != 0)
+            live++;
+    }
+    return live;
+}
+
+static void check_connected(acct_t *a, json_t *state, int i)
+{
+    check(a->connected == 1, "%s: %d distinct connected events", a->id, a->connected);
+    check(!strcmp(str(state, "status"), "connected"), "%s: Redis status %s, want connected", a->id,
+          json_string_value(json_object_get(state, "status")));
+    if (!a->event)
+        return;
+    const char *ext = json_string_value(json_object_get(a->event, "external_id"));
+    const char *role_arn = json_string_value(json_object_get(a->event, "role_arn"));
+    char racct[13], rname[128];
+    check(role_arn && sim_parse_role_arn(role_arn, racct, rname, sizeof(rname)) == 0 &&
+              !strcmp(racct, a->id),
+          "%s: the event's role %s", a->id, role_arn ? role_arn : "(none)");
+    json_t *role = role_arn ? sim_get_role(G.sim, a->id, rname) : NULL;
+    char *trust = role ? json_dumps(json_object_get(role, "AssumeRolePolicyDocument"), 0) : NULL;
+    check(trust && ext && strstr(trust, ext) && strstr(trust, MGMT_ROOT),
+          "%s: the role does not trust the Billing Engine with the event's ExternalId", a->id);
+    free(trust);
+    check(live_stacks(sim_section(G.sim, "stacks"), a->id) == 1, "%s: %d live stacks", a->id,
+          live_stacks(sim_section(G.sim, "stacks"), a->id));
+    json_t *reports = json_object_get(sim_section(G.sim, "reports"), a->id);
+    if (a->existing) {
+        check(!reports, "%s: an existing account got a report", a->id);
+        return;
+    }
+    check(json_object_size(reports) == 1, "%s: %zu reports", a->id, json_object_size(reports));
+    char name[96];
+    if (a->want == W_TAKEN)
+        snprintf(name, sizeof(name), "chaos-taken-%s", a->id);
+    else
+        snprintf(name, sizeof(name), "billing-cur-%s-%s", a->id, i % 3 ? "us-east-1" : "eu-west-1");
+    json_t *b = json_object_get(sim_section(G.sim, "buckets"), name);
+    check(b && !strcmp(str(b, "owner"), a->id) && json_object_get(b, "policy"),
+          "%s: bucket %s missing, not its own, or without its policy", a->id, name);
+}
+
+static void check_failed(acct_t *a, json_t *state)
+{
+    check(a->connected == 0, "%s: connected, but it was meant to fail", a->id);
+    check(a->dead != NULL, "%s: no dead letter", a->id);
+    if (!a->dead)
+        return;
+    const char *stage = json_string_value(json_object_get(a->dead, "stage"));
+    const char *code = err_field(a->dead, "code"), *msg = err_field(a->dead, "message");
+    if (a->want == W_TAKEN) {
+        check(!strcmp(stage, "bucket") && !strcmp(code, "BucketAlreadyExists"),
+              "%s: dead letter %s/%s, want bucket/BucketAlreadyExists", a->id, stage, code);
+    } else {
+        check(!strcmp(stage, a->existing ? "iam" : "bucket") && strstr(msg, "ChaosMissingRole") &&
+                  !strcmp(err_field(a->dead, "class"), "permanent"),
+              "%s: dead letter %s/%s (%s), want %s/permanent naming the role", a->id, stage, code,
+              msg, a->existing ? "iam" : "bucket");
+    }
+    check(!strcmp(str(state, "status"), "failed") && !strcmp(str(state, "error_code"), code),
+          "%s: Redis state %s/%s, want failed/%s", a->id,
+          json_string_value(json_object_get(state, "status")),
+          json_string_value(json_object_get(state, "error_code")), code);
+    check(live_stacks(sim_section(G.sim, "stacks"), a->id) == 0,
+          "%s: a stack left behind for a failed account", a->id);
+    check(!json_object_get(sim_section(G.sim, "reports"), a->id), "%s: a report left behind",
+          a->id);
+}
+
+/* ---- main ---- */
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: ob-chaos --workers DIR --onboardctl PATH [--accounts N] [--seed S]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    long seed = (long)time(NULL);
+    G.n = 1000;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            usage();
+        if (!strcmp(argv[i], "--workers"))
+            G.workers_dir = argv[++i];
+        else if (!strcmp(argv[i], "--onboardctl"))
+            G.ctl = argv[++i];
+        else if (!strcmp(argv[i], "--accounts"))
+            G.n = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seed"))
+            seed = atol(argv[++i]);
+        else
+            usage();
+    }
+    if (!G.workers_dir || !G.ctl || G.n < 100)
+        usage();
+    G.brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
+    G.redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    G.svc_script = ob_test_service_env("OB_TEST_SERVICES_SCRIPT", "scripts/services.sh");
+    G.svc_dir = ob_test_service_env("OB_TEST_SERVICES_DIR", "the services' run directory");
+    ob_log_set_level(OB_LOG_ERROR);
+    signal(SIGPIPE, SIG_IGN);
+    G.rng[0] = (unsigned short)seed;
+    G.rng[1] = (unsigned short)(seed >> 16);
+    G.rng[2] = 0x330e;
+    snprintf(G.prefix, sizeof(G.prefix), "chaos%ld%d.", (long)time(NULL) % 100000, (int)getpid());
+    snprintf(G.logdir, sizeof(G.logdir), "%s/chaos-%d", G.svc_dir, (int)getpid());
+    mkdir(G.logdir, 0755);
+    printf("chaos: seed %ld, %d accounts, logs in %s\n", seed, G.n, G.logdir);
+
+    /* Who is meant to fail, and why. */
+    G.a = calloc((size_t)G.n, sizeof(*G.a));
+    G.by_id = json_object();
+    G.seen_idem = json_object();
+    G.poison_dlq = json_object();
+    int n_norole = 0, n_taken = 0, n_existing = 0;
+    for (int i = 0; i < G.n; i++) {
+        acct_t *a = &G.a[i];
+        ob_test_member_account(i + 1, a->id);
+        a->existing = i % 10 == 9;
+        a->want = i % 50 == 7 || i % 100 == 29 ? W_NOROLE : i % 50 == 13 ? W_TAKEN : W_CONNECT;
+        n_norole += a->want == W_NOROLE;
+        n_taken += a->want == W_TAKEN;
+        n_existing += a->existing;
+        json_object_set_new(G.by_id, a->id, json_integer(i));
+    }
+
+    G.loop = ob_loop_new(NULL, 0);
+    char err[512];
+    const char *lat[] = {"*=1ms-8ms", "cloudformation.stack_create=300ms-1500ms",
+                         "cloudformation.stack_update=300ms-1s",
+                         "cloudformation.stack_delete=200ms-600ms", NULL};
+    const char *faults[] = {"*=throttle:0.02", "*=500:0.01", "*=reset:0.005",
+                            "cloudformation.stack_create=rollback:0.05", NULL};
+    sim_opts_t so = {.profile = "instant",
+                     .org_accounts = G.n + 60,
+                     .random_seed = (unsigned)seed,
+                     .latency = lat,
+                     .faults = faults};
+    G.sim = sim_new(G.loop, &so, err, sizeof(err));
+    if (!G.sim) {
+        fprintf(stderr, "chaos: awssim: %s\n", err);
+        return 1;
+    }
+    snprintf(G.sim_url, sizeof(G.sim_url), "http://127.0.0.1:%d", sim_port(G.sim));
+    char owner[16];
+    ob_test_member_account(G.n + 50, owner);
+    for (int i = 0; i < G.n; i++) {
+        if (G.a[i].want != W_TAKEN)
+            continue;
+        char name[96];
+        snprintf(name, sizeof(name), "chaos-taken-%s", G.a[i].id);
+        json_object_set_new(
+            sim_section(G.sim, "buckets"), name,
+            json_pack("{s:s, s:s, s:i}", "owner", owner, "region", "us-east-1", "created", 0));
+    }
+
+    /* The workers' settings: the environment, as in a deployment. */
+    char port_s[16];
+    snprintf(port_s, sizeof(port_s), "%d", G.redis_port);
+    const char *env[][2] = {{"AWS_ENDPOINT_URL", G.sim_url},
+                            {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
+                            {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
+                            {"AWS_REGION", "us-east-1"},
+                            {"AWS_CONFIG_FILE", "/dev/null"},
+                            {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
+                            {"AWS_EC2_METADATA_DISABLED", "true"},
+                            {"OB_TOPIC_PREFIX", G.prefix},
+                            {"OB_REDIS_PORT", port_s},
+                            {"OB_BILLING_PRINCIPAL", MGMT_ROOT},
+                            {"OB_STACK_POLL", "200ms"},
+                            {"OB_CONNECT_RETRIES", "5"},
+                            {"OB_CONNECT_RETRY_WAIT", "200ms"},
+                            {"OB_STAGE_RETRY_WAIT", "500ms"},
+                            {"OB_STAGE_RETRY_MAX_WAIT", "4s"},
+                            {"OB_LOCK_TTL", "4s"},
+                            {"OB_LOG_LEVEL", "info"},
+                            {"OB_KAFKA_BOOTSTRAP_SERVERS", G.brokers},
+                            {"OB_KAFKA_SESSION_TIMEOUT_MS", "6000"},
+                            {"OB_KAFKA_HEARTBEAT_INTERVAL_MS", "1000"},
+                            {"OB_KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS", "2000"},
+                            {"OB_KAFKA_AUTO_COMMIT_INTERVAL_MS", "500"},
+                            {NULL, NULL}};
+    for (int i = 0; env[i][0]; i++)
+        setenv(env[i][0], env[i][1], 1);
+
+    double t0 = now_s();
+    enqueue();
+    for (int s = 0; s < 4; s++)
+        start_worker(s);
+
+    ob_cfg_kv_t kv = {0};
+    ob_test_kafka_defaults(&kv, G.brokers);
+    char tc[128], td[128], group[160];
+    snprintf(tc, sizeof(tc), "%sconnected", G.prefix);
+    snprintf(td, sizeof(td), "%sdlq", G.prefix);
+    snprintf(group, sizeof(group), "%sauditor", G.prefix);
+    const char *topics[] = {tc, td};
+    ob_kconsumer_opts_t co = {
+        .group_id = group, .topics = topics, .ntopics = 2, .kafka = &kv, .on_message = on_out};
+    ob_kconsumer_t *auditor = ob_kconsumer_new(G.loop, &co, err, sizeof(err));
+    if (!auditor) {
+        fprintf(stderr, "chaos: auditor: %s\n", err);
+        return 1;
+    }
+
+    /* Phase 1: the batch under chaos. */
+    chaos_t ch = {.t0 = t0, .next_kill = 2.0, .killed_stage = -1, .max_kills = 40};
+    int ok = 0;
+    double next_report = t0 + 5;
+    while (!ok && now_s() - t0 < 20 * 60) {
+        ob_loop_run_once(G.loop, 100);
+        ok = chaos_step(&ch);
+        if (now_s() >= next_report) {
+            fprintf(stderr, "chaos: %5.1fs %d of %d accounts settled, %d poison dead letters\n",
+                    now_s() - t0, count_settled(), G.n, (int)json_object_size(G.poison_dlq));
+            next_report += 5;
+        }
+    }
+    double took = now_s() - t0;
+    check(ok, "not every account settled in 20 minutes: %d of %d", count_settled(), G.n);
+    for (int i = 0; i < G.n && !ok; i++)
+        if (!settled(&G.a[i]))
+            fprintf(stderr, "  unsettled: %s (%s, want %d)\n", G.a[i].id,
+                    G.a[i].existing ? "existing" : "new", (int)G.a[i].want);
+
+    /* Let late duplicates arrive before counting. */
+    for (int i = 0; i < 30; i++)
+        ob_loop_run_once(G.loop, 100);
+
+    ob_redis_opts_t ro = {.host = "127.0.0.1", .port = G.redis_port, .command_timeout_ms = 5000};
+    ob_redis_t *redis = ob_redis_new(G.loop, &ro, NULL, 0);
+    int n_connected = 0, n_dead = 0;
+    for (int i = 0; i < G.n; i++) {
+        acct_t *a = &G.a[i];
+        json_t *state = state_of(redis, a->id);
+        if (a->want == W_CONNECT) {
+            check_connected(a, state, i);
+            n_connected += a->connected > 0;
+        } else {
+            check_failed(a, state);
+            n_dead += a->dead != NULL;
+        }
+        json_decref(state);
+    }
+    check(json_object_size(G.poison_dlq) == NPOISON, "%zu poison dead letters, want %d",
+          json_object_size(G.poison_dlq), NPOISON);
+    const char *pk;
+    json_t *pd;
+    json_object_foreach(G.poison_dlq, pk, pd)
+    {
+        check(!strcmp(err_field(pd, "class"), "invalid_input"), "poison %s: class %s", pk,
+              err_field(pd, "class"));
+        json_t *orig = json_object_get(pd, "original");
+        check(json_object_get(orig, "payload") || json_object_get(orig, "payload_base64"),
+              "poison %s: the raw bytes were not kept", pk);
+    }
+    ob_http_t *http = ob_http_new(G.loop, NULL, NULL, 0);
+    json_t *simstats = NULL;
+    admin(http, "GET", "/_sim/stats", NULL, &simstats);
+    unsigned long long faults_injected =
+        (unsigned long long)json_integer_value(json_object_get(simstats, "faults_injected"));
+    unsigned long long aws_requests =
+        (unsigned long long)json_integer_value(json_object_get(simstats, "requests"));
+    json_decref(simstats);
+    printf("chaos: phase 1: %d accounts (%d existing) in %.1f s: %d connected, %d dead letters "
+           "(%d wrong role, %d taken bucket) + %d poison; %llu AWS requests, %llu faults injected, "
+           "%d worker kills (bucket %d, cur %d, iam %d, connect %d), "
+           "%d Kafka restart, %d Redis restart; %d raw connected events, %d duplicates\n",
+           G.n, n_existing, took, n_connected, n_dead, n_norole, n_taken,
+           (int)json_object_size(G.poison_dlq), aws_requests, faults_injected, G.kills,
+           ch.killed[0], ch.killed[1], ch.killed[2], ch.killed[3], G.restarts_kafka,
+           G.restarts_redis, G.raw_connected, G.raw_connected - (int)json_object_size(G.seen_idem));
+
+    /* Phase 2: repair the world, replay, and every account connects. */
+    check(admin(http, "DELETE", "/_sim/faults", NULL, NULL) == 200, "clearing the faults");
+    for (int i = 0; i < G.n; i++) {
+        acct_t *a = &G.a[i];
+        if (a->want == W_CONNECT)
+            continue;
+        a->replay_target = 2;
+        if (a->want == W_NOROLE) {
+            char body[1024];
+            snprintf(body, sizeof(body),
+                     "{\"roles\":[{\"Account\":\"%s\",\"RoleName\":\"ChaosMissingRole\","
+                     "\"AssumeRolePolicyDocument\":{\"Version\":\"2012-10-17\",\"Statement\":[{"
+                     "\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"%s\"},\"Action\":"
+                     "\"sts:AssumeRole\"}]}}]}",
+                     a->id, MGMT_ROOT);
+            check(admin(http, "POST", "/_sim/seed", body, NULL) == 200, "seeding a role for %s",
+                  a->id);
+        } else {
+            char path[128];
+            snprintf(path, sizeof(path), "/_sim/buckets/chaos-taken-%s", a->id);
+            check(admin(http, "DELETE", path, NULL, NULL) == 200, "freeing the bucket name for %s",
+                  a->id);
+        }
+    }
+    char out[512];
+    snprintf(out, sizeof(out), "%s/replay-dry.out", G.logdir);
+    int rc = run_ctl("replay --dry-run --json", out);
+    json_t *sum = last_json_line(out);
+    check(rc == 0 && sum &&
+              json_integer_value(json_object_get(sum, "would_replay")) == n_norole + n_taken,
+          "replay --dry-run: exit %d, %s", rc, sum ? json_dumps(sum, 0) : "no summary");
+    json_decref(sum);
+    double t1 = now_s();
+    snprintf(out, sizeof(out), "%s/replay.out", G.logdir);
+    rc = run_ctl("replay --json", out);
+    sum = last_json_line(out);
+    int replayed = (int)json_integer_value(json_object_get(sum, "replayed"));
+    int refused = (int)json_integer_value(json_object_get(sum, "refused"));
+    check(rc == 0 && replayed == n_norole + n_taken && refused == NPOISON,
+          "replay: exit %d, replayed %d (want %d), refused %d (want %d, the poison)", rc, replayed,
+          n_norole + n_taken, refused, NPOISON);
+    json_decref(sum);
+    ok = ob_test_run_until(G.loop, all_settled, NULL, 300000);
+    check(ok, "replayed accounts did not all connect: %d of %d settled", count_settled(), G.n);
+    double took2 = now_s() - t1;
+    for (int i = 0; i < 30; i++)
+        ob_loop_run_once(G.loop, 100);
+    for (int i = 0; i < G.n; i++) {
+        acct_t *a = &G.a[i];
+        if (a->want == W_CONNECT)
+            continue;
+        json_t *state = state_of(redis, a->id);
+        check_connected(a, state, i);
+        json_decref(state);
+    }
+    snprintf(out, sizeof(out), "%s/replay-again.out", G.logdir);
+    rc = run_ctl("replay --json", out);
+    sum = last_json_line(out);
+    check(rc == 0 && sum && json_integer_value(json_object_get(sum, "replayed")) == 0,
+          "a second replay replayed %lld",
+          (long long)json_integer_value(json_object_get(sum, "replayed")));
+    json_decref(sum);
+    printf("chaos: phase 2: repaired and replayed %d dead letters; all connected in %.1f s; a "
+           "second replay replayed none; %d raw connected events in all, %d duplicates\n",
+           replayed, took2, G.raw_connected, G.raw_connected - (int)json_object_size(G.seen_idem));
+
+    /* Stop the workers gracefully: each must exit 0 on SIGTERM. */
+    for (int s = 0; s < 4; s++)
+        if (G.worker_pid[s] > 0)
+            kill(G.worker_pid[s], SIGTERM);
+    for (int s = 0; s < 4; s++) {
+        if (G.worker_pid[s] <= 0)
+            continue;
+        int st = 0;
+        for (int i = 0; i < 600 && !ob_test_exited(G.worker_pid[s], &st); i++)
+            ob_loop_run_once(G.loop, 50);
+        check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %s: exit status %d on SIGTERM",
+              STAGES[s], st);
+    }
+    ob_kconsumer_close(auditor);
+    ob_kconsumer_free(auditor);
+    ob_cfg_kv_free(&kv);
+    ob_http_free(http);
+    ob_redis_free(redis);
+    for (int i = 0; i < G.n; i++) {
+        json_decref(G.a[i].event);
+        json_decref(G.a[i].dead);
+    }
+    free(G.a);
+    json_decref(G.by_id);
+    json_decref(G.seen_idem);
+    json_decref(G.poison_dlq);
+    sim_free(G.sim);
+    ob_loop_free(G.loop);
+    if (G.failures) {
+        printf("chaos: %d checks FAILED (worker logs in %s)\n", G.failures, G.logdir);
+        return 1;
+    }
+    printf("chaos: all checks passed\n");
+    return 0;
+}
