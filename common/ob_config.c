@@ -45,6 +45,8 @@ const ob_cfg_def_t ob_config_table[] = {
      "accounts in flight per worker before partitions are paused"},
     {"metrics.port", OB_CFG_INT, "0", 0, 65535, OFF(metrics_port), 0,
      "port of /metrics, /healthz, /readyz (0: off)"},
+    {"metrics.bind", OB_CFG_STR, "0.0.0.0", 0, 0, OFF(metrics_bind), 0,
+     "address the metrics and health server listens on"},
     {"billing.principal", OB_CFG_STR, "", 0, 0, OFF(billing_principal), 0,
      "the AWS principal the Billing Engine role trusts (e.g. arn:aws:iam::ACCOUNT:root)"},
     {"billing.url", OB_CFG_STR, "", 0, 0, OFF(billing_url), 0,
@@ -375,7 +377,8 @@ ob_err_t ob_cfg_load(const ob_cfg_def_t *table, size_t n, void *target, const ch
             const char *eq = strchr(*e, '=');
             char key[256];
             size_t len = eq ? (size_t)(eq - (*e + 9)) : 0;
-            if (len == 0 || len >= sizeof(key))
+            /* An empty value is unset (compose and Helm pass unset variables as ""). */
+            if (len == 0 || len >= sizeof(key) || !eq[1])
                 continue;
             for (size_t i = 0; i < len; i++) {
                 char c = (*e)[9 + i];

@@ -45,6 +45,7 @@ struct ob_redis_s {
     ob_timer_t *deadline_timer;
     ob_timer_t *reconnect_timer;
     ob_timer_t *connect_timer;
+    ob_timer_t *ping_timer; /* PING again while the server is still loading its data */
     long backoff_ms;
     ob_redis_cmd_t *head, *tail; /* not yet answered, in submission order */
     size_t npending;
@@ -212,11 +213,24 @@ static void send_queued(ob_redis_t *r)
     }
 }
 
+static void on_ping_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+static void send_ping(ob_redis_t *r)
+{
+    if (r->ac && redisAsyncCommand(r->ac, on_ping_reply, NULL, "PING") != REDIS_OK)
+        drop_connection(r, OB_ERR_CONN, "cannot write to the Redis connection");
+}
+
+static void ping_fired(ob_timer_t *t, void *arg)
+{
+    send_ping(arg);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     ob_redis_t *r = ac->data;
-    ob_timer_stop(r->connect_timer);
     if (status != REDIS_OK) {
+        ob_timer_stop(r->connect_timer);
         /* hiredis frees the context itself after a failed connect. */
         ob_logf(OB_LOG_WARN, "redis", "connect to %s:%d failed: %s", r->host, r->opts.port,
                 ac->errstr ? ac->errstr : "unknown error");
@@ -224,14 +238,39 @@ static void on_connect(const redisAsyncContext *ac, int status)
         schedule_reconnect(r);
         return;
     }
+    /* Connected, but a server that just started answers -LOADING until its
+     * data (AOF, RDB) is in memory: commands sent now would fail, or worse,
+     * a write would be overwritten by the load. Ready when PING says PONG. */
+    send_ping(r);
+}
+
+/* The server is ready: AUTH and SELECT went first on the pipe (their errors
+ * are logged), then PING answered. Send what waited. */
+static void on_ready(ob_redis_t *r)
+{
+    ob_timer_stop(r->connect_timer);
     r->connects++;
     r->backoff_ms = 50;
     if (r->connects > 1)
         ob_logf(OB_LOG_INFO, "redis", "reconnected to %s:%d", r->host, r->opts.port);
-    /* AUTH and SELECT go first on the pipe; their errors are logged. */
     set_connected(r, 1);
     send_queued(r);
     arm_deadline(r);
+}
+
+static void on_ping_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    ob_redis_t *r = ac->data;
+    redisReply *rep = reply;
+    if (!rep || r->freeing || r->ac != ac)
+        return; /* the connection went away: on_disconnect handles it */
+    if (rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "LOADING", 7)) {
+        ob_timer_start(r->ping_timer, 100);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR)
+        ob_logf(OB_LOG_WARN, "redis", "PING answered %s", rep->str);
+    on_ready(r);
 }
 
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -248,6 +287,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (r->freeing)
         return;
     r->ac = NULL;
+    ob_timer_stop(r->ping_timer);
     ob_logf(OB_LOG_WARN, "redis", "connection to %s:%d lost: %s", r->host, r->opts.port,
             status == REDIS_OK ? "closed" : (ac->errstr ? ac->errstr : "error"));
     set_connected(r, 0);
@@ -267,6 +307,7 @@ static void drop_connection(ob_redis_t *r, ob_err_t err, const char *why)
     redisAsyncFree(ac);
     r->freeing = 0;
     r->ac = NULL;
+    ob_timer_stop(r->ping_timer);
     set_connected(r, 0);
     schedule_reconnect(r);
 }
@@ -281,6 +322,7 @@ static void connect_timeout(ob_timer_t *t, void *arg)
         redisAsyncFree(r->ac);
         r->freeing = 0;
         r->ac = NULL;
+        ob_timer_stop(r->ping_timer);
         schedule_reconnect(r);
     }
 }
@@ -366,8 +408,9 @@ ob_redis_t *ob_redis_new(ob_loop_t *loop, const ob_redis_opts_t *opts, char *err
     r->deadline_timer = ob_timer_new(loop, deadline_fired, r);
     r->reconnect_timer = ob_timer_new(loop, reconnect_fired, r);
     r->connect_timer = ob_timer_new(loop, connect_timeout, r);
+    r->ping_timer = ob_timer_new(loop, ping_fired, r);
     if (!r->host || (opts->password && !r->password) || !r->deadline_timer || !r->reconnect_timer ||
-        !r->connect_timer) {
+        !r->connect_timer || !r->ping_timer) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         ob_redis_free(r);
         return NULL;
@@ -396,6 +439,7 @@ void ob_redis_free(ob_redis_t *r)
     ob_timer_free(r->deadline_timer);
     ob_timer_free(r->reconnect_timer);
     ob_timer_free(r->connect_timer);
+    ob_timer_free(r->ping_timer);
     ob_io_free(r->io);
     if (r->password) {
         memset(r->password, 0, strlen(r->password));

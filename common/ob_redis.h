@@ -10,8 +10,11 @@
  * and every other command already sent fail with OB_ERR_TIMEOUT and the
  * connection is dropped and re-established.
  *
- * While disconnected, commands are queued (up to max_queued) and sent once
- * the connection is back; those whose deadline passes first fail with
+ * A connection counts as up once PING answers PONG (a server still loading
+ * its data answers -LOADING; PING is repeated every 100 ms until it is
+ * ready), so no command is sent to a server that would refuse it or whose
+ * load would overwrite it. While disconnected, commands are queued (up to
+ * max_queued) and sent once the connection is back; those whose deadline passes first fail with
  * OB_ERR_TIMEOUT. Reconnects back off from 50 ms to 2 s. A command that was
  * sent on a connection that then broke fails with OB_ERR_CONN: it may or may
  * not have run, so callers make their writes idempotent (fencing tokens,
