@@ -41,6 +41,8 @@ struct ob_aws_s {
     ob_aws_stats_t stats;
     unsigned short xsubi[3];
     ob_ratelimit_t *limiter;
+    ob_aws_api_stat_t apis[OB_AWS_MAX_APIS];
+    size_t napis;
 };
 
 struct ob_aws_call_s {
@@ -206,6 +208,20 @@ static void retry_fired(ob_timer_t *t, void *arg)
     attempt(arg);
 }
 
+static ob_aws_api_stat_t *api_stat(ob_aws_t *aws, const ob_aws_call_t *c)
+{
+    const char *svc = ob_aws_svc_info(c->svc)->id;
+    for (size_t i = 0; i < aws->napis; i++)
+        if (aws->apis[i].service == svc && !strcmp(aws->apis[i].operation, c->req.op))
+            return &aws->apis[i];
+    if (aws->napis == OB_AWS_MAX_APIS)
+        return NULL;
+    ob_aws_api_stat_t *a = &aws->apis[aws->napis++];
+    a->service = svc;
+    snprintf(a->operation, sizeof(a->operation), "%s", c->req.op);
+    return a;
+}
+
 static void on_rate(void *arg)
 {
     ob_aws_call_t *c = arg;
@@ -258,6 +274,9 @@ static void on_http(ob_http_resp_t *resp, void *arg)
         cls = ob_retry_classify(c->svc, OB_OK, resp->status, res.aws.code);
         if (cls == OB_RETRY_THROTTLE) {
             aws->stats.throttled++;
+            ob_aws_api_stat_t *as = api_stat(aws, c);
+            if (as)
+                as->throttles++;
             if (aws->limiter) {
                 char api[160];
                 api_name(c, api, sizeof(api));
@@ -351,6 +370,9 @@ static void attempt(ob_aws_call_t *c)
                         .timeout_ms = aws->opts.attempt_timeout_ms};
     c->attempts++;
     aws->stats.attempts++;
+    ob_aws_api_stat_t *as = api_stat(aws, c);
+    if (as)
+        as->requests++;
     if (c->attempts > 1)
         aws->stats.retries++;
     c->xfer = ob_http_send(aws->http, &hr, on_http, c, err, sizeof(err));
@@ -538,6 +560,13 @@ ob_http_t *ob_aws_http(const ob_aws_t *aws)
 const ob_aws_opts_t *ob_aws_opts(const ob_aws_t *aws)
 {
     return &aws->opts;
+}
+
+size_t ob_aws_api_stats(const ob_aws_t *aws, ob_aws_api_stat_t *out, size_t max)
+{
+    size_t n = aws->napis < max ? aws->napis : max;
+    memcpy(out, aws->apis, n * sizeof(*out));
+    return n;
 }
 
 void ob_aws_get_stats(const ob_aws_t *aws, ob_aws_stats_t *out)

@@ -107,6 +107,16 @@ const char *ob_aws_default_region(const ob_aws_t *aws);
 ob_loop_t *ob_aws_loop(const ob_aws_t *aws);
 ob_http_t *ob_aws_http(const ob_aws_t *aws);
 void ob_aws_get_stats(const ob_aws_t *aws, ob_aws_stats_t *out);
+/* Per API (service and operation): HTTP attempts sent and throttling
+ * answers. Up to OB_AWS_MAX_APIS distinct APIs are counted (more are
+ * counted in the totals only). Copies at most max entries; returns how many. */
+#define OB_AWS_MAX_APIS 64
+typedef struct ob_aws_api_stat_s {
+    const char *service; /* "sts" */
+    char operation[64];  /* "AssumeRole" */
+    uint64_t requests, throttles;
+} ob_aws_api_stat_t;
+size_t ob_aws_api_stats(const ob_aws_t *aws, ob_aws_api_stat_t *out, size_t max);
 /* The options the client was made with (getenv, config, profile). */
 const ob_aws_opts_t *ob_aws_opts(const ob_aws_t *aws);
 

@@ -90,6 +90,7 @@ typedef struct ob_config_s {
     long long aws_max_backoff_ms;
     long long inflight_max;
     long long metrics_port;
+    char *metrics_bind;
     char *billing_principal;
     char *billing_url;
     char *billing_secret;

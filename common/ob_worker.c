@@ -27,9 +27,11 @@
 #include "ob_creds.h"
 #include "ob_crypto.h"
 #include "ob_http.h"
+#include "ob_httpd.h"
 #include "ob_kafka.h"
 #include "ob_lock.h"
 #include "ob_log.h"
+#include "ob_metrics.h"
 #include "ob_offsets.h"
 #include "ob_ratelimit.h"
 #include "ob_redis.h"
@@ -71,6 +73,9 @@ typedef struct job_s {
     int http_attempts;
     ob_timer_t *timer;
     int lock_attempts;
+    int skipped;       /* already done: nothing was run */
+    uint64_t t_start;  /* loop time the stage first ran (0: not yet) */
+    int64_t ts_ms;     /* the message's Kafka timestamp (-1: none) */
     int attempts;      /* AWS and HTTP calls made (all stage attempts) */
     int stage_attempt; /* this stage's attempt for this request (1-based, kept in Redis) */
     char first_failure[OB_TIME_LEN];
@@ -115,7 +120,13 @@ struct ob_worker_s {
     int stopping;
     unsigned short rng[3]; /* jitter: seeded per process, so replicas do not retry in step */
     ob_worker_stats_t stats;
+    char group[256];
+    ob_httpd_t *httpd;       /* /metrics, /healthz, /readyz */
+    ob_histogram_t duration; /* seconds from a stage's first run to its outcome */
 };
+
+static const double duration_bounds[] = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
+                                         10,   30,  60,   120, 300, 600, 1800};
 
 static void job_start_lock(job_t *j);
 static void job_run_step(job_t *j, const ob_aws_result_t *res);
@@ -318,6 +329,9 @@ static void job_free(job_t *j)
 static void job_complete(job_t *j)
 {
     ob_worker_t *w = j->w;
+    if (j->t_start && !j->skipped)
+        ob_histogram_observe(&w->duration,
+                             (double)(ob_loop_update_time(w->loop) - j->t_start) / 1000.0);
     if (!j->detached) {
         int64_t commit;
         if (ob_offsets_done(w->offsets, j->topic, j->partition, j->offset, &commit) == 1)
@@ -354,7 +368,7 @@ static void on_state_written(ob_err_t err, void *arg)
     if (err == OB_ERR_STATE)
         ob_logkv(OB_LOG_WARN, "worker", "state write fenced out: a newer holder has the account",
                  "account", j->plan.account_id, NULL);
-    else if (err != OB_OK)
+    else if (err != OB_OK && ++j->w->stats.redis_errors)
         ob_logkv(OB_LOG_WARN, "worker", "state write failed", "account", j->plan.account_id,
                  "error", ob_err2str(err), NULL);
     job_complete(j);
@@ -406,6 +420,7 @@ static void write_state(job_t *j)
 
 static void produce_failed_later(job_t *j, const char *why)
 {
+    j->w->stats.kafka_errors++;
     ob_logkv(OB_LOG_WARN, "worker", "produce failed; retrying", "error", why, NULL);
     if (!j->timer)
         j->timer = ob_timer_new(j->w->loop, timer_fired, j);
@@ -463,8 +478,10 @@ static void job_finish(job_t *j)
             hdrs = NULL;
         }
         free(dlq);
-        if (e == OB_OK)
+        if (e == OB_OK) {
             w->stats.dead_letters++;
+            w->stats.dead_letters_by_class[(unsigned)j->last.fail_class % 4]++;
+        }
     } else if (j->last.emit) {
         char topic[256];
         snprintf(topic, sizeof(topic), "%s%s", w->cfg->topic_prefix, j->last.emit_topic);
@@ -595,6 +612,7 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
              w->stage->name, "attempt", attempts, "next_attempt_at", next, "error", s->code,
              "reason", ob_retry_reason_name(s->retry_reason), NULL);
     w->stats.stage_retries++;
+    w->stats.retries_by_reason[s->retry_reason % OB_RR__COUNT]++;
     ob_step_clear(s);
     ob_lock_release(j->lock);
     j->lock = NULL;
@@ -783,6 +801,8 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
     case OB_LOCK_ACQUIRED: {
         j->fence = fence;
         j->phase = PH_RUNNING;
+        if (!j->t_start)
+            j->t_start = ob_loop_update_time(w->loop);
         if (already_done(w, l, j)) {
             /* A redelivered message (its worker died or lost the partition
              * after finishing it, before the offset was committed): the
@@ -790,6 +810,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
              * or the dead letter, says it is done. Doing it again would only
              * make duplicates. */
             w->stats.skipped_done++;
+            j->skipped = 1;
             ob_logkv(OB_LOG_INFO, "worker", "already done: redelivered message skipped", "account",
                      j->plan.account_id, "stage", w->stage->name, NULL);
             job_complete(j);
@@ -831,6 +852,8 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         j->lock = NULL;
         if (ev == OB_LOCK_BUSY)
             w->stats.redelivered_lock_busy++;
+        else
+            w->stats.redis_errors++;
         j->lock_attempts++;
         if (!j->timer)
             j->timer = ob_timer_new(w->loop, timer_fired, j);
@@ -943,6 +966,7 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
     snprintf(j->topic, sizeof(j->topic), "%s", rd_kafka_topic_name(m->rkt));
     j->partition = m->partition;
     j->offset = m->offset;
+    j->ts_ms = rd_kafka_message_timestamp(m, NULL);
     if (m->key) {
         j->key = malloc(m->key_len + 1);
         memcpy(j->key, m->key, m->key_len);
@@ -1062,6 +1086,228 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
         ob_logf(OB_LOG_INFO, "worker", "revoked partitions: %zu messages handed back", dropped);
 }
 
+/* ---- metrics and health ---- */
+
+int ob_worker_metrics_port(const ob_worker_t *w)
+{
+    return w->httpd ? ob_httpd_port(w->httpd) : 0;
+}
+
+int ob_worker_ready(ob_worker_t *w, char *why, size_t why_size)
+{
+    if (w->stopping) {
+        snprintf(why, why_size, "shutting down");
+        return 0;
+    }
+    if (!w->redis || !ob_redis_connected(w->redis)) {
+        snprintf(why, why_size, "Redis is not connected");
+        return 0;
+    }
+    rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
+    int n = a ? a->cnt : 0;
+    if (a)
+        rd_kafka_topic_partition_list_destroy(a);
+    if (n == 0) {
+        snprintf(why, why_size,
+                 "no partitions of %s assigned (Kafka unreachable, a rebalance, "
+                 "or more replicas than partitions)",
+                 w->topic_in);
+        return 0;
+    }
+    snprintf(why, why_size, "ready: %d partition%s of %s", n, n == 1 ? "" : "s", w->topic_in);
+    return 1;
+}
+
+/* Lag of one assigned partition: messages from the lowest unfinished one (or
+ * the fetch position when none is in flight) to the log end, and the age of
+ * the oldest unfinished message (the time lag of the committed position). */
+static void partition_lag(ob_worker_t *w, const char *topic, int32_t partition, int64_t *lag,
+                          double *lag_s)
+{
+    rd_kafka_t *rk = ob_kconsumer_handle(w->consumer);
+    int64_t lo = -1, hi = -1;
+    *lag = -1;
+    *lag_s = 0;
+    if (rd_kafka_get_watermark_offsets(rk, topic, partition, &lo, &hi) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi < 0)
+        return;
+    const job_t *oldest = NULL;
+    for (const job_t *j = w->jobs; j; j = j->next)
+        if (!j->detached && j->partition == partition && !strcmp(j->topic, topic) &&
+            (!oldest || j->offset < oldest->offset))
+            oldest = j;
+    int64_t from;
+    if (oldest) {
+        from = oldest->offset;
+        if (oldest->ts_ms > 0) {
+            int64_t age = (int64_t)ob_wall_ms() - oldest->ts_ms;
+            *lag_s = age > 0 ? (double)age / 1000.0 : 0;
+        }
+    } else {
+        rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pos, topic, partition);
+        if (rd_kafka_position(rk, pos) != RD_KAFKA_RESP_ERR_NO_ERROR || pos->elems[0].offset < 0) {
+            rd_kafka_topic_partition_list_destroy(pos);
+            return;
+        }
+        from = pos->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(pos);
+    }
+    *lag = hi > from ? hi - from : 0;
+}
+
+void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
+{
+    ob_metrics_t m;
+    ob_metrics_begin(&m, out);
+    const char *stage = w->stage->name;
+    const char *l_stage[] = {"stage", stage, NULL};
+    ob_metrics_family(&m, "onboard_build_info", "gauge", "The worker's version and stage.");
+    const char *l_build[] = {"version", OB_VERSION, "stage", stage, NULL};
+    ob_metrics_sample(&m, "onboard_build_info", l_build, 1);
+
+    ob_metrics_family(&m, "onboard_messages_received_total", "counter",
+                      "Messages received from the stage's input topic.");
+    ob_metrics_sample(&m, "onboard_messages_received_total", l_stage, (double)w->stats.received);
+    ob_metrics_family(&m, "onboard_accounts_total", "counter",
+                      "Accounts this stage finished, by result (done: handed on; failed: dead "
+                      "letter; skipped: a redelivery of finished work).");
+    const char *results[] = {"done", "failed", "skipped"};
+    const uint64_t counts[] = {w->stats.done, w->stats.failed, w->stats.skipped_done};
+    for (int i = 0; i < 3; i++) {
+        const char *l[] = {"stage", stage, "result", results[i], NULL};
+        ob_metrics_sample(&m, "onboard_accounts_total", l, (double)counts[i]);
+    }
+    ob_metrics_family(&m, "onboard_dead_letters_total", "counter",
+                      "Dead-letter records produced, by class.");
+    for (int c = 0; c < 4; c++) {
+        const char *l[] = {"stage", stage, "class", ob_dlq_class_name((ob_dlq_class_t)c), NULL};
+        ob_metrics_sample(&m, "onboard_dead_letters_total", l,
+                          (double)w->stats.dead_letters_by_class[c]);
+    }
+    ob_metrics_family(&m, "onboard_stage_retries_total", "counter",
+                      "Stage attempts scheduled again after a retryable failure, by reason.");
+    for (int r = 0; r < OB_RR__COUNT; r++) {
+        const char *l[] = {"stage", stage, "reason", ob_retry_reason_name((ob_retry_reason_t)r),
+                           NULL};
+        ob_metrics_sample(&m, "onboard_stage_retries_total", l,
+                          (double)w->stats.retries_by_reason[r]);
+    }
+    ob_metrics_family(&m, "onboard_stage_duration_seconds", "histogram",
+                      "Time from a stage's first run for an account to its outcome (retries "
+                      "and waits included).");
+    ob_metrics_histogram(&m, "onboard_stage_duration_seconds", l_stage, &w->duration);
+    ob_metrics_family(&m, "onboard_inflight", "gauge", "Messages in flight in this worker.");
+    ob_metrics_sample(&m, "onboard_inflight", l_stage, (double)w->inflight);
+    ob_metrics_family(&m, "onboard_partitions_paused", "gauge",
+                      "1 while the in-flight window is full and fetching is paused.");
+    ob_metrics_sample(&m, "onboard_partitions_paused", l_stage, w->paused);
+    ob_metrics_family(&m, "onboard_lock_busy_total", "counter",
+                      "Account lock attempts that found the lock held (contention).");
+    ob_metrics_sample(&m, "onboard_lock_busy_total", l_stage,
+                      (double)w->stats.redelivered_lock_busy);
+    ob_metrics_family(&m, "onboard_retry_now_total", "counter",
+                      "Waiting retries started early by an operator's control message.");
+    ob_metrics_sample(&m, "onboard_retry_now_total", l_stage, (double)w->stats.retry_now);
+    ob_metrics_family(&m, "onboard_redis_errors_total", "counter",
+                      "Redis lock and state commands that failed.");
+    ob_metrics_sample(&m, "onboard_redis_errors_total", l_stage, (double)w->stats.redis_errors);
+    ob_metrics_family(&m, "onboard_kafka_errors_total", "counter",
+                      "Produce attempts that failed and were retried.");
+    ob_metrics_sample(&m, "onboard_kafka_errors_total", l_stage, (double)w->stats.kafka_errors);
+    ob_metrics_family(&m, "onboard_redis_connected", "gauge", "1 while Redis is connected.");
+    ob_metrics_sample(&m, "onboard_redis_connected", l_stage,
+                      w->redis && ob_redis_connected(w->redis));
+
+    ob_aws_api_stat_t apis[OB_AWS_MAX_APIS];
+    size_t napis = w->aws ? ob_aws_api_stats(w->aws, apis, OB_AWS_MAX_APIS) : 0;
+    ob_metrics_family(&m, "onboard_aws_requests_total", "counter",
+                      "HTTP requests sent to AWS (attempts, retries included), by API.");
+    for (size_t i = 0; i < napis; i++) {
+        const char *l[] = {"stage",           stage, "service", apis[i].service, "operation",
+                           apis[i].operation, NULL};
+        ob_metrics_sample(&m, "onboard_aws_requests_total", l, (double)apis[i].requests);
+    }
+    ob_metrics_family(&m, "onboard_aws_throttles_total", "counter",
+                      "AWS answers that asked us to slow down, by API.");
+    for (size_t i = 0; i < napis; i++) {
+        const char *l[] = {"stage",           stage, "service", apis[i].service, "operation",
+                           apis[i].operation, NULL};
+        ob_metrics_sample(&m, "onboard_aws_throttles_total", l, (double)apis[i].throttles);
+    }
+    if (w->limiter) {
+        ob_ratelimit_stats_t rs;
+        ob_ratelimit_get_stats(w->limiter, &rs);
+        ob_metrics_family(&m, "onboard_rate_limit_waits_total", "counter",
+                          "AWS attempts that waited for the fleet-wide rate limiter.");
+        ob_metrics_sample(&m, "onboard_rate_limit_waits_total", l_stage, (double)rs.waited);
+    }
+
+    /* Consumer lag in kafka-lag-exporter's names. */
+    rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
+    ob_metrics_family(&m, "kafka_consumergroup_group_lag", "gauge",
+                      "Messages of the partition not yet finished by the group.");
+    for (int i = 0; a && i < a->cnt; i++) {
+        int64_t lag;
+        double lag_s;
+        partition_lag(w, a->elems[i].topic, a->elems[i].partition, &lag, &lag_s);
+        if (lag < 0)
+            continue;
+        char part[16];
+        snprintf(part, sizeof(part), "%d", (int)a->elems[i].partition);
+        const char *l[] = {"group", w->group, "topic", a->elems[i].topic, "partition", part, NULL};
+        ob_metrics_sample(&m, "kafka_consumergroup_group_lag", l, (double)lag);
+    }
+    ob_metrics_family(&m, "kafka_consumergroup_group_lag_seconds", "gauge",
+                      "Age of the oldest message of the partition not yet finished (0 when "
+                      "none is in flight).");
+    for (int i = 0; a && i < a->cnt; i++) {
+        int64_t lag;
+        double lag_s;
+        partition_lag(w, a->elems[i].topic, a->elems[i].partition, &lag, &lag_s);
+        if (lag < 0)
+            continue;
+        char part[16];
+        snprintf(part, sizeof(part), "%d", (int)a->elems[i].partition);
+        const char *l[] = {"group", w->group, "topic", a->elems[i].topic, "partition", part, NULL};
+        ob_metrics_sample(&m, "kafka_consumergroup_group_lag_seconds", l, lag_s);
+    }
+    if (a)
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
+static void on_http_request(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, void *arg)
+{
+    ob_worker_t *w = arg;
+    ob_hdrs_t h = {0};
+    ob_buf_t body = {0};
+    int status = 200;
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        status = 405;
+        ob_hdrs_add(&h, "Allow", "GET, HEAD");
+        ob_buf_puts(&body, "method not allowed\n");
+    } else if (!strcmp(req->path, "/metrics")) {
+        ob_hdrs_add(&h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+        ob_worker_render_metrics(w, &body);
+    } else if (!strcmp(req->path, "/healthz")) {
+        /* Answering at all proves the loop turns. */
+        ob_buf_puts(&body, "ok\n");
+    } else if (!strcmp(req->path, "/readyz")) {
+        char why[256];
+        status = ob_worker_ready(w, why, sizeof(why)) ? 200 : 503;
+        ob_buf_printf(&body, "%s\n", why);
+    } else {
+        status = 404;
+        ob_buf_puts(&body, "not found: /metrics, /healthz, /readyz\n");
+    }
+    if (!ob_hdrs_get(&h, "Content-Type"))
+        ob_hdrs_add(&h, "Content-Type", "text/plain; charset=utf-8");
+    ob_httpd_respond(conn, status, &h, body.data, body.len);
+    ob_hdrs_clear(&h);
+    ob_buf_free(&body);
+}
+
 /* ---- lifecycle ---- */
 
 static void on_signal(ob_signal_t *s, int signo, void *arg)
@@ -1095,6 +1341,8 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     snprintf(w->topic_in, sizeof(w->topic_in), "%s%s", w->cfg->topic_prefix, w->stage->input);
     snprintf(w->topic_dlq, sizeof(w->topic_dlq), "%sdlq", w->cfg->topic_prefix);
     w->max_inflight = (size_t)w->cfg->inflight_max;
+    ob_histogram_init(&w->duration, duration_bounds,
+                      sizeof(duration_bounds) / sizeof(duration_bounds[0]));
     if (ob_random_bytes(w->rng, sizeof(w->rng)) != OB_OK)
         w->rng[0] = (unsigned short)getpid();
     w->offsets = ob_offsets_new();
@@ -1144,10 +1392,9 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     w->producer = ob_kproducer_new(loop, &po, errstr, errstr_size);
     if (!w->producer)
         goto fail;
-    char group[256];
-    snprintf(group, sizeof(group), "%s%s", w->cfg->topic_prefix, w->stage->name);
+    snprintf(w->group, sizeof(w->group), "%s%s", w->cfg->topic_prefix, w->stage->name);
     const char *topics[] = {w->topic_in};
-    ob_kconsumer_opts_t kc = {.group_id = group,
+    ob_kconsumer_opts_t kc = {.group_id = w->group,
                               .topics = topics,
                               .ntopics = 1,
                               .kafka = &w->cfg->kafka,
@@ -1157,8 +1404,17 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     w->consumer = ob_kconsumer_new(loop, &kc, errstr, errstr_size);
     if (!w->consumer)
         goto fail;
+    if (w->cfg->metrics_port > 0) {
+        ob_httpd_opts_t hopts = {.bind_addr = w->cfg->metrics_bind,
+                                 .port = (int)w->cfg->metrics_port,
+                                 .max_connections = 256,
+                                 .server_name = "onboard-worker"};
+        w->httpd = ob_httpd_new(loop, &hopts, on_http_request, w, errstr, errstr_size);
+        if (!w->httpd)
+            goto fail;
+    }
     ob_logkv(OB_LOG_INFO, "worker", "started", "stage", w->stage->name, "input", w->topic_in,
-             "group", group, "credentials", ob_credsrc_describe(w->fleet), NULL);
+             "group", w->group, "credentials", ob_credsrc_describe(w->fleet), NULL);
     return w;
 fail:
     ob_worker_free(w);
@@ -1234,6 +1490,8 @@ void ob_worker_free(ob_worker_t *w)
         }
         j = next;
     }
+    ob_httpd_free(w->httpd);
+    w->httpd = NULL;
     ob_kconsumer_free(w->consumer);
     w->consumer = NULL;
     ob_kproducer_free(w->producer);
@@ -1271,6 +1529,9 @@ void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out)
 {
     *out = w->stats;
     out->inflight = w->inflight;
+    memset(out->by_phase, 0, sizeof(out->by_phase));
+    for (const job_t *j = w->jobs; j; j = j->next)
+        out->by_phase[(unsigned)j->phase % 6]++;
     out->paused = w->paused;
 }
 

@@ -135,10 +135,17 @@ typedef struct ob_worker_opts_s {
 
 typedef struct ob_worker_stats_s {
     uint64_t received, done, failed, dead_letters, produced, redelivered_lock_busy;
+    uint64_t dead_letters_by_class[4]; /* ob_dlq_class_t */
+    uint64_t retries_by_reason[OB_RR__COUNT];
+    uint64_t redis_errors;  /* lock and state commands that failed */
+    uint64_t kafka_errors;  /* produce attempts that failed (retried) */
     uint64_t stage_retries; /* retryable failures given another attempt later */
     uint64_t retry_now;     /* waiting retries started early by a control message */
     uint64_t skipped_done;  /* redelivered messages the account's state shows as done */
     size_t inflight;
+    /* in flight by phase: new, queued behind the account, locking (or waiting
+     * for a retry), running, emitting, finishing */
+    size_t by_phase[6];
     int paused;
 } ob_worker_stats_t;
 
@@ -151,6 +158,14 @@ ob_err_t ob_worker_run(ob_worker_t *w);
 void ob_worker_stop(ob_worker_t *w);
 void ob_worker_free(ob_worker_t *w);
 void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out);
+
+/* The worker's metrics in the Prometheus text format (what /metrics serves). */
+void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out);
+/* 1 when ready for work: Redis connected and partitions assigned; else 0 and
+ * why. */
+int ob_worker_ready(ob_worker_t *w, char *why, size_t why_size);
+/* The port of the metrics and health server (0: none). */
+int ob_worker_metrics_port(const ob_worker_t *w);
 
 /* Main for a stage worker: config from the environment/file, logging, run. */
 int ob_worker_main(const ob_stage_ops_t *stage, int argc, char **argv);

@@ -9,6 +9,7 @@
  *   onboardctl dlq list [filters] [--json]
  *   onboardctl replay [filters] [--limit N] [--dry-run] [--force] [--json]
  *   onboardctl retry ACCOUNT [--no-wait]
+ *   onboardctl lag [--stage S] [--threshold N] [--json]
  *
  * Settings (Kafka, Redis, topic prefix) come from the same table as the
  * workers (OB_* variables, OB_CONFIG_FILE); AWS settings follow the SDK
@@ -16,7 +17,8 @@
  * anything is sent, and bad rows are reported with their line numbers.
  *
  * Exit codes: 0 success; 1 a runtime failure (Kafka, Redis, AWS); 2 bad
- * usage or configuration; 3 invalid input rows (nothing was enqueued).
+ * usage or configuration; 3 invalid input rows (nothing was enqueued); 4 lag
+ * over the --threshold given to lag.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -40,6 +42,7 @@
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE   2
 #define EXIT_INVALID 3
+#define EXIT_LAGGING 4
 
 static void usage(FILE *f)
 {
@@ -73,10 +76,16 @@ static void usage(FILE *f)
                "      whose original cannot be read are refused with the reason. Running it\n"
                "      twice replays nothing twice. --dry-run shows what would be replayed.\n"
                "  retry ACCOUNT [--no-wait]  start an account's waiting stage retry now\n"
+               "  lag [--stage S] [--threshold N] [--json]\n"
+               "      For each worker group (from the broker, so also with no worker running):\n"
+               "      each partition's committed offset, log end, lag and the age of the oldest\n"
+               "      unprocessed message; totals per group. Exit code 4 when a group's total\n"
+               "      lag is over N messages.\n"
                "  summary [--json]          how many accounts are at each stage and status\n"
                "\n"
                "Settings come from OB_* variables and OB_CONFIG_FILE (see the README).\n"
-               "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration, 3 invalid rows.\n");
+               "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration, 3 invalid rows,\n"
+               "4 lag over the threshold.\n");
 }
 
 typedef struct ctl_s {
@@ -1436,6 +1445,243 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
     return rc;
 }
 
+/* ---- lag ---- */
+
+typedef struct lag_row_s {
+    char group[256], topic[256];
+    int32_t partition;
+    int64_t committed, end, lag;
+    double age_s; /* age of the oldest unprocessed message, -1 unknown */
+} lag_row_t;
+
+/* Committed offsets of one group for the partitions in `parts` (set in place). */
+static int group_committed(ctl_t *c, const char *group, rd_kafka_topic_partition_list_t *parts,
+                           char *err, size_t errsz)
+{
+    const char *defaults[] = {"group.id", group, "enable.auto.commit", "false", NULL};
+    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, errsz);
+    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errsz) : NULL;
+    if (!rk)
+        return -1;
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, parts, 10000);
+    if (e)
+        snprintf(err, errsz, "committed offsets of %s: %s", group, rd_kafka_err2str(e));
+    rd_kafka_destroy(rk);
+    return e ? -1 : 0;
+}
+
+/* The age of the message at each lagging row's committed offset (one read each). */
+static void lag_ages(ctl_t *c, lag_row_t *rows, size_t n)
+{
+    char err[512];
+    static const char *const defaults[] = {"group.id", "onboardctl-lag-reader",
+                                           "enable.auto.commit", "false", NULL};
+    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, sizeof(err));
+    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
+    if (!rk)
+        return;
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new((int)n);
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].lag <= 0)
+            continue;
+        rd_kafka_topic_partition_list_add(assign, rows[i].topic, rows[i].partition)->offset =
+            rows[i].end - rows[i].lag;
+        want++;
+    }
+    if (want)
+        rd_kafka_assign(rk, assign);
+    rd_kafka_topic_partition_list_destroy(assign);
+    uint64_t deadline = ob_wall_ms() + 10000;
+    while (want > 0 && ob_wall_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (!m)
+            continue;
+        if (!m->err) {
+            for (size_t i = 0; i < n; i++) {
+                if (rows[i].lag > 0 && rows[i].age_s < 0 && rows[i].partition == m->partition &&
+                    !strcmp(rows[i].topic, rd_kafka_topic_name(m->rkt))) {
+                    int64_t ts = rd_kafka_message_timestamp(m, NULL);
+                    rows[i].age_s = ts > 0 ? (double)((int64_t)ob_wall_ms() - ts) / 1000.0 : 0;
+                    if (rows[i].age_s < 0)
+                        rows[i].age_s = 0;
+                    want--;
+                }
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+static int cmd_lag(ctl_t *c, int argc, char **argv)
+{
+    long long threshold = -1;
+    const char *only = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            c->json = 1;
+        else if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--threshold") && i + 1 < argc) {
+            char *end;
+            threshold = strtoll(argv[++i], &end, 10);
+            if (*end || threshold < 0) {
+                fprintf(stderr, "onboardctl lag: --threshold takes a number of messages >= 0\n");
+                return EXIT_USAGE;
+            }
+        } else if (!strcmp(argv[i], "--stage") && i + 1 < argc) {
+            only = argv[++i];
+        } else {
+            fprintf(stderr, "onboardctl lag: unknown or incomplete option %s\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    static const char *const stages[][2] = {
+        {"bucket", "requests"}, {"cur", "cur"}, {"iam", "iam"}, {"connect", "connect"}};
+    char err[512];
+    static const char *const mdefaults[] = {"group.id", "onboardctl-lag-reader", NULL};
+    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, mdefaults, err, sizeof(err));
+    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
+    if (!rk) {
+        fprintf(stderr, "onboardctl: %s\n", err);
+        return EXIT_RUNTIME;
+    }
+    lag_row_t *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0, known = 0;
+    for (size_t s = 0; s < 4 && rc == 0; s++) {
+        if (only && strcmp(only, stages[s][0]) != 0)
+            continue;
+        known = 1;
+        char group[256], topic[256];
+        snprintf(group, sizeof(group), "%s%s", c->cfg.topic_prefix, stages[s][0]);
+        snprintf(topic, sizeof(topic), "%s%s", c->cfg.topic_prefix, stages[s][1]);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        rd_kafka_topic_destroy(rkt);
+        if (e) {
+            fprintf(stderr, "onboardctl: Kafka: %s\n", rd_kafka_err2str(e));
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        int nparts = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
+        rd_kafka_metadata_destroy(md);
+        if (nparts == 0)
+            continue; /* no such topic yet: nothing to lag behind */
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
+        for (int p = 0; p < nparts; p++)
+            rd_kafka_topic_partition_list_add(parts, topic, p);
+        if (group_committed(c, group, parts, err, sizeof(err)) != 0) {
+            fprintf(stderr, "onboardctl: %s\n", err);
+            rd_kafka_topic_partition_list_destroy(parts);
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        for (int p = 0; p < nparts; p++) {
+            int64_t lo = 0, hi = 0;
+            if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) {
+                fprintf(stderr, "onboardctl: cannot read the end of %s [%d]\n", topic, p);
+                rc = EXIT_RUNTIME;
+                break;
+            }
+            if (n == cap) {
+                cap = cap ? cap * 2 : 32;
+                rows = realloc(rows, cap * sizeof(*rows));
+            }
+            lag_row_t *r = &rows[n++];
+            memset(r, 0, sizeof(*r));
+            snprintf(r->group, sizeof(r->group), "%s", group);
+            snprintf(r->topic, sizeof(r->topic), "%s", topic);
+            r->partition = p;
+            r->committed = parts->elems[p].offset; /* < 0: none */
+            r->end = hi;
+            /* With no commit the group starts at the log start (auto.offset.reset earliest). */
+            int64_t from = r->committed >= 0 ? r->committed : lo;
+            r->lag = hi > from ? hi - from : 0;
+            r->age_s = r->lag > 0 ? -1 : 0;
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    rd_kafka_destroy(rk);
+    if (!known) {
+        fprintf(stderr, "onboardctl lag: --stage is one of bucket, cur, iam, connect\n");
+        free(rows);
+        return EXIT_USAGE;
+    }
+    if (rc != 0) {
+        free(rows);
+        return rc;
+    }
+    lag_ages(c, rows, n);
+    int over = 0;
+    json_t *groups = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *g = json_object_get(groups, rows[i].group);
+        if (!g) {
+            g = json_pack("{s:I, s:f}", "lag", (json_int_t)0, "max_lag_seconds", 0.0);
+            json_object_set_new(groups, rows[i].group, g);
+        }
+        json_int_t total = json_integer_value(json_object_get(g, "lag")) + rows[i].lag;
+        json_object_set_new(g, "lag", json_integer(total));
+        if (rows[i].age_s > json_real_value(json_object_get(g, "max_lag_seconds")))
+            json_object_set_new(g, "max_lag_seconds", json_real(rows[i].age_s));
+        if (threshold >= 0 && total > threshold)
+            over = 1;
+    }
+    if (c->json) {
+        for (size_t i = 0; i < n; i++) {
+            json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I}", "group", rows[i].group, "topic",
+                                  rows[i].topic, "partition", rows[i].partition, "committed",
+                                  (json_int_t)rows[i].committed, "end", (json_int_t)rows[i].end,
+                                  "lag", (json_int_t)rows[i].lag);
+            json_object_set_new(o, "lag_seconds",
+                                rows[i].age_s >= 0 ? json_real(rows[i].age_s) : json_null());
+            char *str = json_dumps(o, JSON_COMPACT);
+            printf("%s\n", str);
+            free(str);
+            json_decref(o);
+        }
+        json_t *o = json_pack("{s:O, s:b}", "groups", groups, "over_threshold", over);
+        char *str = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", str);
+        free(str);
+        json_decref(o);
+    } else {
+        printf("%-28s %-28s %5s %12s %12s %10s %10s\n", "GROUP", "TOPIC", "PART", "COMMITTED",
+               "END", "LAG", "LAG_AGE_S");
+        for (size_t i = 0; i < n; i++) {
+            char committed[32], age[32];
+            if (rows[i].committed >= 0)
+                snprintf(committed, sizeof(committed), "%lld", (long long)rows[i].committed);
+            else
+                snprintf(committed, sizeof(committed), "-");
+            if (rows[i].age_s >= 0)
+                snprintf(age, sizeof(age), "%.1f", rows[i].age_s);
+            else
+                snprintf(age, sizeof(age), "?");
+            printf("%-28s %-28s %5d %12s %12lld %10lld %10s\n", rows[i].group, rows[i].topic,
+                   (int)rows[i].partition, committed, (long long)rows[i].end,
+                   (long long)rows[i].lag, age);
+        }
+        printf("\n");
+        const char *k;
+        json_t *v;
+        json_object_foreach(groups, k, v)
+            printf("%-28s total lag %lld, oldest unprocessed message %.1f s old\n", k,
+                   (long long)json_integer_value(json_object_get(v, "lag")),
+                   json_real_value(json_object_get(v, "max_lag_seconds")));
+        if (threshold >= 0)
+            printf("%s\n", over ? "lag over the threshold" : "lag within the threshold");
+    }
+    json_decref(groups);
+    free(rows);
+    return over ? EXIT_LAGGING : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
@@ -1465,6 +1711,8 @@ int main(int argc, char **argv)
         rc = cmd_replay(&c, argc - 2, argv + 2);
     else if (!strcmp(argv[1], "retry"))
         rc = cmd_retry(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "lag"))
+        rc = cmd_lag(&c, argc - 2, argv + 2);
     else {
         fprintf(stderr, "onboardctl: unknown command %s (try --help)\n", argv[1]);
         rc = EXIT_USAGE;

@@ -205,6 +205,24 @@ static void run_pipeline(int replicas)
            "(%d duplicates) in %.1f s\n",
            replicas, json_object_size(out.connected), json_object_size(out.dlq), out.raw_connected,
            out.raw_connected - (int)json_object_size(out.connected), (double)took / 1000.0);
+    if (!ok) {
+        /* Where the work stands, to tell a stalled worker from a stalled reader. */
+        printf("auditor received %llu messages\n",
+               (unsigned long long)ob_kconsumer_received(auditor));
+        for (int i = 0; i < nw; i++) {
+            ob_worker_stats_t st;
+            ob_worker_get_stats(workers[i], &st);
+            printf("worker %d (%s): received %llu, done %llu, dead letters %llu, skipped %llu, "
+                   "lock busy %llu, redis errors %llu, in flight %zu (new %zu, queued %zu, "
+                   "locking %zu, running %zu, emitting %zu, finishing %zu), paused %d\n",
+                   i, stages[i % 4]->name, (unsigned long long)st.received,
+                   (unsigned long long)st.done, (unsigned long long)st.dead_letters,
+                   (unsigned long long)st.skipped_done,
+                   (unsigned long long)st.redelivered_lock_busy,
+                   (unsigned long long)st.redis_errors, st.inflight, st.by_phase[0], st.by_phase[1],
+                   st.by_phase[2], st.by_phase[3], st.by_phase[4], st.by_phase[5], st.paused);
+        }
+    }
     assert_true(ok);
     assert_int_equal(json_object_size(out.connected), expect_connected);
 

@@ -166,7 +166,49 @@ kcat -C -b "$OB_TEST_KAFKA_BROKERS" -t "${OB_TOPIC_PREFIX}cur" -e -q -f '%k %h %
 $R DEL "ob:{$A1}:state" "ob:{$A2}:state" "ob:{$A3}:state" "ob:{$A1}:replays" "ob:{$A2}:replays" \
   "ob:{$A3}:replays" >/dev/null
 
-# 9. Usage errors.
+# 9. lag, from the broker: grows while no worker runs, drains when one runs,
+#    and the exit code says whether it is over a threshold.
+if [ -n "${3:-}" ] && [ -n "${2:-}" ]; then
+  export OB_TOPIC_PREFIX="ctll$$."
+  for i in $(seq 1 12); do
+    a=$(printf '2000000000%02d' "$i")
+    printf '{"account_id":"%s","mode":"new","region":"us-east-1","role_arn":"%s"}\n' "$a" "$(printf "$ROLE" "$a")"
+  done >"$T/lag.jsonl"
+  "$CTL" enqueue "$T/lag.jsonl" --format jsonl 2>"$T/err" || fail "enqueue for lag: $(cat "$T/err")"
+  "$CTL" lag --stage bucket --json >"$T/lag" 2>"$T/err" || fail "lag: $(cat "$T/err")"
+  tail -1 "$T/lag" | grep -q "\"${OB_TOPIC_PREFIX}bucket\":{\"lag\":12," || fail "lag before any worker: $(tail -1 "$T/lag")"
+  grep -q '"committed":-' "$T/lag" || fail "lag: no commit expected yet: $(cat "$T/lag")"
+  "$CTL" lag --stage bucket --threshold 5 >/dev/null 2>&1; [ $? = 4 ] || fail "lag over the threshold must exit 4"
+  "$CTL" lag --stage bucket --threshold 20 >/dev/null 2>&1 || fail "lag under the threshold must exit 0"
+  rm -f "$T/sim.port"
+  "$2" --port-file "$T/sim.port" --org-accounts 20 >"$T/sim2.log" 2>&1 &
+  SIM=$!
+  for _ in $(seq 1 100); do [ -s "$T/sim.port" ] && break; sleep 0.05; done
+  AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$T/sim.port") AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE \
+  AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY AWS_REGION=us-east-1 \
+  AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true \
+  OB_KAFKA_AUTO_COMMIT_INTERVAL_MS=200 OB_KAFKA_SESSION_TIMEOUT_MS=6000 \
+    "$3" >"$T/worker.log" 2>&1 &
+  WORKER=$!
+  drained=0
+  for _ in $(seq 1 60); do
+    if "$CTL" lag --stage bucket --json 2>/dev/null | tail -1 | grep -q "\"${OB_TOPIC_PREFIX}bucket\":{\"lag\":0,"; then
+      drained=1; break
+    fi
+    sleep 1
+  done
+  kill -TERM $WORKER; wait $WORKER; wrc=$?
+  kill $SIM 2>/dev/null
+  [ $drained = 1 ] || fail "lag did not drain with the worker running: $("$CTL" lag --stage bucket 2>&1 | tail -3); $(tail -5 "$T/worker.log")"
+  [ $wrc = 0 ] || fail "the worker exited $wrc on SIGTERM"
+  "$CTL" lag --stage bucket --json | grep -q '"committed":-' && fail "offsets were not committed to Kafka"
+  "$CTL" enqueue "$T/lag.jsonl" --format jsonl 2>/dev/null
+  "$CTL" lag --stage bucket --json | tail -1 | grep -q "\"${OB_TOPIC_PREFIX}bucket\":{\"lag\":12," ||
+    fail "lag did not grow again with the worker stopped"
+  "$CTL" lag --stage frob >/dev/null 2>&1; [ $? = 2 ] || fail "lag --stage frob must exit 2"
+fi
+
+# 10. Usage errors.
 "$CTL" frobnicate >/dev/null 2>&1; [ $? = 2 ] || fail "unknown command must exit 2"
 "$CTL" --help | grep -q 'enqueue' || fail "--help"
 echo "onboardctl: all checks passed"

@@ -1,0 +1,283 @@
+/*
+ * A worker's metrics and health endpoints against real Kafka, Redis and the
+ * simulator: /healthz answers, /readyz says ready only with partitions
+ * assigned and Redis connected (503 with the reason otherwise), /metrics
+ * counts what the worker really did (accounts, AWS requests per API,
+ * consumer lag in kafka-lag-exporter's names, lag growing while work is
+ * slow and draining after) and passes `promtool check metrics`.
+ */
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ob_http.h"
+#include "ob_kafka.h"
+#include "ob_log.h"
+#include "ob_worker.h"
+#include "sim.h"
+#include "stages.h"
+#include "testutil.h"
+
+static const char *brokers;
+static int redis_port;
+static char prefix[64];
+static char sim_url[64];
+static char metrics_port[16];
+
+static const char *env_get(const char *name, void *ctx)
+{
+    static char port_s[16];
+    const char *kv[][2] = {{"AWS_ENDPOINT_URL", sim_url},
+                           {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
+                           {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
+                           {"AWS_REGION", "us-east-1"},
+                           {"AWS_CONFIG_FILE", "/dev/null"},
+                           {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
+                           {"AWS_EC2_METADATA_DISABLED", "true"},
+                           {"OB_TOPIC_PREFIX", prefix},
+                           {"OB_REDIS_PORT", port_s},
+                           {"OB_METRICS_PORT", metrics_port},
+                           {"OB_METRICS_BIND", "127.0.0.1"},
+                           {NULL, NULL}};
+    snprintf(port_s, sizeof(port_s), "%d", redis_port);
+    return ob_test_kv_lookup(kv, name);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+typedef struct got_s {
+    int done;
+    long status;
+    char *body;
+} got_t;
+
+static void on_get(ob_http_resp_t *r, void *arg)
+{
+    got_t *g = arg;
+    g->done = 1;
+    g->status = r->status;
+    g->body = strndup(r->body.data ? (const char *)r->body.data : "", r->body.len);
+}
+
+static int got_done(void *arg)
+{
+    return ((got_t *)arg)->done;
+}
+
+static long get(ob_loop_t *loop, ob_http_t *http, const char *path, char **body)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%s%s", metrics_port, path);
+    ob_http_req_t req = {.method = "GET", .url = url};
+    got_t g = {0, 0, NULL};
+    assert_non_null(ob_http_send(http, &req, on_get, &g, NULL, 0));
+    assert_true(ob_test_run_until(loop, got_done, &g, 10000));
+    if (body)
+        *body = g.body;
+    else
+        free(g.body);
+    return g.status;
+}
+
+/* The value of the sample line starting with `series` (name and labels exactly). */
+static double sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ')
+            return atof(p + n + 1);
+    return -1;
+}
+
+/* Sum of every sample of a family with a label fragment (e.g. lag over partitions). */
+static double family_sum(const char *text, const char *name, const char *fragment)
+{
+    double sum = 0;
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, name, n) != 0 || p[n] != '{')
+            continue;
+        const char *eol = strchr(p, '\n');
+        const char *frag = strstr(p, fragment);
+        const char *sp = strchr(p, '}');
+        if (frag && (!eol || frag < eol) && sp)
+            sum += atof(sp + 2);
+    }
+    return sum;
+}
+
+static void promtool_check(const char *text)
+{
+    char path[] = "/tmp/ob-metrics-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "command -v promtool >/dev/null 2>&1");
+    if (system(cmd) != 0) {
+        if (getenv("OB_TEST_REQUIRE_SERVICES") && !strcmp(getenv("OB_TEST_REQUIRE_SERVICES"), "1"))
+            fail_msg("promtool (Debian's prometheus package) is required");
+        printf("SKIPPED: promtool check metrics (promtool not installed)\n");
+        unlink(path);
+        return;
+    }
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", path);
+    int rc = system(cmd);
+    unlink(path);
+    if (rc != 0)
+        fail_msg("promtool check metrics failed (exit %d) on:\n%s", rc, text);
+}
+
+static void request(ob_loop_t *loop, int i)
+{
+    ob_cfg_kv_t kv = {0};
+    ob_test_kafka_defaults(&kv, brokers);
+    ob_kproducer_opts_t po = {.kafka = &kv};
+    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
+    char topic[128], body[512], acct[16];
+    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    ob_test_member_account(i, acct);
+    snprintf(body, sizeof(body),
+             "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sm-%d\",\"account_id\":\"%s\","
+             "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
+             "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
+             prefix, i, acct, acct);
+    assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), body,
+                                       strlen(body), NULL, NULL, NULL, 0),
+                     OB_OK);
+    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
+    ob_kproducer_free(p);
+    ob_cfg_kv_free(&kv);
+}
+
+typedef struct until_s {
+    ob_worker_t *w;
+    uint64_t n;
+} until_t;
+
+static int done_n(void *arg)
+{
+    until_t *u = arg;
+    ob_worker_stats_t st;
+    ob_worker_get_stats(u->w, &st);
+    return st.done >= u->n && st.inflight == 0;
+}
+
+static int never(void *arg)
+{
+    return 0;
+}
+
+static int ready(void *arg)
+{
+    char why[256];
+    return ob_worker_ready(arg, why, sizeof(why));
+}
+
+static void test_metrics_and_health(void **state)
+{
+    snprintf(prefix, sizeof(prefix), "itm%ld%d.", (long)time(NULL) % 100000, (int)getpid());
+    snprintf(metrics_port, sizeof(metrics_port), "%d", free_port());
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    char err[512];
+    /* CreateBucket is slow, so work piles up and the lag shows. */
+    const char *lat[] = {"s3.CreateBucket=1500ms", NULL};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 20, .latency = lat};
+    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
+    assert_non_null(sim);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    ob_config_t cfg;
+    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    ob_test_kafka_defaults(&cfg.kafka, brokers);
+    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
+                           .config = &cfg,
+                           .name = "itest-metrics",
+                           .lock_ttl_ms = 10000,
+                           .shutdown_ms = 3000,
+                           .getenv_fn = env_get};
+    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
+    if (!w)
+        fail_msg("worker: %s", err);
+    assert_int_equal(ob_worker_metrics_port(w), atoi(metrics_port));
+    ob_http_t *http = ob_http_new(loop, NULL, NULL, 0);
+
+    char *body = NULL;
+    assert_int_equal(get(loop, http, "/healthz", NULL), 200);
+    /* Not ready before the group gave it partitions (the topic does not even exist). */
+    assert_int_equal(get(loop, http, "/readyz", &body), 503);
+    assert_non_null(strstr(body, "no partitions"));
+    free(body);
+    assert_int_equal(get(loop, http, "/nothing", NULL), 404);
+
+    for (int i = 1; i <= 8; i++)
+        request(loop, i);
+    assert_true(ob_test_run_until(loop, ready, w, 60000));
+    assert_int_equal(get(loop, http, "/readyz", &body), 200);
+    free(body);
+
+    /* While the slow CreateBucket calls are in flight: lag and its age show. */
+    char lag_frag[160];
+    snprintf(lag_frag, sizeof(lag_frag), "group=\"%sbucket\"", prefix);
+    double lag = 0, lag_s = 0;
+    for (int tries = 0; tries < 50 && lag <= 0; tries++) {
+        ob_test_run_until(loop, never, NULL, 100);
+        assert_int_equal(get(loop, http, "/metrics", &body), 200);
+        lag = family_sum(body, "kafka_consumergroup_group_lag", lag_frag);
+        lag_s = family_sum(body, "kafka_consumergroup_group_lag_seconds", lag_frag);
+        free(body);
+    }
+    printf("lag while working: %.0f messages, %.2f s\n", lag, lag_s);
+    assert_true(lag >= 1);
+    assert_true(lag_s > 0);
+
+    until_t u = {w, 8};
+    assert_true(ob_test_run_until(loop, done_n, &u, 60000));
+    ob_test_run_until(loop, never, NULL, 500);
+    assert_int_equal(get(loop, http, "/metrics", &body), 200);
+    assert_true(sample(body, "onboard_accounts_total{stage=\"bucket\",result=\"done\"}") == 8);
+    assert_true(sample(body, "onboard_messages_received_total{stage=\"bucket\"}") == 8);
+    assert_true(sample(body, "onboard_aws_requests_total{stage=\"bucket\",service=\"s3\","
+                             "operation=\"CreateBucket\"}") == 8);
+    assert_true(sample(body, "onboard_stage_duration_seconds_count{stage=\"bucket\"}") == 8);
+    assert_true(sample(body, "onboard_stage_duration_seconds_bucket{stage=\"bucket\",le=\"1\"}") ==
+                0); /* each took over 1.5 s */
+    assert_true(sample(body, "onboard_inflight{stage=\"bucket\"}") == 0);
+    assert_true(sample(body, "onboard_redis_connected{stage=\"bucket\"}") == 1);
+    assert_true(family_sum(body, "kafka_consumergroup_group_lag", lag_frag) == 0);
+    assert_null(strstr(body, "2000000000")); /* no account ids in labels */
+    promtool_check(body);
+    free(body);
+
+    ob_http_free(http);
+    ob_worker_stop(w);
+    ob_worker_run(w);
+    ob_worker_free(w);
+    sim_free(sim);
+    ob_config_free(&cfg);
+    ob_loop_free(loop);
+}
+
+int main(void)
+{
+    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
+    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    ob_log_set_level(OB_LOG_WARN);
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_metrics_and_health)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
