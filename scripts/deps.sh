@@ -11,6 +11,7 @@ PKGS=(
   redis-server kcat python3 python3-venv curl default-jre-headless maven
   valgrind clang libclang-rt-14-dev clang-format
   awscli python3-boto3 wrk npm
+  docker-compose prometheus golang-go
 )
 
 missing=()
@@ -26,6 +27,13 @@ if command -v mvn >/dev/null 2>&1; then
 fi
 if command -v npm >/dev/null 2>&1; then
   missing=("${missing[@]/npm/}")
+fi
+# scripts/check-deploy.sh: docker-compose (config checks), promtool (from the
+# prometheus package) and Go (builds helm from the Go module proxy); a Go from
+# elsewhere (go on PATH) is as good as golang-go, and better: Debian 12's Go
+# 1.19 is too old for that build (1.21+ fetches the toolchain it needs).
+if command -v go >/dev/null 2>&1; then
+  missing=("${missing[@]/golang-go/}")
 fi
 read -r -a missing <<<"${missing[*]}"
 if [ ${#missing[@]} -gt 0 ]; then

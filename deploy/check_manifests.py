@@ -1,0 +1,479 @@
+#!/usr/bin/env python3
+"""Checks of the deployment files that no schema expresses, for scripts/check-deploy.sh.
+
+  check_manifests.py chart RENDER.yaml --prefix P [--workers K,K] [--all] --builtin OUT.yaml [--rules OUT.yml]
+      The rendered chart: every Deployment runs its worker non-root, read-only, with
+      no capabilities, probes on /healthz and /readyz at the metrics port, a grace
+      period longer than the 20 s drain, secrets only by reference; a PDB, and with
+      --all a ScaledObject (right group and topic, an existing TriggerAuthentication,
+      no fixed replicas), a Service and a ServiceMonitor that selects them, the IRSA
+      annotation. Writes the built-in kinds to --builtin (for kubernetes-validate)
+      and the PrometheusRule's rule groups to --rules (for promtool).
+  check_manifests.py compose CONFIG.yaml
+      `docker-compose config` output: the workers, their dependencies and settings.
+  check_manifests.py dockerfile Dockerfile .dockerignore
+      The Dockerfile without a Docker engine: stages, user, binaries, build context.
+
+Prints one line per finding; exits 1 when there is any.
+"""
+import argparse
+import fnmatch
+import os
+import re
+import sys
+
+import yaml
+
+KINDS = ["bucket", "cur", "iam", "connect"]
+TOPIC = {"bucket": "requests", "cur": "cur", "iam": "iam", "connect": "connect"}
+BINARIES = ["onboard-bucket", "onboard-cur", "onboard-iam", "onboard-connect", "onboardctl", "awssim"]
+METRICS_PORT = 9464
+DRAIN_SECONDS = 20
+SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE|_KEY$|^AWS_SECRET_ACCESS_KEY$|SESSION)", re.I)
+BUILTIN_GROUPS = {"v1", "apps/v1", "policy/v1", "batch/v1", "networking.k8s.io/v1", "autoscaling/v2",
+                  "rbac.authorization.k8s.io/v1"}
+CRD_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication"),
+             ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+
+problems = []
+
+
+def fail(msg):
+    problems.append(msg)
+    print("FAIL " + msg)
+
+
+def labels_match(selector, labels):
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        val = labels.get(e["key"])
+        op = e["operator"]
+        if op == "In" and val not in e.get("values", []):
+            return False
+        if op == "NotIn" and val in e.get("values", []):
+            return False
+        if op == "Exists" and val is None:
+            return False
+        if op == "DoesNotExist" and val is not None:
+            return False
+    return True
+
+
+def check_chart(args):
+    docs = [d for d in yaml.safe_load_all(open(args.render)) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+        if d["apiVersion"] not in BUILTIN_GROUPS and (d["apiVersion"], d["kind"]) not in CRD_KINDS:
+            fail(f"{d['kind']} {d['apiVersion']}: neither a built-in kind nor a custom resource the check knows")
+    builtin = [d for d in docs if d["apiVersion"] in BUILTIN_GROUPS]
+    with open(args.builtin, "w") as f:
+        yaml.safe_dump_all(builtin, f, sort_keys=False)
+
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    configmaps = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
+    secret_refs = set()
+    want = sorted(args.workers.split(",")) if args.workers else sorted(KINDS)
+    got = sorted(d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component", "?")
+                 for d in deployments.values())
+    if got != want:
+        fail(f"Deployments for workers {got}, expected one each for {want}")
+    for name, dep in deployments.items():
+        where = f"Deployment {name}"
+        pod = dep["spec"]["template"]
+        spec = pod["spec"]
+        kind = pod["metadata"]["labels"].get("app.kubernetes.io/component")
+        if kind not in KINDS:
+            fail(f"{where}: component label {kind!r} is not a worker kind")
+            continue
+        if not labels_match(dep["spec"]["selector"], pod["metadata"]["labels"]):
+            fail(f"{where}: selector does not match its pod labels")
+        psc = spec.get("securityContext") or {}
+        if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
+            fail(f"{where}: pod securityContext must set runAsNonRoot and a runAsUser")
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        if grace <= DRAIN_SECONDS:
+            fail(f"{where}: terminationGracePeriodSeconds {grace} is not longer than the {DRAIN_SECONDS} s drain")
+        if len(spec["containers"]) != 1:
+            fail(f"{where}: expected one container")
+        c = spec["containers"][0]
+        if c.get("command") != [f"onboard-{kind}"]:
+            fail(f"{where}: command {c.get('command')} is not [onboard-{kind}]")
+        sc = c.get("securityContext") or {}
+        if sc.get("readOnlyRootFilesystem") is not True:
+            fail(f"{where}: readOnlyRootFilesystem is not true")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            fail(f"{where}: allowPrivilegeEscalation is not false")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            fail(f"{where}: capabilities do not drop ALL")
+        if (sc.get("capabilities") or {}).get("add"):
+            fail(f"{where}: capabilities are added")
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        if ports.get("metrics") != METRICS_PORT:
+            fail(f"{where}: no container port 'metrics' = {METRICS_PORT}")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = (c.get(probe) or {}).get("httpGet") or {}
+            if get.get("path") != path or get.get("port") not in ("metrics", METRICS_PORT):
+                fail(f"{where}: {probe} is not GET {path} on the metrics port")
+        if "startupProbe" in c and (c["startupProbe"].get("httpGet") or {}).get("path") != "/healthz":
+            fail(f"{where}: startupProbe is not GET /healthz")
+        env = {}
+        for e in c.get("env") or []:
+            env[e["name"]] = e
+            if "value" in e and SECRETISH.search(e["name"]):
+                fail(f"{where}: {e['name']} is given inline; secrets come from a Secret")
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                secret_refs.add((ref["name"], ref["key"]))
+        cm_env = {}
+        for ef in c.get("envFrom") or []:
+            cm = (ef.get("configMapRef") or {}).get("name")
+            if cm not in configmaps:
+                fail(f"{where}: envFrom names ConfigMap {cm!r}, which the chart does not render")
+            else:
+                cm_env.update(configmaps[cm].get("data") or {})
+        if "OB_BILLING_SECRET" in env and kind != "connect":
+            fail(f"{where}: only the connect worker needs the Billing Engine secret")
+        if str(cm_env.get("OB_METRICS_PORT")) != str(METRICS_PORT):
+            fail(f"{where}: OB_METRICS_PORT is {cm_env.get('OB_METRICS_PORT')!r}, not {METRICS_PORT}")
+        if cm_env.get("OB_TOPIC_PREFIX") != args.prefix:
+            fail(f"{where}: OB_TOPIC_PREFIX is {cm_env.get('OB_TOPIC_PREFIX')!r}, not {args.prefix!r}")
+        for k in cm_env:
+            if SECRETISH.search(k):
+                fail(f"ConfigMap: {k} looks like a secret; secrets come from a Secret")
+        mounts = {m["mountPath"] for m in c.get("volumeMounts") or []}
+        if "/tmp" not in mounts:
+            fail(f"{where}: no writable /tmp with a read-only root filesystem")
+        vols = {v["name"]: v for v in spec.get("volumes") or []}
+        for m in c.get("volumeMounts") or []:
+            if m["name"] not in vols:
+                fail(f"{where}: volumeMount {m['name']} has no volume")
+        for key in ("OB_KAFKA_SSL_CA_LOCATION", "OB_KAFKA_SSL_CERTIFICATE_LOCATION", "OB_KAFKA_SSL_KEY_LOCATION"):
+            path = cm_env.get(key)
+            if not path:
+                continue
+            mount = next((m for m in c.get("volumeMounts") or [] if path.startswith(m["mountPath"] + "/")), None)
+            if not mount:
+                fail(f"{where}: {key}={path} is not under a mounted volume")
+                continue
+            items = ((vols[mount["name"]].get("secret") or {}).get("items")) or []
+            rel = path[len(mount["mountPath"]) + 1:]
+            if items and rel not in [i["path"] for i in items]:
+                fail(f"{where}: {key}={path}: the Secret volume does not project {rel}")
+        if args.all:
+            if kind == "iam" and not cm_env.get("OB_BILLING_PRINCIPAL"):
+                fail(f"{where}: OB_BILLING_PRINCIPAL is not set for the iam worker")
+            for need in ("OB_KAFKA_SASL_USERNAME", "OB_KAFKA_SASL_PASSWORD", "OB_REDIS_PASSWORD"):
+                if need not in env or "valueFrom" not in env[need]:
+                    fail(f"{where}: {need} does not come from a Secret")
+            if kind == "connect" and "OB_BILLING_SECRET" not in env:
+                fail(f"{where}: OB_BILLING_SECRET does not come from a Secret")
+            if cm_env.get("OB_KAFKA_SECURITY_PROTOCOL") != "sasl_ssl":
+                fail(f"{where}: security protocol is {cm_env.get('OB_KAFKA_SECURITY_PROTOCOL')!r}, not sasl_ssl")
+            for key in ("OB_KAFKA_SSL_CA_LOCATION", "OB_KAFKA_SSL_CERTIFICATE_LOCATION", "OB_KAFKA_SSL_KEY_LOCATION"):
+                if not cm_env.get(key):
+                    fail(f"{where}: {key} is not set with mutual TLS on")
+
+    # One PDB per Deployment.
+    pdbs = by_kind.get("PodDisruptionBudget", [])
+    for name, dep in deployments.items():
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        n = sum(1 for p in pdbs if labels_match(p["spec"]["selector"], labels))
+        if n != 1:
+            fail(f"Deployment {name}: {n} PodDisruptionBudgets select it, expected 1")
+
+    # The ServiceAccount the pods use exists.
+    sas = {d["metadata"]["name"]: d for d in by_kind.get("ServiceAccount", [])}
+    for name, dep in deployments.items():
+        sa = dep["spec"]["template"]["spec"].get("serviceAccountName")
+        if sa not in sas:
+            fail(f"Deployment {name}: ServiceAccount {sa!r} is not rendered")
+
+    # KEDA, when on: each worker scaled on its own group and topic.
+    if by_kind.get("ScaledObject") or args.all:
+        check_keda(args, by_kind, deployments, secret_refs)
+
+    if args.all:
+        for sa in sas.values():
+            if not (sa["metadata"].get("annotations") or {}).get("eks.amazonaws.com/role-arn"):
+                fail(f"ServiceAccount {sa['metadata']['name']}: no eks.amazonaws.com/role-arn annotation")
+        # Every worker has a metrics Service, and the ServiceMonitor selects them all.
+        svcs = by_kind.get("Service", [])
+        sms = by_kind.get("ServiceMonitor", [])
+        if len(sms) != 1:
+            fail(f"expected one ServiceMonitor, got {len(sms)}")
+        for name, dep in deployments.items():
+            pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+            mine = [s for s in svcs if labels_match({"matchLabels": s["spec"]["selector"]}, pod_labels)]
+            if len(mine) != 1:
+                fail(f"Deployment {name}: {len(mine)} Services select its pods, expected 1")
+                continue
+            svc = mine[0]
+            port_names = {p.get("name") for p in svc["spec"]["ports"]}
+            for sm in sms:
+                if not labels_match(sm["spec"]["selector"], svc["metadata"].get("labels") or {}):
+                    fail(f"ServiceMonitor {sm['metadata']['name']} does not select Service {svc['metadata']['name']}")
+                for ep in sm["spec"]["endpoints"]:
+                    if ep.get("port") not in port_names:
+                        fail(f"ServiceMonitor endpoint port {ep.get('port')!r} is not a port of {svc['metadata']['name']}")
+        if not by_kind.get("PrometheusRule"):
+            fail("no PrometheusRule rendered")
+        print("secrets referenced: " + ", ".join(f"{n}/{k}" for n, k in sorted(secret_refs)))
+
+    if args.rules and by_kind.get("PrometheusRule"):
+        groups = []
+        for pr in by_kind.get("PrometheusRule", []):
+            groups.extend(pr["spec"]["groups"])
+        with open(args.rules, "w") as f:
+            yaml.safe_dump({"groups": groups}, f, sort_keys=False)
+        alerts = [r.get("alert") for g in groups for r in g["rules"] if r.get("alert")]
+        print(f"rules: {len(groups)} group(s), alerts {', '.join(alerts)}")
+
+    counts = {}
+    for d in docs:
+        counts[d["kind"]] = counts.get(d["kind"], 0) + 1
+    print(f"rendered {len(docs)} manifests: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+
+
+def check_keda(args, by_kind, deployments, secret_refs):
+    # KEDA: one ScaledObject per Deployment, on its own group and topic.
+    sos = by_kind.get("ScaledObject", [])
+    tas = {d["metadata"]["name"] for d in by_kind.get("TriggerAuthentication", [])}
+    targets = {}
+    for so in sos:
+        ref = so["spec"]["scaleTargetRef"]
+        tname = ref["name"]
+        targets[tname] = so
+        if tname not in deployments or ref.get("kind", "Deployment") != "Deployment":
+            fail(f"ScaledObject {so['metadata']['name']}: target {tname} is not a rendered Deployment")
+            continue
+        kind = deployments[tname]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        for t in so["spec"]["triggers"]:
+            md = t.get("metadata") or {}
+            if t["type"] != "kafka":
+                fail(f"ScaledObject {so['metadata']['name']}: trigger {t['type']} is not kafka")
+                continue
+            if md.get("consumerGroup") != args.prefix + kind:
+                fail(f"ScaledObject {so['metadata']['name']}: consumerGroup {md.get('consumerGroup')!r} "
+                     f"is not {args.prefix + kind!r}")
+            if md.get("topic") != args.prefix + TOPIC[kind]:
+                fail(f"ScaledObject {so['metadata']['name']}: topic {md.get('topic')!r} "
+                     f"is not {args.prefix + TOPIC[kind]!r}")
+            auth = (t.get("authenticationRef") or {}).get("name")
+            if auth and auth not in tas:
+                fail(f"ScaledObject {so['metadata']['name']}: authenticationRef {auth!r} is not rendered")
+            if md.get("sasl") and not auth:
+                fail(f"ScaledObject {so['metadata']['name']}: SASL without a TriggerAuthentication")
+            if args.all and not auth:
+                fail(f"ScaledObject {so['metadata']['name']}: no TriggerAuthentication with SASL and TLS on")
+    for name, dep in deployments.items():
+        if name not in targets:
+            fail(f"Deployment {name}: no ScaledObject scales it")
+        elif "replicas" in dep["spec"]:
+            fail(f"Deployment {name}: sets replicas although KEDA owns the count")
+    for ta in by_kind.get("TriggerAuthentication", []):
+        for r in ta["spec"].get("secretTargetRef") or []:
+            secret_refs.add((r["name"], r["key"]))
+
+
+def duration_seconds(s):
+    total = 0.0
+    for num, unit in re.findall(r"([0-9.]+)(us|ms|s|m|h)", str(s)):
+        total += float(num) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}[unit]
+    return total
+
+
+def check_compose(args):
+    cfg = yaml.safe_load(open(args.config))
+    services = cfg.get("services") or {}
+    for need in ("kafka", "redis", "awssim", "topics", *KINDS):
+        if need not in services:
+            fail(f"compose: service {need} is missing")
+    if problems:
+        return
+    if services["kafka"]["image"] != "apache/kafka:3.9.1":
+        fail(f"compose: kafka image is {services['kafka']['image']}, not apache/kafka:3.9.1")
+    kenv = services["kafka"].get("environment") or {}
+    if "broker" not in str(kenv.get("KAFKA_PROCESS_ROLES")) or "controller" not in str(kenv.get("KAFKA_PROCESS_ROLES")):
+        fail("compose: kafka does not run in KRaft mode (broker,controller)")
+    rcmd = " ".join(services["redis"].get("command") or [])
+    if "--appendonly yes" not in rcmd or "--requirepass" not in rcmd:
+        fail("compose: redis runs without AOF or without a password")
+    image = services["bucket"].get("image")
+    for kind in KINDS:
+        s = services[kind]
+        where = f"compose: {kind}"
+        if s.get("image") != image or s.get("image") != services["awssim"].get("image"):
+            fail(f"{where}: not the one image of the fleet")
+        cmd = s.get("command")
+        if cmd != [f"onboard-{kind}"]:
+            fail(f"{where}: command {cmd} is not [onboard-{kind}]")
+        dep = s.get("depends_on") or {}
+        if (dep.get("topics") or {}).get("condition") != "service_completed_successfully":
+            fail(f"{where}: does not wait for the topics job to complete")
+        if (dep.get("redis") or {}).get("condition") != "service_healthy":
+            fail(f"{where}: does not wait for a healthy redis")
+        env = s.get("environment") or {}
+        if str(env.get("OB_METRICS_PORT")) != str(METRICS_PORT):
+            fail(f"{where}: OB_METRICS_PORT is not {METRICS_PORT}")
+        for k in ("OB_KAFKA_BOOTSTRAP_SERVERS", "OB_REDIS_HOST", "OB_REDIS_PASSWORD", "OB_TOPIC_PREFIX"):
+            if not env.get(k):
+                fail(f"{where}: {k} is not set")
+        if env.get("OB_REDIS_PASSWORD") != (services["redis"].get("environment") or {}).get("REDISCLI_AUTH"):
+            fail(f"{where}: OB_REDIS_PASSWORD differs from the redis service's password")
+        if kind == "iam" and not env.get("OB_BILLING_PRINCIPAL"):
+            fail(f"{where}: OB_BILLING_PRINCIPAL is not set")
+        for k, v in env.items():
+            if v == "":
+                fail(f"{where}: {k} is set to an empty string (librdkafka refuses empty settings)")
+        if duration_seconds(s.get("stop_grace_period", "10s")) <= DRAIN_SECONDS:
+            fail(f"{where}: stop_grace_period is not longer than the {DRAIN_SECONDS} s drain")
+        if "healthcheck" not in s:
+            fail(f"{where}: no healthcheck")
+    for name in ("kafka", "redis", "awssim"):
+        if "healthcheck" not in services[name]:
+            fail(f"compose: {name} has no healthcheck")
+    tcmd = " ".join(services["topics"].get("entrypoint") or []) + " " + " ".join(services["topics"].get("command") or [])
+    if "create-topics.sh" not in tcmd:
+        fail("compose: the topics job does not run deploy/create-topics.sh")
+    if ((services["topics"].get("depends_on") or {}).get("kafka") or {}).get("condition") != "service_healthy":
+        fail("compose: the topics job does not wait for a healthy kafka")
+    if args.profile_metrics:
+        if "prometheus" not in services:
+            fail("compose: the metrics profile has no prometheus service")
+    print(f"compose: {len(services)} services: {', '.join(sorted(services))}")
+
+
+def dockerignored(path, patterns):
+    """Whether .dockerignore excludes PATH (the last matching pattern decides)."""
+    excluded = False
+    for pat in patterns:
+        neg = pat.startswith("!")
+        p = pat[1:] if neg else pat
+        p = p.rstrip("/")
+        parts = path.split("/")
+        hit = any(fnmatch.fnmatch("/".join(parts[:i]), p) or
+                  fnmatch.fnmatch("/".join(parts[:i]), p.replace("**/", ""))
+                  for i in range(1, len(parts) + 1))
+        if hit:
+            excluded = not neg
+    return excluded
+
+
+def check_dockerfile(args):
+    text = open(args.dockerfile).read()
+    # Join continuation lines, drop comments.
+    lines = []
+    cur = ""
+    for raw in text.splitlines():
+        if raw.strip().startswith("#") and not cur:
+            continue
+        if raw.rstrip().endswith("\\"):
+            cur += raw.rstrip()[:-1] + " "
+            continue
+        cur += raw
+        if cur.strip():
+            lines.append(cur.strip())
+        cur = ""
+    ignore = [l.strip() for l in open(args.dockerignore) if l.strip() and not l.startswith("#")]
+    args_default = {}
+    stages = []
+    for l in lines:
+        instr, _, rest = l.partition(" ")
+        instr = instr.upper()
+        if instr == "ARG" and not stages:
+            k, _, v = rest.partition("=")
+            args_default[k.strip()] = v.strip()
+        elif instr == "FROM":
+            ref = re.sub(r"\$\{(\w+)\}", lambda m: args_default.get(m.group(1), ""), rest.split()[0])
+            name = rest.split()[-1] if " AS " in rest.upper() else ""
+            stages.append({"image": ref, "name": name, "lines": []})
+        elif stages:
+            stages[-1]["lines"].append((instr, rest))
+    if len(stages) < 2:
+        fail("Dockerfile: not multi-stage")
+        return
+    if stages[0]["image"] not in ("debian:12", "debian:bookworm"):
+        fail(f"Dockerfile: builder is {stages[0]['image']}, not debian:12")
+    final = stages[-1]
+    if final["image"] not in ("debian:12-slim", "debian:bookworm-slim"):
+        fail(f"Dockerfile: runtime is {final['image']}, not debian:12-slim")
+    fl = final["lines"]
+    users = [r for i, r in fl if i == "USER"]
+    if not users:
+        fail("Dockerfile: the runtime stage has no USER")
+    else:
+        uid = users[-1].split(":")[0]
+        if not uid.isdigit() or int(uid) == 0:
+            fail(f"Dockerfile: USER {users[-1]} is not a numeric non-root uid (Kubernetes runAsNonRoot needs one)")
+    if any(i == "ENTRYPOINT" for i, _ in fl):
+        fail("Dockerfile: the runtime image sets an ENTRYPOINT; the command chooses the program")
+    for i, r in fl:
+        if i == "CMD" and not r.startswith("["):
+            fail("Dockerfile: CMD in shell form (the program would not be PID 1)")
+    runtime_runs = " ".join(r for i, r in fl if i == "RUN")
+    for dev in ("-dev ", "build-essential", "cmake"):
+        if dev in runtime_runs + " ":
+            fail(f"Dockerfile: the runtime stage installs {dev.strip()}")
+    for lib in ("librdkafka1", "libcurl4", "libssl3", "libjansson4", "libhiredis0.14", "ca-certificates"):
+        if lib not in runtime_runs:
+            fail(f"Dockerfile: the runtime stage does not install {lib}")
+    builder_runs = " ".join(r for s in stages[:-1] for i, r in s["lines"] if i == "RUN")
+    for b in BINARIES:
+        if not re.search(rf"/{re.escape(b)}\b", builder_runs + " " + " ".join(r for i, r in fl)):
+            fail(f"Dockerfile: {b} is not installed into the image")
+    if "Release" not in builder_runs:
+        fail("Dockerfile: the build is not CMAKE_BUILD_TYPE=Release")
+    # The build context: every COPY source exists and is not excluded by .dockerignore.
+    copied = []
+    root = os.path.dirname(os.path.abspath(args.dockerfile))
+    for s in stages:
+        for i, r in s["lines"]:
+            if i != "COPY" or "--from=" in r:
+                continue
+            parts = [p for p in r.split() if not p.startswith("--")]
+            for src in parts[:-1]:
+                src = src.rstrip("/")
+                copied.append(src)
+                if not os.path.exists(os.path.join(root, src)):
+                    fail(f"Dockerfile: COPY {src}: no such path in the repository")
+                elif dockerignored(src, ignore):
+                    fail(f"Dockerfile: COPY {src}: excluded by .dockerignore")
+    for must in ("build", ".git"):
+        if not dockerignored(must, ignore):
+            fail(f".dockerignore: {must} is not excluded")
+    print("dockerfile: stages " + " -> ".join(s["image"] for s in stages) + "; context: " + " ".join(copied))
+    if args.copied:
+        with open(args.copied, "w") as f:
+            f.write("\n".join(copied) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("chart")
+    c.add_argument("render")
+    c.add_argument("--prefix", default="onboard.")
+    c.add_argument("--workers", help="the enabled workers, comma-separated (default: all four)")
+    c.add_argument("--all", action="store_true")
+    c.add_argument("--builtin", required=True)
+    c.add_argument("--rules")
+    c.set_defaults(fn=check_chart)
+    c = sub.add_parser("compose")
+    c.add_argument("config")
+    c.add_argument("--profile-metrics", action="store_true")
+    c.set_defaults(fn=check_compose)
+    c = sub.add_parser("dockerfile")
+    c.add_argument("dockerfile")
+    c.add_argument("dockerignore")
+    c.add_argument("--copied", help="write the COPY sources here, one a line")
+    c.set_defaults(fn=check_dockerfile)
+    args = ap.parse_args()
+    args.fn(args)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
