@@ -1246,33 +1246,30 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
 
     /* Consumer lag in kafka-lag-exporter's names. */
     rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
-    ob_metrics_family(&m, "kafka_consumergroup_group_lag", "gauge",
-                      "Messages of the partition not yet finished by the group.");
-    for (int i = 0; a && i < a->cnt; i++) {
-        int64_t lag;
-        double lag_s;
-        partition_lag(w, a->elems[i].topic, a->elems[i].partition, &lag, &lag_s);
-        if (lag < 0)
-            continue;
-        char part[16];
-        snprintf(part, sizeof(part), "%d", (int)a->elems[i].partition);
-        const char *l[] = {"group", w->group, "topic", a->elems[i].topic, "partition", part, NULL};
-        ob_metrics_sample(&m, "kafka_consumergroup_group_lag", l, (double)lag);
+    int nparts = a ? a->cnt : 0;
+    int64_t *lags = calloc((size_t)(nparts ? nparts : 1), sizeof(*lags));
+    double *ages = calloc((size_t)(nparts ? nparts : 1), sizeof(*ages));
+    for (int i = 0; lags && ages && i < nparts; i++)
+        partition_lag(w, a->elems[i].topic, a->elems[i].partition, &lags[i], &ages[i]);
+    for (int f = 0; f < 2; f++) {
+        const char *name =
+            f ? "kafka_consumergroup_group_lag_seconds" : "kafka_consumergroup_group_lag";
+        ob_metrics_family(&m, name, "gauge",
+                          f ? "Age of the oldest message of the partition not yet finished (0 "
+                              "when none is in flight)."
+                            : "Messages of the partition not yet finished by the group.");
+        for (int i = 0; lags && ages && i < nparts; i++) {
+            if (lags[i] < 0)
+                continue;
+            char part[16];
+            snprintf(part, sizeof(part), "%d", (int)a->elems[i].partition);
+            const char *l[] = {"group",     w->group, "topic", a->elems[i].topic,
+                               "partition", part,     NULL};
+            ob_metrics_sample(&m, name, l, f ? ages[i] : (double)lags[i]);
+        }
     }
-    ob_metrics_family(&m, "kafka_consumergroup_group_lag_seconds", "gauge",
-                      "Age of the oldest message of the partition not yet finished (0 when "
-                      "none is in flight).");
-    for (int i = 0; a && i < a->cnt; i++) {
-        int64_t lag;
-        double lag_s;
-        partition_lag(w, a->elems[i].topic, a->elems[i].partition, &lag, &lag_s);
-        if (lag < 0)
-            continue;
-        char part[16];
-        snprintf(part, sizeof(part), "%d", (int)a->elems[i].partition);
-        const char *l[] = {"group", w->group, "topic", a->elems[i].topic, "partition", part, NULL};
-        ob_metrics_sample(&m, "kafka_consumergroup_group_lag_seconds", l, lag_s);
-    }
+    free(lags);
+    free(ages);
     if (a)
         rd_kafka_topic_partition_list_destroy(a);
 }
