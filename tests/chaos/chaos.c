@@ -506,6 +506,56 @@ static void check_failed(acct_t *a, json_t *state)
           a->id);
 }
 
+/* ---- secrets in logs ---- */
+
+static int secret_char(int c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/' || c == '=';
+}
+
+/* Every run of secret-looking characters in the workers' and onboardctl's
+ * logs, looked up among the secrets of the run (the fleet's secret key,
+ * every session secret and token the simulator issued, every ExternalId);
+ * returns how many lines leak one. */
+static int scan_logs(json_t *secrets, size_t *bytes)
+{
+    static const char *const files[] = {"bucket.log", "cur.log", "iam.log", "connect.log",
+                                        "onboardctl.log"};
+    int leaks = 0;
+    *bytes = 0;
+    for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", G.logdir, files[f]);
+        size_t len = 0;
+        char *text = ob_test_read_file(path, &len);
+        if (!text)
+            continue;
+        *bytes += len;
+        for (size_t i = 0; i < len;) {
+            if (!secret_char((unsigned char)text[i])) {
+                i++;
+                continue;
+            }
+            size_t j = i;
+            while (j < len && secret_char((unsigned char)text[j]))
+                j++;
+            if (j - i >= 16) {
+                char save = text[j];
+                text[j] = '\0';
+                if (json_object_get(secrets, text + i)) {
+                    leaks++;
+                    fprintf(stderr, "chaos: %s leaks a secret (%.6s...)\n", files[f], text + i);
+                }
+                text[j] = save;
+            }
+            i = j;
+        }
+        free(text);
+    }
+    return leaks;
+}
+
 /* ---- main ---- */
 
 static void usage(void)
@@ -777,6 +827,32 @@ int main(int argc, char **argv)
     printf("chaos: phase 2: repaired and replayed %d dead letters; all connected in %.1f s; a "
            "second replay replayed none; %d raw connected events in all, %d duplicates\n",
            replayed, took2, G.raw_connected, G.raw_connected - (int)json_object_size(G.seen_idem));
+
+    /* No secret of the run in any log line. */
+    json_t *secrets = json_object();
+    json_object_set_new(secrets, SIM_MGMT_SECRET, json_true());
+    const char *kid;
+    json_t *key;
+    json_object_foreach(sim_section(G.sim, "keys"), kid, key)
+    {
+        for (const char *f = "secret"; f; f = !strcmp(f, "secret") ? "token" : NULL)
+            if (json_string_value(json_object_get(key, f)))
+                json_object_set_new(secrets, json_string_value(json_object_get(key, f)),
+                                    json_true());
+    }
+    for (int i = 0; i < G.n; i++) {
+        const char *ext = json_string_value(json_object_get(G.a[i].event, "external_id"));
+        if (ext)
+            json_object_set_new(secrets, ext, json_true());
+    }
+    size_t log_bytes = 0;
+    int leaks = scan_logs(secrets, &log_bytes);
+    printf("chaos: %zu secrets (keys, session tokens, ExternalIds) looked for in %zu bytes of "
+           "logs: %d leaks\n",
+           json_object_size(secrets), log_bytes, leaks);
+    check(leaks == 0, "%d log lines leak a secret", leaks);
+    check(log_bytes > 0, "no worker logs to scan");
+    json_decref(secrets);
 
     /* Stop the workers gracefully: each must exit 0 on SIGTERM. */
     for (int s = 0; s < 4; s++)
