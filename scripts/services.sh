@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Start and stop the real services the tests and the local stack use:
 # a single-node Apache Kafka broker in KRaft mode (jars from Maven Central,
-# cached), redis-server, and moto (an independent AWS implementation), each on
-# free loopback ports, with all state in one run directory.
+# cached) with a plaintext and a TLS listener (a CA and certificate made with
+# openssl at first start), redis-server, and moto (an independent AWS
+# implementation), each on free loopback ports, with all state in one run
+# directory.
 #
 #   scripts/services.sh start RUNDIR [kafka] [redis] [moto]   # default: all
 #   scripts/services.sh stop RUNDIR
@@ -41,24 +43,50 @@ wait_kafka() {
   done
 }
 
+# A CA and a broker certificate for the TLS listener, made with openssl.
+kafka_tls_certs() {
+  local tls=$1
+  [ -f "$tls/broker.pem" ] && return 0
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=onboard test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/broker.key" -out "$tls/broker.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+  openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -CAcreateserial -days 30 -extfile "$tls/san.ext" -out "$tls/broker.crt" 2>/dev/null
+  # Kafka's PEM key store: the PKCS#8 key, then the certificate chain.
+  openssl pkcs8 -topk8 -nocrypt -in "$tls/broker.key" -out "$tls/broker.p8" 2>/dev/null
+  cat "$tls/broker.p8" "$tls/broker.crt" "$tls/ca.pem" >"$tls/broker.pem"
+}
+
 start_kafka() {
   local dir=$1/kafka
   kafka_jars
   mkdir -p "$dir"
-  local port cport
+  local port cport sport
   if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); cport=$(cat "$dir/cport"); else
     port=$(free_port); cport=$(free_port)
     while [ "$cport" = "$port" ]; do cport=$(free_port); done
     echo "$port" >"$dir/port"; echo "$cport" >"$dir/cport"
   fi
+  if [ -f "$dir/sport" ]; then sport=$(cat "$dir/sport"); else
+    sport=$(free_port)
+    while [ "$sport" = "$port" ] || [ "$sport" = "$cport" ]; do sport=$(free_port); done
+    echo "$sport" >"$dir/sport"
+  fi
+  kafka_tls_certs "$dir/tls"
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SSL://127.0.0.1:$sport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SSL://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/tls/broker.pem
+ssl.client.auth=none
 log.dirs=$dir/data
 num.partitions=4
 offsets.topic.replication.factor=1
@@ -151,6 +179,10 @@ stop_moto() {
 print_env() {
   local run=$1
   [ -f "$run/kafka/port" ] && echo "export OB_TEST_KAFKA_BROKERS=127.0.0.1:$(cat "$run/kafka/port")"
+  if [ -f "$run/kafka/sport" ]; then
+    echo "export OB_TEST_KAFKA_TLS_BROKERS=127.0.0.1:$(cat "$run/kafka/sport")"
+    echo "export OB_TEST_KAFKA_TLS_CA=$run/kafka/tls/ca.pem"
+  fi
   [ -f "$run/redis/port" ] && echo "export OB_TEST_REDIS_PORT=$(cat "$run/redis/port")"
   [ -f "$run/moto/port" ] && echo "export OB_TEST_MOTO_URL=http://127.0.0.1:$(cat "$run/moto/port")"
   echo "export OB_TEST_SERVICES_DIR=$run"
