@@ -329,9 +329,22 @@ static void job_free(job_t *j)
 static void job_complete(job_t *j)
 {
     ob_worker_t *w = j->w;
+    uint64_t took = j->t_start ? ob_loop_update_time(w->loop) - j->t_start : 0;
     if (j->t_start && !j->skipped)
-        ob_histogram_observe(&w->duration,
-                             (double)(ob_loop_update_time(w->loop) - j->t_start) / 1000.0);
+        ob_histogram_observe(&w->duration, (double)took / 1000.0);
+    if (j->plan.account_id[0] && (j->t_start || j->failed)) {
+        /* One line per account and stage: what an operator searches for. */
+        char ms[24], attempts[16];
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)took);
+        snprintf(attempts, sizeof(attempts), "%d", j->stage_attempt);
+        ob_logkv(j->failed ? OB_LOG_WARN : OB_LOG_INFO, "worker",
+                 j->skipped  ? "stage skipped: already done"
+                 : j->failed ? "stage failed: dead letter"
+                             : "stage done",
+                 "account", j->plan.account_id, "request_id", j->plan.request_id, "stage",
+                 w->stage->name, "duration_ms", ms, "stage_attempts", attempts, "error",
+                 j->failed ? j->last.code : NULL, NULL);
+    }
     if (!j->detached) {
         int64_t commit;
         if (ob_offsets_done(w->offsets, j->topic, j->partition, j->offset, &commit) == 1)
