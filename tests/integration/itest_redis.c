@@ -4,10 +4,15 @@
  * (CLIENT PAUSE), and survival of a real Redis restart with commands queued
  * while it was down.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "ob_log.h"
 #include "ob_redis.h"
 #include "testutil.h"
 
@@ -168,6 +173,71 @@ static void test_survives_restart(void **state)
     ob_loop_free(loop);
 }
 
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* A private redis-server with requirepass: the right password works, a wrong
+ * one makes commands fail with Redis's reason, and neither password is ever
+ * written to the log. */
+static void test_password(void **state)
+{
+    int p = free_port();
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd),
+             "exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
+             "--requirepass 'pw-Right-7f3a' --logfile /dev/null",
+             p);
+    pid_t pid = ob_test_sh_async(cmd);
+    char logpath[] = "/tmp/ob-redis-log-XXXXXX";
+    int logfd = mkstemp(logpath);
+    assert_true(logfd >= 0);
+    ob_log_set_level(OB_LOG_DEBUG);
+    ob_log_set_fd(logfd);
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_redis_opts_t o = {.host = "127.0.0.1", .port = p, .password = "pw-Right-7f3a"};
+    ob_redis_t *r = NULL;
+    for (int i = 0; i < 50 && !(r && ob_redis_connected(r)); i++) {
+        if (!r)
+            r = ob_redis_new(loop, &o, NULL, 0);
+        ob_test_run_until(loop, connected, r, 200);
+    }
+    assert_true(ob_redis_connected(r));
+    call_t c;
+    run_cmd(loop, r, &c, "SET %s %s", "ob:test:auth", "yes");
+    assert_int_equal(c.err, OB_OK);
+    assert_int_equal(c.type, REDIS_REPLY_STATUS);
+    run_cmd(loop, r, &c, "GET %s", "ob:test:auth", NULL);
+    assert_string_equal(c.str, "yes");
+    ob_redis_free(r);
+
+    o.password = "pw-Wrong-9c1e";
+    r = ob_redis_new(loop, &o, NULL, 0);
+    run_cmd(loop, r, &c, "GET %s", "ob:test:auth", NULL);
+    assert_int_equal(c.type, REDIS_REPLY_ERROR);
+    assert_true(strstr(c.str, "NOAUTH") || strstr(c.str, "WRONGPASS"));
+    ob_redis_free(r);
+    ob_loop_free(loop);
+    ob_log_set_fd(2);
+    ob_log_set_level(OB_LOG_WARN);
+    close(logfd);
+    char *logs = ob_test_read_file(logpath, NULL);
+    unlink(logpath);
+    assert_non_null(logs);
+    assert_non_null(strstr(logs, "AUTH failed")); /* the wrong password was reported */
+    assert_null(strstr(logs, "pw-Right"));
+    assert_null(strstr(logs, "pw-Wrong"));
+    free(logs);
+    ob_test_kill(pid);
+}
+
 static void test_free_cancels_pending(void **state)
 {
     ob_loop_t *loop = ob_loop_new(NULL, 0);
@@ -194,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_deadline_and_recovery),
         cmocka_unit_test(test_free_cancels_pending),
         cmocka_unit_test(test_survives_restart),
+        cmocka_unit_test(test_password),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
