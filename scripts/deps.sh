@@ -10,7 +10,7 @@ PKGS=(
   librdkafka-dev libcurl4-openssl-dev libssl-dev libjansson-dev libhiredis-dev libcmocka-dev
   redis-server kcat python3 python3-venv curl default-jre-headless maven
   valgrind clang libclang-rt-14-dev clang-format
-  awscli python3-boto3 wrk npm
+  awscli python3-boto3 wrk npm gnuplot-nox
   docker-compose prometheus golang-go
 )
 

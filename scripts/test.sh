@@ -54,6 +54,13 @@ run_ctest() {
 step "tests"
 run_ctest build/ci
 
+# The fleet benchmark's quick variant: 1,000 accounts through the four workers
+# on their own broker and Redis. Its figures are printed; it fails only on a
+# gross regression (ten times slower than docs/BENCHMARKS.md records).
+step "benchmark (quick: 1,000 accounts)"
+python3 bench/fleet_bench.py --accounts 1000 --build build/ci --json build/ci/bench.json \
+  --max-cpu-ms 25 --min-rate 10
+
 if [ "${OB_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
   step "build (ASan + UBSan)"
   cmake -S . -B build/asan -DOB_WERROR=ON -DOB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

@@ -790,9 +790,11 @@ int main(int argc, char **argv)
     snprintf(out, sizeof(out), "%s/replay-dry.out", G.logdir);
     int rc = run_ctl("replay --dry-run --json", out);
     json_t *sum = last_json_line(out);
+    char *sumtext = sum ? json_dumps(sum, 0) : NULL;
     check(rc == 0 && sum &&
               json_integer_value(json_object_get(sum, "would_replay")) == n_norole + n_taken,
-          "replay --dry-run: exit %d, %s", rc, sum ? json_dumps(sum, 0) : "no summary");
+          "replay --dry-run: exit %d, %s", rc, sumtext ? sumtext : "no summary");
+    free(sumtext);
     json_decref(sum);
     double t1 = now_s();
     snprintf(out, sizeof(out), "%s/replay.out", G.logdir);

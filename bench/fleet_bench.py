@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""The fleet benchmark: N accounts through the four workers, end to end.
+
+Starts a real Kafka broker and Redis (scripts/services.sh), the AWS simulator
+with a latency profile, one replica of each worker (separate processes, as
+deployed), enqueues N new accounts with onboardctl, waits until every one is
+connected, and prints:
+
+  - wall time, accounts per second, and the critical path of one account under
+    the profile (its sequential AWS latencies plus the stack delay, from the
+    simulator's own latency table and the calls one account really made) with
+    the ratio of wall time to it;
+  - p50/p90/p99/max end-to-end latency per account (request produced ->
+    connected event produced, both Kafka timestamps);
+  - CPU seconds and peak RSS per worker (from /proc, before they stop);
+  - AWS requests, Redis commands and Kafka messages per account.
+
+As a table, and as JSON (--json FILE) so two runs compare (--compare OLD.json).
+With gnuplot installed, --plot FILE.png draws accounts connected over time.
+
+  bench/fleet_bench.py [--accounts 10000] [--profile instant|aws-typical]
+                       [--scale 1.0] [--build build] [--json out.json]
+                       [--plot out.png] [--compare old.json] [--max-cpu-ms X]
+                       [--min-rate X]
+
+--max-cpu-ms and --min-rate turn figures into a pass/fail (exit 1) for CI's
+gross-regression check; without them nothing is asserted.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STAGES = ["bucket", "cur", "iam", "connect"]
+MGMT_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def kcat_lines(brokers, topic, fmt):
+    """Every message of a topic, formatted by kcat (-f), as lines."""
+    out = subprocess.run(["kcat", "-C", "-b", brokers, "-t", topic, "-e", "-q", "-f", fmt],
+                         capture_output=True, text=True, timeout=300)
+    return [l for l in out.stdout.split("\n") if l]
+
+
+def http_json(url, method="GET", body=None):
+    import urllib.request
+    req = urllib.request.Request(url, method=method, data=body.encode() if body else None)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read().decode())
+
+
+def proc_figures(pid):
+    """(cpu seconds, peak RSS MiB) of a live process."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    hwm = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024.0
+    return cpu, hwm
+
+
+def redis_calls(port):
+    total = 0
+    for line in sh(["redis-cli", "-p", str(port), "INFO", "commandstats"]).splitlines():
+        if line.startswith("cmdstat_"):
+            for kv in line.split(":", 1)[1].split(","):
+                k, v = kv.split("=")
+                if k == "calls":
+                    total += int(v)
+    return total
+
+
+def mean_ms(spec):
+    """'40ms-90ms' / '25s-40s' / '300ms' -> mean milliseconds."""
+    def one(x):
+        x = x.strip()
+        if x.endswith("ms"):
+            return float(x[:-2])
+        if x.endswith("s"):
+            return float(x[:-1]) * 1000
+        return float(x)
+    parts = spec.split("-")
+    return sum(one(p) for p in parts) / len(parts)
+
+
+def latency_of(rules, api, scale):
+    """The simulator's mean latency for an API: exact rule, then service.*, then *."""
+    svc = api.split(".")[0]
+    for key in (api, svc + ".*", "*"):
+        if key in rules:
+            return mean_ms(rules[key]) * scale
+    return 0.0
+
+
+def critical_path(rules, scale, counts):
+    """The sequential latency of one account: every call it made (stack polls
+    beyond the first and last excluded: they overlap the stack's own delay),
+    plus the stack creation."""
+    total = 0.0
+    for api, n in counts.items():
+        if api == "cloudformation.DescribeStacks":
+            n = min(n, 2)
+        total += n * latency_of(rules, api, scale)
+    total += latency_of(rules, "cloudformation.stack_create", scale)
+    return total / 1000.0
+
+
+def pct(xs, p):
+    if not xs:
+        return 0.0
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, int(round(p / 100.0 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--accounts", type=int, default=10000)
+    ap.add_argument("--profile", default="instant", choices=["instant", "aws-typical"])
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--json")
+    ap.add_argument("--plot")
+    ap.add_argument("--compare")
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--max-cpu-ms", type=float, help="fail above this CPU ms per account (all workers)")
+    ap.add_argument("--min-rate", type=float, help="fail below this many accounts per second")
+    args = ap.parse_args()
+    n = args.accounts
+    bins = {s: os.path.join(args.build, "workers", "onboard-" + s) for s in STAGES}
+    ctl = os.path.join(args.build, "tools", "onboardctl")
+    simbin = os.path.join(args.build, "sim", "awssim")
+    for p in list(bins.values()) + [ctl, simbin]:
+        if not os.access(p, os.X_OK):
+            sys.exit("bench: %s is missing: build first (cmake -S . -B build && cmake --build build -j)" % p)
+    for tool in ("kcat", "redis-cli"):
+        if not shutil.which(tool):
+            sys.exit("bench: %s is missing (scripts/deps.sh installs it)" % tool)
+
+    run = tempfile.mkdtemp(prefix="onboard-bench.")
+    procs = {}
+    sim = None
+    services = os.path.join(ROOT, "scripts", "services.sh")
+    try:
+        log("starting Kafka and Redis in %s" % run)
+        sh([services, "start", run, "kafka", "redis"])
+        env_lines = sh([services, "env", run])
+        senv = dict(l.replace("export ", "", 1).split("=", 1) for l in env_lines.splitlines() if l.startswith("export "))
+        brokers = senv["OB_TEST_KAFKA_BROKERS"]
+        rport = int(senv["OB_TEST_REDIS_PORT"])
+        portfile = os.path.join(run, "sim.port")
+        simcmd = [simbin, "--port-file", portfile, "--org-accounts", str(n + 10),
+                  "--profile", args.profile, "--scale", str(args.scale)]
+        sim = subprocess.Popen(simcmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(run, "sim.log"), "w"))
+        for _ in range(200):
+            if os.path.exists(portfile) and open(portfile).read().strip():
+                break
+            time.sleep(0.05)
+        sim_url = "http://127.0.0.1:" + open(portfile).read().strip()
+        prefix = "bench%d." % os.getpid()
+        env = dict(os.environ)
+        env.update({
+            "AWS_ENDPOINT_URL": sim_url, "AWS_ACCESS_KEY_ID": MGMT_KEY[0],
+            "AWS_SECRET_ACCESS_KEY": MGMT_KEY[1], "AWS_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "OB_TOPIC_PREFIX": prefix, "OB_REDIS_PORT": str(rport),
+            "OB_KAFKA_BOOTSTRAP_SERVERS": brokers,
+            "OB_BILLING_PRINCIPAL": "arn:aws:iam::111111111111:root",
+            "OB_LOG_LEVEL": "warn",
+            # Every account in flight at once: the window is not what is measured.
+            "OB_INFLIGHT_MAX": str(max(n, 100)),
+            # The simulator has no STS quota; real AWS's is what aws.rate.limits models.
+            "OB_AWS_RATE_LIMITS": "",
+            "OB_STACK_POLL": "1s" if args.profile == "aws-typical" else "200ms",
+        })
+        redis_before = redis_calls(rport)
+        reqs = os.path.join(run, "requests.jsonl")
+        with open(reqs, "w") as f:
+            for i in range(1, n + 1):
+                a = "%012d" % (200000000000 + i)
+                f.write(json.dumps({"account_id": a, "mode": "new", "region": "us-east-1",
+                                    "role_arn": "arn:aws:iam::%s:role/OrganizationAccountAccessRole" % a,
+                                    "request_id": "%sr%d" % (prefix, i)}) + "\n")
+        for s in STAGES:
+            procs[s] = subprocess.Popen([bins[s]], env=env, stdout=subprocess.DEVNULL,
+                                        stderr=open(os.path.join(run, s + ".log"), "w"))
+        time.sleep(1.0)
+        log("enqueueing %d accounts (profile %s, scale %g)" % (n, args.profile, args.scale))
+        t0 = time.time()
+        subprocess.run([ctl, "enqueue", reqs, "--format", "jsonl"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = 0
+        samples = []
+        while True:
+            keys = set(kcat_lines(brokers, prefix + "connected", "%k\n"))
+            done = len(keys)
+            samples.append((time.time() - t0, done))
+            if done >= n:
+                break
+            for s, p in procs.items():
+                if p.poll() is not None:
+                    sys.exit("bench: the %s worker exited (%d); see %s" % (s, p.returncode, run))
+            if time.time() - t0 > args.timeout:
+                sys.exit("bench: only %d of %d connected after %.0f s" % (done, n, args.timeout))
+            log("%6.1fs %d of %d connected" % (time.time() - t0, done, n))
+            time.sleep(2.0 if n > 2000 else 1.0)
+        wall_poll = time.time() - t0
+        figures = {s: proc_figures(p.pid) for s, p in procs.items()}
+        redis_after = redis_calls(rport)
+
+        # End-to-end latency: the request's and the event's Kafka timestamps.
+        sent = {}
+        for l in kcat_lines(brokers, prefix + "requests", "%k %T\n"):
+            k, t = l.split()
+            sent.setdefault(k, int(t))
+        got = {}
+        for l in kcat_lines(brokers, prefix + "connected", "%k %T\n"):
+            k, t = l.split()
+            got.setdefault(k, int(t))
+        lat = [(got[k] - sent[k]) / 1000.0 for k in got if k in sent]
+        first = min(sent.values())
+        last = max(got.values())
+        wall = (last - first) / 1000.0
+        curve = sorted((t - first) / 1000.0 for t in got.values())
+
+        msgs = 0
+        for t in ("requests", "cur", "iam", "connect", "connected", "dlq"):
+            msgs += len(kcat_lines(brokers, prefix + t, "%o\n"))
+        stats = http_json(sim_url + "/_sim/stats")
+        cfg = http_json(sim_url + "/_sim/config")
+        rules = cfg.get("latency", {}) or {}
+        scale = float(cfg.get("scale", 1.0) or 1.0)
+        state = http_json(sim_url + "/_sim/state")
+        per_acct = state.get("counts_by_account", {}).get("%012d" % (200000000000 + max(1, n // 2)), {})
+        # The fleet's own AssumeRole calls count under the management account; one per stage
+        # worker for this account plus the connect stage's check.
+        crit = critical_path(rules, scale, per_acct) + 4 * latency_of(rules, "sts.AssumeRole", scale) / 1000.0
+        cpu_total = sum(c for c, _ in figures.values())
+        result = {
+            "accounts": n, "profile": args.profile, "scale": args.scale,
+            "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname()[2:4])},
+            "wall_s": round(wall, 2), "wall_poll_s": round(wall_poll, 2),
+            "critical_path_s": round(crit, 2),
+            "wall_over_critical_path": round(wall / crit, 2) if crit > 0 else None,
+            "accounts_per_s": round(n / wall, 1) if wall > 0 else None,
+            "latency_s": {"p50": round(pct(lat, 50), 2), "p90": round(pct(lat, 90), 2),
+                          "p99": round(pct(lat, 99), 2), "max": round(max(lat), 2) if lat else 0},
+            "workers": {s: {"cpu_s": round(c, 2), "peak_rss_mib": round(r, 1)} for s, (c, r) in figures.items()},
+            "cpu_ms_per_account": round(cpu_total * 1000.0 / n, 3),
+            "aws_requests_per_account": round(stats.get("requests", 0) / n, 2),
+            "aws_requests_one_account": per_acct,
+            "redis_commands_per_account": round((redis_after - redis_before) / n, 2),
+            "kafka_messages_per_account": round(msgs / n, 2),
+        }
+        print_table(result)
+        if args.compare:
+            compare(result, json.load(open(args.compare)))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2, sort_keys=True)
+        if args.plot:
+            plot(curve, args.plot, result)
+        bad = []
+        if args.max_cpu_ms is not None and result["cpu_ms_per_account"] > args.max_cpu_ms:
+            bad.append("CPU %.3f ms per account > %.3f" % (result["cpu_ms_per_account"], args.max_cpu_ms))
+        if args.min_rate is not None and (result["accounts_per_s"] or 0) < args.min_rate:
+            bad.append("%.1f accounts/s < %.1f" % (result["accounts_per_s"] or 0, args.min_rate))
+        if bad:
+            print("bench: GROSS REGRESSION: " + "; ".join(bad))
+            return 1
+        return 0
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if sim:
+            sim.terminate()
+        subprocess.run([services, "stop", run], capture_output=True)
+        if os.environ.get("OB_BENCH_KEEP"):
+            log("kept %s" % run)
+        else:
+            shutil.rmtree(run, ignore_errors=True)
+
+
+def print_table(r):
+    print("%-34s %s" % ("accounts", r["accounts"]))
+    print("%-34s %s x%g" % ("profile", r["profile"], r["scale"]))
+    print("%-34s %.2f s" % ("wall time (first request to last event)", r["wall_s"]))
+    print("%-34s %.2f s (wall / critical path = %s)" % ("critical path of one account", r["critical_path_s"], r["wall_over_critical_path"]))
+    print("%-34s %s" % ("accounts per second", r["accounts_per_s"]))
+    l = r["latency_s"]
+    print("%-34s p50 %.2f  p90 %.2f  p99 %.2f  max %.2f s" % ("end-to-end latency per account", l["p50"], l["p90"], l["p99"], l["max"]))
+    for s, w in r["workers"].items():
+        print("%-34s %.2f s CPU, %.1f MiB peak RSS" % ("worker " + s, w["cpu_s"], w["peak_rss_mib"]))
+    print("%-34s %.3f ms" % ("CPU per account (four workers)", r["cpu_ms_per_account"]))
+    print("%-34s %s" % ("AWS requests per account", r["aws_requests_per_account"]))
+    print("%-34s %s" % ("Redis commands per account", r["redis_commands_per_account"]))
+    print("%-34s %s" % ("Kafka messages per account", r["kafka_messages_per_account"]))
+
+
+def compare(new, old):
+    print("\n%-34s %12s %12s %8s" % ("compared with", "old", "new", "change"))
+    def row(name, a, b):
+        ch = "" if not a else "%+.0f%%" % ((b - a) * 100.0 / a)
+        print("%-34s %12s %12s %8s" % (name, a, b, ch))
+    row("wall_s", old.get("wall_s"), new["wall_s"])
+    row("accounts_per_s", old.get("accounts_per_s"), new["accounts_per_s"])
+    row("cpu_ms_per_account", old.get("cpu_ms_per_account"), new["cpu_ms_per_account"])
+    row("latency p99", old.get("latency_s", {}).get("p99"), new["latency_s"]["p99"])
+    for s in STAGES:
+        row("rss " + s, old.get("workers", {}).get(s, {}).get("peak_rss_mib"), new["workers"][s]["peak_rss_mib"])
+
+
+def plot(curve, path, r):
+    if not shutil.which("gnuplot"):
+        log("gnuplot is missing: no plot")
+        return
+    data = path + ".dat"
+    with open(data, "w") as f:
+        for i, t in enumerate(curve, 1):
+            f.write("%.3f %d\n" % (t, i))
+    script = ('set terminal png size 900,500\nset output "%s"\nset xlabel "seconds"\n'
+              'set ylabel "accounts connected"\nset key left top\nset grid\n'
+              'set title "%d accounts, %s x%g: %.1f s, %.0f accounts/s"\n'
+              'plot "%s" using 1:2 with lines lw 2 title "connected"\n') % (
+        path, r["accounts"], r["profile"], r["scale"], r["wall_s"], r["accounts_per_s"] or 0, data)
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    os.unlink(data)
+    log("plot: %s" % path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
