@@ -237,6 +237,10 @@ static void run_pipeline(int replicas)
     d = json_object_get(out.dlq, a);
     assert_non_null(d);
     assert_string_equal(json_string_value(json_object_get(d, "stage")), "bucket");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "error"), "code")),
+                        "AccessDenied");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "error"), "class")),
+                        "permanent");
     assert_non_null(strstr(
         json_string_value(json_object_get(json_object_get(d, "error"), "message")), "NoSuchRole"));
     d = json_object_get(out.dlq, "bad");
