@@ -47,7 +47,8 @@ struct ob_redis_s {
     ob_timer_t *connect_timer;
     ob_timer_t *ping_timer; /* PING again while the server is still loading its data */
     long backoff_ms;
-    ob_redis_cmd_t *head, *tail; /* not yet answered, in submission order */
+    ob_redis_cmd_t *head, *tail;  /* not yet answered, in submission order */
+    ob_redis_cmd_t *first_unsent; /* the oldest command not handed to hiredis (sent in order) */
     size_t npending;
     size_t nqueued; /* not yet sent */
     ob_redis_state_cb *state_cb;
@@ -62,6 +63,8 @@ static void drop_connection(ob_redis_t *r, ob_err_t err, const char *why);
 
 static void list_remove(ob_redis_t *r, ob_redis_cmd_t *c)
 {
+    if (r->first_unsent == c)
+        r->first_unsent = c->next;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -196,11 +199,12 @@ static void fail_sent(ob_redis_t *r, ob_err_t err)
     }
 }
 
+/* Hand the unsent commands to hiredis, oldest first: O(unsent), not
+ * O(pending), so thousands of commands in flight cost nothing per submit. */
 static void send_queued(ob_redis_t *r)
 {
-    for (ob_redis_cmd_t *c = r->head; c && r->ac; c = c->next) {
-        if (c->sent)
-            continue;
+    while (r->first_unsent && r->ac) {
+        ob_redis_cmd_t *c = r->first_unsent;
         if (redisAsyncFormattedCommand(r->ac, on_reply, c, c->formatted, c->formatted_len) !=
             REDIS_OK) {
             drop_connection(r, OB_ERR_CONN, "cannot write to the Redis connection");
@@ -210,6 +214,7 @@ static void send_queued(ob_redis_t *r)
         r->nqueued--;
         free(c->formatted);
         c->formatted = NULL;
+        r->first_unsent = c->next;
     }
 }
 
@@ -480,6 +485,8 @@ static ob_err_t submit(ob_redis_t *r, ob_redis_cb *cb, void *arg, char *formatte
     else
         r->head = c;
     r->tail = c;
+    if (!r->first_unsent)
+        r->first_unsent = c;
     r->npending++;
     r->nqueued++;
     if (r->connected && r->ac)
