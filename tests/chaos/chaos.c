@@ -96,6 +96,28 @@ static void check(int ok, const char *fmt, ...)
     G.failures++;
 }
 
+/* A line of the run's figures: on stdout, and appended to
+ * $OB_TEST_SERVICES_DIR/chaos-summary.txt, which scripts/test.sh prints (CTest
+ * shows a passing test's output only when asked). */
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/chaos-summary.txt", G.svc_dir ? G.svc_dir : "/tmp");
+    FILE *f = fopen(path, "a");
+    if (f) {
+        va_start(ap, fmt);
+        vfprintf(f, fmt, ap);
+        va_end(ap);
+        fclose(f);
+    }
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -597,7 +619,7 @@ int main(int argc, char **argv)
     snprintf(G.prefix, sizeof(G.prefix), "chaos%ld%d.", (long)time(NULL) % 100000, (int)getpid());
     snprintf(G.logdir, sizeof(G.logdir), "%s/chaos-%d", G.svc_dir, (int)getpid());
     mkdir(G.logdir, 0755);
-    printf("chaos: seed %ld, %d accounts, logs in %s\n", seed, G.n, G.logdir);
+    report("chaos: seed %ld, %d accounts, logs in %s\n", seed, G.n, G.logdir);
 
     /* Who is meant to fail, and why. */
     G.a = calloc((size_t)G.n, sizeof(*G.a));
@@ -754,7 +776,7 @@ int main(int argc, char **argv)
     unsigned long long aws_requests =
         (unsigned long long)json_integer_value(json_object_get(simstats, "requests"));
     json_decref(simstats);
-    printf("chaos: phase 1: %d accounts (%d existing) in %.1f s: %d connected, %d dead letters "
+    report("chaos: phase 1: %d accounts (%d existing) in %.1f s: %d connected, %d dead letters "
            "(%d wrong role, %d taken bucket) + %d poison; %llu AWS requests, %llu faults injected, "
            "%d worker kills (bucket %d, cur %d, iam %d, connect %d), "
            "%d Kafka restart, %d Redis restart; %d raw connected events, %d duplicates\n",
@@ -827,7 +849,7 @@ int main(int argc, char **argv)
           "a second replay replayed %lld",
           (long long)json_integer_value(json_object_get(sum, "replayed")));
     json_decref(sum);
-    printf("chaos: phase 2: repaired and replayed %d dead letters; all connected in %.1f s; a "
+    report("chaos: phase 2: repaired and replayed %d dead letters; all connected in %.1f s; a "
            "second replay replayed none; %d raw connected events in all, %d duplicates\n",
            replayed, took2, G.raw_connected, G.raw_connected - (int)json_object_size(G.seen_idem));
 
@@ -850,7 +872,7 @@ int main(int argc, char **argv)
     }
     size_t log_bytes = 0;
     int leaks = scan_logs(secrets, &log_bytes);
-    printf("chaos: %zu secrets (keys, session tokens, ExternalIds) looked for in %zu bytes of "
+    report("chaos: %zu secrets (keys, session tokens, ExternalIds) looked for in %zu bytes of "
            "logs: %d leaks\n",
            json_object_size(secrets), log_bytes, leaks);
     check(leaks == 0, "%d log lines leak a secret", leaks);
@@ -886,9 +908,9 @@ int main(int argc, char **argv)
     sim_free(G.sim);
     ob_loop_free(G.loop);
     if (G.failures) {
-        printf("chaos: %d checks FAILED (worker logs in %s)\n", G.failures, G.logdir);
+        report("chaos: %d checks FAILED (worker logs in %s)\n", G.failures, G.logdir);
         return 1;
     }
-    printf("chaos: all checks passed\n");
+    report("chaos: all checks passed\n");
     return 0;
 }
