@@ -20,8 +20,10 @@ struct ob_http_s {
     ob_http_opts_t opts;
     char user_agent[64];
     size_t active;
+    size_t nqueued;
     uint64_t completed;
-    ob_http_xfer_t *xfers; /* doubly linked list of running transfers */
+    ob_http_xfer_t *xfers;         /* doubly linked list of running transfers */
+    ob_http_xfer_t *qhead, *qtail; /* waiting for a transfer slot (max_transfers) */
     int draining;
 };
 
@@ -37,11 +39,25 @@ struct ob_http_xfer_s {
     uint64_t started;
     ob_http_resp_t resp;
     char curl_err[CURL_ERROR_SIZE];
+    int queued; /* in the waiting FIFO, not yet handed to curl */
     ob_http_xfer_t *prev, *next;
 };
 
 static void xfer_unlink(ob_http_xfer_t *x)
 {
+    if (x->queued) {
+        ob_http_t *h = x->h;
+        if (x->prev)
+            x->prev->next = x->next;
+        else
+            h->qhead = x->next;
+        if (x->next)
+            x->next->prev = x->prev;
+        else
+            h->qtail = x->prev;
+        x->prev = x->next = NULL;
+        return;
+    }
     if (x->prev)
         x->prev->next = x->next;
     else
@@ -53,7 +69,8 @@ static void xfer_unlink(ob_http_xfer_t *x)
 
 static void xfer_free(ob_http_xfer_t *x)
 {
-    curl_multi_remove_handle(x->h->multi, x->easy);
+    if (!x->queued)
+        curl_multi_remove_handle(x->h->multi, x->easy);
     curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->slist);
     free(x->body);
@@ -61,6 +78,8 @@ static void xfer_free(ob_http_xfer_t *x)
     ob_buf_free(&x->resp.body);
     free(x);
 }
+
+static void admit(ob_http_t *h);
 
 static void finish(ob_http_xfer_t *x, CURLcode rc)
 {
@@ -105,6 +124,48 @@ static void finish(ob_http_xfer_t *x, CURLcode rc)
     h->completed++;
     x->cb(r, x->arg);
     xfer_free(x);
+    admit(h);
+}
+
+/* Hand a transfer to curl. OB_OK or the error (the transfer is then not linked). */
+static ob_err_t start_xfer(ob_http_t *h, ob_http_xfer_t *x, char *errstr, size_t errstr_size)
+{
+    x->queued = 0;
+    x->started = ob_loop_update_time(h->loop);
+    x->prev = NULL;
+    x->next = h->xfers;
+    if (h->xfers)
+        h->xfers->prev = x;
+    h->xfers = x;
+    h->active++;
+    CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
+    if (mc != CURLM_OK) {
+        xfer_unlink(x);
+        h->active--;
+        x->queued = 1; /* never added: nothing to remove */
+        ob_errf(errstr, errstr_size, OB_ERR_HTTP, "curl_multi_add_handle: %s",
+                curl_multi_strerror(mc));
+        return OB_ERR_HTTP;
+    }
+    return OB_OK;
+}
+
+/* Start waiting transfers while there are free slots. */
+static void admit(ob_http_t *h)
+{
+    while (h->qhead && (h->opts.max_transfers <= 0 || (long)h->active < h->opts.max_transfers)) {
+        ob_http_xfer_t *x = h->qhead;
+        xfer_unlink(x);
+        h->nqueued--;
+        char err[256];
+        if (start_xfer(h, x, err, sizeof(err)) != OB_OK) {
+            x->resp.err = OB_ERR_HTTP;
+            x->resp.status = 0;
+            snprintf(x->resp.errmsg, sizeof(x->resp.errmsg), "%s", err);
+            x->cb(&x->resp, x->arg);
+            xfer_free(x);
+        }
+    }
 }
 
 static void drain(ob_http_t *h)
@@ -272,6 +333,16 @@ void ob_http_free(ob_http_t *h)
 {
     if (!h)
         return;
+    while (h->qhead) {
+        ob_http_xfer_t *x = h->qhead;
+        xfer_unlink(x);
+        h->nqueued--;
+        x->resp.err = OB_ERR_CANCELLED;
+        x->resp.status = 0;
+        snprintf(x->resp.errmsg, sizeof(x->resp.errmsg), "HTTP client shut down");
+        x->cb(&x->resp, x->arg);
+        xfer_free(x);
+    }
     while (h->xfers) {
         ob_http_xfer_t *x = h->xfers;
         xfer_unlink(x);
@@ -378,18 +449,19 @@ ob_http_xfer_t *ob_http_send(ob_http_t *h, const ob_http_req_t *req, ob_http_cb 
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     }
 
-    x->started = ob_loop_update_time(h->loop);
-    x->next = h->xfers;
-    if (h->xfers)
-        h->xfers->prev = x;
-    h->xfers = x;
-    h->active++;
-    CURLMcode mc = curl_multi_add_handle(h->multi, e);
-    if (mc != CURLM_OK) {
-        xfer_unlink(x);
-        h->active--;
-        ob_errf(errstr, errstr_size, OB_ERR_HTTP, "curl_multi_add_handle: %s",
-                curl_multi_strerror(mc));
+    if (h->qhead || (h->opts.max_transfers > 0 && (long)h->active >= h->opts.max_transfers)) {
+        /* No free slot: wait in line (FIFO), the handle not yet given to curl. */
+        x->queued = 1;
+        x->prev = h->qtail;
+        if (h->qtail)
+            h->qtail->next = x;
+        else
+            h->qhead = x;
+        h->qtail = x;
+        h->nqueued++;
+        return x;
+    }
+    if (start_xfer(h, x, errstr, errstr_size) != OB_OK) {
         xfer_free(x);
         return NULL;
     }
@@ -408,9 +480,16 @@ void ob_http_cancel(ob_http_xfer_t *x)
 {
     if (!x)
         return;
+    ob_http_t *h = x->h;
+    int was_running = !x->queued;
     xfer_unlink(x);
-    x->h->active--;
+    if (was_running)
+        h->active--;
+    else
+        h->nqueued--;
     xfer_free(x);
+    if (was_running)
+        admit(h);
 }
 
 size_t ob_http_active(const ob_http_t *h)

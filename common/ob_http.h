@@ -43,6 +43,10 @@ typedef struct ob_http_opts_s {
     long connect_timeout_ms; /* default connect deadline (0: 5 s) */
     size_t max_body;         /* default reply body limit (0: 8 MiB) */
     long max_connections;    /* total concurrent connections (0: 256) */
+    long max_transfers;      /* transfers handed to curl at once; more wait in a FIFO, their
+                              * deadlines starting when they start (0: no limit). Each
+                              * running transfer holds curl's buffers, and curl's per-handle
+                              * bookkeeping grows with their number: bound it. */
     const char *user_agent;  /* NULL: "onboard/<version>" */
 } ob_http_opts_t;
 

@@ -1383,7 +1383,8 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     ob_http_opts_t ho = {.timeout_ms = (long)w->cfg->http_timeout_ms,
                          .connect_timeout_ms = (long)w->cfg->http_connect_timeout_ms,
                          .max_body = (size_t)w->cfg->http_max_body,
-                         .max_connections = (long)w->cfg->http_max_connections};
+                         .max_connections = (long)w->cfg->http_max_connections,
+                         .max_transfers = (long)w->cfg->http_max_connections};
     w->http = ob_http_new(loop, &ho, errstr, errstr_size);
     if (!w->http)
         goto fail;

@@ -152,6 +152,20 @@ static int all_done(void *arg)
     return 1;
 }
 
+typedef struct all_s {
+    result_t *rs;
+    int n;
+} all_t;
+
+static int all_done_n(void *arg)
+{
+    all_t *a = arg;
+    for (int i = 0; i < a->n; i++)
+        if (!a->rs[i].done)
+            return 0;
+    return 1;
+}
+
 /* 64 requests that each take 300 ms at the server must be in flight at once:
  * the server itself reports the peak it saw. */
 static void test_concurrency(void **state)
@@ -186,6 +200,72 @@ static void test_concurrency(void **state)
     json_decref(j);
     free(r.body);
     ob_http_free(h);
+    ob_loop_free(loop);
+}
+
+static long server_peak(ob_http_t *h, ob_loop_t *loop)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/stats?clear=1", base);
+    ob_http_req_t st = {.method = "GET", .url = url};
+    result_t r;
+    fetch(h, loop, &st, &r, 10000);
+    json_t *j = json_loads(r.body, 0, NULL);
+    long peak = (long)json_integer_value(json_object_get(j, "peak"));
+    json_decref(j);
+    free(r.body);
+    return peak;
+}
+
+/* max_transfers: at most that many requests reach the server at once, the
+ * rest wait in order and all complete; a waiting one can be cancelled (never
+ * called back); the client's shutdown calls the waiting ones back as
+ * cancelled. */
+static void test_transfer_limit(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_http_opts_t o = {.max_transfers = 4};
+    ob_http_t *h = ob_http_new(loop, &o, NULL, 0);
+    server_peak(h, loop);
+    static result_t rs[24];
+    memset(rs, 0, sizeof(rs));
+    char url[256];
+    snprintf(url, sizeof(url), "%s/slow?ms=200", base);
+    ob_http_req_t req = {.method = "GET", .url = url};
+    ob_http_xfer_t *xs[24];
+    for (int i = 0; i < 24; i++)
+        assert_non_null(xs[i] = ob_http_send(h, &req, on_done, &rs[i], NULL, 0));
+    assert_int_equal(ob_http_active(h), 4);
+    ob_http_cancel(xs[10]); /* waiting */
+    rs[10].done = 1;        /* for all_done: it is never called back */
+    uint64_t t0 = ob_loop_update_time(loop);
+    assert_true(ob_test_run_until(loop, all_done_n, &(all_t){rs, 24}, 30000));
+    uint64_t took = ob_loop_update_time(loop) - t0;
+    for (int i = 0; i < 24; i++) {
+        if (i == 10)
+            continue;
+        assert_int_equal(rs[i].err, OB_OK);
+        assert_int_equal(rs[i].status, 200);
+        free(rs[i].body);
+    }
+    assert_null(rs[10].body);
+    long peak = server_peak(h, loop);
+    printf("23 requests, at most 4 at once: %llu ms, server peak %ld\n", (unsigned long long)took,
+           peak);
+    assert_true(peak <= 4);
+    assert_true(took >= 5 * 200); /* 23 in waves of 4 */
+
+    /* Shutdown with requests waiting: every one is called back as cancelled. */
+    result_t a[6];
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < 6; i++)
+        assert_non_null(ob_http_send(h, &req, on_done, &a[i], NULL, 0));
+    ob_http_free(h);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(a[i].done, 1);
+        assert_int_equal(a[i].err, OB_ERR_CANCELLED);
+        free(a[i].body);
+    }
     ob_loop_free(loop);
 }
 
@@ -287,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_echo_and_headers),
         cmocka_unit_test(test_status_is_not_transport_error),
         cmocka_unit_test(test_concurrency),
+        cmocka_unit_test(test_transfer_limit),
         cmocka_unit_test(test_timeout_on_silent_server),
         cmocka_unit_test(test_reset_and_truncated),
         cmocka_unit_test(test_body_limit),

@@ -13,6 +13,7 @@ Prints its port on stdout, then serves until killed:
   /xml-truncated   200 with an STS reply cut short
   /html-200        200 with an HTML page instead of XML
   /stats           JSON: requests served and the peak number handled at once
+                   (?clear=1: then start counting the peak afresh)
 """
 import json
 import socket
@@ -98,6 +99,8 @@ class Handler(BaseHTTPRequestHandler):
             elif p == "/stats":
                 with lock:
                     s = dict(state)
+                    if q.get("clear"):
+                        state["peak"] = 0
                 self._send(200, json.dumps(s).encode())
             else:
                 self._send(404, b'{"error":"not found"}')
