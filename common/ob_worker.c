@@ -409,7 +409,7 @@ static void write_state(job_t *j)
 {
     ob_worker_t *w = j->w;
     j->phase = PH_FINISHING;
-    if (!j->plan.account_id[0] || !j->lock) {
+    if (!j->plan.account_id[0] || !j->fence) {
         job_complete(j);
         return;
     }
@@ -553,6 +553,14 @@ static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
         acct_release(j, !w->stopping);
         job_free(j);
         return;
+    }
+    /* The hand-off is on its topic: let the next stage have the account now
+     * rather than after our state write. That write is fenced, so it cannot
+     * overwrite what a later holder writes; waiting for it only made the next
+     * stage find the lock busy and poll for it. */
+    if (j->lock) {
+        ob_lock_release(j->lock);
+        j->lock = NULL;
     }
     write_state(j);
 }

@@ -8,8 +8,9 @@
  *
  *   parse (stage) -> wait behind earlier messages of the same account ->
  *   lock the account in Redis (fenced) -> run the stage's steps (AWS calls,
- *   waits) -> produce the hand-off or the dead letter -> write the account's
- *   state -> release the lock -> mark the offset finished.
+ *   waits) -> produce the hand-off or the dead letter -> release the lock (the
+ *   next stage may start) -> write the account's state (fenced) -> mark the
+ *   offset finished.
  *
  * Thousands of messages are in flight at once (inflight.max); beyond that
  * the partitions are paused, and resumed under 80 % of it. Offsets are
