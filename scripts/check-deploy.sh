@@ -152,7 +152,7 @@ if [ ! -f "$STAMP" ]; then
   say "  installing ${PY_REQS[*]} into $VENV"
   { [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"; } >"$WORK/venv.log" 2>&1 || true
   if ! run "$WORK/venv.log" "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_REQS[@]}"; then
-    skip_all "could not install ${PY_REQS[*]} from PyPI"
+    skip_all "could not install ${PY_REQS[*]} into the private venv"
   fi
   touch "$STAMP"
 fi
