@@ -1084,8 +1084,19 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
                          const rd_kafka_topic_partition_list_t *parts, void *arg)
 {
     ob_worker_t *w = arg;
-    if (assigned)
+    if (assigned) {
+        /* librdkafka keeps a partition's pause flag across an unassign and a
+         * later assign: one revoked while the window was full comes back
+         * paused even if the window has emptied since, and would never be
+         * fetched again. Give the new partitions the window's current state. */
+        rd_kafka_topic_partition_list_t *copy = rd_kafka_topic_partition_list_copy(parts);
+        if (w->paused)
+            ob_kconsumer_pause(w->consumer, copy);
+        else
+            ob_kconsumer_resume(w->consumer, copy);
+        rd_kafka_topic_partition_list_destroy(copy);
         return;
+    }
     /* Drop the revoked partitions' work; queued jobs of other accounts stay. */
     job_t *j = w->jobs;
     size_t dropped = 0;
