@@ -999,9 +999,13 @@ static int pick_each(ctl_t *c, ob_dlq_t *d, void *arg)
     const char *key = d->account_id ? d->account_id : d->dlq_id;
     json_t *at = json_object_get(p->latest, key);
     if (at) {
-        /* One account's records share its partition: later is newer. */
+        /* The newest failure of the account wins: by last failure time (the
+         * workers key dead letters by account, so they also share a partition
+         * and come in order; records produced without a key may not). */
         p->superseded++;
         size_t i = (size_t)json_integer_value(at);
+        if (strcmp(d->last_failure_at, p->v[i].last_failure_at) < 0)
+            return 0;
         ob_dlq_clear(&p->v[i]);
         p->v[i] = *d;
         return 1;
