@@ -4,6 +4,7 @@
  */
 #include "ob_buf.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,4 +151,14 @@ void ob_hdrs_clear(ob_hdrs_t *h)
     free(h->v);
     h->v = NULL;
     h->n = h->cap = 0;
+}
+
+char *ob_str_trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
 }

@@ -34,6 +34,9 @@ void ob_buf_free(ob_buf_t *b);
  * Returns an empty string, not NULL, for an empty buffer (NULL on ENOMEM). */
 char *ob_buf_steal(ob_buf_t *b);
 
+/* Strip leading and trailing white space from s in place; returns the start. */
+char *ob_str_trim(char *s);
+
 typedef struct ob_hdr_s {
     char *name;
     char *value;

@@ -4,6 +4,7 @@
  * caught by the unit tests rather than at 3 a.m.
  */
 #include "ob_config.h"
+#include "ob_buf.h"
 #include "ob_log.h"
 
 #include <ctype.h>
@@ -269,16 +270,6 @@ static const ob_cfg_def_t *find_def(const ob_cfg_def_t *table, size_t n, const c
     return NULL;
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
 static ob_err_t load_file(const ob_cfg_def_t *table, size_t n, void *target, const char *file,
                           ob_cfg_kv_t *kafka, char *errstr, size_t errstr_size)
 {
@@ -298,7 +289,7 @@ static ob_err_t load_file(const ob_cfg_def_t *table, size_t n, void *target, con
                           source, sizeof(line) - 2);
             break;
         }
-        char *s = trim(line);
+        char *s = ob_str_trim(line);
         if (*s == '\0' || *s == '#')
             continue;
         char *eq = strchr(s, '=');
@@ -307,7 +298,7 @@ static ob_err_t load_file(const ob_cfg_def_t *table, size_t n, void *target, con
             break;
         }
         *eq = '\0';
-        char *key = trim(s), *value = trim(eq + 1);
+        char *key = ob_str_trim(s), *value = ob_str_trim(eq + 1);
         if (!strncmp(key, "kafka.", 6) && kafka) {
             if (ob_cfg_kv_set(kafka, key + 6, value) != OB_OK)
                 err = ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_buf.h"
 #include "ob_crypto.h"
 #include "ob_log.h"
 
@@ -595,19 +596,9 @@ typedef struct rl_item_s {
     int fresh; /* api was created by this configure */
 } rl_item_t;
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
 static int parse_number(char *s, double *out)
 {
-    s = trim(s);
+    s = ob_str_trim(s);
     if (!*s)
         return 0;
     char *end = NULL;
@@ -634,7 +625,7 @@ static ob_err_t parse_spec(char *buf, rl_item_t *items, size_t *nitems, char *er
                            size_t errstr_size)
 {
     size_t n = 0;
-    if (!*trim(buf)) {
+    if (!*ob_str_trim(buf)) {
         *nitems = 0;
         return OB_OK;
     }
@@ -643,7 +634,7 @@ static ob_err_t parse_spec(char *buf, rl_item_t *items, size_t *nitems, char *er
         char *comma = strchr(p, ',');
         if (comma)
             *comma = '\0';
-        char *item = trim(p);
+        char *item = ob_str_trim(p);
         char shown[96];
         snprintf(shown, sizeof(shown), "%s", item);
         if (!*item)
@@ -654,7 +645,7 @@ static ob_err_t parse_spec(char *buf, rl_item_t *items, size_t *nitems, char *er
             return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
                            "rate limit \"%s\": expected API=RATE[/BURST]", shown);
         *eq = '\0';
-        char *name = trim(item);
+        char *name = ob_str_trim(item);
         if (!valid_name(name))
             return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
                            "rate limit \"%s\": the API name must be 1 to %d letters, digits, "

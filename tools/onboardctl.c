@@ -30,6 +30,7 @@
 
 #include "ob_aws.h"
 #include "ob_awsconfig.h"
+#include "ob_buf.h"
 #include "ob_config.h"
 #include "ob_creds.h"
 #include "ob_crypto.h"
@@ -191,16 +192,6 @@ static int csv_split(char *line, char **fields, int max)
     return n;
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
 static int read_rows(FILE *f, const char *format, rows_t *rows)
 {
     char *line = NULL;
@@ -212,7 +203,7 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
     char *header_buf = NULL;
     while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        char *s = trim(line);
+        char *s = ob_str_trim(line);
         if (!*s || *s == '#')
             continue;
         if (!strcmp(format, "jsonl")) {
@@ -232,7 +223,7 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
             header_buf = strdup(s);
             nh = csv_split(header_buf, header, 32);
             for (int i = 0; i < nh; i++)
-                header[i] = trim(header[i]);
+                header[i] = ob_str_trim(header[i]);
             int has_acct = 0;
             for (int i = 0; i < nh; i++)
                 has_acct |= !strcmp(header[i], "account_id");
@@ -255,7 +246,7 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
         json_t *report = NULL, *bucket = NULL;
         int unknown = 0;
         for (int i = 0; i < nf; i++) {
-            char *v = trim(fields[i]);
+            char *v = ob_str_trim(fields[i]);
             if (!*v)
                 continue;
             const char *k = header[i];
