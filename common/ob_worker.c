@@ -399,9 +399,11 @@ static void on_state_written(ob_err_t err, void *arg)
     if (err == OB_ERR_STATE)
         ob_logkv(OB_LOG_WARN, "worker", "state write fenced out: a newer holder has the account",
                  "account", j->plan.account_id, NULL);
-    else if (err != OB_OK && ++j->w->stats.redis_errors)
+    else if (err != OB_OK) {
+        j->w->stats.redis_errors++;
         ob_logkv(OB_LOG_WARN, "worker", "state write failed", "account", j->plan.account_id,
                  "error", ob_err2str(err), NULL);
+    }
     job_complete(j);
 }
 

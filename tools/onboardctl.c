@@ -1371,16 +1371,17 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
     }
     char attempts0[16];
     snprintf(attempts0, sizeof(attempts0), "%s", attempts ? attempts : "");
-    char topic[256], body[256], err[512];
+    char topic[256], err[512];
     snprintf(topic, sizeof(topic), "%s%s", c->cfg.topic_prefix, input ? input : "");
-    snprintf(body, sizeof(body),
-             "{\"schema\":\"%s\",\"action\":\"%s\",\"account_id\":\"%s\",\"request_id\":%s%s%s}",
-             OB_SCHEMA_CONTROL, OB_CONTROL_RETRY_NOW, acct,
-             json_object_get(q.out, "request_id") ? "\"" : "",
-             json_object_get(q.out, "request_id")
-                 ? json_string_value(json_object_get(q.out, "request_id"))
-                 : "null",
-             json_object_get(q.out, "request_id") ? "\"" : "");
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:O?}", "schema", OB_SCHEMA_CONTROL, "action",
+                            OB_CONTROL_RETRY_NOW, "account_id", acct, "request_id",
+                            json_object_get(q.out, "request_id"));
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    if (!body && rc == 0) {
+        fprintf(stderr, "onboardctl: out of memory\n");
+        rc = EXIT_RUNTIME;
+    }
     json_decref(q.out);
     if (rc == 0) {
         ob_kproducer_opts_t po = {.kafka = &c->cfg.kafka, .on_delivery = on_replay_delivery};
@@ -1436,6 +1437,7 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
     } else if (rc == 0) {
         printf("%s: retry sent to %s\n", acct, topic);
     }
+    free(body);
     ob_redis_free(r);
     return rc;
 }
