@@ -212,6 +212,11 @@ def main():
                                         stderr=open(os.path.join(run, s + ".log"), "w"))
         time.sleep(1.0)
         log("enqueueing %d accounts (profile %s, scale %g)" % (n, args.profile, args.scale))
+        # The neighbours sharing the cores: their CPU during the run, for where the time goes.
+        others = {"kafka broker": int(open(os.path.join(run, "kafka", "pid")).read()),
+                  "redis-server": int(open(os.path.join(run, "redis", "redis.pid")).read()),
+                  "awssim": sim.pid}
+        others_before = {k: proc_figures(v)[0] for k, v in others.items()}
         t0 = time.time()
         subprocess.run([ctl, "enqueue", reqs, "--format", "jsonl"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -232,6 +237,7 @@ def main():
             time.sleep(2.0 if n > 2000 else 1.0)
         wall_poll = time.time() - t0
         figures = {s: proc_figures(p.pid) for s, p in procs.items()}
+        others_cpu = {k: proc_figures(v)[0] - others_before[k] for k, v in others.items()}
         redis_after = redis_calls(rport)
 
         # End-to-end latency: the request's and the event's Kafka timestamps.
@@ -273,6 +279,7 @@ def main():
                           "p99": round(pct(lat, 99), 2), "max": round(max(lat), 2) if lat else 0},
             "workers": {s: {"cpu_s": round(c, 2), "peak_rss_mib": round(r, 1)} for s, (c, r) in figures.items()},
             "cpu_ms_per_account": round(cpu_total * 1000.0 / n, 3),
+            "others_cpu_s": {k: round(v, 2) for k, v in others_cpu.items()},
             "aws_requests_per_account": round(stats.get("requests", 0) / n, 2),
             "aws_requests_one_account": per_acct,
             "redis_commands_per_account": round((sum(redis_after.values()) - sum(redis_before.values())) / n, 2),
@@ -332,6 +339,8 @@ def print_table(r):
     for s, w in r["workers"].items():
         print("%-34s %.2f s CPU, %.1f MiB peak RSS" % ("worker " + s, w["cpu_s"], w["peak_rss_mib"]))
     print("%-34s %.3f ms" % ("CPU per account (four workers)", r["cpu_ms_per_account"]))
+    for k, v in sorted(r.get("others_cpu_s", {}).items()):
+        print("%-34s %.2f s CPU during the run" % (k, v))
     print("%-34s %s" % ("AWS requests per account", r["aws_requests_per_account"]))
     print("%-34s %s (%s commands run, counting those inside the scripts)" % (
         "Redis round trips per account", r["redis_round_trips_per_account"],

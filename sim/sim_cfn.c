@@ -1402,19 +1402,60 @@ static void pattern_to_posix(const char *p, ob_buf_t *out)
     ob_buf_puts(out, ")$");
 }
 
+/* Compiled AllowedPatterns, by pattern text. Every stack of a fleet carries
+ * the same template, and compiling its patterns took most of the
+ * simulator's CPU, so each is compiled once (a bounded set, replaced in
+ * turn once full; the simulator is single-threaded). */
+#define PATTERN_CACHE_SIZE 64
+
+typedef struct pattern_entry_s {
+    char *pattern; /* NULL: free slot */
+    int ok;        /* 0: regcomp refused it */
+    regex_t re;
+} pattern_entry_t;
+
+static pattern_entry_t pattern_cache[PATTERN_CACHE_SIZE];
+static unsigned pattern_next;
+
+static void pattern_entry_clear(pattern_entry_t *e)
+{
+    if (e->pattern && e->ok)
+        regfree(&e->re);
+    free(e->pattern);
+    e->pattern = NULL;
+}
+
+static void pattern_cache_clear(void)
+{
+    for (size_t i = 0; i < PATTERN_CACHE_SIZE; i++)
+        pattern_entry_clear(&pattern_cache[i]);
+    pattern_next = 0;
+}
+
 /* 1 match, 0 no match, -1 the pattern cannot be compiled here (not checked). */
 static int pattern_matches(const char *pattern, const char *value)
 {
-    ob_buf_t b = {0};
-    regex_t re;
-    pattern_to_posix(pattern, &b);
-    int rc = regcomp(&re, buf_str(&b), REG_EXTENDED | REG_NOSUB);
-    ob_buf_free(&b);
-    if (rc != 0)
+    pattern_entry_t *e = NULL;
+    for (size_t i = 0; i < PATTERN_CACHE_SIZE && !e; i++)
+        if (pattern_cache[i].pattern && !strcmp(pattern_cache[i].pattern, pattern))
+            e = &pattern_cache[i];
+    if (!e) {
+        e = &pattern_cache[pattern_next++ % PATTERN_CACHE_SIZE];
+        pattern_entry_clear(e);
+        ob_buf_t b = {0};
+        pattern_to_posix(pattern, &b);
+        e->ok = regcomp(&e->re, buf_str(&b), REG_EXTENDED | REG_NOSUB) == 0;
+        ob_buf_free(&b);
+        e->pattern = strdup(pattern);
+        if (!e->pattern) {
+            if (e->ok)
+                regfree(&e->re);
+            return -1;
+        }
+    }
+    if (!e->ok)
         return -1;
-    int m = regexec(&re, value, 0, NULL, 0) == 0;
-    regfree(&re);
-    return m;
+    return regexec(&e->re, value, 0, NULL, 0) == 0;
 }
 
 static int parse_number(const char *s, double *out)
@@ -3658,6 +3699,8 @@ static void cfn_fini(sim_t *sim)
     timers_clear(x);
     free(x->slots);
     free(x);
+    if (!contexts)
+        pattern_cache_clear();
 }
 
 const sim_service_t sim_cfn_service = {
