@@ -49,20 +49,23 @@ ob_err_t ob_aws_uri_encode(ob_buf_t *out, const char *s, size_t len, int keep_sl
     static const char hex[] = "0123456789ABCDEF";
     if (!out || (!s && len))
         return OB_ERR_INVALID_ARG;
-    if (ob_buf_reserve(out, len) != OB_OK)
+    /* Worst case three bytes per byte; written in place (template bodies are
+     * tens of kilobytes, sent once per stack). */
+    if (len > ((size_t)-1) / 4 || ob_buf_reserve(out, 3 * len) != OB_OK)
         return OB_ERR_NOMEM;
+    char *d = out->data + out->len;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        ob_err_t err;
         if (is_unreserved(c) || (keep_slash && c == '/')) {
-            err = ob_buf_putc(out, (char)c);
+            *d++ = (char)c;
         } else {
-            char enc[3] = {'%', hex[c >> 4], hex[c & 15]};
-            err = ob_buf_append(out, enc, 3);
+            *d++ = '%';
+            *d++ = hex[c >> 4];
+            *d++ = hex[c & 15];
         }
-        if (err != OB_OK)
-            return OB_ERR_NOMEM;
     }
+    out->len = (size_t)(d - out->data);
+    out->data[out->len] = '\0';
     return OB_OK;
 }
 

@@ -1,20 +1,31 @@
 /*
- * ob_crypto: thin wrappers over OpenSSL 3's one-shot APIs (EVP_Digest, HMAC,
- * EVP_EncodeBlock), so callers never see OpenSSL types.
+ * ob_crypto: thin wrappers over OpenSSL, so callers never see OpenSSL types.
+ *
+ * SHA-256 and HMAC-SHA256 use OpenSSL's low-level SHA256_* functions (its
+ * assembly, on a context on the stack). The EVP one-shots (EVP_Digest, HMAC)
+ * look the algorithm up in the provider store under a lock and allocate
+ * contexts on every call; a worker signs every AWS request with five HMACs
+ * and two digests, and those lookups cost more than the hashing. The
+ * low-level API is deprecated in OpenSSL 3 but kept, and SHA-256 has no
+ * provider choice to make here (no FIPS module is configured).
  */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include "ob_crypto.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
 void ob_sha256(const void *data, size_t len, uint8_t out[OB_SHA256_LEN])
 {
-    unsigned int n = 0;
-    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, data, len);
+    SHA256_Final(out, &c);
+    OPENSSL_cleanse(&c, sizeof(c));
 }
 
 void ob_hex(const uint8_t *in, size_t n, char *out)
@@ -34,11 +45,33 @@ void ob_sha256_hex(const void *data, size_t len, char out[OB_SHA256_HEX_LEN])
     ob_hex(d, sizeof(d), out);
 }
 
+/* RFC 2104 over SHA-256 (block 64 bytes). */
 void ob_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
                     uint8_t out[OB_SHA256_LEN])
 {
-    unsigned int n = 0;
-    HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &n);
+    uint8_t k[SHA256_CBLOCK], pad[SHA256_CBLOCK], inner[OB_SHA256_LEN];
+    SHA256_CTX c;
+    memset(k, 0, sizeof(k));
+    if (key_len > sizeof(k))
+        ob_sha256(key, key_len, k);
+    else if (key_len)
+        memcpy(k, key, key_len);
+    for (size_t i = 0; i < sizeof(k); i++)
+        pad[i] = k[i] ^ 0x36;
+    SHA256_Init(&c);
+    SHA256_Update(&c, pad, sizeof(pad));
+    SHA256_Update(&c, data, len);
+    SHA256_Final(inner, &c);
+    for (size_t i = 0; i < sizeof(k); i++)
+        pad[i] = k[i] ^ 0x5c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, pad, sizeof(pad));
+    SHA256_Update(&c, inner, sizeof(inner));
+    SHA256_Final(out, &c);
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(inner, sizeof(inner));
+    OPENSSL_cleanse(&c, sizeof(c));
 }
 
 void ob_md5_base64(const void *data, size_t len, char out[OB_MD5_B64_LEN])

@@ -68,6 +68,25 @@ static void test_digests(void **state)
     ob_hmac_sha256("Jefe", 4, data, strlen(data), mac);
     ob_hex(mac, sizeof(mac), hex);
     assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    /* RFC 4231 test case 6: a key longer than the block is hashed first. */
+    uint8_t longkey[131];
+    memset(longkey, 0xaa, sizeof(longkey));
+    data = "Test Using Larger Than Block-Size Key - Hash Key First";
+    ob_hmac_sha256(longkey, sizeof(longkey), data, strlen(data), mac);
+    ob_hex(mac, sizeof(mac), hex);
+    assert_string_equal(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    /* RFC 4231 test case 4: a 25-byte key, 50 bytes of data. */
+    uint8_t key4[25], data4[50];
+    for (size_t i = 0; i < sizeof(key4); i++)
+        key4[i] = (uint8_t)(i + 1);
+    memset(data4, 0xcd, sizeof(data4));
+    ob_hmac_sha256(key4, sizeof(key4), data4, sizeof(data4), mac);
+    ob_hex(mac, sizeof(mac), hex);
+    assert_string_equal(hex, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b");
+    /* FIPS 180-2's two-block message. */
+    data = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    ob_sha256_hex(data, strlen(data), hex);
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
     char md5[OB_MD5_B64_LEN];
     ob_md5_base64("", 0, md5);
     assert_string_equal(md5, "1B2M2Y8AsgTpgAmY7PhCfg==");
