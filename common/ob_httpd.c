@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -1299,16 +1298,6 @@ static void accept_cb(ob_io_t *io, int fd, unsigned events, void *arg)
     }
 }
 
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            OB_DEBUG(COMP, "cannot raise RLIMIT_NOFILE: %s", strerror(errno));
-    }
-}
-
 ob_httpd_t *ob_httpd_new(ob_loop_t *loop, const ob_httpd_opts_t *opts, ob_httpd_handler *h,
                          void *arg, char *errstr, size_t errstr_size)
 {
@@ -1355,7 +1344,7 @@ ob_httpd_t *ob_httpd_new(ob_loop_t *loop, const ob_httpd_opts_t *opts, ob_httpd_
     if (!s->opts.max_connections)
         s->opts.max_connections = 20000;
 
-    raise_nofile();
+    ob_raise_nofile();
 
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof(hints));

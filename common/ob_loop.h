@@ -90,4 +90,9 @@ void ob_signal_free(ob_signal_t *s);
 /* Number of armed timers (for metrics and tests). */
 size_t ob_loop_timer_count(const ob_loop_t *loop);
 
+/* Raise the process's open-file soft limit to its hard limit (servers and
+ * workers hold a descriptor per connection). Returns the soft limit now in
+ * force, or -1 when it cannot be read. */
+long ob_raise_nofile(void);
+
 #endif

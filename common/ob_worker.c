@@ -47,9 +47,15 @@ typedef enum phase_e {
 
 typedef struct acct_s acct_t;
 
+/* The plan kept by a job: parse()'s strings, in one allocation. */
+typedef struct job_plan_s {
+    const char *account_id, *request_id, *role_arn, *external_id, *region;
+    char *mem;
+} job_plan_t;
+
 typedef struct job_s {
     struct ob_worker_s *w;
-    char topic[256];
+    const char *topic; /* interned by the worker */
     int32_t partition;
     int64_t offset;
     char *key;
@@ -61,15 +67,15 @@ typedef struct job_s {
     phase_t phase;
     int detached; /* partition revoked while the produce was in flight */
     int failed;   /* outcome is a dead letter */
-    ob_job_plan_t plan;
+    job_plan_t plan;
     void *st;
-    ob_step_t last; /* the DONE or FAIL step */
+    ob_step_t *last; /* the DONE or FAIL step (NULL until there is one) */
     ob_lock_t *lock;
     uint64_t fence;
     ob_credsrc_t *creds;
     ob_aws_call_t *call;
     ob_http_xfer_t *xfer;
-    ob_step_t http; /* the HTTP step being tried */
+    ob_step_t *http; /* the HTTP step being tried (NULL: none) */
     int http_attempts;
     ob_timer_t *timer;
     int lock_attempts;
@@ -102,6 +108,8 @@ struct ob_worker_s {
     char host[128];
     char topic_in[256];
     char topic_dlq[256];
+    char **topics; /* topic names jobs point to (interned) */
+    size_t ntopics;
     ob_kconsumer_t *consumer;
     ob_kproducer_t *producer;
     ob_redis_t *redis;
@@ -306,6 +314,85 @@ static void window_check(ob_worker_t *w)
 
 /* ---- job lifetime ---- */
 
+/* Jobs keep only what they use: the steps are allocated when there is one
+ * (thousands of jobs wait in flight), the plan's strings in one block. */
+static const ob_step_t no_step;
+
+static void step_drop(ob_step_t **s)
+{
+    if (*s) {
+        ob_step_clear(*s);
+        free(*s);
+        *s = NULL;
+    }
+}
+
+/* A zeroed step for j->last; a worker that cannot allocate this little
+ * stops (its messages are uncommitted and redelivered). */
+static ob_step_t *step_new(void)
+{
+    ob_step_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
+        abort();
+    }
+    return s;
+}
+
+static ob_step_t *job_last(job_t *j)
+{
+    if (!j->last)
+        j->last = step_new();
+    return j->last;
+}
+
+static const ob_step_t *last_of(const job_t *j)
+{
+    return j->last ? j->last : &no_step;
+}
+
+static void plan_keep(job_t *j, const ob_job_plan_t *p)
+{
+    const char *src[5] = {p->account_id, p->request_id, p->role_arn, p->external_id, p->region};
+    size_t len[5], total = 0;
+    for (int i = 0; i < 5; i++)
+        total += (len[i] = strnlen(src[i], 2048)) + 1;
+    char *m = malloc(total);
+    if (!m) {
+        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
+        abort();
+    }
+    const char **dst[5] = {&j->plan.account_id, &j->plan.request_id, &j->plan.role_arn,
+                           &j->plan.external_id, &j->plan.region};
+    char *at = m;
+    for (int i = 0; i < 5; i++) {
+        memcpy(at, src[i], len[i]);
+        at[len[i]] = '\0';
+        *dst[i] = at;
+        at += len[i] + 1;
+    }
+    free(j->plan.mem);
+    j->plan.mem = m;
+}
+
+static const char *topic_intern(ob_worker_t *w, const char *name)
+{
+    if (!strcmp(name, w->topic_in))
+        return w->topic_in;
+    for (size_t i = 0; i < w->ntopics; i++)
+        if (!strcmp(w->topics[i], name))
+            return w->topics[i];
+    char **t = realloc(w->topics, (w->ntopics + 1) * sizeof(*t));
+    char *d = strdup(name);
+    if (!t || !d) {
+        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
+        abort();
+    }
+    w->topics = t;
+    w->topics[w->ntopics++] = d;
+    return d;
+}
+
 static void job_free(job_t *j)
 {
     ob_worker_t *w = j->w;
@@ -319,7 +406,7 @@ static void job_free(job_t *j)
         ob_aws_cancel(j->call);
     if (j->xfer)
         ob_http_cancel(j->xfer);
-    ob_step_clear(&j->http);
+    step_drop(&j->http);
     ob_timer_free(j->timer);
     if (j->lock)
         ob_lock_release(j->lock);
@@ -330,7 +417,8 @@ static void job_free(job_t *j)
             w->stage->clear(j->st);
         free(j->st);
     }
-    ob_step_clear(&j->last);
+    step_drop(&j->last);
+    free(j->plan.mem);
     for (size_t i = 0; i < j->nheaders; i++) {
         free((char *)j->headers[i].name);
         free((void *)j->headers[i].value);
@@ -361,7 +449,7 @@ static void job_complete(job_t *j)
                              : "stage done",
                  "account", j->plan.account_id, "request_id", j->plan.request_id, "stage",
                  w->stage->name, "duration_ms", ms, "stage_attempts", attempts, "error",
-                 j->failed ? j->last.code : NULL, NULL);
+                 j->failed ? last_of(j)->code : NULL, NULL);
     }
     if (!j->detached) {
         int64_t commit;
@@ -383,7 +471,7 @@ static void timer_fired(ob_timer_t *t, void *arg)
     job_t *j = arg;
     if (j->phase == PH_LOCKING)
         job_start_lock(j);
-    else if (j->phase == PH_RUNNING && j->http.kind == OB_STEP_HTTP)
+    else if (j->phase == PH_RUNNING && j->http && j->http->kind == OB_STEP_HTTP)
         http_attempt(j);
     else if (j->phase == PH_RUNNING)
         job_run_step(j, NULL);
@@ -432,18 +520,19 @@ static void write_state(job_t *j)
     fields[n++] = attempts;
     if (j->failed) {
         fields[n++] = "error_class";
-        fields[n++] = ob_dlq_class_name(j->last.fail_class);
+        fields[n++] = ob_dlq_class_name(last_of(j)->fail_class);
         fields[n++] = "error_code";
-        fields[n++] = j->last.code;
+        fields[n++] = last_of(j)->code;
         fields[n++] = "error_message";
-        fields[n++] = j->last.message;
+        fields[n++] = last_of(j)->message;
     } else {
         fields[n++] = "error_code";
         fields[n++] = "";
     }
-    for (size_t i = 0; i < 16 && j->last.state[i] && j->last.state[i + 1] && n + 2 < 47; i += 2) {
-        fields[n++] = j->last.state[i];
-        fields[n++] = j->last.state[i + 1];
+    const ob_step_t *last = last_of(j);
+    for (size_t i = 0; i < 16 && last->state[i] && last->state[i + 1] && n + 2 < 47; i += 2) {
+        fields[n++] = last->state[i];
+        fields[n++] = last->state[i + 1];
     }
     fields[n] = NULL;
     if (ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, on_state_written, j) !=
@@ -487,12 +576,12 @@ static void job_finish(job_t *j)
             .nheaders = j->nheaders,
             .account_id = j->plan.account_id[0] ? j->plan.account_id : NULL,
             .request_id = j->plan.request_id[0] ? j->plan.request_id : NULL,
-            .cls = j->last.fail_class,
-            .code = j->last.code,
-            .message = j->last.message,
-            .field = j->last.field[0] ? j->last.field : NULL,
-            .aws_request_id = j->last.aws_request_id[0] ? j->last.aws_request_id : NULL,
-            .http_status = j->last.http_status,
+            .cls = last_of(j)->fail_class,
+            .code = last_of(j)->code,
+            .message = last_of(j)->message,
+            .field = last_of(j)->field[0] ? last_of(j)->field : NULL,
+            .aws_request_id = last_of(j)->aws_request_id[0] ? last_of(j)->aws_request_id : NULL,
+            .http_status = last_of(j)->http_status,
             .attempts = j->stage_attempt > 0 ? j->stage_attempt : 1,
             .first_failure_at = j->first_failure[0] ? j->first_failure : now,
             .last_failure_at = now,
@@ -513,15 +602,16 @@ static void job_finish(job_t *j)
         free(dlq);
         if (e == OB_OK) {
             w->stats.dead_letters++;
-            w->stats.dead_letters_by_class[(unsigned)j->last.fail_class % 4]++;
+            w->stats.dead_letters_by_class[(unsigned)last_of(j)->fail_class % 4]++;
         }
-    } else if (j->last.emit) {
+    } else if (last_of(j)->emit) {
         char topic[256];
-        snprintf(topic, sizeof(topic), "%s%s", w->cfg->topic_prefix, j->last.emit_topic);
-        if (j->last.emit_schema)
-            rd_kafka_header_add(hdrs, OB_MSG_HDR_SCHEMA, -1, j->last.emit_schema, -1);
-        e = ob_kproducer_send(w->producer, topic, RD_KAFKA_PARTITION_UA, key, klen, j->last.emit,
-                              strlen(j->last.emit), hdrs, j, err, sizeof(err));
+        snprintf(topic, sizeof(topic), "%s%s", w->cfg->topic_prefix, last_of(j)->emit_topic);
+        if (last_of(j)->emit_schema)
+            rd_kafka_header_add(hdrs, OB_MSG_HDR_SCHEMA, -1, last_of(j)->emit_schema, -1);
+        e = ob_kproducer_send(w->producer, topic, RD_KAFKA_PARTITION_UA, key, klen,
+                              last_of(j)->emit, strlen(last_of(j)->emit), hdrs, j, err,
+                              sizeof(err));
         hdrs = NULL;
     } else {
         rd_kafka_headers_destroy(hdrs);
@@ -688,13 +778,13 @@ static void on_http_done(ob_http_resp_t *resp, void *arg)
                           : resp->status == 429 || resp->status >= 500 ? OB_RETRY_TRANSIENT
                                                                        : OB_RETRY_NO;
         char origin[256];
-        url_origin(j->http.http_url, origin, sizeof(origin));
+        url_origin(j->http->http_url, origin, sizeof(origin));
         if (resp->err != OB_OK)
-            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: %s", j->http.http_method, origin,
+            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: %s", j->http->http_method, origin,
                      ob_err2str(resp->err));
         else
-            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: HTTP %ld", j->http.http_method, origin,
-                     resp->status);
+            snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: HTTP %ld", j->http->http_method,
+                     origin, resp->status);
         int max = (int)w->cfg->aws_max_attempts;
         if (res.retry_class != OB_RETRY_NO && j->http_attempts < max) {
             double cap = (double)w->cfg->aws_max_backoff_ms / 1000.0;
@@ -706,7 +796,7 @@ static void on_http_done(ob_http_resp_t *resp, void *arg)
             res.retry_class == OB_RETRY_NO ? OB_RETRY_GIVE_UP_FINAL : OB_RETRY_GIVE_UP_ATTEMPTS;
     }
     ob_http_resp_take_body(resp, &res.body);
-    ob_step_clear(&j->http);
+    step_drop(&j->http);
     job_run_step(j, &res);
     ob_buf_free(&res.body);
 }
@@ -714,18 +804,18 @@ static void on_http_done(ob_http_resp_t *resp, void *arg)
 static void http_attempt(job_t *j)
 {
     ob_worker_t *w = j->w;
-    ob_http_req_t req = {.method = j->http.http_method,
-                         .url = j->http.http_url,
-                         .headers = &j->http.http_headers,
-                         .body = j->http.http_body.data,
-                         .body_len = j->http.http_body.len};
+    ob_http_req_t req = {.method = j->http->http_method,
+                         .url = j->http->http_url,
+                         .headers = &j->http->http_headers,
+                         .body = j->http->http_body.data,
+                         .body_len = j->http->http_body.len};
     char err[512];
     j->http_attempts++;
     j->attempts++;
     j->xfer = ob_http_send(w->http, &req, on_http_done, j, err, sizeof(err));
     if (!j->xfer) {
-        ob_step_clear(&j->http);
-        ob_step_fail(&j->last, OB_DLQ_PERMANENT, "request_error", "%s", err);
+        step_drop(&j->http);
+        ob_step_fail(job_last(j), OB_DLQ_PERMANENT, "request_error", "%s", err);
         j->failed = 1;
         job_finish(j);
     }
@@ -743,8 +833,9 @@ static void job_execute(job_t *j, ob_step_t *s)
     ob_worker_t *w = j->w;
     switch (s->kind) {
     case OB_STEP_HTTP:
-        ob_step_clear(&j->http);
-        j->http = *s;
+        step_drop(&j->http);
+        j->http = step_new();
+        *j->http = *s;
         memset(s, 0, sizeof(*s));
         j->http_attempts = 0;
         if (!j->timer)
@@ -760,7 +851,7 @@ static void job_execute(job_t *j, ob_step_t *s)
         j->call = ob_aws_send(w->aws, &s->req, &t, on_aws, j, err, sizeof(err));
         ob_step_clear(s);
         if (!j->call) {
-            ob_step_fail(&j->last, OB_DLQ_PERMANENT, "request_error", "%s", err);
+            ob_step_fail(job_last(j), OB_DLQ_PERMANENT, "request_error", "%s", err);
             j->failed = 1;
             job_finish(j);
         }
@@ -780,16 +871,17 @@ static void job_execute(job_t *j, ob_step_t *s)
         }
         __attribute__((fallthrough));
     case OB_STEP_DONE:
-        ob_step_clear(&j->last);
-        j->last = *s;
+        step_drop(&j->last);
+        j->last = step_new();
+        *j->last = *s;
         memset(s, 0, sizeof(*s));
-        j->failed = j->last.kind == OB_STEP_FAIL;
+        j->failed = j->last->kind == OB_STEP_FAIL;
         if (j->failed && !j->first_failure[0])
             now_iso(j->first_failure);
         job_finish(j);
         return;
     }
-    ob_step_fail(&j->last, OB_DLQ_PERMANENT, "stage_error", "stage %s returned no step",
+    ob_step_fail(job_last(j), OB_DLQ_PERMANENT, "stage_error", "stage %s returned no step",
                  w->stage->name);
     j->failed = 1;
     job_finish(j);
@@ -877,7 +969,8 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         j->creds = ob_credsrc_ref(ob_assume_cache_get(
             w->assume, j->plan.role_arn, j->plan.external_id[0] ? j->plan.external_id : NULL));
         if (!j->creds) {
-            ob_step_fail(&j->last, OB_DLQ_PERMANENT, "out_of_memory", "cannot create credentials");
+            ob_step_fail(job_last(j), OB_DLQ_PERMANENT, "out_of_memory",
+                         "cannot create credentials");
             j->failed = 1;
             job_finish(j);
             return;
@@ -922,7 +1015,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
                 ob_http_cancel(j->xfer);
                 j->xfer = NULL;
             }
-            ob_step_clear(&j->http);
+            step_drop(&j->http);
             ob_lock_release(j->lock);
             j->lock = NULL;
             j->phase = PH_LOCKING;
@@ -1004,7 +1097,7 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
         return;
     }
     j->w = w;
-    snprintf(j->topic, sizeof(j->topic), "%s", rd_kafka_topic_name(m->rkt));
+    j->topic = topic_intern(w, rd_kafka_topic_name(m->rkt));
     j->partition = m->partition;
     j->offset = m->offset;
     j->ts_ms = rd_kafka_message_timestamp(m, NULL);
@@ -1052,7 +1145,15 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
 
     ob_step_t fail;
     memset(&fail, 0, sizeof(fail));
-    if (w->stage->parse(j->st, w->cfg, j->payload, j->len, &j->plan, &fail) != OB_OK) {
+    ob_job_plan_t *plan = calloc(1, sizeof(*plan));
+    if (!plan) {
+        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
+        abort();
+    }
+    ob_err_t parsed = w->stage->parse(j->st, w->cfg, j->payload, j->len, plan, &fail);
+    plan_keep(j, plan);
+    free(plan);
+    if (parsed != OB_OK) {
         if (fail.kind != OB_STEP_FAIL)
             ob_step_fail(&fail, OB_DLQ_INVALID_INPUT, "invalid_input", "the message was refused");
         job_execute(j, &fail);
@@ -1401,11 +1502,20 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
         if (!w->signals)
             goto fail;
     }
+    /* A descriptor per connection, plus Kafka's, Redis's and the loop's. */
+    long conns = (long)w->cfg->http_max_connections, nofile = ob_raise_nofile();
+    if (nofile > 0 && conns > nofile - 128) {
+        long fit = nofile > 256 ? nofile - 128 : nofile / 2;
+        OB_WARN("worker",
+                "http.max.connections %ld does not fit the open-file limit %ld: using %ld", conns,
+                nofile, fit);
+        conns = fit;
+    }
     ob_http_opts_t ho = {.timeout_ms = (long)w->cfg->http_timeout_ms,
                          .connect_timeout_ms = (long)w->cfg->http_connect_timeout_ms,
                          .max_body = (size_t)w->cfg->http_max_body,
-                         .max_connections = (long)w->cfg->http_max_connections,
-                         .max_transfers = (long)w->cfg->http_max_connections};
+                         .max_connections = conns,
+                         .max_transfers = conns};
     w->http = ob_http_new(loop, &ho, errstr, errstr_size);
     if (!w->http)
         goto fail;
@@ -1572,6 +1682,9 @@ void ob_worker_free(ob_worker_t *w)
     ob_awsconfig_destroy(w->awscfg);
     ob_signal_free(w->signals);
     ob_offsets_free(w->offsets);
+    for (size_t i = 0; i < w->ntopics; i++)
+        free(w->topics[i]);
+    free(w->topics);
     free(w);
 }
 

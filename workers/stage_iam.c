@@ -15,7 +15,8 @@
  *
  *   does not exist       -> CreateStack (a new ExternalId, unless a stack of
  *                           this run already had one)
- *   *_IN_PROGRESS        -> WAIT stack.poll, describe again
+ *   *_IN_PROGRESS        -> WAIT stack.poll, describe again (after our own
+ *                           CreateStack, see "When to poll" below)
  *   CREATE/UPDATE_COMPLETE  made or updated by this run: done; found so at
  *                           the start (a rerun, an existing account, a new
  *                           template): UpdateStack, where "No updates are to
@@ -45,10 +46,33 @@
  * ties to an older stack (CreateStack answered with a stack already deleted,
  * or TokenAlreadyExistsException) moves a counter in the token on.
  * AlreadyExistsException is a concurrent create: describe again.
+ *
+ * When to poll a stack this stage created. Polling every stack every
+ * stack.poll from its create would cost one DescribeStacks per stack per
+ * interval, tens per stack, while the account's stack simply takes the time
+ * it takes (tens of seconds). So the process learns how long its creates
+ * take and polls from then on:
+ *   - up to IAM_PROBES stacks at a time are probes (a create takes a free
+ *     place): polled every stack.poll from their create, so the time each
+ *     was first seen finished is a fair (uncensored) sample of how long a
+ *     create takes;
+ *   - every other stack makes no call before it is as old as the estimate
+ *     (the 10th percentile of the last IAM_SAMPLES probe samples, once there
+ *     are IAM_MIN_SAMPLES), then polls every stack.poll;
+ *   - before there is an estimate, it waits without calling, looking again
+ *     every stack.poll (it becomes a probe when one finishes), for at most
+ *     IAM_BLIND_MAX_MS, then polls.
+ * In a burst of thousands of creates the first probes to finish set the
+ * estimate for the rest; a stack that is slower than the estimate is polled
+ * as before. Samples are only taken from probes: a stack first polled at the
+ * estimate can only be seen finished at or after it, and learning from those
+ * would push the estimate up run after run. This is the stage's only state
+ * shared between messages (per process); stages.h has a hook for tests.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ob_awsproto.h"
 #include "ob_crypto.h"
@@ -63,6 +87,11 @@
 #define IAM_STATUS_LEN      64
 #define IAM_REASON_LEN      400
 #define IAM_TAG_MANAGED     "onboard:managed-by"
+/* When to poll a stack we created (see the header). */
+#define IAM_PROBES       32
+#define IAM_SAMPLES      64
+#define IAM_MIN_SAMPLES  3
+#define IAM_BLIND_MAX_MS (120LL * 1000)
 
 typedef enum pending_e {
     P_START = 0, /* nothing asked yet */
@@ -104,9 +133,72 @@ typedef struct iam_st_s {
     int redo;                       /* rolled-back stacks deleted */
     int races, token_bumps, bad_replies;
     long long waited_ms;
+    uint64_t created_ms; /* clock when our CreateStack was answered (0: none in progress) */
+    int probe;           /* this stack is one of the probes (counted in timing.probes) */
     char fail_reason[IAM_REASON_LEN]; /* StackStatusReason of the stack we gave up on */
     char fail_status[IAM_STATUS_LEN];
 } iam_st_t;
+
+/* ---- how long this process's creates take (see the header) ---- */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct {
+    long long ms[IAM_SAMPLES]; /* a ring of probe samples */
+    int n, next;
+    int probes; /* probe stacks in progress */
+    uint64_t (*now)(void);
+} timing = {.now = mono_ms};
+
+void ob_stage_iam_timing_reset(uint64_t (*now_ms)(void))
+{
+    memset(&timing, 0, sizeof(timing));
+    timing.now = now_ms ? now_ms : mono_ms;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The age at which a non-probe stack is first polled (-1: not known yet). */
+long long ob_stage_iam_first_poll_ms(void)
+{
+    if (timing.n < IAM_MIN_SAMPLES)
+        return -1;
+    long long v[IAM_SAMPLES];
+    memcpy(v, timing.ms, sizeof(long long) * (size_t)timing.n);
+    qsort(v, (size_t)timing.n, sizeof(v[0]), cmp_ll);
+    return v[timing.n / 10];
+}
+
+static void timing_release(iam_st_t *st)
+{
+    if (st->probe && timing.probes > 0)
+        timing.probes--;
+    st->probe = 0;
+}
+
+/* Our created stack was seen finished (any final status). */
+static void timing_finished(iam_st_t *st)
+{
+    if (!st->created_ms)
+        return;
+    if (st->probe) {
+        timing.ms[timing.next] = (long long)(timing.now() - st->created_ms);
+        timing.next = (timing.next + 1) % IAM_SAMPLES;
+        if (timing.n < IAM_SAMPLES)
+            timing.n++;
+    }
+    timing_release(st);
+    st->created_ms = 0;
+}
 
 /* ---- small helpers ---- */
 
@@ -212,13 +304,53 @@ static void fail_aws(iam_st_t *st, ob_step_t *out, const ob_aws_result_t *res)
     fail_with_stack(st, out);
 }
 
-static void wait_poll(iam_st_t *st, ob_step_t *out)
+static void wait_ms(iam_st_t *st, ob_step_t *out, long long ms)
 {
     memset(out, 0, sizeof(*out));
     out->kind = OB_STEP_WAIT;
-    out->wait_ms = (uint64_t)st->poll_ms;
-    st->waited_ms += st->poll_ms;
+    out->wait_ms = (uint64_t)ms;
+    st->waited_ms += ms;
     st->pending = P_WAIT;
+}
+
+static void wait_poll(iam_st_t *st, ob_step_t *out)
+{
+    wait_ms(st, out, st->poll_ms);
+}
+
+/* Before polling a stack we created: how much longer to wait without a
+ * call (0: poll now). */
+static long long poll_not_before(iam_st_t *st)
+{
+    if (!st->created_ms || st->probe)
+        return 0;
+    long long age = (long long)(timing.now() - st->created_ms);
+    long long first = ob_stage_iam_first_poll_ms();
+    if (first >= 0)
+        return age < first ? first - age : 0;
+    if (timing.probes < IAM_PROBES) {
+        st->probe = 1; /* a probe finished: take its place */
+        timing.probes++;
+        return 0;
+    }
+    if (age >= IAM_BLIND_MAX_MS)
+        return 0;
+    return st->poll_ms < IAM_BLIND_MAX_MS - age ? st->poll_ms : IAM_BLIND_MAX_MS - age;
+}
+
+/* After our CreateStack was answered. */
+static void wait_created(iam_st_t *st, ob_step_t *out)
+{
+    timing_release(st); /* a redo's create: the earlier one's probe ends */
+    st->created_ms = timing.now();
+    if (!st->created_ms)
+        st->created_ms = 1;
+    if (timing.probes < IAM_PROBES) {
+        st->probe = 1;
+        timing.probes++;
+    }
+    long long w = poll_not_before(st);
+    wait_ms(st, out, w > st->poll_ms ? w : st->poll_ms);
 }
 
 static int query_start(iam_st_t *st, ob_step_t *out, const char *action, pending_t p)
@@ -504,6 +636,8 @@ static void on_seen(iam_st_t *st, ob_step_t *out)
         delete_stack(st, out);
         return;
     }
+    if (!ends_with(st->seen.status, "_IN_PROGRESS") || st->acted != A_CREATED)
+        timing_finished(st);
     if (ends_with(st->seen.status, "_IN_PROGRESS")) {
         if (st->waited_ms >= IAM_MAX_WAIT_MS) {
             ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
@@ -640,7 +774,7 @@ static void on_create(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
     if (res->err == OB_OK) {
         st->acted = A_CREATED;
         reply_stack_id(res, "CreateStack", st->acted_id, sizeof(st->acted_id));
-        wait_poll(st, out);
+        wait_created(st, out);
         return;
     }
     if (aws_code_is(res, "AlreadyExistsException")) {
@@ -805,6 +939,11 @@ static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
     iam_st_t *st = p;
     memset(out, 0, sizeof(*out));
     if (!res) {
+        long long w = st->pending == P_WAIT ? poll_not_before(st) : 0;
+        if (w > 0 && st->waited_ms < IAM_MAX_WAIT_MS) {
+            wait_ms(st, out, w); /* our stack is younger than creates take */
+            return;
+        }
         describe(st, out); /* the first step, or a poll after a WAIT */
         return;
     }
@@ -834,6 +973,7 @@ static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 static void iam_clear(void *p)
 {
     iam_st_t *st = p;
+    timing_release(st);
     ob_stage_msg_clear(&st->in);
     memset(st->external_id, 0, sizeof(st->external_id));
     memset(st->seen.external_id, 0, sizeof(st->seen.external_id));

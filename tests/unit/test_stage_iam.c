@@ -201,7 +201,7 @@ static ob_aws_result_t error_composed(const char *op, long status, const char *c
 static char *stack_xml(const char *id, const char *status, const char *reason, const char *ext,
                        const char *bucket, const char *role)
 {
-    char params[1024] = "", outputs[1024] = "", why[512] = "";
+    char params[2048] = "", outputs[1024] = "", why[512] = "";
     if (ext)
         snprintf(params, sizeof(params),
                  "<Parameters><member><ParameterKey>BillingEnginePrincipal</ParameterKey>"
@@ -1127,6 +1127,166 @@ static void test_polling_and_bad_replies_are_bounded(void **state)
     free(p);
 }
 
+/* ---- when to poll a stack we created ---- */
+
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+/* A new account's run up to its CreateStack answered; returns that step. */
+static ob_step_t *created(run_t *r, const char *request_id, char ext[33])
+{
+    char *p = handoff("new", request_id, NULL);
+    start(r, p, 2);
+    free(p);
+    expect_describe(step(r, NULL));
+    ob_aws_result_t gone =
+        error_fixture("DescribeStacks", 400, "cfn_describe_stacks_does_not_exist.xml");
+    char token[64];
+    expect_create(step(r, &gone), BUCKET, ext, token);
+    ob_aws_result_t ok = reply("CreateStack", stack_id_reply("CreateStack", STACK_ID));
+    return step(r, &ok);
+}
+
+static void complete(run_t *r, const char *ext)
+{
+    expect_describe(step(r, NULL));
+    char *x = stack_xml(STACK_ID, "CREATE_COMPLETE", NULL, ext, BUCKET, BE_ROLE);
+    ob_aws_result_t done = reply("DescribeStacks", x);
+    ob_stage_msg_t m = expect_done(step(r, &done), "new", ext, STACK_ID);
+    free(x);
+    ob_stage_msg_clear(&m);
+}
+
+#define NPROBES 32
+
+static void test_polls_from_the_learned_create_time(void **state)
+{
+    (void)state;
+    fake_now = 1000000;
+    ob_stage_iam_timing_reset(fake_clock);
+    assert_int_equal(ob_stage_iam_first_poll_ms(), -1);
+    /* The first 32 creates are probes: polled every stack.poll (100 ms). */
+    static run_t probes[NPROBES];
+    char pext[NPROBES][33];
+    for (int i = 0; i < NPROBES; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "req-probe-%d", i);
+        expect_wait(created(&probes[i], id, pext[i]));
+        expect_describe(step(&probes[i], NULL));
+        char *x = stack_xml(STACK_ID, "CREATE_IN_PROGRESS", NULL, pext[i], BUCKET, NULL);
+        ob_aws_result_t busy = reply("DescribeStacks", x);
+        expect_wait(step(&probes[i], &busy));
+        free(x);
+    }
+    /* The 33rd, with no estimate yet: waits without a call, looking again
+     * every stack.poll. */
+    run_t late;
+    char lext[33];
+    fake_now += 500;
+    expect_wait(created(&late, "req-late", lext));
+    for (int i = 0; i < 5; i++) {
+        fake_now += 100;
+        expect_wait(step(&late, NULL));
+    }
+    /* Three probes finish after 20 s: the estimate is 20 s from then on. */
+    fake_now = 1000000 + 20000;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ob_stage_iam_first_poll_ms(), -1);
+        complete(&probes[i], pext[i]);
+        finish(&probes[i]);
+    }
+    assert_int_equal(ob_stage_iam_first_poll_ms(), 20000);
+    /* New creates take the free probe places. */
+    static run_t fill[3];
+    char fext[3][33];
+    for (int i = 0; i < 3; i++)
+        expect_wait(created(&fill[i], "req-fill", fext[i]));
+    /* The waiting stack is 19.5 s old: half a second more, then it polls. */
+    ob_step_t *s = step(&late, NULL);
+    assert_int_equal(s->kind, OB_STEP_WAIT);
+    assert_int_equal(s->wait_ms, 500);
+    fake_now += 500;
+    complete(&late, lext);
+    finish(&late);
+    /* A new create is first polled 20 s after it was answered, with one call. */
+    run_t next;
+    char next_ext[33];
+    s = created(&next, "req-next", next_ext);
+    assert_int_equal(s->kind, OB_STEP_WAIT);
+    assert_int_equal(s->wait_ms, 20000);
+    fake_now += 20000;
+    complete(&next, next_ext);
+    finish(&next);
+    /* Slower than the estimate: polled every stack.poll after it. */
+    s = created(&next, "req-slow", next_ext);
+    assert_int_equal(s->wait_ms, 20000);
+    fake_now += 20000;
+    expect_describe(step(&next, NULL));
+    char *x = stack_xml(STACK_ID, "CREATE_IN_PROGRESS", NULL, next_ext, BUCKET, NULL);
+    ob_aws_result_t busy = reply("DescribeStacks", x);
+    expect_wait(step(&next, &busy));
+    free(x);
+    fake_now += 100;
+    complete(&next, next_ext);
+    finish(&next);
+    for (int i = 3; i < NPROBES; i++)
+        finish(&probes[i]);
+    for (int i = 0; i < 3; i++)
+        finish(&fill[i]);
+
+    /* Samples are taken from probes only, and the estimate is their 10th
+     * percentile: 3 more probes at 30 s, then 4 at 10 s. */
+    ob_stage_iam_timing_reset(fake_clock);
+    long long want[] = {30000, 30000, 30000, 10000, 10000, 10000, 10000};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        run_t r;
+        char e[33];
+        uint64_t t0 = fake_now;
+        expect_wait(created(&r, "req-sample", e));
+        fake_now = t0 + (uint64_t)want[i];
+        complete(&r, e);
+        finish(&r);
+    }
+    assert_int_equal(ob_stage_iam_first_poll_ms(), 10000);
+    ob_stage_iam_timing_reset(NULL);
+}
+
+static void test_waiting_without_estimate_is_bounded(void **state)
+{
+    (void)state;
+    fake_now = 5000000;
+    ob_stage_iam_timing_reset(fake_clock);
+    static run_t probes[NPROBES];
+    char pext[NPROBES][33];
+    for (int i = 0; i < NPROBES; i++)
+        expect_wait(created(&probes[i], "req-probe", pext[i]));
+    run_t a, b;
+    char aext[33], bext[33];
+    expect_wait(created(&a, "req-a", aext));
+    expect_wait(created(&b, "req-b", bext));
+    fake_now += 100;
+    expect_wait(step(&a, NULL));
+    expect_wait(step(&b, NULL));
+    /* A probe ends without a sample (its message finished elsewhere): the
+     * next stack to look becomes a probe and polls at once. */
+    finish(&probes[0]);
+    expect_describe(step(&a, NULL));
+    ob_step_clear(&a.s);
+    expect_wait(step(&b, NULL));
+    /* No estimate for two minutes: it polls anyway. */
+    fake_now += 120000;
+    expect_describe(step(&b, NULL));
+    finish(&a);
+    finish(&b);
+    for (int i = 1; i < NPROBES; i++)
+        finish(&probes[i]);
+    ob_stage_iam_timing_reset(NULL);
+}
+
 static void test_configuration_and_input(void **state)
 {
     char *p = handoff("new", "req-23", NULL);
@@ -1255,6 +1415,7 @@ static void test_template(void **state)
 
 int main(void)
 {
+    ob_stage_iam_timing_reset(NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_account_create_and_poll),
         cmocka_unit_test(test_external_ids_are_random_and_tokens_deterministic),
@@ -1272,6 +1433,8 @@ int main(void)
         cmocka_unit_test(test_stacks_that_need_a_person),
         cmocka_unit_test(test_unusable_stacks),
         cmocka_unit_test(test_polling_and_bad_replies_are_bounded),
+        cmocka_unit_test(test_polls_from_the_learned_create_time),
+        cmocka_unit_test(test_waiting_without_estimate_is_bounded),
         cmocka_unit_test(test_configuration_and_input),
         cmocka_unit_test(test_template),
     };
