@@ -130,6 +130,59 @@ def critical_path(rules, scale, counts):
     return total / 1000.0
 
 
+def range_ms(spec):
+    """'40ms-90ms' -> (40.0, 90.0); '300ms' -> (300.0, 300.0)."""
+    def one(x):
+        x = x.strip()
+        if x.endswith("ms"):
+            return float(x[:-2])
+        if x.endswith("s"):
+            return float(x[:-1]) * 1000
+        return float(x)
+    parts = [one(p) for p in spec.split("-")]
+    return parts[0], parts[-1]
+
+
+def rule_of(rules, api):
+    svc = api.split(".")[0]
+    for key in (api, svc + ".*", "*"):
+        if key in rules:
+            return rules[key]
+    return None
+
+
+def batch_critical_path(rules, scale, counts, n, extra_sts, trials=5):
+    """The slowest of n accounts if the fleet added nothing: each account
+    draws its calls' latencies (uniform over the simulator's ranges, as the
+    simulator does) and its stack delay; the batch cannot finish before the
+    slowest one. The mean of a few trials, in seconds."""
+    import random
+    rnd = random.Random(7)
+    calls = []
+    for api, k in counts.items():
+        if api == "cloudformation.DescribeStacks":
+            k = min(k, 2)
+        spec = rule_of(rules, api)
+        if spec:
+            calls += [range_ms(spec)] * k
+    spec = rule_of(rules, "sts.AssumeRole")
+    if spec:
+        calls += [range_ms(spec)] * extra_sts
+    stack = rules.get("cloudformation.stack_create")
+    if stack:
+        calls.append(range_ms(stack))
+    if not calls:
+        return 0.0
+    worst = []
+    for _ in range(trials):
+        m = 0.0
+        for _ in range(n):
+            t = sum(lo + rnd.random() * (hi - lo) for lo, hi in calls)
+            m = max(m, t)
+        worst.append(m)
+    return statistics.mean(worst) * scale / 1000.0
+
+
 def pct(xs, p):
     if not xs:
         return 0.0
@@ -150,6 +203,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--max-cpu-ms", type=float, help="fail above this CPU ms per account (all workers)")
     ap.add_argument("--min-rate", type=float, help="fail below this many accounts per second")
+    ap.add_argument("--wrap", action="append", default=[], metavar="STAGE=COMMAND",
+                    help="run a worker under a profiler, e.g. 'iam=heaptrack -o /tmp/iam' or "
+                         "'bucket=valgrind --tool=callgrind' (its figures then include the tool's)")
     args = ap.parse_args()
     n = args.accounts
     bins = {s: os.path.join(args.build, "workers", "onboard-" + s) for s in STAGES}
@@ -207,8 +263,9 @@ def main():
                 f.write(json.dumps({"account_id": a, "mode": "new", "region": "us-east-1",
                                     "role_arn": "arn:aws:iam::%s:role/OrganizationAccountAccessRole" % a,
                                     "request_id": "%sr%d" % (prefix, i)}) + "\n")
+        wraps = dict(w.split("=", 1) for w in args.wrap)
         for s in STAGES:
-            procs[s] = subprocess.Popen([bins[s]], env=env, stdout=subprocess.DEVNULL,
+            procs[s] = subprocess.Popen(wraps.get(s, "").split() + [bins[s]], env=env, stdout=subprocess.DEVNULL,
                                         stderr=open(os.path.join(run, s + ".log"), "w"))
         time.sleep(1.0)
         log("enqueueing %d accounts (profile %s, scale %g)" % (n, args.profile, args.scale))
@@ -256,8 +313,18 @@ def main():
         curve = sorted((t - first) / 1000.0 for t in got.values())
 
         msgs = 0
+        # When each stage had handed on half and all of the batch (its output
+        # topic's timestamps, from the first request): where a run waits.
+        stage_out = {"bucket": "cur", "cur": "iam", "iam": "connect", "connect": "connected"}
+        handed = {}
         for t in ("requests", "cur", "iam", "connect", "connected", "dlq"):
-            msgs += len(kcat_lines(brokers, prefix + t, "%o\n"))
+            lines = kcat_lines(brokers, prefix + t, "%T\n")
+            msgs += len(lines)
+            for st, out in stage_out.items():
+                if out == t and lines:
+                    ts = sorted((int(x) - first) / 1000.0 for x in lines)
+                    handed[st] = {"first": round(ts[0], 2), "half": round(ts[len(ts) // 2], 2),
+                                  "all": round(ts[-1], 2)}
         stats = http_json(sim_url + "/_sim/stats")
         cfg = http_json(sim_url + "/_sim/config")
         rules = cfg.get("latency", {}) or {}
@@ -267,6 +334,7 @@ def main():
         # The fleet's own AssumeRole calls count under the management account; one per stage
         # worker for this account plus the connect stage's check.
         crit = critical_path(rules, scale, per_acct) + 4 * latency_of(rules, "sts.AssumeRole", scale) / 1000.0
+        batch_crit = batch_critical_path(rules, scale, per_acct, n, 4)
         cpu_total = sum(c for c, _ in figures.values())
         result = {
             "accounts": n, "profile": args.profile, "scale": args.scale,
@@ -274,6 +342,8 @@ def main():
             "wall_s": round(wall, 2), "wall_poll_s": round(wall_poll, 2),
             "critical_path_s": round(crit, 2),
             "wall_over_critical_path": round(wall / crit, 2) if crit > 0 else None,
+            "batch_critical_path_s": round(batch_crit, 2),
+            "wall_over_batch_critical_path": round(wall / batch_crit, 2) if batch_crit > 0 else None,
             "accounts_per_s": round(n / wall, 1) if wall > 0 else None,
             "latency_s": {"p50": round(pct(lat, 50), 2), "p90": round(pct(lat, 90), 2),
                           "p99": round(pct(lat, 99), 2), "max": round(max(lat), 2) if lat else 0},
@@ -292,6 +362,7 @@ def main():
                 k: round((v - redis_before.get(k, 0)) / n, 2) for k, v in sorted(redis_after.items())
                 if v - redis_before.get(k, 0) > 0},
             "kafka_messages_per_account": round(msgs / n, 2),
+            "stage_handed_on_s": handed,
         }
         print_table(result)
         if args.compare:
@@ -333,12 +404,19 @@ def print_table(r):
     print("%-34s %s x%g" % ("profile", r["profile"], r["scale"]))
     print("%-34s %.2f s" % ("wall time (first request to last event)", r["wall_s"]))
     print("%-34s %.2f s (wall / critical path = %s)" % ("critical path of one account", r["critical_path_s"], r["wall_over_critical_path"]))
+    if r.get("batch_critical_path_s"):
+        print("%-34s %.2f s (wall / it = %s)" % ("slowest of N, fleet adding nothing",
+                                                  r["batch_critical_path_s"], r["wall_over_batch_critical_path"]))
     print("%-34s %s" % ("accounts per second", r["accounts_per_s"]))
     l = r["latency_s"]
     print("%-34s p50 %.2f  p90 %.2f  p99 %.2f  max %.2f s" % ("end-to-end latency per account", l["p50"], l["p90"], l["p99"], l["max"]))
     for s, w in r["workers"].items():
         print("%-34s %.2f s CPU, %.1f MiB peak RSS" % ("worker " + s, w["cpu_s"], w["peak_rss_mib"]))
     print("%-34s %.3f ms" % ("CPU per account (four workers)", r["cpu_ms_per_account"]))
+    for st in STAGES:
+        h = r.get("stage_handed_on_s", {}).get(st)
+        if h:
+            print("%-34s first %.1f  half %.1f  all %.1f s" % ("stage " + st + " handed on", h["first"], h["half"], h["all"]))
     for k, v in sorted(r.get("others_cpu_s", {}).items()):
         print("%-34s %.2f s CPU during the run" % (k, v))
     print("%-34s %s" % ("AWS requests per account", r["aws_requests_per_account"]))

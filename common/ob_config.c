@@ -36,7 +36,7 @@ const ob_cfg_def_t ob_config_table[] = {
      "deadline of one TCP+TLS connect"},
     {"http.max.body", OB_CFG_SIZE, "8M", 1024, 1073741824LL, OFF(http_max_body), 0,
      "largest HTTP reply body accepted"},
-    {"http.max.connections", OB_CFG_INT, "256", 1, 65536, OFF(http_max_connections), 0,
+    {"http.max.connections", OB_CFG_INT, "1024", 1, 65536, OFF(http_max_connections), 0,
      "concurrent HTTP connections per worker"},
     {"aws.max.attempts", OB_CFG_INT, "3", 1, 20, OFF(aws_max_attempts), 0,
      "HTTP attempts per AWS call (SDK standard mode)"},
