@@ -51,8 +51,8 @@ struct ob_aws_call_s {
     ob_aws_svc_t svc;
     char region[64];
     ob_credsrc_t *creds;
-    ob_endpoint_t ep;
-    ob_buf_t path; /* full wire path */
+    const ob_endpoint_t *ep; /* in aws->eps (kept until ob_aws_free) */
+    ob_buf_t path;           /* full wire path */
     ob_buf_t url;
     ob_buf_t host;
     ob_aws_cb *cb;
@@ -351,7 +351,7 @@ static void attempt(ob_aws_call_t *c)
         ob_sigv4_creds_t sc = {creds->access_key_id, creds->secret_access_key,
                                creds->session_token};
         ob_sigv4_params_t sp = {.service = ob_aws_svc_info(c->svc)->signing_name,
-                                .region = c->ep.signing_region,
+                                .region = c->ep->signing_region,
                                 .now = time(NULL),
                                 .s3 = c->svc == OB_SVC_S3};
         if (ob_sigv4_sign(c->req.method, c->path.data, c->req.query.data ? c->req.query.data : "",
@@ -428,7 +428,7 @@ ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target
     }
     c->aws = aws;
     c->svc = req->svc;
-    c->ep = *ep;
+    c->ep = ep;
     snprintf(c->region, sizeof(c->region), "%s", region);
     c->cb = cb;
     c->arg = arg;
@@ -439,7 +439,7 @@ ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target
     const char *rel = req->path.data;
     if (e == OB_OK && req->svc == OB_SVC_S3 && target && target->s3_bucket) {
         ob_buf_t prefix = {0};
-        e = ob_s3_url(&c->ep, target->s3_bucket, NULL, &prefix, &c->host);
+        e = ob_s3_url(c->ep, target->s3_bucket, NULL, &prefix, &c->host);
         if (e == OB_OK) {
             /* prefix is "/" (virtual host) or "/bucket" or "/bucket/" (path style). */
             size_t pl = prefix.len;
@@ -455,9 +455,9 @@ ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target
         }
         ob_buf_free(&prefix);
     } else if (e == OB_OK) {
-        e = ob_buf_puts(&c->host, c->ep.host);
-        if (e == OB_OK && c->ep.base_path[0]) {
-            e = ob_buf_puts(&c->path, c->ep.base_path);
+        e = ob_buf_puts(&c->host, c->ep->host);
+        if (e == OB_OK && c->ep->base_path[0]) {
+            e = ob_buf_puts(&c->path, c->ep->base_path);
             if (e == OB_OK && c->path.len > 0 && c->path.data[c->path.len - 1] == '/')
                 rel++;
         }
@@ -466,12 +466,12 @@ ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target
     }
     if (e == OB_OK) {
         /* The URL's host is the endpoint's; a virtual-host bucket changes it. */
-        const char *scheme_end = strstr(c->ep.url, "://");
-        if (req->svc == OB_SVC_S3 && scheme_end && strcmp(c->host.data, c->ep.host) != 0)
-            e = ob_buf_printf(&c->url, "%.*s://%s%s", (int)(scheme_end - c->ep.url), c->ep.url,
+        const char *scheme_end = strstr(c->ep->url, "://");
+        if (req->svc == OB_SVC_S3 && scheme_end && strcmp(c->host.data, c->ep->host) != 0)
+            e = ob_buf_printf(&c->url, "%.*s://%s%s", (int)(scheme_end - c->ep->url), c->ep->url,
                               c->host.data, c->path.data);
         else
-            e = ob_buf_printf(&c->url, "%s%s", c->ep.url, c->path.data);
+            e = ob_buf_printf(&c->url, "%s%s", c->ep->url, c->path.data);
         if (e == OB_OK && req->query.len > 0)
             e = ob_buf_printf(&c->url, "?%s", req->query.data);
     }
