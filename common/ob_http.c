@@ -24,14 +24,31 @@ struct ob_http_s {
     uint64_t completed;
     ob_http_xfer_t *xfers;         /* doubly linked list of running transfers */
     ob_http_xfer_t *qhead, *qtail; /* waiting for a transfer slot (max_transfers) */
+    /* Idle easy handles, reset and ready for the next transfer (LIFO). A
+     * handle goes back here when its transfer ends, so with max_transfers
+     * set there are never more handles than transfers at once. */
+    CURL **idle;
+    size_t nidle, idle_cap, idle_max;
     int draining;
 };
 
+enum req_kind { REQ_GET, REQ_HEAD, REQ_BODY };
+
+/* One allocation per request: this struct, then the curl_slist nodes of the
+ * request headers, then the text they point to, the URL, the custom method
+ * and the body. The easy handle is taken from the idle list when the transfer
+ * starts and given back when it ends, so a waiting transfer holds none. */
 struct ob_http_xfer_s {
     ob_http_t *h;
-    CURL *easy;
+    CURL *easy; /* set only while handed to curl (in the multi handle) */
     struct curl_slist *slist;
-    char *body; /* request body copy */
+    const char *url;
+    const char *custom_method; /* CURLOPT_CUSTOMREQUEST, or NULL */
+    char *body;                /* request body copy (REQ_BODY), NUL-terminated */
+    size_t body_len;
+    enum req_kind kind;
+    long timeout_ms;
+    long connect_timeout_ms;
     ob_http_cb *cb;
     void *arg;
     size_t max_body;
@@ -41,6 +58,7 @@ struct ob_http_xfer_s {
     char curl_err[CURL_ERROR_SIZE];
     int queued; /* in the waiting FIFO, not yet handed to curl */
     ob_http_xfer_t *prev, *next;
+    struct curl_slist nodes[];
 };
 
 static void xfer_unlink(ob_http_xfer_t *x)
@@ -67,13 +85,55 @@ static void xfer_unlink(ob_http_xfer_t *x)
     x->prev = x->next = NULL;
 }
 
+/* An easy handle for a new transfer: an idle one (already reset) or a new one. */
+static CURL *easy_get(ob_http_t *h)
+{
+    if (h->nidle)
+        return h->idle[--h->nidle];
+    return curl_easy_init();
+}
+
+/* Take back a handle no longer in the multi handle. curl_easy_reset() drops
+ * every option (URL, callbacks, CURLOPT_PRIVATE, the error buffer and header
+ * list pointers) and so every reference to the finished transfer's memory;
+ * setup_easy() sets them all again. */
+static void easy_put(ob_http_t *h, CURL *e)
+{
+    if (h->nidle == h->idle_cap && h->idle_cap < h->idle_max) {
+        size_t cap = h->idle_cap ? h->idle_cap * 2 : 16;
+        if (cap > h->idle_max)
+            cap = h->idle_max;
+        CURL **v = realloc(h->idle, cap * sizeof(*v));
+        if (v) {
+            h->idle = v;
+            h->idle_cap = cap;
+        }
+    }
+    if (h->nidle == h->idle_cap) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_reset(e);
+    h->idle[h->nidle++] = e;
+}
+
+/* Take a running transfer's handle out of curl and back to the idle list. */
+static void xfer_release_easy(ob_http_xfer_t *x)
+{
+    if (!x->easy)
+        return;
+    CURL *e = x->easy;
+    x->easy = NULL;
+    if (curl_multi_remove_handle(x->h->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e); /* not known to be out of curl: never reuse it */
+        return;
+    }
+    easy_put(x->h, e);
+}
+
 static void xfer_free(ob_http_xfer_t *x)
 {
-    if (!x->queued)
-        curl_multi_remove_handle(x->h->multi, x->easy);
-    curl_easy_cleanup(x->easy);
-    curl_slist_free_all(x->slist);
-    free(x->body);
+    xfer_release_easy(x);
     ob_hdrs_clear(&x->resp.headers);
     ob_buf_free(&x->resp.body);
     free(x);
@@ -122,31 +182,98 @@ static void finish(ob_http_xfer_t *x, CURLcode rc)
     xfer_unlink(x);
     h->active--;
     h->completed++;
+    /* The handle is free before the callback: a request it starts takes it. */
+    xfer_release_easy(x);
     x->cb(r, x->arg);
     xfer_free(x);
     admit(h);
 }
 
-/* Hand a transfer to curl. OB_OK or the error (the transfer is then not linked). */
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata);
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata);
+
+/* Every option of a transfer, on a new or reset handle. */
+static CURLcode setup_easy(ob_http_xfer_t *x, CURL *e)
+{
+    ob_http_t *h = x->h;
+    CURLcode rc = CURLE_OK, c;
+#define SETOPT(opt, val)                                                                           \
+    do {                                                                                           \
+        c = curl_easy_setopt(e, opt, val);                                                         \
+        if (c != CURLE_OK && rc == CURLE_OK)                                                       \
+            rc = c;                                                                                \
+    } while (0)
+    SETOPT(CURLOPT_URL, x->url);
+    SETOPT(CURLOPT_PRIVATE, x);
+    SETOPT(CURLOPT_ERRORBUFFER, x->curl_err);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
+    SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(CURLOPT_USERAGENT, h->user_agent);
+    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(CURLOPT_WRITEDATA, x);
+    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(CURLOPT_HEADERDATA, x);
+    SETOPT(CURLOPT_ACCEPT_ENCODING, (char *)NULL);
+    /* Signed requests must go out exactly as signed: no redirects followed,
+     * and no "./" or "../" squashed out of the path (S3 signs it as is). */
+    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(CURLOPT_PATH_AS_IS, 1L);
+    /* Over TLS (HTTP/1.1) curl copies every request into an upload buffer of
+     * this size, allocated per transfer: 64 KiB by default, 16 KiB is its
+     * minimum and one TLS record. The receive buffer keeps curl's default
+     * (16 KiB): CURLOPT_BUFFERSIZE cannot be set again on a reused handle
+     * that still holds its buffer. */
+    SETOPT(CURLOPT_UPLOAD_BUFFERSIZE, (long)CURL_MAX_WRITE_SIZE);
+    SETOPT(CURLOPT_HTTPHEADER, x->slist);
+    switch (x->kind) {
+    case REQ_HEAD:
+        SETOPT(CURLOPT_NOBODY, 1L);
+        break;
+    case REQ_GET:
+        SETOPT(CURLOPT_HTTPGET, 1L);
+        break;
+    case REQ_BODY:
+        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+        SETOPT(CURLOPT_POSTFIELDS, x->body);
+        if (x->custom_method)
+            SETOPT(CURLOPT_CUSTOMREQUEST, x->custom_method);
+        break;
+    }
+#undef SETOPT
+    return rc;
+}
+
+/* Hand a transfer to curl. OB_OK or the error (the transfer is then not
+ * linked and holds no handle). */
 static ob_err_t start_xfer(ob_http_t *h, ob_http_xfer_t *x, char *errstr, size_t errstr_size)
 {
     x->queued = 0;
+    CURL *e = easy_get(h);
+    if (!e)
+        return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "cannot create a curl handle");
+    CURLcode rc = setup_easy(x, e);
+    if (rc != CURLE_OK) {
+        easy_put(h, e);
+        return ob_errf(errstr, errstr_size, rc == CURLE_OUT_OF_MEMORY ? OB_ERR_NOMEM : OB_ERR_HTTP,
+                       "curl_easy_setopt: %s", curl_easy_strerror(rc));
+    }
     x->started = ob_loop_update_time(h->loop);
+    CURLMcode mc = curl_multi_add_handle(h->multi, e);
+    if (mc != CURLM_OK) {
+        easy_put(h, e);
+        return ob_errf(errstr, errstr_size, OB_ERR_HTTP, "curl_multi_add_handle: %s",
+                       curl_multi_strerror(mc));
+    }
+    x->easy = e;
     x->prev = NULL;
     x->next = h->xfers;
     if (h->xfers)
         h->xfers->prev = x;
     h->xfers = x;
     h->active++;
-    CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
-    if (mc != CURLM_OK) {
-        xfer_unlink(x);
-        h->active--;
-        x->queued = 1; /* never added: nothing to remove */
-        ob_errf(errstr, errstr_size, OB_ERR_HTTP, "curl_multi_add_handle: %s",
-                curl_multi_strerror(mc));
-        return OB_ERR_HTTP;
-    }
     return OB_OK;
 }
 
@@ -158,8 +285,9 @@ static void admit(ob_http_t *h)
         xfer_unlink(x);
         h->nqueued--;
         char err[256];
-        if (start_xfer(h, x, err, sizeof(err)) != OB_OK) {
-            x->resp.err = OB_ERR_HTTP;
+        ob_err_t e = start_xfer(h, x, err, sizeof(err));
+        if (e != OB_OK) {
+            x->resp.err = e;
             x->resp.status = 0;
             snprintf(x->resp.errmsg, sizeof(x->resp.errmsg), "%s", err);
             x->cb(&x->resp, x->arg);
@@ -310,6 +438,10 @@ ob_http_t *ob_http_new(ob_loop_t *loop, const ob_http_opts_t *opts, char *errstr
         h->opts.max_body = 8u << 20;
     if (h->opts.max_connections <= 0)
         h->opts.max_connections = 256;
+    /* Idle handles kept: as many as may run at once (with no limit on
+     * transfers, as many as there may be connections). */
+    h->idle_max =
+        (size_t)(h->opts.max_transfers > 0 ? h->opts.max_transfers : h->opts.max_connections);
     snprintf(h->user_agent, sizeof(h->user_agent), "%s",
              h->opts.user_agent ? h->opts.user_agent : "onboard/" OB_VERSION);
     h->opts.user_agent = h->user_agent;
@@ -347,110 +479,140 @@ void ob_http_free(ob_http_t *h)
         ob_http_xfer_t *x = h->xfers;
         xfer_unlink(x);
         h->active--;
+        xfer_release_easy(x);
         x->resp.err = OB_ERR_CANCELLED;
         x->resp.status = 0;
         snprintf(x->resp.errmsg, sizeof(x->resp.errmsg), "HTTP client shut down");
         x->cb(&x->resp, x->arg);
         xfer_free(x);
     }
+    while (h->nidle)
+        curl_easy_cleanup(h->idle[--h->nidle]);
+    free(h->idle);
     if (h->multi)
         curl_multi_cleanup(h->multi);
     ob_timer_free(h->timer);
     free(h);
 }
 
+/* A request header line as curl takes it, cut like the 8 KiB line it always
+ * was: "Name: value", or "Name;" for an empty value (curl then sends the
+ * header with no value). Its length without the NUL when buf is NULL. */
+#define HDR_LINE_MAX 8447
+
+static char *put_cut(char *p, const char *end, const char *s, size_t n)
+{
+    size_t room = (size_t)(end - p);
+    if (n > room)
+        n = room;
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static size_t hdr_line(char *buf, const ob_hdr_t *hd)
+{
+    size_t nl = strlen(hd->name), vl = strlen(hd->value);
+    size_t full = vl ? nl + 2 + vl : nl + 1;
+    size_t len = full < HDR_LINE_MAX ? full : HDR_LINE_MAX;
+    if (buf) {
+        const char *end = buf + len;
+        char *p = put_cut(buf, end, hd->name, nl);
+        p = vl ? put_cut(p, end, ": ", 2) : put_cut(p, end, ";", 1);
+        p = put_cut(p, end, hd->value, vl);
+        *p = '\0';
+    }
+    return len;
+}
+
 ob_http_xfer_t *ob_http_send(ob_http_t *h, const ob_http_req_t *req, ob_http_cb *cb, void *arg,
                              char *errstr, size_t errstr_size)
 {
-    ob_http_xfer_t *x = calloc(1, sizeof(*x));
+    const char *method = req->method ? req->method : "GET";
+    enum req_kind kind = !strcmp(method, "HEAD")                          ? REQ_HEAD
+                         : (!strcmp(method, "GET") && req->body_len == 0) ? REQ_GET
+                                                                          : REQ_BODY;
+    int custom = kind == REQ_BODY && strcmp(method, "POST") != 0;
+
+    /* The request's headers, URL, method and body go in the same allocation
+     * as the transfer: sizes first. Never send "Expect: 100-continue"; and no
+     * form content type curl would add on its own to a body we did not
+     * describe. */
+    static const char expect_line[] = "Expect:", ct_line[] = "Content-Type:";
+    size_t nhdr = req->headers ? req->headers->n : 0;
+    int has_ct = 0;
+    size_t text = 0;
+    for (size_t i = 0; i < nhdr; i++) {
+        const ob_hdr_t *hd = &req->headers->v[i];
+        if (!strcasecmp(hd->name, "Content-Type"))
+            has_ct = 1;
+        text += hdr_line(NULL, hd) + 1;
+    }
+    size_t nnodes = nhdr + 1 + !has_ct;
+    text += sizeof(expect_line) + (has_ct ? 0 : sizeof(ct_line));
+    size_t url_len = req->url ? strlen(req->url) : 0;
+    text += url_len + 1;
+    if (custom)
+        text += strlen(method) + 1;
+    size_t fixed = sizeof(ob_http_xfer_t) + nnodes * sizeof(struct curl_slist);
+    if (kind == REQ_BODY) {
+        if (req->body_len > SIZE_MAX - fixed - text - 1) {
+            ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        text += req->body_len + 1;
+    }
+    ob_http_xfer_t *x = malloc(fixed + text);
     if (!x) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
     }
+    memset(x, 0, sizeof(*x));
     x->h = h;
     x->cb = cb;
     x->arg = arg;
+    x->kind = kind;
     x->max_body = req->max_body ? req->max_body : h->opts.max_body;
-    x->easy = curl_easy_init();
-    if (!x->easy) {
-        free(x);
-        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "cannot create a curl handle");
-        return NULL;
-    }
-    CURL *e = x->easy;
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms ? req->timeout_ms : h->opts.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     req->connect_timeout_ms ? req->connect_timeout_ms
-                                             : h->opts.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
-    /* Signed requests must go out exactly as signed: no redirects followed,
-     * and no "./" or "../" squashed out of the path (S3 signs it as is). */
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    x->timeout_ms = req->timeout_ms ? req->timeout_ms : h->opts.timeout_ms;
+    x->connect_timeout_ms =
+        req->connect_timeout_ms ? req->connect_timeout_ms : h->opts.connect_timeout_ms;
 
-    const char *method = req->method ? req->method : "GET";
-    int has_ct = 0;
-    if (req->headers) {
-        for (size_t i = 0; i < req->headers->n; i++) {
-            const ob_hdr_t *hd = &req->headers->v[i];
-            if (!strcasecmp(hd->name, "Content-Type"))
-                has_ct = 1;
-            char line[8448];
-            /* "Name;" sends a header with an empty value in curl. */
-            if (hd->value[0])
-                snprintf(line, sizeof(line), "%s: %s", hd->name, hd->value);
-            else
-                snprintf(line, sizeof(line), "%s;", hd->name);
-            struct curl_slist *ns = curl_slist_append(x->slist, line);
-            if (!ns)
-                goto nomem;
-            x->slist = ns;
-        }
+    char *p = (char *)&x->nodes[nnodes];
+    size_t k = 0;
+    for (size_t i = 0; i < nhdr; i++) {
+        x->nodes[k++].data = p;
+        p += hdr_line(p, &req->headers->v[i]) + 1;
     }
-    /* Never send "Expect: 100-continue"; and no form content type curl would
-     * add on its own to a body we did not describe. */
-    struct curl_slist *ns = curl_slist_append(x->slist, "Expect:");
-    if (!ns)
-        goto nomem;
-    x->slist = ns;
+    x->nodes[k++].data = memcpy(p, expect_line, sizeof(expect_line));
+    p += sizeof(expect_line);
     if (!has_ct) {
-        ns = curl_slist_append(x->slist, "Content-Type:");
-        if (!ns)
-            goto nomem;
-        x->slist = ns;
+        x->nodes[k++].data = memcpy(p, ct_line, sizeof(ct_line));
+        p += sizeof(ct_line);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->slist);
+    for (size_t i = 0; i < nnodes; i++)
+        x->nodes[i].next = i + 1 < nnodes ? &x->nodes[i + 1] : NULL;
+    x->slist = x->nodes;
 
-    if (!strcmp(method, "HEAD")) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (!strcmp(method, "GET") && req->body_len == 0) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else {
-        x->body = malloc(req->body_len + 1);
-        if (!x->body)
-            goto nomem;
+    if (req->url) {
+        memcpy(p, req->url, url_len + 1);
+        x->url = p;
+    }
+    p += url_len + 1;
+    if (custom) {
+        size_t ml = strlen(method);
+        memcpy(p, method, ml + 1);
+        x->custom_method = p;
+        p += ml + 1;
+    }
+    if (kind == REQ_BODY) {
+        x->body = p;
+        x->body_len = req->body_len;
         if (req->body_len)
             memcpy(x->body, req->body, req->body_len);
         x->body[req->body_len] = '\0';
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
-        if (strcmp(method, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     }
 
     if (h->qhead || (h->opts.max_transfers > 0 && (long)h->active >= h->opts.max_transfers)) {
-        /* No free slot: wait in line (FIFO), the handle not yet given to curl. */
+        /* No free slot: wait in line (FIFO), with no curl handle yet. */
         x->queued = 1;
         x->prev = h->qtail;
         if (h->qtail)
@@ -466,14 +628,6 @@ ob_http_xfer_t *ob_http_send(ob_http_t *h, const ob_http_req_t *req, ob_http_cb 
         return NULL;
     }
     return x;
-
-nomem:
-    ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
-    curl_easy_cleanup(x->easy);
-    curl_slist_free_all(x->slist);
-    free(x->body);
-    free(x);
-    return NULL;
 }
 
 void ob_http_cancel(ob_http_xfer_t *x)

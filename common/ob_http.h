@@ -46,7 +46,9 @@ typedef struct ob_http_opts_s {
     long max_transfers;      /* transfers handed to curl at once; more wait in a FIFO, their
                               * deadlines starting when they start (0: no limit). Each
                               * running transfer holds curl's buffers, and curl's per-handle
-                              * bookkeeping grows with their number: bound it. */
+                              * bookkeeping grows with their number: bound it. A waiting
+                              * transfer holds only its request; curl easy handles are kept
+                              * idle (at most this many) and reused. */
     const char *user_agent;  /* NULL: "onboard/<version>" */
 } ob_http_opts_t;
 

@@ -2,8 +2,14 @@
  * HTTP client on the loop against a real local server (tests/tools/http_server.py):
  * concurrency through curl multi, echo of method/headers/body, status codes,
  * deadline on a silent server, connection reset, truncated body, body limit,
- * cancel, and shutdown with requests in flight.
+ * cancel, shutdown with requests in flight, and reuse of curl easy handles
+ * (no request's options, headers or body leak into the next one).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <curl/curl.h>
+#include <dlfcn.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +20,29 @@
 
 static char base[128];
 static pid_t server = -1;
+
+/* Count the easy handles ob_http creates and destroys: these definitions take
+ * the place of libcurl's for this executable and call through to them. */
+static unsigned long easy_inits, easy_cleanups;
+
+CURL *curl_easy_init(void)
+{
+    static CURL *(*real)(void);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "curl_easy_init");
+    easy_inits++;
+    return real();
+}
+
+void curl_easy_cleanup(CURL *e)
+{
+    static void (*real)(CURL *);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "curl_easy_cleanup");
+    if (e)
+        easy_cleanups++;
+    real(e);
+}
 
 typedef struct result_s {
     int done;
@@ -361,6 +390,291 @@ static void test_cancel_and_shutdown(void **state)
     ob_loop_free(loop);
 }
 
+/* One echo request and what must come back for it. */
+typedef struct echo_case_s {
+    const char *method;
+    const char *hdr_name, *hdr_value; /* one request header, or NULL */
+    const char *ctype;                /* Content-Type sent, or NULL */
+    const char *body;                 /* request body, or NULL */
+} echo_case_t;
+
+static const echo_case_t echo_cases[] = {
+    {"POST", "X-Trace", "post-1", "application/json", "{\"n\":1}"},
+    {"GET", NULL, NULL, NULL, NULL},
+    {"PUT", "X-Other", "put-2", NULL, "second body, longer than the first one"},
+    {"DELETE", NULL, NULL, NULL, NULL},
+    {"POST", "X-Empty", "", "text/plain", "x"},
+    {"GET", "X-Trace", "get-5", NULL, NULL},
+    {"PUT", NULL, NULL, NULL, ""},
+    {"POST", NULL, NULL, NULL, "{\"n\":7}"},
+    {"GET", NULL, NULL, NULL, "a GET with a body"},
+};
+#define NECHO (sizeof(echo_cases) / sizeof(echo_cases[0]))
+
+static void send_echo(ob_http_t *h, size_t i, int tag, result_t *r)
+{
+    const echo_case_t *c = &echo_cases[i % NECHO];
+    ob_hdrs_t hd = {0};
+    char tagv[32];
+    snprintf(tagv, sizeof(tagv), "%d", tag);
+    ob_hdrs_add(&hd, "X-Tag", tagv);
+    if (c->hdr_name)
+        ob_hdrs_add(&hd, c->hdr_name, c->hdr_value);
+    if (c->ctype)
+        ob_hdrs_add(&hd, "Content-Type", c->ctype);
+    char url[256];
+    snprintf(url, sizeof(url), "%s/echo?tag=%d", base, tag);
+    ob_http_req_t req = {.method = c->method,
+                         .url = url,
+                         .headers = &hd,
+                         .body = c->body,
+                         .body_len = c->body ? strlen(c->body) : 0};
+    memset(r, 0, sizeof(*r));
+    char err[256];
+    assert_non_null(ob_http_send(h, &req, on_done, r, err, sizeof(err)));
+    ob_hdrs_clear(&hd); /* the client copied it */
+}
+
+/* The reply to send_echo(i, tag) is exactly that request's: method, path,
+ * its own headers and body and nothing left from another request. */
+static void check_echo(size_t i, int tag, const result_t *r)
+{
+    const echo_case_t *c = &echo_cases[i % NECHO];
+    assert_int_equal(r->done, 1);
+    if (r->err != OB_OK)
+        printf("tag %d (%s): %s\n", tag, c->method, r->errmsg);
+    assert_int_equal(r->err, OB_OK);
+    assert_int_equal(r->status, 200);
+    json_t *j = json_loads(r->body, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "method")), c->method);
+    char path[64];
+    snprintf(path, sizeof(path), "/echo?tag=%d", tag);
+    assert_string_equal(json_string_value(json_object_get(j, "path")), path);
+    assert_string_equal(json_string_value(json_object_get(j, "body")), c->body ? c->body : "");
+    json_t *jh = json_object_get(j, "headers");
+    char tagv[32];
+    snprintf(tagv, sizeof(tagv), "%d", tag);
+    assert_string_equal(json_string_value(json_object_get(jh, "x-tag")), tagv);
+    static const char *const custom[] = {"x-trace", "x-other", "x-empty"};
+    for (size_t k = 0; k < sizeof(custom) / sizeof(custom[0]); k++) {
+        json_t *v = json_object_get(jh, custom[k]);
+        if (c->hdr_name && !strcasecmp(c->hdr_name, custom[k])) {
+            assert_non_null(v);
+            assert_string_equal(json_string_value(v), c->hdr_value);
+        } else {
+            assert_null(v);
+        }
+    }
+    json_t *ct = json_object_get(jh, "content-type");
+    if (c->ctype)
+        assert_string_equal(json_string_value(ct), c->ctype);
+    else
+        assert_null(ct);
+    json_t *cl = json_object_get(jh, "content-length");
+    if (c->body) {
+        char len[32];
+        snprintf(len, sizeof(len), "%zu", strlen(c->body));
+        assert_string_equal(json_string_value(cl), len);
+    } else if (!strcmp(c->method, "GET")) {
+        assert_null(cl); /* no body carried over from an earlier request */
+    } else {
+        assert_string_equal(json_string_value(cl), "0");
+    }
+    assert_null(json_object_get(jh, "expect"));
+    assert_string_equal(json_string_value(json_object_get(jh, "user-agent")),
+                        "onboard/" OB_VERSION);
+    json_decref(j);
+}
+
+/* One transfer at a time: every request runs on the same easy handle, reset
+ * in between, and gets its own reply; a HEAD, a short deadline, a small body
+ * limit or a failed transfer does not stick to the handle either. */
+static void test_handle_reuse_sequential(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_http_opts_t o = {.max_transfers = 1};
+    ob_http_t *h = ob_http_new(loop, &o, NULL, 0);
+    unsigned long inits0 = easy_inits, cleanups0 = easy_cleanups;
+    result_t r;
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < NECHO; i++) {
+            int tag = round * 100 + (int)i;
+            send_echo(h, i, tag, &r);
+            assert_true(ob_test_run_until(loop, is_done, &r, 10000));
+            check_echo(i, tag, &r);
+            free(r.body);
+        }
+    }
+    char url[256];
+    snprintf(url, sizeof(url), "%s/echo", base);
+    ob_http_req_t head = {.method = "HEAD", .url = url};
+    fetch(h, loop, &head, &r, 10000);
+    assert_int_equal(r.err, OB_OK);
+    assert_int_equal(r.body_len, 0);
+    free(r.body);
+    send_echo(h, 1, 900, &r); /* a GET after the HEAD has a body again */
+    assert_true(ob_test_run_until(loop, is_done, &r, 10000));
+    check_echo(1, 900, &r);
+    assert_true(r.body_len > 0);
+    free(r.body);
+
+    snprintf(url, sizeof(url), "%s/silent", base);
+    ob_http_req_t silent = {.method = "GET", .url = url, .timeout_ms = 300};
+    fetch(h, loop, &silent, &r, 10000);
+    assert_int_equal(r.err, OB_ERR_TIMEOUT);
+    free(r.body);
+    snprintf(url, sizeof(url), "%s/slow?ms=600", base); /* the default deadline again */
+    ob_http_req_t slow = {.method = "GET", .url = url};
+    fetch(h, loop, &slow, &r, 10000);
+    assert_int_equal(r.err, OB_OK);
+    assert_string_equal(r.body, "slow");
+    assert_string_equal(r.errmsg, "");
+    free(r.body);
+
+    snprintf(url, sizeof(url), "%s/big?n=100", base);
+    ob_http_req_t small = {.method = "GET", .url = url, .max_body = 10};
+    fetch(h, loop, &small, &r, 10000);
+    assert_int_equal(r.err, OB_ERR_TOO_LARGE);
+    free(r.body);
+    ob_http_req_t big = {.method = "GET", .url = url};
+    fetch(h, loop, &big, &r, 10000);
+    assert_int_equal(r.err, OB_OK);
+    assert_int_equal(r.body_len, 100);
+    free(r.body);
+
+    snprintf(url, sizeof(url), "%s/reset", base);
+    ob_http_req_t reset = {.method = "GET", .url = url};
+    fetch(h, loop, &reset, &r, 10000);
+    assert_int_equal(r.err, OB_ERR_CONN);
+    free(r.body);
+    send_echo(h, 0, 901, &r);
+    assert_true(ob_test_run_until(loop, is_done, &r, 10000));
+    check_echo(0, 901, &r);
+    free(r.body);
+
+    /* A header line longer than 8 KiB is cut as it always was (8447 bytes). */
+    char *longv = malloc(9001);
+    memset(longv, 'v', 9000);
+    longv[9000] = '\0';
+    ob_hdrs_t hd = {0};
+    ob_hdrs_add(&hd, "X-Long", longv);
+    snprintf(url, sizeof(url), "%s/echo", base);
+    ob_http_req_t lreq = {.method = "GET", .url = url, .headers = &hd};
+    fetch(h, loop, &lreq, &r, 10000);
+    json_t *j = json_loads(r.body, 0, NULL);
+    const char *got = json_string_value(json_object_get(json_object_get(j, "headers"), "x-long"));
+    assert_non_null(got);
+    assert_int_equal(strlen(got), 8447 - strlen("X-Long: "));
+    json_decref(j);
+    free(r.body);
+    ob_hdrs_clear(&hd);
+    free(longv);
+
+    printf("%d transfers, %lu easy handle(s) created\n", 3 * (int)NECHO + 9, easy_inits - inits0);
+    assert_int_equal(easy_inits - inits0, 1);
+    assert_int_equal(easy_cleanups - cleanups0, 0);
+    ob_http_free(h);
+    assert_int_equal(easy_cleanups - cleanups0, 1);
+    ob_loop_free(loop);
+}
+
+#define NREUSE 60
+
+/* Many different requests queued at once over three transfer slots: each
+ * gets exactly its own reply, and only three easy handles ever exist. */
+static void test_handle_reuse_concurrent(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_http_opts_t o = {.max_transfers = 3};
+    ob_http_t *h = ob_http_new(loop, &o, NULL, 0);
+    unsigned long inits0 = easy_inits;
+    static result_t rs[NREUSE];
+    for (int i = 0; i < NREUSE; i++)
+        send_echo(h, (size_t)i, 1000 + i, &rs[i]);
+    assert_int_equal(ob_http_active(h), 3);
+    assert_true(ob_test_run_until(loop, all_done_n, &(all_t){rs, NREUSE}, 30000));
+    for (int i = 0; i < NREUSE; i++) {
+        check_echo((size_t)i, 1000 + i, &rs[i]);
+        free(rs[i].body);
+    }
+    assert_int_equal(easy_inits - inits0, 3);
+    ob_http_free(h);
+    ob_loop_free(loop);
+}
+
+/* A callback that starts the next request: the finished transfer's handle
+ * is already free, so a chain of requests runs on one handle. */
+typedef struct chain_s {
+    ob_http_t *h;
+    int next, total, failed;
+    result_t r;
+} chain_t;
+
+static void chain_step(ob_http_resp_t *resp, void *arg)
+{
+    chain_t *c = arg;
+    on_done(resp, &c->r);
+    check_echo((size_t)c->next, 2000 + c->next, &c->r);
+    free(c->r.body);
+    c->r.body = NULL;
+    if (++c->next < c->total) {
+        const echo_case_t *ec = &echo_cases[(size_t)c->next % NECHO];
+        char url[256];
+        snprintf(url, sizeof(url), "%s/echo?tag=%d", base, 2000 + c->next);
+        ob_hdrs_t hd = {0};
+        char tagv[32];
+        snprintf(tagv, sizeof(tagv), "%d", 2000 + c->next);
+        ob_hdrs_add(&hd, "X-Tag", tagv);
+        if (ec->hdr_name)
+            ob_hdrs_add(&hd, ec->hdr_name, ec->hdr_value);
+        if (ec->ctype)
+            ob_hdrs_add(&hd, "Content-Type", ec->ctype);
+        ob_http_req_t req = {.method = ec->method,
+                             .url = url,
+                             .headers = &hd,
+                             .body = ec->body,
+                             .body_len = ec->body ? strlen(ec->body) : 0};
+        if (!ob_http_send(c->h, &req, chain_step, c, NULL, 0))
+            c->failed = 1;
+        ob_hdrs_clear(&hd);
+    }
+}
+
+static int chain_done(void *arg)
+{
+    chain_t *c = arg;
+    return c->failed || c->next >= c->total;
+}
+
+static void test_handle_reuse_from_callback(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_http_opts_t o = {.max_transfers = 1};
+    ob_http_t *h = ob_http_new(loop, &o, NULL, 0);
+    unsigned long inits0 = easy_inits;
+    chain_t c = {.h = h, .total = 20};
+    ob_hdrs_t hd = {0};
+    ob_hdrs_add(&hd, "X-Tag", "2000");
+    ob_hdrs_add(&hd, "X-Trace", "post-1");
+    ob_hdrs_add(&hd, "Content-Type", "application/json");
+    char url[256];
+    snprintf(url, sizeof(url), "%s/echo?tag=2000", base);
+    ob_http_req_t req = {.method = "POST",
+                         .url = url,
+                         .headers = &hd,
+                         .body = echo_cases[0].body,
+                         .body_len = strlen(echo_cases[0].body)};
+    assert_non_null(ob_http_send(h, &req, chain_step, &c, NULL, 0));
+    ob_hdrs_clear(&hd);
+    assert_true(ob_test_run_until(loop, chain_done, &c, 30000));
+    assert_int_equal(c.failed, 0);
+    assert_int_equal(c.next, c.total);
+    assert_int_equal(easy_inits - inits0, 1);
+    ob_http_free(h);
+    ob_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +686,9 @@ int main(void)
         cmocka_unit_test(test_reset_and_truncated),
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_cancel_and_shutdown),
+        cmocka_unit_test(test_handle_reuse_sequential),
+        cmocka_unit_test(test_handle_reuse_concurrent),
+        cmocka_unit_test(test_handle_reuse_from_callback),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

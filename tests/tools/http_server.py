@@ -43,7 +43,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # else the body would be read as the next reply
+            self.wfile.write(body)
 
     def _handle(self):
         url = urlparse(self.path)
