@@ -41,6 +41,7 @@ struct ob_aws_s {
     ob_aws_stats_t stats;
     unsigned short xsubi[3];
     ob_ratelimit_t *limiter;
+    uint64_t inherit_priority; /* while a call starts a credential fetch */
     ob_aws_api_stat_t apis[OB_AWS_MAX_APIS];
     size_t napis;
 };
@@ -66,6 +67,7 @@ struct ob_aws_call_s {
     ob_timer_t *timer;
     ob_ratelimit_wait_t *rl_wait;
     int rl_granted; /* the limiter let this attempt go */
+    uint64_t priority;
     ob_aws_call_t *prev, *next;
 };
 
@@ -324,7 +326,11 @@ static void attempt(ob_aws_call_t *c)
     if (c->creds) {
         creds = ob_credsrc_peek(c->creds);
         if (!creds) {
+            /* An AssumeRole this starts takes the call's place in line. */
+            uint64_t outer = aws->inherit_priority;
+            aws->inherit_priority = c->priority;
             c->wait = ob_credsrc_get(c->creds, on_creds, c);
+            aws->inherit_priority = outer;
             if (!c->wait)
                 fail(c, OB_ERR_NOMEM, "%s %s: out of memory%s", NULL);
             return;
@@ -367,7 +373,8 @@ static void attempt(ob_aws_call_t *c)
                         .headers = &hd,
                         .body = c->req.body.data,
                         .body_len = c->req.body.len,
-                        .timeout_ms = aws->opts.attempt_timeout_ms};
+                        .timeout_ms = aws->opts.attempt_timeout_ms,
+                        .priority = c->priority};
     c->attempts++;
     aws->stats.attempts++;
     ob_aws_api_stat_t *as = api_stat(aws, c);
@@ -432,6 +439,7 @@ ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target
     snprintf(c->region, sizeof(c->region), "%s", region);
     c->cb = cb;
     c->arg = arg;
+    c->priority = target && target->priority ? target->priority : aws->inherit_priority;
     c->timer = ob_timer_new(aws->loop, retry_fired, c);
     ob_err_t e = c->timer ? OB_OK : OB_ERR_NOMEM;
 

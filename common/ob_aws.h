@@ -62,6 +62,10 @@ typedef struct ob_aws_target_s {
     const char *region;    /* NULL: the client's default region */
     ob_credsrc_t *creds;   /* NULL: unsigned request (STS AssumeRoleWithWebIdentity) */
     const char *s3_bucket; /* S3: the bucket addressed; req path is then relative to it */
+    /* Order among attempts waiting for an HTTP slot (ob_http_req_t.priority);
+     * 0: the priority of the call waiting for credentials this one fetches,
+     * if any, else first. */
+    uint64_t priority;
 } ob_aws_target_t;
 
 typedef struct ob_aws_result_s {

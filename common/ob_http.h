@@ -61,6 +61,11 @@ typedef struct ob_http_req_s {
     long timeout_ms;         /* 0: the client's default */
     long connect_timeout_ms; /* 0: the client's default */
     size_t max_body;         /* 0: the client's default */
+    /* When transfers wait for a slot (max_transfers), the lowest value starts
+     * first, in arrival order within one value (all 0: first come, first
+     * served). Workers pass their message's arrival order, so the accounts
+     * that came first finish first instead of all advancing together. */
+    uint64_t priority;
 } ob_http_req_t;
 
 typedef struct ob_http_resp_s {

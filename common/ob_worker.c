@@ -58,6 +58,7 @@ typedef struct job_s {
     const char *topic; /* interned by the worker */
     int32_t partition;
     int64_t offset;
+    uint64_t seq; /* arrival order: its HTTP requests wait in line by it */
     char *key;
     size_t key_len;
     char *payload;
@@ -110,6 +111,7 @@ struct ob_worker_s {
     char topic_dlq[256];
     char **topics; /* topic names jobs point to (interned) */
     size_t ntopics;
+    uint64_t job_seq;
     ob_kconsumer_t *consumer;
     ob_kproducer_t *producer;
     ob_redis_t *redis;
@@ -808,7 +810,8 @@ static void http_attempt(job_t *j)
                          .url = j->http->http_url,
                          .headers = &j->http->http_headers,
                          .body = j->http->http_body.data,
-                         .body_len = j->http->http_body.len};
+                         .body_len = j->http->http_body.len,
+                         .priority = j->seq};
     char err[512];
     j->http_attempts++;
     j->attempts++;
@@ -845,7 +848,8 @@ static void job_execute(job_t *j, ob_step_t *s)
     case OB_STEP_CALL: {
         ob_aws_target_t t = {.region = s->region[0] ? s->region : j->plan.region,
                              .creds = s->as_fleet ? w->fleet : j->creds,
-                             .s3_bucket = s->s3_bucket[0] ? s->s3_bucket : NULL};
+                             .s3_bucket = s->s3_bucket[0] ? s->s3_bucket : NULL,
+                             .priority = j->seq};
         char err[512];
         j->attempts++;
         j->call = ob_aws_send(w->aws, &s->req, &t, on_aws, j, err, sizeof(err));
@@ -1097,6 +1101,7 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
         return;
     }
     j->w = w;
+    j->seq = ++w->job_seq;
     j->topic = topic_intern(w, rd_kafka_topic_name(m->rkt));
     j->partition = m->partition;
     j->offset = m->offset;

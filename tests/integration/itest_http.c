@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +296,49 @@ static void test_transfer_limit(void **state)
         assert_int_equal(a[i].err, OB_ERR_CANCELLED);
         free(a[i].body);
     }
+    ob_loop_free(loop);
+}
+
+/* Transfers waiting for a slot start lowest priority first, in arrival
+ * order within one; a waiting one cancelled leaves the order intact. */
+static int prio_order[16], prio_n;
+
+static void on_prio(ob_http_resp_t *resp, void *arg)
+{
+    (void)resp;
+    prio_order[prio_n++] = (int)(intptr_t)arg;
+}
+
+static int prio_all(void *arg)
+{
+    return prio_n >= *(int *)arg;
+}
+
+static void test_priority_order(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_http_opts_t o = {.max_transfers = 1};
+    ob_http_t *h = ob_http_new(loop, &o, NULL, 0);
+    char slow[256], fast[256];
+    snprintf(slow, sizeof(slow), "%s/slow?ms=200", base);
+    snprintf(fast, sizeof(fast), "%s/slow?ms=1", base);
+    prio_n = 0;
+    ob_http_req_t first = {.method = "GET", .url = slow, .priority = 100};
+    assert_non_null(ob_http_send(h, &first, on_prio, (void *)(intptr_t)100, NULL, 0));
+    /* index i has priority prio[i]; the 100 above holds the only slot */
+    static const uint64_t prio[] = {5, 3, 9, 3, 1, 7, 1, 5, 2};
+    ob_http_xfer_t *xs[9];
+    for (int i = 0; i < 9; i++) {
+        ob_http_req_t r = {.method = "GET", .url = fast, .priority = prio[i]};
+        assert_non_null(xs[i] = ob_http_send(h, &r, on_prio, (void *)(intptr_t)i, NULL, 0));
+    }
+    ob_http_cancel(xs[8]); /* the 2, waiting */
+    int want_n = 9;
+    assert_true(ob_test_run_until(loop, prio_all, &want_n, 30000));
+    static const int want[] = {100, 4, 6, 1, 3, 0, 7, 5, 2};
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(prio_order[i], want[i]);
+    ob_http_free(h);
     ob_loop_free(loop);
 }
 
@@ -682,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_status_is_not_transport_error),
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_transfer_limit),
+        cmocka_unit_test(test_priority_order),
         cmocka_unit_test(test_timeout_on_silent_server),
         cmocka_unit_test(test_reset_and_truncated),
         cmocka_unit_test(test_body_limit),
