@@ -180,6 +180,8 @@ void sim_xml_text(ob_buf_t *b, const char *s);
 /* ISO 8601 UTC "2026-11-26T05:50:06.000Z" of epoch ms. */
 void sim_iso8601(int64_t ms, char out[32]);
 int64_t sim_now_ms(void);
+/* n random bytes (OpenSSL's generator, drawn a block at a time). */
+void sim_random_bytes(void *out, size_t n);
 /* Random identifiers: `prefix` + n chars from [A-Z0-9]. */
 void sim_random_id(const char *prefix, int n, char *out, size_t out_size);
 

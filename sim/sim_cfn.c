@@ -177,7 +177,7 @@ static int is_true_text(const char *s)
 static void make_uuid(char out[37])
 {
     unsigned char r[16];
-    ob_random_bytes(r, sizeof(r));
+    sim_random_bytes(r, sizeof(r));
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
     snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
@@ -1172,7 +1172,7 @@ static const char *const template_keys[] = {"AWSTemplateFormatVersion",
                                             "Outputs",
                                             NULL};
 
-static int template_load(const char *body, json_t **out, cfn_err_t *er)
+static int template_parse(const char *body, json_t **out, cfn_err_t *er)
 {
     const char *p = body;
     *out = NULL;
@@ -1348,6 +1348,62 @@ out:
     ob_buf_free(&b);
     json_decref(bad);
     return rc;
+}
+
+/* Parsed and checked templates, by template text. Every stack of a fleet
+ * carries the same template, and CreateStack and the stack's timer each
+ * parsed it again: that was most of the simulator's CPU once the patterns
+ * were compiled once. A cached template is shared, never changed (plans and
+ * evaluation only read it); templates that fail the checks are not kept. A
+ * bounded set, replaced in turn once full; the simulator is single-threaded. */
+#define TEMPLATE_CACHE_SIZE 16
+
+typedef struct template_entry_s {
+    char *body; /* NULL: free slot */
+    size_t len;
+    json_t *tmpl;
+} template_entry_t;
+
+static template_entry_t template_cache[TEMPLATE_CACHE_SIZE];
+static unsigned template_next;
+
+static void template_entry_clear(template_entry_t *e)
+{
+    free(e->body);
+    json_decref(e->tmpl);
+    memset(e, 0, sizeof(*e));
+}
+
+static void template_cache_clear(void)
+{
+    for (size_t i = 0; i < TEMPLATE_CACHE_SIZE; i++)
+        template_entry_clear(&template_cache[i]);
+    template_next = 0;
+}
+
+/* template_parse, through the cache: *out is the caller's reference. */
+static int template_load(const char *body, json_t **out, cfn_err_t *er)
+{
+    size_t len = strlen(body);
+    for (size_t i = 0; i < TEMPLATE_CACHE_SIZE; i++) {
+        template_entry_t *e = &template_cache[i];
+        if (e->body && e->len == len && !memcmp(e->body, body, len)) {
+            *out = json_incref(e->tmpl);
+            return 0;
+        }
+    }
+    if (template_parse(body, out, er) != 0)
+        return -1;
+    char *copy = malloc(len + 1);
+    if (copy) {
+        memcpy(copy, body, len + 1);
+        template_entry_t *e = &template_cache[template_next++ % TEMPLATE_CACHE_SIZE];
+        template_entry_clear(e);
+        e->body = copy;
+        e->len = len;
+        e->tmpl = json_incref(*out);
+    }
+    return 0;
 }
 
 /* Java-style AllowedPattern -> POSIX extended regex, anchored at both ends
@@ -2968,9 +3024,13 @@ static int parse_bool_param(const sim_call_t *c, const char *name, int dflt, int
 
 static void xml_el(ob_buf_t *b, const char *name, const char *text)
 {
-    ob_buf_printf(b, "<%s>", name);
+    ob_buf_putc(b, '<');
+    ob_buf_puts(b, name);
+    ob_buf_putc(b, '>');
     sim_xml_text(b, text ? text : "");
-    ob_buf_printf(b, "</%s>", name);
+    ob_buf_puts(b, "</");
+    ob_buf_puts(b, name);
+    ob_buf_putc(b, '>');
 }
 
 static void xml_time(ob_buf_t *b, const char *name, json_t *ms)
@@ -3699,8 +3759,10 @@ static void cfn_fini(sim_t *sim)
     timers_clear(x);
     free(x->slots);
     free(x);
-    if (!contexts)
+    if (!contexts) {
         pattern_cache_clear();
+        template_cache_clear();
+    }
 }
 
 const sim_service_t sim_cfn_service = {

@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "ob_config.h"
 #include "ob_crypto.h"
 #include "ob_log.h"
@@ -123,13 +125,39 @@ void sim_iso8601(int64_t ms, char out[32])
     snprintf(out, 32, "%.31s", buf);
 }
 
+/* Every request takes a request id, every reply to S3 two more: asking
+ * OpenSSL for a few bytes each time cost more than the rest of the id, so
+ * the bytes come from a block drawn at once; a byte handed out is wiped from
+ * the block (the simulator is single-threaded and does not fork). */
+static unsigned char rnd_pool[4096];
+static size_t rnd_left;
+
+void sim_random_bytes(void *out, size_t n)
+{
+    if (n > sizeof(rnd_pool) / 4) {
+        ob_random_bytes(out, n);
+        return;
+    }
+    if (n > rnd_left) {
+        if (ob_random_bytes(rnd_pool, sizeof(rnd_pool)) != OB_OK) {
+            ob_random_bytes(out, n);
+            return;
+        }
+        rnd_left = sizeof(rnd_pool);
+    }
+    unsigned char *from = rnd_pool + sizeof(rnd_pool) - rnd_left;
+    memcpy(out, from, n);
+    OPENSSL_cleanse(from, n);
+    rnd_left -= n;
+}
+
 void sim_random_id(const char *prefix, int n, char *out, size_t out_size)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     unsigned char rnd[128];
     if (n > (int)sizeof(rnd))
         n = (int)sizeof(rnd);
-    ob_random_bytes(rnd, (size_t)n);
+    sim_random_bytes(rnd, (size_t)n);
     size_t p = (size_t)snprintf(out, out_size, "%s", prefix);
     for (int i = 0; i < n && p + 1 < out_size; i++)
         out[p++] = alphabet[rnd[i] & 31];
@@ -142,7 +170,7 @@ static void random_secret(char *out, size_t n)
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     unsigned char rnd[512];
     size_t len = n - 1 < sizeof(rnd) ? n - 1 : sizeof(rnd);
-    ob_random_bytes(rnd, len);
+    sim_random_bytes(rnd, len);
     for (size_t i = 0; i < len; i++)
         out[i] = alphabet[rnd[i] & 63];
     out[len] = '\0';
@@ -507,17 +535,30 @@ void sim_reply(sim_call_t *c, int status, const char *content_type, const char *
     c->replied = 1;
 }
 
+/* Appends the pieces in order (NULL ends the list); what ob_buf_printf's "%s"
+ * would write, without formatting each reply twice. */
+static void buf_cat(ob_buf_t *b, ...) __attribute__((sentinel));
+
+static void buf_cat(ob_buf_t *b, ...)
+{
+    va_list ap;
+    va_start(ap, b);
+    const char *s;
+    while ((s = va_arg(ap, const char *)) != NULL)
+        ob_buf_puts(b, s);
+    va_end(ap);
+}
+
 void sim_reply_query(sim_call_t *c, const char *inner_xml)
 {
     const ob_aws_svc_info_t *info = ob_aws_svc_info(c->svc);
+    const char *ns = info->xml_namespace ? info->xml_namespace : "(null)";
     ob_buf_t b = {0};
-    ob_buf_printf(&b, "<%sResponse xmlns=\"%s\">\n", c->op, info->xml_namespace);
+    buf_cat(&b, "<", c->op, "Response xmlns=\"", ns, "\">\n", NULL);
     if (inner_xml)
-        ob_buf_printf(&b, "  <%sResult>\n%s\n  </%sResult>\n", c->op, inner_xml, c->op);
-    ob_buf_printf(&b,
-                  "  <ResponseMetadata>\n    <RequestId>%s</RequestId>\n  </ResponseMetadata>\n"
-                  "</%sResponse>\n",
-                  c->request_id, c->op);
+        buf_cat(&b, "  <", c->op, "Result>\n", inner_xml, "\n  </", c->op, "Result>\n", NULL);
+    buf_cat(&b, "  <ResponseMetadata>\n    <RequestId>", c->request_id,
+            "</RequestId>\n  </ResponseMetadata>\n</", c->op, "Response>\n", NULL);
     ob_hdrs_set(&c->headers, "x-amzn-RequestId", c->request_id);
     sim_reply(c, 200, "text/xml", b.data, b.len);
     ob_buf_free(&b);
@@ -547,7 +588,7 @@ void sim_reply_s3(sim_call_t *c, int status, const char *xml)
     s3_ids(c);
     if (xml) {
         ob_buf_t b = {0};
-        ob_buf_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n%s", xml);
+        buf_cat(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", xml, NULL);
         sim_reply(c, status, "application/xml", b.data, b.len);
         ob_buf_free(&b);
     } else {
@@ -842,13 +883,19 @@ static void conn_closed(ob_httpd_conn_t *conn, void *arg)
     pending_free(p);
 }
 
-static void count_op(sim_t *sim, sim_call_t *c)
+/* counts[api] += 1, in place when the counter exists. */
+static void count_in(json_t *counts, const char *api)
 {
-    char api[128];
-    snprintf(api, sizeof(api), "%s.%s", svc_id(c->svc), c->op);
-    json_t *counts = sim_section(sim, "counts");
-    json_object_set_new(counts, api,
-                        json_integer(json_integer_value(json_object_get(counts, api)) + 1));
+    json_t *n = json_object_get(counts, api);
+    if (json_is_integer(n))
+        json_integer_set(n, json_integer_value(n) + 1);
+    else
+        json_object_set_new(counts, api, json_integer(1));
+}
+
+static void count_op(sim_t *sim, sim_call_t *c, const char *api)
+{
+    count_in(sim_section(sim, "counts"), api);
     if (c->account[0]) {
         json_t *by = sim_section(sim, "counts_by_account");
         json_t *a = json_object_get(by, c->account);
@@ -856,50 +903,67 @@ static void count_op(sim_t *sim, sim_call_t *c)
             a = json_object();
             json_object_set_new(by, c->account, a);
         }
-        json_object_set_new(a, api, json_integer(json_integer_value(json_object_get(a, api)) + 1));
+        count_in(a, api);
     }
 }
 
-/* Percent-decode a form component ('+' is a space) into a new string. */
-static char *form_decode(const char *s, size_t n)
+static int hex_value(char ch)
 {
-    char *out = malloc(n + 1);
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode a form component ('+' is a space) into out (n + 1 bytes),
+ * NUL-terminated; a '%' not followed by two hex digits stays as it is. */
+static void form_decode(const char *s, size_t n, char *out)
+{
     size_t j = 0;
-    if (!out)
-        return NULL;
     for (size_t i = 0; i < n; i++) {
+        int hi, lo;
         if (s[i] == '+') {
             out[j++] = ' ';
-        } else if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
-                   isxdigit((unsigned char)s[i + 2])) {
-            char hex[3] = {s[i + 1], s[i + 2], 0};
-            out[j++] = (char)strtol(hex, NULL, 16);
+        } else if (s[i] == '%' && i + 2 < n && (hi = hex_value(s[i + 1])) >= 0 &&
+                   (lo = hex_value(s[i + 2])) >= 0) {
+            out[j++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
             out[j++] = s[i];
         }
     }
     out[j] = '\0';
-    return out;
 }
 
 static void parse_form(json_t *obj, const char *s, size_t n)
 {
+    /* One scratch buffer for every field: its name and value decode to at
+     * most their own lengths, each with a NUL. */
+    char small[1024];
+    char *buf = n + 2 <= sizeof(small) ? small : malloc(n + 2);
+    if (!buf)
+        return;
     size_t i = 0;
     while (i < n) {
-        size_t end = i;
-        while (end < n && s[end] != '&')
-            end++;
+        const char *amp = memchr(s + i, '&', n - i);
+        size_t end = amp ? (size_t)(amp - s) : n;
         const char *eq = memchr(s + i, '=', end - i);
         size_t kl = eq ? (size_t)(eq - (s + i)) : end - i;
-        char *k = form_decode(s + i, kl);
-        char *v = eq ? form_decode(eq + 1, (size_t)(s + end - (eq + 1))) : strdup("");
-        if (k && v && *k)
+        char *k = buf, *v = buf + kl + 1;
+        form_decode(s + i, kl, k);
+        if (eq)
+            form_decode(eq + 1, (size_t)(s + end - (eq + 1)), v);
+        else
+            v[0] = '\0';
+        if (*k)
             json_object_set_new(obj, k, json_string(v));
-        free(k);
-        free(v);
         i = end + 1;
     }
+    if (buf != small)
+        free(buf);
 }
 
 static void auth_error(sim_call_t *c, int status, const char *query_code, const char *json_code,
@@ -1083,9 +1147,9 @@ static void on_request(ob_httpd_conn_t *conn, const ob_httpd_req_t *r, void *arg
             sim_error(c, 400, "SerializationException",
                       "Start of structure or map found where not expected");
         } else if (svc->identify(c) == OB_OK && !c->replied) {
-            count_op(sim, c);
             char api[128];
             snprintf(api, sizeof(api), "%s.%s", svc_id(c->svc), c->op);
+            count_op(sim, c, api);
             int fault = pick_fault(sim, api);
             if (fault >= 0)
                 sim->faults_injected++;

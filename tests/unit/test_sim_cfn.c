@@ -9,7 +9,8 @@
  * until the stack is deleted; OnFailure DO_NOTHING and DELETE; updates
  * ("No updates are to be performed.", in place, rename, failure and update
  * rollback); a thousand stacks created at once, pagination and the stack
- * quota; a stack in progress resuming after the state is saved and
+ * quota; one template shared by several stacks (each with its own values,
+ * failures not remembered); a stack in progress resuming after the state is saved and
  * restored by a new simulator; and the rollback fault (a stack name that
  * fails to create once, with every OnFailure, its memory kept in a restored
  * state) and the rules it may be given on.
@@ -1154,6 +1155,84 @@ static void test_thousand_stacks_at_once(void **state)
     fx_stop(&f, 1);
 }
 
+/* One template text, parsed once and shared by the stacks made from it: each
+ * stack still gets its own parameters, names and mapped values (a mapped list
+ * becomes part of a role, which is then changed, and the next stack's copy
+ * is untouched), a template that fails its checks fails every time, and a
+ * new simulator starts from nothing. */
+static const char *const T_SHARED =
+    "{'Parameters':{'Tier':{'Type':'String','AllowedValues':['gold','free']},"
+    "  'Who':{'Type':'String','AllowedPattern':'[a-z]+'}},"
+    " 'Mappings':{'Tiers':{'gold':{'Arns':['arn:aws:iam::aws:policy/ReadOnlyAccess']},"
+    "  'free':{'Arns':['arn:aws:iam::aws:policy/job-function/ViewOnlyAccess']}}},"
+    " 'Resources':{'Role':{'Type':'AWS::IAM::Role','Properties':{"
+    "  'RoleName':{'Fn::Sub':'${Who}-${Tier}'},"
+    "  'ManagedPolicyArns':{'Fn::FindInMap':['Tiers',{'Ref':'Tier'},'Arns']},"
+    "  'AssumeRolePolicyDocument':{'Version':'2012-10-17','Statement':[]}}}},"
+    " 'Outputs':{'Name':{'Value':{'Ref':'Role'}},"
+    "  'First':{'Value':{'Fn::Select':[0,{'Fn::FindInMap':['Tiers',{'Ref':'Tier'},'Arns']}]}}}}";
+
+static void create_shared(fx_t *f, const char *body, const char *name, const char *tier,
+                          const char *who, got_t *g)
+{
+    CALL(f, g, "CreateStack", "StackName", name, "TemplateBody", body,
+         "Parameters.member.1.ParameterKey", "Tier", "Parameters.member.1.ParameterValue", tier,
+         "Parameters.member.2.ParameterKey", "Who", "Parameters.member.2.ParameterValue", who,
+         "Capabilities.member.1", "CAPABILITY_NAMED_IAM");
+}
+
+static void test_shared_template(void **state)
+{
+    fx_t f = {0};
+    got_t g;
+    stack_t s;
+    char *body = tmpl(T_SHARED);
+    for (int round = 0; round < 2; round++) {
+        fx_start(&f, NULL, NULL);
+        create_shared(&f, body, "a", "gold", "ann", &g);
+        expect_ok(&g);
+        got_free(&g);
+        wait_status(&f, "a", "CREATE_COMPLETE", NULL, 0);
+        /* What the stack made is changed afterwards (as IAM calls would). */
+        json_t *arns = json_object_get(sim_get_role(f.sim, ACCT, "ann-gold"), "ManagedPolicyArns");
+        assert_int_equal(json_array_size(arns), 1);
+        json_array_clear(arns);
+        create_shared(&f, body, "b", "gold", "bob", &g);
+        expect_ok(&g);
+        got_free(&g);
+        create_shared(&f, body, "c", "free", "cid", &g);
+        expect_ok(&g);
+        got_free(&g);
+        create_shared(&f, body, "d", "gold", "D1", &g);
+        expect_error(&g, "ValidationError", "Parameter 'Who' must match pattern [a-z]+");
+        wait_status(&f, "b", "CREATE_COMPLETE", NULL, 0);
+        wait_status(&f, "c", "CREATE_COMPLETE", NULL, 0);
+        const char *const want[][3] = {
+            {"b", "bob-gold", "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+            {"c", "cid-free", "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess"},
+        };
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(describe(&f, want[i][0], &s), 0);
+            assert_string_equal(output(&s, "Name"), want[i][1]);
+            assert_string_equal(output(&s, "First"), want[i][2]);
+            stack_free(&s);
+            arns = json_object_get(sim_get_role(f.sim, ACCT, want[i][1]), "ManagedPolicyArns");
+            assert_int_equal(json_array_size(arns), 1);
+            assert_string_equal(json_string_value(json_array_get(arns, 0)), want[i][2]);
+        }
+        /* A template that fails its checks fails each time it is sent. */
+        char *broken = tmpl("{'Resources':{'R':{'Type':'AWS::Nope'}}}");
+        for (int i = 0; i < 2; i++) {
+            CALL(&f, &g, "CreateStack", "StackName", "broken", "TemplateBody", broken);
+            expect_error(&g, "ValidationError",
+                         "Template format error: Unrecognized resource types: [AWS::Nope]");
+        }
+        free(broken);
+        fx_stop(&f, round == 1);
+    }
+    free(body);
+}
+
 static void test_restored_state_resumes(void **state)
 {
     const char *const lat[] = {"cloudformation.stack_create=600ms", NULL};
@@ -1467,6 +1546,7 @@ int main(void)
         cmocka_unit_test(test_rollback_then_delete_then_create),
         cmocka_unit_test(test_update),
         cmocka_unit_test(test_thousand_stacks_at_once),
+        cmocka_unit_test(test_shared_template),
         cmocka_unit_test(test_restored_state_resumes),
         cmocka_unit_test(test_rollback_fault_fails_once),
         cmocka_unit_test(test_rollback_fault_on_failure_and_restart),
