@@ -61,6 +61,21 @@ def kcat_lines(brokers, topic, fmt):
     return [l for l in out.stdout.split("\n") if l]
 
 
+def end_offsets(brokers, topic):
+    """Messages in a topic so far (the sum of its partitions' end offsets): a
+    cheap progress count that does not make the broker read the topic."""
+    meta = subprocess.run(["kcat", "-b", brokers, "-L", "-t", topic], capture_output=True,
+                          text=True, timeout=60).stdout
+    parts = [l.split()[1].rstrip(":") for l in meta.splitlines() if l.strip().startswith("partition ")]
+    if not parts:
+        return 0
+    args = ["kcat", "-b", brokers, "-Q"]
+    for p in parts:
+        args += ["-t", "%s:%s:-1" % (topic, p)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60).stdout
+    return sum(int(l.rsplit(" ", 1)[1]) for l in out.splitlines() if " offset " in l)
+
+
 def http_json(url, method="GET", body=None):
     import urllib.request
     req = urllib.request.Request(url, method=method, data=body.encode() if body else None)
@@ -280,8 +295,11 @@ def main():
         done = 0
         samples = []
         while True:
-            keys = set(kcat_lines(brokers, prefix + "connected", "%k\n"))
-            done = len(keys)
+            # Count cheaply while waiting; read the events only once there
+            # may be enough of them (a redelivered event counts once).
+            done = end_offsets(brokers, prefix + "connected")
+            if done >= n:
+                done = len(set(kcat_lines(brokers, prefix + "connected", "%k\n")))
             samples.append((time.time() - t0, done))
             if done >= n:
                 break

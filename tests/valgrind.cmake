@@ -1,0 +1,19 @@
+# The workers' normal paths under valgrind: each stage's integration test
+# (the worker runs in the test's process against the real broker, Redis and
+# awssim) with memcheck, failing on any memory error or definite/indirect
+# leak. Not in sanitizer builds (ASan and valgrind exclude each other).
+find_program(OB_VALGRIND valgrind)
+if(OB_VALGRIND AND NOT OB_SANITIZE)
+  foreach(stage bucket cur iam connect)
+    add_test(NAME valgrind.worker_${stage}
+      COMMAND ${OB_VALGRIND} --quiet --error-exitcode=99 --leak-check=full
+              --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect
+              $<TARGET_FILE:itest_worker_${stage}>)
+    set_property(TEST valgrind.worker_${stage} PROPERTY ENVIRONMENT
+      "OB_AWSSIM=$<TARGET_FILE:awssim>")
+    set_tests_properties(valgrind.worker_${stage} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+      LABELS "integration;valgrind")
+  endforeach()
+elseif(NOT OB_VALGRIND)
+  message(WARNING "valgrind not found: the valgrind.* tests are not registered")
+endif()
