@@ -1630,23 +1630,74 @@ json_t *ob_request_to_object(const ob_request_t *r)
 }
 
 /* Serialize, then check the bytes with the parser of their kind. */
+static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *err);
+static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error_t *err);
+
+/* Check what we are about to send exactly as a consumer would read it: the
+ * object through the same parser (no text round trip: building, dumping and
+ * parsing again cost more than the rest of a hand-off), then the text's
+ * size and encoding. */
+static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, ob_msg_error_t *err)
+{
+    ob_err_t rc;
+    switch (kind) {
+    case OB_MSG_REQUEST: {
+        ob_request_t r;
+        memset(&r, 0, sizeof r);
+        rc = parse_request(o, "", 0, &r, err);
+        ob_request_clear(&r);
+        return rc;
+    }
+    case OB_MSG_STAGE: {
+        ob_stage_msg_t *m = calloc(1, sizeof *m);
+        if (!m)
+            return nomem(err);
+        rc = parse_stage(o, m, err);
+        ob_stage_msg_clear(m);
+        free(m);
+        return rc;
+    }
+    case OB_MSG_CONNECTED: {
+        ob_connected_t *c = calloc(1, sizeof *c);
+        if (!c)
+            return nomem(err);
+        rc = parse_connected(o, c, err);
+        free(c);
+        return rc;
+    }
+    default:
+        return OB_ERR_INVALID_ARG;
+    }
+}
+
 static ob_err_t dump_checked(json_t *o, ob_msg_kind_t kind, char **out, size_t *out_len,
                              ob_msg_error_t *err)
 {
     if (!o)
         return nomem(err);
+    ob_err_t rc = check_object(o, kind, err);
+    if (rc != OB_OK) {
+        json_decref(o);
+        return rc;
+    }
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!text)
         return nomem(err);
-    ob_err_t rc = ob_msg_validate(kind, text, strlen(text), err);
+    size_t len = strlen(text), bad;
+    if (len > OB_MSG_MAX_BYTES)
+        rc = fail(err, "", "too_large", "message is %zu bytes; the limit is %zu", len,
+                  (size_t)OB_MSG_MAX_BYTES);
+    else if (!utf8_valid((const unsigned char *)text, len, &bad))
+        rc = fail(err, "", "not_json", "not UTF-8: invalid byte 0x%02x at offset %zu",
+                  (unsigned char)text[bad], bad);
     if (rc != OB_OK) {
         free(text);
         return rc;
     }
     *out = text;
     if (out_len)
-        *out_len = strlen(text);
+        *out_len = len;
     return OB_OK;
 }
 
