@@ -596,6 +596,8 @@ static void test_connect_worker(void **state)
     seen.total = 0;
     int again[] = {1};
     ob_worker_stats_t before, after;
+    /* The last round's events are seen before its state writes finish. */
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
     ob_worker_get_stats(w, &before);
     produce_handoffs(loop, again, 1, 1);
     skipped_t sk = {w, before.skipped_done};
