@@ -263,7 +263,7 @@ def main():
             "OB_TOPIC_PREFIX": prefix, "OB_REDIS_PORT": str(rport),
             "OB_KAFKA_BOOTSTRAP_SERVERS": brokers,
             "OB_BILLING_PRINCIPAL": "arn:aws:iam::111111111111:root",
-            "OB_LOG_LEVEL": "warn",
+            "OB_LOG_LEVEL": os.environ.get("OB_BENCH_LOG_LEVEL", "warn"),
             # Every account in flight at once: the window is not what is measured.
             "OB_INFLIGHT_MAX": str(max(n, 100)),
             # The simulator has no STS quota; real AWS's is what aws.rate.limits models.

@@ -42,6 +42,9 @@ const ob_cfg_def_t ob_config_table[] = {
      "HTTP attempts per AWS call (SDK standard mode)"},
     {"aws.max.backoff", OB_CFG_MS, "20s", 1, 300000, OFF(aws_max_backoff_ms), 0,
      "cap of one HTTP-level retry delay"},
+    {"run.max", OB_CFG_INT, "1024", 0, 1000000, OFF(run_max), 0,
+     "accounts a worker works on at once (0: all in flight); the rest wait in arrival order "
+     "holding only their message"},
     {"inflight.max", OB_CFG_INT, "5000", 1, 1000000, OFF(inflight_max), 0,
      "accounts in flight per worker before partitions are paused"},
     {"metrics.port", OB_CFG_INT, "0", 0, 65535, OFF(metrics_port), 0,

@@ -89,6 +89,7 @@ typedef struct ob_config_s {
     long long aws_max_attempts;
     long long aws_max_backoff_ms;
     long long inflight_max;
+    long long run_max;
     long long metrics_port;
     char *metrics_bind;
     char *billing_principal;

@@ -58,7 +58,10 @@ typedef struct job_s {
     const char *topic; /* interned by the worker */
     int32_t partition;
     int64_t offset;
-    uint64_t seq; /* arrival order: its HTTP requests wait in line by it */
+    uint64_t seq; /* arrival order: its HTTP requests and its turn to run go by it */
+    int busy;     /* holds one of run.max places */
+    int waiting;  /* in w->runq, waiting for a place */
+    size_t rqidx; /* its index there */
     char *key;
     size_t key_len;
     char *payload;
@@ -112,6 +115,14 @@ struct ob_worker_s {
     char **topics; /* topic names jobs point to (interned) */
     size_t ntopics;
     uint64_t job_seq;
+    /* run.max: jobs working at once (busy); the others wait in runq, a heap
+     * by arrival order, for a place. A job gives its place back while it
+     * waits (a stack poll, a retry, a busy lock) and when it has finished
+     * its stage (producing and recording the outcome takes no place). */
+    size_t run_max, run_busy;
+    job_t **runq;
+    size_t nrunq, runq_cap;
+    ob_timer_t *run_timer;
     ob_kconsumer_t *consumer;
     ob_kproducer_t *producer;
     ob_redis_t *redis;
@@ -139,6 +150,9 @@ static const double duration_bounds[] = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
                                          10,   30,  60,   120, 300, 600, 1800};
 
 static void job_start_lock(job_t *j);
+static void job_begin(job_t *j);
+static void job_continue(job_t *j);
+static int slot_take(job_t *j);
 static void job_run_step(job_t *j, const ob_aws_result_t *res);
 static void job_execute(job_t *j, ob_step_t *s);
 static void job_finish(job_t *j);
@@ -275,7 +289,7 @@ static void acct_release(job_t *j, int start_next)
                 a->qtail = NULL;
             next->acct_next = NULL;
             a->active = next;
-            if (start_next)
+            if (start_next && slot_take(next))
                 job_start_lock(next);
         }
     } else {
@@ -293,6 +307,144 @@ static void acct_release(job_t *j, int start_next)
         j->acct_next = NULL;
     }
     acct_drop_if_idle(w, a);
+}
+
+/* ---- run.max: the jobs working at once ---- */
+
+static void rq_set(ob_worker_t *w, size_t i, job_t *j)
+{
+    w->runq[i] = j;
+    j->rqidx = i;
+}
+
+static void rq_up(ob_worker_t *w, size_t i)
+{
+    job_t *j = w->runq[i];
+    while (i > 0 && j->seq < w->runq[(i - 1) / 2]->seq) {
+        rq_set(w, i, w->runq[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    rq_set(w, i, j);
+}
+
+static void rq_down(ob_worker_t *w, size_t i)
+{
+    job_t *j = w->runq[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= w->nrunq)
+            break;
+        if (c + 1 < w->nrunq && w->runq[c + 1]->seq < w->runq[c]->seq)
+            c++;
+        if (w->runq[c]->seq >= j->seq)
+            break;
+        rq_set(w, i, w->runq[c]);
+        i = c;
+    }
+    rq_set(w, i, j);
+}
+
+static void rq_push(ob_worker_t *w, job_t *j)
+{
+    if (w->nrunq == w->runq_cap) {
+        size_t cap = w->runq_cap ? 2 * w->runq_cap : 256;
+        job_t **q = realloc(w->runq, cap * sizeof(*q));
+        if (!q) {
+            ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
+            abort();
+        }
+        w->runq = q;
+        w->runq_cap = cap;
+    }
+    j->waiting = 1;
+    rq_set(w, w->nrunq++, j);
+    rq_up(w, j->rqidx);
+}
+
+static void rq_remove(ob_worker_t *w, job_t *j)
+{
+    size_t i = j->rqidx;
+    job_t *last = w->runq[--w->nrunq];
+    j->waiting = 0;
+    if (last == j)
+        return;
+    rq_set(w, i, last);
+    if (i > 0 && last->seq < w->runq[(i - 1) / 2]->seq)
+        rq_up(w, i);
+    else
+        rq_down(w, i);
+}
+
+/* A place to work in, now (1), or a turn in line (0: the job continues from
+ * job_resume when its turn comes). */
+static int slot_take(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    if (j->busy)
+        return 1;
+    if (!j->waiting && (w->run_max == 0 || w->run_busy < w->run_max) && w->nrunq == 0) {
+        j->busy = 1;
+        if (++w->run_busy > w->stats.run_peak)
+            w->stats.run_peak = w->run_busy;
+        return 1;
+    }
+    if (!j->waiting) {
+        rq_push(w, j);
+        w->stats.run_waits++;
+    }
+    if (w->run_max == 0 || w->run_busy < w->run_max)
+        ob_timer_start(w->run_timer, 0);
+    return 0;
+}
+
+static void slot_give(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    if (j->waiting)
+        rq_remove(w, j);
+    if (!j->busy)
+        return;
+    j->busy = 0;
+    w->run_busy--;
+    if (w->nrunq)
+        ob_timer_start(w->run_timer, 0);
+}
+
+/* A job's turn came: carry on from where it waited. */
+static void job_resume(job_t *j)
+{
+    if (j->phase == PH_NEW)
+        job_begin(j);
+    else if (j->phase == PH_QUEUED)
+        job_start_lock(j);
+    else
+        job_continue(j);
+}
+
+static void run_dispatch(ob_timer_t *t, void *arg)
+{
+    (void)t;
+    ob_worker_t *w = arg;
+    job_t *held = NULL; /* new jobs held back while stopping */
+    while (w->nrunq && (w->run_max == 0 || w->run_busy < w->run_max)) {
+        job_t *j = w->runq[0];
+        rq_remove(w, j);
+        if (w->stopping && j->phase == PH_NEW) {
+            j->acct_next = held; /* unused before the job begins */
+            held = j;
+            continue;
+        }
+        j->busy = 1;
+        if (++w->run_busy > w->stats.run_peak)
+            w->stats.run_peak = w->run_busy;
+        job_resume(j);
+    }
+    while (held) {
+        job_t *j = held;
+        held = j->acct_next;
+        j->acct_next = NULL;
+        rq_push(w, j);
+    }
 }
 
 /* ---- window ---- */
@@ -404,6 +556,7 @@ static void job_free(job_t *j)
         w->jobs = j->next;
     if (j->next)
         j->next->prev = j->prev;
+    slot_give(j);
     if (j->call)
         ob_aws_cancel(j->call);
     if (j->xfer)
@@ -471,6 +624,16 @@ static void http_attempt(job_t *j);
 static void timer_fired(ob_timer_t *t, void *arg)
 {
     job_t *j = arg;
+    if (j->phase == PH_EMITTING) {
+        job_finish(j); /* produce retry: no place needed */
+        return;
+    }
+    if (slot_take(j))
+        job_continue(j);
+}
+
+static void job_continue(job_t *j)
+{
     if (j->phase == PH_LOCKING)
         job_start_lock(j);
     else if (j->phase == PH_RUNNING && j->http && j->http->kind == OB_STEP_HTTP)
@@ -555,6 +718,7 @@ static void job_finish(job_t *j)
 {
     ob_worker_t *w = j->w;
     j->phase = PH_EMITTING;
+    slot_give(j);
     char err[512] = "";
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
     const char *key = j->plan.account_id[0] ? j->plan.account_id : j->key;
@@ -757,6 +921,7 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
     j->phase = PH_LOCKING;
     if (!j->timer)
         j->timer = ob_timer_new(w->loop, timer_fired, j);
+    slot_give(j);
     ob_timer_start(j->timer, delay);
 }
 
@@ -864,6 +1029,7 @@ static void job_execute(job_t *j, ob_step_t *s)
     case OB_STEP_WAIT:
         if (!j->timer)
             j->timer = ob_timer_new(w->loop, timer_fired, j);
+        slot_give(j);
         ob_timer_start(j->timer, s->wait_ms);
         ob_step_clear(s);
         return;
@@ -1003,6 +1169,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
             delay = retry_ms;
         if (ev == OB_LOCK_ERROR && delay < 500)
             delay = 500;
+        slot_give(j);
         ob_timer_start(j->timer, (uint64_t)(delay < 5000 ? delay : 5000));
         return;
     case OB_LOCK_LOST:
@@ -1025,6 +1192,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
             j->phase = PH_LOCKING;
             if (!j->timer)
                 j->timer = ob_timer_new(w->loop, timer_fired, j);
+            slot_give(j);
             ob_timer_start(j->timer, 1000);
             /* The stage state is rebuilt from the message. */
             job_reset_stage(j);
@@ -1042,6 +1210,7 @@ static void job_start_lock(job_t *j)
     if (!j->lock) {
         if (!j->timer)
             j->timer = ob_timer_new(w->loop, timer_fired, j);
+        slot_give(j);
         ob_timer_start(j->timer, 500);
     }
 }
@@ -1138,7 +1307,8 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
             j->nheaders++;
         }
     }
-    j->st = calloc(1, w->stage->state_size ? w->stage->state_size : 1);
+    j->plan.account_id = j->plan.request_id = j->plan.role_arn = j->plan.external_id =
+        j->plan.region = "";
     j->next = w->jobs;
     if (w->jobs)
         w->jobs->prev = j;
@@ -1147,7 +1317,20 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
     w->stats.received++;
     ob_offsets_add(w->offsets, j->topic, j->partition, j->offset);
     window_check(w);
+    if (slot_take(j))
+        job_begin(j);
+}
 
+/* A job's first turn: read the message, then lock the account (or wait
+ * behind the account's active job). The stage state exists from here on. */
+static void job_begin(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    j->st = calloc(1, w->stage->state_size ? w->stage->state_size : 1);
+    if (!j->st) {
+        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
+        abort();
+    }
     ob_step_t fail;
     memset(&fail, 0, sizeof(fail));
     ob_job_plan_t *plan = calloc(1, sizeof(*plan));
@@ -1173,6 +1356,7 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
         else
             a->qhead = j;
         a->qtail = j;
+        slot_give(j); /* acct_release gives it its turn */
         return;
     }
     if (a)
@@ -1234,7 +1418,8 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
                     a->qtail = NULL;
                 n->acct_next = NULL;
                 a->active = n;
-                job_start_lock(n);
+                if (slot_take(n))
+                    job_start_lock(n);
             }
         }
     }
@@ -1358,6 +1543,12 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     ob_metrics_histogram(&m, "onboard_stage_duration_seconds", l_stage, &w->duration);
     ob_metrics_family(&m, "onboard_inflight", "gauge", "Messages in flight in this worker.");
     ob_metrics_sample(&m, "onboard_inflight", l_stage, (double)w->inflight);
+    ob_metrics_family(&m, "onboard_running", "gauge",
+                      "Accounts this worker is working on (at most run.max).");
+    ob_metrics_sample(&m, "onboard_running", l_stage, (double)w->run_busy);
+    ob_metrics_family(&m, "onboard_run_waiting", "gauge",
+                      "Accounts in flight waiting for a place among run.max.");
+    ob_metrics_sample(&m, "onboard_run_waiting", l_stage, (double)w->nrunq);
     ob_metrics_family(&m, "onboard_partitions_paused", "gauge",
                       "1 while the in-flight window is full and fetching is paused.");
     ob_metrics_sample(&m, "onboard_partitions_paused", l_stage, w->paused);
@@ -1496,6 +1687,8 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     snprintf(w->topic_in, sizeof(w->topic_in), "%s%s", w->cfg->topic_prefix, w->stage->input);
     snprintf(w->topic_dlq, sizeof(w->topic_dlq), "%sdlq", w->cfg->topic_prefix);
     w->max_inflight = (size_t)w->cfg->inflight_max;
+    w->run_max = (size_t)w->cfg->run_max;
+    w->run_timer = ob_timer_new(loop, run_dispatch, w);
     ob_histogram_init(&w->duration, duration_bounds,
                       sizeof(duration_bounds) / sizeof(duration_bounds[0]));
     if (ob_random_bytes(w->rng, sizeof(w->rng)) != OB_OK)
@@ -1690,6 +1883,8 @@ void ob_worker_free(ob_worker_t *w)
     for (size_t i = 0; i < w->ntopics; i++)
         free(w->topics[i]);
     free(w->topics);
+    ob_timer_free(w->run_timer);
+    free(w->runq);
     free(w);
 }
 
@@ -1697,6 +1892,8 @@ void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out)
 {
     *out = w->stats;
     out->inflight = w->inflight;
+    out->running = w->run_busy;
+    out->run_waiting = w->nrunq;
     memset(out->by_phase, 0, sizeof(out->by_phase));
     for (const job_t *j = w->jobs; j; j = j->next)
         out->by_phase[(unsigned)j->phase % 6]++;

@@ -144,6 +144,9 @@ typedef struct ob_worker_stats_s {
     uint64_t retry_now;     /* waiting retries started early by a control message */
     uint64_t skipped_done;  /* redelivered messages the account's state shows as done */
     size_t inflight;
+    size_t running, run_waiting; /* working now (at most run.max), waiting for a place */
+    size_t run_peak;             /* most ever working at once */
+    uint64_t run_waits;          /* times a job waited for a place */
     /* in flight by phase: new, queued behind the account, locking (or waiting
      * for a retry), running, emitting, finishing */
     size_t by_phase[6];

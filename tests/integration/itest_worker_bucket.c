@@ -42,6 +42,7 @@ static const char *env_get(const char *name, void *ctx)
         {"OB_TOPIC_PREFIX", prefix},
         {"OB_REDIS_PORT", port_s},
         {"OB_INFLIGHT_MAX", "16"}, /* smaller than the batch: the window must pause */
+        {"OB_RUN_MAX", "3"},       /* smaller than the window: jobs wait for a place */
         {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
     return ob_test_kv_lookup(kv, name);
@@ -189,6 +190,13 @@ static void test_bucket_worker(void **state)
            (unsigned long long)ws.received, (unsigned long long)ws.done,
            (unsigned long long)ws.dead_letters);
     assert_true(ok);
+    /* run.max: never more than 3 accounts worked on at once, the others of
+     * the window waited their turn (and all got it). */
+    printf("run.max 3: peak %zu working, %llu waits for a place\n", ws.run_peak,
+           (unsigned long long)ws.run_waits);
+    assert_true(ws.run_peak <= 3);
+    assert_true(ws.run_peak >= 2);
+    assert_true(ws.run_waits > 0);
     assert_int_equal(json_object_size(seen.cur), NNEW - 1);
     assert_int_equal(json_object_size(seen.iam), 3);
     assert_int_equal(json_object_size(seen.dlq), 4);
