@@ -278,6 +278,18 @@ def main():
                 f.write(json.dumps({"account_id": a, "mode": "new", "region": "us-east-1",
                                     "role_arn": "arn:aws:iam::%s:role/OrganizationAccountAccessRole" % a,
                                     "request_id": "%sr%d" % (prefix, i)}) + "\n")
+        # The topics exist before the workers start, as in a deployment
+        # (deploy/create-topics.sh): a consumer subscribed to a topic that
+        # does not exist yet only finds it at its next metadata refresh,
+        # seconds later, which would be measured as the fleet's time. The
+        # test broker creates a topic when its metadata is asked for.
+        for t in ("requests", "cur", "iam", "connect", "connected", "dlq"):
+            for _ in range(50):
+                meta = subprocess.run(["kcat", "-b", brokers, "-L", "-t", prefix + t],
+                                      capture_output=True, text=True, timeout=60).stdout
+                if " partition 0," in meta:
+                    break
+                time.sleep(0.2)
         wraps = dict(w.split("=", 1) for w in args.wrap)
         for s in STAGES:
             procs[s] = subprocess.Popen(wraps.get(s, "").split() + [bins[s]], env=env, stdout=subprocess.DEVNULL,
