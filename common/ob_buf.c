@@ -48,6 +48,11 @@ ob_err_t ob_buf_puts(ob_buf_t *b, const char *s)
 
 ob_err_t ob_buf_putc(ob_buf_t *b, char c)
 {
+    if (b->len + 2 <= b->cap) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+        return OB_OK;
+    }
     return ob_buf_append(b, &c, 1);
 }
 

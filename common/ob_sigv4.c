@@ -245,21 +245,27 @@ static ob_err_t canonical_query(ob_buf_t *out, const char *query, char *errstr, 
 }
 
 /* Append a header value trimmed, with whitespace runs collapsed to one space. */
+/* The value trimmed, inner runs of spaces as one (never longer than v). */
 static ob_err_t put_header_value(ob_buf_t *out, const char *v)
 {
+    size_t n = strlen(v);
+    if (ob_buf_reserve(out, n) != OB_OK)
+        return OB_ERR_NOMEM;
+    char *d = out->data + out->len;
     int pending_space = 0, any = 0;
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
         if (is_space(*p)) {
             pending_space = any;
             continue;
         }
-        if (pending_space && ob_buf_putc(out, ' ') != OB_OK)
-            return OB_ERR_NOMEM;
-        if (ob_buf_putc(out, (char)*p) != OB_OK)
-            return OB_ERR_NOMEM;
+        if (pending_space)
+            *d++ = ' ';
+        *d++ = (char)*p;
         pending_space = 0;
         any = 1;
     }
+    out->len = (size_t)(d - out->data);
+    out->data[out->len] = '\0';
     return OB_OK;
 }
 
@@ -322,9 +328,13 @@ static ob_err_t canonical_headers_all(ob_buf_t *out, ob_buf_t *signed_out, const
             int first = i == 0 || strcmp(v[i].lname, v[i - 1].lname) != 0;
             int last = i + 1 == n || strcmp(v[i].lname, v[i + 1].lname) != 0;
             if (first) {
-                err = ob_buf_printf(out, "%s:", v[i].lname);
+                err = ob_buf_puts(out, v[i].lname);
                 if (err == OB_OK)
-                    err = ob_buf_printf(signed_out, "%s%s", signed_out->len ? ";" : "", v[i].lname);
+                    err = ob_buf_putc(out, ':');
+                if (err == OB_OK && signed_out->len)
+                    err = ob_buf_putc(signed_out, ';');
+                if (err == OB_OK)
+                    err = ob_buf_puts(signed_out, v[i].lname);
             } else {
                 err = ob_buf_putc(out, ',');
             }
