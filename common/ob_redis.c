@@ -41,6 +41,7 @@ struct ob_redis_s {
     ob_io_t *io;
     unsigned io_events;
     int connected;
+    char refused[256]; /* the server's answer to PING when it refuses us ("" : none) */
     uint64_t connects;
     ob_timer_t *deadline_timer;
     ob_timer_t *reconnect_timer;
@@ -273,8 +274,31 @@ static void on_ping_reply(redisAsyncContext *ac, void *reply, void *privdata)
         ob_timer_start(r->ping_timer, 100);
         return;
     }
-    if (rep->type == REDIS_REPLY_ERROR)
-        ob_logf(OB_LOG_WARN, "redis", "PING answered %s", rep->str);
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /* NOAUTH, WRONGPASS, NOPERM...: connected but refused. Not ready:
+         * what waits fails now with the reason, and we try again later (the
+         * server's password or ACL may be fixed meanwhile). Redis's answer
+         * never contains the password. */
+        if (strcmp(r->refused, rep->str) != 0)
+            ob_logf(OB_LOG_ERROR, "redis",
+                    "%s:%d refuses our commands: %s (check redis.password and the server's "
+                    "requirepass or ACL user)",
+                    r->host, r->opts.port, rep->str);
+        snprintf(r->refused, sizeof(r->refused), "%s", rep->str);
+        ob_redis_cmd_t *c = r->head;
+        while (c) {
+            ob_redis_cmd_t *next = c->next;
+            if (!c->sent) {
+                complete(c, OB_ERR_REDIS, NULL);
+                free(c); /* hiredis never saw it */
+            }
+            c = next;
+        }
+        arm_deadline(r);
+        drop_connection(r, OB_ERR_REDIS, "the server refuses our commands");
+        return;
+    }
+    r->refused[0] = '\0';
     on_ready(r);
 }
 
@@ -521,6 +545,11 @@ ob_err_t ob_redis_command_argv(ob_redis_t *r, ob_redis_cb *cb, void *arg, int ar
 int ob_redis_connected(const ob_redis_t *r)
 {
     return r->connected;
+}
+
+const char *ob_redis_refused(const ob_redis_t *r)
+{
+    return r->refused[0] ? r->refused : NULL;
 }
 
 size_t ob_redis_pending(const ob_redis_t *r)

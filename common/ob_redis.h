@@ -68,6 +68,10 @@ ob_err_t ob_redis_command_argv(ob_redis_t *r, ob_redis_cb *cb, void *arg, int ar
                                const char **argv, const size_t *argvlen);
 
 int ob_redis_connected(const ob_redis_t *r);
+/* The server's last refusal (NOAUTH, WRONGPASS...: a wrong redis.password),
+ * or NULL. While it refuses, the client is not connected, waiting commands
+ * fail with OB_ERR_REDIS and it keeps trying with a backoff. */
+const char *ob_redis_refused(const ob_redis_t *r);
 /* Commands submitted and not yet answered. */
 size_t ob_redis_pending(const ob_redis_t *r);
 /* Successful connections so far (1 after the first, 2 after one reconnect...). */

@@ -1443,7 +1443,12 @@ int ob_worker_ready(ob_worker_t *w, char *why, size_t why_size)
         return 0;
     }
     if (!w->redis || !ob_redis_connected(w->redis)) {
-        snprintf(why, why_size, "Redis is not connected");
+        const char *refused = w->redis ? ob_redis_refused(w->redis) : NULL;
+        if (refused)
+            snprintf(why, why_size, "Redis refuses our commands: %.200s (check redis.password)",
+                     refused);
+        else
+            snprintf(why, why_size, "Redis is not connected");
         return 0;
     }
     rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;

@@ -218,11 +218,20 @@ static void test_password(void **state)
     assert_string_equal(c.str, "yes");
     ob_redis_free(r);
 
+    /* A wrong password: never connected (so a worker is not ready), the
+     * command fails at once with OB_ERR_REDIS, and the refusal says why. */
     o.password = "pw-Wrong-9c1e";
     r = ob_redis_new(loop, &o, NULL, 0);
     run_cmd(loop, r, &c, "GET %s", "ob:test:auth", NULL);
-    assert_int_equal(c.type, REDIS_REPLY_ERROR);
-    assert_true(strstr(c.str, "NOAUTH") || strstr(c.str, "WRONGPASS"));
+    assert_int_equal(c.err, OB_ERR_REDIS);
+    assert_false(ob_redis_connected(r));
+    const char *why = ob_redis_refused(r);
+    assert_non_null(why);
+    assert_true(strstr(why, "NOAUTH") || strstr(why, "WRONGPASS"));
+    /* It keeps trying: still refused a while later, never connected. */
+    ob_test_run_until(loop, connected, r, 1500);
+    assert_false(ob_redis_connected(r));
+    assert_non_null(ob_redis_refused(r));
     ob_redis_free(r);
     ob_loop_free(loop);
     ob_log_set_fd(2);
@@ -232,6 +241,7 @@ static void test_password(void **state)
     unlink(logpath);
     assert_non_null(logs);
     assert_non_null(strstr(logs, "AUTH failed")); /* the wrong password was reported */
+    assert_non_null(strstr(logs, "refuses our commands"));
     assert_null(strstr(logs, "pw-Right"));
     assert_null(strstr(logs, "pw-Wrong"));
     free(logs);
