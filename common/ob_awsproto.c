@@ -49,9 +49,15 @@ ob_err_t ob_aws_uri_encode(ob_buf_t *out, const char *s, size_t len, int keep_sl
     static const char hex[] = "0123456789ABCDEF";
     if (!out || (!s && len))
         return OB_ERR_INVALID_ARG;
-    /* Worst case three bytes per byte; written in place (template bodies are
-     * tens of kilobytes, sent once per stack). */
-    if (len > ((size_t)-1) / 4 || ob_buf_reserve(out, 3 * len) != OB_OK)
+    /* Sized exactly, then written in place (a template body is kilobytes,
+     * and the request keeps it while it waits for a connection). */
+    size_t need = len;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(is_unreserved(c) || (keep_slash && c == '/')))
+            need += 2;
+    }
+    if (need < len || ob_buf_reserve(out, need) != OB_OK)
         return OB_ERR_NOMEM;
     char *d = out->data + out->len;
     for (size_t i = 0; i < len; i++) {

@@ -119,7 +119,7 @@ uint64_t ob_credsrc_fetches(const ob_credsrc_t *s);
 typedef struct ob_assume_cache_s ob_assume_cache_t;
 
 typedef struct ob_assume_cache_opts_s {
-    size_t max_entries;       /* 0: 50000 */
+    size_t max_entries;       /* 0: 10000 */
     int duration_s;           /* 0: 3600 */
     const char *session_name; /* 0: "onboard" */
     const char *region;       /* STS region (NULL: the client's default) */

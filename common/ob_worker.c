@@ -1735,7 +1735,10 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     w->fleet = ob_credsrc_chain(w->aws, errstr, errstr_size);
     if (!w->fleet)
         goto fail;
-    ob_assume_cache_opts_t co = {.session_name = "onboard"};
+    /* Sessions of accounts no job uses any more are kept for a retry or a
+     * redelivery, not for the whole batch: twice run.max of them. */
+    ob_assume_cache_opts_t co = {.session_name = "onboard",
+                                 .max_entries = w->run_max ? 2 * w->run_max : 0};
     w->assume = ob_assume_cache_new(w->aws, w->fleet, &co);
     ob_redis_opts_t ro = {.host = w->cfg->redis_host,
                           .port = (int)w->cfg->redis_port,
