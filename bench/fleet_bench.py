@@ -110,8 +110,8 @@ def redis_calls(port):
     return calls
 
 
-def mean_ms(spec):
-    """'40ms-90ms' / '25s-40s' / '300ms' -> mean milliseconds."""
+def range_ms(spec):
+    """'40ms-90ms' -> (40.0, 90.0); '300ms' -> (300.0, 300.0)."""
     def one(x):
         x = x.strip()
         if x.endswith("ms"):
@@ -119,8 +119,14 @@ def mean_ms(spec):
         if x.endswith("s"):
             return float(x[:-1]) * 1000
         return float(x)
-    parts = spec.split("-")
-    return sum(one(p) for p in parts) / len(parts)
+    parts = [one(p) for p in spec.split("-")]
+    return parts[0], parts[-1]
+
+
+def mean_ms(spec):
+    """'40ms-90ms' / '25s-40s' / '300ms' -> mean milliseconds."""
+    lo, hi = range_ms(spec)
+    return (lo + hi) / 2.0
 
 
 def latency_of(rules, api, scale):
@@ -143,19 +149,6 @@ def critical_path(rules, scale, counts):
         total += n * latency_of(rules, api, scale)
     total += latency_of(rules, "cloudformation.stack_create", scale)
     return total / 1000.0
-
-
-def range_ms(spec):
-    """'40ms-90ms' -> (40.0, 90.0); '300ms' -> (300.0, 300.0)."""
-    def one(x):
-        x = x.strip()
-        if x.endswith("ms"):
-            return float(x[:-2])
-        if x.endswith("s"):
-            return float(x[:-1]) * 1000
-        return float(x)
-    parts = [one(p) for p in spec.split("-")]
-    return parts[0], parts[-1]
 
 
 def rule_of(rules, api):
