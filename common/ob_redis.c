@@ -42,6 +42,7 @@ struct ob_redis_s {
     unsigned io_events;
     int connected;
     char refused[256]; /* the server's answer to PING when it refuses us ("" : none) */
+    const redisAsyncContext *dropped; /* dropped by us, its disconnect not ours to handle */
     uint64_t connects;
     ob_timer_t *deadline_timer;
     ob_timer_t *reconnect_timer;
@@ -313,7 +314,9 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     ob_redis_t *r = ac->data;
-    if (r->freeing)
+    /* Freeing, or a connection already dropped from inside one of its own
+     * callbacks (hiredis frees it after the callback returns). */
+    if (r->freeing || ac == r->dropped)
         return;
     r->ac = NULL;
     ob_timer_stop(r->ping_timer);
@@ -332,6 +335,7 @@ static void drop_connection(ob_redis_t *r, ob_err_t err, const char *why)
     ob_logf(OB_LOG_WARN, "redis", "dropping connection to %s:%d: %s", r->host, r->opts.port, why);
     /* Fail sent commands with the real reason before hiredis reports them lost. */
     fail_sent(r, err);
+    r->dropped = ac;
     r->freeing = 1; /* silence on_disconnect and on_reply bookkeeping */
     redisAsyncFree(ac);
     r->freeing = 0;
@@ -365,6 +369,7 @@ static void connect_now(ob_redis_t *r)
 {
     if (r->ac || r->freeing)
         return;
+    r->dropped = NULL; /* an earlier dropped context is gone by now */
     redisAsyncContext *ac = redisAsyncConnect(r->host, r->opts.port);
     if (!ac || ac->err) {
         ob_logf(OB_LOG_WARN, "redis", "cannot start a connection to %s:%d: %s", r->host,

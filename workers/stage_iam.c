@@ -151,13 +151,15 @@ static uint64_t mono_ms(void)
 static struct {
     long long ms[IAM_SAMPLES]; /* a ring of probe samples */
     int n, next;
-    int probes; /* probe stacks in progress */
+    long long first; /* the estimate from them (-1: not enough), kept as samples come */
+    int probes;      /* probe stacks in progress */
     uint64_t (*now)(void);
-} timing = {.now = mono_ms};
+} timing = {.first = -1, .now = mono_ms};
 
 void ob_stage_iam_timing_reset(uint64_t (*now_ms)(void))
 {
     memset(&timing, 0, sizeof(timing));
+    timing.first = -1;
     timing.now = now_ms ? now_ms : mono_ms;
 }
 
@@ -167,15 +169,24 @@ static int cmp_ll(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The age at which a non-probe stack is first polled (-1: not known yet). */
+/* The age at which a non-probe stack is first polled (-1: not known yet):
+ * the 10th percentile of the samples, computed when one arrives (stacks
+ * waiting for it ask on every look). */
 long long ob_stage_iam_first_poll_ms(void)
 {
-    if (timing.n < IAM_MIN_SAMPLES)
-        return -1;
+    return timing.first;
+}
+
+static void timing_estimate(void)
+{
+    if (timing.n < IAM_MIN_SAMPLES) {
+        timing.first = -1;
+        return;
+    }
     long long v[IAM_SAMPLES];
     memcpy(v, timing.ms, sizeof(long long) * (size_t)timing.n);
     qsort(v, (size_t)timing.n, sizeof(v[0]), cmp_ll);
-    return v[timing.n / 10];
+    timing.first = v[timing.n / 10];
 }
 
 static void timing_release(iam_st_t *st)
@@ -195,6 +206,7 @@ static void timing_finished(iam_st_t *st)
         timing.next = (timing.next + 1) % IAM_SAMPLES;
         if (timing.n < IAM_SAMPLES)
             timing.n++;
+        timing_estimate();
     }
     timing_release(st);
     st->created_ms = 0;
