@@ -7,6 +7,8 @@
  */
 #include "ob_http.h"
 
+#include "ob_heap.h"
+
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +22,11 @@ struct ob_http_s {
     ob_http_opts_t opts;
     char user_agent[64];
     size_t active;
-    size_t nqueued;
     uint64_t completed;
     ob_http_xfer_t *xfers; /* doubly linked list of running transfers */
-    /* Waiting for a transfer slot (max_transfers): a binary heap, lowest
-     * priority value first, in arrival order within one. */
-    ob_http_xfer_t **queue;
-    size_t queue_cap;
-    uint64_t queue_seq;
+    /* Waiting for a transfer slot (max_transfers): lowest priority value
+     * first, in arrival order within one. */
+    ob_heap_t queue;
     /* Idle easy handles, reset and ready for the next transfer (LIFO). A
      * handle goes back here when its transfer ends, so with max_transfers
      * set there are never more handles than transfers at once. */
@@ -60,88 +59,20 @@ struct ob_http_xfer_s {
     uint64_t started;
     ob_http_resp_t resp;
     char curl_err[CURL_ERROR_SIZE];
-    int queued; /* in the waiting queue, not yet handed to curl */
-    uint64_t priority, seq;
-    size_t qidx; /* index in h->queue while queued */
+    ob_heap_node_t qnode; /* in h->queue while waiting for a slot (key: priority) */
     ob_http_xfer_t *prev, *next;
     struct curl_slist nodes[];
 };
 
-/* ---- the waiting queue (h->nqueued entries) ---- */
-
-static int q_before(const ob_http_xfer_t *a, const ob_http_xfer_t *b)
+static ob_http_xfer_t *xfer_of(ob_heap_node_t *n)
 {
-    return a->priority != b->priority ? a->priority < b->priority : a->seq < b->seq;
-}
-
-static void q_set(ob_http_t *h, size_t i, ob_http_xfer_t *x)
-{
-    h->queue[i] = x;
-    x->qidx = i;
-}
-
-static void q_up(ob_http_t *h, size_t i)
-{
-    ob_http_xfer_t *x = h->queue[i];
-    while (i > 0 && q_before(x, h->queue[(i - 1) / 2])) {
-        q_set(h, i, h->queue[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    q_set(h, i, x);
-}
-
-static void q_down(ob_http_t *h, size_t i)
-{
-    ob_http_xfer_t *x = h->queue[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->nqueued)
-            break;
-        if (c + 1 < h->nqueued && q_before(h->queue[c + 1], h->queue[c]))
-            c++;
-        if (!q_before(h->queue[c], x))
-            break;
-        q_set(h, i, h->queue[c]);
-        i = c;
-    }
-    q_set(h, i, x);
-}
-
-static int q_push(ob_http_t *h, ob_http_xfer_t *x)
-{
-    if (h->nqueued == h->queue_cap) {
-        size_t cap = h->queue_cap ? 2 * h->queue_cap : 64;
-        ob_http_xfer_t **q = realloc(h->queue, cap * sizeof(*q));
-        if (!q)
-            return -1;
-        h->queue = q;
-        h->queue_cap = cap;
-    }
-    x->queued = 1;
-    x->seq = ++h->queue_seq;
-    q_set(h, h->nqueued++, x);
-    q_up(h, x->qidx);
-    return 0;
-}
-
-static void q_remove(ob_http_t *h, ob_http_xfer_t *x)
-{
-    size_t i = x->qidx;
-    ob_http_xfer_t *last = h->queue[--h->nqueued];
-    x->queued = 0;
-    if (last == x)
-        return;
-    q_set(h, i, last);
-    if (i > 0 && q_before(last, h->queue[(i - 1) / 2]))
-        q_up(h, i);
-    else
-        q_down(h, i);
+    return OB_HEAP_ENTRY(n, ob_http_xfer_t, qnode);
 }
 
 static void xfer_unlink(ob_http_xfer_t *x)
 {
-    if (x->queued) {
-        q_remove(x->h, x);
+    if (ob_heap_in(&x->qnode)) {
+        ob_heap_remove(&x->h->queue, &x->qnode);
         return;
     }
     if (x->prev)
@@ -318,7 +249,6 @@ static CURLcode setup_easy(ob_http_xfer_t *x, CURL *e)
  * linked and holds no handle). */
 static ob_err_t start_xfer(ob_http_t *h, ob_http_xfer_t *x, char *errstr, size_t errstr_size)
 {
-    x->queued = 0;
     CURL *e = easy_get(h);
     if (!e)
         return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "cannot create a curl handle");
@@ -348,8 +278,8 @@ static ob_err_t start_xfer(ob_http_t *h, ob_http_xfer_t *x, char *errstr, size_t
 /* Start waiting transfers while there are free slots. */
 static void admit(ob_http_t *h)
 {
-    while (h->nqueued && (h->opts.max_transfers <= 0 || (long)h->active < h->opts.max_transfers)) {
-        ob_http_xfer_t *x = h->queue[0];
+    while (h->queue.n && (h->opts.max_transfers <= 0 || (long)h->active < h->opts.max_transfers)) {
+        ob_http_xfer_t *x = xfer_of(ob_heap_top(&h->queue));
         xfer_unlink(x);
         char err[256];
         ob_err_t e = start_xfer(h, x, err, sizeof(err));
@@ -532,8 +462,8 @@ void ob_http_free(ob_http_t *h)
 {
     if (!h)
         return;
-    while (h->nqueued) {
-        ob_http_xfer_t *x = h->queue[0];
+    while (h->queue.n) {
+        ob_http_xfer_t *x = xfer_of(ob_heap_top(&h->queue));
         xfer_unlink(x);
         x->resp.err = OB_ERR_CANCELLED;
         x->resp.status = 0;
@@ -555,7 +485,7 @@ void ob_http_free(ob_http_t *h)
     while (h->nidle)
         curl_easy_cleanup(h->idle[--h->nidle]);
     free(h->idle);
-    free(h->queue);
+    ob_heap_clear(&h->queue);
     if (h->multi)
         curl_multi_cleanup(h->multi);
     ob_timer_free(h->timer);
@@ -678,10 +608,9 @@ ob_http_xfer_t *ob_http_send(ob_http_t *h, const ob_http_req_t *req, ob_http_cb 
         x->body[req->body_len] = '\0';
     }
 
-    if (h->nqueued || (h->opts.max_transfers > 0 && (long)h->active >= h->opts.max_transfers)) {
+    if (h->queue.n || (h->opts.max_transfers > 0 && (long)h->active >= h->opts.max_transfers)) {
         /* No free slot: wait in line, with no curl handle yet. */
-        x->priority = req->priority;
-        if (q_push(h, x) != 0) {
+        if (ob_heap_push(&h->queue, &x->qnode, req->priority) != OB_OK) {
             xfer_free(x);
             ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
             return NULL;
@@ -700,7 +629,7 @@ void ob_http_cancel(ob_http_xfer_t *x)
     if (!x)
         return;
     ob_http_t *h = x->h;
-    int was_running = !x->queued;
+    int was_running = !ob_heap_in(&x->qnode);
     xfer_unlink(x);
     if (was_running)
         h->active--;

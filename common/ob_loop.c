@@ -18,6 +18,8 @@
  */
 #include "ob_loop.h"
 
+#include "ob_heap.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -45,9 +47,7 @@ struct ob_io_s {
 
 struct ob_timer_s {
     ob_loop_t *loop;
-    uint64_t due;
-    uint64_t seq;
-    size_t idx; /* heap index, or SIZE_MAX when not armed */
+    ob_heap_node_t node; /* key: when it is due; in loop->timers while armed */
     ob_timer_cb *cb;
     void *arg;
 };
@@ -58,14 +58,10 @@ struct ob_loop_s {
     ob_io_t *wake_io;
     int stop;
     uint64_t now;
-    uint64_t seq;
-    ob_timer_t **heap;
-    size_t heap_len, heap_cap;
+    ob_heap_t timers;
     ob_io_t *graveyard;
     int dispatching;
 };
-
-#define NOT_ARMED ((size_t)-1)
 
 static uint64_t mono_ms(void)
 {
@@ -142,9 +138,7 @@ void ob_loop_free(ob_loop_t *loop)
         return;
     ob_io_free(loop->wake_io);
     reap(loop);
-    for (size_t i = 0; i < loop->heap_len; i++)
-        loop->heap[i]->idx = NOT_ARMED;
-    free(loop->heap);
+    ob_heap_clear(&loop->timers);
     close(loop->wakefd);
     close(loop->epfd);
     free(loop);
@@ -234,63 +228,9 @@ void ob_io_free(ob_io_t *io)
 
 /* ---- timers ---- */
 
-static int t_less(const ob_timer_t *a, const ob_timer_t *b)
+static ob_timer_t *timer_of(ob_heap_node_t *n)
 {
-    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
-}
-
-static void heap_set(ob_loop_t *loop, size_t i, ob_timer_t *t)
-{
-    loop->heap[i] = t;
-    t->idx = i;
-}
-
-static void sift_up(ob_loop_t *loop, size_t i)
-{
-    ob_timer_t *t = loop->heap[i];
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!t_less(t, loop->heap[p]))
-            break;
-        heap_set(loop, i, loop->heap[p]);
-        i = p;
-    }
-    heap_set(loop, i, t);
-}
-
-static void sift_down(ob_loop_t *loop, size_t i)
-{
-    ob_timer_t *t = loop->heap[i];
-    size_t n = loop->heap_len;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const ob_timer_t *best = t;
-        if (l < n && t_less(loop->heap[l], best)) {
-            m = l;
-            best = loop->heap[l];
-        }
-        if (r < n && t_less(loop->heap[r], best))
-            m = r;
-        if (m == i)
-            break;
-        heap_set(loop, i, loop->heap[m]);
-        i = m;
-    }
-    heap_set(loop, i, t);
-}
-
-static void heap_remove(ob_loop_t *loop, ob_timer_t *t)
-{
-    size_t i = t->idx;
-    ob_timer_t *last = loop->heap[--loop->heap_len];
-    t->idx = NOT_ARMED;
-    if (last == t)
-        return;
-    heap_set(loop, i, last);
-    if (i > 0 && t_less(last, loop->heap[(i - 1) / 2]))
-        sift_up(loop, i);
-    else
-        sift_down(loop, i);
+    return OB_HEAP_ENTRY(n, ob_timer_t, node);
 }
 
 ob_timer_t *ob_timer_new(ob_loop_t *loop, ob_timer_cb *cb, void *arg)
@@ -301,27 +241,14 @@ ob_timer_t *ob_timer_new(ob_loop_t *loop, ob_timer_cb *cb, void *arg)
     t->loop = loop;
     t->cb = cb;
     t->arg = arg;
-    t->idx = NOT_ARMED;
     return t;
 }
 
 void ob_timer_start_at(ob_timer_t *t, uint64_t when_ms)
 {
-    ob_loop_t *loop = t->loop;
-    if (t->idx != NOT_ARMED)
-        heap_remove(loop, t);
-    if (loop->heap_len == loop->heap_cap) {
-        size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-        ob_timer_t **h = realloc(loop->heap, cap * sizeof(*h));
-        if (!h)
-            abort(); /* a lost timer would stall work silently; fail loudly */
-        loop->heap = h;
-        loop->heap_cap = cap;
-    }
-    t->due = when_ms;
-    t->seq = ++loop->seq;
-    heap_set(loop, loop->heap_len++, t);
-    sift_up(loop, t->idx);
+    /* Timers due at the same time fire in the order they were armed. */
+    if (ob_heap_push(&t->loop->timers, &t->node, when_ms) != OB_OK)
+        abort(); /* a lost timer would stall work silently; fail loudly */
 }
 
 void ob_timer_start(ob_timer_t *t, uint64_t delay_ms)
@@ -331,18 +258,18 @@ void ob_timer_start(ob_timer_t *t, uint64_t delay_ms)
 
 void ob_timer_stop(ob_timer_t *t)
 {
-    if (t && t->idx != NOT_ARMED)
-        heap_remove(t->loop, t);
+    if (t)
+        ob_heap_remove(&t->loop->timers, &t->node);
 }
 
 int ob_timer_active(const ob_timer_t *t)
 {
-    return t->idx != NOT_ARMED;
+    return ob_heap_in(&t->node);
 }
 
 uint64_t ob_timer_due(const ob_timer_t *t)
 {
-    return t->due;
+    return t->node.key;
 }
 
 void ob_timer_free(ob_timer_t *t)
@@ -355,18 +282,17 @@ void ob_timer_free(ob_timer_t *t)
 
 size_t ob_loop_timer_count(const ob_loop_t *loop)
 {
-    return loop->heap_len;
+    return loop->timers.n;
 }
 
 static void run_timers(ob_loop_t *loop)
 {
     uint64_t now = loop->now;
-    uint64_t limit_seq = loop->seq;
-    while (loop->heap_len > 0) {
-        ob_timer_t *t = loop->heap[0];
-        if (t->due > now || t->seq > limit_seq)
-            break;
-        heap_remove(loop, t);
+    uint64_t limit_seq = loop->timers.seq; /* not the ones callbacks arm now */
+    ob_heap_node_t *n;
+    while ((n = ob_heap_top(&loop->timers)) && n->key <= now && n->seq <= limit_seq) {
+        ob_timer_t *t = timer_of(n);
+        ob_heap_remove(&loop->timers, n);
         t->cb(t, t->arg);
     }
 }
@@ -375,8 +301,8 @@ ob_err_t ob_loop_run_once(ob_loop_t *loop, int timeout_ms)
 {
     struct epoll_event evs[OB_LOOP_MAX_EVENTS];
     loop->now = mono_ms();
-    if (loop->heap_len > 0) {
-        uint64_t due = loop->heap[0]->due;
+    if (loop->timers.n > 0) {
+        uint64_t due = ob_heap_top(&loop->timers)->key;
         int until =
             due <= loop->now ? 0 : (int)(due - loop->now > 86400000u ? 86400000u : due - loop->now);
         if (timeout_ms < 0 || until < timeout_ms)

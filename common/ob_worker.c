@@ -26,6 +26,7 @@
 #include "ob_awsconfig.h"
 #include "ob_creds.h"
 #include "ob_crypto.h"
+#include "ob_heap.h"
 #include "ob_http.h"
 #include "ob_httpd.h"
 #include "ob_kafka.h"
@@ -58,10 +59,9 @@ typedef struct job_s {
     const char *topic; /* interned by the worker */
     int32_t partition;
     int64_t offset;
-    uint64_t seq; /* arrival order: its HTTP requests and its turn to run go by it */
-    int busy;     /* holds one of run.max places */
-    int waiting;  /* in w->runq, waiting for a place */
-    size_t rqidx; /* its index there */
+    uint64_t seq;         /* arrival order: its HTTP requests and its turn to run go by it */
+    int busy;             /* holds one of run.max places */
+    ob_heap_node_t rnode; /* in w->runq while waiting for a place (key: seq) */
     char *key;
     size_t key_len;
     char *payload;
@@ -120,8 +120,7 @@ struct ob_worker_s {
      * waits (a stack poll, a retry, a busy lock) and when it has finished
      * its stage (producing and recording the outcome takes no place). */
     size_t run_max, run_busy;
-    job_t **runq;
-    size_t nrunq, runq_cap;
+    ob_heap_t runq;
     ob_timer_t *run_timer;
     ob_kconsumer_t *consumer;
     ob_kproducer_t *producer;
@@ -311,68 +310,24 @@ static void acct_release(job_t *j, int start_next)
 
 /* ---- run.max: the jobs working at once ---- */
 
-static void rq_set(ob_worker_t *w, size_t i, job_t *j)
+static job_t *job_of(ob_heap_node_t *n)
 {
-    w->runq[i] = j;
-    j->rqidx = i;
-}
-
-static void rq_up(ob_worker_t *w, size_t i)
-{
-    job_t *j = w->runq[i];
-    while (i > 0 && j->seq < w->runq[(i - 1) / 2]->seq) {
-        rq_set(w, i, w->runq[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    rq_set(w, i, j);
-}
-
-static void rq_down(ob_worker_t *w, size_t i)
-{
-    job_t *j = w->runq[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= w->nrunq)
-            break;
-        if (c + 1 < w->nrunq && w->runq[c + 1]->seq < w->runq[c]->seq)
-            c++;
-        if (w->runq[c]->seq >= j->seq)
-            break;
-        rq_set(w, i, w->runq[c]);
-        i = c;
-    }
-    rq_set(w, i, j);
+    return OB_HEAP_ENTRY(n, job_t, rnode);
 }
 
 static void rq_push(ob_worker_t *w, job_t *j)
 {
-    if (w->nrunq == w->runq_cap) {
-        size_t cap = w->runq_cap ? 2 * w->runq_cap : 256;
-        job_t **q = realloc(w->runq, cap * sizeof(*q));
-        if (!q) {
-            ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
-            abort();
-        }
-        w->runq = q;
-        w->runq_cap = cap;
+    if (ob_heap_push(&w->runq, &j->rnode, j->seq) != OB_OK) {
+        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
+        abort();
     }
-    j->waiting = 1;
-    rq_set(w, w->nrunq++, j);
-    rq_up(w, j->rqidx);
 }
 
-static void rq_remove(ob_worker_t *w, job_t *j)
+static void slot_grant(ob_worker_t *w, job_t *j)
 {
-    size_t i = j->rqidx;
-    job_t *last = w->runq[--w->nrunq];
-    j->waiting = 0;
-    if (last == j)
-        return;
-    rq_set(w, i, last);
-    if (i > 0 && last->seq < w->runq[(i - 1) / 2]->seq)
-        rq_up(w, i);
-    else
-        rq_down(w, i);
+    j->busy = 1;
+    if (++w->run_busy > w->stats.run_peak)
+        w->stats.run_peak = w->run_busy;
 }
 
 /* A place to work in, now (1), or a turn in line (0: the job continues from
@@ -382,13 +337,12 @@ static int slot_take(job_t *j)
     ob_worker_t *w = j->w;
     if (j->busy)
         return 1;
-    if (!j->waiting && (w->run_max == 0 || w->run_busy < w->run_max) && w->nrunq == 0) {
-        j->busy = 1;
-        if (++w->run_busy > w->stats.run_peak)
-            w->stats.run_peak = w->run_busy;
+    int waiting = ob_heap_in(&j->rnode);
+    if (!waiting && (w->run_max == 0 || w->run_busy < w->run_max) && w->runq.n == 0) {
+        slot_grant(w, j);
         return 1;
     }
-    if (!j->waiting) {
+    if (!waiting) {
         rq_push(w, j);
         w->stats.run_waits++;
     }
@@ -400,13 +354,12 @@ static int slot_take(job_t *j)
 static void slot_give(job_t *j)
 {
     ob_worker_t *w = j->w;
-    if (j->waiting)
-        rq_remove(w, j);
+    ob_heap_remove(&w->runq, &j->rnode);
     if (!j->busy)
         return;
     j->busy = 0;
     w->run_busy--;
-    if (w->nrunq)
+    if (w->runq.n)
         ob_timer_start(w->run_timer, 0);
 }
 
@@ -426,17 +379,15 @@ static void run_dispatch(ob_timer_t *t, void *arg)
     (void)t;
     ob_worker_t *w = arg;
     job_t *held = NULL; /* new jobs held back while stopping */
-    while (w->nrunq && (w->run_max == 0 || w->run_busy < w->run_max)) {
-        job_t *j = w->runq[0];
-        rq_remove(w, j);
+    while (w->runq.n && (w->run_max == 0 || w->run_busy < w->run_max)) {
+        job_t *j = job_of(ob_heap_top(&w->runq));
+        ob_heap_remove(&w->runq, &j->rnode);
         if (w->stopping && j->phase == PH_NEW) {
             j->acct_next = held; /* unused before the job begins */
             held = j;
             continue;
         }
-        j->busy = 1;
-        if (++w->run_busy > w->stats.run_peak)
-            w->stats.run_peak = w->run_busy;
+        slot_grant(w, j);
         job_resume(j);
     }
     while (held) {
@@ -1553,7 +1504,7 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     ob_metrics_sample(&m, "onboard_running", l_stage, (double)w->run_busy);
     ob_metrics_family(&m, "onboard_run_waiting", "gauge",
                       "Accounts in flight waiting for a place among run.max.");
-    ob_metrics_sample(&m, "onboard_run_waiting", l_stage, (double)w->nrunq);
+    ob_metrics_sample(&m, "onboard_run_waiting", l_stage, (double)w->runq.n);
     ob_metrics_family(&m, "onboard_partitions_paused", "gauge",
                       "1 while the in-flight window is full and fetching is paused.");
     ob_metrics_sample(&m, "onboard_partitions_paused", l_stage, w->paused);
@@ -1892,7 +1843,7 @@ void ob_worker_free(ob_worker_t *w)
         free(w->topics[i]);
     free(w->topics);
     ob_timer_free(w->run_timer);
-    free(w->runq);
+    ob_heap_clear(&w->runq);
     free(w);
 }
 
@@ -1901,7 +1852,7 @@ void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out)
     *out = w->stats;
     out->inflight = w->inflight;
     out->running = w->run_busy;
-    out->run_waiting = w->nrunq;
+    out->run_waiting = w->runq.n;
     memset(out->by_phase, 0, sizeof(out->by_phase));
     for (const job_t *j = w->jobs; j; j = j->next)
         out->by_phase[(unsigned)j->phase % 6]++;
