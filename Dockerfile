@@ -8,7 +8,10 @@
 #
 #   docker build -t onboard:dev .
 
-ARG DEBIAN_RELEASE=12
+# Debian 13: its librdkafka (2.8) and hiredis (1.2, with hiredis_ssl) are the
+# versions the fleet needs (see the README); on Debian 12 scripts/deps.sh
+# builds the same versions from these sources instead.
+ARG DEBIAN_RELEASE=13
 
 ############################ builder ############################
 FROM debian:${DEBIAN_RELEASE} AS builder
@@ -39,7 +42,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DOB_BUILD_TESTS=OFF \
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      librdkafka1 libcurl4 libssl3 libjansson4 libhiredis0.14 ca-certificates \
+      librdkafka1 libcurl4t64 libssl3t64 libjansson4 libhiredis1.1.0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 onboard \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

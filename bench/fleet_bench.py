@@ -76,6 +76,48 @@ def end_offsets(brokers, topic):
     return sum(int(l.rsplit(" ", 1)[1]) for l in out.splitlines() if " offset " in l)
 
 
+def fleet_env(sim_url, prefix, redis_port, brokers):
+    """The workers' environment against the simulator, Redis and the broker."""
+    env = dict(os.environ)
+    env.update({
+        "AWS_ENDPOINT_URL": sim_url, "AWS_ACCESS_KEY_ID": MGMT_KEY[0],
+        "AWS_SECRET_ACCESS_KEY": MGMT_KEY[1], "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "OB_TOPIC_PREFIX": prefix, "OB_REDIS_PORT": str(redis_port),
+        "OB_KAFKA_BOOTSTRAP_SERVERS": brokers,
+        "OB_BILLING_PRINCIPAL": "arn:aws:iam::111111111111:root",
+        # The simulator has no STS quota; real AWS's is what aws.rate.limits models.
+        "OB_AWS_RATE_LIMITS": "",
+    })
+    return env
+
+
+def write_requests(path, n, prefix):
+    """n new accounts as JSON lines for onboardctl enqueue."""
+    with open(path, "w") as f:
+        for i in range(1, n + 1):
+            a = "%012d" % (200000000000 + i)
+            f.write(json.dumps({"account_id": a, "mode": "new", "region": "us-east-1",
+                                "role_arn": "arn:aws:iam::%s:role/OrganizationAccountAccessRole" % a,
+                                "request_id": "%sr%d" % (prefix, i)}) + "\n")
+
+
+def create_topics(brokers, prefix):
+    """The topics exist before the workers start, as in a deployment
+    (deploy/create-topics.sh): a consumer subscribed to a topic that does not
+    exist yet only finds it at its next metadata refresh, seconds later, which
+    would be measured as the fleet's time. The test broker creates a topic
+    when its metadata is asked for."""
+    for t in ("requests", "cur", "iam", "connect", "connected", "dlq"):
+        for _ in range(50):
+            meta = subprocess.run(["kcat", "-b", brokers, "-L", "-t", prefix + t],
+                                  capture_output=True, text=True, timeout=60).stdout
+            if " partition 0," in meta:
+                break
+            time.sleep(0.2)
+
+
 def http_json(url, method="GET", body=None):
     import urllib.request
     req = urllib.request.Request(url, method=method, data=body.encode() if body else None)
@@ -247,42 +289,17 @@ def main():
             time.sleep(0.05)
         sim_url = "http://127.0.0.1:" + open(portfile).read().strip()
         prefix = "bench%d." % os.getpid()
-        env = dict(os.environ)
+        env = fleet_env(sim_url, prefix, rport, brokers)
         env.update({
-            "AWS_ENDPOINT_URL": sim_url, "AWS_ACCESS_KEY_ID": MGMT_KEY[0],
-            "AWS_SECRET_ACCESS_KEY": MGMT_KEY[1], "AWS_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "OB_TOPIC_PREFIX": prefix, "OB_REDIS_PORT": str(rport),
-            "OB_KAFKA_BOOTSTRAP_SERVERS": brokers,
-            "OB_BILLING_PRINCIPAL": "arn:aws:iam::111111111111:root",
             "OB_LOG_LEVEL": os.environ.get("OB_BENCH_LOG_LEVEL", "warn"),
             # Every account in flight at once: the window is not what is measured.
             "OB_INFLIGHT_MAX": str(max(n, 100)),
-            # The simulator has no STS quota; real AWS's is what aws.rate.limits models.
-            "OB_AWS_RATE_LIMITS": "",
             "OB_STACK_POLL": "1s" if args.profile == "aws-typical" else "200ms",
         })
         redis_before = redis_calls(rport)
         reqs = os.path.join(run, "requests.jsonl")
-        with open(reqs, "w") as f:
-            for i in range(1, n + 1):
-                a = "%012d" % (200000000000 + i)
-                f.write(json.dumps({"account_id": a, "mode": "new", "region": "us-east-1",
-                                    "role_arn": "arn:aws:iam::%s:role/OrganizationAccountAccessRole" % a,
-                                    "request_id": "%sr%d" % (prefix, i)}) + "\n")
-        # The topics exist before the workers start, as in a deployment
-        # (deploy/create-topics.sh): a consumer subscribed to a topic that
-        # does not exist yet only finds it at its next metadata refresh,
-        # seconds later, which would be measured as the fleet's time. The
-        # test broker creates a topic when its metadata is asked for.
-        for t in ("requests", "cur", "iam", "connect", "connected", "dlq"):
-            for _ in range(50):
-                meta = subprocess.run(["kcat", "-b", brokers, "-L", "-t", prefix + t],
-                                      capture_output=True, text=True, timeout=60).stdout
-                if " partition 0," in meta:
-                    break
-                time.sleep(0.2)
+        write_requests(reqs, n, prefix)
+        create_topics(brokers, prefix)
         wraps = dict(w.split("=", 1) for w in args.wrap)
         for s in STAGES:
             procs[s] = subprocess.Popen(wraps.get(s, "").split() + [bins[s]], env=env, stdout=subprocess.DEVNULL,

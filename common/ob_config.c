@@ -93,6 +93,17 @@ const ob_cfg_def_t ob_config_table[] = {
     {"lock.ttl", OB_CFG_MS, "30s", 1000, 600000, OFF(lock_ttl_ms), 0,
      "per-account lock lifetime (renewed at a third of it while held): how long a killed "
      "worker's accounts stay locked"},
+    {"output.transactions", OB_CFG_BOOL, "true", 0, 0, OFF(output_transactions), 0,
+     "exactly-once output: each worker's hand-offs, dead letters and events go out in Kafka "
+     "transactions committed with its input offsets (false: an idempotent producer, "
+     "at-least-once)"},
+    {"output.commit.interval", OB_CFG_MS, "100ms", 1, 60000, OFF(output_commit_interval_ms), 0,
+     "how often the open transaction is committed (a hand-off waits this long at most before "
+     "the next stage can read it)"},
+    {"instance.id", OB_CFG_STR, "", 0, 0, OFF(instance_id), 0,
+     "a stable name of this replica (a StatefulSet pod's name): static group membership "
+     "(group.instance.id) and a transactional.id that aborts what its predecessor left open; "
+     "empty: a dynamic member with a random transactional.id"},
     {"aws.rate.limits", OB_CFG_STR, "sts.AssumeRole=500", 0, 0, OFF(rate_limits), 0,
      "fleet-wide request rates per AWS API shared through Redis, API=RATE[/BURST] by commas; "
      "throttling halves an API's rate for every replica, which then climbs back"},

@@ -109,6 +109,9 @@ typedef struct ob_config_s {
     long long stage_retry_class_wait_ms[5];
     long long lock_ttl_ms;
     char *rate_limits;
+    int output_transactions;
+    long long output_commit_interval_ms;
+    char *instance_id;
     ob_cfg_kv_t kafka;
 } ob_config_t;
 

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,20 @@ struct ob_kconsumer_s {
     uint64_t received;
 };
 
+/* A message kept while the transactional producer cannot produce. */
+typedef struct txn_msg_s {
+    struct txn_msg_s *next;
+    char *topic;
+    int32_t partition;
+    void *key, *value;
+    size_t keylen, vlen;
+    rd_kafka_headers_t *headers;
+    void *opaque;
+} txn_msg_t;
+
+typedef enum txn_state_e { T_INIT = 0, T_IDLE, T_OPEN, T_BUSY, T_FATAL } txn_state_t;
+typedef enum txn_op_e { OP_NONE = 0, OP_INIT, OP_COMMIT, OP_ABORT, OP_QUIT } txn_op_t;
+
 struct ob_kproducer_s {
     ob_loop_t *loop;
     rd_kafka_t *rk;
@@ -47,6 +62,25 @@ struct ob_kproducer_s {
     wake_t wake;
     ob_kproducer_dr_cb *on_delivery;
     void *arg;
+    /* Transactions: the state is the loop thread's; op, its inputs and res
+     * are shared with the thread under mu. */
+    int txn;
+    txn_state_t tstate;
+    ob_ktxn_cb *on_txn;
+    size_t txn_msgs;           /* produced into the open transaction */
+    txn_msg_t *qhead, **qtail; /* waiting for the next transaction */
+    size_t nqueued;
+    pthread_t thr;
+    int thr_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    txn_op_t op;      /* for the thread (OP_NONE: nothing to do) */
+    txn_op_t op_done; /* the thread finished this one (OP_NONE: none) */
+    int quit;
+    rd_kafka_topic_partition_list_t *op_offsets;
+    rd_kafka_consumer_group_metadata_t *op_cgmd;
+    ob_ktxn_result_t res;
+    wake_t twake;
 };
 
 /* librdkafka's log callback runs on its threads; ob_log is thread-safe. */
@@ -107,7 +141,8 @@ static ob_err_t wake_init(wake_t *w, ob_loop_t *loop, rd_kafka_queue_t *q, ob_io
     w->more = ob_timer_new(loop, more_cb, arg);
     if (!w->io || !w->more || ob_io_set(w->io, OB_IO_READ) != OB_OK)
         return ob_errf(errstr, errstr_size, OB_ERR_IO, "cannot watch the Kafka queue");
-    rd_kafka_queue_io_event_enable(q, w->fds[1], "1", 1);
+    if (q)
+        rd_kafka_queue_io_event_enable(q, w->fds[1], "1", 1);
     return OB_OK;
 }
 
@@ -209,6 +244,10 @@ static void consumer_more(ob_timer_t *t, void *arg)
 ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opts, char *errstr,
                                  size_t errstr_size)
 {
+    /* cooperative-sticky: a join or a leave moves only the partitions that
+     * change owner; the others keep their work. A member that died without
+     * leaving is noticed within 10 s (Kafka's default is 45 s), and
+     * rebalances are heard of within a second. */
     static const char *const defaults[] = {"enable.auto.commit",
                                            "true",
                                            "enable.auto.offset.store",
@@ -219,6 +258,12 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
                                            "false",
                                            "client.id",
                                            "onboard",
+                                           "partition.assignment.strategy",
+                                           "cooperative-sticky",
+                                           "session.timeout.ms",
+                                           "10000",
+                                           "heartbeat.interval.ms",
+                                           "1000",
                                            NULL};
     if (!opts->group_id || !opts->on_message || opts->ntopics == 0) {
         ob_errf(errstr, errstr_size, OB_ERR_INVALID_ARG,
@@ -243,11 +288,27 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
         return NULL;
     }
     char err[512];
-    if (rd_kafka_conf_set(conf, "group.id", opts->group_id, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "group.id: %s", err);
-        rd_kafka_conf_destroy(conf);
-        free(c);
-        return NULL;
+    const char *set[8];
+    size_t nset = 0;
+    set[nset++] = "group.id";
+    set[nset++] = opts->group_id;
+    if (opts->transactional) {
+        set[nset++] = "enable.auto.commit";
+        set[nset++] = "false";
+        set[nset++] = "isolation.level";
+        set[nset++] = "read_committed";
+    }
+    if (opts->group_instance_id && opts->group_instance_id[0]) {
+        set[nset++] = "group.instance.id";
+        set[nset++] = opts->group_instance_id;
+    }
+    for (size_t i = 0; i < nset; i += 2) {
+        if (rd_kafka_conf_set(conf, set[i], set[i + 1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s: %s", set[i], err);
+            rd_kafka_conf_destroy(conf);
+            free(c);
+            return NULL;
+        }
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, c);
@@ -417,19 +478,38 @@ uint64_t ob_kconsumer_received(const ob_kconsumer_t *c)
 
 /* ---- producer ---- */
 
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+static void delivered(ob_kproducer_t *p, const rd_kafka_message_t *m)
 {
-    ob_kproducer_t *p = opaque;
     if (!p->on_delivery)
         return;
     p->on_delivery(p, m->err ? OB_ERR_KAFKA : OB_OK, m->err ? rd_kafka_err2str(m->err) : NULL, m,
                    m->_private, p->arg);
 }
 
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    delivered(opaque, m);
+}
+
 static void producer_drain(ob_kproducer_t *p)
 {
-    /* rd_kafka_poll(0) serves every queued event, so it drains fully. */
-    rd_kafka_poll(p->rk, 0);
+    if (!p->txn) {
+        /* rd_kafka_poll(0) serves every queued event, so it drains fully. */
+        rd_kafka_poll(p->rk, 0);
+        return;
+    }
+    /* Delivery reports as events: a commit flushes on the producer's thread,
+     * and with callbacks librdkafka would run them there. Other events
+     * (errors, logs) are served through their callbacks by the poll. */
+    rd_kafka_event_t *ev;
+    while ((ev = rd_kafka_queue_poll(p->q, 0))) {
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DR) {
+            const rd_kafka_message_t *m;
+            while ((m = rd_kafka_event_message_next(ev)))
+                delivered(p, m);
+        }
+        rd_kafka_event_destroy(ev);
+    }
 }
 
 static void producer_wake(ob_io_t *io, int fd, unsigned events, void *arg)
@@ -441,6 +521,352 @@ static void producer_wake(ob_io_t *io, int fd, unsigned events, void *arg)
 static void producer_more(ob_timer_t *t, void *arg)
 {
     producer_drain(arg);
+}
+
+/* ---- transactions: the producer's thread ---- */
+
+#define TXN_CALL_TIMEOUT_MS 10000
+#define TXN_RETRIES         6
+
+static void txn_error(ob_ktxn_result_t *res, const char *what, rd_kafka_error_t *e)
+{
+    snprintf(res->message, sizeof(res->message), "%s: %s: %s", what, rd_kafka_error_name(e),
+             rd_kafka_error_string(e));
+    res->err = OB_ERR_KAFKA;
+    if (rd_kafka_error_is_fatal(e))
+        res->fatal = 1;
+    rd_kafka_error_destroy(e);
+}
+
+static int txn_quitting(ob_kproducer_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int q = p->quit;
+    pthread_mutex_unlock(&p->mu);
+    return q;
+}
+
+static void txn_do_init(ob_kproducer_t *p, ob_ktxn_result_t *res)
+{
+    for (;;) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(p->rk, TXN_CALL_TIMEOUT_MS);
+        if (!e)
+            return;
+        if (!rd_kafka_error_is_retriable(e) || txn_quitting(p)) {
+            txn_error(res, "init_transactions", e);
+            res->fatal = 1;
+            return;
+        }
+        ob_logf(OB_LOG_WARN, "kafka", "init_transactions: %s (retrying)", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
+static void txn_do_abort(ob_kproducer_t *p, ob_ktxn_result_t *res)
+{
+    for (int i = 0;; i++) {
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, TXN_CALL_TIMEOUT_MS);
+        if (!e)
+            break;
+        if (!rd_kafka_error_is_retriable(e) || i >= TXN_RETRIES || txn_quitting(p)) {
+            txn_error(res, "abort_transaction", e);
+            res->fatal = 1;
+            return;
+        }
+        rd_kafka_error_destroy(e);
+    }
+    res->aborted = 1;
+    res->err = OB_ERR_KAFKA;
+    if (!res->message[0])
+        snprintf(res->message, sizeof(res->message), "aborted");
+}
+
+/* After a failed call of a commit: 1 to make it again (retriable), 0 when
+ * the failure is settled in res (fatal, or the transaction aborted). */
+static int txn_failed(ob_kproducer_t *p, rd_kafka_error_t *e, const char *what, int attempt,
+                      ob_ktxn_result_t *res)
+{
+    int fatal = rd_kafka_error_is_fatal(e);
+    if (!fatal && !rd_kafka_error_txn_requires_abort(e) && rd_kafka_error_is_retriable(e) &&
+        attempt < TXN_RETRIES && !txn_quitting(p)) {
+        rd_kafka_error_destroy(e);
+        return 1;
+    }
+    txn_error(res, what, e);
+    if (!fatal)
+        txn_do_abort(p, res);
+    return 0;
+}
+
+static void txn_do_commit(ob_kproducer_t *p, rd_kafka_topic_partition_list_t *offsets,
+                          rd_kafka_consumer_group_metadata_t *cgmd, ob_ktxn_result_t *res)
+{
+    rd_kafka_error_t *e;
+    for (int i = 0; offsets && offsets->cnt > 0; i++) {
+        e = rd_kafka_send_offsets_to_transaction(p->rk, offsets, cgmd, TXN_CALL_TIMEOUT_MS);
+        if (!e)
+            break;
+        if (!txn_failed(p, e, "send_offsets_to_transaction", i, res))
+            return;
+    }
+    for (int i = 0;; i++) {
+        e = rd_kafka_commit_transaction(p->rk, TXN_CALL_TIMEOUT_MS);
+        if (!e || !txn_failed(p, e, "commit_transaction", i, res))
+            return;
+    }
+}
+
+static void *txn_thread(void *arg)
+{
+    ob_kproducer_t *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->op == OP_NONE)
+            pthread_cond_wait(&p->cv, &p->mu);
+        txn_op_t op = p->op;
+        if (op == OP_QUIT)
+            break;
+        rd_kafka_topic_partition_list_t *offsets = p->op_offsets;
+        rd_kafka_consumer_group_metadata_t *cgmd = p->op_cgmd;
+        p->op_offsets = NULL;
+        p->op_cgmd = NULL;
+        pthread_mutex_unlock(&p->mu);
+        ob_ktxn_result_t res;
+        memset(&res, 0, sizeof(res));
+        if (op == OP_INIT)
+            txn_do_init(p, &res);
+        else if (op == OP_ABORT)
+            txn_do_abort(p, &res);
+        else
+            txn_do_commit(p, offsets, cgmd, &res);
+        if (offsets)
+            rd_kafka_topic_partition_list_destroy(offsets);
+        if (cgmd)
+            rd_kafka_consumer_group_metadata_destroy(cgmd);
+        pthread_mutex_lock(&p->mu);
+        p->res = res;
+        p->op = OP_NONE;
+        p->op_done = op;
+        pthread_cond_broadcast(&p->cv);
+        if (p->twake.fds[1] >= 0) {
+            ssize_t wr = write(p->twake.fds[1], "t", 1);
+            (void)wr; /* a full pipe already wakes the loop */
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* ---- transactions: the loop thread ---- */
+
+static void txn_start_op(ob_kproducer_t *p, txn_op_t op,
+                         const rd_kafka_topic_partition_list_t *offsets, rd_kafka_t *consumer)
+{
+    p->tstate = T_BUSY;
+    pthread_mutex_lock(&p->mu);
+    p->op = op;
+    p->op_done = OP_NONE;
+    p->op_offsets =
+        offsets && offsets->cnt > 0 ? rd_kafka_topic_partition_list_copy(offsets) : NULL;
+    p->op_cgmd = p->op_offsets && consumer ? rd_kafka_consumer_group_metadata(consumer) : NULL;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static rd_kafka_resp_err_t produce_now(ob_kproducer_t *p, const char *topic, int32_t partition,
+                                       const void *key, size_t keylen, const void *value,
+                                       size_t vlen, rd_kafka_headers_t *headers, void *opaque)
+{
+    if (headers)
+        return rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                 RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, vlen),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(opaque),
+                                 RD_KAFKA_V_END);
+    return rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                             RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, vlen),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),
+                             RD_KAFKA_V_END);
+}
+
+/* Open a transaction if none is; 0 when one is open. */
+static int txn_open(ob_kproducer_t *p, char *errstr, size_t errstr_size)
+{
+    if (p->tstate == T_OPEN)
+        return 0;
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
+    if (e) {
+        ob_errf(errstr, errstr_size, OB_ERR_KAFKA, "begin_transaction: %s",
+                rd_kafka_error_string(e));
+        if (rd_kafka_error_is_fatal(e))
+            p->tstate = T_FATAL;
+        rd_kafka_error_destroy(e);
+        return -1;
+    }
+    p->tstate = T_OPEN;
+    p->txn_msgs = 0;
+    return 0;
+}
+
+static void txn_msg_free(txn_msg_t *m)
+{
+    if (m->headers)
+        rd_kafka_headers_destroy(m->headers);
+    free(m->topic);
+    free(m->key);
+    free(m->value);
+    free(m);
+}
+
+/* Produce what waited for a transaction, in order. A message librdkafka
+ * refuses now (its queue is full) stays first in line for the next try. */
+static void txn_send_queued(ob_kproducer_t *p)
+{
+    char err[256];
+    while (p->qhead && (p->tstate == T_IDLE || p->tstate == T_OPEN)) {
+        txn_msg_t *m = p->qhead;
+        if (txn_open(p, err, sizeof(err)) != 0)
+            return;
+        rd_kafka_resp_err_t e = produce_now(p, m->topic, m->partition, m->key, m->keylen, m->value,
+                                            m->vlen, m->headers, m->opaque);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            ob_timer_start(p->twake.more, 10);
+            return;
+        }
+        if (e) {
+            /* Never produced: report it failed, as a delivery would. */
+            rd_kafka_message_t fake;
+            memset(&fake, 0, sizeof(fake));
+            fake.err = e;
+            fake._private = m->opaque;
+            if (m->headers)
+                rd_kafka_headers_destroy(m->headers);
+            m->headers = NULL;
+            delivered(p, &fake);
+        } else {
+            m->headers = NULL; /* the message took them */
+            p->txn_msgs++;
+        }
+        p->qhead = m->next;
+        if (!p->qhead)
+            p->qtail = &p->qhead;
+        p->nqueued--;
+        txn_msg_free(m);
+    }
+}
+
+static void txn_finished(ob_kproducer_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    txn_op_t op = p->op_done;
+    ob_ktxn_result_t res = p->res;
+    p->op_done = OP_NONE;
+    pthread_mutex_unlock(&p->mu);
+    if (op == OP_NONE) {
+        txn_send_queued(p); /* a retry after librdkafka's queue was full */
+        return;
+    }
+    p->tstate = res.fatal ? T_FATAL : T_IDLE;
+    if (res.fatal)
+        ob_logf(OB_LOG_ERROR, "kafka", "transactional producer failed: %s", res.message);
+    else if (res.aborted)
+        ob_logf(op == OP_ABORT ? OB_LOG_INFO : OB_LOG_WARN, "kafka", "transaction aborted: %s",
+                res.message);
+    /* Delivery reports of the transaction come before its outcome. */
+    producer_drain(p);
+    if (op != OP_INIT && p->on_txn)
+        p->on_txn(p, &res, p->arg);
+    txn_send_queued(p);
+}
+
+static void txn_wake(ob_io_t *io, int fd, unsigned events, void *arg)
+{
+    wake_drain_pipe(fd);
+    txn_finished(arg);
+}
+
+static void txn_more(ob_timer_t *t, void *arg)
+{
+    txn_finished(arg);
+}
+
+size_t ob_kproducer_txn_pending(const ob_kproducer_t *p)
+{
+    return p->txn ? (p->tstate == T_OPEN ? p->txn_msgs : 0) + p->nqueued : 0;
+}
+
+int ob_kproducer_txn_busy(const ob_kproducer_t *p)
+{
+    return p->txn && (p->tstate == T_BUSY || p->tstate == T_INIT);
+}
+
+ob_err_t ob_kproducer_txn_commit(ob_kproducer_t *p, const rd_kafka_topic_partition_list_t *offsets,
+                                 rd_kafka_t *consumer)
+{
+    if (!p->txn)
+        return OB_ERR_INVALID_ARG;
+    if (p->tstate == T_FATAL)
+        return OB_ERR_KAFKA;
+    if (p->tstate == T_BUSY || p->tstate == T_INIT)
+        return OB_ERR_STATE;
+    if (p->tstate == T_IDLE) {
+        if (!offsets || offsets->cnt == 0)
+            return OB_OK;
+        char err[256];
+        if (txn_open(p, err, sizeof(err)) != 0)
+            return OB_ERR_KAFKA;
+    }
+    txn_start_op(p, OP_COMMIT, offsets, consumer);
+    return OB_OK;
+}
+
+/* Wait for the thread's operation under way and report it. */
+static ob_err_t txn_wait(ob_kproducer_t *p, uint64_t end)
+{
+    while (p->tstate == T_BUSY || p->tstate == T_INIT) {
+        pthread_mutex_lock(&p->mu);
+        while (p->op_done == OP_NONE && p->op != OP_NONE && ob_wall_ms() < end) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            /* Delivery reports the commit's flush waits for are the loop's to
+             * serve; serve them here (events only: nothing else runs). */
+            pthread_mutex_unlock(&p->mu);
+            producer_drain(p);
+            pthread_mutex_lock(&p->mu);
+        }
+        int done = p->op_done != OP_NONE;
+        pthread_mutex_unlock(&p->mu);
+        if (!done)
+            return OB_ERR_TIMEOUT;
+        txn_finished(p);
+    }
+    return OB_OK;
+}
+
+ob_err_t ob_kproducer_txn_abort(ob_kproducer_t *p)
+{
+    if (!p->txn)
+        return OB_ERR_INVALID_ARG;
+    if (p->tstate == T_FATAL)
+        return OB_ERR_KAFKA;
+    if (p->tstate == T_BUSY || p->tstate == T_INIT)
+        return OB_ERR_STATE;
+    if (p->tstate == T_OPEN)
+        txn_start_op(p, OP_ABORT, NULL, NULL);
+    return OB_OK;
+}
+
+ob_err_t ob_kproducer_txn_wait(ob_kproducer_t *p, int timeout_ms)
+{
+    if (!p->txn)
+        return OB_OK;
+    return txn_wait(p, ob_wall_ms() + (uint64_t)timeout_ms);
 }
 
 ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opts, char *errstr,
@@ -461,15 +887,37 @@ ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opt
     p->on_delivery = opts ? opts->on_delivery : NULL;
     p->arg = opts ? opts->arg : NULL;
     p->wake.fds[0] = p->wake.fds[1] = -1;
+    p->twake.fds[0] = p->twake.fds[1] = -1;
+    p->qtail = &p->qhead;
+    p->txn = opts && opts->transactional_id && opts->transactional_id[0];
+    p->on_txn = opts ? opts->on_txn : NULL;
     rd_kafka_conf_t *conf =
         ob_kafka_conf_new(opts ? opts->kafka : NULL, defaults, errstr, errstr_size);
     if (!conf) {
         free(p);
         return NULL;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    rd_kafka_conf_set_opaque(conf, p);
     char err[512];
+    if (p->txn) {
+        /* A transaction left open by a predecessor with the same id (a
+         * restarted replica) is aborted by init_transactions; one left by a
+         * process that is gone for good holds back read_committed consumers
+         * of its partitions until this timeout. */
+        if (rd_kafka_conf_set(conf, "transactional.id", opts->transactional_id, err, sizeof(err)) !=
+                RD_KAFKA_CONF_OK ||
+            (!ob_cfg_kv_get(opts->kafka, "transaction.timeout.ms") &&
+             rd_kafka_conf_set(conf, "transaction.timeout.ms", "10000", err, sizeof(err)) !=
+                 RD_KAFKA_CONF_OK)) {
+            ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "transactions: %s", err);
+            rd_kafka_conf_destroy(conf);
+            free(p);
+            return NULL;
+        }
+        rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR);
+    } else {
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    }
+    rd_kafka_conf_set_opaque(conf, p);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!p->rk) {
         ob_errf(errstr, errstr_size, OB_ERR_KAFKA, "cannot create the producer: %s", err);
@@ -483,6 +931,20 @@ ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opt
         ob_kproducer_free(p);
         return NULL;
     }
+    if (p->txn) {
+        p->tstate = T_INIT;
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->cv, NULL);
+        if (wake_init(&p->twake, loop, NULL, txn_wake, txn_more, p, errstr, errstr_size) != OB_OK ||
+            pthread_create(&p->thr, NULL, txn_thread, p) != 0) {
+            ob_errf(errstr, errstr_size, OB_ERR_KAFKA, "cannot start the transaction thread");
+            ob_kproducer_free(p);
+            return NULL;
+        }
+        p->thr_started = 1;
+        txn_start_op(p, OP_INIT, NULL, NULL);
+        p->tstate = T_INIT;
+    }
     return p;
 }
 
@@ -491,29 +953,59 @@ ob_err_t ob_kproducer_send(ob_kproducer_t *p, const char *topic, int32_t partiti
                            rd_kafka_headers_t *headers, void *msg_opaque, char *errstr,
                            size_t errstr_size)
 {
-    rd_kafka_resp_err_t e;
-    if (headers)
-        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                              RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, vlen),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
-                              RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
-    else
-        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                              RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, vlen),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    if (p->txn) {
+        if (p->tstate == T_FATAL) {
+            if (headers)
+                rd_kafka_headers_destroy(headers);
+            return ob_errf(errstr, errstr_size, OB_ERR_KAFKA,
+                           "the transactional producer has failed");
+        }
+        if (p->tstate == T_INIT || p->tstate == T_BUSY || p->qhead) {
+            txn_msg_t *m = calloc(1, sizeof(*m));
+            if (!m || !(m->topic = strdup(topic)) || !(m->key = malloc(keylen ? keylen : 1)) ||
+                !(m->value = malloc(vlen ? vlen : 1))) {
+                if (m) {
+                    m->headers = headers;
+                    txn_msg_free(m);
+                } else if (headers) {
+                    rd_kafka_headers_destroy(headers);
+                }
+                return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+            }
+            memcpy(m->key, key, keylen);
+            memcpy(m->value, value, vlen);
+            m->keylen = keylen;
+            m->vlen = vlen;
+            m->partition = partition;
+            m->headers = headers;
+            m->opaque = msg_opaque;
+            *p->qtail = m;
+            p->qtail = &m->next;
+            p->nqueued++;
+            return OB_OK;
+        }
+        if (txn_open(p, errstr, errstr_size) != 0) {
+            if (headers)
+                rd_kafka_headers_destroy(headers);
+            return OB_ERR_KAFKA;
+        }
+    }
+    rd_kafka_resp_err_t e =
+        produce_now(p, topic, partition, key, keylen, value, vlen, headers, msg_opaque);
     if (e) {
         if (headers)
             rd_kafka_headers_destroy(headers); /* not taken over on failure */
         return ob_errf(errstr, errstr_size, OB_ERR_KAFKA, "produce to %s failed: %s", topic,
                        rd_kafka_err2str(e));
     }
+    if (p->txn)
+        p->txn_msgs++;
     return OB_OK;
 }
 
 int ob_kproducer_outstanding(ob_kproducer_t *p)
 {
-    return rd_kafka_outq_len(p->rk);
+    return rd_kafka_outq_len(p->rk) + (int)p->nqueued;
 }
 
 ob_err_t ob_kproducer_flush(ob_kproducer_t *p, int timeout_ms)
@@ -535,11 +1027,39 @@ void ob_kproducer_free(ob_kproducer_t *p)
 {
     if (!p)
         return;
+    if (p->thr_started) {
+        pthread_mutex_lock(&p->mu);
+        p->quit = 1;
+        pthread_mutex_unlock(&p->mu);
+        /* An operation under way ends within its timeouts (it sees quit
+         * between retries); then the thread takes OP_QUIT. */
+        pthread_mutex_lock(&p->mu);
+        while (p->op != OP_NONE)
+            pthread_cond_wait(&p->cv, &p->mu);
+        p->op = OP_QUIT;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->thr, NULL);
+        if (p->op_offsets)
+            rd_kafka_topic_partition_list_destroy(p->op_offsets);
+        if (p->op_cgmd)
+            rd_kafka_consumer_group_metadata_destroy(p->op_cgmd);
+    }
+    wake_fini(&p->twake, NULL);
+    while (p->qhead) {
+        txn_msg_t *m = p->qhead;
+        p->qhead = m->next;
+        txn_msg_free(m);
+    }
     wake_fini(&p->wake, p->q);
     if (p->q)
         rd_kafka_queue_destroy(p->q);
     if (p->rk)
         rd_kafka_destroy(p->rk);
+    if (p->thr_started) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+    }
     free(p);
 }
 

@@ -58,6 +58,10 @@ typedef struct ob_kconsumer_opts_s {
     ob_kconsumer_rebalance_cb *on_rebalance; /* may be NULL */
     void *arg;
     size_t batch; /* messages per loop iteration (0: 500) */
+    /* Offsets are committed in the transactions of a producer
+     * (ob_kproducer_txn_commit), not by auto-commit. */
+    int transactional;
+    const char *group_instance_id; /* static membership (NULL or "": dynamic) */
 } ob_kconsumer_opts_t;
 
 ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opts, char *errstr,
@@ -87,10 +91,24 @@ uint64_t ob_kconsumer_received(const ob_kconsumer_t *c);
 typedef void(ob_kproducer_dr_cb)(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
                                  const rd_kafka_message_t *msg, void *msg_opaque, void *arg);
 
+/* The outcome of a transaction (see "Transactions" below). */
+typedef struct ob_ktxn_result_s {
+    ob_err_t err; /* OB_OK: committed, its messages and offsets visible together */
+    int aborted;  /* aborted: no read_committed consumer ever sees its messages,
+                   * and its offsets were not committed */
+    int fatal;    /* the producer cannot go on (fenced by a newer producer with
+                   * the same transactional.id, or a broken configuration) */
+    char message[256];
+} ob_ktxn_result_t;
+typedef void(ob_ktxn_cb)(ob_kproducer_t *p, const ob_ktxn_result_t *res, void *arg);
+
 typedef struct ob_kproducer_opts_s {
     const ob_cfg_kv_t *kafka;
     ob_kproducer_dr_cb *on_delivery; /* may be NULL */
     void *arg;
+    /* Non-NULL: a transactional producer with this transactional.id. */
+    const char *transactional_id;
+    ob_ktxn_cb *on_txn; /* every commit's outcome (transactional producers) */
 } ob_kproducer_opts_t;
 
 ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opts, char *errstr,
@@ -109,6 +127,44 @@ int ob_kproducer_outstanding(ob_kproducer_t *p);
 ob_err_t ob_kproducer_flush(ob_kproducer_t *p, int timeout_ms);
 void ob_kproducer_free(ob_kproducer_t *p);
 rd_kafka_t *ob_kproducer_handle(ob_kproducer_t *p);
+
+/*
+ * Transactions (exactly-once output). A transactional producer puts every
+ * message sent between two commits into one Kafka transaction, committed with
+ * the input offsets the caller gives (KIP-447: fenced by the consumer group's
+ * metadata, so a member that lost its partitions cannot commit for them).
+ * librdkafka's transactional calls wait for network round trips: they run on
+ * a thread of the producer's own, and the loop hears of the outcome through
+ * on_txn. The loop thread blocks only in ob_kproducer_txn_wait().
+ *
+ * Sending: while the producer is initialising (init_transactions, retried
+ * until the brokers answer) or a commit is under way, ob_kproducer_send()
+ * keeps the message (copied) and produces it into the next transaction, in
+ * order. Delivery reports still come for every produced message, on the loop
+ * thread; a failed delivery makes the transaction abort at its commit.
+ *
+ * A commit whose transaction cannot be committed is aborted (reported with
+ * aborted set): the caller sends its messages again, they go into the next
+ * transaction. Retriable errors are retried inside the commit.
+ */
+/* Messages produced into (or waiting for) the open transaction. */
+size_t ob_kproducer_txn_pending(const ob_kproducer_t *p);
+/* A transaction operation (initialisation, commit) is under way. */
+int ob_kproducer_txn_busy(const ob_kproducer_t *p);
+/* Commit the open transaction with these input offsets (copied; NULL or empty:
+ * none) of `consumer`'s group, on the producer's thread. OB_ERR_STATE while
+ * another operation is under way; OB_OK with nothing to do (on_txn is not
+ * called then) when no transaction is open and offsets is empty. */
+ob_err_t ob_kproducer_txn_commit(ob_kproducer_t *p, const rd_kafka_topic_partition_list_t *offsets,
+                                 rd_kafka_t *consumer);
+/* Abort the open transaction, on the producer's thread (OB_OK with nothing
+ * to do when none is open: on_txn is not called then). */
+ob_err_t ob_kproducer_txn_abort(ob_kproducer_t *p);
+/* Wait, blocking the loop thread at most about timeout_ms, for the operation
+ * under way to end; its on_txn runs before this returns. OB_ERR_TIMEOUT when
+ * it is still under way. For rebalances and shutdown, where a commit must be
+ * over before going on. */
+ob_err_t ob_kproducer_txn_wait(ob_kproducer_t *p, int timeout_ms);
 
 /* Build a librdkafka configuration: our defaults, then the passthrough keys.
  * Exposed for tools (onboardctl) that need plain handles. */

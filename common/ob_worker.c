@@ -43,7 +43,8 @@ typedef enum phase_e {
     PH_LOCKING,
     PH_RUNNING,
     PH_EMITTING,
-    PH_FINISHING
+    PH_FINISHING,
+    PH_COMMITTING /* output in a transaction not committed yet (output.transactions) */
 } phase_t;
 
 typedef struct acct_s acct_t;
@@ -69,8 +70,10 @@ typedef struct job_s {
     ob_msg_header_t *headers;
     size_t nheaders;
     phase_t phase;
-    int detached; /* partition revoked while the produce was in flight */
-    int failed;   /* outcome is a dead letter */
+    int detached;           /* partition revoked while the produce was in flight */
+    int offset_done;        /* its offset is marked finished */
+    struct job_s *txn_next; /* in w->txn_open or w->txn_committing */
+    int failed;             /* outcome is a dead letter */
     job_plan_t plan;
     void *st;
     ob_step_t *last; /* the DONE or FAIL step (NULL until there is one) */
@@ -102,6 +105,13 @@ struct acct_s {
 };
 
 #define ACCT_BUCKETS 8192
+
+/* An input offset waiting to be committed in a transaction. */
+typedef struct pend_s {
+    const char *topic; /* interned */
+    int32_t partition;
+    int64_t offset; /* the next offset to consume */
+} pend_t;
 
 struct ob_worker_s {
     ob_loop_t *loop;
@@ -141,7 +151,21 @@ struct ob_worker_s {
     unsigned short rng[3]; /* jitter: seeded per process, so replicas do not retry in step */
     ob_worker_stats_t stats;
     char group[256];
-    ob_httpd_t *httpd;       /* /metrics, /healthz, /readyz */
+    /* output.transactions: jobs whose output is in the open transaction, and
+     * in the one being committed; the input offsets to commit with the next
+     * one, and those of the commit under way. */
+    int txn;
+    int freeing;
+    int failed_fatal; /* the transactional producer failed: exit non-zero */
+    char txn_id[512];
+    ob_timer_t *commit_timer;
+    job_t *txn_open, *txn_committing;
+    pend_t *pend, *snap;
+    size_t npend, cap_pend, nsnap;
+    pend_t *marked; /* per partition, the offset last stored or pended */
+    size_t nmarked, cap_marked;
+    const rd_kafka_topic_partition_list_t *revoking; /* during a revocation's commit */
+    ob_httpd_t *httpd;                               /* /metrics, /healthz, /readyz */
     ob_histogram_t duration; /* seconds from a stage's first run to its outcome */
 };
 
@@ -537,6 +561,101 @@ static void job_free(job_t *j)
     window_check(w);
 }
 
+/* ---- input offsets ---- */
+
+/* Raise (or add) a partition's offset in a small table; returns 1 when it
+ * moved. */
+static int table_raise(pend_t **tab, size_t *n, size_t *cap, const char *topic, int32_t partition,
+                       int64_t offset)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if ((*tab)[i].partition == partition && (*tab)[i].topic == topic) {
+            if (offset <= (*tab)[i].offset)
+                return 0;
+            (*tab)[i].offset = offset;
+            return 1;
+        }
+    }
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 16;
+        pend_t *t = realloc(*tab, c * sizeof(*t));
+        if (!t) {
+            ob_logf(OB_LOG_ERROR, "worker", "out of memory: offset not recorded");
+            return 0;
+        }
+        *tab = t;
+        *cap = c;
+    }
+    (*tab)[(*n)++] = (pend_t){topic, partition, offset};
+    return 1;
+}
+
+static void table_forget(pend_t *tab, size_t *n, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (size_t i = 0; i < *n;) {
+        int gone = 0;
+        for (int k = 0; k < parts->cnt && !gone; k++)
+            gone = parts->elems[k].partition == tab[i].partition &&
+                   !strcmp(parts->elems[k].topic, tab[i].topic);
+        if (gone)
+            tab[i] = tab[--*n];
+        else
+            i++;
+    }
+}
+
+/* Commit `offset` for the partition: auto-commit, or the next transaction. */
+static void commit_offset(ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
+{
+    if (!table_raise(&w->marked, &w->nmarked, &w->cap_marked, topic, partition, offset))
+        return;
+    if (w->txn)
+        table_raise(&w->pend, &w->npend, &w->cap_pend, topic, partition, offset);
+    else
+        ob_kconsumer_store(w->consumer, topic, partition, offset);
+}
+
+/* Partitions with nothing in flight commit the consumer's position: past the
+ * last message, it is also past the transaction markers that follow it, so
+ * a partition that is done shows no lag. */
+static void commit_idle_positions(ob_worker_t *w)
+{
+    rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
+    if (!a)
+        return;
+    if (a->cnt > 0 && rd_kafka_position(ob_kconsumer_handle(w->consumer), a) == 0) {
+        for (int i = 0; i < a->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &a->elems[i];
+            if (tp->err || tp->offset < 0 ||
+                ob_offsets_pending(w->offsets, tp->topic, tp->partition) > 0)
+                continue;
+            /* Every message handed to us is finished: the position (the
+             * offset after the last one, and after any marker that followed
+             * it) is safe to commit. */
+            commit_offset(w, topic_intern(w, tp->topic), tp->partition, tp->offset);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* A message of this partition is finished: commit up to the lowest
+ * unfinished one, through auto-commit, or with the next transaction. */
+static void mark_done(ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
+{
+    int64_t commit;
+    if (ob_offsets_done(w->offsets, topic, partition, offset, &commit) != 1)
+        return;
+    commit_offset(w, topic, partition, commit);
+}
+
+static void offset_done(job_t *j)
+{
+    if (j->offset_done || j->detached)
+        return;
+    j->offset_done = 1;
+    mark_done(j->w, j->topic, j->partition, j->offset);
+}
+
 /* The message is finished: its offset may be committed. */
 static void job_complete(job_t *j)
 {
@@ -557,11 +676,7 @@ static void job_complete(job_t *j)
                  w->stage->name, "duration_ms", ms, "stage_attempts", attempts, "error",
                  j->failed ? last_of(j)->code : NULL, NULL);
     }
-    if (!j->detached) {
-        int64_t commit;
-        if (ob_offsets_done(w->offsets, j->topic, j->partition, j->offset, &commit) == 1)
-            ob_kconsumer_store(w->consumer, j->topic, j->partition, commit);
-    }
+    offset_done(j);
     if (j->lock) {
         ob_lock_release(j->lock);
         j->lock = NULL;
@@ -652,8 +767,14 @@ static void write_state(job_t *j)
     }
     fields[n] = NULL;
     if (ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, on_state_written, j) !=
-        OB_OK)
+        OB_OK) {
         job_complete(j);
+        return;
+    }
+    if (j->lock && j->phase == PH_FINISHING) {
+        ob_lock_release(j->lock);
+        j->lock = NULL;
+    }
 }
 
 static void produce_failed_later(job_t *j, const char *why)
@@ -717,7 +838,7 @@ static void job_finish(job_t *j)
             hdrs = NULL;
         }
         free(dlq);
-        if (e == OB_OK) {
+        if (e == OB_OK && !w->txn) {
             w->stats.dead_letters++;
             w->stats.dead_letters_by_class[(unsigned)last_of(j)->fail_class % 4]++;
         }
@@ -737,8 +858,33 @@ static void job_finish(job_t *j)
     }
     if (hdrs)
         rd_kafka_headers_destroy(hdrs);
-    if (e != OB_OK)
+    if (e != OB_OK) {
         produce_failed_later(j, err);
+        return;
+    }
+    if (w->txn) {
+        /* In the open transaction with its input offset: both are committed
+         * together, or neither (the transaction's outcome, on_txn). */
+        j->phase = PH_COMMITTING;
+        j->txn_next = w->txn_open;
+        w->txn_open = j;
+        offset_done(j);
+    }
+}
+
+/* An outcome is out: count it. */
+static void count_outcome(ob_worker_t *w, job_t *j)
+{
+    w->stats.produced++;
+    if (j->failed) {
+        w->stats.failed++;
+        if (w->txn) {
+            w->stats.dead_letters++;
+            w->stats.dead_letters_by_class[(unsigned)last_of(j)->fail_class % 4]++;
+        }
+    } else {
+        w->stats.done++;
+    }
 }
 
 static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
@@ -748,30 +894,116 @@ static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
     ob_worker_t *w = arg;
     if (!j)
         return;
+    if (w->txn) {
+        /* The transaction's commit decides: a failed delivery makes it abort,
+         * and every message of it is sent again. */
+        if (err != OB_OK) {
+            w->stats.kafka_errors++;
+            ob_logkv(OB_LOG_WARN, "worker", "delivery failed: the transaction will be aborted",
+                     "error", errmsg ? errmsg : "delivery failed", NULL);
+        }
+        return;
+    }
     if (err != OB_OK) {
         produce_failed_later(j, errmsg ? errmsg : "delivery failed");
         return;
     }
-    w->stats.produced++;
-    if (j->failed)
-        w->stats.failed++;
-    else
-        w->stats.done++;
-    if (j->detached) {
-        /* Its partition went away meanwhile: the new owner redoes it. */
-        acct_release(j, !w->stopping);
-        job_free(j);
+    count_outcome(w, j);
+    /* The hand-off is on its topic: record it, and let the next stage have
+     * the account at once. The state write and the lock release go out on
+     * one Redis connection in that order, so whoever takes the lock next
+     * (the next stage, or this stage's new owner when the partition moved
+     * meanwhile: a detached job) finds the outcome already written and does
+     * not redo it; and the next stage does not wait a round trip for it. */
+    write_state(j);
+}
+
+/* ---- transactions (output.transactions) ---- */
+
+static int same_partition(const job_t *j, const rd_kafka_topic_partition_list_t *parts);
+
+/* Start committing the open transaction with the offsets finished so far. */
+static void txn_commit_start(ob_worker_t *w)
+{
+    if (!w->producer || ob_kproducer_txn_busy(w->producer) || (!w->txn_open && !w->npend))
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)w->npend);
+    for (size_t i = 0; i < w->npend; i++)
+        rd_kafka_topic_partition_list_add(l, w->pend[i].topic, w->pend[i].partition)->offset =
+            w->pend[i].offset;
+    ob_err_t e = ob_kproducer_txn_commit(w->producer, l, ob_kconsumer_handle(w->consumer));
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != OB_OK || !ob_kproducer_txn_busy(w->producer))
+        return;
+    w->txn_committing = w->txn_open;
+    w->txn_open = NULL;
+    free(w->snap);
+    w->snap = NULL;
+    w->nsnap = 0;
+    if (w->npend && (w->snap = malloc(w->npend * sizeof(*w->snap)))) {
+        memcpy(w->snap, w->pend, w->npend * sizeof(*w->snap));
+        w->nsnap = w->npend;
+    }
+}
+
+static void commit_tick(ob_timer_t *t, void *arg)
+{
+    ob_worker_t *w = arg;
+    commit_idle_positions(w);
+    if (w->txn)
+        txn_commit_start(w);
+    ob_timer_start(t, (uint64_t)w->cfg->output_commit_interval_ms);
+}
+
+/* The outcome of the transaction being committed. */
+static void on_txn(ob_kproducer_t *p, const ob_ktxn_result_t *res, void *arg)
+{
+    ob_worker_t *w = arg;
+    job_t *list = w->txn_committing;
+    w->txn_committing = NULL;
+    if (res->err == OB_OK) {
+        w->stats.txn_commits++;
+        /* Offsets committed: what has not moved on since is no longer pending. */
+        for (size_t i = 0; i < w->nsnap; i++)
+            for (size_t k = 0; k < w->npend; k++)
+                if (w->pend[k].topic == w->snap[i].topic &&
+                    w->pend[k].partition == w->snap[i].partition &&
+                    w->pend[k].offset == w->snap[i].offset) {
+                    w->pend[k] = w->pend[--w->npend];
+                    break;
+                }
+        while (list) {
+            job_t *j = list;
+            list = j->txn_next;
+            j->txn_next = NULL;
+            count_outcome(w, j);
+            /* Recorded in the account's state, then the lock released (in
+             * that order, on one connection), as after a delivery. */
+            write_state(j);
+        }
         return;
     }
-    /* The hand-off is on its topic: let the next stage have the account now
-     * rather than after our state write. That write is fenced, so it cannot
-     * overwrite what a later holder writes; waiting for it only made the next
-     * stage find the lock busy and poll for it. */
-    if (j->lock) {
-        ob_lock_release(j->lock);
-        j->lock = NULL;
+    w->stats.txn_aborts++;
+    if (res->fatal) {
+        ob_logkv(OB_LOG_ERROR, "worker",
+                 "the transactional producer cannot go on: stopping (what is in flight is handed "
+                 "back uncommitted)",
+                 "error", res->message, NULL);
+        w->failed_fatal = 1;
+        ob_worker_stop(w);
     }
-    write_state(j);
+    /* Nothing of it was committed: send again what is still ours. */
+    while (list) {
+        job_t *j = list;
+        list = j->txn_next;
+        j->txn_next = NULL;
+        if (res->fatal || j->detached || (w->revoking && same_partition(j, w->revoking))) {
+            acct_release(j, 0);
+            job_free(j);
+        } else {
+            job_finish(j);
+        }
+    }
 }
 
 /* ---- running the stage ---- */
@@ -1179,11 +1411,9 @@ static int control_message(ob_worker_t *w, const rd_kafka_message_t *m)
         rd_kafka_header_get_last(hdrs, OB_MSG_HDR_CONTROL, &val, &vlen) !=
             RD_KAFKA_RESP_ERR_NO_ERROR)
         return 0;
-    const char *topic = rd_kafka_topic_name(m->rkt);
-    int64_t commit;
+    const char *topic = topic_intern(w, rd_kafka_topic_name(m->rkt));
     ob_offsets_add(w->offsets, topic, m->partition, m->offset);
-    if (ob_offsets_done(w->offsets, topic, m->partition, m->offset, &commit) == 1)
-        ob_kconsumer_store(w->consumer, topic, m->partition, commit);
+    mark_done(w, topic, m->partition, m->offset);
     char acct[OB_ACCOUNT_ID_LEN] = "";
     if (m->key && m->key_len < sizeof(acct))
         snprintf(acct, sizeof(acct), "%.*s", (int)m->key_len, (const char *)m->key);
@@ -1323,6 +1553,37 @@ static int same_partition(const job_t *j, const rd_kafka_topic_partition_list_t 
     return 0;
 }
 
+/* Partitions are being taken away: what this member finished of them goes
+ * out now, in one transaction with their offsets, so that the new owner
+ * starts after it (KIP-447's fencing refuses the commit once the group has
+ * moved on without us; a lost assignment is aborted instead). */
+static void txn_revoke(ob_worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+{
+    int lost = rd_kafka_assignment_lost(ob_kconsumer_handle(w->consumer));
+    w->revoking = parts;
+    if (ob_kproducer_txn_wait(w->producer, 15000) == OB_OK) {
+        if (lost) {
+            /* Nothing may be committed for them: abort, and send again only
+             * the outputs of partitions still ours. */
+            if (ob_kproducer_txn_abort(w->producer) == OB_OK &&
+                ob_kproducer_txn_busy(w->producer)) {
+                w->txn_committing = w->txn_open;
+                w->txn_open = NULL;
+            }
+        } else {
+            txn_commit_start(w);
+        }
+        if (ob_kproducer_txn_wait(w->producer, 15000) != OB_OK)
+            ob_logf(OB_LOG_ERROR, "worker",
+                    "revocation: the transaction did not end within 15 s (Kafka unreachable?)");
+    } else {
+        ob_logf(OB_LOG_ERROR, "worker",
+                "revocation: the commit under way did not end within 15 s (Kafka unreachable?)");
+    }
+    w->revoking = NULL;
+    table_forget(w->pend, &w->npend, parts);
+}
+
 static void on_rebalance(ob_kconsumer_t *c, int assigned,
                          const rd_kafka_topic_partition_list_t *parts, void *arg)
 {
@@ -1340,6 +1601,8 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
         rd_kafka_topic_partition_list_destroy(copy);
         return;
     }
+    if (w->txn && !w->freeing)
+        txn_revoke(w, parts);
     /* Drop the revoked partitions' work; queued jobs of other accounts stay. */
     job_t *j = w->jobs;
     size_t dropped = 0;
@@ -1347,7 +1610,12 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
         job_t *next = j->next;
         if (!j->detached && same_partition(j, parts)) {
             dropped++;
-            if (j->phase == PH_EMITTING || j->phase == PH_FINISHING) {
+            if (w->txn && j->phase == PH_EMITTING) {
+                /* Its output is in no transaction yet: nothing went out. */
+                acct_release(j, 0);
+                job_free(j);
+            } else if (j->phase == PH_EMITTING || j->phase == PH_FINISHING ||
+                       j->phase == PH_COMMITTING) {
                 /* A produce acknowledgement or a state write still refers to
                  * it: it finishes (without touching offsets) and frees itself. */
                 j->detached = 1;
@@ -1376,6 +1644,7 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
     }
     for (int i = 0; i < parts->cnt; i++)
         ob_offsets_forget(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
+    table_forget(w->marked, &w->nmarked, parts);
     if (dropped)
         ob_logf(OB_LOG_INFO, "worker", "revoked partitions: %zu messages handed back", dropped);
 }
@@ -1521,6 +1790,13 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     ob_metrics_family(&m, "onboard_kafka_errors_total", "counter",
                       "Produce attempts that failed and were retried.");
     ob_metrics_sample(&m, "onboard_kafka_errors_total", l_stage, (double)w->stats.kafka_errors);
+    ob_metrics_family(&m, "onboard_transactions_total", "counter",
+                      "Kafka transactions of this worker's output, by outcome "
+                      "(output.transactions).");
+    const char *l_committed[] = {"stage", w->stage->name, "outcome", "committed", NULL};
+    const char *l_aborted[] = {"stage", w->stage->name, "outcome", "aborted", NULL};
+    ob_metrics_sample(&m, "onboard_transactions_total", l_committed, (double)w->stats.txn_commits);
+    ob_metrics_sample(&m, "onboard_transactions_total", l_aborted, (double)w->stats.txn_aborts);
     ob_metrics_family(&m, "onboard_redis_connected", "gauge", "1 while Redis is connected.");
     ob_metrics_sample(&m, "onboard_redis_connected", l_stage,
                       w->redis && ob_redis_connected(w->redis));
@@ -1705,11 +1981,29 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
         ob_ratelimit_configure(w->limiter, w->cfg->rate_limits, errstr, errstr_size) != OB_OK)
         goto fail;
     ob_aws_set_limiter(w->aws, w->limiter);
-    ob_kproducer_opts_t po = {.kafka = &w->cfg->kafka, .on_delivery = on_delivery, .arg = w};
+    snprintf(w->group, sizeof(w->group), "%s%s", w->cfg->topic_prefix, w->stage->name);
+    w->txn = w->cfg->output_transactions;
+    if (w->txn) {
+        /* A stable instance keeps its transactional.id across restarts, so
+         * the restarted process aborts what its predecessor left open at
+         * once; without one, an id of this process alone. */
+        if (w->cfg->instance_id && w->cfg->instance_id[0]) {
+            snprintf(w->txn_id, sizeof(w->txn_id), "%.250s-%.250s", w->group, w->cfg->instance_id);
+        } else {
+            unsigned char rnd[4] = {0};
+            (void)ob_random_bytes(rnd, sizeof(rnd));
+            snprintf(w->txn_id, sizeof(w->txn_id), "%.250s-%.127s-%d-%02x%02x%02x%02x", w->group,
+                     w->host, (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+        }
+    }
+    ob_kproducer_opts_t po = {.kafka = &w->cfg->kafka,
+                              .on_delivery = on_delivery,
+                              .arg = w,
+                              .transactional_id = w->txn ? w->txn_id : NULL,
+                              .on_txn = on_txn};
     w->producer = ob_kproducer_new(loop, &po, errstr, errstr_size);
     if (!w->producer)
         goto fail;
-    snprintf(w->group, sizeof(w->group), "%s%s", w->cfg->topic_prefix, w->stage->name);
     const char *topics[] = {w->topic_in};
     ob_kconsumer_opts_t kc = {.group_id = w->group,
                               .topics = topics,
@@ -1717,10 +2011,16 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
                               .kafka = &w->cfg->kafka,
                               .on_message = on_message,
                               .on_rebalance = on_rebalance,
-                              .arg = w};
+                              .arg = w,
+                              .transactional = w->txn,
+                              .group_instance_id = w->cfg->instance_id};
     w->consumer = ob_kconsumer_new(loop, &kc, errstr, errstr_size);
     if (!w->consumer)
         goto fail;
+    w->commit_timer = ob_timer_new(loop, commit_tick, w);
+    if (!w->commit_timer)
+        goto fail;
+    ob_timer_start(w->commit_timer, (uint64_t)w->cfg->output_commit_interval_ms);
     if (w->cfg->metrics_port > 0) {
         ob_httpd_opts_t hopts = {.bind_addr = w->cfg->metrics_bind,
                                  .port = (int)w->cfg->metrics_port,
@@ -1731,7 +2031,9 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
             goto fail;
     }
     ob_logkv(OB_LOG_INFO, "worker", "started", "stage", w->stage->name, "input", w->topic_in,
-             "group", w->group, "credentials", ob_credsrc_describe(w->fleet), NULL);
+             "group", w->group, "credentials", ob_credsrc_describe(w->fleet), "output",
+             w->txn ? "transactions" : "idempotent", "transactional_id", w->txn ? w->txn_id : NULL,
+             NULL);
     return w;
 fail:
     ob_worker_free(w);
@@ -1761,12 +2063,22 @@ ob_err_t ob_worker_run(ob_worker_t *w)
     uint64_t end = ob_loop_update_time(w->loop) + (uint64_t)limit;
     while (!drained(w) && ob_loop_update_time(w->loop) < end)
         ob_loop_run_once(w->loop, 100);
+    if (w->txn && w->producer && w->consumer) {
+        /* What is finished goes out with its offsets before leaving. */
+        ob_kproducer_txn_wait(w->producer, 15000);
+        txn_commit_start(w);
+        ob_kproducer_txn_wait(w->producer, 15000);
+    }
     size_t handed_back = 0;
     job_t *j = w->jobs;
     while (j) {
         job_t *next = j->next;
         handed_back++;
-        if (j->phase == PH_EMITTING || j->phase == PH_FINISHING) {
+        if (w->txn && j->phase == PH_EMITTING) {
+            acct_release(j, 0);
+            job_free(j);
+        } else if (j->phase == PH_EMITTING || j->phase == PH_FINISHING ||
+                   j->phase == PH_COMMITTING) {
             /* Finishes through its pending callback below. */
             j->detached = 1;
         } else {
@@ -1785,7 +2097,7 @@ ob_err_t ob_worker_run(ob_worker_t *w)
     ob_logf(OB_LOG_INFO, "worker", "stopped: %llu done, %llu dead letters, %zu handed back",
             (unsigned long long)w->stats.done, (unsigned long long)w->stats.dead_letters,
             handed_back);
-    return e;
+    return w->failed_fatal ? OB_ERR_KAFKA : e;
 }
 
 void ob_worker_free(ob_worker_t *w)
@@ -1793,6 +2105,10 @@ void ob_worker_free(ob_worker_t *w)
     if (!w)
         return;
     w->stopping = 1;
+    w->freeing = 1;
+    w->txn_open = w->txn_committing = NULL; /* their jobs are freed below */
+    ob_timer_free(w->commit_timer);
+    w->commit_timer = NULL;
     /* Jobs with no callback pending go first (their locks are released
      * through Redis); those waiting for a produce acknowledgement never get
      * it once the producer is gone; those waiting for a state write are
@@ -1844,6 +2160,9 @@ void ob_worker_free(ob_worker_t *w)
     free(w->topics);
     ob_timer_free(w->run_timer);
     ob_heap_clear(&w->runq);
+    free(w->pend);
+    free(w->snap);
+    free(w->marked);
     free(w);
 }
 
@@ -1855,7 +2174,7 @@ void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out)
     out->run_waiting = w->runq.n;
     memset(out->by_phase, 0, sizeof(out->by_phase));
     for (const job_t *j = w->jobs; j; j = j->next)
-        out->by_phase[(unsigned)j->phase % 6]++;
+        out->by_phase[(unsigned)j->phase % 7]++;
     out->paused = w->paused;
 }
 

@@ -148,8 +148,10 @@ typedef struct ob_worker_stats_s {
     size_t run_peak;             /* most ever working at once */
     uint64_t run_waits;          /* times a job waited for a place */
     /* in flight by phase: new, queued behind the account, locking (or waiting
-     * for a retry), running, emitting, finishing */
-    size_t by_phase[6];
+     * for a retry), running, emitting, finishing, committing (output in a
+     * transaction not committed yet) */
+    size_t by_phase[7];
+    uint64_t txn_commits, txn_aborts; /* output.transactions */
     int paused;
 } ob_worker_stats_t;
 

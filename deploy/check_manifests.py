@@ -395,11 +395,11 @@ def check_dockerfile(args):
     if len(stages) < 2:
         fail("Dockerfile: not multi-stage")
         return
-    if stages[0]["image"] not in ("debian:12", "debian:bookworm"):
-        fail(f"Dockerfile: builder is {stages[0]['image']}, not debian:12")
+    if stages[0]["image"] not in ("debian:13", "debian:trixie"):
+        fail(f"Dockerfile: builder is {stages[0]['image']}, not debian:13")
     final = stages[-1]
-    if final["image"] not in ("debian:12-slim", "debian:bookworm-slim"):
-        fail(f"Dockerfile: runtime is {final['image']}, not debian:12-slim")
+    if final["image"] not in ("debian:13-slim", "debian:trixie-slim"):
+        fail(f"Dockerfile: runtime is {final['image']}, not debian:13-slim")
     fl = final["lines"]
     users = [r for i, r in fl if i == "USER"]
     if not users:
@@ -417,7 +417,7 @@ def check_dockerfile(args):
     for dev in ("-dev ", "build-essential", "cmake"):
         if dev in runtime_runs + " ":
             fail(f"Dockerfile: the runtime stage installs {dev.strip()}")
-    for lib in ("librdkafka1", "libcurl4", "libssl3", "libjansson4", "libhiredis0.14", "ca-certificates"):
+    for lib in ("librdkafka1", "libcurl4t64", "libssl3t64", "libjansson4", "libhiredis1.1.0", "ca-certificates"):
         if lib not in runtime_runs:
             fail(f"Dockerfile: the runtime stage does not install {lib}")
     builder_runs = " ".join(r for s in stages[:-1] for i, r in s["lines"] if i == "RUN")

@@ -31,7 +31,7 @@
 #     creating the six topics on it with Kafka's own TopicCommand (jars from Maven
 #     Central), running it again (idempotent), then deleting them
 # 11. the Dockerfile without Docker: stages, user, entrypoint, runtime packages
-#     (and that its package names exist in Debian 12, when this host is one);
+#     (and that its package names exist in Debian 13, asked of its package index);
 #     its build context (only the COPY'd paths) builds with the Dockerfile's
 #     CMake flags, and every library the binaries need comes from a package the
 #     runtime stage installs
@@ -473,23 +473,31 @@ section "Dockerfile (no Docker engine: static checks and its build context built
 if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerfile .dockerignore \
     --copied "$WORK/copied"; then
   ok "$(tail -1 "$WORK/dockerfile.log")"
-  # Its apt-get packages exist in Debian 12 (asked of this host's apt cache when it is bookworm).
-  # shellcheck disable=SC1091
-  if [ "$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")" = bookworm ]; then
-    # shellcheck disable=SC1003
-    apt_pkgs=$(sed -n '/apt-get install/,/rm -rf/p' Dockerfile | tr -s ' \\' '\n' |
-      grep -E '^[a-z0-9][a-z0-9.+-]+$' | grep -vxE 'apt-get|install|rm|-rf|-y|&&' | sort -u | tr '\n' ' ')
+  # Its apt-get packages exist in Debian 13, the image's base: asked of trixie's
+  # package index through a private apt configuration (nothing is installed).
+  TRIXIE_APT=$CACHE/apt-trixie
+  mkdir -p "$TRIXIE_APT/lists/partial" "$TRIXIE_APT/cache/archives/partial" "$TRIXIE_APT/parts"
+  printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    >"$TRIXIE_APT/parts/trixie.sources"
+  trixie_apt=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$TRIXIE_APT/parts"
+    -o "Dir::State::Lists=$TRIXIE_APT/lists" -o "Dir::Cache=$TRIXIE_APT/cache"
+    -o "Dir::State::Status=/dev/null" -o "APT::Sandbox::User=root" -q)
+  # shellcheck disable=SC1003
+  apt_pkgs=$(sed -n '/apt-get install/,/rm -rf/p' Dockerfile | tr -s ' \\' '\n' |
+    grep -E '^[a-z0-9][a-z0-9.+-]+$' | grep -vxE 'apt-get|install|rm|-rf|-y|&&' | sort -u | tr '\n' ' ')
+  if find "$TRIXIE_APT/lists" -name '*Packages*' -mtime -1 | grep -q . ||
+      apt-get "${trixie_apt[@]}" update >"$WORK/apt-trixie.log" 2>&1; then
     unknown=()
     for p in $apt_pkgs; do
-      apt-cache show --no-all-versions "$p" >/dev/null 2>&1 || unknown+=("$p")
+      apt-cache "${trixie_apt[@]}" show --no-all-versions "$p" >/dev/null 2>&1 || unknown+=("$p")
     done
     if [ ${#unknown[@]} -eq 0 ]; then
-      ok "its Debian packages exist in bookworm: $apt_pkgs"
+      ok "its Debian packages exist in trixie: $apt_pkgs"
     else
-      bad "Dockerfile installs packages bookworm does not have: ${unknown[*]}"
+      bad "Dockerfile installs packages trixie does not have: ${unknown[*]}"
     fi
   else
-    note "Dockerfile package names: this host is not Debian 12"
+    bad "cannot read trixie's package index (see $WORK/apt-trixie.log)"
   fi
   # The Dockerfile's build, on exactly the paths it copies.
   mkdir -p "$WORK/ctx"
@@ -509,22 +517,25 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
     done
     if [ ${#missing_bins[@]} -eq 0 ]; then
       ok "the build context builds ($cmake_flags): all six binaries"
-      # Every library a binary links directly comes from a package the runtime installs.
+      # Every library a binary links directly comes from a package the runtime
+      # installs: the package Debian's library naming gives its SONAME (policy
+      # 8.1: libfoo.so.N in libfooN, libfoo-N.so in libfoo-N; trixie's 64-bit
+      # time transition adds t64 to some), and libc's own libraries from libc6.
       # shellcheck disable=SC1003
       runtime_pkgs=$(sed -n '/^FROM .*-slim/,$p' Dockerfile | tr -s ' \\' '\n' | grep -E '^lib|^ca-certificates$' | sort -u | tr '\n' ' ')
       libs_bad=()
       for b in workers/onboard-bucket workers/onboard-cur workers/onboard-iam workers/onboard-connect \
           tools/onboardctl sim/awssim; do
-        bin=$WORK/ctx/build/$b
-        for so in $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
-          path=$(ldd "$bin" | awk -v so="$so" '$1==so {print $3}' || true)
-          [ -n "$path" ] || { libs_bad+=("$so (not found)"); continue; }
-          real="$(cd "$(dirname "$path")" && pwd -P)/$(basename "$path")"
-          # Debian 12 lists some files under /lib, some under /usr/lib (merged /usr).
-          pkg=$({ dpkg -S "$path" || dpkg -S "$real"; } 2>/dev/null | sed -n '1s/:.*//p' || true)
-          case " libc6 $runtime_pkgs " in
-            *" $pkg "*) ;;
-            *) libs_bad+=("$(basename "$b"): $so from ${pkg:-no package}") ;;
+        for so in $(readelf -d "$WORK/ctx/build/$b" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+          case $so in
+            libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*) continue ;;
+            libcrypto.so.*) so=libssl.so.${so#libcrypto.so.} ;; # both in libssl3
+          esac
+          base=${so%%.so*} ver=${so#*.so.}
+          case $base in *[0-9]) want=$base-$ver ;; *) want=$base$ver ;; esac
+          case " $runtime_pkgs " in
+            *" $want "* | *" ${want}t64 "*) ;;
+            *) libs_bad+=("$(basename "$b"): $so (package $want)") ;;
           esac
         done
       done

@@ -7,7 +7,8 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git ca-certificates
-  librdkafka-dev libcurl4-openssl-dev libssl-dev libjansson-dev libhiredis-dev libcmocka-dev
+  libcurl4-openssl-dev libssl-dev libjansson-dev libcmocka-dev dpkg-dev
+  liblz4-dev libsasl2-dev libzstd-dev zlib1g-dev
   redis-server kcat python3 python3-venv curl default-jre-headless maven
   valgrind clang libclang-rt-14-dev clang-format
   awscli python3-boto3 wrk npm gnuplot-nox
@@ -55,4 +56,64 @@ if [ ! -f "$STAMP" ]; then
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_REQS[@]}"
   touch "$STAMP"
+fi
+
+# The Kafka and Redis client libraries, newer than Debian 12 ships, built from
+# Debian 13's source packages into a prefix of our own (cached). The fleet needs
+# librdkafka >= 2.4 (cooperative rebalancing: a resumed partition no longer
+# rewinds its fetch position, a cooperative consumer no longer hangs at close,
+# transactions with KIP-447 fencing by group metadata) and hiredis >= 1.0 with
+# hiredis_ssl (Redis over TLS). The source packages come from the same Debian
+# archive as the system's packages, through a private apt configuration that
+# knows only trixie's deb-src index; apt checks the index's signature and the
+# sources' checksums against it. No Debian 13 binary package is installed.
+DEPS_LIBS=("librdkafka=2.8.0-1" "hiredis=1.2.0-6")
+DEPS_DIR=$CACHE/deps
+DEPS_PREFIX=${OB_DEPS_PREFIX:-$DEPS_DIR/prefix}
+DEPS_KEY=$( (printf '%s\n' "${DEPS_LIBS[@]}"; sed -n '/^build_libs()/,/^}/p' "$0") | sha256sum | cut -c1-16)
+build_libs() {
+  local work=$DEPS_DIR/work apt=$DEPS_DIR/apt out=$DEPS_PREFIX
+  # Built in place (the .pc files name their prefix); the stamp written after a
+  # whole build is what marks it usable.
+  rm -rf "$work" "$out"
+  mkdir -p "$work" "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/parts"
+  cat >"$apt/parts/trixie-src.sources" <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  local opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$apt/parts"
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
+    -o "APT::Sandbox::User=root" -q)
+  apt-get "${opts[@]}" update >/dev/null
+  (cd "$work" && apt-get "${opts[@]}" source --download-only "${DEPS_LIBS[@]}" >/dev/null)
+  local jobs log=$DEPS_DIR/build.log
+  jobs=$(nproc)
+  # dpkg-source cannot check the uploaders' signatures (Debian's keyring is not
+  # installed); the files were already checked against the signed index.
+  (cd "$work" && for d in *.dsc; do dpkg-source -q -x "$d" >/dev/null 2>&1; done)
+  echo "deps: building librdkafka and hiredis (about a minute, once; log: $log)"
+  if ! (
+    set -e
+    cd "$work"/librdkafka-2.8.0
+    ./configure --prefix="$out" --disable-debug-symbols --enable-ssl --enable-zstd \
+      --enable-lz4-ext --enable-gssapi --enable-curl
+    make -C src -j"$jobs"
+    make -C src install
+    cd "$work"/hiredis-1.2.0
+    make -j"$jobs" USE_SSL=1 PREFIX="$out"
+    make USE_SSL=1 PREFIX="$out" install
+  ) >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "deps: building the client libraries failed (the whole log: $log)" >&2
+    exit 1
+  fi
+  rm -rf "$work"
+}
+if [ ! -f "$DEPS_PREFIX/.built-$DEPS_KEY" ]; then
+  build_libs
+  touch "$DEPS_PREFIX/.built-$DEPS_KEY"
+  echo "deps: librdkafka and hiredis in $DEPS_PREFIX"
 fi

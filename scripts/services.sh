@@ -13,6 +13,8 @@
 #
 # Readiness is asked of the services themselves (kcat -L, redis-cli PING),
 # never assumed after a sleep.
+#
+# OB_TEST_KAFKA_PARTITIONS (4): partitions of the topics the broker creates.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -88,7 +90,7 @@ ssl.keystore.type=PEM
 ssl.keystore.location=$dir/tls/broker.pem
 ssl.client.auth=none
 log.dirs=$dir/data
-num.partitions=4
+num.partitions=${OB_TEST_KAFKA_PARTITIONS:-4}
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=1

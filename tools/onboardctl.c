@@ -782,8 +782,12 @@ static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_
 {
     char err[512], topic[256];
     snprintf(topic, sizeof(topic), "%sdlq", c->cfg.topic_prefix);
-    static const char *const defaults[] = {"group.id", "onboardctl-dlq-reader",
-                                           "enable.auto.commit", "false", NULL};
+    /* The end of a partition is where the broker says it is (partition EOF):
+     * the workers write dead letters in transactions, whose markers take
+     * the last offsets of the log without being messages. */
+    static const char *const defaults[] = {
+        "group.id", "onboardctl-dlq-reader", "enable.auto.commit", "false", "enable.partition.eof",
+        "true",     "isolation.level",       "read_committed",     NULL};
     rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, sizeof(err));
     rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
     if (!rk) {
@@ -807,6 +811,7 @@ static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_
     rd_kafka_topic_destroy(rkt);
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(nparts);
     int64_t *end = calloc((size_t)(nparts ? nparts : 1), sizeof(*end));
+    char *ended = calloc((size_t)(nparts ? nparts : 1), 1);
     int remaining = 0, rc = 0;
     for (int p = 0; p < nparts; p++) {
         int64_t lo = 0, hi = 0;
@@ -826,6 +831,11 @@ static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_
             break;
         }
         if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition >= 0 &&
+                m->partition < nparts && !ended[m->partition]) {
+                ended[m->partition] = 1;
+                remaining--;
+            }
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -839,11 +849,14 @@ static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_
         } else if (!each(c, &d, arg)) {
             ob_dlq_clear(&d);
         }
-        if (m->offset + 1 >= end[m->partition])
+        if (m->offset + 1 >= end[m->partition] && !ended[m->partition]) {
+            ended[m->partition] = 1;
             remaining--;
+        }
         rd_kafka_message_destroy(m);
     }
     free(end);
+    free(ended);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return rc;

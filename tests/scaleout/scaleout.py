@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""The scale-out run: the fleet as deployed, replicas added, rolled and killed mid-batch.
+
+Starts a real Kafka broker (topics with --partitions partitions) and Redis
+(scripts/services.sh), the AWS simulator (aws-typical latencies scaled by
+--scale), and the four workers as separate processes, enqueues --accounts new
+accounts with onboardctl, and while they onboard runs one scenario on the
+replicas:
+
+  baseline  one replica per stage, nothing happens
+  scale     the iam stage scaled 1 -> 4 (a quarter into the batch), then 4 -> 2
+            (graceful stops), then one of the two SIGKILLed
+  roll      two replicas per stage, every stage rolled as a Deployment does it
+            (maxSurge 1, maxUnavailable 0: a new pod, ready, then an old one
+            stopped with SIGTERM, one at a time), all stages at once
+  kill      two replicas per stage, one replica of every stage SIGKILLed and
+            a new one started in its place
+
+It waits until every account is connected or dead-lettered and the lag of
+every group is back to zero, stops the workers, and checks what an operator
+and the Billing Engine would see:
+
+  - every account connected exactly once on onboard.connected, read as a
+    read_committed consumer, and not one raw duplicate on any hand-off topic
+    (onboard.cur, onboard.iam, onboard.connect);
+  - AWS requests per account (the simulator's count), to compare with the
+    baseline of the same batch;
+  - in-flight jobs the workers handed back (revoked partitions, shutdowns),
+    from their logs.
+
+Prints one table row per scenario, and JSON with --json. Exit 1 when a check
+fails: a duplicate, an account missing, lag left over, or (with
+--max-request-ratio) AWS requests per account above that multiple of the
+baseline's.
+
+  tests/scaleout/scaleout.py [--scenario baseline,scale,roll,kill] [--accounts 2000]
+                             [--partitions 12] [--scale 0.2] [--build build]
+                             [--json out.json] [--max-request-ratio 1.05]
+"""
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from fleet_bench import create_topics, end_offsets, fleet_env, http_json, sh, write_requests  # noqa: E402
+
+STAGES = ["bucket", "cur", "iam", "connect"]
+HANDOFF = {"cur": "bucket", "iam": "cur", "connect": "iam", "connected": "connect"}
+
+
+def log(msg):
+    print("scaleout: " + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def topic_keys(brokers, topic):
+    """Every message's key, as a read_committed consumer sees the topic."""
+    out = subprocess.run(["kcat", "-C", "-b", brokers, "-t", topic, "-e", "-q", "-f", "%k\n",
+                          "-X", "isolation.level=read_committed"],
+                         capture_output=True, text=True, timeout=300)
+    return [l for l in out.stdout.split("\n") if l]
+
+
+class Fleet:
+    """The worker replicas of one run: started, stopped and killed by name."""
+
+    def __init__(self, bins, env, run):
+        self.bins, self.env, self.run = bins, env, run
+        self.procs = {s: [] for s in STAGES}  # stage -> [(name, Popen, metrics port)]
+        self.serial = 0
+        self.lock = threading.Lock()
+        self.events = []
+
+    def note(self, what):
+        self.events.append((time.time(), what))
+        log(what)
+
+    def start(self, stage, wait_ready=False):
+        with self.lock:
+            self.serial += 1
+            name = "%s-%d" % (stage, self.serial)
+        port = free_port()
+        env = dict(self.env, OB_METRICS_PORT=str(port))
+        p = subprocess.Popen([self.bins[stage]], env=env, stdout=subprocess.DEVNULL,
+                             stderr=open(os.path.join(self.run, name + ".log"), "w"))
+        with self.lock:
+            self.procs[stage].append((name, p, port))
+        self.note("started %s" % name)
+        if wait_ready:
+            self.wait_ready(name, p, port)
+        return name
+
+    def wait_ready(self, name, p, port, timeout=30.0):
+        end = time.time() + timeout
+        while time.time() < end and p.poll() is None:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % port, timeout=2) as r:
+                    if r.status == 200:
+                        self.note("%s ready" % name)
+                        return True
+            except Exception:
+                pass
+            time.sleep(0.1)
+        self.note("%s not ready after %.0f s" % (name, timeout))
+        return False
+
+    def stop(self, stage, idx=0, sig=signal.SIGTERM, wait=True):
+        with self.lock:
+            name, p, _ = self.procs[stage].pop(idx)
+        p.send_signal(sig)
+        self.note("%s %s" % ("SIGKILLed" if sig == signal.SIGKILL else "stopping", name))
+        if wait:
+            p.wait(timeout=60)
+            self.note("%s exited (%s)" % (name, p.returncode))
+
+    def alive(self):
+        return {s: len(v) for s, v in self.procs.items()}
+
+    def check_running(self):
+        for s, v in self.procs.items():
+            for name, p, _ in v:
+                if p.poll() is not None:
+                    sys.exit("scaleout: %s exited on its own (%d); see %s" % (name, p.returncode, self.run))
+
+    def stop_all(self):
+        for v in self.procs.values():
+            for _, p, _ in v:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+        for v in self.procs.values():
+            for _, p, _ in v:
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        for s in STAGES:
+            self.procs[s] = []
+
+    def handed_back(self):
+        """In-flight jobs the replicas gave up (revocations and shutdowns), from their logs."""
+        total = 0
+        for f in os.listdir(self.run):
+            if not re.match(r"(bucket|cur|iam|connect)-\d+\.log$", f):
+                continue
+            for line in open(os.path.join(self.run, f), errors="replace"):
+                m = re.search(r"revoked partitions: (\d+) messages handed back", line)
+                if m:
+                    total += int(m.group(1))
+                m = re.search(r"stopped: \d+ done, \d+ dead letters, (\d+) handed back", line)
+                if m:
+                    total += int(m.group(1))
+        return total
+
+
+def scenario_actions(name, fleet, batch_s):
+    """The scenario's timeline, run in a thread while the batch goes on."""
+    q = batch_s / 4.0
+    if name == "scale":
+        time.sleep(q)
+        threads = [threading.Thread(target=fleet.start, args=("iam",)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(q)
+        fleet.stop("iam", 0)
+        fleet.stop("iam", 0)
+        time.sleep(q / 2)
+        fleet.stop("iam", random.randrange(2), signal.SIGKILL, wait=False)
+    elif name == "roll":
+        time.sleep(q)
+
+        def roll(stage):
+            for _ in range(2):
+                fleet.start(stage, wait_ready=True)
+                fleet.stop(stage, 0)
+        threads = [threading.Thread(target=roll, args=(s,)) for s in STAGES]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    elif name == "kill":
+        time.sleep(q)
+        for s in STAGES:
+            fleet.stop(s, random.randrange(2), signal.SIGKILL, wait=False)
+            fleet.start(s)
+
+
+def run_scenario(name, args, bins, ctl, simbin, services):
+    n = args.accounts
+    run = tempfile.mkdtemp(prefix="onboard-scaleout.")
+    sim = None
+    fleet = None
+    try:
+        os.environ["OB_TEST_KAFKA_PARTITIONS"] = str(args.partitions)
+        sh([services, "start", run, "kafka", "redis"])
+        senv = dict(l.replace("export ", "", 1).split("=", 1)
+                    for l in sh([services, "env", run]).splitlines() if l.startswith("export "))
+        brokers = senv["OB_TEST_KAFKA_BROKERS"]
+        rport = int(senv["OB_TEST_REDIS_PORT"])
+        portfile = os.path.join(run, "sim.port")
+        sim = subprocess.Popen([simbin, "--port-file", portfile, "--org-accounts", str(n + 10),
+                                "--profile", "aws-typical", "--scale", str(args.scale)],
+                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(run, "sim.log"), "w"))
+        for _ in range(200):
+            if os.path.exists(portfile) and open(portfile).read().strip():
+                break
+            time.sleep(0.05)
+        sim_url = "http://127.0.0.1:" + open(portfile).read().strip()
+        prefix = "so%d%s." % (os.getpid(), name)
+        env = fleet_env(sim_url, prefix, rport, brokers)
+        env.update({"OB_LOG_LEVEL": "info", "OB_STACK_POLL": "1s"})
+        reqs = os.path.join(run, "requests.jsonl")
+        write_requests(reqs, n, prefix)
+        create_topics(brokers, prefix)
+        fleet = Fleet(bins, env, run)
+        replicas = 1 if name in ("baseline", "scale") else 2
+        for s in STAGES:
+            for _ in range(replicas):
+                fleet.start(s)
+        for s in STAGES:
+            for nm, p, port in list(fleet.procs[s]):
+                fleet.wait_ready(nm, p, port)
+        t0 = time.time()
+        subprocess.run([ctl, "enqueue", reqs, "--format", "jsonl"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        actions = threading.Thread(target=scenario_actions, args=(name, fleet, args.batch_s))
+        actions.start()
+        while True:
+            done = end_offsets(brokers, prefix + "connected") + end_offsets(brokers, prefix + "dlq")
+            if done >= n:
+                break
+            if time.time() - t0 > args.timeout:
+                break
+            time.sleep(0.5)
+        actions.join()
+        wall = time.time() - t0
+        # Lag back to zero: every group committed up to the end of its topic.
+        lag_ok = False
+        lag_out = ""
+        end = time.time() + 60
+        while time.time() < end:
+            r = subprocess.run([ctl, "lag", "--threshold", "0"], env=env, capture_output=True, text=True)
+            lag_out = r.stdout
+            if r.returncode == 0:
+                lag_ok = True
+                break
+            time.sleep(0.5)
+        fleet.stop_all()
+        stats = http_json(sim_url + "/_sim/stats")
+        keys = {t: topic_keys(brokers, prefix + t) for t in ("cur", "iam", "connect", "connected", "dlq")}
+        connected = keys["connected"]
+        dups = {t: len(v) - len(set(v)) for t, v in keys.items() if t != "dlq"}
+        accounts = set(connected) | set(keys["dlq"])
+        result = {
+            "scenario": name, "accounts": n, "partitions": args.partitions, "scale": args.scale,
+            "wall_s": round(wall, 1),
+            "aws_requests_per_account": round(stats.get("requests", 0) / n, 2),
+            "connected_raw": len(connected), "connected_accounts": len(set(connected)),
+            "dead_letters": len(keys["dlq"]),
+            "accounts_missing": n - len(accounts),
+            "raw_duplicates": dups,
+            "handed_back": fleet.handed_back(),
+            "lag_zero": lag_ok,
+            "events": [(round(t - t0, 1), w) for t, w in fleet.events if t >= t0],
+        }
+        if not lag_ok:
+            result["lag_left"] = lag_out[-2000:]
+        return result
+    finally:
+        if fleet:
+            fleet.stop_all()
+        if sim:
+            sim.terminate()
+        subprocess.run([services, "stop", run], capture_output=True)
+        if os.environ.get("OB_SCALEOUT_KEEP"):
+            log("kept %s" % run)
+        else:
+            shutil.rmtree(run, ignore_errors=True)
+
+
+def print_table(results):
+    print("| scenario | wall | AWS requests per account | raw connected events / accounts "
+          "| raw duplicates on hand-off topics | in-flight jobs handed back | lag back to zero |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        hand = sum(v for t, v in r["raw_duplicates"].items() if t != "connected")
+        print("| %s | %.1f s | %.2f | %d / %d | %d | %d | %s |" % (
+            r["scenario"], r["wall_s"], r["aws_requests_per_account"], r["connected_raw"],
+            r["accounts"], hand, r["handed_back"], "yes" if r["lag_zero"] else "NO"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenario", default="baseline,scale,roll,kill")
+    ap.add_argument("--accounts", type=int, default=2000)
+    ap.add_argument("--partitions", type=int, default=12)
+    ap.add_argument("--scale", type=float, default=0.2)
+    ap.add_argument("--batch-s", type=float, default=14.0,
+                    help="how long the baseline batch takes: the scenarios act at fractions of it")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--json")
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--max-request-ratio", type=float,
+                    help="fail when a scenario's AWS requests per account exceed this multiple of the baseline's")
+    args = ap.parse_args()
+    bins = {s: os.path.join(args.build, "workers", "onboard-" + s) for s in STAGES}
+    ctl = os.path.join(args.build, "tools", "onboardctl")
+    simbin = os.path.join(args.build, "sim", "awssim")
+    for p in list(bins.values()) + [ctl, simbin]:
+        if not os.access(p, os.X_OK):
+            sys.exit("scaleout: %s is missing: build first" % p)
+    for tool in ("kcat", "redis-cli"):
+        if not shutil.which(tool):
+            sys.exit("scaleout: %s is missing (scripts/deps.sh installs it)" % tool)
+    services = os.path.join(ROOT, "scripts", "services.sh")
+    results = []
+    for name in args.scenario.split(","):
+        log("scenario %s: %d accounts, %d partitions, aws-typical x %g" %
+            (name, args.accounts, args.partitions, args.scale))
+        results.append(run_scenario(name, args, bins, ctl, simbin, services))
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "events"}), flush=True)
+    print_table(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    bad = []
+    base = next((r for r in results if r["scenario"] == "baseline"), None)
+    for r in results:
+        if r["accounts_missing"]:
+            bad.append("%s: %d accounts neither connected nor dead-lettered" % (r["scenario"], r["accounts_missing"]))
+        for t, d in r["raw_duplicates"].items():
+            if d:
+                bad.append("%s: %d raw duplicates on %s" % (r["scenario"], d, t))
+        if not r["lag_zero"]:
+            bad.append("%s: lag not back to zero" % r["scenario"])
+        if base and args.max_request_ratio and r is not base and \
+                r["aws_requests_per_account"] > base["aws_requests_per_account"] * args.max_request_ratio:
+            bad.append("%s: %.2f AWS requests per account, over %.2f x the baseline's %.2f" % (
+                r["scenario"], r["aws_requests_per_account"], args.max_request_ratio,
+                base["aws_requests_per_account"]))
+    for b in bad:
+        print("scaleout: FAILED: " + b)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
