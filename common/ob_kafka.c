@@ -31,6 +31,7 @@ struct ob_kconsumer_s {
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
     wake_t wake;
+    ob_timer_t *keepalive; /* polls an idle consumer (max.poll.interval.ms) */
     ob_kconsumer_msg_cb *on_message;
     ob_kconsumer_rebalance_cb *on_rebalance;
     void *arg;
@@ -236,6 +237,18 @@ static void consumer_wake(ob_io_t *io, int fd, unsigned events, void *arg)
     consumer_drain(c);
 }
 
+/* librdkafka takes a member that has not polled for max.poll.interval.ms
+ * (5 minutes) as stuck and makes it leave the group; a consumer woken only by
+ * its queue would not poll at all while there is nothing to consume. */
+#define CONSUMER_KEEPALIVE_MS 1000
+
+static void consumer_keepalive(ob_timer_t *t, void *arg)
+{
+    ob_kconsumer_t *c = arg;
+    consumer_drain(c);
+    ob_timer_start(t, CONSUMER_KEEPALIVE_MS);
+}
+
 static void consumer_more(ob_timer_t *t, void *arg)
 {
     consumer_drain(arg);
@@ -339,6 +352,9 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
     }
     /* Anything queued before the io event was enabled. */
     ob_timer_start(c->wake.more, 0);
+    c->keepalive = ob_timer_new(loop, consumer_keepalive, c);
+    if (c->keepalive)
+        ob_timer_start(c->keepalive, CONSUMER_KEEPALIVE_MS);
     return c;
 }
 
@@ -408,6 +424,8 @@ void ob_kconsumer_close(ob_kconsumer_t *c)
     if (!c || c->closed)
         return;
     c->closed = 1;
+    if (c->keepalive)
+        ob_timer_stop(c->keepalive);
     rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
     rd_kafka_error_t *e = rd_kafka_consumer_close_queue(c->rk, q);
     if (e) {
@@ -452,6 +470,8 @@ void ob_kconsumer_free(ob_kconsumer_t *c)
 {
     if (!c)
         return;
+    ob_timer_free(c->keepalive);
+    c->keepalive = NULL;
     wake_fini(&c->wake, c->q);
     if (c->q)
         rd_kafka_queue_destroy(c->q);
@@ -793,6 +813,11 @@ static void txn_more(ob_timer_t *t, void *arg)
 size_t ob_kproducer_txn_pending(const ob_kproducer_t *p)
 {
     return p->txn ? (p->tstate == T_OPEN ? p->txn_msgs : 0) + p->nqueued : 0;
+}
+
+int ob_kproducer_txn_ready(const ob_kproducer_t *p)
+{
+    return !p->txn || (p->tstate != T_INIT && p->tstate != T_FATAL);
 }
 
 int ob_kproducer_txn_busy(const ob_kproducer_t *p)

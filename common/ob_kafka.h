@@ -149,6 +149,8 @@ rd_kafka_t *ob_kproducer_handle(ob_kproducer_t *p);
  */
 /* Messages produced into (or waiting for) the open transaction. */
 size_t ob_kproducer_txn_pending(const ob_kproducer_t *p);
+/* Not transactional, or its transactions are initialised and usable. */
+int ob_kproducer_txn_ready(const ob_kproducer_t *p);
 /* A transaction operation (initialisation, commit) is under way. */
 int ob_kproducer_txn_busy(const ob_kproducer_t *p);
 /* Commit the open transaction with these input offsets (copied; NULL or empty:

@@ -12,14 +12,22 @@
 #include "ob_crypto.h"
 #include "ob_log.h"
 
-/* On success: {fence, the state's request_id, stage, stage_attempts} (what a
- * previous holder recorded, so a redelivered message continues its count). */
+/* On success: {fence, the state's request_id, stage, stage_attempts, status,
+ * progress} (what a previous holder recorded, so a redelivered message
+ * continues its count and its stage's work). */
 static const char ACQUIRE[] =
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+    "local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) "
+    "if not won and ARGV[3] ~= '' then "
+    "  local cur = redis.call('GET', KEYS[1]) "
+    "  if cur and string.sub(cur, 1, string.len(ARGV[3])) == ARGV[3] then "
+    "    won = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "  end "
+    "end "
+    "if won then "
     "  local f = redis.call('INCR', KEYS[2]) "
     "  local s = redis.call('HMGET', KEYS[3], 'request_id', 'stage', 'stage_attempts', "
-    "'status') "
-    "  return {f, s[1], s[2], s[3], s[4]} "
+    "'status', 'progress') "
+    "  return {f, s[1], s[2], s[3], s[4], s[5]} "
     "end "
     "return {-redis.call('PTTL', KEYS[1])}";
 static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -43,7 +51,8 @@ struct ob_lock_s {
     char prior_stage[32];
     int prior_attempts;
     char prior_status[32];
-    char token[33];
+    char prior_progress[512];
+    char token[300]; /* [owner "|"] 32 hex */
     long ttl_ms;
     uint64_t fence;
     int held;
@@ -106,6 +115,8 @@ static void on_acquire(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
             l->prior_attempts = (int)reply_int(reply->element[3]);
             if (reply->elements >= 5)
                 reply_str(reply->element[4], l->prior_status, sizeof(l->prior_status));
+            if (reply->elements >= 6)
+                reply_str(reply->element[5], l->prior_progress, sizeof(l->prior_progress));
         }
         ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
         l->cb(l, OB_LOCK_ACQUIRED, l->fence, 0, OB_OK, l->arg);
@@ -165,6 +176,12 @@ static void send_release(ob_lock_t *l)
 ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
                            ob_lock_cb *cb, void *arg)
 {
+    return ob_lock_acquire_as(r, loop, account, ttl_ms, NULL, cb, arg);
+}
+
+ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
+                              const char *owner, ob_lock_cb *cb, void *arg)
+{
     ob_lock_t *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;
@@ -177,14 +194,18 @@ ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, 
     snprintf(l->fence_key, sizeof(l->fence_key), "ob:{%s}:fence", account);
     snprintf(l->state_key, sizeof(l->state_key), "ob:{%s}:state", account);
     uint8_t rnd[16];
+    char hex[33], prefix[264] = "";
     ob_random_bytes(rnd, sizeof(rnd));
-    ob_hex(rnd, sizeof(rnd), l->token);
+    ob_hex(rnd, sizeof(rnd), hex);
+    if (owner && owner[0])
+        snprintf(prefix, sizeof(prefix), "%.250s|", owner);
+    snprintf(l->token, sizeof(l->token), "%s%s", prefix, hex);
     l->renew = ob_timer_new(loop, renew_fired, l);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%ld", l->ttl_ms);
     if (!l->renew ||
-        ob_redis_command(r, on_acquire, l, "EVAL %s 3 %s %s %s %s %s", ACQUIRE, l->lock_key,
-                         l->fence_key, l->state_key, l->token, ttl) != OB_OK) {
+        ob_redis_command(r, on_acquire, l, "EVAL %s 3 %s %s %s %s %s %s", ACQUIRE, l->lock_key,
+                         l->fence_key, l->state_key, l->token, ttl, prefix) != OB_OK) {
         ob_timer_free(l->renew);
         free(l);
         return NULL;
@@ -213,6 +234,11 @@ uint64_t ob_lock_fence(const ob_lock_t *l)
 const char *ob_lock_prior_status(const ob_lock_t *l)
 {
     return l->prior_status;
+}
+
+const char *ob_lock_prior_progress(const ob_lock_t *l)
+{
+    return l->prior_progress;
 }
 
 void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts)

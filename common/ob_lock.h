@@ -43,6 +43,13 @@ typedef void(ob_lock_cb)(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long 
  * ACQUIRED, BUSY or ERROR, and later (while held) possibly with LOST. */
 ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
                            ob_lock_cb *cb, void *arg);
+/* The same, for an owner: a lock held by the same owner (another holder
+ * under the same name: the previous owner of a Kafka partition, dead or
+ * revoked) is taken over at once instead of waiting for its TTL; the fence
+ * moves on, so that holder's state writes are refused and its renewal finds
+ * the lock lost. */
+ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
+                              const char *owner, ob_lock_cb *cb, void *arg);
 void ob_lock_release(ob_lock_t *l);
 uint64_t ob_lock_fence(const ob_lock_t *l);
 /* After ACQUIRED: what the account's state said when the lock was taken (in
@@ -51,6 +58,10 @@ uint64_t ob_lock_fence(const ob_lock_t *l);
 void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts);
 /* And its status ("" when absent). */
 const char *ob_lock_prior_status(const ob_lock_t *l);
+/* And its progress: what the stage recorded of its work in progress (a
+ * stack it created and when...), for a new holder to continue ("" when
+ * absent). */
+const char *ob_lock_prior_progress(const ob_lock_t *l);
 
 /* Write fields of ob:{ACCOUNT}:state if `fence` is not lower than the fence
  * stored there. fields: NULL-terminated name, value, name, value... The

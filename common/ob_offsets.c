@@ -134,6 +134,36 @@ int ob_offsets_done(ob_offsets_t *t, const char *topic, int32_t partition, int64
     return 1;
 }
 
+int64_t ob_offsets_committable(const ob_offsets_t *t, const char *topic, int32_t partition)
+{
+    part_t *p = find(t, topic, partition);
+    if (!p || p->last_added < 0)
+        return -1;
+    return p->len > 0 ? at(p, 0)->offset : p->last_added + 1;
+}
+
+size_t ob_offsets_done_map(const ob_offsets_t *t, const char *topic, int32_t partition,
+                           int64_t base, unsigned char *map, size_t max)
+{
+    part_t *p = find(t, topic, partition);
+    size_t used = 0;
+    if (!p || max == 0)
+        return 0;
+    memset(map, 0, max);
+    for (size_t i = 0; i < p->len; i++) {
+        const slot_t *s = at(p, i);
+        if (!s->done || s->offset < base)
+            continue;
+        uint64_t bit = (uint64_t)(s->offset - base);
+        if (bit / 8 >= max)
+            break;
+        map[bit / 8] |= (unsigned char)(1u << (bit % 8));
+        if (bit / 8 + 1 > used)
+            used = (size_t)(bit / 8 + 1);
+    }
+    return used;
+}
+
 void ob_offsets_forget(ob_offsets_t *t, const char *topic, int32_t partition)
 {
     part_t *p = find(t, topic, partition);

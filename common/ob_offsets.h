@@ -34,6 +34,14 @@ ob_err_t ob_offsets_add(ob_offsets_t *t, const char *topic, int32_t partition, i
  * offset is not tracked (e.g. its partition was revoked meanwhile). */
 int ob_offsets_done(ob_offsets_t *t, const char *topic, int32_t partition, int64_t offset,
                     int64_t *commit);
+/* The offset that may be committed now (the lowest unfinished one, or the
+ * last finished + 1), or -1 when the partition has none tracked. */
+int64_t ob_offsets_committable(const ob_offsets_t *t, const char *topic, int32_t partition);
+/* The finished offsets above `base`, as a bitmap: bit i (byte i / 8, least
+ * significant bit first) set when offset base + i is finished. Writes at most
+ * `max` bytes and returns how many (trailing zero bytes left out). */
+size_t ob_offsets_done_map(const ob_offsets_t *t, const char *topic, int32_t partition,
+                           int64_t base, unsigned char *map, size_t max);
 /* Forget a partition (revoked): its in-flight offsets are no longer tracked. */
 void ob_offsets_forget(ob_offsets_t *t, const char *topic, int32_t partition);
 /* Unfinished messages on one partition, and in total. */

@@ -72,6 +72,7 @@ typedef struct job_s {
     phase_t phase;
     int detached;           /* partition revoked while the produce was in flight */
     int offset_done;        /* its offset is marked finished */
+    int retry_wait;         /* waiting for a stage retry (PH_LOCKING, on its timer) */
     struct job_s *txn_next; /* in w->txn_open or w->txn_committing */
     int failed;             /* outcome is a dead letter */
     job_plan_t plan;
@@ -111,7 +112,25 @@ typedef struct pend_s {
     const char *topic; /* interned */
     int32_t partition;
     int64_t offset; /* the next offset to consume */
+    uint64_t ver;   /* changes whenever a message of the partition finishes */
 } pend_t;
+
+/* Messages of a newly assigned partition that its previous owner finished
+ * out of order (above the committed offset) in a committed transaction: a
+ * bitmap from `base`, from the commit's metadata. */
+typedef struct skip_s {
+    const char *topic; /* interned */
+    int32_t partition;
+    int64_t base;
+    unsigned char *map;
+    size_t len;
+} skip_t;
+
+/* The committed offset's metadata: "ob1:" and the base64 of the finished
+ * offsets' bitmap (ob_offsets_done_map). Brokers keep at most
+ * offset.metadata.max.bytes (4096 by default) of it. */
+#define DONE_MAP_PREFIX "ob1:"
+#define DONE_MAP_MAX    1536 /* bytes of bitmap: 12,288 offsets, 2,048 characters of base64 */
 
 struct ob_worker_s {
     ob_loop_t *loop;
@@ -164,6 +183,19 @@ struct ob_worker_s {
     size_t npend, cap_pend, nsnap;
     pend_t *marked; /* per partition, the offset last stored or pended */
     size_t nmarked, cap_marked;
+    /* Partitions whose finished marks are no longer true: a job of theirs
+     * was dropped after its transaction aborted. Nothing more is committed
+     * for them until they are revoked (the new owner redoes from the last
+     * commit). */
+    pend_t *frozen;
+    size_t nfrozen, cap_frozen;
+    /* Positions librdkafka still reported for partitions when they were
+     * assigned (left from an earlier assignment): not to be trusted until
+     * this assignment has consumed something. */
+    pend_t *stale;
+    size_t nstale, cap_stale;
+    skip_t *skips;
+    size_t nskips;
     const rd_kafka_topic_partition_list_t *revoking; /* during a revocation's commit */
     ob_httpd_t *httpd;                               /* /metrics, /healthz, /readyz */
     ob_histogram_t duration; /* seconds from a stage's first run to its outcome */
@@ -586,8 +618,51 @@ static int table_raise(pend_t **tab, size_t *n, size_t *cap, const char *topic, 
         *tab = t;
         *cap = c;
     }
-    (*tab)[(*n)++] = (pend_t){topic, partition, offset};
+    (*tab)[(*n)++] = (pend_t){topic, partition, offset, 0};
     return 1;
+}
+
+static int is_frozen(const ob_worker_t *w, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < w->nfrozen; i++)
+        if (w->frozen[i].partition == partition && !strcmp(w->frozen[i].topic, topic))
+            return 1;
+    return 0;
+}
+
+static void freeze(ob_worker_t *w, const char *topic, int32_t partition)
+{
+    if (is_frozen(w, topic, partition))
+        return;
+    table_raise(&w->frozen, &w->nfrozen, &w->cap_frozen, topic, partition, 0);
+    for (size_t i = 0; i < w->npend; i++)
+        if (w->pend[i].partition == partition && w->pend[i].topic == topic) {
+            w->pend[i] = w->pend[--w->npend];
+            break;
+        }
+    ob_logkv(OB_LOG_WARN, "worker",
+             "a partition's finished work was lost with an aborted transaction: nothing more is "
+             "committed for it here, its next owner redoes it",
+             "topic", topic, NULL);
+}
+
+/* In a transaction, every finished message of a partition is news for the
+ * next commit (its offset, or the bitmap of what finished above it). */
+static void pend_touch(ob_worker_t *w, const char *topic, int32_t partition)
+{
+    if (is_frozen(w, topic, partition))
+        return;
+    int64_t off = ob_offsets_committable(w->offsets, topic, partition);
+    for (size_t i = 0; i < w->nmarked; i++)
+        if (w->marked[i].topic == topic && w->marked[i].partition == partition &&
+            w->marked[i].offset > off)
+            off = w->marked[i].offset;
+    if (off < 0)
+        return;
+    table_raise(&w->pend, &w->npend, &w->cap_pend, topic, partition, off);
+    for (size_t i = 0; i < w->npend; i++)
+        if (w->pend[i].topic == topic && w->pend[i].partition == partition)
+            w->pend[i].ver++;
 }
 
 static void table_forget(pend_t *tab, size_t *n, const rd_kafka_topic_partition_list_t *parts)
@@ -607,10 +682,12 @@ static void table_forget(pend_t *tab, size_t *n, const rd_kafka_topic_partition_
 /* Commit `offset` for the partition: auto-commit, or the next transaction. */
 static void commit_offset(ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
 {
+    if (w->txn && is_frozen(w, topic, partition))
+        return;
     if (!table_raise(&w->marked, &w->nmarked, &w->cap_marked, topic, partition, offset))
         return;
     if (w->txn)
-        table_raise(&w->pend, &w->npend, &w->cap_pend, topic, partition, offset);
+        pend_touch(w, topic, partition);
     else
         ob_kconsumer_store(w->consumer, topic, partition, offset);
 }
@@ -629,10 +706,21 @@ static void commit_idle_positions(ob_worker_t *w)
             if (tp->err || tp->offset < 0 ||
                 ob_offsets_pending(w->offsets, tp->topic, tp->partition) > 0)
                 continue;
+            const char *topic = topic_intern(w, tp->topic);
+            int stale = 0;
+            for (size_t k = 0; k < w->nstale; k++)
+                if (w->stale[k].topic == topic && w->stale[k].partition == tp->partition) {
+                    stale = w->stale[k].offset == tp->offset;
+                    if (!stale)
+                        w->stale[k] = w->stale[--w->nstale];
+                    break;
+                }
+            if (stale)
+                continue;
             /* Every message handed to us is finished: the position (the
              * offset after the last one, and after any marker that followed
              * it) is safe to commit. */
-            commit_offset(w, topic_intern(w, tp->topic), tp->partition, tp->offset);
+            commit_offset(w, topic, tp->partition, tp->offset);
         }
     }
     rd_kafka_topic_partition_list_destroy(a);
@@ -643,9 +731,11 @@ static void commit_idle_positions(ob_worker_t *w)
 static void mark_done(ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
 {
     int64_t commit;
-    if (ob_offsets_done(w->offsets, topic, partition, offset, &commit) != 1)
-        return;
-    commit_offset(w, topic, partition, commit);
+    int moved = ob_offsets_done(w->offsets, topic, partition, offset, &commit);
+    if (moved == 1)
+        commit_offset(w, topic, partition, commit);
+    else if (moved == 0 && w->txn)
+        pend_touch(w, topic, partition);
 }
 
 static void offset_done(job_t *j)
@@ -694,6 +784,11 @@ static void timer_fired(ob_timer_t *t, void *arg)
         job_finish(j); /* produce retry: no place needed */
         return;
     }
+    /* Shutting down: a job that waits long (a stack poll, a stage retry)
+     * starts nothing new; it is handed back with its progress recorded. */
+    if (j->w->stopping && (j->retry_wait || j->phase == PH_RUNNING))
+        return;
+    j->retry_wait = 0;
     if (slot_take(j))
         job_continue(j);
 }
@@ -760,6 +855,8 @@ static void write_state(job_t *j)
         fields[n++] = "error_code";
         fields[n++] = "";
     }
+    fields[n++] = "progress"; /* the stage is over: nothing to continue */
+    fields[n++] = "";
     const ob_step_t *last = last_of(j);
     for (size_t i = 0; i < 16 && last->state[i] && last->state[i + 1] && n + 2 < 47; i += 2) {
         fields[n++] = last->state[i];
@@ -928,9 +1025,26 @@ static void txn_commit_start(ob_worker_t *w)
     if (!w->producer || ob_kproducer_txn_busy(w->producer) || (!w->txn_open && !w->npend))
         return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)w->npend);
-    for (size_t i = 0; i < w->npend; i++)
-        rd_kafka_topic_partition_list_add(l, w->pend[i].topic, w->pend[i].partition)->offset =
-            w->pend[i].offset;
+    unsigned char map[DONE_MAP_MAX];
+    for (size_t i = 0; i < w->npend; i++) {
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_add(l, w->pend[i].topic, w->pend[i].partition);
+        tp->offset = w->pend[i].offset;
+        /* What finished above it goes into the same transaction as its
+         * outputs, so that a new owner skips exactly those messages. */
+        size_t n = ob_offsets_done_map(w->offsets, w->pend[i].topic, w->pend[i].partition,
+                                       tp->offset, map, sizeof(map));
+        char *b64 = n ? ob_base64_encode(map, n) : NULL;
+        size_t blen = b64 ? strlen(b64) : 0;
+        char *meta = b64 ? malloc(sizeof(DONE_MAP_PREFIX) + blen) : NULL;
+        if (meta) {
+            memcpy(meta, DONE_MAP_PREFIX, sizeof(DONE_MAP_PREFIX) - 1);
+            memcpy(meta + sizeof(DONE_MAP_PREFIX) - 1, b64, blen + 1);
+            tp->metadata = meta; /* the list frees it */
+            tp->metadata_size = sizeof(DONE_MAP_PREFIX) - 1 + blen;
+        }
+        free(b64);
+    }
     ob_err_t e = ob_kproducer_txn_commit(w->producer, l, ob_kconsumer_handle(w->consumer));
     rd_kafka_topic_partition_list_destroy(l);
     if (e != OB_OK || !ob_kproducer_txn_busy(w->producer))
@@ -968,7 +1082,7 @@ static void on_txn(ob_kproducer_t *p, const ob_ktxn_result_t *res, void *arg)
             for (size_t k = 0; k < w->npend; k++)
                 if (w->pend[k].topic == w->snap[i].topic &&
                     w->pend[k].partition == w->snap[i].partition &&
-                    w->pend[k].offset == w->snap[i].offset) {
+                    w->pend[k].ver == w->snap[i].ver) {
                     w->pend[k] = w->pend[--w->npend];
                     break;
                 }
@@ -998,6 +1112,8 @@ static void on_txn(ob_kproducer_t *p, const ob_ktxn_result_t *res, void *arg)
         list = j->txn_next;
         j->txn_next = NULL;
         if (res->fatal || j->detached || (w->revoking && same_partition(j, w->revoking))) {
+            /* Its offset is marked finished, its output is gone. */
+            freeze(w, j->topic, j->partition);
             acct_release(j, 0);
             job_free(j);
         } else {
@@ -1102,6 +1218,7 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
     }
     job_reset_stage(j);
     j->phase = PH_LOCKING;
+    j->retry_wait = 1;
     if (!j->timer)
         j->timer = ob_timer_new(w->loop, timer_fired, j);
     slot_give(j);
@@ -1179,9 +1296,24 @@ static int stage_retry_max(const ob_worker_t *w, ob_retry_reason_t r)
     return (int)(m > 0 ? m : w->cfg->stage_retry_max);
 }
 
+/* The stage's work in progress, in the account's state (fenced; nothing
+ * waits for it): a new owner of the message continues from it. */
+static void record_progress(job_t *j, const char *progress)
+{
+    ob_worker_t *w = j->w;
+    if (!j->fence || !j->plan.account_id[0])
+        return;
+    const char *fields[] = {"stage",    w->stage->name, "status",
+                            "running",  "request_id",   j->plan.request_id,
+                            "progress", progress,       NULL};
+    ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, NULL, NULL);
+}
+
 static void job_execute(job_t *j, ob_step_t *s)
 {
     ob_worker_t *w = j->w;
+    if (s->progress && s->kind != OB_STEP_DONE && s->kind != OB_STEP_FAIL)
+        record_progress(j, s->progress);
     switch (s->kind) {
     case OB_STEP_HTTP:
         step_drop(&j->http);
@@ -1319,6 +1451,17 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
                                     NULL};
             ob_lock_state_write(w->redis, j->plan.account_id, fence, fields, NULL, NULL);
         }
+        if (w->stage->resume) {
+            /* A message another holder was working on: continue its work. */
+            const char *rid, *stage;
+            int prior;
+            ob_lock_prior(l, &rid, &stage, &prior);
+            const char *progress = ob_lock_prior_progress(l);
+            if (progress[0] && !strcmp(rid, j->plan.request_id) && !strcmp(stage, w->stage->name)) {
+                w->stats.resumed++;
+                w->stage->resume(j->st, progress);
+            }
+        }
         j->creds = ob_credsrc_ref(ob_assume_cache_get(
             w->assume, j->plan.role_arn, j->plan.external_id[0] ? j->plan.external_id : NULL));
         if (!j->creds) {
@@ -1389,13 +1532,85 @@ static void job_start_lock(job_t *j)
     ob_worker_t *w = j->w;
     j->phase = PH_LOCKING;
     long ttl = w->opts.lock_ttl_ms > 0 ? w->opts.lock_ttl_ms : (long)w->cfg->lock_ttl_ms;
-    j->lock = ob_lock_acquire(w->redis, w->loop, j->plan.account_id, ttl, on_lock, j);
+    /* The lock is the partition's: its next owner (after a rebalance, or
+     * this replica's death) takes it over without waiting for lock.ttl;
+     * Kafka gives a partition to one member at a time, and the fence keeps
+     * a previous holder that is still alive from writing. */
+    char owner[300];
+    snprintf(owner, sizeof(owner), "%.250s:%d", j->topic, (int)j->partition);
+    j->lock = ob_lock_acquire_as(w->redis, w->loop, j->plan.account_id, ttl, owner, on_lock, j);
     if (!j->lock) {
         if (!j->timer)
             j->timer = ob_timer_new(w->loop, timer_fired, j);
         slot_give(j);
         ob_timer_start(j->timer, 500);
     }
+}
+
+/* ---- messages finished by a previous owner ---- */
+
+static void skip_drop(ob_worker_t *w, size_t i)
+{
+    free(w->skips[i].map);
+    w->skips[i] = w->skips[--w->nskips];
+}
+
+/* Newly assigned partitions: what their previous owner finished out of order
+ * in its last committed transaction (the committed offset's metadata). */
+static void skips_load(ob_worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_resp_err_t e = rd_kafka_committed(ob_kconsumer_handle(w->consumer), c, 10000);
+    if (e) {
+        ob_logf(OB_LOG_WARN, "worker",
+                "cannot read the committed offsets of new partitions (%s): messages finished "
+                "by their previous owner are recognised from the accounts' state only",
+                rd_kafka_err2str(e));
+    }
+    for (int i = 0; !e && i < c->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &c->elems[i];
+        size_t plen = sizeof(DONE_MAP_PREFIX) - 1;
+        if (tp->err || tp->offset < 0 || !tp->metadata || tp->metadata_size <= plen ||
+            memcmp(tp->metadata, DONE_MAP_PREFIX, plen) != 0)
+            continue;
+        uint8_t *map = NULL;
+        size_t len = 0;
+        if (ob_base64_decode((const char *)tp->metadata + plen, tp->metadata_size - plen, &map,
+                             &len) != OB_OK ||
+            len == 0) {
+            free(map);
+            continue;
+        }
+        skip_t *n = realloc(w->skips, (w->nskips + 1) * sizeof(*n));
+        if (!n) {
+            free(map);
+            continue;
+        }
+        w->skips = n;
+        w->skips[w->nskips++] =
+            (skip_t){topic_intern(w, tp->topic), tp->partition, tp->offset, map, len};
+    }
+    rd_kafka_topic_partition_list_destroy(c);
+}
+
+/* 1 when the partition's previous owner finished this message and committed
+ * its outcome: it is not done again. */
+static int finished_before(ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
+{
+    for (size_t i = 0; i < w->nskips; i++) {
+        skip_t *k = &w->skips[i];
+        if (k->topic != topic || k->partition != partition)
+            continue;
+        if (offset < k->base)
+            return 0;
+        uint64_t bit = (uint64_t)(offset - k->base);
+        if (bit / 8 >= k->len) {
+            skip_drop(w, i); /* past what it finished */
+            return 0;
+        }
+        return (k->map[bit / 8] >> (bit % 8)) & 1;
+    }
+    return 0;
 }
 
 /* ---- Kafka ---- */
@@ -1445,6 +1660,15 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
     ob_worker_t *w = arg;
     if (control_message(w, m))
         return;
+    if (w->nskips) {
+        const char *topic = topic_intern(w, rd_kafka_topic_name(m->rkt));
+        if (finished_before(w, topic, m->partition, m->offset)) {
+            w->stats.skipped_committed++;
+            ob_offsets_add(w->offsets, topic, m->partition, m->offset);
+            mark_done(w, topic, m->partition, m->offset);
+            return;
+        }
+    }
     job_t *j = calloc(1, sizeof(*j));
     if (!j) {
         ob_logf(OB_LOG_ERROR, "worker", "out of memory: message left uncommitted");
@@ -1562,6 +1786,12 @@ static void txn_revoke(ob_worker_t *w, const rd_kafka_topic_partition_list_t *pa
     int lost = rd_kafka_assignment_lost(ob_kconsumer_handle(w->consumer));
     w->revoking = parts;
     if (ob_kproducer_txn_wait(w->producer, 15000) == OB_OK) {
+        /* The commit under way aborted and lost outputs of the revoked
+         * partitions (they are frozen now): the open transaction may hold
+         * outputs of others of their jobs, whose offsets can no longer be
+         * committed with them. Abort it as for a lost assignment. */
+        for (int i = 0; i < parts->cnt && !lost; i++)
+            lost = is_frozen(w, parts->elems[i].topic, parts->elems[i].partition);
         if (lost) {
             /* Nothing may be committed for them: abort, and send again only
              * the outputs of partitions still ours. */
@@ -1582,6 +1812,7 @@ static void txn_revoke(ob_worker_t *w, const rd_kafka_topic_partition_list_t *pa
     }
     w->revoking = NULL;
     table_forget(w->pend, &w->npend, parts);
+    table_forget(w->frozen, &w->nfrozen, parts);
 }
 
 static void on_rebalance(ob_kconsumer_t *c, int assigned,
@@ -1599,7 +1830,27 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
         else
             ob_kconsumer_resume(w->consumer, copy);
         rd_kafka_topic_partition_list_destroy(copy);
+        rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(parts);
+        if (rd_kafka_position(ob_kconsumer_handle(w->consumer), pos) == 0)
+            for (int i = 0; i < pos->cnt; i++)
+                if (!pos->elems[i].err && pos->elems[i].offset >= 0)
+                    table_raise(&w->stale, &w->nstale, &w->cap_stale,
+                                topic_intern(w, pos->elems[i].topic), pos->elems[i].partition,
+                                pos->elems[i].offset);
+        rd_kafka_topic_partition_list_destroy(pos);
+        if (w->txn)
+            skips_load(w, parts);
         return;
+    }
+    for (size_t i = 0; i < w->nskips;) {
+        int gone = 0;
+        for (int k = 0; k < parts->cnt && !gone; k++)
+            gone = parts->elems[k].partition == w->skips[i].partition &&
+                   !strcmp(parts->elems[k].topic, w->skips[i].topic);
+        if (gone)
+            skip_drop(w, i);
+        else
+            i++;
     }
     if (w->txn && !w->freeing)
         txn_revoke(w, parts);
@@ -1645,6 +1896,7 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
     for (int i = 0; i < parts->cnt; i++)
         ob_offsets_forget(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
     table_forget(w->marked, &w->nmarked, parts);
+    table_forget(w->stale, &w->nstale, parts);
     if (dropped)
         ob_logf(OB_LOG_INFO, "worker", "revoked partitions: %zu messages handed back", dropped);
 }
@@ -1671,18 +1923,21 @@ int ob_worker_ready(ob_worker_t *w, char *why, size_t why_size)
             snprintf(why, why_size, "Redis is not connected");
         return 0;
     }
+    if (w->producer && !ob_kproducer_txn_ready(w->producer)) {
+        snprintf(why, why_size,
+                 "Kafka transactions are not initialised yet (brokers unreachable?)");
+        return 0;
+    }
+    /* Holding no partition is not a reason to be unready: a replica beyond
+     * the partition count, or one waiting out a rebalance, is healthy and
+     * takes work as soon as it is given some (onboard_partitions_assigned
+     * says how much it has). */
     rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
     int n = a ? a->cnt : 0;
     if (a)
         rd_kafka_topic_partition_list_destroy(a);
-    if (n == 0) {
-        snprintf(why, why_size,
-                 "no partitions of %s assigned (Kafka unreachable, a rebalance, "
-                 "or more replicas than partitions)",
-                 w->topic_in);
-        return 0;
-    }
-    snprintf(why, why_size, "ready: %d partition%s of %s", n, n == 1 ? "" : "s", w->topic_in);
+    snprintf(why, why_size, "ready: %d partition%s of %s%s", n, n == 1 ? "" : "s", w->topic_in,
+             n ? "" : " (a rebalance, or more replicas than partitions)");
     return 1;
 }
 
@@ -1742,7 +1997,8 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
                       "Accounts this stage finished, by result (done: handed on; failed: dead "
                       "letter; skipped: a redelivery of finished work).");
     const char *results[] = {"done", "failed", "skipped"};
-    const uint64_t counts[] = {w->stats.done, w->stats.failed, w->stats.skipped_done};
+    const uint64_t counts[] = {w->stats.done, w->stats.failed,
+                               w->stats.skipped_done + w->stats.skipped_committed};
     for (int i = 0; i < 3; i++) {
         const char *l[] = {"stage", stage, "result", results[i], NULL};
         ob_metrics_sample(&m, "onboard_accounts_total", l, (double)counts[i]);
@@ -1777,6 +2033,14 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     ob_metrics_family(&m, "onboard_partitions_paused", "gauge",
                       "1 while the in-flight window is full and fetching is paused.");
     ob_metrics_sample(&m, "onboard_partitions_paused", l_stage, w->paused);
+    rd_kafka_topic_partition_list_t *asg =
+        w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
+    ob_metrics_family(&m, "onboard_partitions_assigned", "gauge",
+                      "Partitions of the stage's input topic this replica holds (0: more replicas "
+                      "than partitions, or a rebalance under way).");
+    ob_metrics_sample(&m, "onboard_partitions_assigned", l_stage, asg ? (double)asg->cnt : 0);
+    if (asg)
+        rd_kafka_topic_partition_list_destroy(asg);
     ob_metrics_family(&m, "onboard_lock_busy_total", "counter",
                       "Account lock attempts that found the lock held (contention).");
     ob_metrics_sample(&m, "onboard_lock_busy_total", l_stage,
@@ -2043,11 +2307,33 @@ fail:
 static int drained(void *arg)
 {
     ob_worker_t *w = arg;
-    /* Only jobs that are past the point of no return matter: queued and
-     * locking ones are simply handed back. */
-    for (job_t *j = w->jobs; j; j = j->next)
-        if (j->phase >= PH_RUNNING)
+    /* Work under way is finished: calls, their next steps, outcomes on
+     * their way out, locks being taken. What waits long is handed back at
+     * once: a stack being polled and a stage retry (the new owner continues
+     * from their recorded progress), and what has not started (new
+     * messages, and those queued behind their account's job). A rolling
+     * restart thus pauses a partition for a few calls, not for a stack's
+     * lifetime. */
+    for (job_t *j = w->jobs; j; j = j->next) {
+        int in_line = ob_heap_in(&j->rnode) && j->phase != PH_NEW;
+        switch (j->phase) {
+        case PH_NEW:
+        case PH_QUEUED:
+            if (in_line)
+                return 0;
+            break;
+        case PH_LOCKING:
+            if (!j->retry_wait)
+                return 0;
+            break;
+        case PH_RUNNING:
+            if (j->call || j->xfer || j->busy || in_line)
+                return 0;
+            break;
+        default:
             return 0;
+        }
+    }
     return 1;
 }
 
@@ -2075,6 +2361,8 @@ ob_err_t ob_worker_run(ob_worker_t *w)
         job_t *next = j->next;
         handed_back++;
         if (w->txn && j->phase == PH_EMITTING) {
+            if (j->offset_done) /* sent again after an abort, and not taken */
+                freeze(w, j->topic, j->partition);
             acct_release(j, 0);
             job_free(j);
         } else if (j->phase == PH_EMITTING || j->phase == PH_FINISHING ||
@@ -2163,6 +2451,11 @@ void ob_worker_free(ob_worker_t *w)
     free(w->pend);
     free(w->snap);
     free(w->marked);
+    free(w->frozen);
+    free(w->stale);
+    while (w->nskips)
+        skip_drop(w, 0);
+    free(w->skips);
     free(w);
 }
 

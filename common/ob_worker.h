@@ -80,6 +80,11 @@ typedef struct ob_step_s {
     /* State fields to record with the outcome: NULL-terminated name/value
      * pairs (static or owned by the stage state; read before the next step). */
     const char *state[16];
+    /* Any step: the stage's work in progress, recorded in the account's state
+     * at once (field "progress"), so that a new owner of the message (after a
+     * rebalance or a kill) continues it through resume(). Owned by the stage
+     * state; NULL: nothing new. Never a secret. */
+    const char *progress;
     /* FAIL */
     ob_dlq_class_t fail_class;
     ob_retry_reason_t retry_reason; /* for OB_DLQ_RETRIES_EXHAUSTED */
@@ -111,6 +116,9 @@ typedef struct ob_stage_s {
     /* The next step. res NULL: the first step, or after a WAIT. */
     void (*step)(void *st, const ob_aws_result_t *res, ob_step_t *out);
     void (*clear)(void *st);
+    /* Optional: before the first step, what an earlier holder of this
+     * request at this stage recorded as its progress (never ""). */
+    void (*resume)(void *st, const char *progress);
 } ob_stage_ops_t;
 
 /* Release what a step owns (the request, emit). */
@@ -138,11 +146,14 @@ typedef struct ob_worker_stats_s {
     uint64_t received, done, failed, dead_letters, produced, redelivered_lock_busy;
     uint64_t dead_letters_by_class[4]; /* ob_dlq_class_t */
     uint64_t retries_by_reason[OB_RR__COUNT];
-    uint64_t redis_errors;  /* lock and state commands that failed */
-    uint64_t kafka_errors;  /* produce attempts that failed (retried) */
-    uint64_t stage_retries; /* retryable failures given another attempt later */
-    uint64_t retry_now;     /* waiting retries started early by a control message */
-    uint64_t skipped_done;  /* redelivered messages the account's state shows as done */
+    uint64_t redis_errors;      /* lock and state commands that failed */
+    uint64_t kafka_errors;      /* produce attempts that failed (retried) */
+    uint64_t stage_retries;     /* retryable failures given another attempt later */
+    uint64_t retry_now;         /* waiting retries started early by a control message */
+    uint64_t skipped_done;      /* redelivered messages the account's state shows as done */
+    uint64_t resumed;           /* messages that continued a previous holder's progress */
+    uint64_t skipped_committed; /* redelivered messages a previous owner finished in a
+                                 * committed transaction (its offsets' metadata) */
     size_t inflight;
     size_t running, run_waiting; /* working now (at most run.max), waiting for a place */
     size_t run_peak;             /* most ever working at once */

@@ -49,11 +49,13 @@ run_ctest() {
   # them restart the shared services.
   (cd "$dir" && ctest -j"$JOBS" -LE integration --output-on-failure --timeout 300)
   (cd "$dir" && ctest -L integration --output-on-failure --timeout 600)
-  # The chaos run's figures (CTest keeps a passing test's output to itself).
-  if [ -f "$RUN/chaos-summary.txt" ]; then
-    cat "$RUN/chaos-summary.txt"
-    rm -f "$RUN/chaos-summary.txt"
-  fi
+  # The chaos and scale-out runs' figures (CTest keeps a passing test's output to itself).
+  for f in chaos-summary.txt scaleout-summary.txt; do
+    if [ -f "$RUN/$f" ]; then
+      cat "$RUN/$f"
+      rm -f "$RUN/$f"
+    fi
+  done
 }
 
 step "tests"

@@ -137,6 +137,9 @@ typedef struct iam_st_s {
     int probe;           /* this stack is one of the probes (counted in timing.probes) */
     char fail_reason[IAM_REASON_LEN]; /* StackStatusReason of the stack we gave up on */
     char fail_status[IAM_STATUS_LEN];
+    int resumed;                         /* continues what another holder created or updated */
+    long long hint_first;                /* that holder's first-poll estimate (-1: none) */
+    char progress[OB_STACK_ID_LEN + 64]; /* recorded for a new holder (see iam_resume) */
 } iam_st_t;
 
 /* ---- how long this process's creates take (see the header) ---- */
@@ -201,7 +204,7 @@ static void timing_finished(iam_st_t *st)
 {
     if (!st->created_ms)
         return;
-    if (st->probe) {
+    if (st->probe && !st->resumed) {
         timing.ms[timing.next] = (long long)(timing.now() - st->created_ms);
         timing.next = (timing.next + 1) % IAM_SAMPLES;
         if (timing.n < IAM_SAMPLES)
@@ -338,8 +341,12 @@ static long long poll_not_before(iam_st_t *st)
         return 0;
     long long age = (long long)(timing.now() - st->created_ms);
     long long first = ob_stage_iam_first_poll_ms();
+    if (first < 0 && st->resumed)
+        first = st->hint_first; /* what the process that created it had learnt */
     if (first >= 0)
         return age < first ? first - age : 0;
+    if (st->resumed)
+        return 0; /* taken over with nothing learnt anywhere: poll it as before */
     if (timing.probes < IAM_PROBES) {
         st->probe = 1; /* a probe finished: take its place */
         timing.probes++;
@@ -348,6 +355,29 @@ static long long poll_not_before(iam_st_t *st)
     if (age >= IAM_BLIND_MAX_MS)
         return 0;
     return st->poll_ms < IAM_BLIND_MAX_MS - age ? st->poll_ms : IAM_BLIND_MAX_MS - age;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* What a new holder of this request needs to continue (iam_resume): the
+ * stack our create or update answered with, and when the create was. */
+static void note_progress(iam_st_t *st, ob_step_t *out)
+{
+    if (st->acted == A_CREATED)
+        snprintf(st->progress, sizeof(st->progress), "created %llu %s %lld",
+                 (unsigned long long)wall_ms(), st->acted_id[0] ? st->acted_id : "-",
+                 ob_stage_iam_first_poll_ms());
+    else if (st->acted == A_UPDATED)
+        snprintf(st->progress, sizeof(st->progress), "updated 0 %s",
+                 st->acted_id[0] ? st->acted_id : "-");
+    else
+        return;
+    out->progress = st->progress;
 }
 
 /* After our CreateStack was answered. */
@@ -787,6 +817,7 @@ static void on_create(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
         st->acted = A_CREATED;
         reply_stack_id(res, "CreateStack", st->acted_id, sizeof(st->acted_id));
         wait_created(st, out);
+        note_progress(st, out);
         return;
     }
     if (aws_code_is(res, "AlreadyExistsException")) {
@@ -826,6 +857,7 @@ static void on_update(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
         st->acted = A_UPDATED;
         reply_stack_id(res, "UpdateStack", st->acted_id, sizeof(st->acted_id));
         wait_poll(st, out);
+        note_progress(st, out);
         return;
     }
     if (validation_says(res, "No updates are to be performed")) {
@@ -982,6 +1014,35 @@ static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
     describe(st, out); /* a reply nobody asked for: look again */
 }
 
+/* Another holder of this request created or updated the stack (a rebalance
+ * or a kill moved the message here): it is ours, so a complete stack is
+ * handed on without an UpdateStack, and one in progress is first described
+ * when creates take that long, as if this process had created it. */
+static void iam_resume(void *p, const char *progress)
+{
+    iam_st_t *st = p;
+    char what[16], id[OB_STACK_ID_LEN];
+    unsigned long long at = 0;
+    long long first = -1;
+    if (sscanf(progress, "%15s %llu %319s %lld", what, &at, id, &first) < 3)
+        return;
+    if (!strcmp(what, "created"))
+        st->acted = A_CREATED;
+    else if (!strcmp(what, "updated"))
+        st->acted = A_UPDATED;
+    else
+        return;
+    snprintf(st->acted_id, sizeof(st->acted_id), "%s", strcmp(id, "-") ? id : "");
+    st->resumed = 1;
+    st->hint_first = first;
+    if (st->acted == A_CREATED && at > 0) {
+        uint64_t now = timing.now(), wall = wall_ms();
+        uint64_t age = wall > at ? wall - at : 0;
+        st->created_ms = now > age ? now - age : 1;
+        st->pending = P_WAIT; /* the first step waits as a poll would */
+    }
+}
+
 static void iam_clear(void *p)
 {
     iam_st_t *st = p;
@@ -999,4 +1060,5 @@ const ob_stage_ops_t ob_stage_iam = {
     .parse = iam_parse,
     .step = iam_step,
     .clear = iam_clear,
+    .resume = iam_resume,
 };

@@ -178,6 +178,58 @@ static void test_renewal_and_loss(void **state)
     ob_loop_free(loop);
 }
 
+/* A lock taken for a partition: another owner waits, the next holder of the
+ * same partition takes it over at once (the previous one died or lost the
+ * partition), with a higher fence, and the previous holder finds it lost. */
+static void test_takeover_by_the_same_owner(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_redis_t *a = conn(loop), *b = conn(loop);
+    ev_t ea = {0}, eb = {0}, ec = {0};
+    ob_lock_t *la = ob_lock_acquire_as(a, loop, account, 900, "t.iam:3", on_lock, &ea);
+    assert_true(ob_test_run_until(loop, ev_seen, &ea, 5000));
+    assert_int_equal(ea.last, OB_LOCK_ACQUIRED);
+    /* Another partition's holder (or one without an owner) waits. */
+    ob_lock_t *lb = ob_lock_acquire_as(b, loop, account, 900, "t.iam:4", on_lock, &eb);
+    assert_true(ob_test_run_until(loop, ev_seen, &eb, 5000));
+    assert_int_equal(eb.last, OB_LOCK_BUSY);
+    ob_lock_release(lb);
+    memset(&eb, 0, sizeof(eb));
+    lb = ob_lock_acquire(b, loop, account, 900, on_lock, &eb);
+    assert_true(ob_test_run_until(loop, ev_seen, &eb, 5000));
+    assert_int_equal(eb.last, OB_LOCK_BUSY);
+    ob_lock_release(lb);
+    /* A name that only starts like it is another owner. */
+    memset(&eb, 0, sizeof(eb));
+    lb = ob_lock_acquire_as(b, loop, account, 900, "t.iam:", on_lock, &eb);
+    assert_true(ob_test_run_until(loop, ev_seen, &eb, 5000));
+    assert_int_equal(eb.last, OB_LOCK_BUSY);
+    ob_lock_release(lb);
+    /* The partition's next holder. */
+    ob_lock_t *lc = ob_lock_acquire_as(b, loop, account, 900, "t.iam:3", on_lock, &ec);
+    assert_true(ob_test_run_until(loop, ev_seen, &ec, 5000));
+    assert_int_equal(ec.last, OB_LOCK_ACQUIRED);
+    assert_true(ec.fence > ea.fence);
+    assert_int_equal(state_write(loop, b, ec.fence, "taken-over"), OB_OK);
+    assert_int_equal(state_write(loop, a, ea.fence, "stale"), OB_ERR_STATE);
+    /* The previous holder's next renewal (a third of the TTL) finds it lost. */
+    for (int i = 0; i < 20 && ea.n < 2; i++)
+        ob_loop_run_once(loop, 50);
+    assert_int_equal(ea.last, OB_LOCK_LOST);
+    ob_lock_release(la);
+    ob_lock_release(lc);
+    for (int i = 0; i < 5; i++)
+        ob_loop_run_once(loop, 20);
+    cmd_t c;
+    char key[64];
+    snprintf(key, sizeof(key), "ob:{%s}:lock", account);
+    redis_cmd(loop, a, &c, "EXISTS %s", key);
+    assert_int_equal(c.integer, 0);
+    ob_redis_free(a);
+    ob_redis_free(b);
+    ob_loop_free(loop);
+}
+
 int main(void)
 {
     port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
@@ -186,6 +238,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exclusion_and_fencing),
         cmocka_unit_test(test_renewal_and_loss),
+        cmocka_unit_test(test_takeover_by_the_same_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,7 @@ baseline's.
 
   tests/scaleout/scaleout.py [--scenario baseline,scale,roll,kill] [--accounts 2000]
                              [--partitions 12] [--scale 0.2] [--build build]
-                             [--json out.json] [--max-request-ratio 1.05]
+                             [--json out.json] [--summary FILE] [--max-request-ratio 1.05]
 """
 import argparse
 import json
@@ -246,9 +246,14 @@ def run_scenario(name, args, bins, ctl, simbin, services):
         actions = threading.Thread(target=scenario_actions, args=(name, fleet, args.batch_s))
         actions.start()
         while True:
+            # End offsets count transaction markers too: only a hint, the
+            # accounts themselves are counted once it may be enough.
             done = end_offsets(brokers, prefix + "connected") + end_offsets(brokers, prefix + "dlq")
             if done >= n:
-                break
+                done = len(set(topic_keys(brokers, prefix + "connected")) |
+                           set(topic_keys(brokers, prefix + "dlq")))
+                if done >= n:
+                    break
             if time.time() - t0 > args.timeout:
                 break
             time.sleep(0.5)
@@ -298,15 +303,16 @@ def run_scenario(name, args, bins, ctl, simbin, services):
             shutil.rmtree(run, ignore_errors=True)
 
 
-def print_table(results):
-    print("| scenario | wall | AWS requests per account | raw connected events / accounts "
-          "| raw duplicates on hand-off topics | in-flight jobs handed back | lag back to zero |")
-    print("|---|---|---|---|---|---|---|")
+def table(results):
+    lines = ["| scenario | wall | AWS requests per account | raw connected events / accounts "
+             "| raw duplicates on hand-off topics | in-flight jobs handed back | lag back to zero |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         hand = sum(v for t, v in r["raw_duplicates"].items() if t != "connected")
-        print("| %s | %.1f s | %.2f | %d / %d | %d | %d | %s |" % (
+        lines.append("| %s | %.1f s | %.2f | %d / %d | %d | %d | %s |" % (
             r["scenario"], r["wall_s"], r["aws_requests_per_account"], r["connected_raw"],
             r["accounts"], hand, r["handed_back"], "yes" if r["lag_zero"] else "NO"))
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -319,6 +325,7 @@ def main():
                     help="how long the baseline batch takes: the scenarios act at fractions of it")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--json")
+    ap.add_argument("--summary", help="append the table to this file")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--max-request-ratio", type=float,
                     help="fail when a scenario's AWS requests per account exceed this multiple of the baseline's")
@@ -329,9 +336,12 @@ def main():
     for p in list(bins.values()) + [ctl, simbin]:
         if not os.access(p, os.X_OK):
             sys.exit("scaleout: %s is missing: build first" % p)
-    for tool in ("kcat", "redis-cli"):
+    for tool in ("kcat", "redis-cli", "java", "mvn"):
         if not shutil.which(tool):
-            sys.exit("scaleout: %s is missing (scripts/deps.sh installs it)" % tool)
+            if os.environ.get("OB_TEST_REQUIRE_SERVICES") == "1":
+                sys.exit("scaleout: %s is missing (scripts/deps.sh installs it)" % tool)
+            print("scaleout: SKIPPED: %s is missing (scripts/deps.sh installs it)" % tool)
+            return 77
     services = os.path.join(ROOT, "scripts", "services.sh")
     results = []
     for name in args.scenario.split(","):
@@ -339,7 +349,11 @@ def main():
             (name, args.accounts, args.partitions, args.scale))
         results.append(run_scenario(name, args, bins, ctl, simbin, services))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "events"}), flush=True)
-    print_table(results)
+    print(table(results), end="")
+    if args.summary:
+        with open(args.summary, "a") as f:
+            f.write("scale-out run (%d accounts, %d partitions, aws-typical x %g):\n%s" % (
+                args.accounts, args.partitions, args.scale, table(results)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

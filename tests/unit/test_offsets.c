@@ -27,6 +27,43 @@ static void test_out_of_order_completion(void **state)
     ob_offsets_free(t);
 }
 
+/* What finished above the committable offset, as the bitmap a transaction's
+ * offset metadata carries; and the committable offset itself. */
+static void test_done_map(void **state)
+{
+    ob_offsets_t *t = ob_offsets_new();
+    unsigned char map[4];
+    assert_int_equal(ob_offsets_committable(t, "a", 0), -1);
+    assert_int_equal(ob_offsets_done_map(t, "a", 0, 0, map, sizeof(map)), 0);
+    for (int64_t o = 100; o < 140; o++)
+        assert_int_equal(ob_offsets_add(t, "a", 0, o), OB_OK);
+    assert_int_equal(ob_offsets_committable(t, "a", 0), 100);
+    assert_int_equal(ob_offsets_done_map(t, "a", 0, 100, map, sizeof(map)), 0);
+    int64_t c;
+    assert_int_equal(ob_offsets_done(t, "a", 0, 101, &c), 0);
+    assert_int_equal(ob_offsets_done(t, "a", 0, 109, &c), 0);
+    assert_int_equal(ob_offsets_done(t, "a", 0, 132, &c), 0); /* beyond 4 bytes from 100 */
+    assert_int_equal(ob_offsets_done_map(t, "a", 0, 100, map, sizeof(map)), 2);
+    assert_int_equal(map[0], 0x02); /* 101 */
+    assert_int_equal(map[1], 0x02); /* 109 */
+    /* A larger map takes 132 too; a map from another base shifts. */
+    unsigned char big[8];
+    assert_int_equal(ob_offsets_done_map(t, "a", 0, 100, big, sizeof(big)), 5);
+    assert_int_equal(big[4], 0x01); /* bit 32 */
+    assert_int_equal(ob_offsets_done_map(t, "a", 0, 101, big, sizeof(big)), 4);
+    assert_int_equal(big[0], 0x01);
+    assert_int_equal(big[1], 0x01);
+    assert_int_equal(big[3], 0x80);
+    /* 100 finishes: the committable offset moves past 101 to 102. */
+    assert_int_equal(ob_offsets_done(t, "a", 0, 100, &c), 1);
+    assert_int_equal(c, 102);
+    assert_int_equal(ob_offsets_committable(t, "a", 0), 102);
+    assert_int_equal(ob_offsets_done_map(t, "a", 0, 102, map, sizeof(map)), 4);
+    assert_int_equal(map[0], 0x80); /* 109 */
+    assert_int_equal(map[3], 0x40); /* 132 */
+    ob_offsets_free(t);
+}
+
 static void test_gaps_and_partitions(void **state)
 {
     ob_offsets_t *t = ob_offsets_new();
@@ -93,6 +130,7 @@ int main(void)
         cmocka_unit_test(test_out_of_order_completion),
         cmocka_unit_test(test_gaps_and_partitions),
         cmocka_unit_test(test_random_against_model),
+        cmocka_unit_test(test_done_map),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ob_awsproto.h"
 #include "ob_retry.h"
@@ -1255,6 +1256,99 @@ static void test_polls_from_the_learned_create_time(void **state)
     ob_stage_iam_timing_reset(NULL);
 }
 
+static unsigned long long wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+/* Resumed from `progress` (a stack created 5 s ago, 20 s expected): the
+ * first step waits the 15 s left, then the stack is handed on. */
+static void resumed_waits_15s(const char *payload, const char *progress, const char *ext)
+{
+    run_t r;
+    start(&r, payload, 2);
+    ob_stage_iam.resume(r.st, progress);
+    ob_step_t *s = step(&r, NULL);
+    assert_int_equal(s->kind, OB_STEP_WAIT);
+    assert_true(s->wait_ms > 14000 && s->wait_ms <= 15000);
+    fake_now += s->wait_ms;
+    complete(&r, ext); /* handed on, no UpdateStack */
+    finish(&r);
+}
+
+/* A new holder of a request (after a rebalance or a kill) continues what the
+ * previous one recorded: the stack it created is its own (handed on when
+ * complete, no UpdateStack), first described when creates take that long. */
+static void test_resume_from_recorded_progress(void **state)
+{
+    (void)state;
+    fake_now = 9000000;
+    ob_stage_iam_timing_reset(fake_clock);
+    run_t a;
+    char ext[33];
+    ob_step_t *s = created(&a, "req-resume", ext);
+    expect_wait(s);
+    assert_non_null(s->progress);
+    char progress[512];
+    snprintf(progress, sizeof(progress), "%s", s->progress);
+    assert_true(!strncmp(progress, "created ", 8));
+    assert_non_null(strstr(progress, STACK_ID));
+    assert_null(strstr(progress, ext)); /* never the ExternalId */
+    finish(&a);
+
+    /* Nothing learnt in this process yet: described at once, then polled. */
+    char *p = handoff("new", "req-resume", NULL);
+    run_t b;
+    start(&b, p, 2);
+    ob_stage_iam.resume(b.st, progress);
+    expect_describe(step(&b, NULL));
+    char *x = stack_xml(STACK_ID, "CREATE_IN_PROGRESS", NULL, ext, BUCKET, NULL);
+    ob_aws_result_t busy = reply("DescribeStacks", x);
+    expect_wait(step(&b, &busy));
+    free(x);
+    complete(&b, ext); /* CREATE_COMPLETE: handed on, no UpdateStack */
+    finish(&b);
+
+    /* Nothing learnt here, but the creating process had an estimate (20 s,
+     * in the progress): a stack created 5 s ago waits 15 s. */
+    snprintf(progress, sizeof(progress), "created %llu %s 20000", wall_now_ms() - 5000, STACK_ID);
+    resumed_waits_15s(p, progress, ext);
+    assert_int_equal(ob_stage_iam_first_poll_ms(), -1);
+
+    /* With an estimate (3 probes at 20 s): a stack created 5 s ago waits 15 s. */
+    for (int i = 0; i < 3; i++) {
+        run_t r;
+        char e[33];
+        uint64_t t0 = fake_now;
+        expect_wait(created(&r, "req-sample", e));
+        fake_now = t0 + 20000;
+        complete(&r, e);
+        finish(&r);
+    }
+    assert_int_equal(ob_stage_iam_first_poll_ms(), 20000);
+    snprintf(progress, sizeof(progress), "created %llu %s", wall_now_ms() - 5000, STACK_ID);
+    resumed_waits_15s(p, progress, ext);
+    assert_int_equal(ob_stage_iam_first_poll_ms(), 20000); /* no sample from it */
+
+    /* An update recorded by the previous holder: UPDATE_COMPLETE of that
+     * stack is handed on. Unreadable progress is ignored. */
+    run_t d;
+    start(&d, p, 2);
+    ob_stage_iam.resume(d.st, "garbage");
+    ob_stage_iam.resume(d.st, "updated 0 " STACK_ID);
+    expect_describe(step(&d, NULL));
+    x = stack_xml(STACK_ID, "UPDATE_COMPLETE", NULL, ext, BUCKET, BE_ROLE);
+    ob_aws_result_t upd = reply("DescribeStacks", x);
+    ob_stage_msg_t m = expect_done(step(&d, &upd), "new", ext, STACK_ID);
+    ob_stage_msg_clear(&m);
+    free(x);
+    finish(&d);
+    free(p);
+    ob_stage_iam_timing_reset(NULL);
+}
+
 static void test_waiting_without_estimate_is_bounded(void **state)
 {
     (void)state;
@@ -1435,6 +1529,7 @@ int main(void)
         cmocka_unit_test(test_polling_and_bad_replies_are_bounded),
         cmocka_unit_test(test_polls_from_the_learned_create_time),
         cmocka_unit_test(test_waiting_without_estimate_is_bounded),
+        cmocka_unit_test(test_resume_from_recorded_progress),
         cmocka_unit_test(test_configuration_and_input),
         cmocka_unit_test(test_template),
     };
