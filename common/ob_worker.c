@@ -1309,6 +1309,21 @@ static void record_progress(job_t *j, const char *progress)
     ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, NULL, NULL);
 }
 
+/* A job given up in the middle of its stage (its partition revoked, the
+ * worker stopping): what it achieved is recorded for the next holder, before
+ * its lock is released (in that order, on one connection). */
+static void job_hand_back(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    if (j->phase == PH_RUNNING && j->lock && j->st && w->stage->snapshot) {
+        const char *progress = w->stage->snapshot(j->st);
+        if (progress && progress[0])
+            record_progress(j, progress);
+    }
+    acct_release(j, 0);
+    job_free(j);
+}
+
 static void job_execute(job_t *j, ob_step_t *s)
 {
     ob_worker_t *w = j->w;
@@ -1871,8 +1886,7 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
                  * it: it finishes (without touching offsets) and frees itself. */
                 j->detached = 1;
             } else {
-                acct_release(j, 0);
-                job_free(j);
+                job_hand_back(j);
             }
         }
         j = next;
@@ -2370,8 +2384,7 @@ ob_err_t ob_worker_run(ob_worker_t *w)
             /* Finishes through its pending callback below. */
             j->detached = 1;
         } else {
-            acct_release(j, 0);
-            job_free(j);
+            job_hand_back(j);
         }
         j = next;
     }

@@ -119,6 +119,10 @@ typedef struct ob_stage_s {
     /* Optional: before the first step, what an earlier holder of this
      * request at this stage recorded as its progress (never ""). */
     void (*resume)(void *st, const char *progress);
+    /* Optional: the progress to record when the message is handed back in
+     * the middle of the stage (its partition revoked, the worker stopping),
+     * for resume() in the next holder; NULL: nothing worth recording. */
+    const char *(*snapshot)(void *st);
 } ob_stage_ops_t;
 
 /* Release what a step owns (the request, emit). */

@@ -32,6 +32,7 @@ typedef struct bucket_st_s {
     bstep_t next;
     char started_at[OB_TIME_LEN];
     int calls;
+    char progress[32];
 } bucket_st_t;
 
 static const char *partition_of(const char *role_arn)
@@ -214,6 +215,27 @@ static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
     next_call(st, out);
 }
 
+/* Handed back after some of its calls: the next holder of this request
+ * goes on from the first one not done (they are PUTs of fixed documents, so
+ * this only saves calls). */
+static const char *bucket_snapshot(void *p)
+{
+    bucket_st_t *st = p;
+    if (st->req.mode == OB_MODE_EXISTING || st->next <= B_CREATE || st->next >= B_DONE)
+        return NULL;
+    snprintf(st->progress, sizeof(st->progress), "bucket-calls-done %d", (int)st->next);
+    return st->progress;
+}
+
+static void bucket_resume(void *p, const char *progress)
+{
+    bucket_st_t *st = p;
+    int done = 0;
+    if (st->req.mode == OB_MODE_NEW && sscanf(progress, "bucket-calls-done %d", &done) == 1 &&
+        done > B_CREATE && done < B_DONE)
+        st->next = (bstep_t)done;
+}
+
 static void bucket_clear(void *p)
 {
     bucket_st_t *st = p;
@@ -228,4 +250,6 @@ const ob_stage_ops_t ob_stage_bucket = {
     .parse = bucket_parse,
     .step = bucket_step,
     .clear = bucket_clear,
+    .resume = bucket_resume,
+    .snapshot = bucket_snapshot,
 };

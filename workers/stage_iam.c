@@ -137,8 +137,10 @@ typedef struct iam_st_s {
     int probe;           /* this stack is one of the probes (counted in timing.probes) */
     char fail_reason[IAM_REASON_LEN]; /* StackStatusReason of the stack we gave up on */
     char fail_status[IAM_STATUS_LEN];
-    int resumed;                         /* continues what another holder created or updated */
-    long long hint_first;                /* that holder's first-poll estimate (-1: none) */
+    int resumed;           /* continues what another holder created or updated */
+    long long hint_first;  /* that holder's first-poll estimate (-1: none) */
+    uint64_t created_wall; /* wall clock ms of the create (0: not known) */
+    int seen_busy; /* a taken-over stack was seen in progress: its create time is a fair sample */
     char progress[OB_STACK_ID_LEN + 64]; /* recorded for a new holder (see iam_resume) */
 } iam_st_t;
 
@@ -204,7 +206,7 @@ static void timing_finished(iam_st_t *st)
 {
     if (!st->created_ms)
         return;
-    if (st->probe && !st->resumed) {
+    if (st->probe && (!st->resumed || st->seen_busy)) {
         timing.ms[timing.next] = (long long)(timing.now() - st->created_ms);
         timing.next = (timing.next + 1) % IAM_SAMPLES;
         if (timing.n < IAM_SAMPLES)
@@ -345,8 +347,9 @@ static long long poll_not_before(iam_st_t *st)
         first = st->hint_first; /* what the process that created it had learnt */
     if (first >= 0)
         return age < first ? first - age : 0;
-    if (st->resumed)
-        return 0; /* taken over with nothing learnt anywhere: poll it as before */
+    /* Nothing learnt anywhere yet: a probe if there is a place (a taken-over
+     * stack too: its sample counts if it is seen in progress first), else
+     * wait without a call for the probes to teach us. */
     if (timing.probes < IAM_PROBES) {
         st->probe = 1; /* a probe finished: take its place */
         timing.probes++;
@@ -368,11 +371,16 @@ static uint64_t wall_ms(void)
  * stack our create or update answered with, and when the create was. */
 static void note_progress(iam_st_t *st, ob_step_t *out)
 {
-    if (st->acted == A_CREATED)
+    if (st->acted == A_CREATED) {
+        if (!st->created_wall)
+            st->created_wall = wall_ms();
+        long long first = ob_stage_iam_first_poll_ms();
         snprintf(st->progress, sizeof(st->progress), "created %llu %s %lld",
-                 (unsigned long long)wall_ms(), st->acted_id[0] ? st->acted_id : "-",
-                 ob_stage_iam_first_poll_ms());
-    else if (st->acted == A_UPDATED)
+                 (unsigned long long)st->created_wall, st->acted_id[0] ? st->acted_id : "-",
+                 first >= 0    ? first
+                 : st->resumed ? st->hint_first
+                               : -1);
+    } else if (st->acted == A_UPDATED)
         snprintf(st->progress, sizeof(st->progress), "updated 0 %s",
                  st->acted_id[0] ? st->acted_id : "-");
     else
@@ -681,6 +689,7 @@ static void on_seen(iam_st_t *st, ob_step_t *out)
     if (!ends_with(st->seen.status, "_IN_PROGRESS") || st->acted != A_CREATED)
         timing_finished(st);
     if (ends_with(st->seen.status, "_IN_PROGRESS")) {
+        st->seen_busy = 1;
         if (st->waited_ms >= IAM_MAX_WAIT_MS) {
             ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
                          "stack %s is still %s after %lld minutes", st->stack_name, st->seen.status,
@@ -816,6 +825,7 @@ static void on_create(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
     if (res->err == OB_OK) {
         st->acted = A_CREATED;
         reply_stack_id(res, "CreateStack", st->acted_id, sizeof(st->acted_id));
+        st->created_wall = wall_ms();
         wait_created(st, out);
         note_progress(st, out);
         return;
@@ -1035,12 +1045,24 @@ static void iam_resume(void *p, const char *progress)
     snprintf(st->acted_id, sizeof(st->acted_id), "%s", strcmp(id, "-") ? id : "");
     st->resumed = 1;
     st->hint_first = first;
+    st->created_wall = at;
     if (st->acted == A_CREATED && at > 0) {
         uint64_t now = timing.now(), wall = wall_ms();
         uint64_t age = wall > at ? wall - at : 0;
         st->created_ms = now > age ? now - age : 1;
         st->pending = P_WAIT; /* the first step waits as a poll would */
     }
+}
+
+/* Handed back mid-stage: what it created or updated, with what this process
+ * has learnt of how long creates take by now. */
+static const char *iam_snapshot(void *p)
+{
+    iam_st_t *st = p;
+    ob_step_t scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    note_progress(st, &scratch);
+    return scratch.progress;
 }
 
 static void iam_clear(void *p)
@@ -1061,4 +1083,5 @@ const ob_stage_ops_t ob_stage_iam = {
     .step = iam_step,
     .clear = iam_clear,
     .resume = iam_resume,
+    .snapshot = iam_snapshot,
 };

@@ -280,6 +280,9 @@ def run_scenario(name, args, bins, ctl, simbin, services):
             "scenario": name, "accounts": n, "partitions": args.partitions, "scale": args.scale,
             "wall_s": round(wall, 1),
             "aws_requests_per_account": round(stats.get("requests", 0) / n, 2),
+            "aws_requests_per_account_by_api": {
+                k: round(v / n, 2) for k, v in sorted((stats.get("counts") or {}).items())
+                if isinstance(v, (int, float)) and v},
             "connected_raw": len(connected), "connected_accounts": len(set(connected)),
             "dead_letters": len(keys["dlq"]),
             "accounts_missing": n - len(accounts),

@@ -265,6 +265,56 @@ static void test_bad_input(void **state)
     }
 }
 
+/* Handed back after CreateBucket and PutBucketPolicy: the snapshot says so,
+ * and the next holder goes on with PutPublicAccessBlock. Nothing to record
+ * before the first call is answered; nonsense is ignored. */
+static void test_hand_back_and_resume(void **state)
+{
+    run_t a;
+    ob_step_t s;
+    memset(&s, 0, sizeof(s));
+    char *p = request("new", "eu-west-1", NULL);
+    assert_int_equal(start(&a, p, &s), OB_OK);
+    assert_null(ob_stage_bucket.snapshot(a.st));
+    ob_stage_bucket.step(a.st, NULL, &s);
+    expect_call(&s, "CreateBucket", "");
+    ob_step_clear(&s);
+    assert_null(ob_stage_bucket.snapshot(a.st)); /* its call is not answered yet */
+    ob_aws_result_t ok = ok_result();
+    ob_stage_bucket.step(a.st, &ok, &s);
+    expect_call(&s, "PutBucketPolicy", "policy");
+    ob_step_clear(&s);
+    ob_stage_bucket.step(a.st, &ok, &s);
+    expect_call(&s, "PutPublicAccessBlock", "publicAccessBlock");
+    ob_step_clear(&s);
+    char progress[64];
+    snprintf(progress, sizeof(progress), "%s", ob_stage_bucket.snapshot(a.st));
+    finish(&a);
+
+    run_t b;
+    assert_int_equal(start(&b, p, &s), OB_OK);
+    ob_stage_bucket.resume(b.st, "nonsense");
+    ob_stage_bucket.resume(b.st, "bucket-calls-done 99");
+    ob_stage_bucket.resume(b.st, progress);
+    ob_stage_bucket.step(b.st, NULL, &s);
+    expect_call(&s, "PutPublicAccessBlock", "publicAccessBlock");
+    ob_step_clear(&s);
+    ob_stage_bucket.step(b.st, &ok, &s);
+    expect_call(&s, "PutBucketEncryption", "encryption");
+    ob_step_clear(&s);
+    finish(&b);
+
+    /* Without it, a new holder starts over with CreateBucket. */
+    run_t c;
+    assert_int_equal(start(&c, p, &s), OB_OK);
+    ob_stage_bucket.resume(c.st, "bucket-calls-done 99");
+    ob_stage_bucket.step(c.st, NULL, &s);
+    expect_call(&s, "CreateBucket", "");
+    ob_step_clear(&s);
+    finish(&c);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_bucket_errors),
         cmocka_unit_test(test_existing_account_goes_to_iam),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_hand_back_and_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

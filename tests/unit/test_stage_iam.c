@@ -1296,9 +1296,14 @@ static void test_resume_from_recorded_progress(void **state)
     assert_true(!strncmp(progress, "created ", 8));
     assert_non_null(strstr(progress, STACK_ID));
     assert_null(strstr(progress, ext)); /* never the ExternalId */
+    /* Handed back later: the same stack and create time. */
+    const char *snap = ob_stage_iam.snapshot(a.st);
+    assert_non_null(snap);
+    assert_int_equal(strncmp(snap, progress, strlen(progress) - 3), 0);
     finish(&a);
 
-    /* Nothing learnt in this process yet: described at once, then polled. */
+    /* Nothing learnt in this process yet: a probe, described at once, then
+     * polled; seen in progress first, its create time is a sample (20 s). */
     char *p = handoff("new", "req-resume", NULL);
     run_t b;
     start(&b, p, 2);
@@ -1308,6 +1313,7 @@ static void test_resume_from_recorded_progress(void **state)
     ob_aws_result_t busy = reply("DescribeStacks", x);
     expect_wait(step(&b, &busy));
     free(x);
+    fake_now += 20000;
     complete(&b, ext); /* CREATE_COMPLETE: handed on, no UpdateStack */
     finish(&b);
 
@@ -1317,7 +1323,8 @@ static void test_resume_from_recorded_progress(void **state)
     resumed_waits_15s(p, progress, ext);
     assert_int_equal(ob_stage_iam_first_poll_ms(), -1);
 
-    /* With an estimate (3 probes at 20 s): a stack created 5 s ago waits 15 s. */
+    /* With an estimate (3 more probes at 20 s): a stack created 5 s ago waits
+     * 15 s (and, polled at the estimate, is no sample). */
     for (int i = 0; i < 3; i++) {
         run_t r;
         char e[33];
