@@ -10,6 +10,8 @@
 #   scripts/services.sh stop RUNDIR
 #   scripts/services.sh env RUNDIR        # prints export lines for the tests
 #   scripts/services.sh restart-redis RUNDIR | restart-kafka RUNDIR
+#   scripts/services.sh start RUNDIR kafka_cluster   # three brokers (RF 3, min ISR 2)
+#   scripts/services.sh kill-broker RUNDIR N | start-broker RUNDIR N   # N: 1-3
 #
 # Readiness is asked of the services themselves (kcat -L, redis-cli PING),
 # never assumed after a sleep.
@@ -119,6 +121,116 @@ PROPS
   log "Kafka ready at 127.0.0.1:$port (pid $(cat "$dir/pid"))"
 }
 
+# A cluster of three KRaft brokers (combined broker and controller roles),
+# replication factor 3 and min.insync.replicas 2, so that one broker can be
+# killed mid-run: leaders move and transactional producers carry on.
+cluster_node_dir() { echo "$1/kcluster/n$2"; }
+
+start_kafka_cluster() {
+  local base=$1/kcluster
+  kafka_jars
+  mkdir -p "$base"
+  local n voters=""
+  for n in 1 2 3; do
+    local d; d=$(cluster_node_dir "$1" $n)
+    mkdir -p "$d"
+    if [ ! -f "$d/port" ]; then
+      free_port >"$d/port"
+      free_port >"$d/cport"
+    fi
+    voters="$voters${voters:+,}$n@127.0.0.1:$(cat "$d/cport")"
+  done
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$base/cluster.id" ]; then
+    java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1 >"$base/cluster.id"
+  fi
+  for n in 1 2 3; do
+    local d; d=$(cluster_node_dir "$1" $n)
+    cat >"$d/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=$n
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(cat "$d/port"),CONTROLLER://127.0.0.1:$(cat "$d/cport")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(cat "$d/port")
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$d/data
+num.partitions=${OB_TEST_KAFKA_PARTITIONS:-4}
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+unclean.leader.election.enable=false
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=24
+PROPS
+    cp "$HERE/kafka/log4j.properties" "$d/log4j.properties" 2>/dev/null ||
+      printf 'log4j.rootLogger=WARN, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\nlog4j.appender.stdout.layout=org.apache.log4j.PatternLayout\nlog4j.appender.stdout.layout.ConversionPattern=[%%d] %%p %%m (%%c)%%n\n' >"$d/log4j.properties"
+    if [ ! -f "$d/data/meta.properties" ]; then
+      java -cp "$cp" -Dlog4j.configuration="file:$d/log4j.properties" kafka.tools.StorageTool \
+        format -t "$(cat "$base/cluster.id")" -c "$d/server.properties" >"$d/format.log" 2>&1
+    fi
+  done
+  for n in 1 2 3; do start_cluster_broker "$1" $n nowait; done
+  local all
+  all=$(cluster_bootstrap "$1")
+  local deadline=$((SECONDS + 180))
+  until [ "$(kcat -b "$all" -L -m 2 2>/dev/null | grep -c '^  broker [0-9]')" = 3 ]; do
+    if [ $SECONDS -ge $deadline ]; then
+      log "the Kafka cluster at $all did not come up with three brokers"
+      tail -20 "$(cluster_node_dir "$1" 1)/broker.log" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+  log "Kafka cluster ready at $all"
+}
+
+cluster_bootstrap() {
+  local n out=""
+  for n in 1 2 3; do out="$out${out:+,}127.0.0.1:$(cat "$(cluster_node_dir "$1" $n)/port")"; done
+  echo "$out"
+}
+
+start_cluster_broker() {
+  local d; d=$(cluster_node_dir "$1" "$2")
+  local cp="$KAFKA_LIBS/*"
+  nohup java -Xmx512m -Xms256m -XX:+UseSerialGC -Dlog4j.configuration="file:$d/log4j.properties" \
+    -cp "$cp" kafka.Kafka "$d/server.properties" >>"$d/broker.log" 2>&1 &
+  echo $! >"$d/pid"
+  [ "${3:-}" = nowait ] || wait_kafka "127.0.0.1:$(cat "$d/port")" 120
+}
+
+kill_cluster_broker() {
+  local d; d=$(cluster_node_dir "$1" "$2")
+  [ -f "$d/pid" ] || return 0
+  kill -9 "$(cat "$d/pid")" 2>/dev/null || true
+  rm -f "$d/pid"
+}
+
+stop_kafka_cluster() {
+  local n
+  [ -d "$1/kcluster" ] || return 0
+  for n in 1 2 3; do
+    local d; d=$(cluster_node_dir "$1" $n)
+    [ -f "$d/pid" ] || continue
+    local pid; pid=$(cat "$d/pid")
+    kill "$pid" 2>/dev/null || true
+  done
+  for n in 1 2 3; do
+    local d; d=$(cluster_node_dir "$1" $n)
+    [ -f "$d/pid" ] || continue
+    local pid; pid=$(cat "$d/pid")
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$d/pid"
+  done
+}
+
 stop_kafka() {
   local dir=$1/kafka
   [ -f "$dir/pid" ] || return 0
@@ -181,6 +293,7 @@ stop_moto() {
 print_env() {
   local run=$1
   [ -f "$run/kafka/port" ] && echo "export OB_TEST_KAFKA_BROKERS=127.0.0.1:$(cat "$run/kafka/port")"
+  [ -d "$run/kcluster" ] && echo "export OB_TEST_KAFKA_BROKERS=$(cluster_bootstrap "$run")"
   if [ -f "$run/kafka/sport" ]; then
     echo "export OB_TEST_KAFKA_TLS_BROKERS=127.0.0.1:$(cat "$run/kafka/sport")"
     echo "export OB_TEST_KAFKA_TLS_CA=$run/kafka/tls/ca.pem"
@@ -199,11 +312,13 @@ case "$cmd" in
   start)
     what=("$@"); [ ${#what[@]} -gt 0 ] || what=(kafka redis moto)
     for w in "${what[@]}"; do "start_$w" "$run"; done ;;
-  stop) stop_moto "$run"; stop_redis "$run"; stop_kafka "$run" ;;
+  stop) stop_moto "$run"; stop_redis "$run"; stop_kafka "$run"; stop_kafka_cluster "$run" ;;
   env) print_env "$run" ;;
   restart-redis) stop_redis "$run"; start_redis "$run" ;;
   restart-kafka) stop_kafka "$run"; start_kafka "$run" ;;
   stop-redis) stop_redis "$run" ;;
+  kill-broker) kill_cluster_broker "$run" "$1" ;;
+  start-broker) start_cluster_broker "$run" "$1" ;;
   start-redis) start_redis "$run" ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
 esac

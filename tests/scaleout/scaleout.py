@@ -15,6 +15,10 @@ replicas:
             stopped with SIGTERM, one at a time), all stages at once
   kill      two replicas per stage, one replica of every stage SIGKILLed and
             a new one started in its place
+  broker    two replicas per stage on a cluster of three brokers (replication
+            factor 3, min.insync.replicas 2): one broker SIGKILLed mid-batch
+            and started again later (with --brokers 3; the other scenarios run
+            on one broker, or on the cluster with --brokers 3)
 
 It waits until every account is connected or dead-lettered and the lag of
 every group is back to zero, stops the workers, and checks what an operator
@@ -171,7 +175,7 @@ class Fleet:
         return total
 
 
-def scenario_actions(name, fleet, batch_s):
+def scenario_actions(name, fleet, batch_s, services=None, run=None):
     """The scenario's timeline, run in a thread while the batch goes on."""
     q = batch_s / 4.0
     if name == "scale":
@@ -203,6 +207,13 @@ def scenario_actions(name, fleet, batch_s):
         for s in STAGES:
             fleet.stop(s, random.randrange(2), signal.SIGKILL, wait=False)
             fleet.start(s)
+    elif name == "broker":
+        time.sleep(q)
+        sh([services, "kill-broker", run, "2"])
+        fleet.note("SIGKILLed broker 2")
+        time.sleep(2 * q)
+        sh([services, "start-broker", run, "2"])
+        fleet.note("broker 2 back")
 
 
 def run_scenario(name, args, bins, ctl, simbin, services):
@@ -212,7 +223,9 @@ def run_scenario(name, args, bins, ctl, simbin, services):
     fleet = None
     try:
         os.environ["OB_TEST_KAFKA_PARTITIONS"] = str(args.partitions)
-        sh([services, "start", run, "kafka", "redis"])
+        if name == "broker" and args.brokers != 3:
+            sys.exit("scaleout: the broker scenario needs --brokers 3")
+        sh([services, "start", run, "kafka_cluster" if args.brokers == 3 else "kafka", "redis"])
         senv = dict(l.replace("export ", "", 1).split("=", 1)
                     for l in sh([services, "env", run]).splitlines() if l.startswith("export "))
         brokers = senv["OB_TEST_KAFKA_BROKERS"]
@@ -243,7 +256,8 @@ def run_scenario(name, args, bins, ctl, simbin, services):
         t0 = time.time()
         subprocess.run([ctl, "enqueue", reqs, "--format", "jsonl"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        actions = threading.Thread(target=scenario_actions, args=(name, fleet, args.batch_s))
+        actions = threading.Thread(target=scenario_actions,
+                                   args=(name, fleet, args.batch_s, services, run))
         actions.start()
         while True:
             # End offsets count transaction markers too: only a hint, the
@@ -278,6 +292,7 @@ def run_scenario(name, args, bins, ctl, simbin, services):
         accounts = set(connected) | set(keys["dlq"])
         result = {
             "scenario": name, "accounts": n, "partitions": args.partitions, "scale": args.scale,
+            "brokers": args.brokers,
             "wall_s": round(wall, 1),
             "aws_requests_per_account": round(stats.get("requests", 0) / n, 2),
             "aws_requests_per_account_by_api": {
@@ -324,6 +339,7 @@ def main():
     ap.add_argument("--accounts", type=int, default=2000)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--scale", type=float, default=0.2)
+    ap.add_argument("--brokers", type=int, default=1, choices=[1, 3])
     ap.add_argument("--batch-s", type=float, default=14.0,
                     help="how long the baseline batch takes: the scenarios act at fractions of it")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
