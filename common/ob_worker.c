@@ -935,10 +935,6 @@ static void job_finish(job_t *j)
             hdrs = NULL;
         }
         free(dlq);
-        if (e == OB_OK && !w->txn) {
-            w->stats.dead_letters++;
-            w->stats.dead_letters_by_class[(unsigned)last_of(j)->fail_class % 4]++;
-        }
     } else if (last_of(j)->emit) {
         char topic[256];
         snprintf(topic, sizeof(topic), "%s%s", w->cfg->topic_prefix, last_of(j)->emit_topic);
@@ -975,10 +971,8 @@ static void count_outcome(ob_worker_t *w, job_t *j)
     w->stats.produced++;
     if (j->failed) {
         w->stats.failed++;
-        if (w->txn) {
-            w->stats.dead_letters++;
-            w->stats.dead_letters_by_class[(unsigned)last_of(j)->fail_class % 4]++;
-        }
+        w->stats.dead_letters++;
+        w->stats.dead_letters_by_class[(unsigned)last_of(j)->fail_class % 4]++;
     } else {
         w->stats.done++;
     }
@@ -1322,6 +1316,27 @@ static void job_hand_back(job_t *j)
     }
     acct_release(j, 0);
     job_free(j);
+}
+
+/* A job whose partition is being given up (revoked, or the worker
+ * stopping): one whose outcome is on its way (produced, being committed or
+ * recorded) finishes through its pending callback, without touching offsets;
+ * one whose output is in no transaction yet is dropped (after an abort it
+ * was marked finished: its partition is frozen); any other is handed back
+ * with its progress. */
+static void job_let_go(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    if (w->txn && j->phase == PH_EMITTING) {
+        if (j->offset_done)
+            freeze(w, j->topic, j->partition);
+        acct_release(j, 0);
+        job_free(j);
+    } else if (j->phase == PH_EMITTING || j->phase == PH_FINISHING || j->phase == PH_COMMITTING) {
+        j->detached = 1;
+    } else {
+        job_hand_back(j);
+    }
 }
 
 static void job_execute(job_t *j, ob_step_t *s)
@@ -1784,6 +1799,27 @@ static void job_begin(job_t *j)
     job_start_lock(j);
 }
 
+/* Revoked partitions: nothing of them is tracked any more. */
+static void partitions_forget(ob_worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++)
+        ob_offsets_forget(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
+    table_forget(w->pend, &w->npend, parts);
+    table_forget(w->marked, &w->nmarked, parts);
+    table_forget(w->frozen, &w->nfrozen, parts);
+    table_forget(w->stale, &w->nstale, parts);
+    for (size_t i = 0; i < w->nskips;) {
+        int gone = 0;
+        for (int k = 0; k < parts->cnt && !gone; k++)
+            gone = parts->elems[k].partition == w->skips[i].partition &&
+                   !strcmp(parts->elems[k].topic, w->skips[i].topic);
+        if (gone)
+            skip_drop(w, i);
+        else
+            i++;
+    }
+}
+
 static int same_partition(const job_t *j, const rd_kafka_topic_partition_list_t *parts)
 {
     for (int i = 0; i < parts->cnt; i++)
@@ -1826,8 +1862,6 @@ static void txn_revoke(ob_worker_t *w, const rd_kafka_topic_partition_list_t *pa
                 "revocation: the commit under way did not end within 15 s (Kafka unreachable?)");
     }
     w->revoking = NULL;
-    table_forget(w->pend, &w->npend, parts);
-    table_forget(w->frozen, &w->nfrozen, parts);
 }
 
 static void on_rebalance(ob_kconsumer_t *c, int assigned,
@@ -1857,16 +1891,6 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
             skips_load(w, parts);
         return;
     }
-    for (size_t i = 0; i < w->nskips;) {
-        int gone = 0;
-        for (int k = 0; k < parts->cnt && !gone; k++)
-            gone = parts->elems[k].partition == w->skips[i].partition &&
-                   !strcmp(parts->elems[k].topic, w->skips[i].topic);
-        if (gone)
-            skip_drop(w, i);
-        else
-            i++;
-    }
     if (w->txn && !w->freeing)
         txn_revoke(w, parts);
     /* Drop the revoked partitions' work; queued jobs of other accounts stay. */
@@ -1876,18 +1900,7 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
         job_t *next = j->next;
         if (!j->detached && same_partition(j, parts)) {
             dropped++;
-            if (w->txn && j->phase == PH_EMITTING) {
-                /* Its output is in no transaction yet: nothing went out. */
-                acct_release(j, 0);
-                job_free(j);
-            } else if (j->phase == PH_EMITTING || j->phase == PH_FINISHING ||
-                       j->phase == PH_COMMITTING) {
-                /* A produce acknowledgement or a state write still refers to
-                 * it: it finishes (without touching offsets) and frees itself. */
-                j->detached = 1;
-            } else {
-                job_hand_back(j);
-            }
+            job_let_go(j);
         }
         j = next;
     }
@@ -1907,10 +1920,7 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
             }
         }
     }
-    for (int i = 0; i < parts->cnt; i++)
-        ob_offsets_forget(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
-    table_forget(w->marked, &w->nmarked, parts);
-    table_forget(w->stale, &w->nstale, parts);
+    partitions_forget(w, parts);
     if (dropped)
         ob_logf(OB_LOG_INFO, "worker", "revoked partitions: %zu messages handed back", dropped);
 }
@@ -2374,18 +2384,7 @@ ob_err_t ob_worker_run(ob_worker_t *w)
     while (j) {
         job_t *next = j->next;
         handed_back++;
-        if (w->txn && j->phase == PH_EMITTING) {
-            if (j->offset_done) /* sent again after an abort, and not taken */
-                freeze(w, j->topic, j->partition);
-            acct_release(j, 0);
-            job_free(j);
-        } else if (j->phase == PH_EMITTING || j->phase == PH_FINISHING ||
-                   j->phase == PH_COMMITTING) {
-            /* Finishes through its pending callback below. */
-            j->detached = 1;
-        } else {
-            job_hand_back(j);
-        }
+        job_let_go(j);
         j = next;
     }
     if (w->producer)

@@ -24,6 +24,7 @@ typedef struct ctx_s {
     int delivered, delivery_errors;
     int received;
     int assigned;
+    int revocations;
     int skip_store_partition; /* -1: store everything */
     int per_partition[16];
     ob_kconsumer_t *c;
@@ -87,6 +88,7 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
 {
     ctx_t *ctx = arg;
     ctx->assigned += assigned ? parts->cnt : -parts->cnt;
+    ctx->revocations += !assigned;
 }
 
 static ob_kconsumer_t *consumer(ob_loop_t *loop, ctx_t *ctx, const char *group, ob_cfg_kv_t *kv)
@@ -246,6 +248,35 @@ static void test_pause_resume(void **state)
     want_t w2 = {&ctx, NMSG + 20};
     assert_true(ob_test_run_until(loop, received_n, &w2, 30000));
     assert_int_equal(ctx.received, NMSG + 20);
+    ob_kconsumer_close(c);
+    ob_kconsumer_free(c);
+    ob_cfg_kv_free(&kv);
+    ob_loop_free(loop);
+}
+
+/* A member with nothing to consume still polls: librdkafka would otherwise
+ * take it as stuck after max.poll.interval.ms and make it leave the group
+ * (its partitions revoked). */
+static void test_idle_member_stays(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    char group[160];
+    snprintf(group, sizeof(group), "%s.g5", topic);
+    ob_cfg_kv_t kv = kafka_conf();
+    /* The least librdkafka takes: session.timeout.ms (6 s here). */
+    ob_cfg_kv_set(&kv, "max.poll.interval.ms", "6000");
+    ctx_t ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.skip_store_partition = -1;
+    ob_kconsumer_t *c = consumer(loop, &ctx, group, &kv);
+    assert_true(ob_test_run_until(loop, has_assignment, &ctx, 30000));
+    want_t w = {&ctx, NMSG + 20}; /* everything there is, then idle */
+    assert_true(ob_test_run_until(loop, received_n, &w, 30000));
+    int assigned = ctx.assigned;
+    for (int i = 0; i < 120; i++) /* 12 s idle: twice the interval */
+        ob_loop_run_once(loop, 100);
+    assert_int_equal(ctx.revocations, 0); /* never left the group */
+    assert_int_equal(ctx.assigned, assigned);
     ob_kconsumer_close(c);
     ob_kconsumer_free(c);
     ob_cfg_kv_free(&kv);
@@ -463,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_produce_consume_commit),
         cmocka_unit_test(test_unstored_messages_come_back),
         cmocka_unit_test(test_pause_resume),
+        cmocka_unit_test(test_idle_member_stays),
         cmocka_unit_test(test_transactions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
