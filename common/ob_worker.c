@@ -87,11 +87,12 @@ typedef struct job_s {
     int http_attempts;
     ob_timer_t *timer;
     int lock_attempts;
-    int skipped;       /* already done: nothing was run */
-    uint64_t t_start;  /* loop time the stage first ran (0: not yet) */
-    int64_t ts_ms;     /* the message's Kafka timestamp (-1: none) */
-    int attempts;      /* AWS and HTTP calls made (all stage attempts) */
-    int stage_attempt; /* this stage's attempt for this request (1-based, kept in Redis) */
+    int state_attempts; /* tries of the outcome's state write */
+    int skipped;        /* already done: nothing was run */
+    uint64_t t_start;   /* loop time the stage first ran (0: not yet) */
+    int64_t ts_ms;      /* the message's Kafka timestamp (-1: none) */
+    int attempts;       /* AWS and HTTP calls made (all stage attempts) */
+    int stage_attempt;  /* this stage's attempt for this request (1-based, kept in Redis) */
     char first_failure[OB_TIME_LEN];
     acct_t *acct;
     struct job_s *acct_next; /* queued behind the account's active job */
@@ -776,12 +777,17 @@ static void job_complete(job_t *j)
 }
 
 static void http_attempt(job_t *j);
+static void write_state(job_t *j);
 
 static void timer_fired(ob_timer_t *t, void *arg)
 {
     job_t *j = arg;
     if (j->phase == PH_EMITTING) {
         job_finish(j); /* produce retry: no place needed */
+        return;
+    }
+    if (j->phase == PH_FINISHING) {
+        write_state(j); /* the outcome's record, again */
         return;
     }
     /* Shutting down: a job that waits long (a stack poll, a stage retry)
@@ -807,9 +813,22 @@ static void job_continue(job_t *j)
 
 /* ---- finishing: produce, then state, then release ---- */
 
+#define STATE_WRITE_TRIES 10
+
 static void on_state_written(ob_err_t err, void *arg)
 {
     job_t *j = arg;
+    if (err != OB_OK && err != OB_ERR_STATE && !j->w->freeing &&
+        ++j->state_attempts < STATE_WRITE_TRIES) {
+        /* Redis away or restarting: the outcome is out, its record must
+         * follow, or the account's state would say it never happened (the
+         * message is committed: nobody comes back to it). */
+        j->w->stats.redis_errors++;
+        if (!j->timer)
+            j->timer = ob_timer_new(j->w->loop, timer_fired, j);
+        ob_timer_start(j->timer, 200 * (uint64_t)j->state_attempts);
+        return;
+    }
     if (err == OB_ERR_STATE)
         ob_logkv(OB_LOG_WARN, "worker", "state write fenced out: a newer holder has the account",
                  "account", j->plan.account_id, NULL);
