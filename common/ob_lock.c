@@ -13,8 +13,9 @@
 #include "ob_log.h"
 
 /* On success: {fence, the state's request_id, stage, stage_attempts, status,
- * progress} (what a previous holder recorded, so a redelivered message
- * continues its count and its stage's work). */
+ * progress, input} (what a previous holder recorded, so a redelivered message
+ * continues its count and its stage's work, and is told from another message
+ * of the same request). */
 static const char ACQUIRE[] =
     "local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) "
     "if not won and ARGV[3] ~= '' then "
@@ -26,8 +27,8 @@ static const char ACQUIRE[] =
     "if won then "
     "  local f = redis.call('INCR', KEYS[2]) "
     "  local s = redis.call('HMGET', KEYS[3], 'request_id', 'stage', 'stage_attempts', "
-    "'status', 'progress') "
-    "  return {f, s[1], s[2], s[3], s[4], s[5]} "
+    "'status', 'progress', 'input') "
+    "  return {f, s[1], s[2], s[3], s[4], s[5], s[6]} "
     "end "
     "return {-redis.call('PTTL', KEYS[1])}";
 static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -52,6 +53,7 @@ struct ob_lock_s {
     int prior_attempts;
     char prior_status[32];
     char prior_progress[512];
+    char prior_input[320];
     char token[300]; /* [owner "|"] 32 hex */
     long ttl_ms;
     uint64_t fence;
@@ -117,6 +119,8 @@ static void on_acquire(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
                 reply_str(reply->element[4], l->prior_status, sizeof(l->prior_status));
             if (reply->elements >= 6)
                 reply_str(reply->element[5], l->prior_progress, sizeof(l->prior_progress));
+            if (reply->elements >= 7)
+                reply_str(reply->element[6], l->prior_input, sizeof(l->prior_input));
         }
         ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
         l->cb(l, OB_LOCK_ACQUIRED, l->fence, 0, OB_OK, l->arg);
@@ -239,6 +243,11 @@ const char *ob_lock_prior_status(const ob_lock_t *l)
 const char *ob_lock_prior_progress(const ob_lock_t *l)
 {
     return l->prior_progress;
+}
+
+const char *ob_lock_prior_input(const ob_lock_t *l)
+{
+    return l->prior_input;
 }
 
 void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts)

@@ -62,6 +62,9 @@ const char *ob_lock_prior_status(const ob_lock_t *l);
  * stack it created and when...), for a new holder to continue ("" when
  * absent). */
 const char *ob_lock_prior_progress(const ob_lock_t *l);
+/* And the input message whose outcome it records ("TOPIC:PARTITION:OFFSET",
+ * "" when absent). */
+const char *ob_lock_prior_input(const ob_lock_t *l);
 
 /* Write fields of ob:{ACCOUNT}:state if `fence` is not lower than the fence
  * stored there. fields: NULL-terminated name, value, name, value... The

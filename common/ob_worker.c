@@ -5,6 +5,9 @@
  *   NEW -> (queued behind the account's current job) -> LOCKING -> RUNNING
  *   (CALL / WAIT steps) -> EMITTING (produce, wait for the broker's ack) ->
  *   FINISHING (state write) -> freed, offset marked done.
+ * With output transactions the outcome is recorded first:
+ *   RUNNING -> RECORDING (state write) -> EMITTING (produce into the open
+ *   transaction) -> COMMITTING (its offset goes with it) -> freed.
  * Jobs of one account run one at a time in arrival order (same key, same
  * partition); jobs of different accounts run concurrently, up to the window.
  *
@@ -44,6 +47,7 @@ typedef enum phase_e {
     PH_RUNNING,
     PH_EMITTING,
     PH_FINISHING,
+    PH_RECORDING, /* outcome being recorded before its output (output.transactions) */
     PH_COMMITTING /* output in a transaction not committed yet (output.transactions) */
 } phase_t;
 
@@ -88,6 +92,8 @@ typedef struct job_s {
     ob_timer_t *timer;
     int lock_attempts;
     int state_attempts; /* tries of the outcome's state write */
+    int state_inflight; /* the outcome's state write awaits its reply (PH_RECORDING) */
+    int recorded;       /* the outcome is in the account's state (PH_RECORDING done) */
     int skipped;        /* already done: nothing was run */
     uint64_t t_start;   /* loop time the stage first ran (0: not yet) */
     int64_t ts_ms;      /* the message's Kafka timestamp (-1: none) */
@@ -778,6 +784,7 @@ static void job_complete(job_t *j)
 
 static void http_attempt(job_t *j);
 static void write_state(job_t *j);
+static void record_outcome(job_t *j);
 
 static void timer_fired(ob_timer_t *t, void *arg)
 {
@@ -788,6 +795,10 @@ static void timer_fired(ob_timer_t *t, void *arg)
     }
     if (j->phase == PH_FINISHING) {
         write_state(j); /* the outcome's record, again */
+        return;
+    }
+    if (j->phase == PH_RECORDING) {
+        record_outcome(j);
         return;
     }
     /* Shutting down: a job that waits long (a stack poll, a stage retry)
@@ -840,18 +851,15 @@ static void on_state_written(ob_err_t err, void *arg)
     job_complete(j);
 }
 
-static void write_state(job_t *j)
+/* The outcome's fields in the account's state, in `fields` (NULL-terminated;
+ * `now`, `attempts` and `input` hold the strings they point to). */
+static void outcome_fields(job_t *j, const char **fields, size_t max, char now[OB_TIME_LEN],
+                           char attempts[16], char input[320])
 {
     ob_worker_t *w = j->w;
-    j->phase = PH_FINISHING;
-    if (!j->plan.account_id[0] || !j->fence) {
-        job_complete(j);
-        return;
-    }
-    char now[OB_TIME_LEN], attempts[16];
     now_iso(now);
-    snprintf(attempts, sizeof(attempts), "%d", j->stage_attempt);
-    const char *fields[48];
+    snprintf(attempts, 16, "%d", j->stage_attempt);
+    snprintf(input, 320, "%s:%d:%lld", j->topic, (int)j->partition, (long long)j->offset);
     size_t n = 0;
     fields[n++] = "stage";
     fields[n++] = w->stage->name;
@@ -863,6 +871,8 @@ static void write_state(job_t *j)
     fields[n++] = j->plan.request_id;
     fields[n++] = "stage_attempts";
     fields[n++] = attempts;
+    fields[n++] = "input";
+    fields[n++] = input;
     if (j->failed) {
         fields[n++] = "error_class";
         fields[n++] = ob_dlq_class_name(last_of(j)->fail_class);
@@ -874,14 +884,32 @@ static void write_state(job_t *j)
         fields[n++] = "error_code";
         fields[n++] = "";
     }
-    fields[n++] = "progress"; /* the stage is over: nothing to continue */
-    fields[n++] = "";
+    if (j->failed || !w->txn) {
+        /* The stage is over: nothing to continue. (A success recorded
+         * before its transaction commits keeps it: if the transaction
+         * aborts, whoever redoes the message continues from it.) */
+        fields[n++] = "progress";
+        fields[n++] = "";
+    }
     const ob_step_t *last = last_of(j);
-    for (size_t i = 0; i < 16 && last->state[i] && last->state[i + 1] && n + 2 < 47; i += 2) {
+    for (size_t i = 0; i < 16 && last->state[i] && last->state[i + 1] && n + 3 < max; i += 2) {
         fields[n++] = last->state[i];
         fields[n++] = last->state[i + 1];
     }
     fields[n] = NULL;
+}
+
+static void write_state(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    j->phase = PH_FINISHING;
+    if (!j->plan.account_id[0] || !j->fence) {
+        job_complete(j);
+        return;
+    }
+    char now[OB_TIME_LEN], attempts[16], input[320];
+    const char *fields[52];
+    outcome_fields(j, fields, sizeof(fields) / sizeof(fields[0]), now, attempts, input);
     if (ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, on_state_written, j) !=
         OB_OK) {
         job_complete(j);
@@ -891,6 +919,66 @@ static void write_state(job_t *j)
         ob_lock_release(j->lock);
         j->lock = NULL;
     }
+}
+
+/* output.transactions: the outcome is recorded before its output joins the
+ * open transaction, and nothing is written after the commit. A worker killed
+ * between a commit and a later write would leave the state behind forever
+ * (the message is committed: nobody comes back to it); recorded first, the
+ * state can only be ahead of an output that is then aborted, and an aborted
+ * output's message is always delivered again (its offset was in the same
+ * transaction), to whoever redoes it and records it again. */
+static void on_recorded(ob_err_t err, void *arg)
+{
+    job_t *j = arg;
+    ob_worker_t *w = j->w;
+    j->state_inflight = 0;
+    if (j->detached || w->freeing) {
+        /* Let go meanwhile: nothing was produced, the message comes again. */
+        acct_release(j, 0);
+        job_free(j);
+        return;
+    }
+    if (err != OB_OK && err != OB_ERR_STATE) {
+        /* Redis away: nothing moves without it anyway (locks), so keep
+         * trying; a revocation or a shutdown lets the job go meanwhile. */
+        w->stats.redis_errors++;
+        if (w->stopping) {
+            acct_release(j, 0);
+            job_free(j);
+            return;
+        }
+        j->state_attempts++;
+        if (!j->timer)
+            j->timer = ob_timer_new(w->loop, timer_fired, j);
+        ob_timer_start(j->timer,
+                       (uint64_t)(j->state_attempts < 10 ? 200 * j->state_attempts : 2000));
+        return;
+    }
+    if (err == OB_ERR_STATE)
+        ob_logkv(OB_LOG_WARN, "worker", "state write fenced out: a newer holder has the account",
+                 "account", j->plan.account_id, NULL);
+    j->recorded = 1;
+    if (j->lock) {
+        ob_lock_release(j->lock);
+        j->lock = NULL;
+    }
+    job_finish(j);
+}
+
+static void record_outcome(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    j->phase = PH_RECORDING;
+    char now[OB_TIME_LEN], attempts[16], input[320];
+    const char *fields[52];
+    outcome_fields(j, fields, sizeof(fields) / sizeof(fields[0]), now, attempts, input);
+    if (ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, on_recorded, j) ==
+        OB_OK) {
+        j->state_inflight = 1;
+        return;
+    }
+    on_recorded(OB_ERR_REDIS, j);
 }
 
 static void produce_failed_later(job_t *j, const char *why)
@@ -905,8 +993,12 @@ static void produce_failed_later(job_t *j, const char *why)
 static void job_finish(job_t *j)
 {
     ob_worker_t *w = j->w;
-    j->phase = PH_EMITTING;
     slot_give(j);
+    if (w->txn && !j->recorded && j->plan.account_id[0] && j->fence) {
+        record_outcome(j);
+        return;
+    }
+    j->phase = PH_EMITTING;
     char err[512] = "";
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
     const char *key = j->plan.account_id[0] ? j->plan.account_id : j->key;
@@ -965,7 +1057,10 @@ static void job_finish(job_t *j)
         hdrs = NULL;
     } else {
         rd_kafka_headers_destroy(hdrs);
-        write_state(j);
+        if (j->recorded)
+            job_complete(j);
+        else
+            write_state(j);
         return;
     }
     if (hdrs)
@@ -1104,9 +1199,8 @@ static void on_txn(ob_kproducer_t *p, const ob_ktxn_result_t *res, void *arg)
             list = j->txn_next;
             j->txn_next = NULL;
             count_outcome(w, j);
-            /* Recorded in the account's state, then the lock released (in
-             * that order, on one connection), as after a delivery. */
-            write_state(j);
+            /* Recorded before it was produced (record_outcome). */
+            job_complete(j);
         }
         return;
     }
@@ -1351,7 +1445,11 @@ static void job_let_go(job_t *j)
             freeze(w, j->topic, j->partition);
         acct_release(j, 0);
         job_free(j);
-    } else if (j->phase == PH_EMITTING || j->phase == PH_FINISHING || j->phase == PH_COMMITTING) {
+    } else if (j->phase == PH_RECORDING && !j->state_inflight) {
+        acct_release(j, 0); /* waiting to try its record again: nothing produced */
+        job_free(j);
+    } else if (j->phase == PH_EMITTING || j->phase == PH_FINISHING || j->phase == PH_RECORDING ||
+               j->phase == PH_COMMITTING) {
         j->detached = 1;
     } else {
         job_hand_back(j);
@@ -1441,7 +1539,13 @@ static int stage_rank(const char *name)
 /* Whether the account's state (read when the lock was taken) shows that this
  * request already went through this stage: a later stage has it, or this
  * stage finished it (done, connected, or dead-lettered). A replay resets the
- * status to "replayed", so a replayed message always runs. */
+ * status to "replayed", so a replayed message always runs.
+ *
+ * With output transactions, an outcome is recorded before its transaction
+ * commits, and a committed message is not delivered again (its offset, or
+ * the finished-offsets map beside it, says so): this very message recorded
+ * as finished here means its transaction was aborted, so it is redone.
+ * Another message of the same request (sent twice) is still skipped. */
 static int already_done(const ob_worker_t *w, const ob_lock_t *l, const job_t *j)
 {
     const char *rid, *stage;
@@ -1455,8 +1559,16 @@ static int already_done(const ob_worker_t *w, const ob_lock_t *l, const job_t *j
         return 0;
     if (have > ours)
         return !!strcmp(status, "replayed");
-    return have == ours &&
-           (!strcmp(status, "done") || !strcmp(status, "connected") || !strcmp(status, "failed"));
+    if (have != ours || (strcmp(status, "done") != 0 && strcmp(status, "connected") != 0 &&
+                         strcmp(status, "failed") != 0))
+        return 0;
+    if (w->txn) {
+        char input[320];
+        snprintf(input, sizeof(input), "%s:%d:%lld", j->topic, (int)j->partition,
+                 (long long)j->offset);
+        return strcmp(ob_lock_prior_input(l), input) != 0;
+    }
+    return 1;
 }
 
 static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry_ms, ob_err_t err,
@@ -2436,7 +2548,7 @@ void ob_worker_free(ob_worker_t *w)
     while (j) {
         job_t *next = j->next;
         j->detached = 1;
-        if (j->phase != PH_FINISHING) {
+        if (j->phase != PH_FINISHING && j->phase != PH_RECORDING) {
             acct_release(j, 0);
             job_free(j);
         }

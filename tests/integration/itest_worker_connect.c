@@ -17,7 +17,11 @@
  * the ExternalId, never the secret); the state in Redis. Round 2: a role that
  * appears only after the first AssumeRole was denied (IAM's eventual
  * consistency) connects on the second try. Round 3: the same hand-off again
- * gives a second event with the same idempotency key.
+ * is skipped; replayed, it gives a second event with the same idempotency
+ * key. Round 4: with Redis taking no writes once the Billing Engine has the
+ * event, the event is not out before its state says so. Round 5: a message
+ * that the state records as finished (its transaction aborted) is done
+ * again; another message of the same request is still skipped.
  */
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -175,7 +179,8 @@ static char *handoff(int i, int round)
     return json;
 }
 
-static void produce_handoffs(ob_loop_t *loop, const int *members, int n, int round)
+static void produce_handoffs_to(ob_loop_t *loop, const int *members, int n, int round,
+                                int32_t partition)
 {
     ob_cfg_kv_t kv = {0};
     kafka_defaults(&kv);
@@ -187,14 +192,38 @@ static void produce_handoffs(ob_loop_t *loop, const int *members, int n, int rou
     for (int k = 0; k < n; k++) {
         acct_of(members[k], acct);
         char *body = handoff(members[k], round);
-        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
-                                           body, strlen(body), NULL, NULL, NULL, 0),
+        assert_int_equal(ob_kproducer_send(p, topic, partition, acct, strlen(acct), body,
+                                           strlen(body), NULL, NULL, NULL, 0),
                          OB_OK);
         free(body);
     }
     assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
     ob_kproducer_free(p);
     ob_cfg_kv_free(&kv);
+}
+
+static void produce_handoffs(ob_loop_t *loop, const int *members, int n, int round)
+{
+    produce_handoffs_to(loop, members, n, round, RD_KAFKA_PARTITION_UA);
+}
+
+/* Where partition 0 of the connect topic ends: the offset of its next message. */
+static int64_t p0_end(ob_loop_t *loop)
+{
+    ob_cfg_kv_t kv = {0};
+    kafka_defaults(&kv);
+    ob_kproducer_opts_t po = {.kafka = &kv};
+    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
+    assert_non_null(p);
+    char topic[128];
+    snprintf(topic, sizeof(topic), "%sconnect", prefix);
+    int64_t lo = 0, hi = 0;
+    assert_int_equal(
+        rd_kafka_query_watermark_offsets(ob_kproducer_handle(p), topic, 0, &lo, &hi, 10000),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
+    ob_kproducer_free(p);
+    ob_cfg_kv_free(&kv);
+    return hi;
 }
 
 /* ---- the Billing Engine ---- */
@@ -204,6 +233,9 @@ typedef struct billing_s {
     int posts, answered_503, refused_400, bad;
     int flaky_done;
     char last_bad[256];
+    redisContext *pause_rc; /* round 4: pause Redis's writes on the next POST */
+    uint64_t paused_at;     /* loop time of that pause (0: none yet) */
+    ob_loop_t *loop;
 } billing_t;
 
 static void reject(billing_t *b, ob_httpd_conn_t *conn, int status, const char *why)
@@ -277,6 +309,14 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
     }
     json_array_append_new(arr,
                           json_pack("{s:s, s:s%}", "key", key, "body", req->body, req->body_len));
+    if (b->pause_rc && !b->paused_at) {
+        /* The event is accepted: the job's outcome is all that is left, and
+         * Redis takes no write for the next 1.5 s. */
+        redisReply *r = redisCommand(b->pause_rc, "CLIENT PAUSE 1500 WRITE");
+        assert_true(r && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        b->paused_at = ob_loop_update_time(b->loop);
+    }
     ob_hdrs_t h = {0};
     ob_hdrs_add(&h, "Content-Type", "application/json");
     ob_httpd_respond(conn, 202, &h, "{\"ok\":true}", 11);
@@ -288,6 +328,10 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
 typedef struct seen_s {
     json_t *connected, *dlq; /* account -> array of payload strings */
     int total;               /* accounts seen */
+    redisContext *rc;        /* round 4: the account's state, read as each event is seen */
+    int ahead;               /* events seen before their state said so */
+    uint64_t seen_at;        /* loop time the last event was seen */
+    ob_loop_t *loop;
 } seen_t;
 
 static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
@@ -305,6 +349,21 @@ static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
     }
     json_array_append_new(arr, json_stringn(m->payload, m->len));
     ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+    if (s->rc && bucket == s->connected) {
+        /* Whoever sees the event must find it in the account's state. */
+        ob_connected_t ev;
+        ob_msg_error_t me;
+        redisReply *r = redisCommand(s->rc, "HMGET ob:{%s}:state status request_id", key);
+        assert_true(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+        if (ob_connected_parse(m->payload, m->len, &ev, &me) != OB_OK ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            strcmp(r->element[0]->str, "connected") != 0 ||
+            r->element[1]->type != REDIS_REPLY_STRING ||
+            strcmp(r->element[1]->str, ev.request_id) != 0)
+            s->ahead++;
+        freeReplyObject(r);
+        s->seen_at = ob_loop_update_time(s->loop);
+    }
 }
 
 typedef struct want_s {
@@ -492,7 +551,7 @@ static void test_connect_worker(void **state)
     if (!w)
         fail_msg("worker: %s", err);
 
-    seen_t seen = {json_object(), json_object(), 0};
+    seen_t seen = {.connected = json_object(), .dlq = json_object()};
     ob_cfg_kv_t kv = {0};
     kafka_defaults(&kv);
     char tc[128], td[128], group[160];
@@ -618,6 +677,70 @@ static void test_connect_worker(void **state)
     assert_int_equal(json_array_size(got), 2);
     assert_string_equal(str_at(json_array_get(got, 1), "key", NULL), key1);
     assert_int_equal(bill.bad, 0);
+
+    /* Round 4: the outcome is recorded before the event is out. Redis
+     * takes no write for 1.5 s from the moment the Billing Engine accepts
+     * the event: the event must not be seen before that, nor before the
+     * account's state names its request (a worker killed between an event
+     * committed and its state written would leave the state behind for
+     * good). */
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
+    json_object_clear(seen.connected);
+    seen.total = 0;
+    seen.rc = rc;
+    seen.loop = loop;
+    bill.pause_rc = rc;
+    bill.loop = loop;
+    int member2[] = {2};
+    produce_handoffs(loop, member2, 1, 4);
+    assert_true(ob_test_run_until(loop, got_all, &want, 60000));
+    printf("round 4: the event seen %llu ms after Redis stopped taking writes for 1500 ms\n",
+           (unsigned long long)(seen.seen_at - bill.paused_at));
+    assert_true(bill.paused_at > 0);
+    assert_int_equal(seen.ahead, 0);
+    assert_true(seen.seen_at >= bill.paused_at + 1400);
+    char acct2[16];
+    acct_of(2, acct2);
+    assert_int_equal(json_array_size(json_object_get(seen.connected, acct2)), 1);
+    assert_int_equal(json_array_size(json_object_get(bill.accepted, acct2)), 2); /* rounds 1, 4 */
+    expect_state(rc, 2, "status", "connected");
+    seen.rc = NULL;
+    bill.pause_rc = NULL;
+
+    /* Round 5: the state says connected for this very message (its outcome
+     * was recorded, its transaction then aborted): done again. The same
+     * hand-off sent once more (another message of the request) is skipped. */
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
+    json_object_clear(seen.connected);
+    seen.total = 0;
+    char acct3[16], rid3[128], input[256];
+    acct_of(3, acct3);
+    snprintf(rid3, sizeof(rid3), "%sr5-3", prefix);
+    ob_worker_get_stats(w, &before);
+    char topic_in[128];
+    snprintf(topic_in, sizeof(topic_in), "%sconnect", prefix);
+    /* Written before the message exists: the worker may take it at once. */
+    snprintf(input, sizeof(input), "%s:0:%lld", topic_in, (long long)p0_end(loop));
+    rr =
+        redisCommand(rc, "HSET ob:{%s}:state stage connect status connected request_id %s input %s",
+                     acct3, rid3, input);
+    assert_non_null(rr);
+    freeReplyObject(rr);
+    int member3[] = {3};
+    produce_handoffs_to(loop, member3, 1, 5, 0);
+    assert_true(ob_test_run_until(loop, got_all, &want, 60000));
+    assert_int_equal(json_array_size(json_object_get(seen.connected, acct3)), 1);
+    assert_int_equal(json_array_size(json_object_get(bill.accepted, acct3)), 2); /* rounds 1, 5 */
+    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
+    expect_state(rc, 3, "input", input);
+    ob_worker_get_stats(w, &after);
+    assert_int_equal(after.skipped_done, before.skipped_done);
+    produce_handoffs_to(loop, member3, 1, 5, 0);
+    skipped_t sk5 = {w, after.skipped_done};
+    assert_true(ob_test_run_until(loop, skipped_one, &sk5, 60000));
+    ob_test_run_until(loop, never, NULL, 500);
+    assert_int_equal(json_array_size(json_object_get(seen.connected, acct3)), 1);
+    assert_int_equal(json_array_size(json_object_get(bill.accepted, acct3)), 2);
 
     redisFree(rc);
     ob_kconsumer_close(collector);
