@@ -26,11 +26,26 @@ typedef struct wake_s {
     ob_timer_t *more; /* continue a partial drain */
 } wake_t;
 
+/* A partition's end and the group's committed offset in it, as the brokers
+ * last said (end -1: not known; committed -1: none, -2: not known). */
+typedef struct end_s {
+    char *topic;
+    int32_t partition;
+    int64_t end;
+    int64_t committed;
+} end_t;
+
 struct ob_kconsumer_s {
     ob_loop_t *loop;
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
     wake_t wake;
+    rd_kafka_queue_t *aq; /* ListOffsets results */
+    wake_t awake;
+    int ends_asked; /* ListOffsets and ListConsumerGroupOffsets out */
+    char *group;
+    end_t *ends;
+    size_t nends, cap_ends;
     ob_timer_t *keepalive; /* polls an idle consumer (max.poll.interval.ms) */
     ob_kconsumer_msg_cb *on_message;
     ob_kconsumer_rebalance_cb *on_rebalance;
@@ -254,6 +269,176 @@ static void consumer_more(ob_timer_t *t, void *arg)
     consumer_drain(arg);
 }
 
+/* ---- partition ends ---- */
+
+static end_t *end_find(ob_kconsumer_t *c, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < c->nends; i++)
+        if (c->ends[i].partition == partition && !strcmp(c->ends[i].topic, topic))
+            return &c->ends[i];
+    return NULL;
+}
+
+static end_t *end_get(ob_kconsumer_t *c, const char *topic, int32_t partition)
+{
+    end_t *e = end_find(c, topic, partition);
+    if (!e) {
+        if (c->nends == c->cap_ends) {
+            size_t cap = c->cap_ends ? c->cap_ends * 2 : 16;
+            end_t *n = realloc(c->ends, cap * sizeof(*n));
+            if (!n)
+                return NULL;
+            c->ends = n;
+            c->cap_ends = cap;
+        }
+        char *t = strdup(topic);
+        if (!t)
+            return NULL;
+        e = &c->ends[c->nends++];
+        e->topic = t;
+        e->partition = partition;
+        e->end = -1;
+        e->committed = -2;
+    }
+    return e;
+}
+
+static void ends_drain(ob_kconsumer_t *c)
+{
+    rd_kafka_event_t *ev;
+    while ((ev = rd_kafka_queue_poll(c->aq, 0))) {
+        if (rd_kafka_event_error(ev))
+            ob_logkv(OB_LOG_DEBUG, "kafka", "listing partition offsets failed", "error",
+                     rd_kafka_event_error_string(ev), NULL);
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_LISTOFFSETS_RESULT) {
+            c->ends_asked--;
+            const rd_kafka_ListOffsets_result_t *res = rd_kafka_event_ListOffsets_result(ev);
+            size_t n = 0;
+            const rd_kafka_ListOffsetsResultInfo_t **infos =
+                res ? rd_kafka_ListOffsets_result_infos(res, &n) : NULL;
+            for (size_t i = 0; i < n; i++) {
+                const rd_kafka_topic_partition_t *tp =
+                    rd_kafka_ListOffsetsResultInfo_topic_partition(infos[i]);
+                end_t *e = tp && !tp->err ? end_get(c, tp->topic, tp->partition) : NULL;
+                if (e && tp->offset > e->end)
+                    e->end = tp->offset;
+            }
+        } else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT) {
+            c->ends_asked--;
+            const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+                rd_kafka_event_ListConsumerGroupOffsets_result(ev);
+            size_t n = 0;
+            const rd_kafka_group_result_t **groups =
+                res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
+            for (size_t g = 0; g < n; g++) {
+                const rd_kafka_topic_partition_list_t *l =
+                    rd_kafka_group_result_error(groups[g])
+                        ? NULL
+                        : rd_kafka_group_result_partitions(groups[g]);
+                for (int i = 0; l && i < l->cnt; i++) {
+                    const rd_kafka_topic_partition_t *tp = &l->elems[i];
+                    end_t *e = tp->err ? NULL : end_get(c, tp->topic, tp->partition);
+                    if (e)
+                        e->committed = tp->offset >= 0 ? tp->offset : -1;
+                }
+            }
+        }
+        rd_kafka_event_destroy(ev);
+    }
+}
+
+static void ends_wake(ob_io_t *io, int fd, unsigned events, void *arg)
+{
+    wake_drain_pipe(fd);
+    ends_drain(arg);
+}
+
+static void ends_more(ob_timer_t *t, void *arg)
+{
+    ends_drain(arg);
+}
+
+ob_err_t ob_kconsumer_refresh_ends(ob_kconsumer_t *c)
+{
+    if (c->ends_asked || c->closed)
+        return OB_OK;
+    rd_kafka_topic_partition_list_t *own = NULL;
+    if (rd_kafka_assignment(c->rk, &own) || !own)
+        return OB_ERR_KAFKA;
+    if (own->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(own);
+        return OB_OK;
+    }
+    for (int i = 0; i < own->cnt; i++)
+        own->elems[i].offset = RD_KAFKA_OFFSET_SPEC_LATEST;
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(c->rk, RD_KAFKA_ADMIN_OP_LISTOFFSETS);
+    char err[256];
+    rd_kafka_error_t *e =
+        o ? rd_kafka_AdminOptions_set_isolation_level(o, RD_KAFKA_ISOLATION_LEVEL_READ_COMMITTED)
+          : NULL;
+    if (e)
+        rd_kafka_error_destroy(e);
+    if (o)
+        rd_kafka_AdminOptions_set_request_timeout(o, 10000, err, sizeof(err));
+    if (o) {
+        rd_kafka_ListOffsets(c->rk, own, o, c->aq);
+        c->ends_asked++;
+        rd_kafka_AdminOptions_destroy(o);
+    }
+    /* Where the group stands: a partition paused before its first fetch has
+     * no consumer position yet. */
+    rd_kafka_AdminOptions_t *go =
+        rd_kafka_AdminOptions_new(c->rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+    rd_kafka_ListConsumerGroupOffsets_t *req =
+        go && c->group ? rd_kafka_ListConsumerGroupOffsets_new(c->group, own) : NULL;
+    if (req) {
+        e = rd_kafka_AdminOptions_set_require_stable_offsets(go, 1);
+        if (e)
+            rd_kafka_error_destroy(e);
+        rd_kafka_AdminOptions_set_request_timeout(go, 10000, err, sizeof(err));
+        rd_kafka_ListConsumerGroupOffsets(c->rk, &req, 1, go, c->aq);
+        c->ends_asked++;
+        rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    }
+    if (go)
+        rd_kafka_AdminOptions_destroy(go);
+    rd_kafka_topic_partition_list_destroy(own);
+    return o ? OB_OK : OB_ERR_NOMEM;
+}
+
+int64_t ob_kconsumer_start(ob_kconsumer_t *c, const char *topic, int32_t partition)
+{
+    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(pos, topic, partition);
+    int64_t next = -1;
+    if (rd_kafka_position(c->rk, pos) == RD_KAFKA_RESP_ERR_NO_ERROR && pos->elems[0].offset >= 0)
+        next = pos->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(pos);
+    if (next >= 0)
+        return next;
+    const end_t *e = end_find(c, topic, partition);
+    if (e && e->committed >= 0)
+        return e->committed;
+    /* Nothing committed: the consumer starts at the log's start. */
+    int64_t lo = -1, hi = -1;
+    if (e && e->committed == -1 &&
+        rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        lo >= 0)
+        return lo;
+    return -1;
+}
+
+int64_t ob_kconsumer_end(ob_kconsumer_t *c, const char *topic, int32_t partition)
+{
+    int64_t lo = -1, hi = -1;
+    if (rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        hi = -1;
+    const end_t *e = end_find(c, topic, partition);
+    return e && e->end > hi ? e->end : hi;
+}
+
 ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opts, char *errstr,
                                  size_t errstr_size)
 {
@@ -293,7 +478,9 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
     c->on_rebalance = opts->on_rebalance;
     c->arg = opts->arg;
     c->batch = opts->batch ? opts->batch : 500;
+    c->group = strdup(opts->group_id);
     c->wake.fds[0] = c->wake.fds[1] = -1;
+    c->awake.fds[0] = c->awake.fds[1] = -1;
 
     rd_kafka_conf_t *conf = ob_kafka_conf_new(opts->kafka, defaults, errstr, errstr_size);
     if (!conf) {
@@ -335,8 +522,10 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
     conf = NULL; /* owned by the handle now */
     rd_kafka_poll_set_consumer(c->rk);
     c->q = rd_kafka_queue_get_consumer(c->rk);
+    c->aq = rd_kafka_queue_new(c->rk);
     if (wake_init(&c->wake, loop, c->q, consumer_wake, consumer_more, c, errstr, errstr_size) !=
-        OB_OK) {
+            OB_OK ||
+        wake_init(&c->awake, loop, c->aq, ends_wake, ends_more, c, errstr, errstr_size) != OB_OK) {
         ob_kconsumer_free(c);
         return NULL;
     }
@@ -475,6 +664,13 @@ void ob_kconsumer_free(ob_kconsumer_t *c)
     wake_fini(&c->wake, c->q);
     if (c->q)
         rd_kafka_queue_destroy(c->q);
+    wake_fini(&c->awake, c->aq);
+    if (c->aq)
+        rd_kafka_queue_destroy(c->aq);
+    for (size_t i = 0; i < c->nends; i++)
+        free(c->ends[i].topic);
+    free(c->ends);
+    free(c->group);
     if (c->rk) {
         if (!c->closed)
             ob_kconsumer_close(c);

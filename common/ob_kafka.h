@@ -86,6 +86,19 @@ void ob_kconsumer_close(ob_kconsumer_t *c);
 void ob_kconsumer_free(ob_kconsumer_t *c);
 rd_kafka_t *ob_kconsumer_handle(ob_kconsumer_t *c);
 uint64_t ob_kconsumer_received(const ob_kconsumer_t *c);
+/* Ask the brokers where the assigned partitions end now (ListOffsets, the
+ * last stable offset) and where the group's committed offsets are
+ * (ListConsumerGroupOffsets), asynchronously; one round out at a time. librdkafka
+ * learns a partition's end only from its fetches, which stop while the
+ * partition is paused: a backed-up stage would read as caught up. */
+ob_err_t ob_kconsumer_refresh_ends(ob_kconsumer_t *c);
+/* Where the member stands in the partition: the offset of the next message
+ * it takes (its position, or, before its first message, the group's committed
+ * offset from the last ob_kconsumer_refresh_ends; -1: unknown). */
+int64_t ob_kconsumer_start(ob_kconsumer_t *c, const char *topic, int32_t partition);
+/* The offset after the partition's last message, the newer of the last
+ * answer to ob_kconsumer_refresh_ends and what fetches said (-1: unknown). */
+int64_t ob_kconsumer_end(ob_kconsumer_t *c, const char *topic, int32_t partition);
 
 /* Delivery report: err OB_OK when the broker acknowledged the message. */
 typedef void(ob_kproducer_dr_cb)(ob_kproducer_t *p, ob_err_t err, const char *errmsg,

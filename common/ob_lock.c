@@ -12,7 +12,14 @@
 #include "ob_crypto.h"
 #include "ob_log.h"
 
-/* On success: {fence, the state's request_id, stage, stage_attempts, status,
+/* The fence is the larger of the last one plus one and the server's clock in
+ * microseconds: it never goes back, even on a replica promoted without the
+ * last writes or after the keys are lost (a fence counter starting again at 1
+ * would be below the fences of holders still at work, and their successors'
+ * writes refused). Microseconds since 1970 stay exact in Lua's doubles
+ * until 2255.
+ *
+ * On success: {fence, the state's request_id, stage, stage_attempts, status,
  * progress, input} (what a previous holder recorded, so a redelivered message
  * continues its count and its stage's work, and is told from another message
  * of the same request). */
@@ -25,7 +32,10 @@ static const char ACQUIRE[] =
     "  end "
     "end "
     "if won then "
-    "  local f = redis.call('INCR', KEYS[2]) "
+    "  local t = redis.call('TIME') "
+    "  local f = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, "
+    "                     tonumber(t[1]) * 1000000 + tonumber(t[2])) "
+    "  redis.call('SET', KEYS[2], string.format('%.0f', f)) "
     "  local s = redis.call('HMGET', KEYS[3], 'request_id', 'stage', 'stage_attempts', "
     "'status', 'progress', 'input') "
     "  return {f, s[1], s[2], s[3], s[4], s[5], s[6]} "

@@ -185,6 +185,7 @@ struct ob_worker_s {
     int failed_fatal; /* the transactional producer failed: exit non-zero */
     char txn_id[512];
     ob_timer_t *commit_timer;
+    uint64_t ends_at; /* loop time the partitions' ends were last asked for */
     job_t *txn_open, *txn_committing;
     pend_t *pend, *snap;
     size_t npend, cap_pend, nsnap;
@@ -1168,9 +1169,17 @@ static void txn_commit_start(ob_worker_t *w)
     }
 }
 
+/* How often the partitions' ends are asked for (see ob_kconsumer_refresh_ends). */
+#define ENDS_REFRESH_MS 2000
+
 static void commit_tick(ob_timer_t *t, void *arg)
 {
     ob_worker_t *w = arg;
+    uint64_t now = ob_loop_update_time(w->loop);
+    if (w->consumer && now - w->ends_at >= ENDS_REFRESH_MS) {
+        w->ends_at = now;
+        ob_kconsumer_refresh_ends(w->consumer);
+    }
     commit_idle_positions(w);
     if (w->txn)
         txn_commit_start(w);
@@ -2096,43 +2105,40 @@ int ob_worker_ready(ob_worker_t *w, char *why, size_t why_size)
     return 1;
 }
 
-/* Lag of one assigned partition: messages from the lowest unfinished one (or
- * the fetch position when none is in flight) to the log end, and the age of
- * the oldest unfinished message (the time lag of the committed position). */
-static void partition_lag(ob_worker_t *w, const char *topic, int32_t partition, int64_t *lag,
-                          double *lag_s)
+/* A partition's figures: its lag (messages from the oldest unfinished one, or
+ * from the consumer's position when none is in flight, to the partition's
+ * end), the age of that oldest message (the time lag of the committed
+ * position), and its backlog: the messages no job has started on (not
+ * fetched yet, or fetched and waiting for a place or behind their account's
+ * job), what more replicas would take on; a stage's accounts in progress are
+ * not backlog. -1 when unknown. */
+static void partition_figures(ob_worker_t *w, const char *topic, int32_t partition, int64_t *lag,
+                              double *lag_s, int64_t *backlog)
 {
-    rd_kafka_t *rk = ob_kconsumer_handle(w->consumer);
-    int64_t lo = -1, hi = -1;
-    *lag = -1;
+    *lag = *backlog = -1;
     *lag_s = 0;
-    if (rd_kafka_get_watermark_offsets(rk, topic, partition, &lo, &hi) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        hi < 0)
+    int64_t end = ob_kconsumer_end(w->consumer, topic, partition);
+    if (end < 0)
         return;
     const job_t *oldest = NULL;
-    for (const job_t *j = w->jobs; j; j = j->next)
-        if (!j->detached && j->partition == partition && !strcmp(j->topic, topic) &&
-            (!oldest || j->offset < oldest->offset))
+    int64_t waiting = 0;
+    for (const job_t *j = w->jobs; j; j = j->next) {
+        if (j->detached || j->partition != partition || strcmp(j->topic, topic) != 0)
+            continue;
+        if (!oldest || j->offset < oldest->offset)
             oldest = j;
-    int64_t from;
-    if (oldest) {
-        from = oldest->offset;
-        if (oldest->ts_ms > 0) {
-            int64_t age = (int64_t)ob_wall_ms() - oldest->ts_ms;
-            *lag_s = age > 0 ? (double)age / 1000.0 : 0;
-        }
-    } else {
-        rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(pos, topic, partition);
-        if (rd_kafka_position(rk, pos) != RD_KAFKA_RESP_ERR_NO_ERROR || pos->elems[0].offset < 0) {
-            rd_kafka_topic_partition_list_destroy(pos);
-            return;
-        }
-        from = pos->elems[0].offset;
-        rd_kafka_topic_partition_list_destroy(pos);
+        waiting += j->phase == PH_NEW || j->phase == PH_QUEUED;
     }
-    *lag = hi > from ? hi - from : 0;
+    int64_t next = ob_kconsumer_start(w->consumer, topic, partition);
+    if (next >= 0)
+        *backlog = (end > next ? end - next : 0) + waiting;
+    int64_t from = oldest ? oldest->offset : next;
+    if (oldest && oldest->ts_ms > 0) {
+        int64_t age = (int64_t)ob_wall_ms() - oldest->ts_ms;
+        *lag_s = age > 0 ? (double)age / 1000.0 : 0;
+    }
+    if (from >= 0)
+        *lag = end > from ? end - from : 0;
 }
 
 void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
@@ -2247,10 +2253,12 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     /* Consumer lag in kafka-lag-exporter's names. */
     rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
     int nparts = a ? a->cnt : 0;
-    int64_t *lags = calloc((size_t)(nparts ? nparts : 1), sizeof(*lags));
+    int64_t *lags = calloc((size_t)(nparts ? nparts : 1), 2 * sizeof(*lags));
+    int64_t *backlogs = lags ? lags + (nparts ? nparts : 1) : NULL;
     double *ages = calloc((size_t)(nparts ? nparts : 1), sizeof(*ages));
     for (int i = 0; lags && ages && i < nparts; i++)
-        partition_lag(w, a->elems[i].topic, a->elems[i].partition, &lags[i], &ages[i]);
+        partition_figures(w, a->elems[i].topic, a->elems[i].partition, &lags[i], &ages[i],
+                          &backlogs[i]);
     for (int f = 0; f < 2; f++) {
         const char *name =
             f ? "kafka_consumergroup_group_lag_seconds" : "kafka_consumergroup_group_lag";
@@ -2267,6 +2275,18 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
                                "partition", part,     NULL};
             ob_metrics_sample(&m, name, l, f ? ages[i] : (double)lags[i]);
         }
+    }
+    ob_metrics_family(&m, "onboard_backlog_messages", "gauge",
+                      "Messages of the partition that no job has started on: not fetched yet, "
+                      "or waiting for a place or behind their account's job. What KEDA scales "
+                      "on (the lag also counts the accounts in progress).");
+    for (int i = 0; lags && ages && i < nparts; i++) {
+        if (backlogs[i] < 0)
+            continue;
+        char part[16];
+        snprintf(part, sizeof(part), "%d", (int)a->elems[i].partition);
+        const char *l[] = {"stage", stage, "topic", a->elems[i].topic, "partition", part, NULL};
+        ob_metrics_sample(&m, "onboard_backlog_messages", l, (double)backlogs[i]);
     }
     free(lags);
     free(ages);

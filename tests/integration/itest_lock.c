@@ -178,6 +178,51 @@ static void test_renewal_and_loss(void **state)
     ob_loop_free(loop);
 }
 
+/* Redis loses the account's keys (a replica promoted without the last
+ * writes, a flush): the next holder's fence is still above the fences of
+ * holders still at work, so its writes go through and theirs are refused. */
+static void test_fence_survives_lost_keys(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_redis_t *a = conn(loop), *b = conn(loop);
+    ev_t ea = {0}, eb = {0};
+    ob_lock_t *la = ob_lock_acquire(a, loop, account, 5000, on_lock, &ea);
+    assert_true(ob_test_run_until(loop, ev_seen, &ea, 5000));
+    assert_int_equal(ea.last, OB_LOCK_ACQUIRED);
+    cmd_t c;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "DEL ob:{%s}:lock ob:{%s}:fence ob:{%s}:state", account, account,
+             account);
+    redis_cmd(loop, b, &c, cmd, NULL);
+    assert_true(c.integer >= 2); /* the state too, if an earlier test left one */
+    ob_lock_t *lb = ob_lock_acquire(b, loop, account, 5000, on_lock, &eb);
+    assert_true(ob_test_run_until(loop, ev_seen, &eb, 5000));
+    assert_int_equal(eb.last, OB_LOCK_ACQUIRED);
+    assert_true(eb.fence > ea.fence);
+    assert_int_equal(state_write(loop, b, eb.fence, "after"), OB_OK);
+    assert_int_equal(state_write(loop, a, ea.fence, "stale"), OB_ERR_STATE);
+    char key[64];
+    snprintf(key, sizeof(key), "ob:{%s}:state", account);
+    redis_cmd(loop, a, &c, "HGET %s stage", key);
+    assert_string_equal(c.str, "after");
+    /* Fences still rise one by one when the clock has not moved on. */
+    snprintf(cmd, sizeof(cmd), "SET ob:{%s}:fence 8000000000000000", account);
+    redis_cmd(loop, a, &c, cmd, NULL);
+    ob_lock_release(lb);
+    memset(&eb, 0, sizeof(eb));
+    lb = ob_lock_acquire(b, loop, account, 5000, on_lock, &eb);
+    assert_true(ob_test_run_until(loop, ev_seen, &eb, 5000));
+    assert_int_equal(eb.last, OB_LOCK_ACQUIRED);
+    assert_true(eb.fence == 8000000000000001ULL);
+    ob_lock_release(la);
+    ob_lock_release(lb);
+    for (int i = 0; i < 5; i++)
+        ob_loop_run_once(loop, 20);
+    ob_redis_free(a);
+    ob_redis_free(b);
+    ob_loop_free(loop);
+}
+
 /* A lock taken for a partition: another owner waits, the next holder of the
  * same partition takes it over at once (the previous one died or lost the
  * partition), with a higher fence, and the previous holder finds it lost. */
@@ -239,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_exclusion_and_fencing),
         cmocka_unit_test(test_renewal_and_loss),
         cmocka_unit_test(test_takeover_by_the_same_owner),
+        cmocka_unit_test(test_fence_survives_lost_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
  * or without partitions (how many it holds is a metric), /metrics
  * counts what the worker really did (accounts, AWS requests per API,
  * consumer lag in kafka-lag-exporter's names, lag growing while work is
- * slow and draining after) and passes `promtool check metrics`.
+ * slow and draining after, the backlog of messages no job has started on,
+ * fresh while the full window keeps the partitions paused) and passes
+ * `promtool check metrics`.
  */
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -45,6 +47,7 @@ static const char *env_get(const char *name, void *ctx)
                            {"OB_REDIS_PORT", port_s},
                            {"OB_METRICS_PORT", metrics_port},
                            {"OB_METRICS_BIND", "127.0.0.1"},
+                           {"OB_INFLIGHT_MAX", "4"},
                            {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
     return ob_test_kv_lookup(kv, name);
@@ -145,7 +148,8 @@ static void promtool_check(const char *text)
         fail_msg("promtool check metrics failed (exit %d) on:\n%s", rc, text);
 }
 
-static void request(ob_loop_t *loop, int i)
+/* Requests for members from..to, in one go. */
+static void requests(ob_loop_t *loop, int from, int to)
 {
     ob_cfg_kv_t kv = {0};
     ob_test_kafka_defaults(&kv, brokers);
@@ -153,15 +157,17 @@ static void request(ob_loop_t *loop, int i)
     ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
     char topic[128], body[512], acct[16];
     snprintf(topic, sizeof(topic), "%srequests", prefix);
-    ob_test_member_account(i, acct);
-    snprintf(body, sizeof(body),
-             "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sm-%d\",\"account_id\":\"%s\","
-             "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
-             "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
-             prefix, i, acct, acct);
-    assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), body,
-                                       strlen(body), NULL, NULL, NULL, 0),
-                     OB_OK);
+    for (int i = from; i <= to; i++) {
+        ob_test_member_account(i, acct);
+        snprintf(body, sizeof(body),
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sm-%d\",\"account_id\":"
+                 "\"%s\",\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
+                 "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
+                 prefix, i, acct, acct);
+        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
+                                           body, strlen(body), NULL, NULL, NULL, 0),
+                         OB_OK);
+    }
     assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
     ob_kproducer_free(p);
     ob_cfg_kv_free(&kv);
@@ -198,7 +204,7 @@ static void test_metrics_and_health(void **state)
     ob_loop_t *loop = ob_loop_new(NULL, 0);
     char err[512];
     /* CreateBucket is slow, so work piles up and the lag shows. */
-    const char *lat[] = {"s3.CreateBucket=1500ms", NULL};
+    const char *lat[] = {"s3.CreateBucket=4000ms", NULL};
     sim_opts_t so = {.profile = "instant", .org_accounts = 20, .latency = lat};
     sim_t *sim = sim_new(loop, &so, err, sizeof(err));
     assert_non_null(sim);
@@ -246,8 +252,7 @@ static void test_metrics_and_health(void **state)
     free(body);
     assert_int_equal(get(loop, http, "/nothing", NULL), 404);
 
-    for (int i = 1; i <= 8; i++)
-        request(loop, i);
+    requests(loop, 1, 8);
 
     /* While the slow CreateBucket calls are in flight: lag and its age show. */
     char lag_frag[160];
@@ -264,21 +269,48 @@ static void test_metrics_and_health(void **state)
     assert_true(lag >= 1);
     assert_true(lag_s > 0);
 
-    until_t u = {w, 8};
-    assert_true(ob_test_run_until(loop, done_n, &u, 60000));
+    /* The window (4) is full: four messages have a job at work, four wait,
+     * and the partitions are paused. Eight more arrive meanwhile: the
+     * backlog (what no job has started on) counts them although no fetch
+     * brings news of them, and the lag counts the accounts in progress too. */
+    char backlog_frag[160];
+    snprintf(backlog_frag, sizeof(backlog_frag), "topic=\"%srequests\"", prefix);
+    double backlog = -1;
+    for (int tries = 0; tries < 50 && backlog != 4; tries++) {
+        ob_test_run_until(loop, never, NULL, 100);
+        assert_int_equal(get(loop, http, "/metrics", &body), 200);
+        backlog = family_sum(body, "onboard_backlog_messages", backlog_frag);
+        free(body);
+    }
+    assert_true(backlog == 4);
+    requests(loop, 9, 16);
+    for (int tries = 0; tries < 60 && (backlog != 12 || lag != 16); tries++) {
+        ob_test_run_until(loop, never, NULL, 100);
+        assert_int_equal(get(loop, http, "/metrics", &body), 200);
+        backlog = family_sum(body, "onboard_backlog_messages", backlog_frag);
+        lag = family_sum(body, "kafka_consumergroup_group_lag", lag_frag);
+        free(body);
+    }
+    printf("window full, 8 more arrived: backlog %.0f, lag %.0f\n", backlog, lag);
+    assert_true(backlog == 12);
+    assert_true(lag == 16);
+
+    until_t u = {w, 16};
+    assert_true(ob_test_run_until(loop, done_n, &u, 90000));
     ob_test_run_until(loop, never, NULL, 500);
     assert_int_equal(get(loop, http, "/metrics", &body), 200);
-    assert_true(sample(body, "onboard_accounts_total{stage=\"bucket\",result=\"done\"}") == 8);
-    assert_true(sample(body, "onboard_messages_received_total{stage=\"bucket\"}") == 8);
+    assert_true(sample(body, "onboard_accounts_total{stage=\"bucket\",result=\"done\"}") == 16);
+    assert_true(sample(body, "onboard_messages_received_total{stage=\"bucket\"}") == 16);
     assert_true(sample(body, "onboard_partitions_assigned{stage=\"bucket\"}") >= 1);
     assert_true(sample(body, "onboard_aws_requests_total{stage=\"bucket\",service=\"s3\","
-                             "operation=\"CreateBucket\"}") == 8);
-    assert_true(sample(body, "onboard_stage_duration_seconds_count{stage=\"bucket\"}") == 8);
+                             "operation=\"CreateBucket\"}") == 16);
+    assert_true(sample(body, "onboard_stage_duration_seconds_count{stage=\"bucket\"}") == 16);
     assert_true(sample(body, "onboard_stage_duration_seconds_bucket{stage=\"bucket\",le=\"1\"}") ==
                 0); /* each took over 1.5 s */
     assert_true(sample(body, "onboard_inflight{stage=\"bucket\"}") == 0);
     assert_true(sample(body, "onboard_redis_connected{stage=\"bucket\"}") == 1);
     assert_true(family_sum(body, "kafka_consumergroup_group_lag", lag_frag) == 0);
+    assert_true(family_sum(body, "onboard_backlog_messages", backlog_frag) == 0);
     assert_null(strstr(body, "2000000000")); /* no account ids in labels */
     promtool_check(body);
     free(body);
