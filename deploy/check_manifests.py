@@ -250,10 +250,25 @@ def check_keda(args, by_kind, deployments, secret_refs):
             fail(f"ScaledObject {so['metadata']['name']}: target {tname} is not a rendered Deployment")
             continue
         kind = deployments[tname]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
-        for t in so["spec"]["triggers"]:
+        triggers = so["spec"]["triggers"]
+        if [t["type"] for t in triggers].count("kafka") != 1:
+            fail(f"ScaledObject {so['metadata']['name']}: not exactly one kafka trigger")
+        for t in triggers:
             md = t.get("metadata") or {}
+            if t["type"] == "prometheus":
+                # The backlog: this worker's series only, summed over its replicas.
+                q = md.get("query", "")
+                if not md.get("serverAddress") or not re.fullmatch(r"sum\(onboard_backlog_messages\{.+\}\)", q):
+                    fail(f"ScaledObject {so['metadata']['name']}: prometheus trigger {md!r} does not "
+                         f"sum onboard_backlog_messages from a server")
+                elif args.all and f'job="{tname}"' not in q:
+                    fail(f"ScaledObject {so['metadata']['name']}: backlog query {q!r} does not select "
+                         f"job=\"{tname}\" (the worker's Service, as the ServiceMonitor labels it)")
+                if not str(md.get("threshold", "")).isdigit() or int(md["threshold"]) < 1:
+                    fail(f"ScaledObject {so['metadata']['name']}: backlog threshold {md.get('threshold')!r}")
+                continue
             if t["type"] != "kafka":
-                fail(f"ScaledObject {so['metadata']['name']}: trigger {t['type']} is not kafka")
+                fail(f"ScaledObject {so['metadata']['name']}: trigger {t['type']} is neither kafka nor prometheus")
                 continue
             if md.get("consumerGroup") != args.prefix + kind:
                 fail(f"ScaledObject {so['metadata']['name']}: consumerGroup {md.get('consumerGroup')!r} "

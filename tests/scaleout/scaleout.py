@@ -15,6 +15,16 @@ replicas:
             stopped with SIGTERM, one at a time), all stages at once
   kill      two replicas per stage, one replica of every stage SIGKILLed and
             a new one started in its place
+  autoscale every stage from one replica, scaled by KEDA's formula as the chart
+            sets it up: desired = max(ceil(lag / lagThreshold),
+            ceil(backlog / backlog threshold)) from the replicas' own metrics
+            (kafka_consumergroup_group_lag, onboard_backlog_messages), between
+            1 and 4, up at once, down one replica at a time after a
+            stabilization window (the chart's 30 s polling, 600 s window and
+            120 s period, scaled down to 1 s, 4 s and 1 s); both thresholds
+            are the stage's inflight.max (250, 100, 250, 30: every stage in
+            turn gets more than one replica can start). Every stage must reach
+            4 replicas and be back at 1 at the end
   broker    two replicas per stage on a cluster of three brokers (replication
             factor 3, min.insync.replicas 2): one broker SIGKILLed mid-batch
             and started again later (with --brokers 3; the other scenarios run
@@ -37,7 +47,7 @@ fails: a duplicate, an account missing, lag left over, or (with
 --max-request-ratio) AWS requests per account above that multiple of the
 baseline's.
 
-  tests/scaleout/scaleout.py [--scenario baseline,scale,roll,kill] [--accounts 2000]
+  tests/scaleout/scaleout.py [--scenario baseline,scale,roll,kill,autoscale] [--accounts 2000]
                              [--partitions 12] [--scale 0.2] [--build build]
                              [--json out.json] [--summary FILE] [--max-request-ratio 1.05]
 """
@@ -93,6 +103,7 @@ class Fleet:
         self.serial = 0
         self.lock = threading.Lock()
         self.events = []
+        self.stage_env = {}  # stage -> extra settings
 
     def note(self, what):
         self.events.append((time.time(), what))
@@ -103,7 +114,7 @@ class Fleet:
             self.serial += 1
             name = "%s-%d" % (stage, self.serial)
         port = free_port()
-        env = dict(self.env, OB_METRICS_PORT=str(port))
+        env = dict(self.env, OB_METRICS_PORT=str(port), **self.stage_env.get(stage, {}))
         p = subprocess.Popen([self.bins[stage]], env=env, stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(self.run, name + ".log"), "w"))
         with self.lock:
@@ -175,10 +186,72 @@ class Fleet:
         return total
 
 
-def scenario_actions(name, fleet, batch_s, services=None, run=None):
+# Each stage's in-flight window, and both thresholds equal to it (the chart's
+# lagThreshold is inflight.max): smaller windows downstream, so that every stage
+# in turn receives more than one replica can start, as happens when a stage's
+# calls are slower than the one before it.
+AUTOSCALE = {"window": {"bucket": 250, "cur": 100, "iam": 250, "connect": 30}, "min": 1, "max": 4,
+             "poll_s": 1.0, "down_window_s": 4.0, "down_period_s": 1.0}
+
+
+def stage_metrics(fleet, stage):
+    """The stage's lag and backlog: the sums over its replicas' /metrics, as
+    Prometheus would sum them."""
+    lag = backlog = 0
+    with fleet.lock:
+        ports = [port for _, _, port in fleet.procs[stage]]
+    for port in ports:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=2) as r:
+                text = r.read().decode()
+        except Exception:
+            continue
+        for line in text.splitlines():
+            if line.startswith("kafka_consumergroup_group_lag{"):
+                lag += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("onboard_backlog_messages{"):
+                backlog += float(line.rsplit(" ", 1)[1])
+    return lag, backlog
+
+
+def autoscale(fleet, finished, timeline):
+    """KEDA and the HPA, on the chart's settings (time scaled down): every
+    poll, desired = max over the triggers of ceil(metric / threshold), within
+    [min, max]; up at once, down by one replica per period once the highest
+    recommendation of the stabilization window allows it."""
+    a = AUTOSCALE
+    recs = {s: [] for s in STAGES}  # (time, desired)
+    last_down = {s: 0.0 for s in STAGES}
+    while True:
+        now = time.time()
+        for s in STAGES:
+            lag, backlog = stage_metrics(fleet, s)
+            th = a["window"][s]
+            want = max(-(-int(lag) // th), -(-int(backlog) // th))
+            want = min(a["max"], max(a["min"], want))
+            recs[s] = [(t, d) for t, d in recs[s] if t >= now - a["down_window_s"]] + [(now, want)]
+            have = fleet.alive()[s]
+            if want > have:
+                for _ in range(want - have):
+                    fleet.start(s)
+                timeline[s].append(want)
+            elif have > a["min"] and now - last_down[s] >= a["down_period_s"]:
+                stable = max(d for _, d in recs[s])
+                if stable < have:
+                    last_down[s] = now
+                    threading.Thread(target=fleet.stop, args=(s, -1)).start()
+                    timeline[s].append(have - 1)
+        if finished.is_set() and all(fleet.alive()[s] == a["min"] for s in STAGES):
+            return
+        time.sleep(a["poll_s"])
+
+
+def scenario_actions(name, fleet, batch_s, services=None, run=None, finished=None, timeline=None):
     """The scenario's timeline, run in a thread while the batch goes on."""
     q = batch_s / 4.0
-    if name == "scale":
+    if name == "autoscale":
+        autoscale(fleet, finished, timeline)
+    elif name == "scale":
         time.sleep(q)
         threads = [threading.Thread(target=fleet.start, args=("iam",)) for _ in range(3)]
         for t in threads:
@@ -246,7 +319,9 @@ def run_scenario(name, args, bins, ctl, simbin, services):
         write_requests(reqs, n, prefix)
         create_topics(brokers, prefix)
         fleet = Fleet(bins, env, run)
-        replicas = 1 if name in ("baseline", "scale") else 2
+        if name == "autoscale":
+            fleet.stage_env = {s: {"OB_INFLIGHT_MAX": str(w)} for s, w in AUTOSCALE["window"].items()}
+        replicas = 1 if name in ("baseline", "scale", "autoscale") else 2
         for s in STAGES:
             for _ in range(replicas):
                 fleet.start(s)
@@ -256,8 +331,10 @@ def run_scenario(name, args, bins, ctl, simbin, services):
         t0 = time.time()
         subprocess.run([ctl, "enqueue", reqs, "--format", "jsonl"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finished = threading.Event()
+        timeline = {s: [1] for s in STAGES}
         actions = threading.Thread(target=scenario_actions,
-                                   args=(name, fleet, args.batch_s, services, run))
+                                   args=(name, fleet, args.batch_s, services, run, finished, timeline))
         actions.start()
         while True:
             # End offsets count transaction markers too: only a hint, the
@@ -271,8 +348,12 @@ def run_scenario(name, args, bins, ctl, simbin, services):
             if time.time() - t0 > args.timeout:
                 break
             time.sleep(0.5)
-        actions.join()
         wall = time.time() - t0
+        # The autoscaler scales down on the lag, which reaches zero after the
+        # last commit.
+        finished.set()
+        actions.join(timeout=args.timeout)
+        replicas_end = fleet.alive()
         # Lag back to zero: every group committed up to the end of its topic.
         lag_ok = False
         lag_out = ""
@@ -306,6 +387,10 @@ def run_scenario(name, args, bins, ctl, simbin, services):
             "lag_zero": lag_ok,
             "events": [(round(t - t0, 1), w) for t, w in fleet.events if t >= t0],
         }
+        if name == "autoscale":
+            result["replicas"] = {s: " > ".join(str(x) for x in v) for s, v in timeline.items()}
+            result["replicas_peak"] = {s: max(v) for s, v in timeline.items()}
+            result["replicas_end"] = replicas_end
         if not lag_ok:
             result["lag_left"] = lag_out[-2000:]
         return result
@@ -386,6 +471,10 @@ def main():
                 bad.append("%s: %d raw duplicates on %s" % (r["scenario"], d, t))
         if not r["lag_zero"]:
             bad.append("%s: lag not back to zero" % r["scenario"])
+        for s, peak in r.get("replicas_peak", {}).items():
+            if peak != AUTOSCALE["max"] or r["replicas_end"][s] != AUTOSCALE["min"]:
+                bad.append("%s: %s went %s (want 1 up to %d and back to 1)" % (
+                    r["scenario"], s, r["replicas"][s], AUTOSCALE["max"]))
         if base and args.max_request_ratio and r is not base and \
                 r["aws_requests_per_account"] > base["aws_requests_per_account"] * args.max_request_ratio:
             bad.append("%s: %.2f AWS requests per account, over %.2f x the baseline's %.2f" % (
