@@ -80,6 +80,14 @@ typedef struct ob_config_s {
     long long redis_port;
     char *redis_password;
     long long redis_db;
+    int redis_tls;
+    char *redis_tls_ca;
+    char *redis_tls_cert;
+    char *redis_tls_key;
+    char *redis_tls_server_name;
+    char *redis_sentinels;
+    char *redis_sentinel_master;
+    char *redis_sentinel_password;
     long long redis_command_timeout_ms;
     long long redis_connect_timeout_ms;
     long long http_timeout_ms;

@@ -12,7 +12,12 @@
  */
 #include "ob_redis.h"
 
+#include <arpa/inet.h>
 #include <hiredis/async.h>
+#include <hiredis/hiredis_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +61,18 @@ struct ob_redis_s {
     ob_redis_state_cb *state_cb;
     void *state_arg;
     int freeing;
+    SSL_CTX *tls; /* NULL: plain TCP */
+    char *tls_name;
+    /* Sentinel: where to ask for the primary (nsentinels 0: host is the server). */
+    char **sentinel_host;
+    int *sentinel_port;
+    int nsentinels;
+    int sentinel_next; /* the one to ask next */
+    int asking;        /* r->ac is a connection to sentinel_next */
+    int primary_known; /* host and port are what a sentinel said */
+    char *sentinel_master;
+    char *sentinel_password;
+    char server[300]; /* "host:port" connected to or last tried */
 };
 
 static void connect_now(ob_redis_t *r);
@@ -108,6 +125,19 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     ob_redis_cmd_t *c = privdata;
     ob_redis_t *r = c->r;
+    const redisReply *rep = reply;
+    if (!c->done && rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "READONLY", 8) &&
+        !r->freeing && r->ac == ac) {
+        /* A replica now: the primary was demoted (a failover). The command
+         * did not run; the connection goes, and the next one finds the new
+         * primary (through Sentinel, or a name that follows it). */
+        complete(c, OB_ERR_CONN, NULL);
+        r->primary_known = 0;
+        drop_connection(r, OB_ERR_CONN, "the server is a replica now (READONLY)");
+        arm_deadline(r);
+        free(c);
+        return;
+    }
     if (!c->done) {
         if (reply)
             complete(c, OB_OK, reply);
@@ -221,6 +251,7 @@ static void send_queued(ob_redis_t *r)
 }
 
 static void on_ping_reply(redisAsyncContext *ac, void *reply, void *privdata);
+static void on_role_reply(redisAsyncContext *ac, void *reply, void *privdata);
 
 static void send_ping(ob_redis_t *r)
 {
@@ -233,16 +264,37 @@ static void ping_fired(ob_timer_t *t, void *arg)
     send_ping(arg);
 }
 
+static void on_sentinel_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* The next connection asks the next sentinel. */
+static void sentinel_failed(ob_redis_t *r)
+{
+    r->asking = 0;
+    r->sentinel_next = (r->sentinel_next + 1) % r->nsentinels;
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     ob_redis_t *r = ac->data;
     if (status != REDIS_OK) {
         ob_timer_stop(r->connect_timer);
         /* hiredis frees the context itself after a failed connect. */
-        ob_logf(OB_LOG_WARN, "redis", "connect to %s:%d failed: %s", r->host, r->opts.port,
-                ac->errstr ? ac->errstr : "unknown error");
+        ob_logf(OB_LOG_WARN, "redis", "connect to %s%s failed: %s", r->asking ? "sentinel " : "",
+                r->server, ac->errstr ? ac->errstr : "unknown error");
         r->ac = NULL;
+        if (r->asking)
+            sentinel_failed(r);
+        else
+            r->primary_known = 0;
         schedule_reconnect(r);
+        return;
+    }
+    if (r->asking) {
+        if (redisAsyncCommand(r->ac, on_sentinel_reply, NULL, "SENTINEL get-master-addr-by-name %s",
+                              r->sentinel_master) != REDIS_OK) {
+            sentinel_failed(r);
+            drop_connection(r, OB_ERR_CONN, "cannot write to the sentinel");
+        }
         return;
     }
     /* Connected, but a server that just started answers -LOADING until its
@@ -259,7 +311,7 @@ static void on_ready(ob_redis_t *r)
     r->connects++;
     r->backoff_ms = 50;
     if (r->connects > 1)
-        ob_logf(OB_LOG_INFO, "redis", "reconnected to %s:%d", r->host, r->opts.port);
+        ob_logf(OB_LOG_INFO, "redis", "reconnected to %s", r->server);
     set_connected(r, 1);
     send_queued(r);
     arm_deadline(r);
@@ -282,9 +334,9 @@ static void on_ping_reply(redisAsyncContext *ac, void *reply, void *privdata)
          * never contains the password. */
         if (strcmp(r->refused, rep->str) != 0)
             ob_logf(OB_LOG_ERROR, "redis",
-                    "%s:%d refuses our commands: %s (check redis.password and the server's "
+                    "%s refuses our commands: %s (check redis.password and the server's "
                     "requirepass or ACL user)",
-                    r->host, r->opts.port, rep->str);
+                    r->server, rep->str);
         snprintf(r->refused, sizeof(r->refused), "%s", rep->str);
         ob_redis_cmd_t *c = r->head;
         while (c) {
@@ -300,7 +352,74 @@ static void on_ping_reply(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     r->refused[0] = '\0';
+    if (r->nsentinels) {
+        /* What Sentinel said may be out of date by now (a failover under
+         * way): only the primary will do. */
+        if (redisAsyncCommand(r->ac, on_role_reply, NULL, "ROLE") != REDIS_OK)
+            drop_connection(r, OB_ERR_CONN, "cannot write to the Redis connection");
+        return;
+    }
     on_ready(r);
+}
+
+static void on_role_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    ob_redis_t *r = ac->data;
+    redisReply *rep = reply;
+    if (!rep || r->freeing || r->ac != ac)
+        return;
+    /* An ACL user without ROLE cannot tell: a demoted primary still shows
+     * itself with READONLY. */
+    if (rep->type == REDIS_REPLY_ERROR ||
+        (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+         rep->element[0]->type == REDIS_REPLY_STRING && !strcmp(rep->element[0]->str, "master"))) {
+        on_ready(r);
+        return;
+    }
+    r->primary_known = 0;
+    drop_connection(r, OB_ERR_CONN,
+                    "not the primary (a failover under way?): asking Sentinel again");
+}
+
+static void on_sentinel_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    ob_redis_t *r = ac->data;
+    redisReply *rep = reply;
+    if (!rep || r->freeing || r->ac != ac)
+        return;
+    char was[300];
+    snprintf(was, sizeof(was), "%s", r->server);
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        ob_logf(OB_LOG_WARN, "redis", "sentinel %s does not know a primary named %s: %s", was,
+                r->sentinel_master,
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "no address in its answer");
+        sentinel_failed(r);
+        drop_connection(r, OB_ERR_CONN, "no primary from this sentinel");
+        return;
+    }
+    char *host = strdup(rep->element[0]->str);
+    int port = atoi(rep->element[1]->str);
+    if (!host || port <= 0 || port > 65535) {
+        free(host);
+        sentinel_failed(r);
+        drop_connection(r, OB_ERR_CONN, "a sentinel's answer is not an address");
+        return;
+    }
+    if (strcmp(host, r->host) != 0 || port != r->opts.port)
+        ob_logf(OB_LOG_INFO, "redis", "sentinel %s: the primary of %s is %s:%d", was,
+                r->sentinel_master, host, port);
+    free(r->host);
+    r->host = host;
+    r->opts.host = host;
+    r->opts.port = port;
+    r->primary_known = 1;
+    r->asking = 0;
+    /* Off to the primary at once (after hiredis lets go of this context). */
+    drop_connection(r, OB_ERR_CONN, NULL);
+    ob_timer_stop(r->reconnect_timer);
+    ob_timer_start(r->reconnect_timer, 0);
 }
 
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -320,8 +439,12 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         return;
     r->ac = NULL;
     ob_timer_stop(r->ping_timer);
-    ob_logf(OB_LOG_WARN, "redis", "connection to %s:%d lost: %s", r->host, r->opts.port,
-            status == REDIS_OK ? "closed" : (ac->errstr ? ac->errstr : "error"));
+    ob_logf(OB_LOG_WARN, "redis", "connection to %s%s lost: %s", r->asking ? "sentinel " : "",
+            r->server, status == REDIS_OK ? "closed" : (ac->errstr ? ac->errstr : "error"));
+    if (r->asking)
+        sentinel_failed(r);
+    else
+        r->primary_known = 0;
     set_connected(r, 0);
     schedule_reconnect(r);
 }
@@ -332,7 +455,8 @@ static void drop_connection(ob_redis_t *r, ob_err_t err, const char *why)
     redisAsyncContext *ac = r->ac;
     if (!ac)
         return;
-    ob_logf(OB_LOG_WARN, "redis", "dropping connection to %s:%d: %s", r->host, r->opts.port, why);
+    if (why)
+        ob_logf(OB_LOG_WARN, "redis", "dropping connection to %s: %s", r->server, why);
     /* Fail sent commands with the real reason before hiredis reports them lost. */
     fail_sent(r, err);
     r->dropped = ac;
@@ -349,8 +473,12 @@ static void connect_timeout(ob_timer_t *t, void *arg)
 {
     ob_redis_t *r = arg;
     if (r->ac && !r->connected) {
-        ob_logf(OB_LOG_WARN, "redis", "connect to %s:%d timed out after %ld ms", r->host,
-                r->opts.port, r->opts.connect_timeout_ms);
+        ob_logf(OB_LOG_WARN, "redis", "connect to %s%s timed out after %ld ms",
+                r->asking ? "sentinel " : "", r->server, r->opts.connect_timeout_ms);
+        if (r->asking)
+            sentinel_failed(r);
+        else
+            r->primary_known = 0;
         r->freeing = 1;
         redisAsyncFree(r->ac);
         r->freeing = 0;
@@ -358,6 +486,103 @@ static void connect_timeout(ob_timer_t *t, void *arg)
         ob_timer_stop(r->ping_timer);
         schedule_reconnect(r);
     }
+}
+
+static int is_ip(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* TLS on a connection being made: hiredis drives the handshake; the
+ * certificate must chain to our CAs and carry the expected name. */
+static int tls_start(ob_redis_t *r, redisAsyncContext *ac, const char *host)
+{
+    SSL *ssl = SSL_new(r->tls);
+    if (!ssl)
+        return -1;
+    const char *name = r->tls_name ? r->tls_name : host;
+    int ok = is_ip(name)
+                 ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1
+                 : SSL_set_tlsext_host_name(ssl, name) == 1 && SSL_set1_host(ssl, name) == 1;
+    if (!ok || redisInitiateSSL(&ac->c, ssl) != REDIS_OK) {
+        SSL_free(ssl); /* hiredis took it only on success */
+        return -1;
+    }
+    return 0;
+}
+
+static const char *tls_error(void)
+{
+    unsigned long e = ERR_get_error();
+    const char *why = e ? ERR_reason_error_string(e) : NULL;
+    return why ? why : "unknown error";
+}
+
+static SSL_CTX *tls_context(const ob_redis_opts_t *o, char *errstr, size_t errstr_size)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "redis TLS: %s", tls_error());
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    const char *what = NULL;
+    if (o->tls_ca && o->tls_ca[0] ? SSL_CTX_load_verify_locations(ctx, o->tls_ca, NULL) != 1
+                                  : SSL_CTX_set_default_verify_paths(ctx) != 1)
+        what = "redis.tls.ca.file";
+    else if (o->tls_cert && o->tls_cert[0] &&
+             SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1)
+        what = "redis.tls.cert.file";
+    else if (o->tls_cert && o->tls_cert[0] &&
+             (!o->tls_key || !o->tls_key[0] ||
+              SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
+              SSL_CTX_check_private_key(ctx) != 1))
+        what = "redis.tls.key.file";
+    if (what) {
+        ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s: %s", what, tls_error());
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* "host:port,host:port" into the sentinel list. */
+static ob_err_t parse_sentinels(ob_redis_t *r, const char *list, char *errstr, size_t errstr_size)
+{
+    int n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    r->sentinel_host = calloc((size_t)n, sizeof(*r->sentinel_host));
+    r->sentinel_port = calloc((size_t)n, sizeof(*r->sentinel_port));
+    if (!r->sentinel_host || !r->sentinel_port)
+        return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+    const char *p = list;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *colon = NULL;
+        for (size_t i = 0; i < len; i++)
+            if (p[i] == ':')
+                colon = p + i;
+        char *tail = NULL;
+        long port = colon ? strtol(colon + 1, &tail, 10) : 0;
+        if (!colon || colon == p || tail != p + len || port < 1 || port > 65535)
+            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                           "redis.sentinels: \"%.*s\" is not host:port", (int)len, p);
+        char *host = strndup(p, (size_t)(colon - p));
+        if (!host)
+            return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+        r->sentinel_host[r->nsentinels] = host;
+        r->sentinel_port[r->nsentinels++] = (int)port;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (!r->nsentinels)
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "redis.sentinels: no sentinel");
+    return OB_OK;
 }
 
 static void reconnect_fired(ob_timer_t *t, void *arg)
@@ -370,12 +595,25 @@ static void connect_now(ob_redis_t *r)
     if (r->ac || r->freeing)
         return;
     r->dropped = NULL; /* an earlier dropped context is gone by now */
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->opts.port);
-    if (!ac || ac->err) {
-        ob_logf(OB_LOG_WARN, "redis", "cannot start a connection to %s:%d: %s", r->host,
-                r->opts.port, ac && ac->errstr ? ac->errstr : "out of memory");
+    const char *host = r->host;
+    int port = r->opts.port;
+    r->asking = r->nsentinels > 0 && !r->primary_known;
+    if (r->asking) {
+        host = r->sentinel_host[r->sentinel_next];
+        port = r->sentinel_port[r->sentinel_next];
+    }
+    snprintf(r->server, sizeof(r->server), "%s:%d", host, port);
+    redisAsyncContext *ac = redisAsyncConnect(host, port);
+    const char *why = ac && !ac->err ? NULL : ac && ac->errstr[0] ? ac->errstr : "out of memory";
+    if (!why && r->tls && tls_start(r, ac, host) != 0)
+        why = ac->errstr[0] ? ac->errstr : "cannot start TLS";
+    if (why) {
+        ob_logf(OB_LOG_WARN, "redis", "cannot start a connection to %s%s: %s",
+                r->asking ? "sentinel " : "", r->server, why);
         if (ac)
             redisAsyncFree(ac);
+        if (r->asking)
+            sentinel_failed(r);
         schedule_reconnect(r);
         return;
     }
@@ -391,10 +629,16 @@ static void connect_now(ob_redis_t *r)
     ac->ev.cleanup = ev_cleanup;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    if (r->password && r->password[0])
-        redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH", "AUTH %s", r->password);
-    if (r->opts.db != 0)
-        redisAsyncCommand(ac, on_setup_reply, (void *)"SELECT", "SELECT %d", r->opts.db);
+    if (r->asking) {
+        if (r->sentinel_password && r->sentinel_password[0])
+            redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH (sentinel)", "AUTH %s",
+                              r->sentinel_password);
+    } else {
+        if (r->password && r->password[0])
+            redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH", "AUTH %s", r->password);
+        if (r->opts.db != 0)
+            redisAsyncCommand(ac, on_setup_reply, (void *)"SELECT", "SELECT %d", r->opts.db);
+    }
     ob_timer_start(r->connect_timer, (uint64_t)r->opts.connect_timeout_ms);
 }
 
@@ -443,12 +687,28 @@ ob_redis_t *ob_redis_new(ob_loop_t *loop, const ob_redis_opts_t *opts, char *err
     r->reconnect_timer = ob_timer_new(loop, reconnect_fired, r);
     r->connect_timer = ob_timer_new(loop, connect_timeout, r);
     r->ping_timer = ob_timer_new(loop, ping_fired, r);
+    r->opts.tls_ca = r->opts.tls_cert = r->opts.tls_key = r->opts.tls_server_name = NULL;
+    r->opts.sentinels = r->opts.sentinel_master = r->opts.sentinel_password = NULL;
+    r->sentinel_master = strdup(
+        opts->sentinel_master && opts->sentinel_master[0] ? opts->sentinel_master : "mymaster");
+    r->sentinel_password = opts->sentinel_password && opts->sentinel_password[0]
+                               ? strdup(opts->sentinel_password)
+                               : NULL;
+    r->tls_name =
+        opts->tls_server_name && opts->tls_server_name[0] ? strdup(opts->tls_server_name) : NULL;
     if (!r->host || (opts->password && !r->password) || !r->deadline_timer || !r->reconnect_timer ||
-        !r->connect_timer || !r->ping_timer) {
+        !r->connect_timer || !r->ping_timer || !r->sentinel_master) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         ob_redis_free(r);
         return NULL;
     }
+    if ((opts->tls_enabled && !(r->tls = tls_context(opts, errstr, errstr_size))) ||
+        (opts->sentinels && opts->sentinels[0] &&
+         parse_sentinels(r, opts->sentinels, errstr, errstr_size) != OB_OK)) {
+        ob_redis_free(r);
+        return NULL;
+    }
+    snprintf(r->server, sizeof(r->server), "%s:%d", r->host, r->opts.port);
     connect_now(r);
     return r;
 }
@@ -479,6 +739,18 @@ void ob_redis_free(ob_redis_t *r)
         memset(r->password, 0, strlen(r->password));
         free(r->password);
     }
+    if (r->sentinel_password) {
+        memset(r->sentinel_password, 0, strlen(r->sentinel_password));
+        free(r->sentinel_password);
+    }
+    for (int i = 0; i < r->nsentinels; i++)
+        free(r->sentinel_host[i]);
+    free(r->sentinel_host);
+    free(r->sentinel_port);
+    free(r->sentinel_master);
+    free(r->tls_name);
+    if (r->tls)
+        SSL_CTX_free(r->tls);
     free(r->host);
     free(r);
 }
@@ -565,6 +837,11 @@ size_t ob_redis_pending(const ob_redis_t *r)
 uint64_t ob_redis_connects(const ob_redis_t *r)
 {
     return r->connects;
+}
+
+const char *ob_redis_server(const ob_redis_t *r)
+{
+    return r->server;
 }
 
 const char *ob_redis_reply_error(const redisReply *reply)

@@ -20,6 +20,21 @@
  * not have run, so callers make their writes idempotent (fencing tokens,
  * compare-and-set scripts), exactly as for any network call.
  *
+ * TLS (tls_enabled): every connection, Sentinel's too, is TLS 1.2+ with the
+ * server's certificate checked against tls_ca (a PEM file; NULL: the system's
+ * CAs) and its name against tls_server_name (NULL: the host connected to; an
+ * IP address is checked as one). A client certificate with tls_cert/tls_key.
+ *
+ * Sentinel (sentinels: "host:port,host:port"): before every connection the
+ * client asks the sentinels in turn for the address of sentinel_master's
+ * primary (SENTINEL get-master-addr-by-name), connects there and checks with
+ * ROLE that it is the primary. A lost connection, a server that turns out to
+ * be a replica, and a write refused with READONLY (the primary was demoted)
+ * all drop the connection and ask again, so the client follows a failover.
+ * READONLY also drops the connection without Sentinel: a DNS name that moves
+ * to the new primary (a managed service's primary endpoint) is resolved again.
+ * The refused command fails with OB_ERR_CONN: it did not run.
+ *
  * Callbacks: `reply` is valid only during the callback. err is OB_OK with a
  * reply (which may itself be a Redis error reply: see ob_redis_reply_error),
  * or another code with reply NULL. Callbacks never run inside
@@ -48,6 +63,11 @@ typedef struct ob_redis_opts_s {
     long connect_timeout_ms; /* 0: 2000 */
     long command_timeout_ms; /* 0: 2000 */
     size_t max_queued;       /* commands held while disconnected (0: 100000) */
+    int tls_enabled;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name; /* NULL or "": none */
+    const char *sentinels;         /* NULL or "": host and port are the server */
+    const char *sentinel_master;   /* NULL or "": "mymaster" */
+    const char *sentinel_password; /* NULL or "": no AUTH to the sentinels */
 } ob_redis_opts_t;
 
 typedef void(ob_redis_cb)(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg);
@@ -76,6 +96,8 @@ const char *ob_redis_refused(const ob_redis_t *r);
 size_t ob_redis_pending(const ob_redis_t *r);
 /* Successful connections so far (1 after the first, 2 after one reconnect...). */
 uint64_t ob_redis_connects(const ob_redis_t *r);
+/* The server connected to or last tried ("host:port"). */
+const char *ob_redis_server(const ob_redis_t *r);
 
 /* Text of a Redis error reply, or NULL when reply is not an error. */
 const char *ob_redis_reply_error(const redisReply *reply);

@@ -2340,6 +2340,24 @@ void ob_worker_stop(ob_worker_t *w)
     ob_loop_stop(w->loop);
 }
 
+void ob_worker_redis_opts(const ob_config_t *cfg, ob_redis_opts_t *out)
+{
+    *out = (ob_redis_opts_t){.host = cfg->redis_host,
+                             .port = (int)cfg->redis_port,
+                             .password = cfg->redis_password,
+                             .db = (int)cfg->redis_db,
+                             .connect_timeout_ms = (long)cfg->redis_connect_timeout_ms,
+                             .command_timeout_ms = (long)cfg->redis_command_timeout_ms,
+                             .tls_enabled = cfg->redis_tls,
+                             .tls_ca = cfg->redis_tls_ca,
+                             .tls_cert = cfg->redis_tls_cert,
+                             .tls_key = cfg->redis_tls_key,
+                             .tls_server_name = cfg->redis_tls_server_name,
+                             .sentinels = cfg->redis_sentinels,
+                             .sentinel_master = cfg->redis_sentinel_master,
+                             .sentinel_password = cfg->redis_sentinel_password};
+}
+
 ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *errstr,
                            size_t errstr_size)
 {
@@ -2406,12 +2424,8 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     ob_assume_cache_opts_t co = {.session_name = "onboard",
                                  .max_entries = w->run_max ? 2 * w->run_max : 0};
     w->assume = ob_assume_cache_new(w->aws, w->fleet, &co);
-    ob_redis_opts_t ro = {.host = w->cfg->redis_host,
-                          .port = (int)w->cfg->redis_port,
-                          .password = w->cfg->redis_password,
-                          .db = (int)w->cfg->redis_db,
-                          .connect_timeout_ms = (long)w->cfg->redis_connect_timeout_ms,
-                          .command_timeout_ms = (long)w->cfg->redis_command_timeout_ms};
+    ob_redis_opts_t ro;
+    ob_worker_redis_opts(w->cfg, &ro);
     w->redis = ob_redis_new(loop, &ro, errstr, errstr_size);
     if (!w->redis || !w->assume)
         goto fail;

@@ -35,6 +35,7 @@
 #include "ob_err.h"
 #include "ob_loop.h"
 #include "ob_msg.h"
+#include "ob_redis.h"
 
 typedef enum ob_step_kind_e {
     OB_STEP_CALL = 1, /* send req; the reply comes back to step() */
@@ -169,6 +170,10 @@ typedef struct ob_worker_stats_s {
     uint64_t txn_commits, txn_aborts; /* output.transactions */
     int paused;
 } ob_worker_stats_t;
+
+/* Redis connection options from the settings (redis.*), for the workers and
+ * the tools alike; the strings stay the config's. */
+void ob_worker_redis_opts(const ob_config_t *cfg, ob_redis_opts_t *out);
 
 ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *errstr,
                            size_t errstr_size);

@@ -542,6 +542,7 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
           case $so in
             libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*) continue ;;
             libcrypto.so.*) so=libssl.so.${so#libcrypto.so.} ;; # both in libssl3
+            libhiredis_ssl.so.*) so=libhiredis.so.${so#libhiredis_ssl.so.} ;; # both in libhiredis1.1.0
           esac
           base=${so%%.so*} ver=${so#*.so.}
           case $base in *[0-9]) want=$base-$ver ;; *) want=$base$ver ;; esac

@@ -12,6 +12,8 @@
 #   scripts/services.sh restart-redis RUNDIR | restart-kafka RUNDIR
 #   scripts/services.sh start RUNDIR kafka_cluster   # three brokers (RF 3, min ISR 2)
 #   scripts/services.sh kill-broker RUNDIR N | start-broker RUNDIR N   # N: 1-3
+#   scripts/services.sh start RUNDIR redis_ha   # TLS primary, replica and Sentinel
+#   scripts/services.sh failover-redis RUNDIR [switch|kill]   # the replica promoted
 #
 # Readiness is asked of the services themselves (kcat -L, redis-cli PING),
 # never assumed after a sleep.
@@ -268,6 +270,102 @@ stop_redis() {
   fi
 }
 
+# Redis as a managed service runs it: TLS only (certificates checked), a
+# primary, a replica and a Sentinel (quorum 1, a primary is down after 1 s)
+# that promotes the replica when the primary dies or on `failover-redis`.
+rcli() { redis-cli --tls --cacert "$1/tls/ca.pem" -h 127.0.0.1 -p "$2" "${@:3}"; }
+
+# The primary's port, as the Sentinel says.
+redis_ha_primary() {
+  local dir=$1
+  [ -f "$dir/sport" ] || return 1
+  rcli "$dir" "$(cat "$dir/sport")" SENTINEL get-master-addr-by-name mymaster 2>/dev/null | sed -n 2p
+}
+
+# Node N (1 or 2) of the pair; one that comes back joins as a replica of
+# whoever is the primary now.
+redis_ha_node() {
+  local dir=$1 n=$2 port primary
+  port=$(cat "$dir/port$n")
+  local args=(--port 0 --tls-port "$port" --bind 127.0.0.1 --save '' --appendonly no
+    --tls-cert-file "$dir/tls/broker.crt" --tls-key-file "$dir/tls/broker.key"
+    --tls-ca-cert-file "$dir/tls/ca.pem" --tls-auth-clients optional --tls-replication yes
+    --dir "$dir" --dbfilename "dump$n.rdb" --daemonize yes --pidfile "$dir/redis$n.pid"
+    --logfile "$dir/redis$n.log")
+  primary=$(redis_ha_primary "$dir" || true)
+  [ -z "$primary" ] && [ "$n" = 2 ] && primary=$(cat "$dir/port1")
+  if [ -n "$primary" ] && [ "$primary" != "$port" ]; then args+=(--replicaof 127.0.0.1 "$primary"); fi
+  redis-server "${args[@]}"
+  local deadline=$((SECONDS + 30))
+  until rcli "$dir" "$port" ping 2>/dev/null | grep -q PONG; do
+    if [ $SECONDS -ge $deadline ]; then log "Redis node $n not ready"; return 1; fi
+    sleep 0.1
+  done
+}
+
+start_redis_ha() {
+  local dir=$1/redis_ha
+  mkdir -p "$dir"
+  kafka_tls_certs "$dir/tls"
+  for f in port1 port2 sport; do [ -f "$dir/$f" ] || free_port >"$dir/$f"; done
+  redis_ha_node "$dir" 1
+  redis_ha_node "$dir" 2
+  {
+    echo "port 0"
+    echo "tls-port $(cat "$dir/sport")"
+    echo "bind 127.0.0.1"
+    echo "tls-cert-file $dir/tls/broker.crt"
+    echo "tls-key-file $dir/tls/broker.key"
+    echo "tls-ca-cert-file $dir/tls/ca.pem"
+    echo "tls-auth-clients optional"
+    echo "tls-replication yes"
+    echo "daemonize yes"
+    echo "pidfile $dir/sentinel.pid"
+    echo "logfile $dir/sentinel.log"
+    echo "dir $dir"
+    echo "sentinel monitor mymaster 127.0.0.1 $(cat "$dir/port1") 1"
+    echo "sentinel down-after-milliseconds mymaster 1000"
+    echo "sentinel failover-timeout mymaster 5000"
+  } >"$dir/sentinel.conf"
+  redis-server "$dir/sentinel.conf" --sentinel
+  local deadline=$((SECONDS + 30))
+  until rcli "$dir" "$(cat "$dir/port2")" INFO replication 2>/dev/null | grep -q 'master_link_status:up' &&
+    [ -n "$(redis_ha_primary "$dir")" ]; do
+    if [ $SECONDS -ge $deadline ]; then log "Redis primary, replica and Sentinel not ready"; return 1; fi
+    sleep 0.2
+  done
+  log "Redis (TLS) ready: primary 127.0.0.1:$(cat "$dir/port1"), replica :$(cat "$dir/port2"), Sentinel :$(cat "$dir/sport")"
+}
+
+stop_redis_ha() {
+  local dir=$1/redis_ha pf
+  [ -d "$dir" ] || return 0
+  for pf in "$dir/redis1.pid" "$dir/redis2.pid" "$dir/sentinel.pid"; do
+    if [ -f "$pf" ]; then kill -9 "$(cat "$pf")" 2>/dev/null || true; fi
+  done
+}
+
+# Fail the primary over: `kill` SIGKILLs it (the Sentinel promotes the replica
+# once it has been down for a second; the node then comes back as a replica),
+# `switch` asks the Sentinel for a failover.
+failover_redis() {
+  local dir=$1/redis_ha how=${2:-switch} old new n=1
+  old=$(redis_ha_primary "$dir")
+  if [ "$how" = kill ]; then
+    [ "$old" = "$(cat "$dir/port2")" ] && n=2
+    kill -9 "$(cat "$dir/redis$n.pid")"
+  else
+    rcli "$dir" "$(cat "$dir/sport")" SENTINEL FAILOVER mymaster >/dev/null
+  fi
+  local deadline=$((SECONDS + 60))
+  while new=$(redis_ha_primary "$dir"); [ -z "$new" ] || [ "$new" = "$old" ]; do
+    if [ $SECONDS -ge $deadline ]; then log "no failover from :$old"; return 1; fi
+    sleep 0.2
+  done
+  if [ "$how" = kill ]; then redis_ha_node "$dir" "$n"; fi
+  log "Redis failed over ($how): primary :$old -> :$new"
+}
+
 start_moto() {
   local dir=$1/moto
   mkdir -p "$dir"
@@ -299,6 +397,10 @@ print_env() {
     echo "export OB_TEST_KAFKA_TLS_CA=$run/kafka/tls/ca.pem"
   fi
   [ -f "$run/redis/port" ] && echo "export OB_TEST_REDIS_PORT=$(cat "$run/redis/port")"
+  if [ -f "$run/redis_ha/sport" ]; then
+    echo "export OB_TEST_REDIS_HA_SENTINELS=127.0.0.1:$(cat "$run/redis_ha/sport")"
+    echo "export OB_TEST_REDIS_HA_CA=$run/redis_ha/tls/ca.pem"
+  fi
   [ -f "$run/moto/port" ] && echo "export OB_TEST_MOTO_URL=http://127.0.0.1:$(cat "$run/moto/port")"
   echo "export OB_TEST_SERVICES_DIR=$run"
   echo "export OB_TEST_SERVICES_SCRIPT=$HERE/services.sh"
@@ -312,7 +414,8 @@ case "$cmd" in
   start)
     what=("$@"); [ ${#what[@]} -gt 0 ] || what=(kafka redis moto)
     for w in "${what[@]}"; do "start_$w" "$run"; done ;;
-  stop) stop_moto "$run"; stop_redis "$run"; stop_kafka "$run"; stop_kafka_cluster "$run" ;;
+  stop) stop_moto "$run"; stop_redis "$run"; stop_redis_ha "$run"; stop_kafka "$run"; stop_kafka_cluster "$run" ;;
+  failover-redis) failover_redis "$run" "${1:-switch}" ;;
   env) print_env "$run" ;;
   restart-redis) stop_redis "$run"; start_redis "$run" ;;
   restart-kafka) stop_kafka "$run"; start_kafka "$run" ;;

@@ -35,11 +35,11 @@ step "build (warnings as errors)"
 cmake -S . -B build/ci -DOB_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/ci -j"$JOBS"
 
-step "services: Apache Kafka (KRaft), redis-server, moto"
+step "services: Apache Kafka (KRaft), redis-server, Redis with TLS, a replica and Sentinel, moto"
 # Redis keeps an append-only file, so the chaos run's Redis restart loses
 # nothing, as in a deployment.
 export OB_REDIS_AOF=yes
-scripts/services.sh start "$RUN"
+scripts/services.sh start "$RUN" kafka redis redis_ha moto
 eval "$(scripts/services.sh env "$RUN")"
 export OB_TEST_REQUIRE_SERVICES=1
 

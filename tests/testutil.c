@@ -156,3 +156,36 @@ int ob_test_worker_idle(void *worker)
     ob_worker_get_stats(worker, &st);
     return st.inflight == 0;
 }
+
+/* ---- Redis ---- */
+
+void ob_test_redis_reply(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    ob_test_call_t *c = arg;
+    c->done = 1;
+    c->err = err;
+    if (reply) {
+        c->type = reply->type;
+        c->integer = reply->integer;
+        if (reply->str)
+            snprintf(c->str, sizeof(c->str), "%.*s", (int)reply->len, reply->str);
+    }
+}
+
+int ob_test_call_done(void *arg)
+{
+    return ((ob_test_call_t *)arg)->done;
+}
+
+int ob_test_redis_connected(void *arg)
+{
+    return ob_redis_connected(arg);
+}
+
+void ob_test_redis_cmd(ob_loop_t *loop, ob_redis_t *r, ob_test_call_t *c, const char *fmt,
+                       const char *a, const char *b)
+{
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(ob_redis_command(r, ob_test_redis_reply, c, fmt, a, b), OB_OK);
+    assert_true(ob_test_run_until(loop, ob_test_call_done, c, 15000));
+}

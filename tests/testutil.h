@@ -55,4 +55,23 @@ void ob_test_kafka_defaults(ob_cfg_kv_t *kv, const char *brokers);
 void ob_test_member_account(int i, char out[16]);
 /* 1 when the ob_worker_t has nothing in flight (its state writes are done). */
 int ob_test_worker_idle(void *worker);
+
+/* ---- Redis ---- */
+
+#include "ob_redis.h"
+
+/* One command's outcome, filled by ob_test_redis_reply. */
+typedef struct ob_test_call_s {
+    int done;
+    ob_err_t err;
+    int type;
+    long long integer;
+    char str[256];
+} ob_test_call_t;
+void ob_test_redis_reply(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg);
+int ob_test_call_done(void *arg);       /* arg: ob_test_call_t */
+int ob_test_redis_connected(void *arg); /* arg: ob_redis_t */
+/* Send a command with up to two string arguments and wait for its outcome. */
+void ob_test_redis_cmd(ob_loop_t *loop, ob_redis_t *r, ob_test_call_t *c, const char *fmt,
+                       const char *a, const char *b);
 #endif

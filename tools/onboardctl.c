@@ -39,6 +39,7 @@
 #include "ob_log.h"
 #include "ob_msg.h"
 #include "ob_redis.h"
+#include "ob_worker.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE   2
@@ -576,12 +577,15 @@ static void on_hgetall(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
 
 static ob_redis_t *redis_connect(ctl_t *c)
 {
-    ob_redis_opts_t ro = {.host = c->cfg.redis_host,
-                          .port = (int)c->cfg.redis_port,
-                          .password = c->cfg.redis_password,
-                          .db = (int)c->cfg.redis_db,
-                          .command_timeout_ms = 5000};
-    ob_redis_t *r = ob_redis_new(c->loop, &ro, NULL, 0);
+    ob_redis_opts_t ro;
+    ob_worker_redis_opts(&c->cfg, &ro);
+    ro.command_timeout_ms = 5000;
+    char err[512] = "";
+    ob_redis_t *r = ob_redis_new(c->loop, &ro, err, sizeof(err));
+    if (!r && err[0]) {
+        fprintf(stderr, "onboardctl: %s\n", err);
+        return NULL;
+    }
     for (int i = 0; r && i < 50 && !ob_redis_connected(r); i++)
         ob_loop_run_once(c->loop, 100);
     if (!r || !ob_redis_connected(r)) {

@@ -18,37 +18,6 @@
 
 static int port;
 
-typedef struct call_s {
-    int done;
-    ob_err_t err;
-    int type;
-    long long integer;
-    char str[256];
-} call_t;
-
-static void on_reply(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
-{
-    call_t *c = arg;
-    c->done = 1;
-    c->err = err;
-    if (reply) {
-        c->type = reply->type;
-        c->integer = reply->integer;
-        if (reply->str)
-            snprintf(c->str, sizeof(c->str), "%.*s", (int)reply->len, reply->str);
-    }
-}
-
-static int call_done(void *arg)
-{
-    return ((call_t *)arg)->done;
-}
-
-static int connected(void *arg)
-{
-    return ob_redis_connected(arg);
-}
-
 static ob_redis_t *connect_redis(ob_loop_t *loop, long cmd_timeout)
 {
     ob_redis_opts_t o = {.host = "127.0.0.1",
@@ -58,50 +27,43 @@ static ob_redis_t *connect_redis(ob_loop_t *loop, long cmd_timeout)
     char err[256];
     ob_redis_t *r = ob_redis_new(loop, &o, err, sizeof(err));
     assert_non_null(r);
-    assert_true(ob_test_run_until(loop, connected, r, 5000));
+    assert_true(ob_test_run_until(loop, ob_test_redis_connected, r, 5000));
     return r;
-}
-
-static void run_cmd(ob_loop_t *loop, ob_redis_t *r, call_t *c, const char *fmt, const char *a,
-                    const char *b)
-{
-    memset(c, 0, sizeof(*c));
-    assert_int_equal(ob_redis_command(r, on_reply, c, fmt, a, b), OB_OK);
-    assert_true(ob_test_run_until(loop, call_done, c, 10000));
 }
 
 static void test_round_trip(void **state)
 {
     ob_loop_t *loop = ob_loop_new(NULL, 0);
     ob_redis_t *r = connect_redis(loop, 2000);
-    call_t c;
-    run_cmd(loop, r, &c, "SET %s %s", "ob:test:k", "v1");
+    ob_test_call_t c;
+    ob_test_redis_cmd(loop, r, &c, "SET %s %s", "ob:test:k", "v1");
     assert_int_equal(c.err, OB_OK);
     assert_int_equal(c.type, REDIS_REPLY_STATUS);
-    run_cmd(loop, r, &c, "GET %s", "ob:test:k", NULL);
+    ob_test_redis_cmd(loop, r, &c, "GET %s", "ob:test:k", NULL);
     assert_string_equal(c.str, "v1");
 
     /* Binary-safe argv with an embedded NUL. */
     const char *argv[] = {"SET", "ob:test:bin", "a\0b"};
     size_t lens[] = {3, 11, 3};
     memset(&c, 0, sizeof(c));
-    assert_int_equal(ob_redis_command_argv(r, on_reply, &c, 3, argv, lens), OB_OK);
-    assert_true(ob_test_run_until(loop, call_done, &c, 5000));
-    run_cmd(loop, r, &c, "STRLEN %s", "ob:test:bin", NULL);
+    assert_int_equal(ob_redis_command_argv(r, ob_test_redis_reply, &c, 3, argv, lens), OB_OK);
+    assert_true(ob_test_run_until(loop, ob_test_call_done, &c, 5000));
+    ob_test_redis_cmd(loop, r, &c, "STRLEN %s", "ob:test:bin", NULL);
     assert_int_equal(c.integer, 3);
 
     /* A Redis error reply is a reply, not a transport failure. */
-    run_cmd(loop, r, &c, "INCR %s", "ob:test:k", NULL);
+    ob_test_redis_cmd(loop, r, &c, "INCR %s", "ob:test:k", NULL);
     assert_int_equal(c.err, OB_OK);
     assert_int_equal(c.type, REDIS_REPLY_ERROR);
 
     /* Many pipelined commands complete in order. */
-    static call_t many[1000];
+    static ob_test_call_t many[1000];
     memset(many, 0, sizeof(many));
-    run_cmd(loop, r, &c, "DEL %s", "ob:test:ctr", NULL);
+    ob_test_redis_cmd(loop, r, &c, "DEL %s", "ob:test:ctr", NULL);
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(ob_redis_command(r, on_reply, &many[i], "INCR ob:test:ctr"), OB_OK);
-    assert_true(ob_test_run_until(loop, call_done, &many[999], 10000));
+        assert_int_equal(ob_redis_command(r, ob_test_redis_reply, &many[i], "INCR ob:test:ctr"),
+                         OB_OK);
+    assert_true(ob_test_run_until(loop, ob_test_call_done, &many[999], 10000));
     for (int i = 0; i < 1000; i++)
         assert_int_equal(many[i].integer, i + 1);
     assert_int_equal(ob_redis_pending(r), 0);
@@ -115,15 +77,15 @@ static void test_deadline_and_recovery(void **state)
 {
     ob_loop_t *loop = ob_loop_new(NULL, 0);
     ob_redis_t *r = connect_redis(loop, 300);
-    call_t c, slow;
-    run_cmd(loop, r, &c, "CLIENT PAUSE %s ALL", "1500", NULL);
+    ob_test_call_t c, slow;
+    ob_test_redis_cmd(loop, r, &c, "CLIENT PAUSE %s ALL", "1500", NULL);
     assert_int_equal(c.err, OB_OK);
-    run_cmd(loop, r, &slow, "GET %s", "ob:test:k", NULL);
+    ob_test_redis_cmd(loop, r, &slow, "GET %s", "ob:test:k", NULL);
     assert_int_equal(slow.err, OB_ERR_TIMEOUT);
     /* Keep trying until the pause is over; the client reconnects meanwhile. */
     int ok = 0;
     for (int i = 0; i < 40 && !ok; i++) {
-        run_cmd(loop, r, &c, "PING", NULL, NULL);
+        ob_test_redis_cmd(loop, r, &c, "PING", NULL, NULL);
         ok = c.err == OB_OK && !strcmp(c.str, "PONG");
     }
     assert_true(ok);
@@ -143,8 +105,8 @@ static void test_survives_restart(void **state)
     const char *dir = ob_test_service_env("OB_TEST_SERVICES_DIR", "the services directory");
     ob_loop_t *loop = ob_loop_new(NULL, 0);
     ob_redis_t *r = connect_redis(loop, 10000);
-    call_t c;
-    run_cmd(loop, r, &c, "SET %s %s", "ob:test:restart", "before");
+    ob_test_call_t c;
+    ob_test_redis_cmd(loop, r, &c, "SET %s %s", "ob:test:restart", "before");
     assert_int_equal(c.err, OB_OK);
 
     char cmd[1024];
@@ -157,16 +119,17 @@ static void test_survives_restart(void **state)
     assert_false(ob_redis_connected(r));
 
     /* Queued while Redis is down, sent once it is back. */
-    call_t queued;
+    ob_test_call_t queued;
     memset(&queued, 0, sizeof(queued));
     assert_int_equal(
-        ob_redis_command(r, on_reply, &queued, "SET %s %s", "ob:test:restart", "after"), OB_OK);
+        ob_redis_command(r, ob_test_redis_reply, &queued, "SET %s %s", "ob:test:restart", "after"),
+        OB_OK);
     snprintf(cmd, sizeof(cmd), "%s start-redis %s", script, dir);
     pid = ob_test_sh_async(cmd);
     assert_true(ob_test_run_until(loop, exited, &pid, 30000));
-    assert_true(ob_test_run_until(loop, call_done, &queued, 10000));
+    assert_true(ob_test_run_until(loop, ob_test_call_done, &queued, 10000));
     assert_int_equal(queued.err, OB_OK);
-    run_cmd(loop, r, &c, "GET %s", "ob:test:restart", NULL);
+    ob_test_redis_cmd(loop, r, &c, "GET %s", "ob:test:restart", NULL);
     assert_string_equal(c.str, "after");
     assert_int_equal(ob_redis_connects(r), 2);
     ob_redis_free(r);
@@ -207,14 +170,14 @@ static void test_password(void **state)
     for (int i = 0; i < 50 && !(r && ob_redis_connected(r)); i++) {
         if (!r)
             r = ob_redis_new(loop, &o, NULL, 0);
-        ob_test_run_until(loop, connected, r, 200);
+        ob_test_run_until(loop, ob_test_redis_connected, r, 200);
     }
     assert_true(ob_redis_connected(r));
-    call_t c;
-    run_cmd(loop, r, &c, "SET %s %s", "ob:test:auth", "yes");
+    ob_test_call_t c;
+    ob_test_redis_cmd(loop, r, &c, "SET %s %s", "ob:test:auth", "yes");
     assert_int_equal(c.err, OB_OK);
     assert_int_equal(c.type, REDIS_REPLY_STATUS);
-    run_cmd(loop, r, &c, "GET %s", "ob:test:auth", NULL);
+    ob_test_redis_cmd(loop, r, &c, "GET %s", "ob:test:auth", NULL);
     assert_string_equal(c.str, "yes");
     ob_redis_free(r);
 
@@ -222,14 +185,14 @@ static void test_password(void **state)
      * command fails at once with OB_ERR_REDIS, and the refusal says why. */
     o.password = "pw-Wrong-9c1e";
     r = ob_redis_new(loop, &o, NULL, 0);
-    run_cmd(loop, r, &c, "GET %s", "ob:test:auth", NULL);
+    ob_test_redis_cmd(loop, r, &c, "GET %s", "ob:test:auth", NULL);
     assert_int_equal(c.err, OB_ERR_REDIS);
     assert_false(ob_redis_connected(r));
     const char *why = ob_redis_refused(r);
     assert_non_null(why);
     assert_true(strstr(why, "NOAUTH") || strstr(why, "WRONGPASS"));
     /* It keeps trying: still refused a while later, never connected. */
-    ob_test_run_until(loop, connected, r, 1500);
+    ob_test_run_until(loop, ob_test_redis_connected, r, 1500);
     assert_false(ob_redis_connected(r));
     assert_non_null(ob_redis_refused(r));
     ob_redis_free(r);
@@ -254,9 +217,9 @@ static void test_free_cancels_pending(void **state)
     ob_redis_opts_t o = {.host = "127.0.0.1", .port = 1, .connect_timeout_ms = 200};
     ob_redis_t *r = ob_redis_new(loop, &o, NULL, 0);
     assert_non_null(r);
-    call_t c;
+    ob_test_call_t c;
     memset(&c, 0, sizeof(c));
-    assert_int_equal(ob_redis_command(r, on_reply, &c, "PING"), OB_OK);
+    assert_int_equal(ob_redis_command(r, ob_test_redis_reply, &c, "PING"), OB_OK);
     for (int i = 0; i < 3; i++)
         ob_loop_run_once(loop, 50);
     assert_false(ob_redis_connected(r));

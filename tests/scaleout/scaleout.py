@@ -25,6 +25,10 @@ replicas:
             are the stage's inflight.max (250, 100, 250, 30: every stage in
             turn gets more than one replica can start). Every stage must reach
             4 replicas and be back at 1 at the end
+  redis     two replicas per stage on Redis as a managed service runs it (TLS,
+            a primary, a replica and a Sentinel, the workers finding the
+            primary through the Sentinel): the primary SIGKILLed mid-batch, the
+            replica promoted, the old primary back as a replica
   broker    two replicas per stage on a cluster of three brokers (replication
             factor 3, min.insync.replicas 2): one broker SIGKILLed mid-batch
             and started again later (with --brokers 3; the other scenarios run
@@ -280,6 +284,11 @@ def scenario_actions(name, fleet, batch_s, services=None, run=None, finished=Non
         for s in STAGES:
             fleet.stop(s, random.randrange(2), signal.SIGKILL, wait=False)
             fleet.start(s)
+    elif name == "redis":
+        time.sleep(q)
+        fleet.note("SIGKILLing the Redis primary")
+        sh([services, "failover-redis", run, "kill"])
+        fleet.note("Redis failed over: the replica promoted, the old primary back as a replica")
     elif name == "broker":
         time.sleep(q)
         sh([services, "kill-broker", run, "2"])
@@ -298,11 +307,12 @@ def run_scenario(name, args, bins, ctl, simbin, services):
         os.environ["OB_TEST_KAFKA_PARTITIONS"] = str(args.partitions)
         if name == "broker" and args.brokers != 3:
             sys.exit("scaleout: the broker scenario needs --brokers 3")
-        sh([services, "start", run, "kafka_cluster" if args.brokers == 3 else "kafka", "redis"])
+        sh([services, "start", run, "kafka_cluster" if args.brokers == 3 else "kafka",
+            "redis_ha" if name == "redis" else "redis"])
         senv = dict(l.replace("export ", "", 1).split("=", 1)
                     for l in sh([services, "env", run]).splitlines() if l.startswith("export "))
         brokers = senv["OB_TEST_KAFKA_BROKERS"]
-        rport = int(senv["OB_TEST_REDIS_PORT"])
+        rport = int(senv.get("OB_TEST_REDIS_PORT", "6379"))
         portfile = os.path.join(run, "sim.port")
         sim = subprocess.Popen([simbin, "--port-file", portfile, "--org-accounts", str(n + 10),
                                 "--profile", "aws-typical", "--scale", str(args.scale)],
@@ -315,6 +325,9 @@ def run_scenario(name, args, bins, ctl, simbin, services):
         prefix = "so%d%s." % (os.getpid(), name)
         env = fleet_env(sim_url, prefix, rport, brokers)
         env.update({"OB_LOG_LEVEL": "info", "OB_STACK_POLL": "1s"})
+        if name == "redis":
+            env.update({"OB_REDIS_SENTINELS": senv["OB_TEST_REDIS_HA_SENTINELS"],
+                        "OB_REDIS_TLS": "true", "OB_REDIS_TLS_CA_FILE": senv["OB_TEST_REDIS_HA_CA"]})
         reqs = os.path.join(run, "requests.jsonl")
         write_requests(reqs, n, prefix)
         create_topics(brokers, prefix)

@@ -150,6 +150,15 @@ plaintext
       name: {{ . | quote }}
       key: {{ $root.Values.redis.passwordKey | quote }}
 {{- end }}
+{{- with $root.Values.redis.sentinel }}
+{{- if and .hosts .existingSecret }}
+- name: OB_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret | quote }}
+      key: {{ .passwordKey | quote }}
+{{- end }}
+{{- end }}
 {{- if and (eq $kind "connect") $root.Values.billing.existingSecret }}
 - name: OB_BILLING_SECRET
   valueFrom:
