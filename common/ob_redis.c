@@ -614,6 +614,8 @@ static void connect_now(ob_redis_t *r)
             redisAsyncFree(ac);
         if (r->asking)
             sentinel_failed(r);
+        else
+            r->primary_known = 0; /* the sentinels may know better by the next try */
         schedule_reconnect(r);
         return;
     }

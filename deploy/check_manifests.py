@@ -72,7 +72,9 @@ def check_chart(args):
     with open(args.builtin, "w") as f:
         yaml.safe_dump_all(builtin, f, sort_keys=False)
 
-    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    # The workers' workloads: Deployments, or StatefulSets (workload: StatefulSet).
+    deployments = {d["metadata"]["name"]: d
+                   for d in by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])}
     configmaps = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
     secret_refs = set()
     want = sorted(args.workers.split(",")) if args.workers else sorted(KINDS)
@@ -81,7 +83,7 @@ def check_chart(args):
     if got != want:
         fail(f"Deployments for workers {got}, expected one each for {want}")
     for name, dep in deployments.items():
-        where = f"Deployment {name}"
+        where = f"{dep['kind']} {name}"
         pod = dep["spec"]["template"]
         spec = pod["spec"]
         kind = pod["metadata"]["labels"].get("app.kubernetes.io/component")
@@ -150,7 +152,8 @@ def check_chart(args):
         for m in c.get("volumeMounts") or []:
             if m["name"] not in vols:
                 fail(f"{where}: volumeMount {m['name']} has no volume")
-        for key in ("OB_KAFKA_SSL_CA_LOCATION", "OB_KAFKA_SSL_CERTIFICATE_LOCATION", "OB_KAFKA_SSL_KEY_LOCATION"):
+        for key in ("OB_KAFKA_SSL_CA_LOCATION", "OB_KAFKA_SSL_CERTIFICATE_LOCATION", "OB_KAFKA_SSL_KEY_LOCATION",
+                    "OB_REDIS_TLS_CA_FILE", "OB_REDIS_TLS_CERT_FILE", "OB_REDIS_TLS_KEY_FILE"):
             path = cm_env.get(key)
             if not path:
                 continue
@@ -162,6 +165,15 @@ def check_chart(args):
             rel = path[len(mount["mountPath"]) + 1:]
             if items and rel not in [i["path"] for i in items]:
                 fail(f"{where}: {key}={path}: the Secret volume does not project {rel}")
+        if dep["kind"] == "StatefulSet":
+            # Each pod its own static member: the instance id is the pod's name.
+            ref = ((env.get("OB_INSTANCE_ID") or {}).get("valueFrom") or {}).get("fieldRef") or {}
+            if ref.get("fieldPath") != "metadata.name":
+                fail(f"{where}: OB_INSTANCE_ID is not the pod's name")
+            if dep["spec"].get("podManagementPolicy") != "Parallel":
+                fail(f"{where}: podManagementPolicy is not Parallel (replicas would start one by one)")
+        elif "OB_INSTANCE_ID" in env or "OB_INSTANCE_ID" in cm_env:
+            fail(f"{where}: a Deployment's pods cannot share an instance id")
         if args.all:
             if kind == "iam" and not cm_env.get("OB_BILLING_PRINCIPAL"):
                 fail(f"{where}: OB_BILLING_PRINCIPAL is not set for the iam worker")
@@ -246,8 +258,8 @@ def check_keda(args, by_kind, deployments, secret_refs):
         ref = so["spec"]["scaleTargetRef"]
         tname = ref["name"]
         targets[tname] = so
-        if tname not in deployments or ref.get("kind", "Deployment") != "Deployment":
-            fail(f"ScaledObject {so['metadata']['name']}: target {tname} is not a rendered Deployment")
+        if tname not in deployments or ref.get("kind", "Deployment") != deployments[tname]["kind"]:
+            fail(f"ScaledObject {so['metadata']['name']}: target {ref.get('kind')} {tname} is not rendered")
             continue
         kind = deployments[tname]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
         triggers = so["spec"]["triggers"]

@@ -13,6 +13,12 @@ replicas:
   roll      two replicas per stage, every stage rolled as a Deployment does it
             (maxSurge 1, maxUnavailable 0: a new pod, ready, then an old one
             stopped with SIGTERM, one at a time), all stages at once
+  roll-static  two replicas per stage with stable instance ids (a StatefulSet:
+            instance.id is the pod's name), every stage rolled as a StatefulSet
+            does it (highest ordinal first: the pod stopped with SIGTERM, then
+            started again under the same name), all stages at once
+  kill-static  as kill, with stable instance ids: the SIGKILLed pod comes back
+            under its own name (a StatefulSet's pod is recreated so)
   kill      two replicas per stage, one replica of every stage SIGKILLed and
             a new one started in its place
   autoscale every stage from one replica, scaled by KEDA's formula as the chart
@@ -113,12 +119,14 @@ class Fleet:
         self.events.append((time.time(), what))
         log(what)
 
-    def start(self, stage, wait_ready=False):
+    def start(self, stage, wait_ready=False, instance=None):
         with self.lock:
             self.serial += 1
             name = "%s-%d" % (stage, self.serial)
         port = free_port()
         env = dict(self.env, OB_METRICS_PORT=str(port), **self.stage_env.get(stage, {}))
+        if instance:
+            env["OB_INSTANCE_ID"] = instance
         p = subprocess.Popen([self.bins[stage]], env=env, stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(self.run, name + ".log"), "w"))
         with self.lock:
@@ -279,6 +287,27 @@ def scenario_actions(name, fleet, batch_s, services=None, run=None, finished=Non
             t.start()
         for t in threads:
             t.join()
+    elif name == "roll-static":
+        time.sleep(q)
+
+        def roll_static(stage):
+            for ordinal in (1, 0):
+                fleet.stop(stage, ordinal)
+                fleet.start(stage, wait_ready=True, instance="%s-%d" % (stage, ordinal))
+                # The restarted pod goes back to its place in the list.
+                with fleet.lock:
+                    fleet.procs[stage].insert(ordinal, fleet.procs[stage].pop())
+        threads = [threading.Thread(target=roll_static, args=(s,)) for s in STAGES]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    elif name == "kill-static":
+        time.sleep(q)
+        for s in STAGES:
+            ordinal = random.randrange(2)
+            fleet.stop(s, ordinal, signal.SIGKILL, wait=False)
+            fleet.start(s, instance="%s-%d" % (s, ordinal))
     elif name == "kill":
         time.sleep(q)
         for s in STAGES:
@@ -336,8 +365,8 @@ def run_scenario(name, args, bins, ctl, simbin, services):
             fleet.stage_env = {s: {"OB_INFLIGHT_MAX": str(w)} for s, w in AUTOSCALE["window"].items()}
         replicas = 1 if name in ("baseline", "scale", "autoscale") else 2
         for s in STAGES:
-            for _ in range(replicas):
-                fleet.start(s)
+            for i in range(replicas):
+                fleet.start(s, instance="%s-%d" % (s, i) if name.endswith("-static") else None)
         for s in STAGES:
             for nm, p, port in list(fleet.procs[s]):
                 fleet.wait_ready(nm, p, port)

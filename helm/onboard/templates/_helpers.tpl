@@ -143,6 +143,12 @@ plaintext
       name: {{ $sasl.existingSecret | quote }}
       key: {{ $sasl.passwordKey | quote }}
 {{- end }}
+{{- if eq $root.Values.workload "StatefulSet" }}
+- name: OB_INSTANCE_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
 {{- with $root.Values.redis.existingSecret }}
 - name: OB_REDIS_PASSWORD
   valueFrom:
