@@ -258,6 +258,15 @@ def autoscale(fleet, finished, timeline):
         time.sleep(a["poll_s"])
 
 
+def every_stage(fn):
+    """fn(stage) for the four stages at once, as a rollout of every Deployment does."""
+    threads = [threading.Thread(target=fn, args=(s,)) for s in STAGES]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def scenario_actions(name, fleet, batch_s, services=None, run=None, finished=None, timeline=None):
     """The scenario's timeline, run in a thread while the batch goes on."""
     q = batch_s / 4.0
@@ -282,11 +291,7 @@ def scenario_actions(name, fleet, batch_s, services=None, run=None, finished=Non
             for _ in range(2):
                 fleet.start(stage, wait_ready=True)
                 fleet.stop(stage, 0)
-        threads = [threading.Thread(target=roll, args=(s,)) for s in STAGES]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        every_stage(roll)
     elif name == "roll-static":
         time.sleep(q)
 
@@ -297,11 +302,7 @@ def scenario_actions(name, fleet, batch_s, services=None, run=None, finished=Non
                 # The restarted pod goes back to its place in the list.
                 with fleet.lock:
                     fleet.procs[stage].insert(ordinal, fleet.procs[stage].pop())
-        threads = [threading.Thread(target=roll_static, args=(s,)) for s in STAGES]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        every_stage(roll_static)
     elif name == "kill-static":
         time.sleep(q)
         for s in STAGES:
