@@ -42,8 +42,7 @@ struct ob_kconsumer_s {
     wake_t wake;
     rd_kafka_queue_t *aq; /* ListOffsets results */
     wake_t awake;
-    int ends_asked; /* ListOffsets and ListConsumerGroupOffsets out */
-    char *group;
+    int ends_asked; /* a ListOffsets is out */
     end_t *ends;
     size_t nends, cap_ends;
     ob_timer_t *keepalive; /* polls an idle consumer (max.poll.interval.ms) */
@@ -308,10 +307,10 @@ static void ends_drain(ob_kconsumer_t *c)
     rd_kafka_event_t *ev;
     while ((ev = rd_kafka_queue_poll(c->aq, 0))) {
         if (rd_kafka_event_error(ev))
-            ob_logkv(OB_LOG_DEBUG, "kafka", "listing partition offsets failed", "error",
+            ob_logkv(OB_LOG_DEBUG, "kafka", "listing partition ends failed", "error",
                      rd_kafka_event_error_string(ev), NULL);
         if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_LISTOFFSETS_RESULT) {
-            c->ends_asked--;
+            c->ends_asked = 0;
             const rd_kafka_ListOffsets_result_t *res = rd_kafka_event_ListOffsets_result(ev);
             size_t n = 0;
             const rd_kafka_ListOffsetsResultInfo_t **infos =
@@ -322,25 +321,6 @@ static void ends_drain(ob_kconsumer_t *c)
                 end_t *e = tp && !tp->err ? end_get(c, tp->topic, tp->partition) : NULL;
                 if (e && tp->offset > e->end)
                     e->end = tp->offset;
-            }
-        } else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT) {
-            c->ends_asked--;
-            const rd_kafka_ListConsumerGroupOffsets_result_t *res =
-                rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-            size_t n = 0;
-            const rd_kafka_group_result_t **groups =
-                res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
-            for (size_t g = 0; g < n; g++) {
-                const rd_kafka_topic_partition_list_t *l =
-                    rd_kafka_group_result_error(groups[g])
-                        ? NULL
-                        : rd_kafka_group_result_partitions(groups[g]);
-                for (int i = 0; l && i < l->cnt; i++) {
-                    const rd_kafka_topic_partition_t *tp = &l->elems[i];
-                    end_t *e = tp->err ? NULL : end_get(c, tp->topic, tp->partition);
-                    if (e)
-                        e->committed = tp->offset >= 0 ? tp->offset : -1;
-                }
             }
         }
         rd_kafka_event_destroy(ev);
@@ -382,28 +362,21 @@ ob_err_t ob_kconsumer_refresh_ends(ob_kconsumer_t *c)
         rd_kafka_AdminOptions_set_request_timeout(o, 10000, err, sizeof(err));
     if (o) {
         rd_kafka_ListOffsets(c->rk, own, o, c->aq);
-        c->ends_asked++;
+        c->ends_asked = 1;
         rd_kafka_AdminOptions_destroy(o);
     }
-    /* Where the group stands: a partition paused before its first fetch has
-     * no consumer position yet. */
-    rd_kafka_AdminOptions_t *go =
-        rd_kafka_AdminOptions_new(c->rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-    rd_kafka_ListConsumerGroupOffsets_t *req =
-        go && c->group ? rd_kafka_ListConsumerGroupOffsets_new(c->group, own) : NULL;
-    if (req) {
-        e = rd_kafka_AdminOptions_set_require_stable_offsets(go, 1);
-        if (e)
-            rd_kafka_error_destroy(e);
-        rd_kafka_AdminOptions_set_request_timeout(go, 10000, err, sizeof(err));
-        rd_kafka_ListConsumerGroupOffsets(c->rk, &req, 1, go, c->aq);
-        c->ends_asked++;
-        rd_kafka_ListConsumerGroupOffsets_destroy(req);
-    }
-    if (go)
-        rd_kafka_AdminOptions_destroy(go);
     rd_kafka_topic_partition_list_destroy(own);
     return o ? OB_OK : OB_ERR_NOMEM;
+}
+
+void ob_kconsumer_note_committed(ob_kconsumer_t *c, const rd_kafka_topic_partition_list_t *l)
+{
+    for (int i = 0; l && i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &l->elems[i];
+        end_t *e = tp->err ? NULL : end_get(c, tp->topic, tp->partition);
+        if (e)
+            e->committed = tp->offset >= 0 ? tp->offset : -1;
+    }
 }
 
 int64_t ob_kconsumer_start(ob_kconsumer_t *c, const char *topic, int32_t partition)
@@ -419,14 +392,16 @@ int64_t ob_kconsumer_start(ob_kconsumer_t *c, const char *topic, int32_t partiti
     const end_t *e = end_find(c, topic, partition);
     if (e && e->committed >= 0)
         return e->committed;
-    /* Nothing committed: the consumer starts at the log's start. */
+    /* Nothing committed: the consumer starts at the log's start (auto.offset.reset
+     * earliest), 0 until a fetch has told where that is. */
     int64_t lo = -1, hi = -1;
-    if (e && e->committed == -1 &&
-        rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR &&
-        lo >= 0)
-        return lo;
-    return -1;
+    if (!e || e->committed != -1)
+        return -1;
+    if (rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        lo < 0)
+        lo = 0;
+    return lo;
 }
 
 int64_t ob_kconsumer_end(ob_kconsumer_t *c, const char *topic, int32_t partition)
@@ -478,7 +453,6 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
     c->on_rebalance = opts->on_rebalance;
     c->arg = opts->arg;
     c->batch = opts->batch ? opts->batch : 500;
-    c->group = strdup(opts->group_id);
     c->wake.fds[0] = c->wake.fds[1] = -1;
     c->awake.fds[0] = c->awake.fds[1] = -1;
 
@@ -670,7 +644,6 @@ void ob_kconsumer_free(ob_kconsumer_t *c)
     for (size_t i = 0; i < c->nends; i++)
         free(c->ends[i].topic);
     free(c->ends);
-    free(c->group);
     if (c->rk) {
         if (!c->closed)
             ob_kconsumer_close(c);

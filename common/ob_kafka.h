@@ -87,14 +87,19 @@ void ob_kconsumer_free(ob_kconsumer_t *c);
 rd_kafka_t *ob_kconsumer_handle(ob_kconsumer_t *c);
 uint64_t ob_kconsumer_received(const ob_kconsumer_t *c);
 /* Ask the brokers where the assigned partitions end now (ListOffsets, the
- * last stable offset) and where the group's committed offsets are
- * (ListConsumerGroupOffsets), asynchronously; one round out at a time. librdkafka
+ * last stable offset, asynchronously; one request out at a time). librdkafka
  * learns a partition's end only from its fetches, which stop while the
  * partition is paused: a backed-up stage would read as caught up. */
 ob_err_t ob_kconsumer_refresh_ends(ob_kconsumer_t *c);
+/* The group's committed offsets of newly assigned partitions, as the owner
+ * read them (rd_kafka_committed): where it starts in them. (Not asked of the
+ * group coordinator with ListConsumerGroupOffsets: librdkafka up to 2.14
+ * aborts on a coordinator-targeted admin request that fails to send, as when
+ * the coordinator's broker dies.) */
+void ob_kconsumer_note_committed(ob_kconsumer_t *c, const rd_kafka_topic_partition_list_t *l);
 /* Where the member stands in the partition: the offset of the next message
- * it takes (its position, or, before its first message, the group's committed
- * offset from the last ob_kconsumer_refresh_ends; -1: unknown). */
+ * it takes (its position, or, before its first message, the committed offset
+ * noted at assignment; -1: unknown). */
 int64_t ob_kconsumer_start(ob_kconsumer_t *c, const char *topic, int32_t partition);
 /* The offset after the partition's last message, the newer of the last
  * answer to ob_kconsumer_refresh_ends and what fetches said (-1: unknown). */

@@ -1725,8 +1725,10 @@ static void skip_drop(ob_worker_t *w, size_t i)
     w->skips[i] = w->skips[--w->nskips];
 }
 
-/* Newly assigned partitions: what their previous owner finished out of order
- * in its last committed transaction (the committed offset's metadata). */
+/* Newly assigned partitions: where the group stands in them (the committed
+ * offsets, read once here), and with output transactions what their previous
+ * owner finished out of order in its last committed transaction (the
+ * committed offset's metadata). */
 static void skips_load(ob_worker_t *w, const rd_kafka_topic_partition_list_t *parts)
 {
     rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
@@ -1736,8 +1738,11 @@ static void skips_load(ob_worker_t *w, const rd_kafka_topic_partition_list_t *pa
                 "cannot read the committed offsets of new partitions (%s): messages finished "
                 "by their previous owner are recognised from the accounts' state only",
                 rd_kafka_err2str(e));
+    } else {
+        /* Where this member starts in them (the backlog metric). */
+        ob_kconsumer_note_committed(w->consumer, c);
     }
-    for (int i = 0; !e && i < c->cnt; i++) {
+    for (int i = 0; !e && w->txn && i < c->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &c->elems[i];
         size_t plen = sizeof(DONE_MAP_PREFIX) - 1;
         if (tp->err || tp->offset < 0 || !tp->metadata || tp->metadata_size <= plen ||
@@ -2027,8 +2032,7 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
                                 topic_intern(w, pos->elems[i].topic), pos->elems[i].partition,
                                 pos->elems[i].offset);
         rd_kafka_topic_partition_list_destroy(pos);
-        if (w->txn)
-            skips_load(w, parts);
+        skips_load(w, parts);
         return;
     }
     if (w->txn && !w->freeing)
@@ -2534,11 +2538,13 @@ ob_err_t ob_worker_run(ob_worker_t *w)
     w->stopping = 1;
     if (w->consumer)
         ob_kconsumer_pause(w->consumer, NULL);
-    long limit = w->opts.shutdown_ms > 0 ? w->opts.shutdown_ms : 20000;
+    /* A producer that failed for good produces nothing more: there is
+     * nothing to wait for, and the partitions go to a replica that can. */
+    long limit = w->failed_fatal ? 0 : w->opts.shutdown_ms > 0 ? w->opts.shutdown_ms : 20000;
     uint64_t end = ob_loop_update_time(w->loop) + (uint64_t)limit;
     while (!drained(w) && ob_loop_update_time(w->loop) < end)
         ob_loop_run_once(w->loop, 100);
-    if (w->txn && w->producer && w->consumer) {
+    if (w->txn && w->producer && w->consumer && !w->failed_fatal) {
         /* What is finished goes out with its offsets before leaving. */
         ob_kproducer_txn_wait(w->producer, 15000);
         txn_commit_start(w);

@@ -27,6 +27,7 @@ static const char *brokers;
 static int redis_port;
 static char prefix[64];
 static char sim_url[64];
+static const char *instance_id = ""; /* OB_INSTANCE_ID */
 
 static const char *env_get(const char *name, void *ctx)
 {
@@ -43,6 +44,7 @@ static const char *env_get(const char *name, void *ctx)
         {"OB_REDIS_PORT", port_s},
         {"OB_INFLIGHT_MAX", "16"}, /* smaller than the batch: the window must pause */
         {"OB_RUN_MAX", "3"},       /* smaller than the window: jobs wait for a place */
+        {"OB_INSTANCE_ID", instance_id},
         {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
     return ob_test_kv_lookup(kv, name);
@@ -266,6 +268,73 @@ static void test_bucket_worker(void **state)
     ob_loop_free(loop);
 }
 
+static int creating_buckets(void *arg)
+{
+    return json_integer_value(json_object_get(sim_section(arg, "counts"), "s3.CreateBucket")) > 0;
+}
+
+/* Another producer with the worker's transactional id (its instance id) fences
+ * it: the worker's transactions can never commit again. It stops at once,
+ * handing back what is in flight uncommitted, rather than draining for the
+ * shutdown's 20 s: produce retries on a fenced producer cannot succeed, and
+ * its partitions should go to a replica that can work. */
+static void test_fenced_worker_stops_at_once(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    char err[512];
+    const char *lat[] = {"s3.CreateBucket=2s", NULL};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 60, .random_seed = 12, .latency = lat};
+    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
+    assert_non_null(sim);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    instance_id = "fence-me";
+    ob_config_t cfg;
+    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    kafka_defaults(&cfg.kafka);
+    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
+                           .config = &cfg,
+                           .name = "itest-bucket-fenced",
+                           .lock_ttl_ms = 10000,
+                           .shutdown_ms = 20000,
+                           .getenv_fn = env_get};
+    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
+    if (!w)
+        fail_msg("worker: %s", err);
+    produce_requests(loop, 3); /* new request ids: rounds 1 and 2 are done */
+    /* Buckets being created (2 s each), the dead letters of the bad input out. */
+    assert_true(ob_test_run_until(loop, creating_buckets, sim, 60000));
+
+    /* The same transactional id, initialised elsewhere. */
+    ob_cfg_kv_t kv = {0};
+    kafka_defaults(&kv);
+    char tid[256];
+    snprintf(tid, sizeof(tid), "%sbucket-fence-me", prefix);
+    rd_kafka_conf_t *conf = ob_kafka_conf_new(&kv, NULL, err, sizeof(err));
+    assert_non_null(conf);
+    assert_int_equal(rd_kafka_conf_set(conf, "transactional.id", tid, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_t *rival = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    assert_non_null(rival);
+    rd_kafka_error_t *e = rd_kafka_init_transactions(rival, 30000);
+    if (e)
+        fail_msg("init_transactions: %s", rd_kafka_error_string(e));
+
+    /* The worker runs as in its process: its next transaction (when the
+     * first CreateBucket calls end, 2 s) is refused, and it stops. */
+    uint64_t t0 = ob_loop_update_time(loop);
+    assert_int_equal(ob_worker_run(w), OB_ERR_KAFKA);
+    uint64_t took = ob_loop_update_time(loop) - t0;
+    printf("fenced: the worker's run ended after %llu ms\n", (unsigned long long)took);
+    assert_true(took < 10000); /* not also the 20 s drain */
+    ob_worker_free(w);
+    rd_kafka_destroy(rival);
+    ob_cfg_kv_free(&kv);
+    sim_free(sim);
+    ob_config_free(&cfg);
+    ob_loop_free(loop);
+    instance_id = "";
+}
+
 int main(void)
 {
     brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
@@ -274,6 +343,7 @@ int main(void)
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_worker),
+        cmocka_unit_test(test_fenced_worker_stops_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,7 +50,10 @@ and the Billing Engine would see:
   - AWS requests per account (the simulator's count), to compare with the
     baseline of the same batch;
   - in-flight jobs the workers handed back (revoked partitions, shutdowns),
-    from their logs.
+    from their logs;
+  - the longest pause between two consecutive outputs of one partition of a
+    hand-off topic: how long a stage left a partition idle mid-batch (a dead
+    member waited out, a transaction left open).
 
 Prints one table row per scenario, and JSON with --json. Exit 1 when a check
 fails: a duplicate, an account missing, lag left over, or (with
@@ -104,6 +107,25 @@ def topic_keys(brokers, topic):
     return [l for l in out.stdout.split("\n") if l]
 
 
+def longest_pause(brokers, topic):
+    """The longest time between two consecutive outputs in one partition of a
+    topic (by their timestamps, the producing worker's clock): how long a stage
+    left a partition idle mid-batch."""
+    out = subprocess.run(["kcat", "-C", "-b", brokers, "-t", topic, "-e", "-q", "-f", "%p %T\n",
+                          "-X", "isolation.level=read_committed"],
+                         capture_output=True, text=True, timeout=300)
+    times = {}
+    for line in out.stdout.split("\n"):
+        if line.strip():
+            p, t = line.split()
+            times.setdefault(p, []).append(int(t))
+    worst = 0
+    for ts in times.values():
+        ts.sort()
+        worst = max([worst] + [b - a for a, b in zip(ts, ts[1:])])
+    return worst / 1000.0
+
+
 class Fleet:
     """The worker replicas of one run: started, stopped and killed by name."""
 
@@ -114,6 +136,8 @@ class Fleet:
         self.lock = threading.Lock()
         self.events = []
         self.stage_env = {}  # stage -> extra settings
+        self.died = []  # replicas that crashed
+        self.restarted = []  # replicas that exited with an error and were replaced
 
     def note(self, what):
         self.events.append((time.time(), what))
@@ -162,11 +186,26 @@ class Fleet:
     def alive(self):
         return {s: len(v) for s, v in self.procs.items()}
 
-    def check_running(self):
-        for s, v in self.procs.items():
-            for name, p, _ in v:
-                if p.poll() is not None:
-                    sys.exit("scaleout: %s exited on its own (%d); see %s" % (name, p.returncode, self.run))
+    def reap(self):
+        """Replicas that exited on their own, taken off the list. One that
+        exited with an error (a transactional producer that cannot go on, as
+        after a broker's death mid-commit) is replaced, as Kubernetes restarts
+        a container; one killed by a signal (a crash) is a failure."""
+        gone = []
+        with self.lock:
+            for s, v in self.procs.items():
+                for entry in list(v):
+                    name, p, _ = entry
+                    if p.poll() is not None:
+                        v.remove(entry)
+                        gone.append((s, name, p.returncode))
+        for s, name, rc in gone:
+            log("%s exited on its own (%d); see %s/%s.log" % (name, rc, self.run, name))
+            if rc > 0:
+                self.restarted.append(name)
+                self.start(s)
+            else:
+                self.died.append("%s (signal %d)" % (name, -rc))
 
     def stop_all(self):
         for v in self.procs.values():
@@ -390,6 +429,7 @@ def run_scenario(name, args, bins, ctl, simbin, services):
                     break
             if time.time() - t0 > args.timeout:
                 break
+            fleet.reap()
             time.sleep(0.5)
         wall = time.time() - t0
         # The autoscaler scales down on the lag, which reaches zero after the
@@ -427,6 +467,11 @@ def run_scenario(name, args, bins, ctl, simbin, services):
             "accounts_missing": n - len(accounts),
             "raw_duplicates": dups,
             "handed_back": fleet.handed_back(),
+            "died": fleet.died,
+            "restarted": fleet.restarted,
+            # The stage that produces each topic, and its longest pause.
+            "longest_pause_s": {stage: longest_pause(brokers, prefix + t) for t, stage in (
+                ("cur", "bucket"), ("iam", "cur"), ("connect", "iam"), ("connected", "connect"))},
             "lag_zero": lag_ok,
             "events": [(round(t - t0, 1), w) for t, w in fleet.events if t >= t0],
         }
@@ -451,13 +496,15 @@ def run_scenario(name, args, bins, ctl, simbin, services):
 
 def table(results):
     lines = ["| scenario | wall | AWS requests per account | raw connected events / accounts "
-             "| raw duplicates on hand-off topics | in-flight jobs handed back | lag back to zero |",
-             "|---|---|---|---|---|---|---|"]
+             "| raw duplicates on hand-off topics | in-flight jobs handed back "
+             "| longest partition pause | lag back to zero |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         hand = sum(v for t, v in r["raw_duplicates"].items() if t != "connected")
-        lines.append("| %s | %.1f s | %.2f | %d / %d | %d | %d | %s |" % (
+        stage, pause = max(r["longest_pause_s"].items(), key=lambda kv: kv[1])
+        lines.append("| %s | %.1f s | %.2f | %d / %d | %d | %d | %.1f s (%s) | %s |" % (
             r["scenario"], r["wall_s"], r["aws_requests_per_account"], r["connected_raw"],
-            r["accounts"], hand, r["handed_back"], "yes" if r["lag_zero"] else "NO"))
+            r["accounts"], hand, r["handed_back"], pause, stage, "yes" if r["lag_zero"] else "NO"))
     return "\n".join(lines) + "\n"
 
 
@@ -514,6 +561,8 @@ def main():
                 bad.append("%s: %d raw duplicates on %s" % (r["scenario"], d, t))
         if not r["lag_zero"]:
             bad.append("%s: lag not back to zero" % r["scenario"])
+        if r["died"]:
+            bad.append("%s: replicas exited on their own: %s" % (r["scenario"], ", ".join(r["died"])))
         for s, peak in r.get("replicas_peak", {}).items():
             if peak != AUTOSCALE["max"] or r["replicas_end"][s] != AUTOSCALE["min"]:
                 bad.append("%s: %s went %s (want 1 up to %d and back to 1)" % (
