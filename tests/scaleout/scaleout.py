@@ -55,8 +55,12 @@ and the Billing Engine would see:
     hand-off topic: how long a stage left a partition idle mid-batch (a dead
     member waited out, a transaction left open).
 
+A replica that exits with an error status (a transactional producer that
+cannot go on) is replaced, as Kubernetes restarts a container, and listed;
+one killed by a signal (a crash) fails the run.
+
 Prints one table row per scenario, and JSON with --json. Exit 1 when a check
-fails: a duplicate, an account missing, lag left over, or (with
+fails: a duplicate, an account missing, lag left over, a crash, or (with
 --max-request-ratio) AWS requests per account above that multiple of the
 baseline's.
 
