@@ -8,15 +8,19 @@
  *
  *   parse (stage) -> wait behind earlier messages of the same account ->
  *   lock the account in Redis (fenced) -> run the stage's steps (AWS calls,
- *   waits) -> produce the hand-off or the dead letter -> release the lock (the
- *   next stage may start) -> write the account's state (fenced) -> mark the
- *   offset finished.
+ *   waits) -> record the outcome in the account's state (fenced) and release
+ *   the lock -> produce the hand-off or the dead letter into the open
+ *   transaction -> committed with the input offset (output.transactions).
+ *
+ * Without transactions the state is written after the broker acknowledged
+ * the output instead, and the offset marked finished then.
  *
  * Thousands of messages are in flight at once (inflight.max); beyond that
  * the partitions are paused, and resumed under 80 % of it. Offsets are
- * committed only up to the lowest unfinished message of each partition, so a
- * worker killed at any point loses nothing: the next owner redoes the
- * unfinished messages, and every stage is idempotent.
+ * committed only up to the lowest unfinished message of each partition (with
+ * the finished ones above it beside them), so a worker killed at any point
+ * loses nothing: the next owner redoes the unfinished messages, and every
+ * stage is idempotent.
  *
  * A stage is pure logic with no I/O (see ob_stage_t): it reads its input,
  * then turns each AWS reply into the next step. That makes every path a unit
