@@ -181,15 +181,26 @@ static void finish(ob_aws_call_t *c, ob_aws_result_t *res)
     call_free(c);
 }
 
-static void fail(ob_aws_call_t *c, ob_err_t err, const char *fmt, const char *detail)
+/* The call ends without a reply of its own; cls and code say what the
+ * failure was (OB_RETRY_NO and NULL: final, nothing more to say). */
+static void fail_as(ob_aws_call_t *c, ob_err_t err, ob_retry_class_t cls, const char *code,
+                    const char *fmt, const char *detail)
 {
     ob_aws_result_t res;
     memset(&res, 0, sizeof(res));
     res.err = err;
     res.verdict = OB_RETRY_GIVE_UP_FINAL;
+    res.retry_class = cls;
+    if (code)
+        snprintf(res.aws.code, sizeof(res.aws.code), "%s", code);
     snprintf(res.errmsg, sizeof(res.errmsg), fmt, ob_aws_svc_info(c->svc)->id, c->req.op,
              detail ? detail : "");
     finish(c, &res);
+}
+
+static void fail(ob_aws_call_t *c, ob_err_t err, const char *fmt, const char *detail)
+{
+    fail_as(c, err, OB_RETRY_NO, NULL, fmt, detail);
 }
 
 static void attempt(ob_aws_call_t *c);
@@ -199,7 +210,15 @@ static void on_creds(ob_err_t err, const char *errmsg, const ob_aws_creds_t *cre
     ob_aws_call_t *c = arg;
     c->wait = NULL;
     if (err != OB_OK) {
-        fail(c, OB_ERR_CREDENTIALS, "%s %s: no credentials: %s", errmsg);
+        /* What the credential source's own call ended with decides: an
+         * AssumeRole denied is final, one throttled, reset, timed out or
+         * cut short is retried like any call. */
+        ob_retry_class_t cls = OB_RETRY_NO;
+        const char *code = NULL;
+        if (c->creds)
+            ob_credsrc_last_failure(c->creds, &cls, &code);
+        fail_as(c, OB_ERR_CREDENTIALS, cls, code && code[0] ? code : NULL,
+                "%s %s: no credentials: %s", errmsg);
         return;
     }
     attempt(c);

@@ -167,6 +167,8 @@ struct ob_credsrc_s {
     uint64_t fetches;
     ob_err_t last_err;
     char last_msg[512];
+    ob_retry_class_t last_class; /* of the last failure */
+    char last_code[128];
     uint64_t fail_until;    /* loop ms: answer waiters with last_err until then */
     uint64_t next_advisory; /* loop ms: no background refresh before */
     ob_creds_wait_t *waiters;
@@ -256,6 +258,10 @@ static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
             }
         }
     }
+    if (err == OB_OK) {
+        s->last_class = OB_RETRY_NO;
+        s->last_code[0] = '\0';
+    }
     if (err != OB_OK) {
         s->last_err = err;
         snprintf(s->last_msg, sizeof(s->last_msg), "%s: %s", s->describe, msg ? msg : "failed");
@@ -272,6 +278,12 @@ static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
         return;
     }
     flush_waiters(s, OB_OK, NULL);
+}
+
+void ob_credsrc_last_failure(const ob_credsrc_t *s, ob_retry_class_t *cls, const char **code)
+{
+    *cls = s->last_class;
+    *code = s->last_code;
 }
 
 static void start_fetch(ob_credsrc_t *s)
@@ -474,18 +486,36 @@ static ob_err_t parse_sts_credentials(const ob_aws_result_t *res, const char *ac
 
 /* ---- AssumeRole ---- */
 
+/* An STS call's failure, kept for the calls waiting on it. */
+static void note_sts_failure(ob_credsrc_t *s, const ob_aws_result_t *res)
+{
+    s->last_class = res->retry_class;
+    snprintf(s->last_code, sizeof(s->last_code), "%s",
+             res->err == OB_ERR_AWS && res->aws.code[0] ? res->aws.code : ob_err2str(res->err));
+}
+
+/* A 200 whose body was cut short (a connection dropped mid-reply): nothing
+ * STS decided, so it is tried again. */
+static void note_truncated(ob_credsrc_t *s)
+{
+    s->last_class = OB_RETRY_TRANSIENT;
+    snprintf(s->last_code, sizeof(s->last_code), "%s", ob_err2str(OB_ERR_PARSE));
+}
+
 static void assume_done(ob_aws_result_t *res, void *arg)
 {
     ob_credsrc_t *s = arg;
     assume_t *a = &s->u.assume;
     a->call = NULL;
     if (res->err != OB_OK) {
+        note_sts_failure(s, res);
         credsrc_done(s, res->err, res->errmsg, NULL);
     } else {
         ob_aws_creds_t c;
         char err[256];
         memset(&c, 0, sizeof(c));
         if (parse_sts_credentials(res, "AssumeRole", &c, err, sizeof(err)) != OB_OK) {
+            note_truncated(s);
             credsrc_done(s, OB_ERR_PARSE, err, NULL);
         } else {
             credsrc_done(s, OB_OK, NULL, &c);
@@ -569,6 +599,7 @@ static void webid_done(ob_aws_result_t *res, void *arg)
     ob_credsrc_t *s = arg;
     s->u.webid.call = NULL;
     if (res->err != OB_OK) {
+        note_sts_failure(s, res);
         credsrc_done(s, res->err, res->errmsg, NULL);
     } else {
         ob_aws_creds_t c;
@@ -576,6 +607,7 @@ static void webid_done(ob_aws_result_t *res, void *arg)
         memset(&c, 0, sizeof(c));
         if (parse_sts_credentials(res, "AssumeRoleWithWebIdentity", &c, err, sizeof(err)) !=
             OB_OK) {
+            note_truncated(s);
             credsrc_done(s, OB_ERR_PARSE, err, NULL);
         } else {
             credsrc_done(s, OB_OK, NULL, &c);

@@ -51,6 +51,7 @@
 #include "ob_aws.h"
 #include "ob_config.h"
 #include "ob_err.h"
+#include "ob_retry.h"
 
 typedef struct ob_aws_creds_s {
     char *access_key_id;
@@ -105,6 +106,11 @@ ob_creds_wait_t *ob_credsrc_get(ob_credsrc_t *s, ob_creds_cb *cb, void *arg);
 void ob_creds_wait_cancel(ob_creds_wait_t *w);
 /* Forget the current credentials (e.g. after ExpiredToken). */
 void ob_credsrc_invalidate(ob_credsrc_t *s);
+/* What the last failed fetch was, for the call that waited on it: its retry
+ * class (a denial is OB_RETRY_NO; STS throttling, a 5xx, a reset, a timeout
+ * or a truncated reply are retryable) and its code (STS's error code, or the
+ * transport error's name; "" when none). Not text to parse. */
+void ob_credsrc_last_failure(const ob_credsrc_t *s, ob_retry_class_t *cls, const char **code);
 /* "environment", "profile prod (shared credentials file)", "assume-role
  * arn:aws:iam::123456789012:role/x", ... (no secrets). */
 const char *ob_credsrc_describe(const ob_credsrc_t *s);

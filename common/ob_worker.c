@@ -253,31 +253,17 @@ const char *ob_retry_reason_name(ob_retry_reason_t r)
 
 void ob_step_fail_aws(ob_step_t *s, const ob_aws_result_t *res)
 {
+    /* A role that could not be assumed carries STS's own code and class
+     * (AccessDenied is final; throttling, a 5xx, a reset, a timeout or a
+     * truncated reply are retried), as any call's failure does. */
     int retryable = res->retry_class != OB_RETRY_NO;
+    int has_code = res->err == OB_ERR_AWS || (res->err == OB_ERR_CREDENTIALS && res->aws.code[0]);
     ob_step_fail(s, retryable ? OB_DLQ_RETRIES_EXHAUSTED : OB_DLQ_PERMANENT,
-                 res->err == OB_ERR_AWS ? res->aws.code : ob_err2str(res->err), "%s", res->errmsg);
+                 has_code ? res->aws.code : ob_err2str(res->err), "%s", res->errmsg);
     s->retry_reason = res->retry_class == OB_RETRY_THROTTLE  ? OB_RR_THROTTLING
                       : res->retry_class == OB_RETRY_TIMEOUT ? OB_RR_TIMEOUT
                       : retryable                            ? OB_RR_TRANSIENT
                                                              : OB_RR_OTHER;
-    if (res->err == OB_ERR_CREDENTIALS) {
-        /* The role could not be assumed: the reason is STS's error code
-         * ("sts AssumeRole: AccessDenied: ..."), and it decides the class: a
-         * denial is permanent, throttling or a 5xx from STS is retried. */
-        const char *p = strstr(res->errmsg, "AssumeRole: ");
-        if (p) {
-            p += strlen("AssumeRole: ");
-            size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.");
-            if (n > 0 && n < sizeof(s->code) && p[n] == ':') {
-                snprintf(s->code, sizeof(s->code), "%.*s", (int)n, p);
-                ob_retry_class_t cls = ob_retry_classify(OB_SVC_STS, OB_OK, 400, s->code);
-                if (cls != OB_RETRY_NO) {
-                    s->fail_class = OB_DLQ_RETRIES_EXHAUSTED;
-                    s->retry_reason = cls == OB_RETRY_THROTTLE ? OB_RR_THROTTLING : OB_RR_TRANSIENT;
-                }
-            }
-        }
-    }
     if (res->err == OB_ERR_AWS) {
         snprintf(s->aws_request_id, sizeof(s->aws_request_id), "%s", res->aws.request_id);
         s->http_status = (int)res->status;

@@ -28,6 +28,7 @@ static int redis_port;
 static char prefix[64];
 static char sim_url[64];
 static const char *instance_id = ""; /* OB_INSTANCE_ID */
+static const char *stage_retry_wait; /* OB_STAGE_RETRY_WAIT (NULL: the default) */
 
 static const char *env_get(const char *name, void *ctx)
 {
@@ -45,6 +46,7 @@ static const char *env_get(const char *name, void *ctx)
         {"OB_INFLIGHT_MAX", "16"}, /* smaller than the batch: the window must pause */
         {"OB_RUN_MAX", "3"},       /* smaller than the window: jobs wait for a place */
         {"OB_INSTANCE_ID", instance_id},
+        {"OB_STAGE_RETRY_WAIT", stage_retry_wait},
         {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
     return ob_test_kv_lookup(kv, name);
@@ -60,11 +62,16 @@ static void kafka_defaults(ob_cfg_kv_t *kv)
 typedef struct seen_s {
     json_t *cur, *iam, *dlq; /* account -> array of messages */
     int total;
+    const char *only; /* count only messages containing this (a round's request ids) */
 } seen_t;
 
 static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
 {
     seen_t *s = arg;
+    if (s->only && !memmem(m->payload, m->len, s->only, strlen(s->only))) {
+        ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+        return;
+    }
     const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
     json_t *bucket = !strcmp(t, "cur") ? s->cur : !strcmp(t, "iam") ? s->iam : s->dlq;
     json_t *j = json_loadb(m->payload, m->len, 0, NULL);
@@ -165,7 +172,7 @@ static void test_bucket_worker(void **state)
     if (!w)
         fail_msg("worker: %s", err);
 
-    seen_t seen = {json_object(), json_object(), json_object(), 0};
+    seen_t seen = {json_object(), json_object(), json_object(), 0, NULL};
     ob_cfg_kv_t kv = {0};
     kafka_defaults(&kv);
     char tc[128], ti[128], td[128], group[160];
@@ -335,6 +342,94 @@ static void test_fenced_worker_stops_at_once(void **state)
     instance_id = "";
 }
 
+/* AssumeRole, the first call of every account's stage, failing the way
+ * networks fail: its reply cut short, or its connection reset on every try
+ * of the call. Those are retried as the stage's other calls are, never
+ * dead-lettered as a permanent credentials error. */
+static void sts_faults_round(const char *fault, int round)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    char err[512];
+    const char *faults[] = {fault, NULL};
+    sim_opts_t so = {
+        .profile = "instant", .org_accounts = 60, .random_seed = 13 + round, .faults = faults};
+    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
+    assert_non_null(sim);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    stage_retry_wait = "100ms";
+    ob_config_t cfg;
+    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    kafka_defaults(&cfg.kafka);
+    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
+                           .config = &cfg,
+                           .name = "itest-bucket-sts",
+                           .lock_ttl_ms = 10000,
+                           .shutdown_ms = 5000,
+                           .getenv_fn = env_get};
+    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
+    if (!w)
+        fail_msg("worker: %s", err);
+    char tag[96], group[160], tc[128], ti[128], td[128];
+    snprintf(tag, sizeof(tag), "%sr%d-", prefix, round);
+    seen_t seen = {json_object(), json_object(), json_object(), 0, tag};
+    ob_cfg_kv_t kv = {0};
+    kafka_defaults(&kv);
+    snprintf(tc, sizeof(tc), "%scur", prefix);
+    snprintf(ti, sizeof(ti), "%siam", prefix);
+    snprintf(td, sizeof(td), "%sdlq", prefix);
+    snprintf(group, sizeof(group), "%scollector-%d", prefix, round);
+    const char *topics[] = {tc, ti, td};
+    ob_kconsumer_opts_t co = {.group_id = group,
+                              .topics = topics,
+                              .ntopics = 3,
+                              .kafka = &kv,
+                              .on_message = on_out,
+                              .arg = &seen};
+    ob_kconsumer_t *collector = ob_kconsumer_new(loop, &co, err, sizeof(err));
+    assert_non_null(collector);
+    produce_requests(loop, round);
+    /* Every account of the round out: NNEW new ones (the name member 7 asks
+     * for is free in this simulator) and 3 existing. */
+    want_t want = {&seen, NNEW + 3};
+    int ok = ob_test_run_until(loop, got_all, &want, 120000);
+    long long assumes =
+        json_integer_value(json_object_get(sim_section(sim, "counts"), "sts.AssumeRole"));
+    printf("%s: %zu to cur, %zu to iam, %zu dead letters; %lld AssumeRole calls\n", fault,
+           json_object_size(seen.cur), json_object_size(seen.iam), json_object_size(seen.dlq),
+           assumes);
+    const char *k;
+    json_t *v;
+    json_object_foreach(seen.dlq, k, v)
+    {
+        char *t = json_dumps(json_array_get(v, 0), 0);
+        printf("dead letter %s: %.300s\n", k, t);
+        free(t);
+    }
+    assert_true(ok);
+    assert_int_equal(json_object_size(seen.dlq), 0);
+    assert_int_equal(json_object_size(seen.cur), NNEW);
+    assert_int_equal(json_object_size(seen.iam), 3);
+    ob_kconsumer_close(collector);
+    ob_kconsumer_free(collector);
+    ob_worker_stop(w);
+    assert_int_equal(ob_worker_run(w), OB_OK);
+    ob_worker_free(w);
+    ob_cfg_kv_free(&kv);
+    json_decref(seen.cur);
+    json_decref(seen.iam);
+    json_decref(seen.dlq);
+    sim_free(sim);
+    ob_config_free(&cfg);
+    ob_loop_free(loop);
+    stage_retry_wait = NULL;
+}
+
+static void test_sts_faults_are_retried(void **state)
+{
+    sts_faults_round("sts.AssumeRole=truncate:count=12", 4);
+    sts_faults_round("sts.AssumeRole=reset:count=12", 5);
+}
+
 int main(void)
 {
     brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
@@ -344,6 +439,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_worker),
         cmocka_unit_test(test_fenced_worker_stops_at_once),
+        cmocka_unit_test(test_sts_faults_are_retried),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
