@@ -275,6 +275,36 @@ static void test_bucket_worker(void **state)
     ob_loop_free(loop);
 }
 
+/* A simulator on a free port (its URL in sim_url, which the worker reads). */
+static sim_t *start_sim(ob_loop_t *loop, const sim_opts_t *so)
+{
+    char err[512];
+    sim_t *sim = sim_new(loop, so, err, sizeof(err));
+    if (!sim)
+        fail_msg("awssim: %s", err);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    return sim;
+}
+
+/* A bucket worker on the settings env_get gives now (loaded into cfg). */
+static ob_worker_t *start_worker(ob_loop_t *loop, ob_config_t *cfg, const char *name,
+                                 long shutdown_ms)
+{
+    char err[512];
+    assert_int_equal(ob_config_load(cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    kafka_defaults(&cfg->kafka);
+    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
+                           .config = cfg,
+                           .name = name,
+                           .lock_ttl_ms = 10000,
+                           .shutdown_ms = shutdown_ms,
+                           .getenv_fn = env_get};
+    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
+    if (!w)
+        fail_msg("worker: %s", err);
+    return w;
+}
+
 static int creating_buckets(void *arg)
 {
     return json_integer_value(json_object_get(sim_section(arg, "counts"), "s3.CreateBucket")) > 0;
@@ -291,22 +321,10 @@ static void test_fenced_worker_stops_at_once(void **state)
     char err[512];
     const char *lat[] = {"s3.CreateBucket=2s", NULL};
     sim_opts_t so = {.profile = "instant", .org_accounts = 60, .random_seed = 12, .latency = lat};
-    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
-    assert_non_null(sim);
-    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    sim_t *sim = start_sim(loop, &so);
     instance_id = "fence-me";
     ob_config_t cfg;
-    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
-    kafka_defaults(&cfg.kafka);
-    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
-                           .config = &cfg,
-                           .name = "itest-bucket-fenced",
-                           .lock_ttl_ms = 10000,
-                           .shutdown_ms = 20000,
-                           .getenv_fn = env_get};
-    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
-    if (!w)
-        fail_msg("worker: %s", err);
+    ob_worker_t *w = start_worker(loop, &cfg, "itest-bucket-fenced", 20000);
     produce_requests(loop, 3); /* new request ids: rounds 1 and 2 are done */
     /* Buckets being created (2 s each), the dead letters of the bad input out. */
     assert_true(ob_test_run_until(loop, creating_buckets, sim, 60000));
@@ -353,22 +371,10 @@ static void sts_faults_round(const char *fault, int round)
     const char *faults[] = {fault, NULL};
     sim_opts_t so = {
         .profile = "instant", .org_accounts = 60, .random_seed = 13 + round, .faults = faults};
-    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
-    assert_non_null(sim);
-    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    sim_t *sim = start_sim(loop, &so);
     stage_retry_wait = "100ms";
     ob_config_t cfg;
-    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
-    kafka_defaults(&cfg.kafka);
-    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
-                           .config = &cfg,
-                           .name = "itest-bucket-sts",
-                           .lock_ttl_ms = 10000,
-                           .shutdown_ms = 5000,
-                           .getenv_fn = env_get};
-    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
-    if (!w)
-        fail_msg("worker: %s", err);
+    ob_worker_t *w = start_worker(loop, &cfg, "itest-bucket-sts", 5000);
     char tag[96], group[160], tc[128], ti[128], td[128];
     snprintf(tag, sizeof(tag), "%sr%d-", prefix, round);
     seen_t seen = {json_object(), json_object(), json_object(), 0, tag};
