@@ -89,6 +89,29 @@ static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
     ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
 }
 
+/* A consumer in group <prefix><group> of the worker's output topics (cur,
+ * iam, dlq) collecting into *seen. */
+static ob_kconsumer_t *start_collector(ob_loop_t *loop, ob_cfg_kv_t *kv, const char *group,
+                                       seen_t *seen)
+{
+    char tc[128], ti[128], td[128], g[160], err[512];
+    snprintf(tc, sizeof(tc), "%scur", prefix);
+    snprintf(ti, sizeof(ti), "%siam", prefix);
+    snprintf(td, sizeof(td), "%sdlq", prefix);
+    snprintf(g, sizeof(g), "%s%s", prefix, group);
+    const char *topics[] = {tc, ti, td};
+    ob_kconsumer_opts_t co = {.group_id = g,
+                              .topics = topics,
+                              .ntopics = 3,
+                              .kafka = kv,
+                              .on_message = on_out,
+                              .arg = seen};
+    ob_kconsumer_t *c = ob_kconsumer_new(loop, &co, err, sizeof(err));
+    if (!c)
+        fail_msg("collector: %s", err);
+    return c;
+}
+
 typedef struct want_s {
     seen_t *s;
     int n;
@@ -175,20 +198,7 @@ static void test_bucket_worker(void **state)
     seen_t seen = {json_object(), json_object(), json_object(), 0, NULL};
     ob_cfg_kv_t kv = {0};
     kafka_defaults(&kv);
-    char tc[128], ti[128], td[128], group[160];
-    snprintf(tc, sizeof(tc), "%scur", prefix);
-    snprintf(ti, sizeof(ti), "%siam", prefix);
-    snprintf(td, sizeof(td), "%sdlq", prefix);
-    snprintf(group, sizeof(group), "%scollector", prefix);
-    const char *topics[] = {tc, ti, td};
-    ob_kconsumer_opts_t co = {.group_id = group,
-                              .topics = topics,
-                              .ntopics = 3,
-                              .kafka = &kv,
-                              .on_message = on_out,
-                              .arg = &seen};
-    ob_kconsumer_t *collector = ob_kconsumer_new(loop, &co, err, sizeof(err));
-    assert_non_null(collector);
+    ob_kconsumer_t *collector = start_collector(loop, &kv, "collector", &seen);
 
     /* 40 new (one with a taken name), 3 existing, 3 bad. */
     want_t want = {&seen, NNEW + 3 + 3};
@@ -367,7 +377,6 @@ static void test_fenced_worker_stops_at_once(void **state)
 static void sts_faults_round(const char *fault, int round)
 {
     ob_loop_t *loop = ob_loop_new(NULL, 0);
-    char err[512];
     const char *faults[] = {fault, NULL};
     sim_opts_t so = {
         .profile = "instant", .org_accounts = 60, .random_seed = 13 + round, .faults = faults};
@@ -375,24 +384,14 @@ static void sts_faults_round(const char *fault, int round)
     stage_retry_wait = "100ms";
     ob_config_t cfg;
     ob_worker_t *w = start_worker(loop, &cfg, "itest-bucket-sts", 5000);
-    char tag[96], group[160], tc[128], ti[128], td[128];
+    char tag[96];
     snprintf(tag, sizeof(tag), "%sr%d-", prefix, round);
     seen_t seen = {json_object(), json_object(), json_object(), 0, tag};
     ob_cfg_kv_t kv = {0};
     kafka_defaults(&kv);
-    snprintf(tc, sizeof(tc), "%scur", prefix);
-    snprintf(ti, sizeof(ti), "%siam", prefix);
-    snprintf(td, sizeof(td), "%sdlq", prefix);
-    snprintf(group, sizeof(group), "%scollector-%d", prefix, round);
-    const char *topics[] = {tc, ti, td};
-    ob_kconsumer_opts_t co = {.group_id = group,
-                              .topics = topics,
-                              .ntopics = 3,
-                              .kafka = &kv,
-                              .on_message = on_out,
-                              .arg = &seen};
-    ob_kconsumer_t *collector = ob_kconsumer_new(loop, &co, err, sizeof(err));
-    assert_non_null(collector);
+    char group[32];
+    snprintf(group, sizeof(group), "collector-%d", round);
+    ob_kconsumer_t *collector = start_collector(loop, &kv, group, &seen);
     produce_requests(loop, round);
     /* Every account of the round out: NNEW new ones (the name member 7 asks
      * for is free in this simulator) and 3 existing. */
