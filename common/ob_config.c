@@ -90,6 +90,10 @@ const ob_cfg_def_t ob_config_table[] = {
      "base of the exponential, full-jitter wait between stage attempts"},
     {"stage.retry.max.wait", OB_CFG_MS, "10m", 10, 86400000, OFF(stage_retry_max_wait_ms), 0,
      "cap of that wait"},
+    {"stage.retry.window", OB_CFG_MS, "3m", 0, 86400000, OFF(stage_retry_window_ms), 0,
+     "least time from a request's first failure at a stage to its last attempt there: the "
+     "attempts are spread over at least this long, so an outage shorter than it cannot use "
+     "them all up (0: no floor)"},
     {"stage.retry.throttling.max", OB_CFG_INT, "10", 0, 100, OFF(stage_retry_class_max[1]), 0,
      "stage attempts when AWS throttles (0: stage.retry.max)"},
     {"stage.retry.throttling.wait", OB_CFG_MS, "0", 0, 86400000, OFF(stage_retry_class_wait_ms[1]),

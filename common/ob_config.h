@@ -111,6 +111,7 @@ typedef struct ob_config_s {
     long long stage_retry_max;
     long long stage_retry_wait_ms;
     long long stage_retry_max_wait_ms;
+    long long stage_retry_window_ms; /* floor of the attempts' total window */
     /* Per retry reason (ob_retry_reason_t order: other, throttling,
      * transient, timeout, busy); 0: stage_retry_max / stage_retry_wait_ms. */
     long long stage_retry_class_max[5];

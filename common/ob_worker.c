@@ -100,6 +100,7 @@ typedef struct job_s {
     int attempts;       /* AWS and HTTP calls made (all stage attempts) */
     int stage_attempt;  /* this stage's attempt for this request (1-based, kept in Redis) */
     char first_failure[OB_TIME_LEN];
+    uint64_t first_failure_ms; /* loop time of the first failure here (0: none yet) */
     acct_t *acct;
     struct job_s *acct_next; /* queued behind the account's active job */
     struct job_s *prev, *next;
@@ -1265,7 +1266,15 @@ static void job_reset_stage(job_t *j)
  * and come back after an exponential, full-jitter wait. The message stays in
  * flight (its offset uncommitted), so a worker killed meanwhile hands it to
  * the next owner, which continues the count from Redis. */
-static void schedule_stage_retry(job_t *j, ob_step_t *s)
+static int stage_retry_max(const ob_worker_t *w, ob_retry_reason_t r);
+
+/* The wait before the next stage attempt: exponential with full jitter, but
+ * never earlier than its share of stage.retry.window from the first failure
+ * (retry i of n starts at least window * (2^i - 1) / (2^n - 1) after it: soon
+ * after a blip, the last one a whole window later), so that the attempts of
+ * one request span at least the window and an outage shorter than that
+ * cannot use them all up. */
+static uint64_t stage_retry_delay(job_t *j, const ob_step_t *s)
 {
     ob_worker_t *w = j->w;
     double cap = (double)w->cfg->stage_retry_max_wait_ms;
@@ -1276,6 +1285,26 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
     if (exp > cap)
         exp = cap;
     uint64_t delay = (uint64_t)(erand48(w->rng) * exp);
+    uint64_t now_ms = ob_loop_update_time(w->loop);
+    if (!j->first_failure_ms)
+        j->first_failure_ms = now_ms;
+    int retries = stage_retry_max(w, s->retry_reason) - 1;
+    if (w->cfg->stage_retry_window_ms > 0 && retries > 0) {
+        int n = retries < 30 ? retries : 30;
+        int i = j->stage_attempt < n ? j->stage_attempt : n;
+        double share = (double)((1ULL << i) - 1) / (double)((1ULL << n) - 1);
+        uint64_t earliest =
+            j->first_failure_ms + (uint64_t)((double)w->cfg->stage_retry_window_ms * share);
+        if (earliest > now_ms + delay)
+            delay = earliest - now_ms;
+    }
+    return delay;
+}
+
+static void schedule_stage_retry(job_t *j, ob_step_t *s)
+{
+    ob_worker_t *w = j->w;
+    uint64_t delay = stage_retry_delay(j, s);
     char attempts[16], next[OB_TIME_LEN], now[OB_TIME_LEN];
     snprintf(attempts, sizeof(attempts), "%d", j->stage_attempt);
     now_iso(now);

@@ -696,6 +696,7 @@ int main(int argc, char **argv)
                             {"OB_CONNECT_RETRY_WAIT", "200ms"},
                             {"OB_STAGE_RETRY_WAIT", "500ms"},
                             {"OB_STAGE_RETRY_MAX_WAIT", "4s"},
+                            {"OB_STAGE_RETRY_WINDOW", "8s"},
                             {"OB_LOCK_TTL", "4s"},
                             {"OB_LOG_LEVEL", "info"},
                             {"OB_KAFKA_BOOTSTRAP_SERVERS", G.brokers},

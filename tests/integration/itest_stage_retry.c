@@ -4,7 +4,8 @@
  * a later stage attempt (the count kept in the account's Redis state); a
  * throttling that never ends becomes a dead letter of class
  * retries_exhausted after stage.retry.throttling.max attempts, and a 500 that
- * never ends after stage.retry.max (the per-class settings); and an operator's
+ * never ends after stage.retry.max (the per-class settings), its attempts
+ * spread over stage.retry.window; and an operator's
  * retry-now control message starts a retry that was set to wait ten minutes;
  * and two replicas share one fleet-wide rate for an API through Redis.
  */
@@ -50,6 +51,7 @@ static const char *env_get(const char *name, void *ctx)
                            {"OB_STAGE_RETRY_THROTTLING_MAX", "3"},
                            {"OB_STAGE_RETRY_THROTTLING_WAIT", throttling_wait},
                            {"OB_STAGE_RETRY_WAIT", "200ms"},
+                           {"OB_STAGE_RETRY_WINDOW", "1500ms"},
                            {"OB_AWS_RATE_LIMITS", rate_limits},
                            {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
@@ -254,11 +256,18 @@ static void test_stage_retries(void **state)
     pr.done = 0;
     assert_non_null(ob_http_send(http, &req, on_post, &pr, NULL, 0));
     assert_true(ob_test_run_until(loop, post_done, &pr, 5000));
+    uint64_t t3 = ob_loop_update_time(loop);
     request(loop, 3);
     char a3[16];
     ob_test_member_account(3, a3);
     want_t w3 = {&seen, a3};
     assert_true(ob_test_run_until(loop, seen_acct, &w3, 60000));
+    /* stage.retry.window: the last attempt a whole window (1.5 s) after the
+     * first failure, where a full-jitter wait of 200 ms would have spent
+     * both attempts at once. */
+    printf("500 forever: dead letter after %llu ms\n",
+           (unsigned long long)(ob_loop_update_time(loop) - t3));
+    assert_true(ob_loop_update_time(loop) - t3 >= 1500);
     d = json_object_get(seen.dlq, a3);
     assert_non_null(d);
     assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 2);

@@ -47,6 +47,7 @@ static const char *env_get(const char *name, void *ctx)
         {"OB_RUN_MAX", "3"},       /* smaller than the window: jobs wait for a place */
         {"OB_INSTANCE_ID", instance_id},
         {"OB_STAGE_RETRY_WAIT", stage_retry_wait},
+        {"OB_STAGE_RETRY_WINDOW", stage_retry_wait ? "1s" : NULL},
         {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
     return ob_test_kv_lookup(kv, name);
