@@ -1916,6 +1916,39 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
         job_begin(j);
 }
 
+/* Whether the message's Kafka key is not its account id (then *fail says
+ * so). Every message of an account must carry the account id as its key:
+ * that keeps them on one partition, where they are taken in order and one
+ * replica at a time; a message under another key (or none) could overtake
+ * or race the account's other messages. */
+static int key_mismatch(job_t *j, ob_step_t *fail)
+{
+    const char *acct = j->plan.account_id;
+    if (!acct[0] || (j->key && j->key_len == strlen(acct) && !memcmp(j->key, acct, j->key_len)))
+        return 0;
+    int printable = j->key && j->key_len <= 64;
+    for (size_t i = 0; printable && i < j->key_len; i++)
+        printable = j->key[i] >= 0x21 && j->key[i] < 0x7f && j->key[i] != '"';
+    if (!j->key)
+        ob_step_fail(fail, OB_DLQ_INVALID_INPUT, "key_mismatch",
+                     "the message has no Kafka key: it must be the account id %s, so that every "
+                     "message of the account lands on one partition, in order",
+                     acct);
+    else if (printable)
+        ob_step_fail(fail, OB_DLQ_INVALID_INPUT, "key_mismatch",
+                     "the Kafka key \"%.*s\" is not the account id %s: every message of an account "
+                     "must have it as its key, so that they land on one partition, in order",
+                     (int)j->key_len, j->key, acct);
+    else
+        ob_step_fail(fail, OB_DLQ_INVALID_INPUT, "key_mismatch",
+                     "the Kafka key (%zu bytes, not shown) is not the account id %s: every message "
+                     "of an account must have it as its key, so that they land on one partition, "
+                     "in order",
+                     j->key_len, acct);
+    snprintf(fail->field, sizeof(fail->field), "/account_id");
+    return 1;
+}
+
 /* A job's first turn: read the message, then lock the account (or wait
  * behind the account's active job). The stage state exists from here on. */
 static void job_begin(job_t *j)
@@ -1939,6 +1972,10 @@ static void job_begin(job_t *j)
     if (parsed != OB_OK) {
         if (fail.kind != OB_STEP_FAIL)
             ob_step_fail(&fail, OB_DLQ_INVALID_INPUT, "invalid_input", "the message was refused");
+        job_execute(j, &fail);
+        return;
+    }
+    if (key_mismatch(j, &fail)) {
         job_execute(j, &fail);
         return;
     }

@@ -2,7 +2,8 @@
  * The whole pipeline end to end against a real Kafka broker, a real Redis and
  * the AWS simulator: the four stage workers (the real runtime, in this
  * process, on one loop) onboard a mixed batch — new and existing accounts, bad
- * input, a role that does not exist, a bucket name someone else owns — and the
+ * input, good requests under a Kafka key that is not their account (or none),
+ * a role that does not exist, a bucket name someone else owns — and the
  * test checks what a Billing Engine and an auditor would: exactly one
  * connected event per account (after deduplication by its idempotency key;
  * raw duplicates are counted and printed), every resource exactly once in the
@@ -27,8 +28,10 @@
 
 #define NNEW      240
 #define NEXISTING 40
-#define TAKEN     5 /* asks for a bucket name member 59 owns */
-#define NOROLE    9 /* its role does not exist */
+#define TAKEN     5                      /* asks for a bucket name member 59 owns */
+#define NOROLE    9                      /* its role does not exist */
+#define MISKEYED  (NNEW + NEXISTING + 1) /* a good request under another Kafka key */
+#define UNKEYED   (NNEW + NEXISTING + 2) /* a good request with no key */
 #define MGMT_ROOT "arn:aws:iam::111111111111:root"
 
 static const char *brokers;
@@ -131,6 +134,19 @@ static void produce(ob_loop_t *loop)
                                            body, strlen(body), NULL, NULL, NULL, 0),
                          OB_OK);
     }
+    for (int i = MISKEYED; i <= UNKEYED; i++) {
+        acct_id(i, acct);
+        snprintf(body, sizeof(body),
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sreq-%d\",\"account_id\":"
+                 "\"%s\",\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\","
+                 "\"role_arn\":\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
+                 prefix, i, acct, acct);
+        const char *key = i == MISKEYED ? "not-the-account" : NULL;
+        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, key,
+                                           key ? strlen(key) : 0, body, strlen(body), NULL, NULL,
+                                           NULL, 0),
+                         OB_OK);
+    }
     const char *bad = "{\"schema\":\"onboard.request/1\",\"account_id\":\"oops";
     assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, "bad", 3, bad, strlen(bad),
                                        NULL, NULL, NULL, 0),
@@ -197,7 +213,7 @@ static void run_pipeline(int replicas)
     assert_non_null(auditor);
 
     int expect_connected = NNEW + NEXISTING - 2; /* TAKEN and NOROLE fail */
-    want_t want = {&out, expect_connected + 3};
+    want_t want = {&out, expect_connected + 5};
     uint64_t t0 = ob_loop_update_time(loop);
     int ok = ob_test_run_until(loop, got_all, &want, 240000);
     uint64_t took = ob_loop_update_time(loop) - t0;
@@ -243,6 +259,23 @@ static void run_pipeline(int replicas)
                         "permanent");
     assert_non_null(strstr(
         json_string_value(json_object_get(json_object_get(d, "error"), "message")), "NoSuchRole"));
+    /* The Kafka key must be the account id: refused before any work, the
+     * dead letter under the account's own key. */
+    for (int i = MISKEYED; i <= UNKEYED; i++) {
+        acct_id(i, a);
+        d = json_object_get(out.dlq, a);
+        if (!d)
+            fail_msg("no dead letter for the request under the wrong key (%s)", a);
+        json_t *e = json_object_get(d, "error");
+        assert_string_equal(json_string_value(json_object_get(e, "code")), "key_mismatch");
+        assert_string_equal(json_string_value(json_object_get(e, "class")), "invalid_input");
+        assert_non_null(strstr(json_string_value(json_object_get(e, "message")),
+                               i == MISKEYED ? "\"not-the-account\" is not the account id"
+                                             : "has no Kafka key"));
+        char name[64];
+        snprintf(name, sizeof(name), "billing-cur-%s-eu-west-1", a);
+        assert_null(json_object_get(sim_section(sim, "buckets"), name));
+    }
     d = json_object_get(out.dlq, "bad");
     assert_non_null(d);
     assert_string_equal(json_string_value(json_object_get(json_object_get(d, "error"), "class")),
