@@ -12,6 +12,8 @@
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include "ob_crypto.h"
 
+#include <ctype.h>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -146,4 +148,86 @@ ob_err_t ob_random_bytes(void *out, size_t n)
 int ob_ct_memcmp(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The value of `digits` hex digits at p (-1: not that many). */
+static long hexrun(const char *p, int digits)
+{
+    long v = 0;
+    for (int i = 0; i < digits; i++) {
+        int h = hexval((unsigned char)p[i]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* How many bytes at p spell the character c (0: they do not). */
+static size_t spelled(const char *p, unsigned char c)
+{
+    int want = tolower(c);
+    long v;
+    if (tolower((unsigned char)p[0]) == want)
+        return 1;
+    if (p[0] == '%' && (v = hexrun(p + 1, 2)) >= 0 && tolower((int)v) == want)
+        return 3;
+    if (p[0] == '\\' && p[1] == 'u' && (v = hexrun(p + 2, 4)) >= 0 && v < 256 &&
+        tolower((int)v) == want)
+        return 6;
+    if (p[0] == '\\' && p[1] == 'x' && (v = hexrun(p + 2, 2)) >= 0 && tolower((int)v) == want)
+        return 4;
+    if (p[0] == '&' && p[1] == '#') {
+        int hex = p[2] == 'x' || p[2] == 'X';
+        size_t i = hex ? 3 : 2, start = i;
+        v = 0;
+        while (i < start + 8 &&
+               (hex ? hexval((unsigned char)p[i]) >= 0 : isdigit((unsigned char)p[i]))) {
+            v = v * (hex ? 16 : 10) + (hex ? hexval((unsigned char)p[i]) : p[i] - '0');
+            i++;
+        }
+        if (i > start && p[i] == ';' && v < 256 && tolower((int)v) == want)
+            return i + 1;
+    }
+    return 0;
+}
+
+size_t ob_redact(char *s, size_t size, const char *secret, const char *mark)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    if (!s || n < 2 || !size)
+        return 0;
+    size_t m = strlen(mark), found = 0;
+    for (size_t off = 0; s[off];) {
+        size_t end = off;
+        for (size_t k = 0; k < n && end != (size_t)-1; k++) {
+            size_t len = spelled(s + end, (unsigned char)secret[k]);
+            end = len ? end + len : (size_t)-1;
+        }
+        if (end == (size_t)-1) {
+            off++;
+            continue;
+        }
+        found++;
+        if (off + m + 1 > size) {
+            s[off] = '\0'; /* no room for the mark: cut the text here */
+            return found;
+        }
+        size_t tail = strlen(s + end);
+        if (off + m + tail + 1 > size)
+            tail = size - off - m - 1;
+        memmove(s + off + m, s + end, tail);
+        s[off + m + tail] = '\0';
+        memcpy(s + off, mark, m);
+        off += m;
+    }
+    return found;
 }

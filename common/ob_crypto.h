@@ -31,6 +31,14 @@ char *ob_base64_encode(const void *data, size_t len);
 ob_err_t ob_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len);
 /* Cryptographically random bytes (OpenSSL RAND_bytes). */
 ob_err_t ob_random_bytes(void *out, size_t n);
+/* Replace every occurrence of `secret` in s (NUL-terminated, in a buffer of
+ * size bytes) by `mark`, however the text spells it: in any letter case, and
+ * each character also as a percent escape (%41, %2f), a JSON or C escape
+ * (\u0041, \x41) or an XML/HTML character reference (&#x41; &#65;), as
+ * error replies quote what they were sent. When the mark does not fit, the
+ * text is cut where the secret began. Secrets shorter than 2 characters are
+ * left alone. Returns how many occurrences were replaced. */
+size_t ob_redact(char *s, size_t size, const char *secret, const char *mark);
 /* Constant-time comparison (CRYPTO_memcmp); 0 when equal. */
 int ob_ct_memcmp(const void *a, const void *b, size_t n);
 

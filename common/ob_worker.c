@@ -1520,6 +1520,11 @@ static void job_execute(job_t *j, ob_step_t *s)
         ob_step_clear(s);
         return;
     case OB_STEP_FAIL:
+        /* The ExternalId the request gave for its role is a secret: a reply
+         * that quoted it, however spelled, never reaches a dead letter, the
+         * account's state or a log line. */
+        ob_redact(s->message, sizeof(s->message), j->plan.external_id, "[ExternalId]");
+        ob_redact(s->field, sizeof(s->field), j->plan.external_id, "[ExternalId]");
         if (s->fail_class == OB_DLQ_RETRIES_EXHAUSTED && j->lock &&
             j->stage_attempt < stage_retry_max(w, s->retry_reason)) {
             schedule_stage_retry(j, s);

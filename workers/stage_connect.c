@@ -89,30 +89,10 @@ typedef struct connect_st_s {
 
 /* ---- helpers ---- */
 
-/* Replace every occurrence of secret in s (NUL-terminated, size bytes) by a
- * placeholder. */
+/* Cut the ExternalId out of a text, however a reply spelled it (ob_redact). */
 static void scrub(char *s, size_t size, const char *secret)
 {
-    static const char mark[] = "[ExternalId]";
-    size_t n = secret ? strlen(secret) : 0;
-    if (n < 2)
-        return;
-    size_t m = sizeof(mark) - 1;
-    char *p = s;
-    while ((p = strstr(p, secret)) != NULL) {
-        size_t off = (size_t)(p - s);
-        if (off + m + 1 > size) {
-            *p = '\0'; /* no room for the mark: cut the text here */
-            return;
-        }
-        size_t tail = strlen(p + n);
-        if (off + m + tail + 1 > size)
-            tail = size - off - m - 1;
-        memmove(p + m, p + n, tail);
-        p[m + tail] = '\0';
-        memcpy(p, mark, m);
-        p += m;
-    }
+    ob_redact(s, size, secret, "[ExternalId]");
 }
 
 static int is_loopback(const char *host, size_t n)
@@ -378,7 +358,9 @@ static void done(connect_st_t *st, ob_step_t *out)
 static void reply_snippet(const connect_st_t *st, const ob_aws_result_t *res, char *out,
                           size_t size)
 {
-    char tmp[REPLY_SNIPPET + OB_BE_EXT_ID_LEN + 16];
+    /* Room for an ExternalId begun just before the cut, however spelled
+     * (up to 12 bytes a character: "&#x00000061;"). */
+    char tmp[REPLY_SNIPPET + 12 * OB_BE_EXT_ID_LEN + 16];
     size_t n = res->body.data ? res->body.len : 0;
     if (n > sizeof(tmp) - 1)
         n = sizeof(tmp) - 1;

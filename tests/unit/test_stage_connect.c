@@ -10,6 +10,7 @@
  * tried again by the stage; no billing.url; bad billing settings and bad
  * input. The billing secret must never appear in anything the stage writes.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,6 +528,20 @@ static void test_post_signed_2xx(void **state)
     }
 }
 
+/* A new account's event POSTed and refused with this status and reply. */
+static void refused_with(run_t *r, long status, const char *body)
+{
+    start(r, "new", URL, SECRET, "2");
+    step(r, NULL);
+    ob_aws_result_t ok = ok_body(ASSUME_OK);
+    step(r, &ok);
+    ob_buf_free(&ok.body);
+    ob_aws_result_t res = http_status(status, body, OB_RETRY_NO, 1);
+    step(r, &res);
+    ob_buf_free(&res.body);
+    assert_string_equal(r->s.code, "billing_refused");
+}
+
 static void test_post_refused(void **state)
 {
     run_t r;
@@ -558,18 +573,32 @@ static void test_post_refused(void **state)
     assert_null(strchr(r.s.message, '\n'));
     finish(&r);
 
+    /* A reply that spells it otherwise: upper case, percent-escaped, as JSON
+     * and XML escapes. None of them gets through. */
+    char upper[40], pct[120], json[240], xml[240];
+    const char *e = EXT_ID;
+    size_t u = 0, p = 0, jn = 0, x = 0;
+    for (size_t i = 0; e[i]; i++) {
+        upper[u++] = (char)toupper((unsigned char)e[i]);
+        p += (size_t)snprintf(pct + p, sizeof(pct) - p, "%%%02X", (unsigned char)e[i]);
+        jn += (size_t)snprintf(json + jn, sizeof(json) - jn, "\\u%04x", (unsigned char)e[i]);
+        x += (size_t)snprintf(xml + x, sizeof(xml) - x, i % 2 ? "&#%d;" : "&#x%X;",
+                              (unsigned char)e[i]);
+    }
+    upper[u] = '\0';
+    snprintf(body, sizeof(body), "a=%s b=%s c=%s", upper, pct, json);
+    refused_with(&r, 400, body);
+    assert_non_null(strstr(r.s.message, "a=[ExternalId] b=[ExternalId] c=[ExternalId]"));
+    finish(&r);
+    snprintf(body, sizeof(body), "<Id>%s</Id>", xml);
+    refused_with(&r, 400, body);
+    assert_non_null(strstr(r.s.message, "<Id>[ExternalId]</Id>"));
+    finish(&r);
+
     /* An ExternalId that straddles the 200-byte cut leaves no piece behind. */
-    start(&r, "new", URL, SECRET, "2");
-    step(&r, NULL);
-    ok = ok_body(ASSUME_OK);
-    step(&r, &ok);
-    ob_buf_free(&ok.body);
     memset(body, 'y', 190);
     snprintf(body + 190, sizeof(body) - 190, "%s and more", EXT_ID);
-    res = http_status(422, body, OB_RETRY_NO, 1);
-    step(&r, &res);
-    ob_buf_free(&res.body);
-    assert_string_equal(r.s.code, "billing_refused");
+    refused_with(&r, 422, body);
     assert_null(strstr(r.s.message, "4f1c2b9e"));
     assert_non_null(strstr(r.s.message, "yyyy[ExternalI"));
     finish(&r);
