@@ -85,7 +85,9 @@ struct ob_httpd_conn_s {
     int close_after; /* close once the current response is written */
     uint64_t deadline;
     enum deadline_kind dl_kind;
+    uint64_t since; /* loop time of its accept or its last answered request */
     char peer[64];
+    char peer_addr[64]; /* the address alone, for max_per_peer */
 
     /* Input: bytes [in_pos, in.len) are not consumed yet. */
     ob_buf_t in;
@@ -461,6 +463,7 @@ static void after_write(ob_httpd_conn_t *c)
         return;
     }
     c->state = ST_IDLE;
+    c->since = ob_loop_update_time(c->s->loop);
     set_deadline(c, DL_IDLE, c->s->opts.idle_timeout_ms);
 }
 
@@ -1207,6 +1210,17 @@ static void conn_timer_cb(ob_timer_t *t, void *arg)
     conn_release(c);
 }
 
+/* The peer's address alone ("127.0.0.1", "::1"). */
+static void peer_address(const struct sockaddr_storage *ss, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "?");
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)out_size);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out,
+                  (socklen_t)out_size);
+}
+
 static void format_peer(const struct sockaddr_storage *ss, char *out, size_t out_size)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
@@ -1244,8 +1258,10 @@ static int conn_new(ob_httpd_t *s, int fd, const struct sockaddr_storage *ss)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     format_peer(ss, c->peer, sizeof(c->peer));
+    peer_address(ss, c->peer_addr, sizeof(c->peer_addr));
     req_reset(c);
     c->state = ST_IDLE;
+    c->since = ob_loop_update_time(s->loop);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -1263,6 +1279,60 @@ static void accept_resume(ob_timer_t *t, void *arg)
     ob_httpd_t *s = arg;
     s->accept_paused = 0;
     ob_io_set(s->lio, OB_IO_READ);
+}
+
+/* Whether a connection can be closed to make room: nothing of its own is
+ * being answered (idle on keep-alive, or a request still arriving). */
+static int evictable(const ob_httpd_conn_t *c)
+{
+    return c->state == ST_IDLE || c->state == ST_HEAD || c->state == ST_BODY;
+}
+
+/* The oldest evictable connection (of the peer `addr`; NULL: any) and how many
+ * connections that peer has. */
+static ob_httpd_conn_t *oldest_idle(ob_httpd_t *s, const char *addr, size_t *count)
+{
+    ob_httpd_conn_t *best = NULL;
+    *count = 0;
+    for (ob_httpd_conn_t *c = s->conns; c; c = c->next) {
+        if (addr && strcmp(c->peer_addr, addr) != 0)
+            continue;
+        (*count)++;
+        if (evictable(c) && c->busy == 0 && (!best || c->since <= best->since))
+            best = c;
+    }
+    return best;
+}
+
+static void evict(ob_httpd_conn_t *c)
+{
+    c->s->st.evicted++;
+    conn_close(c, 1);
+    conn_release(c);
+}
+
+/* Room for a new connection from ss: 0, after closing an idle one if
+ * needed (max_per_peer, reuse_idle), or -1 when it must be refused. */
+static int make_room(ob_httpd_t *s, const struct sockaddr_storage *ss)
+{
+    size_t n;
+    if (s->opts.max_per_peer) {
+        char addr[64];
+        peer_address(ss, addr, sizeof(addr));
+        ob_httpd_conn_t *old = oldest_idle(s, addr, &n);
+        if (n >= s->opts.max_per_peer) {
+            if (!old)
+                return -1;
+            evict(old);
+        }
+    }
+    if (s->st.open_connections < s->opts.max_connections)
+        return 0;
+    ob_httpd_conn_t *old = s->opts.reuse_idle ? oldest_idle(s, NULL, &n) : NULL;
+    if (!old)
+        return -1;
+    evict(old);
+    return 0;
 }
 
 static void accept_cb(ob_io_t *io, int fd, unsigned events, void *arg)
@@ -1286,7 +1356,7 @@ static void accept_cb(ob_io_t *io, int fd, unsigned events, void *arg)
             ob_timer_start(s->accept_timer, ACCEPT_PAUSE_MS);
             return;
         }
-        if (s->st.open_connections >= s->opts.max_connections) {
+        if (make_room(s, &ss) != 0) {
             s->st.rejected++;
             close(cfd);
             continue;

@@ -81,7 +81,16 @@ typedef struct ob_httpd_opts_s {
     size_t max_body_bytes;   /* default 8 MiB -> 413 */
     long idle_timeout_ms;    /* keep-alive idle close, also a stalled write; default 60 s */
     long request_timeout_ms; /* whole request must arrive within, default 30 s -> 408 + close */
-    size_t max_connections;  /* default 20000; beyond: accept and close at once */
+    size_t max_connections;  /* default 20000; beyond: accept and close at once (but see
+                              * reuse_idle) */
+    size_t max_per_peer;     /* connections from one peer address (0: no limit); beyond:
+                              * that peer's oldest idle one is closed to make room, or the
+                              * new one when none is idle */
+    int reuse_idle;          /* at max_connections, close the oldest idle connection (no
+                              * request being answered: idle keep-alive, or a request still
+                              * arriving) to take the new one, as nginx drains reusable
+                              * connections: a crowd of idle connections cannot lock out a
+                              * health check */
     const char *server_name; /* "Server:" header value, default "onboard" */
 } ob_httpd_opts_t;
 
@@ -129,6 +138,8 @@ typedef struct ob_httpd_stats_s {
     uint64_t responses;       /* handler answers (respond and respond_truncated) */
     uint64_t resets;          /* ob_httpd_reset calls */
     uint64_t rejected;        /* connections closed at accept (max_connections) */
+    uint64_t evicted;         /* idle connections closed to make room (reuse_idle,
+                               * max_per_peer) */
     uint64_t protocol_errors; /* error replies the server made itself (400..505) */
     uint64_t timeouts;        /* connections closed by idle, request or write timeout */
     size_t open_connections;

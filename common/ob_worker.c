@@ -2536,9 +2536,18 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
         goto fail;
     ob_timer_start(w->commit_timer, (uint64_t)w->cfg->output_commit_interval_ms);
     if (w->cfg->metrics_port > 0) {
+        /* Anyone who reaches the port must not be able to starve the
+         * probes: few connections, a few per peer, short timeouts, and the
+         * oldest idle one makes room for a newcomer. */
         ob_httpd_opts_t hopts = {.bind_addr = w->cfg->metrics_bind,
                                  .port = (int)w->cfg->metrics_port,
-                                 .max_connections = 256,
+                                 .max_connections = 64,
+                                 .max_per_peer = 16,
+                                 .reuse_idle = 1,
+                                 .idle_timeout_ms = 15000,
+                                 .request_timeout_ms = 5000,
+                                 .max_header_bytes = 16384,
+                                 .max_body_bytes = 4096,
                                  .server_name = "onboard-worker"};
         w->httpd = ob_httpd_new(loop, &hopts, on_http_request, w, errstr, errstr_size);
         if (!w->httpd)

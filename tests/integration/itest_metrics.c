@@ -7,7 +7,8 @@
  * consumer lag in kafka-lag-exporter's names, lag growing while work is
  * slow and draining after, the backlog of messages no job has started on,
  * fresh while the full window keeps the partitions paused) and passes
- * `promtool check metrics`.
+ * `promtool check metrics`; and 300 idle connections to the port do not
+ * keep the probes out.
  */
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -246,6 +247,26 @@ static void test_metrics_and_health(void **state)
     }
     assert_true(saw_ready);
     assert_true(ready(w));
+    /* A crowd of idle connections cannot lock the probes out: 300 of them,
+     * opened and left silent, and /healthz and /readyz still answer. */
+    int idle[300];
+    for (int i = 0; i < 300; i++) {
+        idle[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(metrics_port))};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(connect(idle[i], (struct sockaddr *)&a, sizeof(a)), 0);
+        if (i % 50 == 49)
+            ob_test_run_until(loop, never, NULL, 20);
+    }
+    ob_test_run_until(loop, never, NULL, 200);
+    /* Each probe on a connection of its own, as the kubelet makes them. */
+    for (int i = 0; i < 2; i++) {
+        ob_http_t *probe = ob_http_new(loop, NULL, NULL, 0);
+        assert_int_equal(get(loop, probe, i ? "/readyz" : "/healthz", NULL), 200);
+        ob_http_free(probe);
+    }
+    for (int i = 0; i < 300; i++)
+        close(idle[i]);
     assert_int_equal(get(loop, http, "/metrics", &body), 200);
     assert_non_null(strstr(body, "onboard_partitions_assigned{"));
     assert_true(family_sum(body, "onboard_partitions_assigned", "") == 0);

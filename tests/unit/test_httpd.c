@@ -228,6 +228,24 @@ static cli_t *cli_open_rcvbuf(int port, int rcvbuf)
     return c;
 }
 
+/* A client from another loopback address (127.0.0.X), as another peer. */
+static cli_t *cli_open_from(int port, const char *addr)
+{
+    cli_t *c = calloc(1, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(c->fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, addr, &a.sin_addr), 1);
+    assert_int_equal(bind(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    fcntl(c->fd, F_SETFL, O_NONBLOCK);
+    return c;
+}
+
 static cli_t *cli_open(int port)
 {
     return cli_open_rcvbuf(port, 0);
@@ -986,6 +1004,92 @@ static void test_max_connections(void **state)
     stop(x);
 }
 
+/* reuse_idle: at the limit, the oldest connection with nothing being
+ * answered makes room; a flood of idle connections never locks out a
+ * request, and requests being answered are never thrown out. */
+static void test_reuse_idle(void **state)
+{
+    ob_httpd_opts_t o = {.max_connections = 4, .reuse_idle = 1};
+    ctx_t *x = start(&o);
+    resp_t r;
+    cli_t *held = cli_open(x->port);
+    cli_sends(x->loop, held, "GET /never HTTP/1.1\r\nHost: a\r\n\r\n");
+    RUN_UNTIL(x, stats(x).pending == 1, 3000);
+    cli_t *flood[300];
+    for (int i = 0; i < 300; i++) {
+        flood[i] = cli_open(x->port);
+        if (i == 150) /* half a request, still arriving: evictable too */
+            cli_sends(x->loop, flood[i], "GET /echo HTTP/1.1\r\n");
+        RUN_UNTIL(x, stats(x).accepted == (uint64_t)i + 2, 3000);
+    }
+    assert_int_equal(stats(x).open_connections, 4);
+    assert_int_equal(stats(x).evicted, 297);
+    assert_int_equal(stats(x).rejected, 0);
+    /* The newest are kept, the oldest gone (closed by the server). */
+    assert_true(cli_wait_close(x->loop, flood[0], 3000));
+    /* A health check gets through, and the pending request is still there. */
+    cli_t *probe = cli_open(x->port);
+    cli_sends(x->loop, probe, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_true(cli_response(x->loop, probe, &r, 0, 3000));
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_int_equal(stats(x).pending, 1);
+    for (int i = 0; i < 300; i++)
+        cli_free(flood[i]);
+    cli_free(probe);
+    RUN_UNTIL(x, stats(x).open_connections == 1, 3000);
+    /* Every place answering a request: the newcomer is refused. */
+    cli_t *more[3];
+    for (int i = 0; i < 3; i++) {
+        more[i] = cli_open(x->port);
+        cli_sends(x->loop, more[i], "GET /never HTTP/1.1\r\nHost: a\r\n\r\n");
+        RUN_UNTIL(x, stats(x).pending == (size_t)i + 2, 3000);
+    }
+    cli_t *late = cli_open(x->port);
+    assert_true(cli_wait_close(x->loop, late, 3000));
+    assert_int_equal(stats(x).rejected, 1);
+    assert_int_equal(stats(x).pending, 4);
+    cli_free(late);
+    for (int i = 0; i < 3; i++)
+        cli_free(more[i]);
+    cli_free(held);
+    stop(x);
+}
+
+/* max_per_peer: one peer's crowd only pushes out its own idle connections;
+ * another peer keeps its own, and a peer whose connections are all busy is
+ * refused a new one. */
+static void test_max_per_peer(void **state)
+{
+    ob_httpd_opts_t o = {.max_connections = 100, .max_per_peer = 3};
+    ctx_t *x = start(&o);
+    resp_t r;
+    cli_t *other = cli_open_from(x->port, "127.0.0.2");
+    RUN_UNTIL(x, stats(x).open_connections == 1, 3000);
+    cli_t *c[50];
+    for (int i = 0; i < 50; i++) {
+        c[i] = cli_open(x->port);
+        RUN_UNTIL(x, stats(x).accepted == (uint64_t)i + 2, 3000);
+    }
+    assert_int_equal(stats(x).open_connections, 4);
+    assert_int_equal(stats(x).evicted, 47);
+    cli_sends(x->loop, other, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_true(cli_response(x->loop, other, &r, 0, 3000));
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    for (int i = 47; i < 50; i++)
+        cli_sends(x->loop, c[i], "GET /never HTTP/1.1\r\nHost: a\r\n\r\n");
+    RUN_UNTIL(x, stats(x).pending == 3, 3000);
+    cli_t *late = cli_open(x->port);
+    assert_true(cli_wait_close(x->loop, late, 3000));
+    assert_int_equal(stats(x).rejected, 1);
+    cli_free(late);
+    for (int i = 0; i < 50; i++)
+        cli_free(c[i]);
+    cli_free(other);
+    stop(x);
+}
+
 static void test_many_pending(void **state)
 {
     ctx_t *x = start(NULL); /* raises RLIMIT_NOFILE */
@@ -1435,6 +1539,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_free_with_pending),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_reuse_idle),
+        cmocka_unit_test(test_max_per_peer),
         cmocka_unit_test(test_many_pending),
         cmocka_unit_test(test_slow_reader),
         cmocka_unit_test(test_write_stall),
