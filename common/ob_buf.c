@@ -167,3 +167,87 @@ char *ob_str_trim(char *s)
         *--e = '\0';
     return s;
 }
+
+/* Calls fn(item, len, arg) for each non-empty item of list. */
+static void list_each(const char *list, void (*fn)(const char *, size_t, void *), void *arg)
+{
+    for (const char *p = list ? list : ""; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n)
+            fn(p, n, arg);
+        p += n + (e ? 1 : 0);
+    }
+}
+
+typedef struct list_acc_s {
+    const char *skip;
+    size_t count, drop;
+    ob_buf_t out;
+    ob_err_t err;
+} list_acc_t;
+
+static void list_count(const char *p, size_t n, void *arg)
+{
+    list_acc_t *a = arg;
+    if (!(strlen(a->skip) == n && !memcmp(p, a->skip, n)))
+        a->count++;
+}
+
+static void list_copy(const char *p, size_t n, void *arg)
+{
+    list_acc_t *a = arg;
+    if (strlen(a->skip) == n && !memcmp(p, a->skip, n))
+        return;
+    if (a->drop) {
+        a->drop--;
+        return;
+    }
+    if (a->err == OB_OK && a->out.len)
+        a->err = ob_buf_append(&a->out, ",", 1);
+    if (a->err == OB_OK)
+        a->err = ob_buf_append(&a->out, p, n);
+}
+
+static void list_find(const char *p, size_t n, void *arg)
+{
+    list_acc_t *a = arg;
+    if (strlen(a->skip) == n && !memcmp(p, a->skip, n))
+        a->count++;
+}
+
+int ob_list_has(const char *list, const char *item)
+{
+    list_acc_t a = {.skip = item};
+    list_each(list, list_find, &a);
+    return a.count > 0;
+}
+
+char *ob_list_with(const char *list, const char *item, size_t max)
+{
+    list_acc_t a = {.skip = item};
+    list_each(list, list_count, &a);
+    if (max && a.count + 1 > max)
+        a.drop = a.count + 1 - max;
+    list_each(list, list_copy, &a);
+    if (a.err == OB_OK && *item && a.out.len)
+        a.err = ob_buf_append(&a.out, ",", 1);
+    if (a.err == OB_OK && *item)
+        a.err = ob_buf_append(&a.out, item, strlen(item));
+    if (a.err != OB_OK) {
+        ob_buf_free(&a.out);
+        return NULL;
+    }
+    return ob_buf_steal(&a.out);
+}
+
+char *ob_list_without(const char *list, const char *item)
+{
+    list_acc_t a = {.skip = item};
+    list_each(list, list_copy, &a);
+    if (a.err != OB_OK) {
+        ob_buf_free(&a.out);
+        return NULL;
+    }
+    return ob_buf_steal(&a.out);
+}

@@ -37,6 +37,16 @@ char *ob_buf_steal(ob_buf_t *b);
 /* Strip leading and trailing white space from s in place; returns the start. */
 char *ob_str_trim(char *s);
 
+/* Comma-separated lists of names ("a,b,c"), as the account's state keeps
+ * them (names never hold a comma). */
+/* 1 when item is in list. */
+int ob_list_has(const char *list, const char *item);
+/* The list with item last (moved there when present), keeping at most max
+ * items (the first ones dropped; max 0: no limit). malloc'd; NULL on ENOMEM. */
+char *ob_list_with(const char *list, const char *item, size_t max);
+/* The list without item. malloc'd; NULL on ENOMEM. */
+char *ob_list_without(const char *list, const char *item);
+
 typedef struct ob_hdr_s {
     char *name;
     char *value;

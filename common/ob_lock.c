@@ -19,10 +19,10 @@
  * writes refused). Microseconds since 1970 stay exact in Lua's doubles
  * until 2255.
  *
- * On success: {fence, the state's request_id, stage, stage_attempts, status,
- * progress, input} (what a previous holder recorded, so a redelivered message
- * continues its count and its stage's work, and is told from another message
- * of the same request). */
+ * On success: {fence, the account's state as HGETALL gives it} (what earlier
+ * holders recorded: a redelivered message continues its count and its
+ * stage's work, is told from another message of the same request, and a
+ * request from a newer one). */
 static const char ACQUIRE[] =
     "local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) "
     "if not won and ARGV[3] ~= '' then "
@@ -36,9 +36,7 @@ static const char ACQUIRE[] =
     "  local f = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, "
     "                     tonumber(t[1]) * 1000000 + tonumber(t[2])) "
     "  redis.call('SET', KEYS[2], string.format('%.0f', f)) "
-    "  local s = redis.call('HMGET', KEYS[3], 'request_id', 'stage', 'stage_attempts', "
-    "'status', 'progress', 'input') "
-    "  return {f, s[1], s[2], s[3], s[4], s[5], s[6]} "
+    "  return {f, redis.call('HGETALL', KEYS[3])} "
     "end "
     "return {-redis.call('PTTL', KEYS[1])}";
 static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -51,6 +49,19 @@ static const char WRITE[] = "local f = tonumber(redis.call('HGET', KEYS[1], 'fen
                             "if tonumber(ARGV[1]) < f then return -1 end "
                             "redis.call('HSET', KEYS[1], 'fence', ARGV[1], unpack(ARGV, 2)) "
                             "return 1";
+/* A fenced write that replaces the record: ARGV[2] is how many names follow
+ * that are kept (the account's own fields); every other field goes, then the
+ * pairs after them are set. */
+static const char REPLACE[] = "local f = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0') "
+                              "if tonumber(ARGV[1]) < f then return -1 end "
+                              "local nk = tonumber(ARGV[2]) "
+                              "local keep = {fence = true} "
+                              "for i = 3, 2 + nk do keep[ARGV[i]] = true end "
+                              "for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do "
+                              "  if not keep[k] then redis.call('HDEL', KEYS[1], k) end "
+                              "end "
+                              "redis.call('HSET', KEYS[1], 'fence', ARGV[1], unpack(ARGV, 3 + nk)) "
+                              "return 1";
 
 struct ob_lock_s {
     ob_redis_t *r;
@@ -58,12 +69,9 @@ struct ob_lock_s {
     char lock_key[64];
     char fence_key[64];
     char state_key[64];
-    char prior_request_id[160];
-    char prior_stage[32];
+    char **prior; /* name, value, name, value... of the state (malloc'd) */
+    size_t nprior;
     int prior_attempts;
-    char prior_status[32];
-    char prior_progress[512];
-    char prior_input[320];
     char token[300]; /* [owner "|"] 32 hex */
     long ttl_ms;
     uint64_t fence;
@@ -75,12 +83,47 @@ struct ob_lock_s {
     void *arg;
 };
 
+static void prior_free(ob_lock_t *l)
+{
+    for (size_t i = 0; i < l->nprior; i++)
+        free(l->prior[i]);
+    free(l->prior);
+    l->prior = NULL;
+    l->nprior = 0;
+}
+
 static void lock_free_if_idle(ob_lock_t *l)
 {
     if (l->abandoned && l->inflight == 0) {
         ob_timer_free(l->renew);
+        prior_free(l);
         free(l);
     }
+}
+
+/* Keep the state HGETALL returned (pairs of strings). */
+static void prior_keep(ob_lock_t *l, const redisReply *all)
+{
+    prior_free(l);
+    if (!all || all->type != REDIS_REPLY_ARRAY || all->elements < 2)
+        return;
+    l->prior = calloc(all->elements, sizeof(*l->prior));
+    if (!l->prior)
+        return;
+    for (size_t i = 0; i + 1 < all->elements; i += 2) {
+        const redisReply *k = all->element[i], *v = all->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        l->prior[l->nprior] = strdup(k->str);
+        l->prior[l->nprior + 1] = strdup(v->str);
+        if (!l->prior[l->nprior] || !l->prior[l->nprior + 1]) {
+            free(l->prior[l->nprior]);
+            free(l->prior[l->nprior + 1]);
+            break;
+        }
+        l->nprior += 2;
+    }
+    l->prior_attempts = atoi(ob_lock_prior_get(l, "stage_attempts"));
 }
 
 static void send_release(ob_lock_t *l);
@@ -94,11 +137,6 @@ static long long reply_int(const redisReply *r)
     if (r->type == REDIS_REPLY_STRING)
         return atoll(r->str);
     return 0;
-}
-
-static void reply_str(const redisReply *r, char *out, size_t n)
-{
-    snprintf(out, n, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "");
 }
 
 static void on_acquire(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
@@ -121,17 +159,7 @@ static void on_acquire(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
     if (first > 0) {
         l->held = 1;
         l->fence = (uint64_t)first;
-        if (reply->elements >= 4) {
-            reply_str(reply->element[1], l->prior_request_id, sizeof(l->prior_request_id));
-            reply_str(reply->element[2], l->prior_stage, sizeof(l->prior_stage));
-            l->prior_attempts = (int)reply_int(reply->element[3]);
-            if (reply->elements >= 5)
-                reply_str(reply->element[4], l->prior_status, sizeof(l->prior_status));
-            if (reply->elements >= 6)
-                reply_str(reply->element[5], l->prior_progress, sizeof(l->prior_progress));
-            if (reply->elements >= 7)
-                reply_str(reply->element[6], l->prior_input, sizeof(l->prior_input));
-        }
+        prior_keep(l, reply->elements >= 2 ? reply->element[1] : NULL);
         ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
         l->cb(l, OB_LOCK_ACQUIRED, l->fence, 0, OB_OK, l->arg);
     } else {
@@ -245,25 +273,33 @@ uint64_t ob_lock_fence(const ob_lock_t *l)
     return l->fence;
 }
 
+const char *ob_lock_prior_get(const ob_lock_t *l, const char *field)
+{
+    for (size_t i = 0; i + 1 < l->nprior; i += 2)
+        if (!strcmp(l->prior[i], field))
+            return l->prior[i + 1];
+    return "";
+}
+
 const char *ob_lock_prior_status(const ob_lock_t *l)
 {
-    return l->prior_status;
+    return ob_lock_prior_get(l, "status");
 }
 
 const char *ob_lock_prior_progress(const ob_lock_t *l)
 {
-    return l->prior_progress;
+    return ob_lock_prior_get(l, "progress");
 }
 
 const char *ob_lock_prior_input(const ob_lock_t *l)
 {
-    return l->prior_input;
+    return ob_lock_prior_get(l, "input");
 }
 
 void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts)
 {
-    *request_id = l->prior_request_id;
-    *stage = l->prior_stage;
+    *request_id = ob_lock_prior_get(l, "request_id");
+    *stage = ob_lock_prior_get(l, "stage");
     *attempts = l->prior_attempts;
 }
 
@@ -285,17 +321,21 @@ static void on_write(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
     free(w);
 }
 
-ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
-                             const char *const *fields, ob_lock_write_cb *cb, void *arg)
+/* One fenced write: WRITE (keep NULL) or REPLACE (keep: the names kept). */
+static ob_err_t state_write(ob_redis_t *r, const char *account, uint64_t fence,
+                            const char *const *keep, const char *const *fields,
+                            ob_lock_write_cb *cb, void *arg)
 {
-    size_t nf = 0;
+    size_t nf = 0, nk = 0;
     while (fields[nf])
         nf++;
+    while (keep && keep[nk])
+        nk++;
     if (nf == 0 || nf % 2)
         return OB_ERR_INVALID_ARG;
-    size_t argc = 5 + nf;
+    size_t argc = 5 + (keep ? 1 + nk : 0) + nf;
     const char **argv = calloc(argc, sizeof(*argv));
-    char key[64], fence_s[24];
+    char key[64], fence_s[24], nk_s[24];
     write_t *w = malloc(sizeof(*w));
     if (!argv || !w) {
         free(argv);
@@ -304,13 +344,20 @@ ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
     }
     snprintf(key, sizeof(key), "ob:{%s}:state", account);
     snprintf(fence_s, sizeof(fence_s), "%llu", (unsigned long long)fence);
-    argv[0] = "EVAL";
-    argv[1] = WRITE;
-    argv[2] = "1";
-    argv[3] = key;
-    argv[4] = fence_s;
+    snprintf(nk_s, sizeof(nk_s), "%zu", nk);
+    size_t a = 0;
+    argv[a++] = "EVAL";
+    argv[a++] = keep ? REPLACE : WRITE;
+    argv[a++] = "1";
+    argv[a++] = key;
+    argv[a++] = fence_s;
+    if (keep) {
+        argv[a++] = nk_s;
+        for (size_t i = 0; i < nk; i++)
+            argv[a++] = keep[i];
+    }
     for (size_t i = 0; i < nf; i++)
-        argv[5 + i] = fields[i];
+        argv[a++] = fields[i];
     w->cb = cb;
     w->arg = arg;
     ob_err_t e = ob_redis_command_argv(r, on_write, w, (int)argc, argv, NULL);
@@ -318,4 +365,18 @@ ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
     if (e != OB_OK)
         free(w);
     return e;
+}
+
+ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
+                             const char *const *fields, ob_lock_write_cb *cb, void *arg)
+{
+    return state_write(r, account, fence, NULL, fields, cb, arg);
+}
+
+ob_err_t ob_lock_state_replace(ob_redis_t *r, const char *account, uint64_t fence,
+                               const char *const *keep, const char *const *fields,
+                               ob_lock_write_cb *cb, void *arg)
+{
+    static const char *const none[] = {NULL};
+    return state_write(r, account, fence, keep ? keep : none, fields, cb, arg);
 }

@@ -68,11 +68,20 @@ const char *ob_lock_prior_progress(const ob_lock_t *l);
  * "" when absent). */
 const char *ob_lock_prior_input(const ob_lock_t *l);
 
+/* After ACQUIRED: any field of the account's state when the lock was taken
+ * ("" when absent). The pointer lives as long as the lock. */
+const char *ob_lock_prior_get(const ob_lock_t *l, const char *field);
+
 /* Write fields of ob:{ACCOUNT}:state if `fence` is not lower than the fence
  * stored there. fields: NULL-terminated name, value, name, value... The
  * callback gets OB_OK, OB_ERR_STATE (fenced out) or a Redis error. */
 typedef void(ob_lock_write_cb)(ob_err_t err, void *arg);
 ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
                              const char *const *fields, ob_lock_write_cb *cb, void *arg);
+/* The same, replacing the record: every field but those named in `keep`
+ * (NULL-terminated; NULL: none) is removed first, in the same script. */
+ob_err_t ob_lock_state_replace(ob_redis_t *r, const char *account, uint64_t fence,
+                               const char *const *keep, const char *const *fields,
+                               ob_lock_write_cb *cb, void *arg);
 
 #endif

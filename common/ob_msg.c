@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "ob_buf.h"
 #include "ob_crypto.h"
 
 #define PTR_LEN             256            /* sizeof(ob_msg_error_t.field) */
@@ -2113,13 +2114,72 @@ static const char *const CONNECTED_MEMBERS[] = {
     "schema", "idempotency_key", "account_id",   "request_id",   "mode",  "role_arn", "external_id",
     "report", "stack_id",        "connected_at", "requested_at", "trace", NULL};
 
-void ob_connected_key(const char *account_id, const char *role_arn, const char *request_id,
-                      char out[OB_IDEMPOTENCY_LEN])
+void ob_connected_key(const char *account_id, const char *role_arn, const char *external_id,
+                      const ob_report_result_t *report, char out[OB_IDEMPOTENCY_LEN])
 {
-    /* Valid inputs total under 800 bytes; longer ones are invalid anyway. */
+    /* Valid inputs total under 1,200 bytes; longer ones are invalid anyway. */
     char buf[2048];
-    sfmt(buf, sizeof buf, "%s|%s|%s|%s", OB_SCHEMA_CONNECTED, account_id, role_arn, request_id);
+    if (report)
+        sfmt(buf, sizeof buf, "%s|%s|%s|%s|%s|%s|%s|%s", OB_SCHEMA_CONNECTED, account_id, role_arn,
+             external_id, report->name, report->bucket, report->prefix, report->region);
+    else
+        sfmt(buf, sizeof buf, "%s|%s|%s|%s|", OB_SCHEMA_CONNECTED, account_id, role_arn,
+             external_id);
     ob_sha256_hex(buf, strlen(buf), out);
+}
+
+typedef struct intake_pos_s {
+    long long ts, offset;
+    int partition;
+    char topic[256];
+} intake_pos_t;
+
+static int intake_parse(const char *s, intake_pos_t *p)
+{
+    char *end;
+    p->ts = strtoll(s, &end, 10);
+    if (end == s || *end != ':')
+        return -1;
+    const char *t = end + 1, *colon = strchr(t, ':');
+    if (!colon || (size_t)(colon - t) >= sizeof p->topic)
+        return -1;
+    memcpy(p->topic, t, (size_t)(colon - t));
+    p->topic[colon - t] = '\0';
+    p->partition = (int)strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != ':')
+        return -1;
+    const char *o = end + 1;
+    p->offset = strtoll(o, &end, 10);
+    return end == o || *end ? -1 : 0;
+}
+
+int ob_intake_cmp(const char *a, const char *b)
+{
+    intake_pos_t pa, pb;
+    if (!a || !b || intake_parse(a, &pa) != 0 || intake_parse(b, &pb) != 0)
+        return 0;
+    if (!strcmp(pa.topic, pb.topic) && pa.partition == pb.partition)
+        return pa.offset < pb.offset ? -1 : pa.offset > pb.offset;
+    return pa.ts < pb.ts ? -1 : pa.ts > pb.ts;
+}
+
+void ob_request_desired(const ob_request_t *r, char out[OB_DESIRED_LEN])
+{
+    ob_buf_t b = {0};
+    const ob_report_settings_t *rs = &r->report;
+    ob_buf_printf(&b, "desired/1|%s|%s|%s|%s|%d|%s|%d", r->account_id,
+                  r->mode == OB_MODE_NEW ? "new" : "existing", r->region, r->role_arn,
+                  r->has_bucket, r->has_bucket ? r->bucket : "", r->has_report);
+    if (r->has_report)
+        ob_buf_printf(&b, "|%s|%s|%d|%d|%d|%u|%u|%d|%d", rs->name, rs->prefix, (int)rs->time_unit,
+                      (int)rs->format, (int)rs->compression, rs->schema_elements, rs->artifacts,
+                      rs->refresh_closed_reports, (int)rs->versioning);
+    for (size_t i = 0; i < r->ntags; i++)
+        ob_buf_printf(&b, "|%s=%s", r->tags[i].key, r->tags[i].value);
+    char hex[OB_SHA256_HEX_LEN];
+    ob_sha256_hex(b.data ? b.data : "", b.len, hex);
+    ob_buf_free(&b);
+    snprintf(out, OB_DESIRED_LEN, "%.32s", hex);
 }
 
 static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error_t *err)
@@ -2194,11 +2254,12 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
                     "the report's bucket is in %s, but the stack is in %s", c->report.region,
                     sa.region);
     char key[OB_IDEMPOTENCY_LEN];
-    ob_connected_key(c->account_id, c->role_arn, c->request_id, key);
+    ob_connected_key(c->account_id, c->role_arn, c->external_id, c->has_report ? &c->report : NULL,
+                     key);
     if (strcmp(key, c->idempotency_key) != 0)
         return fail(err, "/idempotency_key", "mismatch",
-                    "expected %s, the SHA-256 of \"%s|%s|%s|%s\"", key, OB_SCHEMA_CONNECTED,
-                    c->account_id, c->role_arn, c->request_id);
+                    "expected %s, the SHA-256 of \"%s|%s|%s|<external_id>|<report>\"", key,
+                    OB_SCHEMA_CONNECTED, c->account_id, c->role_arn);
     return OB_OK;
 }
 
@@ -2260,7 +2321,8 @@ ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_
         ob_msg_now(out->connected_at);
     snprintf(out->requested_at, sizeof out->requested_at, "%s", r->requested_at);
     memcpy(out->trace, m->trace, sizeof out->trace);
-    ob_connected_key(out->account_id, out->role_arn, out->request_id, out->idempotency_key);
+    ob_connected_key(out->account_id, out->role_arn, out->external_id,
+                     out->has_report ? &out->report : NULL, out->idempotency_key);
     return OB_OK;
 }
 

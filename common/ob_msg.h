@@ -62,6 +62,12 @@
 /* Kafka header names the workers set on every message they produce. */
 #define OB_MSG_HDR_SCHEMA    "ob-schema"    /* the message's "schema" value */
 #define OB_MSG_HDR_REPLAY_OF "ob-replay-of" /* the dlq_id a replayed message comes from */
+/* Where the request a message belongs to entered the fleet, for telling a
+ * newer request of an account from an older one: "TS:TOPIC:PARTITION:OFFSET"
+ * (TS the request message's Kafka timestamp in ms). Set by the intake stage,
+ * carried on by every later stage's hand-off, event and dead letter. */
+#define OB_MSG_HDR_INTAKE "ob-intake"
+#define OB_INTAKE_LEN     320
 /* An operator's control message on a stage's input topic, keyed by the
  * account (so it reaches the replica that owns the account's partition).
  * Value "retry-now": start the account's waiting stage retry at once. The
@@ -320,9 +326,26 @@ typedef struct ob_connected_s {
     ob_trace_t trace[OB_STAGE__COUNT];
 } ob_connected_t;
 
-/* lowercase hex SHA-256 of "onboard.connected/1|" account "|" role_arn "|" request_id. */
-void ob_connected_key(const char *account_id, const char *role_arn, const char *request_id,
-                      char out[OB_IDEMPOTENCY_LEN]);
+/* The idempotency key of a connection: lowercase hex SHA-256 of
+ * "onboard.connected/1|" account "|" role_arn "|" external_id "|" and, when
+ * the connection has a report, its name "|" bucket "|" prefix "|" region
+ * (nothing otherwise). It names the connection, not the request that made it:
+ * a request repeated under another request id gives the same key, and any
+ * change the Billing Engine must learn of (another role, ExternalId or
+ * report) gives a new one. report NULL: none. */
+void ob_connected_key(const char *account_id, const char *role_arn, const char *external_id,
+                      const ob_report_result_t *report, char out[OB_IDEMPOTENCY_LEN]);
+/* The order of two intake positions (OB_MSG_HDR_INTAKE): of one partition,
+ * by offset; of two (the topic's partitions changed), by timestamp. <0: a is
+ * older, 0: the same request, >0: a is newer. Malformed positions compare
+ * as 0 (nothing is decided on them). */
+int ob_intake_cmp(const char *a, const char *b);
+/* The desired state a request states for its account, as 32 hex digits: a
+ * digest of its mode, region, role, bucket, report settings and tags (not its
+ * request id, requester, time or the ExternalId it gives for the role). Two
+ * requests with the same digest ask for the same account. */
+#define OB_DESIRED_LEN 33
+void ob_request_desired(const ob_request_t *r, char out[OB_DESIRED_LEN]);
 /*
  * The event for a hand-off that the connect stage has verified: m->stage must
  * be CONNECT with its stack result; connected_at NULL means now. The key is

@@ -55,7 +55,7 @@ typedef struct acct_s acct_t;
 
 /* The plan kept by a job: parse()'s strings, in one allocation. */
 typedef struct job_plan_s {
-    const char *account_id, *request_id, *role_arn, *external_id, *region;
+    const char *account_id, *request_id, *role_arn, *external_id, *region, *desired;
     char *mem;
 } job_plan_t;
 
@@ -95,6 +95,10 @@ typedef struct job_s {
     int state_inflight; /* the outcome's state write awaits its reply (PH_RECORDING) */
     int recorded;       /* the outcome is in the account's state (PH_RECORDING done) */
     int skipped;        /* already done: nothing was run */
+    int unchanged;      /* intake: the account already has the desired state */
+    char *intake;       /* OB_MSG_HDR_INTAKE of the request (malloc'd; NULL: unknown) */
+    char *superseded;   /* intake: the account's superseded requests, with any this one
+                         * replaced (malloc'd; NULL: none) */
     uint64_t t_start;   /* loop time the stage first ran (0: not yet) */
     int64_t ts_ms;      /* the message's Kafka timestamp (-1: none) */
     int attempts;       /* AWS and HTTP calls made (all stage attempts) */
@@ -148,6 +152,7 @@ struct ob_worker_s {
     char name[128];
     char host[128];
     char topic_in[256];
+    int intake; /* the stage that takes requests (input "requests") */
     char topic_dlq[256];
     char **topics; /* topic names jobs point to (interned) */
     size_t ntopics;
@@ -509,19 +514,20 @@ static const ob_step_t *last_of(const job_t *j)
 
 static void plan_keep(job_t *j, const ob_job_plan_t *p)
 {
-    const char *src[5] = {p->account_id, p->request_id, p->role_arn, p->external_id, p->region};
-    size_t len[5], total = 0;
-    for (int i = 0; i < 5; i++)
+    const char *src[6] = {p->account_id,  p->request_id, p->role_arn,
+                          p->external_id, p->region,     p->desired};
+    size_t len[6], total = 0;
+    for (int i = 0; i < 6; i++)
         total += (len[i] = strnlen(src[i], 2048)) + 1;
     char *m = malloc(total);
     if (!m) {
         ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
         abort();
     }
-    const char **dst[5] = {&j->plan.account_id, &j->plan.request_id, &j->plan.role_arn,
-                           &j->plan.external_id, &j->plan.region};
+    const char **dst[6] = {&j->plan.account_id,  &j->plan.request_id, &j->plan.role_arn,
+                           &j->plan.external_id, &j->plan.region,     &j->plan.desired};
     char *at = m;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         memcpy(at, src[i], len[i]);
         at[len[i]] = '\0';
         *dst[i] = at;
@@ -551,6 +557,8 @@ static const char *topic_intern(ob_worker_t *w, const char *name)
 
 static void job_free(job_t *j)
 {
+    free(j->intake);
+    free(j->superseded);
     ob_worker_t *w = j->w;
     if (j->prev)
         j->prev->next = j->next;
@@ -839,6 +847,14 @@ static void on_state_written(ob_err_t err, void *arg)
     job_complete(j);
 }
 
+/* The account's own fields, kept when a request replaces another in the
+ * account's record: the connection in place (what the Billing Engine has),
+ * what earlier requests made and left (buckets, reports), and which requests
+ * were superseded. */
+static const char *const ACCOUNT_FIELDS[] = {
+    "connected_request", "connected_desired", "connected_at", "idempotency_key", "role_arn",
+    "buckets",           "old_buckets",       "reports",      "superseded",      NULL};
+
 /* The outcome's fields in the account's state, in `fields` (NULL-terminated;
  * `now`, `attempts` and `input` hold the strings they point to). */
 static void outcome_fields(job_t *j, const char **fields, size_t max, char now[OB_TIME_LEN],
@@ -849,18 +865,40 @@ static void outcome_fields(job_t *j, const char **fields, size_t max, char now[O
     snprintf(attempts, 16, "%d", j->stage_attempt);
     snprintf(input, 320, "%s:%d:%lld", j->topic, (int)j->partition, (long long)j->offset);
     size_t n = 0;
-    fields[n++] = "stage";
-    fields[n++] = w->stage->name;
-    fields[n++] = "status";
-    fields[n++] = j->failed ? "failed" : "done";
+    if (!j->unchanged) {
+        fields[n++] = "stage";
+        fields[n++] = w->stage->name;
+        fields[n++] = "status";
+        fields[n++] = j->failed ? "failed" : "done";
+        fields[n++] = "stage_attempts";
+        fields[n++] = attempts;
+    }
     fields[n++] = "updated_at";
     fields[n++] = now;
     fields[n++] = "request_id";
     fields[n++] = j->plan.request_id;
-    fields[n++] = "stage_attempts";
-    fields[n++] = attempts;
     fields[n++] = "input";
     fields[n++] = input;
+    if (j->intake) {
+        fields[n++] = "intake";
+        fields[n++] = j->intake;
+    }
+    if (j->plan.desired[0]) {
+        fields[n++] = "desired";
+        fields[n++] = j->plan.desired;
+    }
+    if (j->superseded) {
+        fields[n++] = "superseded";
+        fields[n++] = j->superseded;
+    }
+    if (j->unchanged) {
+        /* The account is as the request wants it: the record says so and
+         * names the request; the connection's fields stay as they are. */
+        fields[n++] = "outcome";
+        fields[n++] = "unchanged";
+        fields[n] = NULL;
+        return;
+    }
     if (j->failed) {
         fields[n++] = "error_class";
         fields[n++] = ob_dlq_class_name(last_of(j)->fail_class);
@@ -887,19 +925,29 @@ static void outcome_fields(job_t *j, const char **fields, size_t max, char now[O
     fields[n] = NULL;
 }
 
-static void write_state(job_t *j)
+/* An outcome's write: at intake the record is replaced (one request's
+ * record, never a mix of two; the account's own fields kept), elsewhere the
+ * fields are set. */
+static ob_err_t outcome_write(job_t *j, const char *const *fields, ob_lock_write_cb *cb)
 {
     ob_worker_t *w = j->w;
+    if (w->intake && !j->unchanged)
+        return ob_lock_state_replace(w->redis, j->plan.account_id, j->fence, ACCOUNT_FIELDS, fields,
+                                     cb, j);
+    return ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, cb, j);
+}
+
+static void write_state(job_t *j)
+{
     j->phase = PH_FINISHING;
     if (!j->plan.account_id[0] || !j->fence) {
         job_complete(j);
         return;
     }
     char now[OB_TIME_LEN], attempts[16], input[320];
-    const char *fields[52];
+    const char *fields[60];
     outcome_fields(j, fields, sizeof(fields) / sizeof(fields[0]), now, attempts, input);
-    if (ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, on_state_written, j) !=
-        OB_OK) {
+    if (outcome_write(j, fields, on_state_written) != OB_OK) {
         job_complete(j);
         return;
     }
@@ -956,13 +1004,11 @@ static void on_recorded(ob_err_t err, void *arg)
 
 static void record_outcome(job_t *j)
 {
-    ob_worker_t *w = j->w;
     j->phase = PH_RECORDING;
     char now[OB_TIME_LEN], attempts[16], input[320];
-    const char *fields[52];
+    const char *fields[60];
     outcome_fields(j, fields, sizeof(fields) / sizeof(fields[0]), now, attempts, input);
-    if (ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, on_recorded, j) ==
-        OB_OK) {
+    if (outcome_write(j, fields, on_recorded) == OB_OK) {
         j->state_inflight = 1;
         return;
     }
@@ -989,6 +1035,8 @@ static void job_finish(job_t *j)
     j->phase = PH_EMITTING;
     char err[512] = "";
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+    if (j->intake)
+        rd_kafka_header_add(hdrs, OB_MSG_HDR_INTAKE, -1, j->intake, -1);
     const char *key = j->plan.account_id[0] ? j->plan.account_id : j->key;
     size_t klen = j->plan.account_id[0] ? strlen(j->plan.account_id) : j->key_len;
     ob_err_t e;
@@ -1600,6 +1648,116 @@ static int already_done(const ob_worker_t *w, const ob_lock_t *l, const job_t *j
     return 1;
 }
 
+#define SUPERSEDED_KEPT 20 /* request ids the record lists as superseded */
+
+/* Fields of a write that replaces the record at intake: this request's
+ * first fields (NULL-terminated, into `f`), and the bucket and report of
+ * the record it replaces folded into the account's lists (`lists` holds
+ * the strings; free them after the write). */
+static void takeover_fields(job_t *j, const ob_lock_t *l, const char **f, char now[OB_TIME_LEN],
+                            char *lists[2])
+{
+    size_t n = 0;
+    lists[0] = ob_list_with(ob_lock_prior_get(l, "buckets"), ob_lock_prior_get(l, "bucket"), 100);
+    lists[1] = ob_list_with(ob_lock_prior_get(l, "reports"), ob_lock_prior_get(l, "report"), 20);
+    if (lists[0] && lists[0][0]) {
+        f[n++] = "buckets";
+        f[n++] = lists[0];
+    }
+    if (lists[1] && lists[1][0]) {
+        f[n++] = "reports";
+        f[n++] = lists[1];
+    }
+    now_iso(now);
+    f[n++] = "request_id";
+    f[n++] = j->plan.request_id;
+    f[n++] = "stage";
+    f[n++] = j->w->stage->name;
+    f[n++] = "status";
+    f[n++] = "running";
+    f[n++] = "updated_at";
+    f[n++] = now;
+    if (j->intake) {
+        f[n++] = "intake";
+        f[n++] = j->intake;
+    }
+    if (j->plan.desired[0]) {
+        f[n++] = "desired";
+        f[n++] = j->plan.desired;
+    }
+    if (j->superseded) {
+        f[n++] = "superseded";
+        f[n++] = j->superseded;
+    }
+    f[n] = NULL;
+}
+
+/*
+ * The account's side of a message, before any work. Requests for an account
+ * are applied in the order they entered the fleet (OB_MSG_HDR_INTAKE):
+ *   - a message of a request older than the account's current one stops
+ *     here, superseded: its work would undo the newer request's (nothing is
+ *     produced; the record is the newer request's and lists it);
+ *   - at intake, a request asking for exactly what the account already has
+ *     (its desired state is the connection's) is unchanged: recorded, and
+ *     nothing is done in AWS or produced;
+ *   - any other request at intake becomes the account's current request:
+ *     its record replaces the previous one (the account's own fields kept),
+ *     listing the request it replaced if that one was still under way.
+ * 1: the job is over (superseded) or on its way out (unchanged).
+ */
+static int account_turn(job_t *j, const ob_lock_t *l)
+{
+    ob_worker_t *w = j->w;
+    const char *cur = ob_lock_prior_get(l, "intake");
+    const char *cur_rid = ob_lock_prior_get(l, "request_id");
+    int same = !strcmp(cur_rid, j->plan.request_id);
+    if (j->intake && cur[0] && !same && ob_intake_cmp(j->intake, cur) < 0) {
+        w->stats.superseded++;
+        j->skipped = 1;
+        ob_logkv(OB_LOG_INFO, "worker", "superseded: a newer request for the account replaced it",
+                 "account", j->plan.account_id, "request_id", j->plan.request_id, "newer", cur_rid,
+                 "stage", w->stage->name, NULL);
+        job_complete(j);
+        return 1;
+    }
+    if (!w->intake || same)
+        return 0;
+    const char *status = ob_lock_prior_status(l);
+    if (!strcmp(status, "connected") && j->plan.desired[0] &&
+        !strcmp(ob_lock_prior_get(l, "connected_desired"), j->plan.desired)) {
+        w->stats.unchanged++;
+        j->unchanged = 1;
+        ob_logkv(OB_LOG_INFO, "worker", "unchanged: the account already is as the request asks",
+                 "account", j->plan.account_id, "request_id", j->plan.request_id, "connected_by",
+                 ob_lock_prior_get(l, "connected_request"), NULL);
+        ob_step_t *done = job_last(j);
+        ob_step_clear(done);
+        done->kind = OB_STEP_DONE;
+        job_finish(j);
+        return 1;
+    }
+    /* Still under way: the request this one replaces stops at its next
+     * stage boundary, and the record says so. */
+    const char *list = ob_lock_prior_get(l, "superseded");
+    if (cur_rid[0] && strcmp(status, "connected") != 0 && strcmp(status, "failed") != 0)
+        j->superseded = ob_list_with(list, cur_rid, SUPERSEDED_KEPT);
+    else if (list[0])
+        j->superseded = strdup(list);
+    char now[OB_TIME_LEN], *lists[2];
+    const char *f[24];
+    takeover_fields(j, l, f, now, lists);
+    ob_lock_state_replace(w->redis, j->plan.account_id, j->fence, ACCOUNT_FIELDS, f, NULL, NULL);
+    free(lists[0]);
+    free(lists[1]);
+    return 0;
+}
+
+static const char *prior_field(const void *ctx, const char *field)
+{
+    return ob_lock_prior_get(ctx, field);
+}
+
 static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry_ms, ob_err_t err,
                     void *arg)
 {
@@ -1624,6 +1782,8 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
             job_complete(j);
             return;
         }
+        if (account_turn(j, l))
+            return;
         if (j->stage_attempt == 0) {
             /* A redelivered message continues the count its previous owner kept. */
             const char *rid, *stage;
@@ -1652,6 +1812,8 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
                 w->stage->resume(j->st, progress);
             }
         }
+        if (w->stage->prior)
+            w->stage->prior(j->st, prior_field, l);
         j->creds = ob_credsrc_ref(ob_assume_cache_get(
             w->assume, j->plan.role_arn, j->plan.external_id[0] ? j->plan.external_id : NULL));
         if (!j->creds) {
@@ -1908,7 +2070,21 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
         }
     }
     j->plan.account_id = j->plan.request_id = j->plan.role_arn = j->plan.external_id =
-        j->plan.region = "";
+        j->plan.region = j->plan.desired = "";
+    if (w->intake) {
+        /* Where the request enters the fleet: its order among the
+         * account's requests, carried by everything that follows from it. */
+        char pos[OB_INTAKE_LEN];
+        snprintf(pos, sizeof(pos), "%lld:%s:%d:%lld",
+                 (long long)(j->ts_ms >= 0 ? j->ts_ms : (int64_t)ob_wall_ms()), j->topic,
+                 (int)j->partition, (long long)j->offset);
+        j->intake = strdup(pos);
+    } else {
+        for (size_t i = 0; i < j->nheaders; i++)
+            if (!strcmp(j->headers[i].name, OB_MSG_HDR_INTAKE) && j->headers[i].value &&
+                j->headers[i].value_len < OB_INTAKE_LEN)
+                j->intake = strdup(j->headers[i].value);
+    }
     j->next = w->jobs;
     if (w->jobs)
         w->jobs->prev = j;
@@ -2217,11 +2393,14 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     ob_metrics_sample(&m, "onboard_messages_received_total", l_stage, (double)w->stats.received);
     ob_metrics_family(&m, "onboard_accounts_total", "counter",
                       "Accounts this stage finished, by result (done: handed on; failed: dead "
-                      "letter; skipped: a redelivery of finished work).");
-    const char *results[] = {"done", "failed", "skipped"};
+                      "letter; skipped: a redelivery of finished work; superseded: a newer "
+                      "request for the account replaced it; unchanged: the account already had "
+                      "what the request asks for).");
+    const char *results[] = {"done", "failed", "skipped", "superseded", "unchanged"};
     const uint64_t counts[] = {w->stats.done, w->stats.failed,
-                               w->stats.skipped_done + w->stats.skipped_committed};
-    for (int i = 0; i < 3; i++) {
+                               w->stats.skipped_done + w->stats.skipped_committed,
+                               w->stats.superseded, w->stats.unchanged};
+    for (int i = 0; i < 5; i++) {
         const char *l[] = {"stage", stage, "result", results[i], NULL};
         ob_metrics_sample(&m, "onboard_accounts_total", l, (double)counts[i]);
     }
@@ -2435,6 +2614,7 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     if (gethostname(w->host, sizeof(w->host)) != 0)
         snprintf(w->host, sizeof(w->host), "unknown");
     snprintf(w->topic_in, sizeof(w->topic_in), "%s%s", w->cfg->topic_prefix, w->stage->input);
+    w->intake = !strcmp(w->stage->input, "requests");
     snprintf(w->topic_dlq, sizeof(w->topic_dlq), "%sdlq", w->cfg->topic_prefix);
     w->max_inflight = (size_t)w->cfg->inflight_max;
     w->run_max = (size_t)w->cfg->run_max;

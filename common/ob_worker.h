@@ -107,6 +107,7 @@ typedef struct ob_job_plan_s {
     char role_arn[OB_ROLE_ARN_LEN];       /* the role to assume in the account */
     char external_id[OB_EXTERNAL_ID_LEN]; /* for it ("" : none) */
     char region[OB_REGION_LEN];
+    char desired[OB_DESIRED_LEN]; /* ob_request_desired() of the request */
 } ob_job_plan_t;
 
 typedef struct ob_stage_s {
@@ -124,6 +125,11 @@ typedef struct ob_stage_s {
     /* Optional: before the first step, what an earlier holder of this
      * request at this stage recorded as its progress (never ""). */
     void (*resume)(void *st, const char *progress);
+    /* Optional: before the first step, what the account's state said when
+     * the lock was taken (any field by name, "" when absent): what earlier
+     * requests made (buckets, reports, the connection in place). */
+    void (*prior)(void *st, const char *(*get)(const void *ctx, const char *field),
+                  const void *ctx);
     /* Optional: the progress to record when the message is handed back in
      * the middle of the stage (its partition revoked, the worker stopping),
      * for resume() in the next holder; NULL: nothing worth recording. */
@@ -161,6 +167,8 @@ typedef struct ob_worker_stats_s {
     uint64_t retry_now;         /* waiting retries started early by a control message */
     uint64_t skipped_done;      /* redelivered messages the account's state shows as done */
     uint64_t resumed;           /* messages that continued a previous holder's progress */
+    uint64_t superseded;        /* messages of a request a newer one for the account replaced */
+    uint64_t unchanged;         /* requests whose desired state the account already had */
     uint64_t skipped_committed; /* redelivered messages a previous owner finished in a
                                  * committed transaction (its offsets' metadata) */
     size_t inflight;

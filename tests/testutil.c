@@ -3,6 +3,8 @@
  */
 #include "testutil.h"
 
+#include <hiredis/hiredis.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +150,28 @@ void ob_test_kafka_defaults(ob_cfg_kv_t *kv, const char *brokers)
 void ob_test_member_account(int i, char out[16])
 {
     snprintf(out, 16, "%012llu", 200000000000ULL + (unsigned long long)i);
+}
+
+void ob_test_forget_members(int redis_port, int first, int last)
+{
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return; /* no Redis: the test reports that itself */
+    }
+    for (int i = first; i <= last; i++) {
+        char acct[16];
+        ob_test_member_account(i, acct);
+        redisAppendCommand(c, "DEL ob:{%s}:state ob:{%s}:replays", acct, acct);
+    }
+    for (int i = first; i <= last; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            break;
+        freeReplyObject(r);
+    }
+    redisFree(c);
 }
 
 int ob_test_worker_idle(void *worker)

@@ -53,6 +53,10 @@ const char *ob_test_kv_lookup(const char *kv[][2], const char *name);
 void ob_test_kafka_defaults(ob_cfg_kv_t *kv, const char *brokers);
 /* Member account i of the simulator's organization (200000000000 + i). */
 void ob_test_member_account(int i, char out[16]);
+/* Forget what earlier tests recorded for the simulator's member accounts
+ * first..last (their states in the Redis at 127.0.0.1:port): a test that
+ * starts a new simulator starts from accounts that were never onboarded. */
+void ob_test_forget_members(int redis_port, int first, int last);
 /* 1 when the ob_worker_t has nothing in flight (its state writes are done). */
 int ob_test_worker_idle(void *worker);
 

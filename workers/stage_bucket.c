@@ -33,7 +33,11 @@ typedef struct bucket_st_s {
     char started_at[OB_TIME_LEN];
     int calls;
     char progress[32];
+    char *buckets;     /* every bucket the fleet made in the account, this one last (malloc'd) */
+    char *old_buckets; /* those but this one: kept, their data is the customer's (malloc'd) */
 } bucket_st_t;
+
+#define BUCKETS_KEPT 100 /* buckets the account's record lists */
 
 static const char *partition_of(const char *role_arn)
 {
@@ -81,6 +85,7 @@ static ob_err_t bucket_parse(void *p, const ob_config_t *cfg, const char *payloa
     }
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", st->req.account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", st->req.request_id);
+    ob_request_desired(&st->req, plan->desired);
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", st->req.role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", st->req.external_id);
     snprintf(plan->region, sizeof(plan->region), "%s", st->req.region);
@@ -125,6 +130,14 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
     out->emit_schema = OB_SCHEMA_STAGE;
     out->state[0] = "bucket";
     out->state[1] = st->req.mode == OB_MODE_NEW ? st->req.bucket : "";
+    if (st->req.mode == OB_MODE_NEW && st->buckets && st->old_buckets) {
+        /* Buckets earlier requests made stay (their reports' data is the
+         * customer's) and are listed. */
+        out->state[2] = "buckets";
+        out->state[3] = st->buckets;
+        out->state[4] = "old_buckets";
+        out->state[5] = st->old_buckets;
+    }
 }
 
 static void s3_call(bucket_st_t *st, ob_step_t *out, const char *op, const char *query,
@@ -240,6 +253,25 @@ static void bucket_clear(void *p)
 {
     bucket_st_t *st = p;
     ob_request_clear(&st->req);
+    free(st->buckets);
+    free(st->old_buckets);
+    st->buckets = st->old_buckets = NULL;
+}
+
+static void bucket_prior(void *p, const char *(*get)(const void *ctx, const char *field),
+                         const void *ctx)
+{
+    bucket_st_t *st = p;
+    free(st->buckets);
+    free(st->old_buckets);
+    st->buckets = st->old_buckets = NULL;
+    if (st->req.mode != OB_MODE_NEW)
+        return;
+    /* The record lists them; one made before the record did is its bucket. */
+    char *known = ob_list_with(get(ctx, "buckets"), get(ctx, "bucket"), BUCKETS_KEPT);
+    st->buckets = known ? ob_list_with(known, st->req.bucket, BUCKETS_KEPT) : NULL;
+    free(known);
+    st->old_buckets = st->buckets ? ob_list_without(st->buckets, st->req.bucket) : NULL;
 }
 
 const ob_stage_ops_t ob_stage_bucket = {
@@ -250,6 +282,7 @@ const ob_stage_ops_t ob_stage_bucket = {
     .parse = bucket_parse,
     .step = bucket_step,
     .clear = bucket_clear,
+    .prior = bucket_prior,
     .resume = bucket_resume,
     .snapshot = bucket_snapshot,
 };

@@ -85,6 +85,12 @@ typedef struct connect_st_s {
     char connected_at[OB_TIME_LEN];
     char idem[OB_IDEMPOTENCY_LEN];
     char *event; /* the connected event, malloc'd */
+    char desired[OB_DESIRED_LEN];
+    /* the connection in place (the account's state): its key and the
+     * request whose event announced it */
+    char prior_key[OB_IDEMPOTENCY_LEN];
+    char prior_request[OB_REQUEST_ID_LEN];
+    int unchanged; /* that connection is this one, announced by another request */
 } connect_st_t;
 
 /* ---- helpers ---- */
@@ -177,6 +183,8 @@ static ob_err_t connect_parse(void *p, const ob_config_t *cfg, const char *paylo
     /* Fill the plan first: the dead letter names the account either way. */
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", r->account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", r->request_id);
+    ob_request_desired(r, plan->desired);
+    snprintf(st->desired, sizeof(st->desired), "%s", plan->desired);
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", r->role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", r->external_id);
     snprintf(plan->region, sizeof(plan->region), "%s", r->region);
@@ -334,6 +342,19 @@ static void post_event(connect_st_t *st, ob_step_t *out)
     st->posts++;
 }
 
+/* The connection is the one in place, announced by another request's event
+ * (a request repeated, or one whose change the Billing Engine does not see):
+ * nothing to announce. The record says the desired state is reached. */
+static void done_unchanged(connect_st_t *st, ob_step_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = OB_STEP_DONE;
+    const char *kv[] = {"status",    "connected", "connected_desired",
+                        st->desired, "outcome",   "unchanged"};
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        out->state[i] = kv[i];
+}
+
 static void done(connect_st_t *st, ob_step_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -345,9 +366,22 @@ static void done(connect_st_t *st, ob_step_t *out)
     out->kind = OB_STEP_DONE;
     out->emit_topic = "connected";
     out->emit_schema = OB_SCHEMA_CONNECTED;
-    const char *kv[] = {"status",       "connected",      "role_arn",        st->msg.stack.role_arn,
-                        "connected_at", st->connected_at, "idempotency_key", st->idem,
-                        "stack_id",     st->msg.stack.id};
+    const char *kv[] = {"status",
+                        "connected",
+                        "role_arn",
+                        st->msg.stack.role_arn,
+                        "connected_at",
+                        st->connected_at,
+                        "idempotency_key",
+                        st->idem,
+                        "stack_id",
+                        st->msg.stack.id,
+                        "connected_request",
+                        st->msg.request.request_id,
+                        "connected_desired",
+                        st->desired,
+                        "outcome",
+                        "connected"};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         out->state[i] = kv[i];
 }
@@ -443,6 +477,15 @@ static void verified(connect_st_t *st, ob_step_t *out)
 {
     if (!build_event(st, out))
         return;
+    /* The same connection as the one in place, whose event another request
+     * sent: announcing it again would only repeat it. (This request's own
+     * event recorded and then not committed comes again, and is sent.) */
+    if (st->prior_key[0] && !strcmp(st->prior_key, st->idem) && st->prior_request[0] &&
+        strcmp(st->prior_request, st->msg.request.request_id) != 0) {
+        st->unchanged = 1;
+        done_unchanged(st, out);
+        return;
+    }
     if (st->url)
         post_event(st, out);
     else
@@ -515,6 +558,14 @@ static void connect_clear(void *p)
     st->event = NULL;
 }
 
+static void connect_prior(void *p, const char *(*get)(const void *ctx, const char *field),
+                          const void *ctx)
+{
+    connect_st_t *st = p;
+    snprintf(st->prior_key, sizeof(st->prior_key), "%s", get(ctx, "idempotency_key"));
+    snprintf(st->prior_request, sizeof(st->prior_request), "%s", get(ctx, "connected_request"));
+}
+
 const ob_stage_ops_t ob_stage_connect = {
     .name = "connect",
     .stage = OB_STAGE_CONNECT,
@@ -523,4 +574,5 @@ const ob_stage_ops_t ob_stage_connect = {
     .parse = connect_parse,
     .step = connect_step,
     .clear = connect_clear,
+    .prior = connect_prior,
 };

@@ -12,6 +12,10 @@
  *   absent -> PutReportDefinition; present and identical -> nothing to do;
  *   present but different -> ModifyReportDefinition with the full definition
  *   (the existing BillingViewArn is kept: it is not a setting we manage);
+ *   then every report the fleet made in the account under another name (the
+ *   account's record lists them: an earlier request's) is deleted, so that
+ *   billing data is never delivered twice (a report another request renamed
+ *   or moved); reports the fleet did not make are never touched;
  *   -> hand-off to the iam topic with the report result.
  * Races with another attempt (DuplicateReportNameException on Put, a report
  * deleted before Modify) start the describe again, a few times at most.
@@ -34,7 +38,9 @@
 #define CUR_TOKEN_MAX        4096
 #define CUR_BILLING_VIEW_LEN 256
 
-typedef enum ccall_e { C_DESCRIBE = 0, C_PUT, C_MODIFY } ccall_t;
+typedef enum ccall_e { C_DESCRIBE = 0, C_PUT, C_MODIFY, C_DELETE } ccall_t;
+
+#define REPORTS_KEPT 20 /* report names the account's record lists */
 
 typedef struct cur_st_s {
     ob_stage_msg_t msg;
@@ -49,6 +55,10 @@ typedef struct cur_st_s {
     int nothers;
     const char *outcome; /* "created", "modified", "unchanged" */
     char started_at[OB_TIME_LEN];
+    char *retire;  /* reports the fleet made here under other names, still to delete
+                    * (malloc'd list; NULL: none) */
+    char *retired; /* those deleted, for the record (malloc'd list) */
+    char deleting[OB_REPORT_NAME_LEN];
 } cur_st_t;
 
 /* ---- the definition the request asks for ---- */
@@ -274,6 +284,47 @@ static void modify_call(cur_st_t *st, ob_step_t *out)
 }
 
 /* The hand-off to the iam stage. */
+static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out);
+static int is_aws(const ob_aws_result_t *res, const char *code);
+
+/* The report is in place: delete the next retired one, or hand off. */
+static void retire_next(cur_st_t *st, const char *outcome, ob_step_t *out)
+{
+    st->outcome = outcome;
+    const char *list = st->retire ? st->retire : "";
+    const char *comma = strchr(list, ',');
+    size_t n = comma ? (size_t)(comma - list) : strlen(list);
+    if (!n || n >= sizeof(st->deleting)) {
+        hand_off(st, outcome, out);
+        return;
+    }
+    memcpy(st->deleting, list, n);
+    st->deleting[n] = '\0';
+    char *rest = ob_list_without(list, st->deleting);
+    free(st->retire);
+    st->retire = rest;
+    json_t *body = json_pack("{s:s}", "ReportName", st->deleting);
+    cur_call(st, out, C_DELETE, "DeleteReportDefinition", body);
+}
+
+static void on_delete(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (res->err == OB_OK) {
+        char *more = ob_list_with(st->retired ? st->retired : "", st->deleting, REPORTS_KEPT);
+        free(st->retired);
+        st->retired = more;
+    } else if (!(is_aws(res, "ValidationException") &&
+                 (strstr(res->aws.message, "doesn't exist") ||
+                  strstr(res->aws.message, "does not exist")))) {
+        /* Gone already is as good as deleted; anything else is a failure of
+         * this stage (retried like any call): the old report would keep
+         * delivering. */
+        ob_step_fail_aws(out, res);
+        return;
+    }
+    retire_next(st, st->outcome, out);
+}
+
 static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
 {
     ob_stage_msg_t m;
@@ -314,6 +365,12 @@ static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
     out->state[3] = st->outcome;
     out->state[4] = "report_changes";
     out->state[5] = st->changes;
+    out->state[6] = "reports";
+    out->state[7] = st->msg.request.report.name;
+    if (st->retired) {
+        out->state[8] = "retired_reports";
+        out->state[9] = st->retired;
+    }
 }
 
 /* A FAIL step that keeps AWS's request id and status; the reason is cut to fit. */
@@ -449,7 +506,7 @@ static void on_describe(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out
         if (n < 0)
             ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot build the definition");
         else if (n == 0)
-            hand_off(st, "unchanged", out);
+            retire_next(st, "unchanged", out);
         else
             modify_call(st, out);
         return;
@@ -482,7 +539,7 @@ static void on_put(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
     if (res->err == OB_OK) {
         st->changes[0] = '\0';
-        hand_off(st, "created", out);
+        retire_next(st, "created", out);
     } else if (is_aws(res, "DuplicateReportNameException")) {
         race(st, res, out, "created by someone else after our describe");
     } else if (is_aws(res, "ReportLimitReachedException")) {
@@ -502,7 +559,7 @@ static void on_put(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 static void on_modify(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
     if (res->err == OB_OK) {
-        hand_off(st, "modified", out);
+        retire_next(st, "modified", out);
     } else if (is_aws(res, "ValidationException") && (strstr(res->aws.message, "doesn't exist") ||
                                                       strstr(res->aws.message, "does not exist"))) {
         race(st, res, out, "deleted by someone else after our describe");
@@ -529,6 +586,9 @@ static void cur_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
         break;
     case C_MODIFY:
         on_modify(st, res, out);
+        break;
+    case C_DELETE:
+        on_delete(st, res, out);
         break;
     }
 }
@@ -567,6 +627,7 @@ static ob_err_t cur_parse(void *p, const ob_config_t *cfg, const char *payload, 
     st->cur_region = !strncmp(r->region, "cn-", 3) ? "cn-northwest-1" : "us-east-1";
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", r->account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", r->request_id);
+    ob_request_desired(r, plan->desired);
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", r->role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", r->external_id);
     snprintf(plan->region, sizeof(plan->region), "%s", r->region);
@@ -579,7 +640,21 @@ static void cur_clear(void *p)
     cur_st_t *st = p;
     ob_stage_msg_clear(&st->msg);
     free(st->token);
-    st->token = NULL;
+    free(st->retire);
+    free(st->retired);
+    st->token = st->retire = st->retired = NULL;
+}
+
+/* The reports earlier requests had the fleet make in the account, under
+ * other names than this request's: to retire once this one is in place. */
+static void cur_prior(void *p, const char *(*get)(const void *ctx, const char *field),
+                      const void *ctx)
+{
+    cur_st_t *st = p;
+    free(st->retire);
+    char *all = ob_list_with(get(ctx, "reports"), get(ctx, "report"), REPORTS_KEPT);
+    st->retire = all ? ob_list_without(all, st->msg.request.report.name) : NULL;
+    free(all);
 }
 
 const ob_stage_ops_t ob_stage_cur = {
@@ -590,4 +665,5 @@ const ob_stage_ops_t ob_stage_cur = {
     .parse = cur_parse,
     .step = cur_step,
     .clear = cur_clear,
+    .prior = cur_prior,
 };

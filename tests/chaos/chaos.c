@@ -666,6 +666,7 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(G.sim_url, sizeof(G.sim_url), "http://127.0.0.1:%d", sim_port(G.sim));
+    ob_test_forget_members(G.redis_port, 1, so.org_accounts);
     char owner[16];
     ob_test_member_account(G.n + 50, owner);
     for (int i = 0; i < G.n; i++) {

@@ -167,6 +167,7 @@ static void run_pipeline(int replicas)
     sim_opts_t so = {.profile = "instant", .org_accounts = 300, .random_seed = 5, .latency = lat};
     sim_t *sim = sim_new(loop, &so, err, sizeof(err));
     assert_non_null(sim);
+    ob_test_forget_members(redis_port, 1, so.org_accounts);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
     json_object_set_new(
         sim_section(sim, "buckets"), "owned-by-member-59",

@@ -176,6 +176,7 @@ static void test_stage_retries(void **state)
     sim_opts_t so = {.profile = "instant", .org_accounts = 5, .faults = faults};
     sim_t *sim = sim_new(loop, &so, err, sizeof(err));
     assert_non_null(sim);
+    ob_test_forget_members(redis_port, 1, so.org_accounts);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
     request(loop, 1);
 
@@ -369,6 +370,7 @@ static void test_fleet_rate_limit(void **state)
     sim_opts_t so = {.profile = "instant", .org_accounts = 30};
     sim_t *sim = sim_new(loop, &so, err, sizeof(err));
     assert_non_null(sim);
+    ob_test_forget_members(redis_port, 1, so.org_accounts);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
     ob_config_t cfg;
     assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);

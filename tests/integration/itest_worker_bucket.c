@@ -175,6 +175,7 @@ static void test_bucket_worker(void **state)
     sim_opts_t so = {.profile = "instant", .org_accounts = 60, .random_seed = 11};
     sim_t *sim = sim_new(loop, &so, err, sizeof(err));
     assert_non_null(sim);
+    ob_test_forget_members(redis_port, 1, so.org_accounts);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
     /* Someone else (member 55) owns the name member 7 asks for. */
     json_object_set_new(
@@ -293,6 +294,7 @@ static sim_t *start_sim(ob_loop_t *loop, const sim_opts_t *so)
     sim_t *sim = sim_new(loop, so, err, sizeof(err));
     if (!sim)
         fail_msg("awssim: %s", err);
+    ob_test_forget_members(redis_port, 1, so->org_accounts);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
     return sim;
 }

@@ -148,6 +148,12 @@ static char *handoff(int i, int round)
              "\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
              "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
              prefix, round, i, acct, i % 3 ? "new" : "existing", region_of(i), acct);
+    if (round >= 4 && i % 3) {
+        /* Another report (its prefix): a connection of its own, announced
+         * with its own key. */
+        size_t n = strlen(req);
+        snprintf(req + n - 1, sizeof(req) - n + 1, ",\"report\":{\"prefix\":\"R%d\"}}", round);
+    }
     ob_stage_msg_t m;
     memset(&m, 0, sizeof(m));
     ob_msg_error_t me;
@@ -409,7 +415,6 @@ static void check_event(seen_t *seen, billing_t *bill, int i, int round, int att
     role_of(i, role);
     ext_of(i, "role", ext);
     snprintf(req_id, sizeof(req_id), "%sr%d-%d", prefix, round, i);
-    ob_connected_key(acct, role, req_id, key);
     json_t *arr = json_object_get(seen->connected, acct);
     if (json_array_size(arr) != 1)
         fail_msg("account %s: %zu connected events", acct, json_array_size(arr));
@@ -418,6 +423,9 @@ static void check_event(seen_t *seen, billing_t *bill, int i, int round, int att
     ob_msg_error_t me;
     if (ob_connected_parse(payload, strlen(payload), &c, &me) != OB_OK)
         fail_msg("account %s: %s", acct, me.message);
+    /* The key names the connection: the member's role, its ExternalId and
+     * the report the hand-off carried. */
+    ob_connected_key(acct, role, ext, c.has_report ? &c.report : NULL, key);
     assert_string_equal(c.idempotency_key, key);
     assert_string_equal(c.role_arn, role);
     assert_string_equal(c.external_id, ext);
@@ -648,9 +656,12 @@ static void test_connect_worker(void **state)
     char acct1[16], key1[OB_IDEMPOTENCY_LEN], role1[128];
     acct_of(1, acct1);
     role_of(1, role1);
-    char rid1[128];
-    snprintf(rid1, sizeof(rid1), "%sr1-1", prefix);
-    ob_connected_key(acct1, role1, rid1, key1);
+    char ext1[OB_BE_EXT_ID_LEN];
+    ext_of(1, "role", ext1);
+    ob_report_result_t rep1 = {.name = "billing-engine-cur", .prefix = "CUR"};
+    snprintf(rep1.bucket, sizeof(rep1.bucket), "billing-cur-%s-%s", acct1, region_of(1));
+    snprintf(rep1.region, sizeof(rep1.region), "%s", region_of(1));
+    ob_connected_key(acct1, role1, ext1, &rep1, key1);
     json_object_clear(seen.connected);
     seen.total = 0;
     int again[] = {1};
@@ -721,9 +732,10 @@ static void test_connect_worker(void **state)
     snprintf(topic_in, sizeof(topic_in), "%sconnect", prefix);
     /* Written before the message exists: the worker may take it at once. */
     snprintf(input, sizeof(input), "%s:0:%lld", topic_in, (long long)p0_end(loop));
-    rr =
-        redisCommand(rc, "HSET ob:{%s}:state stage connect status connected request_id %s input %s",
-                     acct3, rid3, input);
+    rr = redisCommand(rc,
+                      "HSET ob:{%s}:state stage connect status connected request_id %s input %s "
+                      "connected_request %s",
+                      acct3, rid3, input, rid3);
     assert_non_null(rr);
     freeReplyObject(rr);
     int member3[] = {3};

@@ -710,10 +710,17 @@ static void test_flow_new(void **state)
     /* connect -> the event */
     ob_connected_t ev, ev2;
     assert_int_equal(ob_connected_from_stage(back, "2025-06-02T10:03:42.318Z", &ev, &err), OB_OK);
-    char key[OB_IDEMPOTENCY_LEN];
+    char key[OB_IDEMPOTENCY_LEN], want[OB_SHA256_HEX_LEN], text_in[1024];
     ob_connected_key("123456789012", "arn:aws:iam::123456789012:role/BillingEngineReadOnly",
-                     "batch-2025-06-02:row-17", key);
+                     m->stack.external_id, &back->report, key);
     assert_string_equal(ev.idempotency_key, key);
+    snprintf(text_in, sizeof text_in,
+             "onboard.connected/1|123456789012|arn:aws:iam::123456789012:role/"
+             "BillingEngineReadOnly|%s|%s|%s|%s|%s",
+             m->stack.external_id, back->report.name, back->report.bucket, back->report.prefix,
+             back->report.region);
+    ob_sha256_hex(text_in, strlen(text_in), want);
+    assert_string_equal(key, want);
     assert_true(ev.has_report);
     assert_string_equal(ev.report.bucket, "acme-billing-cur-eu");
     assert_string_equal(ev.requested_at, "2025-06-02T09:59:58.250Z");
@@ -725,6 +732,31 @@ static void test_flow_new(void **state)
     assert_int_equal(ob_connected_from_stage(back, NULL, &ev3, &err), OB_OK);
     assert_string_equal(ev3.idempotency_key, ev.idempotency_key);
     assert_true(ob_msg_time_valid(ev3.connected_at));
+    /* The key names the connection: another request for the same account,
+     * role, ExternalId and report gives the same key; another report, role
+     * or ExternalId a new one. */
+    ob_stage_msg_t *other = calloc(1, sizeof *other);
+    ob_connected_t ev4;
+    char *copy;
+    assert_int_equal(ob_stage_to_json(back, &copy, NULL, &err), OB_OK);
+    assert_int_equal(ob_stage_parse(copy, strlen(copy), other, &err), OB_OK);
+    free(copy);
+    snprintf(other->request.request_id, sizeof other->request.request_id, "another-request");
+    assert_int_equal(ob_connected_from_stage(other, NULL, &ev4, &err), OB_OK);
+    assert_string_equal(ev4.idempotency_key, ev.idempotency_key);
+    snprintf(other->report.prefix, sizeof other->report.prefix, "CUR2");
+    snprintf(other->request.report.prefix, sizeof other->request.report.prefix, "CUR2");
+    assert_int_equal(ob_connected_from_stage(other, NULL, &ev4, &err), OB_OK);
+    assert_string_not_equal(ev4.idempotency_key, ev.idempotency_key);
+    ob_stage_msg_clear(other);
+    free(other);
+    char k2[OB_IDEMPOTENCY_LEN];
+    ob_connected_key("123456789012", "arn:aws:iam::123456789012:role/BillingEngineReadOnly",
+                     "00000000000000000000000000000000", &back->report, k2);
+    assert_string_not_equal(k2, key);
+    ob_connected_key("123456789012", "arn:aws:iam::123456789012:role/Other", m->stack.external_id,
+                     &back->report, k2);
+    assert_string_not_equal(k2, key);
     free(text);
 
     /* The event is only built from a connect-stage hand-off. */

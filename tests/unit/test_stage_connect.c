@@ -266,7 +266,11 @@ static void expect_done(const ob_step_t *s, const char *mode, int attempts)
     if (ob_connected_parse(s->emit, strlen(s->emit), &c, &me) != OB_OK)
         fail_msg("event: %s", me.message);
     char key[OB_IDEMPOTENCY_LEN];
-    ob_connected_key(ACCT, BE_ROLE, "req-7", key);
+    ob_report_result_t rep = {.name = "billing-engine-cur",
+                              .bucket = "billing-cur-" ACCT "-eu-west-1",
+                              .prefix = "CUR",
+                              .region = "eu-west-1"};
+    ob_connected_key(ACCT, BE_ROLE, EXT_ID, c.has_report ? &rep : NULL, key);
     assert_string_equal(c.idempotency_key, key);
     assert_string_equal(c.account_id, ACCT);
     assert_string_equal(c.role_arn, BE_ROLE);

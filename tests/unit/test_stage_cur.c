@@ -226,7 +226,8 @@ static void expect_done(ob_step_t *s, const char *outcome)
     assert_string_equal(s->state[3], outcome);
     assert_string_equal(s->state[4], "report_changes");
     assert_non_null(s->state[5]);
-    assert_null(s->state[6]);
+    assert_string_equal(s->state[6], "reports");
+    assert_string_equal(s->state[7], s->state[1]);
 }
 
 static void expect_fail(ob_step_t *s, ob_dlq_class_t cls, const char *code, const char *field)
@@ -237,6 +238,66 @@ static void expect_fail(ob_step_t *s, ob_dlq_class_t cls, const char *code, cons
     assert_string_equal(s->code, code);
     assert_string_equal(s->field, field);
     assert_true(strlen(s->message) > 0);
+}
+
+/* What the account's state said when the lock was taken (a test's list of
+ * pairs). */
+static const char *prior_get(const void *ctx, const char *field)
+{
+    const char *const *kv = ctx;
+    for (size_t i = 0; kv[i]; i += 2)
+        if (!strcmp(kv[i], field))
+            return kv[i + 1];
+    return "";
+}
+
+/* Reports an earlier request had the fleet make under other names are
+ * deleted once this request's report is in place, one call each: a report
+ * already gone counts as deleted, and any other failure fails the stage (the
+ * old report would go on delivering). Reports the fleet did not make are
+ * never touched. */
+static void test_earlier_reports_retired(void **state)
+{
+    run_t r;
+    char *p = handoff(NULL);
+    assert_int_equal(start(&r, p), OB_OK);
+    const char *kv[] = {"reports", "old-cur,billing-engine-cur,older-cur", NULL};
+    ob_stage_cur.prior(r.st, prior_get, kv);
+    expect_describe(step(&r, NULL), NULL);
+    ob_aws_result_t page = reply("{\"ReportDefinitions\":[{\"ReportName\":\"someone-elses\"}]}");
+    json_decref(expect_call(step(&r, &page), "PutReportDefinition"));
+    ob_aws_result_t ok = reply("{}");
+    json_t *b = expect_call(step(&r, &ok), "DeleteReportDefinition");
+    assert_string_equal(json_string_value(json_object_get(b, "ReportName")), "old-cur");
+    json_decref(b);
+    ob_aws_result_t deleted =
+        reply("{\"ResponseMessage\":\"Successfully deleted report: old-cur\"}");
+    b = expect_call(step(&r, &deleted), "DeleteReportDefinition");
+    assert_string_equal(json_string_value(json_object_get(b, "ReportName")), "older-cur");
+    json_decref(b);
+    ob_aws_result_t gone =
+        aws_error(400, "ValidationException",
+                  "The specified report (older-cur) in the request doesn't exist.", OB_RETRY_NO);
+    expect_done(step(&r, &gone), "created");
+    assert_string_equal(r.s.state[8], "retired_reports");
+    assert_string_equal(r.s.state[9], "old-cur");
+    finish(&r);
+
+    /* A delete that fails otherwise fails the stage. */
+    assert_int_equal(start(&r, p), OB_OK);
+    const char *kv2[] = {"report", "old-cur", NULL};
+    ob_stage_cur.prior(r.st, prior_get, kv2);
+    expect_describe(step(&r, NULL), NULL);
+    page = reply("{\"ReportDefinitions\":[]}");
+    json_decref(expect_call(step(&r, &page), "PutReportDefinition"));
+    json_decref(expect_call(step(&r, &ok), "DeleteReportDefinition"));
+    ob_aws_result_t throttled =
+        aws_error(400, "ThrottlingException", "Rate exceeded", OB_RETRY_THROTTLE);
+    step(&r, &throttled);
+    assert_int_equal(r.s.kind, OB_STEP_FAIL);
+    assert_string_equal(r.s.code, "ThrottlingException");
+    finish(&r);
+    free(p);
 }
 
 static void test_absent_report_is_created(void **state)
@@ -761,6 +822,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_absent_report_is_created),
+        cmocka_unit_test(test_earlier_reports_retired),
         cmocka_unit_test(test_empty_describe_body_and_tags),
         cmocka_unit_test(test_pages_followed_then_created),
         cmocka_unit_test(test_found_on_page_2_identical),
