@@ -1721,9 +1721,50 @@ static int account_turn(job_t *j, const ob_lock_t *l)
         job_complete(j);
         return 1;
     }
-    if (!w->intake || same)
+    if (!w->intake)
         return 0;
+    job_t *newer = j->acct ? j->acct->qhead : NULL;
+    if (newer) {
+        /* A newer request for the account waits right behind this one:
+         * it decides what the account becomes, so this one makes nothing
+         * in AWS that the newer one would replace. The newer one's record
+         * names it. */
+        char *more =
+            ob_list_with(j->superseded ? j->superseded : "", j->plan.request_id, SUPERSEDED_KEPT);
+        if (more) {
+            free(newer->superseded);
+            newer->superseded = more;
+        }
+        w->stats.superseded++;
+        j->skipped = 1;
+        ob_logkv(OB_LOG_INFO, "worker", "superseded: a newer request for the account is queued",
+                 "account", j->plan.account_id, "request_id", j->plan.request_id, "newer",
+                 newer->plan.request_id, "stage", w->stage->name, NULL);
+        job_complete(j);
+        return 1;
+    }
+    if (same)
+        return 0;
+    /* The requests the record names as superseded: those it named, the one
+     * under way that this one replaces, and those this one overtook in the
+     * queue. */
     const char *status = ob_lock_prior_status(l);
+    char *list = strdup(ob_lock_prior_get(l, "superseded"));
+    if (list && cur_rid[0] && strcmp(status, "connected") != 0 && strcmp(status, "failed") != 0) {
+        char *more = ob_list_with(list, cur_rid, SUPERSEDED_KEPT);
+        free(list);
+        list = more;
+    }
+    for (char *save = NULL, *name = j->superseded ? strtok_r(j->superseded, ",", &save) : NULL;
+         name && list; name = strtok_r(NULL, ",", &save)) {
+        char *more = ob_list_with(list, name, SUPERSEDED_KEPT);
+        free(list);
+        list = more;
+    }
+    free(j->superseded);
+    j->superseded = list && list[0] ? list : NULL;
+    if (!j->superseded)
+        free(list);
     if (!strcmp(status, "connected") && j->plan.desired[0] &&
         !strcmp(ob_lock_prior_get(l, "connected_desired"), j->plan.desired)) {
         w->stats.unchanged++;
@@ -1737,13 +1778,6 @@ static int account_turn(job_t *j, const ob_lock_t *l)
         job_finish(j);
         return 1;
     }
-    /* Still under way: the request this one replaces stops at its next
-     * stage boundary, and the record says so. */
-    const char *list = ob_lock_prior_get(l, "superseded");
-    if (cur_rid[0] && strcmp(status, "connected") != 0 && strcmp(status, "failed") != 0)
-        j->superseded = ob_list_with(list, cur_rid, SUPERSEDED_KEPT);
-    else if (list[0])
-        j->superseded = strdup(list);
     char now[OB_TIME_LEN], *lists[2];
     const char *f[24];
     takeover_fields(j, l, f, now, lists);

@@ -3,6 +3,8 @@
  */
 #include "testutil.h"
 
+#include "sim.h"
+
 #include <hiredis/hiredis.h>
 
 #include <stdio.h>
@@ -150,6 +152,19 @@ void ob_test_kafka_defaults(ob_cfg_kv_t *kv, const char *brokers)
 void ob_test_member_account(int i, char out[16])
 {
     snprintf(out, 16, "%012llu", 200000000000ULL + (unsigned long long)i);
+}
+
+const char *ob_test_sim_env(const char *name, const char *sim_url)
+{
+    const char *kv[][2] = {{"AWS_ENDPOINT_URL", sim_url},
+                           {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
+                           {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
+                           {"AWS_REGION", "us-east-1"},
+                           {"AWS_CONFIG_FILE", "/dev/null"},
+                           {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
+                           {"AWS_EC2_METADATA_DISABLED", "true"},
+                           {NULL, NULL}};
+    return ob_test_kv_lookup(kv, name);
 }
 
 void ob_test_forget_members(int redis_port, int first, int last)

@@ -53,6 +53,10 @@ const char *ob_test_kv_lookup(const char *kv[][2], const char *name);
 void ob_test_kafka_defaults(ob_cfg_kv_t *kv, const char *brokers);
 /* Member account i of the simulator's organization (200000000000 + i). */
 void ob_test_member_account(int i, char out[16]);
+/* The environment a worker needs to talk to the simulator at sim_url as the
+ * fleet's management identity (AWS_ENDPOINT_URL, the keys, us-east-1, no
+ * config files, no IMDS); NULL for any other name. */
+const char *ob_test_sim_env(const char *name, const char *sim_url);
 /* Forget what earlier tests recorded for the simulator's member accounts
  * first..last (their states in the Redis at 127.0.0.1:port): a test that
  * starts a new simulator starts from accounts that were never onboarded. */

@@ -42,23 +42,13 @@ static char sim_url[64];
 static const char *env_get(const char *name, void *ctx)
 {
     static char port_s[16];
-    const char *kv[][2] = {{"AWS_ENDPOINT_URL", sim_url},
-                           {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
-                           {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
-                           {"AWS_REGION", "us-east-1"},
-                           {"AWS_CONFIG_FILE", "/dev/null"},
-                           {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
-                           {"AWS_EC2_METADATA_DISABLED", "true"},
-                           {"OB_TOPIC_PREFIX", prefix},
-                           {"OB_REDIS_PORT", port_s},
-                           {"OB_INFLIGHT_MAX", "25"},
-                           {"OB_BILLING_PRINCIPAL", MGMT_ROOT},
-                           {"OB_STACK_POLL", "100ms"},
-                           {"OB_CONNECT_RETRIES", "3"},
-                           {"OB_CONNECT_RETRY_WAIT", "200ms"},
-                           {NULL, NULL}};
+    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},        {"OB_REDIS_PORT", port_s},
+                           {"OB_INFLIGHT_MAX", "25"},          {"OB_BILLING_PRINCIPAL", MGMT_ROOT},
+                           {"OB_STACK_POLL", "100ms"},         {"OB_CONNECT_RETRIES", "3"},
+                           {"OB_CONNECT_RETRY_WAIT", "200ms"}, {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    return ob_test_kv_lookup(kv, name);
+    const char *v = ob_test_kv_lookup(kv, name);
+    return v ? v : ob_test_sim_env(name, sim_url);
 }
 
 static void kafka_defaults(ob_cfg_kv_t *kv)

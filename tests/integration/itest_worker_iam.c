@@ -52,14 +52,7 @@ static char sim_url[64];
 static const char *env_get(const char *name, void *ctx)
 {
     static char port_s[16];
-    const char *kv[][2] = {{"AWS_ENDPOINT_URL", sim_url},
-                           {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
-                           {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
-                           {"AWS_REGION", "us-east-1"},
-                           {"AWS_CONFIG_FILE", "/dev/null"},
-                           {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
-                           {"AWS_EC2_METADATA_DISABLED", "true"},
-                           {"OB_TOPIC_PREFIX", prefix},
+    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},
                            {"OB_REDIS_PORT", port_s},
                            {"OB_INFLIGHT_MAX", "8"}, /* smaller than the batch: the window pauses */
                            {"OB_BILLING_PRINCIPAL", PRINCIPAL},
@@ -67,7 +60,8 @@ static const char *env_get(const char *name, void *ctx)
                            {"OB_STACK_REDO_MAX", "2"},
                            {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    return ob_test_kv_lookup(kv, name);
+    const char *v = ob_test_kv_lookup(kv, name);
+    return v ? v : ob_test_sim_env(name, sim_url);
 }
 
 static void kafka_defaults(ob_cfg_kv_t *kv)

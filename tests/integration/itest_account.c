@@ -1,0 +1,531 @@
+/*
+ * The account, not the request, is the unit: the four stage workers (the
+ * real runtime, on one loop) against a real Kafka broker, a real Redis and
+ * the simulator, fed what operators really send:
+ *   - the same batch enqueued twice (new request ids): one connection per
+ *     account, one key, nothing done in AWS the second time, and each
+ *     account's record says the second request changed nothing;
+ *   - 20 requests for one account, each with another bucket, at once: the
+ *     account ends as the newest asks (its bucket, one report pointing at
+ *     it, one stack), the record names the requests it superseded and the
+ *     buckets earlier requests made (kept), and no key is announced twice;
+ *   - a second request while the first is half-way (at iam): the first
+ *     stops at its next stage boundary and is never announced, the second
+ *     ends as the account's one connection, the first's bucket listed;
+ *   - a request that renames the report: the old report is deleted once the
+ *     new one is in place (billing data is never delivered twice), and the
+ *     new connection gets a key of its own.
+ */
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ob_kafka.h"
+#include "ob_log.h"
+#include "ob_worker.h"
+#include "sim.h"
+#include "stages.h"
+#include "testutil.h"
+
+#define MGMT_ROOT "arn:aws:iam::111111111111:root"
+#define NTWICE    10 /* members 1..10: enqueued twice */
+#define MANY      20 /* member 20: 20 requests at once */
+#define RENAMED   30 /* member 30: its report renamed */
+#define MIDWAY    25 /* member 25: a second request while the first is at iam */
+
+static const char *brokers;
+static int redis_port;
+static char prefix[64];
+static char sim_url[64];
+
+static const char *env_get(const char *name, void *ctx)
+{
+    static char port_s[16];
+    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},
+                           {"OB_REDIS_PORT", port_s},
+                           {"OB_BILLING_PRINCIPAL", MGMT_ROOT},
+                           {"OB_STACK_POLL", "100ms"},
+                           {"OB_CONNECT_RETRIES", "3"},
+                           {"OB_CONNECT_RETRY_WAIT", "200ms"},
+                           {NULL, NULL}};
+    snprintf(port_s, sizeof(port_s), "%d", redis_port);
+    const char *v = ob_test_kv_lookup(kv, name);
+    return v ? v : ob_test_sim_env(name, sim_url);
+}
+
+typedef struct out_s {
+    json_t *events; /* account -> [event...] in the order seen */
+    json_t *dlq;    /* account -> [record...] */
+    int raw;
+} out_t;
+
+static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
+{
+    out_t *o = arg;
+    const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
+    char key[64];
+    snprintf(key, sizeof(key), "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
+    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+    json_t *map = !strcmp(t, "connected") ? o->events : o->dlq;
+    if (!json_object_get(map, key))
+        json_object_set_new(map, key, json_array());
+    json_array_append_new(json_object_get(map, key), j ? j : json_null());
+    if (map == o->events)
+        o->raw++;
+    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+}
+
+/* Requests in one go: request i of n for account member[i], with extra
+ * members (",\"bucket\":..." or ""). */
+static void produce(ob_loop_t *loop, const int *member, const char *const *rid,
+                    const char *const *extra, int n)
+{
+    ob_cfg_kv_t kv = {0};
+    ob_test_kafka_defaults(&kv, brokers);
+    ob_kproducer_opts_t po = {.kafka = &kv};
+    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
+    char topic[128], body[1024], acct[16];
+    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    for (int i = 0; i < n; i++) {
+        ob_test_member_account(member[i], acct);
+        snprintf(body, sizeof(body),
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%s%s\",\"account_id\":\"%s\","
+                 "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
+                 "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"%s}",
+                 prefix, rid[i], acct, acct, extra[i]);
+        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
+                                           body, strlen(body), NULL, NULL, NULL, 0),
+                         OB_OK);
+    }
+    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
+    ob_kproducer_free(p);
+    ob_cfg_kv_free(&kv);
+}
+
+typedef struct fleet_s {
+    ob_loop_t *loop;
+    sim_t *sim;
+    ob_config_t cfg;
+    ob_worker_t *w[4];
+    ob_kconsumer_t *auditor;
+    ob_cfg_kv_t kv;
+    out_t out;
+    redisContext *rc;
+} fleet_t;
+
+static char *state_field(fleet_t *f, int member, const char *field)
+{
+    char acct[16];
+    ob_test_member_account(member, acct);
+    redisReply *r = redisCommand(f->rc, "HGET ob:{%s}:state %s", acct, field);
+    char *v = strdup(r && r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return v;
+}
+
+typedef struct wait_state_s {
+    fleet_t *f;
+    const int *member;
+    int n;
+    const char *field, *want_prefix; /* want: prefix + this suffix */
+    const char *const *want;
+} wait_state_t;
+
+/* Every member's state field is the wanted value and the workers are idle. */
+static int states_are(void *arg)
+{
+    wait_state_t *ws = arg;
+    for (int i = 0; i < 4; i++)
+        if (!ob_test_worker_idle(ws->f->w[i]))
+            return 0;
+    for (int i = 0; i < ws->n; i++) {
+        char *v = state_field(ws->f, ws->member[i], ws->field);
+        char want[256];
+        snprintf(want, sizeof(want), "%s%s", ws->want_prefix, ws->want[i]);
+        int ok = !strcmp(v, want);
+        free(v);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static void wait_states(fleet_t *f, const int *member, int n, const char *field,
+                        const char *want_prefix, const char *const *want)
+{
+    wait_state_t ws = {f, member, n, field, want_prefix, want};
+    if (!ob_test_run_until(f->loop, states_are, &ws, 120000)) {
+        for (int i = 0; i < n; i++) {
+            char *v = state_field(f, member[i], field), *st = state_field(f, member[i], "status");
+            printf("member %d: %s=%s (want %s%s), status %s\n", member[i], field, v, want_prefix,
+                   want[i], st);
+            free(v);
+            free(st);
+        }
+        fail_msg("the accounts' states never showed %s", field);
+    }
+}
+
+static void fleet_start(fleet_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    snprintf(prefix, sizeof(prefix), "ita%ld%d.", (long)time(NULL) % 100000, (int)getpid());
+    f->loop = ob_loop_new(NULL, 0);
+    char err[512];
+    const char *lat[] = {"cloudformation.stack_create=300ms", "cloudformation.stack_update=300ms",
+                         "cloudformation.stack_delete=200ms", NULL};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 40, .random_seed = 9, .latency = lat};
+    f->sim = sim_new(f->loop, &so, err, sizeof(err));
+    assert_non_null(f->sim);
+    ob_test_forget_members(redis_port, 1, so.org_accounts);
+    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(f->sim));
+    assert_int_equal(ob_config_load(&f->cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
+    ob_test_kafka_defaults(&f->cfg.kafka, brokers);
+    const ob_stage_ops_t *stages[] = {&ob_stage_bucket, &ob_stage_cur, &ob_stage_iam,
+                                      &ob_stage_connect};
+    for (int s = 0; s < 4; s++) {
+        ob_worker_opts_t wo = {.stage = stages[s],
+                               .config = &f->cfg,
+                               .name = stages[s]->name,
+                               .lock_ttl_ms = 10000,
+                               .shutdown_ms = 5000,
+                               .getenv_fn = env_get};
+        f->w[s] = ob_worker_new(f->loop, &wo, err, sizeof(err));
+        if (!f->w[s])
+            fail_msg("worker %s: %s", stages[s]->name, err);
+    }
+    f->out.events = json_object();
+    f->out.dlq = json_object();
+    ob_test_kafka_defaults(&f->kv, brokers);
+    static char tc[128], td[128], group[160];
+    snprintf(tc, sizeof(tc), "%sconnected", prefix);
+    snprintf(td, sizeof(td), "%sdlq", prefix);
+    snprintf(group, sizeof(group), "%sauditor", prefix);
+    static const char *topics[2];
+    topics[0] = tc;
+    topics[1] = td;
+    ob_kconsumer_opts_t co = {.group_id = group,
+                              .topics = topics,
+                              .ntopics = 2,
+                              .kafka = &f->kv,
+                              .on_message = on_out,
+                              .arg = &f->out};
+    f->auditor = ob_kconsumer_new(f->loop, &co, err, sizeof(err));
+    assert_non_null(f->auditor);
+    f->rc = redisConnect("127.0.0.1", redis_port);
+    assert_true(f->rc && !f->rc->err);
+}
+
+static void fleet_stop(fleet_t *f)
+{
+    ob_kconsumer_close(f->auditor);
+    ob_kconsumer_free(f->auditor);
+    for (int i = 0; i < 4; i++) {
+        ob_worker_stop(f->w[i]);
+        ob_worker_run(f->w[i]);
+        ob_worker_free(f->w[i]);
+    }
+    ob_cfg_kv_free(&f->kv);
+    json_decref(f->out.events);
+    json_decref(f->out.dlq);
+    redisFree(f->rc);
+    sim_free(f->sim);
+    ob_config_free(&f->cfg);
+    ob_loop_free(f->loop);
+}
+
+/* Calls that change something in AWS, made so far (all accounts). */
+static long long mutations(fleet_t *f)
+{
+    static const char *const ops[] = {"s3.CreateBucket",
+                                      "s3.PutBucketPolicy",
+                                      "s3.PutPublicAccessBlock",
+                                      "s3.PutBucketEncryption",
+                                      "s3.PutBucketOwnershipControls",
+                                      "cur.PutReportDefinition",
+                                      "cur.ModifyReportDefinition",
+                                      "cur.DeleteReportDefinition",
+                                      "cloudformation.CreateStack",
+                                      "cloudformation.UpdateStack",
+                                      "cloudformation.DeleteStack",
+                                      NULL};
+    json_t *counts = sim_section(f->sim, "counts");
+    long long n = 0;
+    for (int i = 0; ops[i]; i++)
+        n += json_integer_value(json_object_get(counts, ops[i]));
+    return n;
+}
+
+static void events_have_distinct_keys(fleet_t *f, const char *acct)
+{
+    json_t *evs = json_object_get(f->out.events, acct), *ev;
+    json_t *keys = json_object();
+    size_t i;
+    json_array_foreach(evs, i, ev)
+    {
+        const char *k = json_string_value(json_object_get(ev, "idempotency_key"));
+        assert_non_null(k);
+        if (json_object_get(keys, k))
+            fail_msg("account %s: the key %s announced twice", acct, k);
+        json_object_set_new(keys, k, json_true());
+    }
+    json_decref(keys);
+}
+
+typedef struct want_events_s {
+    out_t *o;
+    int n;
+} want_events_t;
+
+static int events_seen(void *arg)
+{
+    want_events_t *w = arg;
+    return w->o->raw >= w->n;
+}
+
+/* The auditor has seen n events (they are committed after the states). */
+static void wait_events(fleet_t *f, int n)
+{
+    want_events_t w = {&f->out, n};
+    if (!ob_test_run_until(f->loop, events_seen, &w, 30000))
+        fail_msg("%d connected events seen, %d expected", f->out.raw, n);
+}
+
+static int never(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static void test_enqueued_twice(void **state)
+{
+    fleet_t f;
+    fleet_start(&f);
+    int member[NTWICE];
+    const char *rid[NTWICE], *extra[NTWICE], *ids[NTWICE];
+    char rbuf[NTWICE][32], ibuf[NTWICE][32];
+    for (int i = 0; i < NTWICE; i++) {
+        member[i] = i + 1;
+        snprintf(rbuf[i], sizeof(rbuf[i]), "first-%d", i + 1);
+        rid[i] = rbuf[i];
+        extra[i] = "";
+    }
+    produce(f.loop, member, rid, extra, NTWICE);
+    wait_states(&f, member, NTWICE, "connected_request", prefix, rid);
+    wait_events(&f, NTWICE);
+    long long made = mutations(&f);
+    assert_int_equal(f.out.raw, NTWICE);
+
+    /* The same rows again, as a second `onboardctl enqueue` sends them. */
+    for (int i = 0; i < NTWICE; i++) {
+        snprintf(ibuf[i], sizeof(ibuf[i]), "second-%d", i + 1);
+        ids[i] = ibuf[i];
+    }
+    produce(f.loop, member, ids, extra, NTWICE);
+    const char *unchanged[NTWICE];
+    for (int i = 0; i < NTWICE; i++)
+        unchanged[i] = "unchanged";
+    wait_states(&f, member, NTWICE, "outcome", "", unchanged);
+    ob_test_run_until(f.loop, never, NULL, 1000); /* anything late would show now */
+    printf("enqueued twice: %d connected events for %d accounts, %lld AWS changes the first "
+           "time, %lld the second\n",
+           f.out.raw, NTWICE, made, mutations(&f) - made);
+    assert_int_equal(f.out.raw, NTWICE);
+    assert_int_equal(mutations(&f), made);
+    for (int i = 0; i < NTWICE; i++) {
+        char acct[16];
+        ob_test_member_account(member[i], acct);
+        assert_int_equal(json_array_size(json_object_get(f.out.events, acct)), 1);
+        char *v = state_field(&f, member[i], "request_id");
+        char want[96];
+        snprintf(want, sizeof(want), "%s%s", prefix, ids[i]);
+        assert_string_equal(v, want);
+        free(v);
+        v = state_field(&f, member[i], "status");
+        assert_string_equal(v, "connected");
+        free(v);
+    }
+    ob_worker_stats_t st;
+    ob_worker_get_stats(f.w[0], &st);
+    assert_int_equal(st.unchanged, NTWICE);
+    fleet_stop(&f);
+}
+
+static void test_many_requests_one_account(void **state)
+{
+    fleet_t f;
+    fleet_start(&f);
+    char acct[16];
+    ob_test_member_account(MANY, acct);
+    int member[MANY];
+    const char *rid[MANY], *extra[MANY];
+    char rbuf[MANY][32], ebuf[MANY][96];
+    for (int i = 0; i < MANY; i++) {
+        member[i] = MANY;
+        snprintf(rbuf[i], sizeof(rbuf[i]), "many-%d", i + 1);
+        snprintf(ebuf[i], sizeof(ebuf[i]), ",\"bucket\":{\"name\":\"cur-%s-%d\"}", acct, i + 1);
+        rid[i] = rbuf[i];
+        extra[i] = ebuf[i];
+    }
+    produce(f.loop, member, rid, extra, MANY);
+    const char *last[] = {rid[MANY - 1]};
+    wait_states(&f, member, 1, "connected_request", prefix, last);
+    wait_events(&f, 1);
+    ob_test_run_until(f.loop, never, NULL, 1000);
+
+    char want_bucket[64];
+    snprintf(want_bucket, sizeof(want_bucket), "cur-%s-%d", acct, MANY);
+    char *bucket = state_field(&f, MANY, "bucket"),
+         *superseded = state_field(&f, MANY, "superseded");
+    char *old = state_field(&f, MANY, "old_buckets"), *status = state_field(&f, MANY, "status");
+    printf("20 requests: %zu connected events; superseded: %s; old buckets: %s\n",
+           json_array_size(json_object_get(f.out.events, acct)), superseded, old);
+    assert_string_equal(status, "connected");
+    assert_string_equal(bucket, want_bucket);
+    /* Every earlier request is named as superseded. */
+    for (int i = 0; i < MANY - 1; i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "%s%s", prefix, rid[i]);
+        if (!ob_list_has(superseded, name))
+            fail_msg("%s is not listed as superseded (%s)", name, superseded);
+    }
+    /* Buckets earlier requests made are kept and listed; no other bucket
+     * of the account exists. */
+    json_t *buckets = sim_section(f.sim, "buckets");
+    const char *name;
+    json_t *b;
+    int made = 0;
+    json_object_foreach(buckets, name, b)
+    {
+        if (strncmp(name, "cur-", 4) != 0 || !strstr(name, acct))
+            continue;
+        made++;
+        if (strcmp(name, want_bucket) != 0 && !ob_list_has(old, name))
+            fail_msg("bucket %s was made but is not listed (%s)", name, old);
+    }
+    assert_true(json_object_get(buckets, want_bucket) != NULL);
+    /* One report, pointing at the newest bucket; one live stack. */
+    json_t *reports = json_object_get(sim_section(f.sim, "reports"), acct);
+    assert_int_equal(json_object_size(reports), 1);
+    json_t *rep = json_object_get(reports, "billing-engine-cur");
+    assert_non_null(rep);
+    assert_string_equal(json_string_value(json_object_get(rep, "S3Bucket")), want_bucket);
+    int live = 0;
+    json_object_foreach(sim_section(f.sim, "stacks"), name, b)
+    {
+        const char *s = json_string_value(json_object_get(b, "StackStatus"));
+        if (strstr(name, acct) && s && !strstr(s, "DELETE"))
+            live++;
+    }
+    assert_int_equal(live, 1);
+    /* The last event announces the newest bucket; no key twice. */
+    json_t *evs = json_object_get(f.out.events, acct);
+    assert_true(json_array_size(evs) >= 1);
+    json_t *ev = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "report"), "bucket")),
+                        want_bucket);
+    events_have_distinct_keys(&f, acct);
+    assert_int_equal(json_object_size(f.out.dlq), 0);
+    printf("20 requests: %d buckets made\n", made);
+    free(bucket);
+    free(superseded);
+    free(old);
+    free(status);
+    fleet_stop(&f);
+}
+
+static void test_superseded_midway(void **state)
+{
+    fleet_t f;
+    fleet_start(&f);
+    char acct[16];
+    ob_test_member_account(MIDWAY, acct);
+    int member[] = {MIDWAY};
+    const char *x[] = {"midway-x"}, *ex[] = {",\"bucket\":{\"name\":\"cur-x-midway\"}"};
+    produce(f.loop, member, x, ex, 1);
+    /* The stack takes 300 ms: look at the record only. */
+    for (int i = 0; i < 3000; i++) {
+        char *v = state_field(&f, MIDWAY, "stage");
+        int there = !strcmp(v, "iam");
+        free(v);
+        if (there)
+            break;
+        ob_test_run_until(f.loop, never, NULL, 10);
+    }
+    const char *y[] = {"midway-y"}, *ey[] = {",\"bucket\":{\"name\":\"cur-y-midway\"}"};
+    produce(f.loop, member, y, ey, 1);
+    wait_states(&f, member, 1, "connected_request", prefix, y);
+    wait_events(&f, 1);
+    ob_test_run_until(f.loop, never, NULL, 1500);
+    char *sup = state_field(&f, MIDWAY, "superseded"),
+         *old = state_field(&f, MIDWAY, "old_buckets");
+    char xname[96];
+    snprintf(xname, sizeof(xname), "%smidway-x", prefix);
+    printf("superseded midway: %d events; superseded %s; old buckets %s\n", f.out.raw, sup, old);
+    assert_true(ob_list_has(sup, xname));
+    assert_true(ob_list_has(old, "cur-x-midway"));
+    assert_non_null(json_object_get(sim_section(f.sim, "buckets"), "cur-x-midway")); /* kept */
+    json_t *reports = json_object_get(sim_section(f.sim, "reports"), acct);
+    assert_int_equal(json_object_size(reports), 1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(reports, "billing-engine-cur"), "S3Bucket")),
+                        "cur-y-midway");
+    assert_int_equal(f.out.raw, 1);
+    ob_worker_stats_t st;
+    int superseded = 0;
+    for (int i = 1; i < 4; i++) {
+        ob_worker_get_stats(f.w[i], &st);
+        superseded += (int)st.superseded;
+    }
+    assert_int_equal(superseded, 1); /* x's hand-off from iam, stopped at connect */
+    free(sup);
+    free(old);
+    fleet_stop(&f);
+}
+
+static void test_report_renamed(void **state)
+{
+    fleet_t f;
+    fleet_start(&f);
+    char acct[16];
+    ob_test_member_account(RENAMED, acct);
+    int member[] = {RENAMED};
+    const char *a[] = {"named-a"}, *ea[] = {",\"report\":{\"name\":\"cur-a\"}"};
+    produce(f.loop, member, a, ea, 1);
+    wait_states(&f, member, 1, "connected_request", prefix, a);
+    const char *b[] = {"named-b"}, *eb[] = {",\"report\":{\"name\":\"cur-b\"}"};
+    produce(f.loop, member, b, eb, 1);
+    wait_states(&f, member, 1, "connected_request", prefix, b);
+    wait_events(&f, 2);
+    json_t *reports = json_object_get(sim_section(f.sim, "reports"), acct);
+    assert_int_equal(json_object_size(reports), 1);
+    assert_non_null(json_object_get(reports, "cur-b"));
+    char *retired = state_field(&f, RENAMED, "retired_reports");
+    assert_string_equal(retired, "cur-a");
+    free(retired);
+    json_t *evs = json_object_get(f.out.events, acct);
+    assert_int_equal(json_array_size(evs), 2);
+    events_have_distinct_keys(&f, acct);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(evs, 1), "report"), "name")),
+                        "cur-b");
+    fleet_stop(&f);
+}
+
+int main(void)
+{
+    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
+    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    ob_log_set_level(OB_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_enqueued_twice),
+        cmocka_unit_test(test_many_requests_one_account),
+        cmocka_unit_test(test_superseded_midway),
+        cmocka_unit_test(test_report_renamed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
