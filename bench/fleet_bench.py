@@ -93,10 +93,21 @@ def fleet_env(sim_url, prefix, redis_port, brokers):
     return env
 
 
+def members(n):
+    """The simulator's first n ACTIVE members (every 50th is SUSPENDED, and the
+    intake refuses those)."""
+    return [i for i in range(1, n + n // 49 + 2) if i % 50][:n]
+
+
+def org_size(n):
+    """--org-accounts for a run of n accounts."""
+    return n + n // 49 + 10
+
+
 def write_requests(path, n, prefix):
     """n new accounts as JSON lines for onboardctl enqueue."""
     with open(path, "w") as f:
-        for i in range(1, n + 1):
+        for i in members(n):
             a = "%012d" % (200000000000 + i)
             f.write(json.dumps({"account_id": a, "mode": "new", "region": "us-east-1",
                                 "role_arn": "arn:aws:iam::%s:role/OrganizationAccountAccessRole" % a,
@@ -201,7 +212,7 @@ def rule_of(rules, api):
     return None
 
 
-def batch_critical_path(rules, scale, counts, n, extra_sts, trials=5):
+def batch_critical_path(rules, scale, counts, n, extra_sts, trials=5, extra_org=1):
     """The slowest of n accounts if the fleet added nothing: each account
     draws its calls' latencies (uniform over the simulator's ranges, as the
     simulator does) and its stack delay; the batch cannot finish before the
@@ -218,6 +229,10 @@ def batch_critical_path(rules, scale, counts, n, extra_sts, trials=5):
     spec = rule_of(rules, "sts.AssumeRole")
     if spec:
         calls += [range_ms(spec)] * extra_sts
+    # The intake's Organizations DescribeAccount, made as the fleet.
+    spec = rule_of(rules, "organizations.DescribeAccount")
+    if spec:
+        calls += [range_ms(spec)] * extra_org
     stack = rules.get("cloudformation.stack_create")
     if stack:
         calls.append(range_ms(stack))
@@ -280,7 +295,7 @@ def main():
         brokers = senv["OB_TEST_KAFKA_BROKERS"]
         rport = int(senv["OB_TEST_REDIS_PORT"])
         portfile = os.path.join(run, "sim.port")
-        simcmd = [simbin, "--port-file", portfile, "--org-accounts", str(n + 10),
+        simcmd = [simbin, "--port-file", portfile, "--org-accounts", str(org_size(n)),
                   "--profile", args.profile, "--scale", str(args.scale)]
         sim = subprocess.Popen(simcmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(run, "sim.log"), "w"))
         for _ in range(200):
@@ -370,10 +385,14 @@ def main():
         rules = cfg.get("latency", {}) or {}
         scale = float(cfg.get("scale", 1.0) or 1.0)
         state = http_json(sim_url + "/_sim/state")
-        per_acct = state.get("counts_by_account", {}).get("%012d" % (200000000000 + max(1, n // 2)), {})
-        # The fleet's own AssumeRole calls count under the management account; one per stage
-        # worker for this account plus the connect stage's check.
-        crit = critical_path(rules, scale, per_acct) + 4 * latency_of(rules, "sts.AssumeRole", scale) / 1000.0
+        middle = members(n)[max(0, n // 2 - 1)]
+        per_acct = state.get("counts_by_account", {}).get("%012d" % (200000000000 + middle), {})
+        # The fleet's own calls count under the management account: AssumeRole, one per stage
+        # worker for this account plus the connect stage's check, and the intake's
+        # Organizations DescribeAccount.
+        crit = critical_path(rules, scale, per_acct) + (
+            4 * latency_of(rules, "sts.AssumeRole", scale) +
+            latency_of(rules, "organizations.DescribeAccount", scale)) / 1000.0
         batch_crit = batch_critical_path(rules, scale, per_acct, n, 4)
         cpu_total = sum(c for c, _ in figures.values())
         result = {

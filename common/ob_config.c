@@ -114,6 +114,13 @@ const ob_cfg_def_t ob_config_table[] = {
     {"lock.ttl", OB_CFG_MS, "30s", 1000, 600000, OFF(lock_ttl_ms), 0,
      "per-account lock lifetime (renewed at a third of it while held): how long a killed "
      "worker's accounts stay locked"},
+    {"intake.organization.check", OB_CFG_BOOL, "true", 0, 0, OFF(intake_org_check), 0,
+     "at intake, ask Organizations (DescribeAccount, as the fleet) whether the account is an "
+     "ACTIVE member of the fleet's organization, and refuse it otherwise; skipped while the "
+     "fleet's identity cannot see an organization"},
+    {"intake.allow.outside.accounts", OB_CFG_BOOL, "false", 0, 0, OFF(intake_allow_outside), 0,
+     "onboard accounts that are not in the fleet's organization (the check still refuses "
+     "suspended members)"},
     {"output.transactions", OB_CFG_BOOL, "true", 0, 0, OFF(output_transactions), 0,
      "exactly-once output: each worker's hand-offs, dead letters and events go out in Kafka "
      "transactions committed with its input offsets (false: an idempotent producer, "

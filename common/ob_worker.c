@@ -851,9 +851,17 @@ static void on_state_written(ob_err_t err, void *arg)
  * account's record: the connection in place (what the Billing Engine has),
  * what earlier requests made and left (buckets, reports), and which requests
  * were superseded. */
-static const char *const ACCOUNT_FIELDS[] = {
-    "connected_request", "connected_desired", "connected_at", "idempotency_key", "role_arn",
-    "buckets",           "old_buckets",       "reports",      "superseded",      NULL};
+static const char *const ACCOUNT_FIELDS[] = {"connected_request",
+                                             "connected_desired",
+                                             "connected_at",
+                                             "idempotency_key",
+                                             "role_arn",
+                                             "buckets",
+                                             "old_buckets",
+                                             "reports",
+                                             "stacks",
+                                             "superseded",
+                                             NULL};
 
 /* The outcome's fields in the account's state, in `fields` (NULL-terminated;
  * `now`, `attempts` and `input` hold the strings they point to). */
@@ -918,7 +926,8 @@ static void outcome_fields(job_t *j, const char **fields, size_t max, char now[O
         fields[n++] = "";
     }
     const ob_step_t *last = last_of(j);
-    for (size_t i = 0; i < 16 && last->state[i] && last->state[i + 1] && n + 3 < max; i += 2) {
+    for (size_t i = 0;
+         i + 1 < OB_STEP_STATE_MAX && last->state[i] && last->state[i + 1] && n + 3 < max; i += 2) {
         fields[n++] = last->state[i];
         fields[n++] = last->state[i + 1];
     }
@@ -945,7 +954,7 @@ static void write_state(job_t *j)
         return;
     }
     char now[OB_TIME_LEN], attempts[16], input[320];
-    const char *fields[60];
+    const char *fields[72];
     outcome_fields(j, fields, sizeof(fields) / sizeof(fields[0]), now, attempts, input);
     if (outcome_write(j, fields, on_state_written) != OB_OK) {
         job_complete(j);
@@ -1006,7 +1015,7 @@ static void record_outcome(job_t *j)
 {
     j->phase = PH_RECORDING;
     char now[OB_TIME_LEN], attempts[16], input[320];
-    const char *fields[60];
+    const char *fields[72];
     outcome_fields(j, fields, sizeof(fields) / sizeof(fields[0]), now, attempts, input);
     if (outcome_write(j, fields, on_recorded) == OB_OK) {
         j->state_inflight = 1;
@@ -1655,11 +1664,12 @@ static int already_done(const ob_worker_t *w, const ob_lock_t *l, const job_t *j
  * the record it replaces folded into the account's lists (`lists` holds
  * the strings; free them after the write). */
 static void takeover_fields(job_t *j, const ob_lock_t *l, const char **f, char now[OB_TIME_LEN],
-                            char *lists[2])
+                            char *lists[3])
 {
     size_t n = 0;
     lists[0] = ob_list_with(ob_lock_prior_get(l, "buckets"), ob_lock_prior_get(l, "bucket"), 100);
     lists[1] = ob_list_with(ob_lock_prior_get(l, "reports"), ob_lock_prior_get(l, "report"), 20);
+    lists[2] = ob_list_with(ob_lock_prior_get(l, "stacks"), ob_lock_prior_get(l, "stack_id"), 20);
     if (lists[0] && lists[0][0]) {
         f[n++] = "buckets";
         f[n++] = lists[0];
@@ -1667,6 +1677,10 @@ static void takeover_fields(job_t *j, const ob_lock_t *l, const char **f, char n
     if (lists[1] && lists[1][0]) {
         f[n++] = "reports";
         f[n++] = lists[1];
+    }
+    if (lists[2] && lists[2][0]) {
+        f[n++] = "stacks";
+        f[n++] = lists[2];
     }
     now_iso(now);
     f[n++] = "request_id";
@@ -1778,12 +1792,12 @@ static int account_turn(job_t *j, const ob_lock_t *l)
         job_finish(j);
         return 1;
     }
-    char now[OB_TIME_LEN], *lists[2];
+    char now[OB_TIME_LEN], *lists[3];
     const char *f[24];
     takeover_fields(j, l, f, now, lists);
     ob_lock_state_replace(w->redis, j->plan.account_id, j->fence, ACCOUNT_FIELDS, f, NULL, NULL);
-    free(lists[0]);
-    free(lists[1]);
+    for (int i = 0; i < 3; i++)
+        free(lists[i]);
     return 0;
 }
 

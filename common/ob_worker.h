@@ -64,6 +64,8 @@ typedef enum ob_retry_reason_e {
 } ob_retry_reason_t;
 const char *ob_retry_reason_name(ob_retry_reason_t r);
 
+#define OB_STEP_STATE_MAX 24 /* name/value slots of ob_step_t.state */
+
 typedef struct ob_step_s {
     ob_step_kind_t kind;
     /* CALL */
@@ -84,7 +86,7 @@ typedef struct ob_step_s {
     const char *emit_schema;
     /* State fields to record with the outcome: NULL-terminated name/value
      * pairs (static or owned by the stage state; read before the next step). */
-    const char *state[16];
+    const char *state[OB_STEP_STATE_MAX];
     /* Any step: the stage's work in progress, recorded in the account's state
      * at once (field "progress"), so that a new owner of the message (after a
      * rebalance or a kill) continues it through resume(). Owned by the stage

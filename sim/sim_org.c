@@ -1,6 +1,7 @@
 /*
  * sim_org: Organizations (JSON 1.1, AWSOrganizationsV20161128): ListAccounts
- * with pagination over the seeded accounts, and DescribeOrganization. Only
+ * with pagination over the seeded accounts, DescribeAccount (an unknown id is
+ * AccountNotFoundException), and DescribeOrganization. Only
  * the management account may call them, as in AWS. Pages follow the account
  * ids in order; the NextToken is the last id served, so pagination stays
  * consistent while accounts are added.
@@ -18,7 +19,8 @@ static ob_err_t org_identify(sim_call_t *c)
     const char *prefix = "AWSOrganizationsV20161128.";
     if (target && !strncmp(target, prefix, strlen(prefix))) {
         const char *op = target + strlen(prefix);
-        if (!strcmp(op, "ListAccounts") || !strcmp(op, "DescribeOrganization")) {
+        if (!strcmp(op, "ListAccounts") || !strcmp(op, "DescribeOrganization") ||
+            !strcmp(op, "DescribeAccount")) {
             snprintf(c->op, sizeof(c->op), "%s", op);
             if (!json_is_object(c->params)) {
                 sim_error(c, 400, "SerializationException", "The request body is not an object");
@@ -35,6 +37,43 @@ static ob_err_t org_identify(sim_call_t *c)
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* An account as ListAccounts and DescribeAccount show it. */
+static json_t *account_json(const json_t *a)
+{
+    const char *state = json_string_value(json_object_get(a, "State"));
+    if (!state)
+        state = "ACTIVE";
+    return json_pack("{s:O, s:O, s:O, s:O, s:s, s:s, s:O, s:O}", "Id", json_object_get(a, "Id"),
+                     "Arn", json_object_get(a, "Arn"), "Email", json_object_get(a, "Email"), "Name",
+                     json_object_get(a, "Name"), "State", state,
+                     /* the retiring Status field knows only ACTIVE and SUSPENDED */
+                     "Status", !strcmp(state, "ACTIVE") ? "ACTIVE" : "SUSPENDED", "JoinedMethod",
+                     json_object_get(a, "JoinedMethod"), "JoinedTimestamp",
+                     json_object_get(a, "JoinedTimestamp"));
+}
+
+static void describe_account(sim_call_t *c)
+{
+    const json_t *idj = json_object_get(c->params, "AccountId");
+    const char *id = json_string_value(idj);
+    int ok = id && strlen(id) == 12;
+    for (int i = 0; ok && i < 12; i++)
+        ok = isdigit((unsigned char)id[i]);
+    if (!ok) {
+        sim_error(c, 400, "InvalidInputException",
+                  "1 validation error detected: Value at 'accountId' failed to satisfy "
+                  "constraint: Member must satisfy regular expression pattern: ^\\d{12}$");
+        return;
+    }
+    json_t *a = json_object_get(sim_section(c->sim, "accounts"), id);
+    if (!a) {
+        sim_error(c, 400, "AccountNotFoundException",
+                  "You specified an account that doesn't exist.");
+        return;
+    }
+    sim_reply_json(c, json_pack("{s:o}", "Account", account_json(a)));
 }
 
 static void list_accounts(sim_call_t *c)
@@ -84,17 +123,7 @@ static void list_accounts(sim_call_t *c)
     json_t *out = json_array();
     size_t take = k < (size_t)max ? k : (size_t)max;
     for (size_t i = 0; i < take; i++) {
-        json_t *a = json_object_get(accounts, ids[i]);
-        const char *state = json_string_value(json_object_get(a, "State"));
-        json_t *e =
-            json_pack("{s:O, s:O, s:O, s:O, s:s, s:s, s:O, s:O}", "Id", json_object_get(a, "Id"),
-                      "Arn", json_object_get(a, "Arn"), "Email", json_object_get(a, "Email"),
-                      "Name", json_object_get(a, "Name"), "State", state,
-                      /* the retiring Status field knows only ACTIVE and SUSPENDED */
-                      "Status", !strcmp(state, "ACTIVE") ? "ACTIVE" : "SUSPENDED", "JoinedMethod",
-                      json_object_get(a, "JoinedMethod"), "JoinedTimestamp",
-                      json_object_get(a, "JoinedTimestamp"));
-        json_array_append_new(out, e);
+        json_array_append_new(out, account_json(json_object_get(accounts, ids[i])));
     }
     json_t *reply = json_pack("{s:o}", "Accounts", out);
     if (take < k) {
@@ -115,6 +144,10 @@ static void org_handle(sim_call_t *c)
     }
     if (!strcmp(c->op, "ListAccounts")) {
         list_accounts(c);
+        return;
+    }
+    if (!strcmp(c->op, "DescribeAccount")) {
+        describe_account(c);
         return;
     }
     json_t *org = json_object_get(sim_state(c->sim), "org");

@@ -189,6 +189,11 @@ void ob_test_forget_members(int redis_port, int first, int last)
     redisFree(c);
 }
 
+int ob_test_active_member(int k)
+{
+    return k + (k - 1) / 49;
+}
+
 int ob_test_worker_idle(void *worker)
 {
     ob_worker_stats_t st;

@@ -61,6 +61,9 @@ const char *ob_test_sim_env(const char *name, const char *sim_url);
  * first..last (their states in the Redis at 127.0.0.1:port): a test that
  * starts a new simulator starts from accounts that were never onboarded. */
 void ob_test_forget_members(int redis_port, int first, int last);
+/* The simulator's k-th (1-based) ACTIVE member: every 50th member is
+ * SUSPENDED, and the intake refuses those. */
+int ob_test_active_member(int k);
 /* 1 when the ob_worker_t has nothing in flight (its state writes are done). */
 int ob_test_worker_idle(void *worker);
 

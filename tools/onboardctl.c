@@ -991,6 +991,21 @@ static const char *const replay_lua =
     "ARGV[1], 'updated_at', ARGV[5], 'next_attempt_at', '')\n"
     "return {'ok', m and 'pending' or ''}\n";
 
+/* The text value of the dead letter's original header `name` (NULL: none). */
+static const char *original_header(const ob_dlq_t *d, const char *name)
+{
+    const json_t *hs = json_object_get(json_object_get(d->doc, "original"), "headers"), *h;
+    size_t i;
+    json_array_foreach(hs, i, h)
+    {
+        const char *n = json_string_value(json_object_get(h, "name"));
+        const char *v = json_string_value(json_object_get(h, "value"));
+        if (n && v && !strcmp(n, name))
+            return v;
+    }
+    return NULL;
+}
+
 typedef struct pick_s {
     const dlq_filter_t *f;
     json_t *latest; /* account (or dlq_id without one) -> index in v */
@@ -1269,9 +1284,14 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
             free(payload);
             continue;
         }
-        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(3);
         rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, schema, -1);
         rd_kafka_header_add(h, OB_MSG_HDR_REPLAY_OF, -1, d->dlq_id, -1);
+        /* Where its request entered the fleet: a replay is still that
+         * request, and stops like it if a newer one replaced it. */
+        const char *intake = original_header(d, OB_MSG_HDR_INTAKE);
+        if (intake)
+            rd_kafka_header_add(h, OB_MSG_HDR_INTAKE, -1, intake, -1);
         rp_del_t del = {0};
         ob_err_t e =
             ob_kproducer_send(prod, topic, RD_KAFKA_PARTITION_UA, d->account_id,

@@ -3,7 +3,14 @@
  *
  * Input: onboard.request/1 from the intake topic. Invalid requests and other
  * clouds become dead letters with the codec's reason; existing accounts go
- * straight to the iam topic. For new accounts, in the account's own identity:
+ * straight to the iam topic. First, unless intake.organization.check is off,
+ * Organizations DescribeAccount (as the fleet, in the partition's
+ * Organizations region) says whether the account is a member of the fleet's
+ * organization: not ACTIVE (suspended, closing) is refused, and so is an
+ * account outside the organization (AccountNotFoundException) unless
+ * intake.allow.outside.accounts; a fleet that cannot see an organization
+ * (AccessDenied, not in use) skips the check for ORG_BLIND_MS. Then for new
+ * accounts, in the account's own identity:
  *   CreateBucket (LocationConstraint except in us-east-1; "already owned by
  *   you" is success, "already exists" is someone else's bucket: permanent)
  *   -> PutBucketPolicy (the CUR delivery policy) -> PutPublicAccessBlock
@@ -14,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ob_awsproto.h"
 #include "stages.h"
@@ -33,11 +41,36 @@ typedef struct bucket_st_s {
     char started_at[OB_TIME_LEN];
     int calls;
     char progress[32];
+    int org_check;     /* ask Organizations first (intake.organization.check) */
+    int allow_outside; /* intake.allow.outside.accounts */
+    int org_asked;     /* DescribeAccount is in flight */
     char *buckets;     /* every bucket the fleet made in the account, this one last (malloc'd) */
     char *old_buckets; /* those but this one: kept, their data is the customer's (malloc'd) */
 } bucket_st_t;
 
 #define BUCKETS_KEPT 100 /* buckets the account's record lists */
+#define ORG_BLIND_MS                                                                               \
+    (10LL * 60 * 1000) /* how long a fleet that cannot see an organization                         \
+                        * skips the check */
+
+static uint64_t org_blind_until; /* monotonic ms; per process */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Where the partition's Organizations endpoint is. */
+static const char *org_region(const char *role_arn)
+{
+    if (!strncmp(role_arn, "arn:aws-cn:", 11))
+        return "cn-northwest-1";
+    if (!strncmp(role_arn, "arn:aws-us-gov:", 15))
+        return "us-gov-west-1";
+    return "us-east-1";
+}
 
 static const char *partition_of(const char *role_arn)
 {
@@ -86,6 +119,8 @@ static ob_err_t bucket_parse(void *p, const ob_config_t *cfg, const char *payloa
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", st->req.account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", st->req.request_id);
     ob_request_desired(&st->req, plan->desired);
+    st->org_check = cfg ? cfg->intake_org_check : 0;
+    st->allow_outside = cfg ? cfg->intake_allow_outside : 0;
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", st->req.role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", st->req.external_id);
     snprintf(plan->region, sizeof(plan->region), "%s", st->req.region);
@@ -195,9 +230,86 @@ static void next_call(bucket_st_t *st, ob_step_t *out)
     ob_buf_free(&body);
 }
 
+static void org_call(bucket_st_t *st, ob_step_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *body = json_pack("{s:s}", "AccountId", st->req.account_id);
+    char err[256];
+    ob_err_t e = ob_json11_init_obj(&out->req, OB_SVC_ORGANIZATIONS, "DescribeAccount", body, err,
+                                    sizeof(err));
+    json_decref(body);
+    if (e != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "DescribeAccount: %s", err);
+        return;
+    }
+    out->kind = OB_STEP_CALL;
+    out->as_fleet = 1;
+    snprintf(out->region, sizeof(out->region), "%s", org_region(st->req.role_arn));
+    st->org_asked = 1;
+}
+
+/* What Organizations said of the account: 1 go on, 0 *out is a FAIL. */
+static int org_verdict(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    st->org_asked = 0;
+    st->org_check = 0;
+    if (res->err == OB_ERR_AWS && (!strcmp(res->aws.code, "AccessDeniedException") ||
+                                   !strcmp(res->aws.code, "AWSOrganizationsNotInUseException"))) {
+        /* The fleet's identity sees no organization: nothing to check
+         * against, and no use asking again for a while. */
+        org_blind_until = mono_ms() + ORG_BLIND_MS;
+        return 1;
+    }
+    if (res->err == OB_ERR_AWS && !strcmp(res->aws.code, "AccountNotFoundException")) {
+        if (st->allow_outside)
+            return 1;
+        ob_step_fail(out, OB_DLQ_PERMANENT, "account_outside_organization",
+                     "account %s is not a member of the fleet's organization: onboard it from "
+                     "its own organization's fleet, invite it first, or set "
+                     "intake.allow.outside.accounts=true to onboard accounts outside it",
+                     st->req.account_id);
+        snprintf(out->field, sizeof(out->field), "/account_id");
+        return 0;
+    }
+    if (res->err != OB_OK) {
+        ob_step_fail_aws(out, res);
+        return 0;
+    }
+    json_t *reply = NULL;
+    char err[256];
+    if (ob_aws_json_parse(res->body.data, res->body.len, &reply, err, sizeof(err)) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "bad_reply", "DescribeAccount: %s", err);
+        out->retry_reason = OB_RR_TRANSIENT;
+        return 0;
+    }
+    const json_t *acct = json_object_get(reply, "Account");
+    /* State is the newer field (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED);
+     * Status the retiring one. */
+    const char *state = json_string_value(json_object_get(acct, "State"));
+    if (!state)
+        state = json_string_value(json_object_get(acct, "Status"));
+    int active = state && !strcmp(state, "ACTIVE");
+    if (!active)
+        ob_step_fail(out, OB_DLQ_PERMANENT, "account_not_active",
+                     "account %s is %s in the organization, not ACTIVE: a suspended or closing "
+                     "account cannot be onboarded",
+                     st->req.account_id, state ? state : "of an unknown state");
+    json_decref(reply);
+    return active;
+}
+
 static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 {
     bucket_st_t *st = p;
+    if (st->org_asked && res) {
+        if (!org_verdict(st, res, out))
+            return;
+        res = NULL; /* on to the stage's own first call */
+    }
+    if (st->org_check && mono_ms() >= org_blind_until) {
+        org_call(st, out);
+        return;
+    }
     if (st->req.mode == OB_MODE_EXISTING) {
         hand_off(st, out);
         return;

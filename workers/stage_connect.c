@@ -366,22 +366,14 @@ static void done(connect_st_t *st, ob_step_t *out)
     out->kind = OB_STEP_DONE;
     out->emit_topic = "connected";
     out->emit_schema = OB_SCHEMA_CONNECTED;
-    const char *kv[] = {"status",
-                        "connected",
-                        "role_arn",
-                        st->msg.stack.role_arn,
-                        "connected_at",
-                        st->connected_at,
-                        "idempotency_key",
-                        st->idem,
-                        "stack_id",
-                        st->msg.stack.id,
-                        "connected_request",
-                        st->msg.request.request_id,
-                        "connected_desired",
-                        st->desired,
-                        "outcome",
-                        "connected"};
+    const char *kv[] = {"status", "connected", "role_arn", st->msg.stack.role_arn, "connected_at",
+                        st->connected_at, "idempotency_key", st->idem, "stack_id", st->msg.stack.id,
+                        "connected_request", st->msg.request.request_id, "connected_desired",
+                        st->desired, "outcome", "connected",
+                        /* what the earlier stages recorded, again: a write of
+                         * theirs that Redis lost is made good here */
+                        "bucket", st->msg.has_bucket ? st->msg.bucket.name : "", "report",
+                        st->msg.has_report ? st->msg.report.name : "", "stacks", st->msg.stack.id};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         out->state[i] = kv[i];
 }

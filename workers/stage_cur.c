@@ -367,9 +367,11 @@ static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
     out->state[5] = st->changes;
     out->state[6] = "reports";
     out->state[7] = st->msg.request.report.name;
+    out->state[8] = "bucket"; /* the bucket stage's, again (a lost write made good) */
+    out->state[9] = st->msg.bucket.name;
     if (st->retired) {
-        out->state[8] = "retired_reports";
-        out->state[9] = st->retired;
+        out->state[10] = "retired_reports";
+        out->state[11] = st->retired;
     }
 }
 

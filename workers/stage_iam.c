@@ -30,6 +30,14 @@
  *                           failed (DescribeStackEvents)
  *   *_FAILED otherwise   -> permanent: a person has to look at the stack
  *
+ * A request for another region than the account's stack (the account's
+ * record lists the stacks earlier requests made): the Billing Engine role
+ * has a fixed name and IAM is global, so the old region's stack is deleted
+ * first (by its id, in its region, waiting until it is gone), its ExternalId
+ * kept for the new one: the role's ARN and ExternalId stay what the Billing
+ * Engine knows, and the account never has two Billing Engine roles. The role
+ * is absent while the stack moves.
+ *
  * The ExternalId (128 bits from OpenSSL, 32 hex) is generated once per
  * account: the stack keeps it (its ExternalId parameter is not NoEcho, see
  * the template's Description), every update sends UsePreviousValue, and a
@@ -100,7 +108,10 @@ typedef enum pending_e {
     P_CREATE,
     P_UPDATE,
     P_DELETE,
-    P_EVENTS /* the failure reason, before giving up */
+    P_EVENTS,      /* the failure reason, before giving up */
+    P_MOVE,        /* DescribeStacks of an earlier request's stack in another region */
+    P_MOVE_DELETE, /* DeleteStack of it */
+    P_MOVE_WAIT    /* a WAIT step: describe it again */
 } pending_t;
 
 typedef enum acted_e { A_NONE = 0, A_CREATED, A_UPDATED, A_DELETED } acted_t;
@@ -142,6 +153,14 @@ typedef struct iam_st_s {
     uint64_t created_wall; /* wall clock ms of the create (0: not known) */
     int seen_busy; /* a taken-over stack was seen in progress: its create time is a fair sample */
     char progress[OB_STACK_ID_LEN + 64]; /* recorded for a new holder (see iam_resume) */
+    /* Stacks earlier requests had the fleet make in other regions (the
+     * account's record lists them): the role's name is fixed, so each is
+     * deleted before this region's stack is made (malloc'd list; NULL:
+     * none), its ExternalId kept. */
+    char *move;
+    char moving[OB_STACK_ID_LEN];
+    char moving_region[OB_REGION_LEN];
+    int move_deletes;
 } iam_st_t;
 
 /* ---- how long this process's creates take (see the header) ---- */
@@ -612,6 +631,14 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
     out->state[3] = st->seen.role_arn;
     out->state[4] = "stack_status";
     out->state[5] = st->seen.status;
+    out->state[6] = "stacks"; /* the account's one stack now */
+    out->state[7] = st->seen.id;
+    /* What the earlier stages recorded, again: a write of theirs that Redis
+     * lost (a failover, a flush) is made good here. */
+    out->state[8] = "bucket";
+    out->state[9] = st->in.has_bucket ? st->in.bucket.name : "";
+    out->state[10] = "report";
+    out->state[11] = st->in.has_report ? st->in.report.name : "";
 }
 
 /* The stack's ExternalId must be readable before it is kept or handed on. */
@@ -989,10 +1016,150 @@ static ob_err_t iam_parse(void *p, const ob_config_t *cfg, const char *payload, 
     return OB_OK;
 }
 
+/* ---- moving the stack from another region ---- */
+
+/* The region of a stack id (arn:PARTITION:cloudformation:REGION:...), "" if
+ * none. */
+static void stack_region(const char *id, char *out, size_t n)
+{
+    out[0] = '\0';
+    const char *p = id;
+    for (int i = 0; i < 3 && p; i++)
+        p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL;
+    const char *e = p ? strchr(p, ':') : NULL;
+    if (p && e && (size_t)(e - p) < n) {
+        memcpy(out, p, (size_t)(e - p));
+        out[e - p] = '\0';
+    }
+}
+
+/* The next stack to move away from, or 0 when none is left. */
+static int move_next(iam_st_t *st)
+{
+    while (st->move && st->move[0]) {
+        const char *list = st->move, *comma = strchr(list, ',');
+        size_t n = comma ? (size_t)(comma - list) : strlen(list);
+        if (n < sizeof(st->moving)) {
+            memcpy(st->moving, list, n);
+            st->moving[n] = '\0';
+        } else {
+            st->moving[0] = '\0';
+        }
+        char *rest = ob_list_without(list, st->moving);
+        free(st->move);
+        st->move = rest;
+        stack_region(st->moving, st->moving_region, sizeof(st->moving_region));
+        if (st->moving[0] && st->moving_region[0] &&
+            strcmp(st->moving_region, st->in.request.region) != 0) {
+            st->move_deletes = 0;
+            return 1;
+        }
+    }
+    st->moving[0] = '\0';
+    return 0;
+}
+
+static void move_describe(iam_st_t *st, ob_step_t *out)
+{
+    if (query_start(st, out, "DescribeStacks", P_MOVE) != 0)
+        return;
+    snprintf(out->region, sizeof(out->region), "%s", st->moving_region);
+    q(out, "StackName", st->moving);
+}
+
+static void move_wait(iam_st_t *st, ob_step_t *out)
+{
+    wait_poll(st, out);
+    st->pending = P_MOVE_WAIT;
+}
+
+/* What DescribeStacks says of the stack being moved away from. */
+static void on_move_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (validation_says(res, "does not exist")) {
+        if (move_next(st))
+            move_describe(st, out);
+        else
+            describe(st, out);
+        return;
+    }
+    if (res->err != OB_OK) {
+        ob_step_fail_aws(out, res);
+        return;
+    }
+    ob_xml_doc_t *doc = NULL;
+    const ob_xml_node_t *result = NULL;
+    char err[256], status[IAM_STATUS_LEN] = "";
+    if (ob_query_parse_result(res->body.data ? res->body.data : "", res->body.len, "DescribeStacks",
+                              &doc, &result, err, sizeof(err)) != OB_OK) {
+        bad_reply(st, out, "DescribeStacks", err);
+        return;
+    }
+    const ob_xml_node_t *m = ob_xml_path(result, "Stacks/member"), *p;
+    copy_text(status, sizeof(status), m ? ob_xml_path_text(m, "StackStatus") : "");
+    for (p = m ? ob_xml_child(ob_xml_child(m, "Parameters"), "member") : NULL; p;
+         p = ob_xml_next(p, "member")) {
+        const char *k = ob_xml_path_text(p, "ParameterKey");
+        const char *v = ob_xml_path_text(p, "ParameterValue");
+        if (k && !strcmp(k, "ExternalId") && v && hex32(v) && !st->external_id[0])
+            copy_text(st->external_id, sizeof(st->external_id), v);
+    }
+    ob_xml_free(doc);
+    if (!m || !status[0] || !strcmp(status, "DELETE_COMPLETE")) {
+        if (move_next(st))
+            move_describe(st, out);
+        else
+            describe(st, out);
+        return;
+    }
+    if (ends_with(status, "_IN_PROGRESS")) {
+        if (st->waited_ms >= IAM_MAX_WAIT_MS) {
+            ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
+                         "stack %s, to be moved to %s, is still %s after %lld minutes", st->moving,
+                         st->in.request.region, status, st->waited_ms / 60000);
+            out->retry_reason = OB_RR_BUSY;
+            return;
+        }
+        move_wait(st, out);
+        return;
+    }
+    if (!strcmp(status, "DELETE_FAILED") || st->move_deletes >= 3) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "stack_move_failed",
+                     "the account's stack %s must go before one is made in %s (the Billing Engine "
+                     "role has one name in the account), but it is %s: delete it, then replay",
+                     st->moving, st->in.request.region, status);
+        return;
+    }
+    char token[48];
+    make_token(st, "DeleteStack", st->moving, st->move_deletes++, token);
+    if (query_start(st, out, "DeleteStack", P_MOVE_DELETE) != 0)
+        return;
+    snprintf(out->region, sizeof(out->region), "%s", st->moving_region);
+    q(out, "StackName", st->moving);
+    q(out, "ClientRequestToken", token);
+}
+
+static void on_move_delete(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    if (res->err == OB_OK || validation_says(res, "does not exist")) {
+        move_wait(st, out);
+        return;
+    }
+    ob_step_fail_aws(out, res);
+}
+
 static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 {
     iam_st_t *st = p;
     memset(out, 0, sizeof(*out));
+    if (!res && st->pending == P_MOVE_WAIT) {
+        move_describe(st, out);
+        return;
+    }
+    if (!res && st->pending == P_START && move_next(st)) {
+        move_describe(st, out);
+        return;
+    }
     if (!res) {
         long long w = st->pending == P_WAIT ? poll_not_before(st) : 0;
         if (w > 0 && st->waited_ms < IAM_MAX_WAIT_MS) {
@@ -1018,6 +1185,13 @@ static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
     case P_EVENTS:
         on_events(st, res, out);
         return;
+    case P_MOVE:
+        on_move_describe(st, res, out);
+        return;
+    case P_MOVE_DELETE:
+        on_move_delete(st, res, out);
+        return;
+    case P_MOVE_WAIT:
     case P_START:
     case P_WAIT:
         break;
@@ -1066,9 +1240,20 @@ static const char *iam_snapshot(void *p)
     return scratch.progress;
 }
 
+/* The stacks earlier requests made (the record's list, or its stack). */
+static void iam_prior(void *p, const char *(*get)(const void *ctx, const char *field),
+                      const void *ctx)
+{
+    iam_st_t *st = p;
+    free(st->move);
+    st->move = ob_list_with(get(ctx, "stacks"), get(ctx, "stack_id"), 20);
+}
+
 static void iam_clear(void *p)
 {
     iam_st_t *st = p;
+    free(st->move);
+    st->move = NULL;
     timing_release(st);
     ob_stage_msg_clear(&st->in);
     memset(st->external_id, 0, sizeof(st->external_id));
@@ -1083,6 +1268,7 @@ const ob_stage_ops_t ob_stage_iam = {
     .parse = iam_parse,
     .step = iam_step,
     .clear = iam_clear,
+    .prior = iam_prior,
     .resume = iam_resume,
     .snapshot = iam_snapshot,
 };

@@ -639,7 +639,7 @@ int main(int argc, char **argv)
     int n_norole = 0, n_taken = 0, n_existing = 0;
     for (int i = 0; i < G.n; i++) {
         acct_t *a = &G.a[i];
-        ob_test_member_account(i + 1, a->id);
+        ob_test_member_account(ob_test_active_member(i + 1), a->id);
         a->existing = i % 10 == 9;
         a->want = i % 50 == 7 || i % 100 == 29 ? W_NOROLE : i % 50 == 13 ? W_TAKEN : W_CONNECT;
         n_norole += a->want == W_NOROLE;
@@ -656,7 +656,7 @@ int main(int argc, char **argv)
     const char *faults[] = {"*=throttle:0.02", "*=500:0.01", "*=reset:0.005",
                             "cloudformation.stack_create=rollback:0.05", NULL};
     sim_opts_t so = {.profile = "instant",
-                     .org_accounts = G.n + 60,
+                     .org_accounts = ob_test_active_member(G.n) + 60,
                      .random_seed = (unsigned)seed,
                      .latency = lat,
                      .faults = faults};

@@ -498,6 +498,12 @@ expect("organizations.ListAccounts: more than one page", OK(value=True, doc="ORG
 expect("organizations.ListAccounts raw JSON: State and Status on every account",
        OK(value=True, doc="ORG Account: State (ACTIVE|SUSPENDED|PENDING_CLOSURE|CLOSED) and the "
           "retiring Status; botocore 1.29 models only Status"))
+expect("organizations.DescribeAccount: a member, ACTIVE",
+       OK(value=True, doc="ORG API_DescribeAccount: Account with Id, Arn, Email, Name, Status"))
+expect("organizations.DescribeAccount: a SUSPENDED member",
+       OK(value="SUSPENDED", doc="ORG Account.Status"))
+expect("organizations.DescribeAccount: an account outside the organization",
+       ERR("AccountNotFoundException", doc="ORG API_DescribeAccount Errors"))
 expect("organizations.ListAccounts as a member account",
        ERR("AccessDeniedException", doc="ORG: only the management account or a delegated admin"))
 expect("organizations.ListAccounts signed with a wrong secret",
@@ -1664,6 +1670,15 @@ def chk_org(t, r):
                a.get("Status") in ("ACTIVE", "SUSPENDED", "PENDING_CLOSURE")
                for a in x["Accounts"]) and
            {a["Id"] for a in x["Accounts"] if a["State"] == "SUSPENDED"} == SUSPENDED)
+    r.call("organizations.DescribeAccount: a member, ACTIVE",
+           lambda: org.describe_account(AccountId=member(3)),
+           lambda x: x["Account"]["Id"] == member(3) and x["Account"]["Status"] == "ACTIVE" and
+           x["Account"]["Arn"].endswith("/" + member(3)) and bool(x["Account"].get("Email")))
+    r.call("organizations.DescribeAccount: a SUSPENDED member",
+           lambda: org.describe_account(AccountId=sorted(SUSPENDED)[0]),
+           lambda x: x["Account"]["Status"])
+    r.call("organizations.DescribeAccount: an account outside the organization",
+           lambda: org.describe_account(AccountId="999999999999"))
     mcreds = t.assume(member(4))
     r.call("organizations.ListAccounts as a member account",
            t.client("organizations", creds=mcreds).list_accounts)

@@ -12,6 +12,14 @@
  *   - a second request while the first is half-way (at iam): the first
  *     stops at its next stage boundary and is never announced, the second
  *     ends as the account's one connection, the first's bucket listed;
+ *   - a request for another region (the stack must move: the role's name is
+ *     fixed and IAM is global): the old region's stack is deleted first,
+ *     the new one keeps the ExternalId, one report points at the new
+ *     region's bucket, and nothing is delivered twice;
+ *   - Redis stopped for seconds while accounts are at connect, and Redis
+ *     flushed mid-batch: every account connected once, and every record
+ *     there is true (connected, under its event's key), none left behind at
+ *     an earlier stage;
  *   - a request that renames the report: the old report is deleted once the
  *     new one is in place (billing data is never delivered twice), and the
  *     new connection gets a key of its own.
@@ -36,22 +44,21 @@
 #define MANY      20 /* member 20: 20 requests at once */
 #define RENAMED   30 /* member 30: its report renamed */
 #define MIDWAY    25 /* member 25: a second request while the first is at iam */
+#define MOVED     35 /* member 35: another region */
 
 static const char *brokers;
 static int redis_port;
 static char prefix[64];
 static char sim_url[64];
+static const char *inflight_max; /* OB_INFLIGHT_MAX (NULL: the default) */
 
 static const char *env_get(const char *name, void *ctx)
 {
     static char port_s[16];
-    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},
-                           {"OB_REDIS_PORT", port_s},
-                           {"OB_BILLING_PRINCIPAL", MGMT_ROOT},
-                           {"OB_STACK_POLL", "100ms"},
-                           {"OB_CONNECT_RETRIES", "3"},
-                           {"OB_CONNECT_RETRY_WAIT", "200ms"},
-                           {NULL, NULL}};
+    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},         {"OB_REDIS_PORT", port_s},
+                           {"OB_BILLING_PRINCIPAL", MGMT_ROOT}, {"OB_STACK_POLL", "100ms"},
+                           {"OB_CONNECT_RETRIES", "3"},         {"OB_CONNECT_RETRY_WAIT", "200ms"},
+                           {"OB_INFLIGHT_MAX", inflight_max},   {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
     const char *v = ob_test_kv_lookup(kv, name);
     return v ? v : ob_test_sim_env(name, sim_url);
@@ -79,10 +86,10 @@ static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
     ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
 }
 
-/* Requests in one go: request i of n for account member[i], with extra
- * members (",\"bucket\":..." or ""). */
-static void produce(ob_loop_t *loop, const int *member, const char *const *rid,
-                    const char *const *extra, int n)
+/* Requests in one go: request i of n for account member[i] in region,
+ * with extra members (",\"bucket\":..." or ""). */
+static void produce_in(ob_loop_t *loop, const int *member, const char *const *rid,
+                       const char *const *extra, int n, const char *region)
 {
     ob_cfg_kv_t kv = {0};
     ob_test_kafka_defaults(&kv, brokers);
@@ -94,9 +101,9 @@ static void produce(ob_loop_t *loop, const int *member, const char *const *rid,
         ob_test_member_account(member[i], acct);
         snprintf(body, sizeof(body),
                  "{\"schema\":\"onboard.request/1\",\"request_id\":\"%s%s\",\"account_id\":\"%s\","
-                 "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
+                 "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"%s\",\"role_arn\":"
                  "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"%s}",
-                 prefix, rid[i], acct, acct, extra[i]);
+                 prefix, rid[i], acct, region, acct, extra[i]);
         assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
                                            body, strlen(body), NULL, NULL, NULL, 0),
                          OB_OK);
@@ -104,6 +111,12 @@ static void produce(ob_loop_t *loop, const int *member, const char *const *rid,
     assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
     ob_kproducer_free(p);
     ob_cfg_kv_free(&kv);
+}
+
+static void produce(ob_loop_t *loop, const int *member, const char *const *rid,
+                    const char *const *extra, int n)
+{
+    produce_in(loop, member, rid, extra, n, "eu-west-1");
 }
 
 typedef struct fleet_s {
@@ -487,6 +500,186 @@ static void test_superseded_midway(void **state)
     fleet_stop(&f);
 }
 
+static void test_region_moved(void **state)
+{
+    fleet_t f;
+    fleet_start(&f);
+    char acct[16];
+    ob_test_member_account(MOVED, acct);
+    int member[] = {MOVED};
+    const char *a[] = {"region-a"}, *none[] = {""};
+    produce_in(f.loop, member, a, none, 1, "us-east-1");
+    wait_states(&f, member, 1, "connected_request", prefix, a);
+    wait_events(&f, 1);
+    const char *b[] = {"region-b"};
+    produce_in(f.loop, member, b, none, 1, "eu-west-1");
+    wait_states(&f, member, 1, "connected_request", prefix, b);
+    wait_events(&f, 2);
+    json_t *evs = json_object_get(f.out.events, acct);
+    json_t *ea1 = json_array_get(evs, 0), *eb1 = json_array_get(evs, 1);
+    events_have_distinct_keys(&f, acct);
+    /* The same role and ExternalId: what the Billing Engine knows stays. */
+    assert_string_equal(json_string_value(json_object_get(ea1, "role_arn")),
+                        json_string_value(json_object_get(eb1, "role_arn")));
+    assert_string_equal(json_string_value(json_object_get(ea1, "external_id")),
+                        json_string_value(json_object_get(eb1, "external_id")));
+    assert_non_null(strstr(json_string_value(json_object_get(eb1, "stack_id")), ":eu-west-1:"));
+    /* One live stack, in the new region. */
+    const char *name;
+    json_t *st;
+    int live = 0;
+    json_object_foreach(sim_section(f.sim, "stacks"), name, st)
+    {
+        const char *s = json_string_value(json_object_get(st, "StackStatus"));
+        if (strstr(name, acct) && s && !strstr(s, "DELETE")) {
+            live++;
+            assert_non_null(strstr(name, ":eu-west-1:"));
+        }
+    }
+    assert_int_equal(live, 1);
+    /* One report, on the new region's bucket; the old bucket kept, listed. */
+    json_t *reports = json_object_get(sim_section(f.sim, "reports"), acct);
+    assert_int_equal(json_object_size(reports), 1);
+    json_t *rep = json_object_get(reports, "billing-engine-cur");
+    char want[64], old_name[64];
+    snprintf(want, sizeof(want), "billing-cur-%s-eu-west-1", acct);
+    snprintf(old_name, sizeof(old_name), "billing-cur-%s-us-east-1", acct);
+    assert_string_equal(json_string_value(json_object_get(rep, "S3Bucket")), want);
+    assert_string_equal(json_string_value(json_object_get(rep, "S3Region")), "eu-west-1");
+    char *old = state_field(&f, MOVED, "old_buckets");
+    assert_true(ob_list_has(old, old_name));
+    free(old);
+    assert_int_equal(json_object_size(f.out.dlq), 0);
+    fleet_stop(&f);
+}
+
+#define NBATCH 40 /* members 1..40: the Redis trouble batches */
+
+typedef struct first_event_s {
+    out_t *o;
+    int n;
+} first_event_t;
+
+/* The batch of members 1..NBATCH, with request ids tag-i. */
+static void produce_batch(fleet_t *f, const char *tag, int *member, const char **rid,
+                          char rbuf[][32])
+{
+    const char *extra[NBATCH];
+    for (int i = 0; i < NBATCH; i++) {
+        member[i] = i + 1;
+        snprintf(rbuf[i], 32, "%s-%d", tag, i + 1);
+        rid[i] = rbuf[i];
+        extra[i] = "";
+    }
+    produce(f->loop, member, rid, extra, NBATCH);
+}
+
+/* Every record there is true: connected, by its own request, under the key
+ * of the account's one event. Returns how many accounts have no record. */
+static int records_true(fleet_t *f, const int *member, const char *const *rid)
+{
+    int missing = 0;
+    for (int i = 0; i < NBATCH; i++) {
+        char acct[16], want[96];
+        ob_test_member_account(member[i], acct);
+        json_t *evs = json_object_get(f->out.events, acct);
+        if (json_array_size(evs) < 1)
+            fail_msg("account %s: no connected event", acct);
+        events_have_distinct_keys(f, acct);
+        char *status = state_field(f, member[i], "status");
+        if (!status[0]) {
+            missing++;
+            free(status);
+            continue;
+        }
+        char *key = state_field(f, member[i], "idempotency_key");
+        char *by = state_field(f, member[i], "connected_request");
+        snprintf(want, sizeof(want), "%s%s", prefix, rid[i]);
+        if (strcmp(status, "connected") != 0 || strcmp(by, want) != 0 ||
+            strcmp(key, json_string_value(
+                            json_object_get(json_array_get(evs, 0), "idempotency_key"))) != 0)
+            fail_msg("account %s: the record says %s by %s under %s", acct, status, by, key);
+        free(status);
+        free(key);
+        free(by);
+    }
+    return missing;
+}
+
+static void run_services(const char *what)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' %s '%s' >/dev/null 2>&1",
+             ob_test_service_env("OB_TEST_SERVICES_SCRIPT", "scripts/services.sh"), what,
+             ob_test_service_env("OB_TEST_SERVICES_DIR", "the services' run directory"));
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_redis_stopped(void **state)
+{
+    fleet_t f;
+    inflight_max = "4"; /* the batch in waves: most accounts are mid-way at any time */
+    fleet_start(&f);
+    int member[NBATCH];
+    const char *rid[NBATCH];
+    char rbuf[NBATCH][32];
+    produce_batch(&f, "stopped", member, rid, rbuf);
+    wait_events(&f, 1);
+    /* Accounts are at connect (and earlier): Redis goes away for 8 s. */
+    redisFree(f.rc);
+    run_services("stop-redis");
+    ob_test_run_until(f.loop, never, NULL, 8000);
+    run_services("start-redis");
+    f.rc = redisConnect("127.0.0.1", redis_port);
+    assert_true(f.rc && !f.rc->err);
+    wait_states(&f, member, NBATCH, "connected_request", prefix, rid);
+    wait_events(&f, NBATCH);
+    ob_test_run_until(f.loop, never, NULL, 1000);
+    printf("Redis stopped 8 s: %d events for %d accounts\n", f.out.raw, NBATCH);
+    assert_int_equal(records_true(&f, member, rid), 0);
+    assert_int_equal(f.out.raw, NBATCH);
+    fleet_stop(&f);
+    inflight_max = NULL;
+}
+
+static void test_flushall_midbatch(void **state)
+{
+    fleet_t f;
+    inflight_max = "4";
+    fleet_start(&f);
+    int member[NBATCH];
+    const char *rid[NBATCH];
+    char rbuf[NBATCH][32];
+    produce_batch(&f, "flushed", member, rid, rbuf);
+    wait_events(&f, 1);
+    int before = f.out.raw;
+    redisReply *r = redisCommand(f.rc, "FLUSHALL");
+    assert_non_null(r);
+    freeReplyObject(r);
+    wait_events(&f, NBATCH);
+    /* Whatever was in flight finishes with a record again. */
+    for (int i = 0; i < 600; i++) {
+        int idle = 1;
+        for (int k = 0; k < 4; k++)
+            idle &= ob_test_worker_idle(f.w[k]);
+        if (idle)
+            break;
+        ob_test_run_until(f.loop, never, NULL, 100);
+    }
+    ob_test_run_until(f.loop, never, NULL, 1000);
+    int missing = records_true(&f, member, rid);
+    printf("FLUSHALL after %d of %d events: %d events in all, %d accounts without a record "
+           "(connected before the flush)\n",
+           before, NBATCH, f.out.raw, missing);
+    assert_int_equal(f.out.raw, NBATCH);
+    /* Only accounts whose event was out before the flush may have lost
+     * their record; none is left saying an earlier stage. */
+    assert_true(missing <= before);
+    assert_true(before < NBATCH / 2); /* the flush came mid-batch */
+    fleet_stop(&f);
+    inflight_max = NULL;
+}
+
 static void test_report_renamed(void **state)
 {
     fleet_t f;
@@ -522,10 +715,10 @@ int main(void)
     redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_enqueued_twice),
-        cmocka_unit_test(test_many_requests_one_account),
-        cmocka_unit_test(test_superseded_midway),
-        cmocka_unit_test(test_report_renamed),
+        cmocka_unit_test(test_enqueued_twice),    cmocka_unit_test(test_many_requests_one_account),
+        cmocka_unit_test(test_superseded_midway), cmocka_unit_test(test_region_moved),
+        cmocka_unit_test(test_report_renamed),    cmocka_unit_test(test_redis_stopped),
+        cmocka_unit_test(test_flushall_midbatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

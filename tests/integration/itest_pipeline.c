@@ -3,6 +3,7 @@
  * the AWS simulator: the four stage workers (the real runtime, in this
  * process, on one loop) onboard a mixed batch — new and existing accounts, bad
  * input, good requests under a Kafka key that is not their account (or none),
+ * members the organization has suspended,
  * a role that does not exist, a bucket name someone else owns — and the
  * test checks what a Billing Engine and an auditor would: exactly one
  * connected event per account (after deduplication by its idempotency key;
@@ -32,6 +33,7 @@
 #define NOROLE    9                      /* its role does not exist */
 #define MISKEYED  (NNEW + NEXISTING + 1) /* a good request under another Kafka key */
 #define UNKEYED   (NNEW + NEXISTING + 2) /* a good request with no key */
+#define OUTSIDE   350                    /* not in the organization (it has 300 members) */
 #define MGMT_ROOT "arn:aws:iam::111111111111:root"
 
 static const char *brokers;
@@ -137,6 +139,15 @@ static void produce(ob_loop_t *loop)
                                            NULL, 0),
                          OB_OK);
     }
+    acct_id(OUTSIDE, acct);
+    snprintf(body, sizeof(body),
+             "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sreq-out\",\"account_id\":"
+             "\"%s\",\"cloud\":\"aws\",\"mode\":\"existing\",\"region\":\"eu-west-1\","
+             "\"role_arn\":\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
+             prefix, acct, acct);
+    assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), body,
+                                       strlen(body), NULL, NULL, NULL, 0),
+                     OB_OK);
     const char *bad = "{\"schema\":\"onboard.request/1\",\"account_id\":\"oops";
     assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, "bad", 3, bad, strlen(bad),
                                        NULL, NULL, NULL, 0),
@@ -203,8 +214,11 @@ static void run_pipeline(int replicas)
     ob_kconsumer_t *auditor = ob_kconsumer_new(loop, &co, err, sizeof(err));
     assert_non_null(auditor);
 
-    int expect_connected = NNEW + NEXISTING - 2; /* TAKEN and NOROLE fail */
-    want_t want = {&out, expect_connected + 5};
+    /* TAKEN and NOROLE fail, and the members the organization has
+     * SUSPENDED (every 50th) are refused at intake. */
+    int suspended = (NNEW + NEXISTING) / 50;
+    int expect_connected = NNEW + NEXISTING - 2 - suspended;
+    want_t want = {&out, expect_connected + 6 + suspended};
     uint64_t t0 = ob_loop_update_time(loop);
     int ok = ob_test_run_until(loop, got_all, &want, 240000);
     uint64_t took = ob_loop_update_time(loop) - t0;
@@ -250,6 +264,28 @@ static void run_pipeline(int replicas)
                         "permanent");
     assert_non_null(strstr(
         json_string_value(json_object_get(json_object_get(d, "error"), "message")), "NoSuchRole"));
+    /* Outside the organization: refused at intake. */
+    acct_id(OUTSIDE, a);
+    d = json_object_get(out.dlq, a);
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "error"), "code")),
+                        "account_outside_organization");
+    /* Suspended members: refused at intake, nothing made. */
+    for (int i = 50; i <= NNEW + NEXISTING; i += 50) {
+        acct_id(i, a);
+        d = json_object_get(out.dlq, a);
+        if (!d)
+            fail_msg("no dead letter for the suspended member %s", a);
+        json_t *e = json_object_get(d, "error");
+        assert_string_equal(json_string_value(json_object_get(e, "code")), "account_not_active");
+        assert_string_equal(json_string_value(json_object_get(e, "class")), "permanent");
+        assert_string_equal(json_string_value(json_object_get(d, "stage")), "bucket");
+        assert_non_null(strstr(json_string_value(json_object_get(e, "message")), "SUSPENDED"));
+        assert_null(json_object_get(sim_section(sim, "reports"), a));
+        char name[64];
+        snprintf(name, sizeof(name), "billing-cur-%s-%s", a, i % 2 ? "eu-west-1" : "us-east-1");
+        assert_null(json_object_get(sim_section(sim, "buckets"), name));
+    }
     /* The Kafka key must be the account id: refused before any work, the
      * dead letter under the account's own key. */
     for (int i = MISKEYED; i <= UNKEYED; i++) {
@@ -309,7 +345,7 @@ static void run_pipeline(int replicas)
     /* New accounts: one bucket set up in full and one report with the seed's settings. */
     json_t *buckets = sim_section(sim, "buckets"), *reports = sim_section(sim, "reports");
     for (int i = 1; i <= NNEW; i++) {
-        if (i == TAKEN || i == NOROLE)
+        if (i == TAKEN || i == NOROLE || i % 50 == 0)
             continue;
         acct_id(i, a);
         char name[64];

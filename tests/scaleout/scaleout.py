@@ -85,7 +85,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from fleet_bench import create_topics, end_offsets, fleet_env, http_json, sh, write_requests  # noqa: E402
+from fleet_bench import (create_topics, end_offsets, fleet_env, http_json, org_size, sh,  # noqa: E402
+                         write_requests)
 
 STAGES = ["bucket", "cur", "iam", "connect"]
 HANDOFF = {"cur": "bucket", "iam": "cur", "connect": "iam", "connected": "connect"}
@@ -387,7 +388,7 @@ def run_scenario(name, args, bins, ctl, simbin, services):
         brokers = senv["OB_TEST_KAFKA_BROKERS"]
         rport = int(senv.get("OB_TEST_REDIS_PORT", "6379"))
         portfile = os.path.join(run, "sim.port")
-        sim = subprocess.Popen([simbin, "--port-file", portfile, "--org-accounts", str(n + 10),
+        sim = subprocess.Popen([simbin, "--port-file", portfile, "--org-accounts", str(org_size(n)),
                                 "--profile", "aws-typical", "--scale", str(args.scale)],
                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(run, "sim.log"), "w"))
         for _ in range(200):

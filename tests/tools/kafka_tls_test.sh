@@ -26,6 +26,8 @@ ROLE='arn:aws:iam::%s:role/OrganizationAccountAccessRole'
 
 for i in $(seq 1 6); do
   a=$(printf '2000000000%02d' "$i")
+  # a fresh simulator: what earlier tests recorded for these accounts is gone
+  redis-cli -p "$OB_TEST_REDIS_PORT" DEL "ob:{$a}:state" >/dev/null
   printf '{"account_id":"%s","mode":"new","region":"us-east-1","role_arn":"%s"}\n' "$a" "$(printf "$ROLE" "$a")"
 done >"$T/req.jsonl"
 "$CTL" enqueue "$T/req.jsonl" --format jsonl 2>"$T/err" || fail "enqueue over TLS: $(cat "$T/err")"

@@ -289,7 +289,7 @@ static void expect_done(const ob_step_t *s, const char *mode, int attempts)
                              {"stack_id", STACK_ID}};
     for (size_t w = 0; w < 5; w++) {
         int found = 0;
-        for (size_t i = 0; i + 1 < 16 && s->state[i]; i += 2)
+        for (size_t i = 0; i + 1 < OB_STEP_STATE_MAX && s->state[i]; i += 2)
             if (!strcmp(s->state[i], want[w][0])) {
                 assert_string_equal(s->state[i + 1], want[w][1]);
                 found = 1;

@@ -279,8 +279,8 @@ static void test_earlier_reports_retired(void **state)
         aws_error(400, "ValidationException",
                   "The specified report (older-cur) in the request doesn't exist.", OB_RETRY_NO);
     expect_done(step(&r, &gone), "created");
-    assert_string_equal(r.s.state[8], "retired_reports");
-    assert_string_equal(r.s.state[9], "old-cur");
+    assert_string_equal(r.s.state[10], "retired_reports");
+    assert_string_equal(r.s.state[11], "old-cur");
     finish(&r);
 
     /* A delete that fails otherwise fails the stage. */

@@ -438,7 +438,7 @@ static void expect_no_leak(const ob_step_t *s, const char *ext)
     assert_null(strstr(s->message, ext));
     assert_null(strstr(s->code, ext));
     assert_null(strstr(s->field, ext));
-    for (int i = 0; i < 16 && s->state[i]; i++)
+    for (int i = 0; i < OB_STEP_STATE_MAX && s->state[i]; i++)
         assert_null(strstr(s->state[i], ext));
 }
 
