@@ -10,6 +10,8 @@
  *   onboardctl replay [filters] [--limit N] [--dry-run] [--force] [--json]
  *   onboardctl retry ACCOUNT [--no-wait]
  *   onboardctl lag [--stage S] [--threshold N] [--json]
+ *   onboardctl check [--account A] [--json]
+ *   onboardctl rebuild [--account A] [--force] [--dry-run] [--json]
  *
  * Settings (Kafka, Redis, topic prefix) come from the same table as the
  * workers (OB_* variables, OB_CONFIG_FILE); AWS settings follow the SDK
@@ -18,7 +20,8 @@
  *
  * Exit codes: 0 success; 1 a runtime failure (Kafka, Redis, AWS); 2 bad
  * usage or configuration; 3 invalid input rows (nothing was enqueued); 4 lag
- * over the --threshold given to lag.
+ * over the --threshold given to lag; 5 records that disagree with the topics
+ * (check).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -41,10 +44,7 @@
 #include "ob_redis.h"
 #include "ob_worker.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE   2
-#define EXIT_INVALID 3
-#define EXIT_LAGGING 4
+#include "ctl.h"
 
 static void usage(FILE *f)
 {
@@ -84,18 +84,19 @@ static void usage(FILE *f)
                "      unprocessed message; totals per group. Exit code 4 when a group's total\n"
                "      lag is over N messages.\n"
                "  summary [--json]          how many accounts are at each stage and status\n"
+               "  check [--account A] [--json]\n"
+               "      Each account's record in Redis against the topics (requests, hand-offs,\n"
+               "      connected events, dead letters): every disagreement named; exit code 5\n"
+               "      when there is one.\n"
+               "  rebuild [--account A] [--force] [--dry-run] [--json]\n"
+               "      Write the record the topics tell for every account that has none (after\n"
+               "      Redis lost its data); --force also replaces records that disagree. Run\n"
+               "      it with the fleet stopped or idle.\n"
                "\n"
                "Settings come from OB_* variables and OB_CONFIG_FILE (see the README).\n"
                "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration, 3 invalid rows,\n"
-               "4 lag over the threshold.\n");
+               "4 lag over the threshold, 5 records that disagree with the topics (check).\n");
 }
-
-typedef struct ctl_s {
-    ob_config_t cfg;
-    ob_loop_t *loop;
-    int json;
-    int dry_run;
-} ctl_t;
 
 /* ---- input rows ---- */
 
@@ -575,7 +576,7 @@ static void on_hgetall(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
                             json_string(reply->element[i + 1]->str));
 }
 
-static ob_redis_t *redis_connect(ctl_t *c)
+ob_redis_t *ctl_redis_connect(ctl_t *c)
 {
     ob_redis_opts_t ro;
     ob_worker_redis_opts(&c->cfg, &ro);
@@ -613,7 +614,7 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
         fprintf(stderr, "onboardctl status: give a 12-digit account id\n");
         return EXIT_USAGE;
     }
-    ob_redis_t *r = redis_connect(c);
+    ob_redis_t *r = ctl_redis_connect(c);
     if (!r)
         return EXIT_RUNTIME;
     rq_t q = {0};
@@ -705,7 +706,7 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    ob_redis_t *r = redis_connect(c);
+    ob_redis_t *r = ctl_redis_connect(c);
     if (!r)
         return EXIT_RUNTIME;
     hm_t h = {json_object(), 0};
@@ -779,19 +780,16 @@ static int dlq_match(const ob_dlq_t *d, const dlq_filter_t *f)
 
 typedef int(dlq_each_fn)(ctl_t *c, ob_dlq_t *d, void *arg); /* 1: keep d (the callee owns it) */
 
-/* Read the whole dead-letter topic (every partition from its start to its
- * current end) without joining any consumer group, so nothing is committed.
- * Unreadable records are reported on stderr and counted in *unreadable. */
-static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_t *unreadable)
+int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, int missing_ok)
 {
     char err[512], topic[256];
-    snprintf(topic, sizeof(topic), "%sdlq", c->cfg.topic_prefix);
+    snprintf(topic, sizeof(topic), "%s%s", c->cfg.topic_prefix, suffix);
     /* The end of a partition is where the broker says it is (partition EOF):
-     * the workers write dead letters in transactions, whose markers take
-     * the last offsets of the log without being messages. */
+     * the workers write in transactions, whose markers take the last
+     * offsets of the log without being messages. */
     static const char *const defaults[] = {
-        "group.id", "onboardctl-dlq-reader", "enable.auto.commit", "false", "enable.partition.eof",
-        "true",     "isolation.level",       "read_committed",     NULL};
+        "group.id", "onboardctl-reader", "enable.auto.commit", "false", "enable.partition.eof",
+        "true",     "isolation.level",   "read_committed",     NULL};
     rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, sizeof(err));
     rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
     if (!rk) {
@@ -802,13 +800,15 @@ static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
     if (e || md->topic_cnt != 1 || md->topics[0].err) {
-        fprintf(stderr, "onboardctl: cannot read topic %s: %s\n", topic,
-                rd_kafka_err2str(e ? e : md->topics[0].err));
+        rd_kafka_resp_err_t why = e ? e : md->topics[0].err;
+        int absent = why == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        if (!(absent && missing_ok))
+            fprintf(stderr, "onboardctl: cannot read topic %s: %s\n", topic, rd_kafka_err2str(why));
         if (md)
             rd_kafka_metadata_destroy(md);
         rd_kafka_topic_destroy(rkt);
         rd_kafka_destroy(rk);
-        return EXIT_RUNTIME;
+        return absent && missing_ok ? 0 : EXIT_RUNTIME;
     }
     int nparts = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
@@ -843,16 +843,7 @@ static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_
             rd_kafka_message_destroy(m);
             continue;
         }
-        (*total)++;
-        ob_dlq_t d;
-        ob_msg_error_t me;
-        if (ob_dlq_parse(m->payload, m->len, &d, &me) != OB_OK) {
-            (*unreadable)++;
-            fprintf(stderr, "%s [%d] offset %lld: unreadable dead letter: %s\n", topic,
-                    (int)m->partition, (long long)m->offset, me.message);
-        } else if (!each(c, &d, arg)) {
-            ob_dlq_clear(&d);
-        }
+        each(c, m, arg);
         if (m->offset + 1 >= end[m->partition] && !ended[m->partition]) {
             ended[m->partition] = 1;
             remaining--;
@@ -864,6 +855,36 @@ static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return rc;
+}
+
+typedef struct dlq_read_s {
+    dlq_each_fn *each;
+    void *arg;
+    size_t *total, *unreadable;
+} dlq_read_t;
+
+static void dlq_message(ctl_t *c, const rd_kafka_message_t *m, void *arg)
+{
+    dlq_read_t *r = arg;
+    (*r->total)++;
+    ob_dlq_t d;
+    ob_msg_error_t me;
+    if (ob_dlq_parse(m->payload, m->len, &d, &me) != OB_OK) {
+        (*r->unreadable)++;
+        fprintf(stderr, "%s [%d] offset %lld: unreadable dead letter: %s\n",
+                rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, me.message);
+    } else if (!r->each(c, &d, r->arg)) {
+        ob_dlq_clear(&d);
+    }
+}
+
+/* Read the whole dead-letter topic (every partition from its start to its
+ * current end) without joining any consumer group, so nothing is committed.
+ * Unreadable records are reported on stderr and counted in *unreadable. */
+static int dlq_scan(ctl_t *c, dlq_each_fn *each, void *arg, size_t *total, size_t *unreadable)
+{
+    dlq_read_t r = {each, arg, total, unreadable};
+    return ctl_topic_scan(c, "dlq", dlq_message, &r, 0);
 }
 
 /* Shared by dlq list and replay. */
@@ -1196,7 +1217,7 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
     pick_t p = {.f = &f, .latest = json_object()};
     size_t total = 0, unreadable = 0;
     int rc = dlq_scan(c, pick_each, &p, &total, &unreadable);
-    ob_redis_t *r = rc == 0 ? redis_connect(c) : NULL;
+    ob_redis_t *r = rc == 0 ? ctl_redis_connect(c) : NULL;
     ob_kproducer_t *prod = NULL;
     char err[512];
     if (rc == 0 && r && !c->dry_run) {
@@ -1377,7 +1398,7 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
         fprintf(stderr, "onboardctl retry: give a 12-digit account id\n");
         return EXIT_USAGE;
     }
-    ob_redis_t *r = redis_connect(c);
+    ob_redis_t *r = ctl_redis_connect(c);
     if (!r)
         return EXIT_RUNTIME;
     char key[64];
@@ -1747,6 +1768,10 @@ int main(int argc, char **argv)
         rc = cmd_retry(&c, argc - 2, argv + 2);
     else if (!strcmp(argv[1], "lag"))
         rc = cmd_lag(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "check"))
+        rc = ctl_check(&c, argc - 2, argv + 2, 0);
+    else if (!strcmp(argv[1], "rebuild"))
+        rc = ctl_check(&c, argc - 2, argv + 2, 1);
     else {
         fprintf(stderr, "onboardctl: unknown command %s (try --help)\n", argv[1]);
         rc = EXIT_USAGE;

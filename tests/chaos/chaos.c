@@ -8,13 +8,22 @@
  *   - some requests name a role that does not exist, some a bucket name
  *     another account owns, a few are not even JSON;
  *   - each worker is killed with SIGKILL at random moments and restarted;
- *   - Redis is restarted once (append-only file on) and the Kafka broker once.
+ *   - Redis is restarted once (append-only file on) and the Kafka broker once,
+ *     and later FLUSHALL wipes everything Redis holds;
+ *   - some accounts are enqueued twice (the same request again, as a second
+ *     run of an enqueue sends it), and some get a second, conflicting request
+ *     (another bucket) right after the first.
  *
  * Then it checks what an operator would: every account connected or in the
  * dead-letter topic with the reason the run meant it to have, none missing,
  * one connected event per account after deduplication (raw duplicates
- * printed), the simulator holding each resource once and nothing left behind
- * for failed accounts; then it repairs the world (creates the missing roles,
+ * printed; a conflicting account may have its first request's too, under
+ * another key), each account's record in Redis naming its last event's
+ * request and key (after onboardctl rebuild restored the records the flush
+ * took, and onboardctl check found nothing else to disagree with), the
+ * simulator holding each resource once (a conflicting account's report on
+ * its second bucket) and nothing left behind for failed accounts; then it
+ * repairs the world (creates the missing roles,
  * frees the taken names), replays the dead letters with onboardctl, and
  * checks that those accounts connect, and that a second replay does nothing.
  *
@@ -35,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "ob_http.h"
 #include "ob_kafka.h"
 #include "ob_log.h"
@@ -54,6 +65,10 @@ typedef struct acct_s {
     int connected;     /* unique connected events seen */
     int dlq;           /* dead letters seen */
     json_t *event;     /* the first connected event */
+    json_t *last;      /* the newest connected event */
+    int repeat;        /* enqueued twice, the same request */
+    int conflict;      /* a second request with another bucket */
+    int second_seen;   /* that request's event is out */
     json_t *dead;      /* the newest dead letter */
     int replay_target; /* meant to fail, then replayed */
 } acct_t;
@@ -72,7 +87,7 @@ static struct {
     json_t *seen_idem;  /* idempotency keys */
     json_t *poison_dlq; /* key -> record */
     int raw_connected;
-    int kills, restarts_redis, restarts_kafka;
+    int kills, restarts_redis, restarts_kafka, flushes;
     unsigned short rng[3];
     pid_t worker_pid[4];
     ob_loop_t *loop;
@@ -175,6 +190,16 @@ static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
             if (!a->event)
                 a->event = json_incref(j);
         }
+        if (k && a) {
+            json_decref(a->last);
+            a->last = json_incref(j);
+            char second[64];
+            snprintf(second, sizeof(second), "chaos-second-%s", a->id);
+            const char *b =
+                json_string_value(json_object_get(json_object_get(j, "report"), "bucket"));
+            if (a->conflict && b && !strcmp(b, second))
+                a->second_seen = 1;
+        }
     } else {
         acct_t *a = find(key);
         if (a) {
@@ -191,6 +216,8 @@ static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
 
 static int settled(const acct_t *a)
 {
+    if (a->conflict)
+        return a->second_seen;
     return a->want == W_CONNECT || a->replay_target == 2 ? a->connected > 0 : a->dlq > 0;
 }
 
@@ -244,6 +271,24 @@ static void enqueue(void)
                                  strlen(body), NULL, NULL, NULL, 0) != OB_OK)
             ob_loop_run_once(G.loop, 20);
     }
+    /* The same request again, and conflicting ones: right behind the batch. */
+    for (int i = 0; i < G.n; i++) {
+        acct_t *a = &G.a[i];
+        if (!a->repeat && !a->conflict)
+            continue;
+        char bucket[128] = "";
+        if (a->conflict)
+            snprintf(bucket, sizeof(bucket), ",\"bucket\":{\"name\":\"chaos-second-%s\"}", a->id);
+        snprintf(body, sizeof(body),
+                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sreq2-%d\",\"account_id\":"
+                 "\"%s\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
+                 "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"%s}",
+                 G.prefix, i, a->id, a->existing ? "existing" : "new",
+                 i % 3 ? "us-east-1" : "eu-west-1", a->id, bucket);
+        while (ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, a->id, strlen(a->id), body,
+                                 strlen(body), NULL, NULL, NULL, 0) != OB_OK)
+            ob_loop_run_once(G.loop, 20);
+    }
     for (int k = 0; k < NPOISON; k++) {
         char key[32];
         snprintf(key, sizeof(key), "poison-%d", k);
@@ -269,7 +314,7 @@ typedef struct chaos_s {
     int killed_stage; /* -1 none */
     double restart_at;
     pid_t svc; /* a services.sh restart in progress */
-    int kafka_done, redis_done;
+    int kafka_done, redis_done, flush_done;
     double svc_started;
     int max_kills;
     int killed[4]; /* kills per worker */
@@ -333,7 +378,20 @@ static int chaos_step(void *arg)
         c->redis_done = 1;
         G.restarts_redis++;
     }
-    return all_settled(NULL) && c->svc == 0 && c->killed_stage < 0 && c->redis_done &&
+    if (c->svc == 0 && c->redis_done && !c->flush_done && t >= 20) {
+        /* Redis loses everything: records, locks, fences, rates. */
+        redisContext *rc = redisConnect("127.0.0.1", G.redis_port);
+        redisReply *r = rc && !rc->err ? redisCommand(rc, "FLUSHALL") : NULL;
+        if (r) {
+            fprintf(stderr, "chaos: %5.1fs FLUSHALL (%d settled)\n", t, count_settled());
+            c->flush_done = 1;
+            G.flushes++;
+        }
+        freeReplyObject(r);
+        if (rc)
+            redisFree(rc);
+    }
+    return all_settled(NULL) && c->svc == 0 && c->killed_stage < 0 && c->flush_done &&
            c->killed[0] && c->killed[1] && c->killed[2] && c->killed[3];
 }
 
@@ -477,9 +535,18 @@ static int live_stacks(json_t *stacks, const char *acct)
 
 static void check_connected(acct_t *a, json_t *state, int i)
 {
-    check(a->connected == 1, "%s: %d distinct connected events", a->id, a->connected);
+    /* A conflicting account may have had its first request announced before
+     * the second replaced it: under another key. */
+    check(a->connected == 1 || (a->conflict && a->connected == 2),
+          "%s: %d distinct connected events", a->id, a->connected);
     check(!strcmp(str(state, "status"), "connected"), "%s: Redis status %s, want connected", a->id,
           json_string_value(json_object_get(state, "status")));
+    /* The record names the account's last event: its key, its request. */
+    check(a->last && !strcmp(str(state, "idempotency_key"), str(a->last, "idempotency_key")) &&
+              !strcmp(str(state, "connected_request"), str(a->last, "request_id")),
+          "%s: the record says key %.16s by %s; the last event is %.16s by %s", a->id,
+          str(state, "idempotency_key"), str(state, "connected_request"),
+          str(a->last, "idempotency_key"), str(a->last, "request_id"));
     if (!a->event)
         return;
     const char *ext = json_string_value(json_object_get(a->event, "external_id"));
@@ -504,8 +571,14 @@ static void check_connected(acct_t *a, json_t *state, int i)
     char name[96];
     if (a->want == W_TAKEN)
         snprintf(name, sizeof(name), "chaos-taken-%s", a->id);
+    else if (a->conflict)
+        snprintf(name, sizeof(name), "chaos-second-%s", a->id);
     else
         snprintf(name, sizeof(name), "billing-cur-%s-%s", a->id, i % 3 ? "us-east-1" : "eu-west-1");
+    const char *on = json_string_value(
+        json_object_get(json_object_get(reports, "billing-engine-cur"), "S3Bucket"));
+    check(on && !strcmp(on, name), "%s: the report delivers to %s, want %s", a->id,
+          on ? on : "(none)", name);
     json_t *b = json_object_get(sim_section(G.sim, "buckets"), name);
     check(b && !strcmp(str(b, "owner"), a->id) && json_object_get(b, "policy"),
           "%s: bucket %s missing, not its own, or without its policy", a->id, name);
@@ -636,15 +709,19 @@ int main(int argc, char **argv)
     G.by_id = json_object();
     G.seen_idem = json_object();
     G.poison_dlq = json_object();
-    int n_norole = 0, n_taken = 0, n_existing = 0;
+    int n_norole = 0, n_taken = 0, n_existing = 0, n_repeat = 0, n_conflict = 0;
     for (int i = 0; i < G.n; i++) {
         acct_t *a = &G.a[i];
         ob_test_member_account(ob_test_active_member(i + 1), a->id);
         a->existing = i % 10 == 9;
         a->want = i % 50 == 7 || i % 100 == 29 ? W_NOROLE : i % 50 == 13 ? W_TAKEN : W_CONNECT;
+        a->repeat = a->want == W_CONNECT && i % 17 == 3;
+        a->conflict = a->want == W_CONNECT && !a->existing && !a->repeat && i % 19 == 5;
         n_norole += a->want == W_NOROLE;
         n_taken += a->want == W_TAKEN;
         n_existing += a->existing;
+        n_repeat += a->repeat;
+        n_conflict += a->conflict;
         json_object_set_new(G.by_id, a->id, json_integer(i));
     }
 
@@ -753,6 +830,36 @@ int main(int argc, char **argv)
     for (int i = 0; i < 30; i++)
         ob_loop_run_once(G.loop, 100);
 
+    /* Redis lost everything mid-run: the records the fleet wrote since are
+     * true; the others the topics tell again. */
+    char cout[512];
+    snprintf(cout, sizeof(cout), "%s/check-before.out", G.logdir);
+    int crc = run_ctl("check --json", cout);
+    json_t *cs = last_json_line(cout);
+    long long differ0 =
+        json_integer_value(json_object_get(json_object_get(cs, "summary"), "differ"));
+    check(cs && (crc == 0 || crc == 5), "check after the flush: exit %d", crc);
+    json_decref(cs);
+    snprintf(cout, sizeof(cout), "%s/rebuild.out", G.logdir);
+    crc = run_ctl("rebuild --json", cout);
+    cs = last_json_line(cout);
+    long long written =
+        json_integer_value(json_object_get(json_object_get(cs, "summary"), "written"));
+    check(cs && crc == 0, "rebuild: exit %d", crc);
+    json_decref(cs);
+    snprintf(cout, sizeof(cout), "%s/check-after.out", G.logdir);
+    crc = run_ctl("check --json", cout);
+    cs = last_json_line(cout);
+    long long differ1 =
+        json_integer_value(json_object_get(json_object_get(cs, "summary"), "differ"));
+    long long agree = json_integer_value(json_object_get(json_object_get(cs, "summary"), "agree"));
+    check(cs && crc == 0 && differ1 == 0, "check after the rebuild: exit %d, %lld differ", crc,
+          differ1);
+    json_decref(cs);
+    report("chaos: after the FLUSHALL: check found %lld records disagreeing with the topics, "
+           "rebuild wrote %lld, check then found %lld of %lld accounts disagreeing\n",
+           differ0, written, differ1, agree + differ1);
+
     ob_redis_opts_t ro = {.host = "127.0.0.1", .port = G.redis_port, .command_timeout_ms = 5000};
     ob_redis_t *redis = ob_redis_new(G.loop, &ro, NULL, 0);
     int n_connected = 0, n_dead = 0;
@@ -791,11 +898,13 @@ int main(int argc, char **argv)
     report("chaos: phase 1: %d accounts (%d existing) in %.1f s: %d connected, %d dead letters "
            "(%d wrong role, %d taken bucket) + %d poison; %llu AWS requests, %llu faults injected, "
            "%d worker kills (bucket %d, cur %d, iam %d, connect %d), "
-           "%d Kafka restart, %d Redis restart; %d raw connected events, %d duplicates\n",
+           "%d Kafka restart, %d Redis restart, %d FLUSHALL; %d raw connected events, %d "
+           "duplicates; %d accounts enqueued twice, %d with a conflicting second request\n",
            G.n, n_existing, took, n_connected, n_dead, n_norole, n_taken,
            (int)json_object_size(G.poison_dlq), aws_requests, faults_injected, G.kills,
            ch.killed[0], ch.killed[1], ch.killed[2], ch.killed[3], G.restarts_kafka,
-           G.restarts_redis, G.raw_connected, G.raw_connected - (int)json_object_size(G.seen_idem));
+           G.restarts_redis, G.flushes, G.raw_connected,
+           G.raw_connected - (int)json_object_size(G.seen_idem), n_repeat, n_conflict);
 
     /* Phase 2: repair the world, replay, and every account connects. */
     check(admin(http, "DELETE", "/_sim/faults", NULL, NULL) == 200, "clearing the faults");

@@ -1,0 +1,41 @@
+/*
+ * ctl: what onboardctl's commands share (the tool's context, reading a
+ * topic whole, reaching Redis). Loop thread only, like the tool.
+ */
+#ifndef OB_CTL_H
+#define OB_CTL_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "ob_config.h"
+#include "ob_loop.h"
+#include "ob_redis.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE   2
+#define EXIT_INVALID 3
+#define EXIT_LAGGING 4
+#define EXIT_DIFFERS 5 /* check: the records and the topics disagree */
+
+typedef struct ctl_s {
+    ob_config_t cfg;
+    ob_loop_t *loop;
+    int json;
+    int dry_run;
+} ctl_t;
+
+/* Each message of the topic <prefix><suffix>, every partition from its start
+ * to its end now, as a read_committed reader sees it, without joining a
+ * consumer group (nothing is committed). 0, or EXIT_RUNTIME; a topic that
+ * does not exist is empty when missing_ok, else an error. */
+typedef void(ctl_msg_fn)(ctl_t *c, const rd_kafka_message_t *m, void *arg);
+int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, int missing_ok);
+
+/* Redis as the workers reach it (redis.* settings); NULL (said on stderr)
+ * when it cannot be reached in 5 s. */
+ob_redis_t *ctl_redis_connect(ctl_t *c);
+
+/* onboardctl check (rebuild 0) and rebuild (1): ctl_check.c. */
+int ctl_check(ctl_t *c, int argc, char **argv, int rebuild);
+
+#endif
