@@ -121,6 +121,11 @@ const ob_cfg_def_t ob_config_table[] = {
     {"intake.allow.outside.accounts", OB_CFG_BOOL, "false", 0, 0, OFF(intake_allow_outside), 0,
      "onboard accounts that are not in the fleet's organization (the check still refuses "
      "suspended members)"},
+    {"intake.existing.report.check", OB_CFG_BOOL, "true", 0, 0, OFF(intake_existing_report), 0,
+     "mode existing: require the account to have a Cost and Usage Report already "
+     "(DescribeReportDefinitions in the account; on the bucket the request names, if any) and "
+     "put it in the connected event; false connects without looking (an organization whose "
+     "reports are its payer account's)"},
     {"output.transactions", OB_CFG_BOOL, "true", 0, 0, OFF(output_transactions), 0,
      "exactly-once output: each worker's hand-offs, dead letters and events go out in Kafka "
      "transactions committed with its input offsets (false: an idempotent producer, "

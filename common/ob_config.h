@@ -119,8 +119,9 @@ typedef struct ob_config_s {
     long long lock_ttl_ms;
     char *rate_limits;
     int output_transactions;
-    int intake_org_check;     /* intake.organization.check */
-    int intake_allow_outside; /* intake.allow.outside.accounts */
+    int intake_org_check;       /* intake.organization.check */
+    int intake_allow_outside;   /* intake.allow.outside.accounts */
+    int intake_existing_report; /* intake.existing.report.check */
     long long output_commit_interval_ms;
     char *instance_id;
     ob_cfg_kv_t kafka;

@@ -1887,11 +1887,12 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
                     "existing accounts skip the bucket and cur stages: stage cur needs mode new");
     struct {
         const char *name;
-        int has, need;
+        int has, need, may;
     } want[3] = {
-        {"bucket", m->has_bucket, is_new},
-        {"report", m->has_report, is_new && m->stage >= OB_STAGE_IAM},
-        {"stack", m->has_stack, m->stage >= OB_STAGE_CONNECT},
+        {"bucket", m->has_bucket, is_new, is_new},
+        /* an existing account's report: the CUR the intake found */
+        {"report", m->has_report, is_new && m->stage >= OB_STAGE_IAM, m->stage >= OB_STAGE_IAM},
+        {"stack", m->has_stack, m->stage >= OB_STAGE_CONNECT, m->stage >= OB_STAGE_CONNECT},
     };
     for (int i = 0; i < 3; i++) {
         ptr_child(f, fres, want[i].name);
@@ -1899,7 +1900,7 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
             return fail(err, f, "missing",
                         "the %s result is required at stage %s (mode %s): its stage is done",
                         want[i].name, ob_stage_name(m->stage), ob_mode_name(r->mode));
-        if (!want[i].need && want[i].has)
+        if (!want[i].may && want[i].has)
             return fail(err, f, "combination",
                         "no %s result is expected at stage %s (mode %s): its stage is not done",
                         want[i].name, ob_stage_name(m->stage), ob_mode_name(r->mode));
@@ -1921,7 +1922,14 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
             return fail(err, "/results/bucket/arn", "mismatch", "expected %s, got %s", arn,
                         m->bucket.arn);
     }
-    if (m->has_report) {
+    if (m->has_report && !is_new) {
+        /* The account's own CUR: on the bucket the request names, if it
+         * names one. */
+        if (r->has_bucket && strcmp(m->report.bucket, r->bucket) != 0)
+            return fail(err, "/results/report/bucket", "mismatch",
+                        "the account's report delivers to %s, but the request names %s",
+                        m->report.bucket, r->bucket);
+    } else if (m->has_report) {
         const ob_report_result_t *p = &m->report;
         if (strcmp(p->name, r->report.name) != 0)
             return fail(err, "/results/report/name", "mismatch",
@@ -2230,9 +2238,6 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
     if (c->mode == OB_MODE_NEW && !c->has_report)
         return fail(err, freport, "missing",
                     "required member \"report\" is missing: a new account's event names its CUR");
-    if (c->mode == OB_MODE_EXISTING && c->has_report)
-        return fail(err, freport, "combination",
-                    "existing accounts keep their current CUR: the event has no report");
     char acct[16], part[16];
     if (strcmp(arn_account(c->role_arn, acct), c->account_id) != 0)
         return fail(err, "/role_arn", "mismatch",
@@ -2249,7 +2254,7 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
     if ((rc = check_stack_place("/stack_id", c->stack_id, c->account_id, NULL, part, NULL, err)) !=
         OB_OK)
         return rc;
-    if (c->has_report && strcmp(c->report.region, sa.region) != 0)
+    if (c->has_report && c->mode == OB_MODE_NEW && strcmp(c->report.region, sa.region) != 0)
         return fail(err, "/report/region", "mismatch",
                     "the report's bucket is in %s, but the stack is in %s", c->report.region,
                     sa.region);
@@ -2310,7 +2315,8 @@ ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_
     out->mode = r->mode;
     snprintf(out->role_arn, sizeof out->role_arn, "%s", m->stack.role_arn);
     snprintf(out->external_id, sizeof out->external_id, "%s", m->stack.external_id);
-    if (r->mode == OB_MODE_NEW) {
+    if (m->has_report) {
+        /* A new account's report, or the CUR an existing one already had. */
         out->report = m->report;
         out->has_report = 1;
     }

@@ -276,7 +276,8 @@ typedef struct ob_trace_s {
  * A stage hand-off. `stage` is the stage that consumes it (CUR, IAM or
  * CONNECT). Results present are exactly those of the stages already done:
  * new accounts: cur has bucket; iam has bucket+report; connect has all three.
- * Existing accounts: iam has none; connect has stack. trace is indexed by
+ * Existing accounts: iam has the report the intake found in the account (its
+ * current CUR, report only); connect has it and the stack. trace is indexed by
  * ob_stage_t (the INTAKE slot is never used).
  */
 typedef struct ob_stage_msg_s {
@@ -318,7 +319,7 @@ typedef struct ob_connected_s {
     ob_mode_t mode;
     char role_arn[OB_ROLE_ARN_LEN];     /* the Billing Engine role */
     char external_id[OB_BE_EXT_ID_LEN]; /* never log it */
-    int has_report;                     /* 1 for mode new, 0 for existing */
+    int has_report; /* 1: mode new's report, or the CUR an existing account had */
     ob_report_result_t report;
     char stack_id[OB_STACK_ID_LEN];
     char connected_at[OB_TIME_LEN];

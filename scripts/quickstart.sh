@@ -52,8 +52,19 @@ say "starting the embedded stack"
 "$BIN/tools/ob-mockkafka" --partitions 8 --bootstrap-file "$RUN/bootstrap" >"$RUN/logs/kafka.log" 2>&1 &
 PIDS+=($!)
 scripts/services.sh start "$RUN" redis >/dev/null
+# The accounts enqueued as existing (1 in 5) already have a Cost and Usage Report.
+{
+  printf '{"reports": ['
+  sep=
+  for i in $(seq 5 5 "$N"); do
+    acct=$(printf '%012d' $((200000000000 + i)))
+    printf '%s{"Account": "%s", "ReportDefinition": {"ReportName": "finance-cur", "S3Bucket": "cur-of-%s", "S3Prefix": "cur", "S3Region": "us-east-1"}}' "$sep" "$acct" "$acct"
+    sep=,
+  done
+  printf ']}\n'
+} >"$RUN/awssim-seed.json"
 "$BIN/sim/awssim" --port-file "$RUN/awssim.port" --org-accounts "$((N + 20))" \
-  --profile "$PROFILE" --scale "$SCALE" >"$RUN/logs/awssim.log" 2>&1 &
+  --seed "$RUN/awssim-seed.json" --profile "$PROFILE" --scale "$SCALE" >"$RUN/logs/awssim.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do [ -s "$RUN/bootstrap" ] && [ -s "$RUN/awssim.port" ] && break; sleep 0.1; done
 

@@ -741,6 +741,18 @@ static ob_err_t seed_check(json_t *seed, const char *what, char *errstr, size_t 
             return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
                            "%s: bucket %zu needs Name and Owner", what, i);
     }
+    json_array_foreach(json_object_get(seed, "reports"), i, v)
+    {
+        const json_t *d = json_object_get(v, "ReportDefinition");
+        if (!json_string_value(json_object_get(v, "Account")) ||
+            !json_string_value(json_object_get(d, "ReportName")) ||
+            !json_string_value(json_object_get(d, "S3Bucket")) ||
+            !json_string_value(json_object_get(d, "S3Region")))
+            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                           "%s: report %zu needs Account and a ReportDefinition with ReportName, "
+                           "S3Bucket and S3Region",
+                           what, i);
+    }
     return OB_OK;
 }
 
@@ -782,6 +794,26 @@ static void seed_apply(sim_t *sim, json_t *seed)
             json_pack("{s:s, s:s, s:I}", "owner", json_string_value(json_object_get(v, "Owner")),
                       "region", region ? region : "us-east-1", "created",
                       (json_int_t)(sim_now_ms() / 1000)));
+    }
+    json_array_foreach(json_object_get(seed, "reports"), i, v)
+    {
+        /* A report the account already had (the seed's word for it: its
+         * bucket need not exist here). */
+        const json_t *d = json_object_get(v, "ReportDefinition");
+        json_t *all = sim_section(sim, "reports");
+        const char *acct = json_string_value(json_object_get(v, "Account"));
+        json_t *mine = json_object_get(all, acct);
+        if (!mine) {
+            mine = json_object();
+            json_object_set_new(all, acct, mine);
+        }
+        json_t *def =
+            json_pack("{s:s, s:s, s:s, s:[s], s:s, s:s, s:s, s:b, s:s}", "TimeUnit", "HOURLY",
+                      "Format", "textORcsv", "Compression", "GZIP", "AdditionalSchemaElements",
+                      "RESOURCES", "S3Bucket", "", "S3Prefix", "", "S3Region", "",
+                      "RefreshClosedReports", 1, "ReportVersioning", "OVERWRITE_REPORT");
+        json_object_update(def, (json_t *)d);
+        json_object_set_new(mine, json_string_value(json_object_get(d, "ReportName")), def);
     }
     sim_touch(sim);
 }
@@ -1262,7 +1294,7 @@ static json_t *rules_json(const sim_t *sim)
 /* POST /_sim/seed: merge a seed document (the --seed format) into the state. */
 static void admin_seed(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t *r)
 {
-    static const char *const sections[] = {"accounts", "keys", "roles", "buckets"};
+    static const char *const sections[] = {"accounts", "keys", "roles", "buckets", "reports"};
     char err[512] = "";
     json_error_t je;
     json_t *j = r->body_len ? json_loadb(r->body, r->body_len, 0, &je) : NULL;
@@ -1283,7 +1315,8 @@ static void admin_seed(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t *
         any |= v != NULL;
     }
     if (!err[0] && !any)
-        snprintf(err, sizeof(err), "seed: nothing to add (give accounts, keys, roles or buckets)");
+        snprintf(err, sizeof(err),
+                 "seed: nothing to add (give accounts, keys, roles, buckets or reports)");
     if (err[0] || seed_check(j, "seed", err, sizeof(err)) != OB_OK) {
         json_decref(j);
         admin_error(conn, 400, err);

@@ -189,6 +189,24 @@ void ob_test_forget_members(int redis_port, int first, int last)
     redisFree(c);
 }
 
+void ob_test_seed_report(struct sim_s *sim, const char *account, const char *name,
+                         const char *bucket, const char *region)
+{
+    json_t *all = sim_section(sim, "reports");
+    json_t *mine = json_object_get(all, account);
+    if (!mine) {
+        mine = json_object();
+        json_object_set_new(all, account, mine);
+    }
+    json_object_set_new(mine, name,
+                        json_pack("{s:s, s:s, s:s, s:s, s:[s], s:s, s:s, s:s, s:b, s:s}",
+                                  "ReportName", name, "TimeUnit", "HOURLY", "Format", "textORcsv",
+                                  "Compression", "GZIP", "AdditionalSchemaElements", "RESOURCES",
+                                  "S3Bucket", bucket, "S3Prefix", "cur", "S3Region", region,
+                                  "RefreshClosedReports", 1, "ReportVersioning",
+                                  "OVERWRITE_REPORT"));
+}
+
 int ob_test_active_member(int k)
 {
     return k + (k - 1) / 49;

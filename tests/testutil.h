@@ -61,6 +61,11 @@ const char *ob_test_sim_env(const char *name, const char *sim_url);
  * first..last (their states in the Redis at 127.0.0.1:port): a test that
  * starts a new simulator starts from accounts that were never onboarded. */
 void ob_test_forget_members(int redis_port, int first, int last);
+/* A Cost and Usage Report the account already has in the simulator (what
+ * mode existing needs): `name` delivering to `bucket` in `region`. */
+struct sim_s;
+void ob_test_seed_report(struct sim_s *sim, const char *account, const char *name,
+                         const char *bucket, const char *region);
 /* The simulator's k-th (1-based) ACTIVE member: every 50th member is
  * SUSPENDED, and the intake refuses those. */
 int ob_test_active_member(int k);

@@ -9,8 +9,14 @@
  * organization: not ACTIVE (suspended, closing) is refused, and so is an
  * account outside the organization (AccountNotFoundException) unless
  * intake.allow.outside.accounts; a fleet that cannot see an organization
- * (AccessDenied, not in use) skips the check for ORG_BLIND_MS. Then for new
- * accounts, in the account's own identity:
+ * (AccessDenied, not in use) skips the check for ORG_BLIND_MS. An existing
+ * account must already have a Cost and Usage Report: DescribeReportDefinitions
+ * (in the account's identity, where the partition keeps CUR; GovCloud has
+ * none, so nothing is checked there) pages until it finds the report on the
+ * bucket the request names, or any report when it names none; none is a
+ * permanent failure (no_cur_report), and the report found travels with the
+ * hand-off into the connected event. Then for new accounts, in the account's
+ * own identity:
  *   CreateBucket (LocationConstraint except in us-east-1; "already owned by
  *   you" is success, "already exists" is someone else's bucket: permanent)
  *   -> PutBucketPolicy (the CUR delivery policy) -> PutPublicAccessBlock
@@ -44,14 +50,20 @@ typedef struct bucket_st_s {
     int org_check;     /* ask Organizations first (intake.organization.check) */
     int allow_outside; /* intake.allow.outside.accounts */
     int org_asked;     /* DescribeAccount is in flight */
+    int report_check;  /* existing: look for the account's CUR (intake.existing.report.check) */
+    int cur_asked;     /* existing: DescribeReportDefinitions is in flight */
+    int cur_pages;
+    char *cur_token; /* its NextToken (malloc'd; NULL: the first page) */
+    int has_found;   /* existing: the account's report */
+    ob_report_result_t found;
+    char seen[256];    /* names and buckets of the reports seen (for the reason) */
     char *buckets;     /* every bucket the fleet made in the account, this one last (malloc'd) */
     char *old_buckets; /* those but this one: kept, their data is the customer's (malloc'd) */
 } bucket_st_t;
 
 #define BUCKETS_KEPT 100 /* buckets the account's record lists */
-#define ORG_BLIND_MS                                                                               \
-    (10LL * 60 * 1000) /* how long a fleet that cannot see an organization                         \
-                        * skips the check */
+/* How long a fleet that cannot see an organization skips the check. */
+#define ORG_BLIND_MS (10LL * 60 * 1000)
 
 static uint64_t org_blind_until; /* monotonic ms; per process */
 
@@ -121,6 +133,7 @@ static ob_err_t bucket_parse(void *p, const ob_config_t *cfg, const char *payloa
     ob_request_desired(&st->req, plan->desired);
     st->org_check = cfg ? cfg->intake_org_check : 0;
     st->allow_outside = cfg ? cfg->intake_allow_outside : 0;
+    st->report_check = cfg ? cfg->intake_existing_report : 1;
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", st->req.role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", st->req.external_id);
     snprintf(plan->region, sizeof(plan->region), "%s", st->req.region);
@@ -139,6 +152,10 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
     }
     ob_stage_t next = st->req.mode == OB_MODE_NEW ? OB_STAGE_CUR : OB_STAGE_IAM;
     m.stage = next;
+    if (st->req.mode == OB_MODE_EXISTING && st->has_found) {
+        m.has_report = 1;
+        m.report = st->found;
+    }
     if (st->req.mode == OB_MODE_NEW) {
         ob_stage_fill_bucket(&m);
         ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
@@ -298,6 +315,99 @@ static int org_verdict(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *o
     return active;
 }
 
+/* Where the partition keeps CUR ("": nowhere, GovCloud). */
+static const char *cur_region(const char *role_arn)
+{
+    if (!strncmp(role_arn, "arn:aws-cn:", 11))
+        return "cn-northwest-1";
+    if (!strncmp(role_arn, "arn:aws-us-gov:", 15))
+        return "";
+    return "us-east-1";
+}
+
+static void cur_call(bucket_st_t *st, ob_step_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *body = json_pack("{s:i}", "MaxResults", 5);
+    if (st->cur_token)
+        json_object_set_new(body, "NextToken", json_string(st->cur_token));
+    char err[256];
+    ob_err_t e = ob_json11_init_obj(&out->req, OB_SVC_CUR, "DescribeReportDefinitions", body, err,
+                                    sizeof(err));
+    json_decref(body);
+    if (e != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "DescribeReportDefinitions: %s", err);
+        return;
+    }
+    out->kind = OB_STEP_CALL;
+    snprintf(out->region, sizeof(out->region), "%s", cur_region(st->req.role_arn));
+    st->cur_asked = 1;
+}
+
+/* A page of the account's reports: 1 done (found, or none left: *out is then
+ * a FAIL), 0 *out asks for the next page. */
+static int cur_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    st->cur_asked = 0;
+    if (res->err != OB_OK) {
+        ob_step_fail_aws(out, res);
+        return 1;
+    }
+    json_t *reply = NULL;
+    char err[256];
+    if (ob_aws_json_parse(res->body.data, res->body.len, &reply, err, sizeof(err)) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "bad_reply", "DescribeReportDefinitions: %s",
+                     err);
+        out->retry_reason = OB_RR_TRANSIENT;
+        return 1;
+    }
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(reply, "ReportDefinitions"), i, d)
+    {
+        const char *name = json_string_value(json_object_get(d, "ReportName"));
+        const char *bucket = json_string_value(json_object_get(d, "S3Bucket"));
+        const char *prefix = json_string_value(json_object_get(d, "S3Prefix"));
+        const char *region = json_string_value(json_object_get(d, "S3Region"));
+        if (!name || !bucket || !region)
+            continue;
+        size_t n = strlen(st->seen);
+        snprintf(st->seen + n, sizeof(st->seen) - n, "%s%s (bucket %s)", n ? ", " : "", name,
+                 bucket);
+        if (st->has_found || (st->req.has_bucket && strcmp(bucket, st->req.bucket) != 0))
+            continue;
+        st->has_found = 1;
+        snprintf(st->found.name, sizeof(st->found.name), "%s", name);
+        snprintf(st->found.bucket, sizeof(st->found.bucket), "%s", bucket);
+        snprintf(st->found.prefix, sizeof(st->found.prefix), "%s", prefix ? prefix : "");
+        snprintf(st->found.region, sizeof(st->found.region), "%s", region);
+    }
+    const char *next = json_string_value(json_object_get(reply, "NextToken"));
+    if (!st->has_found && next && *next && ++st->cur_pages < 20) {
+        free(st->cur_token);
+        st->cur_token = strdup(next);
+        json_decref(reply);
+        cur_call(st, out);
+        return 0;
+    }
+    json_decref(reply);
+    if (st->has_found)
+        return 1;
+    if (st->req.has_bucket)
+        ob_step_fail(out, OB_DLQ_PERMANENT, "no_cur_report",
+                     "account %s has no Cost and Usage Report delivering to bucket %s (found: "
+                     "%s): mode existing connects the CUR an account already has; name its "
+                     "bucket, or use mode new to create one",
+                     st->req.account_id, st->req.bucket, st->seen[0] ? st->seen : "none");
+    else
+        ob_step_fail(out, OB_DLQ_PERMANENT, "no_cur_report",
+                     "account %s has no Cost and Usage Report: mode existing connects the CUR an "
+                     "account already has; use mode new to create one",
+                     st->req.account_id);
+    snprintf(out->field, sizeof(out->field), "%s", st->req.has_bucket ? "/bucket/name" : "/mode");
+    return 1;
+}
+
 static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 {
     bucket_st_t *st = p;
@@ -311,6 +421,13 @@ static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
         return;
     }
     if (st->req.mode == OB_MODE_EXISTING) {
+        if (st->cur_asked && res) {
+            if (!cur_page(st, res, out) || out->kind == OB_STEP_FAIL)
+                return;
+        } else if (st->report_check && cur_region(st->req.role_arn)[0]) {
+            cur_call(st, out);
+            return;
+        }
         hand_off(st, out);
         return;
     }
@@ -365,6 +482,8 @@ static void bucket_clear(void *p)
 {
     bucket_st_t *st = p;
     ob_request_clear(&st->req);
+    free(st->cur_token);
+    st->cur_token = NULL;
     free(st->buckets);
     free(st->old_buckets);
     st->buckets = st->old_buckets = NULL;

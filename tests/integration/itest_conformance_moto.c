@@ -111,6 +111,9 @@ static const char *env_get(const char *name, void *ctx)
                            {"OB_CONNECT_RETRY_WAIT", "200ms"},
                            /* accounts of its own, outside any organization */
                            {"OB_INTAKE_ORGANIZATION_CHECK", "false"},
+                           /* S3 and STS are moto's: the intake cannot read awssim's CUR
+                            * as the account */
+                           {"OB_INTAKE_EXISTING_REPORT_CHECK", "false"},
                            {NULL, NULL}};
     snprintf(port_s, sizeof(port_s), "%d", redis_port);
     return ob_test_kv_lookup(kv, name);

@@ -3,7 +3,8 @@
  * the AWS simulator: the four stage workers (the real runtime, in this
  * process, on one loop) onboard a mixed batch — new and existing accounts, bad
  * input, good requests under a Kafka key that is not their account (or none),
- * members the organization has suspended,
+ * members the organization has suspended, an existing account without a
+ * Cost and Usage Report (the others' reports named in their events),
  * a role that does not exist, a bucket name someone else owns — and the
  * test checks what a Billing Engine and an auditor would: exactly one
  * connected event per account (after deduplication by its idempotency key;
@@ -34,6 +35,7 @@
 #define MISKEYED  (NNEW + NEXISTING + 1) /* a good request under another Kafka key */
 #define UNKEYED   (NNEW + NEXISTING + 2) /* a good request with no key */
 #define OUTSIDE   350                    /* not in the organization (it has 300 members) */
+#define NOCUR     (NNEW + 2)             /* existing, but without a Cost and Usage Report */
 #define MGMT_ROOT "arn:aws:iam::111111111111:root"
 
 static const char *brokers;
@@ -170,6 +172,15 @@ static void run_pipeline(int replicas)
     assert_non_null(sim);
     ob_test_forget_members(redis_port, 1, so.org_accounts);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    /* Existing accounts already have a Cost and Usage Report. */
+    for (int i = NNEW + 1; i <= NNEW + NEXISTING; i++) {
+        if (i == NOCUR || i % 50 == 0)
+            continue;
+        char acct[16], bucket[64];
+        acct_id(i, acct);
+        snprintf(bucket, sizeof(bucket), "cur-of-%s", acct);
+        ob_test_seed_report(sim, acct, "their-own-cur", bucket, "eu-central-1");
+    }
     json_object_set_new(
         sim_section(sim, "buckets"), "owned-by-member-59",
         json_pack("{s:s, s:s, s:i}", "owner", "200000000059", "region", "eu-west-1", "created", 0));
@@ -217,8 +228,8 @@ static void run_pipeline(int replicas)
     /* TAKEN and NOROLE fail, and the members the organization has
      * SUSPENDED (every 50th) are refused at intake. */
     int suspended = (NNEW + NEXISTING) / 50;
-    int expect_connected = NNEW + NEXISTING - 2 - suspended;
-    want_t want = {&out, expect_connected + 6 + suspended};
+    int expect_connected = NNEW + NEXISTING - 3 - suspended;
+    want_t want = {&out, expect_connected + 7 + suspended};
     uint64_t t0 = ob_loop_update_time(loop);
     int ok = ob_test_run_until(loop, got_all, &want, 240000);
     uint64_t took = ob_loop_update_time(loop) - t0;
@@ -264,6 +275,13 @@ static void run_pipeline(int replicas)
                         "permanent");
     assert_non_null(strstr(
         json_string_value(json_object_get(json_object_get(d, "error"), "message")), "NoSuchRole"));
+    /* Existing, without a report of its own: refused at intake. */
+    acct_id(NOCUR, a);
+    d = json_object_get(out.dlq, a);
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "error"), "code")),
+                        "no_cur_report");
+    assert_string_equal(json_string_value(json_object_get(d, "stage")), "bucket");
     /* Outside the organization: refused at intake. */
     acct_id(OUTSIDE, a);
     d = json_object_get(out.dlq, a);
@@ -361,10 +379,26 @@ static void run_pipeline(int replicas)
         assert_string_equal(json_string_value(json_object_get(rep, "Compression")), "GZIP");
         assert_int_equal(json_object_size(json_object_get(reports, a)), 1);
     }
-    /* Existing accounts got no bucket and no report. */
+    /* Existing accounts keep the report they had (no other made), and their
+     * event names it. */
     for (int i = NNEW + 1; i <= NNEW + NEXISTING; i++) {
+        if (i % 50 == 0 || i == NOCUR)
+            continue;
         acct_id(i, a);
-        assert_null(json_object_get(reports, a));
+        assert_int_equal(json_object_size(json_object_get(reports, a)), 1);
+        assert_non_null(json_object_get(json_object_get(reports, a), "their-own-cur"));
+    }
+    json_object_foreach(out.connected, k, ev)
+    {
+        const char *acct = json_string_value(json_object_get(ev, "account_id"));
+        if (strcmp(json_string_value(json_object_get(ev, "mode")), "existing") != 0)
+            continue;
+        json_t *rep = json_object_get(ev, "report");
+        char theirs[64];
+        snprintf(theirs, sizeof(theirs), "cur-of-%s", acct);
+        assert_string_equal(json_string_value(json_object_get(rep, "name")), "their-own-cur");
+        assert_string_equal(json_string_value(json_object_get(rep, "bucket")), theirs);
+        assert_string_equal(json_string_value(json_object_get(rep, "region")), "eu-central-1");
     }
 
     ob_kconsumer_close(auditor);

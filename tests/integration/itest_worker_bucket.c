@@ -162,6 +162,17 @@ static void produce_requests(ob_loop_t *loop, int round)
     ob_cfg_kv_free(&kv);
 }
 
+/* The existing members (after the NNEW new ones) already have a report. */
+static void seed_existing(sim_t *sim)
+{
+    for (int i = NNEW + 1; i <= NNEW + 3; i++) {
+        char acct[16], bucket[64];
+        ob_test_member_account(i, acct);
+        snprintf(bucket, sizeof(bucket), "cur-of-%s", acct);
+        ob_test_seed_report(sim, acct, "their-own-cur", bucket, "us-east-1");
+    }
+}
+
 static void test_bucket_worker(void **state)
 {
     ob_loop_t *loop = ob_loop_new(NULL, 0);
@@ -170,6 +181,7 @@ static void test_bucket_worker(void **state)
     sim_t *sim = sim_new(loop, &so, err, sizeof(err));
     assert_non_null(sim);
     ob_test_forget_members(redis_port, 1, so.org_accounts);
+    seed_existing(sim);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
     /* Someone else (member 55) owns the name member 7 asks for. */
     json_object_set_new(
@@ -215,6 +227,14 @@ static void test_bucket_worker(void **state)
     assert_int_equal(json_object_size(seen.cur), NNEW - 1);
     assert_int_equal(json_object_size(seen.iam), 3);
     assert_int_equal(json_object_size(seen.dlq), 4);
+    /* Existing accounts: their own report travels to iam. */
+    const char *ik;
+    json_t *iv;
+    json_object_foreach(seen.iam, ik, iv)
+    {
+        json_t *rep = json_object_get(json_object_get(json_array_get(iv, 0), "results"), "report");
+        assert_string_equal(json_string_value(json_object_get(rep, "name")), "their-own-cur");
+    }
 
     /* The dead letters say why. */
     json_t *d7 = json_array_get(json_object_get(seen.dlq, "200000000007"), 0);
@@ -289,6 +309,7 @@ static sim_t *start_sim(ob_loop_t *loop, const sim_opts_t *so)
     if (!sim)
         fail_msg("awssim: %s", err);
     ob_test_forget_members(redis_port, 1, so->org_accounts);
+    seed_existing(sim);
     snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
     return sim;
 }

@@ -368,9 +368,9 @@ static void test_seed_errors_change_nothing(void **state)
                 "body must be a JSON object like the --seed file: {\"accounts\": [...], "
                 "\"keys\": [...], \"roles\": [...], \"buckets\": [...]}");
     admin_fails(f, "POST", "/_sim/seed", "{}", 400,
-                "seed: nothing to add (give accounts, keys, roles or buckets)");
+                "seed: nothing to add (give accounts, keys, roles, buckets or reports)");
     admin_fails(f, "POST", "/_sim/seed", "{\"role\": []}", 400,
-                "seed: nothing to add (give accounts, keys, roles or buckets)");
+                "seed: nothing to add (give accounts, keys, roles, buckets or reports)");
     admin_fails(f, "POST", "/_sim/seed", "{\"roles\": {}}", 400,
                 "seed: \"roles\" must be an array");
     /* One bad item: the good ones before it are not applied either. */

@@ -5,6 +5,7 @@
  * retries is retries-exhausted); the hand-off it emits; the routing of
  * existing accounts; and the dead-letter reasons for bad input.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +213,41 @@ static void test_bucket_errors(void **state)
     free(p);
 }
 
+/* A 200 with a JSON body (the buffer is the test's). */
+static ob_aws_result_t json_reply(const char *body)
+{
+    ob_aws_result_t res = ok_result();
+    res.body.data = (char *)body;
+    res.body.len = strlen(body);
+    return res;
+}
+
+/* The step must be a page of DescribeReportDefinitions (token: the
+ * NextToken it must send, NULL: none). */
+static void expect_describe(const ob_step_t *s, const char *region, const char *token)
+{
+    assert_int_equal(s->kind, OB_STEP_CALL);
+    assert_string_equal(s->req.op, "DescribeReportDefinitions");
+    assert_int_equal(s->req.svc, OB_SVC_CUR);
+    assert_string_equal(s->region, region);
+    json_t *b = json_loadb(s->req.body.data, s->req.body.len, 0, NULL);
+    assert_non_null(b);
+    assert_int_equal(json_integer_value(json_object_get(b, "MaxResults")), 5);
+    if (token)
+        assert_string_equal(json_string_value(json_object_get(b, "NextToken")), token);
+    else
+        assert_null(json_object_get(b, "NextToken"));
+    json_decref(b);
+}
+
+#define REPORT(name, bucket)                                                                       \
+    "{\"ReportName\":\"" name "\",\"S3Bucket\":\"" bucket "\",\"S3Prefix\":\"cur/\","              \
+    "\"S3Region\":\"eu-central-1\",\"TimeUnit\":\"HOURLY\"}"
+
+/* An existing account: its CUR is looked up (the report on the bucket the
+ * request names, across pages, or the first one), and travels with the
+ * hand-off to iam; none is a permanent failure; GovCloud has no CUR to look
+ * in. */
 static void test_existing_account_goes_to_iam(void **state)
 {
     run_t r;
@@ -220,6 +256,11 @@ static void test_existing_account_goes_to_iam(void **state)
     char *p = request("existing", "eu-west-1", NULL);
     assert_int_equal(start(&r, p, &s), OB_OK);
     ob_stage_bucket.step(r.st, NULL, &s);
+    expect_describe(&s, "us-east-1", NULL);
+    ob_step_clear(&s);
+    ob_aws_result_t page = json_reply("{\"ReportDefinitions\":[" REPORT(
+        "finance", "acme-cur") "," REPORT("other", "acme-other") "]}");
+    ob_stage_bucket.step(r.st, &page, &s);
     assert_int_equal(s.kind, OB_STEP_DONE);
     assert_string_equal(s.emit_topic, "iam");
     ob_stage_msg_t m;
@@ -227,10 +268,79 @@ static void test_existing_account_goes_to_iam(void **state)
     assert_int_equal(ob_stage_parse(s.emit, strlen(s.emit), &m, &me), OB_OK);
     assert_int_equal(m.stage, OB_STAGE_IAM);
     assert_false(m.has_bucket);
+    assert_true(m.has_report);
+    assert_string_equal(m.report.name, "finance");
+    assert_string_equal(m.report.bucket, "acme-cur");
+    assert_string_equal(m.report.prefix, "cur/");
+    assert_string_equal(m.report.region, "eu-central-1");
     ob_stage_msg_clear(&m);
     ob_step_clear(&s);
     finish(&r);
     free(p);
+
+    /* The request names the bucket: the report there, on page 2. */
+    p = request("existing", "eu-west-1", ",\"bucket\":{\"name\":\"acme-other\"}");
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    ob_step_clear(&s);
+    page = json_reply(
+        "{\"ReportDefinitions\":[" REPORT("finance", "acme-cur") "],"
+                                                                 "\"NextToken\":\"t2\"}");
+    ob_stage_bucket.step(r.st, &page, &s);
+    expect_describe(&s, "us-east-1", "t2");
+    ob_step_clear(&s);
+    page = json_reply("{\"ReportDefinitions\":[" REPORT("other", "acme-other") "]}");
+    ob_stage_bucket.step(r.st, &page, &s);
+    assert_int_equal(s.kind, OB_STEP_DONE);
+    assert_int_equal(ob_stage_parse(s.emit, strlen(s.emit), &m, &me), OB_OK);
+    assert_string_equal(m.report.name, "other");
+    ob_stage_msg_clear(&m);
+    ob_step_clear(&s);
+    finish(&r);
+
+    /* No report on that bucket: refused, naming what there is. */
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    ob_step_clear(&s);
+    page = json_reply("{\"ReportDefinitions\":[" REPORT("finance", "acme-cur") "]}");
+    ob_stage_bucket.step(r.st, &page, &s);
+    assert_int_equal(s.kind, OB_STEP_FAIL);
+    assert_int_equal(s.fail_class, OB_DLQ_PERMANENT);
+    assert_string_equal(s.code, "no_cur_report");
+    assert_string_equal(s.field, "/bucket/name");
+    assert_non_null(strstr(s.message, "finance (bucket acme-cur)"));
+    ob_step_clear(&s);
+    finish(&r);
+    free(p);
+
+    /* No report at all. */
+    p = request("existing", "eu-west-1", NULL);
+    assert_int_equal(start(&r, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    ob_step_clear(&s);
+    page = json_reply("{\"ReportDefinitions\":[]}");
+    ob_stage_bucket.step(r.st, &page, &s);
+    assert_int_equal(s.kind, OB_STEP_FAIL);
+    assert_string_equal(s.code, "no_cur_report");
+    assert_string_equal(s.field, "/mode");
+    ob_step_clear(&s);
+    finish(&r);
+    free(p);
+
+    /* China keeps CUR in cn-northwest-1; GovCloud has none: straight on. */
+    char gov[2048];
+    snprintf(gov, sizeof(gov),
+             "{\"schema\":\"onboard.request/1\",\"request_id\":\"req-1\",\"account_id\":"
+             "\"123456789012\",\"cloud\":\"aws\",\"mode\":\"existing\",\"region\":"
+             "\"us-gov-west-1\",\"role_arn\":\"arn:aws-us-gov:iam::123456789012:role/Onboard\"}");
+    assert_int_equal(start(&r, gov, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    assert_int_equal(s.kind, OB_STEP_DONE);
+    assert_int_equal(ob_stage_parse(s.emit, strlen(s.emit), &m, &me), OB_OK);
+    assert_false(m.has_report);
+    ob_stage_msg_clear(&m);
+    ob_step_clear(&s);
+    finish(&r);
 }
 
 static void test_bad_input(void **state)
