@@ -88,6 +88,7 @@ static struct {
     json_t *poison_dlq; /* key -> record */
     int raw_connected;
     int kills, restarts_redis, restarts_kafka, flushes;
+    int dups_shown;
     unsigned short rng[3];
     pid_t worker_pid[4];
     ob_loop_t *loop;
@@ -185,10 +186,20 @@ static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
         check(k && a, "connected event without a known account or key: %.200s",
               (const char *)m->payload);
         if (k && a && !json_object_get(G.seen_idem, k)) {
-            json_object_set_new(G.seen_idem, k, json_true());
+            json_object_set_new(G.seen_idem, k, json_integer(1));
             a->connected++;
             if (!a->event)
                 a->event = json_incref(j);
+        } else if (k && a) {
+            /* A raw duplicate: which account, which request, where on the topic. */
+            json_int_t n = json_integer_value(json_object_get(G.seen_idem, k)) + 1;
+            json_object_set_new(G.seen_idem, k, json_integer(n));
+            if (G.dups_shown++ < 10)
+                fprintf(stderr,
+                        "chaos: a raw duplicate: account %s request %s, partition %d offset "
+                        "%lld (copy %lld of its key)\n",
+                        a->id, json_string_value(json_object_get(j, "request_id")),
+                        (int)m->partition, (long long)m->offset, (long long)n);
         }
         if (k && a) {
             json_decref(a->last);
@@ -1038,6 +1049,7 @@ int main(int argc, char **argv)
     ob_redis_free(redis);
     for (int i = 0; i < G.n; i++) {
         json_decref(G.a[i].event);
+        json_decref(G.a[i].last);
         json_decref(G.a[i].dead);
     }
     free(G.a);
