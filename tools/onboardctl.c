@@ -576,28 +576,6 @@ static void on_hgetall(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
                             json_string(reply->element[i + 1]->str));
 }
 
-ob_redis_t *ctl_redis_connect(ctl_t *c)
-{
-    ob_redis_opts_t ro;
-    ob_worker_redis_opts(&c->cfg, &ro);
-    ro.command_timeout_ms = 5000;
-    char err[512] = "";
-    ob_redis_t *r = ob_redis_new(c->loop, &ro, err, sizeof(err));
-    if (!r && err[0]) {
-        fprintf(stderr, "onboardctl: %s\n", err);
-        return NULL;
-    }
-    for (int i = 0; r && i < 50 && !ob_redis_connected(r); i++)
-        ob_loop_run_once(c->loop, 100);
-    if (!r || !ob_redis_connected(r)) {
-        fprintf(stderr, "onboardctl: cannot reach Redis at %s:%lld\n", c->cfg.redis_host,
-                c->cfg.redis_port);
-        ob_redis_free(r);
-        return NULL;
-    }
-    return r;
-}
-
 static int cmd_status(ctl_t *c, int argc, char **argv)
 {
     const char *acct = NULL;
@@ -779,83 +757,6 @@ static int dlq_match(const ob_dlq_t *d, const dlq_filter_t *f)
 }
 
 typedef int(dlq_each_fn)(ctl_t *c, ob_dlq_t *d, void *arg); /* 1: keep d (the callee owns it) */
-
-int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, int missing_ok)
-{
-    char err[512], topic[256];
-    snprintf(topic, sizeof(topic), "%s%s", c->cfg.topic_prefix, suffix);
-    /* The end of a partition is where the broker says it is (partition EOF):
-     * the workers write in transactions, whose markers take the last
-     * offsets of the log without being messages. */
-    static const char *const defaults[] = {
-        "group.id", "onboardctl-reader", "enable.auto.commit", "false", "enable.partition.eof",
-        "true",     "isolation.level",   "read_committed",     NULL};
-    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, sizeof(err));
-    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
-    if (!rk) {
-        fprintf(stderr, "onboardctl: %s\n", err);
-        return EXIT_RUNTIME;
-    }
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-    if (e || md->topic_cnt != 1 || md->topics[0].err) {
-        rd_kafka_resp_err_t why = e ? e : md->topics[0].err;
-        int absent = why == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-        if (!(absent && missing_ok))
-            fprintf(stderr, "onboardctl: cannot read topic %s: %s\n", topic, rd_kafka_err2str(why));
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(rkt);
-        rd_kafka_destroy(rk);
-        return absent && missing_ok ? 0 : EXIT_RUNTIME;
-    }
-    int nparts = md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(nparts);
-    int64_t *end = calloc((size_t)(nparts ? nparts : 1), sizeof(*end));
-    char *ended = calloc((size_t)(nparts ? nparts : 1), 1);
-    int remaining = 0, rc = 0;
-    for (int p = 0; p < nparts; p++) {
-        int64_t lo = 0, hi = 0;
-        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) == 0 && hi > lo) {
-            rd_kafka_topic_partition_list_add(assign, topic, p)->offset = lo;
-            end[p] = hi;
-            remaining++;
-        }
-    }
-    rd_kafka_assign(rk, assign);
-    rd_kafka_topic_partition_list_destroy(assign);
-    while (remaining > 0) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 10000);
-        if (!m) {
-            fprintf(stderr, "onboardctl: timed out reading %s\n", topic);
-            rc = EXIT_RUNTIME;
-            break;
-        }
-        if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition >= 0 &&
-                m->partition < nparts && !ended[m->partition]) {
-                ended[m->partition] = 1;
-                remaining--;
-            }
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        each(c, m, arg);
-        if (m->offset + 1 >= end[m->partition] && !ended[m->partition]) {
-            ended[m->partition] = 1;
-            remaining--;
-        }
-        rd_kafka_message_destroy(m);
-    }
-    free(end);
-    free(ended);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return rc;
-}
 
 typedef struct dlq_read_s {
     dlq_each_fn *each;
