@@ -74,23 +74,31 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Where the partition's Organizations endpoint is. */
-static const char *org_region(const char *role_arn)
+/* What the stages need to know of a partition: its name, where its
+ * Organizations endpoint is, and where it keeps CUR ("": nowhere). */
+typedef struct partition_s {
+    const char *arn_prefix, *name, *org_region, *cur_region;
+} partition_t;
+
+static const partition_t PARTITIONS[] = {
+    {"arn:aws-cn:", "aws-cn", "cn-northwest-1", "cn-northwest-1"},
+    {"arn:aws-us-gov:", "aws-us-gov", "us-gov-west-1", ""}, /* GovCloud has no CUR */
+    {"arn:", "aws", "us-east-1", "us-east-1"},
+};
+
+/* The partition of a role ARN (the codec has checked it is the region's). */
+static const partition_t *partition_of(const char *role_arn)
 {
-    if (!strncmp(role_arn, "arn:aws-cn:", 11))
-        return "cn-northwest-1";
-    if (!strncmp(role_arn, "arn:aws-us-gov:", 15))
-        return "us-gov-west-1";
-    return "us-east-1";
+    size_t n = sizeof(PARTITIONS) / sizeof(PARTITIONS[0]);
+    for (size_t i = 0; i + 1 < n; i++)
+        if (!strncmp(role_arn, PARTITIONS[i].arn_prefix, strlen(PARTITIONS[i].arn_prefix)))
+            return &PARTITIONS[i];
+    return &PARTITIONS[n - 1];
 }
 
-static const char *partition_of(const char *role_arn)
+const char *ob_cur_region(const char *role_arn)
 {
-    if (!strncmp(role_arn, "arn:aws-cn:", 11))
-        return "aws-cn";
-    if (!strncmp(role_arn, "arn:aws-us-gov:", 15))
-        return "aws-us-gov";
-    return "aws";
+    return partition_of(role_arn)->cur_region;
 }
 
 char *ob_cur_bucket_policy(const char *partition, const char *account_id, const char *bucket)
@@ -220,8 +228,8 @@ static void next_call(bucket_st_t *st, ob_step_t *out)
         s3_call(st, out, "CreateBucket", NULL, body.len ? body.data : NULL, "application/xml", 0);
         break;
     case B_POLICY: {
-        char *policy = ob_cur_bucket_policy(partition_of(st->req.role_arn), st->req.account_id,
-                                            st->req.bucket);
+        char *policy = ob_cur_bucket_policy(partition_of(st->req.role_arn)->name,
+                                            st->req.account_id, st->req.bucket);
         s3_call(st, out, "PutBucketPolicy", "policy", policy, "application/json", 1);
         free(policy);
         break;
@@ -261,7 +269,7 @@ static void org_call(bucket_st_t *st, ob_step_t *out)
     }
     out->kind = OB_STEP_CALL;
     out->as_fleet = 1;
-    snprintf(out->region, sizeof(out->region), "%s", org_region(st->req.role_arn));
+    snprintf(out->region, sizeof(out->region), "%s", partition_of(st->req.role_arn)->org_region);
     st->org_asked = 1;
 }
 
@@ -315,16 +323,6 @@ static int org_verdict(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *o
     return active;
 }
 
-/* Where the partition keeps CUR ("": nowhere, GovCloud). */
-static const char *cur_region(const char *role_arn)
-{
-    if (!strncmp(role_arn, "arn:aws-cn:", 11))
-        return "cn-northwest-1";
-    if (!strncmp(role_arn, "arn:aws-us-gov:", 15))
-        return "";
-    return "us-east-1";
-}
-
 static void cur_call(bucket_st_t *st, ob_step_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -340,7 +338,7 @@ static void cur_call(bucket_st_t *st, ob_step_t *out)
         return;
     }
     out->kind = OB_STEP_CALL;
-    snprintf(out->region, sizeof(out->region), "%s", cur_region(st->req.role_arn));
+    snprintf(out->region, sizeof(out->region), "%s", ob_cur_region(st->req.role_arn));
     st->cur_asked = 1;
 }
 
@@ -424,7 +422,7 @@ static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
         if (st->cur_asked && res) {
             if (!cur_page(st, res, out) || out->kind == OB_STEP_FAIL)
                 return;
-        } else if (st->report_check && cur_region(st->req.role_arn)[0]) {
+        } else if (st->report_check && ob_cur_region(st->req.role_arn)[0]) {
             cur_call(st, out);
             return;
         }

@@ -617,7 +617,8 @@ static ob_err_t cur_parse(void *p, const ob_config_t *cfg, const char *payload, 
     }
     const ob_request_t *r = &st->msg.request;
     /* The codec has checked that the role's partition is the region's. */
-    if (!strncmp(r->region, "us-gov-", 7)) {
+    st->cur_region = ob_cur_region(r->role_arn);
+    if (!st->cur_region[0]) {
         ob_step_fail(
             fail, OB_DLQ_PERMANENT, "unsupported_partition",
             "/request/region: Cost and Usage Reports are not offered in AWS GovCloud (US); a "
@@ -626,7 +627,6 @@ static ob_err_t cur_parse(void *p, const ob_config_t *cfg, const char *payload, 
         snprintf(fail->field, sizeof(fail->field), "/request/region");
         return OB_ERR_PARSE;
     }
-    st->cur_region = !strncmp(r->region, "cn-", 3) ? "cn-northwest-1" : "us-east-1";
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", r->account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", r->request_id);
     ob_request_desired(r, plan->desired);

@@ -26,5 +26,8 @@ void ob_stage_iam_timing_reset(uint64_t (*now_ms)(void));
  * billingreports.amazonaws.com and bcm-data-exports.amazonaws.com, each
  * limited by aws:SourceArn and aws:SourceAccount to the account. */
 char *ob_cur_bucket_policy(const char *partition, const char *account_id, const char *bucket);
+/* Where the role's partition keeps Cost and Usage Reports: us-east-1,
+ * cn-northwest-1, or "" (AWS GovCloud has none). */
+const char *ob_cur_region(const char *role_arn);
 
 #endif
