@@ -23,7 +23,7 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY CMakeLists.txt ./
-COPY common/ common/
+COPY lib/ lib/
 COPY workers/ workers/
 COPY sim/ sim/
 COPY tools/ tools/

@@ -35,7 +35,7 @@
 #include "ob_awsconfig.h"
 #include "ob_buf.h"
 #include "ob_config.h"
-#include "ob_creds.h"
+#include "ob_credsrc.h"
 #include "ob_crypto.h"
 #include "ob_http.h"
 #include "ob_kafka.h"

@@ -1,6 +1,6 @@
 /*
  * The four stages of onboarding, as pure logic for ob_worker (see
- * common/ob_worker.h): each reads its input message and turns every AWS
+ * lib/pipeline/ob_worker.h): each reads its input message and turns every AWS
  * reply into the next step. No I/O here, so every path is a unit test.
  */
 #ifndef OB_STAGES_H

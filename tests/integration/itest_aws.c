@@ -14,7 +14,7 @@
 
 #include "ob_aws.h"
 #include "ob_awsconfig.h"
-#include "ob_creds.h"
+#include "ob_credsrc.h"
 #include "ob_log.h"
 #include "testutil.h"
 
@@ -517,6 +517,34 @@ static void test_chain_order_and_sources(void **state)
             NULL);
     assert_null(chain(&f, err, sizeof(err)));
     assert_non_null(strstr(err, "loop"));
+    fx_free(&f);
+
+    /* duration_seconds that is not a whole number STS takes is a config
+     * error naming it, not an AssumeRole that fails at every refresh. */
+    static const char *const bad_durations[] = {"12h", "", "899", "43201", "3600x", "99999999999"};
+    for (size_t i = 0; i < sizeof(bad_durations) / sizeof(bad_durations[0]); i++) {
+        char cfg[512];
+        snprintf(cfg, sizeof(cfg),
+                 "[profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = b\n"
+                 "duration_seconds = %s\n"
+                 "[profile b]\naws_access_key_id = AKIAB\naws_secret_access_key = x\n",
+                 bad_durations[i]);
+        fx_init(&f, &e5, cfg, NULL);
+        err[0] = '\0';
+        assert_null(chain(&f, err, sizeof(err)));
+        assert_non_null(strstr(err, "duration_seconds must be a whole number from 900 to 43200"));
+        fx_free(&f);
+    }
+    fx_init(&f, &e5,
+            "[profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = b\n"
+            "duration_seconds = 900\n"
+            "[profile b]\naws_access_key_id = AKIAB\naws_secret_access_key = x\n",
+            NULL);
+    s = chain(&f, err, sizeof(err));
+    assert_non_null(s);
+    assert_string_equal(ob_credsrc_describe(s),
+                        "assume-role arn:aws:iam::123456789012:role/a via profile a");
+    ob_credsrc_unref(s);
     fx_free(&f);
 
     /* Container credentials (full URI on loopback, with a token). */

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "ob_aws.h"
-#include "ob_creds.h"
+#include "ob_credsrc.h"
 #include "ob_http.h"
 #include "sim.h"
 #include "testutil.h"

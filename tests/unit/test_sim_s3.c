@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "ob_aws.h"
-#include "ob_creds.h"
+#include "ob_credsrc.h"
 #include "ob_crypto.h"
 #include "ob_http.h"
 #include "ob_sigv4.h"

@@ -860,3 +860,24 @@ double ob_ratelimit_current(const ob_ratelimit_t *rl, const char *api)
     const rl_api_t *a = lookup(rl, api);
     return a ? a->cur_rate : 0;
 }
+
+static void *aws_acquire(void *ctx, const char *api, ob_aws_limiter_cb *cb, void *arg)
+{
+    return ob_ratelimit_acquire(ctx, api, cb, arg);
+}
+
+static void aws_cancel(void *ctx, void *wait)
+{
+    ob_ratelimit_cancel(wait);
+}
+
+static void aws_throttled(void *ctx, const char *api)
+{
+    ob_ratelimit_throttled(ctx, api);
+}
+
+ob_aws_limiter_t ob_ratelimit_aws_limiter(ob_ratelimit_t *rl)
+{
+    ob_aws_limiter_t l = {rl, aws_acquire, aws_cancel, aws_throttled};
+    return l;
+}

@@ -57,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ob_aws.h"
 #include "ob_err.h"
 #include "ob_loop.h"
 #include "ob_redis.h"
@@ -117,6 +118,10 @@ void ob_ratelimit_cancel(ob_ratelimit_wait_t *w);
  * command); nothing is sent while Redis is known to be away. No-op for
  * unlimited APIs. */
 void ob_ratelimit_throttled(ob_ratelimit_t *rl, const char *api);
+
+/* The limiter as the AWS client's interface (ob_aws_set_limiter): rl is
+ * borrowed by the client. */
+ob_aws_limiter_t ob_ratelimit_aws_limiter(ob_ratelimit_t *rl);
 
 typedef struct ob_ratelimit_stats_s {
     uint64_t granted;      /* callbacks run (tokens handed out) */

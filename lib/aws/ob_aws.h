@@ -125,13 +125,25 @@ size_t ob_aws_api_stats(const ob_aws_t *aws, ob_aws_api_stat_t *out, size_t max)
 const ob_aws_opts_t *ob_aws_opts(const ob_aws_t *aws);
 
 /*
- * Gate every attempt (retries included) through a fleet-wide rate limiter
- * (ob_ratelimit), keyed "<service id>.<Operation>" ("sts.AssumeRole"), and
- * report every throttling answer to it, so replicas slow down together.
- * Borrowed; NULL detaches it (waits in progress are withdrawn and those
- * calls go ahead): detach before freeing the limiter.
+ * A rate limiter the client asks before every attempt (retries included),
+ * naming the API as "<service id>.<Operation>" ("sts.AssumeRole"), and tells
+ * of every throttling answer, so that replicas slow down together. The
+ * fleet's limiter (ob_ratelimit, in the pipeline layer above) keeps its state
+ * in Redis; the client knows only this interface and links no Redis.
+ *   acquire:   NULL lets the attempt go now; otherwise a wait whose cb(arg)
+ *              runs later on the loop, unless cancel withdraws it first.
+ *   cancel:    withdraw a wait acquire returned (cb never runs).
+ *   throttled: AWS answered a throttling error for api.
  */
-struct ob_ratelimit_s;
-void ob_aws_set_limiter(ob_aws_t *aws, struct ob_ratelimit_s *rl);
+typedef void(ob_aws_limiter_cb)(void *arg);
+typedef struct ob_aws_limiter_s {
+    void *ctx;
+    void *(*acquire)(void *ctx, const char *api, ob_aws_limiter_cb *cb, void *arg);
+    void (*cancel)(void *ctx, void *wait);
+    void (*throttled)(void *ctx, const char *api);
+} ob_aws_limiter_t;
+/* Copied; the ctx stays borrowed. NULL detaches the limiter (waits in
+ * progress are withdrawn and those calls go ahead): detach before freeing it. */
+void ob_aws_set_limiter(ob_aws_t *aws, const ob_aws_limiter_t *limiter);
 
 #endif

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "ob_awsconfig.h"
-#include "ob_creds.h"
+#include "ob_credsrc.h"
 #include "ob_crypto.h"
 #include "ob_heap.h"
 #include "ob_http.h"
@@ -2722,7 +2722,8 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     if (!w->limiter ||
         ob_ratelimit_configure(w->limiter, w->cfg->rate_limits, errstr, errstr_size) != OB_OK)
         goto fail;
-    ob_aws_set_limiter(w->aws, w->limiter);
+    ob_aws_limiter_t lim = ob_ratelimit_aws_limiter(w->limiter);
+    ob_aws_set_limiter(w->aws, &lim);
     snprintf(w->group, sizeof(w->group), "%s%s", w->cfg->topic_prefix, w->stage->name);
     w->txn = w->cfg->output_transactions;
     if (w->txn) {

@@ -1,18 +1,11 @@
 /*
- * ob_creds: credential sources on the event loop.
- *
- * Every source shares one piece of machinery (credsrc_*): the current
- * credentials with their refresh deadlines, a list of waiters, a single
- * in-flight fetch, and a short memory of the last failure. What differs per
- * kind is only how a fetch is done (ops->fetch), which always ends in
- * credsrc_done(). Fetches use ob_aws (STS) or ob_http (container, IMDS), so
- * they are asynchronous like everything else on the loop.
- *
- * Waiter callbacks always run from a loop callback (a zero-delay timer or a
- * fetch completion), never from inside ob_credsrc_get(), so callers need not
- * guard against re-entry.
+ * ob_credsrc: the kinds of credential sources. Each is an ob_credsrc_t of
+ * the core (ob_creds.c) with its own data and fetch: STS (AssumeRole,
+ * AssumeRoleWithWebIdentity) through ob_aws, container and IMDS through
+ * ob_http. Then the default chain that picks one, and the assume-role cache
+ * for target accounts.
  */
-#include "ob_creds.h"
+#include "ob_credsrc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -28,62 +21,40 @@
 #include "ob_log.h"
 #include "ob_xml.h"
 
-#define FAIL_MEMORY_MS       1000  /* a failed fetch answers waiters for this long */
-#define ADVISORY_RETRY_MS    30000 /* background refresh retry after a failure */
-#define METADATA_TIMEOUT_MS  1000  /* IMDS, as botocore's default */
-#define CONTAINER_TIMEOUT_MS 2000  /* container endpoint, as botocore */
+#define METADATA_TIMEOUT_MS  1000 /* IMDS, as botocore's default */
+#define CONTAINER_TIMEOUT_MS 2000 /* container endpoint, as botocore */
 #define METADATA_MAX_BODY    (64 * 1024)
 
-/* ---- credentials values ---- */
+typedef struct assume_s {
+    ob_aws_t *aws;
+    ob_credsrc_t *base;
+    char *role_arn;
+    char *external_id;
+    char *session_name;
+    int duration_s;
+    char region[64];
+    ob_aws_call_t *call;
+} assume_t;
 
-static void wipe_free(char *s)
-{
-    if (s) {
-        memset(s, 0, strlen(s));
-        free(s);
-    }
-}
+typedef struct webid_s {
+    ob_aws_t *aws;
+    char *token_file;
+    char *role_arn;
+    char *session_name;
+    char region[64];
+    ob_aws_call_t *call;
+} webid_t;
 
-void ob_aws_creds_clear(ob_aws_creds_t *c)
-{
-    wipe_free(c->access_key_id);
-    wipe_free(c->secret_access_key);
-    wipe_free(c->session_token);
-    memset(c, 0, sizeof(*c));
-}
-
-ob_err_t ob_aws_creds_set(ob_aws_creds_t *c, const char *akid, const char *secret,
-                          const char *token, int64_t expires_ms)
-{
-    ob_aws_creds_t n;
-    memset(&n, 0, sizeof(n));
-    n.access_key_id = strdup(akid);
-    n.secret_access_key = strdup(secret);
-    n.session_token = token && *token ? strdup(token) : NULL;
-    n.expires_ms = expires_ms;
-    if (!n.access_key_id || !n.secret_access_key || (token && *token && !n.session_token)) {
-        ob_aws_creds_clear(&n);
-        return OB_ERR_NOMEM;
-    }
-    memcpy(n.account_id, c->account_id, sizeof(n.account_id));
-    ob_aws_creds_clear(c);
-    *c = n;
-    return OB_OK;
-}
-
-ob_err_t ob_aws_creds_copy(ob_aws_creds_t *dst, const ob_aws_creds_t *src)
-{
-    ob_aws_creds_t n;
-    memset(&n, 0, sizeof(n));
-    ob_err_t e = ob_aws_creds_set(&n, src->access_key_id, src->secret_access_key,
-                                  src->session_token, src->expires_ms);
-    if (e != OB_OK)
-        return e;
-    memcpy(n.account_id, src->account_id, sizeof(n.account_id));
-    ob_aws_creds_clear(dst);
-    *dst = n;
-    return OB_OK;
-}
+typedef struct httpsrc_s {
+    ob_aws_t *aws;
+    char *url;        /* container: the full URL; IMDS: the base endpoint */
+    char *auth;       /* container: Authorization value */
+    char *auth_file;  /* container: file holding it */
+    char *imds_token; /* IMDS: session token of the current fetch */
+    char *role;       /* IMDS: role name */
+    int step;         /* IMDS: 0 token, 1 role name, 2 credentials */
+    ob_http_xfer_t *xfer;
+} httpsrc_t;
 
 /* "2026-11-26T07:00:00Z", "2026-11-26T07:00:00.000Z" or "+00:00" -> ms since epoch. */
 static int parse_iso8601_ms(const char *s, int64_t *out)
@@ -112,332 +83,23 @@ static int parse_iso8601_ms(const char *s, int64_t *out)
     return 0;
 }
 
-/* ---- the shared machinery ---- */
-
-typedef struct credsrc_ops_s {
-    const char *kind;
-    void (*fetch)(ob_credsrc_t *s);
-    void (*destroy)(ob_credsrc_t *s); /* free kind data (may be NULL) */
-} credsrc_ops_t;
-
-struct ob_creds_wait_s {
-    ob_credsrc_t *src;
-    ob_creds_cb *cb;
-    void *arg;
-    ob_creds_wait_t *prev, *next;
-};
-
-typedef struct assume_s {
-    ob_credsrc_t *base;
-    char *role_arn;
-    char *external_id;
-    char *session_name;
-    int duration_s;
-    char region[64];
-    ob_aws_call_t *call;
-} assume_t;
-
-typedef struct webid_s {
-    char *token_file;
-    char *role_arn;
-    char *session_name;
-    char region[64];
-    ob_aws_call_t *call;
-} webid_t;
-
-typedef struct httpsrc_s {
-    char *url;        /* container: the full URL; IMDS: the base endpoint */
-    char *auth;       /* container: Authorization value */
-    char *auth_file;  /* container: file holding it */
-    char *imds_token; /* IMDS: session token of the current fetch */
-    char *role;       /* IMDS: role name */
-    int step;         /* IMDS: 0 token, 1 role name, 2 credentials */
-    ob_http_xfer_t *xfer;
-} httpsrc_t;
-
-struct ob_credsrc_s {
-    const credsrc_ops_t *ops;
-    ob_aws_t *aws;
-    int refs;
-    ob_aws_creds_t creds;
-    int have;
-    int64_t advisory_at;  /* wall ms: refresh in the background from here */
-    int64_t mandatory_at; /* wall ms: unusable from here */
-    int fetching;
-    uint64_t fetches;
-    ob_err_t last_err;
-    char last_msg[512];
-    ob_retry_class_t last_class; /* of the last failure */
-    char last_code[128];
-    uint64_t fail_until;    /* loop ms: answer waiters with last_err until then */
-    uint64_t next_advisory; /* loop ms: no background refresh before */
-    ob_creds_wait_t *waiters;
-    ob_timer_t *notify;
-    char describe[320];
-    union {
-        assume_t assume;
-        webid_t webid;
-        httpsrc_t http;
-    } u;
-};
-
-static void start_fetch(ob_credsrc_t *s);
-
-static int64_t wall_ms(void)
-{
-    return (int64_t)ob_wall_ms();
-}
-
-static void set_deadlines(ob_credsrc_t *s)
-{
-    if (s->creds.expires_ms == 0) {
-        s->advisory_at = s->mandatory_at = 0;
-        return;
-    }
-    int64_t life = s->creds.expires_ms - wall_ms();
-    if (life < 0)
-        life = 0;
-    /* Short-lived credentials get proportionally shorter windows. */
-    int64_t adv = life / 3 < OB_CREDS_ADVISORY_MS ? life / 3 : OB_CREDS_ADVISORY_MS;
-    int64_t man = life / 6 < OB_CREDS_MANDATORY_MS ? life / 6 : OB_CREDS_MANDATORY_MS;
-    s->advisory_at = s->creds.expires_ms - adv;
-    s->mandatory_at = s->creds.expires_ms - man;
-}
-
-static int usable(const ob_credsrc_t *s)
-{
-    return s->have && (s->creds.expires_ms == 0 || wall_ms() < s->mandatory_at);
-}
-
-static void flush_waiters(ob_credsrc_t *s, ob_err_t err, const char *msg)
-{
-    ob_credsrc_ref(s);
-    while (s->waiters) {
-        ob_creds_wait_t *w = s->waiters;
-        s->waiters = w->next;
-        if (s->waiters)
-            s->waiters->prev = NULL;
-        w->next = w->prev = NULL;
-        ob_creds_cb *cb = w->cb;
-        void *arg = w->arg;
-        free(w);
-        if (err == OB_OK)
-            cb(OB_OK, NULL, &s->creds, arg);
-        else
-            cb(err, msg, NULL, arg);
-        /* A callback may have invalidated the credentials: the rest wait on. */
-        if (err == OB_OK && !usable(s)) {
-            if (s->waiters && !s->fetching)
-                start_fetch(s);
-            break;
-        }
-    }
-    ob_credsrc_unref(s);
-}
-
-/* Every fetch ends here. creds NULL on failure. */
-static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
-                         const ob_aws_creds_t *creds)
-{
-    s->fetching = 0;
-    uint64_t now = ob_loop_update_time(ob_aws_loop(s->aws));
-    if (err == OB_OK && creds) {
-        ob_err_t e = ob_aws_creds_copy(&s->creds, creds);
-        if (e != OB_OK) {
-            err = e;
-            msg = "out of memory";
-        } else {
-            s->have = 1;
-            set_deadlines(s);
-            s->last_err = OB_OK;
-            s->last_msg[0] = '\0';
-            if (!usable(s)) {
-                s->have = 0;
-                err = OB_ERR_CREDENTIALS;
-                msg = "the credentials fetched are already expired or about to expire";
-            }
-        }
-    }
-    if (err == OB_OK) {
-        s->last_class = OB_RETRY_NO;
-        s->last_code[0] = '\0';
-    }
-    if (err != OB_OK) {
-        s->last_err = err;
-        snprintf(s->last_msg, sizeof(s->last_msg), "%s: %s", s->describe, msg ? msg : "failed");
-        s->fail_until = now + FAIL_MEMORY_MS;
-        s->next_advisory = now + ADVISORY_RETRY_MS;
-        ob_logkv(OB_LOG_WARN, "creds", "credentials refresh failed", "source", s->describe, "error",
-                 msg, NULL);
-        /* Credentials still valid keep being served; waiters get them. */
-        if (usable(s)) {
-            flush_waiters(s, OB_OK, NULL);
-            return;
-        }
-        flush_waiters(s, err, s->last_msg);
-        return;
-    }
-    flush_waiters(s, OB_OK, NULL);
-}
-
-void ob_credsrc_last_failure(const ob_credsrc_t *s, ob_retry_class_t *cls, const char **code)
-{
-    *cls = s->last_class;
-    *code = s->last_code;
-}
-
-static void start_fetch(ob_credsrc_t *s)
-{
-    if (s->fetching || !s->ops->fetch)
-        return;
-    s->fetching = 1;
-    s->fetches++;
-    ob_credsrc_ref(s); /* held while the fetch runs */
-    s->ops->fetch(s);
-}
-
-/* Release the reference a fetch holds; every ops->fetch completion calls this
- * after credsrc_done(). */
-static void fetch_release(ob_credsrc_t *s)
-{
-    ob_credsrc_unref(s);
-}
-
-static void notify_fired(ob_timer_t *t, void *arg)
-{
-    ob_credsrc_t *s = arg;
-    if (!s->waiters)
-        return;
-    if (usable(s)) {
-        flush_waiters(s, OB_OK, NULL);
-    } else if (s->last_err != OB_OK && ob_loop_now(ob_aws_loop(s->aws)) < s->fail_until) {
-        flush_waiters(s, s->last_err, s->last_msg);
-    } else if (!s->fetching) {
-        if (s->ops->fetch)
-            start_fetch(s);
-        else
-            flush_waiters(s, OB_ERR_CREDENTIALS, "credentials unavailable");
-    }
-}
-
-static ob_credsrc_t *credsrc_new(ob_aws_t *aws, const credsrc_ops_t *ops)
-{
-    ob_credsrc_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    s->ops = ops;
-    s->aws = aws;
-    s->refs = 1;
-    s->notify = ob_timer_new(ob_aws_loop(aws), notify_fired, s);
-    if (!s->notify) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
-ob_credsrc_t *ob_credsrc_ref(ob_credsrc_t *s)
-{
-    if (s)
-        s->refs++;
-    return s;
-}
-
-void ob_credsrc_unref(ob_credsrc_t *s)
-{
-    if (!s || --s->refs > 0)
-        return;
-    /* No fetch can be running: it holds a reference. Waiters hold none, so
-     * tell them. */
-    while (s->waiters) {
-        ob_creds_wait_t *w = s->waiters;
-        s->waiters = w->next;
-        w->cb(OB_ERR_CANCELLED, "credentials source released", NULL, w->arg);
-        free(w);
-    }
-    if (s->ops->destroy)
-        s->ops->destroy(s);
-    ob_timer_free(s->notify);
-    ob_aws_creds_clear(&s->creds);
-    free(s);
-}
-
-const ob_aws_creds_t *ob_credsrc_peek(ob_credsrc_t *s)
-{
-    if (!usable(s))
-        return NULL;
-    if (s->creds.expires_ms && wall_ms() >= s->advisory_at && !s->fetching &&
-        ob_loop_now(ob_aws_loop(s->aws)) >= s->next_advisory)
-        start_fetch(s); /* background refresh; current credentials still good */
-    return &s->creds;
-}
-
-ob_creds_wait_t *ob_credsrc_get(ob_credsrc_t *s, ob_creds_cb *cb, void *arg)
-{
-    ob_creds_wait_t *w = calloc(1, sizeof(*w));
-    if (!w)
-        return NULL;
-    w->src = s;
-    w->cb = cb;
-    w->arg = arg;
-    w->next = s->waiters;
-    if (s->waiters)
-        s->waiters->prev = w;
-    s->waiters = w;
-    if (!s->fetching)
-        ob_timer_start(s->notify, 0);
-    return w;
-}
-
-void ob_creds_wait_cancel(ob_creds_wait_t *w)
-{
-    if (!w)
-        return;
-    ob_credsrc_t *s = w->src;
-    if (w->prev)
-        w->prev->next = w->next;
-    else if (s->waiters == w)
-        s->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    free(w);
-}
-
-void ob_credsrc_invalidate(ob_credsrc_t *s)
-{
-    if (s->ops->fetch)
-        s->have = 0;
-    s->fail_until = 0;
-}
-
-const char *ob_credsrc_describe(const ob_credsrc_t *s)
-{
-    return s->describe;
-}
-
-uint64_t ob_credsrc_fetches(const ob_credsrc_t *s)
-{
-    return s->fetches;
-}
-
 /* ---- static ---- */
 
-static const credsrc_ops_t static_ops = {"static", NULL, NULL};
+static const ob_credsrc_ops_t static_ops = {"static", NULL, NULL};
 
 ob_credsrc_t *ob_credsrc_static(ob_aws_t *aws, const char *akid, const char *secret,
                                 const char *token, const char *describe)
 {
     if (!akid || !*akid || !secret || !*secret)
         return NULL;
-    ob_credsrc_t *s = credsrc_new(aws, &static_ops);
+    ob_credsrc_t *s = ob_credsrc_new(ob_aws_loop(aws), &static_ops, NULL);
     if (!s)
         return NULL;
-    if (ob_aws_creds_set(&s->creds, akid, secret, token, 0) != OB_OK) {
+    if (ob_credsrc_set_fixed(s, akid, secret, token) != OB_OK) {
         ob_credsrc_unref(s);
         return NULL;
     }
-    s->have = 1;
-    snprintf(s->describe, sizeof(s->describe), "%s", describe ? describe : "static credentials");
+    ob_credsrc_set_describe(s, "%s", describe ? describe : "static credentials");
     return s;
 }
 
@@ -489,46 +151,42 @@ static ob_err_t parse_sts_credentials(const ob_aws_result_t *res, const char *ac
 /* An STS call's failure, kept for the calls waiting on it. */
 static void note_sts_failure(ob_credsrc_t *s, const ob_aws_result_t *res)
 {
-    s->last_class = res->retry_class;
-    snprintf(s->last_code, sizeof(s->last_code), "%s",
-             res->err == OB_ERR_AWS && res->aws.code[0] ? res->aws.code : ob_err2str(res->err));
+    ob_credsrc_note_failure(s, res->retry_class,
+                            res->err == OB_ERR_AWS && res->aws.code[0] ? res->aws.code
+                                                                       : ob_err2str(res->err));
 }
 
 /* A 200 whose body was cut short (a connection dropped mid-reply): nothing
  * STS decided, so it is tried again. */
 static void note_truncated(ob_credsrc_t *s)
 {
-    s->last_class = OB_RETRY_TRANSIENT;
-    snprintf(s->last_code, sizeof(s->last_code), "%s", ob_err2str(OB_ERR_PARSE));
+    ob_credsrc_note_failure(s, OB_RETRY_TRANSIENT, ob_err2str(OB_ERR_PARSE));
 }
 
 static void assume_done(ob_aws_result_t *res, void *arg)
 {
     ob_credsrc_t *s = arg;
-    assume_t *a = &s->u.assume;
+    assume_t *a = ob_credsrc_data(s);
     a->call = NULL;
     if (res->err != OB_OK) {
         note_sts_failure(s, res);
-        credsrc_done(s, res->err, res->errmsg, NULL);
+        ob_credsrc_fetched(s, res->err, res->errmsg, NULL);
     } else {
         ob_aws_creds_t c;
         char err[256];
         memset(&c, 0, sizeof(c));
         if (parse_sts_credentials(res, "AssumeRole", &c, err, sizeof(err)) != OB_OK) {
             note_truncated(s);
-            credsrc_done(s, OB_ERR_PARSE, err, NULL);
-        } else {
-            credsrc_done(s, OB_OK, NULL, &c);
-            memcpy(s->creds.account_id, c.account_id, sizeof(c.account_id));
-        }
+            ob_credsrc_fetched(s, OB_ERR_PARSE, err, NULL);
+        } else
+            ob_credsrc_fetched(s, OB_OK, NULL, &c);
         ob_aws_creds_clear(&c);
     }
-    fetch_release(s);
 }
 
 static void assume_fetch(ob_credsrc_t *s)
 {
-    assume_t *a = &s->u.assume;
+    assume_t *a = ob_credsrc_data(s);
     ob_aws_req_t req;
     memset(&req, 0, sizeof(req));
     char err[512] = "", dur[16];
@@ -544,27 +202,27 @@ static void assume_fetch(ob_credsrc_t *s)
         e = ob_query_add(&req, "ExternalId", a->external_id, err, sizeof(err));
     if (e == OB_OK) {
         ob_aws_target_t t = {.region = a->region, .creds = a->base};
-        a->call = ob_aws_send(s->aws, &req, &t, assume_done, s, err, sizeof(err));
+        a->call = ob_aws_send(a->aws, &req, &t, assume_done, s, err, sizeof(err));
         if (!a->call)
             e = OB_ERR_INVALID_ARG;
     }
     if (e != OB_OK) {
         ob_aws_req_free(&req);
-        credsrc_done(s, e, err, NULL);
-        fetch_release(s);
+        ob_credsrc_fetched(s, e, err, NULL);
     }
 }
 
-static void assume_destroy(ob_credsrc_t *s)
+static void assume_destroy(void *data)
 {
-    assume_t *a = &s->u.assume;
+    assume_t *a = data;
     ob_credsrc_unref(a->base);
     free(a->role_arn);
-    wipe_free(a->external_id);
+    ob_aws_secret_free(a->external_id);
     free(a->session_name);
+    free(a);
 }
 
-static const credsrc_ops_t assume_ops = {"assume-role", assume_fetch, assume_destroy};
+static const ob_credsrc_ops_t assume_ops = {"assume-role", assume_fetch, assume_destroy};
 
 ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const char *role_arn,
                                      const char *external_id, const char *session_name,
@@ -572,10 +230,10 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
 {
     if (!base || !role_arn || !*role_arn)
         return NULL;
-    ob_credsrc_t *s = credsrc_new(aws, &assume_ops);
-    if (!s)
+    assume_t *a = calloc(1, sizeof(*a));
+    if (!a)
         return NULL;
-    assume_t *a = &s->u.assume;
+    a->aws = aws;
     a->base = ob_credsrc_ref(base);
     a->role_arn = strdup(role_arn);
     a->external_id = external_id && *external_id ? strdup(external_id) : NULL;
@@ -583,12 +241,14 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
     a->duration_s = duration_s > 0 ? duration_s : 3600;
     snprintf(a->region, sizeof(a->region), "%s",
              region && *region ? region : ob_aws_default_region(aws));
-    if (!a->role_arn || !a->session_name || (external_id && *external_id && !a->external_id)) {
-        ob_credsrc_unref(s);
+    ob_credsrc_t *s = NULL;
+    if (!a->role_arn || !a->session_name || (external_id && *external_id && !a->external_id) ||
+        !(s = ob_credsrc_new(ob_aws_loop(aws), &assume_ops, a))) {
+        assume_destroy(a);
         return NULL;
     }
-    snprintf(s->describe, sizeof(s->describe), "assume-role %.200s%s", role_arn,
-             a->external_id ? " (with ExternalId)" : "");
+    ob_credsrc_set_describe(s, "assume-role %.200s%s", role_arn,
+                            a->external_id ? " (with ExternalId)" : "");
     return s;
 }
 
@@ -597,10 +257,10 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
 static void webid_done(ob_aws_result_t *res, void *arg)
 {
     ob_credsrc_t *s = arg;
-    s->u.webid.call = NULL;
+    ((webid_t *)ob_credsrc_data(s))->call = NULL;
     if (res->err != OB_OK) {
         note_sts_failure(s, res);
-        credsrc_done(s, res->err, res->errmsg, NULL);
+        ob_credsrc_fetched(s, res->err, res->errmsg, NULL);
     } else {
         ob_aws_creds_t c;
         char err[256];
@@ -608,14 +268,11 @@ static void webid_done(ob_aws_result_t *res, void *arg)
         if (parse_sts_credentials(res, "AssumeRoleWithWebIdentity", &c, err, sizeof(err)) !=
             OB_OK) {
             note_truncated(s);
-            credsrc_done(s, OB_ERR_PARSE, err, NULL);
-        } else {
-            credsrc_done(s, OB_OK, NULL, &c);
-            memcpy(s->creds.account_id, c.account_id, sizeof(c.account_id));
-        }
+            ob_credsrc_fetched(s, OB_ERR_PARSE, err, NULL);
+        } else
+            ob_credsrc_fetched(s, OB_OK, NULL, &c);
         ob_aws_creds_clear(&c);
     }
-    fetch_release(s);
 }
 
 /* Small local file, read at refresh time (hourly): not worth a thread. */
@@ -642,7 +299,7 @@ static char *read_small_file(const char *path, size_t max, char *errstr, size_t 
 
 static void webid_fetch(ob_credsrc_t *s)
 {
-    webid_t *w = &s->u.webid;
+    webid_t *w = ob_credsrc_data(s);
     char err[512] = "";
     char *token = read_small_file(w->token_file, 64 * 1024, err, sizeof(err));
     ob_aws_req_t req;
@@ -659,38 +316,39 @@ static void webid_fetch(ob_credsrc_t *s)
         e = ob_query_add(&req, "RoleSessionName", w->session_name, err, sizeof(err));
     if (e == OB_OK)
         e = ob_query_add(&req, "WebIdentityToken", token, err, sizeof(err));
-    wipe_free(token);
+    ob_aws_secret_free(token);
     if (e == OB_OK) {
         ob_aws_target_t t = {.region = w->region, .creds = NULL};
-        w->call = ob_aws_send(s->aws, &req, &t, webid_done, s, err, sizeof(err));
+        w->call = ob_aws_send(w->aws, &req, &t, webid_done, s, err, sizeof(err));
         if (!w->call)
             e = OB_ERR_INVALID_ARG;
     }
     if (e != OB_OK) {
         ob_aws_req_free(&req);
-        credsrc_done(s, e, err, NULL);
-        fetch_release(s);
+        ob_credsrc_fetched(s, e, err, NULL);
     }
 }
 
-static void webid_destroy(ob_credsrc_t *s)
+static void webid_destroy(void *data)
 {
-    free(s->u.webid.token_file);
-    free(s->u.webid.role_arn);
-    free(s->u.webid.session_name);
+    webid_t *w = data;
+    free(w->token_file);
+    free(w->role_arn);
+    free(w->session_name);
+    free(w);
 }
 
-static const credsrc_ops_t webid_ops = {"web-identity", webid_fetch, webid_destroy};
+static const ob_credsrc_ops_t webid_ops = {"web-identity", webid_fetch, webid_destroy};
 
 ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file, const char *role_arn,
                                       const char *session_name, const char *region)
 {
     if (!token_file || !*token_file || !role_arn || !*role_arn)
         return NULL;
-    ob_credsrc_t *s = credsrc_new(aws, &webid_ops);
-    if (!s)
+    webid_t *w = calloc(1, sizeof(*w));
+    if (!w)
         return NULL;
-    webid_t *w = &s->u.webid;
+    w->aws = aws;
     w->token_file = strdup(token_file);
     w->role_arn = strdup(role_arn);
     if (session_name && *session_name)
@@ -702,11 +360,13 @@ ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file, con
     }
     snprintf(w->region, sizeof(w->region), "%s",
              region && *region ? region : ob_aws_default_region(aws));
-    if (!w->token_file || !w->role_arn || !w->session_name) {
-        ob_credsrc_unref(s);
+    ob_credsrc_t *s = NULL;
+    if (!w->token_file || !w->role_arn || !w->session_name ||
+        !(s = ob_credsrc_new(ob_aws_loop(aws), &webid_ops, w))) {
+        webid_destroy(w);
         return NULL;
     }
-    snprintf(s->describe, sizeof(s->describe), "web identity %.200s", role_arn);
+    ob_credsrc_set_describe(s, "web identity %.200s", role_arn);
     return s;
 }
 
@@ -747,61 +407,58 @@ static ob_err_t parse_json_creds(const char *body, size_t len, int imds, ob_aws_
     return e;
 }
 
-static void http_destroy(ob_credsrc_t *s)
+static void http_destroy(void *data)
 {
-    free(s->u.http.url);
-    wipe_free(s->u.http.auth);
-    free(s->u.http.auth_file);
-    wipe_free(s->u.http.imds_token);
-    free(s->u.http.role);
+    httpsrc_t *h = data;
+    free(h->url);
+    ob_aws_secret_free(h->auth);
+    free(h->auth_file);
+    ob_aws_secret_free(h->imds_token);
+    free(h->role);
+    free(h);
 }
 
 static void container_done(ob_http_resp_t *resp, void *arg)
 {
     ob_credsrc_t *s = arg;
-    s->u.http.xfer = NULL;
+    ((httpsrc_t *)ob_credsrc_data(s))->xfer = NULL;
     char err[512];
     if (resp->err != OB_OK) {
         snprintf(err, sizeof(err), "container credentials endpoint: %s", resp->errmsg);
-        credsrc_done(s, resp->err, err, NULL);
+        ob_credsrc_fetched(s, resp->err, err, NULL);
     } else if (resp->status != 200) {
         snprintf(err, sizeof(err), "container credentials endpoint answered HTTP %ld",
                  resp->status);
-        credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
+        ob_credsrc_fetched(s, OB_ERR_CREDENTIALS, err, NULL);
     } else {
         ob_aws_creds_t c;
         memset(&c, 0, sizeof(c));
         if (parse_json_creds(resp->body.data, resp->body.len, 0, &c, err, sizeof(err)) != OB_OK) {
-            credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
-        } else {
-            credsrc_done(s, OB_OK, NULL, &c);
-            memcpy(s->creds.account_id, c.account_id, sizeof(c.account_id));
-        }
+            ob_credsrc_fetched(s, OB_ERR_CREDENTIALS, err, NULL);
+        } else
+            ob_credsrc_fetched(s, OB_OK, NULL, &c);
         ob_aws_creds_clear(&c);
     }
-    fetch_release(s);
 }
 
 static void container_fetch(ob_credsrc_t *s)
 {
-    httpsrc_t *h = &s->u.http;
+    httpsrc_t *h = ob_credsrc_data(s);
     char err[512] = "";
     ob_hdrs_t hd = {0};
     char *auth = NULL;
     if (h->auth_file) {
         auth = read_small_file(h->auth_file, 16 * 1024, err, sizeof(err));
         if (!auth) {
-            credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
-            fetch_release(s);
+            ob_credsrc_fetched(s, OB_ERR_CREDENTIALS, err, NULL);
             return;
         }
     }
     const char *a = auth ? auth : h->auth;
     if (a && strpbrk(a, "\r\n")) {
-        wipe_free(auth);
-        credsrc_done(s, OB_ERR_CREDENTIALS, "container authorization token contains a newline",
-                     NULL);
-        fetch_release(s);
+        ob_aws_secret_free(auth);
+        ob_credsrc_fetched(s, OB_ERR_CREDENTIALS,
+                           "container authorization token contains a newline", NULL);
         return;
     }
     if (a && *a)
@@ -812,16 +469,15 @@ static void container_fetch(ob_credsrc_t *s)
                          .headers = &hd,
                          .timeout_ms = CONTAINER_TIMEOUT_MS,
                          .max_body = METADATA_MAX_BODY};
-    h->xfer = ob_http_send(ob_aws_http(s->aws), &req, container_done, s, err, sizeof(err));
+    h->xfer = ob_http_send(ob_aws_http(h->aws), &req, container_done, s, err, sizeof(err));
     ob_hdrs_clear(&hd);
-    wipe_free(auth);
+    ob_aws_secret_free(auth);
     if (!h->xfer) {
-        credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
-        fetch_release(s);
+        ob_credsrc_fetched(s, OB_ERR_CREDENTIALS, err, NULL);
     }
 }
 
-static const credsrc_ops_t container_ops = {"container", container_fetch, http_destroy};
+static const ob_credsrc_ops_t container_ops = {"container", container_fetch, http_destroy};
 
 static const char *aws_env(ob_aws_t *aws, const char *name)
 {
@@ -864,12 +520,12 @@ ob_credsrc_t *ob_credsrc_container(ob_aws_t *aws, char *errstr, size_t errstr_si
         ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS, "no container credentials configured");
         return NULL;
     }
-    ob_credsrc_t *s = credsrc_new(aws, &container_ops);
-    if (!s) {
+    httpsrc_t *h = calloc(1, sizeof(*h));
+    if (!h) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    httpsrc_t *h = &s->u.http;
+    h->aws = aws;
     h->url = strdup(url);
     const char *tf = aws_env(aws, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
     const char *tok = aws_env(aws, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
@@ -877,8 +533,14 @@ ob_credsrc_t *ob_credsrc_container(ob_aws_t *aws, char *errstr, size_t errstr_si
         h->auth_file = strdup(tf);
     else if (tok)
         h->auth = strdup(tok);
-    snprintf(s->describe, sizeof(s->describe), "container credentials (%s)",
-             rel ? "ECS relative URI" : "full URI");
+    ob_credsrc_t *s = NULL;
+    if (!h->url || (tf && !h->auth_file) || (!tf && tok && !h->auth) ||
+        !(s = ob_credsrc_new(ob_aws_loop(aws), &container_ops, h))) {
+        http_destroy(h);
+        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    ob_credsrc_set_describe(s, "container credentials (%s)", rel ? "ECS relative URI" : "full URI");
     return s;
 }
 
@@ -888,7 +550,7 @@ static void imds_step(ob_credsrc_t *s);
 static void imds_reply(ob_http_resp_t *resp, void *arg)
 {
     ob_credsrc_t *s = arg;
-    httpsrc_t *h = &s->u.http;
+    httpsrc_t *h = ob_credsrc_data(s);
     h->xfer = NULL;
     char err[512];
     static const char *const what[] = {"token", "role name", "credentials"};
@@ -898,13 +560,12 @@ static void imds_reply(ob_http_resp_t *resp, void *arg)
         else
             snprintf(err, sizeof(err), "instance metadata %s: HTTP %ld", what[h->step],
                      resp->status);
-        credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
-        fetch_release(s);
+        ob_credsrc_fetched(s, OB_ERR_CREDENTIALS, err, NULL);
         return;
     }
     const char *body = resp->body.data ? resp->body.data : "";
     if (h->step == 0) {
-        wipe_free(h->imds_token);
+        ob_aws_secret_free(h->imds_token);
         h->imds_token = strdup(body);
         h->step = 1;
         imds_step(s);
@@ -913,9 +574,8 @@ static void imds_reply(ob_http_resp_t *resp, void *arg)
         free(h->role);
         h->role = strndup(body, n);
         if (!h->role || !*h->role || strchr(h->role, '/')) {
-            credsrc_done(s, OB_ERR_CREDENTIALS, "instance metadata: no instance role attached",
-                         NULL);
-            fetch_release(s);
+            ob_credsrc_fetched(s, OB_ERR_CREDENTIALS,
+                               "instance metadata: no instance role attached", NULL);
             return;
         }
         h->step = 2;
@@ -924,17 +584,16 @@ static void imds_reply(ob_http_resp_t *resp, void *arg)
         ob_aws_creds_t c;
         memset(&c, 0, sizeof(c));
         if (parse_json_creds(resp->body.data, resp->body.len, 1, &c, err, sizeof(err)) != OB_OK)
-            credsrc_done(s, OB_ERR_CREDENTIALS, err, NULL);
+            ob_credsrc_fetched(s, OB_ERR_CREDENTIALS, err, NULL);
         else
-            credsrc_done(s, OB_OK, NULL, &c);
+            ob_credsrc_fetched(s, OB_OK, NULL, &c);
         ob_aws_creds_clear(&c);
-        fetch_release(s);
     }
 }
 
 static void imds_step(ob_credsrc_t *s)
 {
-    httpsrc_t *h = &s->u.http;
+    httpsrc_t *h = ob_credsrc_data(s);
     ob_hdrs_t hd = {0};
     ob_buf_t url = {0};
     const char *method = "GET";
@@ -955,40 +614,42 @@ static void imds_step(ob_credsrc_t *s)
                          .connect_timeout_ms = METADATA_TIMEOUT_MS,
                          .max_body = METADATA_MAX_BODY};
     h->xfer =
-        url.data ? ob_http_send(ob_aws_http(s->aws), &req, imds_reply, s, err, sizeof(err)) : NULL;
+        url.data ? ob_http_send(ob_aws_http(h->aws), &req, imds_reply, s, err, sizeof(err)) : NULL;
     ob_hdrs_clear(&hd);
     ob_buf_free(&url);
     if (!h->xfer) {
-        credsrc_done(s, OB_ERR_CREDENTIALS, err[0] ? err : "out of memory", NULL);
-        fetch_release(s);
+        ob_credsrc_fetched(s, OB_ERR_CREDENTIALS, err[0] ? err : "out of memory", NULL);
     }
 }
 
 static void imds_fetch(ob_credsrc_t *s)
 {
-    s->u.http.step = 0;
+    ((httpsrc_t *)ob_credsrc_data(s))->step = 0;
     imds_step(s);
 }
 
-static const credsrc_ops_t imds_ops = {"imds", imds_fetch, http_destroy};
+static const ob_credsrc_ops_t imds_ops = {"imds", imds_fetch, http_destroy};
 
 ob_credsrc_t *ob_credsrc_imds(ob_aws_t *aws)
 {
-    ob_credsrc_t *s = credsrc_new(aws, &imds_ops);
-    if (!s)
-        return NULL;
     const char *ep = aws_env(aws, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
     char base[512];
     snprintf(base, sizeof(base), "%s", ep ? ep : "http://169.254.169.254");
     size_t n = strlen(base);
     while (n > 0 && base[n - 1] == '/')
         base[--n] = '\0';
-    s->u.http.url = strdup(base);
-    if (!s->u.http.url) {
-        ob_credsrc_unref(s);
+    httpsrc_t *h = calloc(1, sizeof(*h));
+    ob_credsrc_t *s = NULL;
+    if (h) {
+        h->aws = aws;
+        h->url = strdup(base);
+    }
+    if (!h || !h->url || !(s = ob_credsrc_new(ob_aws_loop(aws), &imds_ops, h))) {
+        if (h)
+            http_destroy(h);
         return NULL;
     }
-    snprintf(s->describe, sizeof(s->describe), "instance metadata (IMDSv2)");
+    ob_credsrc_set_describe(s, "instance metadata (IMDSv2)");
     return s;
 }
 
@@ -1082,13 +743,29 @@ static ob_credsrc_t *role_source(ob_aws_t *aws, const ob_awsconfig_t *cfg, const
     if (!base)
         return NULL;
     const char *dur = ob_awsconfig_get(cfg, profile, "duration_seconds");
+    long duration = 0;
+    if (dur) {
+        /* STS takes 900 to 43200 seconds; anything else is a mistake to say
+         * now, not an AssumeRole that fails at every refresh. */
+        char *end = NULL;
+        errno = 0;
+        duration = strtol(dur, &end, 10);
+        if (errno || end == dur || *end || duration < 900 || duration > 43200) {
+            ob_credsrc_unref(base);
+            ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                    "profile %s: duration_seconds must be a whole number from 900 to 43200",
+                    profile);
+            return NULL;
+        }
+    }
     ob_credsrc_t *s =
         ob_credsrc_assume_role(aws, base, role_arn, ob_awsconfig_get(cfg, profile, "external_id"),
-                               session, dur ? atoi(dur) : 0, region);
+                               session, (int)duration, region);
     ob_credsrc_unref(base);
     if (s) {
-        size_t n = strlen(s->describe);
-        snprintf(s->describe + n, sizeof(s->describe) - n, " via profile %.64s", profile);
+        char d[320];
+        snprintf(d, sizeof(d), "%s", ob_credsrc_describe(s));
+        ob_credsrc_set_describe(s, "%.250s via profile %.64s", d, profile);
     }
     return s;
 }
@@ -1265,7 +942,7 @@ static void entry_remove(ob_assume_cache_t *c, centry_t *e)
     lru_unlink(c, e);
     c->n--;
     ob_credsrc_unref(e->src);
-    wipe_free(e->key);
+    ob_aws_secret_free(e->key);
     free(e);
 }
 
@@ -1280,7 +957,7 @@ ob_credsrc_t *ob_assume_cache_get(ob_assume_cache_t *c, const char *role_arn,
     uint64_t h = fnv1a(key);
     for (centry_t *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->hnext) {
         if (e->hash == h && !strcmp(e->key, key)) {
-            wipe_free(key);
+            ob_aws_secret_free(key);
             lru_unlink(c, e);
             lru_push(c, e);
             return e->src;
@@ -1291,7 +968,7 @@ ob_credsrc_t *ob_assume_cache_get(ob_assume_cache_t *c, const char *role_arn,
     centry_t *e = src ? calloc(1, sizeof(*e)) : NULL;
     if (!e) {
         ob_credsrc_unref(src);
-        wipe_free(key);
+        ob_aws_secret_free(key);
         return NULL;
     }
     e->key = key;

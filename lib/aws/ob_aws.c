@@ -18,7 +18,6 @@
 #include "ob_crypto.h"
 #include "ob_endpoint.h"
 #include "ob_log.h"
-#include "ob_ratelimit.h"
 #include "ob_sigv4.h"
 
 typedef struct ep_cache_s {
@@ -40,7 +39,7 @@ struct ob_aws_s {
     ob_aws_call_t *calls;
     ob_aws_stats_t stats;
     unsigned short xsubi[3];
-    ob_ratelimit_t *limiter;
+    ob_aws_limiter_t limiter;  /* limiter.acquire NULL: none */
     uint64_t inherit_priority; /* while a call starts a credential fetch */
     ob_aws_api_stat_t apis[OB_AWS_MAX_APIS];
     size_t napis;
@@ -65,7 +64,7 @@ struct ob_aws_call_s {
     ob_http_xfer_t *xfer;
     ob_creds_wait_t *wait;
     ob_timer_t *timer;
-    ob_ratelimit_wait_t *rl_wait;
+    void *rl_wait;
     int rl_granted; /* the limiter let this attempt go */
     uint64_t priority;
     ob_aws_call_t *prev, *next;
@@ -150,7 +149,8 @@ static void call_unlink(ob_aws_call_t *c)
 
 static void call_free(ob_aws_call_t *c)
 {
-    ob_ratelimit_cancel(c->rl_wait);
+    if (c->rl_wait)
+        c->aws->limiter.cancel(c->aws->limiter.ctx, c->rl_wait);
     if (c->xfer)
         ob_http_cancel(c->xfer);
     if (c->wait)
@@ -298,10 +298,10 @@ static void on_http(ob_http_resp_t *resp, void *arg)
             ob_aws_api_stat_t *as = api_stat(aws, c);
             if (as)
                 as->throttles++;
-            if (aws->limiter) {
+            if (aws->limiter.throttled) {
                 char api[160];
                 api_name(c, api, sizeof(api));
-                ob_ratelimit_throttled(aws->limiter, api);
+                aws->limiter.throttled(aws->limiter.ctx, api);
             }
         }
         snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: %s: %.400s (HTTP %ld, request id %.100s)",
@@ -355,10 +355,10 @@ static void attempt(ob_aws_call_t *c)
             return;
         }
     }
-    if (aws->limiter && !c->rl_granted) {
+    if (aws->limiter.acquire && !c->rl_granted) {
         char api[160];
         api_name(c, api, sizeof(api));
-        c->rl_wait = ob_ratelimit_acquire(aws->limiter, api, on_rate, c);
+        c->rl_wait = aws->limiter.acquire(aws->limiter.ctx, api, on_rate, c);
         if (c->rl_wait) {
             aws->stats.rate_waits++;
             return;
@@ -554,19 +554,22 @@ void ob_aws_free(ob_aws_t *aws)
     free(aws);
 }
 
-void ob_aws_set_limiter(ob_aws_t *aws, struct ob_ratelimit_s *rl)
+void ob_aws_set_limiter(ob_aws_t *aws, const ob_aws_limiter_t *limiter)
 {
-    if (!rl) {
+    if (!limiter || !limiter->acquire) {
         for (ob_aws_call_t *c = aws->calls; c; c = c->next) {
             if (c->rl_wait) {
-                ob_ratelimit_cancel(c->rl_wait);
+                aws->limiter.cancel(aws->limiter.ctx, c->rl_wait);
                 c->rl_wait = NULL;
                 c->rl_granted = 1;
                 ob_timer_start(c->timer, 0);
             }
         }
     }
-    aws->limiter = rl;
+    if (limiter && limiter->acquire)
+        aws->limiter = *limiter;
+    else
+        memset(&aws->limiter, 0, sizeof(aws->limiter));
 }
 
 const char *ob_aws_default_region(const ob_aws_t *aws)

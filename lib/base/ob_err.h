@@ -1,7 +1,7 @@
 /*
  * ob_err: the project's error codes.
  *
- * Every fallible function in common/ returns an ob_err_t (OB_OK on success) or
+ * Every fallible function in lib/ returns an ob_err_t (OB_OK on success) or
  * a NULL handle, and fills a caller-supplied `char *errstr, size_t errstr_size`
  * with a human sentence saying what went wrong and why. The code is for
  * programs (retry decisions, metrics labels); the sentence is for people.
