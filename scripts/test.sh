@@ -31,6 +31,9 @@ if ! git ls-files -z '*.c' '*.h' | xargs -0 clang-format --dry-run -Werror; then
   exit 1
 fi
 
+step "house rules (scripts/check-source.sh)"
+scripts/check-source.sh
+
 step "build (warnings as errors)"
 cmake -S . -B build/ci -DOB_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/ci -j"$JOBS"

@@ -71,7 +71,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ob_alloc.h"
 #include "ob_crypto.h"
+#include "ob_hash.h"
 
 #define CFN_TEMPLATE_MAX 51200
 #define CFN_STACK_LIMIT  2000 /* AWS's default quota of stacks per account and region */
@@ -133,7 +135,7 @@ static int cmp_cstr(const void *a, const void *b)
 static void keys_joined(json_t *set, ob_buf_t *out)
 {
     size_t n = json_object_size(set), i = 0;
-    const char **v = calloc(n ? n : 1, sizeof(*v));
+    const char **v = ob_calloc(n ? n : 1, sizeof(*v));
     const char *k;
     json_t *x;
     if (!v)
@@ -210,10 +212,7 @@ static void stack_advance(sim_t *sim, const char *stack_id);
 
 static size_t hash_id(const char *s)
 {
-    size_t h = 1469598103934665603ULL & (size_t)-1;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * (size_t)1099511628211ULL;
-    return h;
+    return (size_t)ob_hash_str(s);
 }
 
 static cfn_ctx_t *ctx_find(sim_t *sim)
@@ -229,12 +228,12 @@ static cfn_ctx_t *ctx_get(sim_t *sim)
     cfn_ctx_t *x = ctx_find(sim);
     if (x)
         return x;
-    x = calloc(1, sizeof(*x));
+    x = ob_calloc(1, sizeof(*x));
     if (!x)
         return NULL;
     x->sim = sim;
     x->nslots = 256;
-    x->slots = calloc(x->nslots, sizeof(*x->slots));
+    x->slots = ob_calloc(x->nslots, sizeof(*x->slots));
     if (!x->slots) {
         free(x);
         return NULL;
@@ -256,7 +255,7 @@ static cfn_timer_t **timer_link(cfn_ctx_t *x, const char *id)
 static void timers_grow(cfn_ctx_t *x)
 {
     size_t n = x->nslots * 4;
-    cfn_timer_t **s = calloc(n, sizeof(*s));
+    cfn_timer_t **s = ob_calloc(n, sizeof(*s));
     if (!s)
         return;
     for (size_t i = 0; i < x->nslots; i++) {
@@ -303,11 +302,11 @@ static void schedule(sim_t *sim, const char *stack_id, uint64_t delay_ms)
     cfn_timer_t **l = timer_link(x, stack_id);
     cfn_timer_t *e = *l;
     if (!e) {
-        e = calloc(1, sizeof(*e));
+        e = ob_calloc(1, sizeof(*e));
         if (!e)
             return;
         e->ctx = x;
-        e->stack_id = strdup(stack_id);
+        e->stack_id = ob_strdup(stack_id);
         e->timer = ob_timer_new(sim_loop(sim), timer_fired, e);
         if (!e->stack_id || !e->timer) {
             timer_entry_free(e);
@@ -1394,7 +1393,7 @@ static int template_load(const char *body, json_t **out, cfn_err_t *er)
     }
     if (template_parse(body, out, er) != 0)
         return -1;
-    char *copy = malloc(len + 1);
+    char *copy = ob_malloc(len + 1);
     if (copy) {
         memcpy(copy, body, len + 1);
         template_entry_t *e = &template_cache[template_next++ % TEMPLATE_CACHE_SIZE];
@@ -1502,7 +1501,7 @@ static int pattern_matches(const char *pattern, const char *value)
         pattern_to_posix(pattern, &b);
         e->ok = regcomp(&e->re, buf_str(&b), REG_EXTENDED | REG_NOSUB) == 0;
         ob_buf_free(&b);
-        e->pattern = strdup(pattern);
+        e->pattern = ob_strdup(pattern);
         if (!e->pattern) {
             if (e->ok)
                 regfree(&e->re);
@@ -1795,7 +1794,7 @@ static int plan_resources(plan_t *p, eval_t *e, cfn_err_t *er)
     }
     /* Order: repeatedly take, in name order, what has all it needs. */
     size_t n = json_object_size(p->deps), placed_n = 0;
-    const char **names = calloc(n ? n : 1, sizeof(*names));
+    const char **names = ob_calloc(n ? n : 1, sizeof(*names));
     json_t *placed = json_object();
     size_t idx = 0;
     json_object_foreach(p->deps, k, def)
@@ -2633,7 +2632,7 @@ static void finish_remove(sim_t *sim, json_t *st, const char *final_status)
         set_status(st, final_status, NULL, NULL);
     } else {
         const char *why = jstr(st, "StackStatusReason");
-        char *keep = why ? strdup(why) : NULL;
+        char *keep = why ? ob_strdup(why) : NULL;
         set_status(st, final_status, keep, NULL);
         free(keep);
     }
@@ -2699,7 +2698,7 @@ static void finish_update_rollback(sim_t *sim, json_t *st)
     apply_t a = {sim, st, &r, NULL};
     json_t *failed = NULL, *left = NULL;
     const char *why = jstr(st, "StackStatusReason");
-    char *reason = why ? strdup(why) : NULL;
+    char *reason = why ? ob_strdup(why) : NULL;
     if (stack_plan(st, st, &p, &er) != 0) {
         set_status(st, "UPDATE_ROLLBACK_FAILED", er.msg, NULL);
     } else {
@@ -3490,7 +3489,7 @@ static void op_describe(sim_call_t *c)
     }
     json_t *names = by_region(sim, "stack_names", c->account, c->region, 0);
     size_t n = 0, total = json_object_size(names);
-    json_t **v = calloc(total ? total : 1, sizeof(*v));
+    json_t **v = ob_calloc(total ? total : 1, sizeof(*v));
     const char *k;
     json_t *id;
     json_object_foreach(names, k, id)
@@ -3567,7 +3566,7 @@ static void op_list(sim_call_t *c)
     }
     json_t *stacks = stacks_of(sim);
     size_t n = 0;
-    json_t **v = calloc(json_object_size(stacks) + 1, sizeof(*v));
+    json_t **v = ob_calloc(json_object_size(stacks) + 1, sizeof(*v));
     const char *k;
     json_t *st;
     json_object_foreach(stacks, k, st)

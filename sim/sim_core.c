@@ -34,10 +34,12 @@
 
 #include <openssl/crypto.h>
 
+#include "ob_alloc.h"
 #include "ob_config.h"
 #include "ob_crypto.h"
 #include "ob_log.h"
 #include "ob_sigv4.h"
+#include "ob_time.h"
 #include "ob_xml.h"
 
 #define MAX_RULES 256
@@ -116,13 +118,8 @@ int64_t sim_now_ms(void)
 
 void sim_iso8601(int64_t ms, char out[32])
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[64];
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-    snprintf(out, 32, "%.31s", buf);
+    _Static_assert(OB_TIME_ISO_LEN <= 32, "sim_iso8601's buffer holds the form");
+    ob_time_format_ms(ms, out);
 }
 
 /* Every request takes a request id, every reply to S3 two more: asking
@@ -975,7 +972,7 @@ static void parse_form(json_t *obj, const char *s, size_t n)
     /* One scratch buffer for every field: its name and value decode to at
      * most their own lengths, each with a NUL. */
     char small[1024];
-    char *buf = n + 2 <= sizeof(small) ? small : malloc(n + 2);
+    char *buf = n + 2 <= sizeof(small) ? small : ob_malloc(n + 2);
     if (!buf)
         return;
     size_t i = 0;
@@ -1157,7 +1154,7 @@ static void on_request(ob_httpd_conn_t *conn, const ob_httpd_req_t *r, void *arg
         return;
     }
     sim->requests++;
-    pending_t *p = calloc(1, sizeof(*p));
+    pending_t *p = ob_calloc(1, sizeof(*p));
     if (!p) {
         ob_httpd_respond(conn, 500, NULL, "out of memory\n", 14);
         return;
@@ -1462,7 +1459,7 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
 
 sim_t *sim_new(ob_loop_t *loop, const sim_opts_t *opts, char *errstr, size_t errstr_size)
 {
-    sim_t *sim = calloc(1, sizeof(*sim));
+    sim_t *sim = ob_calloc(1, sizeof(*sim));
     if (!sim) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
@@ -1470,8 +1467,8 @@ sim_t *sim_new(ob_loop_t *loop, const sim_opts_t *opts, char *errstr, size_t err
     sim->loop = loop;
     if (opts)
         sim->opts = *opts;
-    sim->state_file = sim->opts.state_file ? strdup(sim->opts.state_file) : NULL;
-    sim->seed_file = sim->opts.seed_file ? strdup(sim->opts.seed_file) : NULL;
+    sim->state_file = sim->opts.state_file ? ob_strdup(sim->opts.state_file) : NULL;
+    sim->seed_file = sim->opts.seed_file ? ob_strdup(sim->opts.seed_file) : NULL;
     sim->opts.state_file = sim->opts.seed_file = NULL;
     sim->opts.latency = sim->opts.faults = NULL;
     unsigned seedv = sim->opts.random_seed ? sim->opts.random_seed : (unsigned)time(NULL);

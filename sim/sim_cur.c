@@ -50,6 +50,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ob_alloc.h"
 #include "sim.h"
 
 #define MAX_REPORTS 5
@@ -785,7 +786,7 @@ static void describe_reports(sim_call_t *c)
     }
     json_t *mine = account_reports(c, 0);
     size_t n = json_object_size(mine), k = 0;
-    const char **names = malloc((n ? n : 1) * sizeof(*names));
+    const char **names = ob_malloc((n ? n : 1) * sizeof(*names));
     const char *name;
     json_t *d;
     if (!names) {

@@ -10,11 +10,13 @@
  * port to --port-file when given) once it accepts connections; stops on
  * SIGINT or SIGTERM, saving the state file if one is configured.
  */
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
 #include "ob_log.h"
 #include "sim.h"
 
@@ -41,6 +43,7 @@ static void on_signal(ob_signal_t *s, int signo, void *arg)
 
 int main(int argc, char **argv)
 {
+    json_set_alloc_funcs(ob_malloc, free); /* the out-of-memory policy: ob_alloc.h */
     sim_opts_t o;
     memset(&o, 0, sizeof(o));
     const char *latency[MAX_LIST + 1] = {NULL}, *faults[MAX_LIST + 1] = {NULL};

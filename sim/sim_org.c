@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
 #include "sim.h"
 
 static ob_err_t org_identify(sim_call_t *c)
@@ -111,7 +112,7 @@ static void list_accounts(sim_call_t *c)
     }
     json_t *accounts = sim_section(c->sim, "accounts");
     size_t n = json_object_size(accounts), k = 0;
-    const char **ids = malloc((n ? n : 1) * sizeof(*ids));
+    const char **ids = ob_malloc((n ? n : 1) * sizeof(*ids));
     const char *id;
     json_t *v;
     json_object_foreach(accounts, id, v)

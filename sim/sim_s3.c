@@ -45,6 +45,7 @@
 
 #include <openssl/evp.h>
 
+#include "ob_alloc.h"
 #include "ob_crypto.h"
 #include "ob_xml.h"
 #include "sim.h"
@@ -86,7 +87,7 @@ static int hexval(int ch)
 /* Percent-decode n bytes into a new string; plus_space for query components. */
 static char *pct_decode(const char *s, size_t n, int plus_space)
 {
-    char *out = malloc(n + 1);
+    char *out = ob_malloc(n + 1);
     size_t j = 0;
     if (!out)
         return NULL;
@@ -327,7 +328,7 @@ static void parse_query(json_t *params, const char *q)
         const char *eq = memchr(q, '=', n);
         size_t kl = eq ? (size_t)(eq - q) : n;
         char *k = pct_decode(q, kl, 1);
-        char *v = eq ? pct_decode(eq + 1, n - kl - 1, 1) : strdup("");
+        char *v = eq ? pct_decode(eq + 1, n - kl - 1, 1) : ob_strdup("");
         if (k && v && *k)
             json_object_set_new(params, k, json_string(v));
         free(k);
@@ -346,7 +347,7 @@ static ob_err_t s3_identify(sim_call_t *c)
     const char *path = r->path && r->path[0] == '/' ? r->path + 1 : (r->path ? r->path : "");
     char *bucket = NULL, *key = NULL;
     if (host_bucket(hdr(c, "Host"), vbucket, sizeof(vbucket))) {
-        bucket = strdup(vbucket);
+        bucket = ob_strdup(vbucket);
         if (*path)
             key = pct_decode(path, strlen(path), 0);
     } else if (*path) {
@@ -503,7 +504,7 @@ static void list_buckets(sim_call_t *c)
 {
     json_t *all = buckets(c);
     size_t n = json_object_size(all), k = 0;
-    const char **names = malloc((n ? n : 1) * sizeof(*names));
+    const char **names = ob_malloc((n ? n : 1) * sizeof(*names));
     const char *name;
     json_t *b;
     if (!names) {

@@ -3,9 +3,11 @@
  */
 #include "ctl.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ob_alloc.h"
 #include "ob_kafka.h"
 #include "ob_worker.h"
 
@@ -29,6 +31,34 @@ ob_redis_t *ctl_redis_connect(ctl_t *c)
         return NULL;
     }
     return r;
+}
+
+ob_err_t ctl_wait(ctl_t *c, const int *done, long timeout_ms, const char *what)
+{
+    uint64_t end = ob_loop_update_time(c->loop) + (uint64_t)timeout_ms;
+    while (!*done) {
+        if (ob_loop_update_time(c->loop) >= end) {
+            fprintf(stderr, "onboardctl: no answer from %s in %ld ms\n", what, timeout_ms);
+            return OB_ERR_TIMEOUT;
+        }
+        ob_loop_run_once(c->loop, 100);
+    }
+    return OB_OK;
+}
+
+ob_err_t ctl_redis(ctl_t *c, ob_redis_t *r, ob_redis_cb *cb, void *arg, const int *done,
+                   const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ob_err_t e = ob_redis_commandv(r, cb, arg, fmt, ap);
+    va_end(ap);
+    if (e != OB_OK) {
+        fprintf(stderr, "onboardctl: Redis: the command could not be sent: %s\n", ob_err2str(e));
+        return e;
+    }
+    /* Replies come within the command timeout (5 s), or the command fails. */
+    return ctl_wait(c, done, 15000, "Redis");
 }
 
 int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, int missing_ok)
@@ -65,8 +95,8 @@ int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, in
     rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(nparts);
-    int64_t *end = calloc((size_t)(nparts ? nparts : 1), sizeof(*end));
-    char *ended = calloc((size_t)(nparts ? nparts : 1), 1);
+    int64_t *end = ob_calloc((size_t)(nparts ? nparts : 1), sizeof(*end));
+    char *ended = ob_calloc((size_t)(nparts ? nparts : 1), 1);
     int remaining = 0, rc = 0;
     for (int p = 0; p < nparts; p++) {
         int64_t lo = 0, hi = 0;

@@ -35,6 +35,17 @@ int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, in
  * when it cannot be reached in 5 s. */
 ob_redis_t *ctl_redis_connect(ctl_t *c);
 
+/* Run the loop until *done is set (a Redis reply, a delivery report, an AWS
+ * answer), at most timeout_ms: each of those always comes within its own
+ * deadline, but the tool never spins on one that does not. OB_OK, or
+ * OB_ERR_TIMEOUT (said on stderr, naming what). */
+ob_err_t ctl_wait(ctl_t *c, const int *done, long timeout_ms, const char *what);
+/* A Redis command, and its reply awaited: the callback sets *done. OB_OK
+ * once it ran; a command that cannot be queued or whose reply never comes is
+ * an error said on stderr (the callback then never runs). */
+ob_err_t ctl_redis(ctl_t *c, ob_redis_t *r, ob_redis_cb *cb, void *arg, const int *done,
+                   const char *fmt, ...);
+
 /* onboardctl check (rebuild 0) and rebuild (1): ctl_check.c. */
 int ctl_check(ctl_t *c, int argc, char **argv, int rebuild);
 

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "ob_alloc.h"
 #include "ob_buf.h"
 #include "ob_msg.h"
 
@@ -322,7 +323,7 @@ static ob_err_t write_record(ctl_t *c, ob_redis_t *r, const char *acct, const js
                              int force, got_t *g)
 {
     size_t nf = json_object_size(want);
-    const char **argv = calloc(6 + 2 * nf, sizeof(*argv));
+    const char **argv = ob_calloc(6 + 2 * nf, sizeof(*argv));
     if (!argv)
         return OB_ERR_NOMEM;
     char key[64];
@@ -381,15 +382,21 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
     size_t n_ok = 0, n_differ = 0, n_written = 0, n_kept = 0;
     const char *acct;
     json_t *a;
+    got_t g, w;
     json_object_foreach(h.accounts, acct, a)
     {
         json_t *want = expected(a);
         if (!want)
             continue;
-        got_t g = {0};
-        ob_redis_command(r, on_state, &g, "HGETALL ob:{%s}:state", acct);
-        while (!g.done)
-            ob_loop_run_once(c->loop, 100);
+        /* g and w live as long as r: a command still unanswered when the
+         * wait gives up is answered (cancelled) by ob_redis_free. */
+        memset(&g, 0, sizeof(g));
+        if (ctl_redis(c, r, on_state, &g, &g.done, "HGETALL ob:{%s}:state", acct) != OB_OK) {
+            json_decref(g.rec);
+            json_decref(want);
+            rc = EXIT_RUNTIME;
+            break;
+        }
         if (g.err != OB_OK) {
             fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(g.err));
             json_decref(want);
@@ -413,14 +420,18 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
             n_written++;
             action = "would write";
         } else {
-            got_t w = {0};
+            memset(&w, 0, sizeof(w));
             if (write_record(c, r, acct, want, force, &w) != OB_OK) {
+                fprintf(stderr, "onboardctl: Redis: the record of %s could not be sent\n", acct);
                 rc = EXIT_RUNTIME;
                 json_decref(want);
                 break;
             }
-            while (!w.done)
-                ob_loop_run_once(c->loop, 100);
+            if (ctl_wait(c, &w.done, 15000, "Redis") != OB_OK) {
+                rc = EXIT_RUNTIME;
+                json_decref(want);
+                break;
+            }
             json_decref(w.rec);
             if (w.err != OB_OK) {
                 fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(w.err));

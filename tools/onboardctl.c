@@ -31,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ob_alloc.h"
 #include "ob_aws.h"
 #include "ob_awsconfig.h"
 #include "ob_buf.h"
@@ -100,29 +101,74 @@ static void usage(FILE *f)
 
 /* ---- input rows ---- */
 
-typedef struct row_s {
-    int line;
-    ob_request_t req;
-} row_t;
-
+/* The valid requests of an input, spooled: each as its line number, account
+ * and normalized JSON on a line of an unlinked temporary file. Nothing is
+ * enqueued unless every row is valid, so the input is read whole before the
+ * first message goes out; the spool keeps that in bounded memory whatever
+ * the input's size (one row at a time is in memory, not all of them). */
 typedef struct rows_s {
-    row_t *v;
-    size_t n, cap;
+    FILE *spool; /* "LINE ACCOUNT JSON\n" per valid row */
+    size_t n;
     int bad;
 } rows_t;
 
+static int rows_open(rows_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->spool = tmpfile();
+    if (!r->spool) {
+        fprintf(stderr, "onboardctl: cannot create a temporary file: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void rows_free(rows_t *r)
 {
-    for (size_t i = 0; i < r->n; i++)
-        ob_request_clear(&r->v[i].req);
-    free(r->v);
+    if (r->spool)
+        fclose(r->spool);
+    r->spool = NULL;
+}
+
+/* Each spooled row in order: fn(line, account, json, len, arg); 0, or what fn
+ * returned when not 0. */
+typedef int(rows_fn)(int line, const char *account, const char *json, size_t len, void *arg);
+static int rows_each(rows_t *r, rows_fn *fn, void *arg)
+{
+    if (fflush(r->spool) != 0 || fseek(r->spool, 0, SEEK_SET) != 0) {
+        fprintf(stderr, "onboardctl: temporary file: %s\n", strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&line, &cap, r->spool)) > 0) {
+        line[--len] = '\0'; /* the newline */
+        char *acct = strchr(line, ' ');
+        char *json = acct ? strchr(acct + 1, ' ') : NULL;
+        if (!json) {
+            fprintf(stderr, "onboardctl: temporary file: a line is damaged\n");
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        *acct++ = '\0';
+        *json++ = '\0';
+        rc = fn(atoi(line), acct, json, (size_t)(line + len - json), arg);
+    }
+    free(line);
+    return rc;
 }
 
 static void gen_request_id(char *out, size_t n)
 {
     uint8_t rnd[12];
     char hex[25];
-    ob_random_bytes(rnd, sizeof(rnd));
+    if (ob_random_bytes(rnd, sizeof(rnd)) != OB_OK) {
+        /* Ids that may repeat would merge requests: stop rather than guess. */
+        fprintf(stderr, "onboardctl: no random bytes for a request id\n");
+        exit(EXIT_RUNTIME);
+    }
     ob_hex(rnd, sizeof(rnd), hex);
     snprintf(out, n, "ctl-%s", hex);
 }
@@ -147,13 +193,19 @@ static void add_row(rows_t *rows, int line, json_t *obj)
         rows->bad++;
         return;
     }
-    if (rows->n == rows->cap) {
-        rows->cap = rows->cap ? rows->cap * 2 : 256;
-        rows->v = realloc(rows->v, rows->cap * sizeof(*rows->v));
+    char *json = NULL;
+    size_t len = 0;
+    if (ob_request_to_json(&req, &json, &len, &me) != OB_OK) {
+        fprintf(stderr, "line %d: %s (%s)\n", line, me.message, me.code);
+        rows->bad++;
+    } else if (fprintf(rows->spool, "%d %s %s\n", line, req.account_id, json) < 0) {
+        fprintf(stderr, "line %d: temporary file: %s\n", line, strerror(errno));
+        rows->bad++;
+    } else {
+        rows->n++;
     }
-    rows->v[rows->n].line = line;
-    rows->v[rows->n].req = req;
-    rows->n++;
+    free(json);
+    ob_request_clear(&req);
 }
 
 /* Split one CSV line (RFC 4180 quotes) into at most max fields. */
@@ -222,7 +274,7 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
             continue;
         }
         if (!nh) {
-            header_buf = strdup(s);
+            header_buf = ob_strdup(s);
             nh = csv_split(header_buf, header, 32);
             for (int i = 0; i < nh; i++)
                 header[i] = ob_str_trim(header[i]);
@@ -311,20 +363,54 @@ static void progress(const pub_t *pb)
     fflush(stderr);
 }
 
+static int print_row(int line, const char *account, const char *json, size_t len, void *arg)
+{
+    printf("%s\n", json);
+    return 0;
+}
+
+typedef struct send_s {
+    ctl_t *c;
+    ob_kproducer_t *p;
+    const char *topic;
+    pub_t *pb;
+    size_t sent;
+} send_t;
+
+static int send_row(int line, const char *acct, const char *json, size_t len, void *arg)
+{
+    send_t *sd = arg;
+    char err[512];
+    rd_kafka_t *rk = ob_kproducer_handle(sd->p);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
+    while (ob_kproducer_send(sd->p, sd->topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), json,
+                             len, h, NULL, err, sizeof(err)) != OB_OK) {
+        /* Queue full: let deliveries drain, then try again. */
+        if (rd_kafka_outq_len(rk) == 0) {
+            fprintf(stderr, "onboardctl: line %d: %s\n", line, err);
+            return EXIT_RUNTIME;
+        }
+        h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
+        ob_loop_run_once(sd->c->loop, 50);
+    }
+    if (sd->sent++ % 256 == 0) {
+        ob_loop_run_once(sd->c->loop, 0);
+        progress(sd->pb);
+    }
+    return 0;
+}
+
 static int publish(ctl_t *c, rows_t *rows)
 {
     char topic[256], err[512];
     snprintf(topic, sizeof(topic), "%srequests", c->cfg.topic_prefix);
     if (c->dry_run) {
-        for (size_t i = 0; i < rows->n; i++) {
-            char *json = NULL;
-            ob_msg_error_t me;
-            if (ob_request_to_json(&rows->v[i].req, &json, NULL, &me) == OB_OK)
-                printf("%s\n", json);
-            free(json);
-        }
-        fprintf(stderr, "dry run: %zu requests would go to %s\n", rows->n, topic);
-        return 0;
+        int rc = rows_each(rows, print_row, NULL);
+        if (rc == 0)
+            fprintf(stderr, "dry run: %zu requests would go to %s\n", rows->n, topic);
+        return rc;
     }
     pub_t pb = {0, 0, rows->n, isatty(2)};
     ob_kproducer_opts_t po = {.kafka = &c->cfg.kafka, .on_delivery = on_delivery, .arg = &pb};
@@ -333,37 +419,10 @@ static int publish(ctl_t *c, rows_t *rows)
         fprintf(stderr, "onboardctl: %s\n", err);
         return EXIT_RUNTIME;
     }
-    rd_kafka_t *rk = ob_kproducer_handle(p);
-    for (size_t i = 0; i < rows->n; i++) {
-        char *json = NULL;
-        size_t len = 0;
-        ob_msg_error_t me;
-        if (ob_request_to_json(&rows->v[i].req, &json, &len, &me) != OB_OK) {
-            fprintf(stderr, "line %d: %s\n", rows->v[i].line, me.message);
-            pb.failed++;
-            continue;
-        }
-        const char *acct = rows->v[i].req.account_id;
-        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
-        while (ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), json, len, h,
-                                 NULL, err, sizeof(err)) != OB_OK) {
-            /* Queue full: let deliveries drain, then try again. */
-            if (rd_kafka_outq_len(rk) == 0) {
-                fprintf(stderr, "onboardctl: %s\n", err);
-                free(json);
-                ob_kproducer_free(p);
-                return EXIT_RUNTIME;
-            }
-            h = rd_kafka_headers_new(1);
-            rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
-            ob_loop_run_once(c->loop, 50);
-        }
-        free(json);
-        if (i % 256 == 0) {
-            ob_loop_run_once(c->loop, 0);
-            progress(&pb);
-        }
+    send_t sd = {c, p, topic, &pb, 0};
+    if (rows_each(rows, send_row, &sd) != 0) {
+        ob_kproducer_free(p);
+        return EXIT_RUNTIME;
     }
     while (pb.acked + pb.failed < pb.total) {
         if (ob_kproducer_flush(p, 1000) == OB_OK)
@@ -394,7 +453,7 @@ static void on_org(ob_aws_result_t *res, void *arg)
     o->res = *res;
     o->res.headers = NULL;
     memset(&o->res.body, 0, sizeof(o->res.body));
-    o->body = strdup(res->body.data ? res->body.data : "");
+    o->body = ob_strdup(res->body.data ? res->body.data : "");
 }
 
 static int org_rows(ctl_t *c, const char *region, const char *mode, const char *role_name,
@@ -513,11 +572,14 @@ static int cmd_enqueue(ctl_t *c, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    rows_t rows = {0};
+    rows_t rows;
+    if (rows_open(&rows) != 0)
+        return EXIT_RUNTIME;
     int rc = 0;
     if (from_org) {
         if (!region) {
             fprintf(stderr, "onboardctl enqueue --from-organization needs --region\n");
+            rows_free(&rows);
             return EXIT_USAGE;
         }
         rc = org_rows(c, region, mode, role_name, &rows);
@@ -527,6 +589,7 @@ static int cmd_enqueue(ctl_t *c, int argc, char **argv)
             f = fopen(file, "r");
             if (!f) {
                 fprintf(stderr, "onboardctl: cannot open %s: %s\n", file, strerror(errno));
+                rows_free(&rows);
                 return EXIT_USAGE;
             }
         }
@@ -598,10 +661,12 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
     rq_t q = {0};
     char key[64];
     snprintf(key, sizeof(key), "ob:{%s}:state", acct);
-    ob_redis_command(r, on_hgetall, &q, "HGETALL %s", key);
-    while (!q.done)
-        ob_loop_run_once(c->loop, 100);
+    ob_err_t e = ctl_redis(c, r, on_hgetall, &q, &q.done, "HGETALL %s", key);
     ob_redis_free(r);
+    if (e != OB_OK) {
+        json_decref(q.out);
+        return EXIT_RUNTIME;
+    }
     if (q.err != OB_OK) {
         fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(q.err));
         return EXIT_RUNTIME;
@@ -656,14 +721,18 @@ static void on_scan(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
 typedef struct hm_s {
     json_t *counts;
     int pending;
+    int idle;   /* 1 while nothing is pending */
+    int failed; /* a reply was an error: the counts are short */
 } hm_t;
 
 static void on_hmget(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
 {
     hm_t *h = arg;
-    h->pending--;
-    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+    h->idle = --h->pending == 0;
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        h->failed = 1;
         return;
+    }
     char k[128];
     snprintf(k, sizeof(k), "%s/%s", reply->element[0]->str ? reply->element[0]->str : "?",
              reply->element[1]->str ? reply->element[1]->str : "?");
@@ -687,30 +756,41 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
     ob_redis_t *r = ctl_redis_connect(c);
     if (!r)
         return EXIT_RUNTIME;
-    hm_t h = {json_object(), 0};
+    hm_t h = {json_object(), 0, 1, 0};
     scan_t s = {0, OB_OK, "0", NULL};
     size_t total = 0;
+    ob_err_t e = OB_OK;
     do {
         s.done = 0;
         s.keys = json_array();
-        ob_redis_command(r, on_scan, &s, "SCAN %s MATCH ob:{*}:state COUNT 1000", s.cursor);
-        while (!s.done)
-            ob_loop_run_once(c->loop, 100);
+        e = ctl_redis(c, r, on_scan, &s, &s.done, "SCAN %s MATCH ob:{*}:state COUNT 1000",
+                      s.cursor);
         size_t i;
         json_t *k;
         json_array_foreach(s.keys, i, k)
         {
+            if (e != OB_OK || s.err != OB_OK)
+                break;
+            e = ob_redis_command(r, on_hmget, &h, "HMGET %s stage status", json_string_value(k));
+            if (e != OB_OK) {
+                fprintf(stderr, "onboardctl: Redis: the command could not be sent: %s\n",
+                        ob_err2str(e));
+                break;
+            }
             h.pending++;
+            h.idle = 0;
             total++;
-            ob_redis_command(r, on_hmget, &h, "HMGET %s stage status", json_string_value(k));
         }
         json_decref(s.keys);
-        while (h.pending > 0)
-            ob_loop_run_once(c->loop, 100);
-    } while (s.err == OB_OK && strcmp(s.cursor, "0") != 0);
-    ob_redis_free(r);
-    if (s.err != OB_OK) {
+        if (ctl_wait(c, &h.idle, 15000, "Redis") != OB_OK)
+            e = OB_ERR_TIMEOUT;
+    } while (e == OB_OK && s.err == OB_OK && strcmp(s.cursor, "0") != 0);
+    ob_redis_free(r); /* what is still pending is answered (cancelled) here */
+    if (e == OB_OK && s.err != OB_OK)
         fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(s.err));
+    else if (e == OB_OK && h.failed)
+        fprintf(stderr, "onboardctl: Redis: some accounts' states could not be read\n");
+    if (e != OB_OK || s.err != OB_OK || h.failed) {
         json_decref(h.counts);
         return EXIT_RUNTIME;
     }
@@ -957,7 +1037,7 @@ static int pick_each(ctl_t *c, ob_dlq_t *d, void *arg)
     }
     if (p->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 64;
-        p->v = realloc(p->v, p->cap * sizeof(*p->v));
+        p->v = ob_realloc(p->v, p->cap * sizeof(*p->v));
     }
     json_object_set_new(p->latest, key, json_integer((json_int_t)p->n));
     p->v[p->n++] = *d;
@@ -1280,6 +1360,7 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
 
 static int cmd_retry(ctl_t *c, int argc, char **argv)
 {
+    rq_t s; /* as long as r: see ctl_redis */
     const char *acct = NULL;
     long wait_ms = 15000;
     for (int i = 0; i < argc; i++) {
@@ -1305,9 +1386,11 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
     char key[64];
     snprintf(key, sizeof(key), "ob:{%s}:state", acct);
     rq_t q = {0};
-    ob_redis_command(r, on_hgetall, &q, "HGETALL %s", key);
-    while (!q.done)
-        ob_loop_run_once(c->loop, 100);
+    if (ctl_redis(c, r, on_hgetall, &q, &q.done, "HGETALL %s", key) != OB_OK) {
+        ob_redis_free(r);
+        json_decref(q.out);
+        return EXIT_RUNTIME;
+    }
     const char *status = json_string_value(json_object_get(q.out, "status"));
     const char *stage = json_string_value(json_object_get(q.out, "stage"));
     const char *attempts = json_string_value(json_object_get(q.out, "stage_attempts"));
@@ -1372,10 +1455,11 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
         uint64_t end = ob_loop_update_time(c->loop) + (uint64_t)wait_ms;
         int moved = 0;
         while (!moved && ob_loop_update_time(c->loop) < end) {
-            rq_t s = {0};
-            ob_redis_command(r, on_hgetall, &s, "HGETALL %s", key);
-            while (!s.done)
-                ob_loop_run_once(c->loop, 100);
+            memset(&s, 0, sizeof(s));
+            if (ctl_redis(c, r, on_hgetall, &s, &s.done, "HGETALL %s", key) != OB_OK) {
+                json_decref(s.out);
+                break;
+            }
             const char *st = json_string_value(json_object_get(s.out, "status"));
             const char *at = json_string_value(json_object_get(s.out, "stage_attempts"));
             if (st && (strcmp(st, "waiting") != 0 || (at && strcmp(at, attempts0) != 0))) {
@@ -1546,7 +1630,7 @@ static int cmd_lag(ctl_t *c, int argc, char **argv)
             }
             if (n == cap) {
                 cap = cap ? cap * 2 : 32;
-                rows = realloc(rows, cap * sizeof(*rows));
+                rows = ob_realloc(rows, cap * sizeof(*rows));
             }
             lag_row_t *r = &rows[n++];
             memset(r, 0, sizeof(*r));
@@ -1640,6 +1724,7 @@ static int cmd_lag(ctl_t *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    json_set_alloc_funcs(ob_malloc, free); /* the out-of-memory policy: ob_alloc.h */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
@@ -1654,6 +1739,11 @@ int main(int argc, char **argv)
     }
     ob_log_set_level(OB_LOG_WARN);
     c.loop = ob_loop_new(err, sizeof(err));
+    if (!c.loop) {
+        fprintf(stderr, "onboardctl: %s\n", err);
+        ob_config_free(&c.cfg);
+        return EXIT_RUNTIME;
+    }
     int rc;
     if (!strcmp(argv[1], "enqueue"))
         rc = cmd_enqueue(&c, argc - 2, argv + 2);

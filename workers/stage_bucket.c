@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ob_alloc.h"
 #include "ob_awsproto.h"
 #include "stages.h"
 
@@ -59,13 +60,27 @@ typedef struct bucket_st_s {
     char seen[256];    /* names and buckets of the reports seen (for the reason) */
     char *buckets;     /* every bucket the fleet made in the account, this one last (malloc'd) */
     char *old_buckets; /* those but this one: kept, their data is the customer's (malloc'd) */
+    struct bucket_ctx_s *ctx; /* the worker's (NULL: none, nothing is remembered) */
 } bucket_st_t;
 
 #define BUCKETS_KEPT 100 /* buckets the account's record lists */
 /* How long a fleet that cannot see an organization skips the check. */
 #define ORG_BLIND_MS (10LL * 60 * 1000)
 
-static uint64_t org_blind_until; /* monotonic ms; per process */
+/* What the stage remembers across one worker's messages. */
+typedef struct bucket_ctx_s {
+    uint64_t org_blind_until; /* monotonic ms: no Organizations check before */
+} bucket_ctx_t;
+
+static void *bucket_ctx_new(void)
+{
+    return ob_calloc(1, sizeof(bucket_ctx_t));
+}
+
+static void bucket_ctx_free(void *ctx)
+{
+    free(ctx);
+}
 
 static uint64_t mono_ms(void)
 {
@@ -125,10 +140,11 @@ char *ob_cur_bucket_policy(const char *partition, const char *account_id, const 
     return s;
 }
 
-static ob_err_t bucket_parse(void *p, const ob_config_t *cfg, const char *payload, size_t len,
-                             ob_job_plan_t *plan, ob_step_t *fail)
+static ob_err_t bucket_parse(void *p, void *ctx, const ob_config_t *cfg, const char *payload,
+                             size_t len, ob_job_plan_t *plan, ob_step_t *fail)
 {
     bucket_st_t *st = p;
+    st->ctx = ctx;
     ob_msg_error_t me;
     memset(&me, 0, sizeof(me));
     if (ob_request_parse(payload, len, &st->req, &me) != OB_OK) {
@@ -282,7 +298,8 @@ static int org_verdict(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *o
                                    !strcmp(res->aws.code, "AWSOrganizationsNotInUseException"))) {
         /* The fleet's identity sees no organization: nothing to check
          * against, and no use asking again for a while. */
-        org_blind_until = mono_ms() + ORG_BLIND_MS;
+        if (st->ctx)
+            st->ctx->org_blind_until = mono_ms() + ORG_BLIND_MS;
         return 1;
     }
     if (res->err == OB_ERR_AWS && !strcmp(res->aws.code, "AccountNotFoundException")) {
@@ -383,7 +400,7 @@ static int cur_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
     const char *next = json_string_value(json_object_get(reply, "NextToken"));
     if (!st->has_found && next && *next && ++st->cur_pages < 20) {
         free(st->cur_token);
-        st->cur_token = strdup(next);
+        st->cur_token = ob_strdup(next);
         json_decref(reply);
         cur_call(st, out);
         return 0;
@@ -414,7 +431,7 @@ static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
             return;
         res = NULL; /* on to the stage's own first call */
     }
-    if (st->org_check && mono_ms() >= org_blind_until) {
+    if (st->org_check && (!st->ctx || mono_ms() >= st->ctx->org_blind_until)) {
         org_call(st, out);
         return;
     }
@@ -508,6 +525,8 @@ const ob_stage_ops_t ob_stage_bucket = {
     .stage = OB_STAGE_BUCKET,
     .input = "requests",
     .state_size = sizeof(bucket_st_t),
+    .ctx_new = bucket_ctx_new,
+    .ctx_free = bucket_ctx_free,
     .parse = bucket_parse,
     .step = bucket_step,
     .clear = bucket_clear,

@@ -48,6 +48,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "ob_alloc.h"
 #include "ob_awsproto.h"
 #include "ob_crypto.h"
 #include "stages.h"
@@ -166,8 +167,8 @@ static ob_err_t load_settings(connect_st_t *st, const ob_config_t *cfg, ob_step_
 
 /* ---- parse ---- */
 
-static ob_err_t connect_parse(void *p, const ob_config_t *cfg, const char *payload, size_t len,
-                              ob_job_plan_t *plan, ob_step_t *fail)
+static ob_err_t connect_parse(void *p, void *ctx, const ob_config_t *cfg, const char *payload,
+                              size_t len, ob_job_plan_t *plan, ob_step_t *fail)
 {
     connect_st_t *st = p;
     if (load_settings(st, cfg, fail) != OB_OK)
@@ -328,7 +329,7 @@ static void post_event(connect_st_t *st, ob_step_t *out)
     ob_buf_free(&signed_text);
     out->kind = OB_STEP_HTTP;
     snprintf(out->http_method, sizeof(out->http_method), "POST");
-    out->http_url = strdup(st->url);
+    out->http_url = ob_strdup(st->url);
     if (e != OB_OK || !out->http_url ||
         ob_hdrs_add(&out->http_headers, "Content-Type", "application/json") != OB_OK ||
         ob_hdrs_add(&out->http_headers, "X-Onboard-Timestamp", ts) != OB_OK ||
@@ -358,7 +359,7 @@ static void done_unchanged(connect_st_t *st, ob_step_t *out)
 static void done(connect_st_t *st, ob_step_t *out)
 {
     memset(out, 0, sizeof(*out));
-    out->emit = strdup(st->event);
+    out->emit = ob_strdup(st->event);
     if (!out->emit) {
         ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot emit the connected event");
         return;

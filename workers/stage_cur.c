@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
 #include "ob_awsproto.h"
 #include "stages.h"
 
@@ -524,7 +525,7 @@ static void on_describe(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out
             return;
         }
         free(st->token);
-        st->token = strdup(next);
+        st->token = ob_strdup(next);
         json_decref(reply);
         if (!st->token) {
             ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot keep the NextToken");
@@ -595,8 +596,8 @@ static void cur_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
     }
 }
 
-static ob_err_t cur_parse(void *p, const ob_config_t *cfg, const char *payload, size_t len,
-                          ob_job_plan_t *plan, ob_step_t *fail)
+static ob_err_t cur_parse(void *p, void *ctx, const ob_config_t *cfg, const char *payload,
+                          size_t len, ob_job_plan_t *plan, ob_step_t *fail)
 {
     cur_st_t *st = p;
     (void)cfg;

@@ -82,6 +82,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ob_alloc.h"
 #include "ob_awsproto.h"
 #include "ob_crypto.h"
 #include "stages.h"
@@ -145,7 +146,7 @@ typedef struct iam_st_s {
     int races, token_bumps, bad_replies;
     long long waited_ms;
     uint64_t created_ms; /* clock when our CreateStack was answered (0: none in progress) */
-    int probe;           /* this stack is one of the probes (counted in timing.probes) */
+    int probe;           /* this stack is one of the probes (counted in the timing's probes) */
     char fail_reason[IAM_REASON_LEN]; /* StackStatusReason of the stack we gave up on */
     char fail_status[IAM_STATUS_LEN];
     int resumed;           /* continues what another holder created or updated */
@@ -161,6 +162,7 @@ typedef struct iam_st_s {
     char moving[OB_STACK_ID_LEN];
     char moving_region[OB_REGION_LEN];
     int move_deletes;
+    struct iam_timing_s *tm; /* the worker's (ctx) */
 } iam_st_t;
 
 /* ---- how long this process's creates take (see the header) ---- */
@@ -172,19 +174,33 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static struct {
+/* What the stage learns of one worker's creates: its ctx (ob_stage_ops_t). */
+typedef struct iam_timing_s {
     long long ms[IAM_SAMPLES]; /* a ring of probe samples */
     int n, next;
     long long first; /* the estimate from them (-1: not enough), kept as samples come */
     int probes;      /* probe stacks in progress */
     uint64_t (*now)(void);
-} timing = {.first = -1, .now = mono_ms};
+} iam_timing_t;
 
-void ob_stage_iam_timing_reset(uint64_t (*now_ms)(void))
+static void *iam_ctx_new(void)
 {
-    memset(&timing, 0, sizeof(timing));
-    timing.first = -1;
-    timing.now = now_ms ? now_ms : mono_ms;
+    iam_timing_t *t = ob_malloc(sizeof(*t));
+    ob_stage_iam_timing_reset(t, NULL);
+    return t;
+}
+
+static void iam_ctx_free(void *ctx)
+{
+    free(ctx);
+}
+
+void ob_stage_iam_timing_reset(void *ctx, uint64_t (*now_ms)(void))
+{
+    iam_timing_t *t = ctx;
+    memset(t, 0, sizeof(*t));
+    t->first = -1;
+    t->now = now_ms ? now_ms : mono_ms;
 }
 
 static int cmp_ll(const void *a, const void *b)
@@ -196,27 +212,27 @@ static int cmp_ll(const void *a, const void *b)
 /* The age at which a non-probe stack is first polled (-1: not known yet):
  * the 10th percentile of the samples, computed when one arrives (stacks
  * waiting for it ask on every look). */
-long long ob_stage_iam_first_poll_ms(void)
+long long ob_stage_iam_first_poll_ms(const void *ctx)
 {
-    return timing.first;
+    return ((const iam_timing_t *)ctx)->first;
 }
 
-static void timing_estimate(void)
+static void timing_estimate(iam_timing_t *t)
 {
-    if (timing.n < IAM_MIN_SAMPLES) {
-        timing.first = -1;
+    if (t->n < IAM_MIN_SAMPLES) {
+        t->first = -1;
         return;
     }
     long long v[IAM_SAMPLES];
-    memcpy(v, timing.ms, sizeof(long long) * (size_t)timing.n);
-    qsort(v, (size_t)timing.n, sizeof(v[0]), cmp_ll);
-    timing.first = v[timing.n / 10];
+    memcpy(v, t->ms, sizeof(long long) * (size_t)t->n);
+    qsort(v, (size_t)t->n, sizeof(v[0]), cmp_ll);
+    t->first = v[t->n / 10];
 }
 
 static void timing_release(iam_st_t *st)
 {
-    if (st->probe && timing.probes > 0)
-        timing.probes--;
+    if (st->probe && st->tm->probes > 0)
+        st->tm->probes--;
     st->probe = 0;
 }
 
@@ -226,11 +242,11 @@ static void timing_finished(iam_st_t *st)
     if (!st->created_ms)
         return;
     if (st->probe && (!st->resumed || st->seen_busy)) {
-        timing.ms[timing.next] = (long long)(timing.now() - st->created_ms);
-        timing.next = (timing.next + 1) % IAM_SAMPLES;
-        if (timing.n < IAM_SAMPLES)
-            timing.n++;
-        timing_estimate();
+        st->tm->ms[st->tm->next] = (long long)(st->tm->now() - st->created_ms);
+        st->tm->next = (st->tm->next + 1) % IAM_SAMPLES;
+        if (st->tm->n < IAM_SAMPLES)
+            st->tm->n++;
+        timing_estimate(st->tm);
     }
     timing_release(st);
     st->created_ms = 0;
@@ -360,8 +376,8 @@ static long long poll_not_before(iam_st_t *st)
 {
     if (!st->created_ms || st->probe)
         return 0;
-    long long age = (long long)(timing.now() - st->created_ms);
-    long long first = ob_stage_iam_first_poll_ms();
+    long long age = (long long)(st->tm->now() - st->created_ms);
+    long long first = ob_stage_iam_first_poll_ms(st->tm);
     if (first < 0 && st->resumed)
         first = st->hint_first; /* what the process that created it had learnt */
     if (first >= 0)
@@ -369,9 +385,9 @@ static long long poll_not_before(iam_st_t *st)
     /* Nothing learnt anywhere yet: a probe if there is a place (a taken-over
      * stack too: its sample counts if it is seen in progress first), else
      * wait without a call for the probes to teach us. */
-    if (timing.probes < IAM_PROBES) {
+    if (st->tm->probes < IAM_PROBES) {
         st->probe = 1; /* a probe finished: take its place */
-        timing.probes++;
+        st->tm->probes++;
         return 0;
     }
     if (age >= IAM_BLIND_MAX_MS)
@@ -393,7 +409,7 @@ static void note_progress(iam_st_t *st, ob_step_t *out)
     if (st->acted == A_CREATED) {
         if (!st->created_wall)
             st->created_wall = wall_ms();
-        long long first = ob_stage_iam_first_poll_ms();
+        long long first = ob_stage_iam_first_poll_ms(st->tm);
         snprintf(st->progress, sizeof(st->progress), "created %llu %s %lld",
                  (unsigned long long)st->created_wall, st->acted_id[0] ? st->acted_id : "-",
                  first >= 0    ? first
@@ -411,12 +427,12 @@ static void note_progress(iam_st_t *st, ob_step_t *out)
 static void wait_created(iam_st_t *st, ob_step_t *out)
 {
     timing_release(st); /* a redo's create: the earlier one's probe ends */
-    st->created_ms = timing.now();
+    st->created_ms = st->tm->now();
     if (!st->created_ms)
         st->created_ms = 1;
-    if (timing.probes < IAM_PROBES) {
+    if (st->tm->probes < IAM_PROBES) {
         st->probe = 1;
-        timing.probes++;
+        st->tm->probes++;
     }
     long long w = poll_not_before(st);
     wait_ms(st, out, w > st->poll_ms ? w : st->poll_ms);
@@ -961,10 +977,11 @@ static void on_events(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 
 /* ---- the stage ---- */
 
-static ob_err_t iam_parse(void *p, const ob_config_t *cfg, const char *payload, size_t len,
-                          ob_job_plan_t *plan, ob_step_t *fail)
+static ob_err_t iam_parse(void *p, void *ctx, const ob_config_t *cfg, const char *payload,
+                          size_t len, ob_job_plan_t *plan, ob_step_t *fail)
 {
     iam_st_t *st = p;
+    st->tm = ctx; /* ob_stage_iam.ctx_new's: never NULL */
     ob_msg_error_t me;
     memset(&me, 0, sizeof(me));
     if (ob_stage_parse(payload, len, &st->in, &me) != OB_OK) {
@@ -1222,7 +1239,7 @@ static void iam_resume(void *p, const char *progress)
     st->hint_first = first;
     st->created_wall = at;
     if (st->acted == A_CREATED && at > 0) {
-        uint64_t now = timing.now(), wall = wall_ms();
+        uint64_t now = st->tm->now(), wall = wall_ms();
         uint64_t age = wall > at ? wall - at : 0;
         st->created_ms = now > age ? now - age : 1;
         st->pending = P_WAIT; /* the first step waits as a poll would */
@@ -1265,6 +1282,8 @@ const ob_stage_ops_t ob_stage_iam = {
     .stage = OB_STAGE_IAM,
     .input = "iam",
     .state_size = sizeof(iam_st_t),
+    .ctx_new = iam_ctx_new,
+    .ctx_free = iam_ctx_free,
     .parse = iam_parse,
     .step = iam_step,
     .clear = iam_clear,

@@ -16,11 +16,13 @@ extern const ob_stage_ops_t ob_stage_connect; /* stage_connect.c */
 /* The Billing Engine role template (JSON), kept in workers/templates/ and
  * compiled in (stage_iam.c). */
 extern const char ob_iam_template[];
-/* The iam stage's estimate of how long its creates take (stage_iam.c, "When
- * to poll"): the age at which a stack is first polled, -1 while unknown.
- * reset forgets every sample and sets the clock (NULL: CLOCK_MONOTONIC). */
-long long ob_stage_iam_first_poll_ms(void);
-void ob_stage_iam_timing_reset(uint64_t (*now_ms)(void));
+/* The iam stage's estimate of how long one worker's creates take
+ * (stage_iam.c, "When to poll"), kept in the worker's stage context
+ * (ob_stage_iam.ctx_new): the age at which a stack is first polled, -1 while
+ * unknown. reset forgets every sample and sets the clock (NULL:
+ * CLOCK_MONOTONIC). */
+long long ob_stage_iam_first_poll_ms(const void *ctx);
+void ob_stage_iam_timing_reset(void *ctx, uint64_t (*now_ms)(void));
 
 /* The CUR delivery bucket policy for an account's bucket (malloc'd JSON):
  * billingreports.amazonaws.com and bcm-data-exports.amazonaws.com, each

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
 #include "stages.h"
 
 /* 0 when the billing settings are usable, else 2 with the reason on stderr. */
@@ -20,14 +21,14 @@ static int check_billing_settings(const char *argv0)
     ob_config_t cfg;
     if (ob_config_load(&cfg, NULL, NULL, NULL, err, sizeof(err)) != OB_OK)
         return 0; /* ob_worker_main reports it */
-    void *st = calloc(1, ob_stage_connect.state_size);
+    void *st = ob_calloc(1, ob_stage_connect.state_size);
     ob_job_plan_t plan;
     ob_step_t fail;
     memset(&plan, 0, sizeof(plan));
     memset(&fail, 0, sizeof(fail));
     int rc = 0;
     if (st) {
-        ob_stage_connect.parse(st, &cfg, "{}", 2, &plan, &fail);
+        ob_stage_connect.parse(st, NULL, &cfg, "{}", 2, &plan, &fail);
         if (fail.kind == OB_STEP_FAIL && !strcmp(fail.code, "billing_config")) {
             fprintf(stderr, "%s: configuration: %s\n", argv0, fail.message);
             rc = 2;

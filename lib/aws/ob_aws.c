@@ -13,10 +13,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "ob_alloc.h"
 #include "ob_awsconfig.h"
 #include "ob_creds.h"
 #include "ob_crypto.h"
 #include "ob_endpoint.h"
+#include "ob_list.h"
 #include "ob_log.h"
 #include "ob_sigv4.h"
 
@@ -36,7 +38,7 @@ struct ob_aws_s {
     ob_retry_policy_t policy;
     ob_retry_quota_t quota;
     ep_cache_t *eps;
-    ob_aws_call_t *calls;
+    ob_list_t calls; /* ob_aws_call_t in flight, newest first */
     ob_aws_stats_t stats;
     unsigned short xsubi[3];
     ob_aws_limiter_t limiter;  /* limiter.acquire NULL: none */
@@ -67,7 +69,7 @@ struct ob_aws_call_s {
     void *rl_wait;
     int rl_granted; /* the limiter let this attempt go */
     uint64_t priority;
-    ob_aws_call_t *prev, *next;
+    ob_list_t node; /* in aws->calls */
 };
 
 static const char *const expired_codes[] = {"ExpiredToken", "ExpiredTokenException",
@@ -88,11 +90,8 @@ static const char *env_get(const ob_aws_t *aws, const char *name)
 ob_aws_t *ob_aws_new(ob_loop_t *loop, ob_http_t *http, const ob_aws_opts_t *opts, char *errstr,
                      size_t errstr_size)
 {
-    ob_aws_t *aws = calloc(1, sizeof(*aws));
-    if (!aws) {
-        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    ob_aws_t *aws = ob_calloc(1, sizeof(*aws));
+    ob_list_init(&aws->calls);
     aws->loop = loop;
     aws->http = http;
     if (opts)
@@ -134,17 +133,12 @@ ob_aws_t *ob_aws_new(ob_loop_t *loop, ob_http_t *http, const ob_aws_opts_t *opts
     return aws;
 }
 
+#define CALL_OF(n) OB_LIST_ENTRY((n), ob_aws_call_t, node)
+
 static void call_unlink(ob_aws_call_t *c)
 {
-    ob_aws_t *aws = c->aws;
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (aws->calls == c)
-        aws->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-    aws->stats.in_flight--;
+    ob_list_remove(&c->node);
+    c->aws->stats.in_flight--;
 }
 
 static void call_free(ob_aws_call_t *c)
@@ -417,7 +411,7 @@ static const ob_endpoint_t *endpoint_for(ob_aws_t *aws, ob_aws_svc_t svc, const 
     for (ep_cache_t *e = aws->eps; e; e = e->next)
         if (e->svc == svc && !strcmp(e->region, region))
             return &e->ep;
-    ep_cache_t *e = calloc(1, sizeof(*e));
+    ep_cache_t *e = ob_calloc(1, sizeof(*e));
     if (!e) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
@@ -447,7 +441,7 @@ ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target
     const ob_endpoint_t *ep = endpoint_for(aws, req->svc, region, errstr, errstr_size);
     if (!ep)
         return NULL;
-    ob_aws_call_t *c = calloc(1, sizeof(*c));
+    ob_aws_call_t *c = ob_calloc(1, sizeof(*c));
     if (!c) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
@@ -513,10 +507,7 @@ ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target
     if (target && target->creds)
         c->creds = ob_credsrc_ref(target->creds);
     c->started = ob_loop_update_time(aws->loop);
-    c->next = aws->calls;
-    if (aws->calls)
-        aws->calls->prev = c;
-    aws->calls = c;
+    ob_list_push_front(&aws->calls, &c->node);
     aws->stats.calls++;
     aws->stats.in_flight++;
     /* Start from the loop, so the callback can never run inside this call. */
@@ -536,8 +527,8 @@ void ob_aws_free(ob_aws_t *aws)
 {
     if (!aws)
         return;
-    while (aws->calls) {
-        ob_aws_call_t *c = aws->calls;
+    while (!ob_list_empty(&aws->calls)) {
+        ob_aws_call_t *c = CALL_OF(ob_list_first(&aws->calls));
         ob_aws_result_t res;
         memset(&res, 0, sizeof(res));
         res.err = OB_ERR_CANCELLED;
@@ -557,7 +548,8 @@ void ob_aws_free(ob_aws_t *aws)
 void ob_aws_set_limiter(ob_aws_t *aws, const ob_aws_limiter_t *limiter)
 {
     if (!limiter || !limiter->acquire) {
-        for (ob_aws_call_t *c = aws->calls; c; c = c->next) {
+        for (ob_list_t *pos = aws->calls.next; pos != &aws->calls; pos = pos->next) {
+            ob_aws_call_t *c = CALL_OF(pos);
             if (c->rl_wait) {
                 aws->limiter.cancel(aws->limiter.ctx, c->rl_wait);
                 c->rl_wait = NULL;

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "ob_alloc.h"
 #include "ob_buf.h"
 
 #define KIND_OTHER (-1)
@@ -62,7 +63,7 @@ static ob_err_t expand_home(const char *path, ob_getenv_fn getenv_fn, void *ctx,
 {
     *out = NULL;
     if (path[0] != '~') {
-        *out = strdup(path);
+        *out = ob_strdup(path);
         return *out ? OB_OK : OB_ERR_NOMEM;
     }
     size_t ulen = strcspn(path + 1, "/");
@@ -72,7 +73,7 @@ static ob_err_t expand_home(const char *path, ob_getenv_fn getenv_fn, void *ctx,
     if (!home) {
         size_t bufsz = 16384;
         struct passwd pw, *res = NULL;
-        pwbuf = malloc(bufsz);
+        pwbuf = ob_malloc(bufsz);
         if (!pwbuf)
             return OB_ERR_NOMEM;
         if (ulen == 0) {
@@ -94,7 +95,7 @@ static ob_err_t expand_home(const char *path, ob_getenv_fn getenv_fn, void *ctx,
         while (hl > 1 && home[hl - 1] == '/' && *rest == '/')
             hl--;
         size_t rl = strlen(rest);
-        *out = malloc(hl + rl + 1);
+        *out = ob_malloc(hl + rl + 1);
         if (*out) {
             memcpy(*out, home, hl);
             memcpy(*out + hl, rest, rl + 1);
@@ -117,7 +118,7 @@ static ob_err_t read_text(const char *path, char **text, size_t *len, char *errs
             return OB_OK;
         return ob_errf(errstr, errstr_size, OB_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }
-    char *buf = malloc(OB_AWSCONFIG_MAX_FILE + 2);
+    char *buf = ob_malloc(OB_AWSCONFIG_MAX_FILE + 2);
     if (!buf) {
         fclose(f);
         return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
@@ -185,7 +186,7 @@ static char *strndup_trim(const char *s, size_t n)
         s++, n--;
     while (n && is_ws((unsigned char)s[n - 1]))
         n--;
-    return strndup(s, n);
+    return ob_strndup(s, n);
 }
 
 /* shlex.split() of a section header, enough for "profile NAME" and
@@ -203,7 +204,7 @@ static int split_words(const char *s, char **second)
         if (!*p)
             break;
         size_t cap = strlen(p) + 1, n = 0;
-        char *w = malloc(cap);
+        char *w = ob_malloc(cap);
         if (!w) {
             free(*second);
             *second = NULL;
@@ -257,7 +258,7 @@ static ob_err_t classify(const char *raw, int *kind, char **name)
     *name = NULL;
     if (strcmp(raw, "default") == 0) {
         *kind = OB_AWSCONFIG_PROFILE;
-        *name = strdup("default");
+        *name = ob_strdup("default");
         return *name ? OB_OK : OB_ERR_NOMEM;
     }
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
@@ -304,7 +305,7 @@ static ob_err_t parse_nested(parser_t *ps, kv_t *kv, const char *text)
     size_t lines = 1;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    kv->sub = calloc(lines, sizeof(*kv->sub));
+    kv->sub = ob_calloc(lines, sizeof(*kv->sub));
     if (!kv->sub)
         return nomem(ps);
     for (const char *p = text; *p;) {
@@ -352,14 +353,14 @@ static ob_err_t close_pending(parser_t *ps)
         n--;
     if (n && v[0] == '\n')
         return parse_nested(ps, kv, v);
-    kv->value = strndup(v, n);
+    kv->value = ob_strndup(v, n);
     return kv->value ? OB_OK : nomem(ps);
 }
 
 static ob_err_t open_section(parser_t *ps, const char *raw, size_t rawlen, size_t lineno)
 {
     ob_awsconfig_t *cfg = ps->cfg;
-    char *r = strndup(raw, rawlen);
+    char *r = ob_strndup(raw, rawlen);
     if (!r)
         return nomem(ps);
     for (size_t i = ps->first; i < cfg->n; i++)
@@ -371,7 +372,7 @@ static ob_err_t open_section(parser_t *ps, const char *raw, size_t rawlen, size_
         }
     if (cfg->n == cfg->cap) {
         size_t cap = cfg->cap ? cfg->cap * 2 : 8;
-        sect_t *s = realloc(cfg->s, cap * sizeof(*s));
+        sect_t *s = ob_realloc(cfg->s, cap * sizeof(*s));
         if (!s) {
             free(r);
             return nomem(ps);
@@ -386,7 +387,7 @@ static ob_err_t open_section(parser_t *ps, const char *raw, size_t rawlen, size_
     ob_err_t err;
     if (ps->creds) {
         s->kind = OB_AWSCONFIG_PROFILE;
-        s->name = strdup(r);
+        s->name = ob_strdup(r);
         err = s->name ? OB_OK : OB_ERR_NOMEM;
     } else {
         err = classify(r, &s->kind, &s->name);
@@ -425,7 +426,7 @@ static ob_err_t open_key(parser_t *ps, const char *line, size_t lineno)
         }
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 8;
-        kv_t *kv = realloc(s->kv, cap * sizeof(*kv));
+        kv_t *kv = ob_realloc(s->kv, cap * sizeof(*kv));
         if (!kv) {
             free(key);
             return nomem(ps);
@@ -521,10 +522,10 @@ static ob_err_t load_file(ob_awsconfig_t *cfg, const char *path, int creds, char
 
 static ob_err_t new_config(ob_awsconfig_t **out, const char *profile)
 {
-    *out = calloc(1, sizeof(**out));
+    *out = ob_calloc(1, sizeof(**out));
     if (!*out)
         return OB_ERR_NOMEM;
-    (*out)->profile = strdup(profile);
+    (*out)->profile = ob_strdup(profile);
     if (!(*out)->profile) {
         free(*out);
         *out = NULL;
@@ -590,7 +591,7 @@ ob_err_t ob_awsconfig_load(ob_getenv_fn getenv_fn, void *ctx, ob_awsconfig_t **o
     if (!profile)
         profile = ob_awsconfig_getenv(getenv_fn, ctx, var = "AWS_DEFAULT_PROFILE");
     if (err == OB_OK && profile) {
-        char *copy = strdup(profile);
+        char *copy = ob_strdup(profile);
         if (!copy) {
             err = ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         } else {

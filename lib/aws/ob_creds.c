@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
+#include "ob_list.h"
 #include "ob_log.h"
 
 #define FAIL_MEMORY_MS    1000  /* a failed fetch answers waiters for this long */
@@ -46,9 +48,9 @@ ob_err_t ob_aws_creds_set(ob_aws_creds_t *c, const char *akid, const char *secre
 {
     ob_aws_creds_t n;
     memset(&n, 0, sizeof(n));
-    n.access_key_id = strdup(akid);
-    n.secret_access_key = strdup(secret);
-    n.session_token = token && *token ? strdup(token) : NULL;
+    n.access_key_id = ob_strdup(akid);
+    n.secret_access_key = ob_strdup(secret);
+    n.session_token = token && *token ? ob_strdup(token) : NULL;
     n.expires_ms = expires_ms;
     if (!n.access_key_id || !n.secret_access_key || (token && *token && !n.session_token)) {
         ob_aws_creds_clear(&n);
@@ -80,8 +82,10 @@ struct ob_creds_wait_s {
     ob_credsrc_t *src;
     ob_creds_cb *cb;
     void *arg;
-    ob_creds_wait_t *prev, *next;
+    ob_list_t node; /* in src->waiters */
 };
+
+#define WAIT_OF(n) OB_LIST_ENTRY((n), ob_creds_wait_t, node)
 
 struct ob_credsrc_s {
     const ob_credsrc_ops_t *ops;
@@ -100,7 +104,7 @@ struct ob_credsrc_s {
     char last_code[128];
     uint64_t fail_until;    /* loop ms: answer waiters with last_err until then */
     uint64_t next_advisory; /* loop ms: no background refresh before */
-    ob_creds_wait_t *waiters;
+    ob_list_t waiters;      /* ob_creds_wait_t, newest first */
     ob_timer_t *notify;
     char describe[320];
 };
@@ -136,12 +140,9 @@ static int usable(const ob_credsrc_t *s)
 static void flush_waiters(ob_credsrc_t *s, ob_err_t err, const char *msg)
 {
     ob_credsrc_ref(s);
-    while (s->waiters) {
-        ob_creds_wait_t *w = s->waiters;
-        s->waiters = w->next;
-        if (s->waiters)
-            s->waiters->prev = NULL;
-        w->next = w->prev = NULL;
+    while (!ob_list_empty(&s->waiters)) {
+        ob_creds_wait_t *w = WAIT_OF(ob_list_first(&s->waiters));
+        ob_list_remove(&w->node);
         ob_creds_cb *cb = w->cb;
         void *arg = w->arg;
         free(w);
@@ -151,7 +152,7 @@ static void flush_waiters(ob_credsrc_t *s, ob_err_t err, const char *msg)
             cb(err, msg, NULL, arg);
         /* A callback may have invalidated the credentials: the rest wait on. */
         if (err == OB_OK && !usable(s)) {
-            if (s->waiters && !s->fetching)
+            if (!ob_list_empty(&s->waiters) && !s->fetching)
                 start_fetch(s);
             break;
         }
@@ -234,7 +235,7 @@ void ob_credsrc_note_failure(ob_credsrc_t *s, ob_retry_class_t cls, const char *
 static void notify_fired(ob_timer_t *t, void *arg)
 {
     ob_credsrc_t *s = arg;
-    if (!s->waiters)
+    if (ob_list_empty(&s->waiters))
         return;
     if (usable(s)) {
         flush_waiters(s, OB_OK, NULL);
@@ -250,13 +251,14 @@ static void notify_fired(ob_timer_t *t, void *arg)
 
 ob_credsrc_t *ob_credsrc_new(ob_loop_t *loop, const ob_credsrc_ops_t *ops, void *data)
 {
-    ob_credsrc_t *s = calloc(1, sizeof(*s));
+    ob_credsrc_t *s = ob_calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     s->ops = ops;
     s->data = data;
     s->loop = loop;
     s->refs = 1;
+    ob_list_init(&s->waiters);
     s->notify = ob_timer_new(loop, notify_fired, s);
     if (!s->notify) {
         free(s);
@@ -306,9 +308,9 @@ void ob_credsrc_unref(ob_credsrc_t *s)
         return;
     /* No fetch can be running: it holds a reference. Waiters hold none, so
      * tell them. */
-    while (s->waiters) {
-        ob_creds_wait_t *w = s->waiters;
-        s->waiters = w->next;
+    while (!ob_list_empty(&s->waiters)) {
+        ob_creds_wait_t *w = WAIT_OF(ob_list_first(&s->waiters));
+        ob_list_remove(&w->node);
         w->cb(OB_ERR_CANCELLED, "credentials source released", NULL, w->arg);
         free(w);
     }
@@ -331,16 +333,13 @@ const ob_aws_creds_t *ob_credsrc_peek(ob_credsrc_t *s)
 
 ob_creds_wait_t *ob_credsrc_get(ob_credsrc_t *s, ob_creds_cb *cb, void *arg)
 {
-    ob_creds_wait_t *w = calloc(1, sizeof(*w));
+    ob_creds_wait_t *w = ob_calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->src = s;
     w->cb = cb;
     w->arg = arg;
-    w->next = s->waiters;
-    if (s->waiters)
-        s->waiters->prev = w;
-    s->waiters = w;
+    ob_list_push_front(&s->waiters, &w->node);
     if (!s->fetching)
         ob_timer_start(s->notify, 0);
     return w;
@@ -350,13 +349,7 @@ void ob_creds_wait_cancel(ob_creds_wait_t *w)
 {
     if (!w)
         return;
-    ob_credsrc_t *s = w->src;
-    if (w->prev)
-        w->prev->next = w->next;
-    else if (s->waiters == w)
-        s->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    ob_list_remove(&w->node);
     free(w);
 }
 

@@ -16,9 +16,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include "ob_alloc.h"
 #include "ob_awsconfig.h"
 #include "ob_awsproto.h"
+#include "ob_hash.h"
+#include "ob_list.h"
 #include "ob_log.h"
+#include "ob_time.h"
 #include "ob_xml.h"
 
 #define METADATA_TIMEOUT_MS  1000 /* IMDS, as botocore's default */
@@ -55,33 +59,6 @@ typedef struct httpsrc_s {
     int step;         /* IMDS: 0 token, 1 role name, 2 credentials */
     ob_http_xfer_t *xfer;
 } httpsrc_t;
-
-/* "2026-11-26T07:00:00Z", "2026-11-26T07:00:00.000Z" or "+00:00" -> ms since epoch. */
-static int parse_iso8601_ms(const char *s, int64_t *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    int y, mo, d, h, mi, sec, n = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
-        return -1;
-    const char *p = s + n;
-    if (*p == '.')
-        for (p++; isdigit((unsigned char)*p); p++)
-            ;
-    if (!(*p == 'Z' || !strcmp(p, "+00:00") || *p == '\0'))
-        return -1;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -1;
-    *out = (int64_t)t * 1000;
-    return 0;
-}
 
 /* ---- static ---- */
 
@@ -121,7 +98,7 @@ static ob_err_t parse_sts_credentials(const ob_aws_result_t *res, const char *ac
     const char *arn = ob_xml_path_text(result, "AssumedRoleUser/Arn");
     int64_t exp_ms = 0;
     if (!akid || !*akid || !secret || !*secret || !token || !*token ||
-        parse_iso8601_ms(exp, &exp_ms) != 0) {
+        ob_time_parse_iso_ms(exp, &exp_ms) != 0) {
         ob_xml_free(doc);
         return ob_errf(errstr, errstr_size, OB_ERR_PARSE,
                        "%s reply lacks complete credentials (key, secret, token, expiration)",
@@ -230,14 +207,14 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
 {
     if (!base || !role_arn || !*role_arn)
         return NULL;
-    assume_t *a = calloc(1, sizeof(*a));
+    assume_t *a = ob_calloc(1, sizeof(*a));
     if (!a)
         return NULL;
     a->aws = aws;
     a->base = ob_credsrc_ref(base);
-    a->role_arn = strdup(role_arn);
-    a->external_id = external_id && *external_id ? strdup(external_id) : NULL;
-    a->session_name = strdup(session_name && *session_name ? session_name : "onboard");
+    a->role_arn = ob_strdup(role_arn);
+    a->external_id = external_id && *external_id ? ob_strdup(external_id) : NULL;
+    a->session_name = ob_strdup(session_name && *session_name ? session_name : "onboard");
     a->duration_s = duration_s > 0 ? duration_s : 3600;
     snprintf(a->region, sizeof(a->region), "%s",
              region && *region ? region : ob_aws_default_region(aws));
@@ -283,7 +260,7 @@ static char *read_small_file(const char *path, size_t max, char *errstr, size_t 
         ob_errf(errstr, errstr_size, OB_ERR_IO, "cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
-    char *buf = malloc(max + 1);
+    char *buf = ob_malloc(max + 1);
     size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
     fclose(f);
     if (!buf || n > max) {
@@ -345,18 +322,18 @@ ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file, con
 {
     if (!token_file || !*token_file || !role_arn || !*role_arn)
         return NULL;
-    webid_t *w = calloc(1, sizeof(*w));
+    webid_t *w = ob_calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->aws = aws;
-    w->token_file = strdup(token_file);
-    w->role_arn = strdup(role_arn);
+    w->token_file = ob_strdup(token_file);
+    w->role_arn = ob_strdup(role_arn);
     if (session_name && *session_name)
-        w->session_name = strdup(session_name);
+        w->session_name = ob_strdup(session_name);
     else {
         char name[64];
         snprintf(name, sizeof(name), "onboard-%lld", (long long)(ob_wall_ms() / 1000));
-        w->session_name = strdup(name);
+        w->session_name = ob_strdup(name);
     }
     snprintf(w->region, sizeof(w->region), "%s",
              region && *region ? region : ob_aws_default_region(aws));
@@ -393,7 +370,8 @@ static ob_err_t parse_json_creds(const char *body, size_t len, int imds, ob_aws_
     const char *exp = json_string_value(json_object_get(j, "Expiration"));
     const char *acct = json_string_value(json_object_get(j, "AccountId"));
     int64_t exp_ms = 0;
-    if (!akid || !*akid || !secret || !*secret || (exp && parse_iso8601_ms(exp, &exp_ms) != 0)) {
+    if (!akid || !*akid || !secret || !*secret ||
+        (exp && ob_time_parse_iso_ms(exp, &exp_ms) != 0)) {
         json_decref(j);
         return ob_errf(errstr, errstr_size, OB_ERR_PARSE,
                        "credentials reply lacks AccessKeyId/SecretAccessKey or has a bad "
@@ -520,19 +498,19 @@ ob_credsrc_t *ob_credsrc_container(ob_aws_t *aws, char *errstr, size_t errstr_si
         ob_errf(errstr, errstr_size, OB_ERR_CREDENTIALS, "no container credentials configured");
         return NULL;
     }
-    httpsrc_t *h = calloc(1, sizeof(*h));
+    httpsrc_t *h = ob_calloc(1, sizeof(*h));
     if (!h) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
     }
     h->aws = aws;
-    h->url = strdup(url);
+    h->url = ob_strdup(url);
     const char *tf = aws_env(aws, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
     const char *tok = aws_env(aws, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
     if (tf)
-        h->auth_file = strdup(tf);
+        h->auth_file = ob_strdup(tf);
     else if (tok)
-        h->auth = strdup(tok);
+        h->auth = ob_strdup(tok);
     ob_credsrc_t *s = NULL;
     if (!h->url || (tf && !h->auth_file) || (!tf && tok && !h->auth) ||
         !(s = ob_credsrc_new(ob_aws_loop(aws), &container_ops, h))) {
@@ -566,13 +544,13 @@ static void imds_reply(ob_http_resp_t *resp, void *arg)
     const char *body = resp->body.data ? resp->body.data : "";
     if (h->step == 0) {
         ob_aws_secret_free(h->imds_token);
-        h->imds_token = strdup(body);
+        h->imds_token = ob_strdup(body);
         h->step = 1;
         imds_step(s);
     } else if (h->step == 1) {
         size_t n = strcspn(body, "\r\n");
         free(h->role);
-        h->role = strndup(body, n);
+        h->role = ob_strndup(body, n);
         if (!h->role || !*h->role || strchr(h->role, '/')) {
             ob_credsrc_fetched(s, OB_ERR_CREDENTIALS,
                                "instance metadata: no instance role attached", NULL);
@@ -638,11 +616,11 @@ ob_credsrc_t *ob_credsrc_imds(ob_aws_t *aws)
     size_t n = strlen(base);
     while (n > 0 && base[n - 1] == '/')
         base[--n] = '\0';
-    httpsrc_t *h = calloc(1, sizeof(*h));
+    httpsrc_t *h = ob_calloc(1, sizeof(*h));
     ob_credsrc_t *s = NULL;
     if (h) {
         h->aws = aws;
-        h->url = strdup(base);
+        h->url = ob_strdup(base);
     }
     if (!h || !h->url || !(s = ob_credsrc_new(ob_aws_loop(aws), &imds_ops, h))) {
         if (h)
@@ -850,11 +828,10 @@ ob_credsrc_t *ob_credsrc_chain(ob_aws_t *aws, char *errstr, size_t errstr_size)
 /* ---- the assume-role cache for target accounts ---- */
 
 typedef struct centry_s {
-    char *key; /* role_arn "\n" external_id */
-    uint64_t hash;
+    ob_hnode_t hnode; /* in the cache's table, by key */
+    ob_list_t lru;    /* in the cache's LRU list: most recently used first */
+    char *key;        /* role_arn "\n" external_id */
     ob_credsrc_t *src;
-    struct centry_s *hnext;       /* bucket chain */
-    struct centry_s *prev, *next; /* LRU: head is most recent */
 } centry_t;
 
 struct ob_assume_cache_s {
@@ -863,28 +840,14 @@ struct ob_assume_cache_s {
     ob_assume_cache_opts_t opts;
     char session_name[64];
     char region[64];
-    centry_t **buckets;
-    size_t nbuckets;
-    size_t n;
-    centry_t *lru_head, *lru_tail;
+    ob_htab_t table;
+    ob_list_t lru;
 };
-
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 ob_assume_cache_t *ob_assume_cache_new(ob_aws_t *aws, ob_credsrc_t *base,
                                        const ob_assume_cache_opts_t *opts)
 {
-    ob_assume_cache_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
+    ob_assume_cache_t *c = ob_calloc(1, sizeof(*c));
     c->aws = aws;
     c->base = ob_credsrc_ref(base);
     if (opts)
@@ -897,106 +860,69 @@ ob_assume_cache_t *ob_assume_cache_new(ob_aws_t *aws, ob_credsrc_t *base,
              c->opts.session_name ? c->opts.session_name : "onboard");
     snprintf(c->region, sizeof(c->region), "%s",
              c->opts.region ? c->opts.region : ob_aws_default_region(aws));
-    c->nbuckets = 1024;
-    while (c->nbuckets < c->opts.max_entries)
-        c->nbuckets *= 2;
-    c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-    if (!c->buckets) {
-        ob_credsrc_unref(c->base);
-        free(c);
-        return NULL;
-    }
+    ob_list_init(&c->lru);
     return c;
-}
-
-static void lru_unlink(ob_assume_cache_t *c, centry_t *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->lru_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->lru_tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_push(ob_assume_cache_t *c, centry_t *e)
-{
-    e->next = c->lru_head;
-    if (c->lru_head)
-        c->lru_head->prev = e;
-    c->lru_head = e;
-    if (!c->lru_tail)
-        c->lru_tail = e;
 }
 
 static void entry_remove(ob_assume_cache_t *c, centry_t *e)
 {
-    centry_t **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
-    while (*pp && *pp != e)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = e->hnext;
-    lru_unlink(c, e);
-    c->n--;
+    ob_htab_remove(&c->table, &e->hnode);
+    ob_list_remove(&e->lru);
     ob_credsrc_unref(e->src);
     ob_aws_secret_free(e->key);
     free(e);
+}
+
+static int centry_eq(const ob_hnode_t *n, const void *key)
+{
+    return !strcmp(OB_HNODE_ENTRY(n, centry_t, hnode)->key, key);
 }
 
 ob_credsrc_t *ob_assume_cache_get(ob_assume_cache_t *c, const char *role_arn,
                                   const char *external_id)
 {
     size_t kl = strlen(role_arn) + 2 + (external_id ? strlen(external_id) : 0);
-    char *key = malloc(kl);
-    if (!key)
-        return NULL;
+    char *key = ob_malloc(kl);
     snprintf(key, kl, "%s\n%s", role_arn, external_id ? external_id : "");
-    uint64_t h = fnv1a(key);
-    for (centry_t *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->hnext) {
-        if (e->hash == h && !strcmp(e->key, key)) {
-            ob_aws_secret_free(key);
-            lru_unlink(c, e);
-            lru_push(c, e);
-            return e->src;
-        }
+    uint64_t h = ob_hash_str(key);
+    ob_hnode_t *n = ob_htab_find(&c->table, h, centry_eq, key);
+    if (n) {
+        centry_t *e = OB_HNODE_ENTRY(n, centry_t, hnode);
+        ob_aws_secret_free(key);
+        ob_list_remove(&e->lru);
+        ob_list_push_front(&c->lru, &e->lru);
+        return e->src;
     }
     ob_credsrc_t *src = ob_credsrc_assume_role(c->aws, c->base, role_arn, external_id,
                                                c->session_name, c->opts.duration_s, c->region);
-    centry_t *e = src ? calloc(1, sizeof(*e)) : NULL;
-    if (!e) {
-        ob_credsrc_unref(src);
+    if (!src) {
         ob_aws_secret_free(key);
         return NULL;
     }
+    centry_t *e = ob_calloc(1, sizeof(*e));
     e->key = key;
-    e->hash = h;
     e->src = src;
-    e->hnext = c->buckets[h & (c->nbuckets - 1)];
-    c->buckets[h & (c->nbuckets - 1)] = e;
-    lru_push(c, e);
-    c->n++;
+    ob_htab_insert(&c->table, &e->hnode, h);
+    ob_list_push_front(&c->lru, &e->lru);
     /* Over the bound: drop the least recently used (callers holding a
      * reference keep theirs alive). */
-    while (c->n > c->opts.max_entries && c->lru_tail && c->lru_tail != e)
-        entry_remove(c, c->lru_tail);
+    while (c->table.n > c->opts.max_entries && ob_list_last(&c->lru) != &e->lru)
+        entry_remove(c, OB_LIST_ENTRY(ob_list_last(&c->lru), centry_t, lru));
     return src;
 }
 
 size_t ob_assume_cache_size(const ob_assume_cache_t *c)
 {
-    return c->n;
+    return c->table.n;
 }
 
 void ob_assume_cache_free(ob_assume_cache_t *c)
 {
     if (!c)
         return;
-    while (c->lru_head)
-        entry_remove(c, c->lru_head);
-    free(c->buckets);
+    while (!ob_list_empty(&c->lru))
+        entry_remove(c, OB_LIST_ENTRY(ob_list_first(&c->lru), centry_t, lru));
+    ob_htab_clear(&c->table);
     ob_credsrc_unref(c->base);
     free(c);
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ob_alloc.h"
 #include "ob_crypto.h"
 
 #define AMZ_DATE_LEN     16  /* YYYYMMDDTHHMMSSZ */
@@ -121,7 +122,7 @@ static ob_err_t canonical_path(ob_buf_t *out, const char *path, int s3)
         return ob_buf_puts(out, path);
 
     size_t plen = strlen(path), depth = 0;
-    size_t *starts = malloc((plen / 2 + 2) * sizeof(*starts));
+    size_t *starts = ob_malloc((plen / 2 + 2) * sizeof(*starts));
     if (!starts)
         return OB_ERR_NOMEM;
     ob_err_t err = OB_OK;
@@ -202,7 +203,7 @@ static ob_err_t canonical_query(ob_buf_t *out, const char *query, char *errstr, 
     size_t cap = 1;
     for (const char *p = query; *p; p++)
         cap += *p == '&';
-    qparam_t *v = calloc(cap, sizeof(*v));
+    qparam_t *v = ob_calloc(cap, sizeof(*v));
     if (!v)
         return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
     ob_buf_t tmp = {0};
@@ -292,7 +293,7 @@ static int hent_cmp(const void *a, const void *b)
 static ob_err_t canonical_headers_all(ob_buf_t *out, ob_buf_t *signed_out, const ob_hdrs_t *h,
                                       char *errstr, size_t errstr_size)
 {
-    hent_t *v = calloc(h->n ? h->n : 1, sizeof(*v));
+    hent_t *v = ob_calloc(h->n ? h->n : 1, sizeof(*v));
     if (!v)
         return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
     ob_err_t err = OB_OK;
@@ -303,7 +304,7 @@ static ob_err_t canonical_headers_all(ob_buf_t *out, ob_buf_t *signed_out, const
             err = ob_errf(errstr, errstr_size, OB_ERR_INVALID_ARG, "empty header name");
             break;
         }
-        char *l = strdup(name);
+        char *l = ob_strdup(name);
         if (!l) {
             err = ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
             break;

@@ -34,6 +34,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ob_alloc.h"
+
 /* ---------------------------------------------------------------- arena */
 
 typedef struct xml_chunk_s {
@@ -90,7 +92,7 @@ static void *arena_alloc(ob_xml_doc_t *d, size_t n)
             d->next_chunk_cap = cap * 2;
         if (cap < n)
             cap = n;
-        c = malloc(sizeof(*c) + cap);
+        c = ob_malloc(sizeof(*c) + cap);
         if (!c)
             return NULL;
         c->used = 0;
@@ -588,7 +590,7 @@ static ob_err_t xp_push_ns(xml_parser_t *p, size_t at, const char *prefix, const
                        XML_MAX_NS_BINDINGS);
     if (p->nns == p->ns_cap) {
         size_t cap = p->ns_cap ? p->ns_cap * 2 : 8;
-        xml_ns_t *v = realloc(p->ns, cap * sizeof(*v));
+        xml_ns_t *v = ob_realloc(p->ns, cap * sizeof(*v));
         if (!v)
             return xp_nomem(p);
         p->ns = v;
@@ -755,7 +757,7 @@ static ob_err_t xp_start_tag(xml_parser_t *p)
                                p->attrs[i].name);
         if (nattrs == p->attrs_cap) {
             size_t cap = p->attrs_cap ? p->attrs_cap * 2 : 8;
-            xml_attr_t *v = realloc(p->attrs, cap * sizeof(*v));
+            xml_attr_t *v = ob_realloc(p->attrs, cap * sizeof(*v));
             if (!v)
                 return xp_nomem(p);
             p->attrs = v;
@@ -1067,8 +1069,8 @@ ob_err_t ob_xml_parse_ex(const char *data, size_t len, const ob_xml_limits_t *li
     ob_err_t err = xp_check_chars(&p);
     if (err != OB_OK)
         return err;
-    p.doc = calloc(1, sizeof(*p.doc));
-    p.frames = calloc(lim.max_depth, sizeof(*p.frames));
+    p.doc = ob_calloc(1, sizeof(*p.doc));
+    p.frames = ob_calloc(lim.max_depth, sizeof(*p.frames));
     if (!p.doc || !p.frames) {
         err = xp_nomem(&p);
     } else {

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ob_alloc.h"
+
 ob_err_t ob_buf_reserve(ob_buf_t *b, size_t n)
 {
     if (b->len + n + 1 <= b->cap)
@@ -21,7 +23,7 @@ ob_err_t ob_buf_reserve(ob_buf_t *b, size_t n)
             return OB_ERR_NOMEM;
         cap *= 2;
     }
-    char *d = realloc(b->data, cap);
+    char *d = ob_realloc(b->data, cap);
     if (!d)
         return OB_ERR_NOMEM;
     b->data = d;
@@ -91,7 +93,7 @@ char *ob_buf_steal(ob_buf_t *b)
 {
     char *d = b->data;
     if (!d)
-        d = calloc(1, 1);
+        d = ob_calloc(1, 1);
     b->data = NULL;
     b->len = b->cap = 0;
     return d;
@@ -101,13 +103,13 @@ ob_err_t ob_hdrs_add(ob_hdrs_t *h, const char *name, const char *value)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 8;
-        ob_hdr_t *v = realloc(h->v, cap * sizeof(*v));
+        ob_hdr_t *v = ob_realloc(h->v, cap * sizeof(*v));
         if (!v)
             return OB_ERR_NOMEM;
         h->v = v;
         h->cap = cap;
     }
-    char *n = strdup(name), *val = strdup(value ? value : "");
+    char *n = ob_strdup(name), *val = ob_strdup(value ? value : "");
     if (!n || !val) {
         free(n);
         free(val);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ob_alloc.h"
+
 #define OFF(f) offsetof(ob_config_t, f)
 
 const ob_cfg_def_t ob_config_table[] = {
@@ -218,7 +220,7 @@ static ob_err_t set_value(const ob_cfg_def_t *d, void *target, const char *value
     ob_err_t err = OB_OK;
     switch (d->type) {
     case OB_CFG_STR: {
-        char *copy = strdup(value);
+        char *copy = ob_strdup(value);
         if (!copy)
             return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         free(*(char **)field);
@@ -263,7 +265,7 @@ ob_err_t ob_cfg_kv_set(ob_cfg_kv_t *kv, const char *key, const char *value)
 {
     for (size_t i = 0; i < kv->n; i++) {
         if (!strcmp(kv->keys[i], key)) {
-            char *v = strdup(value);
+            char *v = ob_strdup(value);
             if (!v)
                 return OB_ERR_NOMEM;
             free(kv->values[i]);
@@ -271,16 +273,16 @@ ob_err_t ob_cfg_kv_set(ob_cfg_kv_t *kv, const char *key, const char *value)
             return OB_OK;
         }
     }
-    char **k = realloc(kv->keys, (kv->n + 1) * sizeof(char *));
+    char **k = ob_realloc(kv->keys, (kv->n + 1) * sizeof(char *));
     if (!k)
         return OB_ERR_NOMEM;
     kv->keys = k;
-    char **v = realloc(kv->values, (kv->n + 1) * sizeof(char *));
+    char **v = ob_realloc(kv->values, (kv->n + 1) * sizeof(char *));
     if (!v)
         return OB_ERR_NOMEM;
     kv->values = v;
-    kv->keys[kv->n] = strdup(key);
-    kv->values[kv->n] = strdup(value);
+    kv->keys[kv->n] = ob_strdup(key);
+    kv->values[kv->n] = ob_strdup(value);
     if (!kv->keys[kv->n] || !kv->values[kv->n]) {
         free(kv->keys[kv->n]);
         free(kv->values[kv->n]);

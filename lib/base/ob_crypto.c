@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
+
 void ob_sha256(const void *data, size_t len, uint8_t out[OB_SHA256_LEN])
 {
     SHA256_CTX c;
@@ -87,7 +89,7 @@ void ob_md5_base64(const void *data, size_t len, char out[OB_MD5_B64_LEN])
 char *ob_base64_encode(const void *data, size_t len)
 {
     size_t outlen = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(outlen);
+    char *out = ob_malloc(outlen);
     if (!out)
         return NULL;
     EVP_EncodeBlock((unsigned char *)out, data, (int)len);
@@ -115,7 +117,7 @@ ob_err_t ob_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *
         in_len--;
     if (in_len % 4 == 1)
         return OB_ERR_PARSE;
-    uint8_t *o = malloc(in_len / 4 * 3 + 3 + 1);
+    uint8_t *o = ob_malloc(in_len / 4 * 3 + 3 + 1);
     if (!o)
         return OB_ERR_NOMEM;
     size_t n = 0;

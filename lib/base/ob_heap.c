@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include "ob_alloc.h"
+
 static int less(const ob_heap_node_t *a, const ob_heap_node_t *b)
 {
     return a->key < b->key || (a->key == b->key && a->seq < b->seq);
@@ -45,7 +47,7 @@ ob_err_t ob_heap_push(ob_heap_t *h, ob_heap_node_t *x, uint64_t key)
     ob_heap_remove(h, x);
     if (h->n == h->cap) {
         size_t cap = h->cap ? 2 * h->cap : 64;
-        ob_heap_node_t **v = realloc(h->v, cap * sizeof(*v));
+        ob_heap_node_t **v = ob_realloc(h->v, cap * sizeof(*v));
         if (!v)
             return OB_ERR_NOMEM;
         h->v = v;

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ob_time.h"
+
 #define OB_LOG_LINE_MAX 16384
 
 static atomic_int ob_log_level = OB_LOG_INFO;
@@ -183,14 +185,8 @@ static void put_json_str(line_t *l, const char *s)
 static void begin(line_t *l, ob_log_level_t level, const char *component)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
-    struct timespec ts;
-    struct tm tm;
-    char tbuf[64];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(tbuf, sizeof(tbuf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (long)(ts.tv_nsec / 1000000));
+    char tbuf[OB_TIME_ISO_LEN];
+    ob_time_now_iso(tbuf);
     l->len = 0;
     l->truncated = 0;
     puts_raw(l, "{\"ts\":\"");

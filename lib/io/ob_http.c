@@ -7,13 +7,16 @@
  */
 #include "ob_http.h"
 
-#include "ob_heap.h"
-
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "ob_alloc.h"
+#include "ob_heap.h"
+#include "ob_list.h"
+#include "ob_log.h"
 
 struct ob_http_s {
     ob_loop_t *loop;
@@ -23,7 +26,8 @@ struct ob_http_s {
     char user_agent[64];
     size_t active;
     uint64_t completed;
-    ob_http_xfer_t *xfers; /* doubly linked list of running transfers */
+    uint64_t multi_errors; /* curl_multi_socket_action failures */
+    ob_list_t xfers;       /* running transfers, newest first */
     /* Waiting for a transfer slot (max_transfers): lowest priority value
      * first, in arrival order within one. */
     ob_heap_t queue;
@@ -60,7 +64,7 @@ struct ob_http_xfer_s {
     ob_http_resp_t resp;
     char curl_err[CURL_ERROR_SIZE];
     ob_heap_node_t qnode; /* in h->queue while waiting for a slot (key: priority) */
-    ob_http_xfer_t *prev, *next;
+    ob_list_t node;       /* in h->xfers while running */
     struct curl_slist nodes[];
 };
 
@@ -75,13 +79,7 @@ static void xfer_unlink(ob_http_xfer_t *x)
         ob_heap_remove(&x->h->queue, &x->qnode);
         return;
     }
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        x->h->xfers = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->prev = x->next = NULL;
+    ob_list_remove(&x->node);
 }
 
 /* An easy handle for a new transfer: an idle one (already reset) or a new one. */
@@ -102,7 +100,7 @@ static void easy_put(ob_http_t *h, CURL *e)
         size_t cap = h->idle_cap ? h->idle_cap * 2 : 16;
         if (cap > h->idle_max)
             cap = h->idle_max;
-        CURL **v = realloc(h->idle, cap * sizeof(*v));
+        CURL **v = ob_realloc(h->idle, cap * sizeof(*v));
         if (v) {
             h->idle = v;
             h->idle_cap = cap;
@@ -266,11 +264,7 @@ static ob_err_t start_xfer(ob_http_t *h, ob_http_xfer_t *x, char *errstr, size_t
                        curl_multi_strerror(mc));
     }
     x->easy = e;
-    x->prev = NULL;
-    x->next = h->xfers;
-    if (h->xfers)
-        h->xfers->prev = x;
-    h->xfers = x;
+    ob_list_push_front(&h->xfers, &x->node);
     h->active++;
     return OB_OK;
 }
@@ -306,26 +300,40 @@ static void drain(ob_http_t *h)
     }
 }
 
+/* Let curl work on a socket (or, CURL_SOCKET_TIMEOUT, on whatever is due),
+ * then hand out what finished. If curl could not (out of memory, an internal
+ * error), its transfers would wait for an event that may never come: it is
+ * logged, counted, and curl is driven again shortly. A socket curl closed
+ * between the event and this call (CURLM_BAD_SOCKET) is nothing to report. */
+static void socket_action(ob_http_t *h, curl_socket_t fd, int mask)
+{
+    int running = 0;
+    CURLMcode mc = curl_multi_socket_action(h->multi, fd, mask, &running);
+    if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET) {
+        h->multi_errors++;
+        ob_logkv(OB_LOG_ERROR, "http", "curl could not drive its transfers: trying again", "error",
+                 curl_multi_strerror(mc), NULL);
+        ob_timer_start(h->timer, 10);
+    }
+    drain(h);
+}
+
 static void socket_ready(ob_io_t *io, int fd, unsigned events, void *arg)
 {
     ob_http_t *h = arg;
-    int mask = 0, running = 0;
+    int mask = 0;
     if (events & OB_IO_READ)
         mask |= CURL_CSELECT_IN;
     if (events & OB_IO_WRITE)
         mask |= CURL_CSELECT_OUT;
     if (events & OB_IO_ERROR)
         mask |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(h->multi, fd, mask, &running);
-    drain(h);
+    socket_action(h, fd, mask);
 }
 
 static void timer_fired(ob_timer_t *t, void *arg)
 {
-    ob_http_t *h = arg;
-    int running = 0;
-    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    drain(h);
+    socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -413,17 +421,16 @@ ob_http_t *ob_http_new(ob_loop_t *loop, const ob_http_opts_t *opts, char *errstr
 {
     static int global_done;
     if (!global_done) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        /* curl allocates under the project's out-of-memory policy (ob_alloc.h). */
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, ob_malloc, free, ob_realloc, ob_strdup,
+                                 ob_calloc) != CURLE_OK) {
             ob_errf(errstr, errstr_size, OB_ERR_HTTP, "curl_global_init failed");
             return NULL;
         }
         global_done = 1;
     }
-    ob_http_t *h = calloc(1, sizeof(*h));
-    if (!h) {
-        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    ob_http_t *h = ob_calloc(1, sizeof(*h));
+    ob_list_init(&h->xfers);
     h->loop = loop;
     if (opts)
         h->opts = *opts;
@@ -471,8 +478,8 @@ void ob_http_free(ob_http_t *h)
         x->cb(&x->resp, x->arg);
         xfer_free(x);
     }
-    while (h->xfers) {
-        ob_http_xfer_t *x = h->xfers;
+    while (!ob_list_empty(&h->xfers)) {
+        ob_http_xfer_t *x = OB_LIST_ENTRY(ob_list_first(&h->xfers), ob_http_xfer_t, node);
         xfer_unlink(x);
         h->active--;
         xfer_release_easy(x);
@@ -558,7 +565,7 @@ ob_http_xfer_t *ob_http_send(ob_http_t *h, const ob_http_req_t *req, ob_http_cb 
         }
         text += req->body_len + 1;
     }
-    ob_http_xfer_t *x = malloc(fixed + text);
+    ob_http_xfer_t *x = ob_malloc(fixed + text);
     if (!x) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;

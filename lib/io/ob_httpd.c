@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ob_alloc.h"
+#include "ob_list.h"
 #include "ob_log.h"
 
 #define COMP             "httpd"
@@ -75,7 +77,7 @@ enum parse_result { P_MORE, P_READY, P_ERROR };
 
 struct ob_httpd_conn_s {
     ob_httpd_t *s;
-    ob_httpd_conn_t *prev, *next;
+    ob_list_t node; /* in s->conns */
     int fd;
     ob_io_t *io;
     ob_timer_t *timer;
@@ -132,7 +134,7 @@ struct ob_httpd_s {
     ob_httpd_opts_t opts;
     char bind_addr[256];
     char server_name[128];
-    ob_httpd_conn_t *conns;
+    ob_list_t conns; /* open connections, newest first */
     ob_httpd_stats_t st;
     int freeing;
     ob_buf_t head; /* scratch: response heads are built here */
@@ -318,15 +320,11 @@ static void req_reset(ob_httpd_conn_t *c)
     memset(&c->req, 0, sizeof(c->req));
 }
 
+#define CONN_OF(n) OB_LIST_ENTRY((n), ob_httpd_conn_t, node)
+
 static void conn_unlink(ob_httpd_conn_t *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    ob_list_remove(&c->node);
 }
 
 /* Close at once. notify: run the pending request's on_close callback. The
@@ -1242,7 +1240,7 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t out
 
 static int conn_new(ob_httpd_t *s, int fd, const struct sockaddr_storage *ss)
 {
-    ob_httpd_conn_t *c = calloc(1, sizeof(*c));
+    ob_httpd_conn_t *c = ob_calloc(1, sizeof(*c));
     if (!c)
         return -1;
     c->s = s;
@@ -1262,10 +1260,7 @@ static int conn_new(ob_httpd_t *s, int fd, const struct sockaddr_storage *ss)
     req_reset(c);
     c->state = ST_IDLE;
     c->since = ob_loop_update_time(s->loop);
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    ob_list_push_front(&s->conns, &c->node);
     s->st.open_connections++;
     s->st.accepted++;
     set_deadline(c, DL_IDLE, s->opts.idle_timeout_ms);
@@ -1294,7 +1289,8 @@ static ob_httpd_conn_t *oldest_idle(ob_httpd_t *s, const char *addr, size_t *cou
 {
     ob_httpd_conn_t *best = NULL;
     *count = 0;
-    for (ob_httpd_conn_t *c = s->conns; c; c = c->next) {
+    for (ob_list_t *pos = s->conns.next; pos != &s->conns; pos = pos->next) {
+        ob_httpd_conn_t *c = CONN_OF(pos);
         if (addr && strcmp(c->peer_addr, addr) != 0)
             continue;
         (*count)++;
@@ -1389,11 +1385,8 @@ ob_httpd_t *ob_httpd_new(ob_loop_t *loop, const ob_httpd_opts_t *opts, ob_httpd_
                 "bind address or server name too long or malformed");
         return NULL;
     }
-    ob_httpd_t *s = calloc(1, sizeof(*s));
-    if (!s) {
-        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    ob_httpd_t *s = ob_calloc(1, sizeof(*s));
+    ob_list_init(&s->conns);
     s->loop = loop;
     s->lfd = -1;
     s->handler = h;
@@ -1471,8 +1464,8 @@ void ob_httpd_free(ob_httpd_t *s)
     if (s->lfd >= 0)
         close(s->lfd);
     /* A callback may answer or close other conns; always take the list head. */
-    while (s->conns) {
-        ob_httpd_conn_t *c = s->conns;
+    while (!ob_list_empty(&s->conns)) {
+        ob_httpd_conn_t *c = CONN_OF(ob_list_first(&s->conns));
         c->busy++;
         conn_close(c, 1);
         c->busy--;

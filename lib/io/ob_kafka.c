@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ob_alloc.h"
 #include "ob_log.h"
 
 typedef struct wake_s {
@@ -54,6 +55,7 @@ struct ob_kconsumer_s {
     int closed;
     int close_timed_out;
     uint64_t received;
+    uint64_t assign_failures; /* assignment changes librdkafka refused */
 };
 
 /* A message kept while the transactional producer cannot produce. */
@@ -184,6 +186,42 @@ static void wake_fini(wake_t *w, rd_kafka_queue_t *q)
 
 /* ---- consumer ---- */
 
+/* Take (assign 1) or give up (0) parts, incrementally or eagerly. 1 when
+ * done; 0 when librdkafka refused, which is logged with its reason and
+ * counted (ob_kconsumer_assign_failures): the group goes on without those
+ * partitions here until the next rebalance. */
+static int assignment_changed(ob_kconsumer_t *c, int cooperative,
+                              rd_kafka_topic_partition_list_t *parts, int assign)
+{
+    const char *why = NULL;
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (cooperative)
+        e = assign ? rd_kafka_incremental_assign(c->rk, parts)
+                   : rd_kafka_incremental_unassign(c->rk, parts);
+    else
+        re = rd_kafka_assign(c->rk, assign ? parts : NULL);
+    if (e)
+        why = rd_kafka_error_string(e);
+    else if (re)
+        why = rd_kafka_err2str(re);
+    if (why) {
+        c->assign_failures++;
+        char list[512] = "";
+        size_t n = 0;
+        for (int i = 0; parts && i < parts->cnt && n + 1 < sizeof(list); i++)
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s [%d]", i ? ", " : "",
+                                  parts->elems[i].topic, (int)parts->elems[i].partition);
+        ob_logkv(OB_LOG_ERROR, "kafka",
+                 assign ? "partitions assigned by the group could not be taken"
+                        : "partitions revoked by the group could not be given up",
+                 "error", why, "partitions", list, NULL);
+    }
+    if (e)
+        rd_kafka_error_destroy(e);
+    return why == NULL;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -194,16 +232,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked",
                 parts->elems[i].topic, (int)parts->elems[i].partition);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_error_t *e = NULL;
-        if (cooperative)
-            e = rd_kafka_incremental_assign(rk, parts);
-        else
-            rd_kafka_assign(rk, parts);
-        if (e) {
-            ob_logf(OB_LOG_ERROR, "kafka", "incremental assign failed: %s",
-                    rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
+        /* Partitions that could not be taken are not fetched: the caller is
+         * not told it owns them (it would track work that never comes). */
+        if (!assignment_changed(c, cooperative, parts, 1))
+            return;
         /* A paused consumer stays paused for new partitions too. */
         if (c->paused)
             rd_kafka_pause_partitions(rk, parts);
@@ -212,13 +244,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else {
         if (c->on_rebalance)
             c->on_rebalance(c, 0, parts, c->arg);
-        if (cooperative) {
-            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-            if (e)
-                rd_kafka_error_destroy(e);
-        } else {
-            rd_kafka_assign(rk, NULL);
-        }
+        assignment_changed(c, cooperative, parts, 0);
     }
 }
 
@@ -284,13 +310,13 @@ static end_t *end_get(ob_kconsumer_t *c, const char *topic, int32_t partition)
     if (!e) {
         if (c->nends == c->cap_ends) {
             size_t cap = c->cap_ends ? c->cap_ends * 2 : 16;
-            end_t *n = realloc(c->ends, cap * sizeof(*n));
+            end_t *n = ob_realloc(c->ends, cap * sizeof(*n));
             if (!n)
                 return NULL;
             c->ends = n;
             c->cap_ends = cap;
         }
-        char *t = strdup(topic);
+        char *t = ob_strdup(topic);
         if (!t)
             return NULL;
         e = &c->ends[c->nends++];
@@ -443,7 +469,7 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
                 "a consumer needs a group id, topics and a message callback");
         return NULL;
     }
-    ob_kconsumer_t *c = calloc(1, sizeof(*c));
+    ob_kconsumer_t *c = ob_calloc(1, sizeof(*c));
     if (!c) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
@@ -616,13 +642,9 @@ void ob_kconsumer_close(ob_kconsumer_t *c)
             if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && parts &&
                 c->on_rebalance)
                 c->on_rebalance(c, 0, parts, c->arg);
-            if (!strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE")) {
-                rd_kafka_error_t *ue = parts ? rd_kafka_incremental_unassign(c->rk, parts) : NULL;
-                if (ue)
-                    rd_kafka_error_destroy(ue);
-            } else {
-                rd_kafka_assign(c->rk, NULL);
-            }
+            int coop = !strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
+            if (parts || !coop)
+                assignment_changed(c, coop, parts, 0);
         }
         rd_kafka_event_destroy(ev);
     }
@@ -658,6 +680,11 @@ void ob_kconsumer_free(ob_kconsumer_t *c)
 rd_kafka_t *ob_kconsumer_handle(ob_kconsumer_t *c)
 {
     return c->rk;
+}
+
+uint64_t ob_kconsumer_assign_failures(const ob_kconsumer_t *c)
+{
+    return c->assign_failures;
 }
 
 uint64_t ob_kconsumer_received(const ob_kconsumer_t *c)
@@ -1072,7 +1099,7 @@ ob_kproducer_t *ob_kproducer_new(ob_loop_t *loop, const ob_kproducer_opts_t *opt
     static const char *const defaults[] = {
         "enable.idempotence", "true",    "acks", "all", "linger.ms", "25",
         "client.id",          "onboard", NULL};
-    ob_kproducer_t *p = calloc(1, sizeof(*p));
+    ob_kproducer_t *p = ob_calloc(1, sizeof(*p));
     if (!p) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
@@ -1155,9 +1182,10 @@ ob_err_t ob_kproducer_send(ob_kproducer_t *p, const char *topic, int32_t partiti
                            "the transactional producer has failed");
         }
         if (p->tstate == T_INIT || p->tstate == T_BUSY || p->qhead) {
-            txn_msg_t *m = calloc(1, sizeof(*m));
-            if (!m || !(m->topic = strdup(topic)) || !(m->key = malloc(keylen ? keylen : 1)) ||
-                !(m->value = malloc(vlen ? vlen : 1))) {
+            txn_msg_t *m = ob_calloc(1, sizeof(*m));
+            if (!m || !(m->topic = ob_strdup(topic)) ||
+                !(m->key = ob_malloc(keylen ? keylen : 1)) ||
+                !(m->value = ob_malloc(vlen ? vlen : 1))) {
                 if (m) {
                     m->headers = headers;
                     txn_msg_free(m);

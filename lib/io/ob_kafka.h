@@ -86,6 +86,10 @@ void ob_kconsumer_close(ob_kconsumer_t *c);
 void ob_kconsumer_free(ob_kconsumer_t *c);
 rd_kafka_t *ob_kconsumer_handle(ob_kconsumer_t *c);
 uint64_t ob_kconsumer_received(const ob_kconsumer_t *c);
+/* Assignment changes of a rebalance that librdkafka refused (each logged
+ * with its reason; the partitions are then neither fetched nor reported to
+ * on_rebalance). */
+uint64_t ob_kconsumer_assign_failures(const ob_kconsumer_t *c);
 /* Ask the brokers where the assigned partitions end now (ListOffsets, the
  * last stable offset, asynchronously; one request out at a time). librdkafka
  * learns a partition's end only from its fetches, which stop while the

@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ob_alloc.h"
+
 #define OB_LOOP_MAX_EVENTS 256
 
 struct ob_io_s {
@@ -43,13 +45,6 @@ struct ob_io_s {
     ob_io_cb *cb;
     void *arg;
     ob_io_t *next_dead;
-};
-
-struct ob_timer_s {
-    ob_loop_t *loop;
-    ob_heap_node_t node; /* key: when it is due; in loop->timers while armed */
-    ob_timer_cb *cb;
-    void *arg;
 };
 
 struct ob_loop_s {
@@ -97,7 +92,7 @@ static void wake_cb(ob_io_t *io, int fd, unsigned events, void *arg)
 
 ob_loop_t *ob_loop_new(char *errstr, size_t errstr_size)
 {
-    ob_loop_t *loop = calloc(1, sizeof(*loop));
+    ob_loop_t *loop = ob_calloc(1, sizeof(*loop));
     if (!loop) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
@@ -166,7 +161,7 @@ void ob_loop_wake(ob_loop_t *loop)
 
 ob_io_t *ob_io_new(ob_loop_t *loop, int fd, ob_io_cb *cb, void *arg)
 {
-    ob_io_t *io = calloc(1, sizeof(*io));
+    ob_io_t *io = ob_calloc(1, sizeof(*io));
     if (!io)
         return NULL;
     io->loop = loop;
@@ -233,14 +228,18 @@ static ob_timer_t *timer_of(ob_heap_node_t *n)
     return OB_HEAP_ENTRY(n, ob_timer_t, node);
 }
 
-ob_timer_t *ob_timer_new(ob_loop_t *loop, ob_timer_cb *cb, void *arg)
+void ob_timer_init(ob_timer_t *t, ob_loop_t *loop, ob_timer_cb *cb, void *arg)
 {
-    ob_timer_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        return NULL;
+    memset(t, 0, sizeof(*t));
     t->loop = loop;
     t->cb = cb;
     t->arg = arg;
+}
+
+ob_timer_t *ob_timer_new(ob_loop_t *loop, ob_timer_cb *cb, void *arg)
+{
+    ob_timer_t *t = ob_malloc(sizeof(*t));
+    ob_timer_init(t, loop, cb, arg);
     return t;
 }
 
@@ -258,7 +257,7 @@ void ob_timer_start(ob_timer_t *t, uint64_t delay_ms)
 
 void ob_timer_stop(ob_timer_t *t)
 {
-    if (t)
+    if (t && t->loop)
         ob_heap_remove(&t->loop->timers, &t->node);
 }
 
@@ -369,7 +368,7 @@ ob_signal_t *ob_signal_new(ob_loop_t *loop, const int *signals, int nsignals, ob
     sigemptyset(&set);
     for (int i = 0; i < nsignals; i++)
         sigaddset(&set, signals[i]);
-    ob_signal_t *s = calloc(1, sizeof(*s));
+    ob_signal_t *s = ob_calloc(1, sizeof(*s));
     if (!s) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "ob_err.h"
+#include "ob_heap.h"
 
 typedef struct ob_loop_s ob_loop_t;
 typedef struct ob_io_s ob_io_t;
@@ -66,6 +67,18 @@ unsigned ob_io_events(const ob_io_t *io);
 /* Stop watching and release (does not close fd). NULL is fine. */
 void ob_io_free(ob_io_t *io);
 
+/* A timer, embedded in its owner (ob_timer_init) or on its own
+ * (ob_timer_new / ob_timer_free). Its members are the loop's: use the
+ * functions below. */
+struct ob_timer_s {
+    ob_loop_t *loop;
+    ob_heap_node_t node; /* key: when it is due; in the loop's heap while armed */
+    ob_timer_cb *cb;
+    void *arg;
+};
+/* Set up an embedded timer (not armed). Stop it before its owner's memory
+ * goes; a zeroed timer that was never set up may be stopped too. */
+void ob_timer_init(ob_timer_t *t, ob_loop_t *loop, ob_timer_cb *cb, void *arg);
 ob_timer_t *ob_timer_new(ob_loop_t *loop, ob_timer_cb *cb, void *arg);
 /* (Re)arm to fire once after delay_ms (0 fires on the next iteration). */
 void ob_timer_start(ob_timer_t *t, uint64_t delay_ms);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
 #include "ob_log.h"
 
 typedef struct ob_redis_cmd_s {
@@ -399,7 +400,7 @@ static void on_sentinel_reply(redisAsyncContext *ac, void *reply, void *privdata
         drop_connection(r, OB_ERR_CONN, "no primary from this sentinel");
         return;
     }
-    char *host = strdup(rep->element[0]->str);
+    char *host = ob_strdup(rep->element[0]->str);
     int port = atoi(rep->element[1]->str);
     if (!host || port <= 0 || port > 65535) {
         free(host);
@@ -554,8 +555,8 @@ static ob_err_t parse_sentinels(ob_redis_t *r, const char *list, char *errstr, s
     int n = 1;
     for (const char *p = list; *p; p++)
         n += *p == ',';
-    r->sentinel_host = calloc((size_t)n, sizeof(*r->sentinel_host));
-    r->sentinel_port = calloc((size_t)n, sizeof(*r->sentinel_port));
+    r->sentinel_host = ob_calloc((size_t)n, sizeof(*r->sentinel_host));
+    r->sentinel_port = ob_calloc((size_t)n, sizeof(*r->sentinel_port));
     if (!r->sentinel_host || !r->sentinel_port)
         return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
     const char *p = list;
@@ -571,7 +572,7 @@ static ob_err_t parse_sentinels(ob_redis_t *r, const char *list, char *errstr, s
         if (!colon || colon == p || tail != p + len || port < 1 || port > 65535)
             return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
                            "redis.sentinels: \"%.*s\" is not host:port", (int)len, p);
-        char *host = strndup(p, (size_t)(colon - p));
+        char *host = ob_strndup(p, (size_t)(colon - p));
         if (!host)
             return ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         r->sentinel_host[r->nsentinels] = host;
@@ -667,11 +668,18 @@ static void deadline_fired(ob_timer_t *t, void *arg)
 ob_redis_t *ob_redis_new(ob_loop_t *loop, const ob_redis_opts_t *opts, char *errstr,
                          size_t errstr_size)
 {
-    ob_redis_t *r = calloc(1, sizeof(*r));
-    if (!r) {
-        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
-        return NULL;
+    static int allocators_set;
+    if (!allocators_set) {
+        /* hiredis allocates under the project's out-of-memory policy (ob_alloc.h). */
+        hiredisAllocFuncs fns = {.mallocFn = ob_malloc,
+                                 .callocFn = ob_calloc,
+                                 .reallocFn = ob_realloc,
+                                 .strdupFn = ob_strdup,
+                                 .freeFn = free};
+        hiredisSetAllocators(&fns);
+        allocators_set = 1;
     }
+    ob_redis_t *r = ob_calloc(1, sizeof(*r));
     r->loop = loop;
     r->opts = *opts;
     if (r->opts.connect_timeout_ms <= 0)
@@ -680,8 +688,8 @@ ob_redis_t *ob_redis_new(ob_loop_t *loop, const ob_redis_opts_t *opts, char *err
         r->opts.command_timeout_ms = 2000;
     if (r->opts.max_queued == 0)
         r->opts.max_queued = 100000;
-    r->host = strdup(opts->host ? opts->host : "127.0.0.1");
-    r->password = opts->password ? strdup(opts->password) : NULL;
+    r->host = ob_strdup(opts->host ? opts->host : "127.0.0.1");
+    r->password = opts->password ? ob_strdup(opts->password) : NULL;
     r->opts.host = r->host;
     r->opts.password = NULL; /* only r->password holds it */
     r->backoff_ms = 50;
@@ -691,13 +699,13 @@ ob_redis_t *ob_redis_new(ob_loop_t *loop, const ob_redis_opts_t *opts, char *err
     r->ping_timer = ob_timer_new(loop, ping_fired, r);
     r->opts.tls_ca = r->opts.tls_cert = r->opts.tls_key = r->opts.tls_server_name = NULL;
     r->opts.sentinels = r->opts.sentinel_master = r->opts.sentinel_password = NULL;
-    r->sentinel_master = strdup(
+    r->sentinel_master = ob_strdup(
         opts->sentinel_master && opts->sentinel_master[0] ? opts->sentinel_master : "mymaster");
     r->sentinel_password = opts->sentinel_password && opts->sentinel_password[0]
-                               ? strdup(opts->sentinel_password)
+                               ? ob_strdup(opts->sentinel_password)
                                : NULL;
     r->tls_name =
-        opts->tls_server_name && opts->tls_server_name[0] ? strdup(opts->tls_server_name) : NULL;
+        opts->tls_server_name && opts->tls_server_name[0] ? ob_strdup(opts->tls_server_name) : NULL;
     if (!r->host || (opts->password && !r->password) || !r->deadline_timer || !r->reconnect_timer ||
         !r->connect_timer || !r->ping_timer || !r->sentinel_master) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
@@ -771,7 +779,7 @@ static ob_err_t submit(ob_redis_t *r, ob_redis_cb *cb, void *arg, char *formatte
         free(formatted);
         return OB_ERR_REDIS;
     }
-    ob_redis_cmd_t *c = calloc(1, sizeof(*c));
+    ob_redis_cmd_t *c = ob_calloc(1, sizeof(*c));
     if (!c) {
         free(formatted);
         return OB_ERR_NOMEM;
@@ -799,16 +807,22 @@ static ob_err_t submit(ob_redis_t *r, ob_redis_cb *cb, void *arg, char *formatte
     return OB_OK;
 }
 
-ob_err_t ob_redis_command(ob_redis_t *r, ob_redis_cb *cb, void *arg, const char *fmt, ...)
+ob_err_t ob_redis_commandv(ob_redis_t *r, ob_redis_cb *cb, void *arg, const char *fmt, va_list ap)
 {
     char *cmd = NULL;
-    va_list ap;
-    va_start(ap, fmt);
     int len = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
     if (len < 0)
         return OB_ERR_INVALID_ARG;
     return submit(r, cb, arg, cmd, len);
+}
+
+ob_err_t ob_redis_command(ob_redis_t *r, ob_redis_cb *cb, void *arg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ob_err_t e = ob_redis_commandv(r, cb, arg, fmt, ap);
+    va_end(ap);
+    return e;
 }
 
 ob_err_t ob_redis_command_argv(ob_redis_t *r, ob_redis_cb *cb, void *arg, int argc,

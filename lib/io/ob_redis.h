@@ -47,6 +47,7 @@
 #define OB_REDIS_H
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,8 +83,12 @@ ob_redis_t *ob_redis_new(ob_loop_t *loop, const ob_redis_opts_t *opts, char *err
 void ob_redis_free(ob_redis_t *r);
 void ob_redis_set_state_cb(ob_redis_t *r, ob_redis_state_cb *cb, void *arg);
 
-/* Queue a command (hiredis printf-style format, e.g. "SET %s %b"). */
+/* Queue a command (hiredis printf-style format, e.g. "SET %s %b"). The
+ * callback runs exactly once, later, if and only if this returns OB_OK;
+ * otherwise (OB_ERR_REDIS: disconnected with max_queued commands waiting
+ * already; OB_ERR_INVALID_ARG: a bad format) it never runs. */
 ob_err_t ob_redis_command(ob_redis_t *r, ob_redis_cb *cb, void *arg, const char *fmt, ...);
+ob_err_t ob_redis_commandv(ob_redis_t *r, ob_redis_cb *cb, void *arg, const char *fmt, va_list ap);
 ob_err_t ob_redis_command_argv(ob_redis_t *r, ob_redis_cb *cb, void *arg, int argc,
                                const char **argv, const size_t *argvlen);
 

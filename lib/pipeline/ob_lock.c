@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
 #include "ob_crypto.h"
 #include "ob_log.h"
 
@@ -107,15 +108,15 @@ static void prior_keep(ob_lock_t *l, const redisReply *all)
     prior_free(l);
     if (!all || all->type != REDIS_REPLY_ARRAY || all->elements < 2)
         return;
-    l->prior = calloc(all->elements, sizeof(*l->prior));
+    l->prior = ob_calloc(all->elements, sizeof(*l->prior));
     if (!l->prior)
         return;
     for (size_t i = 0; i + 1 < all->elements; i += 2) {
         const redisReply *k = all->element[i], *v = all->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
-        l->prior[l->nprior] = strdup(k->str);
-        l->prior[l->nprior + 1] = strdup(v->str);
+        l->prior[l->nprior] = ob_strdup(k->str);
+        l->prior[l->nprior + 1] = ob_strdup(v->str);
         if (!l->prior[l->nprior] || !l->prior[l->nprior + 1]) {
             free(l->prior[l->nprior]);
             free(l->prior[l->nprior + 1]);
@@ -224,7 +225,7 @@ ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, 
 ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
                               const char *owner, ob_lock_cb *cb, void *arg)
 {
-    ob_lock_t *l = calloc(1, sizeof(*l));
+    ob_lock_t *l = ob_calloc(1, sizeof(*l));
     if (!l)
         return NULL;
     l->r = r;
@@ -237,7 +238,12 @@ ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *accoun
     snprintf(l->state_key, sizeof(l->state_key), "ob:{%s}:state", account);
     uint8_t rnd[16];
     char hex[33], prefix[264] = "";
-    ob_random_bytes(rnd, sizeof(rnd));
+    if (ob_random_bytes(rnd, sizeof(rnd)) != OB_OK) {
+        /* A token that is not random is not this holder's alone: no lock. */
+        ob_logf(OB_LOG_ERROR, "lock", "no random bytes for a lock token: lock not taken");
+        free(l);
+        return NULL;
+    }
     ob_hex(rnd, sizeof(rnd), hex);
     if (owner && owner[0])
         snprintf(prefix, sizeof(prefix), "%.250s|", owner);
@@ -334,9 +340,9 @@ static ob_err_t state_write(ob_redis_t *r, const char *account, uint64_t fence,
     if (nf == 0 || nf % 2)
         return OB_ERR_INVALID_ARG;
     size_t argc = 5 + (keep ? 1 + nk : 0) + nf;
-    const char **argv = calloc(argc, sizeof(*argv));
+    const char **argv = ob_calloc(argc, sizeof(*argv));
     char key[64], fence_s[24], nk_s[24];
-    write_t *w = malloc(sizeof(*w));
+    write_t *w = ob_malloc(sizeof(*w));
     if (!argv || !w) {
         free(argv);
         free(w);

@@ -42,7 +42,9 @@ typedef void(ob_lock_cb)(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long 
                          ob_err_t err, void *arg);
 
 /* Try once to take the lock for `account`. The callback runs once with
- * ACQUIRED, BUSY or ERROR, and later (while held) possibly with LOST. */
+ * ACQUIRED, BUSY or ERROR, and later (while held) possibly with LOST. NULL
+ * (and no callback) when the command cannot be queued or no random token can
+ * be had: try again later. */
 ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
                            ob_lock_cb *cb, void *arg);
 /* The same, for an owner: a lock held by the same owner (another holder

@@ -29,8 +29,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include "ob_alloc.h"
 #include "ob_buf.h"
 #include "ob_crypto.h"
+#include "ob_time.h"
 
 #define PTR_LEN             256            /* sizeof(ob_msg_error_t.field) */
 #define DLQ_MAX_PARSED_DUMP (128u * 1024u) /* a parsed payload re-serialized larger goes base64 */
@@ -721,13 +723,8 @@ int ob_msg_time_valid(const char *s)
 
 void ob_msg_now(char out[OB_TIME_LEN])
 {
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char base[32];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    sfmt(out, OB_TIME_LEN, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000L % 1000));
+    _Static_assert(OB_TIME_ISO_LEN <= OB_TIME_LEN, "a time field holds the form");
+    ob_time_now_iso(out);
 }
 
 /* ------------------------------------------------------- generic checks */
@@ -995,6 +992,9 @@ static const char *const SCHEMA_ELEMS[] = {"RESOURCES", "SPLIT_COST_ALLOCATION_D
 static const char *const ARTIFACTS[] = {"REDSHIFT", "QUICKSIGHT", "ATHENA", NULL};
 static const char *const DLQ_CLASSES[] = {"invalid_input", "permanent", "retries_exhausted",
                                           "unsupported_cloud", NULL};
+#define COUNT_OF(tbl) (sizeof(tbl) / sizeof((tbl)[0]) - 1) /* names before the NULL */
+_Static_assert(COUNT_OF(STAGES) == OB_STAGE__COUNT, "a name for every ob_stage_t");
+_Static_assert(COUNT_OF(DLQ_CLASSES) == OB_DLQ_CLASS__COUNT, "a name for every ob_dlq_class_t");
 
 static const char *name_of(const char *const *names, size_t n, int v)
 {
@@ -1468,7 +1468,7 @@ ob_err_t ob_request_copy(ob_request_t *dst, const ob_request_t *src)
         return OB_OK;
     ob_tag_t *tags = NULL;
     if (src->ntags) {
-        tags = malloc(src->ntags * sizeof *tags);
+        tags = ob_malloc(src->ntags * sizeof *tags);
         if (!tags)
             return OB_ERR_NOMEM;
         memcpy(tags, src->tags, src->ntags * sizeof *tags);
@@ -1482,7 +1482,7 @@ ob_err_t ob_request_add_tag(ob_request_t *r, const char *key, const char *value)
 {
     if (!r || !key || !value || strlen(key) >= OB_TAG_KEY_LEN || strlen(value) >= OB_TAG_VALUE_LEN)
         return OB_ERR_INVALID_ARG;
-    ob_tag_t *t = realloc(r->tags, (r->ntags + 1) * sizeof *t);
+    ob_tag_t *t = ob_realloc(r->tags, (r->ntags + 1) * sizeof *t);
     if (!t)
         return OB_ERR_NOMEM;
     r->tags = t;
@@ -1545,7 +1545,7 @@ static int set_str(json_t *o, const char *key, const char *s)
     if (utf8_valid((const unsigned char *)s, n, NULL)) {
         v = json_stringn(s, n);
     } else {
-        char *fixed = malloc(n + 1);
+        char *fixed = ob_malloc(n + 1);
         if (!fixed)
             return -1;
         utf8_sanitize(fixed, n + 1, s, n, n);
@@ -1650,7 +1650,7 @@ static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, ob_msg_error_t
         return rc;
     }
     case OB_MSG_STAGE: {
-        ob_stage_msg_t *m = calloc(1, sizeof *m);
+        ob_stage_msg_t *m = ob_calloc(1, sizeof *m);
         if (!m)
             return nomem(err);
         rc = parse_stage(o, m, err);
@@ -1659,7 +1659,7 @@ static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, ob_msg_error_t
         return rc;
     }
     case OB_MSG_CONNECTED: {
-        ob_connected_t *c = calloc(1, sizeof *c);
+        ob_connected_t *c = ob_calloc(1, sizeof *c);
         if (!c)
             return nomem(err);
         rc = parse_connected(o, c, err);
@@ -2733,7 +2733,7 @@ static int set_text(json_t *o, const char *key, const char *s, size_t max_chars,
     if (!s || !*s)
         return set_str(o, key, fallback);
     size_t cap = max_chars * 4 + 1;
-    char *buf = malloc(cap);
+    char *buf = ob_malloc(cap);
     if (!buf)
         return -1;
     utf8_sanitize(buf, cap, s, strlen(s), max_chars);
@@ -2925,7 +2925,7 @@ ob_err_t ob_msg_validate(ob_msg_kind_t kind, const char *json, size_t len, ob_ms
         return rc;
     }
     case OB_MSG_STAGE: {
-        ob_stage_msg_t *m = malloc(sizeof *m);
+        ob_stage_msg_t *m = ob_malloc(sizeof *m);
         if (!m)
             return OB_ERR_NOMEM;
         rc = ob_stage_parse(json, len, m, err);
@@ -2934,7 +2934,7 @@ ob_err_t ob_msg_validate(ob_msg_kind_t kind, const char *json, size_t len, ob_ms
         return rc;
     }
     case OB_MSG_CONNECTED: {
-        ob_connected_t *c = malloc(sizeof *c);
+        ob_connected_t *c = ob_malloc(sizeof *c);
         if (!c)
             return OB_ERR_NOMEM;
         rc = ob_connected_parse(json, len, c, err);

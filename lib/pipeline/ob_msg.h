@@ -363,7 +363,8 @@ typedef enum ob_dlq_class_e {
     OB_DLQ_INVALID_INPUT = 0,
     OB_DLQ_PERMANENT,
     OB_DLQ_RETRIES_EXHAUSTED,
-    OB_DLQ_UNSUPPORTED_CLOUD
+    OB_DLQ_UNSUPPORTED_CLOUD,
+    OB_DLQ_CLASS__COUNT
 } ob_dlq_class_t;
 const char *ob_dlq_class_name(ob_dlq_class_t c);
 /* The class for a codec error: UNSUPPORTED_CLOUD or INVALID_INPUT. */

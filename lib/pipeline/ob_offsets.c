@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
+
 typedef struct slot_s {
     int64_t offset;
     int done;
@@ -30,7 +32,7 @@ struct ob_offsets_s {
 
 ob_offsets_t *ob_offsets_new(void)
 {
-    return calloc(1, sizeof(ob_offsets_t));
+    return ob_calloc(1, sizeof(ob_offsets_t));
 }
 
 void ob_offsets_free(ob_offsets_t *t)
@@ -64,7 +66,7 @@ ob_err_t ob_offsets_add(ob_offsets_t *t, const char *topic, int32_t partition, i
     if (!p) {
         if (t->n == t->cap) {
             size_t cap = t->cap ? t->cap * 2 : 16;
-            part_t *np = realloc(t->parts, cap * sizeof(*np));
+            part_t *np = ob_realloc(t->parts, cap * sizeof(*np));
             if (!np)
                 return OB_ERR_NOMEM;
             t->parts = np;
@@ -72,7 +74,7 @@ ob_err_t ob_offsets_add(ob_offsets_t *t, const char *topic, int32_t partition, i
         }
         p = &t->parts[t->n];
         memset(p, 0, sizeof(*p));
-        p->topic = strdup(topic);
+        p->topic = ob_strdup(topic);
         if (!p->topic)
             return OB_ERR_NOMEM;
         p->partition = partition;
@@ -83,7 +85,7 @@ ob_err_t ob_offsets_add(ob_offsets_t *t, const char *topic, int32_t partition, i
         return OB_ERR_INVALID_ARG;
     if (p->len == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;
-        slot_t *r = malloc(cap * sizeof(*r));
+        slot_t *r = ob_malloc(cap * sizeof(*r));
         if (!r)
             return OB_ERR_NOMEM;
         for (size_t i = 0; i < p->len; i++)

@@ -26,8 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ob_alloc.h"
 #include "ob_buf.h"
 #include "ob_crypto.h"
+#include "ob_hash.h"
 #include "ob_log.h"
 
 #define RL_KEY_TTL_MS   600000L /* idle buckets disappear after 10 minutes */
@@ -143,10 +145,7 @@ struct ob_ratelimit_s {
 
 static uint32_t name_hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+    return (uint32_t)ob_hash_str(s);
 }
 
 static rl_api_t *lookup(const ob_ratelimit_t *rl, const char *name)
@@ -537,8 +536,8 @@ ob_ratelimit_t *ob_ratelimit_new(ob_loop_t *loop, ob_redis_t *redis, const ob_ra
                 o->lease_ms);
         return NULL;
     }
-    ob_ratelimit_t *rl = calloc(1, sizeof(*rl));
-    if (!rl || !(rl->prefix = strdup(o->key_prefix ? o->key_prefix : "ob:rl:"))) {
+    ob_ratelimit_t *rl = ob_calloc(1, sizeof(*rl));
+    if (!rl || !(rl->prefix = ob_strdup(o->key_prefix ? o->key_prefix : "ob:rl:"))) {
         free(rl);
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
@@ -686,13 +685,13 @@ static ob_err_t parse_spec(char *buf, rl_item_t *items, size_t *nitems, char *er
 
 static rl_api_t *api_new(ob_ratelimit_t *rl, const char *name)
 {
-    rl_api_t *a = calloc(1, sizeof(*a));
+    rl_api_t *a = ob_calloc(1, sizeof(*a));
     if (!a)
         return NULL;
     a->rl = rl;
-    a->name = strdup(name);
+    a->name = ob_strdup(name);
     size_t klen = strlen(rl->prefix) + strlen(name) + 3;
-    a->key = malloc(klen);
+    a->key = ob_malloc(klen);
     a->timer = ob_timer_new(rl->loop, on_timer, a);
     if (!a->name || !a->key || !a->timer) {
         ob_timer_free(a->timer);
@@ -730,8 +729,8 @@ ob_err_t ob_ratelimit_configure(ob_ratelimit_t *rl, const char *spec, char *errs
     size_t cap = 1;
     for (const char *s = spec; *s; s++)
         cap += *s == ',';
-    char *buf = strdup(spec);
-    rl_item_t *items = calloc(cap, sizeof(*items));
+    char *buf = ob_strdup(spec);
+    rl_item_t *items = ob_calloc(cap, sizeof(*items));
     if (!buf || !items) {
         free(buf);
         free(items);
@@ -745,7 +744,7 @@ ob_err_t ob_ratelimit_configure(ob_ratelimit_t *rl, const char *spec, char *errs
         nb = 16;
         while (nb < 2 * n)
             nb *= 2;
-        table = calloc(nb, sizeof(*table));
+        table = ob_calloc(nb, sizeof(*table));
         if (!table)
             err = ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
     }
@@ -820,7 +819,7 @@ ob_ratelimit_wait_t *ob_ratelimit_acquire(ob_ratelimit_t *rl, const char *api, o
     rl_api_t *a = lookup(rl, api);
     if (!a)
         return NULL;
-    ob_ratelimit_wait_t *w = calloc(1, sizeof(*w));
+    ob_ratelimit_wait_t *w = ob_calloc(1, sizeof(*w));
     if (!w)
         return NULL; /* fail open */
     w->api = a;

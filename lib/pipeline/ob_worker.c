@@ -26,19 +26,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ob_alloc.h"
 #include "ob_awsconfig.h"
 #include "ob_credsrc.h"
 #include "ob_crypto.h"
+#include "ob_hash.h"
 #include "ob_heap.h"
 #include "ob_http.h"
 #include "ob_httpd.h"
 #include "ob_kafka.h"
+#include "ob_list.h"
 #include "ob_lock.h"
 #include "ob_log.h"
 #include "ob_metrics.h"
 #include "ob_offsets.h"
 #include "ob_ratelimit.h"
 #include "ob_redis.h"
+#include "ob_time.h"
 
 typedef enum phase_e {
     PH_NEW = 0,
@@ -47,9 +51,11 @@ typedef enum phase_e {
     PH_RUNNING,
     PH_EMITTING,
     PH_FINISHING,
-    PH_RECORDING, /* outcome being recorded before its output (output.transactions) */
-    PH_COMMITTING /* output in a transaction not committed yet (output.transactions) */
+    PH_RECORDING,  /* outcome being recorded before its output (output.transactions) */
+    PH_COMMITTING, /* output in a transaction not committed yet (output.transactions) */
+    PH__COUNT
 } phase_t;
+_Static_assert(PH__COUNT == OB_WORKER_PHASES, "ob_worker_stats_t.by_phase has a slot a phase");
 
 typedef struct acct_s acct_t;
 
@@ -89,7 +95,7 @@ typedef struct job_s {
     ob_http_xfer_t *xfer;
     ob_step_t *http; /* the HTTP step being tried (NULL: none) */
     int http_attempts;
-    ob_timer_t *timer;
+    ob_timer_t timer; /* retries, polls and waits of this job */
     int lock_attempts;
     int state_attempts; /* tries of the outcome's state write */
     int state_inflight; /* the outcome's state write awaits its reply (PH_RECORDING) */
@@ -107,17 +113,18 @@ typedef struct job_s {
     uint64_t first_failure_ms; /* loop time of the first failure here (0: none yet) */
     acct_t *acct;
     struct job_s *acct_next; /* queued behind the account's active job */
-    struct job_s *prev, *next;
+    ob_list_t node;          /* in w->jobs, newest first */
 } job_t;
 
+#define JOB_OF(n) OB_LIST_ENTRY((n), job_t, node)
+
 struct acct_s {
+    ob_hnode_t hnode; /* in w->accts, by id */
+    ob_list_t all;    /* in w->acct_list */
     char id[OB_ACCOUNT_ID_LEN];
     job_t *active;
     job_t *qhead, *qtail;
-    acct_t *hnext;
 };
-
-#define ACCT_BUCKETS 8192
 
 /* An input offset waiting to be committed in a transaction. */
 typedef struct pend_s {
@@ -175,8 +182,10 @@ struct ob_worker_s {
     ob_assume_cache_t *assume;
     ob_offsets_t *offsets;
     ob_signal_t *signals;
-    acct_t *accts[ACCT_BUCKETS];
-    job_t *jobs;
+    ob_htab_t accts;     /* acct_t by id: the accounts with work here */
+    ob_list_t acct_list; /* the same accounts, to go through them all */
+    ob_list_t jobs;      /* every job in flight */
+    void *stage_ctx;     /* the stage's own across messages (ob_stage_ops_t.ctx_new) */
     size_t inflight, max_inflight;
     int paused;
     int stopping;
@@ -278,53 +287,40 @@ void ob_step_fail_aws(ob_step_t *s, const ob_aws_result_t *res)
 
 static void now_iso(char out[OB_TIME_LEN])
 {
-    uint64_t ms = ob_wall_ms();
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[64];
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-    snprintf(out, OB_TIME_LEN, "%.39s", buf);
+    ob_time_now_iso(out);
 }
 
 /* ---- accounts ---- */
 
-static unsigned acct_hash(const char *id)
+static int acct_eq(const ob_hnode_t *n, const void *id)
 {
-    unsigned h = 2166136261u;
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 16777619u;
-    return h % ACCT_BUCKETS;
+    return !strcmp(OB_HNODE_ENTRY(n, acct_t, hnode)->id, id);
 }
 
 static acct_t *acct_get(ob_worker_t *w, const char *id, int create)
 {
-    unsigned h = acct_hash(id);
-    for (acct_t *a = w->accts[h]; a; a = a->hnext)
-        if (!strcmp(a->id, id))
-            return a;
-    if (!create)
-        return NULL;
-    acct_t *a = calloc(1, sizeof(*a));
-    if (!a)
-        return NULL;
+    uint64_t h = ob_hash_str(id);
+    ob_hnode_t *n = ob_htab_find(&w->accts, h, acct_eq, id);
+    if (n || !create)
+        return n ? OB_HNODE_ENTRY(n, acct_t, hnode) : NULL;
+    acct_t *a = ob_calloc(1, sizeof(*a));
     snprintf(a->id, sizeof(a->id), "%s", id);
-    a->hnext = w->accts[h];
-    w->accts[h] = a;
+    ob_htab_insert(&w->accts, &a->hnode, h);
+    ob_list_push_back(&w->acct_list, &a->all);
     return a;
+}
+
+static void acct_drop(ob_worker_t *w, acct_t *a)
+{
+    ob_htab_remove(&w->accts, &a->hnode);
+    ob_list_remove(&a->all);
+    free(a);
 }
 
 static void acct_drop_if_idle(ob_worker_t *w, acct_t *a)
 {
-    if (a->active || a->qhead)
-        return;
-    acct_t **pp = &w->accts[acct_hash(a->id)];
-    while (*pp && *pp != a)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = a->hnext;
-    free(a);
+    if (!a->active && !a->qhead)
+        acct_drop(w, a);
 }
 
 /* Take j off its account (active or queued); start the next one if j was active. */
@@ -492,11 +488,7 @@ static void step_drop(ob_step_t **s)
  * stops (its messages are uncommitted and redelivered). */
 static ob_step_t *step_new(void)
 {
-    ob_step_t *s = calloc(1, sizeof(*s));
-    if (!s) {
-        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
-        abort();
-    }
+    ob_step_t *s = ob_calloc(1, sizeof(*s));
     return s;
 }
 
@@ -519,11 +511,7 @@ static void plan_keep(job_t *j, const ob_job_plan_t *p)
     size_t len[6], total = 0;
     for (int i = 0; i < 6; i++)
         total += (len[i] = strnlen(src[i], 2048)) + 1;
-    char *m = malloc(total);
-    if (!m) {
-        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
-        abort();
-    }
+    char *m = ob_malloc(total);
     const char **dst[6] = {&j->plan.account_id,  &j->plan.request_id, &j->plan.role_arn,
                            &j->plan.external_id, &j->plan.region,     &j->plan.desired};
     char *at = m;
@@ -544,8 +532,8 @@ static const char *topic_intern(ob_worker_t *w, const char *name)
     for (size_t i = 0; i < w->ntopics; i++)
         if (!strcmp(w->topics[i], name))
             return w->topics[i];
-    char **t = realloc(w->topics, (w->ntopics + 1) * sizeof(*t));
-    char *d = strdup(name);
+    char **t = ob_realloc(w->topics, (w->ntopics + 1) * sizeof(*t));
+    char *d = ob_strdup(name);
     if (!t || !d) {
         ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
         abort();
@@ -560,19 +548,14 @@ static void job_free(job_t *j)
     free(j->intake);
     free(j->superseded);
     ob_worker_t *w = j->w;
-    if (j->prev)
-        j->prev->next = j->next;
-    else if (w->jobs == j)
-        w->jobs = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
+    ob_list_remove(&j->node);
     slot_give(j);
     if (j->call)
         ob_aws_cancel(j->call);
     if (j->xfer)
         ob_http_cancel(j->xfer);
     step_drop(&j->http);
-    ob_timer_free(j->timer);
+    ob_timer_stop(&j->timer);
     if (j->lock)
         ob_lock_release(j->lock);
     if (j->creds)
@@ -613,7 +596,7 @@ static int table_raise(pend_t **tab, size_t *n, size_t *cap, const char *topic, 
     }
     if (*n == *cap) {
         size_t c = *cap ? 2 * *cap : 16;
-        pend_t *t = realloc(*tab, c * sizeof(*t));
+        pend_t *t = ob_realloc(*tab, c * sizeof(*t));
         if (!t) {
             ob_logf(OB_LOG_ERROR, "worker", "out of memory: offset not recorded");
             return 0;
@@ -731,6 +714,23 @@ static void commit_idle_positions(ob_worker_t *w)
 
 /* A message of this partition is finished: commit up to the lowest
  * unfinished one, through auto-commit, or with the next transaction. */
+/* A message entered processing: its offset is tracked, so that nothing after
+ * it is committed before it is finished. A message that cannot be tracked
+ * (offsets out of order: the consumer went back without a revocation) must
+ * not be worked on untracked, or a later offset's commit would pass it: the
+ * worker stops, and its restart resumes from the committed offset. */
+static void track(ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
+{
+    ob_err_t e = ob_offsets_add(w->offsets, topic, partition, offset);
+    if (e != OB_OK) {
+        ob_logf(OB_LOG_ERROR, "worker",
+                "cannot track offset %lld of %s [%d] (%s): stopping so that nothing is committed "
+                "past it",
+                (long long)offset, topic, (int)partition, ob_err2str(e));
+        abort();
+    }
+}
+
 static void mark_done(ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
 {
     int64_t commit;
@@ -831,9 +831,7 @@ static void on_state_written(ob_err_t err, void *arg)
          * follow, or the account's state would say it never happened (the
          * message is committed: nobody comes back to it). */
         j->w->stats.redis_errors++;
-        if (!j->timer)
-            j->timer = ob_timer_new(j->w->loop, timer_fired, j);
-        ob_timer_start(j->timer, 200 * (uint64_t)j->state_attempts);
+        ob_timer_start(&j->timer, 200 * (uint64_t)j->state_attempts);
         return;
     }
     if (err == OB_ERR_STATE)
@@ -862,6 +860,11 @@ static const char *const ACCOUNT_FIELDS[] = {"connected_request",
                                              "stacks",
                                              "superseded",
                                              NULL};
+
+/* Slots of an outcome's field list: at most 13 name/value pairs of the
+ * worker's own (below), the stage's state pairs, and the NULL. */
+#define OUTCOME_OWN_PAIRS 13
+#define OUTCOME_FIELDS    (2 * OUTCOME_OWN_PAIRS + OB_STEP_STATE_MAX + 1)
 
 /* The outcome's fields in the account's state, in `fields` (NULL-terminated;
  * `now`, `attempts` and `input` hold the strings they point to). */
@@ -954,7 +957,7 @@ static void write_state(job_t *j)
         return;
     }
     char now[OB_TIME_LEN], attempts[16], input[320];
-    const char *fields[72];
+    const char *fields[OUTCOME_FIELDS];
     outcome_fields(j, fields, sizeof(fields) / sizeof(fields[0]), now, attempts, input);
     if (outcome_write(j, fields, on_state_written) != OB_OK) {
         job_complete(j);
@@ -994,9 +997,7 @@ static void on_recorded(ob_err_t err, void *arg)
             return;
         }
         j->state_attempts++;
-        if (!j->timer)
-            j->timer = ob_timer_new(w->loop, timer_fired, j);
-        ob_timer_start(j->timer,
+        ob_timer_start(&j->timer,
                        (uint64_t)(j->state_attempts < 10 ? 200 * j->state_attempts : 2000));
         return;
     }
@@ -1015,7 +1016,7 @@ static void record_outcome(job_t *j)
 {
     j->phase = PH_RECORDING;
     char now[OB_TIME_LEN], attempts[16], input[320];
-    const char *fields[72];
+    const char *fields[OUTCOME_FIELDS];
     outcome_fields(j, fields, sizeof(fields) / sizeof(fields[0]), now, attempts, input);
     if (outcome_write(j, fields, on_recorded) == OB_OK) {
         j->state_inflight = 1;
@@ -1028,9 +1029,7 @@ static void produce_failed_later(job_t *j, const char *why)
 {
     j->w->stats.kafka_errors++;
     ob_logkv(OB_LOG_WARN, "worker", "produce failed; retrying", "error", why, NULL);
-    if (!j->timer)
-        j->timer = ob_timer_new(j->w->loop, timer_fired, j);
-    ob_timer_start(j->timer, 1000);
+    ob_timer_start(&j->timer, 1000);
 }
 
 static void job_finish(job_t *j)
@@ -1131,7 +1130,7 @@ static void count_outcome(ob_worker_t *w, job_t *j)
     if (j->failed) {
         w->stats.failed++;
         w->stats.dead_letters++;
-        w->stats.dead_letters_by_class[(unsigned)last_of(j)->fail_class % 4]++;
+        w->stats.dead_letters_by_class[last_of(j)->fail_class]++;
     } else {
         w->stats.done++;
     }
@@ -1189,7 +1188,7 @@ static void txn_commit_start(ob_worker_t *w)
                                        tp->offset, map, sizeof(map));
         char *b64 = n ? ob_base64_encode(map, n) : NULL;
         size_t blen = b64 ? strlen(b64) : 0;
-        char *meta = b64 ? malloc(sizeof(DONE_MAP_PREFIX) + blen) : NULL;
+        char *meta = b64 ? ob_malloc(sizeof(DONE_MAP_PREFIX) + blen) : NULL;
         if (meta) {
             memcpy(meta, DONE_MAP_PREFIX, sizeof(DONE_MAP_PREFIX) - 1);
             memcpy(meta + sizeof(DONE_MAP_PREFIX) - 1, b64, blen + 1);
@@ -1207,7 +1206,7 @@ static void txn_commit_start(ob_worker_t *w)
     free(w->snap);
     w->snap = NULL;
     w->nsnap = 0;
-    if (w->npend && (w->snap = malloc(w->npend * sizeof(*w->snap)))) {
+    if (w->npend && (w->snap = ob_malloc(w->npend * sizeof(*w->snap)))) {
         memcpy(w->snap, w->pend, w->npend * sizeof(*w->snap));
         w->nsnap = w->npend;
     }
@@ -1315,7 +1314,7 @@ static void job_reset_stage(job_t *j)
     ob_job_plan_t plan;
     ob_step_t fail;
     memset(&fail, 0, sizeof(fail));
-    w->stage->parse(j->st, w->cfg, j->payload, j->len, &plan, &fail);
+    w->stage->parse(j->st, w->stage_ctx, w->cfg, j->payload, j->len, &plan, &fail);
     ob_step_clear(&fail);
 }
 
@@ -1365,11 +1364,7 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
     char attempts[16], next[OB_TIME_LEN], now[OB_TIME_LEN];
     snprintf(attempts, sizeof(attempts), "%d", j->stage_attempt);
     now_iso(now);
-    uint64_t at = ob_wall_ms() + delay;
-    time_t t = (time_t)(at / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(next, sizeof(next), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    ob_time_format_ms((int64_t)(ob_wall_ms() + delay), next);
     const char *fields[] = {"stage",
                             w->stage->name,
                             "status",
@@ -1407,10 +1402,8 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
     job_reset_stage(j);
     j->phase = PH_LOCKING;
     j->retry_wait = 1;
-    if (!j->timer)
-        j->timer = ob_timer_new(w->loop, timer_fired, j);
     slot_give(j);
-    ob_timer_start(j->timer, delay);
+    ob_timer_start(&j->timer, delay);
 }
 
 static void on_http_done(ob_http_resp_t *resp, void *arg)
@@ -1444,7 +1437,7 @@ static void on_http_done(ob_http_resp_t *resp, void *arg)
         if (res.retry_class != OB_RETRY_NO && j->http_attempts < max) {
             double cap = (double)w->cfg->aws_max_backoff_ms / 1000.0;
             double d = ob_retry_delay_s(j->http_attempts, erand48(w->rng), cap);
-            ob_timer_start(j->timer, (uint64_t)(d * 1000.0));
+            ob_timer_start(&j->timer, (uint64_t)(d * 1000.0));
             return;
         }
         res.verdict =
@@ -1549,8 +1542,6 @@ static void job_execute(job_t *j, ob_step_t *s)
         *j->http = *s;
         memset(s, 0, sizeof(*s));
         j->http_attempts = 0;
-        if (!j->timer)
-            j->timer = ob_timer_new(w->loop, timer_fired, j);
         http_attempt(j);
         return;
     case OB_STEP_CALL: {
@@ -1570,10 +1561,8 @@ static void job_execute(job_t *j, ob_step_t *s)
         return;
     }
     case OB_STEP_WAIT:
-        if (!j->timer)
-            j->timer = ob_timer_new(w->loop, timer_fired, j);
         slot_give(j);
-        ob_timer_start(j->timer, s->wait_ms);
+        ob_timer_start(&j->timer, s->wait_ms);
         ob_step_clear(s);
         return;
     case OB_STEP_FAIL:
@@ -1763,7 +1752,7 @@ static int account_turn(job_t *j, const ob_lock_t *l)
      * under way that this one replaces, and those this one overtook in the
      * queue. */
     const char *status = ob_lock_prior_status(l);
-    char *list = strdup(ob_lock_prior_get(l, "superseded"));
+    char *list = ob_strdup(ob_lock_prior_get(l, "superseded"));
     if (list && cur_rid[0] && strcmp(status, "connected") != 0 && strcmp(status, "failed") != 0) {
         char *more = ob_list_with(list, cur_rid, SUPERSEDED_KEPT);
         free(list);
@@ -1885,8 +1874,6 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         else
             w->stats.redis_errors++;
         j->lock_attempts++;
-        if (!j->timer)
-            j->timer = ob_timer_new(w->loop, timer_fired, j);
         /* Usually the previous stage's worker is a moment away from releasing
          * it: retry soon and back off (50 ms, 100 ms, ... up to 5 s), never
          * later than the holder's lock expires. */
@@ -1896,7 +1883,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         if (ev == OB_LOCK_ERROR && delay < 500)
             delay = 500;
         slot_give(j);
-        ob_timer_start(j->timer, (uint64_t)(delay < 5000 ? delay : 5000));
+        ob_timer_start(&j->timer, (uint64_t)(delay < 5000 ? delay : 5000));
         return;
     case OB_LOCK_LOST:
         /* Someone else may now be working on the account: our results would
@@ -1916,10 +1903,8 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
             ob_lock_release(j->lock);
             j->lock = NULL;
             j->phase = PH_LOCKING;
-            if (!j->timer)
-                j->timer = ob_timer_new(w->loop, timer_fired, j);
             slot_give(j);
-            ob_timer_start(j->timer, 1000);
+            ob_timer_start(&j->timer, 1000);
             /* The stage state is rebuilt from the message. */
             job_reset_stage(j);
         }
@@ -1940,10 +1925,8 @@ static void job_start_lock(job_t *j)
     snprintf(owner, sizeof(owner), "%.250s:%d", j->topic, (int)j->partition);
     j->lock = ob_lock_acquire_as(w->redis, w->loop, j->plan.account_id, ttl, owner, on_lock, j);
     if (!j->lock) {
-        if (!j->timer)
-            j->timer = ob_timer_new(w->loop, timer_fired, j);
         slot_give(j);
-        ob_timer_start(j->timer, 500);
+        ob_timer_start(&j->timer, 500);
     }
 }
 
@@ -1986,7 +1969,7 @@ static void skips_load(ob_worker_t *w, const rd_kafka_topic_partition_list_t *pa
             free(map);
             continue;
         }
-        skip_t *n = realloc(w->skips, (w->nskips + 1) * sizeof(*n));
+        skip_t *n = ob_realloc(w->skips, (w->nskips + 1) * sizeof(*n));
         if (!n) {
             free(map);
             continue;
@@ -2032,7 +2015,7 @@ static int control_message(ob_worker_t *w, const rd_kafka_message_t *m)
             RD_KAFKA_RESP_ERR_NO_ERROR)
         return 0;
     const char *topic = topic_intern(w, rd_kafka_topic_name(m->rkt));
-    ob_offsets_add(w->offsets, topic, m->partition, m->offset);
+    track(w, topic, m->partition, m->offset);
     mark_done(w, topic, m->partition, m->offset);
     char acct[OB_ACCOUNT_ID_LEN] = "";
     if (m->key && m->key_len < sizeof(acct))
@@ -2047,9 +2030,9 @@ static int control_message(ob_worker_t *w, const rd_kafka_message_t *m)
     }
     acct_t *a = acct[0] ? acct_get(w, acct, 0) : NULL;
     job_t *j = a ? a->active : NULL;
-    if (j && j->phase == PH_LOCKING && !j->lock && j->timer) {
+    if (j && j->phase == PH_LOCKING && !j->lock && ob_timer_active(&j->timer)) {
         /* Waiting for a stage retry (or for the account's lock): go now. */
-        ob_timer_start(j->timer, 0);
+        ob_timer_start(&j->timer, 0);
         w->stats.retry_now++;
         ob_logkv(OB_LOG_INFO, "worker", "retrying now at the operator's request", "account", acct,
                  "stage", w->stage->name, NULL);
@@ -2069,29 +2052,26 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
         const char *topic = topic_intern(w, rd_kafka_topic_name(m->rkt));
         if (finished_before(w, topic, m->partition, m->offset)) {
             w->stats.skipped_committed++;
-            ob_offsets_add(w->offsets, topic, m->partition, m->offset);
+            track(w, topic, m->partition, m->offset);
             mark_done(w, topic, m->partition, m->offset);
             return;
         }
     }
-    job_t *j = calloc(1, sizeof(*j));
-    if (!j) {
-        ob_logf(OB_LOG_ERROR, "worker", "out of memory: message left uncommitted");
-        return;
-    }
+    job_t *j = ob_calloc(1, sizeof(*j));
     j->w = w;
+    ob_timer_init(&j->timer, w->loop, timer_fired, j);
     j->seq = ++w->job_seq;
     j->topic = topic_intern(w, rd_kafka_topic_name(m->rkt));
     j->partition = m->partition;
     j->offset = m->offset;
     j->ts_ms = rd_kafka_message_timestamp(m, NULL);
     if (m->key) {
-        j->key = malloc(m->key_len + 1);
+        j->key = ob_malloc(m->key_len + 1);
         memcpy(j->key, m->key, m->key_len);
         j->key[m->key_len] = '\0';
         j->key_len = m->key_len;
     }
-    j->payload = malloc(m->len + 1);
+    j->payload = ob_malloc(m->len + 1);
     if (m->len)
         memcpy(j->payload, m->payload, m->len);
     j->payload[m->len] = '\0';
@@ -2099,16 +2079,16 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
     rd_kafka_headers_t *hdrs = NULL;
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         size_t n = rd_kafka_header_cnt(hdrs);
-        j->headers = calloc(n ? n : 1, sizeof(*j->headers));
+        j->headers = ob_calloc(n ? n : 1, sizeof(*j->headers));
         for (size_t i = 0; i < n; i++) {
             const char *name;
             const void *val;
             size_t vlen;
             if (rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen))
                 break;
-            j->headers[j->nheaders].name = strdup(name);
+            j->headers[j->nheaders].name = ob_strdup(name);
             if (val) {
-                void *v = malloc(vlen + 1);
+                void *v = ob_malloc(vlen + 1);
                 memcpy(v, val, vlen);
                 ((char *)v)[vlen] = '\0';
                 j->headers[j->nheaders].value = v;
@@ -2126,20 +2106,17 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
         snprintf(pos, sizeof(pos), "%lld:%s:%d:%lld",
                  (long long)(j->ts_ms >= 0 ? j->ts_ms : (int64_t)ob_wall_ms()), j->topic,
                  (int)j->partition, (long long)j->offset);
-        j->intake = strdup(pos);
+        j->intake = ob_strdup(pos);
     } else {
         for (size_t i = 0; i < j->nheaders; i++)
             if (!strcmp(j->headers[i].name, OB_MSG_HDR_INTAKE) && j->headers[i].value &&
                 j->headers[i].value_len < OB_INTAKE_LEN)
-                j->intake = strdup(j->headers[i].value);
+                j->intake = ob_strdup(j->headers[i].value);
     }
-    j->next = w->jobs;
-    if (w->jobs)
-        w->jobs->prev = j;
-    w->jobs = j;
+    ob_list_push_front(&w->jobs, &j->node);
     w->inflight++;
     w->stats.received++;
-    ob_offsets_add(w->offsets, j->topic, j->partition, j->offset);
+    track(w, j->topic, j->partition, j->offset);
     window_check(w);
     if (slot_take(j))
         job_begin(j);
@@ -2183,19 +2160,11 @@ static int key_mismatch(job_t *j, ob_step_t *fail)
 static void job_begin(job_t *j)
 {
     ob_worker_t *w = j->w;
-    j->st = calloc(1, w->stage->state_size ? w->stage->state_size : 1);
-    if (!j->st) {
-        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
-        abort();
-    }
+    j->st = ob_calloc(1, w->stage->state_size ? w->stage->state_size : 1);
     ob_step_t fail;
     memset(&fail, 0, sizeof(fail));
-    ob_job_plan_t *plan = calloc(1, sizeof(*plan));
-    if (!plan) {
-        ob_logf(OB_LOG_ERROR, "worker", "out of memory: stopping");
-        abort();
-    }
-    ob_err_t parsed = w->stage->parse(j->st, w->cfg, j->payload, j->len, plan, &fail);
+    ob_job_plan_t *plan = ob_calloc(1, sizeof(*plan));
+    ob_err_t parsed = w->stage->parse(j->st, w->stage_ctx, w->cfg, j->payload, j->len, plan, &fail);
     plan_keep(j, plan);
     free(plan);
     if (parsed != OB_OK) {
@@ -2319,30 +2288,29 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
     if (w->txn && !w->freeing)
         txn_revoke(w, parts);
     /* Drop the revoked partitions' work; queued jobs of other accounts stay. */
-    job_t *j = w->jobs;
     size_t dropped = 0;
-    while (j) {
-        job_t *next = j->next;
+    ob_list_t *pos, *tmp;
+    OB_LIST_FOREACH(pos, tmp, &w->jobs)
+    {
+        job_t *j = JOB_OF(pos);
         if (!j->detached && same_partition(j, parts)) {
             dropped++;
             job_let_go(j);
         }
-        j = next;
     }
     /* Accounts whose active job was dropped: start the next queued one. */
-    for (int b = 0; b < ACCT_BUCKETS; b++) {
-        for (acct_t *a = w->accts[b], *an; a; a = an) {
-            an = a->hnext;
-            if (!a->active && a->qhead) {
-                job_t *n = a->qhead;
-                a->qhead = n->acct_next;
-                if (!a->qhead)
-                    a->qtail = NULL;
-                n->acct_next = NULL;
-                a->active = n;
-                if (slot_take(n))
-                    job_start_lock(n);
-            }
+    OB_LIST_FOREACH(pos, tmp, &w->acct_list)
+    {
+        acct_t *a = OB_LIST_ENTRY(pos, acct_t, all);
+        if (!a->active && a->qhead) {
+            job_t *n = a->qhead;
+            a->qhead = n->acct_next;
+            if (!a->qhead)
+                a->qtail = NULL;
+            n->acct_next = NULL;
+            a->active = n;
+            if (slot_take(n))
+                job_start_lock(n);
         }
     }
     partitions_forget(w, parts);
@@ -2407,7 +2375,9 @@ static void partition_figures(ob_worker_t *w, const char *topic, int32_t partiti
         return;
     const job_t *oldest = NULL;
     int64_t waiting = 0;
-    for (const job_t *j = w->jobs; j; j = j->next) {
+    const ob_list_t *pos;
+    for (pos = w->jobs.next; pos != &w->jobs; pos = pos->next) {
+        const job_t *j = JOB_OF(pos);
         if (j->detached || j->partition != partition || strcmp(j->topic, topic) != 0)
             continue;
         if (!oldest || j->offset < oldest->offset)
@@ -2454,7 +2424,7 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     }
     ob_metrics_family(&m, "onboard_dead_letters_total", "counter",
                       "Dead-letter records produced, by class.");
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < OB_DLQ_CLASS__COUNT; c++) {
         const char *l[] = {"stage", stage, "class", ob_dlq_class_name((ob_dlq_class_t)c), NULL};
         ob_metrics_sample(&m, "onboard_dead_letters_total", l,
                           (double)w->stats.dead_letters_by_class[c]);
@@ -2503,6 +2473,11 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     ob_metrics_family(&m, "onboard_kafka_errors_total", "counter",
                       "Produce attempts that failed and were retried.");
     ob_metrics_sample(&m, "onboard_kafka_errors_total", l_stage, (double)w->stats.kafka_errors);
+    ob_metrics_family(&m, "onboard_kafka_assign_failures_total", "counter",
+                      "Partitions a rebalance gave this replica that could not be taken (or "
+                      "given up), by librdkafka's refusal; each is logged with its reason.");
+    ob_metrics_sample(&m, "onboard_kafka_assign_failures_total", l_stage,
+                      (double)(w->consumer ? ob_kconsumer_assign_failures(w->consumer) : 0));
     ob_metrics_family(&m, "onboard_transactions_total", "counter",
                       "Kafka transactions of this worker's output, by outcome "
                       "(output.transactions).");
@@ -2541,9 +2516,9 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     /* Consumer lag in kafka-lag-exporter's names. */
     rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
     int nparts = a ? a->cnt : 0;
-    int64_t *lags = calloc((size_t)(nparts ? nparts : 1), 2 * sizeof(*lags));
+    int64_t *lags = ob_calloc((size_t)(nparts ? nparts : 1), 2 * sizeof(*lags));
     int64_t *backlogs = lags ? lags + (nparts ? nparts : 1) : NULL;
-    double *ages = calloc((size_t)(nparts ? nparts : 1), sizeof(*ages));
+    double *ages = ob_calloc((size_t)(nparts ? nparts : 1), sizeof(*ages));
     for (int i = 0; lags && ages && i < nparts; i++)
         partition_figures(w, a->elems[i].topic, a->elems[i].partition, &lags[i], &ages[i],
                           &backlogs[i]);
@@ -2649,7 +2624,7 @@ void ob_worker_redis_opts(const ob_config_t *cfg, ob_redis_opts_t *out)
 ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *errstr,
                            size_t errstr_size)
 {
-    ob_worker_t *w = calloc(1, sizeof(*w));
+    ob_worker_t *w = ob_calloc(1, sizeof(*w));
     if (!w) {
         ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
         return NULL;
@@ -2666,6 +2641,9 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     snprintf(w->topic_dlq, sizeof(w->topic_dlq), "%sdlq", w->cfg->topic_prefix);
     w->max_inflight = (size_t)w->cfg->inflight_max;
     w->run_max = (size_t)w->cfg->run_max;
+    ob_list_init(&w->acct_list);
+    w->stage_ctx = w->stage->ctx_new ? w->stage->ctx_new() : NULL;
+    ob_list_init(&w->jobs);
     w->run_timer = ob_timer_new(loop, run_dispatch, w);
     ob_histogram_init(&w->duration, duration_bounds,
                       sizeof(duration_bounds) / sizeof(duration_bounds[0]));
@@ -2802,7 +2780,8 @@ static int drained(void *arg)
      * messages, and those queued behind their account's job). A rolling
      * restart thus pauses a partition for a few calls, not for a stack's
      * lifetime. */
-    for (job_t *j = w->jobs; j; j = j->next) {
+    for (ob_list_t *pos = w->jobs.next; pos != &w->jobs; pos = pos->next) {
+        job_t *j = JOB_OF(pos);
         int in_line = ob_heap_in(&j->rnode) && j->phase != PH_NEW;
         switch (j->phase) {
         case PH_NEW:
@@ -2846,12 +2825,11 @@ ob_err_t ob_worker_run(ob_worker_t *w)
         ob_kproducer_txn_wait(w->producer, 15000);
     }
     size_t handed_back = 0;
-    job_t *j = w->jobs;
-    while (j) {
-        job_t *next = j->next;
+    ob_list_t *pos, *tmp;
+    OB_LIST_FOREACH(pos, tmp, &w->jobs)
+    {
         handed_back++;
-        job_let_go(j);
-        j = next;
+        job_let_go(JOB_OF(pos));
     }
     if (w->producer)
         ob_kproducer_flush(w->producer, 5000);
@@ -2879,15 +2857,15 @@ void ob_worker_free(ob_worker_t *w)
      * through Redis); those waiting for a produce acknowledgement never get
      * it once the producer is gone; those waiting for a state write are
      * completed by ob_redis_free() calling their callbacks. */
-    job_t *j = w->jobs;
-    while (j) {
-        job_t *next = j->next;
+    ob_list_t *pos, *tmp;
+    OB_LIST_FOREACH(pos, tmp, &w->jobs)
+    {
+        job_t *j = JOB_OF(pos);
         j->detached = 1;
         if (j->phase != PH_FINISHING && j->phase != PH_RECORDING) {
             acct_release(j, 0);
             job_free(j);
         }
-        j = next;
     }
     ob_httpd_free(w->httpd);
     w->httpd = NULL;
@@ -2901,19 +2879,17 @@ void ob_worker_free(ob_worker_t *w)
     w->limiter = NULL;
     ob_redis_free(w->redis);
     w->redis = NULL;
-    while (w->jobs) {
-        j = w->jobs;
+    while (!ob_list_empty(&w->jobs)) {
+        job_t *j = JOB_OF(ob_list_first(&w->jobs));
         j->lock = NULL; /* Redis is gone: nothing left to release it with */
         acct_release(j, 0);
         job_free(j);
     }
-    for (int b = 0; b < ACCT_BUCKETS; b++) {
-        while (w->accts[b]) {
-            acct_t *a = w->accts[b];
-            w->accts[b] = a->hnext;
-            free(a);
-        }
-    }
+    while (!ob_list_empty(&w->acct_list))
+        acct_drop(w, OB_LIST_ENTRY(ob_list_first(&w->acct_list), acct_t, all));
+    ob_htab_clear(&w->accts);
+    if (w->stage->ctx_free)
+        w->stage->ctx_free(w->stage_ctx);
     ob_assume_cache_free(w->assume);
     ob_credsrc_unref(w->fleet);
     ob_aws_free(w->aws);
@@ -2944,13 +2920,14 @@ void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out)
     out->running = w->run_busy;
     out->run_waiting = w->runq.n;
     memset(out->by_phase, 0, sizeof(out->by_phase));
-    for (const job_t *j = w->jobs; j; j = j->next)
-        out->by_phase[(unsigned)j->phase % 7]++;
+    for (const ob_list_t *pos = w->jobs.next; pos != &w->jobs; pos = pos->next)
+        out->by_phase[JOB_OF(pos)->phase]++;
     out->paused = w->paused;
 }
 
 int ob_worker_main(const ob_stage_ops_t *stage, int argc, char **argv)
 {
+    json_set_alloc_funcs(ob_malloc, free); /* the out-of-memory policy: ob_alloc.h */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: %s\n"

@@ -117,9 +117,17 @@ typedef struct ob_stage_s {
     ob_stage_t stage;  /* for dead letters */
     const char *input; /* input topic suffix: "requests", "cur", "iam", "connect" */
     size_t state_size; /* bytes of per-message stage state (zeroed before parse) */
+    /* Optional: what the stage keeps across the messages of one worker, for
+     * what it learns as it goes (the iam stage's create timings, the bucket
+     * stage's pause of the Organizations check). Made once per worker, freed
+     * with it, handed to every parse; stage logic keeps no process-global
+     * state, so two workers in one process (the tests) never share it. */
+    void *(*ctx_new)(void);
+    void (*ctx_free)(void *ctx);
     /* Read the message. OB_OK with *plan filled, or not OK with *fail set to
-     * a FAIL step (invalid input, unsupported cloud). */
-    ob_err_t (*parse)(void *st, const ob_config_t *cfg, const char *payload, size_t len,
+     * a FAIL step (invalid input, unsupported cloud). ctx: ctx_new's (NULL
+     * when the stage has none). */
+    ob_err_t (*parse)(void *st, void *ctx, const ob_config_t *cfg, const char *payload, size_t len,
                       ob_job_plan_t *plan, ob_step_t *fail);
     /* The next step. res NULL: the first step, or after a WAIT. */
     void (*step)(void *st, const ob_aws_result_t *res, ob_step_t *out);
@@ -159,9 +167,10 @@ typedef struct ob_worker_opts_s {
     void *env_ctx;
 } ob_worker_opts_t;
 
+#define OB_WORKER_PHASES 8 /* the phases a job goes through (by_phase below) */
 typedef struct ob_worker_stats_s {
     uint64_t received, done, failed, dead_letters, produced, redelivered_lock_busy;
-    uint64_t dead_letters_by_class[4]; /* ob_dlq_class_t */
+    uint64_t dead_letters_by_class[OB_DLQ_CLASS__COUNT]; /* ob_dlq_class_t */
     uint64_t retries_by_reason[OB_RR__COUNT];
     uint64_t redis_errors;      /* lock and state commands that failed */
     uint64_t kafka_errors;      /* produce attempts that failed (retried) */
@@ -178,9 +187,10 @@ typedef struct ob_worker_stats_s {
     size_t run_peak;             /* most ever working at once */
     uint64_t run_waits;          /* times a job waited for a place */
     /* in flight by phase: new, queued behind the account, locking (or waiting
-     * for a retry), running, emitting, finishing, committing (output in a
+     * for a retry), running, emitting, finishing, recording (the outcome,
+     * before its output in a transaction), committing (output in a
      * transaction not committed yet) */
-    size_t by_phase[7];
+    size_t by_phase[OB_WORKER_PHASES];
     uint64_t txn_commits, txn_aborts; /* output.transactions */
     int paused;
 } ob_worker_stats_t;

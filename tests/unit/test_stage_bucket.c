@@ -36,7 +36,19 @@ static ob_err_t start(run_t *r, const char *payload, ob_step_t *fail)
 {
     r->st = calloc(1, ob_stage_bucket.state_size);
     memset(&r->plan, 0, sizeof(r->plan));
-    return ob_stage_bucket.parse(r->st, NULL, payload, strlen(payload), &r->plan, fail);
+    return ob_stage_bucket.parse(r->st, NULL, NULL, payload, strlen(payload), &r->plan, fail);
+}
+
+/* A request parsed as a worker with the Organizations check on parses it,
+ * with that worker's context. */
+static ob_err_t start_org(run_t *r, void *ctx, const char *payload, ob_step_t *fail)
+{
+    ob_config_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.intake_org_check = 1;
+    r->st = calloc(1, ob_stage_bucket.state_size);
+    memset(&r->plan, 0, sizeof(r->plan));
+    return ob_stage_bucket.parse(r->st, ctx, &cfg, payload, strlen(payload), &r->plan, fail);
 }
 
 static void finish(run_t *r)
@@ -425,9 +437,54 @@ static void test_hand_back_and_resume(void **state)
     free(p);
 }
 
+/* A fleet that cannot see an organization stops asking for a while, and
+ * what it learned is its own worker's: another worker (another context)
+ * still asks. */
+static void test_org_blindness_is_per_worker(void **state)
+{
+    void *ctx_a = ob_stage_bucket.ctx_new();
+    void *ctx_b = ob_stage_bucket.ctx_new();
+    run_t r;
+    ob_step_t s;
+    memset(&s, 0, sizeof(s));
+    char *p = request("new", "eu-west-1", NULL);
+
+    /* Worker A asks, and hears that its identity sees no organization. */
+    assert_int_equal(start_org(&r, ctx_a, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    assert_int_equal(s.kind, OB_STEP_CALL);
+    assert_string_equal(s.req.op, "DescribeAccount");
+    assert_true(s.as_fleet);
+    ob_step_clear(&s);
+    ob_aws_result_t denied = aws_error(400, "AWSOrganizationsNotInUseException", OB_RETRY_NO);
+    ob_stage_bucket.step(r.st, &denied, &s);
+    expect_call(&s, "CreateBucket", ""); /* on with the stage's own work */
+    ob_step_clear(&s);
+    finish(&r);
+
+    /* Its next request goes straight to the bucket. */
+    assert_int_equal(start_org(&r, ctx_a, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    expect_call(&s, "CreateBucket", "");
+    ob_step_clear(&s);
+    finish(&r);
+
+    /* Worker B has learned nothing: it asks. */
+    assert_int_equal(start_org(&r, ctx_b, p, &s), OB_OK);
+    ob_stage_bucket.step(r.st, NULL, &s);
+    assert_string_equal(s.req.op, "DescribeAccount");
+    ob_step_clear(&s);
+    finish(&r);
+
+    free(p);
+    ob_stage_bucket.ctx_free(ctx_a);
+    ob_stage_bucket.ctx_free(ctx_b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_org_blindness_is_per_worker),
         cmocka_unit_test(test_new_account_happy_path),
         cmocka_unit_test(test_us_east_1_has_no_constraint),
         cmocka_unit_test(test_bucket_errors),

@@ -115,7 +115,7 @@ static ob_err_t start_with(run_t *r, const char *payload)
     memset(&r->s, 0, sizeof(r->s));
     memset(&r->plan, 0, sizeof(r->plan));
     r->st = calloc(1, ob_stage_connect.state_size);
-    return ob_stage_connect.parse(r->st, &r->cfg, payload, strlen(payload), &r->plan, &r->s);
+    return ob_stage_connect.parse(r->st, NULL, &r->cfg, payload, strlen(payload), &r->plan, &r->s);
 }
 
 static void start(run_t *r, const char *mode, const char *url, const char *secret,

@@ -71,7 +71,7 @@ static ob_err_t start(run_t *r, const char *payload)
     r->st = calloc(1, ob_stage_cur.state_size);
     memset(&r->plan, 0, sizeof(r->plan));
     memset(&r->s, 0, sizeof(r->s));
-    return ob_stage_cur.parse(r->st, NULL, payload, strlen(payload), &r->plan, &r->s);
+    return ob_stage_cur.parse(r->st, NULL, NULL, payload, strlen(payload), &r->plan, &r->s);
 }
 
 static void finish(run_t *r)

@@ -23,6 +23,9 @@
 #include "stages.h"
 #include "testutil.h"
 
+/* The worker's stage context, as one worker holds it across messages. */
+static void *iam_ctx;
+
 #define ACCT      "123456789012"
 #define ROLE      "arn:aws:iam::" ACCT ":role/OrganizationAccountAccessRole"
 #define BUCKET    "billing-cur-" ACCT "-eu-west-1"
@@ -104,7 +107,7 @@ static ob_err_t start_cfg(run_t *r, const char *payload, const ob_config_t *cfg)
     r->cfg = *cfg;
     memset(&r->plan, 0, sizeof(r->plan));
     memset(&r->s, 0, sizeof(r->s));
-    return ob_stage_iam.parse(r->st, &r->cfg, payload, strlen(payload), &r->plan, &r->s);
+    return ob_stage_iam.parse(r->st, iam_ctx, &r->cfg, payload, strlen(payload), &r->plan, &r->s);
 }
 
 static void start(run_t *r, const char *payload, long long redo_max)
@@ -1168,8 +1171,8 @@ static void test_polls_from_the_learned_create_time(void **state)
 {
     (void)state;
     fake_now = 1000000;
-    ob_stage_iam_timing_reset(fake_clock);
-    assert_int_equal(ob_stage_iam_first_poll_ms(), -1);
+    ob_stage_iam_timing_reset(iam_ctx, fake_clock);
+    assert_int_equal(ob_stage_iam_first_poll_ms(iam_ctx), -1);
     /* The first 32 creates are probes: polled every stack.poll (100 ms). */
     static run_t probes[NPROBES];
     char pext[NPROBES][33];
@@ -1196,11 +1199,11 @@ static void test_polls_from_the_learned_create_time(void **state)
     /* Three probes finish after 20 s: the estimate is 20 s from then on. */
     fake_now = 1000000 + 20000;
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(ob_stage_iam_first_poll_ms(), -1);
+        assert_int_equal(ob_stage_iam_first_poll_ms(iam_ctx), -1);
         complete(&probes[i], pext[i]);
         finish(&probes[i]);
     }
-    assert_int_equal(ob_stage_iam_first_poll_ms(), 20000);
+    assert_int_equal(ob_stage_iam_first_poll_ms(iam_ctx), 20000);
     /* New creates take the free probe places. */
     static run_t fill[3];
     char fext[3][33];
@@ -1241,7 +1244,7 @@ static void test_polls_from_the_learned_create_time(void **state)
 
     /* Samples are taken from probes only, and the estimate is their 10th
      * percentile: 3 more probes at 30 s, then 4 at 10 s. */
-    ob_stage_iam_timing_reset(fake_clock);
+    ob_stage_iam_timing_reset(iam_ctx, fake_clock);
     long long want[] = {30000, 30000, 30000, 10000, 10000, 10000, 10000};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         run_t r;
@@ -1252,8 +1255,8 @@ static void test_polls_from_the_learned_create_time(void **state)
         complete(&r, e);
         finish(&r);
     }
-    assert_int_equal(ob_stage_iam_first_poll_ms(), 10000);
-    ob_stage_iam_timing_reset(NULL);
+    assert_int_equal(ob_stage_iam_first_poll_ms(iam_ctx), 10000);
+    ob_stage_iam_timing_reset(iam_ctx, NULL);
 }
 
 static unsigned long long wall_now_ms(void)
@@ -1285,7 +1288,7 @@ static void test_resume_from_recorded_progress(void **state)
 {
     (void)state;
     fake_now = 9000000;
-    ob_stage_iam_timing_reset(fake_clock);
+    ob_stage_iam_timing_reset(iam_ctx, fake_clock);
     run_t a;
     char ext[33];
     ob_step_t *s = created(&a, "req-resume", ext);
@@ -1321,7 +1324,7 @@ static void test_resume_from_recorded_progress(void **state)
      * in the progress): a stack created 5 s ago waits 15 s. */
     snprintf(progress, sizeof(progress), "created %llu %s 20000", wall_now_ms() - 5000, STACK_ID);
     resumed_waits_15s(p, progress, ext);
-    assert_int_equal(ob_stage_iam_first_poll_ms(), -1);
+    assert_int_equal(ob_stage_iam_first_poll_ms(iam_ctx), -1);
 
     /* With an estimate (3 more probes at 20 s): a stack created 5 s ago waits
      * 15 s (and, polled at the estimate, is no sample). */
@@ -1334,10 +1337,10 @@ static void test_resume_from_recorded_progress(void **state)
         complete(&r, e);
         finish(&r);
     }
-    assert_int_equal(ob_stage_iam_first_poll_ms(), 20000);
+    assert_int_equal(ob_stage_iam_first_poll_ms(iam_ctx), 20000);
     snprintf(progress, sizeof(progress), "created %llu %s", wall_now_ms() - 5000, STACK_ID);
     resumed_waits_15s(p, progress, ext);
-    assert_int_equal(ob_stage_iam_first_poll_ms(), 20000); /* no sample from it */
+    assert_int_equal(ob_stage_iam_first_poll_ms(iam_ctx), 20000); /* no sample from it */
 
     /* An update recorded by the previous holder: UPDATE_COMPLETE of that
      * stack is handed on. Unreadable progress is ignored. */
@@ -1353,14 +1356,14 @@ static void test_resume_from_recorded_progress(void **state)
     free(x);
     finish(&d);
     free(p);
-    ob_stage_iam_timing_reset(NULL);
+    ob_stage_iam_timing_reset(iam_ctx, NULL);
 }
 
 static void test_waiting_without_estimate_is_bounded(void **state)
 {
     (void)state;
     fake_now = 5000000;
-    ob_stage_iam_timing_reset(fake_clock);
+    ob_stage_iam_timing_reset(iam_ctx, fake_clock);
     static run_t probes[NPROBES];
     char pext[NPROBES][33];
     for (int i = 0; i < NPROBES; i++)
@@ -1385,7 +1388,7 @@ static void test_waiting_without_estimate_is_bounded(void **state)
     finish(&b);
     for (int i = 1; i < NPROBES; i++)
         finish(&probes[i]);
-    ob_stage_iam_timing_reset(NULL);
+    ob_stage_iam_timing_reset(iam_ctx, NULL);
 }
 
 static void test_configuration_and_input(void **state)
@@ -1433,7 +1436,8 @@ static void test_configuration_and_input(void **state)
     run_t r;
     r.st = calloc(1, ob_stage_iam.state_size);
     memset(&r.s, 0, sizeof(r.s));
-    assert_int_not_equal(ob_stage_iam.parse(r.st, NULL, p, strlen(p), &r.plan, &r.s), OB_OK);
+    assert_int_not_equal(ob_stage_iam.parse(r.st, iam_ctx, NULL, p, strlen(p), &r.plan, &r.s),
+                         OB_OK);
     assert_string_equal(r.s.code, "config");
     finish(&r);
 
@@ -1516,7 +1520,8 @@ static void test_template(void **state)
 
 int main(void)
 {
-    ob_stage_iam_timing_reset(NULL);
+    iam_ctx = ob_stage_iam.ctx_new();
+    ob_stage_iam_timing_reset(iam_ctx, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_account_create_and_poll),
         cmocka_unit_test(test_external_ids_are_random_and_tokens_deterministic),
@@ -1540,5 +1545,7 @@ int main(void)
         cmocka_unit_test(test_configuration_and_input),
         cmocka_unit_test(test_template),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    ob_stage_iam.ctx_free(iam_ctx);
+    return failed;
 }
