@@ -384,8 +384,8 @@ static int send_row(int line, const char *acct, const char *json, size_t len, vo
     rd_kafka_t *rk = ob_kproducer_handle(sd->p);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
-    while (ob_kproducer_send(sd->p, sd->topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), json,
-                             len, h, NULL, err, sizeof(err)) != OB_OK) {
+    while (ob_kproducer_send(sd->p, sd->topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), json, len,
+                             h, NULL, err, sizeof(err)) != OB_OK) {
         /* Queue full: let deliveries drain, then try again. */
         if (rd_kafka_outq_len(rk) == 0) {
             fprintf(stderr, "onboardctl: line %d: %s\n", line, err);
