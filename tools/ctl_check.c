@@ -29,6 +29,7 @@
 #include "ob_alloc.h"
 #include "ob_buf.h"
 #include "ob_msg.h"
+#include "ob_state.h"
 
 typedef struct hist_s {
     json_t *accounts; /* account -> {requests:[], handoffs:{}, events:[], dlq:{}} */
@@ -198,50 +199,50 @@ static json_t *expected(const json_t *a)
         }
     }
     if (json_string_value(buckets)[0])
-        json_object_set(rec, "buckets", buckets);
+        json_object_set(rec, OB_ST_BUCKETS, buckets);
     json_decref(buckets);
     const json_t *conn = mine ? mine : last;
     if (conn) {
         const json_t *q = request_of(reqs, str(conn, "request_id"), NULL);
-        json_object_set_new(rec, "connected_request", json_string(str(conn, "request_id")));
-        json_object_set_new(rec, "idempotency_key", json_string(str(conn, "key")));
-        json_object_set_new(rec, "connected_at", json_string(str(conn, "connected_at")));
-        json_object_set_new(rec, "role_arn", json_string(str(conn, "role_arn")));
+        json_object_set_new(rec, OB_ST_CONNECTED_REQUEST, json_string(str(conn, "request_id")));
+        json_object_set_new(rec, OB_ST_IDEMPOTENCY_KEY, json_string(str(conn, "key")));
+        json_object_set_new(rec, OB_ST_CONNECTED_AT, json_string(str(conn, "connected_at")));
+        json_object_set_new(rec, OB_ST_ROLE_ARN, json_string(str(conn, "role_arn")));
         if (q)
-            json_object_set_new(rec, "connected_desired", json_string(str(q, "desired")));
+            json_object_set_new(rec, OB_ST_CONNECTED_DESIRED, json_string(str(q, "desired")));
         if (str(conn, "report")[0])
-            json_object_set_new(rec, "reports", json_string(str(conn, "report")));
-        json_object_set_new(rec, "stacks", json_string(str(conn, "stack_id")));
+            json_object_set_new(rec, OB_ST_REPORTS, json_string(str(conn, "report")));
+        json_object_set_new(rec, OB_ST_STACKS, json_string(str(conn, "stack_id")));
     }
     const json_t *hand = json_object_get(json_object_get(a, "handoffs"), rid);
     const json_t *dead = json_object_get(json_object_get(a, "dlq"), rid);
     const json_t *q = last ? request_of(reqs, str(last, "request_id"), NULL) : NULL;
     const char *status, *stage, *outcome = NULL;
     if (mine) {
-        status = "connected";
+        status = OB_ST_STATUS_CONNECTED;
         stage = "connect";
-        outcome = "connected";
+        outcome = OB_ST_OUTCOME_CONNECTED;
     } else if (last && ((q && !strcmp(str(q, "desired"), str(r, "desired"))) ||
                         !strcmp(str(hand, "key"), str(last, "key")))) {
         /* Asked for what the account had: nothing to announce. */
-        status = "connected";
+        status = OB_ST_STATUS_CONNECTED;
         stage = "connect";
-        outcome = "unchanged";
+        outcome = OB_ST_OUTCOME_UNCHANGED;
     } else if (dead) {
-        status = "failed";
+        status = OB_ST_STATUS_FAILED;
         stage = str(dead, "stage");
-        json_object_set_new(rec, "error_class", json_string(str(dead, "class")));
-        json_object_set_new(rec, "error_code", json_string(str(dead, "code")));
-        json_object_set_new(rec, "error_message", json_string(str(dead, "message")));
+        json_object_set_new(rec, OB_ST_ERROR_CLASS, json_string(str(dead, "class")));
+        json_object_set_new(rec, OB_ST_ERROR_CODE, json_string(str(dead, "code")));
+        json_object_set_new(rec, OB_ST_ERROR_MESSAGE, json_string(str(dead, "message")));
     } else {
         json_int_t at = json_integer_value(json_object_get(hand, "stage"));
-        status = "running";
+        status = OB_ST_STATUS_RUNNING;
         stage = at ? ob_stage_name((ob_stage_t)at) : "bucket";
     }
-    json_object_set_new(rec, "status", json_string(status));
-    json_object_set_new(rec, "stage", json_string(stage));
+    json_object_set_new(rec, OB_ST_STATUS, json_string(status));
+    json_object_set_new(rec, OB_ST_STAGE, json_string(stage));
     if (outcome)
-        json_object_set_new(rec, "outcome", json_string(outcome));
+        json_object_set_new(rec, OB_ST_OUTCOME, json_string(outcome));
     /* The earlier requests nobody announced: superseded (at most 20). */
     json_t *sup = json_string("");
     for (i = 0; i + 1 < n; i++) {
@@ -257,7 +258,7 @@ static json_t *expected(const json_t *a)
         }
     }
     if (json_string_value(sup)[0])
-        json_object_set(rec, "superseded", sup);
+        json_object_set(rec, OB_ST_SUPERSEDED, sup);
     json_decref(sup);
     return rec;
 }
@@ -267,30 +268,31 @@ static void disagreement(const json_t *want, const json_t *have, char *out, size
 {
     out[0] = '\0';
     if (!have || !json_object_size(have)) {
-        snprintf(out, n, "no record; the topics say %s at %s for request %s", str(want, "status"),
-                 str(want, "stage"), str(want, "request_id"));
+        snprintf(out, n, "no record; the topics say %s at %s for request %s",
+                 str(want, OB_ST_STATUS), str(want, OB_ST_STAGE), str(want, OB_ST_REQUEST_ID));
         return;
     }
-    if (strcmp(str(have, "request_id"), str(want, "request_id")) != 0) {
+    if (strcmp(str(have, OB_ST_REQUEST_ID), str(want, OB_ST_REQUEST_ID)) != 0) {
         snprintf(out, n, "the record is request %s's; the newest request is %s",
-                 str(have, "request_id"), str(want, "request_id"));
+                 str(have, OB_ST_REQUEST_ID), str(want, OB_ST_REQUEST_ID));
         return;
     }
-    const char *ws = str(want, "status"), *hs = str(have, "status");
-    if (!strcmp(ws, "connected")) {
-        if (strcmp(hs, "connected") != 0)
+    const char *ws = str(want, OB_ST_STATUS), *hs = str(have, OB_ST_STATUS);
+    if (!strcmp(ws, OB_ST_STATUS_CONNECTED)) {
+        if (strcmp(hs, OB_ST_STATUS_CONNECTED) != 0)
             snprintf(out, n, "the record says %s at %s; the topics say connected under key %.16s",
-                     hs, str(have, "stage"), str(want, "idempotency_key"));
-        else if (strcmp(str(have, "idempotency_key"), str(want, "idempotency_key")) != 0)
+                     hs, str(have, OB_ST_STAGE), str(want, OB_ST_IDEMPOTENCY_KEY));
+        else if (strcmp(str(have, OB_ST_IDEMPOTENCY_KEY), str(want, OB_ST_IDEMPOTENCY_KEY)) != 0)
             snprintf(out, n, "the record's key is %.16s; the account's last event's is %.16s",
-                     str(have, "idempotency_key"), str(want, "idempotency_key"));
-    } else if (!strcmp(ws, "failed")) {
-        if (strcmp(hs, "failed") != 0)
+                     str(have, OB_ST_IDEMPOTENCY_KEY), str(want, OB_ST_IDEMPOTENCY_KEY));
+    } else if (!strcmp(ws, OB_ST_STATUS_FAILED)) {
+        if (strcmp(hs, OB_ST_STATUS_FAILED) != 0)
             snprintf(out, n, "the record says %s at %s; the request was dead-lettered at %s (%s)",
-                     hs, str(have, "stage"), str(want, "stage"), str(want, "error_code"));
-    } else if (!strcmp(hs, "connected") || !strcmp(hs, "failed")) {
+                     hs, str(have, OB_ST_STAGE), str(want, OB_ST_STAGE),
+                     str(want, OB_ST_ERROR_CODE));
+    } else if (!strcmp(hs, OB_ST_STATUS_CONNECTED) || !strcmp(hs, OB_ST_STATUS_FAILED)) {
         snprintf(out, n, "the record says %s; the topics have no outcome for request %s yet", hs,
-                 str(want, "request_id"));
+                 str(want, OB_ST_REQUEST_ID));
     }
 }
 
@@ -326,8 +328,8 @@ static ob_err_t write_record(ctl_t *c, ob_redis_t *r, const char *acct, const js
     const char **argv = ob_calloc(6 + 2 * nf, sizeof(*argv));
     if (!argv)
         return OB_ERR_NOMEM;
-    char key[64];
-    snprintf(key, sizeof(key), "ob:{%s}:state", acct);
+    char key[OB_STATE_KEY_LEN];
+    ob_state_key(acct, key, sizeof(key));
     size_t k = 0;
     argv[k++] = "EVAL";
     argv[k++] = REBUILD;
@@ -391,7 +393,9 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
         /* g and w live as long as r: a command still unanswered when the
          * wait gives up is answered (cancelled) by ob_redis_free. */
         memset(&g, 0, sizeof(g));
-        if (ctl_redis(c, r, on_state, &g, &g.done, "HGETALL ob:{%s}:state", acct) != OB_OK) {
+        char state_key[OB_STATE_KEY_LEN];
+        ob_state_key(acct, state_key, sizeof(state_key));
+        if (ctl_redis(c, r, on_state, &g, &g.done, "HGETALL %s", state_key) != OB_OK) {
             json_decref(g.rec);
             json_decref(want);
             rc = EXIT_RUNTIME;

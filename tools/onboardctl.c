@@ -43,6 +43,7 @@
 #include "ob_log.h"
 #include "ob_msg.h"
 #include "ob_redis.h"
+#include "ob_state.h"
 #include "ob_worker.h"
 
 #include "ctl.h"
@@ -659,8 +660,8 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
     if (!r)
         return EXIT_RUNTIME;
     rq_t q = {0};
-    char key[64];
-    snprintf(key, sizeof(key), "ob:{%s}:state", acct);
+    char key[OB_STATE_KEY_LEN];
+    ob_state_key(acct, key, sizeof(key));
     ob_err_t e = ctl_redis(c, r, on_hgetall, &q, &q.done, "HGETALL %s", key);
     ob_redis_free(r);
     if (e != OB_OK) {
@@ -679,7 +680,7 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
         json_decref(q.out);
         return 0;
     }
-    json_object_del(q.out, "fence");
+    json_object_del(q.out, OB_ST_FENCE);
     if (c->json) {
         json_object_set_new(q.out, "account_id", json_string(acct));
         char *s = json_dumps(q.out, JSON_SORT_KEYS | JSON_COMPACT);
@@ -763,15 +764,16 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
     do {
         s.done = 0;
         s.keys = json_array();
-        e = ctl_redis(c, r, on_scan, &s, &s.done, "SCAN %s MATCH ob:{*}:state COUNT 1000",
-                      s.cursor);
+        e = ctl_redis(c, r, on_scan, &s, &s.done,
+                      "SCAN %s MATCH " OB_STATE_KEY_PATTERN " COUNT 1000", s.cursor);
         size_t i;
         json_t *k;
         json_array_foreach(s.keys, i, k)
         {
             if (e != OB_OK || s.err != OB_OK)
                 break;
-            e = ob_redis_command(r, on_hmget, &h, "HMGET %s stage status", json_string_value(k));
+            e = ob_redis_command(r, on_hmget, &h, "HMGET %s " OB_ST_STAGE " " OB_ST_STATUS,
+                                 json_string_value(k));
             if (e != OB_OK) {
                 fprintf(stderr, "onboardctl: Redis: the command could not be sent: %s\n",
                         ob_err2str(e));
@@ -978,19 +980,22 @@ static int cmd_dlq(ctl_t *c, int argc, char **argv)
 static const char *const replay_lua =
     "local m = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "if m and string.sub(m, 1, 5) == 'done:' then return {'replayed', string.sub(m, 6)} end\n"
-    "local st = redis.call('HMGET', KEYS[1], 'status', 'request_id', 'stage', 'replay_of')\n"
+    "local st = redis.call('HMGET', KEYS[1], '" OB_ST_STATUS "', '" OB_ST_REQUEST_ID
+    "', '" OB_ST_STAGE "', '" OB_ST_REPLAY_OF "')\n"
     "local status, rid = st[1] or '', st[2] or ''\n"
     "if ARGV[3] ~= '1' then\n"
-    "  if status == 'connected' then return {'connected', rid} end\n"
-    "  local ours = status == '' or (status == 'failed' and (rid == ARGV[2] or ARGV[2] == ''))\n"
-    "  ours = ours or (status == 'replayed' and st[4] == ARGV[1])\n"
+    "  if status == '" OB_ST_STATUS_CONNECTED "' then return {'connected', rid} end\n"
+    "  local ours = status == '' or (status == '" OB_ST_STATUS_FAILED "' and (rid == ARGV[2] or "
+    "ARGV[2] == ''))\n"
+    "  ours = ours or (status == '" OB_ST_STATUS_REPLAYED "' and st[4] == ARGV[1])\n"
     "  if not ours then return {'moved', status .. ' at ' .. (st[3] or '?') .. ' for request ' "
     ".. rid} end\n"
     "end\n"
     "if ARGV[4] == '1' then return {'would', m and 'pending' or ''} end\n"
     "redis.call('HSET', KEYS[2], ARGV[1], 'pending:' .. ARGV[5])\n"
-    "redis.call('HSET', KEYS[1], 'status', 'replayed', 'stage_attempts', '0', 'replay_of', "
-    "ARGV[1], 'updated_at', ARGV[5], 'next_attempt_at', '')\n"
+    "redis.call('HSET', KEYS[1], '" OB_ST_STATUS "', '" OB_ST_STATUS_REPLAYED
+    "', '" OB_ST_STAGE_ATTEMPTS "', '0', '" OB_ST_REPLAY_OF "', ARGV[1], '" OB_ST_UPDATED_AT
+    "', ARGV[5], '" OB_ST_NEXT_ATTEMPT_AT "', '')\n"
     "return {'ok', m and 'pending' or ''}\n";
 
 /* The text value of the dead letter's original header `name` (NULL: none). */
@@ -1248,9 +1253,9 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
             free(payload);
             continue;
         }
-        char state_key[64], ledger_key[64], now[OB_TIME_LEN];
-        snprintf(state_key, sizeof(state_key), "ob:{%s}:state", d->account_id);
-        snprintf(ledger_key, sizeof(ledger_key), "ob:{%s}:replays", d->account_id);
+        char state_key[OB_STATE_KEY_LEN], ledger_key[OB_STATE_KEY_LEN], now[OB_TIME_LEN];
+        ob_state_key(d->account_id, state_key, sizeof(state_key));
+        ob_state_replays_key(d->account_id, ledger_key, sizeof(ledger_key));
         ob_msg_now(now);
         rr_t q = {0};
         ob_redis_command(r, on_reserve, &q, "EVAL %s 2 %s %s %s %s %s %s %s", replay_lua, state_key,
@@ -1383,17 +1388,17 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
     ob_redis_t *r = ctl_redis_connect(c);
     if (!r)
         return EXIT_RUNTIME;
-    char key[64];
-    snprintf(key, sizeof(key), "ob:{%s}:state", acct);
+    char key[OB_STATE_KEY_LEN];
+    ob_state_key(acct, key, sizeof(key));
     rq_t q = {0};
     if (ctl_redis(c, r, on_hgetall, &q, &q.done, "HGETALL %s", key) != OB_OK) {
         ob_redis_free(r);
         json_decref(q.out);
         return EXIT_RUNTIME;
     }
-    const char *status = json_string_value(json_object_get(q.out, "status"));
-    const char *stage = json_string_value(json_object_get(q.out, "stage"));
-    const char *attempts = json_string_value(json_object_get(q.out, "stage_attempts"));
+    const char *status = json_string_value(json_object_get(q.out, OB_ST_STATUS));
+    const char *stage = json_string_value(json_object_get(q.out, OB_ST_STAGE));
+    const char *attempts = json_string_value(json_object_get(q.out, OB_ST_STAGE_ATTEMPTS));
     static const char *const inputs[][2] = {
         {"bucket", "requests"}, {"cur", "cur"}, {"iam", "iam"}, {"connect", "connect"}};
     const char *input = NULL;
@@ -1404,7 +1409,7 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
     if (q.err != OB_OK) {
         fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(q.err));
         rc = EXIT_RUNTIME;
-    } else if (!status || strcmp(status, "waiting") != 0 || !input) {
+    } else if (!status || strcmp(status, OB_ST_STATUS_WAITING) != 0 || !input) {
         fprintf(stderr,
                 "onboardctl retry: %s is not waiting for a retry (status %s at stage %s); "
                 "see onboardctl status %s\n",
@@ -1417,7 +1422,7 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
     snprintf(topic, sizeof(topic), "%s%s", c->cfg.topic_prefix, input ? input : "");
     json_t *msg = json_pack("{s:s, s:s, s:s, s:O?}", "schema", OB_SCHEMA_CONTROL, "action",
                             OB_CONTROL_RETRY_NOW, "account_id", acct, "request_id",
-                            json_object_get(q.out, "request_id"));
+                            json_object_get(q.out, OB_ST_REQUEST_ID));
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     if (!body && rc == 0) {
@@ -1460,11 +1465,12 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
                 json_decref(s.out);
                 break;
             }
-            const char *st = json_string_value(json_object_get(s.out, "status"));
-            const char *at = json_string_value(json_object_get(s.out, "stage_attempts"));
-            if (st && (strcmp(st, "waiting") != 0 || (at && strcmp(at, attempts0) != 0))) {
+            const char *st = json_string_value(json_object_get(s.out, OB_ST_STATUS));
+            const char *at = json_string_value(json_object_get(s.out, OB_ST_STAGE_ATTEMPTS));
+            if (st &&
+                (strcmp(st, OB_ST_STATUS_WAITING) != 0 || (at && strcmp(at, attempts0) != 0))) {
                 printf("%s: retrying now (status %s, stage %s, attempt %s)\n", acct, st,
-                       json_string_value(json_object_get(s.out, "stage")), at ? at : "?");
+                       json_string_value(json_object_get(s.out, OB_ST_STAGE)), at ? at : "?");
                 moved = 1;
             }
             json_decref(s.out);

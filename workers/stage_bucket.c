@@ -31,6 +31,7 @@
 
 #include "ob_alloc.h"
 #include "ob_awsproto.h"
+#include "ob_state.h"
 #include "stages.h"
 
 typedef enum step_e {
@@ -204,14 +205,14 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
     out->emit = json;
     out->emit_topic = next == OB_STAGE_CUR ? "cur" : "iam";
     out->emit_schema = OB_SCHEMA_STAGE;
-    out->state[0] = "bucket";
+    out->state[0] = OB_ST_BUCKET;
     out->state[1] = st->req.mode == OB_MODE_NEW ? st->req.bucket : "";
     if (st->req.mode == OB_MODE_NEW && st->buckets && st->old_buckets) {
         /* Buckets earlier requests made stay (their reports' data is the
          * customer's) and are listed. */
-        out->state[2] = "buckets";
+        out->state[2] = OB_ST_BUCKETS;
         out->state[3] = st->buckets;
-        out->state[4] = "old_buckets";
+        out->state[4] = OB_ST_OLD_BUCKETS;
         out->state[5] = st->old_buckets;
     }
 }
@@ -514,7 +515,7 @@ static void bucket_prior(void *p, const char *(*get)(const void *ctx, const char
     if (st->req.mode != OB_MODE_NEW)
         return;
     /* The record lists them; one made before the record did is its bucket. */
-    char *known = ob_list_with(get(ctx, "buckets"), get(ctx, "bucket"), BUCKETS_KEPT);
+    char *known = ob_list_with(get(ctx, OB_ST_BUCKETS), get(ctx, OB_ST_BUCKET), BUCKETS_KEPT);
     st->buckets = known ? ob_list_with(known, st->req.bucket, BUCKETS_KEPT) : NULL;
     free(known);
     st->old_buckets = st->buckets ? ob_list_without(st->buckets, st->req.bucket) : NULL;

@@ -51,6 +51,7 @@
 #include "ob_alloc.h"
 #include "ob_awsproto.h"
 #include "ob_crypto.h"
+#include "ob_state.h"
 #include "stages.h"
 
 #define SESSION_NAME      "billing-engine-verify"
@@ -350,8 +351,8 @@ static void done_unchanged(connect_st_t *st, ob_step_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->kind = OB_STEP_DONE;
-    const char *kv[] = {"status",    "connected", "connected_desired",
-                        st->desired, "outcome",   "unchanged"};
+    const char *kv[] = {OB_ST_STATUS, OB_ST_STATUS_CONNECTED, OB_ST_CONNECTED_DESIRED,
+                        st->desired,  OB_ST_OUTCOME,          OB_ST_OUTCOME_UNCHANGED};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         out->state[i] = kv[i];
 }
@@ -367,14 +368,15 @@ static void done(connect_st_t *st, ob_step_t *out)
     out->kind = OB_STEP_DONE;
     out->emit_topic = "connected";
     out->emit_schema = OB_SCHEMA_CONNECTED;
-    const char *kv[] = {"status", "connected", "role_arn", st->msg.stack.role_arn, "connected_at",
-                        st->connected_at, "idempotency_key", st->idem, "stack_id", st->msg.stack.id,
-                        "connected_request", st->msg.request.request_id, "connected_desired",
-                        st->desired, "outcome", "connected",
-                        /* what the earlier stages recorded, again: a write of
-                         * theirs that Redis lost is made good here */
-                        "bucket", st->msg.has_bucket ? st->msg.bucket.name : "", "report",
-                        st->msg.has_report ? st->msg.report.name : "", "stacks", st->msg.stack.id};
+    const char *kv[] = {
+        OB_ST_STATUS, OB_ST_STATUS_CONNECTED, OB_ST_ROLE_ARN, st->msg.stack.role_arn,
+        OB_ST_CONNECTED_AT, st->connected_at, OB_ST_IDEMPOTENCY_KEY, st->idem, OB_ST_STACK_ID,
+        st->msg.stack.id, OB_ST_CONNECTED_REQUEST, st->msg.request.request_id,
+        OB_ST_CONNECTED_DESIRED, st->desired, OB_ST_OUTCOME, OB_ST_OUTCOME_CONNECTED,
+        /* what the earlier stages recorded, again: a write of
+         * theirs that Redis lost is made good here */
+        OB_ST_BUCKET, st->msg.has_bucket ? st->msg.bucket.name : "", OB_ST_REPORT,
+        st->msg.has_report ? st->msg.report.name : "", OB_ST_STACKS, st->msg.stack.id};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         out->state[i] = kv[i];
 }
@@ -555,8 +557,8 @@ static void connect_prior(void *p, const char *(*get)(const void *ctx, const cha
                           const void *ctx)
 {
     connect_st_t *st = p;
-    snprintf(st->prior_key, sizeof(st->prior_key), "%s", get(ctx, "idempotency_key"));
-    snprintf(st->prior_request, sizeof(st->prior_request), "%s", get(ctx, "connected_request"));
+    snprintf(st->prior_key, sizeof(st->prior_key), "%s", get(ctx, OB_ST_IDEMPOTENCY_KEY));
+    snprintf(st->prior_request, sizeof(st->prior_request), "%s", get(ctx, OB_ST_CONNECTED_REQUEST));
 }
 
 const ob_stage_ops_t ob_stage_connect = {

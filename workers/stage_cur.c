@@ -31,6 +31,7 @@
 
 #include "ob_alloc.h"
 #include "ob_awsproto.h"
+#include "ob_state.h"
 #include "stages.h"
 
 #define CUR_PAGE_SIZE        5  /* DescribeReportDefinitions: MaxResults is exactly 5 */
@@ -360,18 +361,18 @@ static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
     out->emit = json;
     out->emit_topic = "iam";
     out->emit_schema = OB_SCHEMA_STAGE;
-    out->state[0] = "report";
+    out->state[0] = OB_ST_REPORT;
     out->state[1] = st->msg.request.report.name;
-    out->state[2] = "report_outcome";
+    out->state[2] = OB_ST_REPORT_OUTCOME;
     out->state[3] = st->outcome;
-    out->state[4] = "report_changes";
+    out->state[4] = OB_ST_REPORT_CHANGES;
     out->state[5] = st->changes;
-    out->state[6] = "reports";
+    out->state[6] = OB_ST_REPORTS;
     out->state[7] = st->msg.request.report.name;
-    out->state[8] = "bucket"; /* the bucket stage's, again (a lost write made good) */
+    out->state[8] = OB_ST_BUCKET; /* the bucket stage's, again (a lost write made good) */
     out->state[9] = st->msg.bucket.name;
     if (st->retired) {
-        out->state[10] = "retired_reports";
+        out->state[10] = OB_ST_RETIRED_REPORTS;
         out->state[11] = st->retired;
     }
 }
@@ -655,7 +656,7 @@ static void cur_prior(void *p, const char *(*get)(const void *ctx, const char *f
 {
     cur_st_t *st = p;
     free(st->retire);
-    char *all = ob_list_with(get(ctx, "reports"), get(ctx, "report"), REPORTS_KEPT);
+    char *all = ob_list_with(get(ctx, OB_ST_REPORTS), get(ctx, OB_ST_REPORT), REPORTS_KEPT);
     st->retire = all ? ob_list_without(all, st->msg.request.report.name) : NULL;
     free(all);
 }

@@ -85,6 +85,7 @@
 #include "ob_alloc.h"
 #include "ob_awsproto.h"
 #include "ob_crypto.h"
+#include "ob_state.h"
 #include "stages.h"
 
 /* A stack still in progress after this long is given up (retries exhausted). */
@@ -344,9 +345,9 @@ static void make_token(const iam_st_t *st, const char *op, const char *what, int
 
 static void fail_with_stack(iam_st_t *st, ob_step_t *out)
 {
-    out->state[0] = "stack_id";
+    out->state[0] = OB_ST_STACK_ID;
     out->state[1] = st->seen.id;
-    out->state[2] = "stack_status";
+    out->state[2] = OB_ST_STACK_STATUS;
     out->state[3] = st->seen.status;
 }
 
@@ -641,19 +642,19 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
     out->emit = json;
     out->emit_topic = "connect";
     out->emit_schema = OB_SCHEMA_STAGE;
-    out->state[0] = "stack_id";
+    out->state[0] = OB_ST_STACK_ID;
     out->state[1] = st->seen.id;
-    out->state[2] = "role_arn";
+    out->state[2] = OB_ST_ROLE_ARN;
     out->state[3] = st->seen.role_arn;
-    out->state[4] = "stack_status";
+    out->state[4] = OB_ST_STACK_STATUS;
     out->state[5] = st->seen.status;
-    out->state[6] = "stacks"; /* the account's one stack now */
+    out->state[6] = OB_ST_STACKS; /* the account's one stack now */
     out->state[7] = st->seen.id;
     /* What the earlier stages recorded, again: a write of theirs that Redis
      * lost (a failover, a flush) is made good here. */
-    out->state[8] = "bucket";
+    out->state[8] = OB_ST_BUCKET;
     out->state[9] = st->in.has_bucket ? st->in.bucket.name : "";
-    out->state[10] = "report";
+    out->state[10] = OB_ST_REPORT;
     out->state[11] = st->in.has_report ? st->in.report.name : "";
 }
 
@@ -1263,7 +1264,7 @@ static void iam_prior(void *p, const char *(*get)(const void *ctx, const char *f
 {
     iam_st_t *st = p;
     free(st->move);
-    st->move = ob_list_with(get(ctx, "stacks"), get(ctx, "stack_id"), 20);
+    st->move = ob_list_with(get(ctx, OB_ST_STACKS), get(ctx, OB_ST_STACK_ID), 20);
 }
 
 static void iam_clear(void *p)

@@ -12,6 +12,7 @@
 #include "ob_alloc.h"
 #include "ob_crypto.h"
 #include "ob_log.h"
+#include "ob_state.h"
 
 /* The fence is the larger of the last one plus one and the server's clock in
  * microseconds: it never goes back, even on a replica promoted without the
@@ -46,30 +47,30 @@ static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
 static const char RELEASE[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                               "  return redis.call('DEL', KEYS[1]) "
                               "end return 0";
-static const char WRITE[] = "local f = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0') "
-                            "if tonumber(ARGV[1]) < f then return -1 end "
-                            "redis.call('HSET', KEYS[1], 'fence', ARGV[1], unpack(ARGV, 2)) "
-                            "return 1";
+static const char WRITE[] =
+    "local f = tonumber(redis.call('HGET', KEYS[1], '" OB_ST_FENCE "') or '0') "
+    "if tonumber(ARGV[1]) < f then return -1 end "
+    "redis.call('HSET', KEYS[1], '" OB_ST_FENCE "', ARGV[1], unpack(ARGV, 2)) "
+    "return 1";
 /* A fenced write that replaces the record: ARGV[2] is how many names follow
  * that are kept (the account's own fields); every other field goes, then the
  * pairs after them are set. */
-static const char REPLACE[] = "local f = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0') "
-                              "if tonumber(ARGV[1]) < f then return -1 end "
-                              "local nk = tonumber(ARGV[2]) "
-                              "local keep = {fence = true} "
-                              "for i = 3, 2 + nk do keep[ARGV[i]] = true end "
-                              "for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do "
-                              "  if not keep[k] then redis.call('HDEL', KEYS[1], k) end "
-                              "end "
-                              "redis.call('HSET', KEYS[1], 'fence', ARGV[1], unpack(ARGV, 3 + nk)) "
-                              "return 1";
+static const char REPLACE[] =
+    "local f = tonumber(redis.call('HGET', KEYS[1], '" OB_ST_FENCE "') or '0') "
+    "if tonumber(ARGV[1]) < f then return -1 end "
+    "local nk = tonumber(ARGV[2]) "
+    "local keep = {['" OB_ST_FENCE "'] = true} "
+    "for i = 3, 2 + nk do keep[ARGV[i]] = true end "
+    "for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do "
+    "  if not keep[k] then redis.call('HDEL', KEYS[1], k) end "
+    "end "
+    "redis.call('HSET', KEYS[1], '" OB_ST_FENCE "', ARGV[1], unpack(ARGV, 3 + nk)) "
+    "return 1";
 
 struct ob_lock_s {
     ob_redis_t *r;
     ob_loop_t *loop;
-    char lock_key[64];
-    char fence_key[64];
-    char state_key[64];
+    char lock_key[OB_STATE_KEY_LEN];
     char **prior; /* name, value, name, value... of the state (malloc'd) */
     size_t nprior;
     int prior_attempts;
@@ -124,7 +125,7 @@ static void prior_keep(ob_lock_t *l, const redisReply *all)
         }
         l->nprior += 2;
     }
-    l->prior_attempts = atoi(ob_lock_prior_get(l, "stage_attempts"));
+    l->prior_attempts = atoi(ob_lock_prior_get(l, OB_ST_STAGE_ATTEMPTS));
 }
 
 static void send_release(ob_lock_t *l);
@@ -233,9 +234,10 @@ ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *accoun
     l->ttl_ms = ttl_ms > 30 ? ttl_ms : 30;
     l->cb = cb;
     l->arg = arg;
-    snprintf(l->lock_key, sizeof(l->lock_key), "ob:{%s}:lock", account);
-    snprintf(l->fence_key, sizeof(l->fence_key), "ob:{%s}:fence", account);
-    snprintf(l->state_key, sizeof(l->state_key), "ob:{%s}:state", account);
+    char fence_key[OB_STATE_KEY_LEN], state_key[OB_STATE_KEY_LEN];
+    ob_state_lock_key(account, l->lock_key, sizeof(l->lock_key));
+    ob_state_fence_key(account, fence_key, sizeof(fence_key));
+    ob_state_key(account, state_key, sizeof(state_key));
     uint8_t rnd[16];
     char hex[33], prefix[264] = "";
     if (ob_random_bytes(rnd, sizeof(rnd)) != OB_OK) {
@@ -253,7 +255,7 @@ ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *accoun
     snprintf(ttl, sizeof(ttl), "%ld", l->ttl_ms);
     if (!l->renew ||
         ob_redis_command(r, on_acquire, l, "EVAL %s 3 %s %s %s %s %s %s", ACQUIRE, l->lock_key,
-                         l->fence_key, l->state_key, l->token, ttl, prefix) != OB_OK) {
+                         fence_key, state_key, l->token, ttl, prefix) != OB_OK) {
         ob_timer_free(l->renew);
         free(l);
         return NULL;
@@ -289,12 +291,12 @@ const char *ob_lock_prior_get(const ob_lock_t *l, const char *field)
 
 const char *ob_lock_prior_status(const ob_lock_t *l)
 {
-    return ob_lock_prior_get(l, "status");
+    return ob_lock_prior_get(l, OB_ST_STATUS);
 }
 
 const char *ob_lock_prior_progress(const ob_lock_t *l)
 {
-    return ob_lock_prior_get(l, "progress");
+    return ob_lock_prior_get(l, OB_ST_PROGRESS);
 }
 
 const char *ob_lock_prior_input(const ob_lock_t *l)
@@ -304,8 +306,8 @@ const char *ob_lock_prior_input(const ob_lock_t *l)
 
 void ob_lock_prior(const ob_lock_t *l, const char **request_id, const char **stage, int *attempts)
 {
-    *request_id = ob_lock_prior_get(l, "request_id");
-    *stage = ob_lock_prior_get(l, "stage");
+    *request_id = ob_lock_prior_get(l, OB_ST_REQUEST_ID);
+    *stage = ob_lock_prior_get(l, OB_ST_STAGE);
     *attempts = l->prior_attempts;
 }
 
@@ -341,14 +343,14 @@ static ob_err_t state_write(ob_redis_t *r, const char *account, uint64_t fence,
         return OB_ERR_INVALID_ARG;
     size_t argc = 5 + (keep ? 1 + nk : 0) + nf;
     const char **argv = ob_calloc(argc, sizeof(*argv));
-    char key[64], fence_s[24], nk_s[24];
+    char key[OB_STATE_KEY_LEN], fence_s[24], nk_s[24];
     write_t *w = ob_malloc(sizeof(*w));
     if (!argv || !w) {
         free(argv);
         free(w);
         return OB_ERR_NOMEM;
     }
-    snprintf(key, sizeof(key), "ob:{%s}:state", account);
+    ob_state_key(account, key, sizeof(key));
     snprintf(fence_s, sizeof(fence_s), "%llu", (unsigned long long)fence);
     snprintf(nk_s, sizeof(nk_s), "%zu", nk);
     size_t a = 0;

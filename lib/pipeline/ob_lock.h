@@ -1,11 +1,12 @@
 /*
  * ob_lock: per-account locks in Redis, with fencing, for worker replicas.
  *
- * A lock is the key ob:{ACCOUNT}:lock holding a random token, set with NX and
- * a TTL; acquiring it also raises ob:{ACCOUNT}:fence, in the same Lua
- * script, and returns the new value: the fencing token (the larger of the
- * last one plus one and Redis's clock in microseconds, so that it keeps
- * rising on a promoted replica that lost the last writes). Every state write
+ * A lock is the key ob:{ACCOUNT}:lock (the layout is ob_state.h's) holding a
+ * random token, set with NX and a TTL; acquiring it also raises
+ * ob:{ACCOUNT}:fence, in the same Lua script, and returns the new value: the
+ * fencing token (the larger of the last one plus one and Redis's clock in
+ * microseconds, so that it keeps rising on a promoted replica that lost the
+ * last writes). Every state write
  * for the account carries the fence (ob_lock_state_write), and Redis refuses
  * a write whose fence is lower than one already written, so a stale holder
  * (paused past its TTL, then waking up) cannot overwrite a newer holder's

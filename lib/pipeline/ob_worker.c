@@ -42,6 +42,7 @@
 #include "ob_offsets.h"
 #include "ob_ratelimit.h"
 #include "ob_redis.h"
+#include "ob_state.h"
 #include "ob_time.h"
 
 typedef enum phase_e {
@@ -845,22 +846,6 @@ static void on_state_written(ob_err_t err, void *arg)
     job_complete(j);
 }
 
-/* The account's own fields, kept when a request replaces another in the
- * account's record: the connection in place (what the Billing Engine has),
- * what earlier requests made and left (buckets, reports), and which requests
- * were superseded. */
-static const char *const ACCOUNT_FIELDS[] = {"connected_request",
-                                             "connected_desired",
-                                             "connected_at",
-                                             "idempotency_key",
-                                             "role_arn",
-                                             "buckets",
-                                             "old_buckets",
-                                             "reports",
-                                             "stacks",
-                                             "superseded",
-                                             NULL};
-
 /* Slots of an outcome's field list: at most 13 name/value pairs of the
  * worker's own (below), the stage's state pairs, and the NULL. */
 #define OUTCOME_OWN_PAIRS 13
@@ -877,55 +862,55 @@ static void outcome_fields(job_t *j, const char **fields, size_t max, char now[O
     snprintf(input, 320, "%s:%d:%lld", j->topic, (int)j->partition, (long long)j->offset);
     size_t n = 0;
     if (!j->unchanged) {
-        fields[n++] = "stage";
+        fields[n++] = OB_ST_STAGE;
         fields[n++] = w->stage->name;
-        fields[n++] = "status";
-        fields[n++] = j->failed ? "failed" : "done";
-        fields[n++] = "stage_attempts";
+        fields[n++] = OB_ST_STATUS;
+        fields[n++] = j->failed ? OB_ST_STATUS_FAILED : OB_ST_STATUS_DONE;
+        fields[n++] = OB_ST_STAGE_ATTEMPTS;
         fields[n++] = attempts;
     }
-    fields[n++] = "updated_at";
+    fields[n++] = OB_ST_UPDATED_AT;
     fields[n++] = now;
-    fields[n++] = "request_id";
+    fields[n++] = OB_ST_REQUEST_ID;
     fields[n++] = j->plan.request_id;
-    fields[n++] = "input";
+    fields[n++] = OB_ST_INPUT;
     fields[n++] = input;
     if (j->intake) {
-        fields[n++] = "intake";
+        fields[n++] = OB_ST_INTAKE;
         fields[n++] = j->intake;
     }
     if (j->plan.desired[0]) {
-        fields[n++] = "desired";
+        fields[n++] = OB_ST_DESIRED;
         fields[n++] = j->plan.desired;
     }
     if (j->superseded) {
-        fields[n++] = "superseded";
+        fields[n++] = OB_ST_SUPERSEDED;
         fields[n++] = j->superseded;
     }
     if (j->unchanged) {
         /* The account is as the request wants it: the record says so and
          * names the request; the connection's fields stay as they are. */
-        fields[n++] = "outcome";
-        fields[n++] = "unchanged";
+        fields[n++] = OB_ST_OUTCOME;
+        fields[n++] = OB_ST_OUTCOME_UNCHANGED;
         fields[n] = NULL;
         return;
     }
     if (j->failed) {
-        fields[n++] = "error_class";
+        fields[n++] = OB_ST_ERROR_CLASS;
         fields[n++] = ob_dlq_class_name(last_of(j)->fail_class);
-        fields[n++] = "error_code";
+        fields[n++] = OB_ST_ERROR_CODE;
         fields[n++] = last_of(j)->code;
-        fields[n++] = "error_message";
+        fields[n++] = OB_ST_ERROR_MESSAGE;
         fields[n++] = last_of(j)->message;
     } else {
-        fields[n++] = "error_code";
+        fields[n++] = OB_ST_ERROR_CODE;
         fields[n++] = "";
     }
     if (j->failed || !w->txn) {
         /* The stage is over: nothing to continue. (A success recorded
          * before its transaction commits keeps it: if the transaction
          * aborts, whoever redoes the message continues from it.) */
-        fields[n++] = "progress";
+        fields[n++] = OB_ST_PROGRESS;
         fields[n++] = "";
     }
     const ob_step_t *last = last_of(j);
@@ -944,8 +929,8 @@ static ob_err_t outcome_write(job_t *j, const char *const *fields, ob_lock_write
 {
     ob_worker_t *w = j->w;
     if (w->intake && !j->unchanged)
-        return ob_lock_state_replace(w->redis, j->plan.account_id, j->fence, ACCOUNT_FIELDS, fields,
-                                     cb, j);
+        return ob_lock_state_replace(w->redis, j->plan.account_id, j->fence,
+                                     OB_STATE_ACCOUNT_FIELDS, fields, cb, j);
     return ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, cb, j);
 }
 
@@ -1365,25 +1350,25 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
     snprintf(attempts, sizeof(attempts), "%d", j->stage_attempt);
     now_iso(now);
     ob_time_format_ms((int64_t)(ob_wall_ms() + delay), next);
-    const char *fields[] = {"stage",
+    const char *fields[] = {OB_ST_STAGE,
                             w->stage->name,
-                            "status",
-                            "waiting",
-                            "request_id",
+                            OB_ST_STATUS,
+                            OB_ST_STATUS_WAITING,
+                            OB_ST_REQUEST_ID,
                             j->plan.request_id,
-                            "stage_attempts",
+                            OB_ST_STAGE_ATTEMPTS,
                             attempts,
-                            "next_attempt_at",
+                            OB_ST_NEXT_ATTEMPT_AT,
                             next,
-                            "updated_at",
+                            OB_ST_UPDATED_AT,
                             now,
-                            "error_class",
+                            OB_ST_ERROR_CLASS,
                             ob_dlq_class_name(s->fail_class),
                             "retry_reason",
                             ob_retry_reason_name(s->retry_reason),
-                            "error_code",
+                            OB_ST_ERROR_CODE,
                             s->code,
-                            "error_message",
+                            OB_ST_ERROR_MESSAGE,
                             s->message,
                             NULL};
     ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, NULL, NULL);
@@ -1484,9 +1469,9 @@ static void record_progress(job_t *j, const char *progress)
     ob_worker_t *w = j->w;
     if (!j->fence || !j->plan.account_id[0])
         return;
-    const char *fields[] = {"stage",    w->stage->name, "status",
-                            "running",  "request_id",   j->plan.request_id,
-                            "progress", progress,       NULL};
+    const char *fields[] = {OB_ST_STAGE,          w->stage->name,   OB_ST_STATUS,
+                            OB_ST_STATUS_RUNNING, OB_ST_REQUEST_ID, j->plan.request_id,
+                            OB_ST_PROGRESS,       progress,         NULL};
     ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, NULL, NULL);
 }
 
@@ -1633,9 +1618,10 @@ static int already_done(const ob_worker_t *w, const ob_lock_t *l, const job_t *j
     if (have < 0 || ours < 0)
         return 0;
     if (have > ours)
-        return !!strcmp(status, "replayed");
-    if (have != ours || (strcmp(status, "done") != 0 && strcmp(status, "connected") != 0 &&
-                         strcmp(status, "failed") != 0))
+        return !!strcmp(status, OB_ST_STATUS_REPLAYED);
+    if (have != ours ||
+        (strcmp(status, OB_ST_STATUS_DONE) != 0 && strcmp(status, OB_ST_STATUS_CONNECTED) != 0 &&
+         strcmp(status, OB_ST_STATUS_FAILED) != 0))
         return 0;
     if (w->txn) {
         char input[320];
@@ -1656,40 +1642,43 @@ static void takeover_fields(job_t *j, const ob_lock_t *l, const char **f, char n
                             char *lists[3])
 {
     size_t n = 0;
-    lists[0] = ob_list_with(ob_lock_prior_get(l, "buckets"), ob_lock_prior_get(l, "bucket"), 100);
-    lists[1] = ob_list_with(ob_lock_prior_get(l, "reports"), ob_lock_prior_get(l, "report"), 20);
-    lists[2] = ob_list_with(ob_lock_prior_get(l, "stacks"), ob_lock_prior_get(l, "stack_id"), 20);
+    lists[0] =
+        ob_list_with(ob_lock_prior_get(l, OB_ST_BUCKETS), ob_lock_prior_get(l, OB_ST_BUCKET), 100);
+    lists[1] =
+        ob_list_with(ob_lock_prior_get(l, OB_ST_REPORTS), ob_lock_prior_get(l, OB_ST_REPORT), 20);
+    lists[2] =
+        ob_list_with(ob_lock_prior_get(l, OB_ST_STACKS), ob_lock_prior_get(l, OB_ST_STACK_ID), 20);
     if (lists[0] && lists[0][0]) {
-        f[n++] = "buckets";
+        f[n++] = OB_ST_BUCKETS;
         f[n++] = lists[0];
     }
     if (lists[1] && lists[1][0]) {
-        f[n++] = "reports";
+        f[n++] = OB_ST_REPORTS;
         f[n++] = lists[1];
     }
     if (lists[2] && lists[2][0]) {
-        f[n++] = "stacks";
+        f[n++] = OB_ST_STACKS;
         f[n++] = lists[2];
     }
     now_iso(now);
-    f[n++] = "request_id";
+    f[n++] = OB_ST_REQUEST_ID;
     f[n++] = j->plan.request_id;
-    f[n++] = "stage";
+    f[n++] = OB_ST_STAGE;
     f[n++] = j->w->stage->name;
-    f[n++] = "status";
-    f[n++] = "running";
-    f[n++] = "updated_at";
+    f[n++] = OB_ST_STATUS;
+    f[n++] = OB_ST_STATUS_RUNNING;
+    f[n++] = OB_ST_UPDATED_AT;
     f[n++] = now;
     if (j->intake) {
-        f[n++] = "intake";
+        f[n++] = OB_ST_INTAKE;
         f[n++] = j->intake;
     }
     if (j->plan.desired[0]) {
-        f[n++] = "desired";
+        f[n++] = OB_ST_DESIRED;
         f[n++] = j->plan.desired;
     }
     if (j->superseded) {
-        f[n++] = "superseded";
+        f[n++] = OB_ST_SUPERSEDED;
         f[n++] = j->superseded;
     }
     f[n] = NULL;
@@ -1712,8 +1701,8 @@ static void takeover_fields(job_t *j, const ob_lock_t *l, const char **f, char n
 static int account_turn(job_t *j, const ob_lock_t *l)
 {
     ob_worker_t *w = j->w;
-    const char *cur = ob_lock_prior_get(l, "intake");
-    const char *cur_rid = ob_lock_prior_get(l, "request_id");
+    const char *cur = ob_lock_prior_get(l, OB_ST_INTAKE);
+    const char *cur_rid = ob_lock_prior_get(l, OB_ST_REQUEST_ID);
     int same = !strcmp(cur_rid, j->plan.request_id);
     if (j->intake && cur[0] && !same && ob_intake_cmp(j->intake, cur) < 0) {
         w->stats.superseded++;
@@ -1752,8 +1741,9 @@ static int account_turn(job_t *j, const ob_lock_t *l)
      * under way that this one replaces, and those this one overtook in the
      * queue. */
     const char *status = ob_lock_prior_status(l);
-    char *list = ob_strdup(ob_lock_prior_get(l, "superseded"));
-    if (list && cur_rid[0] && strcmp(status, "connected") != 0 && strcmp(status, "failed") != 0) {
+    char *list = ob_strdup(ob_lock_prior_get(l, OB_ST_SUPERSEDED));
+    if (list && cur_rid[0] && strcmp(status, OB_ST_STATUS_CONNECTED) != 0 &&
+        strcmp(status, OB_ST_STATUS_FAILED) != 0) {
         char *more = ob_list_with(list, cur_rid, SUPERSEDED_KEPT);
         free(list);
         list = more;
@@ -1768,13 +1758,13 @@ static int account_turn(job_t *j, const ob_lock_t *l)
     j->superseded = list && list[0] ? list : NULL;
     if (!j->superseded)
         free(list);
-    if (!strcmp(status, "connected") && j->plan.desired[0] &&
-        !strcmp(ob_lock_prior_get(l, "connected_desired"), j->plan.desired)) {
+    if (!strcmp(status, OB_ST_STATUS_CONNECTED) && j->plan.desired[0] &&
+        !strcmp(ob_lock_prior_get(l, OB_ST_CONNECTED_DESIRED), j->plan.desired)) {
         w->stats.unchanged++;
         j->unchanged = 1;
         ob_logkv(OB_LOG_INFO, "worker", "unchanged: the account already is as the request asks",
                  "account", j->plan.account_id, "request_id", j->plan.request_id, "connected_by",
-                 ob_lock_prior_get(l, "connected_request"), NULL);
+                 ob_lock_prior_get(l, OB_ST_CONNECTED_REQUEST), NULL);
         ob_step_t *done = job_last(j);
         ob_step_clear(done);
         done->kind = OB_STEP_DONE;
@@ -1784,7 +1774,8 @@ static int account_turn(job_t *j, const ob_lock_t *l)
     char now[OB_TIME_LEN], *lists[3];
     const char *f[24];
     takeover_fields(j, l, f, now, lists);
-    ob_lock_state_replace(w->redis, j->plan.account_id, j->fence, ACCOUNT_FIELDS, f, NULL, NULL);
+    ob_lock_state_replace(w->redis, j->plan.account_id, j->fence, OB_STATE_ACCOUNT_FIELDS, f, NULL,
+                          NULL);
     for (int i = 0; i < 3; i++)
         free(lists[i]);
     return 0;
@@ -1833,8 +1824,14 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         if (j->stage_attempt > 1) {
             char n[16];
             snprintf(n, sizeof(n), "%d", j->stage_attempt);
-            const char *fields[] = {"stage",      w->stage->name,     "status",         "running",
-                                    "request_id", j->plan.request_id, "stage_attempts", n,
+            const char *fields[] = {OB_ST_STAGE,
+                                    w->stage->name,
+                                    OB_ST_STATUS,
+                                    OB_ST_STATUS_RUNNING,
+                                    OB_ST_REQUEST_ID,
+                                    j->plan.request_id,
+                                    OB_ST_STAGE_ATTEMPTS,
+                                    n,
                                     NULL};
             ob_lock_state_write(w->redis, j->plan.account_id, fence, fields, NULL, NULL);
         }

@@ -1,0 +1,53 @@
+#include "ob_state.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *const OB_STATE_ACCOUNT_FIELDS[] = {OB_ST_CONNECTED_REQUEST,
+                                               OB_ST_CONNECTED_DESIRED,
+                                               OB_ST_CONNECTED_AT,
+                                               OB_ST_IDEMPOTENCY_KEY,
+                                               OB_ST_ROLE_ARN,
+                                               OB_ST_BUCKETS,
+                                               OB_ST_OLD_BUCKETS,
+                                               OB_ST_REPORTS,
+                                               OB_ST_STACKS,
+                                               OB_ST_SUPERSEDED,
+                                               NULL};
+
+static void key_of(const char *account, const char *what, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "ob:{%s}:%s", account, what);
+}
+
+void ob_state_key(const char *account, char *out, size_t outsz)
+{
+    key_of(account, "state", out, outsz);
+}
+
+void ob_state_lock_key(const char *account, char *out, size_t outsz)
+{
+    key_of(account, "lock", out, outsz);
+}
+
+void ob_state_fence_key(const char *account, char *out, size_t outsz)
+{
+    key_of(account, "fence", out, outsz);
+}
+
+void ob_state_replays_key(const char *account, char *out, size_t outsz)
+{
+    key_of(account, "replays", out, outsz);
+}
+
+int ob_state_account_of(const char *key, char *out, size_t outsz)
+{
+    static const char head[] = "ob:{", tail[] = "}:state";
+    size_t n = strlen(key), hl = sizeof(head) - 1, tl = sizeof(tail) - 1;
+    if (n <= hl + tl || strncmp(key, head, hl) != 0 || strcmp(key + n - tl, tail) != 0 ||
+        n - hl - tl >= outsz)
+        return -1;
+    memcpy(out, key + hl, n - hl - tl);
+    out[n - hl - tl] = '\0';
+    return 0;
+}
