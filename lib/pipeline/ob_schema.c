@@ -1,0 +1,747 @@
+/*
+ * ob_schema: load the compiled-in schemas once (checking that they use only
+ * the keywords enforced here and compiling every pattern), then validate
+ * documents by walking schema and document together. The walk stops at the
+ * first problem, reported with the document pointer it was found at.
+ */
+#include "ob_schema.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ob_alloc.h"
+#include "ob_re.h"
+
+#define PTR_LEN 256
+
+/* ---- the schemas, loaded once ---- */
+
+typedef struct doc_s {
+    const char *name;
+    json_t *root;
+} doc_t;
+
+typedef struct pat_s {
+    const json_t *node; /* the "pattern" string of a schema */
+    ob_re_t *re;
+} pat_t;
+
+static struct {
+    doc_t *docs;
+    size_t ndocs;
+    pat_t *pats;
+    size_t npats, cappats;
+    char error[512]; /* "" when loaded */
+} S;
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+
+/* Keywords: those whose value is a schema, a list of schemas, a map of
+ * schemas, a value the validator reads, and annotations. */
+static const char *const SCHEMA_KW[] = {
+    "not",           "if", "then", "else", "items", "contains", "additionalProperties",
+    "propertyNames", NULL};
+static const char *const LIST_KW[] = {"allOf", "anyOf", "oneOf", NULL};
+/* Cross-member rules are the codec's (see the header): the schemas of
+ * if/then/else and oneOf are checked at load but not applied here. */
+static const char *const MAP_KW[] = {"properties", "$defs", NULL};
+static const char *const VALUE_KW[] = {
+    "type",        "const",   "enum",     "minLength",     "maxLength",     "pattern",  "format",
+    "minimum",     "maximum", "required", "minProperties", "maxProperties", "minItems", "maxItems",
+    "uniqueItems", "$ref",    NULL};
+static const char *const NOTE_KW[] = {"$schema",     "$id",       "$comment", "title",
+                                      "description", "default",   "examples", "deprecated",
+                                      "readOnly",    "writeOnly", NULL};
+
+static int in(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, s))
+            return 1;
+    return 0;
+}
+
+static void load_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void load_fail(const char *fmt, ...)
+{
+    if (S.error[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(S.error, sizeof(S.error), fmt, ap);
+    va_end(ap);
+}
+
+/* Check a schema's keywords (recursively) and compile its patterns. */
+static void check_schema(const char *file, const char *where, const json_t *s)
+{
+    if (json_is_boolean(s))
+        return;
+    if (!json_is_object(s)) {
+        load_fail("%s%s: a schema is an object or a boolean", file, where);
+        return;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)s, k, v)
+    {
+        char at[512];
+        snprintf(at, sizeof(at), "%.300s/%.100s", where, k);
+        if (in(SCHEMA_KW, k)) {
+            check_schema(file, at, v);
+        } else if (in(LIST_KW, k)) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x) check_schema(file, at, x);
+        } else if (in(MAP_KW, k)) {
+            const char *name;
+            json_t *x;
+            json_object_foreach(v, name, x)
+            {
+                char at2[700];
+                snprintf(at2, sizeof(at2), "%s/%.100s", at, name);
+                check_schema(file, at2, x);
+            }
+        } else if (!strcmp(k, "pattern")) {
+            char err[300];
+            ob_re_t *re =
+                json_is_string(v) ? ob_re_compile(json_string_value(v), err, sizeof(err)) : NULL;
+            if (!re) {
+                load_fail("%s%s: %s", file, at, json_is_string(v) ? err : "not a string");
+                continue;
+            }
+            if (S.npats == S.cappats) {
+                S.cappats = S.cappats ? 2 * S.cappats : 64;
+                S.pats = ob_realloc(S.pats, S.cappats * sizeof(*S.pats));
+            }
+            S.pats[S.npats++] = (pat_t){v, re};
+        } else if (!strcmp(k, "format")) {
+            if (!json_is_string(v) || strcmp(json_string_value(v), "date-time") != 0)
+                load_fail("%s%s: only the date-time format is enforced", file, at);
+        } else if (!in(VALUE_KW, k) && !in(NOTE_KW, k)) {
+            load_fail("%s%s: the keyword \"%s\" is not enforced by the codec", file, at, k);
+        }
+    }
+}
+
+static void load(void)
+{
+    size_t n = 0;
+    while (ob_proto_files[n].name)
+        n++;
+    S.docs = ob_calloc(n ? n : 1, sizeof(*S.docs));
+    for (size_t i = 0; i < n; i++) {
+        json_error_t je;
+        json_t *root =
+            json_loadb(ob_proto_files[i].text, ob_proto_files[i].len, JSON_REJECT_DUPLICATES, &je);
+        if (!root) {
+            load_fail("%s: %s (line %d)", ob_proto_files[i].name, je.text, je.line);
+            continue;
+        }
+        S.docs[S.ndocs++] = (doc_t){ob_proto_files[i].name, root};
+        check_schema(ob_proto_files[i].name, "", root);
+    }
+    if (!n)
+        load_fail("no schemas compiled in");
+}
+
+static int loaded(void)
+{
+    pthread_once(&load_once, load);
+    return S.error[0] == '\0';
+}
+
+void ob_schema_unload(void)
+{
+    for (size_t i = 0; i < S.ndocs; i++)
+        json_decref(S.docs[i].root);
+    for (size_t i = 0; i < S.npats; i++)
+        ob_re_free(S.pats[i].re);
+    free(S.docs);
+    free(S.pats);
+    memset(&S, 0, sizeof(S));
+    load_once = (pthread_once_t)PTHREAD_ONCE_INIT;
+}
+
+static const ob_re_t *pattern_of(const json_t *node)
+{
+    for (size_t i = 0; i < S.npats; i++)
+        if (S.pats[i].node == node)
+            return S.pats[i].re;
+    return NULL;
+}
+
+static const doc_t *doc_named(const char *name, size_t len)
+{
+    for (size_t i = 0; i < S.ndocs; i++)
+        if (strlen(S.docs[i].name) == len && !strncmp(S.docs[i].name, name, len))
+            return &S.docs[i];
+    return NULL;
+}
+
+/* A JSON pointer ("/$defs/x") into a document. */
+static const json_t *pointer(const json_t *root, const char *p)
+{
+    const json_t *cur = root;
+    while (cur && *p == '/') {
+        p++;
+        char tok[256];
+        size_t n = 0;
+        while (*p && *p != '/' && n + 1 < sizeof(tok)) {
+            if (p[0] == '~' && (p[1] == '0' || p[1] == '1')) {
+                tok[n++] = p[1] == '0' ? '~' : '/';
+                p += 2;
+            } else
+                tok[n++] = *p++;
+        }
+        tok[n] = '\0';
+        cur = json_is_object(cur) ? json_object_get(cur, tok) : NULL;
+    }
+    return *p ? NULL : cur;
+}
+
+/* "file#/pointer", "#/pointer" (within `within`) or "file". */
+static const json_t *resolve(const char *ref, const doc_t *within, const doc_t **doc)
+{
+    const char *hash = strchr(ref, '#');
+    size_t flen = hash ? (size_t)(hash - ref) : strlen(ref);
+    const doc_t *d = flen ? doc_named(ref, flen) : within;
+    if (!d)
+        return NULL;
+    *doc = d;
+    return hash ? pointer(d->root, hash + 1) : d->root;
+}
+
+const json_t *ob_schema_get(const char *name)
+{
+    const doc_t *d;
+    return loaded() ? resolve(name, NULL, &d) : NULL;
+}
+
+/* ---- validation ---- */
+
+typedef struct ctx_s {
+    const doc_t *doc; /* the file the current schema is in (for "#..." refs) */
+    const char *desc; /* the nearest description, for pattern reasons */
+    int secret;       /* under a writeOnly schema: never echo the value */
+    ob_schema_error_t *err;
+} ctx_t;
+
+static ob_err_t fail(ctx_t *c, const char *field, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static ob_err_t fail(ctx_t *c, const char *field, const char *code, const char *fmt, ...)
+{
+    ob_schema_error_t *e = c->err;
+    snprintf(e->field, sizeof(e->field), "%s", field);
+    snprintf(e->code, sizeof(e->code), "%s", code);
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    snprintf(e->message, sizeof(e->message), "%s: %s", field, what);
+    return OB_ERR_PARSE;
+}
+
+static void ptr_child(char out[PTR_LEN], const char *base, const char *key)
+{
+    size_t n = (size_t)snprintf(out, PTR_LEN, "%s/", base);
+    for (; *key && n + 3 < PTR_LEN; key++) {
+        if (*key == '~' || *key == '/') {
+            out[n++] = '~';
+            out[n++] = *key == '~' ? '0' : '1';
+        } else
+            out[n++] = *key;
+    }
+    out[n < PTR_LEN ? n : PTR_LEN - 1] = '\0';
+}
+
+static void ptr_index(char out[PTR_LEN], const char *base, size_t i)
+{
+    snprintf(out, PTR_LEN, "%.230s/%zu", base, i);
+}
+
+static const char *jtype(const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
+static int is_type(const json_t *j, const char *t)
+{
+    if (!strcmp(t, "string"))
+        return json_is_string(j);
+    if (!strcmp(t, "integer"))
+        return json_is_integer(j);
+    if (!strcmp(t, "number"))
+        return json_is_number(j);
+    if (!strcmp(t, "boolean"))
+        return json_is_boolean(j);
+    if (!strcmp(t, "object"))
+        return json_is_object(j);
+    if (!strcmp(t, "array"))
+        return json_is_array(j);
+    if (!strcmp(t, "null"))
+        return json_is_null(j);
+    return 0;
+}
+
+static const char *a_type(const char *t)
+{
+    return !strcmp(t, "string")    ? "a string"
+           : !strcmp(t, "integer") ? "an integer"
+           : !strcmp(t, "number")  ? "a number"
+           : !strcmp(t, "boolean") ? "true or false"
+           : !strcmp(t, "object")  ? "an object"
+           : !strcmp(t, "array")   ? "an array"
+                                   : "null";
+}
+
+/* Characters (code points) of valid UTF-8. */
+static size_t chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* A value quoted for a message: cut, and never a secret. */
+static const char *echo(const ctx_t *c, const json_t *v, char *buf, size_t n)
+{
+    if (c->secret)
+        return "(value not shown)";
+    if (!json_is_string(v)) {
+        char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        snprintf(buf, n, "%.60s", d ? d : "?");
+        free(d);
+        return buf;
+    }
+    const char *s = json_string_value(v);
+    size_t len = strlen(s), cut = len > 60 ? 60 : len;
+    while (cut < len && cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--; /* not inside a character */
+    snprintf(buf, n, "\"%.*s%s\"", (int)cut, s, cut < len ? "..." : "");
+    for (char *p = buf; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            *p = '?';
+    return buf;
+}
+
+static int days_in(int y, int m)
+{
+    static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return d[m - 1];
+}
+
+/* RFC 3339 date-time whose date and time exist (the pattern checks the shape). */
+static int real_date_time(const char *s)
+{
+    int y, mo, d, h, mi, sec, n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+        return 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in(y, mo) || h > 23 || mi > 59 || sec > 60)
+        return 0;
+    const char *p = s + n;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return 0;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p == 'Z' || *p == 'z')
+        return p[1] == '\0';
+    int oh, om;
+    if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2 && strlen(p) == 6)
+        return oh <= 23 && om <= 59;
+    return 0;
+}
+
+/* The first sentence of a description, as "must be ..." wants it. */
+static void reason_of(const char *desc, char *out, size_t n)
+{
+    if (!desc) {
+        snprintf(out, n, "is not of the expected form");
+        return;
+    }
+    size_t len = strcspn(desc, ".");
+    while (desc[len] == '.' && desc[len + 1] && desc[len + 1] != ' ')
+        len += 1 + strcspn(desc + len + 1, "."); /* "e.g." and the like */
+    if (len > 200)
+        len = 200;
+    snprintf(out, n, "must be %c%.*s", tolower((unsigned char)desc[0]), (int)len - 1, desc + 1);
+}
+
+static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f);
+
+static ob_err_t walk_string(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+{
+    const char *str = json_string_value(v);
+    size_t len = json_string_length(v), n = chars(str, len);
+    char q[128];
+    const json_t *mn = json_object_get(s, "minLength"), *mx = json_object_get(s, "maxLength");
+    size_t lo = mn ? (size_t)json_integer_value(mn) : 0;
+    size_t hi = mx ? (size_t)json_integer_value(mx) : 0;
+    if ((mn && n < lo) || (mx && n > hi)) {
+        if (!mx)
+            return fail(c, f, "range", "must be at least %zu characters, got %zu", lo, n);
+        if (!mn)
+            return fail(c, f, "range", "must be at most %zu characters, got %zu", hi, n);
+        return fail(c, f, "range", "must be %zu to %zu characters, got %zu", lo, hi, n);
+    }
+    const json_t *pat = json_object_get(s, "pattern");
+    if (pat) {
+        const ob_re_t *re = pattern_of(pat);
+        if (strlen(str) != len)
+            return fail(c, f, "pattern", "contains a NUL character");
+        if (re && !ob_re_match(re, str, len)) {
+            char why[256];
+            reason_of(c->desc, why, sizeof(why));
+            return fail(c, f, "pattern", "%s, got %s", why, echo(c, v, q, sizeof(q)));
+        }
+    }
+    const json_t *fmt = json_object_get(s, "format");
+    if (fmt && !strcmp(json_string_value(fmt), "date-time") && !real_date_time(str))
+        return fail(c, f, "pattern", "%s is not a real date and time", echo(c, v, q, sizeof(q)));
+    return OB_OK;
+}
+
+static ob_err_t walk_number(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+{
+    double x = json_number_value(v);
+    const json_t *mn = json_object_get(s, "minimum"), *mx = json_object_get(s, "maximum");
+    if ((mn && x < json_number_value(mn)) || (mx && x > json_number_value(mx))) {
+        if (mn && mx)
+            return fail(c, f, "range", "must be %.0f to %.0f, got %.15g", json_number_value(mn),
+                        json_number_value(mx), x);
+        if (mn)
+            return fail(c, f, "range", "must be at least %.0f, got %.15g", json_number_value(mn),
+                        x);
+        return fail(c, f, "range", "must be at most %.0f, got %.15g", json_number_value(mx), x);
+    }
+    return OB_OK;
+}
+
+/* The closest allowed member name to key (at most 2 edits), for "did you mean". */
+static const char *closest(const char *key, const json_t *props)
+{
+    size_t kl = strlen(key);
+    if (kl > 40 || !props)
+        return NULL;
+    const char *best = NULL;
+    size_t best_d = 3;
+    const char *a;
+    json_t *unused;
+    json_object_foreach((json_t *)props, a, unused)
+    {
+        size_t al = strlen(a);
+        if (al > 40)
+            continue;
+        size_t row[42];
+        for (size_t j = 0; j <= al; j++)
+            row[j] = j;
+        for (size_t i = 1; i <= kl; i++) {
+            size_t prev = row[0];
+            row[0] = i;
+            for (size_t j = 1; j <= al; j++) {
+                size_t cur = row[j];
+                size_t v = prev + (key[i - 1] != a[j - 1]);
+                if (row[j] + 1 < v)
+                    v = row[j] + 1;
+                if (row[j - 1] + 1 < v)
+                    v = row[j - 1] + 1;
+                row[j] = v;
+                prev = cur;
+            }
+        }
+        if (row[al] < best_d) {
+            best_d = row[al];
+            best = a;
+        }
+    }
+    return best;
+}
+
+static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+{
+    char fk[PTR_LEN];
+    const json_t *req = json_object_get(s, "required"), *props = json_object_get(s, "properties");
+    /* A member whose value is a constant names what the document is (its
+     * "schema"): it is looked at before anything else, so that a message on
+     * the wrong topic is told as such, not by what it then lacks. */
+    const char *pname;
+    json_t *ps;
+    json_object_foreach((json_t *)props, pname, ps)
+    {
+        const json_t *pv = json_object_get(v, pname);
+        if (!pv || !json_object_get(ps, "const"))
+            continue;
+        ptr_child(fk, f, pname);
+        ob_err_t e = walk(c, ps, pv, fk);
+        if (e != OB_OK)
+            return e;
+    }
+    size_t i;
+    const json_t *r;
+    json_array_foreach(req, i, r)
+    {
+        const char *name = json_string_value(r);
+        if (!json_object_get(v, name)) {
+            ptr_child(fk, f, name);
+            return fail(c, fk, "missing", "required member \"%s\" is missing", name);
+        }
+    }
+    const json_t *addl = json_object_get(s, "additionalProperties");
+    const json_t *names = json_object_get(s, "propertyNames");
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)v, key, val)
+    {
+        if (props && json_object_get(props, key))
+            continue;
+        ptr_child(fk, f, key);
+        if (json_is_false(addl)) {
+            const char *near = closest(key, props);
+            char q[128];
+            json_t *kj = json_string(key);
+            const char *k = echo(&(ctx_t){0}, kj, q, sizeof(q));
+            ob_err_t e = near ? fail(c, fk, "unknown_field",
+                                     "unknown member %s (did you mean \"%s\"?)", k, near)
+                              : fail(c, fk, "unknown_field", "unknown member %s", k);
+            json_decref(kj);
+            return e;
+        }
+        if (names) {
+            json_t *kj = json_string(key);
+            ob_err_t e = walk(c, names, kj, fk);
+            json_decref(kj);
+            if (e != OB_OK)
+                return e;
+        }
+        if (json_is_object(addl)) {
+            ob_err_t e = walk(c, addl, val, fk);
+            if (e != OB_OK)
+                return e;
+        }
+    }
+    const json_t *mx = json_object_get(s, "maxProperties"),
+                 *mn = json_object_get(s, "minProperties");
+    size_t n = json_object_size(v);
+    if (mx && n > (size_t)json_integer_value(mx))
+        return fail(c, f, "range", "at most %lld members, got %zu",
+                    (long long)json_integer_value(mx), n);
+    if (mn && n < (size_t)json_integer_value(mn))
+        return fail(c, f, "range", "at least %lld members, got %zu",
+                    (long long)json_integer_value(mn), n);
+    json_object_foreach((json_t *)props, pname, ps)
+    {
+        const json_t *pv = json_object_get(v, pname);
+        if (!pv || json_object_get(ps, "const"))
+            continue;
+        ptr_child(fk, f, pname);
+        ob_err_t e = walk(c, ps, pv, fk);
+        if (e != OB_OK)
+            return e;
+    }
+    return OB_OK;
+}
+
+static ob_err_t walk_array(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+{
+    size_t n = json_array_size(v);
+    const json_t *mx = json_object_get(s, "maxItems"), *mn = json_object_get(s, "minItems");
+    if (mx && n > (size_t)json_integer_value(mx))
+        return fail(c, f, "range", "at most %lld items, got %zu", (long long)json_integer_value(mx),
+                    n);
+    if (mn && n < (size_t)json_integer_value(mn))
+        return fail(c, f, "range", "at least %lld items, got %zu",
+                    (long long)json_integer_value(mn), n);
+    const json_t *items = json_object_get(s, "items");
+    char fi[PTR_LEN];
+    for (size_t i = 0; i < n; i++) {
+        ptr_index(fi, f, i);
+        if (items) {
+            ob_err_t e = walk(c, items, json_array_get(v, i), fi);
+            if (e != OB_OK)
+                return e;
+        }
+        if (json_is_true(json_object_get(s, "uniqueItems")))
+            for (size_t k = 0; k < i; k++)
+                if (json_equal(json_array_get(v, k), json_array_get(v, i))) {
+                    char q[128];
+                    return fail(c, fi, "enum", "%s appears more than once",
+                                echo(c, json_array_get(v, i), q, sizeof(q)));
+                }
+    }
+    const json_t *has = json_object_get(s, "contains");
+    if (has) {
+        ob_schema_error_t scratch;
+        ctx_t sub = *c;
+        sub.err = &scratch;
+        int found = 0;
+        for (size_t i = 0; i < n && !found; i++)
+            found = walk(&sub, has, json_array_get(v, i), f) == OB_OK;
+        if (!found)
+            return fail(c, f, "enum", "has no item of the kind it must contain");
+    }
+    return OB_OK;
+}
+
+static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+{
+    if (json_is_true(s))
+        return OB_OK;
+    if (json_is_false(s))
+        return fail(c, f, "unknown_field", "is not allowed here");
+    ctx_t here = *c;
+    const json_t *desc = json_object_get(s, "description");
+    if (json_is_string(desc))
+        here.desc = json_string_value(desc);
+    if (json_is_true(json_object_get(s, "writeOnly")))
+        here.secret = 1;
+    const json_t *ref = json_object_get(s, "$ref");
+    if (ref) {
+        const doc_t *d = NULL;
+        const json_t *target = resolve(json_string_value(ref), c->doc, &d);
+        if (!target)
+            return fail(c, f, "type", "the schema's $ref %s is not found", json_string_value(ref));
+        ctx_t sub = here;
+        sub.doc = d;
+        /* The referring schema's description, if any, speaks first. */
+        const json_t *tdesc = json_object_get(target, "description");
+        if (!json_is_string(desc) && json_is_string(tdesc))
+            sub.desc = json_string_value(tdesc);
+        ob_err_t e = walk(&sub, target, v, f);
+        if (e != OB_OK)
+            return e;
+    }
+    char q[128];
+    const json_t *type = json_object_get(s, "type");
+    if (json_is_string(type) && !is_type(v, json_string_value(type)))
+        return fail(&here, f, "type", "expected %s, got %s", a_type(json_string_value(type)),
+                    jtype(v));
+    if (json_is_array(type)) {
+        int ok = 0;
+        size_t i;
+        const json_t *t;
+        json_array_foreach(type, i, t) ok |= is_type(v, json_string_value(t));
+        if (!ok)
+            return fail(&here, f, "type", "has the wrong type (%s)", jtype(v));
+    }
+    const json_t *cst = json_object_get(s, "const");
+    if (cst && !json_equal(cst, v)) {
+        char w[128];
+        return fail(&here, f, "enum", "expected %s, got %s", echo(&(ctx_t){0}, cst, w, sizeof(w)),
+                    echo(&here, v, q, sizeof(q)));
+    }
+    const json_t *en = json_object_get(s, "enum");
+    if (en && !json_is_string(v) && json_is_string(json_array_get(en, 0)))
+        return fail(&here, f, "type", "expected a string, got %s", jtype(v));
+    if (en) {
+        int ok = 0;
+        char list[256] = "";
+        size_t i;
+        const json_t *x;
+        json_array_foreach(en, i, x)
+        {
+            ok |= json_equal(x, v);
+            size_t l = strlen(list);
+            if (json_is_string(x))
+                snprintf(list + l, sizeof(list) - l, "%s%s", i ? ", " : "", json_string_value(x));
+        }
+        if (!ok)
+            return fail(&here, f, "enum", "must be one of %s; got %s", list,
+                        echo(&here, v, q, sizeof(q)));
+    }
+    ob_err_t e = OB_OK;
+    if (json_is_string(v))
+        e = walk_string(&here, s, v, f);
+    else if (json_is_number(v))
+        e = walk_number(&here, s, v, f);
+    else if (json_is_object(v))
+        e = walk_object(&here, s, v, f);
+    else if (json_is_array(v))
+        e = walk_array(&here, s, v, f);
+    if (e != OB_OK)
+        return e;
+    size_t i;
+    const json_t *x;
+    json_array_foreach(json_object_get(s, "allOf"), i, x)
+    {
+        /* An item that is only a cross-member rule (if/then) is the codec's. */
+        if (json_object_get(x, "if"))
+            continue;
+        if ((e = walk(&here, x, v, f)) != OB_OK)
+            return e;
+    }
+    const json_t *any = json_object_get(s, "anyOf");
+    if (any) {
+        ob_schema_error_t first;
+        int ok = 0;
+        json_array_foreach(any, i, x)
+        {
+            ctx_t sub = here;
+            ob_schema_error_t scratch;
+            sub.err = i == 0 ? &first : &scratch;
+            ok |= walk(&sub, x, v, f) == OB_OK;
+        }
+        if (!ok) {
+            *c->err = first;
+            return OB_ERR_PARSE;
+        }
+    }
+    const json_t *not = json_object_get(s, "not");
+    if (not ) {
+        ctx_t sub = here;
+        ob_schema_error_t scratch;
+        sub.err = &scratch;
+        if (walk(&sub, not, v, f) == OB_OK) {
+            char why[256];
+            reason_of(here.desc, why, sizeof(why));
+            return fail(&here, f, json_object_get(not, "pattern") ? "pattern" : "enum",
+                        "%s, got %s", why, echo(&here, v, q, sizeof(q)));
+        }
+    }
+    return OB_OK;
+}
+
+ob_err_t ob_schema_validate(const char *name, const json_t *doc, ob_schema_error_t *err)
+{
+    memset(err, 0, sizeof(*err));
+    if (!loaded()) {
+        snprintf(err->message, sizeof(err->message), "the message schemas: %.400s", S.error);
+        snprintf(err->code, sizeof(err->code), "schema");
+        return OB_ERR_CONFIG;
+    }
+    const doc_t *d = NULL;
+    const json_t *s = resolve(name, NULL, &d);
+    if (!s) {
+        snprintf(err->message, sizeof(err->message), "no schema %.200s", name);
+        snprintf(err->code, sizeof(err->code), "schema");
+        return OB_ERR_CONFIG;
+    }
+    ctx_t c = {d, NULL, 0, err};
+    return walk(&c, s, doc, "");
+}
