@@ -99,14 +99,14 @@ struct ob_credsrc_s {
     int fetching;
     uint64_t fetches;
     ob_err_t last_err;
-    char last_msg[512];
+    char *last_msg;              /* of the last failure (NULL: none yet) */
     ob_retry_class_t last_class; /* of the last failure */
-    char last_code[128];
-    uint64_t fail_until;    /* loop ms: answer waiters with last_err until then */
-    uint64_t next_advisory; /* loop ms: no background refresh before */
-    ob_list_t waiters;      /* ob_creds_wait_t, newest first */
+    char *last_code;             /* its code (NULL: none) */
+    uint64_t fail_until;         /* loop ms: answer waiters with last_err until then */
+    uint64_t next_advisory;      /* loop ms: no background refresh before */
+    ob_list_t waiters;           /* ob_creds_wait_t, newest first */
     ob_timer_t *notify;
-    char describe[320];
+    char *describe; /* sized to its text: one source per target account */
 };
 
 static void start_fetch(ob_credsrc_t *s);
@@ -174,7 +174,8 @@ static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
             s->have = 1;
             set_deadlines(s);
             s->last_err = OB_OK;
-            s->last_msg[0] = '\0';
+            free(s->last_msg);
+            s->last_msg = NULL;
             if (!usable(s)) {
                 s->have = 0;
                 err = OB_ERR_CREDENTIALS;
@@ -184,11 +185,15 @@ static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
     }
     if (err == OB_OK) {
         s->last_class = OB_RETRY_NO;
-        s->last_code[0] = '\0';
+        free(s->last_code);
+        s->last_code = NULL;
     }
     if (err != OB_OK) {
         s->last_err = err;
-        snprintf(s->last_msg, sizeof(s->last_msg), "%s: %s", s->describe, msg ? msg : "failed");
+        char text[512];
+        snprintf(text, sizeof(text), "%s: %s", s->describe, msg ? msg : "failed");
+        free(s->last_msg);
+        s->last_msg = ob_strdup(text);
         s->fail_until = now + FAIL_MEMORY_MS;
         s->next_advisory = now + ADVISORY_RETRY_MS;
         ob_logkv(OB_LOG_WARN, "creds", "credentials refresh failed", "source", s->describe, "error",
@@ -207,7 +212,7 @@ static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
 void ob_credsrc_last_failure(const ob_credsrc_t *s, ob_retry_class_t *cls, const char **code)
 {
     *cls = s->last_class;
-    *code = s->last_code;
+    *code = s->last_code ? s->last_code : "";
 }
 
 static void start_fetch(ob_credsrc_t *s)
@@ -229,7 +234,8 @@ void ob_credsrc_fetched(ob_credsrc_t *s, ob_err_t err, const char *msg, const ob
 void ob_credsrc_note_failure(ob_credsrc_t *s, ob_retry_class_t cls, const char *code)
 {
     s->last_class = cls;
-    snprintf(s->last_code, sizeof(s->last_code), "%s", code ? code : "");
+    free(s->last_code);
+    s->last_code = ob_strdup(code ? code : "");
 }
 
 static void notify_fired(ob_timer_t *t, void *arg)
@@ -264,7 +270,7 @@ ob_credsrc_t *ob_credsrc_new(ob_loop_t *loop, const ob_credsrc_ops_t *ops, void 
         free(s);
         return NULL;
     }
-    snprintf(s->describe, sizeof(s->describe), "%s", ops->kind);
+    s->describe = ob_strdup(ops->kind);
     return s;
 }
 
@@ -282,7 +288,10 @@ void ob_credsrc_set_describe(ob_credsrc_t *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->describe, sizeof(s->describe), fmt, ap);
+    char text[320];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    free(s->describe);
+    s->describe = ob_strdup(text);
     va_end(ap);
 }
 
@@ -318,6 +327,9 @@ void ob_credsrc_unref(ob_credsrc_t *s)
         s->ops->destroy(s->data);
     ob_timer_free(s->notify);
     ob_aws_creds_clear(&s->creds);
+    free(s->last_msg);
+    free(s->last_code);
+    free(s->describe);
     free(s);
 }
 
