@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what building and testing need on Debian 12: the C libraries, the
 # real services the tests use (redis-server, a Java runtime for the Kafka
-# broker), and the tools the tests call. Idempotent: packages already present
-# are skipped, so it is cheap to run every time.
+# broker), and the tools the tests call (clang with libFuzzer for
+# scripts/fuzz.sh, llvm for the llvm-symbolizer that names the frames of a
+# sanitizer's report). Idempotent: packages already present are skipped, so
+# it is cheap to run every time.
 set -euo pipefail
 
 PKGS=(
@@ -10,7 +12,7 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev libjansson-dev libcmocka-dev dpkg-dev
   liblz4-dev libsasl2-dev libzstd-dev zlib1g-dev
   redis-server kcat python3 python3-venv curl default-jre-headless maven
-  valgrind clang libclang-rt-14-dev clang-format
+  valgrind clang libclang-rt-14-dev llvm clang-format
   awscli python3-boto3 wrk npm gnuplot-nox
   docker-compose prometheus golang-go
 )

@@ -2,11 +2,14 @@
 # The whole test suite, as CI runs it: install dependencies, build with
 # warnings as errors, start a real Kafka broker and redis-server, run every
 # test through CTest (the chaos run included: it kills workers and restarts
-# Kafka and Redis), then build again with ASan+UBSan and run everything once
-# more. Stops every service it started, whatever happens.
+# Kafka and Redis), fuzz every parser for a short while (scripts/fuzz.sh),
+# then build again with ASan+UBSan and run everything once more. Stops every
+# service it started, whatever happens.
 #
 #   scripts/test.sh            # everything
 #   OB_TEST_SKIP_SANITIZE=1 scripts/test.sh   # skip the sanitizer pass
+#   OB_TEST_SKIP_FUZZ=1 scripts/test.sh       # skip the fuzzing (OB_TEST_FUZZ_TIME:
+#                                             # seconds per target, default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -63,6 +66,13 @@ run_ctest() {
 
 step "tests"
 run_ctest build/ci
+
+# Every fuzz target (tests/fuzz) for a short while, on top of the corpus the
+# earlier runs left in the cache: clang, libFuzzer, ASan + UBSan.
+if [ "${OB_TEST_SKIP_FUZZ:-0}" != 1 ]; then
+  step "fuzzing (${OB_TEST_FUZZ_TIME:-15} s per target)"
+  scripts/fuzz.sh --time "${OB_TEST_FUZZ_TIME:-15}"
+fi
 
 # The fleet benchmark's quick variant: 1,000 accounts through the four workers
 # on their own broker and Redis. Its figures are printed; it fails only on a

@@ -1548,3 +1548,95 @@ void ob_httpd_get_stats(const ob_httpd_t *s, ob_httpd_stats_t *out)
 {
     *out = s->st;
 }
+
+/* ---- the parser without a socket (tests and fuzzing) ---- */
+
+/* Everything below drives the same parser functions as conn_read() and
+ * conn_process() do, with every request answered at once. Only the 100
+ * Continue of headers_done() writes to the connection: it gets one end of a
+ * socket pair whose other end nobody reads. */
+size_t ob_httpd_test_parse(const char *data, size_t len, size_t chunk, const ob_httpd_opts_t *opts,
+                           ob_httpd_test_cb *cb, void *arg)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+        return 0;
+    ob_httpd_t *s = ob_calloc(1, sizeof(*s));
+    ob_httpd_conn_t *c = ob_calloc(1, sizeof(*c));
+    s->lfd = -1;
+    if (opts)
+        s->opts = *opts;
+    if (!s->opts.max_header_bytes)
+        s->opts.max_header_bytes = 64 * 1024;
+    if (!s->opts.max_body_bytes)
+        s->opts.max_body_bytes = 8u << 20;
+    c->s = s;
+    c->fd = sv[0];
+    snprintf(c->peer, sizeof(c->peer), "test");
+    req_reset(c);
+    c->state = ST_IDLE;
+
+    size_t requests = 0, off = 0;
+    int done = 0;
+    while (!done && off < len) {
+        size_t take = chunk && chunk < len - off ? chunk : len - off;
+        if (c->in_pos > 0) { /* as conn_read() */
+            size_t left = c->in.len - c->in_pos;
+            if (left)
+                memmove(c->in.data, c->in.data + c->in_pos, left);
+            c->in.len = left;
+            c->in.data[left] = '\0';
+            c->scan = c->scan > c->in_pos ? c->scan - c->in_pos : 0;
+            c->in_pos = 0;
+        }
+        if (ob_buf_append(&c->in, data + off, take) != OB_OK)
+            break;
+        off += take;
+        while (!done) { /* as conn_process() */
+            if (c->state == ST_IDLE) {
+                if (c->in_pos == c->in.len) {
+                    buf_recycle(&c->in);
+                    c->in_pos = c->scan = 0;
+                    break;
+                }
+                c->state = ST_HEAD;
+            }
+            enum parse_result r = parse(c);
+            if (c->state == ST_DEAD) {
+                done = 1;
+            } else if (r == P_ERROR) {
+                cb(NULL, c->err_status ? c->err_status : 400, arg);
+                done = 1;
+            } else if (r == P_READY) { /* as dispatch() */
+                ob_httpd_req_t *q = &c->req;
+                q->method = c->meta.data;
+                q->target = c->meta.data + c->m_target;
+                q->path = c->meta.data + c->m_path;
+                q->query = c->meta.data + c->m_query;
+                q->headers = &c->hdrs;
+                q->body = c->body.data ? c->body.data : "";
+                q->body_len = c->body.len;
+                q->peer = c->peer;
+                q->version = c->version;
+                q->keep_alive = c->keep_alive;
+                requests++;
+                cb(q, 0, arg);
+                done = !c->keep_alive;
+                req_reset(c);
+                c->state = ST_IDLE;
+            }
+            if (r == P_MORE)
+                break;
+        }
+    }
+    ob_hdrs_clear(&c->hdrs);
+    ob_buf_free(&c->in);
+    ob_buf_free(&c->body);
+    ob_buf_free(&c->meta);
+    ob_buf_free(&c->out);
+    free(c);
+    free(s);
+    close(sv[0]);
+    close(sv[1]);
+    return requests;
+}

@@ -150,4 +150,20 @@ void ob_httpd_get_stats(const ob_httpd_t *s, ob_httpd_stats_t *out);
 /* Reason phrase of a status ("Not Found"), "Unknown" if none; never NULL. */
 const char *ob_httpd_reason(int status);
 
+/*
+ * For tests and fuzzing only, not for serving: run the request parser over
+ * data as if it arrived on one connection in reads of at most `chunk` bytes
+ * (0: all at once), each complete request answered at once. cb runs for
+ * every request parsed (status 0; req and everything it points to valid
+ * during the call only) and, when the server would refuse the input, once
+ * more with the status of its error reply (400..505, req NULL), after which
+ * the connection would close. A request without keep-alive ends the input
+ * too. Of opts only the size limits are used (NULL: the defaults). Returns
+ * the number of requests parsed (0 without parsing when no socket pair can
+ * be had: an interim 100 Continue is written to one).
+ */
+typedef void(ob_httpd_test_cb)(const ob_httpd_req_t *req, int status, void *arg);
+size_t ob_httpd_test_parse(const char *data, size_t len, size_t chunk, const ob_httpd_opts_t *opts,
+                           ob_httpd_test_cb *cb, void *arg);
+
 #endif
