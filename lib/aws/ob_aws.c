@@ -535,6 +535,17 @@ void ob_aws_free(ob_aws_t *aws)
         res.verdict = OB_RETRY_GIVE_UP_FINAL;
         snprintf(res.errmsg, sizeof(res.errmsg), "%s %s: cancelled (client shut down)",
                  ob_aws_svc_info(c->svc)->id, c->req.op);
+        /* Its transfer and its wait for credentials are still out there,
+         * pointing at it: take them back before it goes (finish() forgets
+         * them, being for calls they have already answered). */
+        if (c->xfer) {
+            ob_http_cancel(c->xfer);
+            c->xfer = NULL;
+        }
+        if (c->wait) {
+            ob_creds_wait_cancel(c->wait);
+            c->wait = NULL;
+        }
         finish(c, &res);
     }
     while (aws->eps) {

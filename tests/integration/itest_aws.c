@@ -424,6 +424,58 @@ static void test_standard_retry_mode(void **state)
     retry_case("/reset", OB_ERR_CONN, OB_RETRY_TRANSIENT, 3, OB_RETRY_GIVE_UP_ATTEMPTS, 0);
 }
 
+/* Counts its callbacks: a call is answered exactly once, whatever happens. */
+static void on_counted(ob_aws_result_t *res, void *arg)
+{
+    int *n = arg;
+    (*n)++;
+    assert_int_equal(res->err, OB_ERR_CANCELLED);
+}
+
+/* Freeing the client while calls are out (one on the wire to a server that
+ * never answers, one waiting for credentials that never come) answers each
+ * once, as cancelled, and leaves nothing behind that points at them: the
+ * HTTP client freed after it has no transfer of theirs left to call back. */
+static void test_free_with_calls_out(void **state)
+{
+    char url[256], creds_url[256];
+    snprintf(url, sizeof(url), "%s/silent", http_base);
+    snprintf(creds_url, sizeof(creds_url), "%s/silent", http_base);
+    env_t env = {{"AWS_ENDPOINT_URL", url, "AWS_REGION", "us-east-1",
+                  "AWS_CONTAINER_CREDENTIALS_FULL_URI", creds_url, NULL}};
+    fx_t f;
+    memset(&f, 0, sizeof(f));
+    f.loop = ob_loop_new(NULL, 0);
+    f.http = ob_http_new(f.loop, NULL, NULL, 0);
+    ob_aws_opts_t o = {.getenv_fn = env_get, .env_ctx = &env, .attempt_timeout_ms = 60000};
+    f.aws = ob_aws_new(f.loop, f.http, &o, NULL, 0);
+    ob_credsrc_t *fixed = ob_credsrc_static(f.aws, "AKIDEXAMPLE", "secret", NULL, "test");
+    char err[256];
+    ob_credsrc_t *slow = ob_credsrc_container(f.aws, err, sizeof(err));
+    assert_non_null(slow);
+    int answered[2] = {0, 0};
+    ob_credsrc_t *srcs[2] = {fixed, slow};
+    for (int i = 0; i < 2; i++) {
+        ob_aws_req_t req;
+        memset(&req, 0, sizeof(req));
+        assert_int_equal(ob_query_init(&req, OB_SVC_STS, "GetCallerIdentity", NULL, 0), OB_OK);
+        ob_aws_target_t t = {.creds = srcs[i]};
+        assert_non_null(ob_aws_send(f.aws, &req, &t, on_counted, &answered[i], err, sizeof(err)));
+        ob_aws_req_free(&req);
+    }
+    ob_test_run_for(f.loop, 300); /* both out: one on the wire, one waiting */
+    assert_int_equal(answered[0] + answered[1], 0);
+    ob_credsrc_unref(fixed);
+    ob_credsrc_unref(slow);
+    ob_aws_free(f.aws);
+    assert_int_equal(answered[0], 1);
+    assert_int_equal(answered[1], 1);
+    ob_http_free(f.http); /* cancels what is left: nothing of the calls' */
+    assert_int_equal(answered[0], 1);
+    assert_int_equal(answered[1], 1);
+    ob_loop_free(f.loop);
+}
+
 /* ---- credential chain ---- */
 
 static ob_credsrc_t *chain(fx_t *f, char *err, size_t n)
@@ -726,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_profile_role_chain),
         cmocka_unit_test(test_s3_and_cloudformation_errors),
         cmocka_unit_test(test_standard_retry_mode),
+        cmocka_unit_test(test_free_with_calls_out),
         cmocka_unit_test(test_chain_order_and_sources),
         cmocka_unit_test(test_refresh_before_expiry),
         cmocka_unit_test(test_hostile_success_replies),
