@@ -118,6 +118,16 @@ int ob_test_exited(pid_t pid, int *status)
     return 0;
 }
 
+pid_t ob_test_redis_server(int port, const char *extra_args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no %s%s"
+             "--logfile /dev/null",
+             port, extra_args ? extra_args : "", extra_args ? " " : "");
+    return ob_test_sh_async(cmd);
+}
+
 int ob_test_run_until(ob_loop_t *loop, int (*done)(void *arg), void *arg, int timeout_ms)
 {
     uint64_t end = ob_loop_update_time(loop) + (uint64_t)timeout_ms;
@@ -129,6 +139,204 @@ int ob_test_run_until(ob_loop_t *loop, int (*done)(void *arg), void *arg, int ti
         ob_loop_run_once(loop, left > 100 ? 100 : (int)left);
     }
     return 1;
+}
+
+static int never(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+void ob_test_run_for(ob_loop_t *loop, int ms)
+{
+    ob_test_run_until(loop, never, NULL, ms);
+}
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+int ob_test_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* ---- HTTP ---- */
+
+void ob_test_http_reply(ob_http_resp_t *resp, void *arg)
+{
+    ob_test_http_t *r = arg;
+    r->done = 1;
+    r->err = resp->err;
+    snprintf(r->errmsg, sizeof(r->errmsg), "%s", resp->errmsg);
+    r->status = resp->status;
+    const char *ct = ob_hdrs_get(&resp->headers, "Content-Type");
+    snprintf(r->content_type, sizeof(r->content_type), "%s", ct ? ct : "");
+    r->body_len = resp->body.len;
+    r->body = strndup(resp->body.data ? (const char *)resp->body.data : "", resp->body.len);
+}
+
+int ob_test_http_done(void *arg)
+{
+    return ((ob_test_http_t *)arg)->done;
+}
+
+void ob_test_http_send(ob_loop_t *loop, ob_http_t *http, const ob_http_req_t *req, int timeout_ms,
+                       ob_test_http_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    char err[256];
+    if (!ob_http_send(http, req, ob_test_http_reply, res, err, sizeof(err)))
+        fail_msg("%s %s: %s", req->method, req->url, err);
+    assert_true(ob_test_run_until(loop, ob_test_http_done, res, timeout_ms));
+}
+
+void ob_test_http(ob_loop_t *loop, ob_http_t *http, const char *method, const char *url,
+                  const char *body, int timeout_ms, ob_test_http_t *res)
+{
+    ob_http_req_t req = {
+        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
+    ob_test_http_send(loop, http, &req, timeout_ms, res);
+}
+
+/* ---- stage hand-offs ---- */
+
+void ob_test_handoff_init(ob_stage_msg_t *m, const char *request_json, ob_stage_t stage)
+{
+    ob_msg_error_t me;
+    memset(m, 0, sizeof(*m));
+    if (ob_request_parse(request_json, strlen(request_json), &m->request, &me) != OB_OK)
+        fail_msg("request: %s", me.message);
+    m->stage = stage;
+    if (m->request.mode == OB_MODE_NEW && stage > OB_STAGE_BUCKET) {
+        ob_stage_fill_bucket(m);
+        if (stage > OB_STAGE_CUR)
+            ob_stage_fill_report(m);
+    }
+}
+
+void ob_test_handoff_stack(ob_stage_msg_t *m, const char *stack_id, const char *role_arn,
+                           const char *external_id)
+{
+    m->has_stack = 1;
+    snprintf(m->stack.id, sizeof(m->stack.id), "%s", stack_id);
+    snprintf(m->stack.name, sizeof(m->stack.name), "billing-engine-access");
+    snprintf(m->stack.role_arn, sizeof(m->stack.role_arn), "%s", role_arn);
+    snprintf(m->stack.external_id, sizeof(m->stack.external_id), "%s", external_id);
+}
+
+void ob_test_handoff_trace(ob_stage_msg_t *m, ob_stage_t s, const char *worker,
+                           const char *started_at, const char *finished_at)
+{
+    ob_trace_t *t = &m->trace[s];
+    t->present = 1;
+    if (started_at)
+        snprintf(t->started_at, sizeof(t->started_at), "%s", started_at);
+    else
+        ob_msg_now(t->started_at);
+    if (finished_at)
+        snprintf(t->finished_at, sizeof(t->finished_at), "%s", finished_at);
+    else
+        ob_msg_now(t->finished_at);
+    t->attempts = 1;
+    snprintf(t->worker, sizeof(t->worker), "%s", worker);
+}
+
+char *ob_test_handoff_json(ob_stage_msg_t *m)
+{
+    char *json = NULL;
+    ob_msg_error_t me;
+    if (ob_stage_to_json(m, &json, NULL, &me) != OB_OK)
+        fail_msg("hand-off: %s", me.message);
+    ob_stage_msg_clear(m);
+    return json;
+}
+
+void ob_test_handoff_parse(const json_t *msg, ob_stage_msg_t *m, const char *who)
+{
+    char *text = json_dumps(msg, JSON_COMPACT);
+    ob_msg_error_t me;
+    if (!text || ob_stage_parse(text, strlen(text), m, &me) != OB_OK)
+        fail_msg("%s: %s", who, text ? me.message : "no hand-off");
+    free(text);
+}
+
+/* ---- the Billing Engine's side ---- */
+
+#include "ob_crypto.h"
+
+void ob_test_billing_signature(const char *secret, const char *ts, const void *body, size_t len,
+                               char out[OB_TEST_SIGNATURE_LEN])
+{
+    ob_buf_t text = {0};
+    ob_buf_printf(&text, "%s.", ts);
+    ob_buf_append(&text, body, len);
+    uint8_t mac[OB_SHA256_LEN];
+    char hex[OB_SHA256_HEX_LEN];
+    ob_hmac_sha256(secret, strlen(secret), text.data, text.len, mac);
+    ob_hex(mac, sizeof(mac), hex);
+    snprintf(out, OB_TEST_SIGNATURE_LEN, "v1=%s", hex);
+    ob_buf_free(&text);
+}
+
+/* ---- the simulator in process, and the project's AWS client for it ---- */
+
+static const char *simfx_getenv(const char *name, void *ctx)
+{
+    ob_test_simfx_t *f = ctx;
+    if (!strcmp(name, "AWS_ENDPOINT_URL"))
+        return f->endpoint;
+    if (!strcmp(name, "AWS_REGION"))
+        return f->region;
+    return NULL;
+}
+
+void ob_test_simfx_start(ob_test_simfx_t *f, const struct sim_opts_s *so, const char *region,
+                         const ob_http_opts_t *ho, const char *member_role)
+{
+    char err[256];
+    if (!f->loop)
+        f->loop = ob_loop_new(NULL, 0);
+    assert_non_null(f->loop);
+    f->region = region;
+    f->sim = sim_new(f->loop, so, err, sizeof(err));
+    if (!f->sim)
+        fail_msg("sim_new: %s", err);
+    snprintf(f->endpoint, sizeof(f->endpoint), "http://127.0.0.1:%d", sim_port(f->sim));
+    f->http = ob_http_new(f->loop, ho, NULL, 0);
+    assert_non_null(f->http);
+    ob_aws_opts_t ao = {.getenv_fn = simfx_getenv, .env_ctx = f, .max_attempts = 1};
+    f->aws = ob_aws_new(f->loop, f->http, &ao, err, sizeof(err));
+    if (!f->aws)
+        fail_msg("ob_aws_new: %s", err);
+    f->mgmt = ob_credsrc_static(f->aws, SIM_MGMT_AKID, SIM_MGMT_SECRET, NULL, "management");
+    assert_non_null(f->mgmt);
+    f->member = member_role ? ob_credsrc_assume_role(f->aws, f->mgmt, member_role, NULL, "test", 0,
+                                                     "us-east-1")
+                            : NULL;
+}
+
+void ob_test_simfx_stop(ob_test_simfx_t *f, int keep_loop)
+{
+    ob_credsrc_unref(f->member);
+    ob_credsrc_unref(f->mgmt);
+    ob_aws_free(f->aws);
+    ob_http_free(f->http);
+    sim_free(f->sim);
+    f->member = f->mgmt = NULL;
+    f->aws = NULL;
+    f->http = NULL;
+    f->sim = NULL;
+    if (!keep_loop) {
+        ob_loop_free(f->loop);
+        f->loop = NULL;
+    }
 }
 
 #include "ob_worker.h"

@@ -1,8 +1,15 @@
 /*
- * testutil: helpers shared by the unit and integration tests.
+ * testutil: helpers shared by the unit and integration tests (harness.h adds
+ * what the integration tests of the stage workers share).
  *
  * Include this instead of <cmocka.h> directly: it pulls in the headers cmocka
  * needs in the right order.
+ *
+ * Ownership: a char * a helper returns, or leaves in a struct it fills, is
+ * malloc'd and the caller's to free(); what a helper is given stays the
+ * caller's. Helpers that wait run the loop they are given and fail the test
+ * when what they wait for does not come in time. Threading: the test's one
+ * thread.
  */
 #ifndef OB_TESTUTIL_H
 #define OB_TESTUTIL_H
@@ -40,9 +47,106 @@ void ob_test_kill(pid_t pid);
 pid_t ob_test_sh_async(const char *cmd);
 /* Non-blocking: 1 and the exit status in *status once pid has exited, else 0. */
 int ob_test_exited(pid_t pid, int *status);
+/* A private redis-server of the test's own on 127.0.0.1:port (nothing saved,
+ * no log), with these extra arguments (NULL: none), started in the
+ * background: its pid (ob_test_kill stops it). */
+pid_t ob_test_redis_server(int port, const char *extra_args);
 
 /* Run the loop until done(arg) is true or timeout_ms passes; returns 1 if done. */
 int ob_test_run_until(ob_loop_t *loop, int (*done)(void *arg), void *arg, int timeout_ms);
+/* Run the loop for ms milliseconds, whatever happens. */
+void ob_test_run_for(ob_loop_t *loop, int ms);
+/* A TCP port on 127.0.0.1 free a moment ago (bound, read, closed). */
+int ob_test_free_port(void);
+
+/* ---- HTTP ---- */
+
+#include "ob_http.h"
+
+/* One HTTP exchange's outcome, filled by ob_test_http_reply. */
+typedef struct ob_test_http_s {
+    int done;
+    ob_err_t err;
+    char errmsg[256]; /* why, when err is not OB_OK */
+    long status;
+    char *body; /* malloc'd, NUL-terminated ("" when none); free() it */
+    size_t body_len;
+    char content_type[128];
+} ob_test_http_t;
+void ob_test_http_reply(ob_http_resp_t *resp, void *arg); /* arg: ob_test_http_t */
+int ob_test_http_done(void *arg);                         /* arg: ob_test_http_t */
+/* Send method url (body: NULL for none) with http and run the loop until the
+ * answer (the test fails if none comes within timeout_ms); res receives it. */
+void ob_test_http(ob_loop_t *loop, ob_http_t *http, const char *method, const char *url,
+                  const char *body, int timeout_ms, ob_test_http_t *res);
+/* The same for a request of any kind (headers, deadlines). */
+void ob_test_http_send(ob_loop_t *loop, ob_http_t *http, const ob_http_req_t *req, int timeout_ms,
+                       ob_test_http_t *res);
+
+/* ---- stage hand-offs ---- */
+
+#include <jansson.h>
+
+#include "ob_msg.h"
+
+/* Zero m, then give it the request parsed from request_json (the test fails
+ * if it does not parse), the stage it is at and, for a new account, the
+ * results the stages before that one hand on (the bucket's; from iam on the
+ * report's too). */
+void ob_test_handoff_init(ob_stage_msg_t *m, const char *request_json, ob_stage_t stage);
+/* The iam stage's result in m: the Billing Engine role's stack
+ * (billing-engine-access) with this id, role and ExternalId. */
+void ob_test_handoff_stack(ob_stage_msg_t *m, const char *stack_id, const char *role_arn,
+                           const char *external_id);
+/* Record one attempt at stage s by `worker` in m's trace, started and
+ * finished at these times (NULL: now). */
+void ob_test_handoff_trace(ob_stage_msg_t *m, ob_stage_t s, const char *worker,
+                           const char *started_at, const char *finished_at);
+/* m as JSON, as the codec writes it (malloc'd; the test fails if it cannot
+ * be written); clears m. */
+char *ob_test_handoff_json(ob_stage_msg_t *m);
+/* Parse a hand-off a worker produced (as a collector keeps it) into m (the
+ * test fails, naming `who`, if it is not one); ob_stage_msg_clear(m) after. */
+void ob_test_handoff_parse(const json_t *msg, ob_stage_msg_t *m, const char *who);
+
+/* ---- the Billing Engine's side ---- */
+
+#define OB_TEST_SIGNATURE_LEN 80
+/* The X-Onboard-Signature a Billing Engine expects of a POST, computed as
+ * the receiver does: "v1=" and the hex HMAC-SHA256, keyed with secret, of
+ * ts "." body. */
+void ob_test_billing_signature(const char *secret, const char *ts, const void *body, size_t len,
+                               char out[OB_TEST_SIGNATURE_LEN]);
+
+/* ---- the simulator in process, and the project's AWS client for it ---- */
+
+#include "ob_aws.h"
+#include "ob_credsrc.h"
+
+struct sim_s;
+struct sim_opts_s;
+
+/* What the simulator's unit tests drive it with; all of it the fixture's. */
+typedef struct ob_test_simfx_s {
+    ob_loop_t *loop;
+    struct sim_s *sim;
+    ob_http_t *http;
+    ob_aws_t *aws;        /* AWS_ENDPOINT_URL: the simulator; AWS_REGION: region */
+    ob_credsrc_t *mgmt;   /* the management account's static keys */
+    ob_credsrc_t *member; /* member_role assumed with mgmt (NULL when none was asked) */
+    char endpoint[64];    /* http://127.0.0.1:PORT */
+    const char *region;   /* borrowed */
+} ob_test_simfx_t;
+
+/* Start a simulator with these options on f->loop (made first when NULL) and
+ * a client for it (one attempt per call; ho: the HTTP client's options, NULL
+ * for the defaults); with member_role, f->member assumes it (session "test",
+ * STS in us-east-1). The test fails if any of it cannot start. */
+void ob_test_simfx_start(ob_test_simfx_t *f, const struct sim_opts_s *so, const char *region,
+                         const ob_http_opts_t *ho, const char *member_role);
+/* Free the client and the simulator, and the loop unless keep_loop. */
+void ob_test_simfx_stop(ob_test_simfx_t *f, int keep_loop);
+
 /* ---- worker integration tests ---- */
 
 /* The value of `name` in a {name, value} table ending with {NULL, NULL}, or NULL:

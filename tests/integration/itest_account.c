@@ -26,21 +26,18 @@
  *     new one is in place (billing data is never delivered twice), and the
  *     new connection gets a key of its own.
  */
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "harness.h"
 #include "ob_kafka.h"
 #include "ob_log.h"
 #include "ob_worker.h"
 #include "sim.h"
 #include "stages.h"
-#include "testutil.h"
 
 #define MGMT_ROOT "arn:aws:iam::111111111111:root"
 #define NTWICE    10 /* members 1..10: enqueued twice */
@@ -49,102 +46,43 @@
 #define MIDWAY    25 /* member 25: a second request while the first is at iam */
 #define MOVED     35 /* member 35: another region */
 
-static const char *brokers;
-static int redis_port;
-static char prefix[64];
-static char sim_url[64];
-static const char *inflight_max; /* OB_INFLIGHT_MAX (NULL: the default) */
-
-static const char *env_get(const char *name, void *ctx)
-{
-    static char port_s[16];
-    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},         {"OB_REDIS_PORT", port_s},
-                           {"OB_BILLING_PRINCIPAL", MGMT_ROOT}, {"OB_STACK_POLL", "100ms"},
-                           {"OB_CONNECT_RETRIES", "3"},         {"OB_CONNECT_RETRY_WAIT", "200ms"},
-                           {"OB_INFLIGHT_MAX", inflight_max},   {NULL, NULL}};
-    snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    const char *v = ob_test_kv_lookup(kv, name);
-    return v ? v : ob_test_sim_env(name, sim_url);
-}
-
-typedef struct out_s {
-    json_t *events; /* account -> [event...] in the order seen */
-    json_t *dlq;    /* account -> [record...] */
-    int raw;
-} out_t;
-
-static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
-{
-    out_t *o = arg;
-    const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
-    char key[64];
-    snprintf(key, sizeof(key), "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
-    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
-    json_t *map = !strcmp(t, "connected") ? o->events : o->dlq;
-    if (!json_object_get(map, key))
-        json_object_set_new(map, key, json_array());
-    json_array_append_new(json_object_get(map, key), j ? j : json_null());
-    if (map == o->events)
-        o->raw++;
-    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
-}
+static ob_test_harness_t H;
 
 /* Requests in one go: request i of n for account member[i] in region,
  * with extra members (",\"bucket\":..." or ""). */
-static void produce_in(ob_loop_t *loop, const int *member, const char *const *rid,
-                       const char *const *extra, int n, const char *region)
+static void produce_in(const int *member, const char *const *rid, const char *const *extra, int n,
+                       const char *region)
 {
-    ob_cfg_kv_t kv = {0};
-    ob_test_kafka_defaults(&kv, brokers);
-    ob_kproducer_opts_t po = {.kafka = &kv};
-    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
-    char topic[128], body[1024], acct[16];
-    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    ob_test_producer_t *p = ob_test_producer(&H);
+    char acct[16];
     for (int i = 0; i < n; i++) {
         ob_test_member_account(member[i], acct);
-        snprintf(body, sizeof(body),
-                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%s%s\",\"account_id\":\"%s\","
-                 "\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"%s\",\"role_arn\":"
-                 "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"%s}",
-                 prefix, rid[i], acct, region, acct, extra[i]);
-        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
-                                           body, strlen(body), NULL, NULL, NULL, 0),
-                         OB_OK);
+        ob_test_req_t rq = {.rid = rid[i], .account = acct, .region = region, .extra = extra[i]};
+        ob_test_send_request(p, &rq);
     }
-    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
-    ob_kproducer_free(p);
-    ob_cfg_kv_free(&kv);
+    ob_test_producer_done(p);
 }
 
-static void produce(ob_loop_t *loop, const int *member, const char *const *rid,
-                    const char *const *extra, int n)
+static void produce(const int *member, const char *const *rid, const char *const *extra, int n)
 {
-    produce_in(loop, member, rid, extra, n, "eu-west-1");
+    produce_in(member, rid, extra, n, "eu-west-1");
 }
 
+/* The four stage workers on one loop and an auditor of what they announce. */
 typedef struct fleet_s {
-    ob_loop_t *loop;
-    sim_t *sim;
-    ob_config_t cfg;
     ob_worker_t *w[4];
-    ob_kconsumer_t *auditor;
-    ob_cfg_kv_t kv;
-    out_t out;
-    redisContext *rc;
+    ob_test_out_t *out; /* connected and dlq */
+    json_t *events;     /* account -> [event...] in the order seen */
+    json_t *dlq;        /* account -> [record...] */
 } fleet_t;
 
-static char *state_field(fleet_t *f, int member, const char *field)
+/* Connected events seen (raw: a redelivered one counts again). */
+static int raw_events(const fleet_t *f)
 {
-    char acct[16];
-    ob_test_member_account(member, acct);
-    redisReply *r = redisCommand(f->rc, "HGET ob:{%s}:state %s", acct, field);
-    char *v = strdup(r && r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
-    return v;
+    return ob_test_out_seen(f->out, "connected");
 }
 
 typedef struct wait_state_s {
-    fleet_t *f;
     const int *member;
     int n;
     const char *field, *want_prefix; /* want: prefix + this suffix */
@@ -155,11 +93,10 @@ typedef struct wait_state_s {
 static int states_are(void *arg)
 {
     wait_state_t *ws = arg;
-    for (int i = 0; i < 4; i++)
-        if (!ob_test_worker_idle(ws->f->w[i]))
-            return 0;
+    if (!ob_test_workers_idle(&H))
+        return 0;
     for (int i = 0; i < ws->n; i++) {
-        char *v = state_field(ws->f, ws->member[i], ws->field);
+        char *v = ob_test_member_state(&H, ws->member[i], ws->field);
         char want[256];
         snprintf(want, sizeof(want), "%s%s", ws->want_prefix, ws->want[i]);
         int ok = !strcmp(v, want);
@@ -170,13 +107,14 @@ static int states_are(void *arg)
     return 1;
 }
 
-static void wait_states(fleet_t *f, const int *member, int n, const char *field,
-                        const char *want_prefix, const char *const *want)
+static void wait_states(const int *member, int n, const char *field, const char *want_prefix,
+                        const char *const *want)
 {
-    wait_state_t ws = {f, member, n, field, want_prefix, want};
-    if (!ob_test_run_until(f->loop, states_are, &ws, 120000)) {
+    wait_state_t ws = {member, n, field, want_prefix, want};
+    if (!ob_test_run_until(H.loop, states_are, &ws, 120000)) {
         for (int i = 0; i < n; i++) {
-            char *v = state_field(f, member[i], field), *st = state_field(f, member[i], "status");
+            char *v = ob_test_member_state(&H, member[i], field),
+                 *st = ob_test_member_state(&H, member[i], "status");
             printf("member %d: %s=%s (want %s%s), status %s\n", member[i], field, v, want_prefix,
                    want[i], st);
             free(v);
@@ -189,73 +127,25 @@ static void wait_states(fleet_t *f, const int *member, int n, const char *field,
 static void fleet_start(fleet_t *f)
 {
     memset(f, 0, sizeof(*f));
-    snprintf(prefix, sizeof(prefix), "ita%ld%d.", (long)time(NULL) % 100000, (int)getpid());
-    f->loop = ob_loop_new(NULL, 0);
-    char err[512];
+    ob_test_new_prefix(&H, "ita");
     const char *lat[] = {"cloudformation.stack_create=300ms", "cloudformation.stack_update=300ms",
                          "cloudformation.stack_delete=200ms", NULL};
     sim_opts_t so = {.profile = "instant", .org_accounts = 40, .random_seed = 9, .latency = lat};
-    f->sim = sim_new(f->loop, &so, err, sizeof(err));
-    assert_non_null(f->sim);
-    ob_test_forget_members(redis_port, 1, so.org_accounts);
-    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(f->sim));
-    assert_int_equal(ob_config_load(&f->cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
-    ob_test_kafka_defaults(&f->cfg.kafka, brokers);
+    ob_test_begin(&H, &so);
+    ob_test_forget_members(H.redis_port, 1, so.org_accounts);
     const ob_stage_ops_t *stages[] = {&ob_stage_bucket, &ob_stage_cur, &ob_stage_iam,
                                       &ob_stage_connect};
-    for (int s = 0; s < 4; s++) {
-        ob_worker_opts_t wo = {.stage = stages[s],
-                               .config = &f->cfg,
-                               .name = stages[s]->name,
-                               .lock_ttl_ms = 10000,
-                               .shutdown_ms = 5000,
-                               .getenv_fn = env_get};
-        f->w[s] = ob_worker_new(f->loop, &wo, err, sizeof(err));
-        if (!f->w[s])
-            fail_msg("worker %s: %s", stages[s]->name, err);
-    }
-    f->out.events = json_object();
-    f->out.dlq = json_object();
-    ob_test_kafka_defaults(&f->kv, brokers);
-    static char tc[128], td[128], group[160];
-    snprintf(tc, sizeof(tc), "%sconnected", prefix);
-    snprintf(td, sizeof(td), "%sdlq", prefix);
-    snprintf(group, sizeof(group), "%sauditor", prefix);
-    static const char *topics[2];
-    topics[0] = tc;
-    topics[1] = td;
-    ob_kconsumer_opts_t co = {.group_id = group,
-                              .topics = topics,
-                              .ntopics = 2,
-                              .kafka = &f->kv,
-                              .on_message = on_out,
-                              .arg = &f->out};
-    f->auditor = ob_kconsumer_new(f->loop, &co, err, sizeof(err));
-    assert_non_null(f->auditor);
-    f->rc = redisConnect("127.0.0.1", redis_port);
-    assert_true(f->rc && !f->rc->err);
-}
-
-static void fleet_stop(fleet_t *f)
-{
-    ob_kconsumer_close(f->auditor);
-    ob_kconsumer_free(f->auditor);
-    for (int i = 0; i < 4; i++) {
-        ob_worker_stop(f->w[i]);
-        ob_worker_run(f->w[i]);
-        ob_worker_free(f->w[i]);
-    }
-    ob_cfg_kv_free(&f->kv);
-    json_decref(f->out.events);
-    json_decref(f->out.dlq);
-    redisFree(f->rc);
-    sim_free(f->sim);
-    ob_config_free(&f->cfg);
-    ob_loop_free(f->loop);
+    for (int s = 0; s < 4; s++)
+        f->w[s] = ob_test_worker(&H, stages[s], NULL, 5000);
+    ob_test_out_opts_t oo = {.group = "auditor", .topics = {"connected", "dlq"}};
+    f->out = ob_test_out_new(&H, &oo);
+    f->events = ob_test_out_map(f->out, "connected");
+    f->dlq = ob_test_out_map(f->out, "dlq");
+    ob_test_redis(&H);
 }
 
 /* Calls that change something in AWS, made so far (all accounts). */
-static long long mutations(fleet_t *f)
+static long long mutations(void)
 {
     static const char *const ops[] = {"s3.CreateBucket",
                                       "s3.PutBucketPolicy",
@@ -269,16 +159,15 @@ static long long mutations(fleet_t *f)
                                       "cloudformation.UpdateStack",
                                       "cloudformation.DeleteStack",
                                       NULL};
-    json_t *counts = sim_section(f->sim, "counts");
     long long n = 0;
     for (int i = 0; ops[i]; i++)
-        n += json_integer_value(json_object_get(counts, ops[i]));
+        n += ob_test_sim_count(H.sim, ops[i]);
     return n;
 }
 
 static void events_have_distinct_keys(fleet_t *f, const char *acct)
 {
-    json_t *evs = json_object_get(f->out.events, acct), *ev;
+    json_t *evs = json_object_get(f->events, acct), *ev;
     json_t *keys = json_object();
     size_t i;
     json_array_foreach(evs, i, ev)
@@ -293,28 +182,22 @@ static void events_have_distinct_keys(fleet_t *f, const char *acct)
 }
 
 typedef struct want_events_s {
-    out_t *o;
+    fleet_t *f;
     int n;
 } want_events_t;
 
 static int events_seen(void *arg)
 {
     want_events_t *w = arg;
-    return w->o->raw >= w->n;
+    return raw_events(w->f) >= w->n;
 }
 
 /* The auditor has seen n events (they are committed after the states). */
 static void wait_events(fleet_t *f, int n)
 {
-    want_events_t w = {&f->out, n};
-    if (!ob_test_run_until(f->loop, events_seen, &w, 30000))
-        fail_msg("%d connected events seen, %d expected", f->out.raw, n);
-}
-
-static int never(void *arg)
-{
-    (void)arg;
-    return 0;
+    want_events_t w = {f, n};
+    if (!ob_test_run_until(H.loop, events_seen, &w, 30000))
+        fail_msg("%d connected events seen, %d expected", raw_events(f), n);
 }
 
 static void test_enqueued_twice(void **state)
@@ -330,45 +213,45 @@ static void test_enqueued_twice(void **state)
         rid[i] = rbuf[i];
         extra[i] = "";
     }
-    produce(f.loop, member, rid, extra, NTWICE);
-    wait_states(&f, member, NTWICE, "connected_request", prefix, rid);
+    produce(member, rid, extra, NTWICE);
+    wait_states(member, NTWICE, "connected_request", H.prefix, rid);
     wait_events(&f, NTWICE);
-    long long made = mutations(&f);
-    assert_int_equal(f.out.raw, NTWICE);
+    long long made = mutations();
+    assert_int_equal(raw_events(&f), NTWICE);
 
     /* The same rows again, as a second `onboardctl enqueue` sends them. */
     for (int i = 0; i < NTWICE; i++) {
         snprintf(ibuf[i], sizeof(ibuf[i]), "second-%d", i + 1);
         ids[i] = ibuf[i];
     }
-    produce(f.loop, member, ids, extra, NTWICE);
+    produce(member, ids, extra, NTWICE);
     const char *unchanged[NTWICE];
     for (int i = 0; i < NTWICE; i++)
         unchanged[i] = "unchanged";
-    wait_states(&f, member, NTWICE, "outcome", "", unchanged);
-    ob_test_run_until(f.loop, never, NULL, 1000); /* anything late would show now */
+    wait_states(member, NTWICE, "outcome", "", unchanged);
+    ob_test_run_for(H.loop, 1000); /* anything late would show now */
     printf("enqueued twice: %d connected events for %d accounts, %lld AWS changes the first "
            "time, %lld the second\n",
-           f.out.raw, NTWICE, made, mutations(&f) - made);
-    assert_int_equal(f.out.raw, NTWICE);
-    assert_int_equal(mutations(&f), made);
+           raw_events(&f), NTWICE, made, mutations() - made);
+    assert_int_equal(raw_events(&f), NTWICE);
+    assert_int_equal(mutations(), made);
     for (int i = 0; i < NTWICE; i++) {
         char acct[16];
         ob_test_member_account(member[i], acct);
-        assert_int_equal(json_array_size(json_object_get(f.out.events, acct)), 1);
-        char *v = state_field(&f, member[i], "request_id");
+        assert_int_equal(json_array_size(json_object_get(f.events, acct)), 1);
+        char *v = ob_test_member_state(&H, member[i], "request_id");
         char want[96];
-        snprintf(want, sizeof(want), "%s%s", prefix, ids[i]);
+        snprintf(want, sizeof(want), "%s%s", H.prefix, ids[i]);
         assert_string_equal(v, want);
         free(v);
-        v = state_field(&f, member[i], "status");
+        v = ob_test_member_state(&H, member[i], "status");
         assert_string_equal(v, "connected");
         free(v);
     }
     ob_worker_stats_t st;
     ob_worker_get_stats(f.w[0], &st);
     assert_int_equal(st.unchanged, NTWICE);
-    fleet_stop(&f);
+    ob_test_end(&H);
 }
 
 static void test_many_requests_one_account(void **state)
@@ -387,31 +270,32 @@ static void test_many_requests_one_account(void **state)
         rid[i] = rbuf[i];
         extra[i] = ebuf[i];
     }
-    produce(f.loop, member, rid, extra, MANY);
+    produce(member, rid, extra, MANY);
     const char *last[] = {rid[MANY - 1]};
-    wait_states(&f, member, 1, "connected_request", prefix, last);
+    wait_states(member, 1, "connected_request", H.prefix, last);
     wait_events(&f, 1);
-    ob_test_run_until(f.loop, never, NULL, 1000);
+    ob_test_run_for(H.loop, 1000);
 
     char want_bucket[64];
     snprintf(want_bucket, sizeof(want_bucket), "cur-%s-%d", acct, MANY);
-    char *bucket = state_field(&f, MANY, "bucket"),
-         *superseded = state_field(&f, MANY, "superseded");
-    char *old = state_field(&f, MANY, "old_buckets"), *status = state_field(&f, MANY, "status");
+    char *bucket = ob_test_member_state(&H, MANY, "bucket"),
+         *superseded = ob_test_member_state(&H, MANY, "superseded");
+    char *old = ob_test_member_state(&H, MANY, "old_buckets"),
+         *status = ob_test_member_state(&H, MANY, "status");
     printf("20 requests: %zu connected events; superseded: %s; old buckets: %s\n",
-           json_array_size(json_object_get(f.out.events, acct)), superseded, old);
+           json_array_size(json_object_get(f.events, acct)), superseded, old);
     assert_string_equal(status, "connected");
     assert_string_equal(bucket, want_bucket);
     /* Every earlier request is named as superseded. */
     for (int i = 0; i < MANY - 1; i++) {
         char name[96];
-        snprintf(name, sizeof(name), "%s%s", prefix, rid[i]);
+        snprintf(name, sizeof(name), "%s%s", H.prefix, rid[i]);
         if (!ob_list_has(superseded, name))
             fail_msg("%s is not listed as superseded (%s)", name, superseded);
     }
     /* Buckets earlier requests made are kept and listed; no other bucket
      * of the account exists. */
-    json_t *buckets = sim_section(f.sim, "buckets");
+    json_t *buckets = sim_section(H.sim, "buckets");
     const char *name;
     json_t *b;
     int made = 0;
@@ -425,33 +309,26 @@ static void test_many_requests_one_account(void **state)
     }
     assert_true(json_object_get(buckets, want_bucket) != NULL);
     /* One report, pointing at the newest bucket; one live stack. */
-    json_t *reports = json_object_get(sim_section(f.sim, "reports"), acct);
+    json_t *reports = json_object_get(sim_section(H.sim, "reports"), acct);
     assert_int_equal(json_object_size(reports), 1);
     json_t *rep = json_object_get(reports, "billing-engine-cur");
     assert_non_null(rep);
     assert_string_equal(json_string_value(json_object_get(rep, "S3Bucket")), want_bucket);
-    int live = 0;
-    json_object_foreach(sim_section(f.sim, "stacks"), name, b)
-    {
-        const char *s = json_string_value(json_object_get(b, "StackStatus"));
-        if (strstr(name, acct) && s && !strstr(s, "DELETE"))
-            live++;
-    }
-    assert_int_equal(live, 1);
+    assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 1);
     /* The last event announces the newest bucket; no key twice. */
-    json_t *evs = json_object_get(f.out.events, acct);
+    json_t *evs = json_object_get(f.events, acct);
     assert_true(json_array_size(evs) >= 1);
     json_t *ev = json_array_get(evs, json_array_size(evs) - 1);
     assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "report"), "bucket")),
                         want_bucket);
     events_have_distinct_keys(&f, acct);
-    assert_int_equal(json_object_size(f.out.dlq), 0);
+    assert_int_equal(json_object_size(f.dlq), 0);
     printf("20 requests: %d buckets made\n", made);
     free(bucket);
     free(superseded);
     free(old);
     free(status);
-    fleet_stop(&f);
+    ob_test_end(&H);
 }
 
 static void test_superseded_midway(void **state)
@@ -462,35 +339,36 @@ static void test_superseded_midway(void **state)
     ob_test_member_account(MIDWAY, acct);
     int member[] = {MIDWAY};
     const char *x[] = {"midway-x"}, *ex[] = {",\"bucket\":{\"name\":\"cur-x-midway\"}"};
-    produce(f.loop, member, x, ex, 1);
+    produce(member, x, ex, 1);
     /* The stack takes 300 ms: look at the record only. */
     for (int i = 0; i < 3000; i++) {
-        char *v = state_field(&f, MIDWAY, "stage");
+        char *v = ob_test_member_state(&H, MIDWAY, "stage");
         int there = !strcmp(v, "iam");
         free(v);
         if (there)
             break;
-        ob_test_run_until(f.loop, never, NULL, 10);
+        ob_test_run_for(H.loop, 10);
     }
     const char *y[] = {"midway-y"}, *ey[] = {",\"bucket\":{\"name\":\"cur-y-midway\"}"};
-    produce(f.loop, member, y, ey, 1);
-    wait_states(&f, member, 1, "connected_request", prefix, y);
+    produce(member, y, ey, 1);
+    wait_states(member, 1, "connected_request", H.prefix, y);
     wait_events(&f, 1);
-    ob_test_run_until(f.loop, never, NULL, 1500);
-    char *sup = state_field(&f, MIDWAY, "superseded"),
-         *old = state_field(&f, MIDWAY, "old_buckets");
+    ob_test_run_for(H.loop, 1500);
+    char *sup = ob_test_member_state(&H, MIDWAY, "superseded"),
+         *old = ob_test_member_state(&H, MIDWAY, "old_buckets");
     char xname[96];
-    snprintf(xname, sizeof(xname), "%smidway-x", prefix);
-    printf("superseded midway: %d events; superseded %s; old buckets %s\n", f.out.raw, sup, old);
+    snprintf(xname, sizeof(xname), "%smidway-x", H.prefix);
+    printf("superseded midway: %d events; superseded %s; old buckets %s\n", raw_events(&f), sup,
+           old);
     assert_true(ob_list_has(sup, xname));
     assert_true(ob_list_has(old, "cur-x-midway"));
-    assert_non_null(json_object_get(sim_section(f.sim, "buckets"), "cur-x-midway")); /* kept */
-    json_t *reports = json_object_get(sim_section(f.sim, "reports"), acct);
+    assert_non_null(json_object_get(sim_section(H.sim, "buckets"), "cur-x-midway")); /* kept */
+    json_t *reports = json_object_get(sim_section(H.sim, "reports"), acct);
     assert_int_equal(json_object_size(reports), 1);
     assert_string_equal(json_string_value(json_object_get(
                             json_object_get(reports, "billing-engine-cur"), "S3Bucket")),
                         "cur-y-midway");
-    assert_int_equal(f.out.raw, 1);
+    assert_int_equal(raw_events(&f), 1);
     ob_worker_stats_t st;
     int superseded = 0;
     for (int i = 1; i < 4; i++) {
@@ -500,7 +378,7 @@ static void test_superseded_midway(void **state)
     assert_int_equal(superseded, 1); /* x's hand-off from iam, stopped at connect */
     free(sup);
     free(old);
-    fleet_stop(&f);
+    ob_test_end(&H);
 }
 
 static void test_region_moved(void **state)
@@ -511,14 +389,14 @@ static void test_region_moved(void **state)
     ob_test_member_account(MOVED, acct);
     int member[] = {MOVED};
     const char *a[] = {"region-a"}, *none[] = {""};
-    produce_in(f.loop, member, a, none, 1, "us-east-1");
-    wait_states(&f, member, 1, "connected_request", prefix, a);
+    produce_in(member, a, none, 1, "us-east-1");
+    wait_states(member, 1, "connected_request", H.prefix, a);
     wait_events(&f, 1);
     const char *b[] = {"region-b"};
-    produce_in(f.loop, member, b, none, 1, "eu-west-1");
-    wait_states(&f, member, 1, "connected_request", prefix, b);
+    produce_in(member, b, none, 1, "eu-west-1");
+    wait_states(member, 1, "connected_request", H.prefix, b);
     wait_events(&f, 2);
-    json_t *evs = json_object_get(f.out.events, acct);
+    json_t *evs = json_object_get(f.events, acct);
     json_t *ea1 = json_array_get(evs, 0), *eb1 = json_array_get(evs, 1);
     events_have_distinct_keys(&f, acct);
     /* The same role and ExternalId: what the Billing Engine knows stays. */
@@ -528,20 +406,10 @@ static void test_region_moved(void **state)
                         json_string_value(json_object_get(eb1, "external_id")));
     assert_non_null(strstr(json_string_value(json_object_get(eb1, "stack_id")), ":eu-west-1:"));
     /* One live stack, in the new region. */
-    const char *name;
-    json_t *st;
-    int live = 0;
-    json_object_foreach(sim_section(f.sim, "stacks"), name, st)
-    {
-        const char *s = json_string_value(json_object_get(st, "StackStatus"));
-        if (strstr(name, acct) && s && !strstr(s, "DELETE")) {
-            live++;
-            assert_non_null(strstr(name, ":eu-west-1:"));
-        }
-    }
-    assert_int_equal(live, 1);
+    assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 1);
+    assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, ":eu-west-1:"), 1);
     /* One report, on the new region's bucket; the old bucket kept, listed. */
-    json_t *reports = json_object_get(sim_section(f.sim, "reports"), acct);
+    json_t *reports = json_object_get(sim_section(H.sim, "reports"), acct);
     assert_int_equal(json_object_size(reports), 1);
     json_t *rep = json_object_get(reports, "billing-engine-cur");
     char want[64], old_name[64];
@@ -549,19 +417,14 @@ static void test_region_moved(void **state)
     snprintf(old_name, sizeof(old_name), "billing-cur-%s-us-east-1", acct);
     assert_string_equal(json_string_value(json_object_get(rep, "S3Bucket")), want);
     assert_string_equal(json_string_value(json_object_get(rep, "S3Region")), "eu-west-1");
-    char *old = state_field(&f, MOVED, "old_buckets");
+    char *old = ob_test_member_state(&H, MOVED, "old_buckets");
     assert_true(ob_list_has(old, old_name));
     free(old);
-    assert_int_equal(json_object_size(f.out.dlq), 0);
-    fleet_stop(&f);
+    assert_int_equal(json_object_size(f.dlq), 0);
+    ob_test_end(&H);
 }
 
 #define NBATCH 40 /* members 1..40: the Redis trouble batches */
-
-typedef struct first_event_s {
-    out_t *o;
-    int n;
-} first_event_t;
 
 /* The batch of members 1..NBATCH, with request ids tag-i. */
 static void produce_batch(fleet_t *f, const char *tag, int *member, const char **rid,
@@ -574,7 +437,7 @@ static void produce_batch(fleet_t *f, const char *tag, int *member, const char *
         rid[i] = rbuf[i];
         extra[i] = "";
     }
-    produce(f->loop, member, rid, extra, NBATCH);
+    produce(member, rid, extra, NBATCH);
 }
 
 /* Every record there is true: connected, by its own request, under the key
@@ -585,19 +448,19 @@ static int records_true(fleet_t *f, const int *member, const char *const *rid)
     for (int i = 0; i < NBATCH; i++) {
         char acct[16], want[96];
         ob_test_member_account(member[i], acct);
-        json_t *evs = json_object_get(f->out.events, acct);
+        json_t *evs = json_object_get(f->events, acct);
         if (json_array_size(evs) < 1)
             fail_msg("account %s: no connected event", acct);
         events_have_distinct_keys(f, acct);
-        char *status = state_field(f, member[i], "status");
+        char *status = ob_test_member_state(&H, member[i], "status");
         if (!status[0]) {
             missing++;
             free(status);
             continue;
         }
-        char *key = state_field(f, member[i], "idempotency_key");
-        char *by = state_field(f, member[i], "connected_request");
-        snprintf(want, sizeof(want), "%s%s", prefix, rid[i]);
+        char *key = ob_test_member_state(&H, member[i], "idempotency_key");
+        char *by = ob_test_member_state(&H, member[i], "connected_request");
+        snprintf(want, sizeof(want), "%s%s", H.prefix, rid[i]);
         if (strcmp(status, "connected") != 0 || strcmp(by, want) != 0 ||
             strcmp(key, json_string_value(
                             json_object_get(json_array_get(evs, 0), "idempotency_key"))) != 0)
@@ -625,7 +488,7 @@ static int ctl(fleet_t *f, const char *cmd, char *out, size_t n)
     char line[512];
     snprintf(line, sizeof(line),
              "OB_TOPIC_PREFIX='%s' OB_REDIS_PORT=%d OB_KAFKA_BOOTSTRAP_SERVERS='%s' '%s' %s 2>&1",
-             prefix, redis_port, brokers, OB_ONBOARDCTL, cmd);
+             H.prefix, H.redis_port, H.brokers, OB_ONBOARDCTL, cmd);
     FILE *p = popen(line, "r");
     assert_non_null(p);
     out[0] = '\0';
@@ -646,7 +509,8 @@ static int ctl(fleet_t *f, const char *cmd, char *out, size_t n)
 static void test_redis_stopped(void **state)
 {
     fleet_t f;
-    inflight_max = "4"; /* the batch in waves: most accounts are mid-way at any time */
+    ob_test_set(&H, "OB_INFLIGHT_MAX",
+                "4"); /* the batch in waves: most accounts are mid-way at any time */
     fleet_start(&f);
     int member[NBATCH];
     const char *rid[NBATCH];
@@ -654,52 +518,44 @@ static void test_redis_stopped(void **state)
     produce_batch(&f, "stopped", member, rid, rbuf);
     wait_events(&f, 1);
     /* Accounts are at connect (and earlier): Redis goes away for 8 s. */
-    redisFree(f.rc);
+    ob_test_redis_close(&H);
     run_services("stop-redis");
-    ob_test_run_until(f.loop, never, NULL, 8000);
+    ob_test_run_for(H.loop, 8000);
     run_services("start-redis");
-    f.rc = redisConnect("127.0.0.1", redis_port);
-    assert_true(f.rc && !f.rc->err);
-    wait_states(&f, member, NBATCH, "connected_request", prefix, rid);
+    ob_test_redis(&H);
+    wait_states(member, NBATCH, "connected_request", H.prefix, rid);
     wait_events(&f, NBATCH);
-    ob_test_run_until(f.loop, never, NULL, 1000);
-    printf("Redis stopped 8 s: %d events for %d accounts\n", f.out.raw, NBATCH);
+    ob_test_run_for(H.loop, 1000);
+    printf("Redis stopped 8 s: %d events for %d accounts\n", raw_events(&f), NBATCH);
     assert_int_equal(records_true(&f, member, rid), 0);
-    assert_int_equal(f.out.raw, NBATCH);
-    fleet_stop(&f);
-    inflight_max = NULL;
+    assert_int_equal(raw_events(&f), NBATCH);
+    ob_test_end(&H);
+    ob_test_set(&H, "OB_INFLIGHT_MAX", NULL);
 }
 
 static void test_flushall_midbatch(void **state)
 {
     fleet_t f;
-    inflight_max = "4";
+    ob_test_set(&H, "OB_INFLIGHT_MAX", "4");
     fleet_start(&f);
     int member[NBATCH];
     const char *rid[NBATCH];
     char rbuf[NBATCH][32];
     produce_batch(&f, "flushed", member, rid, rbuf);
     wait_events(&f, 1);
-    int before = f.out.raw;
-    redisReply *r = redisCommand(f.rc, "FLUSHALL");
+    int before = raw_events(&f);
+    redisReply *r = redisCommand(ob_test_redis(&H), "FLUSHALL");
     assert_non_null(r);
     freeReplyObject(r);
     wait_events(&f, NBATCH);
     /* Whatever was in flight finishes with a record again. */
-    for (int i = 0; i < 600; i++) {
-        int idle = 1;
-        for (int k = 0; k < 4; k++)
-            idle &= ob_test_worker_idle(f.w[k]);
-        if (idle)
-            break;
-        ob_test_run_until(f.loop, never, NULL, 100);
-    }
-    ob_test_run_until(f.loop, never, NULL, 1000);
+    ob_test_run_until(H.loop, ob_test_workers_idle, &H, 60000);
+    ob_test_run_for(H.loop, 1000);
     int missing = records_true(&f, member, rid);
     printf("FLUSHALL after %d of %d events: %d events in all, %d accounts without a record "
            "(connected before the flush)\n",
-           before, NBATCH, f.out.raw, missing);
-    assert_int_equal(f.out.raw, NBATCH);
+           before, NBATCH, raw_events(&f), missing);
+    assert_int_equal(raw_events(&f), NBATCH);
     /* Only accounts whose event was out before the flush may have lost
      * their record; none is left saying an earlier stage. */
     assert_true(missing <= before);
@@ -725,8 +581,8 @@ static void test_flushall_midbatch(void **state)
     assert_int_equal(rc, 0);
     snprintf(want, sizeof(want), "%d accounts agree with the topics, 0 differ", NBATCH);
     assert_non_null(strstr(out, want));
-    fleet_stop(&f);
-    inflight_max = NULL;
+    ob_test_end(&H);
+    ob_test_set(&H, "OB_INFLIGHT_MAX", NULL);
 }
 
 static void test_report_renamed(void **state)
@@ -737,31 +593,35 @@ static void test_report_renamed(void **state)
     ob_test_member_account(RENAMED, acct);
     int member[] = {RENAMED};
     const char *a[] = {"named-a"}, *ea[] = {",\"report\":{\"name\":\"cur-a\"}"};
-    produce(f.loop, member, a, ea, 1);
-    wait_states(&f, member, 1, "connected_request", prefix, a);
+    produce(member, a, ea, 1);
+    wait_states(member, 1, "connected_request", H.prefix, a);
     const char *b[] = {"named-b"}, *eb[] = {",\"report\":{\"name\":\"cur-b\"}"};
-    produce(f.loop, member, b, eb, 1);
-    wait_states(&f, member, 1, "connected_request", prefix, b);
+    produce(member, b, eb, 1);
+    wait_states(member, 1, "connected_request", H.prefix, b);
     wait_events(&f, 2);
-    json_t *reports = json_object_get(sim_section(f.sim, "reports"), acct);
+    json_t *reports = json_object_get(sim_section(H.sim, "reports"), acct);
     assert_int_equal(json_object_size(reports), 1);
     assert_non_null(json_object_get(reports, "cur-b"));
-    char *retired = state_field(&f, RENAMED, "retired_reports");
+    char *retired = ob_test_member_state(&H, RENAMED, "retired_reports");
     assert_string_equal(retired, "cur-a");
     free(retired);
-    json_t *evs = json_object_get(f.out.events, acct);
+    json_t *evs = json_object_get(f.events, acct);
     assert_int_equal(json_array_size(evs), 2);
     events_have_distinct_keys(&f, acct);
     assert_string_equal(json_string_value(json_object_get(
                             json_object_get(json_array_get(evs, 1), "report"), "name")),
                         "cur-b");
-    fleet_stop(&f);
+    ob_test_end(&H);
 }
 
 int main(void)
 {
-    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
-    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    ob_test_harness_init(&H, "ita");
+    ob_test_set(&H, "OB_BILLING_PRINCIPAL", MGMT_ROOT);
+    ob_test_set(&H, "OB_STACK_POLL", "100ms");
+    ob_test_set(&H, "OB_CONNECT_RETRIES", "3");
+    ob_test_set(&H, "OB_CONNECT_RETRY_WAIT", "200ms");
+    ob_test_set(&H, "OB_INFLIGHT_MAX", NULL); /* the default, but for the Redis trouble batches */
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enqueued_twice),    cmocka_unit_test(test_many_requests_one_account),

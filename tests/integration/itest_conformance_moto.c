@@ -47,7 +47,6 @@
  * OB_TEST_REQUIRE_SERVICES=1 makes that a failure. OB_TEST_LOG_LEVEL=info
  * (or debug) shows the workers' logs.
  */
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,12 +54,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "ob_kafka.h"
 #include "ob_log.h"
 #include "ob_worker.h"
 #include "sim.h"
 #include "stages.h"
-#include "testutil.h"
 
 #define NNEW       12
 #define NEXISTING  4
@@ -76,53 +75,13 @@
 #define SCRIPT            OB_FIXTURES "/../clients/conformance_moto.py"
 #define TEMPLATE          OB_FIXTURES "/../../workers/templates/billing-engine-role.json"
 
-static const char *brokers;
+static ob_test_harness_t H;
 static const char *moto_url;
-static int redis_port;
-static char prefix[64];
-static char sim_url[64];
 static unsigned long long account_base;
 static char workdir[64];
 
-typedef struct env_ctx_s {
-    int cur; /* the cur worker: STS from awssim, the AWS that serves CUR */
-} env_ctx_t;
-
-static const char *env_get(const char *name, void *ctx)
-{
-    static char port_s[16];
-    const env_ctx_t *e = ctx;
-    const char *kv[][2] = {{"AWS_ENDPOINT_URL_S3", moto_url},
-                           {"AWS_ENDPOINT_URL_STS", e && e->cur ? sim_url : moto_url},
-                           {"AWS_ENDPOINT_URL_CLOUDFORMATION", moto_url},
-                           {"AWS_ENDPOINT_URL_COST_AND_USAGE_REPORT_SERVICE", sim_url},
-                           {"AWS_ACCESS_KEY_ID", SIM_MGMT_AKID},
-                           {"AWS_SECRET_ACCESS_KEY", SIM_MGMT_SECRET},
-                           {"AWS_REGION", "us-east-1"},
-                           {"AWS_CONFIG_FILE", "/dev/null"},
-                           {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
-                           {"AWS_EC2_METADATA_DISABLED", "true"},
-                           {"OB_TOPIC_PREFIX", prefix},
-                           {"OB_REDIS_PORT", port_s},
-                           {"OB_INFLIGHT_MAX", "50"},
-                           {"OB_BILLING_PRINCIPAL", BILLING_PRINCIPAL},
-                           {"OB_STACK_POLL", "200ms"},
-                           {"OB_CONNECT_RETRIES", "3"},
-                           {"OB_CONNECT_RETRY_WAIT", "200ms"},
-                           /* accounts of its own, outside any organization */
-                           {"OB_INTAKE_ORGANIZATION_CHECK", "false"},
-                           /* S3 and STS are moto's: the intake cannot read awssim's CUR
-                            * as the account */
-                           {"OB_INTAKE_EXISTING_REPORT_CHECK", "false"},
-                           {NULL, NULL}};
-    snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    return ob_test_kv_lookup(kv, name);
-}
-
-static void kafka_defaults(ob_cfg_kv_t *kv)
-{
-    ob_test_kafka_defaults(kv, brokers);
-}
+/* The cur worker: STS from awssim, the AWS that serves CUR. */
+static const char *const cur_env[][2] = {{"AWS_ENDPOINT_URL_STS", H.sim_url}, {NULL, NULL}};
 
 static void acct_id(int i, char out[16])
 {
@@ -146,56 +105,50 @@ static void preset_external_id(int i, char out[40])
 /* ---- what comes out of the fleet ---- */
 
 typedef struct out_s {
-    json_t *cur;       /* account -> the bucket stage's hand-off */
+    ob_test_out_t *o;  /* cur (account -> the bucket stage's hand-off), connected, dlq */
     json_t *connected; /* account -> event (the first run's) */
     json_t *rerun;     /* account -> event (the rerun's) */
-    json_t *dlq;       /* account (or key) -> record */
-    int raw_connected;
 } out_t;
 
-static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
+static void on_out(ob_test_out_t *o, const char *topic, const char *key,
+                   const rd_kafka_message_t *m, void *arg)
 {
-    out_t *o = arg;
-    const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
-    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
-    char key[64];
-    snprintf(key, sizeof(key), "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
-    if (!strcmp(t, "connected")) {
-        o->raw_connected++;
+    out_t *out = arg;
+    json_t *j = ob_test_out_last(o, topic, key);
+    if (!strcmp(topic, "connected")) {
         const char *a = json_string_value(json_object_get(j, "account_id"));
         const char *rid = json_string_value(json_object_get(j, "request_id"));
-        json_t *into = rid && strstr(rid, "-rerun") ? o->rerun : o->connected;
+        json_t *into = rid && strstr(rid, "-rerun") ? out->rerun : out->connected;
         if (a && !json_object_get(into, a))
             json_object_set(into, a, j);
-    } else if (!strcmp(t, "cur")) {
-        if (!json_object_get(o->cur, key))
-            json_object_set(o->cur, key, j);
-    } else if (!json_object_get(o->dlq, key)) {
-        json_object_set(o->dlq, key, j);
+    } else if (!strcmp(topic, "dlq") && ob_test_out_count(o, topic, key) == 1) {
         char *s = json_dumps(j, JSON_COMPACT);
         printf("dead letter for %s: %s\n", key, s ? s : "?");
         free(s);
     }
-    json_decref(j);
-    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+}
+
+static size_t dead_letters(out_t *o)
+{
+    return json_object_size(ob_test_out_map(o->o, "dlq"));
 }
 
 static int cur_handoffs_in(void *arg)
 {
     out_t *o = arg;
-    return json_object_size(o->cur) >= NNEW || json_object_size(o->dlq) > 0;
+    return json_object_size(ob_test_out_map(o->o, "cur")) >= NNEW || dead_letters(o) > 0;
 }
 
 static int all_connected(void *arg)
 {
     out_t *o = arg;
-    return json_object_size(o->connected) >= NALL || json_object_size(o->dlq) > 0;
+    return json_object_size(o->connected) >= NALL || dead_letters(o) > 0;
 }
 
 static int all_rerun(void *arg)
 {
     out_t *o = arg;
-    return json_object_size(o->rerun) >= NALL || json_object_size(o->dlq) > 0;
+    return json_object_size(o->rerun) >= NALL || dead_letters(o) > 0;
 }
 
 /* ---- boto3 (tests/clients/conformance_moto.py) ---- */
@@ -219,7 +172,7 @@ static int run_boto3(ob_loop_t *loop, const char *cmd, json_t *in, const char *o
     char in_path[128], line[1024];
     snprintf(in_path, sizeof(in_path), "%s/%s.json", workdir, cmd);
     json_object_set_new(in, "moto", json_string(moto_url));
-    json_object_set_new(in, "sim", json_string(sim_url));
+    json_object_set_new(in, "sim", json_string(H.sim_url));
     json_object_set_new(in, "fleet", json_pack("[s, s]", SIM_MGMT_AKID, SIM_MGMT_SECRET));
     json_object_set_new(in, "principal", json_string(BILLING_PRINCIPAL));
     json_object_set_new(in, "stack_name", json_string(STACK_NAME));
@@ -240,46 +193,21 @@ static int run_boto3(ob_loop_t *loop, const char *cmd, json_t *in, const char *o
 /* ---- the run ---- */
 
 /* Every account's request; the rerun sends them again with new request ids. */
-static void produce(ob_loop_t *loop, const char *rid_suffix)
+static void produce(const char *rid_suffix)
 {
-    ob_cfg_kv_t kv = {0};
-    kafka_defaults(&kv);
-    ob_kproducer_opts_t po = {.kafka = &kv};
-    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
-    assert_non_null(p);
-    char topic[128], body[1024], acct[16];
-    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    ob_test_producer_t *p = ob_test_producer(&H);
+    char acct[16], rid[32];
     for (int i = 1; i <= NALL; i++) {
         acct_id(i, acct);
-        snprintf(body, sizeof(body),
-                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sconf-%d%s\",\"account_id\":"
-                 "\"%s\",\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
-                 "\"arn:aws:iam::%s:role/" ORG_ROLE "\"}",
-                 prefix, i, rid_suffix, acct, i > NNEW ? "existing" : "new", region_of(i), acct);
-        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
-                                           body, strlen(body), NULL, NULL, NULL, 0),
-                         OB_OK);
+        snprintf(rid, sizeof(rid), "conf-%d%s", i, rid_suffix);
+        ob_test_req_t rq = {.rid = rid,
+                            .account = acct,
+                            .mode = i > NNEW ? "existing" : "new",
+                            .region = region_of(i),
+                            .role = ORG_ROLE};
+        ob_test_send_request(p, &rq);
     }
-    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
-    ob_kproducer_free(p);
-    ob_cfg_kv_free(&kv);
-}
-
-static ob_worker_t *start_worker(ob_loop_t *loop, const ob_config_t *cfg,
-                                 const ob_stage_ops_t *stage, env_ctx_t *env)
-{
-    char err[512];
-    ob_worker_opts_t wo = {.stage = stage,
-                           .config = cfg,
-                           .name = stage->name,
-                           .lock_ttl_ms = 10000,
-                           .shutdown_ms = 5000,
-                           .getenv_fn = env_get,
-                           .env_ctx = env};
-    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
-    if (!w)
-        fail_msg("worker %s: %s", stage->name, err);
-    return w;
+    ob_test_producer_done(p);
 }
 
 /* The stacks some existing accounts already have, made in moto by boto3. */
@@ -306,9 +234,9 @@ static void mirror_buckets(ob_loop_t *loop, sim_t *sim, out_t *out)
     json_t *list = json_array();
     const char *acct;
     json_t *h;
-    json_object_foreach(out->cur, acct, h)
+    json_object_foreach(ob_test_out_map(out->o, "cur"), acct, h)
     {
-        json_t *b = json_object_get(json_object_get(h, "results"), "bucket");
+        json_t *b = json_object_get(json_object_get(json_array_get(h, 0), "results"), "bucket");
         json_array_append_new(list, json_pack("{s:s, s:O, s:O}", "account", acct, "name",
                                               json_object_get(b, "name"), "region",
                                               json_object_get(b, "region")));
@@ -339,12 +267,6 @@ static void mirror_buckets(ob_loop_t *loop, sim_t *sim, out_t *out)
     assert_int_equal(n, NNEW);
 }
 
-/* Calls awssim served of one API ("cur.PutReportDefinition"). */
-static long sim_count(sim_t *sim, const char *api)
-{
-    return (long)json_integer_value(json_object_get(sim_section(sim, "counts"), api));
-}
-
 /* Calls awssim served, per service ("s3", "sts", "cloudformation", "cur"). */
 static long sim_calls(sim_t *sim, const char *svc)
 {
@@ -366,16 +288,13 @@ static void test_conformance(void **state)
     account_base =
         300000000000ULL +
         (((unsigned long long)time(NULL) * 7 + (unsigned)getpid()) % 100000ULL) * 1000000ULL;
-    snprintf(prefix, sizeof(prefix), "itc-%ld%d.", (long)time(NULL) % 100000, (int)getpid());
     snprintf(workdir, sizeof(workdir), "/tmp/ob-conformance-XXXXXX");
     assert_non_null(mkdtemp(workdir));
-    ob_loop_t *loop = ob_loop_new(NULL, 0);
-    char err[512], a[16];
+    char a[16];
     sim_opts_t so = {.profile = "instant", .random_seed = 7};
-    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
-    if (!sim)
-        fail_msg("awssim: %s", err);
-    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    ob_test_begin(&H, &so);
+    ob_loop_t *loop = H.loop;
+    sim_t *sim = H.sim;
     /* In awssim, each account's role for the cur worker's session. */
     for (int i = 1; i <= NALL; i++) {
         acct_id(i, a);
@@ -388,57 +307,43 @@ static void test_conformance(void **state)
     }
     acct_id(1, a);
     printf("accounts %s.. (%d new, %d existing), moto %s, awssim %s, work dir %s\n", a, NNEW,
-           NEXISTING, moto_url, sim_url, workdir);
+           NEXISTING, moto_url, H.sim_url, workdir);
     uint64_t t0 = ob_loop_update_time(loop);
     setup_stacks(loop);
-    produce(loop, "");
+    produce("");
 
-    ob_config_t cfg;
-    env_ctx_t env_moto = {0}, env_cur = {1};
-    assert_int_equal(ob_config_load(&cfg, NULL, env_get, &env_moto, err, sizeof(err)), OB_OK);
-    kafka_defaults(&cfg.kafka);
     ob_worker_t *workers[4];
     int nw = 0;
-    workers[nw++] = start_worker(loop, &cfg, &ob_stage_bucket, &env_moto);
-    workers[nw++] = start_worker(loop, &cfg, &ob_stage_iam, &env_moto);
-    workers[nw++] = start_worker(loop, &cfg, &ob_stage_connect, &env_moto);
+    workers[nw++] = ob_test_worker(&H, &ob_stage_bucket, NULL, 5000);
+    workers[nw++] = ob_test_worker(&H, &ob_stage_iam, NULL, 5000);
+    workers[nw++] = ob_test_worker(&H, &ob_stage_connect, NULL, 5000);
 
-    out_t out = {json_object(), json_object(), json_object(), json_object(), 0};
-    ob_cfg_kv_t kv = {0};
-    kafka_defaults(&kv);
-    char tcur[128], tc[128], td[128], group[160];
-    snprintf(tcur, sizeof(tcur), "%scur", prefix);
-    snprintf(tc, sizeof(tc), "%sconnected", prefix);
-    snprintf(td, sizeof(td), "%sdlq", prefix);
-    snprintf(group, sizeof(group), "%sauditor", prefix);
-    const char *topics[] = {tcur, tc, td};
-    ob_kconsumer_opts_t co = {.group_id = group,
-                              .topics = topics,
-                              .ntopics = 3,
-                              .kafka = &kv,
-                              .on_message = on_out,
-                              .arg = &out};
-    ob_kconsumer_t *auditor = ob_kconsumer_new(loop, &co, err, sizeof(err));
-    assert_non_null(auditor);
+    out_t out = {NULL, json_object(), json_object()};
+    ob_test_out_opts_t oo = {.group = "auditor",
+                             .topics = {"cur", "connected", "dlq"},
+                             .on_message = on_out,
+                             .arg = &out};
+    out.o = ob_test_out_new(&H, &oo);
 
     /* Stage by stage: bucket (and iam, connect for the existing accounts). */
     int ok = ob_test_run_until(loop, cur_handoffs_in, &out, 120000);
     uint64_t t1 = ob_loop_update_time(loop);
     printf("bucket stage: %zu hand-offs to cur, %zu connected, %zu dead letters in %.1f s\n",
-           json_object_size(out.cur), json_object_size(out.connected), json_object_size(out.dlq),
-           (double)(t1 - t0) / 1000.0);
-    assert_int_equal(json_object_size(out.dlq), 0);
+           json_object_size(ob_test_out_map(out.o, "cur")), json_object_size(out.connected),
+           dead_letters(&out), (double)(t1 - t0) / 1000.0);
+    assert_int_equal(dead_letters(&out), 0);
     assert_true(ok);
     mirror_buckets(loop, sim, &out);
-    workers[nw++] = start_worker(loop, &cfg, &ob_stage_cur, &env_cur);
+    workers[nw++] = ob_test_worker_env(&H, &ob_stage_cur, NULL, 5000, cur_env);
 
     ok = ob_test_run_until(loop, all_connected, &out, 120000);
     uint64_t t2 = ob_loop_update_time(loop);
+    int raw = ob_test_out_seen(out.o, "connected");
     printf("all stages: %zu accounts connected, %zu dead letters, %d raw connected events "
            "(%d duplicates) in %.1f s\n",
-           json_object_size(out.connected), json_object_size(out.dlq), out.raw_connected,
-           out.raw_connected - (int)json_object_size(out.connected), (double)(t2 - t0) / 1000.0);
-    assert_int_equal(json_object_size(out.dlq), 0);
+           json_object_size(out.connected), dead_letters(&out), raw,
+           raw - (int)json_object_size(out.connected), (double)(t2 - t0) / 1000.0);
+    assert_int_equal(dead_letters(&out), 0);
     assert_true(ok);
     assert_int_equal(json_object_size(out.connected), NALL);
 
@@ -448,22 +353,21 @@ static void test_conformance(void **state)
      * unchanged, the stacks need no update, the same roles and ExternalIds. */
     /* As if Redis had lost every record: otherwise the intake would find
      * each account already as the requests ask, and do nothing at all. */
-    redisContext *rc_ = redisConnect("127.0.0.1", redis_port);
-    assert_true(rc_ && !rc_->err);
     for (int i = 1; i <= NALL; i++) {
         acct_id(i, a);
-        freeReplyObject(redisCommand(rc_, "DEL ob:{%s}:state", a));
+        freeReplyObject(redisCommand(ob_test_redis(&H), "DEL ob:{%s}:state", a));
     }
-    redisFree(rc_);
-    produce(loop, "-rerun");
+    ob_test_redis_close(&H);
+    produce("-rerun");
     ok = ob_test_run_until(loop, all_rerun, &out, 120000);
     uint64_t t3 = ob_loop_update_time(loop);
+    raw = ob_test_out_seen(out.o, "connected");
     printf("rerun: %zu accounts connected again, %zu dead letters, %d raw connected events in "
            "all (%d duplicates) in %.1f s\n",
-           json_object_size(out.rerun), json_object_size(out.dlq), out.raw_connected,
-           out.raw_connected - (int)(json_object_size(out.connected) + json_object_size(out.rerun)),
+           json_object_size(out.rerun), dead_letters(&out), raw,
+           raw - (int)(json_object_size(out.connected) + json_object_size(out.rerun)),
            (double)(t3 - t2) / 1000.0);
-    assert_int_equal(json_object_size(out.dlq), 0);
+    assert_int_equal(dead_letters(&out), 0);
     assert_true(ok);
     const char *acct;
     json_t *first;
@@ -479,11 +383,9 @@ static void test_conformance(void **state)
         assert_true(json_equal(json_object_get(first, "idempotency_key"),
                                json_object_get(again, "idempotency_key")));
     }
-    assert_int_equal(sim_count(sim, "cur.PutReportDefinition"), NNEW);
-    assert_int_equal(sim_count(sim, "cur.ModifyReportDefinition"), 0);
+    assert_int_equal(ob_test_sim_count(sim, "cur.PutReportDefinition"), NNEW);
+    assert_int_equal(ob_test_sim_count(sim, "cur.ModifyReportDefinition"), 0);
 
-    ob_kconsumer_close(auditor);
-    ob_kconsumer_free(auditor);
     for (int i = 0; i < nw; i++) {
         ob_worker_stats_t ws;
         ob_worker_get_stats(workers[i], &ws);
@@ -492,11 +394,8 @@ static void test_conformance(void **state)
                (unsigned long long)ws.received, (unsigned long long)ws.done,
                (unsigned long long)ws.failed, (unsigned long long)ws.redelivered_lock_busy);
     }
-    for (int i = 0; i < nw; i++) {
-        ob_worker_stop(workers[i]);
-        ob_worker_run(workers[i]);
-        ob_worker_free(workers[i]);
-    }
+    for (int i = 0; i < nw; i++)
+        ob_test_worker_stop(&H, workers[i]);
 
     /* S3 and CloudFormation never reached awssim; STS there only for CUR. */
     printf("awssim served: s3 %ld, cloudformation %ld, sts %ld, cur %ld calls\n",
@@ -531,14 +430,9 @@ static void test_conformance(void **state)
     printf("whole run %.1f s\n", (double)(ob_loop_update_time(loop) - t0) / 1000.0);
     assert_int_equal(rc, 0);
 
-    ob_cfg_kv_free(&kv);
-    json_decref(out.cur);
+    ob_test_end(&H);
     json_decref(out.connected);
     json_decref(out.rerun);
-    json_decref(out.dlq);
-    sim_free(sim);
-    ob_config_free(&cfg);
-    ob_loop_free(loop);
     char rm[128];
     snprintf(rm, sizeof(rm), "rm -rf %s", workdir);
     if (system(rm) != 0)
@@ -562,9 +456,24 @@ static void need_boto3(void)
 
 int main(void)
 {
-    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
-    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    ob_test_harness_init(&H, "itc-");
     moto_url = ob_test_service_env("OB_TEST_MOTO_URL", "moto");
+    /* Each service chosen as an operator would; AWS_ENDPOINT_URL is not set
+     * (the rest of the fleet's identity is the simulator's management one). */
+    ob_test_set(&H, "AWS_ENDPOINT_URL", NULL);
+    ob_test_set(&H, "AWS_ENDPOINT_URL_S3", moto_url);
+    ob_test_set(&H, "AWS_ENDPOINT_URL_STS", moto_url);
+    ob_test_set(&H, "AWS_ENDPOINT_URL_CLOUDFORMATION", moto_url);
+    ob_test_set(&H, "AWS_ENDPOINT_URL_COST_AND_USAGE_REPORT_SERVICE", H.sim_url);
+    ob_test_set(&H, "OB_INFLIGHT_MAX", "50");
+    ob_test_set(&H, "OB_BILLING_PRINCIPAL", BILLING_PRINCIPAL);
+    ob_test_set(&H, "OB_STACK_POLL", "200ms");
+    ob_test_set(&H, "OB_CONNECT_RETRIES", "3");
+    ob_test_set(&H, "OB_CONNECT_RETRY_WAIT", "200ms");
+    /* accounts of its own, outside any organization */
+    ob_test_set(&H, "OB_INTAKE_ORGANIZATION_CHECK", "false");
+    /* S3 and STS are moto's: the intake cannot read awssim's CUR as the account */
+    ob_test_set(&H, "OB_INTAKE_EXISTING_REPORT_CHECK", "false");
     need_boto3();
     /* OB_TEST_LOG_LEVEL=info (or debug) shows what the workers did against moto. */
     const char *lv = getenv("OB_TEST_LOG_LEVEL");

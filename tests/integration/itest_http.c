@@ -45,41 +45,8 @@ void curl_easy_cleanup(CURL *e)
     real(e);
 }
 
-typedef struct result_s {
-    int done;
-    ob_err_t err;
-    long status;
-    char errmsg[256];
-    char *body;
-    size_t body_len;
-    char content_type[128];
-} result_t;
-
-static void on_done(ob_http_resp_t *resp, void *arg)
-{
-    result_t *r = arg;
-    r->done = 1;
-    r->err = resp->err;
-    r->status = resp->status;
-    snprintf(r->errmsg, sizeof(r->errmsg), "%s", resp->errmsg);
-    const char *ct = ob_hdrs_get(&resp->headers, "content-type");
-    snprintf(r->content_type, sizeof(r->content_type), "%s", ct ? ct : "");
-    r->body_len = resp->body.len;
-    r->body = resp->body.data ? strdup(resp->body.data) : strdup("");
-}
-
-static int is_done(void *arg)
-{
-    return ((result_t *)arg)->done;
-}
-
-static void fetch(ob_http_t *h, ob_loop_t *loop, ob_http_req_t *req, result_t *r, int wait_ms)
-{
-    memset(r, 0, sizeof(*r));
-    char err[256];
-    assert_non_null(ob_http_send(h, req, on_done, r, err, sizeof(err)));
-    assert_true(ob_test_run_until(loop, is_done, r, wait_ms));
-}
+/* One exchange's outcome: ob_test_http_reply fills it. */
+typedef ob_test_http_t result_t;
 
 static int setup(void **state)
 {
@@ -111,7 +78,7 @@ static void test_echo_and_headers(void **state)
     ob_http_req_t req = {
         .method = "POST", .url = url, .headers = &hd, .body = body, .body_len = strlen(body)};
     result_t r;
-    fetch(h, loop, &req, &r, 10000);
+    ob_test_http_send(loop, h, &req, 10000, &r);
     assert_int_equal(r.err, OB_OK);
     assert_int_equal(r.status, 200);
     json_t *j = json_loads(r.body, 0, NULL);
@@ -132,7 +99,7 @@ static void test_echo_and_headers(void **state)
     /* PUT with an empty body and no content type: no form content type sneaks in. */
     snprintf(url, sizeof(url), "%s/echo", base);
     ob_http_req_t put = {.method = "PUT", .url = url};
-    fetch(h, loop, &put, &r, 10000);
+    ob_test_http_send(loop, h, &put, 10000, &r);
     j = json_loads(r.body, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(j, "method")), "PUT");
     jh = json_object_get(j, "headers");
@@ -143,7 +110,7 @@ static void test_echo_and_headers(void **state)
 
     /* HEAD: status without a body. */
     ob_http_req_t head = {.method = "HEAD", .url = url};
-    fetch(h, loop, &head, &r, 10000);
+    ob_test_http_send(loop, h, &head, 10000, &r);
     assert_int_equal(r.err, OB_OK);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.body_len, 0);
@@ -162,7 +129,7 @@ static void test_status_is_not_transport_error(void **state)
     snprintf(url, sizeof(url), "%s/status/503", base);
     ob_http_req_t req = {.method = "GET", .url = url};
     result_t r;
-    fetch(h, loop, &req, &r, 10000);
+    ob_test_http_send(loop, h, &req, 10000, &r);
     assert_int_equal(r.err, OB_OK);
     assert_int_equal(r.status, 503);
     assert_string_equal(r.body, "{\"status\":503}");
@@ -208,7 +175,7 @@ static void test_concurrency(void **state)
     snprintf(url, sizeof(url), "%s/slow?ms=300", base);
     ob_http_req_t req = {.method = "GET", .url = url};
     for (int i = 0; i < NCONC; i++)
-        assert_non_null(ob_http_send(h, &req, on_done, &rs[i], NULL, 0));
+        assert_non_null(ob_http_send(h, &req, ob_test_http_reply, &rs[i], NULL, 0));
     assert_int_equal(ob_http_active(h), NCONC);
     assert_true(ob_test_run_until(loop, all_done, rs, 30000));
     for (int i = 0; i < NCONC; i++) {
@@ -222,7 +189,7 @@ static void test_concurrency(void **state)
     snprintf(url, sizeof(url), "%s/stats", base);
     ob_http_req_t st = {.method = "GET", .url = url};
     result_t r;
-    fetch(h, loop, &st, &r, 10000);
+    ob_test_http_send(loop, h, &st, 10000, &r);
     json_t *j = json_loads(r.body, 0, NULL);
     long peak = (long)json_integer_value(json_object_get(j, "peak"));
     printf("server saw a peak of %ld concurrent requests\n", peak);
@@ -239,7 +206,7 @@ static long server_peak(ob_http_t *h, ob_loop_t *loop)
     snprintf(url, sizeof(url), "%s/stats?clear=1", base);
     ob_http_req_t st = {.method = "GET", .url = url};
     result_t r;
-    fetch(h, loop, &st, &r, 10000);
+    ob_test_http_send(loop, h, &st, 10000, &r);
     json_t *j = json_loads(r.body, 0, NULL);
     long peak = (long)json_integer_value(json_object_get(j, "peak"));
     json_decref(j);
@@ -264,7 +231,7 @@ static void test_transfer_limit(void **state)
     ob_http_req_t req = {.method = "GET", .url = url};
     ob_http_xfer_t *xs[24];
     for (int i = 0; i < 24; i++)
-        assert_non_null(xs[i] = ob_http_send(h, &req, on_done, &rs[i], NULL, 0));
+        assert_non_null(xs[i] = ob_http_send(h, &req, ob_test_http_reply, &rs[i], NULL, 0));
     assert_int_equal(ob_http_active(h), 4);
     ob_http_cancel(xs[10]); /* waiting */
     rs[10].done = 1;        /* for all_done: it is never called back */
@@ -289,7 +256,7 @@ static void test_transfer_limit(void **state)
     result_t a[6];
     memset(a, 0, sizeof(a));
     for (int i = 0; i < 6; i++)
-        assert_non_null(ob_http_send(h, &req, on_done, &a[i], NULL, 0));
+        assert_non_null(ob_http_send(h, &req, ob_test_http_reply, &a[i], NULL, 0));
     ob_http_free(h);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(a[i].done, 1);
@@ -350,7 +317,7 @@ static void test_timeout_on_silent_server(void **state)
     snprintf(url, sizeof(url), "%s/silent", base);
     ob_http_req_t req = {.method = "GET", .url = url, .timeout_ms = 400};
     result_t r;
-    fetch(h, loop, &req, &r, 10000);
+    ob_test_http_send(loop, h, &req, 10000, &r);
     assert_int_equal(r.err, OB_ERR_TIMEOUT);
     assert_int_equal(r.status, 0);
     assert_true(strlen(r.errmsg) > 0);
@@ -367,13 +334,13 @@ static void test_reset_and_truncated(void **state)
     result_t r;
     snprintf(url, sizeof(url), "%s/reset", base);
     ob_http_req_t req = {.method = "GET", .url = url};
-    fetch(h, loop, &req, &r, 10000);
+    ob_test_http_send(loop, h, &req, 10000, &r);
     assert_int_equal(r.err, OB_ERR_CONN);
     printf("reset: %s\n", r.errmsg);
     free(r.body);
 
     snprintf(url, sizeof(url), "%s/truncated", base);
-    fetch(h, loop, &req, &r, 10000);
+    ob_test_http_send(loop, h, &req, 10000, &r);
     assert_int_equal(r.err, OB_ERR_CONN);
     assert_int_equal(r.status, 0);
     printf("truncated: %s\n", r.errmsg);
@@ -381,7 +348,7 @@ static void test_reset_and_truncated(void **state)
 
     /* Nothing listens on port 1. */
     ob_http_req_t refused = {.method = "GET", .url = "http://127.0.0.1:1/"};
-    fetch(h, loop, &refused, &r, 10000);
+    ob_test_http_send(loop, h, &refused, 10000, &r);
     assert_int_equal(r.err, OB_ERR_CONN);
     free(r.body);
     ob_http_free(h);
@@ -397,12 +364,12 @@ static void test_body_limit(void **state)
     result_t r;
     snprintf(url, sizeof(url), "%s/big?n=4096", base);
     ob_http_req_t req = {.method = "GET", .url = url};
-    fetch(h, loop, &req, &r, 10000);
+    ob_test_http_send(loop, h, &req, 10000, &r);
     assert_int_equal(r.err, OB_OK);
     assert_int_equal(r.body_len, 4096);
     free(r.body);
     snprintf(url, sizeof(url), "%s/big?n=1000000", base);
-    fetch(h, loop, &req, &r, 10000);
+    ob_test_http_send(loop, h, &req, 10000, &r);
     assert_int_equal(r.err, OB_ERR_TOO_LARGE);
     assert_non_null(strstr(r.errmsg, "4096"));
     free(r.body);
@@ -420,8 +387,8 @@ static void test_cancel_and_shutdown(void **state)
     result_t a, b;
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
-    ob_http_xfer_t *xa = ob_http_send(h, &req, on_done, &a, NULL, 0);
-    assert_non_null(ob_http_send(h, &req, on_done, &b, NULL, 0));
+    ob_http_xfer_t *xa = ob_http_send(h, &req, ob_test_http_reply, &a, NULL, 0);
+    assert_non_null(ob_http_send(h, &req, ob_test_http_reply, &b, NULL, 0));
     for (int i = 0; i < 5; i++)
         ob_loop_run_once(loop, 20);
     ob_http_cancel(xa);
@@ -475,7 +442,7 @@ static void send_echo(ob_http_t *h, size_t i, int tag, result_t *r)
                          .body_len = c->body ? strlen(c->body) : 0};
     memset(r, 0, sizeof(*r));
     char err[256];
-    assert_non_null(ob_http_send(h, &req, on_done, r, err, sizeof(err)));
+    assert_non_null(ob_http_send(h, &req, ob_test_http_reply, r, err, sizeof(err)));
     ob_hdrs_clear(&hd); /* the client copied it */
 }
 
@@ -545,7 +512,7 @@ static void test_handle_reuse_sequential(void **state)
         for (size_t i = 0; i < NECHO; i++) {
             int tag = round * 100 + (int)i;
             send_echo(h, i, tag, &r);
-            assert_true(ob_test_run_until(loop, is_done, &r, 10000));
+            assert_true(ob_test_run_until(loop, ob_test_http_done, &r, 10000));
             check_echo(i, tag, &r);
             free(r.body);
         }
@@ -553,24 +520,24 @@ static void test_handle_reuse_sequential(void **state)
     char url[256];
     snprintf(url, sizeof(url), "%s/echo", base);
     ob_http_req_t head = {.method = "HEAD", .url = url};
-    fetch(h, loop, &head, &r, 10000);
+    ob_test_http_send(loop, h, &head, 10000, &r);
     assert_int_equal(r.err, OB_OK);
     assert_int_equal(r.body_len, 0);
     free(r.body);
     send_echo(h, 1, 900, &r); /* a GET after the HEAD has a body again */
-    assert_true(ob_test_run_until(loop, is_done, &r, 10000));
+    assert_true(ob_test_run_until(loop, ob_test_http_done, &r, 10000));
     check_echo(1, 900, &r);
     assert_true(r.body_len > 0);
     free(r.body);
 
     snprintf(url, sizeof(url), "%s/silent", base);
     ob_http_req_t silent = {.method = "GET", .url = url, .timeout_ms = 300};
-    fetch(h, loop, &silent, &r, 10000);
+    ob_test_http_send(loop, h, &silent, 10000, &r);
     assert_int_equal(r.err, OB_ERR_TIMEOUT);
     free(r.body);
     snprintf(url, sizeof(url), "%s/slow?ms=600", base); /* the default deadline again */
     ob_http_req_t slow = {.method = "GET", .url = url};
-    fetch(h, loop, &slow, &r, 10000);
+    ob_test_http_send(loop, h, &slow, 10000, &r);
     assert_int_equal(r.err, OB_OK);
     assert_string_equal(r.body, "slow");
     assert_string_equal(r.errmsg, "");
@@ -578,22 +545,22 @@ static void test_handle_reuse_sequential(void **state)
 
     snprintf(url, sizeof(url), "%s/big?n=100", base);
     ob_http_req_t small = {.method = "GET", .url = url, .max_body = 10};
-    fetch(h, loop, &small, &r, 10000);
+    ob_test_http_send(loop, h, &small, 10000, &r);
     assert_int_equal(r.err, OB_ERR_TOO_LARGE);
     free(r.body);
     ob_http_req_t big = {.method = "GET", .url = url};
-    fetch(h, loop, &big, &r, 10000);
+    ob_test_http_send(loop, h, &big, 10000, &r);
     assert_int_equal(r.err, OB_OK);
     assert_int_equal(r.body_len, 100);
     free(r.body);
 
     snprintf(url, sizeof(url), "%s/reset", base);
     ob_http_req_t reset = {.method = "GET", .url = url};
-    fetch(h, loop, &reset, &r, 10000);
+    ob_test_http_send(loop, h, &reset, 10000, &r);
     assert_int_equal(r.err, OB_ERR_CONN);
     free(r.body);
     send_echo(h, 0, 901, &r);
-    assert_true(ob_test_run_until(loop, is_done, &r, 10000));
+    assert_true(ob_test_run_until(loop, ob_test_http_done, &r, 10000));
     check_echo(0, 901, &r);
     free(r.body);
 
@@ -605,7 +572,7 @@ static void test_handle_reuse_sequential(void **state)
     ob_hdrs_add(&hd, "X-Long", longv);
     snprintf(url, sizeof(url), "%s/echo", base);
     ob_http_req_t lreq = {.method = "GET", .url = url, .headers = &hd};
-    fetch(h, loop, &lreq, &r, 10000);
+    ob_test_http_send(loop, h, &lreq, 10000, &r);
     json_t *j = json_loads(r.body, 0, NULL);
     const char *got = json_string_value(json_object_get(json_object_get(j, "headers"), "x-long"));
     assert_non_null(got);
@@ -658,7 +625,7 @@ typedef struct chain_s {
 static void chain_step(ob_http_resp_t *resp, void *arg)
 {
     chain_t *c = arg;
-    on_done(resp, &c->r);
+    ob_test_http_reply(resp, &c->r);
     check_echo((size_t)c->next, 2000 + c->next, &c->r);
     free(c->r.body);
     c->r.body = NULL;

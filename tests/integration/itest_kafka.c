@@ -33,10 +33,7 @@ typedef struct ctx_s {
 static ob_cfg_kv_t kafka_conf(void)
 {
     ob_cfg_kv_t kv = {0};
-    ob_cfg_kv_set(&kv, "bootstrap.servers", brokers);
-    ob_cfg_kv_set(&kv, "session.timeout.ms", "6000");
-    ob_cfg_kv_set(&kv, "auto.commit.interval.ms", "200");
-    ob_cfg_kv_set(&kv, "topic.metadata.refresh.interval.ms", "1000");
+    ob_test_kafka_defaults(&kv, brokers);
     return kv;
 }
 

@@ -17,72 +17,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "ob_http.h"
 #include "ob_kafka.h"
 #include "ob_log.h"
 #include "ob_worker.h"
 #include "sim.h"
 #include "stages.h"
-#include "testutil.h"
 
-static const char *brokers;
-static int redis_port;
-static char prefix[64];
-static char sim_url[64];
+static ob_test_harness_t H;
 static char metrics_port[16];
 
-static const char *env_get(const char *name, void *ctx)
-{
-    static char port_s[16];
-    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},       {"OB_REDIS_PORT", port_s},
-                           {"OB_METRICS_PORT", metrics_port}, {"OB_METRICS_BIND", "127.0.0.1"},
-                           {"OB_INFLIGHT_MAX", "4"},          {NULL, NULL}};
-    snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    const char *v = ob_test_kv_lookup(kv, name);
-    return v ? v : ob_test_sim_env(name, sim_url);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-typedef struct got_s {
-    int done;
-    long status;
-    char *body;
-} got_t;
-
-static void on_get(ob_http_resp_t *r, void *arg)
-{
-    got_t *g = arg;
-    g->done = 1;
-    g->status = r->status;
-    g->body = strndup(r->body.data ? (const char *)r->body.data : "", r->body.len);
-}
-
-static int got_done(void *arg)
-{
-    return ((got_t *)arg)->done;
-}
-
-static long get(ob_loop_t *loop, ob_http_t *http, const char *path, char **body)
+static long get(ob_http_t *http, const char *path, char **body)
 {
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%s%s", metrics_port, path);
-    ob_http_req_t req = {.method = "GET", .url = url};
-    got_t g = {0, 0, NULL};
-    assert_non_null(ob_http_send(http, &req, on_get, &g, NULL, 0));
-    assert_true(ob_test_run_until(loop, got_done, &g, 10000));
+    ob_test_http_t g;
+    ob_test_http(H.loop, http, "GET", url, NULL, 10000, &g);
     if (body)
         *body = g.body;
     else
@@ -141,28 +94,17 @@ static void promtool_check(const char *text)
 }
 
 /* Requests for members from..to, in one go. */
-static void requests(ob_loop_t *loop, int from, int to)
+static void requests(int from, int to)
 {
-    ob_cfg_kv_t kv = {0};
-    ob_test_kafka_defaults(&kv, brokers);
-    ob_kproducer_opts_t po = {.kafka = &kv};
-    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
-    char topic[128], body[512], acct[16];
-    snprintf(topic, sizeof(topic), "%srequests", prefix);
+    ob_test_producer_t *p = ob_test_producer(&H);
+    char acct[16], rid[32];
     for (int i = from; i <= to; i++) {
         ob_test_member_account(i, acct);
-        snprintf(body, sizeof(body),
-                 "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sm-%d\",\"account_id\":"
-                 "\"%s\",\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\",\"role_arn\":"
-                 "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
-                 prefix, i, acct, acct);
-        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
-                                           body, strlen(body), NULL, NULL, NULL, 0),
-                         OB_OK);
+        snprintf(rid, sizeof(rid), "m-%d", i);
+        ob_test_req_t rq = {.rid = rid, .account = acct};
+        ob_test_send_request(p, &rq);
     }
-    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
-    ob_kproducer_free(p);
-    ob_cfg_kv_free(&kv);
+    ob_test_producer_done(p);
 }
 
 typedef struct until_s {
@@ -178,11 +120,6 @@ static int done_n(void *arg)
     return st.done >= u->n && st.inflight == 0;
 }
 
-static int never(void *arg)
-{
-    return 0;
-}
-
 static int ready(void *arg)
 {
     char why[256];
@@ -191,41 +128,26 @@ static int ready(void *arg)
 
 static void test_metrics_and_health(void **state)
 {
-    snprintf(prefix, sizeof(prefix), "itm%ld%d.", (long)time(NULL) % 100000, (int)getpid());
-    snprintf(metrics_port, sizeof(metrics_port), "%d", free_port());
-    ob_loop_t *loop = ob_loop_new(NULL, 0);
-    char err[512];
+    snprintf(metrics_port, sizeof(metrics_port), "%d", ob_test_free_port());
     /* CreateBucket is slow, so work piles up and the lag shows. */
     const char *lat[] = {"s3.CreateBucket=4000ms", NULL};
     sim_opts_t so = {.profile = "instant", .org_accounts = 20, .latency = lat};
-    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
-    assert_non_null(sim);
-    ob_test_forget_members(redis_port, 1, so.org_accounts);
-    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
-    ob_config_t cfg;
-    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
-    ob_test_kafka_defaults(&cfg.kafka, brokers);
-    ob_worker_opts_t wo = {.stage = &ob_stage_bucket,
-                           .config = &cfg,
-                           .name = "itest-metrics",
-                           .lock_ttl_ms = 10000,
-                           .shutdown_ms = 3000,
-                           .getenv_fn = env_get};
-    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
-    if (!w)
-        fail_msg("worker: %s", err);
+    ob_test_begin(&H, &so);
+    ob_loop_t *loop = H.loop;
+    ob_test_forget_members(H.redis_port, 1, so.org_accounts);
+    ob_worker_t *w = ob_test_worker(&H, &ob_stage_bucket, "itest-metrics", 3000);
     assert_int_equal(ob_worker_metrics_port(w), atoi(metrics_port));
     ob_http_t *http = ob_http_new(loop, NULL, NULL, 0);
 
     char *body = NULL;
-    assert_int_equal(get(loop, http, "/healthz", NULL), 200);
+    assert_int_equal(get(http, "/healthz", NULL), 200);
     /* Not ready before Redis answers and the transactional producer is
      * initialised (503 with the reason); then ready although it holds no
      * partition (the topic does not even exist yet): a replica beyond the
      * partition count is healthy. */
     int saw_ready = 0;
     for (int i = 0; i < 100 && !saw_ready; i++) {
-        int status = get(loop, http, "/readyz", &body);
+        int status = get(http, "/readyz", &body);
         if (status == 503) {
             assert_true(strstr(body, "Redis") || strstr(body, "transactions"));
         } else {
@@ -235,7 +157,7 @@ static void test_metrics_and_health(void **state)
         }
         free(body);
         if (!saw_ready)
-            ob_test_run_until(loop, never, NULL, 100);
+            ob_test_run_for(loop, 100);
     }
     assert_true(saw_ready);
     assert_true(ready(w));
@@ -248,32 +170,32 @@ static void test_metrics_and_health(void **state)
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         assert_int_equal(connect(idle[i], (struct sockaddr *)&a, sizeof(a)), 0);
         if (i % 50 == 49)
-            ob_test_run_until(loop, never, NULL, 20);
+            ob_test_run_for(loop, 20);
     }
-    ob_test_run_until(loop, never, NULL, 200);
+    ob_test_run_for(loop, 200);
     /* Each probe on a connection of its own, as the kubelet makes them. */
     for (int i = 0; i < 2; i++) {
         ob_http_t *probe = ob_http_new(loop, NULL, NULL, 0);
-        assert_int_equal(get(loop, probe, i ? "/readyz" : "/healthz", NULL), 200);
+        assert_int_equal(get(probe, i ? "/readyz" : "/healthz", NULL), 200);
         ob_http_free(probe);
     }
     for (int i = 0; i < 300; i++)
         close(idle[i]);
-    assert_int_equal(get(loop, http, "/metrics", &body), 200);
+    assert_int_equal(get(http, "/metrics", &body), 200);
     assert_non_null(strstr(body, "onboard_partitions_assigned{"));
     assert_true(family_sum(body, "onboard_partitions_assigned", "") == 0);
     free(body);
-    assert_int_equal(get(loop, http, "/nothing", NULL), 404);
+    assert_int_equal(get(http, "/nothing", NULL), 404);
 
-    requests(loop, 1, 8);
+    requests(1, 8);
 
     /* While the slow CreateBucket calls are in flight: lag and its age show. */
     char lag_frag[160];
-    snprintf(lag_frag, sizeof(lag_frag), "group=\"%sbucket\"", prefix);
+    snprintf(lag_frag, sizeof(lag_frag), "group=\"%sbucket\"", H.prefix);
     double lag = 0, lag_s = 0;
     for (int tries = 0; tries < 50 && lag <= 0; tries++) {
-        ob_test_run_until(loop, never, NULL, 100);
-        assert_int_equal(get(loop, http, "/metrics", &body), 200);
+        ob_test_run_for(loop, 100);
+        assert_int_equal(get(http, "/metrics", &body), 200);
         lag = family_sum(body, "kafka_consumergroup_group_lag", lag_frag);
         lag_s = family_sum(body, "kafka_consumergroup_group_lag_seconds", lag_frag);
         free(body);
@@ -287,19 +209,19 @@ static void test_metrics_and_health(void **state)
      * backlog (what no job has started on) counts them although no fetch
      * brings news of them, and the lag counts the accounts in progress too. */
     char backlog_frag[160];
-    snprintf(backlog_frag, sizeof(backlog_frag), "topic=\"%srequests\"", prefix);
+    snprintf(backlog_frag, sizeof(backlog_frag), "topic=\"%srequests\"", H.prefix);
     double backlog = -1;
     for (int tries = 0; tries < 50 && backlog != 4; tries++) {
-        ob_test_run_until(loop, never, NULL, 100);
-        assert_int_equal(get(loop, http, "/metrics", &body), 200);
+        ob_test_run_for(loop, 100);
+        assert_int_equal(get(http, "/metrics", &body), 200);
         backlog = family_sum(body, "onboard_backlog_messages", backlog_frag);
         free(body);
     }
     assert_true(backlog == 4);
-    requests(loop, 9, 16);
+    requests(9, 16);
     for (int tries = 0; tries < 60 && (backlog != 12 || lag != 16); tries++) {
-        ob_test_run_until(loop, never, NULL, 100);
-        assert_int_equal(get(loop, http, "/metrics", &body), 200);
+        ob_test_run_for(loop, 100);
+        assert_int_equal(get(http, "/metrics", &body), 200);
         backlog = family_sum(body, "onboard_backlog_messages", backlog_frag);
         lag = family_sum(body, "kafka_consumergroup_group_lag", lag_frag);
         free(body);
@@ -310,8 +232,8 @@ static void test_metrics_and_health(void **state)
 
     until_t u = {w, 16};
     assert_true(ob_test_run_until(loop, done_n, &u, 90000));
-    ob_test_run_until(loop, never, NULL, 500);
-    assert_int_equal(get(loop, http, "/metrics", &body), 200);
+    ob_test_run_for(loop, 500);
+    assert_int_equal(get(http, "/metrics", &body), 200);
     assert_true(sample(body, "onboard_accounts_total{stage=\"bucket\",result=\"done\"}") == 16);
     assert_true(sample(body, "onboard_messages_received_total{stage=\"bucket\"}") == 16);
     assert_true(sample(body, "onboard_partitions_assigned{stage=\"bucket\"}") >= 1);
@@ -329,18 +251,15 @@ static void test_metrics_and_health(void **state)
     free(body);
 
     ob_http_free(http);
-    ob_worker_stop(w);
-    ob_worker_run(w);
-    ob_worker_free(w);
-    sim_free(sim);
-    ob_config_free(&cfg);
-    ob_loop_free(loop);
+    ob_test_end(&H);
 }
 
 int main(void)
 {
-    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
-    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
+    ob_test_harness_init(&H, "itm");
+    ob_test_set(&H, "OB_METRICS_PORT", metrics_port);
+    ob_test_set(&H, "OB_METRICS_BIND", "127.0.0.1");
+    ob_test_set(&H, "OB_INFLIGHT_MAX", "4");
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_metrics_and_health)};
     return cmocka_run_group_tests(tests, NULL, NULL);

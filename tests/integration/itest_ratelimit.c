@@ -7,12 +7,9 @@
  * failing open to the base rate when Redis is unreachable, erroring or
  * killed, then going back to it (a private redis-server started here).
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ob_log.h"
@@ -23,11 +20,6 @@ static int port;
 static char prefix[64]; /* per run, so reruns against one server start clean */
 
 /* ---- helpers ---- */
-
-static int connected(void *arg)
-{
-    return ob_redis_connected(arg);
-}
 
 static ob_redis_t *conn_to(ob_loop_t *loop, int p, long cmd_timeout_ms)
 {
@@ -43,7 +35,7 @@ static ob_redis_t *conn_to(ob_loop_t *loop, int p, long cmd_timeout_ms)
 static ob_redis_t *conn(ob_loop_t *loop)
 {
     ob_redis_t *r = conn_to(loop, port, 2000);
-    assert_true(ob_test_run_until(loop, connected, r, 5000));
+    assert_true(ob_test_run_until(loop, ob_test_redis_connected, r, 5000));
     return r;
 }
 
@@ -460,17 +452,6 @@ static void test_noscript(void **state)
     ob_loop_free(loop);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static int count_lines_with(const char *path, const char *needle)
 {
     char *text = ob_test_read_file(path, NULL);
@@ -489,7 +470,7 @@ static void test_redis_away(void **state)
 {
     const char *api = "test.Away";
     ob_loop_t *loop = ob_loop_new(NULL, 0);
-    ob_redis_t *r = conn_to(loop, free_port(), 200);
+    ob_redis_t *r = conn_to(loop, ob_test_free_port(), 200);
     char logpath[] = "/tmp/itest_ratelimit_log_XXXXXX";
     int logfd = mkstemp(logpath);
     assert_true(logfd >= 0);
@@ -530,7 +511,7 @@ static void test_redis_away(void **state)
 static void test_redis_outage_and_return(void **state)
 {
     const char *api = "test.Outage";
-    int p = free_port();
+    int p = ob_test_free_port();
     ob_loop_t *loop = ob_loop_new(NULL, 0);
     ob_redis_t *r = conn_to(loop, p, 300);
     ob_ratelimit_t *rl = limiter(loop, r, 0, 0, "test.Outage=20/2");
@@ -544,14 +525,9 @@ static void test_redis_outage_and_return(void **state)
     assert_true(errors_down >= 1);
     assert_true(ob_ratelimit_current(rl, api) == 0);
 
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd),
-             "exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-             "--logfile /dev/null",
-             p);
-    pid_t pid = ob_test_sh_async(cmd);
+    pid_t pid = ob_test_redis_server(p, NULL);
     assert_true(pid > 0);
-    assert_true(ob_test_run_until(loop, connected, r, 5000));
+    assert_true(ob_test_run_until(loop, ob_test_redis_connected, r, 5000));
     take_one(loop, rl, api);
     assert_true(ob_ratelimit_current(rl, api) > 19.9); /* from Redis again */
     ob_ratelimit_get_stats(rl, &s);

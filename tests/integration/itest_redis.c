@@ -4,12 +4,9 @@
  * (CLIENT PAUSE), and survival of a real Redis restart with commands queued
  * while it was down.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ob_log.h"
@@ -136,29 +133,13 @@ static void test_survives_restart(void **state)
     ob_loop_free(loop);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* A private redis-server with requirepass: the right password works, a wrong
  * one makes commands fail with Redis's reason, and neither password is ever
  * written to the log. */
 static void test_password(void **state)
 {
-    int p = free_port();
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd),
-             "exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-             "--requirepass 'pw-Right-7f3a' --logfile /dev/null",
-             p);
-    pid_t pid = ob_test_sh_async(cmd);
+    int p = ob_test_free_port();
+    pid_t pid = ob_test_redis_server(p, "--requirepass 'pw-Right-7f3a'");
     char logpath[] = "/tmp/ob-redis-log-XXXXXX";
     int logfd = mkstemp(logpath);
     assert_true(logfd >= 0);

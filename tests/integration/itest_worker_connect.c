@@ -23,14 +23,13 @@
  * that the state records as finished (its transaction aborted) is done
  * again; another message of the same request is still skipped.
  */
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "harness.h"
 #include "ob_crypto.h"
 #include "ob_httpd.h"
 #include "ob_kafka.h"
@@ -38,7 +37,6 @@
 #include "ob_worker.h"
 #include "sim.h"
 #include "stages.h"
-#include "testutil.h"
 
 #define NOK       20 /* members 1..20 connect */
 #define WRONG_EXT 21 /* the hand-off carries another ExternalId */
@@ -51,35 +49,8 @@
 #define FLEET     "arn:aws:iam::111111111111:root"
 #define ROLE_NAME "BillingEngineReadOnly"
 
-static const char *brokers;
-static int redis_port;
-static char prefix[64];
-static char sim_url[64];
+static ob_test_harness_t H;
 static char billing_url[96];
-
-static const char *env_get(const char *name, void *ctx)
-{
-    static char port_s[16];
-    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},
-                           {"OB_REDIS_PORT", port_s},
-                           {"OB_REDIS_DB", REDIS_DB},
-                           {"OB_INFLIGHT_MAX", "8"}, /* smaller than the batch */
-                           {"OB_BILLING_PRINCIPAL", FLEET},
-                           {"OB_BILLING_URL", billing_url},
-                           {"OB_BILLING_SECRET", SECRET},
-                           {"OB_CONNECT_RETRIES", "2"},
-                           {"OB_CONNECT_RETRY_WAIT", "100ms"},
-                           {"OB_AWS_MAX_BACKOFF", "200ms"},
-                           {NULL, NULL}};
-    snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    const char *v = ob_test_kv_lookup(kv, name);
-    return v ? v : ob_test_sim_env(name, sim_url);
-}
-
-static void kafka_defaults(ob_cfg_kv_t *kv)
-{
-    ob_test_kafka_defaults(kv, brokers);
-}
 
 /* ---- accounts ---- */
 
@@ -135,94 +106,59 @@ static void put_role(sim_t *sim, int i, const char *principal)
 /* A connect-stage hand-off for member i, built with the codec. */
 static char *handoff(int i, int round)
 {
-    char acct[16], req[1024];
+    char acct[16], rid[32], extra[64] = "", req[1024];
     acct_of(i, acct);
-    snprintf(req, sizeof(req),
-             "{\"schema\":\"onboard.request/1\",\"request_id\":\"%sr%d-%d\",\"account_id\":\"%s\","
-             "\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
-             "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"}",
-             prefix, round, i, acct, i % 3 ? "new" : "existing", region_of(i), acct);
-    if (round >= 4 && i % 3) {
-        /* Another report (its prefix): a connection of its own, announced
-         * with its own key. */
-        size_t n = strlen(req);
-        snprintf(req + n - 1, sizeof(req) - n + 1, ",\"report\":{\"prefix\":\"R%d\"}}", round);
-    }
+    snprintf(rid, sizeof(rid), "r%d-%d", round, i);
+    /* From round 4 on, another report (its prefix): a connection of its
+     * own, announced with its own key. */
+    if (round >= 4 && i % 3)
+        snprintf(extra, sizeof(extra), ",\"report\":{\"prefix\":\"R%d\"}", round);
+    ob_test_req_t rq = {.rid = rid,
+                        .account = acct,
+                        .mode = i % 3 ? "new" : "existing",
+                        .region = region_of(i),
+                        .extra = extra};
+    ob_test_request_json(&H, &rq, req, sizeof(req));
     ob_stage_msg_t m;
-    memset(&m, 0, sizeof(m));
-    ob_msg_error_t me;
-    if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
-        fail_msg("request: %s", me.message);
-    m.stage = OB_STAGE_CONNECT;
-    if (m.request.mode == OB_MODE_NEW) {
-        ob_stage_fill_bucket(&m);
-        ob_stage_fill_report(&m);
-    }
-    m.has_stack = 1;
-    char role[128], stack[256];
+    ob_test_handoff_init(&m, req, OB_STAGE_CONNECT);
+    char role[128], stack[256], ext[OB_BE_EXT_ID_LEN];
     role_of(i, role);
     stack_of(i, stack);
-    snprintf(m.stack.id, sizeof(m.stack.id), "%s", stack);
-    snprintf(m.stack.name, sizeof(m.stack.name), "billing-engine-access");
-    snprintf(m.stack.role_arn, sizeof(m.stack.role_arn), "%s", role);
-    ext_of(i, i == WRONG_EXT ? "wrong" : "role", m.stack.external_id);
-    ob_trace_t *t = &m.trace[OB_STAGE_IAM];
-    t->present = 1;
-    ob_msg_now(t->started_at);
-    ob_msg_now(t->finished_at);
-    t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "iam");
-    char *json = NULL;
-    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
-        fail_msg("hand-off: %s", me.message);
-    ob_stage_msg_clear(&m);
-    return json;
+    ext_of(i, i == WRONG_EXT ? "wrong" : "role", ext);
+    ob_test_handoff_stack(&m, stack, role, ext);
+    ob_test_handoff_trace(&m, OB_STAGE_IAM, "iam", NULL, NULL);
+    return ob_test_handoff_json(&m);
 }
 
-static void produce_handoffs_to(ob_loop_t *loop, const int *members, int n, int round,
-                                int32_t partition)
+static void produce_handoffs_to(const int *members, int n, int round, int32_t partition)
 {
-    ob_cfg_kv_t kv = {0};
-    kafka_defaults(&kv);
-    ob_kproducer_opts_t po = {.kafka = &kv};
-    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
-    assert_non_null(p);
-    char topic[128], acct[16];
-    snprintf(topic, sizeof(topic), "%sconnect", prefix);
+    ob_test_producer_t *p = ob_test_producer(&H);
+    char acct[16];
     for (int k = 0; k < n; k++) {
         acct_of(members[k], acct);
         char *body = handoff(members[k], round);
-        assert_int_equal(ob_kproducer_send(p, topic, partition, acct, strlen(acct), body,
-                                           strlen(body), NULL, NULL, NULL, 0),
-                         OB_OK);
+        ob_test_send_to(p, "connect", partition, acct, body, NULL);
         free(body);
     }
-    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
-    ob_kproducer_free(p);
-    ob_cfg_kv_free(&kv);
+    ob_test_producer_done(p);
 }
 
-static void produce_handoffs(ob_loop_t *loop, const int *members, int n, int round)
+static void produce_handoffs(const int *members, int n, int round)
 {
-    produce_handoffs_to(loop, members, n, round, RD_KAFKA_PARTITION_UA);
+    produce_handoffs_to(members, n, round, RD_KAFKA_PARTITION_UA);
 }
 
 /* Where partition 0 of the connect topic ends: the offset of its next message. */
-static int64_t p0_end(ob_loop_t *loop)
+static int64_t p0_end(void)
 {
-    ob_cfg_kv_t kv = {0};
-    kafka_defaults(&kv);
-    ob_kproducer_opts_t po = {.kafka = &kv};
-    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
-    assert_non_null(p);
+    ob_test_producer_t *p = ob_test_producer(&H);
     char topic[128];
-    snprintf(topic, sizeof(topic), "%sconnect", prefix);
+    snprintf(topic, sizeof(topic), "%sconnect", H.prefix);
     int64_t lo = 0, hi = 0;
     assert_int_equal(
-        rd_kafka_query_watermark_offsets(ob_kproducer_handle(p), topic, 0, &lo, &hi, 10000),
+        rd_kafka_query_watermark_offsets(ob_kproducer_handle(p->p), topic, 0, &lo, &hi, 10000),
         RD_KAFKA_RESP_ERR_NO_ERROR);
-    ob_kproducer_free(p);
-    ob_cfg_kv_free(&kv);
+    ob_test_producer_done(p);
     return hi;
 }
 
@@ -233,9 +169,8 @@ typedef struct billing_s {
     int posts, answered_503, refused_400, bad;
     int flaky_done;
     char last_bad[256];
-    redisContext *pause_rc; /* round 4: pause Redis's writes on the next POST */
-    uint64_t paused_at;     /* loop time of that pause (0: none yet) */
-    ob_loop_t *loop;
+    int pause_redis;    /* round 4: pause Redis's writes on the next POST */
+    uint64_t paused_at; /* loop time of that pause (0: none yet) */
 } billing_t;
 
 static void reject(billing_t *b, ob_httpd_conn_t *conn, int status, const char *why)
@@ -267,15 +202,8 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
         reject(b, conn, 401, "stale timestamp");
         return;
     }
-    ob_buf_t text = {0};
-    ob_buf_printf(&text, "%s.", ts);
-    ob_buf_append(&text, req->body, req->body_len);
-    uint8_t mac[OB_SHA256_LEN];
-    char hex[OB_SHA256_HEX_LEN], want[80];
-    ob_hmac_sha256(SECRET, strlen(SECRET), text.data, text.len, mac);
-    ob_hex(mac, sizeof(mac), hex);
-    snprintf(want, sizeof(want), "v1=%s", hex);
-    ob_buf_free(&text);
+    char want[OB_TEST_SIGNATURE_LEN];
+    ob_test_billing_signature(SECRET, ts, req->body, req->body_len, want);
     if (strlen(sig) != strlen(want) || ob_ct_memcmp(sig, want, strlen(want)) != 0) {
         reject(b, conn, 401, "bad signature");
         return;
@@ -309,13 +237,13 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
     }
     json_array_append_new(arr,
                           json_pack("{s:s, s:s%}", "key", key, "body", req->body, req->body_len));
-    if (b->pause_rc && !b->paused_at) {
+    if (b->pause_redis && !b->paused_at) {
         /* The event is accepted: the job's outcome is all that is left, and
          * Redis takes no write for the next 1.5 s. */
-        redisReply *r = redisCommand(b->pause_rc, "CLIENT PAUSE 1500 WRITE");
+        redisReply *r = redisCommand(ob_test_redis(&H), "CLIENT PAUSE 1500 WRITE");
         assert_true(r && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
-        b->paused_at = ob_loop_update_time(b->loop);
+        b->paused_at = ob_loop_update_time(H.loop);
     }
     ob_hdrs_t h = {0};
     ob_hdrs_add(&h, "Content-Type", "application/json");
@@ -325,61 +253,30 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
 
 /* ---- collecting the outputs ---- */
 
-typedef struct seen_s {
-    json_t *connected, *dlq; /* account -> array of payload strings */
-    int total;               /* accounts seen */
-    redisContext *rc;        /* round 4: the account's state, read as each event is seen */
-    int ahead;               /* events seen before their state said so */
-    uint64_t seen_at;        /* loop time the last event was seen */
-    ob_loop_t *loop;
-} seen_t;
+/* Round 4: each event, as it is seen, must be in the account's state. */
+typedef struct watch_s {
+    int on;
+    int ahead;        /* events seen before their state said so */
+    uint64_t seen_at; /* loop time the last event was seen */
+} watch_t;
 
-static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
+static void on_out(ob_test_out_t *o, const char *topic, const char *key,
+                   const rd_kafka_message_t *m, void *arg)
 {
-    seen_t *s = arg;
-    const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
-    json_t *bucket = !strcmp(t, "connected") ? s->connected : s->dlq;
-    char key[64];
-    snprintf(key, sizeof(key), "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
-    json_t *arr = json_object_get(bucket, key);
-    if (!arr) {
-        arr = json_array();
-        json_object_set_new(bucket, key, arr);
-        s->total++;
-    }
-    json_array_append_new(arr, json_stringn(m->payload, m->len));
-    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
-    if (s->rc && bucket == s->connected) {
-        /* Whoever sees the event must find it in the account's state. */
-        ob_connected_t ev;
-        ob_msg_error_t me;
-        redisReply *r = redisCommand(s->rc, "HMGET ob:{%s}:state status request_id", key);
-        assert_true(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
-        if (ob_connected_parse(m->payload, m->len, &ev, &me) != OB_OK ||
-            r->element[0]->type != REDIS_REPLY_STRING ||
-            strcmp(r->element[0]->str, "connected") != 0 ||
-            r->element[1]->type != REDIS_REPLY_STRING ||
-            strcmp(r->element[1]->str, ev.request_id) != 0)
-            s->ahead++;
-        freeReplyObject(r);
-        s->seen_at = ob_loop_update_time(s->loop);
-    }
-}
-
-typedef struct want_s {
-    seen_t *s;
-    int n;
-} want_t;
-
-static int got_all(void *arg)
-{
-    want_t *w = arg;
-    return w->s->total >= w->n;
-}
-
-static int never(void *arg)
-{
-    return 0;
+    watch_t *wt = arg;
+    if (!wt->on || strcmp(topic, "connected") != 0)
+        return;
+    /* Whoever sees the event must find it in the account's state. */
+    ob_connected_t ev;
+    ob_msg_error_t me;
+    redisReply *r = redisCommand(ob_test_redis(&H), "HMGET ob:{%s}:state status request_id", key);
+    assert_true(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+    if (ob_connected_parse(m->payload, m->len, &ev, &me) != OB_OK ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "connected") != 0 ||
+        r->element[1]->type != REDIS_REPLY_STRING || strcmp(r->element[1]->str, ev.request_id) != 0)
+        wt->ahead++;
+    freeReplyObject(r);
+    wt->seen_at = ob_loop_update_time(H.loop);
 }
 
 static const char *str_at(json_t *o, const char *a, const char *b)
@@ -402,17 +299,17 @@ static int skipped_one(void *arg)
 }
 
 /* The one connected event of member i (parsed), checked against what went in. */
-static void check_event(seen_t *seen, billing_t *bill, int i, int round, int attempts)
+static void check_event(ob_test_out_t *out, billing_t *bill, int i, int round, int attempts)
 {
     char acct[16], role[128], ext[OB_BE_EXT_ID_LEN], req_id[128], key[OB_IDEMPOTENCY_LEN];
     acct_of(i, acct);
     role_of(i, role);
     ext_of(i, "role", ext);
-    snprintf(req_id, sizeof(req_id), "%sr%d-%d", prefix, round, i);
-    json_t *arr = json_object_get(seen->connected, acct);
-    if (json_array_size(arr) != 1)
-        fail_msg("account %s: %zu connected events", acct, json_array_size(arr));
-    const char *payload = json_string_value(json_array_get(arr, 0));
+    snprintf(req_id, sizeof(req_id), "%sr%d-%d", H.prefix, round, i);
+    size_t n = ob_test_out_count(out, "connected", acct);
+    if (n != 1)
+        fail_msg("account %s: %zu connected events", acct, n);
+    const char *payload = json_string_value(ob_test_out_first(out, "connected", acct));
     ob_connected_t c;
     ob_msg_error_t me;
     if (ob_connected_parse(payload, strlen(payload), &c, &me) != OB_OK)
@@ -434,20 +331,20 @@ static void check_event(seen_t *seen, billing_t *bill, int i, int round, int att
     assert_string_equal(str_at(json_array_get(got, 0), "body", NULL), payload);
 }
 
-/* The dead letter of member i: its code, class and reason. */
-static json_t *check_dlq(seen_t *seen, int i, const char *code, const char *cls)
+/* The dead letter of member i: its code, class and reason (parsed; the
+ * caller releases it), never the secret nor an ExternalId. */
+static json_t *check_dlq(ob_test_out_t *out, int i, const char *code, const char *cls)
 {
     char acct[16];
     acct_of(i, acct);
-    json_t *arr = json_object_get(seen->dlq, acct);
-    if (json_array_size(arr) != 1)
-        fail_msg("account %s: %zu dead letters", acct, json_array_size(arr));
-    const char *text = json_string_value(json_array_get(arr, 0));
+    size_t n = ob_test_out_count(out, "dlq", acct);
+    if (n != 1)
+        fail_msg("account %s: %zu dead letters", acct, n);
+    const char *text = json_string_value(ob_test_out_first(out, "dlq", acct));
     assert_null(strstr(text, SECRET));
     json_t *d = json_loads(text, 0, NULL);
     assert_non_null(d);
-    assert_string_equal(str_at(d, "error", "code"), code);
-    assert_string_equal(str_at(d, "error", "class"), cls);
+    ob_test_check_dlq(d, acct, "connect", cls, code, NULL);
     const char *msg = str_at(d, "error", "message");
     printf("dead letter %s: %s: %s\n", acct, code, msg);
     char ext[OB_BE_EXT_ID_LEN];
@@ -455,29 +352,7 @@ static json_t *check_dlq(seen_t *seen, int i, const char *code, const char *cls)
     assert_null(strstr(msg, ext));
     ext_of(i, "wrong", ext);
     assert_null(strstr(msg, ext));
-    assert_string_equal(str_at(d, "stage", NULL), "connect");
     return d;
-}
-
-/* ---- Redis state ---- */
-
-static char *state_get(redisContext *rc, int i, const char *field)
-{
-    char acct[16];
-    acct_of(i, acct);
-    redisReply *r = redisCommand(rc, "HGET ob:{%s}:state %s", acct, field);
-    assert_non_null(r);
-    char *v = r->type == REDIS_REPLY_STRING ? strdup(r->str) : strdup("");
-    freeReplyObject(r);
-    return v;
-}
-
-static void expect_state(redisContext *rc, int i, const char *field, const char *want)
-{
-    char *v = state_get(rc, i, field);
-    if (strcmp(v, want) != 0)
-        fail_msg("state of member %d: %s is \"%s\", want \"%s\"", i, field, v, want);
-    free(v);
 }
 
 /* ---- round 2: a role that IAM has not propagated yet ---- */
@@ -489,16 +364,11 @@ typedef struct late_s {
     int created;
 } late_t;
 
-static long long assume_count(sim_t *sim)
-{
-    return json_integer_value(json_object_get(sim_section(sim, "counts"), "sts.AssumeRole"));
-}
-
 /* Create the role once the first AssumeRole for it has been denied. */
 static void late_poll(ob_timer_t *t, void *arg)
 {
     late_t *l = arg;
-    if (assume_count(l->sim) > l->base) {
+    if (ob_test_sim_count(l->sim, "sts.AssumeRole") > l->base) {
         put_role(l->sim, LATE, FLEET);
         l->created = 1;
         return;
@@ -506,29 +376,33 @@ static void late_poll(ob_timer_t *t, void *arg)
     ob_timer_start(t, 2);
 }
 
+/* Forget what the collector kept of the connected topic (the dead letters
+ * stay) and start counting accounts again. */
+static void forget_connected(ob_test_out_t *out)
+{
+    json_object_clear(ob_test_out_map(out, "connected"));
+    out->keys = 0;
+}
+
 static void test_connect_worker(void **state)
 {
-    ob_loop_t *loop = ob_loop_new(NULL, 0);
-    char err[512];
     sim_opts_t so = {.profile = "instant", .org_accounts = 30, .random_seed = 17};
-    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
-    assert_non_null(sim);
-    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    ob_test_begin(&H, &so);
+    sim_t *sim = H.sim;
     for (int i = 1; i <= REFUSED; i++)
         put_role(sim, i, i == OTHER ? "arn:aws:iam::333333333333:root" : FLEET);
 
     billing_t bill;
     memset(&bill, 0, sizeof(bill));
     bill.accepted = json_object();
-    ob_httpd_t *httpd = ob_httpd_new(loop, NULL, billing_handler, &bill, err, sizeof(err));
+    char err[512];
+    ob_httpd_t *httpd = ob_httpd_new(H.loop, NULL, billing_handler, &bill, err, sizeof(err));
     assert_non_null(httpd);
     snprintf(billing_url, sizeof(billing_url), "http://127.0.0.1:%d/billing/events",
              ob_httpd_port(httpd));
 
     /* A clean slate for these accounts' state (the database is this test's). */
-    redisContext *rc = redisConnect("127.0.0.1", redis_port);
-    assert_true(rc && !rc->err);
-    freeReplyObject(redisCommand(rc, "SELECT %s", REDIS_DB));
+    redisContext *rc = ob_test_redis(&H);
     for (int i = 1; i <= LATE; i++) {
         char acct[16];
         acct_of(i, acct);
@@ -538,62 +412,41 @@ static void test_connect_worker(void **state)
     int members[REFUSED];
     for (int i = 0; i < REFUSED; i++)
         members[i] = i + 1;
-    produce_handoffs(loop, members, REFUSED, 1);
+    produce_handoffs(members, REFUSED, 1);
 
-    ob_config_t cfg;
-    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
-    kafka_defaults(&cfg.kafka);
-    ob_worker_opts_t wo = {.stage = &ob_stage_connect,
-                           .config = &cfg,
-                           .name = "itest-connect",
-                           .lock_ttl_ms = 10000,
-                           .shutdown_ms = 5000,
-                           .getenv_fn = env_get};
-    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
-    if (!w)
-        fail_msg("worker: %s", err);
-
-    seen_t seen = {.connected = json_object(), .dlq = json_object()};
-    ob_cfg_kv_t kv = {0};
-    kafka_defaults(&kv);
-    char tc[128], td[128], group[160];
-    snprintf(tc, sizeof(tc), "%sconnected", prefix);
-    snprintf(td, sizeof(td), "%sdlq", prefix);
-    snprintf(group, sizeof(group), "%scollector", prefix);
-    const char *topics[] = {tc, td};
-    ob_kconsumer_opts_t co = {.group_id = group,
-                              .topics = topics,
-                              .ntopics = 2,
-                              .kafka = &kv,
-                              .on_message = on_out,
-                              .arg = &seen};
-    ob_kconsumer_t *collector = ob_kconsumer_new(loop, &co, err, sizeof(err));
-    assert_non_null(collector);
+    ob_worker_t *w = ob_test_worker(&H, &ob_stage_connect, "itest-connect", 5000);
+    watch_t watch = {0};
+    ob_test_out_opts_t oo = {.group = "collector",
+                             .topics = {"connected", "dlq"},
+                             .raw = 1, /* the very bytes, to compare with the Billing Engine's */
+                             .on_message = on_out,
+                             .arg = &watch};
+    ob_test_out_t *out = ob_test_out_new(&H, &oo);
+    json_t *connected = ob_test_out_map(out, "connected"), *dlq = ob_test_out_map(out, "dlq");
 
     /* Round 1: 20 connect, 3 dead letters. */
-    want_t want = {&seen, REFUSED};
-    int ok = ob_test_run_until(loop, got_all, &want, 120000);
-    ob_test_run_until(loop, never, NULL, 1500); /* anything extra would show up now */
+    int ok = ob_test_out_wait(out, REFUSED, 120000);
+    ob_test_run_for(H.loop, 1500); /* anything extra would show up now */
     ob_worker_stats_t ws;
     ob_worker_get_stats(w, &ws);
     printf("round 1: %d accounts out; worker: received %llu, done %llu, dead letters %llu; "
            "Billing Engine: %d POSTs, %d answered 503, %d refused, %d bad\n",
-           seen.total, (unsigned long long)ws.received, (unsigned long long)ws.done,
+           out->keys, (unsigned long long)ws.received, (unsigned long long)ws.done,
            (unsigned long long)ws.dead_letters, bill.posts, bill.answered_503, bill.refused_400,
            bill.bad);
     assert_true(ok);
     if (bill.bad)
         fail_msg("the Billing Engine refused %d POSTs: %s", bill.bad, bill.last_bad);
-    assert_int_equal(json_object_size(seen.connected), NOK);
-    assert_int_equal(json_object_size(seen.dlq), 3);
+    assert_int_equal(json_object_size(connected), NOK);
+    assert_int_equal(json_object_size(dlq), 3);
     for (int i = 1; i <= NOK; i++)
-        check_event(&seen, &bill, i, 1, 1);
+        check_event(out, &bill, i, 1, 1);
     assert_int_equal(json_object_size(bill.accepted), NOK);
     assert_int_equal(bill.answered_503, 1);
     assert_int_equal(bill.refused_400, 1);
     assert_int_equal(bill.posts, NOK + 1 + 1); /* + the 503 retried, + the refused one */
 
-    json_t *d = check_dlq(&seen, WRONG_EXT, "AccessDenied", "permanent");
+    json_t *d = check_dlq(out, WRONG_EXT, "AccessDenied", "permanent");
     assert_non_null(strstr(str_at(d, "error", "message"),
                            "does not trust the Billing Engine principal " FLEET
                            " with this ExternalId"));
@@ -601,10 +454,10 @@ static void test_connect_worker(void **state)
      * AssumeRole denials the reason counts. */
     assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 1);
     json_decref(d);
-    d = check_dlq(&seen, OTHER, "AccessDenied", "permanent");
+    d = check_dlq(out, OTHER, "AccessDenied", "permanent");
     assert_int_equal(json_integer_value(json_object_get(d, "attempts")), 1);
     json_decref(d);
-    d = check_dlq(&seen, REFUSED, "billing_refused", "permanent");
+    d = check_dlq(out, REFUSED, "billing_refused", "permanent");
     assert_non_null(strstr(str_at(d, "error", "message"),
                            "refused the event: HTTP 400: {\"error\":\"account is closed for "
                            "billing\"}"));
@@ -616,31 +469,30 @@ static void test_connect_worker(void **state)
     for (int i = 1; i <= NOK; i++) {
         char role[128];
         role_of(i, role);
-        expect_state(rc, i, "stage", "connect");
-        expect_state(rc, i, "status", "connected");
-        expect_state(rc, i, "role_arn", role);
-        char *at = state_get(rc, i, "connected_at");
+        ob_test_expect_state(&H, i, "stage", "connect");
+        ob_test_expect_state(&H, i, "status", "connected");
+        ob_test_expect_state(&H, i, "role_arn", role);
+        char *at = ob_test_member_state(&H, i, "connected_at");
         assert_true(ob_msg_time_valid(at));
         free(at);
     }
-    expect_state(rc, WRONG_EXT, "status", "failed");
-    expect_state(rc, WRONG_EXT, "error_code", "AccessDenied");
-    expect_state(rc, REFUSED, "error_code", "billing_refused");
+    ob_test_expect_state(&H, WRONG_EXT, "status", "failed");
+    ob_test_expect_state(&H, WRONG_EXT, "error_code", "AccessDenied");
+    ob_test_expect_state(&H, REFUSED, "error_code", "billing_refused");
 
     /* Round 2: the role exists only after the first AssumeRole was denied. */
-    json_object_clear(seen.connected);
-    json_object_clear(seen.dlq);
-    seen.total = 0;
-    late_t late = {.sim = sim, .base = assume_count(sim)};
-    late.t = ob_timer_new(loop, late_poll, &late);
+    json_object_clear(connected);
+    json_object_clear(dlq);
+    out->keys = 0;
+    late_t late = {.sim = sim, .base = ob_test_sim_count(sim, "sts.AssumeRole")};
+    late.t = ob_timer_new(H.loop, late_poll, &late);
     ob_timer_start(late.t, 2);
     int late_member[] = {LATE};
-    produce_handoffs(loop, late_member, 1, 2);
-    want.n = 1;
-    assert_true(ob_test_run_until(loop, got_all, &want, 60000));
+    produce_handoffs(late_member, 1, 2);
+    assert_true(ob_test_out_wait(out, 1, 60000));
     assert_true(late.created);
-    assert_int_equal(json_object_size(seen.dlq), 0);
-    check_event(&seen, &bill, LATE, 2, 2);
+    assert_int_equal(json_object_size(dlq), 0);
+    check_event(out, &bill, LATE, 2, 2);
     ob_timer_free(late.t);
 
     /* Round 3: the same hand-off again is a redelivery of finished work:
@@ -656,26 +508,24 @@ static void test_connect_worker(void **state)
     snprintf(rep1.bucket, sizeof(rep1.bucket), "billing-cur-%s-%s", acct1, region_of(1));
     snprintf(rep1.region, sizeof(rep1.region), "%s", region_of(1));
     ob_connected_key(acct1, role1, ext1, &rep1, key1);
-    json_object_clear(seen.connected);
-    seen.total = 0;
+    forget_connected(out);
     int again[] = {1};
     ob_worker_stats_t before, after;
     /* The last round's events are seen before its state writes finish. */
-    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
+    assert_true(ob_test_run_until(H.loop, ob_test_worker_idle, w, 30000));
     ob_worker_get_stats(w, &before);
-    produce_handoffs(loop, again, 1, 1);
+    produce_handoffs(again, 1, 1);
     skipped_t sk = {w, before.skipped_done};
-    assert_true(ob_test_run_until(loop, skipped_one, &sk, 60000));
+    assert_true(ob_test_run_until(H.loop, skipped_one, &sk, 60000));
     ob_worker_get_stats(w, &after);
     assert_int_equal(after.done, before.done);
-    assert_int_equal(json_object_size(seen.connected), 0);
+    assert_int_equal(json_object_size(connected), 0);
     redisReply *rr = redisCommand(rc, "HSET ob:{%s}:state status replayed", acct1);
     assert_non_null(rr);
     freeReplyObject(rr);
-    produce_handoffs(loop, again, 1, 1);
-    assert_true(ob_test_run_until(loop, got_all, &want, 60000));
-    json_t *ev = json_loads(
-        json_string_value(json_array_get(json_object_get(seen.connected, acct1), 0)), 0, NULL);
+    produce_handoffs(again, 1, 1);
+    assert_true(ob_test_out_wait(out, 1, 60000));
+    json_t *ev = json_loads(json_string_value(ob_test_out_first(out, "connected", acct1)), 0, NULL);
     assert_string_equal(str_at(ev, "idempotency_key", NULL), key1);
     json_decref(ev);
     json_t *got = json_object_get(bill.accepted, acct1);
@@ -689,43 +539,37 @@ static void test_connect_worker(void **state)
      * account's state names its request (a worker killed between an event
      * committed and its state written would leave the state behind for
      * good). */
-    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
-    json_object_clear(seen.connected);
-    seen.total = 0;
-    seen.rc = rc;
-    seen.loop = loop;
-    bill.pause_rc = rc;
-    bill.loop = loop;
+    assert_true(ob_test_run_until(H.loop, ob_test_worker_idle, w, 30000));
+    forget_connected(out);
+    watch.on = 1;
+    bill.pause_redis = 1;
     int member2[] = {2};
-    produce_handoffs(loop, member2, 1, 4);
-    assert_true(ob_test_run_until(loop, got_all, &want, 60000));
+    produce_handoffs(member2, 1, 4);
+    assert_true(ob_test_out_wait(out, 1, 60000));
     printf("round 4: the event seen %llu ms after Redis stopped taking writes for 1500 ms\n",
-           (unsigned long long)(seen.seen_at - bill.paused_at));
+           (unsigned long long)(watch.seen_at - bill.paused_at));
     assert_true(bill.paused_at > 0);
-    assert_int_equal(seen.ahead, 0);
-    assert_true(seen.seen_at >= bill.paused_at + 1400);
+    assert_int_equal(watch.ahead, 0);
+    assert_true(watch.seen_at >= bill.paused_at + 1400);
     char acct2[16];
     acct_of(2, acct2);
-    assert_int_equal(json_array_size(json_object_get(seen.connected, acct2)), 1);
+    assert_int_equal(ob_test_out_count(out, "connected", acct2), 1);
     assert_int_equal(json_array_size(json_object_get(bill.accepted, acct2)), 2); /* rounds 1, 4 */
-    expect_state(rc, 2, "status", "connected");
-    seen.rc = NULL;
-    bill.pause_rc = NULL;
+    ob_test_expect_state(&H, 2, "status", "connected");
+    watch.on = 0;
+    bill.pause_redis = 0;
 
     /* Round 5: the state says connected for this very message (its outcome
      * was recorded, its transaction then aborted): done again. The same
      * hand-off sent once more (another message of the request) is skipped. */
-    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
-    json_object_clear(seen.connected);
-    seen.total = 0;
+    assert_true(ob_test_run_until(H.loop, ob_test_worker_idle, w, 30000));
+    forget_connected(out);
     char acct3[16], rid3[128], input[256];
     acct_of(3, acct3);
-    snprintf(rid3, sizeof(rid3), "%sr5-3", prefix);
+    snprintf(rid3, sizeof(rid3), "%sr5-3", H.prefix);
     ob_worker_get_stats(w, &before);
-    char topic_in[128];
-    snprintf(topic_in, sizeof(topic_in), "%sconnect", prefix);
     /* Written before the message exists: the worker may take it at once. */
-    snprintf(input, sizeof(input), "%s:0:%lld", topic_in, (long long)p0_end(loop));
+    snprintf(input, sizeof(input), "%sconnect:0:%lld", H.prefix, (long long)p0_end());
     rr = redisCommand(rc,
                       "HSET ob:{%s}:state stage connect status connected request_id %s input %s "
                       "connected_request %s",
@@ -733,42 +577,38 @@ static void test_connect_worker(void **state)
     assert_non_null(rr);
     freeReplyObject(rr);
     int member3[] = {3};
-    produce_handoffs_to(loop, member3, 1, 5, 0);
-    assert_true(ob_test_run_until(loop, got_all, &want, 60000));
-    assert_int_equal(json_array_size(json_object_get(seen.connected, acct3)), 1);
+    produce_handoffs_to(member3, 1, 5, 0);
+    assert_true(ob_test_out_wait(out, 1, 60000));
+    assert_int_equal(ob_test_out_count(out, "connected", acct3), 1);
     assert_int_equal(json_array_size(json_object_get(bill.accepted, acct3)), 2); /* rounds 1, 5 */
-    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
-    expect_state(rc, 3, "input", input);
+    assert_true(ob_test_run_until(H.loop, ob_test_worker_idle, w, 30000));
+    ob_test_expect_state(&H, 3, "input", input);
     ob_worker_get_stats(w, &after);
     assert_int_equal(after.skipped_done, before.skipped_done);
-    produce_handoffs_to(loop, member3, 1, 5, 0);
+    produce_handoffs_to(member3, 1, 5, 0);
     skipped_t sk5 = {w, after.skipped_done};
-    assert_true(ob_test_run_until(loop, skipped_one, &sk5, 60000));
-    ob_test_run_until(loop, never, NULL, 500);
-    assert_int_equal(json_array_size(json_object_get(seen.connected, acct3)), 1);
+    assert_true(ob_test_run_until(H.loop, skipped_one, &sk5, 60000));
+    ob_test_run_for(H.loop, 500);
+    assert_int_equal(ob_test_out_count(out, "connected", acct3), 1);
     assert_int_equal(json_array_size(json_object_get(bill.accepted, acct3)), 2);
 
-    redisFree(rc);
-    ob_kconsumer_close(collector);
-    ob_kconsumer_free(collector);
-    ob_worker_stop(w);
-    assert_int_equal(ob_worker_run(w), OB_OK); /* returns at once: the graceful shutdown */
-    ob_worker_free(w);
+    assert_int_equal(ob_test_worker_stop(&H, w), OB_OK); /* the graceful shutdown */
     ob_httpd_free(httpd);
-    ob_cfg_kv_free(&kv);
-    json_decref(seen.connected);
-    json_decref(seen.dlq);
+    ob_test_end(&H);
     json_decref(bill.accepted);
-    sim_free(sim);
-    ob_config_free(&cfg);
-    ob_loop_free(loop);
 }
 
 int main(void)
 {
-    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
-    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
-    snprintf(prefix, sizeof(prefix), "itc%ld%d.", (long)time(NULL) % 100000, (int)getpid());
+    ob_test_harness_init(&H, "itc");
+    ob_test_set(&H, "OB_REDIS_DB", REDIS_DB);
+    ob_test_set(&H, "OB_INFLIGHT_MAX", "8"); /* smaller than the batch */
+    ob_test_set(&H, "OB_BILLING_PRINCIPAL", FLEET);
+    ob_test_set(&H, "OB_BILLING_URL", billing_url);
+    ob_test_set(&H, "OB_BILLING_SECRET", SECRET);
+    ob_test_set(&H, "OB_CONNECT_RETRIES", "2");
+    ob_test_set(&H, "OB_CONNECT_RETRY_WAIT", "100ms");
+    ob_test_set(&H, "OB_AWS_MAX_BACKOFF", "200ms");
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connect_worker),

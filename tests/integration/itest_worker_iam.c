@@ -20,21 +20,17 @@
  * existing account names its CUR bucket: a real update, same ExternalId,
  * and the role now reads that bucket.
  */
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "harness.h"
 #include "ob_kafka.h"
 #include "ob_log.h"
-#include "ob_redis.h"
 #include "ob_worker.h"
 #include "sim.h"
 #include "stages.h"
-#include "testutil.h"
 
 #define NACCT     20 /* members 1..NACCT; 1..14 new, 15..20 existing */
 #define NNEW      14
@@ -44,30 +40,7 @@
 #define PRINCIPAL "arn:aws:iam::111111111111:root"
 #define STACK     "billing-engine-access"
 
-static const char *brokers;
-static int redis_port;
-static char prefix[64];
-static char sim_url[64];
-
-static const char *env_get(const char *name, void *ctx)
-{
-    static char port_s[16];
-    const char *kv[][2] = {{"OB_TOPIC_PREFIX", prefix},
-                           {"OB_REDIS_PORT", port_s},
-                           {"OB_INFLIGHT_MAX", "8"}, /* smaller than the batch: the window pauses */
-                           {"OB_BILLING_PRINCIPAL", PRINCIPAL},
-                           {"OB_STACK_POLL", "100ms"},
-                           {"OB_STACK_REDO_MAX", "2"},
-                           {NULL, NULL}};
-    snprintf(port_s, sizeof(port_s), "%d", redis_port);
-    const char *v = ob_test_kv_lookup(kv, name);
-    return v ? v : ob_test_sim_env(name, sim_url);
-}
-
-static void kafka_defaults(ob_cfg_kv_t *kv)
-{
-    ob_test_kafka_defaults(kv, brokers);
-}
+static ob_test_harness_t H;
 
 static void acct_of(int i, char out[16])
 {
@@ -88,65 +61,22 @@ static int is_new(int i)
  * and bucket (existing) stages build it. */
 static char *handoff(int i, const char *extra)
 {
-    char acct[16], req[1024];
+    char acct[16], rid[32], req[1024];
     acct_of(i, acct);
-    snprintf(req, sizeof(req),
-             "{\"schema\":\"onboard.request/1\",\"request_id\":\"%siam-%d\",\"account_id\":\"%s\","
-             "\"cloud\":\"aws\",\"mode\":\"%s\",\"region\":\"%s\",\"role_arn\":"
-             "\"arn:aws:iam::%s:role/OrganizationAccountAccessRole\"%s}",
-             prefix, i, acct, is_new(i) ? "new" : "existing", region_of(i), acct,
-             extra ? extra : "");
+    snprintf(rid, sizeof(rid), "iam-%d", i);
+    ob_test_req_t rq = {.rid = rid,
+                        .account = acct,
+                        .mode = is_new(i) ? "new" : "existing",
+                        .region = region_of(i),
+                        .extra = extra};
+    ob_test_request_json(&H, &rq, req, sizeof(req));
     ob_stage_msg_t m;
-    ob_msg_error_t me;
-    memset(&m, 0, sizeof(m));
-    if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
-        fail_msg("request %d: %s", i, me.message);
-    m.stage = OB_STAGE_IAM;
+    ob_test_handoff_init(&m, req, OB_STAGE_IAM);
     if (is_new(i)) {
-        ob_stage_fill_bucket(&m);
-        ob_stage_fill_report(&m);
-        for (int s = OB_STAGE_BUCKET; s <= OB_STAGE_CUR; s++) {
-            ob_trace_t *t = &m.trace[s];
-            t->present = 1;
-            ob_msg_now(t->started_at);
-            ob_msg_now(t->finished_at);
-            t->attempts = 1;
-            snprintf(t->worker, sizeof(t->worker), "%s", s == OB_STAGE_BUCKET ? "bucket" : "cur");
-        }
+        ob_test_handoff_trace(&m, OB_STAGE_BUCKET, "bucket", NULL, NULL);
+        ob_test_handoff_trace(&m, OB_STAGE_CUR, "cur", NULL, NULL);
     }
-    char *json = NULL;
-    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
-        fail_msg("hand-off %d: %s", i, me.message);
-    ob_stage_msg_clear(&m);
-    return json;
-}
-
-/* ---- collecting the outputs ---- */
-
-typedef struct seen_s {
-    json_t *connect, *dlq; /* account -> array of messages */
-    int total;
-    sim_t *sim;
-    int role_freed; /* the test removed member ROLLBACK1's conflicting role */
-} seen_t;
-
-static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
-{
-    seen_t *s = arg;
-    const char *t = rd_kafka_topic_name(m->rkt) + strlen(prefix);
-    json_t *bucket = !strcmp(t, "connect") ? s->connect : s->dlq;
-    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
-    char key[64];
-    snprintf(key, sizeof(key), "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
-    json_t *arr = json_object_get(bucket, key);
-    if (!arr) {
-        arr = json_array();
-        json_object_set_new(bucket, key, arr);
-    }
-    json_array_append_new(arr, j ? j : json_string("unparseable"));
-    if (json_array_size(arr) == 1) /* accounts, not messages: a rebalance may redeliver */
-        s->total++;
-    ob_kconsumer_store(c, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
+    return ob_test_handoff_json(&m);
 }
 
 /* The live stacks of an account: {region: {name: StackId}}, or NULL. */
@@ -166,8 +96,9 @@ static const char *jstr(const json_t *o, const char *k)
 }
 
 typedef struct want_s {
-    seen_t *s;
+    ob_test_out_t *out;
     int n;
+    int role_freed; /* the test removed member ROLLBACK1's conflicting role */
 } want_t;
 
 /* Done when n accounts have an output. On the way, once member ROLLBACK1's
@@ -175,55 +106,35 @@ typedef struct want_s {
 static int got_all(void *arg)
 {
     want_t *w = arg;
-    seen_t *s = w->s;
-    if (!s->role_freed) {
+    if (!w->role_freed) {
         char acct[16];
         acct_of(ROLLBACK1, acct);
         const char *id =
-            jstr(json_object_get(live_stacks(s->sim, acct), region_of(ROLLBACK1)), STACK);
-        json_t *st = id ? stack_by_id(s->sim, id) : NULL;
+            jstr(json_object_get(live_stacks(H.sim, acct), region_of(ROLLBACK1)), STACK);
+        json_t *st = id ? stack_by_id(H.sim, id) : NULL;
         if (st && !strcmp(jstr(st, "StackStatus"), "ROLLBACK_COMPLETE")) {
-            sim_delete_role(s->sim, acct, STACK);
-            s->role_freed = 1;
+            sim_delete_role(H.sim, acct, STACK);
+            w->role_freed = 1;
         }
     }
-    return s->total >= w->n;
+    return w->out->keys >= w->n;
 }
 
-static void produce(ob_loop_t *loop, int only, const char *extra)
+static void produce(int only, const char *extra)
 {
-    ob_cfg_kv_t kv = {0};
-    kafka_defaults(&kv);
-    ob_kproducer_opts_t po = {.kafka = &kv};
-    ob_kproducer_t *p = ob_kproducer_new(loop, &po, NULL, 0);
-    assert_non_null(p);
-    char topic[128], acct[16];
-    snprintf(topic, sizeof(topic), "%siam", prefix);
+    ob_test_producer_t *p = ob_test_producer(&H);
+    char acct[16];
     for (int i = 1; i <= NACCT; i++) {
         if (only && i != only)
             continue;
         acct_of(i, acct);
         char *body = handoff(i, extra);
-        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct),
-                                           body, strlen(body), NULL, NULL, NULL, 0),
-                         OB_OK);
+        ob_test_send(p, "iam", acct, body);
         free(body);
     }
-    if (!only) {
-        const char *bad = "{\"schema\":\"onboard.stage/1\",\"stage\":\"iam\"";
-        assert_int_equal(ob_kproducer_send(p, topic, RD_KAFKA_PARTITION_UA, "bad-0", 5, bad,
-                                           strlen(bad), NULL, NULL, NULL, 0),
-                         OB_OK);
-    }
-    assert_int_equal(ob_kproducer_flush(p, 30000), OB_OK);
-    ob_kproducer_free(p);
-    ob_cfg_kv_free(&kv);
-}
-
-static long long count_of(sim_t *sim, const char *acct, const char *op)
-{
-    return json_integer_value(
-        json_object_get(json_object_get(sim_section(sim, "counts_by_account"), acct), op));
+    if (!only)
+        ob_test_send(p, "iam", "bad-0", "{\"schema\":\"onboard.stage/1\",\"stage\":\"iam\"");
+    ob_test_producer_done(p);
 }
 
 /* What one account's connect hand-off says. */
@@ -233,19 +144,17 @@ typedef struct got_s {
     char external_id[OB_BE_EXT_ID_LEN];
 } got_t;
 
-static void handoff_of(seen_t *s, int i, got_t *g)
+static void handoff_of(ob_test_out_t *out, int i, got_t *g)
 {
     char acct[16];
     acct_of(i, acct);
-    json_t *arr = json_object_get(s->connect, acct);
-    if (!arr)
+    json_t *first = ob_test_out_first(out, "connect", acct);
+    if (!first)
         fail_msg("no connect hand-off for member %d", i);
-    char *text = json_dumps(json_array_get(arr, 0), JSON_COMPACT);
+    char who[48];
+    snprintf(who, sizeof(who), "member %d hand-off", i);
     ob_stage_msg_t m;
-    ob_msg_error_t me;
-    if (ob_stage_parse(text, strlen(text), &m, &me) != OB_OK)
-        fail_msg("member %d hand-off: %s", i, me.message);
-    free(text);
+    ob_test_handoff_parse(first, &m, who);
     assert_int_equal(m.stage, OB_STAGE_CONNECT);
     assert_true(m.has_stack);
     assert_string_equal(m.stack.name, STACK);
@@ -304,38 +213,48 @@ static char *policy_text(json_t *role)
 
 /* The account's state hash in Redis: what the worker recorded, and never
  * the ExternalId. */
-static json_t *redis_state(redisContext *rc, int i, const char *never)
+static json_t *redis_state(int i, const char *never)
 {
     char acct[16];
     acct_of(i, acct);
-    redisReply *r = redisCommand(rc, "HGETALL ob:{%s}:state", acct);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    json_t *o = json_object();
-    for (size_t k = 0; k + 1 < r->elements; k += 2) {
-        const char *v = r->element[k + 1]->str;
-        if (never && never[0] && strstr(v, never))
-            fail_msg("member %d: the ExternalId is in state field %s", i, r->element[k]->str);
-        json_object_set_new(o, r->element[k]->str, json_string(v));
+    json_t *o = ob_test_state_all(&H, acct);
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        if (never && never[0] && strstr(json_string_value(v), never))
+            fail_msg("member %d: the ExternalId is in state field %s", i, k);
     }
-    freeReplyObject(r);
     return o;
 }
 
-static void forget_done(redisContext *rc, int i);
+/* Make the account's state say its iam stage is still running (what a crash
+ * between the hand-off's acknowledgement and the state write leaves). */
+static void forget_done(int i)
+{
+    char acct[16];
+    acct_of(i, acct);
+    /* Odd members keep the progress recorded with their outcome (a message
+     * whose transaction was aborted: its redo continues the stack); even
+     * ones lose it (a state written before progress was kept: the redo
+     * starts over, and UpdateStack finds nothing to update). */
+    redisContext *rc = ob_test_redis(&H);
+    redisReply *r =
+        i % 2 ? redisCommand(rc, "HSET ob:{%s}:state status running", acct)
+              : redisCommand(rc, "HSET ob:{%s}:state status running progress %s", acct, "");
+    assert_non_null(r);
+    freeReplyObject(r);
+}
 
 static void test_iam_worker(void **state)
 {
-    ob_loop_t *loop = ob_loop_new(NULL, 0);
-    char err[512];
     const char *latency[] = {"cloudformation.stack_create=300ms",
                              "cloudformation.stack_delete=200ms",
                              "cloudformation.stack_update=300ms", NULL};
     sim_opts_t so = {
         .profile = "instant", .org_accounts = 60, .random_seed = 13, .latency = latency};
-    sim_t *sim = sim_new(loop, &so, err, sizeof(err));
-    assert_non_null(sim);
-    snprintf(sim_url, sizeof(sim_url), "http://127.0.0.1:%d", sim_port(sim));
+    ob_test_begin(&H, &so);
+    sim_t *sim = H.sim;
     /* A role named like the template's, not made by any stack. */
     char acct7[16], acct8[16];
     acct_of(ROLLBACK1, acct7);
@@ -345,63 +264,37 @@ static void test_iam_worker(void **state)
     sim_put_role(sim, acct8, STACK, "/",
                  json_pack("{s:s, s:[]}", "Version", "2012-10-17", "Statement"), NULL);
 
-    produce(loop, 0, NULL);
+    produce(0, NULL);
 
-    ob_config_t cfg;
-    assert_int_equal(ob_config_load(&cfg, NULL, env_get, NULL, err, sizeof(err)), OB_OK);
-    kafka_defaults(&cfg.kafka);
-    ob_worker_opts_t wo = {.stage = &ob_stage_iam,
-                           .config = &cfg,
-                           .name = "itest-iam",
-                           .lock_ttl_ms = 10000,
-                           .shutdown_ms = 5000,
-                           .getenv_fn = env_get};
-    ob_worker_t *w = ob_worker_new(loop, &wo, err, sizeof(err));
-    if (!w)
-        fail_msg("worker: %s", err);
-
-    seen_t seen = {json_object(), json_object(), 0, sim, 0};
-    ob_cfg_kv_t kv = {0};
-    kafka_defaults(&kv);
-    char tc[128], td[128], group[160];
-    snprintf(tc, sizeof(tc), "%sconnect", prefix);
-    snprintf(td, sizeof(td), "%sdlq", prefix);
-    snprintf(group, sizeof(group), "%scollector", prefix);
-    const char *topics[] = {tc, td};
-    ob_kconsumer_opts_t co = {.group_id = group,
-                              .topics = topics,
-                              .ntopics = 2,
-                              .kafka = &kv,
-                              .on_message = on_out,
-                              .arg = &seen};
-    ob_kconsumer_t *collector = ob_kconsumer_new(loop, &co, err, sizeof(err));
-    assert_non_null(collector);
+    ob_worker_t *w = ob_test_worker(&H, &ob_stage_iam, "itest-iam", 5000);
+    ob_test_out_opts_t oo = {.group = "collector", .topics = {"connect", "dlq"}};
+    ob_test_out_t *out = ob_test_out_new(&H, &oo);
+    json_t *connect = ob_test_out_map(out, "connect"), *dlq = ob_test_out_map(out, "dlq");
 
     /* Round 1: 19 accounts connected, member 8 and the bad message dead. */
-    want_t want = {&seen, NACCT + 1};
-    uint64_t t0 = ob_loop_update_time(loop);
-    int ok = ob_test_run_until(loop, got_all, &want, 120000);
-    ob_test_run_until(loop, ob_test_worker_idle, w, 30000);
+    want_t want = {out, NACCT + 1, 0};
+    uint64_t t0 = ob_loop_update_time(H.loop);
+    int ok = ob_test_run_until(H.loop, got_all, &want, 120000);
+    ob_test_run_until(H.loop, ob_test_worker_idle, w, 30000);
     ob_worker_stats_t ws;
     ob_worker_get_stats(w, &ws);
     printf("round 1: %d outputs in %llu ms; worker: received %llu, done %llu, dead letters %llu\n",
-           seen.total, (unsigned long long)(ob_loop_update_time(loop) - t0),
+           out->keys, (unsigned long long)(ob_loop_update_time(H.loop) - t0),
            (unsigned long long)ws.received, (unsigned long long)ws.done,
            (unsigned long long)ws.dead_letters);
     assert_true(ok);
-    assert_true(seen.role_freed);
-    assert_int_equal(json_object_size(seen.connect), NACCT - 1);
-    assert_int_equal(json_object_size(seen.dlq), 2);
+    assert_true(want.role_freed);
+    assert_int_equal(json_object_size(connect), NACCT - 1);
+    assert_int_equal(json_object_size(dlq), 2);
 
-    redisContext *rc = redisConnect("127.0.0.1", redis_port);
-    assert_true(rc && !rc->err);
+    ob_test_redis(&H);
     got_t got[NACCT + 1];
     for (int i = 1; i <= NACCT; i++) {
         if (i == DOOMED)
             continue;
         char acct[16];
         acct_of(i, acct);
-        handoff_of(&seen, i, &got[i]);
+        handoff_of(out, i, &got[i]);
         json_t *role = check_account(sim, i, &got[i], "CREATE_COMPLETE");
         char *pol = policy_text(role);
         char bucket_arn[128];
@@ -413,10 +306,11 @@ static void test_iam_worker(void **state)
             assert_null(strstr(pol, "s3:")); /* no bucket named: no S3 access at all */
         assert_non_null(strstr(pol, "cur:DescribeReportDefinitions"));
         free(pol);
-        long long creates = count_of(sim, acct, "cloudformation.CreateStack");
+        long long creates = ob_test_sim_account_count(sim, acct, "cloudformation.CreateStack");
         assert_int_equal(creates, i == ROLLBACK1 ? 2 : 1);
-        assert_int_equal(count_of(sim, acct, "cloudformation.DeleteStack"), i == ROLLBACK1);
-        json_t *st = redis_state(rc, i, got[i].external_id);
+        assert_int_equal(ob_test_sim_account_count(sim, acct, "cloudformation.DeleteStack"),
+                         i == ROLLBACK1);
+        json_t *st = redis_state(i, got[i].external_id);
         assert_string_equal(jstr(st, "stage"), "iam");
         assert_string_equal(jstr(st, "status"), "done");
         assert_string_equal(jstr(st, "stack_id"), got[i].stack_id);
@@ -436,20 +330,20 @@ static void test_iam_worker(void **state)
     assert_int_equal(deleted7, 1);
 
     /* Member 8: three creates (two redos), then a permanent dead letter that says why. */
-    json_t *d8 = json_array_get(json_object_get(seen.dlq, acct8), 0);
+    json_t *d8 = ob_test_out_first(out, "dlq", acct8);
     json_t *e8 = json_object_get(d8, "error");
     assert_string_equal(jstr(e8, "class"), "permanent");
     assert_string_equal(jstr(e8, "code"), "stack_failed");
     printf("member 8: %s\n", jstr(e8, "message"));
     assert_non_null(strstr(jstr(e8, "message"), "after 2 redos"));
     assert_non_null(strstr(jstr(e8, "message"), "billing-engine-access already exists"));
-    assert_int_equal(count_of(sim, acct8, "cloudformation.CreateStack"), 3);
-    assert_int_equal(count_of(sim, acct8, "cloudformation.DeleteStack"), 2);
-    json_t *st8 = redis_state(rc, DOOMED, NULL);
+    assert_int_equal(ob_test_sim_account_count(sim, acct8, "cloudformation.CreateStack"), 3);
+    assert_int_equal(ob_test_sim_account_count(sim, acct8, "cloudformation.DeleteStack"), 2);
+    json_t *st8 = redis_state(DOOMED, NULL);
     assert_string_equal(jstr(st8, "status"), "failed");
     assert_string_equal(jstr(st8, "error_code"), "stack_failed");
     json_decref(st8);
-    json_t *d0 = json_array_get(json_object_get(seen.dlq, "bad-0"), 0);
+    json_t *d0 = ob_test_out_first(out, "dlq", "bad-0");
     assert_string_equal(jstr(json_object_get(d0, "error"), "class"), "invalid_input");
 
     /* Round 2: the same hand-offs again, as a worker redoes them when their
@@ -457,39 +351,37 @@ static void test_iam_worker(void **state)
      * transaction), and as one did before outputs were transactional.
      * Nothing is made; every ExternalId stays. */
     for (int i = 1; i <= NACCT; i++)
-        forget_done(rc, i);
-    json_object_clear(seen.connect);
-    json_object_clear(seen.dlq);
-    seen.total = 0;
+        forget_done(i);
+    ob_test_out_clear(out);
     size_t nstacks = json_object_size(sim_section(sim, "stacks"));
-    long long creates_before = json_integer_value(
-        json_object_get(sim_section(sim, "counts"), "cloudformation.CreateStack"));
-    t0 = ob_loop_update_time(loop);
-    produce(loop, 0, NULL);
-    assert_true(ob_test_run_until(loop, got_all, &want, 120000));
-    assert_true(ob_test_run_until(loop, ob_test_worker_idle, w, 30000));
-    printf("round 2: %d outputs in %llu ms\n", seen.total,
-           (unsigned long long)(ob_loop_update_time(loop) - t0));
-    assert_int_equal(json_object_size(seen.connect), NACCT - 1);
+    long long creates_before = ob_test_sim_count(sim, "cloudformation.CreateStack");
+    t0 = ob_loop_update_time(H.loop);
+    produce(0, NULL);
+    assert_true(ob_test_run_until(H.loop, got_all, &want, 120000));
+    assert_true(ob_test_run_until(H.loop, ob_test_worker_idle, w, 30000));
+    printf("round 2: %d outputs in %llu ms\n", out->keys,
+           (unsigned long long)(ob_loop_update_time(H.loop) - t0));
+    assert_int_equal(json_object_size(connect), NACCT - 1);
     for (int i = 1; i <= NACCT; i++) {
         if (i == DOOMED)
             continue;
         char acct[16];
         acct_of(i, acct);
         got_t again;
-        handoff_of(&seen, i, &again);
+        handoff_of(out, i, &again);
         assert_string_equal(again.stack_id, got[i].stack_id);
         assert_string_equal(again.role_arn, got[i].role_arn);
         assert_string_equal(again.external_id, got[i].external_id);
         /* "No updates are to be performed.": still CREATE_COMPLETE, never updated. */
         check_account(sim, i, &got[i], "CREATE_COMPLETE");
         assert_null(json_object_get(stack_by_id(sim, got[i].stack_id), "LastUpdatedTime"));
-        assert_int_equal(count_of(sim, acct, "cloudformation.UpdateStack"), i % 2 ? 0 : 1);
-        assert_int_equal(count_of(sim, acct, "cloudformation.CreateStack"), i == ROLLBACK1 ? 2 : 1);
+        assert_int_equal(ob_test_sim_account_count(sim, acct, "cloudformation.UpdateStack"),
+                         i % 2 ? 0 : 1);
+        assert_int_equal(ob_test_sim_account_count(sim, acct, "cloudformation.CreateStack"),
+                         i == ROLLBACK1 ? 2 : 1);
     }
     /* Only member 8 made stacks again (its redos, which fail the same way). */
-    long long creates_after = json_integer_value(
-        json_object_get(sim_section(sim, "counts"), "cloudformation.CreateStack"));
+    long long creates_after = ob_test_sim_count(sim, "cloudformation.CreateStack");
     printf("CreateStack calls: %lld before round 2, %lld after (member 8's redos)\n",
            creates_before, creates_after);
     assert_int_equal(creates_after - creates_before, 2);
@@ -497,15 +389,13 @@ static void test_iam_worker(void **state)
 
     /* Round 3: existing member 20 now names its CUR bucket: a real update
      * that keeps the ExternalId (UsePreviousValue) and grants that bucket. */
-    json_object_clear(seen.connect);
-    json_object_clear(seen.dlq);
-    seen.total = 0;
-    want_t one = {&seen, 1};
-    forget_done(rc, UPDATED);
-    produce(loop, UPDATED, ",\"bucket\":{\"name\":\"acme-cur-20\"}");
-    assert_true(ob_test_run_until(loop, got_all, &one, 60000));
+    ob_test_out_clear(out);
+    want_t one = {out, 1, want.role_freed};
+    forget_done(UPDATED);
+    produce(UPDATED, ",\"bucket\":{\"name\":\"acme-cur-20\"}");
+    assert_true(ob_test_run_until(H.loop, got_all, &one, 60000));
     got_t upd;
-    handoff_of(&seen, UPDATED, &upd);
+    handoff_of(out, UPDATED, &upd);
     assert_string_equal(upd.stack_id, got[UPDATED].stack_id);
     assert_string_equal(upd.external_id, got[UPDATED].external_id);
     json_t *role = check_account(sim, UPDATED, &upd, "UPDATE_COMPLETE");
@@ -513,42 +403,16 @@ static void test_iam_worker(void **state)
     assert_non_null(strstr(pol, "arn:aws:s3:::acme-cur-20/*"));
     free(pol);
 
-    redisFree(rc);
-    ob_kconsumer_close(collector);
-    ob_kconsumer_free(collector);
-    ob_worker_stop(w);
-    assert_int_equal(ob_worker_run(w), OB_OK); /* returns at once: the graceful shutdown */
-    ob_worker_free(w);
-    ob_cfg_kv_free(&kv);
-    json_decref(seen.connect);
-    json_decref(seen.dlq);
-    sim_free(sim);
-    ob_config_free(&cfg);
-    ob_loop_free(loop);
-}
-
-/* Make the account's state say its iam stage is still running (what a crash
- * between the hand-off's acknowledgement and the state write leaves). */
-static void forget_done(redisContext *rc, int i)
-{
-    char acct[16];
-    acct_of(i, acct);
-    /* Odd members keep the progress recorded with their outcome (a message
-     * whose transaction was aborted: its redo continues the stack); even
-     * ones lose it (a state written before progress was kept: the redo
-     * starts over, and UpdateStack finds nothing to update). */
-    redisReply *r =
-        i % 2 ? redisCommand(rc, "HSET ob:{%s}:state status running", acct)
-              : redisCommand(rc, "HSET ob:{%s}:state status running progress %s", acct, "");
-    assert_non_null(r);
-    freeReplyObject(r);
+    assert_int_equal(ob_test_end(&H), OB_OK); /* the worker's graceful shutdown */
 }
 
 int main(void)
 {
-    brokers = ob_test_service_env("OB_TEST_KAFKA_BROKERS", "an Apache Kafka broker");
-    redis_port = atoi(ob_test_service_env("OB_TEST_REDIS_PORT", "redis-server"));
-    snprintf(prefix, sizeof(prefix), "itiam%ld%d.", (long)time(NULL) % 100000, (int)getpid());
+    ob_test_harness_init(&H, "itiam");
+    ob_test_set(&H, "OB_INFLIGHT_MAX", "8"); /* smaller than the batch: the window pauses */
+    ob_test_set(&H, "OB_BILLING_PRINCIPAL", PRINCIPAL);
+    ob_test_set(&H, "OB_STACK_POLL", "100ms");
+    ob_test_set(&H, "OB_STACK_REDO_MAX", "2");
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iam_worker),

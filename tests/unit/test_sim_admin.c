@@ -24,96 +24,41 @@
 #define OTHER_KEY  "s3cr3t-other-account-key"
 #define ONBOARD    "arn:aws:iam::" OTHER ":role/Onboard"
 
-typedef struct fx_s {
-    ob_loop_t *loop;
-    ob_http_t *http;
-    ob_aws_t *aws;
-    sim_t *sim;
-    char endpoint[64];
-    ob_credsrc_t *mgmt;
-} fx_t;
-
-static const char *env_get(const char *name, void *ctx)
-{
-    fx_t *f = ctx;
-    if (!strcmp(name, "AWS_ENDPOINT_URL"))
-        return f->endpoint;
-    if (!strcmp(name, "AWS_REGION"))
-        return "us-east-1";
-    return NULL;
-}
+typedef ob_test_simfx_t fx_t;
 
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    char err[256];
-    f->loop = ob_loop_new(NULL, 0);
     sim_opts_t o = {.profile = "instant", .org_accounts = 2, .random_seed = 5};
-    f->sim = sim_new(f->loop, &o, err, sizeof(err));
-    if (!f->sim)
-        fail_msg("sim_new: %s", err);
-    snprintf(f->endpoint, sizeof(f->endpoint), "http://127.0.0.1:%d", sim_port(f->sim));
-    f->http = ob_http_new(f->loop, NULL, NULL, 0);
-    ob_aws_opts_t ao = {.getenv_fn = env_get, .env_ctx = f, .max_attempts = 1};
-    f->aws = ob_aws_new(f->loop, f->http, &ao, err, sizeof(err));
-    assert_non_null(f->aws);
-    f->mgmt = ob_credsrc_static(f->aws, SIM_MGMT_AKID, SIM_MGMT_SECRET, NULL, "management");
+    ob_test_simfx_start(f, &o, "us-east-1", NULL, NULL);
     *state = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fx_t *f = *state;
-    ob_credsrc_unref(f->mgmt);
-    ob_aws_free(f->aws);
-    ob_http_free(f->http);
-    sim_free(f->sim);
-    ob_loop_free(f->loop);
-    free(f);
+    ob_test_simfx_stop(*state, 0);
+    free(*state);
     return 0;
 }
 
 /* ---- admin calls ---- */
-
-typedef struct admin_s {
-    int done;
-    long status;
-    char content_type[64];
-    json_t *body;
-} admin_t;
-
-static void on_admin(ob_http_resp_t *resp, void *arg)
-{
-    admin_t *a = arg;
-    const char *ct = ob_hdrs_get(&resp->headers, "Content-Type");
-    a->done = 1;
-    a->status = resp->status;
-    snprintf(a->content_type, sizeof(a->content_type), "%s", ct ? ct : "");
-    a->body = json_loads(resp->body.data ? resp->body.data : "", 0, NULL);
-}
-
-static int admin_done(void *arg)
-{
-    return ((admin_t *)arg)->done;
-}
 
 /* An unsigned admin call; its JSON reply (checked to be JSON) is returned. */
 static json_t *admin(fx_t *f, const char *method, const char *path, const char *body,
                      long want_status)
 {
     char url[512];
-    admin_t a = {0};
+    ob_test_http_t a;
     snprintf(url, sizeof(url), "%s%s", f->endpoint, path);
-    ob_http_req_t req = {
-        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
-    assert_non_null(ob_http_send(f->http, &req, on_admin, &a, NULL, 0));
-    assert_true(ob_test_run_until(f->loop, admin_done, &a, 10000));
+    ob_test_http(f->loop, f->http, method, url, body, 10000, &a);
+    json_t *j = json_loads(a.body, 0, NULL);
+    free(a.body);
     if (a.status != want_status)
         fail_msg("%s %s: status %ld, wanted %ld", method, path, a.status, want_status);
     assert_string_equal(a.content_type, "application/json");
-    assert_non_null(a.body);
-    return a.body;
+    assert_non_null(j);
+    return j;
 }
 
 /* The call fails with this status and {"error": message}. */

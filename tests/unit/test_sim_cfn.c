@@ -32,24 +32,7 @@
 /* One byte over the 51,200-byte template limit, plus the terminator. */
 #define CFN_BIG_SIZE (51200 + 2)
 
-typedef struct fx_s {
-    ob_loop_t *loop;
-    ob_http_t *http;
-    ob_aws_t *aws;
-    sim_t *sim;
-    char endpoint[64];
-    ob_credsrc_t *creds;
-} fx_t;
-
-static const char *env_get(const char *name, void *ctx)
-{
-    fx_t *f = ctx;
-    if (!strcmp(name, "AWS_ENDPOINT_URL"))
-        return f->endpoint;
-    if (!strcmp(name, "AWS_REGION"))
-        return REGION;
-    return NULL;
-}
+typedef ob_test_simfx_t fx_t;
 
 /* A simulator with these latency overrides and fault rules ("api=spec",
  * NULL-terminated, may be NULL) and state file (may be NULL), and a client
@@ -57,25 +40,14 @@ static const char *env_get(const char *name, void *ctx)
 static void fx_start_faults(fx_t *f, const char *const *latency, const char *const *faults,
                             const char *state_file)
 {
-    char err[256];
-    if (!f->loop)
-        f->loop = ob_loop_new(NULL, 0);
     sim_opts_t o = {.port = 0,
                     .profile = "instant",
                     .latency = latency,
                     .faults = faults,
                     .state_file = state_file,
                     .random_seed = 7};
-    f->sim = sim_new(f->loop, &o, err, sizeof(err));
-    if (!f->sim)
-        fail_msg("sim_new: %s", err);
-    snprintf(f->endpoint, sizeof(f->endpoint), "http://127.0.0.1:%d", sim_port(f->sim));
     ob_http_opts_t ho = {.max_connections = 64};
-    f->http = ob_http_new(f->loop, &ho, NULL, 0);
-    ob_aws_opts_t ao = {.getenv_fn = env_get, .env_ctx = f, .max_attempts = 1};
-    f->aws = ob_aws_new(f->loop, f->http, &ao, err, sizeof(err));
-    assert_non_null(f->aws);
-    f->creds = ob_credsrc_static(f->aws, SIM_MGMT_AKID, SIM_MGMT_SECRET, NULL, "management");
+    ob_test_simfx_start(f, &o, REGION, &ho, NULL);
 }
 
 static void fx_start(fx_t *f, const char *const *latency, const char *state_file)
@@ -86,18 +58,7 @@ static void fx_start(fx_t *f, const char *const *latency, const char *state_file
 /* Stop the client and the simulator; keep the loop unless all is set. */
 static void fx_stop(fx_t *f, int all)
 {
-    ob_credsrc_unref(f->creds);
-    ob_aws_free(f->aws);
-    ob_http_free(f->http);
-    sim_free(f->sim);
-    f->creds = NULL;
-    f->aws = NULL;
-    f->http = NULL;
-    f->sim = NULL;
-    if (all) {
-        ob_loop_free(f->loop);
-        f->loop = NULL;
-    }
+    ob_test_simfx_stop(f, !all);
 }
 
 /* ---- calling ---- */
@@ -147,7 +108,7 @@ static void send_kv(fx_t *f, got_t *g, const char *action, const char *const *kv
     assert_int_equal(ob_query_init(&req, OB_SVC_CLOUDFORMATION, action, err, sizeof(err)), OB_OK);
     for (int i = 0; kv && kv[i]; i += 2)
         assert_int_equal(ob_query_add(&req, kv[i], kv[i + 1], err, sizeof(err)), OB_OK);
-    ob_aws_target_t t = {.creds = f->creds};
+    ob_aws_target_t t = {.creds = f->mgmt};
     if (!ob_aws_send(f->aws, &req, &t, on_result, g, err, sizeof(err)))
         fail_msg("send: %s", err);
 }
@@ -1322,37 +1283,17 @@ static json_t *failed_names(fx_t *f)
     return json_object_get(json_object_get(sim_section(f->sim, "stack_faults"), ACCT), REGION);
 }
 
-typedef struct admin_s {
-    int done;
-    long status;
-    json_t *body;
-} admin_t;
-
-static void on_admin(ob_http_resp_t *resp, void *arg)
-{
-    admin_t *a = arg;
-    a->done = 1;
-    a->status = resp->status;
-    a->body = json_loads(resp->body.data ? resp->body.data : "", 0, NULL);
-}
-
-static int admin_done(void *arg)
-{
-    return ((admin_t *)arg)->done;
-}
-
 /* An admin call; the reply's JSON (NULL when none) is returned, the status in *status. */
 static json_t *admin(fx_t *f, const char *method, const char *path, const char *body, long *status)
 {
     char url[256];
-    admin_t a = {0};
+    ob_test_http_t a;
     snprintf(url, sizeof(url), "%s%s", f->endpoint, path);
-    ob_http_req_t req = {
-        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
-    assert_non_null(ob_http_send(f->http, &req, on_admin, &a, NULL, 0));
-    assert_true(ob_test_run_until(f->loop, admin_done, &a, 10000));
+    ob_test_http(f->loop, f->http, method, url, body, 10000, &a);
+    json_t *j = json_loads(a.body, 0, NULL);
+    free(a.body);
     *status = a.status;
-    return a.body;
+    return j;
 }
 
 static long faults_injected(fx_t *f)

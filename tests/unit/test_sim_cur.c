@@ -25,25 +25,7 @@
 #define MEMBER_ROLE "arn:aws:iam::200000000001:role/OrganizationAccountAccessRole"
 #define BUCKET      "cur-111111111111"
 
-typedef struct fx_s {
-    ob_loop_t *loop;
-    ob_http_t *http;
-    ob_aws_t *aws;
-    sim_t *sim;
-    char endpoint[64];
-    ob_credsrc_t *mgmt;
-    ob_credsrc_t *member;
-} fx_t;
-
-static const char *env_get(const char *name, void *ctx)
-{
-    fx_t *f = ctx;
-    if (!strcmp(name, "AWS_ENDPOINT_URL"))
-        return f->endpoint;
-    if (!strcmp(name, "AWS_REGION"))
-        return "eu-west-1";
-    return NULL;
-}
+typedef ob_test_simfx_t fx_t;
 
 /* The delivery policy of AWS-WIRE.md (both principal families). */
 static char *cur_policy(const char *bucket, const char *account)
@@ -82,19 +64,8 @@ static void put_bucket(fx_t *f, const char *name, const char *owner, const char 
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    char err[256];
-    f->loop = ob_loop_new(NULL, 0);
     sim_opts_t o = {.port = 0, .profile = "instant", .org_accounts = 1, .random_seed = 3};
-    f->sim = sim_new(f->loop, &o, err, sizeof(err));
-    if (!f->sim)
-        fail_msg("sim_new: %s", err);
-    snprintf(f->endpoint, sizeof(f->endpoint), "http://127.0.0.1:%d", sim_port(f->sim));
-    f->http = ob_http_new(f->loop, NULL, NULL, 0);
-    ob_aws_opts_t ao = {.getenv_fn = env_get, .env_ctx = f, .max_attempts = 1};
-    f->aws = ob_aws_new(f->loop, f->http, &ao, err, sizeof(err));
-    assert_non_null(f->aws);
-    f->mgmt = ob_credsrc_static(f->aws, SIM_MGMT_AKID, SIM_MGMT_SECRET, NULL, "management");
-    f->member = ob_credsrc_assume_role(f->aws, f->mgmt, MEMBER_ROLE, NULL, "test", 0, "us-east-1");
+    ob_test_simfx_start(f, &o, "eu-west-1", NULL, MEMBER_ROLE);
     char *pol = cur_policy(BUCKET, SIM_MGMT_ACCOUNT);
     put_bucket(f, BUCKET, SIM_MGMT_ACCOUNT, "us-east-1", pol);
     free(pol);
@@ -104,14 +75,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    fx_t *f = *state;
-    ob_credsrc_unref(f->member);
-    ob_credsrc_unref(f->mgmt);
-    ob_aws_free(f->aws);
-    ob_http_free(f->http);
-    sim_free(f->sim);
-    ob_loop_free(f->loop);
-    free(f);
+    ob_test_simfx_stop(*state, 0);
+    free(*state);
     return 0;
 }
 

@@ -23,49 +23,18 @@
 #define MEMBER1  "200000000001"
 #define ORG_ROLE "arn:aws:iam::" MEMBER1 ":role/OrganizationAccountAccessRole"
 
-typedef struct fx_s {
-    ob_loop_t *loop;
-    ob_http_t *http;
-    ob_aws_t *aws;
-    sim_t *sim;
-    char endpoint[64];
-    ob_credsrc_t *mgmt;
-} fx_t;
-
-static fx_t F;
-
-static const char *env_get(const char *name, void *ctx)
-{
-    if (!strcmp(name, "AWS_ENDPOINT_URL"))
-        return F.endpoint;
-    if (!strcmp(name, "AWS_REGION"))
-        return "us-east-1";
-    return NULL;
-}
+static ob_test_simfx_t F;
 
 static int setup(void **state)
 {
-    char err[256];
-    F.loop = ob_loop_new(NULL, 0);
     sim_opts_t o = {.profile = "instant", .org_accounts = 60, .random_seed = 3};
-    F.sim = sim_new(F.loop, &o, err, sizeof(err));
-    if (!F.sim)
-        return -1;
-    snprintf(F.endpoint, sizeof(F.endpoint), "http://127.0.0.1:%d", sim_port(F.sim));
-    F.http = ob_http_new(F.loop, NULL, NULL, 0);
-    ob_aws_opts_t ao = {.getenv_fn = env_get, .max_attempts = 1};
-    F.aws = ob_aws_new(F.loop, F.http, &ao, err, sizeof(err));
-    F.mgmt = ob_credsrc_static(F.aws, SIM_MGMT_AKID, SIM_MGMT_SECRET, NULL, "management");
-    return F.aws && F.mgmt ? 0 : -1;
+    ob_test_simfx_start(&F, &o, "us-east-1", NULL, NULL);
+    return 0;
 }
 
 static int teardown(void **state)
 {
-    ob_credsrc_unref(F.mgmt);
-    ob_aws_free(F.aws);
-    ob_http_free(F.http);
-    sim_free(F.sim);
-    ob_loop_free(F.loop);
+    ob_test_simfx_stop(&F, 0);
     return 0;
 }
 
@@ -312,25 +281,6 @@ static void test_bad_credentials(void **state)
     ob_credsrc_unref(notoken);
 }
 
-typedef struct raw_s {
-    int done;
-    long status;
-    char body[4096];
-} raw_t;
-
-static void on_raw(ob_http_resp_t *resp, void *arg)
-{
-    raw_t *r = arg;
-    r->done = 1;
-    r->status = resp->status;
-    snprintf(r->body, sizeof(r->body), "%s", resp->body.data ? resp->body.data : "");
-}
-
-static int raw_done(void *arg)
-{
-    return ((raw_t *)arg)->done;
-}
-
 static void test_skewed_clock(void **state)
 {
     const char *body = "Action=GetCallerIdentity&Version=2011-06-15";
@@ -348,12 +298,12 @@ static void test_skewed_clock(void **state)
                          .headers = &hd,
                          .body = body,
                          .body_len = strlen(body)};
-    raw_t r = {0};
-    assert_non_null(ob_http_send(F.http, &req, on_raw, &r, NULL, 0));
-    assert_true(ob_test_run_until(F.loop, raw_done, &r, 5000));
+    ob_test_http_t r;
+    ob_test_http_send(F.loop, F.http, &req, 5000, &r);
     assert_int_equal(r.status, 403);
     assert_non_null(strstr(r.body, "<Code>SignatureDoesNotMatch</Code>"));
     assert_non_null(strstr(r.body, "Signature expired"));
+    free(r.body);
     ob_hdrs_clear(&hd);
 }
 

@@ -74,30 +74,11 @@ static char *handoff(const char *mode)
              "\"arn:aws:iam::" ACCT ":role/OnboardingAccess\"}",
              mode);
     ob_stage_msg_t m;
-    memset(&m, 0, sizeof(m));
-    ob_msg_error_t me;
-    assert_int_equal(ob_request_parse(req, strlen(req), &m.request, &me), OB_OK);
-    m.stage = OB_STAGE_CONNECT;
-    if (m.request.mode == OB_MODE_NEW) {
-        ob_stage_fill_bucket(&m);
-        ob_stage_fill_report(&m);
-    }
-    m.has_stack = 1;
-    snprintf(m.stack.id, sizeof(m.stack.id), "%s", STACK_ID);
-    snprintf(m.stack.name, sizeof(m.stack.name), "billing-engine-access");
-    snprintf(m.stack.role_arn, sizeof(m.stack.role_arn), "%s", BE_ROLE);
-    snprintf(m.stack.external_id, sizeof(m.stack.external_id), "%s", EXT_ID);
-    ob_trace_t *t = &m.trace[OB_STAGE_IAM];
-    t->present = 1;
-    snprintf(t->started_at, sizeof(t->started_at), "2025-06-02T10:00:00.120Z");
-    snprintf(t->finished_at, sizeof(t->finished_at), "2025-06-02T10:03:40.900Z");
-    t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "iam");
-    char *json = NULL;
-    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
-        fail_msg("hand-off: %s", me.message);
-    ob_stage_msg_clear(&m);
-    return json;
+    ob_test_handoff_init(&m, req, OB_STAGE_CONNECT);
+    ob_test_handoff_stack(&m, STACK_ID, BE_ROLE, EXT_ID);
+    ob_test_handoff_trace(&m, OB_STAGE_IAM, "iam", "2025-06-02T10:00:00.120Z",
+                          "2025-06-02T10:03:40.900Z");
+    return ob_test_handoff_json(&m);
 }
 
 /* ---- running the stage ---- */
@@ -492,15 +473,8 @@ static const char *expect_signed_post(const ob_step_t *s)
     long long now = (long long)time(NULL);
     assert_true(t >= now - 5 && t <= now + 1);
     /* v1= hex HMAC-SHA256(secret, ts "." body) */
-    ob_buf_t text = {0};
-    ob_buf_printf(&text, "%s.", ts);
-    ob_buf_append(&text, s->http_body.data, s->http_body.len);
-    uint8_t mac[OB_SHA256_LEN];
-    char hex[OB_SHA256_HEX_LEN], want[80];
-    ob_hmac_sha256(SECRET, strlen(SECRET), text.data, text.len, mac);
-    ob_hex(mac, sizeof(mac), hex);
-    snprintf(want, sizeof(want), "v1=%s", hex);
-    ob_buf_free(&text);
+    char want[OB_TEST_SIGNATURE_LEN];
+    ob_test_billing_signature(SECRET, ts, s->http_body.data, s->http_body.len, want);
     assert_string_equal(sig, want);
     /* The body is the event, and the key header is its key. */
     ob_connected_t c;

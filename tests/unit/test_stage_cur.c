@@ -36,23 +36,10 @@ static char *handoff_at(const char *region, const char *partition, const char *e
         ":role/OrganizationAccountAccessRole\"%s}",
         region, partition, extra ? extra : "");
     ob_stage_msg_t m;
-    ob_msg_error_t me;
-    memset(&m, 0, sizeof(m));
-    if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
-        fail_msg("request: %s", me.message);
-    m.stage = OB_STAGE_CUR;
-    ob_stage_fill_bucket(&m);
-    ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
-    t->present = 1;
-    snprintf(t->started_at, sizeof(t->started_at), "2025-06-02T10:00:00.120Z");
-    snprintf(t->finished_at, sizeof(t->finished_at), "2025-06-02T10:00:01.480Z");
-    t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "bucket");
-    char *json = NULL;
-    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
-        fail_msg("hand-off: %s", me.message);
-    ob_stage_msg_clear(&m);
-    return json;
+    ob_test_handoff_init(&m, req, OB_STAGE_CUR);
+    ob_test_handoff_trace(&m, OB_STAGE_BUCKET, "bucket", "2025-06-02T10:00:00.120Z",
+                          "2025-06-02T10:00:01.480Z");
+    return ob_test_handoff_json(&m);
 }
 
 static char *handoff(const char *extra)
@@ -773,8 +760,7 @@ static void test_bad_input(void **state)
     free(iam);
     m.stage = OB_STAGE_IAM;
     ob_stage_fill_report(&m);
-    assert_int_equal(ob_stage_to_json(&m, &iam, NULL, &me), OB_OK);
-    ob_stage_msg_clear(&m);
+    iam = ob_test_handoff_json(&m);
 
     char *good = handoff(NULL);
     /* A hand-off without its bucket result. */

@@ -68,28 +68,14 @@ static char *handoff(const char *mode, const char *request_id, const char *extra
              "\"%s}",
              request_id, mode, extra ? extra : "");
     ob_stage_msg_t m;
-    ob_msg_error_t me;
-    memset(&m, 0, sizeof(m));
-    if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
-        fail_msg("request: %s", me.message);
-    m.stage = OB_STAGE_IAM;
+    ob_test_handoff_init(&m, req, OB_STAGE_IAM);
     if (m.request.mode == OB_MODE_NEW) {
-        ob_stage_fill_bucket(&m);
-        ob_stage_fill_report(&m);
-        for (int i = OB_STAGE_BUCKET; i <= OB_STAGE_CUR; i++) {
-            ob_trace_t *t = &m.trace[i];
-            t->present = 1;
-            snprintf(t->started_at, sizeof(t->started_at), "2025-06-02T10:00:00.120Z");
-            snprintf(t->finished_at, sizeof(t->finished_at), "2025-06-02T10:00:01.480Z");
-            t->attempts = 1;
-            snprintf(t->worker, sizeof(t->worker), "%s", i == OB_STAGE_BUCKET ? "bucket" : "cur");
-        }
+        ob_test_handoff_trace(&m, OB_STAGE_BUCKET, "bucket", "2025-06-02T10:00:00.120Z",
+                              "2025-06-02T10:00:01.480Z");
+        ob_test_handoff_trace(&m, OB_STAGE_CUR, "cur", "2025-06-02T10:00:00.120Z",
+                              "2025-06-02T10:00:01.480Z");
     }
-    char *json = NULL;
-    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
-        fail_msg("hand-off: %s", me.message);
-    ob_stage_msg_clear(&m);
-    return json;
+    return ob_test_handoff_json(&m);
 }
 
 /* ---- running the stage ---- */
@@ -1454,10 +1440,7 @@ static void test_configuration_and_input(void **state)
     m.stage = OB_STAGE_CUR;
     m.has_report = 0;
     memset(&m.trace[OB_STAGE_CUR], 0, sizeof(m.trace[OB_STAGE_CUR]));
-    char *cur = NULL;
-    if (ob_stage_to_json(&m, &cur, NULL, &me) != OB_OK)
-        fail_msg("cur hand-off: %s", me.message);
-    ob_stage_msg_clear(&m);
+    char *cur = ob_test_handoff_json(&m);
     assert_int_not_equal(start_cfg(&r, cur, &c), OB_OK);
     assert_int_equal(r.s.fail_class, OB_DLQ_INVALID_INPUT);
     assert_string_equal(r.s.code, "wrong_stage");
