@@ -603,7 +603,7 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
         return;
     }
     ob_stage_msg_t m;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     if (ob_request_copy(&m.request, &st->in.request) != OB_OK) {
         ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "out_of_memory", "cannot build the hand-off");
         return;
@@ -615,16 +615,12 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
     m.report = st->in.report;
     memcpy(m.trace, st->in.trace, sizeof(m.trace));
     m.has_stack = 1;
-    snprintf(m.stack.id, sizeof(m.stack.id), "%s", st->seen.id);
-    snprintf(m.stack.name, sizeof(m.stack.name), "%s", st->stack_name);
-    snprintf(m.stack.role_arn, sizeof(m.stack.role_arn), "%s", st->seen.role_arn);
-    snprintf(m.stack.external_id, sizeof(m.stack.external_id), "%s", st->external_id);
-    ob_trace_t *t = &m.trace[OB_STAGE_IAM];
-    t->present = 1;
-    snprintf(t->started_at, sizeof(t->started_at), "%s", st->started_at);
-    ob_msg_now(t->finished_at);
-    t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "iam");
+    /* st outlives m: its strings are borrowed. */
+    m.stack = (ob_stack_result_t){st->seen.id, st->stack_name, st->seen.role_arn, st->external_id};
+    char now[OB_TIME_LEN];
+    ob_msg_now(now);
+    m.trace[OB_STAGE_IAM] =
+        (ob_trace_t){1, st->started_at, ob_request_str(&m.request, now), 1, "iam"};
     ob_msg_error_t me;
     char *json = NULL;
     ob_err_t e = ob_stage_to_json(&m, &json, NULL, &me);
