@@ -1715,6 +1715,7 @@ static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, ob_msg_error_t
         if (!c)
             return nomem(err);
         rc = parse_connected(o, c, err);
+        ob_connected_clear(c);
         free(c);
         return rc;
     }
@@ -2339,6 +2340,22 @@ void ob_connected_init(ob_connected_t *c)
     c->report = (ob_report_result_t){"", "", "", ""};
     for (int i = 0; i < OB_STAGE__COUNT; i++)
         c->trace[i] = (ob_trace_t){0, "", "", 0, ""};
+}
+
+const char *ob_connected_str(ob_connected_t *c, const char *s)
+{
+    return keep(&c->mem, s);
+}
+
+const char *ob_connected_printf(ob_connected_t *c, const char *fmt, ...)
+{
+    if (!c->mem)
+        c->mem = ob_arena_new();
+    va_list ap;
+    va_start(ap, fmt);
+    const char *s = ob_arena_vprintf(c->mem, fmt, ap);
+    va_end(ap);
+    return s;
 }
 
 void ob_connected_clear(ob_connected_t *c)
@@ -3030,6 +3047,7 @@ ob_err_t ob_msg_validate(ob_msg_kind_t kind, const char *json, size_t len, ob_ms
         if (!c)
             return OB_ERR_NOMEM;
         rc = ob_connected_parse(json, len, c, err);
+        ob_connected_clear(c);
         free(c);
         return rc;
     }

@@ -353,6 +353,10 @@ typedef struct ob_connected_s {
  * fill a value to release so. */
 void ob_connected_init(ob_connected_t *c);
 void ob_connected_clear(ob_connected_t *c);
+/* A copy of s (NULL: ""), or printf output, owned by c: for setting its fields. */
+const char *ob_connected_str(ob_connected_t *c, const char *s);
+const char *ob_connected_printf(ob_connected_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* The idempotency key of a connection: lowercase hex SHA-256 of
  * "onboard.connected/1|" account "|" role_arn "|" external_id "|" and, when

@@ -149,7 +149,7 @@ static char *handoff(int i, int round)
         snprintf(req + n - 1, sizeof(req) - n + 1, ",\"report\":{\"prefix\":\"R%d\"}}", round);
     }
     ob_stage_msg_t m;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     ob_msg_error_t me;
     if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
         fail_msg("request: %s", me.message);
@@ -162,16 +162,18 @@ static char *handoff(int i, int round)
     char role[128], stack[256];
     role_of(i, role);
     stack_of(i, stack);
-    snprintf(m.stack.id, sizeof(m.stack.id), "%s", stack);
-    snprintf(m.stack.name, sizeof(m.stack.name), "billing-engine-access");
-    snprintf(m.stack.role_arn, sizeof(m.stack.role_arn), "%s", role);
-    ext_of(i, i == WRONG_EXT ? "wrong" : "role", m.stack.external_id);
+    m.stack.id = ob_request_printf(&m.request, "%s", stack);
+    m.stack.name = ob_request_printf(&m.request, "billing-engine-access");
+    m.stack.role_arn = ob_request_printf(&m.request, "%s", role);
+    char ext[OB_BE_EXT_ID_LEN], now[OB_TIME_LEN];
+    ext_of(i, i == WRONG_EXT ? "wrong" : "role", ext);
+    m.stack.external_id = ob_request_str(&m.request, ext);
     ob_trace_t *t = &m.trace[OB_STAGE_IAM];
     t->present = 1;
-    ob_msg_now(t->started_at);
-    ob_msg_now(t->finished_at);
+    ob_msg_now(now);
+    t->started_at = t->finished_at = ob_request_str(&m.request, now);
     t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "iam");
+    t->worker = ob_request_printf(&m.request, "iam");
     char *json = NULL;
     if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
         fail_msg("hand-off: %s", me.message);
@@ -284,12 +286,14 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
     ob_msg_error_t me;
     if (ob_connected_parse(req->body, req->body_len, &c, &me) != OB_OK ||
         strcmp(c.idempotency_key, key) != 0) {
+        ob_connected_clear(&c);
         reject(b, conn, 400, "not an onboard.connected/1 event with this key");
         return;
     }
     char acct[16];
     acct_of(REFUSED, acct);
     if (!strcmp(c.account_id, acct)) {
+        ob_connected_clear(&c);
         b->refused_400++;
         const char *no = "{\"error\":\"account is closed for billing\"}";
         ob_httpd_respond(conn, 400, NULL, no, strlen(no));
@@ -297,6 +301,7 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
     }
     acct_of(FLAKY, acct);
     if (!strcmp(c.account_id, acct) && !b->flaky_done) {
+        ob_connected_clear(&c);
         b->flaky_done = 1;
         b->answered_503++;
         ob_httpd_respond(conn, 503, NULL, "busy", 4);
@@ -309,6 +314,7 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
     }
     json_array_append_new(arr,
                           json_pack("{s:s, s:s%}", "key", key, "body", req->body, req->body_len));
+    ob_connected_clear(&c);
     if (b->pause_rc && !b->paused_at) {
         /* The event is accepted: the job's outcome is all that is left, and
          * Redis takes no write for the next 1.5 s. */
@@ -361,6 +367,7 @@ static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
             r->element[1]->type != REDIS_REPLY_STRING ||
             strcmp(r->element[1]->str, ev.request_id) != 0)
             s->ahead++;
+        ob_connected_clear(&ev);
         freeReplyObject(r);
         s->seen_at = ob_loop_update_time(s->loop);
     }
@@ -432,6 +439,7 @@ static void check_event(seen_t *seen, billing_t *bill, int i, int round, int att
         fail_msg("account %s: the Billing Engine got %zu events", acct, json_array_size(got));
     assert_string_equal(str_at(json_array_get(got, 0), "key", NULL), key);
     assert_string_equal(str_at(json_array_get(got, 0), "body", NULL), payload);
+    ob_connected_clear(&c);
 }
 
 /* The dead letter of member i: its code, class and reason. */
@@ -652,9 +660,10 @@ static void test_connect_worker(void **state)
     role_of(1, role1);
     char ext1[OB_BE_EXT_ID_LEN];
     ext_of(1, "role", ext1);
-    ob_report_result_t rep1 = {.name = "billing-engine-cur", .prefix = "CUR"};
-    snprintf(rep1.bucket, sizeof(rep1.bucket), "billing-cur-%s-%s", acct1, region_of(1));
-    snprintf(rep1.region, sizeof(rep1.region), "%s", region_of(1));
+    char bucket1[OB_BUCKET_LEN];
+    snprintf(bucket1, sizeof(bucket1), "billing-cur-%s-%s", acct1, region_of(1));
+    ob_report_result_t rep1 = {
+        .name = "billing-engine-cur", .bucket = bucket1, .prefix = "CUR", .region = region_of(1)};
     ob_connected_key(acct1, role1, ext1, &rep1, key1);
     json_object_clear(seen.connected);
     seen.total = 0;

@@ -162,7 +162,7 @@ static char *handoff(int i, int round, const char *report, ob_stage_t stage)
              report ? report : "");
     ob_stage_msg_t m;
     ob_msg_error_t me;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
         fail_msg("request: %s", me.message);
     m.stage = stage;
@@ -171,10 +171,11 @@ static char *handoff(int i, int round, const char *report, ob_stage_t stage)
         ob_stage_fill_report(&m);
     ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
     t->present = 1;
-    ob_msg_now(t->started_at);
-    ob_msg_now(t->finished_at);
+    char now[OB_TIME_LEN];
+    ob_msg_now(now);
+    t->started_at = t->finished_at = ob_request_str(&m.request, now);
     t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "bucket");
+    t->worker = ob_request_printf(&m.request, "bucket");
     char *json = NULL;
     if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
         fail_msg("hand-off: %s", me.message);

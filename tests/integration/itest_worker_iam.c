@@ -98,7 +98,7 @@ static char *handoff(int i, const char *extra)
              extra ? extra : "");
     ob_stage_msg_t m;
     ob_msg_error_t me;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
         fail_msg("request %d: %s", i, me.message);
     m.stage = OB_STAGE_IAM;
@@ -108,10 +108,12 @@ static char *handoff(int i, const char *extra)
         for (int s = OB_STAGE_BUCKET; s <= OB_STAGE_CUR; s++) {
             ob_trace_t *t = &m.trace[s];
             t->present = 1;
-            ob_msg_now(t->started_at);
-            ob_msg_now(t->finished_at);
+            char now[OB_TIME_LEN];
+            ob_msg_now(now);
+            t->started_at = t->finished_at = ob_request_str(&m.request, now);
             t->attempts = 1;
-            snprintf(t->worker, sizeof(t->worker), "%s", s == OB_STAGE_BUCKET ? "bucket" : "cur");
+            t->worker =
+                ob_request_printf(&m.request, "%s", s == OB_STAGE_BUCKET ? "bucket" : "cur");
         }
     }
     char *json = NULL;

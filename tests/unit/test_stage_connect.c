@@ -74,7 +74,7 @@ static char *handoff(const char *mode)
              "\"arn:aws:iam::" ACCT ":role/OnboardingAccess\"}",
              mode);
     ob_stage_msg_t m;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     ob_msg_error_t me;
     assert_int_equal(ob_request_parse(req, strlen(req), &m.request, &me), OB_OK);
     m.stage = OB_STAGE_CONNECT;
@@ -83,16 +83,16 @@ static char *handoff(const char *mode)
         ob_stage_fill_report(&m);
     }
     m.has_stack = 1;
-    snprintf(m.stack.id, sizeof(m.stack.id), "%s", STACK_ID);
-    snprintf(m.stack.name, sizeof(m.stack.name), "billing-engine-access");
-    snprintf(m.stack.role_arn, sizeof(m.stack.role_arn), "%s", BE_ROLE);
-    snprintf(m.stack.external_id, sizeof(m.stack.external_id), "%s", EXT_ID);
+    m.stack.id = ob_request_printf(&m.request, "%s", STACK_ID);
+    m.stack.name = ob_request_printf(&m.request, "billing-engine-access");
+    m.stack.role_arn = ob_request_printf(&m.request, "%s", BE_ROLE);
+    m.stack.external_id = ob_request_printf(&m.request, "%s", EXT_ID);
     ob_trace_t *t = &m.trace[OB_STAGE_IAM];
     t->present = 1;
-    snprintf(t->started_at, sizeof(t->started_at), "2025-06-02T10:00:00.120Z");
-    snprintf(t->finished_at, sizeof(t->finished_at), "2025-06-02T10:03:40.900Z");
+    t->started_at = ob_request_printf(&m.request, "2025-06-02T10:00:00.120Z");
+    t->finished_at = ob_request_printf(&m.request, "2025-06-02T10:03:40.900Z");
     t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "iam");
+    t->worker = ob_request_printf(&m.request, "iam");
     char *json = NULL;
     if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
         fail_msg("hand-off: %s", me.message);
@@ -297,6 +297,7 @@ static void expect_done(const ob_step_t *s, const char *mode, int attempts)
         if (!found)
             fail_msg("state field %s missing", want[w][0]);
     }
+    ob_connected_clear(&c);
 }
 
 /* ---- AssumeRole ---- */
@@ -507,6 +508,7 @@ static const char *expect_signed_post(const ob_step_t *s)
     ob_msg_error_t me;
     assert_int_equal(ob_connected_parse(s->http_body.data, s->http_body.len, &c, &me), OB_OK);
     assert_string_equal(key, c.idempotency_key);
+    ob_connected_clear(&c);
     return s->http_body.data;
 }
 

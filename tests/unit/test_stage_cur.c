@@ -37,17 +37,17 @@ static char *handoff_at(const char *region, const char *partition, const char *e
         region, partition, extra ? extra : "");
     ob_stage_msg_t m;
     ob_msg_error_t me;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
         fail_msg("request: %s", me.message);
     m.stage = OB_STAGE_CUR;
     ob_stage_fill_bucket(&m);
     ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
     t->present = 1;
-    snprintf(t->started_at, sizeof(t->started_at), "2025-06-02T10:00:00.120Z");
-    snprintf(t->finished_at, sizeof(t->finished_at), "2025-06-02T10:00:01.480Z");
+    t->started_at = ob_request_printf(&m.request, "2025-06-02T10:00:00.120Z");
+    t->finished_at = ob_request_printf(&m.request, "2025-06-02T10:00:01.480Z");
     t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "bucket");
+    t->worker = ob_request_printf(&m.request, "bucket");
     char *json = NULL;
     if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK)
         fail_msg("hand-off: %s", me.message);

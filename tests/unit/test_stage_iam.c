@@ -69,7 +69,7 @@ static char *handoff(const char *mode, const char *request_id, const char *extra
              request_id, mode, extra ? extra : "");
     ob_stage_msg_t m;
     ob_msg_error_t me;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     if (ob_request_parse(req, strlen(req), &m.request, &me) != OB_OK)
         fail_msg("request: %s", me.message);
     m.stage = OB_STAGE_IAM;
@@ -79,10 +79,11 @@ static char *handoff(const char *mode, const char *request_id, const char *extra
         for (int i = OB_STAGE_BUCKET; i <= OB_STAGE_CUR; i++) {
             ob_trace_t *t = &m.trace[i];
             t->present = 1;
-            snprintf(t->started_at, sizeof(t->started_at), "2025-06-02T10:00:00.120Z");
-            snprintf(t->finished_at, sizeof(t->finished_at), "2025-06-02T10:00:01.480Z");
+            t->started_at = ob_request_printf(&m.request, "2025-06-02T10:00:00.120Z");
+            t->finished_at = ob_request_printf(&m.request, "2025-06-02T10:00:01.480Z");
             t->attempts = 1;
-            snprintf(t->worker, sizeof(t->worker), "%s", i == OB_STAGE_BUCKET ? "bucket" : "cur");
+            t->worker =
+                ob_request_printf(&m.request, "%s", i == OB_STAGE_BUCKET ? "bucket" : "cur");
         }
     }
     char *json = NULL;
