@@ -1380,8 +1380,11 @@ static ob_err_t parse_request(const json_t *o, const char *base, int normalized,
     const json_t *j;
     ob_err_t rc;
     int v;
+    ob_arena_t *mem = r->mem; /* the caller's, sized for the message: kept */
+    r->mem = NULL;
     ob_request_clear(r);
     ob_request_init(r);
+    r->mem = mem;
     if (!json_is_object(o))
         return fail(err, base, base[0] ? "type" : "not_object", "expected an object, got %s",
                     jtype(o));
@@ -1579,6 +1582,7 @@ ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_ms
     ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
     if (rc != OB_OK)
         return rc;
+    out->mem = ob_arena_new_sized(len); /* the strings fit in the text they come from */
     rc = parse_request(doc, "", 0, out, err);
     json_decref(doc);
     if (rc != OB_OK)
@@ -1868,8 +1872,11 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
     const json_t *j, *res, *e;
     ob_err_t rc;
     int v;
+    ob_arena_t *mem = m->request.mem; /* the caller's, sized for the message: kept */
+    m->request.mem = NULL;
     ob_stage_msg_clear(m);
     ob_stage_msg_init(m);
+    m->request.mem = mem;
     if ((rc = check_schema(o, "", OB_SCHEMA_STAGE, err)) != OB_OK ||
         (rc = check_members(o, "", STAGE_MEMBERS, err)) != OB_OK ||
         (rc = member(o, "", "request", 1, &j, f, err)) != OB_OK ||
@@ -2053,6 +2060,7 @@ ob_err_t ob_stage_parse(const char *json, size_t len, ob_stage_msg_t *out, ob_ms
     ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
     if (rc != OB_OK)
         return rc;
+    out->request.mem = ob_arena_new_sized(len);
     rc = parse_stage(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
@@ -2264,7 +2272,9 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
     const json_t *j;
     ob_err_t rc;
     int v;
+    ob_arena_t *mem = c->mem; /* the caller's, sized for the message: kept */
     ob_connected_init(c);
+    c->mem = mem;
     if ((rc = check_schema(o, "", OB_SCHEMA_CONNECTED, err)) != OB_OK ||
         (rc = check_members(o, "", CONNECTED_MEMBERS, err)) != OB_OK ||
         (rc = member(o, "", "idempotency_key", 1, &j, f, err)) != OB_OK ||
@@ -2379,6 +2389,7 @@ ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, o
     ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
     if (rc != OB_OK)
         return rc;
+    out->mem = ob_arena_new_sized(len);
     rc = parse_connected(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
