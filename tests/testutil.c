@@ -210,7 +210,7 @@ void ob_test_http(ob_loop_t *loop, ob_http_t *http, const char *method, const ch
 void ob_test_handoff_init(ob_stage_msg_t *m, const char *request_json, ob_stage_t stage)
 {
     ob_msg_error_t me;
-    memset(m, 0, sizeof(*m));
+    ob_stage_msg_init(m);
     if (ob_request_parse(request_json, strlen(request_json), &m->request, &me) != OB_OK)
         fail_msg("request: %s", me.message);
     m->stage = stage;
@@ -225,27 +225,23 @@ void ob_test_handoff_stack(ob_stage_msg_t *m, const char *stack_id, const char *
                            const char *external_id)
 {
     m->has_stack = 1;
-    snprintf(m->stack.id, sizeof(m->stack.id), "%s", stack_id);
-    snprintf(m->stack.name, sizeof(m->stack.name), "billing-engine-access");
-    snprintf(m->stack.role_arn, sizeof(m->stack.role_arn), "%s", role_arn);
-    snprintf(m->stack.external_id, sizeof(m->stack.external_id), "%s", external_id);
+    m->stack.id = ob_request_str(&m->request, stack_id);
+    m->stack.name = "billing-engine-access";
+    m->stack.role_arn = ob_request_str(&m->request, role_arn);
+    m->stack.external_id = ob_request_str(&m->request, external_id);
 }
 
 void ob_test_handoff_trace(ob_stage_msg_t *m, ob_stage_t s, const char *worker,
                            const char *started_at, const char *finished_at)
 {
     ob_trace_t *t = &m->trace[s];
+    char now[OB_TIME_LEN];
+    ob_msg_now(now);
     t->present = 1;
-    if (started_at)
-        snprintf(t->started_at, sizeof(t->started_at), "%s", started_at);
-    else
-        ob_msg_now(t->started_at);
-    if (finished_at)
-        snprintf(t->finished_at, sizeof(t->finished_at), "%s", finished_at);
-    else
-        ob_msg_now(t->finished_at);
+    t->started_at = ob_request_str(&m->request, started_at ? started_at : now);
+    t->finished_at = ob_request_str(&m->request, finished_at ? finished_at : now);
     t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "%s", worker);
+    t->worker = ob_request_str(&m->request, worker);
 }
 
 char *ob_test_handoff_json(ob_stage_msg_t *m)

@@ -101,8 +101,11 @@ static void on_handoff(ctl_t *c, const rd_kafka_message_t *m, void *arg)
         if (!was || json_integer_value(json_object_get(was, "stage")) < (json_int_t)s.stage) {
             json_t *e = json_pack("{s:i}", "stage", (json_int_t)s.stage);
             ob_connected_t ev;
-            if (s.stage == OB_STAGE_CONNECT && ob_connected_from_stage(&s, NULL, &ev, &me) == OB_OK)
+            if (s.stage == OB_STAGE_CONNECT &&
+                ob_connected_from_stage(&s, NULL, &ev, &me) == OB_OK) {
                 json_object_set_new(e, "key", json_string(ev.idempotency_key));
+                ob_connected_clear(&ev);
+            }
             json_object_set_new(hand, r->request_id, e);
         }
     }
@@ -119,14 +122,14 @@ static void on_event(ctl_t *c, const rd_kafka_message_t *m, void *arg)
         h->skipped++;
         return;
     }
-    if (!wanted(h, ev.account_id))
-        return;
-    json_array_append_new(json_object_get(account(h, ev.account_id), "events"),
-                          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
-                                    ev.request_id, "key", ev.idempotency_key, "connected_at",
-                                    ev.connected_at, "role_arn", ev.role_arn, "stack_id",
-                                    ev.stack_id, "report", ev.has_report ? ev.report.name : "",
-                                    "bucket", ev.has_report ? ev.report.bucket : ""));
+    if (wanted(h, ev.account_id))
+        json_array_append_new(json_object_get(account(h, ev.account_id), "events"),
+                              json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
+                                        ev.request_id, "key", ev.idempotency_key, "connected_at",
+                                        ev.connected_at, "role_arn", ev.role_arn, "stack_id",
+                                        ev.stack_id, "report", ev.has_report ? ev.report.name : "",
+                                        "bucket", ev.has_report ? ev.report.bucket : ""));
+    ob_connected_clear(&ev);
 }
 
 static void on_dead(ctl_t *c, const rd_kafka_message_t *m, void *arg)

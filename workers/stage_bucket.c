@@ -170,7 +170,7 @@ static ob_err_t bucket_parse(void *p, void *ctx, const ob_config_t *cfg, const c
 static void hand_off(bucket_st_t *st, ob_step_t *out)
 {
     ob_stage_msg_t m;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     if (ob_request_copy(&m.request, &st->req) != OB_OK) {
         ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot build the hand-off");
         return;
@@ -185,12 +185,14 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
         ob_stage_fill_bucket(&m);
         ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
         t->present = 1;
-        snprintf(t->started_at, sizeof(t->started_at), "%s", st->started_at);
-        ob_msg_now(t->finished_at);
+        char now[OB_TIME_LEN];
+        ob_msg_now(now);
+        t->started_at = ob_request_str(&m.request, st->started_at);
+        t->finished_at = ob_request_str(&m.request, now);
         t->attempts = st->calls > 0 ? 1 : 0;
         if (t->attempts == 0)
             t->attempts = 1;
-        snprintf(t->worker, sizeof(t->worker), "bucket");
+        t->worker = "bucket";
     }
     ob_msg_error_t me;
     char *json = NULL;
@@ -393,10 +395,10 @@ static int cur_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
         if (st->has_found || (st->req.has_bucket && strcmp(bucket, st->req.bucket) != 0))
             continue;
         st->has_found = 1;
-        snprintf(st->found.name, sizeof(st->found.name), "%s", name);
-        snprintf(st->found.bucket, sizeof(st->found.bucket), "%s", bucket);
-        snprintf(st->found.prefix, sizeof(st->found.prefix), "%s", prefix ? prefix : "");
-        snprintf(st->found.region, sizeof(st->found.region), "%s", region);
+        st->found.name = ob_request_str(&st->req, name);
+        st->found.bucket = ob_request_str(&st->req, bucket);
+        st->found.prefix = ob_request_str(&st->req, prefix);
+        st->found.region = ob_request_str(&st->req, region);
     }
     const char *next = json_string_value(json_object_get(reply, "NextToken"));
     if (!st->has_found && next && *next && ++st->cur_pages < 20) {

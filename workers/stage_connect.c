@@ -293,19 +293,21 @@ static int build_event(connect_st_t *st, ob_step_t *out)
     }
     ob_trace_t *t = &c.trace[OB_STAGE_CONNECT];
     t->present = 1;
-    snprintf(t->started_at, sizeof(t->started_at), "%s", st->started_at);
-    snprintf(t->finished_at, sizeof(t->finished_at), "%s", st->connected_at);
+    t->started_at = st->started_at; /* st outlives c */
+    t->finished_at = st->connected_at;
     t->attempts = st->assume_calls > 0 ? st->assume_calls : 1;
-    snprintf(t->worker, sizeof(t->worker), "connect");
+    t->worker = "connect";
     free(st->event);
     st->event = NULL;
     if (ob_connected_to_json(&c, &st->event, NULL, &me) != OB_OK) {
         ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the connected event: %s",
                      me.message);
         snprintf(out->field, sizeof(out->field), "%s", me.field);
+        ob_connected_clear(&c);
         return 0;
     }
     snprintf(st->idem, sizeof(st->idem), "%s", c.idempotency_key);
+    ob_connected_clear(&c);
     return 1;
 }
 

@@ -330,7 +330,7 @@ static void on_delete(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
 {
     ob_stage_msg_t m;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     if (ob_request_copy(&m.request, &st->msg.request) != OB_OK) {
         ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot build the hand-off");
         return;
@@ -341,12 +341,10 @@ static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
     ob_stage_fill_report(&m);
     memcpy(m.trace, st->msg.trace, sizeof(m.trace));
     ob_trace_t *t = &m.trace[OB_STAGE_CUR];
-    memset(t, 0, sizeof(*t));
-    t->present = 1;
-    snprintf(t->started_at, sizeof(t->started_at), "%s", st->started_at);
-    ob_msg_now(t->finished_at);
-    t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "cur");
+    char now[OB_TIME_LEN];
+    ob_msg_now(now);
+    *t = (ob_trace_t){1, ob_request_str(&m.request, st->started_at),
+                      ob_request_str(&m.request, now), 1, "cur"};
     ob_msg_error_t me;
     char *json = NULL;
     if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK) {

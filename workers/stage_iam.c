@@ -77,6 +77,8 @@
  * would push the estimate up run after run. This is the stage's only state
  * shared between messages (per process); stages.h has a hook for tests.
  */
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,11 +121,14 @@ typedef enum pending_e {
 typedef enum acted_e { A_NONE = 0, A_CREATED, A_UPDATED, A_DELETED } acted_t;
 
 /* What the last DescribeStacks showed. */
+/* The strings of the state below are sized to their text (put(), never NULL
+ * once parse ran: "" when empty), not to the most they could hold: ten
+ * thousand stacks are waited on at once. */
 typedef struct seen_s {
-    char id[OB_STACK_ID_LEN];
-    char status[IAM_STATUS_LEN];
-    char reason[IAM_REASON_LEN];
-    char role_arn[OB_ROLE_ARN_LEN];
+    char *id;
+    char *status;
+    char *reason;
+    char *role_arn;
     int has_ext_param;                  /* the stack has an ExternalId parameter */
     char external_id[OB_BE_EXT_ID_LEN]; /* "" unless it is 32 lowercase hex */
     int has_bucket_param;
@@ -131,8 +136,8 @@ typedef struct seen_s {
 
 typedef struct iam_st_s {
     ob_stage_msg_t in;
-    char principal[OB_ROLE_ARN_LEN];
-    char stack_name[OB_STACK_NAME_LEN];
+    const char *principal; /* the settings' (billing.principal) */
+    char *stack_name;
     long long poll_ms;
     int redo_max;
     char started_at[OB_TIME_LEN];
@@ -141,30 +146,86 @@ typedef struct iam_st_s {
     seen_t seen;
     char external_id[OB_BE_EXT_ID_LEN]; /* "" until known; never logged */
     acted_t acted;
-    char acted_id[OB_STACK_ID_LEN]; /* the stack our last create/update answered with */
-    char redo_of[OB_STACK_ID_LEN];  /* the rolled-back stack this run deleted ("" none) */
-    int redo;                       /* rolled-back stacks deleted */
+    char *acted_id; /* the stack our last create/update answered with */
+    char *redo_of;  /* the rolled-back stack this run deleted ("" none) */
+    int redo;       /* rolled-back stacks deleted */
     int races, token_bumps, bad_replies;
     long long waited_ms;
     uint64_t created_ms; /* clock when our CreateStack was answered (0: none in progress) */
     int probe;           /* this stack is one of the probes (counted in the timing's probes) */
-    char fail_reason[IAM_REASON_LEN]; /* StackStatusReason of the stack we gave up on */
-    char fail_status[IAM_STATUS_LEN];
+    char *fail_reason;   /* StackStatusReason of the stack we gave up on */
+    char *fail_status;
     int resumed;           /* continues what another holder created or updated */
     long long hint_first;  /* that holder's first-poll estimate (-1: none) */
     uint64_t created_wall; /* wall clock ms of the create (0: not known) */
-    int seen_busy; /* a taken-over stack was seen in progress: its create time is a fair sample */
-    char progress[OB_STACK_ID_LEN + 64]; /* recorded for a new holder (see iam_resume) */
+    int seen_busy;  /* a taken-over stack was seen in progress: its create time is a fair sample */
+    char *progress; /* recorded for a new holder (see iam_resume) */
     /* Stacks earlier requests had the fleet make in other regions (the
      * account's record lists them): the role's name is fixed, so each is
      * deleted before this region's stack is made (malloc'd list; NULL:
      * none), its ExternalId kept. */
     char *move;
-    char moving[OB_STACK_ID_LEN];
+    char *moving;
     char moving_region[OB_REGION_LEN];
     int move_deletes;
     struct iam_timing_s *tm; /* the worker's (ctx) */
 } iam_st_t;
+
+/* ---- the state's strings ---- */
+
+/* *d becomes a copy of s (NULL: ""), or of its first n bytes. */
+static void put_n(char **d, const char *s, size_t n)
+{
+    free(*d);
+    *d = ob_strndup(s ? s : "", s ? n : 0);
+}
+
+static void put(char **d, const char *s)
+{
+    put_n(d, s, s ? strlen(s) : 0);
+}
+
+static void put_printf(char **d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put_printf(char **d, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    put(d, buf);
+}
+
+/* Forget what DescribeStacks showed (every string "" again). */
+static void seen_reset(seen_t *s)
+{
+    put(&s->id, "");
+    put(&s->status, "");
+    put(&s->reason, "");
+    put(&s->role_arn, "");
+    s->has_ext_param = s->has_bucket_param = 0;
+    memset(s->external_id, 0, sizeof(s->external_id));
+}
+
+static void strings_init(iam_st_t *st)
+{
+    seen_reset(&st->seen);
+    char **owned[] = {&st->stack_name,  &st->acted_id, &st->redo_of, &st->fail_reason,
+                      &st->fail_status, &st->progress, &st->moving};
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+        put(owned[i], "");
+}
+
+static void strings_free(iam_st_t *st)
+{
+    char **owned[] = {&st->seen.id,     &st->seen.status, &st->seen.reason, &st->seen.role_arn,
+                      &st->stack_name,  &st->acted_id,    &st->redo_of,     &st->fail_reason,
+                      &st->fail_status, &st->progress,    &st->moving};
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+        free(*owned[i]);
+        *owned[i] = NULL;
+    }
+}
 
 /* ---- how long this process's creates take (see the header) ---- */
 
@@ -411,14 +472,13 @@ static void note_progress(iam_st_t *st, ob_step_t *out)
         if (!st->created_wall)
             st->created_wall = wall_ms();
         long long first = ob_stage_iam_first_poll_ms(st->tm);
-        snprintf(st->progress, sizeof(st->progress), "created %llu %s %lld",
-                 (unsigned long long)st->created_wall, st->acted_id[0] ? st->acted_id : "-",
-                 first >= 0    ? first
-                 : st->resumed ? st->hint_first
-                               : -1);
+        put_printf(&st->progress, "created %llu %s %lld", (unsigned long long)st->created_wall,
+                   st->acted_id[0] ? st->acted_id : "-",
+                   first >= 0    ? first
+                   : st->resumed ? st->hint_first
+                                 : -1);
     } else if (st->acted == A_UPDATED)
-        snprintf(st->progress, sizeof(st->progress), "updated 0 %s",
-                 st->acted_id[0] ? st->acted_id : "-");
+        put_printf(&st->progress, "updated 0 %s", st->acted_id[0] ? st->acted_id : "-");
     else
         return;
     out->progress = st->progress;
@@ -603,7 +663,7 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
         return;
     }
     ob_stage_msg_t m;
-    memset(&m, 0, sizeof(m));
+    ob_stage_msg_init(&m);
     if (ob_request_copy(&m.request, &st->in.request) != OB_OK) {
         ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "out_of_memory", "cannot build the hand-off");
         return;
@@ -615,16 +675,12 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
     m.report = st->in.report;
     memcpy(m.trace, st->in.trace, sizeof(m.trace));
     m.has_stack = 1;
-    snprintf(m.stack.id, sizeof(m.stack.id), "%s", st->seen.id);
-    snprintf(m.stack.name, sizeof(m.stack.name), "%s", st->stack_name);
-    snprintf(m.stack.role_arn, sizeof(m.stack.role_arn), "%s", st->seen.role_arn);
-    snprintf(m.stack.external_id, sizeof(m.stack.external_id), "%s", st->external_id);
-    ob_trace_t *t = &m.trace[OB_STAGE_IAM];
-    t->present = 1;
-    snprintf(t->started_at, sizeof(t->started_at), "%s", st->started_at);
-    ob_msg_now(t->finished_at);
-    t->attempts = 1;
-    snprintf(t->worker, sizeof(t->worker), "iam");
+    /* st outlives m: its strings are borrowed. */
+    m.stack = (ob_stack_result_t){st->seen.id, st->stack_name, st->seen.role_arn, st->external_id};
+    char now[OB_TIME_LEN];
+    ob_msg_now(now);
+    m.trace[OB_STAGE_IAM] =
+        (ob_trace_t){1, st->started_at, ob_request_str(&m.request, now), 1, "iam"};
     ob_msg_error_t me;
     char *json = NULL;
     ob_err_t e = ob_stage_to_json(&m, &json, NULL, &me);
@@ -678,7 +734,7 @@ static int need_external_id(iam_st_t *st, ob_step_t *out)
 /* The stack is not there (never made, or deleted). */
 static void on_gone(iam_st_t *st, ob_step_t *out)
 {
-    memset(&st->seen, 0, sizeof(st->seen));
+    seen_reset(&st->seen);
     if (st->acted == A_CREATED) {
         /* CreateStack answered, yet no stack: its token belongs to a stack
          * deleted earlier (CloudFormation replayed that call), or someone
@@ -718,14 +774,14 @@ static void on_seen(iam_st_t *st, ob_step_t *out)
     if (seen_is(st, "ROLLBACK_COMPLETE") || seen_is(st, "CREATE_FAILED") ||
         seen_is(st, "REVIEW_IN_PROGRESS")) {
         /* Nothing usable: delete it and create it again. */
-        snprintf(st->fail_reason, sizeof(st->fail_reason), "%s", st->seen.reason);
-        snprintf(st->fail_status, sizeof(st->fail_status), "%s", st->seen.status);
+        put(&st->fail_reason, st->seen.reason);
+        put(&st->fail_status, st->seen.status);
         if (st->redo >= st->redo_max) {
             events(st, out);
             return;
         }
         st->redo++;
-        snprintf(st->redo_of, sizeof(st->redo_of), "%s", st->seen.id);
+        put(&st->redo_of, st->seen.id);
         st->acted = A_NONE;
         delete_stack(st, out);
         return;
@@ -758,8 +814,8 @@ static void on_seen(iam_st_t *st, ob_step_t *out)
     }
     if (seen_is(st, "UPDATE_ROLLBACK_COMPLETE") || seen_is(st, "IMPORT_ROLLBACK_COMPLETE")) {
         if (ours(st, A_UPDATED)) {
-            snprintf(st->fail_reason, sizeof(st->fail_reason), "%s", st->seen.reason);
-            snprintf(st->fail_status, sizeof(st->fail_status), "%s", st->seen.status);
+            put(&st->fail_reason, st->seen.reason);
+            put(&st->fail_status, st->seen.status);
             events(st, out);
             return;
         }
@@ -820,10 +876,10 @@ static void on_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out
         return;
     }
     seen_t *s = &st->seen;
-    memset(s, 0, sizeof(*s));
-    copy_text(s->id, sizeof(s->id), ob_xml_path_text(m, "StackId"));
-    copy_text(s->status, sizeof(s->status), ob_xml_path_text(m, "StackStatus"));
-    copy_text(s->reason, sizeof(s->reason), ob_xml_path_text(m, "StackStatusReason"));
+    seen_reset(s);
+    put(&s->id, ob_xml_path_text(m, "StackId"));
+    put(&s->status, ob_xml_path_text(m, "StackStatus"));
+    put(&s->reason, ob_xml_path_text(m, "StackStatusReason"));
     const ob_xml_node_t *p;
     for (p = ob_xml_child(ob_xml_child(m, "Parameters"), "member"); p;
          p = ob_xml_next(p, "member")) {
@@ -840,7 +896,7 @@ static void on_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out
     for (p = ob_xml_child(ob_xml_child(m, "Outputs"), "member"); p; p = ob_xml_next(p, "member")) {
         const char *k = ob_xml_path_text(p, "OutputKey");
         if (k && !strcmp(k, "RoleArn"))
-            copy_text(s->role_arn, sizeof(s->role_arn), ob_xml_path_text(p, "OutputValue"));
+            put(&s->role_arn, ob_xml_path_text(p, "OutputValue"));
     }
     ob_xml_free(doc);
     if (!s->id[0] || !s->status[0]) {
@@ -852,15 +908,15 @@ static void on_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out
 
 /* The StackId a CreateStack/UpdateStack reply names ("" when unreadable:
  * the call happened all the same). */
-static void reply_stack_id(const ob_aws_result_t *res, const char *action, char *out, size_t n)
+static void reply_stack_id(const ob_aws_result_t *res, const char *action, char **out)
 {
     ob_xml_doc_t *doc = NULL;
     const ob_xml_node_t *result = NULL;
     char err[256];
-    out[0] = '\0';
+    put(out, "");
     if (ob_query_parse_result(res->body.data ? res->body.data : "", res->body.len, action, &doc,
                               &result, err, sizeof(err)) == OB_OK)
-        copy_text(out, n, ob_xml_path_text(result, "StackId"));
+        put(out, ob_xml_path_text(result, "StackId"));
     ob_xml_free(doc);
 }
 
@@ -868,7 +924,7 @@ static void on_create(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
     if (res->err == OB_OK) {
         st->acted = A_CREATED;
-        reply_stack_id(res, "CreateStack", st->acted_id, sizeof(st->acted_id));
+        reply_stack_id(res, "CreateStack", &st->acted_id);
         st->created_wall = wall_ms();
         wait_created(st, out);
         note_progress(st, out);
@@ -909,7 +965,7 @@ static void on_update(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
     if (res->err == OB_OK) {
         st->acted = A_UPDATED;
-        reply_stack_id(res, "UpdateStack", st->acted_id, sizeof(st->acted_id));
+        reply_stack_id(res, "UpdateStack", &st->acted_id);
         wait_poll(st, out);
         note_progress(st, out);
         return;
@@ -983,6 +1039,7 @@ static ob_err_t iam_parse(void *p, void *ctx, const ob_config_t *cfg, const char
 {
     iam_st_t *st = p;
     st->tm = ctx; /* ob_stage_iam.ctx_new's: never NULL */
+    strings_init(st);
     ob_msg_error_t me;
     memset(&me, 0, sizeof(me));
     if (ob_stage_parse(payload, len, &st->in, &me) != OB_OK) {
@@ -1026,8 +1083,8 @@ static ob_err_t iam_parse(void *p, void *ctx, const ob_config_t *cfg, const char
                      name);
         return OB_ERR_CONFIG;
     }
-    snprintf(st->principal, sizeof(st->principal), "%s", principal);
-    snprintf(st->stack_name, sizeof(st->stack_name), "%s", name);
+    st->principal = principal;
+    put(&st->stack_name, name);
     st->poll_ms = cfg->stack_poll_ms > 0 ? cfg->stack_poll_ms : 5000;
     st->redo_max = (int)cfg->stack_redo_max;
     ob_msg_now(st->started_at);
@@ -1057,12 +1114,7 @@ static int move_next(iam_st_t *st)
     while (st->move && st->move[0]) {
         const char *list = st->move, *comma = strchr(list, ',');
         size_t n = comma ? (size_t)(comma - list) : strlen(list);
-        if (n < sizeof(st->moving)) {
-            memcpy(st->moving, list, n);
-            st->moving[n] = '\0';
-        } else {
-            st->moving[0] = '\0';
-        }
+        put_n(&st->moving, list, n);
         char *rest = ob_list_without(list, st->moving);
         free(st->move);
         st->move = rest;
@@ -1235,7 +1287,7 @@ static void iam_resume(void *p, const char *progress)
         st->acted = A_UPDATED;
     else
         return;
-    snprintf(st->acted_id, sizeof(st->acted_id), "%s", strcmp(id, "-") ? id : "");
+    put(&st->acted_id, strcmp(id, "-") ? id : "");
     st->resumed = 1;
     st->hint_first = first;
     st->created_wall = at;
@@ -1273,6 +1325,7 @@ static void iam_clear(void *p)
     free(st->move);
     st->move = NULL;
     timing_release(st);
+    strings_free(st);
     ob_stage_msg_clear(&st->in);
     memset(st->external_id, 0, sizeof(st->external_id));
     memset(st->seen.external_id, 0, sizeof(st->seen.external_id));

@@ -20,11 +20,19 @@ typedef struct chunk_s {
 struct ob_arena_s {
     chunk_t *head; /* the chunk being filled; older ones behind it */
     size_t used, held;
+    size_t first; /* size of the first chunk (0: FIRST_CHUNK) */
 };
 
 ob_arena_t *ob_arena_new(void)
 {
     return ob_calloc(1, sizeof(ob_arena_t));
+}
+
+ob_arena_t *ob_arena_new_sized(size_t first)
+{
+    ob_arena_t *a = ob_arena_new();
+    a->first = first < 64 ? 64 : (first + 7) & ~(size_t)7;
+    return a;
 }
 
 void ob_arena_free(ob_arena_t *a)
@@ -45,7 +53,7 @@ void *ob_arena_alloc(ob_arena_t *a, size_t n)
     n = (n + 7) & ~(size_t)7;
     chunk_t *c = a->head;
     if (!c || c->size - c->used < n) {
-        size_t size = c ? c->size * 2 : FIRST_CHUNK;
+        size_t size = c ? c->size * 2 : a->first ? a->first : FIRST_CHUNK;
         if (size > MAX_CHUNK)
             size = MAX_CHUNK;
         if (size < n)

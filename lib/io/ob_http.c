@@ -208,6 +208,10 @@ static CURLcode setup_easy(ob_http_xfer_t *x, CURL *e)
     SETOPT(CURLOPT_TIMEOUT_MS, x->timeout_ms);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* curl's receive buffer (16 KiB by default) is held by every handle, in
+     * flight or idle, a thousand of them under load; AWS answers the workers
+     * in a few KiB, read as well in 4 KiB steps. */
+    SETOPT(CURLOPT_BUFFERSIZE, 4096L);
     SETOPT(CURLOPT_USERAGENT, h->user_agent);
     SETOPT(CURLOPT_WRITEFUNCTION, on_body);
     SETOPT(CURLOPT_WRITEDATA, x);

@@ -70,11 +70,11 @@ static const char REPLACE[] =
 struct ob_lock_s {
     ob_redis_t *r;
     ob_loop_t *loop;
-    char lock_key[OB_STATE_KEY_LEN];
-    char **prior; /* name, value, name, value... of the state (malloc'd) */
+    char *lock_key; /* sized to its text: thousands of locks are held at once */
+    char **prior;   /* name, value, name, value... of the state (malloc'd) */
     size_t nprior;
     int prior_attempts;
-    char token[300]; /* [owner "|"] 32 hex */
+    char *token; /* [owner "|"] 32 hex */
     long ttl_ms;
     uint64_t fence;
     int held;
@@ -94,11 +94,19 @@ static void prior_free(ob_lock_t *l)
     l->nprior = 0;
 }
 
+void ob_lock_prior_drop(ob_lock_t *l)
+{
+    prior_free(l);
+    l->prior_attempts = 0;
+}
+
 static void lock_free_if_idle(ob_lock_t *l)
 {
     if (l->abandoned && l->inflight == 0) {
         ob_timer_free(l->renew);
         prior_free(l);
+        free(l->lock_key);
+        free(l->token);
         free(l);
     }
 }
@@ -234,8 +242,8 @@ ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *accoun
     l->ttl_ms = ttl_ms > 30 ? ttl_ms : 30;
     l->cb = cb;
     l->arg = arg;
-    char fence_key[OB_STATE_KEY_LEN], state_key[OB_STATE_KEY_LEN];
-    ob_state_lock_key(account, l->lock_key, sizeof(l->lock_key));
+    char lock_key[OB_STATE_KEY_LEN], fence_key[OB_STATE_KEY_LEN], state_key[OB_STATE_KEY_LEN];
+    ob_state_lock_key(account, lock_key, sizeof(lock_key));
     ob_state_fence_key(account, fence_key, sizeof(fence_key));
     ob_state_key(account, state_key, sizeof(state_key));
     uint8_t rnd[16];
@@ -249,7 +257,10 @@ ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *accoun
     ob_hex(rnd, sizeof(rnd), hex);
     if (owner && owner[0])
         snprintf(prefix, sizeof(prefix), "%.250s|", owner);
-    snprintf(l->token, sizeof(l->token), "%s%s", prefix, hex);
+    char token[300];
+    snprintf(token, sizeof(token), "%s%s", prefix, hex);
+    l->token = ob_strdup(token);
+    l->lock_key = ob_strdup(lock_key);
     l->renew = ob_timer_new(loop, renew_fired, l);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%ld", l->ttl_ms);
@@ -257,6 +268,8 @@ ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *accoun
         ob_redis_command(r, on_acquire, l, "EVAL %s 3 %s %s %s %s %s %s", ACQUIRE, l->lock_key,
                          fence_key, state_key, l->token, ttl, prefix) != OB_OK) {
         ob_timer_free(l->renew);
+        free(l->lock_key);
+        free(l->token);
         free(l);
         return NULL;
     }

@@ -74,6 +74,10 @@ const char *ob_lock_prior_input(const ob_lock_t *l);
 /* After ACQUIRED: any field of the account's state when the lock was taken
  * ("" when absent). The pointer lives as long as the lock. */
 const char *ob_lock_prior_get(const ob_lock_t *l, const char *field);
+/* Forget the prior state (the holder has read what it needs): the getters
+ * above answer "" and 0 from then on. Thousands of locks are held at once,
+ * each for as long as its account's stage takes. */
+void ob_lock_prior_drop(ob_lock_t *l);
 
 /* Write fields of ob:{ACCOUNT}:state if `fence` is not lower than the fence
  * stored there. fields: NULL-terminated name, value, name, value... The

@@ -838,6 +838,25 @@ static ob_err_t check_str(const json_t *j, const char *f, size_t min, size_t max
     return OB_OK;
 }
 
+/* A copy of s in *mem (created on first use). */
+static const char *keep(ob_arena_t **mem, const char *s)
+{
+    if (!*mem)
+        *mem = ob_arena_new();
+    return ob_arena_strdup(*mem, s);
+}
+
+/* check_str, then keep a copy in *mem at *dst. */
+static ob_err_t get_strm(const json_t *j, const char *f, size_t min, size_t max, pat_fn pat,
+                         int secret, ob_arena_t **mem, const char **dst, ob_msg_error_t *err)
+{
+    const char *s = NULL;
+    ob_err_t rc = check_str(j, f, min, max, pat, secret, &s, err);
+    if (rc == OB_OK)
+        *dst = keep(mem, s);
+    return rc;
+}
+
 /* check_str, then copy into a fixed buffer (which the bounds guarantee fits). */
 static ob_err_t get_str(const json_t *j, const char *f, size_t min, size_t max, pat_fn pat,
                         int secret, char *dst, size_t dstsz, ob_msg_error_t *err)
@@ -907,6 +926,16 @@ static ob_err_t check_time(const json_t *j, const char *f, char out[OB_TIME_LEN]
         return fail(err, f, "pattern", "\"%s\" is not a real date and time", ECHO(s));
     memcpy(out, s, strlen(s) + 1);
     return OB_OK;
+}
+
+static ob_err_t check_timem(const json_t *j, const char *f, ob_arena_t **mem, const char **dst,
+                            ob_msg_error_t *err)
+{
+    char t[OB_TIME_LEN];
+    ob_err_t rc = check_time(j, f, t, err);
+    if (rc == OB_OK)
+        *dst = keep(mem, t);
+    return rc;
 }
 
 /* The "schema" member: present, a string, exactly `want`. */
@@ -1097,8 +1126,8 @@ static const char *const REPORT_MEMBERS[] = {"name",        "prefix",
 #define DEFAULT_PREFIX      "CUR"
 
 /* S3 general purpose bucket naming rules, one reason per rule. */
-static ob_err_t check_bucket_name(const json_t *j, const char *f, char out[OB_BUCKET_LEN],
-                                  ob_msg_error_t *err)
+static ob_err_t check_bucket_name(const json_t *j, const char *f, ob_arena_t **mem,
+                                  const char **out, ob_msg_error_t *err)
 {
     const char *s;
     ob_err_t rc = check_str(j, f, 3, 63, NULL, 0, &s, err);
@@ -1142,18 +1171,18 @@ static ob_err_t check_bucket_name(const json_t *j, const char *f, char out[OB_BU
             return fail(err, f, "pattern",
                         "the bucket name suffix %s is reserved by AWS, got \"%s\"", suffixes[i], s);
     }
-    memcpy(out, s, n + 1);
+    *out = keep(mem, s);
     return OB_OK;
 }
 
-static ob_err_t check_role_arn(const json_t *j, const char *f, char out[OB_ROLE_ARN_LEN],
+static ob_err_t check_role_arn(const json_t *j, const char *f, ob_arena_t **mem, const char **out,
                                ob_msg_error_t *err)
 {
-    ob_err_t rc = get_str(j, f, 0, 613, pat_role_arn, 0, out, OB_ROLE_ARN_LEN, err);
+    ob_err_t rc = get_strm(j, f, 0, 613, pat_role_arn, 0, mem, out, err);
     if (rc != OB_OK)
         return rc;
     size_t path_len = 0;
-    role_arn_shape(out, &path_len);
+    role_arn_shape(*out, &path_len);
     if (path_len > 512)
         return fail(err, f, "range", "an IAM role path is at most 512 characters, got %zu",
                     path_len);
@@ -1192,8 +1221,8 @@ void ob_request_default_bucket(const char *account_id, const char *region, char 
 static void report_defaults(ob_report_settings_t *r)
 {
     memset(r, 0, sizeof *r);
-    snprintf(r->name, sizeof r->name, "%s", DEFAULT_REPORT_NAME);
-    snprintf(r->prefix, sizeof r->prefix, "%s", DEFAULT_PREFIX);
+    r->name = DEFAULT_REPORT_NAME; /* static: an arena string or a literal alike */
+    r->prefix = DEFAULT_PREFIX;
     r->time_unit = OB_TIME_UNIT_HOURLY;
     r->format = OB_FORMAT_TEXT_OR_CSV;
     r->compression = OB_COMPRESSION_GZIP;
@@ -1207,7 +1236,7 @@ static void report_defaults(ob_report_settings_t *r)
  * combination rules on the effective values. normalized: every member must be
  * present (the form inside a stage hand-off). */
 static ob_err_t parse_report(const json_t *o, const char *base, int normalized,
-                             ob_report_settings_t *r, ob_msg_error_t *err)
+                             ob_report_settings_t *r, ob_arena_t **mem, ob_msg_error_t *err)
 {
     char f[PTR_LEN];
     const json_t *j;
@@ -1226,10 +1255,10 @@ static ob_err_t parse_report(const json_t *o, const char *base, int normalized,
         given[i] = 1;
         switch (i) {
         case 0:
-            rc = get_str(j, f, 1, 256, pat_report_name, 0, r->name, sizeof r->name, err);
+            rc = get_strm(j, f, 1, 256, pat_report_name, 0, mem, &r->name, err);
             break;
         case 1:
-            rc = get_str(j, f, 0, 256, pat_prefix, 0, r->prefix, sizeof r->prefix, err);
+            rc = get_strm(j, f, 0, 256, pat_prefix, 0, mem, &r->prefix, err);
             break;
         case 2:
             if ((rc = check_enum(j, f, TIME_UNITS, &v, err)) == OB_OK)
@@ -1326,18 +1355,15 @@ static ob_err_t parse_tags(const json_t *o, const char *f, ob_request_t *r, ob_m
         char fk[PTR_LEN];
         ptr_child(fk, f, key);
         json_t *k = json_string(key);
-        if (!k)
-            return nomem(err);
-        ob_tag_t t;
-        rc = get_str(k, fk, 1, 128, pat_tag_key, 0, t.key, sizeof t.key, err);
+        const char *tk = NULL, *tv = NULL;
+        rc = check_str(k, fk, 1, 128, pat_tag_key, 0, &tk, err);
+        if (rc == OB_OK)
+            rc = check_str(val, fk, 0, 256, pat_tag_value, 0, &tv, err);
+        if (rc == OB_OK)
+            rc = ob_request_add_tag(r, tk, tv);
         json_decref(k);
         if (rc != OB_OK)
             return rc;
-        if ((rc = get_str(val, fk, 0, 256, pat_tag_value, 0, t.value, sizeof t.value, err)) !=
-            OB_OK)
-            return rc;
-        if (ob_request_add_tag(r, t.key, t.value) != OB_OK)
-            return nomem(err);
     }
     return OB_OK;
 }
@@ -1354,7 +1380,11 @@ static ob_err_t parse_request(const json_t *o, const char *base, int normalized,
     const json_t *j;
     ob_err_t rc;
     int v;
+    ob_arena_t *mem = r->mem; /* the caller's, sized for the message: kept */
+    r->mem = NULL;
     ob_request_clear(r);
+    ob_request_init(r);
+    r->mem = mem;
     if (!json_is_object(o))
         return fail(err, base, base[0] ? "type" : "not_object", "expected an object, got %s",
                     jtype(o));
@@ -1373,26 +1403,24 @@ static ob_err_t parse_request(const json_t *o, const char *base, int normalized,
         return rc;
 
     if ((rc = member(o, base, "request_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 1, 128, pat_request_id, 0, r->request_id, sizeof r->request_id, err)) !=
-            OB_OK)
+        (rc = get_strm(j, f, 1, 128, pat_request_id, 0, &r->mem, &r->request_id, err)) != OB_OK)
         return rc;
     if ((rc = member(o, base, "account_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 0, 0, pat_account_id, 0, r->account_id, sizeof r->account_id, err)) !=
-            OB_OK)
+        (rc = get_strm(j, f, 0, 0, pat_account_id, 0, &r->mem, &r->account_id, err)) != OB_OK)
         return rc;
     if ((rc = member(o, base, "mode", 1, &j, f, err)) != OB_OK ||
         (rc = check_enum(j, f, MODES, &v, err)) != OB_OK)
         return rc;
     r->mode = (ob_mode_t)v;
     if ((rc = member(o, base, "region", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 0, 32, pat_region, 0, r->region, sizeof r->region, err)) != OB_OK)
+        (rc = get_strm(j, f, 0, 32, pat_region, 0, &r->mem, &r->region, err)) != OB_OK)
         return rc;
     if ((rc = member(o, base, "role_arn", 1, &j, f, err)) != OB_OK ||
-        (rc = check_role_arn(j, f, r->role_arn, err)) != OB_OK)
+        (rc = check_role_arn(j, f, &r->mem, &r->role_arn, err)) != OB_OK)
         return rc;
     if ((rc = member(o, base, "external_id", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = get_str(j, f, 2, 1224, pat_external_id, 1, r->external_id,
-                            sizeof r->external_id, err)) != OB_OK))
+        (j && (rc = get_strm(j, f, 2, 1224, pat_external_id, 1, &r->mem, &r->external_id, err)) !=
+                  OB_OK))
         return rc;
     int need_defaults = normalized && r->mode == OB_MODE_NEW;
     if ((rc = member(o, base, "bucket", need_defaults, &j, f, err)) != OB_OK)
@@ -1403,7 +1431,7 @@ static ob_err_t parse_request(const json_t *o, const char *base, int normalized,
         if ((rc = need_object(j, f, err)) != OB_OK ||
             (rc = check_members(j, f, BUCKET_MEMBERS, err)) != OB_OK ||
             (rc = member(j, f, "name", 1, &name, fb, err)) != OB_OK ||
-            (rc = check_bucket_name(name, fb, r->bucket, err)) != OB_OK)
+            (rc = check_bucket_name(name, fb, &r->mem, &r->bucket, err)) != OB_OK)
             return rc;
         r->has_bucket = 1;
     }
@@ -1411,16 +1439,15 @@ static ob_err_t parse_request(const json_t *o, const char *base, int normalized,
     if ((rc = member(o, base, "report", need_defaults, &j, freport, err)) != OB_OK)
         return rc;
     if (j) {
-        if ((rc = parse_report(j, freport, normalized, &r->report, err)) != OB_OK)
+        if ((rc = parse_report(j, freport, normalized, &r->report, &r->mem, err)) != OB_OK)
             return rc;
         r->has_report = 1;
     }
     if ((rc = member(o, base, "requester", 0, &j, f, err)) != OB_OK ||
-        (j &&
-         (rc = get_str(j, f, 1, 256, NULL, 0, r->requester, sizeof r->requester, err)) != OB_OK))
+        (j && (rc = get_strm(j, f, 1, 256, NULL, 0, &r->mem, &r->requester, err)) != OB_OK))
         return rc;
     if ((rc = member(o, base, "requested_at", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = check_time(j, f, r->requested_at, err)) != OB_OK))
+        (j && (rc = check_timem(j, f, &r->mem, &r->requested_at, err)) != OB_OK))
         return rc;
     if ((rc = member(o, base, "tags", 0, &j, f, err)) != OB_OK ||
         (j && (rc = parse_tags(j, f, r, err)) != OB_OK))
@@ -1443,8 +1470,11 @@ static ob_err_t parse_request(const json_t *o, const char *base, int normalized,
 
     /* Defaults. */
     if (r->mode == OB_MODE_NEW) {
-        if (!r->has_bucket)
-            ob_request_default_bucket(r->account_id, r->region, r->bucket);
+        if (!r->has_bucket) {
+            char b[OB_BUCKET_LEN];
+            ob_request_default_bucket(r->account_id, r->region, b);
+            r->bucket = keep(&r->mem, b);
+        }
         if (!r->has_report)
             report_defaults(&r->report);
         r->has_bucket = r->has_report = 1;
@@ -1452,11 +1482,36 @@ static ob_err_t parse_request(const json_t *o, const char *base, int normalized,
     return OB_OK;
 }
 
+void ob_request_init(ob_request_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->request_id = r->account_id = r->region = r->role_arn = r->external_id = r->bucket =
+        r->requester = r->requested_at = "";
+    r->report.name = r->report.prefix = "";
+}
+
+const char *ob_request_str(ob_request_t *r, const char *s)
+{
+    return keep(&r->mem, s);
+}
+
+const char *ob_request_printf(ob_request_t *r, const char *fmt, ...)
+{
+    if (!r->mem)
+        r->mem = ob_arena_new();
+    va_list ap;
+    va_start(ap, fmt);
+    const char *s = ob_arena_vprintf(r->mem, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 void ob_request_clear(ob_request_t *r)
 {
     if (!r)
         return;
     free(r->tags);
+    ob_arena_free(r->mem);
     memset(r, 0, sizeof *r);
 }
 
@@ -1466,28 +1521,28 @@ ob_err_t ob_request_copy(ob_request_t *dst, const ob_request_t *src)
         return OB_ERR_INVALID_ARG;
     if (dst == src)
         return OB_OK;
-    ob_tag_t *tags = NULL;
-    if (src->ntags) {
-        tags = ob_malloc(src->ntags * sizeof *tags);
-        if (!tags)
-            return OB_ERR_NOMEM;
-        memcpy(tags, src->tags, src->ntags * sizeof *tags);
-    }
-    memcpy(dst, src, sizeof *dst);
-    dst->tags = tags;
+    ob_request_t n = *src;
+    n.mem = NULL;
+    n.tags = NULL;
+    n.ntags = 0;
+    const char **fields[] = {&n.request_id,  &n.account_id,   &n.region,    &n.role_arn,
+                             &n.external_id, &n.bucket,       &n.requester, &n.requested_at,
+                             &n.report.name, &n.report.prefix};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        *fields[i] = keep(&n.mem, *fields[i]);
+    for (size_t i = 0; i < src->ntags; i++)
+        ob_request_add_tag(&n, src->tags[i].key, src->tags[i].value);
+    *dst = n;
     return OB_OK;
 }
 
 ob_err_t ob_request_add_tag(ob_request_t *r, const char *key, const char *value)
 {
-    if (!r || !key || !value || strlen(key) >= OB_TAG_KEY_LEN || strlen(value) >= OB_TAG_VALUE_LEN)
+    if (!r || !key || !value)
         return OB_ERR_INVALID_ARG;
-    ob_tag_t *t = ob_realloc(r->tags, (r->ntags + 1) * sizeof *t);
-    if (!t)
-        return OB_ERR_NOMEM;
-    r->tags = t;
-    memcpy(t[r->ntags].key, key, strlen(key) + 1);
-    memcpy(t[r->ntags].value, value, strlen(value) + 1);
+    r->tags = ob_realloc(r->tags, (r->ntags + 1) * sizeof *r->tags);
+    r->tags[r->ntags].key = keep(&r->mem, key);
+    r->tags[r->ntags].value = keep(&r->mem, value);
     r->ntags++;
     return OB_OK;
 }
@@ -1527,6 +1582,7 @@ ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_ms
     ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
     if (rc != OB_OK)
         return rc;
+    out->mem = ob_arena_new_sized(len); /* the strings fit in the text they come from */
     rc = parse_request(doc, "", 0, out, err);
     json_decref(doc);
     if (rc != OB_OK)
@@ -1663,6 +1719,7 @@ static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, ob_msg_error_t
         if (!c)
             return nomem(err);
         rc = parse_connected(o, c, err);
+        ob_connected_clear(c);
         free(c);
         return rc;
     }
@@ -1726,7 +1783,7 @@ static const char *const TRACE_ENTRY_MEMBERS[] = {"started_at", "finished_at", "
                                                   NULL};
 
 static ob_err_t parse_report_result(const json_t *o, const char *base, ob_report_result_t *r,
-                                    ob_msg_error_t *err)
+                                    ob_arena_t **mem, ob_msg_error_t *err)
 {
     char f[PTR_LEN];
     const json_t *j;
@@ -1734,19 +1791,19 @@ static ob_err_t parse_report_result(const json_t *o, const char *base, ob_report
     if ((rc = need_object(o, base, err)) != OB_OK ||
         (rc = check_members(o, base, REPORT_RESULT_MEMBERS, err)) != OB_OK ||
         (rc = member(o, base, "name", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 1, 256, pat_report_name, 0, r->name, sizeof r->name, err)) != OB_OK ||
+        (rc = get_strm(j, f, 1, 256, pat_report_name, 0, mem, &r->name, err)) != OB_OK ||
         (rc = member(o, base, "bucket", 1, &j, f, err)) != OB_OK ||
-        (rc = check_bucket_name(j, f, r->bucket, err)) != OB_OK ||
+        (rc = check_bucket_name(j, f, mem, &r->bucket, err)) != OB_OK ||
         (rc = member(o, base, "prefix", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 0, 256, pat_prefix, 0, r->prefix, sizeof r->prefix, err)) != OB_OK ||
+        (rc = get_strm(j, f, 0, 256, pat_prefix, 0, mem, &r->prefix, err)) != OB_OK ||
         (rc = member(o, base, "region", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 0, 32, pat_region, 0, r->region, sizeof r->region, err)) != OB_OK)
+        (rc = get_strm(j, f, 0, 32, pat_region, 0, mem, &r->region, err)) != OB_OK)
         return rc;
     return OB_OK;
 }
 
 static ob_err_t parse_trace(const json_t *o, const char *base, ob_trace_t trace[OB_STAGE__COUNT],
-                            ob_msg_error_t *err)
+                            ob_arena_t **mem, ob_msg_error_t *err)
 {
     ob_err_t rc;
     if ((rc = need_object(o, base, err)) != OB_OK ||
@@ -1764,13 +1821,13 @@ static ob_err_t parse_trace(const json_t *o, const char *base, ob_trace_t trace[
         if ((rc = need_object(e, fe, err)) != OB_OK ||
             (rc = check_members(e, fe, TRACE_ENTRY_MEMBERS, err)) != OB_OK ||
             (rc = member(e, fe, "started_at", 1, &j, f, err)) != OB_OK ||
-            (rc = check_time(j, f, t->started_at, err)) != OB_OK ||
+            (rc = check_timem(j, f, mem, &t->started_at, err)) != OB_OK ||
             (rc = member(e, fe, "finished_at", 1, &j, f, err)) != OB_OK ||
-            (rc = check_time(j, f, t->finished_at, err)) != OB_OK ||
+            (rc = check_timem(j, f, mem, &t->finished_at, err)) != OB_OK ||
             (rc = member(e, fe, "attempts", 1, &j, f, err)) != OB_OK ||
             (rc = check_int(j, f, 1, 1000000, &n, err)) != OB_OK ||
             (rc = member(e, fe, "worker", 1, &j, f, err)) != OB_OK ||
-            (rc = get_str(j, f, 1, 256, NULL, 0, t->worker, sizeof t->worker, err)) != OB_OK)
+            (rc = get_strm(j, f, 1, 256, NULL, 0, mem, &t->worker, err)) != OB_OK)
             return rc;
         t->attempts = (int)n;
         t->present = 1;
@@ -1815,7 +1872,11 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
     const json_t *j, *res, *e;
     ob_err_t rc;
     int v;
+    ob_arena_t *mem = m->request.mem; /* the caller's, sized for the message: kept */
+    m->request.mem = NULL;
     ob_stage_msg_clear(m);
+    ob_stage_msg_init(m);
+    m->request.mem = mem;
     if ((rc = check_schema(o, "", OB_SCHEMA_STAGE, err)) != OB_OK ||
         (rc = check_members(o, "", STAGE_MEMBERS, err)) != OB_OK ||
         (rc = member(o, "", "request", 1, &j, f, err)) != OB_OK ||
@@ -1836,19 +1897,19 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
         if ((rc = need_object(e, f, err)) != OB_OK ||
             (rc = check_members(e, f, BUCKET_RESULT_MEMBERS, err)) != OB_OK ||
             (rc = member(e, f, "name", 1, &j, fb, err)) != OB_OK ||
-            (rc = check_bucket_name(j, fb, b->name, err)) != OB_OK ||
+            (rc = check_bucket_name(j, fb, &m->request.mem, &b->name, err)) != OB_OK ||
             (rc = member(e, f, "region", 1, &j, fb, err)) != OB_OK ||
-            (rc = get_str(j, fb, 0, 32, pat_region, 0, b->region, sizeof b->region, err)) !=
+            (rc = get_strm(j, fb, 0, 32, pat_region, 0, &m->request.mem, &b->region, err)) !=
                 OB_OK ||
             (rc = member(e, f, "arn", 1, &j, fb, err)) != OB_OK ||
-            (rc = get_str(j, fb, 0, 0, pat_bucket_arn, 0, b->arn, sizeof b->arn, err)) != OB_OK)
+            (rc = get_strm(j, fb, 0, 0, pat_bucket_arn, 0, &m->request.mem, &b->arn, err)) != OB_OK)
             return rc;
         m->has_bucket = 1;
     }
     if ((rc = member(res, fres, "report", 0, &e, f, err)) != OB_OK)
         return rc;
     if (e) {
-        if ((rc = parse_report_result(e, f, &m->report, err)) != OB_OK)
+        if ((rc = parse_report_result(e, f, &m->report, &m->request.mem, err)) != OB_OK)
             return rc;
         m->has_report = 1;
     }
@@ -1860,19 +1921,20 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
         if ((rc = need_object(e, f, err)) != OB_OK ||
             (rc = check_members(e, f, STACK_RESULT_MEMBERS, err)) != OB_OK ||
             (rc = member(e, f, "id", 1, &j, fs, err)) != OB_OK ||
-            (rc = get_str(j, fs, 0, 0, pat_stack_id, 0, s->id, sizeof s->id, err)) != OB_OK ||
+            (rc = get_strm(j, fs, 0, 0, pat_stack_id, 0, &m->request.mem, &s->id, err)) != OB_OK ||
             (rc = member(e, f, "name", 1, &j, fs, err)) != OB_OK ||
-            (rc = get_str(j, fs, 0, 0, pat_stack_name, 0, s->name, sizeof s->name, err)) != OB_OK ||
+            (rc = get_strm(j, fs, 0, 0, pat_stack_name, 0, &m->request.mem, &s->name, err)) !=
+                OB_OK ||
             (rc = member(e, f, "role_arn", 1, &j, fs, err)) != OB_OK ||
-            (rc = check_role_arn(j, fs, s->role_arn, err)) != OB_OK ||
+            (rc = check_role_arn(j, fs, &m->request.mem, &s->role_arn, err)) != OB_OK ||
             (rc = member(e, f, "external_id", 1, &j, fs, err)) != OB_OK ||
-            (rc = get_str(j, fs, 0, 0, pat_hex32, 1, s->external_id, sizeof s->external_id, err)) !=
+            (rc = get_strm(j, fs, 0, 0, pat_hex32, 1, &m->request.mem, &s->external_id, err)) !=
                 OB_OK)
             return rc;
         m->has_stack = 1;
     }
     if ((rc = member(o, "", "trace", 1, &j, f, err)) != OB_OK ||
-        (rc = parse_trace(j, f, m->trace, err)) != OB_OK)
+        (rc = parse_trace(j, f, m->trace, &m->request.mem, err)) != OB_OK)
         return rc;
     if ((rc = member(o, "", "replay_of", 0, &j, f, err)) != OB_OK ||
         (j && (rc = get_str(j, f, 0, 0, pat_dlq_id, 0, m->replay_of, sizeof m->replay_of, err)) !=
@@ -1966,6 +2028,17 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
     return OB_OK;
 }
 
+void ob_stage_msg_init(ob_stage_msg_t *m)
+{
+    memset(m, 0, sizeof *m);
+    ob_request_init(&m->request);
+    m->bucket = (ob_bucket_result_t){"", "", ""};
+    m->report = (ob_report_result_t){"", "", "", ""};
+    m->stack = (ob_stack_result_t){"", "", "", ""};
+    for (int i = 0; i < OB_STAGE__COUNT; i++)
+        m->trace[i] = (ob_trace_t){0, "", "", 0, ""};
+}
+
 void ob_stage_msg_clear(ob_stage_msg_t *m)
 {
     if (!m)
@@ -1987,6 +2060,7 @@ ob_err_t ob_stage_parse(const char *json, size_t len, ob_stage_msg_t *out, ob_ms
     ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
     if (rc != OB_OK)
         return rc;
+    out->request.mem = ob_arena_new_sized(len);
     rc = parse_stage(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
@@ -2099,20 +2173,22 @@ ob_stage_t ob_stage_next(ob_mode_t mode, ob_stage_t done)
 
 void ob_stage_fill_bucket(ob_stage_msg_t *m)
 {
-    const ob_request_t *r = &m->request;
-    snprintf(m->bucket.name, sizeof m->bucket.name, "%s", r->bucket);
-    snprintf(m->bucket.region, sizeof m->bucket.region, "%s", r->region);
-    bucket_arn(r->role_arn, r->bucket, m->bucket.arn);
+    ob_request_t *r = &m->request;
+    char arn[OB_BUCKET_ARN_LEN];
+    bucket_arn(r->role_arn, r->bucket, arn);
+    m->bucket.name = r->bucket; /* the request's strings: the same arena */
+    m->bucket.region = r->region;
+    m->bucket.arn = ob_request_str(r, arn);
     m->has_bucket = 1;
 }
 
 void ob_stage_fill_report(ob_stage_msg_t *m)
 {
     const ob_request_t *r = &m->request;
-    snprintf(m->report.name, sizeof m->report.name, "%s", r->report.name);
-    snprintf(m->report.bucket, sizeof m->report.bucket, "%s", r->bucket);
-    snprintf(m->report.prefix, sizeof m->report.prefix, "%s", r->report.prefix);
-    snprintf(m->report.region, sizeof m->report.region, "%s", r->region);
+    m->report.name = r->report.name;
+    m->report.bucket = r->bucket;
+    m->report.prefix = r->report.prefix;
+    m->report.region = r->region;
     m->has_report = 1;
 }
 
@@ -2196,43 +2272,41 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
     const json_t *j;
     ob_err_t rc;
     int v;
-    memset(c, 0, sizeof *c);
+    ob_arena_t *mem = c->mem; /* the caller's, sized for the message: kept */
+    ob_connected_init(c);
+    c->mem = mem;
     if ((rc = check_schema(o, "", OB_SCHEMA_CONNECTED, err)) != OB_OK ||
         (rc = check_members(o, "", CONNECTED_MEMBERS, err)) != OB_OK ||
         (rc = member(o, "", "idempotency_key", 1, &j, f, err)) != OB_OK ||
         (rc = get_str(j, f, 0, 0, pat_hex64, 0, c->idempotency_key, sizeof c->idempotency_key,
                       err)) != OB_OK ||
         (rc = member(o, "", "account_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 0, 0, pat_account_id, 0, c->account_id, sizeof c->account_id, err)) !=
-            OB_OK ||
+        (rc = get_strm(j, f, 0, 0, pat_account_id, 0, &c->mem, &c->account_id, err)) != OB_OK ||
         (rc = member(o, "", "request_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 1, 128, pat_request_id, 0, c->request_id, sizeof c->request_id, err)) !=
-            OB_OK ||
+        (rc = get_strm(j, f, 1, 128, pat_request_id, 0, &c->mem, &c->request_id, err)) != OB_OK ||
         (rc = member(o, "", "mode", 1, &j, f, err)) != OB_OK ||
         (rc = check_enum(j, f, MODES, &v, err)) != OB_OK)
         return rc;
     c->mode = (ob_mode_t)v;
     if ((rc = member(o, "", "role_arn", 1, &j, f, err)) != OB_OK ||
-        (rc = check_role_arn(j, f, c->role_arn, err)) != OB_OK ||
+        (rc = check_role_arn(j, f, &c->mem, &c->role_arn, err)) != OB_OK ||
         (rc = member(o, "", "external_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 0, 0, pat_hex32, 1, c->external_id, sizeof c->external_id, err)) !=
-            OB_OK ||
+        (rc = get_strm(j, f, 0, 0, pat_hex32, 1, &c->mem, &c->external_id, err)) != OB_OK ||
         (rc = member(o, "", "report", 0, &j, freport, err)) != OB_OK)
         return rc;
     if (j) {
-        if ((rc = parse_report_result(j, freport, &c->report, err)) != OB_OK)
+        if ((rc = parse_report_result(j, freport, &c->report, &c->mem, err)) != OB_OK)
             return rc;
         c->has_report = 1;
     }
     if ((rc = member(o, "", "stack_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 0, 0, pat_stack_id, 0, c->stack_id, sizeof c->stack_id, err)) !=
-            OB_OK ||
+        (rc = get_strm(j, f, 0, 0, pat_stack_id, 0, &c->mem, &c->stack_id, err)) != OB_OK ||
         (rc = member(o, "", "connected_at", 1, &j, f, err)) != OB_OK ||
-        (rc = check_time(j, f, c->connected_at, err)) != OB_OK ||
+        (rc = check_timem(j, f, &c->mem, &c->connected_at, err)) != OB_OK ||
         (rc = member(o, "", "requested_at", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = check_time(j, f, c->requested_at, err)) != OB_OK) ||
+        (j && (rc = check_timem(j, f, &c->mem, &c->requested_at, err)) != OB_OK) ||
         (rc = member(o, "", "trace", 1, &j, f, err)) != OB_OK ||
-        (rc = parse_trace(j, f, c->trace, err)) != OB_OK)
+        (rc = parse_trace(j, f, c->trace, &c->mem, err)) != OB_OK)
         return rc;
 
     if (c->mode == OB_MODE_NEW && !c->has_report)
@@ -2268,6 +2342,40 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
     return OB_OK;
 }
 
+void ob_connected_init(ob_connected_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->account_id = c->request_id = c->role_arn = c->external_id = c->stack_id = c->connected_at =
+        c->requested_at = "";
+    c->report = (ob_report_result_t){"", "", "", ""};
+    for (int i = 0; i < OB_STAGE__COUNT; i++)
+        c->trace[i] = (ob_trace_t){0, "", "", 0, ""};
+}
+
+const char *ob_connected_str(ob_connected_t *c, const char *s)
+{
+    return keep(&c->mem, s);
+}
+
+const char *ob_connected_printf(ob_connected_t *c, const char *fmt, ...)
+{
+    if (!c->mem)
+        c->mem = ob_arena_new();
+    va_list ap;
+    va_start(ap, fmt);
+    const char *s = ob_arena_vprintf(c->mem, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void ob_connected_clear(ob_connected_t *c)
+{
+    if (!c)
+        return;
+    ob_arena_free(c->mem);
+    memset(c, 0, sizeof *c);
+}
+
 ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, ob_msg_error_t *err)
 {
     ob_msg_error_t scratch;
@@ -2281,10 +2389,11 @@ ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, o
     ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
     if (rc != OB_OK)
         return rc;
+    out->mem = ob_arena_new_sized(len);
     rc = parse_connected(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
-        memset(out, 0, sizeof *out);
+        ob_connected_clear(out);
     return rc;
 }
 
@@ -2310,23 +2419,34 @@ ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_
         return fail(err, "/connected_at", "pattern", "\"%s\" is not an RFC 3339 date-time",
                     ECHO(connected_at));
     const ob_request_t *r = &m->request;
-    snprintf(out->account_id, sizeof out->account_id, "%s", r->account_id);
-    snprintf(out->request_id, sizeof out->request_id, "%s", r->request_id);
+    ob_connected_init(out);
+    out->account_id = keep(&out->mem, r->account_id);
+    out->request_id = keep(&out->mem, r->request_id);
     out->mode = r->mode;
-    snprintf(out->role_arn, sizeof out->role_arn, "%s", m->stack.role_arn);
-    snprintf(out->external_id, sizeof out->external_id, "%s", m->stack.external_id);
+    out->role_arn = keep(&out->mem, m->stack.role_arn);
+    out->external_id = keep(&out->mem, m->stack.external_id);
     if (m->has_report) {
         /* A new account's report, or the CUR an existing one already had. */
-        out->report = m->report;
+        out->report.name = keep(&out->mem, m->report.name);
+        out->report.bucket = keep(&out->mem, m->report.bucket);
+        out->report.prefix = keep(&out->mem, m->report.prefix);
+        out->report.region = keep(&out->mem, m->report.region);
         out->has_report = 1;
     }
-    snprintf(out->stack_id, sizeof out->stack_id, "%s", m->stack.id);
-    if (connected_at)
-        snprintf(out->connected_at, sizeof out->connected_at, "%s", connected_at);
-    else
-        ob_msg_now(out->connected_at);
-    snprintf(out->requested_at, sizeof out->requested_at, "%s", r->requested_at);
-    memcpy(out->trace, m->trace, sizeof out->trace);
+    out->stack_id = keep(&out->mem, m->stack.id);
+    char now[OB_TIME_LEN];
+    if (!connected_at) {
+        ob_msg_now(now);
+        connected_at = now;
+    }
+    out->connected_at = keep(&out->mem, connected_at);
+    out->requested_at = keep(&out->mem, r->requested_at);
+    for (int i = 0; i < OB_STAGE__COUNT; i++) {
+        const ob_trace_t *t = &m->trace[i];
+        out->trace[i] =
+            (ob_trace_t){t->present, keep(&out->mem, t->started_at),
+                         keep(&out->mem, t->finished_at), t->attempts, keep(&out->mem, t->worker)};
+    }
     ob_connected_key(out->account_id, out->role_arn, out->external_id,
                      out->has_report ? &out->report : NULL, out->idempotency_key);
     return OB_OK;
@@ -2938,6 +3058,7 @@ ob_err_t ob_msg_validate(ob_msg_kind_t kind, const char *json, size_t len, ob_ms
         if (!c)
             return OB_ERR_NOMEM;
         rc = ob_connected_parse(json, len, c, err);
+        ob_connected_clear(c);
         free(c);
         return rc;
     }

@@ -29,11 +29,14 @@
  * Builders (*_to_json) validate what they produce with the same rules, so a
  * worker can never emit a message its peers would refuse.
  *
- * Ownership: structs are caller-owned values. ob_request_t and the structs
- * that embed it own heap memory (the tags) and must be released with their
- * *_clear() function; a struct assignment moves that ownership (clear only
- * one of the two), ob_request_copy() duplicates it. Text returned through
- * `char **out` is malloc'd: free() it. ob_dlq_t owns its parsed document.
+ * Ownership: structs are caller-owned values whose strings live in an arena
+ * (ob_arena.h) they own, sized to their content: ob_request_t (and the
+ * hand-off that embeds it) and ob_connected_t keep it in `mem`, and must be
+ * released with their *_clear() function; a struct assignment moves that
+ * ownership (clear only one of the two), ob_request_copy() duplicates it.
+ * Strings are never NULL once parsed or initialised (*_init): "" is absent.
+ * Text returned through `char **out` is malloc'd: free() it. ob_dlq_t owns
+ * its parsed document.
  *
  * Thread safety: all functions are reentrant; values belong to one thread.
  */
@@ -44,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ob_arena.h"
 #include "ob_err.h"
 
 #define OB_MSG_MAX_BYTES (64u * 1024u)  /* request, stage and connected messages */
@@ -169,20 +173,20 @@ const char *ob_artifact_name(unsigned bit);
 
 /* The CUR report definition of a request (all members set after parsing). */
 typedef struct ob_report_settings_s {
-    char name[OB_REPORT_NAME_LEN]; /* default "billing-engine-cur" */
-    char prefix[OB_PREFIX_LEN];    /* default "CUR" */
-    ob_time_unit_t time_unit;      /* default HOURLY */
-    ob_format_t format;            /* default textORcsv */
-    ob_compression_t compression;  /* default GZIP */
-    unsigned schema_elements;      /* OB_SCHEMA_ELEM_*; default RESOURCES */
-    unsigned artifacts;            /* OB_ARTIFACT_*; default REDSHIFT */
-    int refresh_closed_reports;    /* default 1 */
-    ob_versioning_t versioning;    /* default OVERWRITE_REPORT */
+    const char *name;             /* default "billing-engine-cur" */
+    const char *prefix;           /* default "CUR" */
+    ob_time_unit_t time_unit;     /* default HOURLY */
+    ob_format_t format;           /* default textORcsv */
+    ob_compression_t compression; /* default GZIP */
+    unsigned schema_elements;     /* OB_SCHEMA_ELEM_*; default RESOURCES */
+    unsigned artifacts;           /* OB_ARTIFACT_*; default REDSHIFT */
+    int refresh_closed_reports;   /* default 1 */
+    ob_versioning_t versioning;   /* default OVERWRITE_REPORT */
 } ob_report_settings_t;
 
 typedef struct ob_tag_s {
-    char key[OB_TAG_KEY_LEN];
-    char value[OB_TAG_VALUE_LEN];
+    const char *key;
+    const char *value;
 } ob_tag_t;
 
 /*
@@ -194,22 +198,33 @@ typedef struct ob_tag_s {
  * external_id, requester and requested_at.
  */
 typedef struct ob_request_s {
-    char request_id[OB_REQUEST_ID_LEN];
-    char account_id[OB_ACCOUNT_ID_LEN];
+    /* Owns every string below, and those of the value that embeds the
+     * request (a hand-off's results and trace): NULL until one is set. */
+    ob_arena_t *mem;
+    const char *request_id;
+    const char *account_id;
     ob_cloud_t cloud; /* always OB_CLOUD_AWS after a successful parse */
     ob_mode_t mode;
-    char region[OB_REGION_LEN];
-    char role_arn[OB_ROLE_ARN_LEN];
-    char external_id[OB_EXTERNAL_ID_LEN]; /* for assuming role_arn; never log it */
+    const char *region;
+    const char *role_arn;
+    const char *external_id; /* for assuming role_arn; never log it */
     int has_bucket;
-    char bucket[OB_BUCKET_LEN];
+    const char *bucket;
     int has_report;
     ob_report_settings_t report;
-    char requester[OB_REQUESTER_LEN];
-    char requested_at[OB_TIME_LEN];
-    ob_tag_t *tags; /* owned; ntags entries in the producer's order */
+    const char *requester;
+    const char *requested_at;
+    ob_tag_t *tags; /* in mem; ntags entries in the producer's order */
     size_t ntags;
 } ob_request_t;
+
+/* Every string "" and nothing owned: a request to fill by hand. */
+void ob_request_init(ob_request_t *r);
+/* A copy of s (NULL: "") owned by the request, for setting its fields (and
+ * those of the value that embeds it). */
+const char *ob_request_str(ob_request_t *r, const char *s);
+const char *ob_request_printf(ob_request_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Release what r owns and zero it. NULL is a no-op. */
 void ob_request_clear(ob_request_t *r);
@@ -244,32 +259,34 @@ json_t *ob_request_to_object(const ob_request_t *r);
 void ob_request_default_bucket(const char *account_id, const char *region, char out[OB_BUCKET_LEN]);
 
 /* What the bucket, cur and iam stages made. */
+/* The results and traces below: strings owned by the value that holds them
+ * (a hand-off's request's mem, a connected event's mem), "" when absent. */
 typedef struct ob_bucket_result_s {
-    char name[OB_BUCKET_LEN];
-    char region[OB_REGION_LEN];
-    char arn[OB_BUCKET_ARN_LEN]; /* arn:PARTITION:s3:::NAME */
+    const char *name;
+    const char *region;
+    const char *arn; /* arn:PARTITION:s3:::NAME */
 } ob_bucket_result_t;
 
 typedef struct ob_report_result_s {
-    char name[OB_REPORT_NAME_LEN];
-    char bucket[OB_BUCKET_LEN];
-    char prefix[OB_PREFIX_LEN];
-    char region[OB_REGION_LEN];
+    const char *name;
+    const char *bucket;
+    const char *prefix;
+    const char *region;
 } ob_report_result_t;
 
 typedef struct ob_stack_result_s {
-    char id[OB_STACK_ID_LEN]; /* the stack's ARN */
-    char name[OB_STACK_NAME_LEN];
-    char role_arn[OB_ROLE_ARN_LEN];     /* the Billing Engine role (stack output) */
-    char external_id[OB_BE_EXT_ID_LEN]; /* the per-account ExternalId it trusts; never log it */
+    const char *id; /* the stack's ARN */
+    const char *name;
+    const char *role_arn;    /* the Billing Engine role (stack output) */
+    const char *external_id; /* the per-account ExternalId it trusts; never log it */
 } ob_stack_result_t;
 
 typedef struct ob_trace_s {
     int present;
-    char started_at[OB_TIME_LEN];
-    char finished_at[OB_TIME_LEN];
+    const char *started_at;
+    const char *finished_at;
     int attempts;
-    char worker[OB_WORKER_LEN];
+    const char *worker;
 } ob_trace_t;
 
 /*
@@ -293,6 +310,9 @@ typedef struct ob_stage_msg_s {
     char replay_of[OB_DLQ_ID_LEN]; /* "" when not a replay */
 } ob_stage_msg_t;
 
+/* Every string "" and nothing owned: a hand-off to fill by hand (its
+ * strings owned by m->request, see ob_request_str). */
+void ob_stage_msg_init(ob_stage_msg_t *m);
 /* Release what m owns and zero it. NULL is a no-op. */
 void ob_stage_msg_clear(ob_stage_msg_t *m);
 /* Parse and validate a hand-off (see ob_request_parse for the errors). */
@@ -313,19 +333,30 @@ void ob_stage_fill_report(ob_stage_msg_t *m);
 
 /* The event for the Billing Engine. */
 typedef struct ob_connected_s {
+    ob_arena_t *mem; /* owns every string below (NULL until one is set) */
     char idempotency_key[OB_IDEMPOTENCY_LEN];
-    char account_id[OB_ACCOUNT_ID_LEN];
-    char request_id[OB_REQUEST_ID_LEN];
+    const char *account_id;
+    const char *request_id;
     ob_mode_t mode;
-    char role_arn[OB_ROLE_ARN_LEN];     /* the Billing Engine role */
-    char external_id[OB_BE_EXT_ID_LEN]; /* never log it */
-    int has_report; /* 1: mode new's report, or the CUR an existing account had */
+    const char *role_arn;    /* the Billing Engine role */
+    const char *external_id; /* never log it */
+    int has_report;          /* 1: mode new's report, or the CUR an existing account had */
     ob_report_result_t report;
-    char stack_id[OB_STACK_ID_LEN];
-    char connected_at[OB_TIME_LEN];
-    char requested_at[OB_TIME_LEN]; /* "" when the request had none */
+    const char *stack_id;
+    const char *connected_at;
+    const char *requested_at; /* "" when the request had none */
     ob_trace_t trace[OB_STAGE__COUNT];
 } ob_connected_t;
+
+/* Every string "" and nothing owned; and releasing what c owns (zeroed
+ * after; NULL is a no-op). ob_connected_parse and ob_connected_from_stage
+ * fill a value to release so. */
+void ob_connected_init(ob_connected_t *c);
+void ob_connected_clear(ob_connected_t *c);
+/* A copy of s (NULL: ""), or printf output, owned by c: for setting its fields. */
+const char *ob_connected_str(ob_connected_t *c, const char *s);
+const char *ob_connected_printf(ob_connected_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* The idempotency key of a connection: lowercase hex SHA-256 of
  * "onboard.connected/1|" account "|" role_arn "|" external_id "|" and, when

@@ -1848,6 +1848,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         }
         if (w->stage->prior)
             w->stage->prior(j->st, prior_field, l);
+        ob_lock_prior_drop(l); /* read: the stage keeps what it needs */
         j->creds = ob_credsrc_ref(ob_assume_cache_get(
             w->assume, j->plan.role_arn, j->plan.external_id[0] ? j->plan.external_id : NULL));
         if (!j->creds) {

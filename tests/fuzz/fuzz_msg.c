@@ -84,6 +84,7 @@ static void check_connected_value(const ob_connected_t *c, const char *what)
     if (ob_connected_to_json(&c2, &b, &blen, &err) != OB_OK)
         fuzz_fail("%s: reparsed, but the builder refuses it: %s", what, err.message);
     same_json(what, a, alen, b, blen);
+    ob_connected_clear(&c2);
     free(a);
     free(b);
 }
@@ -110,8 +111,10 @@ static void check_stage(const char *json, size_t len)
 
     if (m.stage == OB_STAGE_CONNECT) {
         ob_connected_t c;
-        if (ob_connected_from_stage(&m, "2025-01-31T12:00:00.000Z", &c, &err) == OB_OK)
+        if (ob_connected_from_stage(&m, "2025-01-31T12:00:00.000Z", &c, &err) == OB_OK) {
             check_connected_value(&c, "connected event of a hand-off");
+            ob_connected_clear(&c);
+        }
     }
     (void)ob_stage_next(m.request.mode, m.stage);
     ob_stage_msg_clear(&m);
@@ -122,8 +125,10 @@ static void check_connected(const char *json, size_t len)
 {
     ob_connected_t c;
     ob_msg_error_t err;
-    if (ob_connected_parse(json, len, &c, &err) == OB_OK)
+    if (ob_connected_parse(json, len, &c, &err) == OB_OK) {
         check_connected_value(&c, "connected event");
+        ob_connected_clear(&c);
+    }
 }
 
 static void check_dlq(const char *json, size_t len)

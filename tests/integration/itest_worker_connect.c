@@ -212,12 +212,14 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
     ob_msg_error_t me;
     if (ob_connected_parse(req->body, req->body_len, &c, &me) != OB_OK ||
         strcmp(c.idempotency_key, key) != 0) {
+        ob_connected_clear(&c);
         reject(b, conn, 400, "not an onboard.connected/1 event with this key");
         return;
     }
     char acct[16];
     acct_of(REFUSED, acct);
     if (!strcmp(c.account_id, acct)) {
+        ob_connected_clear(&c);
         b->refused_400++;
         const char *no = "{\"error\":\"account is closed for billing\"}";
         ob_httpd_respond(conn, 400, NULL, no, strlen(no));
@@ -225,6 +227,7 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
     }
     acct_of(FLAKY, acct);
     if (!strcmp(c.account_id, acct) && !b->flaky_done) {
+        ob_connected_clear(&c);
         b->flaky_done = 1;
         b->answered_503++;
         ob_httpd_respond(conn, 503, NULL, "busy", 4);
@@ -237,6 +240,7 @@ static void billing_handler(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, vo
     }
     json_array_append_new(arr,
                           json_pack("{s:s, s:s%}", "key", key, "body", req->body, req->body_len));
+    ob_connected_clear(&c);
     if (b->pause_redis && !b->paused_at) {
         /* The event is accepted: the job's outcome is all that is left, and
          * Redis takes no write for the next 1.5 s. */
@@ -275,6 +279,7 @@ static void on_out(ob_test_out_t *o, const char *topic, const char *key,
         r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "connected") != 0 ||
         r->element[1]->type != REDIS_REPLY_STRING || strcmp(r->element[1]->str, ev.request_id) != 0)
         wt->ahead++;
+    ob_connected_clear(&ev);
     freeReplyObject(r);
     wt->seen_at = ob_loop_update_time(H.loop);
 }
@@ -329,6 +334,7 @@ static void check_event(ob_test_out_t *out, billing_t *bill, int i, int round, i
         fail_msg("account %s: the Billing Engine got %zu events", acct, json_array_size(got));
     assert_string_equal(str_at(json_array_get(got, 0), "key", NULL), key);
     assert_string_equal(str_at(json_array_get(got, 0), "body", NULL), payload);
+    ob_connected_clear(&c);
 }
 
 /* The dead letter of member i: its code, class and reason (parsed; the
@@ -504,9 +510,10 @@ static void test_connect_worker(void **state)
     role_of(1, role1);
     char ext1[OB_BE_EXT_ID_LEN];
     ext_of(1, "role", ext1);
-    ob_report_result_t rep1 = {.name = "billing-engine-cur", .prefix = "CUR"};
-    snprintf(rep1.bucket, sizeof(rep1.bucket), "billing-cur-%s-%s", acct1, region_of(1));
-    snprintf(rep1.region, sizeof(rep1.region), "%s", region_of(1));
+    char bucket1[OB_BUCKET_LEN];
+    snprintf(bucket1, sizeof(bucket1), "billing-cur-%s-%s", acct1, region_of(1));
+    ob_report_result_t rep1 = {
+        .name = "billing-engine-cur", .bucket = bucket1, .prefix = "CUR", .region = region_of(1)};
     ob_connected_key(acct1, role1, ext1, &rep1, key1);
     forget_connected(out);
     int again[] = {1};

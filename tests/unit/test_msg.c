@@ -150,6 +150,8 @@ static void check_round_trip(ob_msg_kind_t kind, const char *json, size_t len, c
         assert_int_equal(ob_connected_to_json(&c[0], &a, NULL, &err), OB_OK);
         assert_int_equal(ob_connected_parse(a, strlen(a), &c[1], &err), OB_OK);
         assert_int_equal(ob_connected_to_json(&c[1], &b, NULL, &err), OB_OK);
+        ob_connected_clear(&c[0]);
+        ob_connected_clear(&c[1]);
         free(c);
     } else {
         return;
@@ -388,12 +390,14 @@ static void test_request_to_json_validates(void **state)
     ob_msg_error_t err;
     char *json = NULL;
     assert_int_equal(ob_request_parse(MINIMAL, strlen(MINIMAL), &r, &err), OB_OK);
-    snprintf(r.bucket, sizeof r.bucket, "Bad_Bucket");
+    r.bucket = ob_request_printf(&r, "Bad_Bucket");
     assert_int_equal(ob_request_to_json(&r, &json, NULL, &err), OB_ERR_PARSE);
     assert_null(json);
     assert_string_equal(err.field, "/bucket/name");
     assert_string_equal(err.code, "pattern");
-    ob_request_default_bucket(r.account_id, r.region, r.bucket);
+    char b[OB_BUCKET_LEN];
+    ob_request_default_bucket(r.account_id, r.region, b);
+    r.bucket = ob_request_str(&r, b);
     r.report.format = OB_FORMAT_PARQUET;
     assert_int_equal(ob_request_to_json(&r, &json, NULL, &err), OB_ERR_PARSE);
     assert_string_equal(err.field, "/report/compression");
@@ -404,16 +408,16 @@ static void test_request_to_json_validates(void **state)
     assert_int_equal(len, strlen(json));
     free(json);
     /* Bytes that are not UTF-8 never reach the wire. */
-    snprintf(r.requester, sizeof r.requester, "ops \xff team");
+    r.requester = ob_request_printf(&r, "ops \xff team");
     assert_int_equal(ob_request_to_json(&r, &json, NULL, &err), OB_OK);
     assert_non_null(strstr(json, "\"requester\":\"ops ? team\""));
     free(json);
-    snprintf(r.region, sizeof r.region, "us-east-\xff");
+    r.region = ob_request_printf(&r, "us-east-\xff");
     assert_int_equal(ob_request_to_json(&r, &json, NULL, &err), OB_ERR_PARSE);
     assert_string_equal(err.field, "/region");
     assert_int_equal(ob_request_add_tag(&r, "k", "v"), OB_OK);
     assert_int_equal(ob_request_add_tag(&r, "aws:k", "v"), OB_OK);
-    snprintf(r.region, sizeof r.region, "us-east-1");
+    r.region = ob_request_printf(&r, "us-east-1");
     assert_int_equal(ob_request_to_json(&r, &json, NULL, &err), OB_ERR_PARSE);
     assert_string_equal(err.field, "/tags/aws:k");
     ob_request_clear(&r);
@@ -693,15 +697,17 @@ static void test_flow_new(void **state)
     free(text);
     m->stage = OB_STAGE_CONNECT;
     m->has_stack = 1;
-    snprintf(m->stack.id, sizeof m->stack.id,
-             "arn:aws:cloudformation:eu-west-1:123456789012:stack/billing-engine-access/"
-             "5b918d10-cd98-11ea-90d5-0a9cd3354c10");
-    snprintf(m->stack.name, sizeof m->stack.name, "billing-engine-access");
-    snprintf(m->stack.role_arn, sizeof m->stack.role_arn,
-             "arn:aws:iam::123456789012:role/BillingEngineReadOnly");
+    m->stack.id = ob_request_printf(
+        &m->request, "arn:aws:cloudformation:eu-west-1:123456789012:stack/billing-engine-access/"
+                     "5b918d10-cd98-11ea-90d5-0a9cd3354c10");
+    m->stack.name = ob_request_printf(&m->request, "billing-engine-access");
+    m->stack.role_arn =
+        ob_request_printf(&m->request, "arn:aws:iam::123456789012:role/BillingEngineReadOnly");
     uint8_t rnd[16];
     assert_int_equal(ob_random_bytes(rnd, sizeof rnd), OB_OK);
-    ob_hex(rnd, sizeof rnd, m->stack.external_id);
+    char hex[OB_BE_EXT_ID_LEN];
+    ob_hex(rnd, sizeof rnd, hex);
+    m->stack.external_id = ob_request_str(&m->request, hex);
     assert_int_equal(ob_stage_to_json(m, &text, NULL, &err), OB_OK);
     ob_stage_msg_clear(back);
     assert_int_equal(ob_stage_parse(text, strlen(text), back, &err), OB_OK);
@@ -732,6 +738,8 @@ static void test_flow_new(void **state)
     assert_int_equal(ob_connected_from_stage(back, NULL, &ev3, &err), OB_OK);
     assert_string_equal(ev3.idempotency_key, ev.idempotency_key);
     assert_true(ob_msg_time_valid(ev3.connected_at));
+    ob_connected_clear(&ev2);
+    ob_connected_clear(&ev3);
     /* The key names the connection: another request for the same account,
      * role, ExternalId and report gives the same key; another report, role
      * or ExternalId a new one. */
@@ -741,13 +749,15 @@ static void test_flow_new(void **state)
     assert_int_equal(ob_stage_to_json(back, &copy, NULL, &err), OB_OK);
     assert_int_equal(ob_stage_parse(copy, strlen(copy), other, &err), OB_OK);
     free(copy);
-    snprintf(other->request.request_id, sizeof other->request.request_id, "another-request");
+    other->request.request_id = ob_request_printf(&other->request, "another-request");
     assert_int_equal(ob_connected_from_stage(other, NULL, &ev4, &err), OB_OK);
     assert_string_equal(ev4.idempotency_key, ev.idempotency_key);
-    snprintf(other->report.prefix, sizeof other->report.prefix, "CUR2");
-    snprintf(other->request.report.prefix, sizeof other->request.report.prefix, "CUR2");
+    ob_connected_clear(&ev4);
+    other->report.prefix = ob_request_printf(&other->request, "CUR2");
+    other->request.report.prefix = ob_request_printf(&other->request, "CUR2");
     assert_int_equal(ob_connected_from_stage(other, NULL, &ev4, &err), OB_OK);
     assert_string_not_equal(ev4.idempotency_key, ev.idempotency_key);
+    ob_connected_clear(&ev4);
     ob_stage_msg_clear(other);
     free(other);
     char k2[OB_IDEMPOTENCY_LEN];
@@ -759,6 +769,7 @@ static void test_flow_new(void **state)
     assert_string_not_equal(k2, key);
     free(text);
 
+    ob_connected_clear(&ev);
     /* The event is only built from a connect-stage hand-off. */
     back->stage = OB_STAGE_IAM;
     back->has_stack = 0;
@@ -795,11 +806,11 @@ static void test_flow_existing(void **state)
     assert_string_equal(err.field, "/stage");
     m->stage = OB_STAGE_CONNECT;
     m->has_stack = 1;
-    snprintf(m->stack.id, sizeof m->stack.id,
-             "arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/be/1");
-    snprintf(m->stack.name, sizeof m->stack.name, "be");
-    snprintf(m->stack.role_arn, sizeof m->stack.role_arn, "arn:aws-cn:iam::123456789012:role/be");
-    snprintf(m->stack.external_id, sizeof m->stack.external_id, "%032d", 7);
+    m->stack.id = ob_request_printf(&m->request,
+                                    "arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/be/1");
+    m->stack.name = ob_request_printf(&m->request, "be");
+    m->stack.role_arn = ob_request_printf(&m->request, "arn:aws-cn:iam::123456789012:role/be");
+    m->stack.external_id = ob_request_printf(&m->request, "%032d", 7);
     snprintf(m->replay_of, sizeof m->replay_of, "%032d", 1);
     ob_connected_t ev;
     assert_int_equal(ob_connected_from_stage(m, NULL, &ev, &err), OB_OK);
@@ -808,6 +819,7 @@ static void test_flow_existing(void **state)
     assert_null(strstr(text, "\"report\""));
     assert_null(strstr(text, "requested_at"));
     free(text);
+    ob_connected_clear(&ev);
     ob_stage_msg_clear(m);
     free(m);
 }

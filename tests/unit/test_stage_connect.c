@@ -278,6 +278,7 @@ static void expect_done(const ob_step_t *s, const char *mode, int attempts)
         if (!found)
             fail_msg("state field %s missing", want[w][0]);
     }
+    ob_connected_clear(&c);
 }
 
 /* ---- AssumeRole ---- */
@@ -481,6 +482,7 @@ static const char *expect_signed_post(const ob_step_t *s)
     ob_msg_error_t me;
     assert_int_equal(ob_connected_parse(s->http_body.data, s->http_body.len, &c, &me), OB_OK);
     assert_string_equal(key, c.idempotency_key);
+    ob_connected_clear(&c);
     return s->http_body.data;
 }
 
