@@ -7,6 +7,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,43 @@ static int never(void *arg)
 void ob_test_run_for(ob_loop_t *loop, int ms)
 {
     ob_test_run_until(loop, never, NULL, ms);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t ob_test_list_dir(const char *dir, const char *suffix, char ***out)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0, cap = 0, sl = strlen(suffix);
+    char **v = NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (e->d_name[0] == '.' || l < sl || strcmp(e->d_name + l - sl, suffix) != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            v = realloc(v, cap * sizeof *v);
+            assert_non_null(v);
+        }
+        v[n++] = strdup(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    if (n)
+        qsort(v, n, sizeof *v, cmp_name);
+    *out = v;
+    return n;
+}
+
+void ob_test_free_list(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }
 
 #include <arpa/inet.h>

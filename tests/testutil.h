@@ -56,6 +56,10 @@ pid_t ob_test_redis_server(int port, const char *extra_args);
 int ob_test_run_until(ob_loop_t *loop, int (*done)(void *arg), void *arg, int timeout_ms);
 /* Run the loop for ms milliseconds, whatever happens. */
 void ob_test_run_for(ob_loop_t *loop, int ms);
+/* The names in dir ending with suffix (not hidden), sorted, malloc'd into
+ * *out; returns how many (0 and *out NULL when none or no such dir). */
+size_t ob_test_list_dir(const char *dir, const char *suffix, char ***out);
+void ob_test_free_list(char **v, size_t n);
 /* A TCP port on 127.0.0.1 free a moment ago (bound, read, closed). */
 int ob_test_free_port(void);
 

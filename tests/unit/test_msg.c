@@ -62,44 +62,6 @@ static ob_msg_kind_t kind_of_dir(const char *name)
     return OB_MSG__KIND_COUNT;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted names in dir ending with suffix; returns the count. */
-static size_t list_dir(const char *dir, const char *suffix, char ***out)
-{
-    DIR *d = opendir(dir);
-    size_t n = 0, cap = 0;
-    char **v = NULL;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        size_t l = strlen(e->d_name), sl = strlen(suffix);
-        if (e->d_name[0] == '.' || l < sl || strcmp(e->d_name + l - sl, suffix) != 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            v = realloc(v, cap * sizeof *v);
-            assert_non_null(v);
-        }
-        v[n++] = strdup(e->d_name);
-    }
-    if (d)
-        closedir(d);
-    if (n)
-        qsort(v, n, sizeof *v, cmp_str);
-    *out = v;
-    return n;
-}
-
-static void free_list(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 /* The "code:" and "field:" lines of a .why or .refused file. */
 static int read_why(const char *path, char *code, size_t codesz, char *field, size_t fieldsz)
 {
@@ -165,7 +127,7 @@ static void check_round_trip(ob_msg_kind_t kind, const char *json, size_t len, c
 static void test_examples(void **state)
 {
     char **schemas;
-    size_t nschemas = list_dir(EXAMPLES, ".v1", &schemas);
+    size_t nschemas = ob_test_list_dir(EXAMPLES, ".v1", &schemas);
     size_t checked = 0, failures = 0, per_kind[OB_MSG__KIND_COUNT] = {0};
     assert_true(nschemas >= 4);
     for (size_t s = 0; s < nschemas; s++) {
@@ -176,7 +138,7 @@ static void test_examples(void **state)
             char dir[1024];
             snprintf(dir, sizeof dir, "%s/%s/%s", EXAMPLES, schemas[s], kinds[k]);
             char **files;
-            size_t nfiles = list_dir(dir, ".json", &files);
+            size_t nfiles = ob_test_list_dir(dir, ".json", &files);
             if (k < 2 && nfiles == 0)
                 fail_msg("%s has no examples", dir);
             for (size_t i = 0; i < nfiles; i++) {
@@ -217,10 +179,10 @@ static void test_examples(void **state)
                 }
                 free(json);
             }
-            free_list(files, nfiles);
+            ob_test_free_list(files, nfiles);
         }
     }
-    free_list(schemas, nschemas);
+    ob_test_free_list(schemas, nschemas);
     print_message("checked %zu examples (request %zu, stage %zu, connected %zu, dlq %zu)\n",
                   checked, per_kind[0], per_kind[1], per_kind[2], per_kind[3]);
     assert_int_equal(failures, 0);
@@ -557,14 +519,14 @@ static char **valid_examples(size_t *n)
         char dir[1024];
         snprintf(dir, sizeof dir, "%s/%s/valid", EXAMPLES, dirs[d]);
         char **files;
-        size_t nf = list_dir(dir, ".json", &files);
+        size_t nf = ob_test_list_dir(dir, ".json", &files);
         all = realloc(all, (*n + nf) * sizeof *all);
         for (size_t i = 0; i < nf; i++) {
             char path[1200];
             snprintf(path, sizeof path, "%s/%s", dir, files[i]);
             all[(*n)++] = strdup(path);
         }
-        free_list(files, nf);
+        ob_test_free_list(files, nf);
     }
     return all;
 }

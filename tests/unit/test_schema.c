@@ -18,35 +18,6 @@
 
 #define EXAMPLES OB_FIXTURES "/../../proto/examples"
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static size_t list_dir(const char *dir, const char *suffix, char ***out)
-{
-    DIR *d = opendir(dir);
-    size_t n = 0, cap = 0;
-    char **v = NULL;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        size_t l = strlen(e->d_name), sl = strlen(suffix);
-        if (e->d_name[0] == '.' || l < sl || strcmp(e->d_name + l - sl, suffix) != 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            v = realloc(v, cap * sizeof *v);
-        }
-        v[n++] = strdup(e->d_name);
-    }
-    if (d)
-        closedir(d);
-    if (n)
-        qsort(v, n, sizeof *v, cmp_str);
-    *out = v;
-    return n;
-}
-
 static void read_why(const char *path, char *code, size_t cn, char *field, size_t fn)
 {
     char *text = ob_test_read_file(path, NULL);
@@ -89,7 +60,7 @@ static int codec_says(ob_msg_kind_t kind, const char *path, const char *code, co
 static void test_examples(void **state)
 {
     char **schemas;
-    size_t ns = list_dir(EXAMPLES, ".v1", &schemas), checked = 0, refused = 0, by_hand = 0;
+    size_t ns = ob_test_list_dir(EXAMPLES, ".v1", &schemas), checked = 0, refused = 0, by_hand = 0;
     assert_true(ns >= 4);
     int failures = 0;
     for (size_t s = 0; s < ns; s++) {
@@ -100,7 +71,7 @@ static void test_examples(void **state)
             char dir[1024];
             snprintf(dir, sizeof(dir), "%s/%s/%s", EXAMPLES, schemas[s], kinds[k]);
             char **files;
-            size_t nf = list_dir(dir, ".json", &files);
+            size_t nf = ob_test_list_dir(dir, ".json", &files);
             for (size_t i = 0; i < nf; i++) {
                 char path[1200];
                 snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
