@@ -258,18 +258,12 @@ static void notify_fired(ob_timer_t *t, void *arg)
 ob_credsrc_t *ob_credsrc_new(ob_loop_t *loop, const ob_credsrc_ops_t *ops, void *data)
 {
     ob_credsrc_t *s = ob_calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
     s->ops = ops;
     s->data = data;
     s->loop = loop;
     s->refs = 1;
     ob_list_init(&s->waiters);
     s->notify = ob_timer_new(loop, notify_fired, s);
-    if (!s->notify) {
-        free(s);
-        return NULL;
-    }
     s->describe = ob_strdup(ops->kind);
     return s;
 }

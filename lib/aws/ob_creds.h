@@ -94,8 +94,7 @@ typedef struct ob_credsrc_ops_s {
 } ob_credsrc_ops_t;
 
 /* A new source (one reference) of a kind; data is the kind's own, handed to
- * ops->destroy with the source's last reference. NULL when out of memory
- * (data is not freed then). */
+ * ops->destroy with the source's last reference. */
 ob_credsrc_t *ob_credsrc_new(ob_loop_t *loop, const ob_credsrc_ops_t *ops, void *data);
 void *ob_credsrc_data(const ob_credsrc_t *s);
 ob_loop_t *ob_credsrc_loop(const ob_credsrc_t *s);

@@ -70,12 +70,7 @@ ob_credsrc_t *ob_credsrc_static(ob_aws_t *aws, const char *akid, const char *sec
     if (!akid || !*akid || !secret || !*secret)
         return NULL;
     ob_credsrc_t *s = ob_credsrc_new(ob_aws_loop(aws), &static_ops, NULL);
-    if (!s)
-        return NULL;
-    if (ob_credsrc_set_fixed(s, akid, secret, token) != OB_OK) {
-        ob_credsrc_unref(s);
-        return NULL;
-    }
+    ob_credsrc_set_fixed(s, akid, secret, token);
     ob_credsrc_set_describe(s, "%s", describe ? describe : "static credentials");
     return s;
 }
@@ -140,25 +135,30 @@ static void note_truncated(ob_credsrc_t *s)
     ob_credsrc_note_failure(s, OB_RETRY_TRANSIENT, ob_err2str(OB_ERR_PARSE));
 }
 
-static void assume_done(ob_aws_result_t *res, void *arg)
+/* How an STS fetch ends (AssumeRole and AssumeRoleWithWebIdentity alike). */
+static void sts_fetched(ob_credsrc_t *s, const ob_aws_result_t *res, const char *action)
 {
-    ob_credsrc_t *s = arg;
-    assume_t *a = ob_credsrc_data(s);
-    a->call = NULL;
     if (res->err != OB_OK) {
         note_sts_failure(s, res);
         ob_credsrc_fetched(s, res->err, res->errmsg, NULL);
-    } else {
-        ob_aws_creds_t c;
-        char err[256];
-        memset(&c, 0, sizeof(c));
-        if (parse_sts_credentials(res, "AssumeRole", &c, err, sizeof(err)) != OB_OK) {
-            note_truncated(s);
-            ob_credsrc_fetched(s, OB_ERR_PARSE, err, NULL);
-        } else
-            ob_credsrc_fetched(s, OB_OK, NULL, &c);
-        ob_aws_creds_clear(&c);
+        return;
     }
+    ob_aws_creds_t c;
+    char err[256];
+    memset(&c, 0, sizeof(c));
+    if (parse_sts_credentials(res, action, &c, err, sizeof(err)) != OB_OK) {
+        note_truncated(s);
+        ob_credsrc_fetched(s, OB_ERR_PARSE, err, NULL);
+    } else {
+        ob_credsrc_fetched(s, OB_OK, NULL, &c);
+    }
+    ob_aws_creds_clear(&c);
+}
+
+static void assume_done(ob_aws_result_t *res, void *arg)
+{
+    ((assume_t *)ob_credsrc_data(arg))->call = NULL;
+    sts_fetched(arg, res, "AssumeRole");
 }
 
 static void assume_fetch(ob_credsrc_t *s)
@@ -208,8 +208,6 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
     if (!base || !role_arn || !*role_arn)
         return NULL;
     assume_t *a = ob_calloc(1, sizeof(*a));
-    if (!a)
-        return NULL;
     a->aws = aws;
     a->base = ob_credsrc_ref(base);
     a->role_arn = ob_strdup(role_arn);
@@ -218,12 +216,7 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
     a->duration_s = duration_s > 0 ? duration_s : 3600;
     snprintf(a->region, sizeof(a->region), "%s",
              region && *region ? region : ob_aws_default_region(aws));
-    ob_credsrc_t *s = NULL;
-    if (!a->role_arn || !a->session_name || (external_id && *external_id && !a->external_id) ||
-        !(s = ob_credsrc_new(ob_aws_loop(aws), &assume_ops, a))) {
-        assume_destroy(a);
-        return NULL;
-    }
+    ob_credsrc_t *s = ob_credsrc_new(ob_aws_loop(aws), &assume_ops, a);
     ob_credsrc_set_describe(s, "assume-role %.200s%s", role_arn,
                             a->external_id ? " (with ExternalId)" : "");
     return s;
@@ -233,23 +226,8 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
 
 static void webid_done(ob_aws_result_t *res, void *arg)
 {
-    ob_credsrc_t *s = arg;
-    ((webid_t *)ob_credsrc_data(s))->call = NULL;
-    if (res->err != OB_OK) {
-        note_sts_failure(s, res);
-        ob_credsrc_fetched(s, res->err, res->errmsg, NULL);
-    } else {
-        ob_aws_creds_t c;
-        char err[256];
-        memset(&c, 0, sizeof(c));
-        if (parse_sts_credentials(res, "AssumeRoleWithWebIdentity", &c, err, sizeof(err)) !=
-            OB_OK) {
-            note_truncated(s);
-            ob_credsrc_fetched(s, OB_ERR_PARSE, err, NULL);
-        } else
-            ob_credsrc_fetched(s, OB_OK, NULL, &c);
-        ob_aws_creds_clear(&c);
-    }
+    ((webid_t *)ob_credsrc_data(arg))->call = NULL;
+    sts_fetched(arg, res, "AssumeRoleWithWebIdentity");
 }
 
 /* Small local file, read at refresh time (hourly): not worth a thread. */
@@ -323,8 +301,6 @@ ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file, con
     if (!token_file || !*token_file || !role_arn || !*role_arn)
         return NULL;
     webid_t *w = ob_calloc(1, sizeof(*w));
-    if (!w)
-        return NULL;
     w->aws = aws;
     w->token_file = ob_strdup(token_file);
     w->role_arn = ob_strdup(role_arn);
@@ -337,12 +313,7 @@ ob_credsrc_t *ob_credsrc_web_identity(ob_aws_t *aws, const char *token_file, con
     }
     snprintf(w->region, sizeof(w->region), "%s",
              region && *region ? region : ob_aws_default_region(aws));
-    ob_credsrc_t *s = NULL;
-    if (!w->token_file || !w->role_arn || !w->session_name ||
-        !(s = ob_credsrc_new(ob_aws_loop(aws), &webid_ops, w))) {
-        webid_destroy(w);
-        return NULL;
-    }
+    ob_credsrc_t *s = ob_credsrc_new(ob_aws_loop(aws), &webid_ops, w);
     ob_credsrc_set_describe(s, "web identity %.200s", role_arn);
     return s;
 }
@@ -499,10 +470,6 @@ ob_credsrc_t *ob_credsrc_container(ob_aws_t *aws, char *errstr, size_t errstr_si
         return NULL;
     }
     httpsrc_t *h = ob_calloc(1, sizeof(*h));
-    if (!h) {
-        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
     h->aws = aws;
     h->url = ob_strdup(url);
     const char *tf = aws_env(aws, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
@@ -511,13 +478,7 @@ ob_credsrc_t *ob_credsrc_container(ob_aws_t *aws, char *errstr, size_t errstr_si
         h->auth_file = ob_strdup(tf);
     else if (tok)
         h->auth = ob_strdup(tok);
-    ob_credsrc_t *s = NULL;
-    if (!h->url || (tf && !h->auth_file) || (!tf && tok && !h->auth) ||
-        !(s = ob_credsrc_new(ob_aws_loop(aws), &container_ops, h))) {
-        http_destroy(h);
-        ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    ob_credsrc_t *s = ob_credsrc_new(ob_aws_loop(aws), &container_ops, h);
     ob_credsrc_set_describe(s, "container credentials (%s)", rel ? "ECS relative URI" : "full URI");
     return s;
 }
@@ -617,16 +578,9 @@ ob_credsrc_t *ob_credsrc_imds(ob_aws_t *aws)
     while (n > 0 && base[n - 1] == '/')
         base[--n] = '\0';
     httpsrc_t *h = ob_calloc(1, sizeof(*h));
-    ob_credsrc_t *s = NULL;
-    if (h) {
-        h->aws = aws;
-        h->url = ob_strdup(base);
-    }
-    if (!h || !h->url || !(s = ob_credsrc_new(ob_aws_loop(aws), &imds_ops, h))) {
-        if (h)
-            http_destroy(h);
-        return NULL;
-    }
+    h->aws = aws;
+    h->url = ob_strdup(base);
+    ob_credsrc_t *s = ob_credsrc_new(ob_aws_loop(aws), &imds_ops, h);
     ob_credsrc_set_describe(s, "instance metadata (IMDSv2)");
     return s;
 }

@@ -672,8 +672,14 @@ int ob_re_match(const ob_re_t *re, const char *s, size_t len)
     /* A thread list holds each pc at most once; the stack at most every
      * pc's two successors. */
     size_t n = re->n;
-    int *mem = ob_malloc((4 * n + 2) * sizeof(int));
-    unsigned *seen = ob_calloc(n, sizeof(unsigned));
+    /* The schemas' programs are a few hundred instructions: their thread
+     * lists fit on the stack, and matching a field allocates nothing. */
+    enum { SMALL = 512 };
+    int mem_small[4 * SMALL + 2];
+    unsigned seen_small[SMALL];
+    int *mem = n <= SMALL ? mem_small : ob_malloc((4 * n + 2) * sizeof(int));
+    unsigned *seen = n <= SMALL ? seen_small : ob_malloc(n * sizeof(unsigned));
+    memset(seen, 0, n * sizeof(unsigned));
     threads_t cur = {mem, 0}, next = {mem + n, 0};
     sim_t m = {re, seen, 1, mem + 2 * n, len};
     int found = 0;
@@ -704,7 +710,9 @@ int ob_re_match(const ob_re_t *re, const char *s, size_t len)
         cur = next;
         next = tmp;
     }
-    free(mem);
-    free(seen);
+    if (n > SMALL) {
+        free(mem);
+        free(seen);
+    }
     return found;
 }

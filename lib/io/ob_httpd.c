@@ -1034,9 +1034,9 @@ static enum parse_result parse(ob_httpd_conn_t *c)
 
 /* ---- the per-connection driver ---- */
 
-static void dispatch(ob_httpd_conn_t *c)
+/* The parsed request as the handler sees it (pointers into the connection). */
+static ob_httpd_req_t *fill_request(ob_httpd_conn_t *c)
 {
-    ob_httpd_t *s = c->s;
     ob_httpd_req_t *r = &c->req;
     r->method = c->meta.data;
     r->target = c->meta.data + c->m_target;
@@ -1048,6 +1048,13 @@ static void dispatch(ob_httpd_conn_t *c)
     r->peer = c->peer;
     r->version = c->version;
     r->keep_alive = c->keep_alive;
+    return r;
+}
+
+static void dispatch(ob_httpd_conn_t *c)
+{
+    ob_httpd_t *s = c->s;
+    ob_httpd_req_t *r = fill_request(c);
     if (!c->keep_alive)
         c->close_after = 1;
     c->state = ST_PENDING;
@@ -1608,19 +1615,8 @@ size_t ob_httpd_test_parse(const char *data, size_t len, size_t chunk, const ob_
                 cb(NULL, c->err_status ? c->err_status : 400, arg);
                 done = 1;
             } else if (r == P_READY) { /* as dispatch() */
-                ob_httpd_req_t *q = &c->req;
-                q->method = c->meta.data;
-                q->target = c->meta.data + c->m_target;
-                q->path = c->meta.data + c->m_path;
-                q->query = c->meta.data + c->m_query;
-                q->headers = &c->hdrs;
-                q->body = c->body.data ? c->body.data : "";
-                q->body_len = c->body.len;
-                q->peer = c->peer;
-                q->version = c->version;
-                q->keep_alive = c->keep_alive;
                 requests++;
-                cb(q, 0, arg);
+                cb(fill_request(c), 0, arg);
                 done = !c->keep_alive;
                 req_reset(c);
                 c->state = ST_IDLE;

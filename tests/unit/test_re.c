@@ -120,6 +120,12 @@ static void test_no_blowup(void **state)
     s[n] = 'b';
     s[n + 1] = '\0';
     assert_false(m("^(a|a)*(a|a)*$", s));
+    /* A program longer than the stack's lists (600 instructions) matches the same. */
+    memset(s, 'a', 600);
+    s[600] = '\0';
+    assert_true(m("^a{600}$", s));
+    s[599] = 'b';
+    assert_false(m("^a{600}$", s));
     free(s);
 }
 
