@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "ob_alloc.h"
+#include "ob_hash.h"
 
 #define MAX_COUNT 1000  /* largest {n,m} */
 #define MAX_PROG  20000 /* instructions of a compiled pattern */
@@ -456,11 +459,31 @@ typedef struct inst_s {
     int x, y; /* I_SET: x the set; I_SPLIT: x and y; I_JMP: x */
 } inst_t;
 
+/* A state of the lazy DFA: the threads (I_SET pcs, sorted) alive after a
+ * position, whether the subject matched already, whether it matches if the
+ * subject ends here, and the state each byte leads to (-1: not built yet). */
+typedef struct dstate_s {
+    int *pcs;
+    size_t npcs;
+    int matched, at_end;
+    int next[256];
+} dstate_t;
+
+#define DFA_MAX_STATES 1024 /* beyond: the plain simulation */
+
 struct ob_re_s {
     char *pattern;
     inst_t *prog;
     size_t n;
     set_t *sets;
+    /* The DFA, built as subjects need it (under lock): matching a field of
+     * the same form again walks a table, one step per byte. */
+    pthread_mutex_t lock;
+    dstate_t **states;
+    size_t nstates;
+    int *slots; /* open addressing on the pcs: state index + 1, 0 free */
+    size_t nslots;
+    int start; /* -1 until built */
 };
 
 typedef struct emit_s {
@@ -596,6 +619,8 @@ ob_re_t *ob_re_compile(const char *pattern, char *errstr, size_t errstr_size)
     re->prog = e.prog;
     re->n = e.n;
     re->sets = p.sets;
+    pthread_mutex_init(&re->lock, NULL);
+    re->start = -1;
     return re;
 }
 
@@ -603,6 +628,13 @@ void ob_re_free(ob_re_t *re)
 {
     if (!re)
         return;
+    for (size_t i = 0; i < re->nstates; i++) {
+        free(re->states[i]->pcs);
+        free(re->states[i]);
+    }
+    free(re->states);
+    free(re->slots);
+    pthread_mutex_destroy(&re->lock);
     free(re->pattern);
     free(re->prog);
     free(re->sets);
@@ -667,7 +699,7 @@ static int add(sim_t *m, threads_t *t, int pc0, size_t pos)
     return 0;
 }
 
-int ob_re_match(const ob_re_t *re, const char *s, size_t len)
+static int nfa_match(const ob_re_t *re, const char *s, size_t len)
 {
     /* A thread list holds each pc at most once; the stack at most every
      * pc's two successors. */
@@ -715,4 +747,149 @@ int ob_re_match(const ob_re_t *re, const char *s, size_t len)
         free(seen);
     }
     return found;
+}
+
+/* ---- the lazy DFA ---- */
+
+/*
+ * A DFA state stands for the Thompson threads alive between two bytes, at a
+ * position that is neither the subject's start nor (necessarily) its end:
+ * ^ holds only in the start state, and $ is answered by at_end when the
+ * subject runs out. The search is not anchored, so every step also starts a
+ * thread at pc 0 (its ^ failing past the start), as the simulation does.
+ */
+
+static int cmp_int(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* The closure of seeds: the I_SET threads (sorted, once each) into t, and
+ * whether MATCH is reached, with ^ true at pos 0 only and $ true when `end`. */
+static int closure(const ob_re_t *re, const int *seeds, size_t nseeds, int bol, int end,
+                   threads_t *t, unsigned *seen, unsigned gen, int *stack)
+{
+    /* Only whether pos is 0 and whether it is the length matter. */
+    size_t pos = bol ? 0 : 1;
+    sim_t m = {re, seen, gen, stack, end ? pos : pos + 1};
+    int found = 0;
+    t->n = 0;
+    for (size_t i = 0; i < nseeds && !found; i++)
+        found = add(&m, t, seeds[i], pos);
+    qsort(t->pc, t->n, sizeof(int), cmp_int);
+    return found;
+}
+
+/* The state of these seeds (built if new); -1 when the DFA is full. */
+static int state_for(ob_re_t *re, const int *seeds, size_t nseeds, int bol, int *mem,
+                     unsigned *seen, unsigned *gen)
+{
+    size_t n = re->n;
+    threads_t t = {mem, 0}, t2 = {mem + n, 0};
+    int matched = closure(re, seeds, nseeds, bol, 0, &t, seen, ++*gen, mem + 2 * n);
+    int at_end = matched || closure(re, seeds, nseeds, bol, 1, &t2, seen, ++*gen, mem + 2 * n);
+    uint64_t h = ob_hash_bytes(t.pc, t.n * sizeof(int)) ^ (uint64_t)(matched | at_end << 1);
+    if (re->nslots) {
+        for (size_t i = h & (re->nslots - 1);; i = (i + 1) & (re->nslots - 1)) {
+            int k = re->slots[i];
+            if (!k)
+                break;
+            const dstate_t *d = re->states[k - 1];
+            if (d->npcs == t.n && d->matched == matched && d->at_end == at_end &&
+                !memcmp(d->pcs, t.pc, t.n * sizeof(int)))
+                return k - 1;
+        }
+    }
+    if (re->nstates >= DFA_MAX_STATES)
+        return -1;
+    if (2 * (re->nstates + 1) > re->nslots) {
+        size_t ns = re->nslots ? 2 * re->nslots : 64;
+        int *slots = ob_calloc(ns, sizeof(int));
+        for (size_t k = 0; k < re->nstates; k++) {
+            const dstate_t *d = re->states[k];
+            uint64_t hk = ob_hash_bytes(d->pcs, d->npcs * sizeof(int)) ^
+                          (uint64_t)(d->matched | d->at_end << 1);
+            size_t i = hk & (ns - 1);
+            while (slots[i])
+                i = (i + 1) & (ns - 1);
+            slots[i] = (int)k + 1;
+        }
+        free(re->slots);
+        re->slots = slots;
+        re->nslots = ns;
+        re->states = ob_realloc(re->states, ns / 2 * sizeof(*re->states));
+    }
+    dstate_t *d = ob_malloc(sizeof(*d));
+    d->npcs = t.n;
+    d->pcs = ob_malloc((t.n ? t.n : 1) * sizeof(int));
+    memcpy(d->pcs, t.pc, t.n * sizeof(int));
+    d->matched = matched;
+    d->at_end = at_end;
+    for (int c = 0; c < 256; c++)
+        d->next[c] = -1;
+    size_t i = h & (re->nslots - 1);
+    while (re->slots[i])
+        i = (i + 1) & (re->nslots - 1);
+    re->slots[i] = (int)re->nstates + 1;
+    re->states[re->nstates] = d;
+    return (int)re->nstates++;
+}
+
+/* The state after byte c from state k; -1 when the DFA is full. */
+static int step(ob_re_t *re, int k, unsigned char c, int *mem, unsigned *seen, unsigned *gen)
+{
+    const dstate_t *d = re->states[k];
+    int *seeds = mem + 4 * re->n + 2; /* room for npcs + 1 */
+    size_t ns = 0;
+    for (size_t i = 0; i < d->npcs; i++)
+        if (set_has(&re->sets[re->prog[d->pcs[i]].x], c))
+            seeds[ns++] = d->pcs[i] + 1;
+    seeds[ns++] = 0; /* a match may start at any position */
+    int to = state_for(re, seeds, ns, 0, mem, seen, gen);
+    if (to >= 0)
+        re->states[k]->next[c] = to;
+    return to;
+}
+
+int ob_re_match(const ob_re_t *cre, const char *s, size_t len)
+{
+    ob_re_t *re = (ob_re_t *)cre; /* the DFA cache is not part of what it means */
+    if (len == 0)
+        return nfa_match(re, s, len); /* ^ and $ at one position */
+    pthread_mutex_lock(&re->lock);
+    size_t n = re->n;
+    enum { SMALL = 512 };
+    /* Two thread lists, the closure's stack (2n + 2), the seeds (n + 1). */
+    int mem_small[5 * SMALL + 3];
+    unsigned seen_small[SMALL];
+    int *mem = n <= SMALL ? mem_small : ob_malloc((5 * n + 3) * sizeof(int));
+    unsigned *seen = n <= SMALL ? seen_small : ob_malloc(n * sizeof(unsigned));
+    unsigned gen = 0;
+    memset(seen, 0, n * sizeof(unsigned));
+    int k = re->start;
+    if (k < 0) {
+        int zero = 0;
+        k = re->start = state_for(re, &zero, 1, 1, mem, seen, &gen);
+    }
+    int result = -1; /* -1: the DFA is full, ask the simulation */
+    for (size_t pos = 0; k >= 0; pos++) {
+        const dstate_t *d = re->states[k];
+        if (d->matched) {
+            result = 1;
+            break;
+        }
+        if (pos == len) {
+            result = d->at_end;
+            break;
+        }
+        unsigned char c = (unsigned char)s[pos];
+        int to = d->next[c];
+        k = to >= 0 ? to : step(re, k, c, mem, seen, &gen);
+    }
+    pthread_mutex_unlock(&re->lock);
+    if (n > SMALL) {
+        free(mem);
+        free(seen);
+    }
+    return result >= 0 ? result : nfa_match(re, s, len);
 }

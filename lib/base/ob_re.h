@@ -19,8 +19,14 @@
  * exponential time. Bytes, not characters: classes are ASCII, and a byte of
  * a multi-byte UTF-8 character matches only "." and negated classes.
  *
- * Ownership: ob_re_compile returns a program the caller frees. Threading: a
- * compiled program is immutable; ob_re_match may run on it from any thread.
+ * The simulation's sets of threads are kept as the states of a DFA, built as
+ * subjects need them (at most 1,024 per pattern; past that, the simulation
+ * itself): matching a field of a form seen before is one table step per
+ * byte.
+ *
+ * Ownership: ob_re_compile returns a program the caller frees. Threading:
+ * ob_re_match may run on a program from any thread (the DFA it grows is
+ * under the program's own lock).
  */
 #ifndef OB_RE_H
 #define OB_RE_H

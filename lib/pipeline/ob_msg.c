@@ -1,24 +1,25 @@
 /*
- * ob_msg: strict, hand-written validation of the pipeline's messages.
+ * ob_msg: the pipeline's messages, read and written.
  *
  * Design. jansson parses (duplicate keys refused, any top-level value, its
- * own depth limit of 2048); everything else is checked here, member by
- * member, in the order of each schema's "properties", stopping at the first
- * problem so that the error names one field with one code. The rules mirror
- * the schemas in proto/ keyword for keyword (minLength/maxLength -> "range", pattern
- * -> "pattern", enum/const -> "enum", required -> "missing",
- * additionalProperties -> "unknown_field", if/then -> "combination"); the
- * patterns are written as small scanners rather than regular expressions, so
- * there is no regex engine to trust and every failure can say precisely what
- * is wrong. Cross-member rules that a schema cannot state ("mismatch") come
- * after the member checks.
+ * own depth limit of 2048); the message's schema in proto/ (compiled in,
+ * ob_schema) then checks every member, type, length, range, pattern and enum
+ * and the cross-member rules it states (if/then, oneOf), stopping at the
+ * first problem so that the error names one field with one code. No limit
+ * or pattern is written here: what C code needs as a constant comes from
+ * ob_proto_limits.h, which the build generates from the same schemas.
  *
- * Builders never emit what the parsers would refuse: they serialize, then
- * parse their own output with the same code before handing it out.
+ * What is left to this file: binding a valid document to the structs (the
+ * defaults of mode new are the schema's "default" values), the answer for
+ * Azure and Google Cloud (unsupported_cloud), and the rules a JSON Schema
+ * cannot state (code "mismatch": a role in another account, results that
+ * disagree with the request, digests and idempotency keys).
  *
- * Lengths are counted in Unicode code points, as JSON Schema counts them.
+ * Builders never emit what the parsers would refuse: they build the
+ * document, then parse it with the same code before handing it out.
+ *
  * Error messages echo at most 48 characters of a bad value, with control
- * characters replaced, and never echo an ExternalId.
+ * characters replaced, and never echo an ExternalId (writeOnly).
  */
 #include "ob_msg.h"
 
@@ -32,6 +33,7 @@
 #include "ob_alloc.h"
 #include "ob_buf.h"
 #include "ob_crypto.h"
+#include "ob_schema.h"
 #include "ob_time.h"
 
 #define PTR_LEN             256            /* sizeof(ob_msg_error_t.field) */
@@ -149,16 +151,6 @@ static int utf8_valid(const unsigned char *s, size_t n, size_t *bad)
     return 1;
 }
 
-/* Code points in a valid UTF-8 string. */
-static size_t utf8_count(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
 /* Copy src into dst (dstsz bytes) as valid UTF-8 of at most max_chars code
  * points: invalid bytes become '?'. */
 static void utf8_sanitize(char *dst, size_t dstsz, const char *src, size_t srclen, size_t max_chars)
@@ -237,13 +229,6 @@ static void ptr_child(char *out, const char *base, const char *key)
     utf8_trim_tail(out);
 }
 
-static void ptr_index(char *out, const char *base, size_t idx)
-{
-    char num[24];
-    snprintf(num, sizeof num, "%zu", idx);
-    ptr_child(out, base, num);
-}
-
 static const char *jtype(const json_t *j)
 {
     switch (json_typeof(j)) {
@@ -268,263 +253,28 @@ static const char *jtype(const json_t *j)
 
 /* -------------------------------------------------------- character sets */
 
-static int is_lower(char c)
-{
-    return c >= 'a' && c <= 'z';
-}
-static int is_upper(char c)
-{
-    return c >= 'A' && c <= 'Z';
-}
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
 static int is_alnum(char c)
 {
-    return is_lower(c) || is_upper(c) || is_digit(c);
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
-static int is_word(char c) /* JavaScript \w */
-{
-    return is_alnum(c) || c == '_';
-}
-static int is_hex_lower(char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f');
-}
+
 static int all_of(const char *s, const char *extra, int (*cls)(char))
 {
     for (; *s; s++)
-        if (!cls(*s) && !(extra && strchr(extra, *s)))
+        if (!cls(*s) && !strchr(extra, *s))
             return 0;
     return 1;
 }
-static int digits_n(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!is_digit(s[i]))
-            return 0;
-    return 1;
-}
-static int hex_exact(const char *s, size_t n)
-{
-    size_t i = 0;
-    for (; s[i]; i++)
-        if (!is_hex_lower(s[i]))
-            return 0;
-    return i == n;
-}
-static int base64_chars(const char *s)
-{
-    size_t i = 0;
-    while (s[i] && (is_alnum(s[i]) || s[i] == '+' || s[i] == '/'))
-        i++;
-    size_t pad = 0;
-    while (s[i] == '=' && pad < 2)
-        i++, pad++;
-    return s[i] == '\0';
-}
 
-/* ----------------------------------------------------------- the patterns */
+/* ------------------------------------------------------------------ ARNs */
 
-/* Each returns 1 when s matches, else 0 and a reason in why. */
-typedef int (*pat_fn)(const char *s, char *why, size_t whysz);
-
-static int pat_request_id(const char *s, char *why, size_t n)
-{
-    if (all_of(s, "._:-", is_alnum))
-        return 1;
-    snprintf(why, n, "may contain only letters, digits and . _ : -");
-    return 0;
-}
-
-static int pat_account_id(const char *s, char *why, size_t n)
-{
-    if (strlen(s) == 12 && digits_n(s, 12))
-        return 1;
-    snprintf(why, n, "an AWS account id is exactly 12 digits");
-    return 0;
-}
-
-/* ^[a-z]{2}(-[a-z]+)+-[0-9]+$ */
-static int region_shape(const char *s)
-{
-    if (!is_lower(s[0]) || !is_lower(s[1]))
-        return 0;
-    const char *p = s + 2;
-    int groups = 0;
-    for (;;) {
-        if (*p != '-')
-            return 0;
-        p++;
-        if (is_digit(*p)) {
-            while (is_digit(*p))
-                p++;
-            return *p == '\0' && groups > 0;
-        }
-        if (!is_lower(*p))
-            return 0;
-        while (is_lower(*p))
-            p++;
-        groups++;
-    }
-}
-
-static int pat_region(const char *s, char *why, size_t n)
-{
-    if (!region_shape(s)) {
-        snprintf(why, n, "must be an AWS region name such as us-east-1");
-        return 0;
-    }
-    if (strncmp(s, "us-iso", 6) == 0 || strncmp(s, "eu-iso", 6) == 0) {
-        snprintf(why, n, "is in an isolated AWS partition, which the fleet does not serve");
-        return 0;
-    }
-    return 1;
-}
-
-static int role_char(char c)
-{
-    return is_word(c) || (c && strchr("+=,.@-", c));
-}
-
-/* arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64} */
-static int role_arn_shape(const char *s, size_t *path_len)
-{
-    const char *p;
-    if (strncmp(s, "arn:aws:", 8) == 0)
-        p = s + 8;
-    else if (strncmp(s, "arn:aws-cn:", 11) == 0)
-        p = s + 11;
-    else if (strncmp(s, "arn:aws-us-gov:", 15) == 0)
-        p = s + 15;
-    else
-        return 0;
-    if (strncmp(p, "iam::", 5) != 0)
-        return 0;
-    p += 5;
-    if (!digits_n(p, 12) || p[12] != ':')
-        return 0;
-    p += 13;
-    if (strncmp(p, "role/", 5) != 0)
-        return 0;
-    p += 4; /* at the '/' that starts the path */
-    const char *path_start = p;
-    const char *seg = p + 1;
-    for (;;) {
-        const char *q = seg;
-        while (role_char(*q))
-            q++;
-        if (q == seg)
-            return 0; /* empty segment or name */
-        if (*q == '/') {
-            seg = q + 1;
-            continue;
-        }
-        if (*q != '\0' || q - seg > 64)
-            return 0;
-        if (path_len)
-            *path_len = (size_t)(seg - path_start);
-        return 1;
-    }
-}
-
-static int pat_role_arn(const char *s, char *why, size_t n)
-{
-    if (role_arn_shape(s, NULL))
-        return 1;
-    snprintf(why, n,
-             "must be an IAM role ARN arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME (partition aws, "
-             "aws-cn or aws-us-gov; a name of 1-64 letters, digits and _+=,.@-)");
-    return 0;
-}
-
-static int pat_external_id(const char *s, char *why, size_t n)
-{
-    if (all_of(s, "_+=,.@:/-", is_alnum))
-        return 1;
-    snprintf(why, n, "may contain only letters, digits and _ + = , . @ : / -");
-    return 0;
-}
-
-static int pat_report_name(const char *s, char *why, size_t n)
-{
-    if (all_of(s, "!-_.*'()", is_alnum))
-        return 1;
-    snprintf(why, n, "may contain only letters, digits and ! - _ . * ' ( )");
-    return 0;
-}
-
-static int pat_prefix(const char *s, char *why, size_t n)
-{
-    if (all_of(s, "!-_.*'()/", is_alnum))
-        return 1;
-    snprintf(why, n, "may contain only letters, digits and ! - _ . * ' ( ) /");
-    return 0;
-}
-
-static int tag_char(char c)
-{
-    return is_alnum(c) || (c && strchr(" _.:/=+@-", c));
-}
-
-static int pat_tag_key(const char *s, char *why, size_t n)
-{
-    for (const char *p = s; *p; p++)
-        if (!tag_char(*p)) {
-            snprintf(why, n,
-                     "tag keys may contain only letters, digits, space and _ . : / = + - @");
-            return 0;
-        }
-    if (strncasecmp(s, "aws:", 4) == 0) {
-        snprintf(why, n, "tag keys starting with aws: are reserved by AWS");
-        return 0;
-    }
-    return 1;
-}
-
-static int pat_tag_value(const char *s, char *why, size_t n)
-{
-    for (const char *p = s; *p; p++)
-        if (!tag_char(*p)) {
-            snprintf(why, n,
-                     "tag values may contain only letters, digits, space and _ . : / = + - @");
-            return 0;
-        }
-    return 1;
-}
-
-static int pat_hex32(const char *s, char *why, size_t n)
-{
-    if (hex_exact(s, 32))
-        return 1;
-    snprintf(why, n, "must be 32 lowercase hex digits (128 bits)");
-    return 0;
-}
-
-static int pat_hex64(const char *s, char *why, size_t n)
-{
-    if (hex_exact(s, 64))
-        return 1;
-    snprintf(why, n, "must be 64 lowercase hex digits (a SHA-256)");
-    return 0;
-}
-
-static int pat_stack_name(const char *s, char *why, size_t n)
-{
-    size_t len = strlen(s);
-    if (len >= 1 && len <= 128 && (is_lower(s[0]) || is_upper(s[0])) && all_of(s, "-", is_alnum))
-        return 1;
-    snprintf(why, n, "a stack name is 1-128 letters, digits and hyphens, starting with a letter");
-    return 0;
-}
-
-/* The parts of an ARN "arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE". */
+/* The parts of an ARN "arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE", of a
+ * value the schema has already checked. */
 typedef struct arn_s {
     char partition[16];
     char service[32];
     char region[OB_REGION_LEN];
-    char account[16];
+    char account[OB_ACCOUNT_ID_LEN];
     const char *resource;
 } arn_t;
 
@@ -548,177 +298,36 @@ static int arn_split(const char *s, arn_t *a)
     return 1;
 }
 
-static int partition_ok(const char *p)
+/* The stack name of a stack id ("...:stack/NAME/ID") into out. */
+static const char *stack_name_of(const arn_t *a, char out[OB_STACK_NAME_LEN])
 {
-    return strcmp(p, "aws") == 0 || strcmp(p, "aws-cn") == 0 || strcmp(p, "aws-us-gov") == 0;
-}
-
-/* arn:aws(-cn|-us-gov)?:cloudformation:REGION:[0-9]{12}:stack/NAME/[A-Za-z0-9-]{1,64} */
-static int stack_id_shape(const char *s, arn_t *a, char name[OB_STACK_NAME_LEN])
-{
-    if (!arn_split(s, a) || !partition_ok(a->partition) ||
-        strcmp(a->service, "cloudformation") != 0 || !region_shape(a->region) ||
-        strlen(a->account) != 12 || !digits_n(a->account, 12) ||
-        strncmp(a->resource, "stack/", 6) != 0)
-        return 0;
-    const char *nm = a->resource + 6;
-    const char *slash = strchr(nm, '/');
-    if (!slash || slash == nm || (size_t)(slash - nm) >= OB_STACK_NAME_LEN)
-        return 0;
-    memcpy(name, nm, (size_t)(slash - nm));
-    name[slash - nm] = '\0';
-    char why[200];
-    if (!pat_stack_name(name, why, sizeof why))
-        return 0;
-    const char *uuid = slash + 1;
-    size_t ulen = strlen(uuid);
-    return ulen >= 1 && ulen <= 64 && all_of(uuid, "-", is_alnum);
-}
-
-static int pat_stack_id(const char *s, char *why, size_t n)
-{
-    arn_t a;
-    char name[OB_STACK_NAME_LEN];
-    if (stack_id_shape(s, &a, name))
-        return 1;
-    snprintf(why, n,
-             "must be a CloudFormation stack ARN "
-             "arn:PARTITION:cloudformation:REGION:ACCOUNT:stack/NAME/ID");
-    return 0;
-}
-
-/* arn:aws(-cn|-us-gov)?:s3:::[a-z0-9.-]{3,63} */
-static int pat_bucket_arn(const char *s, char *why, size_t n)
-{
-    arn_t a;
-    if (arn_split(s, &a) && partition_ok(a.partition) && strcmp(a.service, "s3") == 0 &&
-        !a.region[0] && !a.account[0] && strlen(a.resource) >= 3 && strlen(a.resource) <= 63 &&
-        all_of(a.resource, ".-", is_alnum) && !strpbrk(a.resource, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-        return 1;
-    snprintf(why, n, "must be an S3 bucket ARN arn:PARTITION:s3:::NAME");
-    return 0;
-}
-
-static int pat_topic(const char *s, char *why, size_t n)
-{
-    size_t len = strlen(s);
-    if (len >= 1 && len <= 249 && all_of(s, "._-", is_alnum))
-        return 1;
-    snprintf(why, n, "a Kafka topic name is 1-249 letters, digits and . _ -");
-    return 0;
-}
-
-static int pat_base64(const char *s, char *why, size_t n)
-{
-    if (base64_chars(s))
-        return 1;
-    snprintf(why, n, "must be standard base64 (A-Z a-z 0-9 + / and = padding)");
-    return 0;
-}
-
-static int pat_pointer(const char *s, char *why, size_t n)
-{
-    if (s[0] && s[0] != '/') {
-        snprintf(why, n, "must be a JSON pointer: empty or starting with /");
-        return 0;
-    }
-    for (const char *p = s; *p; p++)
-        if (*p == '~' && p[1] != '0' && p[1] != '1') {
-            snprintf(why, n, "must be a JSON pointer: ~ is followed by 0 or 1");
-            return 0;
-        }
-    return 1;
-}
-
-static int pat_aws_request_id(const char *s, char *why, size_t n)
-{
-    size_t len = strlen(s);
-    if (len >= 1 && len <= 256 && all_of(s, "+/=._:-", is_alnum))
-        return 1;
-    snprintf(why, n, "must be 1-256 letters, digits and + / = . _ : -");
-    return 0;
-}
-
-static int pat_code(const char *s, char *why, size_t n)
-{
-    size_t len = strlen(s);
-    if (len >= 1 && len <= 64 && all_of(s, "_.:-", is_alnum))
-        return 1;
-    snprintf(why, n, "a code is 1-64 letters, digits and _ . : -");
-    return 0;
-}
-
-static int pat_dlq_id(const char *s, char *why, size_t n)
-{
-    if (hex_exact(s, 32))
-        return 1;
-    snprintf(why, n, "a dead-letter id is 32 lowercase hex digits");
-    return 0;
+    const char *nm = strncmp(a->resource, "stack/", 6) == 0 ? a->resource + 6 : "";
+    size_t n = strcspn(nm, "/");
+    snprintf(out, OB_STACK_NAME_LEN, "%.*s", (int)(n < OB_STACK_NAME_LEN ? n : 0), nm);
+    return out;
 }
 
 /* ------------------------------------------------------------------ time */
 
-static int two(const char *p)
-{
-    return (p[0] - '0') * 10 + (p[1] - '0');
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
-        return 29;
-    return dim[m - 1];
-}
-
-/* 0 ok; 1 wrong shape; 2 shape right but not a real date or time. */
-static int time_check(const char *s)
-{
-    /* YYYY-MM-DDTHH:MM:SS(.F{1,9})?(Z|[+-]HH:MM) */
-    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
-    size_t i = 0;
-    for (; shape[i]; i++) {
-        if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != shape[i])
-            return 1;
-    }
-    const char *p = s + i;
-    if (*p == '.') {
-        size_t f = 0;
-        p++;
-        while (is_digit(p[f]))
-            f++;
-        if (f < 1 || f > 9)
-            return 1;
-        p += f;
-    }
-    int tzh = 0, tzm = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if ((*p == '+' || *p == '-') && is_digit(p[1]) && is_digit(p[2]) && p[3] == ':' &&
-               is_digit(p[4]) && is_digit(p[5])) {
-        tzh = two(p + 1);
-        tzm = two(p + 4);
-        p += 6;
-    } else {
-        return 1;
-    }
-    if (*p)
-        return 1;
-    int y = two(s) * 100 + two(s + 2), mo = two(s + 5), d = two(s + 8);
-    int h = two(s + 11), mi = two(s + 14), se = two(s + 17);
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
-        return 2;
-    /* A leap second only at 23:59:60 (local, as ajv-formats checks it). */
-    if (h > 23 || mi > 59 || (se > 59 && !(se == 60 && h == 23 && mi == 59)))
-        return 2;
-    if (tzh > 23 || tzm > 59)
-        return 2;
-    return 0;
-}
-
 int ob_msg_time_valid(const char *s)
 {
-    return s && time_check(s) == 0;
+    if (!s)
+        return 0;
+    json_t *v = json_string(s);
+    ob_schema_error_t se;
+    int ok = v && ob_schema_validate("onboard.defs.v1.json#/$defs/timestamp", v, &se) == OB_OK;
+    json_decref(v);
+    return ok;
+}
+
+/* 1 if s passes the schema part `name` (a value, not a message: no error). */
+static int valid_as(const char *name, const char *s)
+{
+    json_t *v = json_string(s);
+    ob_schema_error_t se;
+    int ok = v && ob_schema_validate(name, v, &se) == OB_OK;
+    json_decref(v);
+    return ok;
 }
 
 void ob_msg_now(char out[OB_TIME_LEN])
@@ -727,115 +336,27 @@ void ob_msg_now(char out[OB_TIME_LEN])
     ob_time_now_iso(out);
 }
 
-/* ------------------------------------------------------- generic checks */
+/* ----------------------------------------------------- the schema's rules */
 
-/* Suggest the allowed name closest to a typo (edit distance <= 2). */
-static const char *closest(const char *key, const char *const *allowed)
+/*
+ * Check a message (or a part) against its schema in proto/: every member,
+ * type, length, range, pattern and enum, and the cross-member rules the
+ * schema states (if/then, oneOf). The answer is the schema validator's:
+ * the same pointer, code and sentence.
+ */
+static ob_err_t validate(const json_t *o, const char *schema, ob_msg_error_t *err)
 {
-    size_t kl = strlen(key);
-    if (kl > 40)
-        return NULL;
-    const char *best = NULL;
-    size_t best_d = 3;
-    for (const char *const *a = allowed; *a; a++) {
-        size_t al = strlen(*a);
-        size_t row[42];
-        for (size_t j = 0; j <= al && j < 42; j++)
-            row[j] = j;
-        if (al > 40)
-            continue;
-        for (size_t i = 1; i <= kl; i++) {
-            size_t prev = row[0];
-            row[0] = i;
-            for (size_t j = 1; j <= al; j++) {
-                size_t cur = row[j];
-                size_t cost = key[i - 1] == (*a)[j - 1] ? 0 : 1;
-                size_t v = prev + cost;
-                if (row[j] + 1 < v)
-                    v = row[j] + 1;
-                if (row[j - 1] + 1 < v)
-                    v = row[j - 1] + 1;
-                row[j] = v;
-                prev = cur;
-            }
-        }
-        if (row[al] < best_d) {
-            best_d = row[al];
-            best = *a;
-        }
-    }
-    return best;
-}
-
-static ob_err_t check_members(const json_t *obj, const char *base, const char *const *allowed,
-                              ob_msg_error_t *err)
-{
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)obj, key, val)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (ok)
-            continue;
-        char f[PTR_LEN];
-        ptr_child(f, base, key);
-        const char *near = closest(key, allowed);
-        if (near)
-            return fail(err, f, "unknown_field", "unknown member \"%s\" (did you mean \"%s\"?)",
-                        ECHO(key), near);
-        return fail(err, f, "unknown_field", "unknown member \"%s\"", ECHO(key));
-    }
-    return OB_OK;
-}
-
-/* *out = the member or NULL; a required absent member is an error. */
-static ob_err_t member(const json_t *obj, const char *base, const char *key, int required,
-                       const json_t **out, char f[PTR_LEN], ob_msg_error_t *err)
-{
-    ptr_child(f, base, key);
-    *out = json_object_get(obj, key);
-    if (!*out && required)
-        return fail(err, f, "missing", "required member \"%s\" is missing", key);
-    return OB_OK;
-}
-
-static ob_err_t need_object(const json_t *j, const char *f, ob_msg_error_t *err)
-{
-    if (!json_is_object(j))
-        return fail(err, f, "type", "expected an object, got %s", jtype(j));
-    return OB_OK;
-}
-
-/* A string of min..max code points (max 0: unbounded) matching pat (NULL: any). */
-static ob_err_t check_str(const json_t *j, const char *f, size_t min, size_t max, pat_fn pat,
-                          int secret, const char **out, ob_msg_error_t *err)
-{
-    if (!json_is_string(j))
-        return fail(err, f, "type", "expected a string, got %s", jtype(j));
-    const char *s = json_string_value(j);
-    if (strlen(s) != json_string_length(j))
-        return fail(err, f, "pattern", "contains a NUL character");
-    size_t n = utf8_count(s);
-    if (n < min || (max && n > max)) {
-        if (max == 0)
-            return fail(err, f, "range", "must be at least %zu characters, got %zu", min, n);
-        if (min == 0)
-            return fail(err, f, "range", "must be at most %zu characters, got %zu", max, n);
-        return fail(err, f, "range", "must be %zu to %zu characters, got %zu", min, max, n);
-    }
-    if (pat) {
-        char why[200];
-        if (!pat(s, why, sizeof why)) {
-            if (secret)
-                return fail(err, f, "pattern", "%s (value not shown)", why);
-            return fail(err, f, "pattern", "%s, got \"%s\"", why, ECHO(s));
-        }
-    }
-    if (out)
-        *out = s;
-    return OB_OK;
+    ob_schema_error_t se;
+    ob_err_t rc = ob_schema_validate(schema, o, &se);
+    if (rc == OB_OK)
+        return OB_OK;
+    if (rc != OB_ERR_PARSE)
+        return fail(err, "", "schema", "%s", se.message); /* the build's schemas are broken */
+    return fail(err, se.field, se.code, "%s",
+                se.message + (strncmp(se.message, se.field, strlen(se.field)) == 0 &&
+                                      se.message[strlen(se.field)] == ':'
+                                  ? strlen(se.field) + 2
+                                  : 0));
 }
 
 /* A copy of s in *mem (created on first use). */
@@ -846,138 +367,34 @@ static const char *keep(ob_arena_t **mem, const char *s)
     return ob_arena_strdup(*mem, s);
 }
 
-/* check_str, then keep a copy in *mem at *dst. */
-static ob_err_t get_strm(const json_t *j, const char *f, size_t min, size_t max, pat_fn pat,
-                         int secret, ob_arena_t **mem, const char **dst, ob_msg_error_t *err)
+/* Binding a validated object: its members, "" / 0 / the default when absent. */
+static const char *str_of(const json_t *o, const char *key, ob_arena_t **mem)
 {
-    const char *s = NULL;
-    ob_err_t rc = check_str(j, f, min, max, pat, secret, &s, err);
-    if (rc == OB_OK)
-        *dst = keep(mem, s);
-    return rc;
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? keep(mem, s) : "";
 }
 
-/* check_str, then copy into a fixed buffer (which the bounds guarantee fits). */
-static ob_err_t get_str(const json_t *j, const char *f, size_t min, size_t max, pat_fn pat,
-                        int secret, char *dst, size_t dstsz, ob_msg_error_t *err)
+static int index_of(const char *const *names, const char *s)
 {
-    const char *s = NULL;
-    ob_err_t rc = check_str(j, f, min, max, pat, secret, &s, err);
-    if (rc != OB_OK)
-        return rc;
-    if (strlen(s) >= dstsz)
-        return fail(err, f, "range", "is too long");
-    memcpy(dst, s, strlen(s) + 1);
-    return OB_OK;
+    for (int i = 0; s && names[i]; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return 0;
 }
 
-static ob_err_t check_enum(const json_t *j, const char *f, const char *const *names, int *out,
-                           ob_msg_error_t *err)
+static int enum_of(const json_t *j, const char *const *names)
 {
-    if (!json_is_string(j))
-        return fail(err, f, "type", "expected a string, got %s", jtype(j));
-    const char *s = json_string_value(j);
-    char list[256] = "";
-    for (int i = 0; names[i]; i++) {
-        if (strcmp(names[i], s) == 0 && strlen(s) == json_string_length(j)) {
-            *out = i;
-            return OB_OK;
-        }
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", names[i]);
-    }
-    return fail(err, f, "enum", "must be one of %s; got \"%s\"", list, ECHO(s));
-}
-
-static ob_err_t check_int(const json_t *j, const char *f, json_int_t min, json_int_t max,
-                          json_int_t *out, ob_msg_error_t *err)
-{
-    if (!json_is_integer(j))
-        return fail(err, f, "type", "expected an integer, got %s", jtype(j));
-    json_int_t v = json_integer_value(j);
-    if (v < min || v > max)
-        return fail(err, f, "range", "must be %lld to %lld, got %lld", (long long)min,
-                    (long long)max, (long long)v);
-    *out = v;
-    return OB_OK;
-}
-
-static ob_err_t check_bool(const json_t *j, const char *f, int *out, ob_msg_error_t *err)
-{
-    if (!json_is_boolean(j))
-        return fail(err, f, "type", "expected true or false, got %s", jtype(j));
-    *out = json_is_true(j);
-    return OB_OK;
-}
-
-static ob_err_t check_time(const json_t *j, const char *f, char out[OB_TIME_LEN],
-                           ob_msg_error_t *err)
-{
-    if (!json_is_string(j))
-        return fail(err, f, "type", "expected an RFC 3339 date-time string, got %s", jtype(j));
-    const char *s = json_string_value(j);
-    int t = strlen(s) < OB_TIME_LEN ? time_check(s) : 1;
-    if (t == 1)
-        return fail(err, f, "pattern",
-                    "must be an RFC 3339 date-time such as 2025-01-31T12:00:00Z (T, seconds, at "
-                    "most 9 fraction digits, Z or +HH:MM), got \"%s\"",
-                    ECHO(s));
-    if (t == 2)
-        return fail(err, f, "pattern", "\"%s\" is not a real date and time", ECHO(s));
-    memcpy(out, s, strlen(s) + 1);
-    return OB_OK;
-}
-
-static ob_err_t check_timem(const json_t *j, const char *f, ob_arena_t **mem, const char **dst,
-                            ob_msg_error_t *err)
-{
-    char t[OB_TIME_LEN];
-    ob_err_t rc = check_time(j, f, t, err);
-    if (rc == OB_OK)
-        *dst = keep(mem, t);
-    return rc;
-}
-
-/* The "schema" member: present, a string, exactly `want`. */
-static ob_err_t check_schema(const json_t *obj, const char *base, const char *want,
-                             ob_msg_error_t *err)
-{
-    char f[PTR_LEN];
-    const json_t *j;
-    ob_err_t rc = member(obj, base, "schema", 1, &j, f, err);
-    if (rc != OB_OK)
-        return rc;
-    if (!json_is_string(j))
-        return fail(err, f, "type", "expected the string \"%s\", got %s", want, jtype(j));
-    if (strcmp(json_string_value(j), want) != 0 || json_string_length(j) != strlen(want))
-        return fail(err, f, "enum", "expected \"%s\", got \"%s\"", want,
-                    ECHO(json_string_value(j)));
-    return OB_OK;
+    return index_of(names, json_string_value(j));
 }
 
 /* An array of distinct enum values, as a bit set (bit i for names[i]). */
-static ob_err_t check_enum_set(const json_t *j, const char *f, const char *const *names,
-                               unsigned *out, ob_msg_error_t *err)
+static unsigned set_of(const json_t *a, const char *const *names)
 {
-    if (!json_is_array(j))
-        return fail(err, f, "type", "expected an array, got %s", jtype(j));
     unsigned set = 0;
     size_t i;
     const json_t *v;
-    json_array_foreach(j, i, v)
-    {
-        char fi[PTR_LEN];
-        int idx;
-        ptr_index(fi, f, i);
-        ob_err_t rc = check_enum(v, fi, names, &idx, err);
-        if (rc != OB_OK)
-            return rc;
-        if (set & (1u << idx))
-            return fail(err, fi, "enum", "\"%s\" appears more than once", names[idx]);
-        set |= 1u << idx;
-    }
-    *out = set;
-    return OB_OK;
+    json_array_foreach(a, i, v) set |= 1u << enum_of(v, names);
+    return set;
 }
 
 /* ----------------------------------------------------------- JSON loading */
@@ -1080,20 +497,6 @@ const char *ob_artifact_name(unsigned bit)
     return bit_name(ARTIFACTS, bit);
 }
 
-/* "[ATHENA, REDSHIFT]" */
-static const char *set_names(char *buf, size_t n, const char *const *names, unsigned set)
-{
-    sfmt(buf, n, "[");
-    for (unsigned i = 0; names[i]; i++)
-        if (set & (1u << i)) {
-            size_t o = strlen(buf);
-            sfmt(buf + o, n - o, "%s%s", o > 1 ? ", " : "", names[i]);
-        }
-    size_t o = strlen(buf);
-    sfmt(buf + o, n - o, "]");
-    return buf;
-}
-
 const char *ob_msg_schema(ob_msg_kind_t kind)
 {
     switch (kind) {
@@ -1112,82 +515,8 @@ const char *ob_msg_schema(ob_msg_kind_t kind)
 
 /* ------------------------------------------------------------ the request */
 
-static const char *const REQUEST_MEMBERS[] = {
-    "schema",      "request_id", "account_id", "cloud",     "mode",         "region", "role_arn",
-    "external_id", "bucket",     "report",     "requester", "requested_at", "tags",   NULL};
-static const char *const BUCKET_MEMBERS[] = {"name", NULL};
-static const char *const REPORT_MEMBERS[] = {"name",        "prefix",
-                                             "time_unit",   "format",
-                                             "compression", "schema_elements",
-                                             "artifacts",   "refresh_closed_reports",
-                                             "versioning",  NULL};
-
-#define DEFAULT_REPORT_NAME "billing-engine-cur"
-#define DEFAULT_PREFIX      "CUR"
-
-/* S3 general purpose bucket naming rules, one reason per rule. */
-static ob_err_t check_bucket_name(const json_t *j, const char *f, ob_arena_t **mem,
-                                  const char **out, ob_msg_error_t *err)
-{
-    const char *s;
-    ob_err_t rc = check_str(j, f, 3, 63, NULL, 0, &s, err);
-    if (rc != OB_OK)
-        return rc;
-    size_t n = strlen(s);
-    static const char *const prefixes[] = {"xn--", "sthree-", "amzn-s3-demo-", NULL};
-    static const char *const suffixes[] = {"-s3alias", "--ol-s3",    ".mrap",
-                                           "--x-s3",   "--table-s3", NULL};
-    for (const char *p = s; *p; p++)
-        if (!is_lower(*p) && !is_digit(*p) && *p != '.' && *p != '-')
-            return fail(err, f, "pattern",
-                        "bucket names use only lowercase letters, digits, '.' and '-', got \"%s\"",
-                        ECHO(s));
-    if (!is_lower(s[0]) && !is_digit(s[0]))
-        return fail(err, f, "pattern", "a bucket name starts with a letter or digit, got \"%s\"",
-                    ECHO(s));
-    if (!is_lower(s[n - 1]) && !is_digit(s[n - 1]))
-        return fail(err, f, "pattern", "a bucket name ends with a letter or digit, got \"%s\"",
-                    ECHO(s));
-    if (strstr(s, ".."))
-        return fail(err, f, "pattern", "a bucket name has no two adjacent periods, got \"%s\"",
-                    ECHO(s));
-    /* ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ */
-    int dots = 0, ip = 1;
-    for (const char *p = s; *p && ip; p++) {
-        if (*p == '.')
-            ip = p > s && is_digit(p[-1]) && is_digit(p[1]) && ++dots <= 3;
-        else if (!is_digit(*p))
-            ip = 0;
-    }
-    if (ip && dots == 3)
-        return fail(err, f, "pattern", "a bucket name must not be an IP address, got \"%s\"", s);
-    for (int i = 0; prefixes[i]; i++)
-        if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
-            return fail(err, f, "pattern",
-                        "the bucket name prefix %s is reserved by AWS, got \"%s\"", prefixes[i], s);
-    for (int i = 0; suffixes[i]; i++) {
-        size_t l = strlen(suffixes[i]);
-        if (n >= l && strcmp(s + n - l, suffixes[i]) == 0)
-            return fail(err, f, "pattern",
-                        "the bucket name suffix %s is reserved by AWS, got \"%s\"", suffixes[i], s);
-    }
-    *out = keep(mem, s);
-    return OB_OK;
-}
-
-static ob_err_t check_role_arn(const json_t *j, const char *f, ob_arena_t **mem, const char **out,
-                               ob_msg_error_t *err)
-{
-    ob_err_t rc = get_strm(j, f, 0, 613, pat_role_arn, 0, mem, out, err);
-    if (rc != OB_OK)
-        return rc;
-    size_t path_len = 0;
-    role_arn_shape(*out, &path_len);
-    if (path_len > 512)
-        return fail(err, f, "range", "an IAM role path is at most 512 characters, got %zu",
-                    path_len);
-    return OB_OK;
-}
+#define REQUEST_SCHEMA "onboard.request.v1.json"
+#define REPORT_SCHEMA  REQUEST_SCHEMA "#/properties/report/properties"
 
 static const char *arn_partition(const char *arn, char *buf, size_t n)
 {
@@ -1196,20 +525,11 @@ static const char *arn_partition(const char *arn, char *buf, size_t n)
     return buf;
 }
 
-static const char *region_partition(const char *region)
-{
-    if (strncmp(region, "cn-", 3) == 0)
-        return "aws-cn";
-    if (strncmp(region, "us-gov-", 7) == 0)
-        return "aws-us-gov";
-    return "aws";
-}
-
 /* The 12-digit account of an ARN into out ("" when none). */
-static const char *arn_account(const char *arn, char out[16])
+static const char *arn_account(const char *arn, char out[OB_ACCOUNT_ID_LEN])
 {
     arn_t a;
-    snprintf(out, 16, "%s", arn_split(arn, &a) ? a.account : "");
+    snprintf(out, OB_ACCOUNT_ID_LEN, "%s", arn_split(arn, &a) ? a.account : "");
     return out;
 }
 
@@ -1218,268 +538,132 @@ void ob_request_default_bucket(const char *account_id, const char *region, char 
     snprintf(out, OB_BUCKET_LEN, "billing-cur-%s-%s", account_id, region);
 }
 
-static void report_defaults(ob_report_settings_t *r)
+/* The report settings of o (NULL: none given), each absent one the schema's
+ * default. */
+static void bind_report(const json_t *o, ob_report_settings_t *r, ob_arena_t **mem)
 {
-    memset(r, 0, sizeof *r);
-    r->name = DEFAULT_REPORT_NAME; /* static: an arena string or a literal alike */
-    r->prefix = DEFAULT_PREFIX;
-    r->time_unit = OB_TIME_UNIT_HOURLY;
-    r->format = OB_FORMAT_TEXT_OR_CSV;
-    r->compression = OB_COMPRESSION_GZIP;
-    r->schema_elements = OB_SCHEMA_ELEM_RESOURCES;
-    r->artifacts = OB_ARTIFACT_REDSHIFT;
-    r->refresh_closed_reports = 1;
-    r->versioning = OB_VERSIONING_OVERWRITE_REPORT;
-}
-
-/* The report object: members, defaults for the absent ones, then the AWS
- * combination rules on the effective values. normalized: every member must be
- * present (the form inside a stage hand-off). */
-static ob_err_t parse_report(const json_t *o, const char *base, int normalized,
-                             ob_report_settings_t *r, ob_arena_t **mem, ob_msg_error_t *err)
-{
-    char f[PTR_LEN];
-    const json_t *j;
-    ob_err_t rc;
-    int v;
-    int given[9] = {0};
-    report_defaults(r);
-    if ((rc = need_object(o, base, err)) != OB_OK ||
-        (rc = check_members(o, base, REPORT_MEMBERS, err)) != OB_OK)
-        return rc;
-    for (int i = 0; REPORT_MEMBERS[i]; i++) {
-        if ((rc = member(o, base, REPORT_MEMBERS[i], normalized, &j, f, err)) != OB_OK)
-            return rc;
-        if (!j)
-            continue;
-        given[i] = 1;
-        switch (i) {
-        case 0:
-            rc = get_strm(j, f, 1, 256, pat_report_name, 0, mem, &r->name, err);
-            break;
-        case 1:
-            rc = get_strm(j, f, 0, 256, pat_prefix, 0, mem, &r->prefix, err);
-            break;
-        case 2:
-            if ((rc = check_enum(j, f, TIME_UNITS, &v, err)) == OB_OK)
-                r->time_unit = (ob_time_unit_t)v;
-            break;
-        case 3:
-            if ((rc = check_enum(j, f, FORMATS, &v, err)) == OB_OK)
-                r->format = (ob_format_t)v;
-            break;
-        case 4:
-            if ((rc = check_enum(j, f, COMPRESSIONS, &v, err)) == OB_OK)
-                r->compression = (ob_compression_t)v;
-            break;
-        case 5:
-            rc = check_enum_set(j, f, SCHEMA_ELEMS, &r->schema_elements, err);
-            break;
-        case 6:
-            rc = check_enum_set(j, f, ARTIFACTS, &r->artifacts, err);
-            break;
-        case 7:
-            rc = check_bool(j, f, &r->refresh_closed_reports, err);
-            break;
-        case 8:
-            if ((rc = check_enum(j, f, VERSIONINGS, &v, err)) == OB_OK)
-                r->versioning = (ob_versioning_t)v;
-            break;
-        }
-        if (rc != OB_OK)
-            return rc;
-    }
-    /* The combination rules (AWS answers a bare ValidationException). */
-    const char *dflt = " (the default)";
-    char arts[96];
-    if (r->artifacts & OB_ARTIFACT_ATHENA) {
-        if (r->artifacts != OB_ARTIFACT_ATHENA) {
-            ptr_child(f, base, "artifacts");
-            return fail(err, f, "combination", "ATHENA must be the only artifact, got %s",
-                        set_names(arts, sizeof arts, ARTIFACTS, r->artifacts));
-        }
-        if (r->format != OB_FORMAT_PARQUET) {
-            ptr_child(f, base, "format");
-            return fail(err, f, "combination", "the ATHENA artifact needs Parquet format, got %s%s",
-                        FORMATS[r->format], given[3] ? "" : dflt);
-        }
-        if (r->versioning != OB_VERSIONING_OVERWRITE_REPORT) {
-            ptr_child(f, base, "versioning");
-            return fail(err, f, "combination",
-                        "the ATHENA artifact needs OVERWRITE_REPORT versioning, got %s",
-                        VERSIONINGS[r->versioning]);
-        }
-        if (!r->prefix[0]) {
-            ptr_child(f, base, "prefix");
-            return fail(err, f, "combination", "the ATHENA artifact needs a non-empty prefix");
-        }
-    }
-    if (r->format == OB_FORMAT_PARQUET && r->compression != OB_COMPRESSION_PARQUET) {
-        ptr_child(f, base, "compression");
-        return fail(err, f, "combination", "Parquet format requires Parquet compression, got %s%s",
-                    COMPRESSIONS[r->compression], given[4] ? "" : dflt);
-    }
-    if (r->compression == OB_COMPRESSION_PARQUET && r->format != OB_FORMAT_PARQUET) {
-        ptr_child(f, base, "format");
-        return fail(err, f, "combination", "Parquet compression requires Parquet format, got %s%s",
-                    FORMATS[r->format], given[3] ? "" : dflt);
-    }
-    if (r->format == OB_FORMAT_PARQUET &&
-        (r->artifacts & (OB_ARTIFACT_REDSHIFT | OB_ARTIFACT_QUICKSIGHT))) {
-        ptr_child(f, base, "artifacts");
-        return fail(err, f, "combination",
-                    "%s need%s textORcsv format, not Parquet%s; set artifacts to [] or "
-                    "[\"ATHENA\"]",
-                    set_names(arts, sizeof arts, ARTIFACTS,
-                              r->artifacts & (OB_ARTIFACT_REDSHIFT | OB_ARTIFACT_QUICKSIGHT)),
-                    (r->artifacts & OB_ARTIFACT_REDSHIFT) && (r->artifacts & OB_ARTIFACT_QUICKSIGHT)
-                        ? ""
-                        : "s",
-                    given[6] ? "" : " (the default artifacts are [REDSHIFT])");
-    }
-    return OB_OK;
-}
-
-static ob_err_t parse_tags(const json_t *o, const char *f, ob_request_t *r, ob_msg_error_t *err)
-{
-    ob_err_t rc;
-    if ((rc = need_object(o, f, err)) != OB_OK)
-        return rc;
-    size_t n = json_object_size(o);
-    if (n > OB_MAX_TAGS)
-        return fail(err, f, "range", "at most %d tags, got %zu", OB_MAX_TAGS, n);
+    const json_t *props = ob_schema_get(REPORT_SCHEMA);
     const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)o, key, val)
+    json_t *ps;
+    memset(r, 0, sizeof *r);
+    json_object_foreach((json_t *)props, key, ps)
     {
-        char fk[PTR_LEN];
-        ptr_child(fk, f, key);
-        json_t *k = json_string(key);
-        const char *tk = NULL, *tv = NULL;
-        rc = check_str(k, fk, 1, 128, pat_tag_key, 0, &tk, err);
-        if (rc == OB_OK)
-            rc = check_str(val, fk, 0, 256, pat_tag_value, 0, &tv, err);
-        if (rc == OB_OK)
-            rc = ob_request_add_tag(r, tk, tv);
-        json_decref(k);
-        if (rc != OB_OK)
-            return rc;
+        const json_t *j = json_object_get(o, key);
+        if (!j)
+            j = json_object_get(ps, "default");
+        if (!strcmp(key, "name"))
+            r->name = j ? keep(mem, json_string_value(j)) : "";
+        else if (!strcmp(key, "prefix"))
+            r->prefix = j ? keep(mem, json_string_value(j)) : "";
+        else if (!strcmp(key, "time_unit"))
+            r->time_unit = (ob_time_unit_t)enum_of(j, TIME_UNITS);
+        else if (!strcmp(key, "format"))
+            r->format = (ob_format_t)enum_of(j, FORMATS);
+        else if (!strcmp(key, "compression"))
+            r->compression = (ob_compression_t)enum_of(j, COMPRESSIONS);
+        else if (!strcmp(key, "schema_elements"))
+            r->schema_elements = set_of(j, SCHEMA_ELEMS);
+        else if (!strcmp(key, "artifacts"))
+            r->artifacts = set_of(j, ARTIFACTS);
+        else if (!strcmp(key, "refresh_closed_reports"))
+            r->refresh_closed_reports = json_is_true(j);
+        else if (!strcmp(key, "versioning"))
+            r->versioning = (ob_versioning_t)enum_of(j, VERSIONINGS);
     }
+}
+
+/* An Azure or Google Cloud request is refused for that reason, whatever else
+ * it holds: a cloud the request schema knows, other than aws. */
+static ob_err_t check_cloud(const json_t *o, const char *f, ob_msg_error_t *err)
+{
+    const json_t *cloud = json_object_get(o, "cloud");
+    int v = enum_of(cloud, CLOUDS);
+    if (!json_is_string(cloud) || v == OB_CLOUD_AWS || strcmp(CLOUDS[v], json_string_value(cloud)))
+        return OB_OK;
+    return fail(err, f, "unsupported_cloud", "%s (cloud \"%s\")", OB_MSG_UNSUPPORTED_CLOUD_REASON,
+                CLOUDS[v]);
+}
+
+/* What the schema cannot say of a valid request: its role is in its account,
+ * and the role's path is one IAM takes. */
+static ob_err_t check_role(const ob_request_t *r, const char *base, ob_msg_error_t *err)
+{
+    char f[PTR_LEN], acct[OB_ACCOUNT_ID_LEN];
+    ptr_child(f, base, "role_arn");
+    if (strcmp(arn_account(r->role_arn, acct), r->account_id) != 0)
+        return fail(err, f, "mismatch", "the role is in account %s, but account_id is %s", acct,
+                    r->account_id);
+    const char *path = strchr(r->role_arn, '/'), *last = strrchr(r->role_arn, '/');
+    json_t *v = path ? json_stringn(path, (size_t)(last - path) + 1) : NULL;
+    ob_schema_error_t se;
+    ob_err_t rc = v ? ob_schema_validate("onboard.defs.v1.json#/$defs/role_path", v, &se) : OB_OK;
+    json_decref(v);
+    if (rc != OB_OK)
+        return fail(err, f, strcmp(se.code, "range") == 0 ? "range" : "pattern",
+                    "the role's path %s", se.message + 2);
     return OB_OK;
 }
 
 /*
- * Validate and normalize a request object found at JSON pointer `base`
- * ("" at the top, "/request" in a hand-off). normalized: the hand-off form,
- * where the defaults must already be written out.
+ * Bind a request object that its schema has passed, found at JSON pointer
+ * `base` ("" at the top, "/request" in a hand-off), then fill the defaults
+ * of mode new.
  */
-static ob_err_t parse_request(const json_t *o, const char *base, int normalized, ob_request_t *r,
-                              ob_msg_error_t *err)
+static ob_err_t bind_request(const json_t *o, const char *base, ob_request_t *r,
+                             ob_msg_error_t *err)
 {
-    char f[PTR_LEN];
-    const json_t *j;
-    ob_err_t rc;
-    int v;
     ob_arena_t *mem = r->mem; /* the caller's, sized for the message: kept */
     r->mem = NULL;
     ob_request_clear(r);
     ob_request_init(r);
     r->mem = mem;
-    if (!json_is_object(o))
-        return fail(err, base, base[0] ? "type" : "not_object", "expected an object, got %s",
-                    jtype(o));
-    if ((rc = check_schema(o, base, OB_SCHEMA_REQUEST, err)) != OB_OK)
-        return rc;
-    /* The cloud first: an Azure or Google Cloud request is refused for that
-     * reason, whatever else it holds. */
-    if ((rc = member(o, base, "cloud", 1, &j, f, err)) != OB_OK ||
-        (rc = check_enum(j, f, CLOUDS, &v, err)) != OB_OK)
-        return rc;
-    r->cloud = (ob_cloud_t)v;
-    if (r->cloud != OB_CLOUD_AWS)
-        return fail(err, f, "unsupported_cloud", "%s (cloud \"%s\")",
-                    OB_MSG_UNSUPPORTED_CLOUD_REASON, CLOUDS[v]);
-    if ((rc = check_members(o, base, REQUEST_MEMBERS, err)) != OB_OK)
-        return rc;
-
-    if ((rc = member(o, base, "request_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 1, 128, pat_request_id, 0, &r->mem, &r->request_id, err)) != OB_OK)
-        return rc;
-    if ((rc = member(o, base, "account_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 0, 0, pat_account_id, 0, &r->mem, &r->account_id, err)) != OB_OK)
-        return rc;
-    if ((rc = member(o, base, "mode", 1, &j, f, err)) != OB_OK ||
-        (rc = check_enum(j, f, MODES, &v, err)) != OB_OK)
-        return rc;
-    r->mode = (ob_mode_t)v;
-    if ((rc = member(o, base, "region", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 0, 32, pat_region, 0, &r->mem, &r->region, err)) != OB_OK)
-        return rc;
-    if ((rc = member(o, base, "role_arn", 1, &j, f, err)) != OB_OK ||
-        (rc = check_role_arn(j, f, &r->mem, &r->role_arn, err)) != OB_OK)
-        return rc;
-    if ((rc = member(o, base, "external_id", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = get_strm(j, f, 2, 1224, pat_external_id, 1, &r->mem, &r->external_id, err)) !=
-                  OB_OK))
-        return rc;
-    int need_defaults = normalized && r->mode == OB_MODE_NEW;
-    if ((rc = member(o, base, "bucket", need_defaults, &j, f, err)) != OB_OK)
-        return rc;
-    if (j) {
-        char fb[PTR_LEN];
-        const json_t *name;
-        if ((rc = need_object(j, f, err)) != OB_OK ||
-            (rc = check_members(j, f, BUCKET_MEMBERS, err)) != OB_OK ||
-            (rc = member(j, f, "name", 1, &name, fb, err)) != OB_OK ||
-            (rc = check_bucket_name(name, fb, &r->mem, &r->bucket, err)) != OB_OK)
-            return rc;
+    r->cloud = (ob_cloud_t)enum_of(json_object_get(o, "cloud"), CLOUDS);
+    r->request_id = str_of(o, "request_id", &r->mem);
+    r->account_id = str_of(o, "account_id", &r->mem);
+    r->mode = (ob_mode_t)enum_of(json_object_get(o, "mode"), MODES);
+    r->region = str_of(o, "region", &r->mem);
+    r->role_arn = str_of(o, "role_arn", &r->mem);
+    r->external_id = str_of(o, "external_id", &r->mem);
+    const json_t *bucket = json_object_get(o, "bucket");
+    if (bucket) {
+        r->bucket = str_of(bucket, "name", &r->mem);
         r->has_bucket = 1;
     }
-    char freport[PTR_LEN];
-    if ((rc = member(o, base, "report", need_defaults, &j, freport, err)) != OB_OK)
-        return rc;
-    if (j) {
-        if ((rc = parse_report(j, freport, normalized, &r->report, &r->mem, err)) != OB_OK)
-            return rc;
+    const json_t *report = json_object_get(o, "report");
+    if (report || r->mode == OB_MODE_NEW) {
+        bind_report(report, &r->report, &r->mem);
         r->has_report = 1;
     }
-    if ((rc = member(o, base, "requester", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = get_strm(j, f, 1, 256, NULL, 0, &r->mem, &r->requester, err)) != OB_OK))
+    r->requester = str_of(o, "requester", &r->mem);
+    r->requested_at = str_of(o, "requested_at", &r->mem);
+    const char *key;
+    json_t *val;
+    json_object_foreach(json_object_get(o, "tags"), key, val)
+        ob_request_add_tag(r, key, json_string_value(val));
+    ob_err_t rc = check_role(r, base, err);
+    if (rc != OB_OK)
         return rc;
-    if ((rc = member(o, base, "requested_at", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = check_timem(j, f, &r->mem, &r->requested_at, err)) != OB_OK))
-        return rc;
-    if ((rc = member(o, base, "tags", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = parse_tags(j, f, r, err)) != OB_OK))
-        return rc;
-
-    /* Cross-member rules. */
-    char acct[16], part[16];
-    ptr_child(f, base, "role_arn");
-    if (strcmp(arn_account(r->role_arn, acct), r->account_id) != 0)
-        return fail(err, f, "mismatch", "the role is in account %s, but account_id is %s", acct,
-                    r->account_id);
-    if (strcmp(arn_partition(r->role_arn, part, sizeof part), region_partition(r->region)) != 0)
-        return fail(err, f, "mismatch",
-                    "the role is in partition %s, but region %s is in partition %s", part,
-                    r->region, region_partition(r->region));
-    if (r->mode == OB_MODE_EXISTING && r->has_report)
-        return fail(err, freport, "combination",
-                    "mode existing keeps the account's current CUR: report settings apply to mode "
-                    "new only");
-
-    /* Defaults. */
-    if (r->mode == OB_MODE_NEW) {
-        if (!r->has_bucket) {
-            char b[OB_BUCKET_LEN];
-            ob_request_default_bucket(r->account_id, r->region, b);
-            r->bucket = keep(&r->mem, b);
-        }
-        if (!r->has_report)
-            report_defaults(&r->report);
-        r->has_bucket = r->has_report = 1;
+    if (r->mode == OB_MODE_NEW && !r->has_bucket) {
+        char b[OB_BUCKET_LEN];
+        ob_request_default_bucket(r->account_id, r->region, b);
+        r->bucket = keep(&r->mem, b);
+        r->has_bucket = 1;
     }
     return OB_OK;
+}
+
+static ob_err_t parse_request(const json_t *o, ob_request_t *r, ob_msg_error_t *err)
+{
+    ob_err_t rc;
+    if (!json_is_object(o))
+        return fail(err, "", "not_object", "expected an object, got %s", jtype(o));
+    if (json_equal(json_object_get(o, "schema"),
+                   json_object_get(ob_schema_get(REQUEST_SCHEMA "#/properties/schema"), "const")) &&
+        (rc = check_cloud(o, "/cloud", err)) != OB_OK)
+        return rc;
+    if ((rc = validate(o, REQUEST_SCHEMA, err)) != OB_OK)
+        return rc;
+    return bind_request(o, "", r, err);
 }
 
 void ob_request_init(ob_request_t *r)
@@ -1563,7 +747,7 @@ ob_err_t ob_request_parse_json(const json_t *obj, ob_request_t *out, ob_msg_erro
     if (!obj || !out)
         return OB_ERR_INVALID_ARG;
     memset(out, 0, sizeof *out);
-    ob_err_t rc = parse_request(obj, "", 0, out, err);
+    ob_err_t rc = parse_request(obj, out, err);
     if (rc != OB_OK)
         ob_request_clear(out);
     return rc;
@@ -1583,7 +767,7 @@ ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_ms
     if (rc != OB_OK)
         return rc;
     out->mem = ob_arena_new_sized(len); /* the strings fit in the text they come from */
-    rc = parse_request(doc, "", 0, out, err);
+    rc = parse_request(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
         ob_request_clear(out);
@@ -1701,7 +885,7 @@ static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, ob_msg_error_t
     case OB_MSG_REQUEST: {
         ob_request_t r;
         memset(&r, 0, sizeof r);
-        rc = parse_request(o, "", 0, &r, err);
+        rc = parse_request(o, &r, err);
         ob_request_clear(&r);
         return rc;
     }
@@ -1771,68 +955,29 @@ ob_err_t ob_request_to_json(const ob_request_t *r, char **out, size_t *out_len, 
 
 /* ------------------------------------------------------- stage hand-offs */
 
-static const char *const STAGE_MEMBERS[] = {"schema", "request",   "stage", "results",
-                                            "trace",  "replay_of", NULL};
-static const char *const HANDOFF_STAGES[] = {"cur", "iam", "connect", NULL};
-static const char *const RESULT_MEMBERS[] = {"bucket", "report", "stack", NULL};
-static const char *const BUCKET_RESULT_MEMBERS[] = {"name", "region", "arn", NULL};
-static const char *const REPORT_RESULT_MEMBERS[] = {"name", "bucket", "prefix", "region", NULL};
-static const char *const STACK_RESULT_MEMBERS[] = {"id", "name", "role_arn", "external_id", NULL};
-static const char *const TRACE_MEMBERS[] = {"bucket", "cur", "iam", "connect", NULL};
-static const char *const TRACE_ENTRY_MEMBERS[] = {"started_at", "finished_at", "attempts", "worker",
-                                                  NULL};
+#define STAGE_SCHEMA "onboard.stage.v1.json"
 
-static ob_err_t parse_report_result(const json_t *o, const char *base, ob_report_result_t *r,
-                                    ob_arena_t **mem, ob_msg_error_t *err)
+static void bind_report_result(const json_t *o, ob_report_result_t *r, ob_arena_t **mem)
 {
-    char f[PTR_LEN];
-    const json_t *j;
-    ob_err_t rc;
-    if ((rc = need_object(o, base, err)) != OB_OK ||
-        (rc = check_members(o, base, REPORT_RESULT_MEMBERS, err)) != OB_OK ||
-        (rc = member(o, base, "name", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 1, 256, pat_report_name, 0, mem, &r->name, err)) != OB_OK ||
-        (rc = member(o, base, "bucket", 1, &j, f, err)) != OB_OK ||
-        (rc = check_bucket_name(j, f, mem, &r->bucket, err)) != OB_OK ||
-        (rc = member(o, base, "prefix", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 0, 256, pat_prefix, 0, mem, &r->prefix, err)) != OB_OK ||
-        (rc = member(o, base, "region", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 0, 32, pat_region, 0, mem, &r->region, err)) != OB_OK)
-        return rc;
-    return OB_OK;
+    r->name = str_of(o, "name", mem);
+    r->bucket = str_of(o, "bucket", mem);
+    r->prefix = str_of(o, "prefix", mem);
+    r->region = str_of(o, "region", mem);
 }
 
-static ob_err_t parse_trace(const json_t *o, const char *base, ob_trace_t trace[OB_STAGE__COUNT],
-                            ob_arena_t **mem, ob_msg_error_t *err)
+static void bind_trace(const json_t *o, ob_trace_t trace[OB_STAGE__COUNT], ob_arena_t **mem)
 {
-    ob_err_t rc;
-    if ((rc = need_object(o, base, err)) != OB_OK ||
-        (rc = check_members(o, base, TRACE_MEMBERS, err)) != OB_OK)
-        return rc;
-    for (int i = 0; TRACE_MEMBERS[i]; i++) {
-        char fe[PTR_LEN], f[PTR_LEN];
-        const json_t *e, *j;
-        ob_trace_t *t = &trace[OB_STAGE_BUCKET + i];
-        json_int_t n;
-        if ((rc = member(o, base, TRACE_MEMBERS[i], 0, &e, fe, err)) != OB_OK)
-            return rc;
+    for (int i = OB_STAGE_BUCKET; i < OB_STAGE__COUNT; i++) {
+        const json_t *e = json_object_get(o, STAGES[i]);
         if (!e)
             continue;
-        if ((rc = need_object(e, fe, err)) != OB_OK ||
-            (rc = check_members(e, fe, TRACE_ENTRY_MEMBERS, err)) != OB_OK ||
-            (rc = member(e, fe, "started_at", 1, &j, f, err)) != OB_OK ||
-            (rc = check_timem(j, f, mem, &t->started_at, err)) != OB_OK ||
-            (rc = member(e, fe, "finished_at", 1, &j, f, err)) != OB_OK ||
-            (rc = check_timem(j, f, mem, &t->finished_at, err)) != OB_OK ||
-            (rc = member(e, fe, "attempts", 1, &j, f, err)) != OB_OK ||
-            (rc = check_int(j, f, 1, 1000000, &n, err)) != OB_OK ||
-            (rc = member(e, fe, "worker", 1, &j, f, err)) != OB_OK ||
-            (rc = get_strm(j, f, 1, 256, NULL, 0, mem, &t->worker, err)) != OB_OK)
-            return rc;
-        t->attempts = (int)n;
+        ob_trace_t *t = &trace[i];
+        t->started_at = str_of(e, "started_at", mem);
+        t->finished_at = str_of(e, "finished_at", mem);
+        t->attempts = (int)json_integer_value(json_object_get(e, "attempts"));
+        t->worker = str_of(e, "worker", mem);
         t->present = 1;
     }
-    return OB_OK;
 }
 
 /* The stack id must name `name` (if not NULL) in this account, region and partition. */
@@ -1842,7 +987,7 @@ static ob_err_t check_stack_place(const char *f, const char *stack_id, const cha
 {
     arn_t a;
     char nm[OB_STACK_NAME_LEN];
-    if (!stack_id_shape(stack_id, &a, nm))
+    if (!arn_split(stack_id, &a))
         return fail(err, f, "pattern", "not a stack ARN");
     if (strcmp(a.account, account) != 0)
         return fail(err, f, "mismatch", "the stack is in account %s, but account_id is %s",
@@ -1853,124 +998,28 @@ static ob_err_t check_stack_place(const char *f, const char *stack_id, const cha
     if (region && strcmp(a.region, region) != 0)
         return fail(err, f, "mismatch", "the stack is in region %s, but the request's is %s",
                     a.region, region);
-    if (name && strcmp(nm, name) != 0)
+    if (name && strcmp(stack_name_of(&a, nm), name) != 0)
         return fail(err, f, "mismatch", "the stack id names stack %s, but the name is %s", nm,
                     name);
     return OB_OK;
 }
 
-static void bucket_arn(const char *role_arn, const char *bucket, char out[OB_BUCKET_ARN_LEN])
+/* "arn:PARTITION:s3:::BUCKET" of the role's partition, in mem. */
+static const char *bucket_arn(const char *role_arn, const char *bucket, ob_arena_t **mem)
 {
     char part[16];
-    snprintf(out, OB_BUCKET_ARN_LEN, "arn:%s:s3:::%s", arn_partition(role_arn, part, sizeof part),
-             bucket);
+    if (!*mem)
+        *mem = ob_arena_new();
+    return ob_arena_printf(*mem, "arn:%s:s3:::%s", arn_partition(role_arn, part, sizeof part),
+                           bucket);
 }
 
-static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *err)
+/* What the schema cannot say of a valid hand-off: its results agree with
+ * its request. */
+static ob_err_t check_results(ob_stage_msg_t *m, ob_msg_error_t *err)
 {
-    char f[PTR_LEN], fres[PTR_LEN];
-    const json_t *j, *res, *e;
-    ob_err_t rc;
-    int v;
-    ob_arena_t *mem = m->request.mem; /* the caller's, sized for the message: kept */
-    m->request.mem = NULL;
-    ob_stage_msg_clear(m);
-    ob_stage_msg_init(m);
-    m->request.mem = mem;
-    if ((rc = check_schema(o, "", OB_SCHEMA_STAGE, err)) != OB_OK ||
-        (rc = check_members(o, "", STAGE_MEMBERS, err)) != OB_OK ||
-        (rc = member(o, "", "request", 1, &j, f, err)) != OB_OK ||
-        (rc = parse_request(j, f, 1, &m->request, err)) != OB_OK ||
-        (rc = member(o, "", "stage", 1, &j, f, err)) != OB_OK ||
-        (rc = check_enum(j, f, HANDOFF_STAGES, &v, err)) != OB_OK)
-        return rc;
-    m->stage = (ob_stage_t)(OB_STAGE_CUR + v);
-    if ((rc = member(o, "", "results", 1, &res, fres, err)) != OB_OK ||
-        (rc = need_object(res, fres, err)) != OB_OK ||
-        (rc = check_members(res, fres, RESULT_MEMBERS, err)) != OB_OK)
-        return rc;
-    if ((rc = member(res, fres, "bucket", 0, &e, f, err)) != OB_OK)
-        return rc;
-    if (e) {
-        char fb[PTR_LEN];
-        ob_bucket_result_t *b = &m->bucket;
-        if ((rc = need_object(e, f, err)) != OB_OK ||
-            (rc = check_members(e, f, BUCKET_RESULT_MEMBERS, err)) != OB_OK ||
-            (rc = member(e, f, "name", 1, &j, fb, err)) != OB_OK ||
-            (rc = check_bucket_name(j, fb, &m->request.mem, &b->name, err)) != OB_OK ||
-            (rc = member(e, f, "region", 1, &j, fb, err)) != OB_OK ||
-            (rc = get_strm(j, fb, 0, 32, pat_region, 0, &m->request.mem, &b->region, err)) !=
-                OB_OK ||
-            (rc = member(e, f, "arn", 1, &j, fb, err)) != OB_OK ||
-            (rc = get_strm(j, fb, 0, 0, pat_bucket_arn, 0, &m->request.mem, &b->arn, err)) != OB_OK)
-            return rc;
-        m->has_bucket = 1;
-    }
-    if ((rc = member(res, fres, "report", 0, &e, f, err)) != OB_OK)
-        return rc;
-    if (e) {
-        if ((rc = parse_report_result(e, f, &m->report, &m->request.mem, err)) != OB_OK)
-            return rc;
-        m->has_report = 1;
-    }
-    if ((rc = member(res, fres, "stack", 0, &e, f, err)) != OB_OK)
-        return rc;
-    if (e) {
-        char fs[PTR_LEN];
-        ob_stack_result_t *s = &m->stack;
-        if ((rc = need_object(e, f, err)) != OB_OK ||
-            (rc = check_members(e, f, STACK_RESULT_MEMBERS, err)) != OB_OK ||
-            (rc = member(e, f, "id", 1, &j, fs, err)) != OB_OK ||
-            (rc = get_strm(j, fs, 0, 0, pat_stack_id, 0, &m->request.mem, &s->id, err)) != OB_OK ||
-            (rc = member(e, f, "name", 1, &j, fs, err)) != OB_OK ||
-            (rc = get_strm(j, fs, 0, 0, pat_stack_name, 0, &m->request.mem, &s->name, err)) !=
-                OB_OK ||
-            (rc = member(e, f, "role_arn", 1, &j, fs, err)) != OB_OK ||
-            (rc = check_role_arn(j, fs, &m->request.mem, &s->role_arn, err)) != OB_OK ||
-            (rc = member(e, f, "external_id", 1, &j, fs, err)) != OB_OK ||
-            (rc = get_strm(j, fs, 0, 0, pat_hex32, 1, &m->request.mem, &s->external_id, err)) !=
-                OB_OK)
-            return rc;
-        m->has_stack = 1;
-    }
-    if ((rc = member(o, "", "trace", 1, &j, f, err)) != OB_OK ||
-        (rc = parse_trace(j, f, m->trace, &m->request.mem, err)) != OB_OK)
-        return rc;
-    if ((rc = member(o, "", "replay_of", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = get_str(j, f, 0, 0, pat_dlq_id, 0, m->replay_of, sizeof m->replay_of, err)) !=
-                  OB_OK))
-        return rc;
-
-    /* Which results the stage must and must not have. */
     const ob_request_t *r = &m->request;
-    int is_new = r->mode == OB_MODE_NEW;
-    if (!is_new && m->stage == OB_STAGE_CUR)
-        return fail(err, "/stage", "combination",
-                    "existing accounts skip the bucket and cur stages: stage cur needs mode new");
-    struct {
-        const char *name;
-        int has, need, may;
-    } want[3] = {
-        {"bucket", m->has_bucket, is_new, is_new},
-        /* an existing account's report: the CUR the intake found */
-        {"report", m->has_report, is_new && m->stage >= OB_STAGE_IAM, m->stage >= OB_STAGE_IAM},
-        {"stack", m->has_stack, m->stage >= OB_STAGE_CONNECT, m->stage >= OB_STAGE_CONNECT},
-    };
-    for (int i = 0; i < 3; i++) {
-        ptr_child(f, fres, want[i].name);
-        if (want[i].need && !want[i].has)
-            return fail(err, f, "missing",
-                        "the %s result is required at stage %s (mode %s): its stage is done",
-                        want[i].name, ob_stage_name(m->stage), ob_mode_name(r->mode));
-        if (!want[i].may && want[i].has)
-            return fail(err, f, "combination",
-                        "no %s result is expected at stage %s (mode %s): its stage is not done",
-                        want[i].name, ob_stage_name(m->stage), ob_mode_name(r->mode));
-    }
-
-    /* The results agree with the request. */
     if (m->has_bucket) {
-        char arn[OB_BUCKET_ARN_LEN];
         if (strcmp(m->bucket.name, r->bucket) != 0)
             return fail(err, "/results/bucket/name", "mismatch",
                         "the bucket made is %s, but the request names %s", m->bucket.name,
@@ -1979,12 +1028,12 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
             return fail(err, "/results/bucket/region", "mismatch",
                         "the bucket is in %s, but the request's region is %s", m->bucket.region,
                         r->region);
-        bucket_arn(r->role_arn, r->bucket, arn);
+        const char *arn = bucket_arn(r->role_arn, r->bucket, &m->request.mem);
         if (strcmp(m->bucket.arn, arn) != 0)
             return fail(err, "/results/bucket/arn", "mismatch", "expected %s, got %s", arn,
                         m->bucket.arn);
     }
-    if (m->has_report && !is_new) {
+    if (m->has_report && r->mode != OB_MODE_NEW) {
         /* The account's own CUR: on the bucket the request names, if it
          * names one. */
         if (r->has_bucket && strcmp(m->report.bucket, r->bucket) != 0)
@@ -2010,22 +1059,64 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
                         p->region, r->region);
     }
     if (m->has_stack) {
-        char part[16], acct[16];
+        char part[16], part2[16], acct[OB_ACCOUNT_ID_LEN];
         arn_partition(r->role_arn, part, sizeof part);
-        if ((rc = check_stack_place("/results/stack/id", m->stack.id, r->account_id, r->region,
-                                    part, m->stack.name, err)) != OB_OK)
+        ob_err_t rc = check_stack_place("/results/stack/id", m->stack.id, r->account_id, r->region,
+                                        part, m->stack.name, err);
+        if (rc != OB_OK)
             return rc;
         if (strcmp(arn_account(m->stack.role_arn, acct), r->account_id) != 0)
             return fail(err, "/results/stack/role_arn", "mismatch",
                         "the Billing Engine role is in account %s, but account_id is %s", acct,
                         r->account_id);
-        char part2[16];
         if (strcmp(arn_partition(m->stack.role_arn, part2, sizeof part2), part) != 0)
             return fail(err, "/results/stack/role_arn", "mismatch",
                         "the Billing Engine role is in partition %s, but the request's is %s",
                         part2, part);
     }
     return OB_OK;
+}
+
+static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *err)
+{
+    ob_err_t rc;
+    ob_arena_t *mem = m->request.mem; /* the caller's, sized for the message: kept */
+    m->request.mem = NULL;
+    ob_stage_msg_clear(m);
+    ob_stage_msg_init(m);
+    m->request.mem = mem;
+    const json_t *req = json_object_get(o, "request");
+    if (json_equal(json_object_get(o, "schema"),
+                   json_object_get(ob_schema_get(STAGE_SCHEMA "#/properties/schema"), "const")) &&
+        json_is_object(req) && (rc = check_cloud(req, "/request/cloud", err)) != OB_OK)
+        return rc;
+    if ((rc = validate(o, STAGE_SCHEMA, err)) != OB_OK ||
+        (rc = bind_request(req, "/request", &m->request, err)) != OB_OK)
+        return rc;
+    ob_arena_t **sm = &m->request.mem;
+    m->stage = (ob_stage_t)enum_of(json_object_get(o, "stage"), STAGES);
+    const json_t *res = json_object_get(o, "results"), *e;
+    if ((e = json_object_get(res, "bucket"))) {
+        m->bucket.name = str_of(e, "name", sm);
+        m->bucket.region = str_of(e, "region", sm);
+        m->bucket.arn = str_of(e, "arn", sm);
+        m->has_bucket = 1;
+    }
+    if ((e = json_object_get(res, "report"))) {
+        bind_report_result(e, &m->report, sm);
+        m->has_report = 1;
+    }
+    if ((e = json_object_get(res, "stack"))) {
+        m->stack.id = str_of(e, "id", sm);
+        m->stack.name = str_of(e, "name", sm);
+        m->stack.role_arn = str_of(e, "role_arn", sm);
+        m->stack.external_id = str_of(e, "external_id", sm);
+        m->has_stack = 1;
+    }
+    bind_trace(json_object_get(o, "trace"), m->trace, sm);
+    const char *replay = json_string_value(json_object_get(o, "replay_of"));
+    snprintf(m->replay_of, sizeof m->replay_of, "%s", replay ? replay : "");
+    return check_results(m, err);
 }
 
 void ob_stage_msg_init(ob_stage_msg_t *m)
@@ -2174,11 +1265,9 @@ ob_stage_t ob_stage_next(ob_mode_t mode, ob_stage_t done)
 void ob_stage_fill_bucket(ob_stage_msg_t *m)
 {
     ob_request_t *r = &m->request;
-    char arn[OB_BUCKET_ARN_LEN];
-    bucket_arn(r->role_arn, r->bucket, arn);
     m->bucket.name = r->bucket; /* the request's strings: the same arena */
     m->bucket.region = r->region;
-    m->bucket.arn = ob_request_str(r, arn);
+    m->bucket.arn = bucket_arn(r->role_arn, r->bucket, &r->mem);
     m->has_bucket = 1;
 }
 
@@ -2193,10 +1282,6 @@ void ob_stage_fill_report(ob_stage_msg_t *m)
 }
 
 /* ------------------------------------------------------ connected events */
-
-static const char *const CONNECTED_MEMBERS[] = {
-    "schema", "idempotency_key", "account_id",   "request_id",   "mode",  "role_arn", "external_id",
-    "report", "stack_id",        "connected_at", "requested_at", "trace", NULL};
 
 void ob_connected_key(const char *account_id, const char *role_arn, const char *external_id,
                       const ob_report_result_t *report, char out[OB_IDEMPOTENCY_LEN])
@@ -2268,58 +1353,37 @@ void ob_request_desired(const ob_request_t *r, char out[OB_DESIRED_LEN])
 
 static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error_t *err)
 {
-    char f[PTR_LEN], freport[PTR_LEN];
-    const json_t *j;
-    ob_err_t rc;
-    int v;
     ob_arena_t *mem = c->mem; /* the caller's, sized for the message: kept */
     ob_connected_init(c);
     c->mem = mem;
-    if ((rc = check_schema(o, "", OB_SCHEMA_CONNECTED, err)) != OB_OK ||
-        (rc = check_members(o, "", CONNECTED_MEMBERS, err)) != OB_OK ||
-        (rc = member(o, "", "idempotency_key", 1, &j, f, err)) != OB_OK ||
-        (rc = get_str(j, f, 0, 0, pat_hex64, 0, c->idempotency_key, sizeof c->idempotency_key,
-                      err)) != OB_OK ||
-        (rc = member(o, "", "account_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 0, 0, pat_account_id, 0, &c->mem, &c->account_id, err)) != OB_OK ||
-        (rc = member(o, "", "request_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 1, 128, pat_request_id, 0, &c->mem, &c->request_id, err)) != OB_OK ||
-        (rc = member(o, "", "mode", 1, &j, f, err)) != OB_OK ||
-        (rc = check_enum(j, f, MODES, &v, err)) != OB_OK)
+    ob_err_t rc = validate(o, "onboard.connected.v1.json", err);
+    if (rc != OB_OK)
         return rc;
-    c->mode = (ob_mode_t)v;
-    if ((rc = member(o, "", "role_arn", 1, &j, f, err)) != OB_OK ||
-        (rc = check_role_arn(j, f, &c->mem, &c->role_arn, err)) != OB_OK ||
-        (rc = member(o, "", "external_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 0, 0, pat_hex32, 1, &c->mem, &c->external_id, err)) != OB_OK ||
-        (rc = member(o, "", "report", 0, &j, freport, err)) != OB_OK)
-        return rc;
-    if (j) {
-        if ((rc = parse_report_result(j, freport, &c->report, &c->mem, err)) != OB_OK)
-            return rc;
+    const char *key = json_string_value(json_object_get(o, "idempotency_key"));
+    snprintf(c->idempotency_key, sizeof c->idempotency_key, "%s", key);
+    c->account_id = str_of(o, "account_id", &c->mem);
+    c->request_id = str_of(o, "request_id", &c->mem);
+    c->mode = (ob_mode_t)enum_of(json_object_get(o, "mode"), MODES);
+    c->role_arn = str_of(o, "role_arn", &c->mem);
+    c->external_id = str_of(o, "external_id", &c->mem);
+    const json_t *report = json_object_get(o, "report");
+    if (report) {
+        bind_report_result(report, &c->report, &c->mem);
         c->has_report = 1;
     }
-    if ((rc = member(o, "", "stack_id", 1, &j, f, err)) != OB_OK ||
-        (rc = get_strm(j, f, 0, 0, pat_stack_id, 0, &c->mem, &c->stack_id, err)) != OB_OK ||
-        (rc = member(o, "", "connected_at", 1, &j, f, err)) != OB_OK ||
-        (rc = check_timem(j, f, &c->mem, &c->connected_at, err)) != OB_OK ||
-        (rc = member(o, "", "requested_at", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = check_timem(j, f, &c->mem, &c->requested_at, err)) != OB_OK) ||
-        (rc = member(o, "", "trace", 1, &j, f, err)) != OB_OK ||
-        (rc = parse_trace(j, f, c->trace, &c->mem, err)) != OB_OK)
-        return rc;
+    c->stack_id = str_of(o, "stack_id", &c->mem);
+    c->connected_at = str_of(o, "connected_at", &c->mem);
+    c->requested_at = str_of(o, "requested_at", &c->mem);
+    bind_trace(json_object_get(o, "trace"), c->trace, &c->mem);
 
-    if (c->mode == OB_MODE_NEW && !c->has_report)
-        return fail(err, freport, "missing",
-                    "required member \"report\" is missing: a new account's event names its CUR");
-    char acct[16], part[16];
+    /* What the schema cannot say: where the role and the stack are, and the key. */
+    char acct[OB_ACCOUNT_ID_LEN], part[16];
     if (strcmp(arn_account(c->role_arn, acct), c->account_id) != 0)
         return fail(err, "/role_arn", "mismatch",
                     "the Billing Engine role is in account %s, but account_id is %s", acct,
                     c->account_id);
     arn_t sa;
-    char sname[OB_STACK_NAME_LEN];
-    stack_id_shape(c->stack_id, &sa, sname);
+    arn_split(c->stack_id, &sa);
     arn_partition(c->role_arn, part, sizeof part);
     if (strcmp(part, sa.partition) != 0)
         return fail(err, "/role_arn", "mismatch",
@@ -2332,12 +1396,12 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
         return fail(err, "/report/region", "mismatch",
                     "the report's bucket is in %s, but the stack is in %s", c->report.region,
                     sa.region);
-    char key[OB_IDEMPOTENCY_LEN];
+    char want[OB_IDEMPOTENCY_LEN];
     ob_connected_key(c->account_id, c->role_arn, c->external_id, c->has_report ? &c->report : NULL,
-                     key);
-    if (strcmp(key, c->idempotency_key) != 0)
+                     want);
+    if (strcmp(want, c->idempotency_key) != 0)
         return fail(err, "/idempotency_key", "mismatch",
-                    "expected %s, the SHA-256 of \"%s|%s|%s|<external_id>|<report>\"", key,
+                    "expected %s, the SHA-256 of \"%s|%s|%s|<external_id>|<report>\"", want,
                     OB_SCHEMA_CONNECTED, c->account_id, c->role_arn);
     return OB_OK;
 }
@@ -2483,17 +1547,6 @@ ob_err_t ob_connected_to_json(const ob_connected_t *c, char **out, size_t *out_l
 
 /* ---------------------------------------------------------- dead letters */
 
-static const char *const DLQ_MEMBERS[] = {
-    "schema",   "dlq_id",     "stage",    "account_id",       "request_id",
-    "original", "error",      "attempts", "first_failure_at", "last_failure_at",
-    "worker",   "replayable", NULL};
-static const char *const ORIGINAL_MEMBERS[] = {
-    "topic",          "partition",    "offset",         "key",     "key_base64", "payload",
-    "payload_base64", "payload_size", "payload_sha256", "headers", "truncated",  NULL};
-static const char *const HEADER_MEMBERS[] = {"name", "value", "value_base64", NULL};
-static const char *const ERROR_MEMBERS[] = {"class",          "code",        "message", "field",
-                                            "aws_request_id", "http_status", NULL};
-static const char *const WORKER_MEMBERS[] = {"name", "version", "host", NULL};
 static const char *const TRUNCATED_PARTS[] = {"payload", "key", "headers", NULL};
 static const char *const DLQ_STAGES[] = {"intake", "bucket", "cur", "iam", "connect", NULL};
 
@@ -2520,166 +1573,48 @@ void ob_dlq_id(const char *topic, int32_t partition, int64_t offset, char out[OB
 
 static ob_err_t parse_dlq(const json_t *o, ob_dlq_t *d, ob_msg_error_t *err)
 {
-    char f[PTR_LEN], fo[PTR_LEN], fe[PTR_LEN], fw[PTR_LEN];
-    const json_t *j, *orig, *e, *w;
-    ob_err_t rc;
-    int v;
-    json_int_t n;
-    unsigned trunc = 0;
-    if ((rc = check_schema(o, "", OB_SCHEMA_DLQ, err)) != OB_OK ||
-        (rc = check_members(o, "", DLQ_MEMBERS, err)) != OB_OK ||
-        (rc = member(o, "", "dlq_id", 1, &j, f, err)) != OB_OK ||
-        (rc = check_str(j, f, 0, 0, pat_dlq_id, 0, &d->dlq_id, err)) != OB_OK ||
-        (rc = member(o, "", "stage", 1, &j, f, err)) != OB_OK ||
-        (rc = check_enum(j, f, DLQ_STAGES, &v, err)) != OB_OK)
+    ob_err_t rc = validate(o, "onboard.dlq.v1.json", err);
+    if (rc != OB_OK)
         return rc;
-    d->stage = (ob_stage_t)v;
-    if ((rc = member(o, "", "account_id", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = check_str(j, f, 0, 0, pat_account_id, 0, &d->account_id, err)) != OB_OK) ||
-        (rc = member(o, "", "request_id", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = check_str(j, f, 1, 128, pat_request_id, 0, &d->request_id, err)) != OB_OK))
-        return rc;
+    const json_t *orig = json_object_get(o, "original"), *e = json_object_get(o, "error"),
+                 *w = json_object_get(o, "worker"), *j;
+    d->dlq_id = json_string_value(json_object_get(o, "dlq_id"));
+    d->stage = (ob_stage_t)enum_of(json_object_get(o, "stage"), DLQ_STAGES);
+    d->account_id = json_string_value(json_object_get(o, "account_id"));
+    d->request_id = json_string_value(json_object_get(o, "request_id"));
+    d->topic = json_string_value(json_object_get(orig, "topic"));
+    d->partition = (int32_t)json_integer_value(json_object_get(orig, "partition"));
+    d->offset = (int64_t)json_integer_value(json_object_get(orig, "offset"));
+    d->key = json_string_value(json_object_get(orig, "key"));
+    d->payload = json_object_get(orig, "payload");
+    d->payload_b64 = json_string_value(json_object_get(orig, "payload_base64"));
+    d->payload_size = (int64_t)json_integer_value(json_object_get(orig, "payload_size"));
+    const char *sha = json_string_value(json_object_get(orig, "payload_sha256"));
+    unsigned trunc = set_of(json_object_get(orig, "truncated"), TRUNCATED_PARTS);
+    d->truncated = trunc != 0;
+    d->cls = (ob_dlq_class_t)enum_of(json_object_get(e, "class"), DLQ_CLASSES);
+    d->code = json_string_value(json_object_get(e, "code"));
+    d->message = json_string_value(json_object_get(e, "message"));
+    d->field = json_string_value(json_object_get(e, "field"));
+    d->aws_request_id = json_string_value(json_object_get(e, "aws_request_id"));
+    j = json_object_get(e, "http_status");
+    d->http_status = j ? (int)json_integer_value(j) : 0;
+    d->attempts = (int)json_integer_value(json_object_get(o, "attempts"));
+    d->first_failure_at = json_string_value(json_object_get(o, "first_failure_at"));
+    d->last_failure_at = json_string_value(json_object_get(o, "last_failure_at"));
+    d->worker_name = json_string_value(json_object_get(w, "name"));
+    d->worker_version = json_string_value(json_object_get(w, "version"));
+    d->worker_host = json_string_value(json_object_get(w, "host"));
+    d->replayable = json_is_true(json_object_get(o, "replayable"));
 
-    /* original */
-    const json_t *key, *key64, *pay, *pay64, *hdrs;
-    const char *sha = NULL, *s;
-    if ((rc = member(o, "", "original", 1, &orig, fo, err)) != OB_OK ||
-        (rc = need_object(orig, fo, err)) != OB_OK ||
-        (rc = check_members(orig, fo, ORIGINAL_MEMBERS, err)) != OB_OK ||
-        (rc = member(orig, fo, "topic", 1, &j, f, err)) != OB_OK ||
-        (rc = check_str(j, f, 0, 0, pat_topic, 0, &d->topic, err)) != OB_OK ||
-        (rc = member(orig, fo, "partition", 1, &j, f, err)) != OB_OK ||
-        (rc = check_int(j, f, 0, INT32_MAX, &n, err)) != OB_OK)
-        return rc;
-    d->partition = (int32_t)n;
-    if ((rc = member(orig, fo, "offset", 1, &j, f, err)) != OB_OK ||
-        (rc = check_int(j, f, 0, INT64_MAX, &n, err)) != OB_OK)
-        return rc;
-    d->offset = (int64_t)n;
-    if ((rc = member(orig, fo, "key", 0, &key, f, err)) != OB_OK ||
-        (key && (rc = check_str(key, f, 0, OB_DLQ_MAX_KEY, NULL, 0, &d->key, err)) != OB_OK) ||
-        (rc = member(orig, fo, "key_base64", 0, &key64, f, err)) != OB_OK ||
-        (key64 && (rc = check_str(key64, f, 0, 1368, pat_base64, 0, &s, err)) != OB_OK) ||
-        (rc = member(orig, fo, "payload", 0, &pay, f, err)) != OB_OK ||
-        (rc = member(orig, fo, "payload_base64", 0, &pay64, f, err)) != OB_OK ||
-        (pay64 &&
-         (rc = check_str(pay64, f, 0, 349528, pat_base64, 0, &d->payload_b64, err)) != OB_OK) ||
-        (rc = member(orig, fo, "payload_size", 1, &j, f, err)) != OB_OK ||
-        (rc = check_int(j, f, 0, INT64_MAX, &n, err)) != OB_OK)
-        return rc;
-    d->payload_size = (int64_t)n;
-    d->payload = pay;
-    if ((rc = member(orig, fo, "payload_sha256", 1, &j, f, err)) != OB_OK ||
-        (rc = check_str(j, f, 0, 0, pat_hex64, 0, &sha, err)) != OB_OK ||
-        (rc = member(orig, fo, "headers", 1, &hdrs, f, err)) != OB_OK)
-        return rc;
-    if (!json_is_array(hdrs))
-        return fail(err, f, "type", "expected an array, got %s", jtype(hdrs));
-    if (json_array_size(hdrs) > OB_DLQ_MAX_HDRS)
-        return fail(err, f, "range", "at most %u headers, got %zu", OB_DLQ_MAX_HDRS,
-                    json_array_size(hdrs));
-    size_t i;
-    const json_t *h;
-    json_array_foreach(hdrs, i, h)
-    {
-        char fh[PTR_LEN], fm[PTR_LEN];
-        const json_t *val, *val64;
-        ptr_index(fh, f, i);
-        if ((rc = need_object(h, fh, err)) != OB_OK ||
-            (rc = check_members(h, fh, HEADER_MEMBERS, err)) != OB_OK ||
-            (rc = member(h, fh, "name", 1, &j, fm, err)) != OB_OK ||
-            (rc = check_str(j, fm, 1, OB_DLQ_MAX_HNAME, NULL, 0, NULL, err)) != OB_OK ||
-            (rc = member(h, fh, "value", 0, &val, fm, err)) != OB_OK ||
-            (val && (rc = check_str(val, fm, 0, OB_DLQ_MAX_HVAL, NULL, 0, NULL, err)) != OB_OK) ||
-            (rc = member(h, fh, "value_base64", 0, &val64, fm, err)) != OB_OK ||
-            (val64 && (rc = check_str(val64, fm, 0, 1368, pat_base64, 0, NULL, err)) != OB_OK))
-            return rc;
-        if (val && val64)
-            return fail(err, fm, "combination",
-                        "a header value is text (value) or bytes (value_base64), not both");
-    }
-    if ((rc = member(orig, fo, "truncated", 0, &j, f, err)) != OB_OK)
-        return rc;
-    if (j) {
-        if ((rc = check_enum_set(j, f, TRUNCATED_PARTS, &trunc, err)) != OB_OK)
-            return rc;
-        if (!trunc)
-            return fail(err, f, "range", "lists at least one part when present");
-        d->truncated = 1;
-    }
-    if (key && key64)
-        return fail(err, "/original/key_base64", "combination",
-                    "the key is text (key) or bytes (key_base64), not both");
-    if (pay && pay64)
-        return fail(err, "/original/payload_base64", "combination",
-                    "the original is parsed JSON (payload) or raw bytes (payload_base64), not "
-                    "both");
-    if (!pay && !pay64)
-        return fail(err, "/original/payload", "missing",
-                    "the original is required: payload (parsed JSON) or payload_base64 (raw "
-                    "bytes)");
-
-    /* error */
-    if ((rc = member(o, "", "error", 1, &e, fe, err)) != OB_OK ||
-        (rc = need_object(e, fe, err)) != OB_OK ||
-        (rc = check_members(e, fe, ERROR_MEMBERS, err)) != OB_OK ||
-        (rc = member(e, fe, "class", 1, &j, f, err)) != OB_OK ||
-        (rc = check_enum(j, f, DLQ_CLASSES, &v, err)) != OB_OK)
-        return rc;
-    d->cls = (ob_dlq_class_t)v;
-    if ((rc = member(e, fe, "code", 1, &j, f, err)) != OB_OK ||
-        (rc = check_str(j, f, 0, 0, pat_code, 0, &d->code, err)) != OB_OK ||
-        (rc = member(e, fe, "message", 1, &j, f, err)) != OB_OK ||
-        (rc = check_str(j, f, 1, 2048, NULL, 0, &d->message, err)) != OB_OK ||
-        (rc = member(e, fe, "field", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = check_str(j, f, 0, 256, pat_pointer, 0, &d->field, err)) != OB_OK) ||
-        (rc = member(e, fe, "aws_request_id", 0, &j, f, err)) != OB_OK ||
-        (j &&
-         (rc = check_str(j, f, 0, 0, pat_aws_request_id, 0, &d->aws_request_id, err)) != OB_OK) ||
-        (rc = member(e, fe, "http_status", 0, &j, f, err)) != OB_OK ||
-        (j && (rc = check_int(j, f, 100, 599, &n, err)) != OB_OK))
-        return rc;
-    d->http_status = j ? (int)n : 0;
-
-    char t1[OB_TIME_LEN], t2[OB_TIME_LEN];
-    int replayable = 0;
-    if ((rc = member(o, "", "attempts", 1, &j, f, err)) != OB_OK ||
-        (rc = check_int(j, f, 1, 1000000, &n, err)) != OB_OK)
-        return rc;
-    d->attempts = (int)n;
-    if ((rc = member(o, "", "first_failure_at", 1, &j, f, err)) != OB_OK ||
-        (rc = check_time(j, f, t1, err)) != OB_OK)
-        return rc;
-    d->first_failure_at = json_string_value(j);
-    if ((rc = member(o, "", "last_failure_at", 1, &j, f, err)) != OB_OK ||
-        (rc = check_time(j, f, t2, err)) != OB_OK)
-        return rc;
-    d->last_failure_at = json_string_value(j);
-    if ((rc = member(o, "", "worker", 1, &w, fw, err)) != OB_OK ||
-        (rc = need_object(w, fw, err)) != OB_OK ||
-        (rc = check_members(w, fw, WORKER_MEMBERS, err)) != OB_OK ||
-        (rc = member(w, fw, "name", 1, &j, f, err)) != OB_OK ||
-        (rc = check_str(j, f, 1, 256, NULL, 0, &d->worker_name, err)) != OB_OK ||
-        (rc = member(w, fw, "version", 1, &j, f, err)) != OB_OK ||
-        (rc = check_str(j, f, 1, 256, NULL, 0, &d->worker_version, err)) != OB_OK ||
-        (rc = member(w, fw, "host", 1, &j, f, err)) != OB_OK ||
-        (rc = check_str(j, f, 1, 256, NULL, 0, &d->worker_host, err)) != OB_OK ||
-        (rc = member(o, "", "replayable", 1, &j, f, err)) != OB_OK ||
-        (rc = check_bool(j, f, &replayable, err)) != OB_OK)
-        return rc;
-    d->replayable = replayable;
-    if (replayable && !pay)
-        return fail(err, "/replayable", "combination",
-                    "only a parsed payload can be replayed; this original is raw bytes");
-
-    /* Digests. */
+    /* What the schema cannot say: the digests. */
     char id[OB_DLQ_ID_LEN];
     ob_dlq_id(d->topic, d->partition, d->offset, id);
     if (strcmp(id, d->dlq_id) != 0)
         return fail(err, "/dlq_id", "mismatch",
                     "expected %s, the id of topic %s, partition %ld, offset %lld", id, d->topic,
                     (long)d->partition, (long long)d->offset);
-    if (pay64) {
+    if (d->payload_b64) {
         uint8_t *raw = NULL;
         size_t rawlen = 0;
         if (ob_base64_decode(d->payload_b64, strlen(d->payload_b64), &raw, &rawlen) != OB_OK)
@@ -2818,20 +1753,21 @@ static json_t *dlq_parse_payload(const void *p, size_t n)
     return v;
 }
 
+#define ACCOUNT_ID_DEF "onboard.defs.v1.json#/$defs/account_id"
+#define REQUEST_ID_DEF "onboard.defs.v1.json#/$defs/request_id"
+
 static void ids_from_payload(const json_t *p, char acct[OB_ACCOUNT_ID_LEN],
                              char rid[OB_REQUEST_ID_LEN])
 {
     const json_t *srcs[2] = {p, json_is_object(p) ? json_object_get(p, "request") : NULL};
-    char why[200];
     for (int i = 0; i < 2; i++) {
         if (!json_is_object(srcs[i]))
             continue;
         const char *a = json_string_value(json_object_get(srcs[i], "account_id"));
         const char *r = json_string_value(json_object_get(srcs[i], "request_id"));
-        if (!acct[0] && a && pat_account_id(a, why, sizeof why))
+        if (!acct[0] && a && valid_as(ACCOUNT_ID_DEF, a))
             snprintf(acct, OB_ACCOUNT_ID_LEN, "%s", a);
-        if (!rid[0] && r && strlen(r) >= 1 && strlen(r) <= 128 &&
-            pat_request_id(r, why, sizeof why))
+        if (!rid[0] && r && valid_as(REQUEST_ID_DEF, r))
             snprintf(rid, OB_REQUEST_ID_LEN, "%s", r);
     }
 }
@@ -2865,13 +1801,13 @@ static int set_text(json_t *o, const char *key, const char *s, size_t max_chars,
 ob_err_t ob_dlq_build(const ob_dlq_input_t *in, char **out, size_t *out_len, char *errstr,
                       size_t errstr_size)
 {
-    char why[200];
     if (!in || !out)
         return ob_errf(errstr, errstr_size, OB_ERR_INVALID_ARG, "dlq: NULL argument");
     *out = NULL;
-    if (!in->topic || !pat_topic(in->topic, why, sizeof why))
+    if (!in->topic ||
+        !valid_as("onboard.dlq.v1.json#/properties/original/properties/topic", in->topic))
         return ob_errf(errstr, errstr_size, OB_ERR_INVALID_ARG, "dlq: topic: %s",
-                       in->topic ? why : "missing");
+                       in->topic ? "not a Kafka topic name" : "missing");
     if (in->partition < 0 || in->offset < 0)
         return ob_errf(errstr, errstr_size, OB_ERR_INVALID_ARG,
                        "dlq: partition and offset must be >= 0");
@@ -2880,14 +1816,18 @@ ob_err_t ob_dlq_build(const ob_dlq_input_t *in, char **out, size_t *out_len, cha
 
     json_t *parsed = dlq_parse_payload(in->payload, in->payload_len);
     char acct[OB_ACCOUNT_ID_LEN] = "", rid[OB_REQUEST_ID_LEN] = "";
-    if (in->account_id && pat_account_id(in->account_id, why, sizeof why))
+    if (in->account_id && valid_as(ACCOUNT_ID_DEF, in->account_id))
         snprintf(acct, sizeof acct, "%s", in->account_id);
-    if (in->request_id && strlen(in->request_id) >= 1 && strlen(in->request_id) <= 128 &&
-        pat_request_id(in->request_id, why, sizeof why))
+    if (in->request_id && valid_as(REQUEST_ID_DEF, in->request_id))
         snprintf(rid, sizeof rid, "%s", in->request_id);
     ids_from_payload(parsed, acct, rid);
-    if (!acct[0] && in->key && in->key_len == 12 && digits_n(in->key, 12))
-        memcpy(acct, in->key, 12), acct[12] = '\0';
+    if (!acct[0] && in->key && in->key_len < OB_ACCOUNT_ID_LEN &&
+        !memchr(in->key, 0, in->key_len)) {
+        char k[OB_ACCOUNT_ID_LEN];
+        snprintf(k, sizeof k, "%.*s", (int)in->key_len, (const char *)in->key);
+        if (valid_as(ACCOUNT_ID_DEF, k))
+            snprintf(acct, sizeof acct, "%s", k);
+    }
 
     char id[OB_DLQ_ID_LEN];
     ob_dlq_id(in->topic, in->partition, in->offset, id);
@@ -2984,12 +1924,14 @@ ob_err_t ob_dlq_build(const ob_dlq_input_t *in, char **out, size_t *out_len, cha
         code[cl++] = (is_alnum(*c) || strchr("_.:-", *c)) ? *c : '_';
     code[cl] = '\0';
     bad |= set_str(e, "class", DLQ_CLASSES[in->cls]) | set_str(e, "code", cl ? code : "unknown") |
-           set_text(e, "message", in->message, 2048, "(no message)");
-    if (in->field && in->field[0] && strlen(in->field) <= 256 &&
+           set_text(e, "message", in->message, OB_PROTO_DLQ_MESSAGE_MAX, "(no message)");
+    if (in->field && in->field[0] && strlen(in->field) <= OB_PROTO_DLQ_FIELD_MAX &&
         utf8_valid((const unsigned char *)in->field, strlen(in->field), NULL) &&
-        pat_pointer(in->field, why, sizeof why))
+        valid_as("onboard.dlq.v1.json#/properties/error/properties/field", in->field))
         bad |= set_str(e, "field", in->field);
-    if (in->aws_request_id && pat_aws_request_id(in->aws_request_id, why, sizeof why))
+    if (in->aws_request_id &&
+        valid_as("onboard.dlq.v1.json#/properties/error/properties/aws_request_id",
+                 in->aws_request_id))
         bad |= set_str(e, "aws_request_id", in->aws_request_id);
     if (in->http_status >= 100 && in->http_status <= 599)
         bad |= set_new(e, "http_status", json_integer(in->http_status));
@@ -3002,9 +1944,9 @@ ob_err_t ob_dlq_build(const ob_dlq_input_t *in, char **out, size_t *out_len, cha
                    ob_msg_time_valid(in->first_failure_at) ? in->first_failure_at : now) |
            set_str(o, "last_failure_at",
                    ob_msg_time_valid(in->last_failure_at) ? in->last_failure_at : now);
-    bad |= set_text(w, "name", in->worker_name, 256, "unknown") |
-           set_text(w, "version", in->worker_version, 256, "unknown") |
-           set_text(w, "host", in->worker_host, 256, "unknown");
+    bad |= set_text(w, "name", in->worker_name, OB_PROTO_DLQ_WORKER_MAX, "unknown") |
+           set_text(w, "version", in->worker_version, OB_PROTO_DLQ_WORKER_MAX, "unknown") |
+           set_text(w, "host", in->worker_host, OB_PROTO_DLQ_WORKER_MAX, "unknown");
     bad |= set_new(o, "worker", w);
     int replayable = in->replayable;
     if (replayable < 0)

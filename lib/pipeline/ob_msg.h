@@ -49,14 +49,19 @@
 
 #include "ob_arena.h"
 #include "ob_err.h"
+#include "ob_proto_limits.h"
 
 #define OB_MSG_MAX_BYTES (64u * 1024u)  /* request, stage and connected messages */
 #define OB_DLQ_MAX_BYTES (512u * 1024u) /* dead-letter records */
 #define OB_DLQ_MAX_RAW   (256u * 1024u) /* raw bytes of an original kept in payload_base64 */
-#define OB_DLQ_MAX_KEY   1024u          /* bytes of an original key kept */
-#define OB_DLQ_MAX_HDRS  32u            /* original headers kept */
-#define OB_DLQ_MAX_HNAME 256u           /* bytes of a header name kept (longer: dropped) */
-#define OB_DLQ_MAX_HVAL  1024u          /* bytes of a header value kept (longer: dropped) */
+_Static_assert((OB_DLQ_MAX_RAW + 2) / 3 * 4 <= OB_PROTO_DLQ_PAYLOAD_B64_MAX,
+               "the raw bytes kept fit the schema's payload_base64");
+/* What a dead letter keeps of the original, from the schema (longer: cut or
+ * dropped, as ob_dlq_build says). */
+#define OB_DLQ_MAX_KEY   ((unsigned)OB_PROTO_DLQ_KEY_MAX)          /* bytes of the key */
+#define OB_DLQ_MAX_HDRS  ((unsigned)OB_PROTO_DLQ_HEADERS_MAX)      /* headers */
+#define OB_DLQ_MAX_HNAME ((unsigned)OB_PROTO_DLQ_HEADER_NAME_MAX)  /* bytes of a header name */
+#define OB_DLQ_MAX_HVAL  ((unsigned)OB_PROTO_DLQ_HEADER_VALUE_MAX) /* bytes of a header value */
 
 #define OB_SCHEMA_REQUEST   "onboard.request/1"
 #define OB_SCHEMA_STAGE     "onboard.stage/1"
@@ -86,27 +91,23 @@
 #define OB_MSG_UNSUPPORTED_CLOUD_REASON                                                            \
     "Azure and Google Cloud accounts are connected through a support ticket"
 
-/* Field sizes, including the terminating NUL. */
-#define OB_ACCOUNT_ID_LEN  13
-#define OB_REQUEST_ID_LEN  129
-#define OB_REGION_LEN      33
-#define OB_ROLE_ARN_LEN    614  /* "arn:aws-us-gov:iam::" + account + ":role" + path + name */
-#define OB_EXTERNAL_ID_LEN 1225 /* the request's ExternalId (2..1224) */
-#define OB_BE_EXT_ID_LEN   33   /* the Billing Engine ExternalId: 32 hex digits */
-#define OB_BUCKET_LEN      64
-#define OB_BUCKET_ARN_LEN  90
-#define OB_REPORT_NAME_LEN 257
-#define OB_PREFIX_LEN      257
-#define OB_REQUESTER_LEN   1025 /* 256 characters of UTF-8 */
-#define OB_TIME_LEN        40   /* RFC 3339 */
-#define OB_STACK_NAME_LEN  129
-#define OB_STACK_ID_LEN    320
-#define OB_WORKER_LEN      1025 /* 256 characters of UTF-8 */
-#define OB_DLQ_ID_LEN      33
-#define OB_IDEMPOTENCY_LEN 65
-#define OB_TAG_KEY_LEN     129
-#define OB_TAG_VALUE_LEN   257
-#define OB_MAX_TAGS        50
+/* Field sizes, including the terminating NUL: the schemas' limits
+ * (ob_proto_limits.h, generated from proto/). The fields they size are
+ * ASCII by their patterns, so a character is a byte. */
+#define OB_ACCOUNT_ID_LEN  (OB_PROTO_ACCOUNT_ID_MAX + 1)
+#define OB_REQUEST_ID_LEN  (OB_PROTO_REQUEST_ID_MAX + 1)
+#define OB_REGION_LEN      (OB_PROTO_REGION_MAX + 1)
+#define OB_ROLE_ARN_LEN    (OB_PROTO_ROLE_ARN_MAX + 1)
+#define OB_EXTERNAL_ID_LEN (OB_PROTO_EXTERNAL_ID_MAX + 1)     /* the request's ExternalId */
+#define OB_BE_EXT_ID_LEN   (OB_PROTO_EXTERNAL_ID_HEX_MAX + 1) /* the Billing Engine's */
+#define OB_BUCKET_LEN      (OB_PROTO_BUCKET_NAME_MAX + 1)
+#define OB_REPORT_NAME_LEN (OB_PROTO_REPORT_NAME_MAX + 1)
+#define OB_STACK_NAME_LEN  (OB_PROTO_STACK_NAME_MAX + 1)
+#define OB_STACK_ID_LEN    (OB_PROTO_STACK_ID_MAX + 1)
+#define OB_DLQ_ID_LEN      (OB_PROTO_DLQ_ID_MAX + 1)
+#define OB_TIME_LEN        40 /* what the fleet writes (RFC 3339, ob_time) */
+#define OB_IDEMPOTENCY_LEN 65 /* a SHA-256 in hex */
+#define OB_MAX_TAGS        OB_PROTO_TAGS_MAX
 
 typedef struct ob_msg_error_s {
     char field[256];   /* JSON pointer of the offending member; "" = the whole message */

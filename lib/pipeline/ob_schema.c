@@ -10,6 +10,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,83 @@ typedef struct pat_s {
     ob_re_t *re;
 } pat_t;
 
+/* Every schema object's keywords, looked up once when the schemas load:
+ * validation reads a slot, not a hash lookup per keyword per node. */
+typedef enum {
+    KW_TYPE,
+    KW_CONST,
+    KW_ENUM,
+    KW_MINLENGTH,
+    KW_MAXLENGTH,
+    KW_PATTERN,
+    KW_FORMAT,
+    KW_MINIMUM,
+    KW_MAXIMUM,
+    KW_REQUIRED,
+    KW_PROPERTIES,
+    KW_ADDITIONALPROPERTIES,
+    KW_PROPERTYNAMES,
+    KW_MINPROPERTIES,
+    KW_MAXPROPERTIES,
+    KW_ITEMS,
+    KW_MINITEMS,
+    KW_MAXITEMS,
+    KW_UNIQUEITEMS,
+    KW_CONTAINS,
+    KW_ALLOF,
+    KW_ANYOF,
+    KW_ONEOF,
+    KW_NOT,
+    KW_IF,
+    KW_THEN,
+    KW_ELSE,
+    KW_REF,
+    KW_DESCRIPTION,
+    KW_WRITEONLY,
+    KW__COUNT
+} kw_id_t;
+static const char *const KW_NAMES[KW__COUNT] = {"type",
+                                                "const",
+                                                "enum",
+                                                "minLength",
+                                                "maxLength",
+                                                "pattern",
+                                                "format",
+                                                "minimum",
+                                                "maximum",
+                                                "required",
+                                                "properties",
+                                                "additionalProperties",
+                                                "propertyNames",
+                                                "minProperties",
+                                                "maxProperties",
+                                                "items",
+                                                "minItems",
+                                                "maxItems",
+                                                "uniqueItems",
+                                                "contains",
+                                                "allOf",
+                                                "anyOf",
+                                                "oneOf",
+                                                "not",
+                                                "if",
+                                                "then",
+                                                "else",
+                                                "$ref",
+                                                "description",
+                                                "writeOnly"};
+
+typedef struct kw_s {
+    const json_t *node;
+    const json_t *v[KW__COUNT];
+    const ob_re_t *re;        /* the compiled pattern */
+    const json_t *target;     /* what $ref names */
+    const struct doc_s *tdoc; /* the file that is in */
+} kw_t;
+
 static struct {
+    kw_t *kws; /* open addressing on the node's address; node NULL: free */
+    size_t nkws, capkws;
     doc_t *docs;
     size_t ndocs;
     pat_t *pats;
@@ -46,8 +123,6 @@ static const char *const SCHEMA_KW[] = {
     "not",           "if", "then", "else", "items", "contains", "additionalProperties",
     "propertyNames", NULL};
 static const char *const LIST_KW[] = {"allOf", "anyOf", "oneOf", NULL};
-/* Cross-member rules are the codec's (see the header): the schemas of
- * if/then/else and oneOf are checked at load but not applied here. */
 static const char *const MAP_KW[] = {"properties", "$defs", NULL};
 static const char *const VALUE_KW[] = {
     "type",        "const",   "enum",     "minLength",     "maxLength",     "pattern",  "format",
@@ -128,6 +203,8 @@ static void check_schema(const char *file, const char *where, const json_t *s)
     }
 }
 
+static void index_schema(const doc_t *d, const json_t *s);
+
 static void load(void)
 {
     size_t n = 0;
@@ -147,6 +224,8 @@ static void load(void)
     }
     if (!n)
         load_fail("no schemas compiled in");
+    for (size_t i = 0; i < S.ndocs && !S.error[0]; i++)
+        index_schema(&S.docs[i], S.docs[i].root);
 }
 
 static int loaded(void)
@@ -163,6 +242,7 @@ void ob_schema_unload(void)
         ob_re_free(S.pats[i].re);
     free(S.docs);
     free(S.pats);
+    free(S.kws);
     memset(&S, 0, sizeof(S));
     load_once = (pthread_once_t)PTHREAD_ONCE_INIT;
 }
@@ -222,20 +302,123 @@ const json_t *ob_schema_get(const char *name)
     return loaded() ? resolve(name, NULL, &d) : NULL;
 }
 
+static uint64_t node_hash(const json_t *node)
+{
+    return ((uint64_t)(uintptr_t)node >> 4) * 0x9E3779B97F4A7C15ull;
+}
+
+static const kw_t *kw_of(const json_t *node)
+{
+    if (!S.capkws)
+        return NULL;
+    for (size_t i = node_hash(node) & (S.capkws - 1);; i = (i + 1) & (S.capkws - 1)) {
+        if (S.kws[i].node == node)
+            return &S.kws[i];
+        if (!S.kws[i].node)
+            return NULL;
+    }
+}
+
+/* A keyword of a schema (NULL: absent). */
+static const json_t *kwv(const json_t *s, kw_id_t id)
+{
+    const kw_t *k = kw_of(s);
+    return k ? k->v[id] : json_is_object(s) ? json_object_get(s, KW_NAMES[id]) : NULL;
+}
+
+static void kw_put(const kw_t *k)
+{
+    if (2 * (S.nkws + 1) > S.capkws) {
+        size_t cap = S.capkws ? 2 * S.capkws : 256;
+        kw_t *old = S.kws;
+        size_t oldcap = S.capkws;
+        S.kws = ob_calloc(cap, sizeof(*S.kws));
+        S.capkws = cap;
+        S.nkws = 0;
+        for (size_t i = 0; i < oldcap; i++)
+            if (old[i].node)
+                kw_put(&old[i]);
+        free(old);
+    }
+    size_t i = node_hash(k->node) & (S.capkws - 1);
+    while (S.kws[i].node && S.kws[i].node != k->node)
+        i = (i + 1) & (S.capkws - 1);
+    if (!S.kws[i].node)
+        S.nkws++;
+    S.kws[i] = *k;
+}
+
+/* Index every schema object of a document (after all are loaded: $ref
+ * targets resolve across files). */
+static void index_schema(const doc_t *d, const json_t *s)
+{
+    if (!json_is_object(s) || kw_of(s))
+        return;
+    kw_t k = {.node = s};
+    for (int id = 0; id < KW__COUNT; id++)
+        k.v[id] = json_object_get(s, KW_NAMES[id]);
+    if (k.v[KW_PATTERN])
+        k.re = pattern_of(k.v[KW_PATTERN]);
+    if (json_is_string(k.v[KW_REF])) {
+        k.target = resolve(json_string_value(k.v[KW_REF]), d, &k.tdoc);
+    }
+    kw_put(&k);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)s, key, v)
+    {
+        if (in(SCHEMA_KW, key)) {
+            index_schema(d, v);
+        } else if (in(LIST_KW, key)) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x) index_schema(d, x);
+        } else if (in(MAP_KW, key)) {
+            const char *name;
+            json_t *x;
+            json_object_foreach(v, name, x) index_schema(d, x);
+        }
+    }
+}
+
 /* ---- validation ---- */
 
 typedef struct ctx_s {
     const doc_t *doc; /* the file the current schema is in (for "#..." refs) */
-    const char *desc; /* the nearest description, for pattern reasons */
+    const char *desc; /* the schema's description (or its referrer's), for pattern reasons */
+    int via_ref;      /* walking the target of a $ref: the referrer's description holds */
     int secret;       /* under a writeOnly schema: never echo the value */
+    /* Inside the then/else of a rule that holds: the rule's description
+     * ("" when it has none), NULL outside one. A failure there is a
+     * combination of members that does not go together, unless it is a
+     * member missing, of the wrong type or of the wrong form. */
+    const char *rule;
+    int quiet; /* only whether it passes matters (an if, a not, an anyOf's other branches) */
     ob_schema_error_t *err;
 } ctx_t;
 
+static void reason_of(const char *desc, char *out, size_t n, int must_be);
+/* snprintf for text that may be cut on purpose. */
+static void vput(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void vput(char *dst, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, n, fmt, ap);
+    va_end(ap);
+}
+static int in(const char *const *list, const char *s);
 static ob_err_t fail(ctx_t *c, const char *field, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static ob_err_t fail(ctx_t *c, const char *field, const char *code, const char *fmt, ...)
 {
+    if (c->quiet)
+        return OB_ERR_PARSE;
     ob_schema_error_t *e = c->err;
+    static const char *const KEEP[] = {"missing",       "type",        "pattern",
+                                       "unknown_field", "combination", NULL};
+    if (c->rule && !in(KEEP, code))
+        code = "combination";
     snprintf(e->field, sizeof(e->field), "%s", field);
     snprintf(e->code, sizeof(e->code), "%s", code);
     char what[400];
@@ -243,13 +426,42 @@ static ob_err_t fail(ctx_t *c, const char *field, const char *code, const char *
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    snprintf(e->message, sizeof(e->message), "%s: %s", field, what);
+    if (c->rule && c->rule[0]) {
+        char rule[256];
+        reason_of(c->rule, rule, sizeof(rule), 0);
+        size_t l = (size_t)snprintf(e->message, sizeof(e->message), "%s: ", field);
+        if (l < sizeof(e->message))
+            vput(e->message + l, sizeof(e->message) - l, "%s: %s", rule, what);
+    } else {
+        snprintf(e->message, sizeof(e->message), "%s: %s", field, what);
+    }
     return OB_ERR_PARSE;
+}
+
+/* The first sentence of a description, lowercased: after "must be " (as a
+ * pattern's reason wants it) or as it is (a rule's). */
+static void reason_of(const char *desc, char *out, size_t n, int must_be)
+{
+    if (!desc) {
+        snprintf(out, n, "is not of the expected form");
+        return;
+    }
+    size_t len = strcspn(desc, ".");
+    while (desc[len] == '.' && desc[len + 1] && desc[len + 1] != ' ')
+        len += 1 + strcspn(desc + len + 1, "."); /* "e.g." and the like */
+    if (len > 200)
+        len = 200;
+    snprintf(out, n, "%s%c%.*s", must_be ? "must be " : "",
+             must_be ? tolower((unsigned char)desc[0]) : desc[0], (int)len - 1, desc + 1);
 }
 
 static void ptr_child(char out[PTR_LEN], const char *base, const char *key)
 {
-    size_t n = (size_t)snprintf(out, PTR_LEN, "%s/", base);
+    size_t n = strlen(base);
+    if (n > PTR_LEN - 2)
+        n = PTR_LEN - 2;
+    memmove(out, base, n);
+    out[n++] = '/';
     for (; *key && n + 3 < PTR_LEN; key++) {
         if (*key == '~' || *key == '/') {
             out[n++] = '~';
@@ -328,6 +540,8 @@ static size_t chars(const char *s, size_t len)
 /* A value quoted for a message: cut, and never a secret. */
 static const char *echo(const ctx_t *c, const json_t *v, char *buf, size_t n)
 {
+    if (c->quiet)
+        return "";
     if (c->secret)
         return "(value not shown)";
     if (!json_is_string(v)) {
@@ -363,6 +577,8 @@ static int real_date_time(const char *s)
         return 0;
     if (mo < 1 || mo > 12 || d < 1 || d > days_in(y, mo) || h > 23 || mi > 59 || sec > 60)
         return 0;
+    if (sec == 60 && !(h == 23 && mi == 59)) /* a leap second, as ajv-formats checks it */
+        return 0;
     const char *p = s + n;
     if (*p == '.') {
         p++;
@@ -379,21 +595,6 @@ static int real_date_time(const char *s)
     return 0;
 }
 
-/* The first sentence of a description, as "must be ..." wants it. */
-static void reason_of(const char *desc, char *out, size_t n)
-{
-    if (!desc) {
-        snprintf(out, n, "is not of the expected form");
-        return;
-    }
-    size_t len = strcspn(desc, ".");
-    while (desc[len] == '.' && desc[len + 1] && desc[len + 1] != ' ')
-        len += 1 + strcspn(desc + len + 1, "."); /* "e.g." and the like */
-    if (len > 200)
-        len = 200;
-    snprintf(out, n, "must be %c%.*s", tolower((unsigned char)desc[0]), (int)len - 1, desc + 1);
-}
-
 static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f);
 
 static ob_err_t walk_string(ctx_t *c, const json_t *s, const json_t *v, const char *f)
@@ -401,7 +602,7 @@ static ob_err_t walk_string(ctx_t *c, const json_t *s, const json_t *v, const ch
     const char *str = json_string_value(v);
     size_t len = json_string_length(v), n = chars(str, len);
     char q[128];
-    const json_t *mn = json_object_get(s, "minLength"), *mx = json_object_get(s, "maxLength");
+    const json_t *mn = kwv(s, KW_MINLENGTH), *mx = kwv(s, KW_MAXLENGTH);
     size_t lo = mn ? (size_t)json_integer_value(mn) : 0;
     size_t hi = mx ? (size_t)json_integer_value(mx) : 0;
     if ((mn && n < lo) || (mx && n > hi)) {
@@ -411,18 +612,24 @@ static ob_err_t walk_string(ctx_t *c, const json_t *s, const json_t *v, const ch
             return fail(c, f, "range", "must be at most %zu characters, got %zu", hi, n);
         return fail(c, f, "range", "must be %zu to %zu characters, got %zu", lo, hi, n);
     }
-    const json_t *pat = json_object_get(s, "pattern");
+    const json_t *pat = kwv(s, KW_PATTERN);
     if (pat) {
-        const ob_re_t *re = pattern_of(pat);
+        const kw_t *k = kw_of(s);
+        const ob_re_t *re = k ? k->re : pattern_of(pat);
         if (strlen(str) != len)
             return fail(c, f, "pattern", "contains a NUL character");
         if (re && !ob_re_match(re, str, len)) {
+            if (c->rule && c->rule[0]) /* the rule says what the form must be */
+                return fail(c, f, "pattern", "got %s", echo(c, v, q, sizeof(q)));
+            if (!c->desc)
+                return fail(c, f, "pattern", "must match %s, got %s", json_string_value(pat),
+                            echo(c, v, q, sizeof(q)));
             char why[256];
-            reason_of(c->desc, why, sizeof(why));
+            reason_of(c->desc, why, sizeof(why), 1);
             return fail(c, f, "pattern", "%s, got %s", why, echo(c, v, q, sizeof(q)));
         }
     }
-    const json_t *fmt = json_object_get(s, "format");
+    const json_t *fmt = kwv(s, KW_FORMAT);
     if (fmt && !strcmp(json_string_value(fmt), "date-time") && !real_date_time(str))
         return fail(c, f, "pattern", "%s is not a real date and time", echo(c, v, q, sizeof(q)));
     return OB_OK;
@@ -431,7 +638,7 @@ static ob_err_t walk_string(ctx_t *c, const json_t *s, const json_t *v, const ch
 static ob_err_t walk_number(ctx_t *c, const json_t *s, const json_t *v, const char *f)
 {
     double x = json_number_value(v);
-    const json_t *mn = json_object_get(s, "minimum"), *mx = json_object_get(s, "maximum");
+    const json_t *mn = kwv(s, KW_MINIMUM), *mx = kwv(s, KW_MAXIMUM);
     if ((mn && x < json_number_value(mn)) || (mx && x > json_number_value(mx))) {
         if (mn && mx)
             return fail(c, f, "range", "must be %.0f to %.0f, got %.15g", json_number_value(mn),
@@ -484,44 +691,105 @@ static const char *closest(const char *key, const json_t *props)
     return best;
 }
 
-static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+/* The rules (if/then/else) of an object schema that hold for v: up to
+ * MAX_RULES then/else schemas, from its own if and from its allOf items. */
+#define MAX_RULES 16
+typedef struct rules_s {
+    const json_t *s[MAX_RULES];
+    size_t n;
+} rules_t;
+
+static int holds(ctx_t *c, const json_t *cond, const json_t *v, const char *f)
+{
+    ctx_t sub = *c;
+    sub.quiet = 1;
+    sub.rule = NULL;
+    return walk(&sub, cond, v, f) == OB_OK;
+}
+
+static void rule_of(ctx_t *c, const json_t *x, const json_t *v, const char *f, rules_t *r)
+{
+    const json_t *cond = kwv(x, KW_IF);
+    if (!cond)
+        return;
+    const json_t *then = holds(c, cond, v, f) ? kwv(x, KW_THEN) : kwv(x, KW_ELSE);
+    if (then && r->n < MAX_RULES)
+        r->s[r->n++] = then;
+}
+
+static void rules_of(ctx_t *c, const json_t *s, const json_t *v, const char *f, rules_t *r)
+{
+    r->n = 0;
+    rule_of(c, s, v, f, r);
+    size_t i;
+    const json_t *x;
+    json_array_foreach(kwv(s, KW_ALLOF), i, x) rule_of(c, x, v, f, r);
+}
+
+static ctx_t in_rule(const ctx_t *c, const json_t *then)
+{
+    ctx_t sub = *c;
+    const json_t *d = kwv(then, KW_DESCRIPTION);
+    sub.rule = json_is_string(d) ? json_string_value(d) : "";
+    return sub;
+}
+
+/* A required member is missing. Under a rule, a member the object's schema
+ * gives a default is not missing: its default does not fit the rule. */
+static ob_err_t missing(ctx_t *c, const json_t *props, const char *f, const char *name)
 {
     char fk[PTR_LEN];
-    const json_t *req = json_object_get(s, "required"), *props = json_object_get(s, "properties");
-    /* A member whose value is a constant names what the document is (its
-     * "schema"): it is looked at before anything else, so that a message on
-     * the wrong topic is told as such, not by what it then lacks. */
+    ptr_child(fk, f, name);
+    const json_t *dflt = json_object_get(json_object_get(props, name), "default");
+    if (c->rule && dflt) {
+        char q[128];
+        return fail(c, fk, "combination", "got %s (the default)",
+                    echo(&(ctx_t){0}, dflt, q, sizeof(q)));
+    }
+    if (c->rule)
+        return fail(c, fk, "missing", "\"%s\" is required here", name);
+    return fail(c, fk, "missing", "required member \"%s\" is missing", name);
+}
+
+/*
+ * The order of the checks is the order of the answers: a member whose value
+ * is a constant (what the document is), members not allowed (a typo is
+ * told as such, not by the member it then lacks), the required members, the
+ * member count, then each member in the order of "properties"
+ * with what the rules that hold say about it (that it must be there, too),
+ * and last the rest of those rules. So a document is told about its
+ * first member that is wrong, whether the rule that member breaks is its own
+ * or one that ties it to another.
+ */
+static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+{
+    char fk[PTR_LEN] = ""; /* a member's pointer (not built when quiet) */
+    const json_t *req = kwv(s, KW_REQUIRED), *props = kwv(s, KW_PROPERTIES);
     const char *pname;
     json_t *ps;
     json_object_foreach((json_t *)props, pname, ps)
     {
         const json_t *pv = json_object_get(v, pname);
-        if (!pv || !json_object_get(ps, "const"))
+        if (!pv || !kwv(ps, KW_CONST))
             continue;
-        ptr_child(fk, f, pname);
+        if (!c->quiet)
+            ptr_child(fk, f, pname);
         ob_err_t e = walk(c, ps, pv, fk);
         if (e != OB_OK)
             return e;
     }
-    size_t i;
-    const json_t *r;
-    json_array_foreach(req, i, r)
-    {
-        const char *name = json_string_value(r);
-        if (!json_object_get(v, name)) {
-            ptr_child(fk, f, name);
-            return fail(c, fk, "missing", "required member \"%s\" is missing", name);
-        }
-    }
-    const json_t *addl = json_object_get(s, "additionalProperties");
-    const json_t *names = json_object_get(s, "propertyNames");
+    rules_t rules;
+    rules_of(c, s, v, f, &rules);
+    const json_t *addl = kwv(s, KW_ADDITIONALPROPERTIES);
+    const json_t *names = kwv(s, KW_PROPERTYNAMES);
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)v, key, val)
     {
         if (props && json_object_get(props, key))
             continue;
-        ptr_child(fk, f, key);
+        if (!c->quiet)
+            ptr_child(fk, f, key);
         if (json_is_false(addl)) {
             const char *near = closest(key, props);
             char q[128];
@@ -546,8 +814,14 @@ static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const ch
                 return e;
         }
     }
-    const json_t *mx = json_object_get(s, "maxProperties"),
-                 *mn = json_object_get(s, "minProperties");
+    size_t i;
+    const json_t *r;
+    json_array_foreach(req, i, r)
+    {
+        if (!json_object_get(v, json_string_value(r)))
+            return missing(c, props, f, json_string_value(r));
+    }
+    const json_t *mx = kwv(s, KW_MAXPROPERTIES), *mn = kwv(s, KW_MINPROPERTIES);
     size_t n = json_object_size(v);
     if (mx && n > (size_t)json_integer_value(mx))
         return fail(c, f, "range", "at most %lld members, got %zu",
@@ -558,10 +832,33 @@ static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const ch
     json_object_foreach((json_t *)props, pname, ps)
     {
         const json_t *pv = json_object_get(v, pname);
-        if (!pv || json_object_get(ps, "const"))
+        for (size_t k = 0; !pv && k < rules.n; k++) {
+            json_array_foreach(kwv(rules.s[k], KW_REQUIRED), i, r)
+            {
+                ctx_t sub = in_rule(c, rules.s[k]);
+                if (!strcmp(json_string_value(r), pname))
+                    return missing(&sub, props, f, pname);
+            }
+        }
+        if (!pv)
             continue;
-        ptr_child(fk, f, pname);
-        ob_err_t e = walk(c, ps, pv, fk);
+        if (!c->quiet)
+            ptr_child(fk, f, pname);
+        ob_err_t e = kwv(ps, KW_CONST) ? OB_OK : walk(c, ps, pv, fk);
+        for (size_t k = 0; e == OB_OK && k < rules.n; k++) {
+            const json_t *rs = json_object_get(kwv(rules.s[k], KW_PROPERTIES), pname);
+            ctx_t sub = in_rule(c, rules.s[k]);
+            if (rs)
+                e = walk(&sub, rs, pv, fk);
+        }
+        if (e != OB_OK)
+            return e;
+    }
+    /* The rest of each rule (its not, anyOf, oneOf...); what it says of
+     * members passed above. */
+    for (size_t k = 0; k < rules.n; k++) {
+        ctx_t sub = in_rule(c, rules.s[k]);
+        ob_err_t e = walk(&sub, rules.s[k], v, f);
         if (e != OB_OK)
             return e;
     }
@@ -571,23 +868,24 @@ static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const ch
 static ob_err_t walk_array(ctx_t *c, const json_t *s, const json_t *v, const char *f)
 {
     size_t n = json_array_size(v);
-    const json_t *mx = json_object_get(s, "maxItems"), *mn = json_object_get(s, "minItems");
+    const json_t *mx = kwv(s, KW_MAXITEMS), *mn = kwv(s, KW_MINITEMS);
     if (mx && n > (size_t)json_integer_value(mx))
         return fail(c, f, "range", "at most %lld items, got %zu", (long long)json_integer_value(mx),
                     n);
     if (mn && n < (size_t)json_integer_value(mn))
         return fail(c, f, "range", "at least %lld items, got %zu",
                     (long long)json_integer_value(mn), n);
-    const json_t *items = json_object_get(s, "items");
-    char fi[PTR_LEN];
+    const json_t *items = kwv(s, KW_ITEMS);
+    char fi[PTR_LEN] = ""; /* an item's pointer (not built when quiet) */
     for (size_t i = 0; i < n; i++) {
-        ptr_index(fi, f, i);
+        if (!c->quiet)
+            ptr_index(fi, f, i);
         if (items) {
             ob_err_t e = walk(c, items, json_array_get(v, i), fi);
             if (e != OB_OK)
                 return e;
         }
-        if (json_is_true(json_object_get(s, "uniqueItems")))
+        if (json_is_true(kwv(s, KW_UNIQUEITEMS)))
             for (size_t k = 0; k < i; k++)
                 if (json_equal(json_array_get(v, k), json_array_get(v, i))) {
                     char q[128];
@@ -595,11 +893,10 @@ static ob_err_t walk_array(ctx_t *c, const json_t *s, const json_t *v, const cha
                                 echo(c, json_array_get(v, i), q, sizeof(q)));
                 }
     }
-    const json_t *has = json_object_get(s, "contains");
+    const json_t *has = kwv(s, KW_CONTAINS);
     if (has) {
-        ob_schema_error_t scratch;
         ctx_t sub = *c;
-        sub.err = &scratch;
+        sub.quiet = 1;
         int found = 0;
         for (size_t i = 0; i < n && !found; i++)
             found = walk(&sub, has, json_array_get(v, i), f) == OB_OK;
@@ -616,21 +913,27 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
     if (json_is_false(s))
         return fail(c, f, "unknown_field", "is not allowed here");
     ctx_t here = *c;
-    const json_t *desc = json_object_get(s, "description");
+    const json_t *desc = kwv(s, KW_DESCRIPTION);
     if (json_is_string(desc))
         here.desc = json_string_value(desc);
-    if (json_is_true(json_object_get(s, "writeOnly")))
+    else if (!c->via_ref)
+        here.desc = NULL; /* a parent's description is not this member's */
+    here.via_ref = 0;
+    if (json_is_true(kwv(s, KW_WRITEONLY)))
         here.secret = 1;
-    const json_t *ref = json_object_get(s, "$ref");
+    const json_t *ref = kwv(s, KW_REF);
     if (ref) {
         const doc_t *d = NULL;
-        const json_t *target = resolve(json_string_value(ref), c->doc, &d);
+        const kw_t *k = kw_of(s);
+        const json_t *target =
+            k && k->target ? (d = k->tdoc, k->target) : resolve(json_string_value(ref), c->doc, &d);
         if (!target)
             return fail(c, f, "type", "the schema's $ref %s is not found", json_string_value(ref));
         ctx_t sub = here;
         sub.doc = d;
+        sub.via_ref = 1;
         /* The referring schema's description, if any, speaks first. */
-        const json_t *tdesc = json_object_get(target, "description");
+        const json_t *tdesc = kwv(target, KW_DESCRIPTION);
         if (!json_is_string(desc) && json_is_string(tdesc))
             sub.desc = json_string_value(tdesc);
         ob_err_t e = walk(&sub, target, v, f);
@@ -638,7 +941,7 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
             return e;
     }
     char q[128];
-    const json_t *type = json_object_get(s, "type");
+    const json_t *type = kwv(s, KW_TYPE);
     if (json_is_string(type) && !is_type(v, json_string_value(type)))
         return fail(&here, f, "type", "expected %s, got %s", a_type(json_string_value(type)),
                     jtype(v));
@@ -650,13 +953,13 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
         if (!ok)
             return fail(&here, f, "type", "has the wrong type (%s)", jtype(v));
     }
-    const json_t *cst = json_object_get(s, "const");
+    const json_t *cst = kwv(s, KW_CONST);
     if (cst && !json_equal(cst, v)) {
         char w[128];
         return fail(&here, f, "enum", "expected %s, got %s", echo(&(ctx_t){0}, cst, w, sizeof(w)),
                     echo(&here, v, q, sizeof(q)));
     }
-    const json_t *en = json_object_get(s, "enum");
+    const json_t *en = kwv(s, KW_ENUM);
     if (en && !json_is_string(v) && json_is_string(json_array_get(en, 0)))
         return fail(&here, f, "type", "expected a string, got %s", jtype(v));
     if (en) {
@@ -688,40 +991,89 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
         return e;
     size_t i;
     const json_t *x;
-    json_array_foreach(json_object_get(s, "allOf"), i, x)
+    json_array_foreach(kwv(s, KW_ALLOF), i, x)
     {
-        /* An item that is only a cross-member rule (if/then) is the codec's. */
-        if (json_object_get(x, "if"))
+        /* An item with an if is a rule of an object: walk_object's. */
+        if (kwv(x, KW_IF))
             continue;
         if ((e = walk(&here, x, v, f)) != OB_OK)
             return e;
     }
-    const json_t *any = json_object_get(s, "anyOf");
+    const json_t *any = kwv(s, KW_ANYOF);
     if (any) {
         ob_schema_error_t first;
         int ok = 0;
         json_array_foreach(any, i, x)
         {
             ctx_t sub = here;
-            ob_schema_error_t scratch;
-            sub.err = i == 0 ? &first : &scratch;
+            sub.err = &first;
+            sub.quiet = here.quiet || i > 0;
             ok |= walk(&sub, x, v, f) == OB_OK;
         }
         if (!ok) {
-            *c->err = first;
+            if (!c->quiet)
+                *c->err = first;
             return OB_ERR_PARSE;
         }
     }
-    const json_t *not = json_object_get(s, "not");
+    const json_t *one = kwv(s, KW_ONEOF);
+    if (one) {
+        ob_schema_error_t first;
+        size_t matched = 0;
+        const json_t *second = NULL;
+        json_array_foreach(one, i, x)
+        {
+            ctx_t sub = here;
+            sub.err = &first;
+            sub.quiet = here.quiet || i > 0;
+            if (walk(&sub, x, v, f) == OB_OK && ++matched == 2)
+                second = x;
+        }
+        if (matched == 0) {
+            if (!c->quiet)
+                *c->err = first;
+            return OB_ERR_PARSE;
+        }
+        if (second) {
+            const char *m = json_string_value(json_array_get(kwv(second, KW_REQUIRED), 0));
+            char fm[PTR_LEN];
+            if (m)
+                ptr_child(fm, f, m);
+            return fail(&here, m ? fm : f, "combination", "only one of %s may be given",
+                        m ? "these members" : "the alternatives");
+        }
+    }
+    const json_t *not = kwv(s, KW_NOT);
     if (not ) {
         ctx_t sub = here;
-        ob_schema_error_t scratch;
-        sub.err = &scratch;
+        sub.quiet = 1;
         if (walk(&sub, not, v, f) == OB_OK) {
+            /* Members that must not be given (together): name the last. */
+            const json_t *req = kwv(not, KW_REQUIRED);
+            json_array_foreach(kwv(not, KW_ANYOF), i, x)
+            {
+                if (!req && holds(&here, x, v, f))
+                    req = kwv(x, KW_REQUIRED);
+            }
+            size_t nreq = json_array_size(req);
+            if (nreq) {
+                const char *m = json_string_value(json_array_get(req, nreq - 1));
+                char fm[PTR_LEN];
+                ptr_child(fm, f, m);
+                if (nreq == 1)
+                    return fail(&here, fm, "combination", "\"%s\" is not allowed here", m);
+                return fail(&here, fm, "combination", "\"%s\" and \"%s\" do not go together",
+                            json_string_value(json_array_get(req, 0)), m);
+            }
+            /* A not with its own description states the rule it
+             * keeps ("A bucket name is not an IP address."). */
             char why[256];
-            reason_of(here.desc, why, sizeof(why));
-            return fail(&here, f, json_object_get(not, "pattern") ? "pattern" : "enum",
-                        "%s, got %s", why, echo(&here, v, q, sizeof(q)));
+            if (json_is_string(kwv(s, KW_DESCRIPTION)) && !c->rule)
+                reason_of(json_string_value(kwv(s, KW_DESCRIPTION)), why, sizeof(why), 0);
+            else
+                reason_of(here.desc, why, sizeof(why), 1);
+            return fail(&here, f, kwv(not, KW_PATTERN) ? "pattern" : "enum", "%s, got %s", why,
+                        echo(&here, v, q, sizeof(q)));
         }
     }
     return OB_OK;
@@ -742,6 +1094,6 @@ ob_err_t ob_schema_validate(const char *name, const json_t *doc, ob_schema_error
         snprintf(err->code, sizeof(err->code), "schema");
         return OB_ERR_CONFIG;
     }
-    ctx_t c = {d, NULL, 0, err};
+    ctx_t c = {d, NULL, 0, 0, NULL, 0, err};
     return walk(&c, s, doc, "");
 }

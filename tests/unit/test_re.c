@@ -207,14 +207,47 @@ static void test_every_proto_pattern_compiles(void **state)
     assert_true(n >= 30);
 }
 
+/* The DFA built as subjects need it agrees with a direct check, including a
+ * pattern whose DFA needs more states than are kept (2^13: the 13th byte
+ * from the end is "a"), where matching falls back to the simulation. */
+static int thirteenth_from_end_is_a(const char *s, size_t n)
+{
+    for (size_t i = 0; i + 13 <= n; i++) /* not anchored at the start */
+        if (s[i] == 'a' && i + 13 == n)
+            return 1;
+    return 0;
+}
+
+static void test_dfa_agrees(void **state)
+{
+    (void)state;
+    char err[200];
+    ob_re_t *big = ob_re_compile("(a|b)*a(a|b){12}$", err, sizeof(err));
+    ob_re_t *small = ob_re_compile("^[a-c]*ab[a-c]?$", err, sizeof(err));
+    assert_non_null(big);
+    assert_non_null(small);
+    unsigned seed = 12345;
+    for (int round = 0; round < 4000; round++) {
+        char s[40];
+        size_t n = 1 + (seed = seed * 1103515245u + 12345u) % 30;
+        for (size_t i = 0; i < n; i++)
+            s[i] = "abc"[(seed = seed * 1103515245u + 12345u) >> 16 & 1];
+        s[n] = '\0';
+        assert_int_equal(ob_re_match(big, s, n), thirteenth_from_end_is_a(s, n));
+        int want = (n >= 2 && s[n - 2] == 'a' && s[n - 1] == 'b') ||
+                   (n >= 3 && s[n - 3] == 'a' && s[n - 2] == 'b');
+        assert_int_equal(ob_re_match(small, s, n), want);
+    }
+    ob_re_free(big);
+    ob_re_free(small);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_syntax),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_no_blowup),
-        cmocka_unit_test(test_schema_patterns),
-        cmocka_unit_test(test_every_proto_pattern_compiles),
+        cmocka_unit_test(test_syntax),          cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_no_blowup),       cmocka_unit_test(test_dfa_agrees),
+        cmocka_unit_test(test_schema_patterns), cmocka_unit_test(test_every_proto_pattern_compiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
