@@ -466,7 +466,7 @@ typedef struct dstate_s {
     int *pcs;
     size_t npcs;
     int matched, at_end;
-    int next[256];
+    int next[]; /* per byte class (-1: not built yet) */
 } dstate_t;
 
 #define DFA_MAX_STATES 1024 /* beyond: the plain simulation */
@@ -476,6 +476,10 @@ struct ob_re_s {
     inst_t *prog;
     size_t n;
     set_t *sets;
+    /* Bytes no set of the pattern tells apart share a class: a DFA state
+     * has a transition per class, not per byte. */
+    uint8_t byte_class[256];
+    int nclasses;
     /* The DFA, built as subjects need it (under lock): matching a field of
      * the same form again walks a table, one step per byte. */
     pthread_mutex_t lock;
@@ -621,6 +625,23 @@ ob_re_t *ob_re_compile(const char *pattern, char *errstr, size_t errstr_size)
     re->sets = p.sets;
     pthread_mutex_init(&re->lock, NULL);
     re->start = -1;
+    size_t nsets = p.nsets;
+    for (unsigned c = 0; c < 256; c++) {
+        int k = 0;
+        for (; k < re->nclasses; k++) {
+            unsigned r = 0; /* the first byte of class k */
+            while (re->byte_class[r] != k)
+                r++;
+            size_t i = 0;
+            while (i < nsets && set_has(&re->sets[i], c) == set_has(&re->sets[i], r))
+                i++;
+            if (i == nsets)
+                break;
+        }
+        re->byte_class[c] = (uint8_t)k;
+        if (k == re->nclasses)
+            re->nclasses++;
+    }
     return re;
 }
 
@@ -819,13 +840,13 @@ static int state_for(ob_re_t *re, const int *seeds, size_t nseeds, int bol, int 
         re->nslots = ns;
         re->states = ob_realloc(re->states, ns / 2 * sizeof(*re->states));
     }
-    dstate_t *d = ob_malloc(sizeof(*d));
+    dstate_t *d = ob_malloc(sizeof(*d) + (size_t)re->nclasses * sizeof(int));
     d->npcs = t.n;
     d->pcs = ob_malloc((t.n ? t.n : 1) * sizeof(int));
     memcpy(d->pcs, t.pc, t.n * sizeof(int));
     d->matched = matched;
     d->at_end = at_end;
-    for (int c = 0; c < 256; c++)
+    for (int c = 0; c < re->nclasses; c++)
         d->next[c] = -1;
     size_t i = h & (re->nslots - 1);
     while (re->slots[i])
@@ -847,16 +868,14 @@ static int step(ob_re_t *re, int k, unsigned char c, int *mem, unsigned *seen, u
     seeds[ns++] = 0; /* a match may start at any position */
     int to = state_for(re, seeds, ns, 0, mem, seen, gen);
     if (to >= 0)
-        re->states[k]->next[c] = to;
+        re->states[k]->next[re->byte_class[c]] = to;
     return to;
 }
 
-int ob_re_match(const ob_re_t *cre, const char *s, size_t len)
+/* Build what the walk below needs and go on from state k at pos (under the
+ * lock): the slow path, taken while the DFA still grows. */
+static int grow_and_match(ob_re_t *re, int k, size_t pos, const char *s, size_t len)
 {
-    ob_re_t *re = (ob_re_t *)cre; /* the DFA cache is not part of what it means */
-    if (len == 0)
-        return nfa_match(re, s, len); /* ^ and $ at one position */
-    pthread_mutex_lock(&re->lock);
     size_t n = re->n;
     enum { SMALL = 512 };
     /* Two thread lists, the closure's stack (2n + 2), the seeds (n + 1). */
@@ -866,13 +885,12 @@ int ob_re_match(const ob_re_t *cre, const char *s, size_t len)
     unsigned *seen = n <= SMALL ? seen_small : ob_malloc(n * sizeof(unsigned));
     unsigned gen = 0;
     memset(seen, 0, n * sizeof(unsigned));
-    int k = re->start;
     if (k < 0) {
         int zero = 0;
         k = re->start = state_for(re, &zero, 1, 1, mem, seen, &gen);
     }
     int result = -1; /* -1: the DFA is full, ask the simulation */
-    for (size_t pos = 0; k >= 0; pos++) {
+    for (; k >= 0; pos++) {
         const dstate_t *d = re->states[k];
         if (d->matched) {
             result = 1;
@@ -883,13 +901,39 @@ int ob_re_match(const ob_re_t *cre, const char *s, size_t len)
             break;
         }
         unsigned char c = (unsigned char)s[pos];
-        int to = d->next[c];
+        int to = d->next[re->byte_class[c]];
         k = to >= 0 ? to : step(re, k, c, mem, seen, &gen);
     }
-    pthread_mutex_unlock(&re->lock);
     if (n > SMALL) {
         free(mem);
         free(seen);
     }
+    return result;
+}
+
+int ob_re_match(const ob_re_t *cre, const char *s, size_t len)
+{
+    ob_re_t *re = (ob_re_t *)cre; /* the DFA cache is not part of what it means */
+    if (len == 0)
+        return nfa_match(re, s, len); /* ^ and $ at one position */
+    pthread_mutex_lock(&re->lock);
+    int result = -1, k = re->start;
+    size_t pos = 0;
+    /* The fast path: a walk through states already built. */
+    while (k >= 0) {
+        const dstate_t *d = re->states[k];
+        if (d->matched || pos == len) {
+            result = d->matched ? 1 : d->at_end;
+            break;
+        }
+        int to = d->next[re->byte_class[(unsigned char)s[pos]]];
+        if (to < 0)
+            break;
+        k = to;
+        pos++;
+    }
+    if (result < 0)
+        result = grow_and_match(re, k, pos, s, len);
+    pthread_mutex_unlock(&re->lock);
     return result >= 0 ? result : nfa_match(re, s, len);
 }

@@ -104,6 +104,7 @@ typedef struct kw_s {
     const ob_re_t *re;        /* the compiled pattern */
     const json_t *target;     /* what $ref names */
     const struct doc_s *tdoc; /* the file that is in */
+    int combines;             /* has allOf, anyOf, oneOf or not */
 } kw_t;
 
 static struct {
@@ -116,6 +117,18 @@ static struct {
     char error[512]; /* "" when loaded */
 } S;
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+
+/* Names resolved before (see named()). */
+#define NAMED 64
+static struct {
+    pthread_mutex_t lock;
+    struct {
+        char *name;
+        const json_t *node;
+        const doc_t *doc;
+    } e[NAMED];
+    size_t n;
+} N = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0};
 
 /* Keywords: those whose value is a schema, a list of schemas, a map of
  * schemas, a value the validator reads, and annotations. */
@@ -243,6 +256,11 @@ void ob_schema_unload(void)
     free(S.docs);
     free(S.pats);
     free(S.kws);
+    pthread_mutex_lock(&N.lock);
+    for (size_t i = 0; i < N.n; i++)
+        free(N.e[i].name);
+    N.n = 0;
+    pthread_mutex_unlock(&N.lock);
     memset(&S, 0, sizeof(S));
     load_once = (pthread_once_t)PTHREAD_ONCE_INIT;
 }
@@ -296,15 +314,37 @@ static const json_t *resolve(const char *ref, const doc_t *within, const doc_t *
     return hash ? pointer(d->root, hash + 1) : d->root;
 }
 
+/* resolve() of a name the codec asks for again and again, remembered (the
+ * last NAMED names; a name not remembered is resolved each time). */
+
+static const json_t *named(const char *name, const doc_t **doc)
+{
+    const json_t *node = NULL;
+    pthread_mutex_lock(&N.lock);
+    for (size_t i = 0; i < N.n && !node; i++)
+        if (!strcmp(N.e[i].name, name)) {
+            node = N.e[i].node;
+            *doc = N.e[i].doc;
+        }
+    if (!node && (node = resolve(name, NULL, doc)) && N.n < NAMED) {
+        N.e[N.n].name = ob_strdup(name);
+        N.e[N.n].node = node;
+        N.e[N.n++].doc = *doc;
+    }
+    pthread_mutex_unlock(&N.lock);
+    return node;
+}
+
 const json_t *ob_schema_get(const char *name)
 {
     const doc_t *d;
-    return loaded() ? resolve(name, NULL, &d) : NULL;
+    return loaded() ? named(name, &d) : NULL;
 }
 
 static uint64_t node_hash(const json_t *node)
 {
-    return ((uint64_t)(uintptr_t)node >> 4) * 0x9E3779B97F4A7C15ull;
+    uint64_t h = (uint64_t)(uintptr_t)node * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 32); /* the product's high bits, where the address's bits meet */
 }
 
 static const kw_t *kw_of(const json_t *node)
@@ -324,6 +364,12 @@ static const json_t *kwv(const json_t *s, kw_id_t id)
 {
     const kw_t *k = kw_of(s);
     return k ? k->v[id] : json_is_object(s) ? json_object_get(s, KW_NAMES[id]) : NULL;
+}
+
+/* A keyword of schema s, whose index entry (or NULL) is ks. */
+static inline const json_t *kwk(const kw_t *ks, const json_t *s, kw_id_t id)
+{
+    return ks ? ks->v[id] : kwv(s, id);
 }
 
 static void kw_put(const kw_t *k)
@@ -359,6 +405,7 @@ static void index_schema(const doc_t *d, const json_t *s)
         k.v[id] = json_object_get(s, KW_NAMES[id]);
     if (k.v[KW_PATTERN])
         k.re = pattern_of(k.v[KW_PATTERN]);
+    k.combines = k.v[KW_ALLOF] || k.v[KW_ANYOF] || k.v[KW_ONEOF] || k.v[KW_NOT];
     if (json_is_string(k.v[KW_REF])) {
         k.target = resolve(json_string_value(k.v[KW_REF]), d, &k.tdoc);
     }
@@ -500,6 +547,21 @@ static const char *jtype(const json_t *j)
 
 static int is_type(const json_t *j, const char *t)
 {
+    /* The JSON type names differ in their first two letters. */
+    switch (t[0]) {
+    case 's':
+        return json_is_string(j);
+    case 'i':
+        return json_is_integer(j);
+    case 'o':
+        return json_is_object(j);
+    case 'a':
+        return json_is_array(j);
+    case 'b':
+        return json_is_boolean(j);
+    case 'n':
+        return t[1] == 'u' && t[2] == 'm' ? json_is_number(j) : json_is_null(j);
+    }
     if (!strcmp(t, "string"))
         return json_is_string(j);
     if (!strcmp(t, "integer"))
@@ -570,16 +632,32 @@ static int days_in(int y, int m)
 }
 
 /* RFC 3339 date-time whose date and time exist (the pattern checks the shape). */
+/* n digits at s as a number; -1 when one is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
 static int real_date_time(const char *s)
 {
-    int y, mo, d, h, mi, sec, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+    /* YYYY-MM-DD[Tt]HH:MM:SS[.F+](Z|z|+HH:MM|-HH:MM) */
+    if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
+        s[13] != ':' || s[16] != ':')
         return 0;
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in(y, mo) || h > 23 || mi > 59 || sec > 60)
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+    int h = digits(s + 11, 2), mi = digits(s + 14, 2), sec = digits(s + 17, 2);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > days_in(y, mo) || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || sec < 0 || sec > 60)
         return 0;
     if (sec == 60 && !(h == 23 && mi == 59)) /* a leap second, as ajv-formats checks it */
         return 0;
-    const char *p = s + n;
+    const char *p = s + 19;
     if (*p == '.') {
         p++;
         if (!isdigit((unsigned char)*p))
@@ -589,22 +667,27 @@ static int real_date_time(const char *s)
     }
     if (*p == 'Z' || *p == 'z')
         return p[1] == '\0';
-    int oh, om;
-    if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2 && strlen(p) == 6)
-        return oh <= 23 && om <= 59;
+    if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        int oh = digits(p + 1, 2), om = digits(p + 4, 2);
+        return oh >= 0 && oh <= 23 && om >= 0 && om <= 59;
+    }
     return 0;
 }
 
 static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f);
 
-static ob_err_t walk_string(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+static ob_err_t walk_string(ctx_t *c, const kw_t *ks, const json_t *s, const json_t *v,
+                            const char *f)
 {
     const char *str = json_string_value(v);
-    size_t len = json_string_length(v), n = chars(str, len);
+    size_t len = json_string_length(v);
     char q[128];
-    const json_t *mn = kwv(s, KW_MINLENGTH), *mx = kwv(s, KW_MAXLENGTH);
+    const json_t *mn = kwk(ks, s, KW_MINLENGTH), *mx = kwk(ks, s, KW_MAXLENGTH);
     size_t lo = mn ? (size_t)json_integer_value(mn) : 0;
     size_t hi = mx ? (size_t)json_integer_value(mx) : 0;
+    /* A character is 1 to 4 bytes: count them only when the byte length
+     * does not settle it. */
+    size_t n = ((mn && len < 4 * lo) || (mx && len > hi)) ? chars(str, len) : len;
     if ((mn && n < lo) || (mx && n > hi)) {
         if (!mx)
             return fail(c, f, "range", "must be at least %zu characters, got %zu", lo, n);
@@ -612,10 +695,9 @@ static ob_err_t walk_string(ctx_t *c, const json_t *s, const json_t *v, const ch
             return fail(c, f, "range", "must be at most %zu characters, got %zu", hi, n);
         return fail(c, f, "range", "must be %zu to %zu characters, got %zu", lo, hi, n);
     }
-    const json_t *pat = kwv(s, KW_PATTERN);
+    const json_t *pat = kwk(ks, s, KW_PATTERN);
     if (pat) {
-        const kw_t *k = kw_of(s);
-        const ob_re_t *re = k ? k->re : pattern_of(pat);
+        const ob_re_t *re = ks ? ks->re : pattern_of(pat);
         if (strlen(str) != len)
             return fail(c, f, "pattern", "contains a NUL character");
         if (re && !ob_re_match(re, str, len)) {
@@ -629,16 +711,17 @@ static ob_err_t walk_string(ctx_t *c, const json_t *s, const json_t *v, const ch
             return fail(c, f, "pattern", "%s, got %s", why, echo(c, v, q, sizeof(q)));
         }
     }
-    const json_t *fmt = kwv(s, KW_FORMAT);
+    const json_t *fmt = kwk(ks, s, KW_FORMAT);
     if (fmt && !strcmp(json_string_value(fmt), "date-time") && !real_date_time(str))
         return fail(c, f, "pattern", "%s is not a real date and time", echo(c, v, q, sizeof(q)));
     return OB_OK;
 }
 
-static ob_err_t walk_number(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+static ob_err_t walk_number(ctx_t *c, const kw_t *ks, const json_t *s, const json_t *v,
+                            const char *f)
 {
     double x = json_number_value(v);
-    const json_t *mn = kwv(s, KW_MINIMUM), *mx = kwv(s, KW_MAXIMUM);
+    const json_t *mn = kwk(ks, s, KW_MINIMUM), *mx = kwk(ks, s, KW_MAXIMUM);
     if ((mn && x < json_number_value(mn)) || (mx && x > json_number_value(mx))) {
         if (mn && mx)
             return fail(c, f, "range", "must be %.0f to %.0f, got %.15g", json_number_value(mn),
@@ -761,16 +844,17 @@ static ob_err_t missing(ctx_t *c, const json_t *props, const char *f, const char
  * first member that is wrong, whether the rule that member breaks is its own
  * or one that ties it to another.
  */
-static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const json_t *v,
+                            const char *f)
 {
     char fk[PTR_LEN] = ""; /* a member's pointer (not built when quiet) */
-    const json_t *req = kwv(s, KW_REQUIRED), *props = kwv(s, KW_PROPERTIES);
+    const json_t *req = kwk(ks, s, KW_REQUIRED), *props = kwk(ks, s, KW_PROPERTIES);
     const char *pname;
     json_t *ps;
     json_object_foreach((json_t *)props, pname, ps)
     {
-        const json_t *pv = json_object_get(v, pname);
-        if (!pv || !kwv(ps, KW_CONST))
+        const json_t *pv;
+        if (!kwv(ps, KW_CONST) || !(pv = json_object_get(v, pname)))
             continue;
         if (!c->quiet)
             ptr_child(fk, f, pname);
@@ -780,8 +864,8 @@ static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const ch
     }
     rules_t rules;
     rules_of(c, s, v, f, &rules);
-    const json_t *addl = kwv(s, KW_ADDITIONALPROPERTIES);
-    const json_t *names = kwv(s, KW_PROPERTYNAMES);
+    const json_t *addl = kwk(ks, s, KW_ADDITIONALPROPERTIES);
+    const json_t *names = kwk(ks, s, KW_PROPERTYNAMES);
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)v, key, val)
@@ -821,7 +905,7 @@ static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const ch
         if (!json_object_get(v, json_string_value(r)))
             return missing(c, props, f, json_string_value(r));
     }
-    const json_t *mx = kwv(s, KW_MAXPROPERTIES), *mn = kwv(s, KW_MINPROPERTIES);
+    const json_t *mx = kwk(ks, s, KW_MAXPROPERTIES), *mn = kwk(ks, s, KW_MINPROPERTIES);
     size_t n = json_object_size(v);
     if (mx && n > (size_t)json_integer_value(mx))
         return fail(c, f, "range", "at most %lld members, got %zu",
@@ -846,10 +930,17 @@ static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const ch
             ptr_child(fk, f, pname);
         ob_err_t e = kwv(ps, KW_CONST) ? OB_OK : walk(c, ps, pv, fk);
         for (size_t k = 0; e == OB_OK && k < rules.n; k++) {
-            const json_t *rs = json_object_get(kwv(rules.s[k], KW_PROPERTIES), pname);
-            ctx_t sub = in_rule(c, rules.s[k]);
-            if (rs)
+            /* A rule names a few members: a scan beats a lookup. */
+            const char *rname;
+            json_t *rs;
+            json_object_foreach((json_t *)kwv(rules.s[k], KW_PROPERTIES), rname, rs)
+            {
+                if (strcmp(rname, pname) != 0)
+                    continue;
+                ctx_t sub = in_rule(c, rules.s[k]);
                 e = walk(&sub, rs, pv, fk);
+                break;
+            }
         }
         if (e != OB_OK)
             return e;
@@ -865,17 +956,18 @@ static ob_err_t walk_object(ctx_t *c, const json_t *s, const json_t *v, const ch
     return OB_OK;
 }
 
-static ob_err_t walk_array(ctx_t *c, const json_t *s, const json_t *v, const char *f)
+static ob_err_t walk_array(ctx_t *c, const kw_t *ks, const json_t *s, const json_t *v,
+                           const char *f)
 {
     size_t n = json_array_size(v);
-    const json_t *mx = kwv(s, KW_MAXITEMS), *mn = kwv(s, KW_MINITEMS);
+    const json_t *mx = kwk(ks, s, KW_MAXITEMS), *mn = kwk(ks, s, KW_MINITEMS);
     if (mx && n > (size_t)json_integer_value(mx))
         return fail(c, f, "range", "at most %lld items, got %zu", (long long)json_integer_value(mx),
                     n);
     if (mn && n < (size_t)json_integer_value(mn))
         return fail(c, f, "range", "at least %lld items, got %zu",
                     (long long)json_integer_value(mn), n);
-    const json_t *items = kwv(s, KW_ITEMS);
+    const json_t *items = kwk(ks, s, KW_ITEMS);
     char fi[PTR_LEN] = ""; /* an item's pointer (not built when quiet) */
     for (size_t i = 0; i < n; i++) {
         if (!c->quiet)
@@ -885,7 +977,7 @@ static ob_err_t walk_array(ctx_t *c, const json_t *s, const json_t *v, const cha
             if (e != OB_OK)
                 return e;
         }
-        if (json_is_true(kwv(s, KW_UNIQUEITEMS)))
+        if (json_is_true(kwk(ks, s, KW_UNIQUEITEMS)))
             for (size_t k = 0; k < i; k++)
                 if (json_equal(json_array_get(v, k), json_array_get(v, i))) {
                     char q[128];
@@ -893,7 +985,7 @@ static ob_err_t walk_array(ctx_t *c, const json_t *s, const json_t *v, const cha
                                 echo(c, json_array_get(v, i), q, sizeof(q)));
                 }
     }
-    const json_t *has = kwv(s, KW_CONTAINS);
+    const json_t *has = kwk(ks, s, KW_CONTAINS);
     if (has) {
         ctx_t sub = *c;
         sub.quiet = 1;
@@ -908,20 +1000,21 @@ static ob_err_t walk_array(ctx_t *c, const json_t *s, const json_t *v, const cha
 
 static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
 {
+    const kw_t *ks = kw_of(s);
     if (json_is_true(s))
         return OB_OK;
     if (json_is_false(s))
         return fail(c, f, "unknown_field", "is not allowed here");
     ctx_t here = *c;
-    const json_t *desc = kwv(s, KW_DESCRIPTION);
+    const json_t *desc = kwk(ks, s, KW_DESCRIPTION);
     if (json_is_string(desc))
         here.desc = json_string_value(desc);
     else if (!c->via_ref)
         here.desc = NULL; /* a parent's description is not this member's */
     here.via_ref = 0;
-    if (json_is_true(kwv(s, KW_WRITEONLY)))
+    if (json_is_true(kwk(ks, s, KW_WRITEONLY)))
         here.secret = 1;
-    const json_t *ref = kwv(s, KW_REF);
+    const json_t *ref = kwk(ks, s, KW_REF);
     if (ref) {
         const doc_t *d = NULL;
         const kw_t *k = kw_of(s);
@@ -941,7 +1034,7 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
             return e;
     }
     char q[128];
-    const json_t *type = kwv(s, KW_TYPE);
+    const json_t *type = kwk(ks, s, KW_TYPE);
     if (json_is_string(type) && !is_type(v, json_string_value(type)))
         return fail(&here, f, "type", "expected %s, got %s", a_type(json_string_value(type)),
                     jtype(v));
@@ -953,45 +1046,55 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
         if (!ok)
             return fail(&here, f, "type", "has the wrong type (%s)", jtype(v));
     }
-    const json_t *cst = kwv(s, KW_CONST);
+    const json_t *cst = kwk(ks, s, KW_CONST);
     if (cst && !json_equal(cst, v)) {
+        if (here.quiet)
+            return OB_ERR_PARSE;
         char w[128];
         return fail(&here, f, "enum", "expected %s, got %s", echo(&(ctx_t){0}, cst, w, sizeof(w)),
                     echo(&here, v, q, sizeof(q)));
     }
-    const json_t *en = kwv(s, KW_ENUM);
+    const json_t *en = kwk(ks, s, KW_ENUM);
     if (en && !json_is_string(v) && json_is_string(json_array_get(en, 0)))
         return fail(&here, f, "type", "expected a string, got %s", jtype(v));
     if (en) {
         int ok = 0;
-        char list[256] = "";
         size_t i;
         const json_t *x;
         json_array_foreach(en, i, x)
         {
-            ok |= json_equal(x, v);
-            size_t l = strlen(list);
-            if (json_is_string(x))
-                snprintf(list + l, sizeof(list) - l, "%s%s", i ? ", " : "", json_string_value(x));
+            if ((ok = json_equal(x, v)))
+                break;
         }
-        if (!ok)
+        if (!ok && !here.quiet) {
+            char list[256] = "";
+            json_array_foreach(en, i, x)
+            {
+                size_t l = strlen(list);
+                if (json_is_string(x))
+                    snprintf(list + l, sizeof(list) - l, "%s%s", i ? ", " : "",
+                             json_string_value(x));
+            }
             return fail(&here, f, "enum", "must be one of %s; got %s", list,
                         echo(&here, v, q, sizeof(q)));
+        }
+        if (!ok)
+            return OB_ERR_PARSE;
     }
     ob_err_t e = OB_OK;
     if (json_is_string(v))
-        e = walk_string(&here, s, v, f);
+        e = walk_string(&here, ks, s, v, f);
     else if (json_is_number(v))
-        e = walk_number(&here, s, v, f);
+        e = walk_number(&here, ks, s, v, f);
     else if (json_is_object(v))
-        e = walk_object(&here, s, v, f);
+        e = walk_object(&here, ks, s, v, f);
     else if (json_is_array(v))
-        e = walk_array(&here, s, v, f);
-    if (e != OB_OK)
+        e = walk_array(&here, ks, s, v, f);
+    if (e != OB_OK || (ks && !ks->combines))
         return e;
     size_t i;
     const json_t *x;
-    json_array_foreach(kwv(s, KW_ALLOF), i, x)
+    json_array_foreach(kwk(ks, s, KW_ALLOF), i, x)
     {
         /* An item with an if is a rule of an object: walk_object's. */
         if (kwv(x, KW_IF))
@@ -999,7 +1102,7 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
         if ((e = walk(&here, x, v, f)) != OB_OK)
             return e;
     }
-    const json_t *any = kwv(s, KW_ANYOF);
+    const json_t *any = kwk(ks, s, KW_ANYOF);
     if (any) {
         ob_schema_error_t first;
         int ok = 0;
@@ -1016,7 +1119,7 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
             return OB_ERR_PARSE;
         }
     }
-    const json_t *one = kwv(s, KW_ONEOF);
+    const json_t *one = kwk(ks, s, KW_ONEOF);
     if (one) {
         ob_schema_error_t first;
         size_t matched = 0;
@@ -1043,7 +1146,7 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
                         m ? "these members" : "the alternatives");
         }
     }
-    const json_t *not = kwv(s, KW_NOT);
+    const json_t *not = kwk(ks, s, KW_NOT);
     if (not ) {
         ctx_t sub = here;
         sub.quiet = 1;
@@ -1068,8 +1171,8 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
             /* A not with its own description states the rule it
              * keeps ("A bucket name is not an IP address."). */
             char why[256];
-            if (json_is_string(kwv(s, KW_DESCRIPTION)) && !c->rule)
-                reason_of(json_string_value(kwv(s, KW_DESCRIPTION)), why, sizeof(why), 0);
+            if (json_is_string(kwk(ks, s, KW_DESCRIPTION)) && !c->rule)
+                reason_of(json_string_value(kwk(ks, s, KW_DESCRIPTION)), why, sizeof(why), 0);
             else
                 reason_of(here.desc, why, sizeof(why), 1);
             return fail(&here, f, kwv(not, KW_PATTERN) ? "pattern" : "enum", "%s, got %s", why,
@@ -1088,7 +1191,7 @@ ob_err_t ob_schema_validate(const char *name, const json_t *doc, ob_schema_error
         return OB_ERR_CONFIG;
     }
     const doc_t *d = NULL;
-    const json_t *s = resolve(name, NULL, &d);
+    const json_t *s = named(name, &d);
     if (!s) {
         snprintf(err->message, sizeof(err->message), "no schema %.200s", name);
         snprintf(err->code, sizeof(err->code), "schema");
