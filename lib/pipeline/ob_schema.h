@@ -8,22 +8,30 @@
  * const, enum, minLength/maxLength (in characters), pattern (ob_re),
  * format date-time (a real date and time), minimum/maximum, required,
  * properties, additionalProperties, propertyNames, min/maxProperties, items,
- * min/maxItems, uniqueItems, contains, allOf, anyOf, not, $ref (to
- * another schema file or within one) and the annotations (description,
- * $comment, default, title, examples, writeOnly...). A schema that uses any
- * other keyword is refused when the schemas load, so no schema can ask for a
- * rule that nothing enforces.
+ * min/maxItems, uniqueItems, contains, allOf, anyOf, oneOf, not, if/then/else,
+ * $ref (to another schema file or within one) and the annotations
+ * (description, $comment, default, title, examples, writeOnly...). A schema
+ * that uses any other keyword is refused when the schemas load, so no schema
+ * can ask for a rule that nothing enforces.
  *
- * What it leaves to the codec: if/then/else and oneOf. Those are the
- * schemas' cross-member rules (Parquet needs Parquet compression, an AWS
- * request needs a role, a dead letter keeps its payload as JSON or as base64
- * but not both...), which the codec writes by hand with a reason made for
- * each.
+ * The cross-member rules (if/then/else, oneOf, not over required) are the
+ * schemas' too: Parquet needs Parquet compression, an AWS request needs a
+ * role, a dead letter keeps its payload as JSON or as base64 but not both.
+ * An object's members are checked in the order of "properties", each with
+ * what the rules that hold say of it, so the answer names the first member
+ * that is wrong. Inside a rule that holds, a failure is "combination" unless
+ * a member is missing ("missing"; "combination" when its default is what
+ * breaks the rule), of the wrong type or of the wrong form; the rule's
+ * description is the sentence.
  *
  * The first problem found is reported as the codec reports it: a JSON pointer
- * to the member, a code (type, missing, unknown_field, pattern, range, enum),
- * and a sentence for people that starts with the pointer. A value under a
- * schema marked writeOnly (an ExternalId) is never echoed.
+ * to the member, a code (type, missing, unknown_field, pattern, range, enum,
+ * combination), and a sentence for people that starts with the pointer. A
+ * value under a schema marked writeOnly (an ExternalId) is never echoed.
+ *
+ * Cost: every schema node's keywords are indexed when the schemas load, and
+ * names the codec asks for are resolved once; a failure is only put into
+ * words when it is the answer.
  *
  * Threading: the schemas load once (the first call, under a once-only guard)
  * and are read-only after; validation is reentrant.
