@@ -367,6 +367,14 @@ static const char *keep(ob_arena_t **mem, const char *s)
     return ob_arena_strdup(*mem, s);
 }
 
+/* printf into *mem (created on first use). */
+static const char *keepv(ob_arena_t **mem, const char *fmt, va_list ap)
+{
+    if (!*mem)
+        *mem = ob_arena_new();
+    return ob_arena_vprintf(*mem, fmt, ap);
+}
+
 /* Binding a validated object: its members, "" / 0 / the default when absent. */
 static const char *str_of(const json_t *o, const char *key, ob_arena_t **mem)
 {
@@ -681,11 +689,9 @@ const char *ob_request_str(ob_request_t *r, const char *s)
 
 const char *ob_request_printf(ob_request_t *r, const char *fmt, ...)
 {
-    if (!r->mem)
-        r->mem = ob_arena_new();
     va_list ap;
     va_start(ap, fmt);
-    const char *s = ob_arena_vprintf(r->mem, fmt, ap);
+    const char *s = keepv(&r->mem, fmt, ap);
     va_end(ap);
     return s;
 }
@@ -740,6 +746,20 @@ static ob_msg_error_t *err_or(ob_msg_error_t *err, ob_msg_error_t *scratch)
     return err;
 }
 
+/* What every parser of text does first: the error (or a scratch one)
+ * cleared, *out zeroed, the text checked and loaded into *doc. */
+static ob_err_t begin(const char *json, size_t len, size_t max, void *out, size_t outsz,
+                      json_t **doc, ob_msg_error_t **err, ob_msg_error_t *scratch)
+{
+    *err = err_or(*err, scratch);
+    if (!out)
+        return OB_ERR_INVALID_ARG;
+    memset(out, 0, outsz);
+    if (!json)
+        return OB_ERR_INVALID_ARG;
+    return load(json, len, max, doc, *err);
+}
+
 ob_err_t ob_request_parse_json(const json_t *obj, ob_request_t *out, ob_msg_error_t *err)
 {
     ob_msg_error_t scratch;
@@ -756,14 +776,8 @@ ob_err_t ob_request_parse_json(const json_t *obj, ob_request_t *out, ob_msg_erro
 ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_msg_error_t *err)
 {
     ob_msg_error_t scratch;
-    err = err_or(err, &scratch);
-    if (!out)
-        return OB_ERR_INVALID_ARG;
-    memset(out, 0, sizeof *out);
-    if (!json)
-        return OB_ERR_INVALID_ARG;
     json_t *doc;
-    ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
+    ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
     out->mem = ob_arena_new_sized(len); /* the strings fit in the text they come from */
@@ -1141,14 +1155,8 @@ void ob_stage_msg_clear(ob_stage_msg_t *m)
 ob_err_t ob_stage_parse(const char *json, size_t len, ob_stage_msg_t *out, ob_msg_error_t *err)
 {
     ob_msg_error_t scratch;
-    err = err_or(err, &scratch);
-    if (!out)
-        return OB_ERR_INVALID_ARG;
-    memset(out, 0, sizeof *out);
-    if (!json)
-        return OB_ERR_INVALID_ARG;
     json_t *doc;
-    ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
+    ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
     out->request.mem = ob_arena_new_sized(len);
@@ -1423,11 +1431,9 @@ const char *ob_connected_str(ob_connected_t *c, const char *s)
 
 const char *ob_connected_printf(ob_connected_t *c, const char *fmt, ...)
 {
-    if (!c->mem)
-        c->mem = ob_arena_new();
     va_list ap;
     va_start(ap, fmt);
-    const char *s = ob_arena_vprintf(c->mem, fmt, ap);
+    const char *s = keepv(&c->mem, fmt, ap);
     va_end(ap);
     return s;
 }
@@ -1443,14 +1449,8 @@ void ob_connected_clear(ob_connected_t *c)
 ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, ob_msg_error_t *err)
 {
     ob_msg_error_t scratch;
-    err = err_or(err, &scratch);
-    if (!out)
-        return OB_ERR_INVALID_ARG;
-    memset(out, 0, sizeof *out);
-    if (!json)
-        return OB_ERR_INVALID_ARG;
     json_t *doc;
-    ob_err_t rc = load(json, len, OB_MSG_MAX_BYTES, &doc, err);
+    ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
     out->mem = ob_arena_new_sized(len);
@@ -1651,14 +1651,8 @@ void ob_dlq_clear(ob_dlq_t *d)
 ob_err_t ob_dlq_parse(const char *json, size_t len, ob_dlq_t *out, ob_msg_error_t *err)
 {
     ob_msg_error_t scratch;
-    err = err_or(err, &scratch);
-    if (!out)
-        return OB_ERR_INVALID_ARG;
-    memset(out, 0, sizeof *out);
-    if (!json)
-        return OB_ERR_INVALID_ARG;
     json_t *doc;
-    ob_err_t rc = load(json, len, OB_DLQ_MAX_BYTES, &doc, err);
+    ob_err_t rc = begin(json, len, OB_DLQ_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
     out->doc = doc;
