@@ -525,6 +525,7 @@ const char *ob_msg_schema(ob_msg_kind_t kind)
 
 #define REQUEST_SCHEMA "onboard.request.v1.json"
 #define REPORT_SCHEMA  REQUEST_SCHEMA "#/properties/report/properties"
+#define STAGE_SCHEMA   "onboard.stage.v1.json"
 
 static const char *arn_partition(const char *arn, char *buf, size_t n)
 {
@@ -892,46 +893,44 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
  * object through the same parser (no text round trip: building, dumping and
  * parsing again cost more than the rest of a hand-off), then the text's
  * size and encoding. */
-static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, ob_msg_error_t *err)
+static ob_err_t check_results(const ob_stage_msg_t *m, ob_msg_error_t *err);
+static ob_err_t check_connected(const ob_connected_t *c, ob_msg_error_t *err);
+
+/* Check what we are about to send as a consumer would read it: the object
+ * against its schema (no text round trip: building, dumping and parsing again
+ * cost more than the rest of a hand-off), then the rules no schema states, on
+ * the struct the object was made from. */
+static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, const void *src,
+                             ob_msg_error_t *err)
 {
     ob_err_t rc;
     switch (kind) {
-    case OB_MSG_REQUEST: {
-        ob_request_t r;
-        memset(&r, 0, sizeof r);
-        rc = parse_request(o, &r, err);
-        ob_request_clear(&r);
-        return rc;
-    }
-    case OB_MSG_STAGE: {
-        ob_stage_msg_t *m = ob_calloc(1, sizeof *m);
-        if (!m)
-            return nomem(err);
-        rc = parse_stage(o, m, err);
-        ob_stage_msg_clear(m);
-        free(m);
-        return rc;
-    }
-    case OB_MSG_CONNECTED: {
-        ob_connected_t *c = ob_calloc(1, sizeof *c);
-        if (!c)
-            return nomem(err);
-        rc = parse_connected(o, c, err);
-        ob_connected_clear(c);
-        free(c);
-        return rc;
-    }
+    case OB_MSG_REQUEST:
+        if ((rc = check_cloud(o, "/cloud", err)) != OB_OK ||
+            (rc = validate(o, REQUEST_SCHEMA, err)) != OB_OK)
+            return rc;
+        return check_role(src, "", err);
+    case OB_MSG_STAGE:
+        if ((rc = check_cloud(json_object_get(o, "request"), "/request/cloud", err)) != OB_OK ||
+            (rc = validate(o, STAGE_SCHEMA, err)) != OB_OK ||
+            (rc = check_role(&((const ob_stage_msg_t *)src)->request, "/request", err)) != OB_OK)
+            return rc;
+        return check_results(src, err);
+    case OB_MSG_CONNECTED:
+        if ((rc = validate(o, "onboard.connected.v1.json", err)) != OB_OK)
+            return rc;
+        return check_connected(src, err);
     default:
         return OB_ERR_INVALID_ARG;
     }
 }
 
-static ob_err_t dump_checked(json_t *o, ob_msg_kind_t kind, char **out, size_t *out_len,
-                             ob_msg_error_t *err)
+static ob_err_t dump_checked(json_t *o, ob_msg_kind_t kind, const void *src, char **out,
+                             size_t *out_len, ob_msg_error_t *err)
 {
     if (!o)
         return nomem(err);
-    ob_err_t rc = check_object(o, kind, err);
+    ob_err_t rc = check_object(o, kind, src, err);
     if (rc != OB_OK) {
         json_decref(o);
         return rc;
@@ -964,12 +963,10 @@ ob_err_t ob_request_to_json(const ob_request_t *r, char **out, size_t *out_len, 
     if (!r || !out)
         return OB_ERR_INVALID_ARG;
     *out = NULL;
-    return dump_checked(ob_request_to_object(r), OB_MSG_REQUEST, out, out_len, err);
+    return dump_checked(ob_request_to_object(r), OB_MSG_REQUEST, r, out, out_len, err);
 }
 
 /* ------------------------------------------------------- stage hand-offs */
-
-#define STAGE_SCHEMA "onboard.stage.v1.json"
 
 static void bind_report_result(const json_t *o, ob_report_result_t *r, ob_arena_t **mem)
 {
@@ -1018,19 +1015,19 @@ static ob_err_t check_stack_place(const char *f, const char *stack_id, const cha
     return OB_OK;
 }
 
-/* "arn:PARTITION:s3:::BUCKET" of the role's partition, in mem. */
-static const char *bucket_arn(const char *role_arn, const char *bucket, ob_arena_t **mem)
+/* "arn:PARTITION:s3:::BUCKET" of the role's partition. */
+#define BUCKET_ARN_LEN (sizeof("arn:aws-us-gov:s3:::") + OB_BUCKET_LEN)
+static const char *bucket_arn(const char *role_arn, const char *bucket, char out[BUCKET_ARN_LEN])
 {
     char part[16];
-    if (!*mem)
-        *mem = ob_arena_new();
-    return ob_arena_printf(*mem, "arn:%s:s3:::%s", arn_partition(role_arn, part, sizeof part),
-                           bucket);
+    snprintf(out, BUCKET_ARN_LEN, "arn:%s:s3:::%s", arn_partition(role_arn, part, sizeof part),
+             bucket);
+    return out;
 }
 
 /* What the schema cannot say of a valid hand-off: its results agree with
  * its request. */
-static ob_err_t check_results(ob_stage_msg_t *m, ob_msg_error_t *err)
+static ob_err_t check_results(const ob_stage_msg_t *m, ob_msg_error_t *err)
 {
     const ob_request_t *r = &m->request;
     if (m->has_bucket) {
@@ -1042,7 +1039,8 @@ static ob_err_t check_results(ob_stage_msg_t *m, ob_msg_error_t *err)
             return fail(err, "/results/bucket/region", "mismatch",
                         "the bucket is in %s, but the request's region is %s", m->bucket.region,
                         r->region);
-        const char *arn = bucket_arn(r->role_arn, r->bucket, &m->request.mem);
+        char arn[BUCKET_ARN_LEN];
+        bucket_arn(r->role_arn, r->bucket, arn);
         if (strcmp(m->bucket.arn, arn) != 0)
             return fail(err, "/results/bucket/arn", "mismatch", "expected %s, got %s", arn,
                         m->bucket.arn);
@@ -1241,7 +1239,7 @@ ob_err_t ob_stage_to_json(const ob_stage_msg_t *m, char **out, size_t *out_len, 
         json_decref(o);
         return nomem(err);
     }
-    return dump_checked(o, OB_MSG_STAGE, out, out_len, err);
+    return dump_checked(o, OB_MSG_STAGE, m, out, out_len, err);
 }
 
 ob_stage_t ob_stage_next(ob_mode_t mode, ob_stage_t done)
@@ -1275,7 +1273,8 @@ void ob_stage_fill_bucket(ob_stage_msg_t *m)
     ob_request_t *r = &m->request;
     m->bucket.name = r->bucket; /* the request's strings: the same arena */
     m->bucket.region = r->region;
-    m->bucket.arn = bucket_arn(r->role_arn, r->bucket, &r->mem);
+    char arn[BUCKET_ARN_LEN];
+    m->bucket.arn = ob_request_str(r, bucket_arn(r->role_arn, r->bucket, arn));
     m->has_bucket = 1;
 }
 
@@ -1359,6 +1358,8 @@ void ob_request_desired(const ob_request_t *r, char out[OB_DESIRED_LEN])
     snprintf(out, OB_DESIRED_LEN, "%.32s", hex);
 }
 
+static ob_err_t check_connected(const ob_connected_t *c, ob_msg_error_t *err);
+
 static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error_t *err)
 {
     ob_arena_t *mem = c->mem; /* the caller's, sized for the message: kept */
@@ -1383,8 +1384,14 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
     c->connected_at = str_of(o, "connected_at", &c->mem);
     c->requested_at = str_of(o, "requested_at", &c->mem);
     bind_trace(json_object_get(o, "trace"), c->trace, &c->mem);
+    return check_connected(c, err);
+}
 
-    /* What the schema cannot say: where the role and the stack are, and the key. */
+/* What the schema cannot say of a valid event: where the role and the stack
+ * are, and its key. */
+static ob_err_t check_connected(const ob_connected_t *c, ob_msg_error_t *err)
+{
+    ob_err_t rc;
     char acct[OB_ACCOUNT_ID_LEN], part[16];
     if (strcmp(arn_account(c->role_arn, acct), c->account_id) != 0)
         return fail(err, "/role_arn", "mismatch",
@@ -1542,7 +1549,7 @@ ob_err_t ob_connected_to_json(const ob_connected_t *c, char **out, size_t *out_l
         json_decref(o);
         return nomem(err);
     }
-    return dump_checked(o, OB_MSG_CONNECTED, out, out_len, err);
+    return dump_checked(o, OB_MSG_CONNECTED, c, out, out_len, err);
 }
 
 /* ---------------------------------------------------------- dead letters */

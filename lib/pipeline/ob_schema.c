@@ -18,7 +18,8 @@
 #include "ob_alloc.h"
 #include "ob_re.h"
 
-#define PTR_LEN 256
+#define PTR_LEN   256
+#define MAX_PROPS 64 /* members a schema's "properties" may name (checked at load) */
 
 /* ---- the schemas, loaded once ---- */
 
@@ -105,6 +106,7 @@ typedef struct kw_s {
     const json_t *target;     /* what $ref names */
     const struct doc_s *tdoc; /* the file that is in */
     int combines;             /* has allOf, anyOf, oneOf or not */
+    int simple; /* only required, properties, const, pattern, not, contains (see quick()) */
 } kw_t;
 
 static struct {
@@ -188,6 +190,8 @@ static void check_schema(const char *file, const char *where, const json_t *s)
         } else if (in(MAP_KW, k)) {
             const char *name;
             json_t *x;
+            if (!strcmp(k, "properties") && json_object_size(v) > MAX_PROPS)
+                load_fail("%s%s: more than %d properties", file, at, MAX_PROPS);
             json_object_foreach(v, name, x)
             {
                 char at2[700];
@@ -406,6 +410,12 @@ static void index_schema(const doc_t *d, const json_t *s)
     if (k.v[KW_PATTERN])
         k.re = pattern_of(k.v[KW_PATTERN]);
     k.combines = k.v[KW_ALLOF] || k.v[KW_ANYOF] || k.v[KW_ONEOF] || k.v[KW_NOT];
+    static const char *const SIMPLE[] = {"required", "properties",  "const",    "pattern", "not",
+                                         "contains", "description", "$comment", NULL};
+    k.simple = 1;
+    const char *sk;
+    json_t *sv;
+    json_object_foreach((json_t *)s, sk, sv) k.simple &= in(SIMPLE, sk);
     if (json_is_string(k.v[KW_REF])) {
         k.target = resolve(json_string_value(k.v[KW_REF]), d, &k.tdoc);
     }
@@ -675,6 +685,8 @@ static int real_date_time(const char *s)
 }
 
 static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f);
+static ob_err_t combinators(ctx_t *c, ctx_t *hp, const kw_t *ks, const json_t *s, const json_t *v,
+                            const char *f);
 
 static ob_err_t walk_string(ctx_t *c, const kw_t *ks, const json_t *s, const json_t *v,
                             const char *f)
@@ -782,8 +794,63 @@ typedef struct rules_s {
     size_t n;
 } rules_t;
 
+/* Whether v passes a schema made only of the keywords of a rule's if
+ * (required, properties, const, pattern, not, contains): 1 or 0; -1 when
+ * the schema has others (then the full walk answers). */
+static int quick(const json_t *s, const json_t *v)
+{
+    const kw_t *k = kw_of(s);
+    if (!k || !k->simple)
+        return -1;
+    const json_t *x;
+    size_t i;
+    if (json_is_object(v)) {
+        json_array_foreach(k->v[KW_REQUIRED], i, x)
+        {
+            if (!json_object_get(v, json_string_value(x)))
+                return 0;
+        }
+        const char *name;
+        json_t *sub;
+        json_object_foreach((json_t *)k->v[KW_PROPERTIES], name, sub)
+        {
+            const json_t *m = json_object_get(v, name);
+            int r = m ? quick(sub, m) : 1;
+            if (r != 1)
+                return r;
+        }
+    }
+    if (k->v[KW_CONST] && !json_equal(k->v[KW_CONST], v))
+        return 0;
+    if (k->re && json_is_string(v) &&
+        !ob_re_match(k->re, json_string_value(v), json_string_length(v)))
+        return 0;
+    if (k->v[KW_NOT]) {
+        int r = quick(k->v[KW_NOT], v);
+        if (r != 0)
+            return r < 0 ? -1 : 0;
+    }
+    if (k->v[KW_CONTAINS] && json_is_array(v)) {
+        int found = 0;
+        json_array_foreach(v, i, x)
+        {
+            int r = quick(k->v[KW_CONTAINS], x);
+            if (r < 0)
+                return -1;
+            if ((found = r))
+                break;
+        }
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
 static int holds(ctx_t *c, const json_t *cond, const json_t *v, const char *f)
 {
+    int r = quick(cond, v);
+    if (r >= 0)
+        return r;
     ctx_t sub = *c;
     sub.quiet = 1;
     sub.rule = NULL;
@@ -844,21 +911,44 @@ static ob_err_t missing(ctx_t *c, const json_t *props, const char *f, const char
  * first member that is wrong, whether the rule that member breaks is its own
  * or one that ties it to another.
  */
+/* The member `name` of v, trying the member after the last one found first:
+ * messages mostly list their members in the schema's order. */
+static const json_t *member_next(const json_t *v, void **it, const char *name)
+{
+    if (*it && !strcmp(json_object_iter_key(*it), name)) {
+        const json_t *x = json_object_iter_value(*it);
+        *it = json_object_iter_next((json_t *)v, *it);
+        return x;
+    }
+    return json_object_get(v, name); /* out of order: the iterator waits where it is */
+}
+
 static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const json_t *v,
                             const char *f)
 {
     char fk[PTR_LEN] = ""; /* a member's pointer (not built when quiet) */
     const json_t *req = kwk(ks, s, KW_REQUIRED), *props = kwk(ks, s, KW_PROPERTIES);
+    /* The schema's members, their schemas and the values v gives them. */
+    const char *pn[MAX_PROPS];
+    const json_t *psch[MAX_PROPS], *pv[MAX_PROPS];
+    size_t np = 0;
     const char *pname;
     json_t *ps;
+    void *it = json_object_iter((json_t *)v);
     json_object_foreach((json_t *)props, pname, ps)
     {
-        const json_t *pv;
-        if (!kwv(ps, KW_CONST) || !(pv = json_object_get(v, pname)))
+        if (np == MAX_PROPS)
+            break;
+        pn[np] = pname;
+        psch[np] = ps;
+        pv[np++] = member_next(v, &it, pname);
+    }
+    for (size_t p = 0; p < np; p++) {
+        if (!pv[p] || !kwv(psch[p], KW_CONST))
             continue;
         if (!c->quiet)
-            ptr_child(fk, f, pname);
-        ob_err_t e = walk(c, ps, pv, fk);
+            ptr_child(fk, f, pn[p]);
+        ob_err_t e = walk(c, psch[p], pv[p], fk);
         if (e != OB_OK)
             return e;
     }
@@ -868,7 +958,9 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
     const json_t *names = kwk(ks, s, KW_PROPERTYNAMES);
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)v, key, val)
+    /* Members beyond "properties" matter only when the schema says what
+     * they may be (most rules' ifs do not). */
+    json_object_foreach((json_t *)((addl || names) ? v : NULL), key, val)
     {
         if (props && json_object_get(props, key))
             continue;
@@ -902,8 +994,14 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
     const json_t *r;
     json_array_foreach(req, i, r)
     {
-        if (!json_object_get(v, json_string_value(r)))
-            return missing(c, props, f, json_string_value(r));
+        const char *name = json_string_value(r);
+        const json_t *x = NULL;
+        size_t p = 0;
+        while (p < np && strcmp(pn[p], name) != 0)
+            p++;
+        x = p < np ? pv[p] : json_object_get(v, name);
+        if (!x)
+            return missing(c, props, f, name);
     }
     const json_t *mx = kwk(ks, s, KW_MAXPROPERTIES), *mn = kwk(ks, s, KW_MINPROPERTIES);
     size_t n = json_object_size(v);
@@ -913,43 +1011,60 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
     if (mn && n < (size_t)json_integer_value(mn))
         return fail(c, f, "range", "at least %lld members, got %zu",
                     (long long)json_integer_value(mn), n);
-    json_object_foreach((json_t *)props, pname, ps)
-    {
-        const json_t *pv = json_object_get(v, pname);
-        for (size_t k = 0; !pv && k < rules.n; k++) {
+    for (size_t p = 0; p < np; p++) {
+        for (size_t k = 0; !pv[p] && k < rules.n; k++) {
             json_array_foreach(kwv(rules.s[k], KW_REQUIRED), i, r)
             {
                 ctx_t sub = in_rule(c, rules.s[k]);
-                if (!strcmp(json_string_value(r), pname))
-                    return missing(&sub, props, f, pname);
+                if (!strcmp(json_string_value(r), pn[p]))
+                    return missing(&sub, props, f, pn[p]);
             }
         }
-        if (!pv)
+        if (!pv[p])
             continue;
         if (!c->quiet)
-            ptr_child(fk, f, pname);
-        ob_err_t e = kwv(ps, KW_CONST) ? OB_OK : walk(c, ps, pv, fk);
+            ptr_child(fk, f, pn[p]);
+        ob_err_t e = kwv(psch[p], KW_CONST) ? OB_OK : walk(c, psch[p], pv[p], fk);
         for (size_t k = 0; e == OB_OK && k < rules.n; k++) {
             /* A rule names a few members: a scan beats a lookup. */
             const char *rname;
             json_t *rs;
             json_object_foreach((json_t *)kwv(rules.s[k], KW_PROPERTIES), rname, rs)
             {
-                if (strcmp(rname, pname) != 0)
+                if (strcmp(rname, pn[p]) != 0)
                     continue;
                 ctx_t sub = in_rule(c, rules.s[k]);
-                e = walk(&sub, rs, pv, fk);
+                e = walk(&sub, rs, pv[p], fk);
                 break;
             }
         }
         if (e != OB_OK)
             return e;
     }
-    /* The rest of each rule (its not, anyOf, oneOf...); what it says of
-     * members passed above. */
+    /* The rest of each rule: its members passed above; what is left is
+     * what it requires beyond "properties" and its not, anyOf, oneOf. */
     for (size_t k = 0; k < rules.n; k++) {
         ctx_t sub = in_rule(c, rules.s[k]);
-        ob_err_t e = walk(&sub, rules.s[k], v, f);
+        json_array_foreach(kwv(rules.s[k], KW_REQUIRED), i, r)
+        {
+            const char *name = json_string_value(r);
+            if (!(props && json_object_get(props, name)) && !json_object_get(v, name))
+                return missing(&sub, props, f, name);
+        }
+        const char *rname;
+        json_t *rs;
+        json_object_foreach((json_t *)kwv(rules.s[k], KW_PROPERTIES), rname, rs)
+        {
+            const json_t *x;
+            if ((props && json_object_get(props, rname)) || !(x = json_object_get(v, rname)))
+                continue; /* walked above, or absent */
+            if (!c->quiet)
+                ptr_child(fk, f, rname);
+            ob_err_t e = walk(&sub, rs, x, fk);
+            if (e != OB_OK)
+                return e;
+        }
+        ob_err_t e = combinators(&sub, &sub, kw_of(rules.s[k]), rules.s[k], v, f);
         if (e != OB_OK)
             return e;
     }
@@ -994,6 +1109,104 @@ static ob_err_t walk_array(ctx_t *c, const kw_t *ks, const json_t *s, const json
             found = walk(&sub, has, json_array_get(v, i), f) == OB_OK;
         if (!found)
             return fail(c, f, "enum", "has no item of the kind it must contain");
+    }
+    return OB_OK;
+}
+
+/* allOf (but the rules), anyOf, oneOf and not of schema s; c is the caller's
+ * context, here the schema's own. */
+static ob_err_t combinators(ctx_t *c, ctx_t *hp, const kw_t *ks, const json_t *s, const json_t *v,
+                            const char *f)
+{
+    ctx_t here = *hp;
+    char q[128];
+    ob_err_t e;
+    size_t i;
+    const json_t *x;
+    json_array_foreach(kwk(ks, s, KW_ALLOF), i, x)
+    {
+        /* An item with an if is a rule of an object: walk_object's. */
+        if (kwv(x, KW_IF))
+            continue;
+        if ((e = walk(&here, x, v, f)) != OB_OK)
+            return e;
+    }
+    const json_t *any = kwk(ks, s, KW_ANYOF);
+    if (any) {
+        ob_schema_error_t first;
+        int ok = 0;
+        json_array_foreach(any, i, x)
+        {
+            ctx_t sub = here;
+            sub.err = &first;
+            sub.quiet = here.quiet || i > 0;
+            ok |= walk(&sub, x, v, f) == OB_OK;
+        }
+        if (!ok) {
+            if (!c->quiet)
+                *c->err = first;
+            return OB_ERR_PARSE;
+        }
+    }
+    const json_t *one = kwk(ks, s, KW_ONEOF);
+    if (one) {
+        ob_schema_error_t first;
+        size_t matched = 0;
+        const json_t *second = NULL;
+        json_array_foreach(one, i, x)
+        {
+            ctx_t sub = here;
+            sub.err = &first;
+            sub.quiet = here.quiet || i > 0;
+            if (walk(&sub, x, v, f) == OB_OK && ++matched == 2)
+                second = x;
+        }
+        if (matched == 0) {
+            if (!c->quiet)
+                *c->err = first;
+            return OB_ERR_PARSE;
+        }
+        if (second) {
+            const char *m = json_string_value(json_array_get(kwv(second, KW_REQUIRED), 0));
+            char fm[PTR_LEN];
+            if (m)
+                ptr_child(fm, f, m);
+            return fail(&here, m ? fm : f, "combination", "only one of %s may be given",
+                        m ? "these members" : "the alternatives");
+        }
+    }
+    const json_t *not = kwk(ks, s, KW_NOT);
+    if (not ) {
+        ctx_t sub = here;
+        sub.quiet = 1;
+        if (walk(&sub, not, v, f) == OB_OK) {
+            /* Members that must not be given (together): name the last. */
+            const json_t *req = kwv(not, KW_REQUIRED);
+            json_array_foreach(kwv(not, KW_ANYOF), i, x)
+            {
+                if (!req && holds(&here, x, v, f))
+                    req = kwv(x, KW_REQUIRED);
+            }
+            size_t nreq = json_array_size(req);
+            if (nreq) {
+                const char *m = json_string_value(json_array_get(req, nreq - 1));
+                char fm[PTR_LEN];
+                ptr_child(fm, f, m);
+                if (nreq == 1)
+                    return fail(&here, fm, "combination", "\"%s\" is not allowed here", m);
+                return fail(&here, fm, "combination", "\"%s\" and \"%s\" do not go together",
+                            json_string_value(json_array_get(req, 0)), m);
+            }
+            /* A not with its own description states the rule it
+             * keeps ("A bucket name is not an IP address."). */
+            char why[256];
+            if (json_is_string(kwk(ks, s, KW_DESCRIPTION)) && !c->rule)
+                reason_of(json_string_value(kwk(ks, s, KW_DESCRIPTION)), why, sizeof(why), 0);
+            else
+                reason_of(here.desc, why, sizeof(why), 1);
+            return fail(&here, f, kwv(not, KW_PATTERN) ? "pattern" : "enum", "%s, got %s", why,
+                        echo(&here, v, q, sizeof(q)));
+        }
     }
     return OB_OK;
 }
@@ -1092,94 +1305,7 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
         e = walk_array(&here, ks, s, v, f);
     if (e != OB_OK || (ks && !ks->combines))
         return e;
-    size_t i;
-    const json_t *x;
-    json_array_foreach(kwk(ks, s, KW_ALLOF), i, x)
-    {
-        /* An item with an if is a rule of an object: walk_object's. */
-        if (kwv(x, KW_IF))
-            continue;
-        if ((e = walk(&here, x, v, f)) != OB_OK)
-            return e;
-    }
-    const json_t *any = kwk(ks, s, KW_ANYOF);
-    if (any) {
-        ob_schema_error_t first;
-        int ok = 0;
-        json_array_foreach(any, i, x)
-        {
-            ctx_t sub = here;
-            sub.err = &first;
-            sub.quiet = here.quiet || i > 0;
-            ok |= walk(&sub, x, v, f) == OB_OK;
-        }
-        if (!ok) {
-            if (!c->quiet)
-                *c->err = first;
-            return OB_ERR_PARSE;
-        }
-    }
-    const json_t *one = kwk(ks, s, KW_ONEOF);
-    if (one) {
-        ob_schema_error_t first;
-        size_t matched = 0;
-        const json_t *second = NULL;
-        json_array_foreach(one, i, x)
-        {
-            ctx_t sub = here;
-            sub.err = &first;
-            sub.quiet = here.quiet || i > 0;
-            if (walk(&sub, x, v, f) == OB_OK && ++matched == 2)
-                second = x;
-        }
-        if (matched == 0) {
-            if (!c->quiet)
-                *c->err = first;
-            return OB_ERR_PARSE;
-        }
-        if (second) {
-            const char *m = json_string_value(json_array_get(kwv(second, KW_REQUIRED), 0));
-            char fm[PTR_LEN];
-            if (m)
-                ptr_child(fm, f, m);
-            return fail(&here, m ? fm : f, "combination", "only one of %s may be given",
-                        m ? "these members" : "the alternatives");
-        }
-    }
-    const json_t *not = kwk(ks, s, KW_NOT);
-    if (not ) {
-        ctx_t sub = here;
-        sub.quiet = 1;
-        if (walk(&sub, not, v, f) == OB_OK) {
-            /* Members that must not be given (together): name the last. */
-            const json_t *req = kwv(not, KW_REQUIRED);
-            json_array_foreach(kwv(not, KW_ANYOF), i, x)
-            {
-                if (!req && holds(&here, x, v, f))
-                    req = kwv(x, KW_REQUIRED);
-            }
-            size_t nreq = json_array_size(req);
-            if (nreq) {
-                const char *m = json_string_value(json_array_get(req, nreq - 1));
-                char fm[PTR_LEN];
-                ptr_child(fm, f, m);
-                if (nreq == 1)
-                    return fail(&here, fm, "combination", "\"%s\" is not allowed here", m);
-                return fail(&here, fm, "combination", "\"%s\" and \"%s\" do not go together",
-                            json_string_value(json_array_get(req, 0)), m);
-            }
-            /* A not with its own description states the rule it
-             * keeps ("A bucket name is not an IP address."). */
-            char why[256];
-            if (json_is_string(kwk(ks, s, KW_DESCRIPTION)) && !c->rule)
-                reason_of(json_string_value(kwk(ks, s, KW_DESCRIPTION)), why, sizeof(why), 0);
-            else
-                reason_of(here.desc, why, sizeof(why), 1);
-            return fail(&here, f, kwv(not, KW_PATTERN) ? "pattern" : "enum", "%s, got %s", why,
-                        echo(&here, v, q, sizeof(q)));
-        }
-    }
-    return OB_OK;
+    return combinators(c, &here, ks, s, v, f);
 }
 
 ob_err_t ob_schema_validate(const char *name, const json_t *doc, ob_schema_error_t *err)
