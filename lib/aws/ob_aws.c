@@ -386,6 +386,7 @@ static void attempt(ob_aws_call_t *c)
                         .headers = &hd,
                         .body = c->req.body.data,
                         .body_len = c->req.body.len,
+                        .body_kept = 1, /* the call outlives its transfers */
                         .timeout_ms = aws->opts.attempt_timeout_ms,
                         .priority = c->priority};
     c->attempts++;

@@ -51,7 +51,7 @@ struct ob_http_xfer_s {
     struct curl_slist *slist;
     const char *url;
     const char *custom_method; /* CURLOPT_CUSTOMREQUEST, or NULL */
-    char *body;                /* request body copy (REQ_BODY), NUL-terminated */
+    const char *body; /* request body (REQ_BODY): a copy, NUL-terminated, or the caller's */
     size_t body_len;
     enum req_kind kind;
     long timeout_ms;
@@ -562,7 +562,8 @@ ob_http_xfer_t *ob_http_send(ob_http_t *h, const ob_http_req_t *req, ob_http_cb 
     if (custom)
         text += strlen(method) + 1;
     size_t fixed = sizeof(ob_http_xfer_t) + nnodes * sizeof(struct curl_slist);
-    if (kind == REQ_BODY) {
+    int copy_body = kind == REQ_BODY && !(req->body_kept && req->body);
+    if (copy_body) {
         if (req->body_len > SIZE_MAX - fixed - text - 1) {
             ob_errf(errstr, errstr_size, OB_ERR_NOMEM, "out of memory");
             return NULL;
@@ -611,12 +612,16 @@ ob_http_xfer_t *ob_http_send(ob_http_t *h, const ob_http_req_t *req, ob_http_cb 
         x->custom_method = p;
         p += ml + 1;
     }
-    if (kind == REQ_BODY) {
-        x->body = p;
-        x->body_len = req->body_len;
+    if (copy_body) {
+        char *b = p;
         if (req->body_len)
-            memcpy(x->body, req->body, req->body_len);
-        x->body[req->body_len] = '\0';
+            memcpy(b, req->body, req->body_len);
+        b[req->body_len] = '\0';
+        x->body = b;
+        x->body_len = req->body_len;
+    } else if (kind == REQ_BODY) {
+        x->body = req->body; /* the caller's, kept for the transfer's life */
+        x->body_len = req->body_len;
     }
 
     if (h->queue.n || (h->opts.max_transfers > 0 && (long)h->active >= h->opts.max_transfers)) {

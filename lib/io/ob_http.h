@@ -58,6 +58,9 @@ typedef struct ob_http_req_s {
     const ob_hdrs_t *headers; /* may be NULL */
     const void *body;
     size_t body_len;
+    /* 1: body outlives the transfer (until its callback runs or it is
+     * cancelled), so the transfer points at it instead of keeping a copy. */
+    int body_kept;
     long timeout_ms;         /* 0: the client's default */
     long connect_timeout_ms; /* 0: the client's default */
     size_t max_body;         /* 0: the client's default */

@@ -121,6 +121,45 @@ static void test_echo_and_headers(void **state)
     ob_loop_free(loop);
 }
 
+/* body_kept: the transfer sends the caller's bytes as they are when it runs
+ * (no copy is kept); without it, the bytes as they were at ob_http_send. */
+static void test_body_kept(void **state)
+{
+    ob_loop_t *loop = ob_loop_new(NULL, 0);
+    ob_http_t *h = ob_http_new(loop, NULL, NULL, 0);
+    char url[256];
+    snprintf(url, sizeof(url), "%s/echo", base);
+    char kept[] = "{\"v\":\"before\"}", copied[] = "{\"v\":\"before\"}";
+    ob_http_req_t a = {
+        .method = "POST", .url = url, .body = kept, .body_len = strlen(kept), .body_kept = 1};
+    ob_http_req_t b = {.method = "POST", .url = url, .body = copied, .body_len = strlen(copied)};
+    result_t ra, rb;
+    memset(&ra, 0, sizeof(ra));
+    memset(&rb, 0, sizeof(rb));
+    assert_non_null(ob_http_send(h, &a, ob_test_http_reply, &ra, NULL, 0));
+    assert_non_null(ob_http_send(h, &b, ob_test_http_reply, &rb, NULL, 0));
+    /* Nothing went out yet: the loop has not run. Same length, new bytes. */
+    memcpy(strstr(kept, "before"), "after!", 6);
+    memcpy(strstr(copied, "before"), "after!", 6);
+    for (int t = 0; t < 100 && !(ra.done && rb.done); t++)
+        ob_loop_run_once(loop, 100);
+    assert_true(ra.done && rb.done);
+    result_t both[2];
+    both[0] = ra;
+    both[1] = rb;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(both[i].err, OB_OK);
+        json_t *j = json_loads(both[i].body, 0, NULL);
+        assert_non_null(j);
+        assert_string_equal(json_string_value(json_object_get(j, "body")),
+                            i == 0 ? "{\"v\":\"after!\"}" : "{\"v\":\"before\"}");
+        json_decref(j);
+        free(both[i].body);
+    }
+    ob_http_free(h);
+    ob_loop_free(loop);
+}
+
 static void test_status_is_not_transport_error(void **state)
 {
     ob_loop_t *loop = ob_loop_new(NULL, 0);
@@ -690,6 +729,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_and_headers),
+        cmocka_unit_test(test_body_kept),
         cmocka_unit_test(test_status_is_not_transport_error),
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_transfer_limit),
