@@ -24,6 +24,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY CMakeLists.txt ./
 COPY lib/ lib/
+COPY proto/ proto/
 COPY workers/ workers/
 COPY sim/ sim/
 COPY tools/ tools/
