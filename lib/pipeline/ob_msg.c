@@ -581,6 +581,14 @@ static void bind_report(const json_t *o, ob_report_settings_t *r, ob_arena_t **m
     }
 }
 
+/* Whether o's "schema" member is `name` (OB_SCHEMA_*: the schemas' const,
+ * as unit.msg checks). */
+static int names_schema(const json_t *o, const char *name)
+{
+    const char *v = json_string_value(json_object_get(o, "schema"));
+    return v && !strcmp(v, name);
+}
+
 /* An Azure or Google Cloud request is refused for that reason, whatever else
  * it holds: a cloud the request schema knows, other than aws. */
 static ob_err_t check_cloud(const json_t *o, const char *f, ob_msg_error_t *err)
@@ -602,14 +610,12 @@ static ob_err_t check_role(const ob_request_t *r, const char *base, ob_msg_error
     if (strcmp(arn_account(r->role_arn, acct), r->account_id) != 0)
         return fail(err, f, "mismatch", "the role is in account %s, but account_id is %s", acct,
                     r->account_id);
+    /* The path's form is the ARN's pattern's; its length, $defs/role_path's. */
     const char *path = strchr(r->role_arn, '/'), *last = strrchr(r->role_arn, '/');
-    json_t *v = path ? json_stringn(path, (size_t)(last - path) + 1) : NULL;
-    ob_schema_error_t se;
-    ob_err_t rc = v ? ob_schema_validate("onboard.defs.v1.json#/$defs/role_path", v, &se) : OB_OK;
-    json_decref(v);
-    if (rc != OB_OK)
-        return fail(err, f, strcmp(se.code, "range") == 0 ? "range" : "pattern",
-                    "the role's path %s", se.message + 2);
+    size_t n = path ? (size_t)(last - path) + 1 : 0;
+    if (n > OB_PROTO_ROLE_PATH_MAX)
+        return fail(err, f, "range", "the role's path must be at most %d characters, got %zu",
+                    OB_PROTO_ROLE_PATH_MAX, n);
     return OB_OK;
 }
 
@@ -666,9 +672,7 @@ static ob_err_t parse_request(const json_t *o, ob_request_t *r, ob_msg_error_t *
     ob_err_t rc;
     if (!json_is_object(o))
         return fail(err, "", "not_object", "expected an object, got %s", jtype(o));
-    if (json_equal(json_object_get(o, "schema"),
-                   json_object_get(ob_schema_get(REQUEST_SCHEMA "#/properties/schema"), "const")) &&
-        (rc = check_cloud(o, "/cloud", err)) != OB_OK)
+    if (names_schema(o, OB_SCHEMA_REQUEST) && (rc = check_cloud(o, "/cloud", err)) != OB_OK)
         return rc;
     if ((rc = validate(o, REQUEST_SCHEMA, err)) != OB_OK)
         return rc;
@@ -1098,9 +1102,8 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
     ob_stage_msg_init(m);
     m->request.mem = mem;
     const json_t *req = json_object_get(o, "request");
-    if (json_equal(json_object_get(o, "schema"),
-                   json_object_get(ob_schema_get(STAGE_SCHEMA "#/properties/schema"), "const")) &&
-        json_is_object(req) && (rc = check_cloud(req, "/request/cloud", err)) != OB_OK)
+    if (names_schema(o, OB_SCHEMA_STAGE) && json_is_object(req) &&
+        (rc = check_cloud(req, "/request/cloud", err)) != OB_OK)
         return rc;
     if ((rc = validate(o, STAGE_SCHEMA, err)) != OB_OK ||
         (rc = bind_request(req, "/request", &m->request, err)) != OB_OK)
@@ -1198,13 +1201,9 @@ static json_t *report_result_json(const ob_report_result_t *p)
     return o;
 }
 
-ob_err_t ob_stage_to_json(const ob_stage_msg_t *m, char **out, size_t *out_len, ob_msg_error_t *err)
+/* The hand-off as a JSON object (NULL: out of memory). */
+static json_t *stage_object(const ob_stage_msg_t *m)
 {
-    ob_msg_error_t scratch;
-    err = err_or(err, &scratch);
-    if (!m || !out)
-        return OB_ERR_INVALID_ARG;
-    *out = NULL;
     json_t *o = json_object(), *res = json_object();
     int bad = !o || !res;
     if (!bad) {
@@ -1237,9 +1236,19 @@ ob_err_t ob_stage_to_json(const ob_stage_msg_t *m, char **out, size_t *out_len, 
     json_decref(res);
     if (bad) {
         json_decref(o);
-        return nomem(err);
+        return NULL;
     }
-    return dump_checked(o, OB_MSG_STAGE, m, out, out_len, err);
+    return o;
+}
+
+ob_err_t ob_stage_to_json(const ob_stage_msg_t *m, char **out, size_t *out_len, ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    err = err_or(err, &scratch);
+    if (!m || !out)
+        return OB_ERR_INVALID_ARG;
+    *out = NULL;
+    return dump_checked(stage_object(m), OB_MSG_STAGE, m, out, out_len, err);
 }
 
 ob_stage_t ob_stage_next(ob_mode_t mode, ob_stage_t done)
@@ -1476,12 +1485,15 @@ ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_
     if (!m || !out)
         return OB_ERR_INVALID_ARG;
     memset(out, 0, sizeof *out);
-    /* The hand-off must be one that ob_stage_parse accepts. */
-    char *text;
-    ob_err_t rc = ob_stage_to_json(m, &text, NULL, err);
+    /* The hand-off must be one that ob_stage_parse accepts (its rules; the
+     * text is not needed). */
+    json_t *o = stage_object(m);
+    if (!o)
+        return nomem(err);
+    ob_err_t rc = check_object(o, OB_MSG_STAGE, m, err);
+    json_decref(o);
     if (rc != OB_OK)
         return rc;
-    free(text);
     if (m->stage != OB_STAGE_CONNECT)
         return fail(err, "/stage", "combination",
                     "the connected event follows the connect stage, not stage %s",

@@ -791,6 +791,7 @@ static const char *closest(const char *key, const json_t *props)
 #define MAX_RULES 16
 typedef struct rules_s {
     const json_t *s[MAX_RULES];
+    const json_t *req[MAX_RULES], *props[MAX_RULES]; /* each one's required, properties */
     size_t n;
 } rules_t;
 
@@ -863,8 +864,11 @@ static void rule_of(ctx_t *c, const json_t *x, const json_t *v, const char *f, r
     if (!cond)
         return;
     const json_t *then = holds(c, cond, v, f) ? kwv(x, KW_THEN) : kwv(x, KW_ELSE);
-    if (then && r->n < MAX_RULES)
+    if (then && r->n < MAX_RULES) {
+        r->req[r->n] = kwv(then, KW_REQUIRED);
+        r->props[r->n] = kwv(then, KW_PROPERTIES);
         r->s[r->n++] = then;
+    }
 }
 
 static void rules_of(ctx_t *c, const json_t *s, const json_t *v, const char *f, rules_t *r)
@@ -931,6 +935,7 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
     /* The schema's members, their schemas and the values v gives them. */
     const char *pn[MAX_PROPS];
     const json_t *psch[MAX_PROPS], *pv[MAX_PROPS];
+    int pconst[MAX_PROPS]; /* the member's schema is a const */
     size_t np = 0;
     const char *pname;
     json_t *ps;
@@ -941,10 +946,11 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
             break;
         pn[np] = pname;
         psch[np] = ps;
+        pconst[np] = kwv(ps, KW_CONST) != NULL;
         pv[np++] = member_next(v, &it, pname);
     }
     for (size_t p = 0; p < np; p++) {
-        if (!pv[p] || !kwv(psch[p], KW_CONST))
+        if (!pv[p] || !pconst[p])
             continue;
         if (!c->quiet)
             ptr_child(fk, f, pn[p]);
@@ -1013,7 +1019,7 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
                     (long long)json_integer_value(mn), n);
     for (size_t p = 0; p < np; p++) {
         for (size_t k = 0; !pv[p] && k < rules.n; k++) {
-            json_array_foreach(kwv(rules.s[k], KW_REQUIRED), i, r)
+            json_array_foreach(rules.req[k], i, r)
             {
                 ctx_t sub = in_rule(c, rules.s[k]);
                 if (!strcmp(json_string_value(r), pn[p]))
@@ -1024,12 +1030,12 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
             continue;
         if (!c->quiet)
             ptr_child(fk, f, pn[p]);
-        ob_err_t e = kwv(psch[p], KW_CONST) ? OB_OK : walk(c, psch[p], pv[p], fk);
+        ob_err_t e = pconst[p] ? OB_OK : walk(c, psch[p], pv[p], fk);
         for (size_t k = 0; e == OB_OK && k < rules.n; k++) {
             /* A rule names a few members: a scan beats a lookup. */
             const char *rname;
             json_t *rs;
-            json_object_foreach((json_t *)kwv(rules.s[k], KW_PROPERTIES), rname, rs)
+            json_object_foreach((json_t *)rules.props[k], rname, rs)
             {
                 if (strcmp(rname, pn[p]) != 0)
                     continue;
@@ -1045,7 +1051,7 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
      * what it requires beyond "properties" and its not, anyOf, oneOf. */
     for (size_t k = 0; k < rules.n; k++) {
         ctx_t sub = in_rule(c, rules.s[k]);
-        json_array_foreach(kwv(rules.s[k], KW_REQUIRED), i, r)
+        json_array_foreach(rules.req[k], i, r)
         {
             const char *name = json_string_value(r);
             if (!(props && json_object_get(props, name)) && !json_object_get(v, name))
@@ -1053,7 +1059,7 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
         }
         const char *rname;
         json_t *rs;
-        json_object_foreach((json_t *)kwv(rules.s[k], KW_PROPERTIES), rname, rs)
+        json_object_foreach((json_t *)rules.props[k], rname, rs)
         {
             const json_t *x;
             if ((props && json_object_get(props, rname)) || !(x = json_object_get(v, rname)))

@@ -191,6 +191,19 @@ static void test_names_match_schema(void **state)
             fail_msg("%s: the codec has a name (%s) the schema lacks", where[w],
                      by_index(w, (unsigned)json_array_size(en)));
     }
+    /* The "schema" values the codec names are the schemas' consts. */
+    static const struct {
+        const char *file, *name;
+    } ids[] = {{"onboard.request.v1.json", OB_SCHEMA_REQUEST},
+               {"onboard.stage.v1.json", OB_SCHEMA_STAGE},
+               {"onboard.connected.v1.json", OB_SCHEMA_CONNECTED},
+               {"onboard.dlq.v1.json", OB_SCHEMA_DLQ}};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char where_id[128];
+        snprintf(where_id, sizeof where_id, "%s#/properties/schema", ids[i].file);
+        assert_string_equal(json_string_value(json_object_get(ob_schema_get(where_id), "const")),
+                            ids[i].name);
+    }
 }
 
 static void test_examples(void **state)
