@@ -107,6 +107,12 @@ typedef struct kw_s {
     const struct doc_s *tdoc; /* the file that is in */
     int combines;             /* has allOf, anyOf, oneOf or not */
     int simple; /* only required, properties, const, pattern, not, contains (see quick()) */
+    /* "properties" as arrays, in order: names, schemas, whether a schema is a
+     * const (np 0: none). */
+    size_t np;
+    const char **pn;
+    const json_t **ps;
+    unsigned char *pconst;
 } kw_t;
 
 static struct {
@@ -259,6 +265,11 @@ void ob_schema_unload(void)
         ob_re_free(S.pats[i].re);
     free(S.docs);
     free(S.pats);
+    for (size_t i = 0; i < S.capkws; i++) {
+        free(S.kws[i].pn);
+        free(S.kws[i].ps);
+        free(S.kws[i].pconst);
+    }
     free(S.kws);
     pthread_mutex_lock(&N.lock);
     for (size_t i = 0; i < N.n; i++)
@@ -418,6 +429,20 @@ static void index_schema(const doc_t *d, const json_t *s)
     json_object_foreach((json_t *)s, sk, sv) k.simple &= in(SIMPLE, sk);
     if (json_is_string(k.v[KW_REF])) {
         k.target = resolve(json_string_value(k.v[KW_REF]), d, &k.tdoc);
+    }
+    size_t np = json_object_size(k.v[KW_PROPERTIES]);
+    if (np && np <= MAX_PROPS) {
+        k.pn = ob_calloc(np, sizeof(*k.pn));
+        k.ps = ob_calloc(np, sizeof(*k.ps));
+        k.pconst = ob_calloc(np, 1);
+        const char *pk;
+        json_t *pv;
+        json_object_foreach((json_t *)k.v[KW_PROPERTIES], pk, pv)
+        {
+            k.pn[k.np] = pk;
+            k.ps[k.np] = pv;
+            k.pconst[k.np++] = json_object_get(pv, "const") != NULL;
+        }
     }
     kw_put(&k);
     const char *key;
@@ -937,17 +962,27 @@ static ob_err_t walk_object(ctx_t *c, const kw_t *ks, const json_t *s, const jso
     const json_t *psch[MAX_PROPS], *pv[MAX_PROPS];
     int pconst[MAX_PROPS]; /* the member's schema is a const */
     size_t np = 0;
-    const char *pname;
-    json_t *ps;
     void *it = json_object_iter((json_t *)v);
-    json_object_foreach((json_t *)props, pname, ps)
-    {
-        if (np == MAX_PROPS)
-            break;
-        pn[np] = pname;
-        psch[np] = ps;
-        pconst[np] = kwv(ps, KW_CONST) != NULL;
-        pv[np++] = member_next(v, &it, pname);
+    if (ks && ks->np) { /* indexed at load */
+        np = ks->np;
+        for (size_t p = 0; p < np; p++) {
+            pn[p] = ks->pn[p];
+            psch[p] = ks->ps[p];
+            pconst[p] = ks->pconst[p];
+            pv[p] = member_next(v, &it, pn[p]);
+        }
+    } else {
+        const char *pname;
+        json_t *ps;
+        json_object_foreach((json_t *)props, pname, ps)
+        {
+            if (np == MAX_PROPS)
+                break;
+            pn[np] = pname;
+            psch[np] = ps;
+            pconst[np] = kwv(ps, KW_CONST) != NULL;
+            pv[np++] = member_next(v, &it, pname);
+        }
     }
     for (size_t p = 0; p < np; p++) {
         if (!pv[p] || !pconst[p])
