@@ -373,6 +373,54 @@ void ob_test_simfx_stop(ob_test_simfx_t *f, int keep_loop)
     }
 }
 
+static void got_answer(ob_aws_result_t *res, void *arg)
+{
+    ob_test_got_t *g = arg;
+    g->done = 1;
+    g->err = res->err;
+    g->status = res->status;
+    if (res->err == OB_ERR_AWS) {
+        snprintf(g->code, sizeof(g->code), "%s", res->aws.code);
+        snprintf(g->message, sizeof(g->message), "%s", res->aws.message);
+    } else if (res->err != OB_OK) {
+        snprintf(g->message, sizeof(g->message), "%s", res->errmsg);
+    }
+    g->body = strdup(res->body.data ? res->body.data : "");
+    g->json = json_loadb(g->body, strlen(g->body), 0, NULL);
+    for (size_t i = 0; res->headers && i < res->headers->n; i++)
+        ob_hdrs_add(&g->headers, res->headers->v[i].name, res->headers->v[i].value);
+}
+
+int ob_test_got_done(void *got)
+{
+    return ((ob_test_got_t *)got)->done;
+}
+
+void ob_test_got_free(ob_test_got_t *g)
+{
+    free(g->body);
+    json_decref(g->json);
+    ob_hdrs_clear(&g->headers);
+    memset(g, 0, sizeof(*g));
+}
+
+void ob_test_aws_send(ob_test_simfx_t *f, ob_aws_req_t *req, const ob_aws_target_t *t,
+                      ob_test_got_t *g)
+{
+    char err[512];
+    memset(g, 0, sizeof(*g));
+    if (!ob_aws_send(f->aws, req, t, got_answer, g, err, sizeof(err)))
+        fail_msg("send: %s", err);
+}
+
+void ob_test_aws_call(ob_test_simfx_t *f, ob_aws_req_t *req, const ob_aws_target_t *t,
+                      ob_test_got_t *g, int timeout_ms)
+{
+    ob_test_aws_send(f, req, t, g);
+    if (!ob_test_run_until(f->loop, ob_test_got_done, g, timeout_ms))
+        fail_msg("no answer in %d ms", timeout_ms);
+}
+
 #include "ob_worker.h"
 
 const char *ob_test_kv_lookup(const char *kv[][2], const char *name)

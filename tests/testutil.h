@@ -151,6 +151,30 @@ void ob_test_simfx_start(ob_test_simfx_t *f, const struct sim_opts_s *so, const 
 /* Free the client and the simulator, and the loop unless keep_loop. */
 void ob_test_simfx_stop(ob_test_simfx_t *f, int keep_loop);
 
+/* One AWS call's answer, as the simulator's tests look at it. */
+typedef struct ob_test_got_s {
+    int done;
+    ob_err_t err;
+    long status;
+    char code[128];     /* the AWS error code ("" when none) */
+    char message[1024]; /* the AWS error message, or why the call failed */
+    char *body;         /* the reply body (malloc'd; "" when none) */
+    json_t *json;       /* the body parsed, when it is JSON (NULL otherwise) */
+    ob_hdrs_t headers;  /* the reply's headers */
+} ob_test_got_t;
+
+/* Send req through f's client (target t may be NULL); *g is cleared first.
+ * The test fails when it cannot be sent. f's loop is the caller's to run
+ * until g->done (ob_test_got_done). */
+void ob_test_aws_send(ob_test_simfx_t *f, ob_aws_req_t *req, const ob_aws_target_t *t,
+                      ob_test_got_t *g);
+/* ob_test_aws_send, then run f's loop until the answer (at most timeout_ms). */
+void ob_test_aws_call(ob_test_simfx_t *f, ob_aws_req_t *req, const ob_aws_target_t *t,
+                      ob_test_got_t *g, int timeout_ms);
+int ob_test_got_done(void *got);
+/* What *g holds, freed; *g zeroed. */
+void ob_test_got_free(ob_test_got_t *g);
+
 /* ---- worker integration tests ---- */
 
 /* The value of `name` in a {name, value} table ending with {NULL, NULL}, or NULL:

@@ -79,41 +79,7 @@ static json_int_t jint(json_t *o, const char *k)
 
 /* ---- AWS calls ---- */
 
-typedef struct got_s {
-    int done;
-    ob_err_t err;
-    long status;
-    char code[128];
-    char message[1024];
-    char *body;
-} got_t;
-
-static void on_result(ob_aws_result_t *res, void *arg)
-{
-    got_t *g = arg;
-    g->done = 1;
-    g->err = res->err;
-    g->status = res->status;
-    if (res->err == OB_ERR_AWS) {
-        snprintf(g->code, sizeof(g->code), "%s", res->aws.code);
-        snprintf(g->message, sizeof(g->message), "%s", res->aws.message);
-    }
-    g->body = strdup(res->body.data ? res->body.data : "");
-}
-
-static int got_done(void *arg)
-{
-    return ((got_t *)arg)->done;
-}
-
-static void send_req(fx_t *f, ob_aws_req_t *req, const ob_aws_target_t *t, got_t *g)
-{
-    char err[256];
-    memset(g, 0, sizeof(*g));
-    if (!ob_aws_send(f->aws, req, t, on_result, g, err, sizeof(err)))
-        fail_msg("send: %s", err);
-    assert_true(ob_test_run_until(f->loop, got_done, g, 10000));
-}
+typedef ob_test_got_t got_t;
 
 /* AssumeRole by the management account; extid may be NULL. */
 static void assume(fx_t *f, const char *role_arn, const char *extid, got_t *g)
@@ -126,7 +92,7 @@ static void assume(fx_t *f, const char *role_arn, const char *extid, got_t *g)
     if (extid)
         assert_int_equal(ob_query_add(&req, "ExternalId", extid, NULL, 0), OB_OK);
     ob_aws_target_t t = {.creds = f->mgmt};
-    send_req(f, &req, &t, g);
+    ob_test_aws_call(f, &req, &t, g, 10000);
 }
 
 static void expect_assumed(got_t *g, const char *role_name)
@@ -151,12 +117,6 @@ static void expect_denied(got_t *g)
                  g->code);
 }
 
-static void got_free(got_t *g)
-{
-    free(g->body);
-    memset(g, 0, sizeof(*g));
-}
-
 /* CreateBucket in us-east-1 with these credentials. */
 static void create_bucket(fx_t *f, ob_credsrc_t *creds, const char *bucket, got_t *g)
 {
@@ -164,7 +124,7 @@ static void create_bucket(fx_t *f, ob_credsrc_t *creds, const char *bucket, got_
     memset(&req, 0, sizeof(req));
     assert_int_equal(ob_s3_init(&req, "CreateBucket", "PUT", "/", NULL, NULL, 0), OB_OK);
     ob_aws_target_t t = {.region = "us-east-1", .creds = creds, .s3_bucket = bucket};
-    send_req(f, &req, &t, g);
+    ob_test_aws_call(f, &req, &t, g, 10000);
 }
 
 static json_t *role_trust_stmt(fx_t *f, const char *account, const char *name)
@@ -207,7 +167,7 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
     /* Before: no such role, account or key. */
     assume(f, ONBOARD, "ext-1", &g);
     assert_int_equal(g.err, OB_ERR_AWS);
-    got_free(&g);
+    ob_test_got_free(&g);
     json_t *accounts_before = json_deep_copy(sim_section(f->sim, "accounts"));
     size_t keys_before = json_object_size(sim_section(f->sim, "keys"));
 
@@ -239,20 +199,20 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
     /* The role is real: its trust policy decides. */
     assume(f, ONBOARD, "ext-1", &g);
     expect_assumed(&g, "Onboard");
-    got_free(&g);
+    ob_test_got_free(&g);
     assume(f, ONBOARD, NULL, &g);
     expect_denied(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     assume(f, ONBOARD, "ext-2", &g);
     expect_denied(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* The seeded key signs for its account. */
     ob_credsrc_t *other = ob_credsrc_static(f->aws, OTHER_AKID, OTHER_KEY, NULL, "other");
     create_bucket(f, other, "other-own-bucket", &g);
     if (g.err != OB_OK)
         fail_msg("CreateBucket as the seeded key: %ld %s: %s", g.status, g.code, g.message);
-    got_free(&g);
+    ob_test_got_free(&g);
     assert_string_equal(
         json_string_value(json_object_get(
             json_object_get(sim_section(f->sim, "buckets"), "other-own-bucket"), "owner")),
@@ -273,10 +233,10 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
         "ext-2");
     assume(f, ONBOARD, "ext-1", &g);
     expect_denied(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     assume(f, ONBOARD, "ext-2", &g);
     expect_assumed(&g, "Onboard");
-    got_free(&g);
+    ob_test_got_free(&g);
     assert_non_null(json_object_get(sim_section(f->sim, "accounts"), OTHER));
     assert_non_null(json_object_get(sim_section(f->sim, "buckets"), "taken-bucket"));
 
@@ -288,7 +248,7 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
     json_decref(admin(f, "POST", "/_sim/seed", broken, 200));
     assume(f, "arn:aws:iam::200000000002:role/OrganizationAccountAccessRole", NULL, &g);
     expect_denied(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     const char *fixed = "{\"roles\": [{\"Account\": \"200000000002\", \"RoleName\": "
                         "\"OrganizationAccountAccessRole\", \"AssumeRolePolicyDocument\": "
                         "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", "
@@ -298,7 +258,7 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
     assume(f, "arn:aws:iam::200000000002:role/OrganizationAccountAccessRole", NULL, &g);
     if (g.err != OB_OK)
         fail_msg("AssumeRole after the repair: %s: %s", g.code, g.message);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_seed_errors_change_nothing(void **state)
@@ -352,7 +312,7 @@ static void test_delete_bucket_frees_the_name(void **state)
     create_bucket(f, f->mgmt, "held-by-other", &g);
     if (g.err != OB_ERR_AWS || g.status != 409 || strcmp(g.code, "BucketAlreadyExists") != 0)
         fail_msg("CreateBucket: wanted 409 BucketAlreadyExists, got %ld %s", g.status, g.code);
-    got_free(&g);
+    ob_test_got_free(&g);
 
     json_t *j = admin(f, "DELETE", "/_sim/buckets/held-by-other", NULL, 200);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "deleted");
@@ -365,7 +325,7 @@ static void test_delete_bucket_frees_the_name(void **state)
     create_bucket(f, f->mgmt, "held-by-other", &g);
     if (g.err != OB_OK)
         fail_msg("CreateBucket after the delete: %ld %s: %s", g.status, g.code, g.message);
-    got_free(&g);
+    ob_test_got_free(&g);
     json_t *b = json_object_get(sim_section(f->sim, "buckets"), "held-by-other");
     assert_string_equal(json_string_value(json_object_get(b, "owner")), SIM_MGMT_ACCOUNT);
     assert_string_equal(json_string_value(json_object_get(b, "region")), "us-east-1");

@@ -63,40 +63,7 @@ static void fx_stop(fx_t *f, int all)
 
 /* ---- calling ---- */
 
-typedef struct got_s {
-    int done;
-    ob_err_t err;
-    long status;
-    char code[128];
-    char message[1024];
-    char *body;
-} got_t;
-
-static void on_result(ob_aws_result_t *res, void *arg)
-{
-    got_t *g = arg;
-    g->done = 1;
-    g->err = res->err;
-    g->status = res->status;
-    if (res->err == OB_ERR_AWS) {
-        snprintf(g->code, sizeof(g->code), "%s", res->aws.code);
-        snprintf(g->message, sizeof(g->message), "%s", res->aws.message);
-    } else if (res->err != OB_OK) {
-        snprintf(g->message, sizeof(g->message), "%s", res->errmsg);
-    }
-    g->body = strdup(res->body.data ? res->body.data : "");
-}
-
-static int got_done(void *arg)
-{
-    return ((got_t *)arg)->done;
-}
-
-static void got_free(got_t *g)
-{
-    free(g->body);
-    memset(g, 0, sizeof(*g));
-}
+typedef ob_test_got_t got_t;
 
 /* Start a call; kv is "Key", "Value", ..., NULL. action must be a literal. */
 static void send_kv(fx_t *f, got_t *g, const char *action, const char *const *kv)
@@ -104,19 +71,17 @@ static void send_kv(fx_t *f, got_t *g, const char *action, const char *const *kv
     ob_aws_req_t req;
     char err[256];
     memset(&req, 0, sizeof(req));
-    memset(g, 0, sizeof(*g));
     assert_int_equal(ob_query_init(&req, OB_SVC_CLOUDFORMATION, action, err, sizeof(err)), OB_OK);
     for (int i = 0; kv && kv[i]; i += 2)
         assert_int_equal(ob_query_add(&req, kv[i], kv[i + 1], err, sizeof(err)), OB_OK);
     ob_aws_target_t t = {.creds = f->mgmt};
-    if (!ob_aws_send(f->aws, &req, &t, on_result, g, err, sizeof(err)))
-        fail_msg("send: %s", err);
+    ob_test_aws_send(f, &req, &t, g);
 }
 
 static void call_kv(fx_t *f, got_t *g, const char *action, const char *const *kv)
 {
     send_kv(f, g, action, kv);
-    assert_true(ob_test_run_until(f->loop, got_done, g, 30000));
+    assert_true(ob_test_run_until(f->loop, ob_test_got_done, g, 30000));
 }
 
 #define CALL(f, g, action, ...)                                                                    \
@@ -132,7 +97,7 @@ static void expect_error(got_t *g, const char *code, const char *message)
         fail_msg("expected %s \"%s\", got err %d status %ld %s \"%s\"", code, message, g->err,
                  g->status, g->code, g->message);
     assert_int_equal(g->status, 400);
-    got_free(g);
+    ob_test_got_free(g);
 }
 
 static void expect_ok(got_t *g)
@@ -183,7 +148,7 @@ static int describe(fx_t *f, const char *name, stack_t *s)
     memset(s, 0, sizeof(*s));
     CALL(f, &g, "DescribeStacks", "StackName", name);
     if (g.err != OB_OK) {
-        got_free(&g);
+        ob_test_got_free(&g);
         return -1;
     }
     if (ob_query_parse_result(g.body, strlen(g.body), "DescribeStacks", &s->doc, &r, err,
@@ -191,7 +156,7 @@ static int describe(fx_t *f, const char *name, stack_t *s)
         fail_msg("DescribeStacks reply does not parse: %s", err);
     assert_int_equal(ob_xml_child_count(ob_xml_child(r, "Stacks"), "member"), 1);
     s->m = ob_xml_path(r, "Stacks/member");
-    got_free(&g);
+    ob_test_got_free(&g);
     return 0;
 }
 
@@ -331,7 +296,7 @@ static void test_create_in_progress_then_complete(void **state)
     create_role_stack(&f, &g, "onboard", "ext-0123456789", "dev");
     expect_ok(&g);
     result_text(&g, "CreateStack", "StackId", id, sizeof(id));
-    got_free(&g);
+    ob_test_got_free(&g);
     const char *prefix = "arn:aws:cloudformation:" REGION ":" ACCT ":stack/onboard/";
     assert_int_equal(strncmp(id, prefix, strlen(prefix)), 0);
     assert_int_equal(strlen(id), strlen(prefix) + 36); /* a UUID */
@@ -408,13 +373,13 @@ static void test_create_in_progress_then_complete(void **state)
                                     "StackEvents/member/LogicalResourceId", buf, sizeof(buf)),
                         "onboard");
     assert_non_null(strstr(g.body, "<LogicalResourceId>Read</LogicalResourceId>"));
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "GetTemplate", "StackName", "onboard");
     expect_ok(&g);
     char *body = tmpl(T_ROLE), tb[4096];
     assert_string_equal(result_text(&g, "GetTemplate", "TemplateBody", tb, sizeof(tb)), body);
     free(body);
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* The state stays plain JSON. */
     char *dump = json_dumps(sim_state(f.sim), JSON_COMPACT);
@@ -433,7 +398,7 @@ static void test_parameters_and_conditions(void **state)
     /* A condition switches a list item and an output. */
     create_role_stack(&f, &g, "prod", "ext-1", "prod");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "prod", "CREATE_COMPLETE", NULL, 0);
     stack_t s;
     assert_int_equal(describe(&f, "prod", &s), 0);
@@ -494,7 +459,7 @@ static void test_parameters_and_conditions(void **state)
          "Parameters.member.2.ParameterKey", "Zones", "Parameters.member.2.ParameterValue",
          "x,y,z");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "nums", "CREATE_COMPLETE", NULL, 0);
     assert_int_equal(describe(&f, "nums", &s), 0);
     assert_string_equal(output(&s, "P"), "443-Z9");
@@ -636,7 +601,7 @@ static void test_validation_errors(void **state)
     expect_error(&g, "ValidationError", "Stack with id nope does not exist");
     CALL(&f, &g, "DeleteStack", "StackName", "nope");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "DescribeStackEvents", "StackName", "nope");
     expect_error(&g, "ValidationError", "Stack with id nope does not exist");
 
@@ -646,7 +611,7 @@ static void test_validation_errors(void **state)
          "CAPABILITY_IAM");
     expect_ok(&g);
     result_text(&g, "CreateStack", "StackId", id, sizeof(id));
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "CreateStack", "StackName", "slow", "TemplateBody", body, "Capabilities.member.1",
          "CAPABILITY_IAM");
     expect_error(&g, "AlreadyExistsException", "Stack [slow] already exists");
@@ -657,7 +622,7 @@ static void test_validation_errors(void **state)
     expect_error(&g, "ValidationError", msg);
     CALL(&f, &g, "DeleteStack", "StackName", "slow");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, id, "DELETE_COMPLETE", NULL, 0);
     CALL(&f, &g, "DescribeStacks", "StackName", "slow");
     expect_error(&g, "ValidationError", "Stack with id slow does not exist");
@@ -666,7 +631,7 @@ static void test_validation_errors(void **state)
     CALL(&f, &g, "CreateStack", "StackName", "kept", "TemplateBody", body, "Capabilities.member.1",
          "CAPABILITY_IAM", "EnableTerminationProtection", "true");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "DeleteStack", "StackName", "kept");
     expect_error(&g, "ValidationError",
                  "Stack [kept] cannot be deleted while TerminationProtection is enabled");
@@ -687,25 +652,25 @@ static void test_client_request_token(void **state)
          "CAPABILITY_IAM", "ClientRequestToken", "create-1");
     expect_ok(&g);
     result_text(&g, "CreateStack", "StackId", id1, sizeof(id1));
-    got_free(&g);
+    ob_test_got_free(&g);
     /* The retry gets the same stack, not AlreadyExists, while in progress and after. */
     CALL(&f, &g, "CreateStack", "StackName", "tok", "TemplateBody", body, "Capabilities.member.1",
          "CAPABILITY_IAM", "ClientRequestToken", "create-1");
     expect_ok(&g);
     assert_string_equal(result_text(&g, "CreateStack", "StackId", id2, sizeof(id2)), id1);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "tok", "CREATE_COMPLETE", NULL, 0);
     CALL(&f, &g, "CreateStack", "StackName", "tok", "TemplateBody", body, "Capabilities.member.1",
          "CAPABILITY_IAM", "ClientRequestToken", "create-1");
     expect_ok(&g);
     assert_string_equal(result_text(&g, "CreateStack", "StackId", id2, sizeof(id2)), id1);
-    got_free(&g);
+    ob_test_got_free(&g);
     /* The same token for another stack. */
     CALL(&f, &g, "CreateStack", "StackName", "other", "TemplateBody", body, "Capabilities.member.1",
          "CAPABILITY_IAM", "ClientRequestToken", "create-1");
     assert_int_equal(g.err, OB_ERR_AWS);
     assert_string_equal(g.code, "TokenAlreadyExistsException");
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "DescribeStacks", "StackName", "other");
     expect_error(&g, "ValidationError", "Stack with id other does not exist");
 
@@ -718,15 +683,15 @@ static void test_client_request_token(void **state)
                      OB_OK);
     assert_int_equal(ob_xml_child_count(ob_xml_child(r, "StackSummaries"), "member"), 1);
     ob_xml_free(doc);
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* Delete with a token, retried: both succeed. */
     CALL(&f, &g, "DeleteStack", "StackName", "tok", "ClientRequestToken", "delete-1");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "DeleteStack", "StackName", id1, "ClientRequestToken", "delete-1");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, id1, "DELETE_COMPLETE", NULL, 0);
     free(body);
     fx_stop(&f, 1);
@@ -747,7 +712,7 @@ static void test_rollback_then_delete_then_create(void **state)
          "CAPABILITY_NAMED_IAM");
     expect_ok(&g);
     result_text(&g, "CreateStack", "StackId", id, sizeof(id));
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "rb", "ROLLBACK_IN_PROGRESS", seen, sizeof(seen));
     assert_string_equal(seen, "CREATE_IN_PROGRESS ROLLBACK_IN_PROGRESS");
     assert_non_null(sim_get_role(f.sim, ACCT, "FreeRole")); /* created, not yet rolled back */
@@ -766,7 +731,7 @@ static void test_rollback_then_delete_then_create(void **state)
     expect_ok(&g);
     assert_non_null(strstr(g.body, "<ResourceStatusReason>Taken already exists"
                                    "</ResourceStatusReason>"));
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* A ROLLBACK_COMPLETE stack must be deleted before the name is reused. */
     CALL(&f, &g, "CreateStack", "StackName", "rb", "TemplateBody", body, "Capabilities.member.1",
@@ -779,7 +744,7 @@ static void test_rollback_then_delete_then_create(void **state)
     expect_error(&g, "ValidationError", msg);
     CALL(&f, &g, "DeleteStack", "StackName", "rb");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, id, "DELETE_COMPLETE", seen, sizeof(seen));
     assert_string_equal(seen, "DELETE_IN_PROGRESS DELETE_COMPLETE");
     assert_int_equal(describe(&f, id, &s), 0);
@@ -796,7 +761,7 @@ static void test_rollback_then_delete_then_create(void **state)
     char id2[512];
     result_text(&g, "CreateStack", "StackId", id2, sizeof(id2));
     assert_string_not_equal(id, id2);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "rb", "CREATE_COMPLETE", NULL, 0);
     assert_non_null(sim_get_role(f.sim, ACCT, "Mine"));
     assert_non_null(sim_get_role(f.sim, ACCT, "FreeRole"));
@@ -806,18 +771,18 @@ static void test_rollback_then_delete_then_create(void **state)
     expect_ok(&g);
     assert_non_null(strstr(g.body, id2));
     assert_null(strstr(g.body, id));
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "ListStacks", "StackStatusFilter.member.1", "DELETE_COMPLETE");
     expect_ok(&g);
     assert_non_null(strstr(g.body, id));
     assert_null(strstr(g.body, id2));
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "ListStacks", "StackStatusFilter.member.1", "BOGUS");
     assert_string_equal(g.code, "ValidationError");
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "DeleteStack", "StackName", "rb");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, id2, "DELETE_COMPLETE", NULL, 0);
     assert_null(sim_get_role(f.sim, ACCT, "Mine"));
     assert_null(sim_get_role(f.sim, ACCT, "FreeRole"));
@@ -826,7 +791,7 @@ static void test_rollback_then_delete_then_create(void **state)
     CALL(&f, &g, "CreateStack", "StackName", "keep", "TemplateBody", body, "Capabilities.member.1",
          "CAPABILITY_NAMED_IAM", "OnFailure", "DO_NOTHING");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "keep", "CREATE_FAILED", NULL, 0);
     assert_int_equal(describe(&f, "keep", &s), 0);
     assert_string_equal(field(&s, "StackStatusReason"),
@@ -836,10 +801,10 @@ static void test_rollback_then_delete_then_create(void **state)
     assert_non_null(sim_get_role(f.sim, ACCT, "FreeRole"));
     CALL(&f, &g, "DeleteStack", "StackName", "keep");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     CALL(&f, &g, "DescribeStacks", "StackName", "keep");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     for (int i = 0; i < 100 && sim_get_role(f.sim, ACCT, "FreeRole"); i++)
         ob_loop_run_once(f.loop, 10);
     assert_null(sim_get_role(f.sim, ACCT, "FreeRole"));
@@ -849,7 +814,7 @@ static void test_rollback_then_delete_then_create(void **state)
          "CAPABILITY_NAMED_IAM", "OnFailure", "DELETE");
     expect_ok(&g);
     result_text(&g, "CreateStack", "StackId", id, sizeof(id));
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, id, "DELETE_COMPLETE", seen, sizeof(seen));
     assert_string_equal(seen, "CREATE_IN_PROGRESS DELETE_IN_PROGRESS DELETE_COMPLETE");
     CALL(&f, &g, "CreateStack", "StackName", "both", "TemplateBody", body, "Capabilities.member.1",
@@ -863,7 +828,7 @@ static void test_rollback_then_delete_then_create(void **state)
                 "'H':{'Type':'AWS::CloudFormation::WaitConditionHandle'}}}");
     CALL(&f, &g, "CreateStack", "StackName", "s3", "TemplateBody", body);
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "s3", "ROLLBACK_COMPLETE", NULL, 0);
     assert_int_equal(describe(&f, "s3", &s), 0);
     assert_string_equal(field(&s, "StackStatusReason"),
@@ -873,7 +838,7 @@ static void test_rollback_then_delete_then_create(void **state)
     CALL(&f, &g, "DescribeStackEvents", "StackName", "s3");
     expect_ok(&g);
     assert_non_null(strstr(g.body, "awssim does not implement resource type AWS::S3::Bucket"));
-    got_free(&g);
+    ob_test_got_free(&g);
     free(body);
     fx_stop(&f, 1);
 }
@@ -900,7 +865,7 @@ static void test_update(void **state)
     create_role_stack(&f, &g, "up", "ext-1", "dev");
     expect_ok(&g);
     result_text(&g, "CreateStack", "StackId", id, sizeof(id));
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "up", "CREATE_COMPLETE", NULL, 0);
     char role_id[64];
     snprintf(
@@ -931,7 +896,7 @@ static void test_update(void **state)
     /* A real change, in place: the role keeps its id. */
     update(&f, &g, "up", body, "BillingRole", "prod");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     update(&f, &g, "up", body, "BillingRole", "dev");
     snprintf(msg, sizeof(msg), "Stack:%s is in UPDATE_IN_PROGRESS state and can not be updated.",
              id);
@@ -960,7 +925,7 @@ static void test_update(void **state)
     sim_put_role(f.sim, ACCT, "Taken", "/", json_object(), NULL);
     update(&f, &g, "up", body, "Taken", "prod");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "up", "UPDATE_ROLLBACK_COMPLETE", seen, sizeof(seen));
     assert_string_equal(seen, "UPDATE_IN_PROGRESS UPDATE_ROLLBACK_IN_PROGRESS "
                               "UPDATE_ROLLBACK_COMPLETE");
@@ -980,7 +945,7 @@ static void test_update(void **state)
     /* Renaming replaces the role: the new one gets the inline policy, the old one goes. */
     update(&f, &g, "up", body, "Renamed", "prod");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, "up", "UPDATE_COMPLETE", NULL, 0);
     assert_null(sim_get_role(f.sim, ACCT, "BillingRole"));
     role = sim_get_role(f.sim, ACCT, "Renamed");
@@ -992,7 +957,7 @@ static void test_update(void **state)
 
     CALL(&f, &g, "DeleteStack", "StackName", "up");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, id, "DELETE_COMPLETE", NULL, 0);
     assert_null(sim_get_role(f.sim, ACCT, "Renamed"));
     assert_non_null(sim_get_role(f.sim, ACCT, "Taken"));
@@ -1029,7 +994,7 @@ static void create_many(fx_t *f, const char *body, int from, int to)
     assert_true(ob_test_run_until(f->loop, batch_done, &b, 60000));
     for (int i = 0; i < b.n; i++) {
         expect_ok(&b.g[i]);
-        got_free(&b.g[i]);
+        ob_test_got_free(&b.g[i]);
     }
     free(b.g);
     free(names);
@@ -1098,7 +1063,7 @@ static void test_thousand_stacks_at_once(void **state)
         const char *nt = ob_xml_path_text(res, "NextToken");
         snprintf(token, sizeof(token), "%s", nt ? nt : "");
         ob_xml_free(doc);
-        got_free(&g);
+        ob_test_got_free(&g);
         pages++;
     } while (token[0]);
     assert_int_equal(listed, 1000);
@@ -1111,7 +1076,7 @@ static void test_thousand_stacks_at_once(void **state)
          "Capabilities.member.1", "CAPABILITY_IAM");
     assert_int_equal(g.err, OB_ERR_AWS);
     assert_string_equal(g.code, "LimitExceededException");
-    got_free(&g);
+    ob_test_got_free(&g);
     free(body);
     fx_stop(&f, 1);
 }
@@ -1152,7 +1117,7 @@ static void test_shared_template(void **state)
         fx_start(&f, NULL, NULL);
         create_shared(&f, body, "a", "gold", "ann", &g);
         expect_ok(&g);
-        got_free(&g);
+        ob_test_got_free(&g);
         wait_status(&f, "a", "CREATE_COMPLETE", NULL, 0);
         /* What the stack made is changed afterwards (as IAM calls would). */
         json_t *arns = json_object_get(sim_get_role(f.sim, ACCT, "ann-gold"), "ManagedPolicyArns");
@@ -1160,10 +1125,10 @@ static void test_shared_template(void **state)
         json_array_clear(arns);
         create_shared(&f, body, "b", "gold", "bob", &g);
         expect_ok(&g);
-        got_free(&g);
+        ob_test_got_free(&g);
         create_shared(&f, body, "c", "free", "cid", &g);
         expect_ok(&g);
-        got_free(&g);
+        ob_test_got_free(&g);
         create_shared(&f, body, "d", "gold", "D1", &g);
         expect_error(&g, "ValidationError", "Parameter 'Who' must match pattern [a-z]+");
         wait_status(&f, "b", "CREATE_COMPLETE", NULL, 0);
@@ -1211,7 +1176,7 @@ static void test_restored_state_resumes(void **state)
          "Capabilities.member.1", "CAPABILITY_IAM");
     expect_ok(&g);
     result_text(&g, "CreateStack", "StackId", id, sizeof(id));
-    got_free(&g);
+    ob_test_got_free(&g);
     fx_stop(&f, 0); /* saves the state with the stack in progress */
 
     fx_start(&f, NULL, path);
@@ -1266,7 +1231,7 @@ static void create_billing(fx_t *f, const char *name, const char *on_failure, ch
     free(body);
     expect_ok(&g);
     result_text(&g, "CreateStack", "StackId", id, n);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void expect_reason(fx_t *f, const char *name, const char *status, const char *reason)
@@ -1342,12 +1307,12 @@ static void test_rollback_fault_fails_once(void **state)
     assert_non_null(strstr(g.body, "<ResourceStatusReason>" FAULT_WHY "</ResourceStatusReason>"));
     assert_non_null(strstr(g.body, "<ResourceStatusReason>" BILLING_FAILED
                                    "</ResourceStatusReason>")); /* the stack's CREATE_FAILED */
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* Deleted and created again, the same name succeeds with its role. */
     CALL(&f, &g, "DeleteStack", "StackName", "onboard-a");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, id, "DELETE_COMPLETE", NULL, 0);
     create_billing(&f, "onboard-a", NULL, id2, sizeof(id2));
     assert_string_not_equal(id, id2);
@@ -1394,7 +1359,7 @@ static void test_rollback_fault_on_failure_and_restart(void **state)
     assert_non_null(json_object_get(failed_names(&f), "keep"));
     CALL(&f, &g, "DeleteStack", "StackName", "keep");
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     wait_status(&f, id, "DELETE_COMPLETE", NULL, 0);
     assert_null(sim_get_role(f.sim, ACCT, "keep-side"));
     create_billing(&f, "keep", "DO_NOTHING", id, sizeof(id));

@@ -82,57 +82,22 @@ static int teardown(void **state)
 
 /* ---- calling ---- */
 
-typedef struct got_s {
-    int done;
-    ob_err_t err;
-    long status;
-    char code[128];
-    char message[1024];
-    json_t *body;
-} got_t;
-
-static void on_result(ob_aws_result_t *res, void *arg)
-{
-    got_t *g = arg;
-    g->done = 1;
-    g->err = res->err;
-    g->status = res->status;
-    if (res->err == OB_ERR_AWS) {
-        snprintf(g->code, sizeof(g->code), "%s", res->aws.code);
-        snprintf(g->message, sizeof(g->message), "%s", res->aws.message);
-    }
-    json_error_t je;
-    g->body = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, &je);
-}
-
-static int got_done(void *arg)
-{
-    return ((got_t *)arg)->done;
-}
+typedef ob_test_got_t got_t;
 
 static void cur_as(fx_t *f, ob_credsrc_t *creds, const char *op, json_t *params, got_t *g)
 {
     ob_aws_req_t req;
     memset(&req, 0, sizeof(req));
-    memset(g, 0, sizeof(*g));
     char err[512];
     assert_int_equal(ob_json11_init_obj(&req, OB_SVC_CUR, op, params, err, sizeof(err)), OB_OK);
     json_decref(params);
     ob_aws_target_t t = {.creds = creds};
-    if (!ob_aws_send(f->aws, &req, &t, on_result, g, err, sizeof(err)))
-        fail_msg("send: %s", err);
-    assert_true(ob_test_run_until(f->loop, got_done, g, 10000));
+    ob_test_aws_call(f, &req, &t, g, 10000);
 }
 
 static void cur(fx_t *f, const char *op, json_t *params, got_t *g)
 {
     cur_as(f, f->mgmt, op, params, g);
-}
-
-static void got_free(got_t *g)
-{
-    json_decref(g->body);
-    memset(g, 0, sizeof(*g));
 }
 
 static void expect_ok(got_t *g)
@@ -171,7 +136,7 @@ static void expect_put_error(fx_t *f, json_t *def, const char *code, const char 
     got_t g;
     put_def(f, def, &g);
     expect_err(&g, 400, code, message);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 /* ---- tests ---- */
@@ -183,15 +148,15 @@ static void test_put_and_describe(void **state)
     json_t *def = definition("onboard-cur");
     put_def(f, json_incref(def), &g);
     expect_ok(&g);
-    assert_int_equal(json_object_size(g.body), 0);
-    got_free(&g);
+    assert_int_equal(json_object_size(g.json), 0);
+    ob_test_got_free(&g);
     cur(f, "DescribeReportDefinitions", json_pack("{s:i}", "MaxResults", 5), &g);
     expect_ok(&g);
-    json_t *list = json_object_get(g.body, "ReportDefinitions");
+    json_t *list = json_object_get(g.json, "ReportDefinitions");
     assert_int_equal(json_array_size(list), 1);
     assert_true(json_equal(json_array_get(list, 0), def));
-    assert_null(json_object_get(g.body, "NextToken"));
-    got_free(&g);
+    assert_null(json_object_get(g.json, "NextToken"));
+    ob_test_got_free(&g);
     json_decref(def);
     json_t *stored = json_object_get(
         json_object_get(sim_section(f->sim, "reports"), SIM_MGMT_ACCOUNT), "onboard-cur");
@@ -206,7 +171,7 @@ static void test_required_members(void **state)
     expect_err(&g, 400, "ValidationException",
                "1 validation error detected: Value null at 'reportDefinition' failed to satisfy "
                "constraint: Member must not be null");
-    got_free(&g);
+    ob_test_got_free(&g);
     expect_put_error(
         f, json_pack("{s:s}", "ReportName", "r"), "ValidationException",
         "7 validation errors detected: "
@@ -283,7 +248,7 @@ static void test_enums(void **state)
                         json_pack("[s,s]", "RESOURCES", "SPLIT_COST_ALLOCATION_DATA"));
     put_def(f, d, &g);
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_patterns_and_lengths(void **state)
@@ -335,7 +300,7 @@ static void test_patterns_and_lengths(void **state)
                         json_string("arn:aws:billing::111111111111:billingview/primary"));
     put_def(f, d, &g);
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_shapes(void **state)
@@ -353,7 +318,7 @@ static void test_shapes(void **state)
     got_t g;
     cur(f, "PutReportDefinition", json_pack("{s:s}", "ReportDefinition", "x"), &g);
     expect_err(&g, 400, "SerializationException", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_combination_rules(void **state)
@@ -398,11 +363,11 @@ static void test_combination_rules(void **state)
             got_t del;
             cur(f, "DeleteReportDefinition", json_pack("{s:s}", "ReportName", name), &del);
             expect_ok(&del);
-            got_free(&del);
+            ob_test_got_free(&del);
         } else {
             expect_err(&g, 400, "ValidationException", "");
         }
-        got_free(&g);
+        ob_test_got_free(&g);
     }
 }
 
@@ -415,7 +380,7 @@ static void test_duplicate_and_limit(void **state)
         snprintf(name, sizeof(name), "r%d", i);
         put_def(f, definition(name), &g);
         expect_ok(&g);
-        got_free(&g);
+        ob_test_got_free(&g);
     }
     expect_put_error(f, definition("r0"), "DuplicateReportNameException",
                      "A report with the specified name already exists in the account. Specify a "
@@ -426,8 +391,8 @@ static void test_duplicate_and_limit(void **state)
     /* Another account has its own five. */
     cur_as(f, f->member, "DescribeReportDefinitions", json_object(), &g);
     expect_ok(&g);
-    assert_int_equal(json_array_size(json_object_get(g.body, "ReportDefinitions")), 0);
-    got_free(&g);
+    assert_int_equal(json_array_size(json_object_get(g.json, "ReportDefinitions")), 0);
+    ob_test_got_free(&g);
 }
 
 static void expect_bucket_refused(fx_t *f, json_t *d, const char *bucket, const char *region)
@@ -519,7 +484,7 @@ static void test_bucket_rules(void **state)
     got_t g;
     put_def(f, definition("r"), &g);
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* A member account's report needs a bucket of its own. */
     d = definition("member-report");
@@ -528,7 +493,7 @@ static void test_bucket_rules(void **state)
     expect_err(&g, 400, "ValidationException",
                "Failed to verify customer bucket permission. accountId= 200000000001, bucket "
                "name: " BUCKET ", bucket region: us-east-1");
-    got_free(&g);
+    ob_test_got_free(&g);
     free(pol);
 }
 
@@ -540,21 +505,21 @@ static void test_describe_pagination(void **state)
     expect_err(&g, 400, "ValidationException",
                "1 validation error detected: Value '3' at 'maxResults' failed to satisfy "
                "constraint: Member must have value greater than or equal to 5");
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "DescribeReportDefinitions", json_pack("{s:i}", "MaxResults", 6), &g);
     expect_err(&g, 400, "ValidationException",
                "1 validation error detected: Value '6' at 'maxResults' failed to satisfy "
                "constraint: Member must have value less than or equal to 5");
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "DescribeReportDefinitions", json_pack("{s:s}", "NextToken", "not a token"), &g);
     expect_err(&g, 400, "ValidationException",
                "1 validation error detected: Value 'not a token' at 'nextToken' failed to "
                "satisfy constraint: Member must satisfy regular expression pattern: "
                "[A-Za-z0-9_\\.\\-=]*");
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "DescribeReportDefinitions", json_pack("{s:s}", "MaxResults", "5"), &g);
     expect_err(&g, 400, "SerializationException", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* Seven reports (more than Put allows, written into the state): two pages. */
     json_t *mine = json_object();
@@ -566,22 +531,22 @@ static void test_describe_pagination(void **state)
     json_object_set_new(sim_section(f->sim, "reports"), SIM_MGMT_ACCOUNT, mine);
     cur(f, "DescribeReportDefinitions", json_object(), &g);
     expect_ok(&g);
-    json_t *list = json_object_get(g.body, "ReportDefinitions");
+    json_t *list = json_object_get(g.json, "ReportDefinitions");
     assert_int_equal(json_array_size(list), 5);
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "ReportName")),
                         "page-0");
-    const char *next = json_string_value(json_object_get(g.body, "NextToken"));
+    const char *next = json_string_value(json_object_get(g.json, "NextToken"));
     assert_non_null(next);
     json_t *params = json_pack("{s:i, s:s}", "MaxResults", 5, "NextToken", next);
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "DescribeReportDefinitions", params, &g);
     expect_ok(&g);
-    list = json_object_get(g.body, "ReportDefinitions");
+    list = json_object_get(g.json, "ReportDefinitions");
     assert_int_equal(json_array_size(list), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "ReportName")),
                         "page-6");
-    assert_null(json_object_get(g.body, "NextToken"));
-    got_free(&g);
+    assert_null(json_object_get(g.json, "NextToken"));
+    ob_test_got_free(&g);
 }
 
 static void test_modify(void **state)
@@ -590,13 +555,13 @@ static void test_modify(void **state)
     got_t g;
     put_def(f, definition("m"), &g);
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     json_t *d = definition("m");
     json_object_set_new(d, "TimeUnit", json_string("DAILY"));
     cur(f, "ModifyReportDefinition",
         json_pack("{s:s, s:o}", "ReportName", "m", "ReportDefinition", d), &g);
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     json_t *stored =
         json_object_get(json_object_get(sim_section(f->sim, "reports"), SIM_MGMT_ACCOUNT), "m");
     assert_string_equal(json_string_value(json_object_get(stored, "TimeUnit")), "DAILY");
@@ -606,22 +571,22 @@ static void test_modify(void **state)
         &g);
     expect_err(&g, 400, "ValidationException",
                "The specified report (ghost) in the request doesn't exist.");
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "ModifyReportDefinition",
         json_pack("{s:s, s:o}", "ReportName", "m", "ReportDefinition", definition("renamed")), &g);
     expect_err(&g, 400, "ValidationException", "");
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "ModifyReportDefinition", json_pack("{s:o}", "ReportDefinition", definition("m")), &g);
     expect_err(&g, 400, "ValidationException",
                "1 validation error detected: Value null at 'reportName' failed to satisfy "
                "constraint: Member must not be null");
-    got_free(&g);
+    ob_test_got_free(&g);
     d = definition("m");
     json_object_set_new(d, "Format", json_string("Parquet"));
     cur(f, "ModifyReportDefinition",
         json_pack("{s:s, s:o}", "ReportName", "m", "ReportDefinition", d), &g);
     expect_err(&g, 400, "ValidationException", "");
-    got_free(&g);
+    ob_test_got_free(&g);
     /* Modify checks the bucket again. */
     d = definition("m");
     json_object_set_new(d, "S3Bucket", json_string("gone"));
@@ -630,7 +595,7 @@ static void test_modify(void **state)
     expect_err(&g, 400, "ValidationException",
                "Failed to verify customer bucket permission. accountId= 111111111111, bucket "
                "name: gone, bucket region: us-east-1");
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_delete(void **state)
@@ -639,26 +604,26 @@ static void test_delete(void **state)
     got_t g;
     put_def(f, definition("d"), &g);
     expect_ok(&g);
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "DeleteReportDefinition", json_pack("{s:s}", "ReportName", "d"), &g);
     expect_ok(&g);
-    assert_non_null(json_string_value(json_object_get(g.body, "ResponseMessage")));
-    got_free(&g);
+    assert_non_null(json_string_value(json_object_get(g.json, "ResponseMessage")));
+    ob_test_got_free(&g);
     cur(f, "DeleteReportDefinition", json_pack("{s:s}", "ReportName", "d"), &g);
     expect_err(&g, 400, "ValidationException",
                "The specified report (d) in the request doesn't exist.");
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "DeleteReportDefinition", json_object(), &g);
     expect_err(&g, 400, "ValidationException",
                "1 validation error detected: Value null at 'reportName' failed to satisfy "
                "constraint: Member must not be null");
-    got_free(&g);
+    ob_test_got_free(&g);
     cur(f, "DeleteReportDefinition", json_pack("{s:s}", "ReportName", "a b"), &g);
     expect_err(&g, 400, "ValidationException",
                "1 validation error detected: Value 'a b' at 'reportName' failed to satisfy "
                "constraint: Member must satisfy regular expression pattern: "
                "[0-9A-Za-z!\\-_.*\\'()]+");
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 /* A CUR request signed here, for any region. */
@@ -692,7 +657,7 @@ static void raw_cur(fx_t *f, const char *region, const char *target, got_t *g)
     snprintf(url, sizeof(url), "%s/", f->endpoint);
     ob_http_req_t r = {.method = "POST", .url = url, .headers = &h, .body = "{}", .body_len = 2};
     assert_non_null(ob_http_send(f->http, &r, on_http, g, err, sizeof(err)));
-    assert_true(ob_test_run_until(f->loop, got_done, g, 10000));
+    assert_true(ob_test_run_until(f->loop, ob_test_got_done, g, 10000));
     ob_hdrs_clear(&h);
 }
 

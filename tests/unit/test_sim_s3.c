@@ -44,51 +44,7 @@ static int teardown(void **state)
 
 /* ---- calling ---- */
 
-typedef struct got_s {
-    int done;
-    ob_err_t err;
-    long status;
-    char code[128];
-    char message[1024];
-    char *body;
-    ob_hdrs_t headers;
-} got_t;
-
-static void got_free(got_t *g)
-{
-    free(g->body);
-    ob_hdrs_clear(&g->headers);
-    memset(g, 0, sizeof(*g));
-}
-
-static void on_result(ob_aws_result_t *res, void *arg)
-{
-    got_t *g = arg;
-    g->done = 1;
-    g->err = res->err;
-    g->status = res->status;
-    if (res->err == OB_ERR_AWS) {
-        snprintf(g->code, sizeof(g->code), "%s", res->aws.code);
-        snprintf(g->message, sizeof(g->message), "%s", res->aws.message);
-    }
-    g->body = strdup(res->body.data ? res->body.data : "");
-    for (size_t i = 0; res->headers && i < res->headers->n; i++)
-        ob_hdrs_add(&g->headers, res->headers->v[i].name, res->headers->v[i].value);
-}
-
-static int got_done(void *arg)
-{
-    return ((got_t *)arg)->done;
-}
-
-static void send_req(fx_t *f, ob_aws_req_t *req, const ob_aws_target_t *t, got_t *g)
-{
-    memset(g, 0, sizeof(*g));
-    char err[512];
-    if (!ob_aws_send(f->aws, req, t, on_result, g, err, sizeof(err)))
-        fail_msg("send: %s", err);
-    assert_true(ob_test_run_until(f->loop, got_done, g, 10000));
-}
+typedef ob_test_got_t got_t;
 
 /* An S3 call. bucket NULL: path-style path taken from `path` as is. md5: add
  * Content-MD5. hname/hval: one extra header (hval NULL removes it). */
@@ -110,7 +66,7 @@ static void s3x(fx_t *f, ob_credsrc_t *creds, const char *region, const char *me
     else if (hname)
         ob_hdrs_del(&req.headers, hname);
     ob_aws_target_t t = {.region = region, .creds = creds, .s3_bucket = bucket};
-    send_req(f, &req, &t, g);
+    ob_test_aws_call(f, &req, &t, g, 10000);
 }
 
 static void s3(fx_t *f, const char *region, const char *method, const char *bucket,
@@ -146,7 +102,7 @@ static void create(fx_t *f, ob_credsrc_t *creds, const char *region, const char 
                  region);
     s3x(f, creds, region, "PUT", bucket, NULL, NULL, body[0] ? body : NULL, 0, NULL, NULL, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static const char *xml_text(const char *body, const char *path, char *out, size_t n)
@@ -196,7 +152,7 @@ static void raw(fx_t *f, const char *method, const char *host, const char *path,
              query ? query : "");
     ob_http_req_t r = {.method = method, .url = url, .headers = h, .body = body, .body_len = len};
     assert_non_null(ob_http_send(f->http, &r, on_http, g, err, sizeof(err)));
-    assert_true(ob_test_run_until(f->loop, got_done, g, 10000));
+    assert_true(ob_test_run_until(f->loop, ob_test_got_done, g, 10000));
     ob_hdrs_clear(h);
 }
 
@@ -226,36 +182,36 @@ static void test_create_bucket_us_east_1_defaults(void **state)
     assert_string_equal(ob_hdrs_get(&g.headers, "Location"), "/cur-111");
     assert_non_null(ob_hdrs_get(&g.headers, "x-amz-request-id"));
     assert_non_null(ob_hdrs_get(&g.headers, "x-amz-id-2"));
-    got_free(&g);
+    ob_test_got_free(&g);
 
     s3(f, "us-east-1", "HEAD", "cur-111", NULL, NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(ob_hdrs_get(&g.headers, "x-amz-bucket-region"), "us-east-1");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* The modern defaults: Block Public Access on, SSE-S3, BucketOwnerEnforced. */
     s3(f, "us-east-1", "GET", "cur-111", "publicAccessBlock", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(xml_text(g.body, "BlockPublicAcls", v, sizeof(v)), "true");
     assert_string_equal(xml_text(g.body, "RestrictPublicBuckets", v, sizeof(v)), "true");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "GET", "cur-111", "encryption", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(
         xml_text(g.body, "Rule/ApplyServerSideEncryptionByDefault/SSEAlgorithm", v, sizeof(v)),
         "AES256");
     assert_string_equal(xml_text(g.body, "Rule/BucketKeyEnabled", v, sizeof(v)), "false");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "GET", "cur-111", "ownershipControls", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(xml_text(g.body, "Rule/ObjectOwnership", v, sizeof(v)),
                         "BucketOwnerEnforced");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     s3(f, "us-east-1", "GET", "cur-111", "location", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(xml_text(g.body, "", v, sizeof(v)), "");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     json_t *b = json_object_get(sim_section(f->sim, "buckets"), "cur-111");
     assert_string_equal(json_string_value(json_object_get(b, "owner")), SIM_MGMT_ACCOUNT);
@@ -271,11 +227,11 @@ static void test_create_bucket_regional(void **state)
     s3(f, "eu-west-1", "GET", "cur-eu", "location", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(xml_text(g.body, "", v, sizeof(v)), "eu-west-1");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "HEAD", "cur-eu", NULL, NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(ob_hdrs_get(&g.headers, "x-amz-bucket-region"), "eu-west-1");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     const char *cfg =
         "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
@@ -284,13 +240,13 @@ static void test_create_bucket_regional(void **state)
     s3(f, "ap-southeast-2", "PUT", "cur-ap", NULL, cfg, &g);
     expect_ok(&g, 200);
     assert_string_equal(ob_hdrs_get(&g.headers, "Location"), "http://cur-ap.s3.amazonaws.com/");
-    got_free(&g);
+    ob_test_got_free(&g);
     /* The legacy global endpoint (us-east-1) may create in any region. */
     const char *cfg2 = "<CreateBucketConfiguration><LocationConstraint>us-west-2"
                        "</LocationConstraint></CreateBucketConfiguration>";
     s3(f, "us-east-1", "PUT", "cur-usw2", NULL, cfg2, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
     json_t *b = json_object_get(sim_section(f->sim, "buckets"), "cur-usw2");
     assert_string_equal(json_string_value(json_object_get(b, "region")), "us-west-2");
 }
@@ -306,13 +262,13 @@ static void test_location_constraint_rules(void **state)
     s3(f, "us-east-1", "PUT", "lc-a", NULL, east, &g);
     expect_err(&g, 400, "InvalidLocationConstraint",
                "The specified location-constraint is not valid");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     s3(f, "eu-west-1", "PUT", "lc-b", NULL, NULL, &g);
     expect_err(&g, 400, "IllegalLocationConstraintException",
                "The unspecified location constraint is incompatible for the region specific "
                "endpoint this request was sent to.");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     const char *usw2 = "<CreateBucketConfiguration><LocationConstraint>us-west-2"
                        "</LocationConstraint></CreateBucketConfiguration>";
@@ -320,23 +276,23 @@ static void test_location_constraint_rules(void **state)
     expect_err(&g, 400, "IllegalLocationConstraintException",
                "The us-west-2 location constraint is incompatible for the region specific "
                "endpoint this request was sent to.");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     const char *mars = "<CreateBucketConfiguration><LocationConstraint>mars-north-1"
                        "</LocationConstraint></CreateBucketConfiguration>";
     s3(f, "us-east-1", "PUT", "lc-d", NULL, mars, &g);
     expect_err(&g, 400, "InvalidLocationConstraint",
                "The specified location-constraint is not valid");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     s3(f, "eu-west-1", "PUT", "lc-e", NULL, "<CreateBucketConfiguration><Location", &g);
     expect_err(&g, 400, "MalformedXML",
                "The XML you provided was not well-formed or did not validate against our "
                "published schema");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "PUT", "lc-e", NULL, "<Other/>", &g);
     expect_err(&g, 400, "MalformedXML", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
     assert_int_equal(json_object_size(sim_section(f->sim, "buckets")), 0);
 }
 
@@ -368,7 +324,7 @@ static void test_bucket_names(void **state)
         if (g.status != 400)
             fail_msg("name %s accepted", bad[i]);
         expect_err(&g, 400, "InvalidBucketName", "The specified bucket is not valid.");
-        got_free(&g);
+        ob_test_got_free(&g);
     }
     static const char *const good[] = {
         "abc", "a.b-c", "192.168.5.bucket",
@@ -391,16 +347,16 @@ static void test_already_exists(void **state)
     expect_err(&g, 409, "BucketAlreadyOwnedByYou",
                "Your previous request to create the named bucket succeeded and you already own "
                "it.");
-    got_free(&g);
+    ob_test_got_free(&g);
     /* Another account (an organization member, through AssumeRole). */
     s3x(f, f->member, "us-east-1", "PUT", "dup-east", NULL, NULL, NULL, 0, NULL, NULL, &g);
     expect_err(&g, 409, "BucketAlreadyExists",
                "The requested bucket name is not available. The bucket namespace is shared by "
                "all users of the system. Please select a different name and try again.");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3x(f, f->member, "eu-west-1", "PUT", "dup-eu", NULL, NULL, cfg, 0, NULL, NULL, &g);
     expect_err(&g, 409, "BucketAlreadyExists", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
     /* The member's own bucket is its own. */
     create(f, f->member, "us-east-1", "member-bucket");
     json_t *b = json_object_get(sim_section(f->sim, "buckets"), "member-bucket");
@@ -416,31 +372,31 @@ static void test_missing_and_foreign_buckets(void **state)
     for (int i = 0; subs[i]; i++) {
         s3(f, "us-east-1", "GET", "no-such-bucket", subs[i], NULL, &g);
         expect_err(&g, 404, "NoSuchBucket", "The specified bucket does not exist");
-        got_free(&g);
+        ob_test_got_free(&g);
     }
     s3(f, "us-east-1", "DELETE", "no-such-bucket", NULL, NULL, &g);
     expect_err(&g, 404, "NoSuchBucket", "The specified bucket does not exist");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "HEAD", "no-such-bucket", NULL, NULL, &g);
     assert_int_equal(g.status, 404);
     assert_string_equal(g.body, "");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     create(f, f->member, "us-east-1", "theirs");
     for (int i = 0; subs[i]; i++) {
         s3(f, "us-east-1", "GET", "theirs", subs[i], NULL, &g);
         expect_err(&g, 403, "AccessDenied", "Access Denied");
-        got_free(&g);
+        ob_test_got_free(&g);
     }
     char pol[1024];
     s3(f, "us-east-1", "PUT", "theirs", "policy", cur_policy(pol, sizeof(pol), "theirs", "1"), &g);
     expect_err(&g, 403, "AccessDenied", "Access Denied");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "HEAD", "theirs", NULL, NULL, &g);
     assert_int_equal(g.status, 403);
     assert_string_equal(g.body, "");
     assert_string_equal(ob_hdrs_get(&g.headers, "x-amz-bucket-region"), "us-east-1");
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_region_redirect(void **state)
@@ -453,16 +409,16 @@ static void test_region_redirect(void **state)
                "The bucket you are attempting to access must be addressed using the specified "
                "endpoint. Please send all future requests to this endpoint.");
     assert_string_equal(ob_hdrs_get(&g.headers, "x-amz-bucket-region"), "eu-west-1");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "HEAD", "far-away", NULL, NULL, &g);
     assert_int_equal(g.status, 301);
     assert_string_equal(g.body, "");
     assert_string_equal(ob_hdrs_get(&g.headers, "x-amz-bucket-region"), "eu-west-1");
-    got_free(&g);
+    ob_test_got_free(&g);
     /* GetBucketLocation answers from any region. */
     s3(f, "us-east-1", "GET", "far-away", "location", NULL, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_policy_round_trip(void **state)
@@ -473,21 +429,21 @@ static void test_policy_round_trip(void **state)
     create(f, f->mgmt, "us-east-1", "pol-bucket");
     s3(f, "us-east-1", "GET", "pol-bucket", "policy", NULL, &g);
     expect_err(&g, 404, "NoSuchBucketPolicy", "The bucket policy does not exist");
-    got_free(&g);
+    ob_test_got_free(&g);
     cur_policy(pol, sizeof(pol), "pol-bucket", SIM_MGMT_ACCOUNT);
     s3(f, "us-east-1", "PUT", "pol-bucket", "policy", pol, &g);
     expect_ok(&g, 204);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "GET", "pol-bucket", "policy", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(g.body, pol);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "DELETE", "pol-bucket", "policy", NULL, &g);
     expect_ok(&g, 204);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "GET", "pol-bucket", "policy", NULL, &g);
     expect_err(&g, 404, "NoSuchBucketPolicy", "The bucket policy does not exist");
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_policy_malformed(void **state)
@@ -546,7 +502,7 @@ static void test_policy_malformed(void **state)
         got_t g;
         s3(f, "us-east-1", "PUT", "mpb", "policy", cases[i][0], &g);
         expect_err(&g, 400, "MalformedPolicy", cases[i][1]);
-        got_free(&g);
+        ob_test_got_free(&g);
     }
     /* Larger than 20 KB. */
     size_t n = 20 * 1024 + 200;
@@ -559,7 +515,7 @@ static void test_policy_malformed(void **state)
     got_t g;
     s3(f, "us-east-1", "PUT", "mpb", "policy", big, &g);
     expect_err(&g, 400, "PolicyTooLarge", "Policy exceeds the maximum allowed document size.");
-    got_free(&g);
+    ob_test_got_free(&g);
     free(big);
 
     /* A public policy is refused while BlockPublicPolicy is on. */
@@ -570,16 +526,16 @@ static void test_policy_malformed(void **state)
                "User: arn:aws:iam::111111111111:user/onboard is not authorized to perform: "
                "s3:PutBucketPolicy on resource: \"arn:aws:s3:::mpb\" because public policies are "
                "blocked by the BlockPublicPolicy block public access setting.");
-    got_free(&g);
+    ob_test_got_free(&g);
     const char *off = "<PublicAccessBlockConfiguration><BlockPublicAcls>true</BlockPublicAcls>"
                       "<BlockPublicPolicy>false</BlockPublicPolicy>"
                       "</PublicAccessBlockConfiguration>";
     s3(f, "us-east-1", "PUT", "mpb", "publicAccessBlock", off, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "PUT", "mpb", "policy", pub, &g);
     expect_ok(&g, 204);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 /* CRC-32 (IEEE, reflected), written independently of the module's. */
@@ -629,51 +585,51 @@ static void test_content_md5_and_checksums(void **state)
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0, NULL, NULL, &g);
         expect_err(&g, 400, "InvalidRequest",
                    "Missing required header for this request: Content-MD5");
-        got_free(&g);
+        ob_test_got_free(&g);
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0, "Content-MD5",
             "1B2M2Y8AsgTpgAmY7PhCfg==", &g);
         expect_err(&g, 400, "BadDigest",
                    "The Content-MD5 you specified did not match what we received.");
-        got_free(&g);
+        ob_test_got_free(&g);
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0, "Content-MD5",
             "not base64!", &g);
         expect_err(&g, 400, "InvalidDigest", "The Content-MD5 you specified is not valid.");
-        got_free(&g);
+        ob_test_got_free(&g);
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0, "Content-MD5", "AAAA",
             &g);
         expect_err(&g, 400, "InvalidDigest", "The Content-MD5 you specified is not valid.");
-        got_free(&g);
+        ob_test_got_free(&g);
         /* Newer SDKs send a flexible checksum instead. */
         char *crc = crc32_b64(body);
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0,
             "x-amz-checksum-crc32", crc, &g);
         expect_ok(&g, subs[i][1] ? 200 : 204);
-        got_free(&g);
+        ob_test_got_free(&g);
         free(crc);
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0,
             "x-amz-checksum-crc32", "AAAAAA==", &g);
         expect_err(&g, 400, "BadDigest",
                    "The CRC32 you specified did not match the calculated "
                    "checksum.");
-        got_free(&g);
+        ob_test_got_free(&g);
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0,
             "x-amz-checksum-crc32", "AAAA", &g);
         expect_err(&g, 400, "InvalidRequest", "Value for x-amz-checksum-crc32 header is invalid.");
-        got_free(&g);
+        ob_test_got_free(&g);
         uint8_t sha[OB_SHA256_LEN];
         ob_sha256(body, strlen(body), sha);
         char *sha64 = ob_base64_encode(sha, sizeof(sha));
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0,
             "x-amz-checksum-sha256", sha64, &g);
         expect_ok(&g, subs[i][1] ? 200 : 204);
-        got_free(&g);
+        ob_test_got_free(&g);
         sha64[0] = sha64[0] == 'A' ? 'B' : 'A';
         s3x(f, f->mgmt, "us-east-1", "PUT", "md5", NULL, subs[i][0], body, 0,
             "x-amz-checksum-sha256", sha64, &g);
         expect_err(&g, 400, "BadDigest",
                    "The SHA256 you specified did not match the calculated "
                    "checksum.");
-        got_free(&g);
+        ob_test_got_free(&g);
         free(sha64);
     }
 }
@@ -691,12 +647,12 @@ static void test_bucket_configuration(void **state)
                       "</PublicAccessBlockConfiguration>";
     s3(f, "eu-west-1", "PUT", "cfg", "publicAccessBlock", pab, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "GET", "cfg", "publicAccessBlock", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(xml_text(g.body, "IgnorePublicAcls", v, sizeof(v)), "false");
     assert_string_equal(xml_text(g.body, "BlockPublicPolicy", v, sizeof(v)), "true");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     const char *kms =
         "<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault>"
@@ -706,32 +662,32 @@ static void test_bucket_configuration(void **state)
         "</ServerSideEncryptionConfiguration>";
     s3(f, "eu-west-1", "PUT", "cfg", "encryption", kms, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "GET", "cfg", "encryption", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(
         xml_text(g.body, "Rule/ApplyServerSideEncryptionByDefault/KMSMasterKeyID", v, sizeof(v)),
         "arn:aws:kms:eu-west-1:111111111111:key/k");
     assert_string_equal(xml_text(g.body, "Rule/BucketKeyEnabled", v, sizeof(v)), "true");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "DELETE", "cfg", "encryption", NULL, &g);
     expect_ok(&g, 204);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "GET", "cfg", "encryption", NULL, &g);
     expect_ok(&g, 200);
     assert_string_equal(
         xml_text(g.body, "Rule/ApplyServerSideEncryptionByDefault/SSEAlgorithm", v, sizeof(v)),
         "AES256");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     const char *own = "<OwnershipControls><Rule><ObjectOwnership>ObjectWriter</ObjectOwnership>"
                       "</Rule></OwnershipControls>";
     s3(f, "eu-west-1", "PUT", "cfg", "ownershipControls", own, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "GET", "cfg", "ownershipControls", NULL, &g);
     assert_string_equal(xml_text(g.body, "Rule/ObjectOwnership", v, sizeof(v)), "ObjectWriter");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     static const char *const malformed[][2] = {
         {"publicAccessBlock", "<PublicAccessBlockConfiguration><BlockPublicAcls>yes"
@@ -755,7 +711,7 @@ static void test_bucket_configuration(void **state)
         expect_err(&g, 400, "MalformedXML",
                    "The XML you provided was not well-formed or did not validate against our "
                    "published schema");
-        got_free(&g);
+        ob_test_got_free(&g);
     }
     const char *aes_kms = "<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryption"
                           "ByDefault><SSEAlgorithm>AES256</SSEAlgorithm><KMSMasterKeyID>k"
@@ -765,23 +721,23 @@ static void test_bucket_configuration(void **state)
     expect_err(&g, 400, "InvalidArgument",
                "a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms or "
                "aws:kms:dsse");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* Deleting ownership controls and the public access block removes them. */
     s3(f, "eu-west-1", "DELETE", "cfg", "ownershipControls", NULL, &g);
     expect_ok(&g, 204);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "GET", "cfg", "ownershipControls", NULL, &g);
     expect_err(&g, 404, "OwnershipControlsNotFoundError",
                "The bucket ownership controls were not found");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "DELETE", "cfg", "publicAccessBlock", NULL, &g);
     expect_ok(&g, 204);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "GET", "cfg", "publicAccessBlock", NULL, &g);
     expect_err(&g, 404, "NoSuchPublicAccessBlockConfiguration",
                "The public access block configuration was not found");
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* A bucket with no configuration at all (as a seed file makes them). */
     json_object_set_new(sim_section(f->sim, "buckets"), "seeded",
@@ -790,13 +746,13 @@ static void test_bucket_configuration(void **state)
     s3(f, "us-east-1", "GET", "seeded", "encryption", NULL, &g);
     expect_err(&g, 404, "ServerSideEncryptionConfigurationNotFoundError",
                "The server side encryption configuration was not found");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "GET", "seeded", "publicAccessBlock", NULL, &g);
     expect_err(&g, 404, "NoSuchPublicAccessBlockConfiguration", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "GET", "seeded", "ownershipControls", NULL, &g);
     expect_err(&g, 404, "OwnershipControlsNotFoundError", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_list_and_delete(void **state)
@@ -814,17 +770,17 @@ static void test_list_and_delete(void **state)
     assert_non_null(strstr(g.body, "<Name>zeta</Name>"));
     assert_null(strstr(g.body, "not-mine"));
     assert_non_null(strstr(g.body, "<CreationDate>20"));
-    got_free(&g);
+    ob_test_got_free(&g);
 
     s3(f, "us-east-1", "DELETE", "zeta", NULL, NULL, &g);
     expect_ok(&g, 204);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "HEAD", "zeta", NULL, NULL, &g);
     assert_int_equal(g.status, 404);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "us-east-1", "DELETE", "not-mine", NULL, NULL, &g);
     expect_err(&g, 403, "AccessDenied", "Access Denied");
-    got_free(&g);
+    ob_test_got_free(&g);
 }
 
 static void test_addressing(void **state)
@@ -838,35 +794,35 @@ static void test_addressing(void **state)
         &g);
     expect_ok(&g, 200);
     assert_string_equal(xml_text(g.body, "", v, sizeof(v)), "eu-west-1");
-    got_free(&g);
+    ob_test_got_free(&g);
     raw(f, "GET", "vhost.bucket.s3.amazonaws.com", "/", "location", "eu-west-1", &h, NULL, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
     snprintf(host, sizeof(host), "vhost.bucket.localhost:%d", sim_port(f->sim));
     raw(f, "HEAD", host, "/", NULL, "eu-west-1", &h, NULL, &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
     /* A plain endpoint host: path style. */
     raw(f, "GET", "s3.eu-west-1.amazonaws.com", "/vhost.bucket", "location", "eu-west-1", &h, NULL,
         &g);
     expect_ok(&g, 200);
-    got_free(&g);
+    ob_test_got_free(&g);
 
     /* Operations awssim does not serve. */
     s3(f, "eu-west-1", "GET", "vhost.bucket", "acl", NULL, &g);
     expect_err(&g, 501, "NotImplemented", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3x(f, f->mgmt, "eu-west-1", "GET", NULL, "/vhost.bucket/some/key", NULL, NULL, 0, NULL, NULL,
         &g);
     expect_err(&g, 501, "NotImplemented", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
     s3(f, "eu-west-1", "POST", "vhost.bucket", "policy", NULL, &g);
     expect_err(&g, 405, "MethodNotAllowed",
                "The specified method is not allowed against this resource.");
-    got_free(&g);
+    ob_test_got_free(&g);
     s3x(f, f->mgmt, "us-east-1", "PUT", NULL, "/", NULL, NULL, 0, NULL, NULL, &g);
     expect_err(&g, 405, "MethodNotAllowed", NULL);
-    got_free(&g);
+    ob_test_got_free(&g);
     assert_int_equal(
         json_integer_value(json_object_get(sim_section(f->sim, "counts"), "s3.GetBucketLocation")),
         3);
