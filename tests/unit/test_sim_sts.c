@@ -38,39 +38,14 @@ static int teardown(void **state)
     return 0;
 }
 
-typedef struct got_s {
-    int done;
-    ob_err_t err;
-    long status;
-    char code[128];
-    char message[1024];
-    char body[16384];
-} got_t;
+typedef ob_test_got_t got_t;
 
-static void on_result(ob_aws_result_t *res, void *arg)
-{
-    got_t *g = arg;
-    g->done = 1;
-    g->err = res->err;
-    g->status = res->status;
-    snprintf(g->code, sizeof(g->code), "%s", res->err == OB_ERR_AWS ? res->aws.code : "");
-    snprintf(g->message, sizeof(g->message), "%s", res->err == OB_ERR_AWS ? res->aws.message : "");
-    snprintf(g->body, sizeof(g->body), "%s", res->body.data ? res->body.data : "");
-}
-
-static int got_done(void *arg)
-{
-    return ((got_t *)arg)->done;
-}
-
+/* Call; *g must be zeroed or hold an earlier answer (which is freed). */
 static void call(ob_aws_req_t *req, ob_credsrc_t *creds, got_t *g)
 {
-    memset(g, 0, sizeof(*g));
+    ob_test_got_free(g);
     ob_aws_target_t t = {.creds = creds};
-    char err[256];
-    if (!ob_aws_send(F.aws, req, &t, on_result, g, err, sizeof(err)))
-        fail_msg("send: %s", err);
-    assert_true(ob_test_run_until(F.loop, got_done, g, 10000));
+    ob_test_aws_call(&F, req, &t, g, 10000);
 }
 
 /* Query call with up to four name/value pairs. */
@@ -122,19 +97,20 @@ static json_t *trust(const char *principal_kind, const char *principal, const ch
 
 static void test_caller_identity(void **state)
 {
-    got_t g;
+    got_t g = {0};
     char v[256];
     sts("GetCallerIdentity", F.mgmt, &g, NULL, NULL, NULL, NULL, NULL, NULL);
     assert_int_equal(g.err, OB_OK);
     assert_string_equal(field(&g, "GetCallerIdentity", "Account", v, sizeof(v)), SIM_MGMT_ACCOUNT);
     assert_string_equal(field(&g, "GetCallerIdentity", "Arn", v, sizeof(v)),
                         "arn:aws:iam::111111111111:user/onboard");
+    ob_test_got_free(&g);
 }
 
 static void test_assume_role_and_use_it(void **state)
 {
     ob_credsrc_t *m = ob_credsrc_assume_role(F.aws, F.mgmt, ORG_ROLE, NULL, "sess-1", 0, NULL);
-    got_t g;
+    got_t g = {0};
     char v[256];
     sts("GetCallerIdentity", m, &g, NULL, NULL, NULL, NULL, NULL, NULL);
     assert_int_equal(g.err, OB_OK);
@@ -155,6 +131,7 @@ static void test_assume_role_and_use_it(void **state)
     expect_error(&g, 400, "ValidationError",
                  "1 hour session limit for roles assumed by role chaining");
     ob_credsrc_unref(m);
+    ob_test_got_free(&g);
 }
 
 static void test_trust_policy_and_external_id(void **state)
@@ -164,7 +141,7 @@ static void test_trust_policy_and_external_id(void **state)
                  trust("AWS", "arn:aws:iam::111111111111:root", "sts:AssumeRole",
                        "0123456789abcdef0123456789abcdef"),
                  NULL);
-    got_t g;
+    got_t g = {0};
     sts("AssumeRole", F.mgmt, &g, "RoleArn", arn, "RoleSessionName", "be", NULL, NULL);
     expect_error(&g, 403, "AccessDenied",
                  "User: arn:aws:iam::111111111111:user/onboard is not authorized to perform: "
@@ -199,11 +176,12 @@ static void test_trust_policy_and_external_id(void **state)
     sts("AssumeRole", F.mgmt, &g, "RoleArn", "arn:aws:iam::" MEMBER1 ":role/Denied",
         "RoleSessionName", "x1", NULL, NULL);
     expect_error(&g, 403, "AccessDenied", "not authorized");
+    ob_test_got_free(&g);
 }
 
 static void test_field_validation(void **state)
 {
-    got_t g;
+    got_t g = {0};
     sts("AssumeRole", F.mgmt, &g, "RoleSessionName", "s", NULL, NULL, NULL, NULL);
     expect_error(&g, 400, "ValidationError",
                  "Value null at 'roleArn' failed to satisfy constraint: Member must not be null");
@@ -223,6 +201,7 @@ static void test_field_validation(void **state)
     expect_error(&g, 400, "ValidationError", "'externalId'");
     sts("NoSuchAction", F.mgmt, &g, NULL, NULL, NULL, NULL, NULL, NULL);
     expect_error(&g, 400, "InvalidAction", "Could not find operation NoSuchAction");
+    ob_test_got_free(&g);
 }
 
 static void test_web_identity_unsigned(void **state)
@@ -231,7 +210,7 @@ static void test_web_identity_unsigned(void **state)
                  trust("Federated", "arn:aws:iam::" MEMBER1 ":oidc-provider/oidc.eks.local",
                        "sts:AssumeRoleWithWebIdentity", NULL),
                  NULL);
-    got_t g;
+    got_t g = {0};
     char v[256];
     sts("AssumeRoleWithWebIdentity", NULL, &g, "RoleArn", "arn:aws:iam::" MEMBER1 ":role/Irsa",
         "RoleSessionName", "pod", "WebIdentityToken", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln");
@@ -246,11 +225,12 @@ static void test_web_identity_unsigned(void **state)
     /* Anything else unsigned is refused. */
     sts("GetCallerIdentity", NULL, &g, NULL, NULL, NULL, NULL, NULL, NULL);
     expect_error(&g, 403, "MissingAuthenticationToken", "missing Authentication Token");
+    ob_test_got_free(&g);
 }
 
 static void test_bad_credentials(void **state)
 {
-    got_t g;
+    got_t g = {0};
     ob_credsrc_t *wrong = ob_credsrc_static(F.aws, SIM_MGMT_AKID, "not-the-secret", NULL, "w");
     sts("GetCallerIdentity", wrong, &g, NULL, NULL, NULL, NULL, NULL, NULL);
     expect_error(&g, 403, "SignatureDoesNotMatch",
@@ -279,6 +259,7 @@ static void test_bad_credentials(void **state)
     sts("GetCallerIdentity", notoken, &g, NULL, NULL, NULL, NULL, NULL, NULL);
     expect_error(&g, 403, "InvalidClientTokenId", "invalid");
     ob_credsrc_unref(notoken);
+    ob_test_got_free(&g);
 }
 
 static void test_skewed_clock(void **state)
@@ -317,7 +298,7 @@ static void org(const char *op, ob_credsrc_t *creds, const char *json, got_t *g)
 
 static void test_list_accounts(void **state)
 {
-    got_t g;
+    got_t g = {0};
     char next[64] = "", body[128];
     int total = 0, suspended = 0, pages = 0;
     do {
@@ -355,6 +336,7 @@ static void test_list_accounts(void **state)
     org("ListAccounts", m, "{}", &g);
     expect_error(&g, 400, "AccessDeniedException", "You don't have permissions");
     ob_credsrc_unref(m);
+    ob_test_got_free(&g);
 }
 
 int main(void)
