@@ -229,28 +229,6 @@ static void ptr_child(char *out, const char *base, const char *key)
     utf8_trim_tail(out);
 }
 
-static const char *jtype(const json_t *j)
-{
-    switch (json_typeof(j)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number with a fraction or exponent";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "something else";
-}
-
 /* -------------------------------------------------------- character sets */
 
 static int is_alnum(char c)
@@ -424,7 +402,8 @@ static ob_err_t load(const char *json, size_t len, size_t max, json_t **out, ob_
         return fail(err, "", "not_json", "not JSON: %s (line %d, column %d)", je.text, je.line,
                     je.column);
     if (!json_is_object(v)) {
-        ob_err_t rc = fail(err, "", "not_object", "a message is a JSON object, got %s", jtype(v));
+        ob_err_t rc =
+            fail(err, "", "not_object", "a message is a JSON object, got %s", ob_schema_type_of(v));
         json_decref(v);
         return rc;
     }
@@ -671,7 +650,7 @@ static ob_err_t parse_request(const json_t *o, ob_request_t *r, ob_msg_error_t *
 {
     ob_err_t rc;
     if (!json_is_object(o))
-        return fail(err, "", "not_object", "expected an object, got %s", jtype(o));
+        return fail(err, "", "not_object", "expected an object, got %s", ob_schema_type_of(o));
     if (names_schema(o, OB_SCHEMA_REQUEST) && (rc = check_cloud(o, "/cloud", err)) != OB_OK)
         return rc;
     if ((rc = validate(o, REQUEST_SCHEMA, err)) != OB_OK)

@@ -559,7 +559,7 @@ static void ptr_index(char out[PTR_LEN], const char *base, size_t i)
     snprintf(out, PTR_LEN, "%.230s/%zu", base, i);
 }
 
-static const char *jtype(const json_t *j)
+const char *ob_schema_type_of(const json_t *j)
 {
     switch (json_typeof(j)) {
     case JSON_OBJECT:
@@ -571,7 +571,7 @@ static const char *jtype(const json_t *j)
     case JSON_INTEGER:
         return "an integer";
     case JSON_REAL:
-        return "a number";
+        return "a number with a fraction or exponent";
     case JSON_TRUE:
     case JSON_FALSE:
         return "a boolean";
@@ -1291,14 +1291,14 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
     const json_t *type = kwk(ks, s, KW_TYPE);
     if (json_is_string(type) && !is_type(v, json_string_value(type)))
         return fail(&here, f, "type", "expected %s, got %s", a_type(json_string_value(type)),
-                    jtype(v));
+                    ob_schema_type_of(v));
     if (json_is_array(type)) {
         int ok = 0;
         size_t i;
         const json_t *t;
         json_array_foreach(type, i, t) ok |= is_type(v, json_string_value(t));
         if (!ok)
-            return fail(&here, f, "type", "has the wrong type (%s)", jtype(v));
+            return fail(&here, f, "type", "has the wrong type (%s)", ob_schema_type_of(v));
     }
     const json_t *cst = kwk(ks, s, KW_CONST);
     if (cst && !json_equal(cst, v)) {
@@ -1310,7 +1310,7 @@ static ob_err_t walk(ctx_t *c, const json_t *s, const json_t *v, const char *f)
     }
     const json_t *en = kwk(ks, s, KW_ENUM);
     if (en && !json_is_string(v) && json_is_string(json_array_get(en, 0)))
-        return fail(&here, f, "type", "expected a string, got %s", jtype(v));
+        return fail(&here, f, "type", "expected a string, got %s", ob_schema_type_of(v));
     if (en) {
         int ok = 0;
         size_t i;

@@ -68,6 +68,10 @@ ob_err_t ob_schema_validate(const char *name, const json_t *doc, ob_schema_error
  * unknown): for the codec's defaults and for tests. */
 const json_t *ob_schema_get(const char *name);
 
+/* A JSON value's type as messages name it: "an object", "a string", "an
+ * integer", "a number with a fraction or exponent", "a boolean", "null"... */
+const char *ob_schema_type_of(const json_t *v);
+
 /* Release what loading the schemas took (for leak checkers at exit). */
 void ob_schema_unload(void);
 
