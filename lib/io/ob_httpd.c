@@ -354,10 +354,9 @@ static void conn_close(ob_httpd_conn_t *c, int notify)
     }
 }
 
-static void conn_release(ob_httpd_conn_t *c)
+/* What a connection owns, and the connection. */
+static void conn_free(ob_httpd_conn_t *c)
 {
-    if (c->state != ST_DEAD || c->busy > 0)
-        return;
     ob_hdrs_clear(&c->hdrs);
     ob_buf_free(&c->in);
     ob_buf_free(&c->body);
@@ -365,6 +364,13 @@ static void conn_release(ob_httpd_conn_t *c)
     ob_buf_free(&c->out);
     ob_timer_free(c->timer);
     free(c);
+}
+
+static void conn_release(ob_httpd_conn_t *c)
+{
+    if (c->state != ST_DEAD || c->busy > 0)
+        return;
+    conn_free(c);
 }
 
 static void conn_update_io(ob_httpd_conn_t *c)
@@ -1625,12 +1631,7 @@ size_t ob_httpd_test_parse(const char *data, size_t len, size_t chunk, const ob_
                 break;
         }
     }
-    ob_hdrs_clear(&c->hdrs);
-    ob_buf_free(&c->in);
-    ob_buf_free(&c->body);
-    ob_buf_free(&c->meta);
-    ob_buf_free(&c->out);
-    free(c);
+    conn_free(c); /* its timer is NULL: never made outside a loop */
     free(s);
     close(sv[0]);
     close(sv[1]);
