@@ -720,21 +720,45 @@ static int add(sim_t *m, threads_t *t, int pc0, size_t pos)
     return 0;
 }
 
+/* What a match works in, for a program of n instructions: two thread lists
+ * (n each; a list holds each pc at most once), the closure's stack (2n + 2:
+ * every pc's two successors) and the DFA's seeds (n + 1); seen[n]. The
+ * schemas' programs are a few hundred instructions: it fits on the stack,
+ * and matching a field allocates nothing. */
+#define SMALL_PROG 512
+typedef struct work_s {
+    size_t n;
+    int *mem;
+    unsigned *seen;
+    unsigned gen;
+    int mem_small[5 * SMALL_PROG + 3];
+    unsigned seen_small[SMALL_PROG];
+} work_t;
+
+static void work_init(work_t *w, size_t n)
+{
+    w->n = n;
+    w->mem = n <= SMALL_PROG ? w->mem_small : ob_malloc((5 * n + 3) * sizeof(int));
+    w->seen = n <= SMALL_PROG ? w->seen_small : ob_malloc(n * sizeof(unsigned));
+    memset(w->seen, 0, n * sizeof(unsigned));
+    w->gen = 0;
+}
+
+static void work_done(work_t *w)
+{
+    if (w->n > SMALL_PROG) {
+        free(w->mem);
+        free(w->seen);
+    }
+}
+
 static int nfa_match(const ob_re_t *re, const char *s, size_t len)
 {
-    /* A thread list holds each pc at most once; the stack at most every
-     * pc's two successors. */
     size_t n = re->n;
-    /* The schemas' programs are a few hundred instructions: their thread
-     * lists fit on the stack, and matching a field allocates nothing. */
-    enum { SMALL = 512 };
-    int mem_small[4 * SMALL + 2];
-    unsigned seen_small[SMALL];
-    int *mem = n <= SMALL ? mem_small : ob_malloc((4 * n + 2) * sizeof(int));
-    unsigned *seen = n <= SMALL ? seen_small : ob_malloc(n * sizeof(unsigned));
-    memset(seen, 0, n * sizeof(unsigned));
-    threads_t cur = {mem, 0}, next = {mem + n, 0};
-    sim_t m = {re, seen, 1, mem + 2 * n, len};
+    work_t w;
+    work_init(&w, n);
+    threads_t cur = {w.mem, 0}, next = {w.mem + n, 0};
+    sim_t m = {re, w.seen, 1, w.mem + 2 * n, len};
     int found = 0;
     for (size_t pos = 0;; pos++) {
         /* Not anchored: a match may start at any position. */
@@ -763,10 +787,7 @@ static int nfa_match(const ob_re_t *re, const char *s, size_t len)
         cur = next;
         next = tmp;
     }
-    if (n > SMALL) {
-        free(mem);
-        free(seen);
-    }
+    work_done(&w);
     return found;
 }
 
@@ -802,13 +823,13 @@ static int closure(const ob_re_t *re, const int *seeds, size_t nseeds, int bol, 
 }
 
 /* The state of these seeds (built if new); -1 when the DFA is full. */
-static int state_for(ob_re_t *re, const int *seeds, size_t nseeds, int bol, int *mem,
-                     unsigned *seen, unsigned *gen)
+static int state_for(ob_re_t *re, const int *seeds, size_t nseeds, int bol, work_t *w)
 {
     size_t n = re->n;
-    threads_t t = {mem, 0}, t2 = {mem + n, 0};
-    int matched = closure(re, seeds, nseeds, bol, 0, &t, seen, ++*gen, mem + 2 * n);
-    int at_end = matched || closure(re, seeds, nseeds, bol, 1, &t2, seen, ++*gen, mem + 2 * n);
+    threads_t t = {w->mem, 0}, t2 = {w->mem + n, 0};
+    int matched = closure(re, seeds, nseeds, bol, 0, &t, w->seen, ++w->gen, w->mem + 2 * n);
+    int at_end =
+        matched || closure(re, seeds, nseeds, bol, 1, &t2, w->seen, ++w->gen, w->mem + 2 * n);
     uint64_t h = ob_hash_bytes(t.pc, t.n * sizeof(int)) ^ (uint64_t)(matched | at_end << 1);
     if (re->nslots) {
         for (size_t i = h & (re->nslots - 1);; i = (i + 1) & (re->nslots - 1)) {
@@ -857,58 +878,19 @@ static int state_for(ob_re_t *re, const int *seeds, size_t nseeds, int bol, int 
 }
 
 /* The state after byte c from state k; -1 when the DFA is full. */
-static int step(ob_re_t *re, int k, unsigned char c, int *mem, unsigned *seen, unsigned *gen)
+static int step(ob_re_t *re, int k, unsigned char c, work_t *w)
 {
     const dstate_t *d = re->states[k];
-    int *seeds = mem + 4 * re->n + 2; /* room for npcs + 1 */
+    int *seeds = w->mem + 4 * re->n + 2; /* room for npcs + 1 */
     size_t ns = 0;
     for (size_t i = 0; i < d->npcs; i++)
         if (set_has(&re->sets[re->prog[d->pcs[i]].x], c))
             seeds[ns++] = d->pcs[i] + 1;
     seeds[ns++] = 0; /* a match may start at any position */
-    int to = state_for(re, seeds, ns, 0, mem, seen, gen);
+    int to = state_for(re, seeds, ns, 0, w);
     if (to >= 0)
         re->states[k]->next[re->byte_class[c]] = to;
     return to;
-}
-
-/* Build what the walk below needs and go on from state k at pos (under the
- * lock): the slow path, taken while the DFA still grows. */
-static int grow_and_match(ob_re_t *re, int k, size_t pos, const char *s, size_t len)
-{
-    size_t n = re->n;
-    enum { SMALL = 512 };
-    /* Two thread lists, the closure's stack (2n + 2), the seeds (n + 1). */
-    int mem_small[5 * SMALL + 3];
-    unsigned seen_small[SMALL];
-    int *mem = n <= SMALL ? mem_small : ob_malloc((5 * n + 3) * sizeof(int));
-    unsigned *seen = n <= SMALL ? seen_small : ob_malloc(n * sizeof(unsigned));
-    unsigned gen = 0;
-    memset(seen, 0, n * sizeof(unsigned));
-    if (k < 0) {
-        int zero = 0;
-        k = re->start = state_for(re, &zero, 1, 1, mem, seen, &gen);
-    }
-    int result = -1; /* -1: the DFA is full, ask the simulation */
-    for (; k >= 0; pos++) {
-        const dstate_t *d = re->states[k];
-        if (d->matched) {
-            result = 1;
-            break;
-        }
-        if (pos == len) {
-            result = d->at_end;
-            break;
-        }
-        unsigned char c = (unsigned char)s[pos];
-        int to = d->next[re->byte_class[c]];
-        k = to >= 0 ? to : step(re, k, c, mem, seen, &gen);
-    }
-    if (n > SMALL) {
-        free(mem);
-        free(seen);
-    }
-    return result;
 }
 
 int ob_re_match(const ob_re_t *cre, const char *s, size_t len)
@@ -917,23 +899,37 @@ int ob_re_match(const ob_re_t *cre, const char *s, size_t len)
     if (len == 0)
         return nfa_match(re, s, len); /* ^ and $ at one position */
     pthread_mutex_lock(&re->lock);
-    int result = -1, k = re->start;
+    /* A walk through the states; a state or a transition not built yet is
+     * built on the way (the slow path, while the DFA still grows). */
+    work_t w;
+    int have_work = 0;
+    if (re->start < 0) {
+        work_init(&w, re->n);
+        have_work = 1;
+        int zero = 0;
+        re->start = state_for(re, &zero, 1, 1, &w);
+    }
+    int result = -1; /* -1: the DFA is full, ask the simulation */
     size_t pos = 0;
-    /* The fast path: a walk through states already built. */
-    while (k >= 0) {
+    for (int k = re->start; k >= 0; pos++) {
         const dstate_t *d = re->states[k];
         if (d->matched || pos == len) {
             result = d->matched ? 1 : d->at_end;
             break;
         }
-        int to = d->next[re->byte_class[(unsigned char)s[pos]]];
-        if (to < 0)
-            break;
+        unsigned char c = (unsigned char)s[pos];
+        int to = d->next[re->byte_class[c]];
+        if (to < 0) {
+            if (!have_work) {
+                work_init(&w, re->n);
+                have_work = 1;
+            }
+            to = step(re, k, c, &w);
+        }
         k = to;
-        pos++;
     }
-    if (result < 0)
-        result = grow_and_match(re, k, pos, s, len);
     pthread_mutex_unlock(&re->lock);
+    if (have_work)
+        work_done(&w);
     return result >= 0 ? result : nfa_match(re, s, len);
 }
