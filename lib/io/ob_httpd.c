@@ -354,6 +354,20 @@ static void conn_close(ob_httpd_conn_t *c, int notify)
     }
 }
 
+/* Drop the input's consumed bytes (nothing points into them). */
+static void in_compact(ob_httpd_conn_t *c)
+{
+    if (c->in_pos == 0)
+        return;
+    size_t left = c->in.len - c->in_pos;
+    if (left)
+        memmove(c->in.data, c->in.data + c->in_pos, left);
+    c->in.len = left;
+    c->in.data[left] = '\0';
+    c->scan = c->scan > c->in_pos ? c->scan - c->in_pos : 0;
+    c->in_pos = 0;
+}
+
 /* What a connection owns, and the connection. */
 static void conn_free(ob_httpd_conn_t *c)
 {
@@ -1151,15 +1165,7 @@ static int conn_read(ob_httpd_conn_t *c)
                 return -1;
             continue;
         }
-        if (c->in_pos > 0) { /* drop consumed bytes (nothing points into them) */
-            size_t left = c->in.len - c->in_pos;
-            if (left)
-                memmove(c->in.data, c->in.data + c->in_pos, left);
-            c->in.len = left;
-            c->in.data[left] = '\0';
-            c->scan = c->scan > c->in_pos ? c->scan - c->in_pos : 0;
-            c->in_pos = 0;
-        }
+        in_compact(c);
         if (ob_buf_append(&c->in, s->rbuf, (size_t)n) != OB_OK)
             return -1;
         if ((size_t)n < room)
@@ -1593,15 +1599,7 @@ size_t ob_httpd_test_parse(const char *data, size_t len, size_t chunk, const ob_
     int done = 0;
     while (!done && off < len) {
         size_t take = chunk && chunk < len - off ? chunk : len - off;
-        if (c->in_pos > 0) { /* as conn_read() */
-            size_t left = c->in.len - c->in_pos;
-            if (left)
-                memmove(c->in.data, c->in.data + c->in_pos, left);
-            c->in.len = left;
-            c->in.data[left] = '\0';
-            c->scan = c->scan > c->in_pos ? c->scan - c->in_pos : 0;
-            c->in_pos = 0;
-        }
+        in_compact(c); /* as conn_read() */
         if (ob_buf_append(&c->in, data + off, take) != OB_OK)
             break;
         off += take;
