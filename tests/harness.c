@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json_within.h"
+#include "ob_crypto.h"
 #include "ob_state.h"
 
 struct ob_test_worker_s {
@@ -419,6 +421,23 @@ void ob_test_check_dlq(const json_t *d, const char *who, const char *stage, cons
                  str_or(d, "stage", "(none)"), str_or(e, "class", "(none)"),
                  str_or(e, "code", "(none)"), msg ? msg : "(none)", stage, cls, code,
                  says ? says : "");
+}
+
+void ob_test_check_dlq_original(const json_t *d, const char *who, const char *sent, size_t len)
+{
+    const json_t *o = json_object_get(d, "original");
+    json_t *want = json_loadb(sent, len, 0, NULL);
+    assert_non_null(want);
+    if (!ob_json_within(want, json_object_get(o, "payload"))) {
+        char *got = json_dumps(json_object_get(o, "payload"), JSON_COMPACT | JSON_ENCODE_ANY);
+        fail_msg("%s: the dead letter's payload does not say what was sent:\n%.*s\n%s", who,
+                 (int)len, sent, got ? got : "(none)");
+    }
+    json_decref(want);
+    char sha[OB_SHA256_HEX_LEN];
+    ob_sha256_hex(sent, len, sha);
+    assert_string_equal(str_or(o, "payload_sha256", ""), sha);
+    assert_int_equal(json_integer_value(json_object_get(o, "payload_size")), (json_int_t)len);
 }
 
 json_t *ob_test_expect_dlq(ob_test_out_t *o, const char *key, const char *stage, const char *cls,

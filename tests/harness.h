@@ -206,6 +206,11 @@ int ob_test_out_wait(ob_test_out_t *o, int n, int timeout_ms);
  * `says` (NULL: not checked); `who` names it in the failure. */
 void ob_test_check_dlq(const json_t *d, const char *who, const char *stage, const char *cls,
                        const char *code, const char *says);
+/* A dead letter's original is the message as it was sent (len bytes): its
+ * payload, as JSON, says all the message said (the worker may give it
+ * encoded again, defaults written out), and its size and SHA-256 are those
+ * of the bytes sent. */
+void ob_test_check_dlq_original(const json_t *d, const char *who, const char *sent, size_t len);
 /* The first dead letter under key in the collector's "dlq" topic, checked
  * as above (the test fails when there is none); borrowed. */
 json_t *ob_test_expect_dlq(ob_test_out_t *o, const char *key, const char *stage, const char *cls,

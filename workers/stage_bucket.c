@@ -523,6 +523,12 @@ static void bucket_prior(void *p, const char *(*get)(const void *ctx, const char
     st->old_buckets = st->buckets ? ob_list_without(st->buckets, st->req.bucket) : NULL;
 }
 
+static ob_err_t bucket_reencode(const void *p, char **json, size_t *len)
+{
+    ob_msg_error_t me;
+    return ob_request_to_json(&((const bucket_st_t *)p)->req, json, len, &me);
+}
+
 const ob_stage_ops_t ob_stage_bucket = {
     .name = "bucket",
     .stage = OB_STAGE_BUCKET,
@@ -532,6 +538,7 @@ const ob_stage_ops_t ob_stage_bucket = {
     .ctx_free = bucket_ctx_free,
     .parse = bucket_parse,
     .step = bucket_step,
+    .reencode = bucket_reencode,
     .clear = bucket_clear,
     .prior = bucket_prior,
     .resume = bucket_resume,

@@ -563,6 +563,12 @@ static void connect_prior(void *p, const char *(*get)(const void *ctx, const cha
     snprintf(st->prior_request, sizeof(st->prior_request), "%s", get(ctx, OB_ST_CONNECTED_REQUEST));
 }
 
+static ob_err_t connect_reencode(const void *p, char **json, size_t *len)
+{
+    ob_msg_error_t me;
+    return ob_stage_to_json(&((const connect_st_t *)p)->msg, json, len, &me);
+}
+
 const ob_stage_ops_t ob_stage_connect = {
     .name = "connect",
     .stage = OB_STAGE_CONNECT,
@@ -570,6 +576,7 @@ const ob_stage_ops_t ob_stage_connect = {
     .state_size = sizeof(connect_st_t),
     .parse = connect_parse,
     .step = connect_step,
+    .reencode = connect_reencode,
     .clear = connect_clear,
     .prior = connect_prior,
 };

@@ -659,6 +659,12 @@ static void cur_prior(void *p, const char *(*get)(const void *ctx, const char *f
     free(all);
 }
 
+static ob_err_t cur_reencode(const void *p, char **json, size_t *len)
+{
+    ob_msg_error_t me;
+    return ob_stage_to_json(&((const cur_st_t *)p)->msg, json, len, &me);
+}
+
 const ob_stage_ops_t ob_stage_cur = {
     .name = "cur",
     .stage = OB_STAGE_CUR,
@@ -666,6 +672,7 @@ const ob_stage_ops_t ob_stage_cur = {
     .state_size = sizeof(cur_st_t),
     .parse = cur_parse,
     .step = cur_step,
+    .reencode = cur_reencode,
     .clear = cur_clear,
     .prior = cur_prior,
 };

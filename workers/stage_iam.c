@@ -1331,6 +1331,12 @@ static void iam_clear(void *p)
     memset(st->seen.external_id, 0, sizeof(st->seen.external_id));
 }
 
+static ob_err_t iam_reencode(const void *p, char **json, size_t *len)
+{
+    ob_msg_error_t me;
+    return ob_stage_to_json(&((const iam_st_t *)p)->in, json, len, &me);
+}
+
 const ob_stage_ops_t ob_stage_iam = {
     .name = "iam",
     .stage = OB_STAGE_IAM,
@@ -1340,6 +1346,7 @@ const ob_stage_ops_t ob_stage_iam = {
     .ctx_free = iam_ctx_free,
     .parse = iam_parse,
     .step = iam_step,
+    .reencode = iam_reencode,
     .clear = iam_clear,
     .prior = iam_prior,
     .resume = iam_resume,

@@ -1866,12 +1866,23 @@ ob_err_t ob_dlq_build(const ob_dlq_input_t *in, char **out, size_t *out_len, cha
             pl = OB_DLQ_MAX_RAW;
             trunc |= TRUNC_PAYLOAD;
         }
+        if (in->arrived_sha256) {
+            /* The arrived bytes are gone and no JSON encoding of them was
+             * had: nothing of them can be given. */
+            pl = 0;
+            trunc |= TRUNC_PAYLOAD;
+        }
         bad |= set_b64(orig, "payload_base64", in->payload ? in->payload : "", pl);
     }
     char sha[OB_SHA256_HEX_LEN];
-    ob_sha256_hex(in->payload ? in->payload : "", in->payload ? in->payload_len : 0, sha);
-    bad |= set_new(orig, "payload_size",
-                   json_integer((json_int_t)(in->payload ? in->payload_len : 0))) |
+    size_t size = in->payload ? in->payload_len : 0;
+    if (in->arrived_sha256) {
+        ob_hex(in->arrived_sha256, OB_SHA256_LEN, sha);
+        size = in->arrived_len;
+    } else {
+        ob_sha256_hex(in->payload ? in->payload : "", size, sha);
+    }
+    bad |= set_new(orig, "payload_size", json_integer((json_int_t)size)) |
            set_str(orig, "payload_sha256", sha);
     for (size_t i = 0; i < in->nheaders && in->headers; i++) {
         const ob_msg_header_t *h = &in->headers[i];

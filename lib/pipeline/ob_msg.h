@@ -429,6 +429,13 @@ typedef struct ob_dlq_input_s {
     size_t key_len;
     const void *payload; /* NULL: a null (tombstone) payload */
     size_t payload_len;
+    /* Set when payload is not the bytes that arrived but the message encoded
+     * again from its parsed form (the worker keeps no second copy): the size
+     * and SHA-256 (32 bytes) of the bytes as they arrived, which the record
+     * then gives. payload NULL with it set: the message could not be encoded
+     * again; the record says its payload was cut. */
+    const uint8_t *arrived_sha256;
+    size_t arrived_len;
     const ob_msg_header_t *headers;
     size_t nheaders;
     const char *account_id;

@@ -76,8 +76,9 @@ typedef struct job_s {
     ob_heap_node_t rnode; /* in w->runq while waiting for a place (key: seq) */
     char *key;
     size_t key_len;
-    char *payload;
-    size_t len;
+    char *payload; /* the bytes that arrived; NULL once the stage keeps them parsed */
+    size_t len;    /* their size */
+    uint8_t arrived_sha256[OB_SHA256_LEN]; /* theirs, once payload is NULL */
     ob_msg_header_t *headers;
     size_t nheaders;
     phase_t phase;
@@ -1017,6 +1018,19 @@ static void produce_failed_later(job_t *j, const char *why)
     ob_timer_start(&j->timer, 1000);
 }
 
+/* The message again when only its parsed form is kept: encoded by the
+ * stage (malloc'd; NULL when it cannot be). */
+static char *job_reencode(const job_t *j, size_t *len)
+{
+    char *json = NULL;
+    *len = 0;
+    if (j->w->stage->reencode(j->st, &json, len) != OB_OK) {
+        free(json);
+        return NULL;
+    }
+    return json;
+}
+
 static void job_finish(job_t *j)
 {
     ob_worker_t *w = j->w;
@@ -1038,6 +1052,8 @@ static void job_finish(job_t *j)
         snprintf(host, sizeof(host), "%s", w->host);
         char now[OB_TIME_LEN];
         now_iso(now);
+        size_t again_len = 0;
+        char *again = j->payload ? NULL : job_reencode(j, &again_len);
         ob_dlq_input_t in = {
             .stage = w->stage->stage,
             .topic = j->topic,
@@ -1045,8 +1061,10 @@ static void job_finish(job_t *j)
             .offset = j->offset,
             .key = j->key,
             .key_len = j->key_len,
-            .payload = j->payload,
-            .payload_len = j->len,
+            .payload = j->payload ? j->payload : again,
+            .payload_len = j->payload ? j->len : again_len,
+            .arrived_sha256 = j->payload ? NULL : j->arrived_sha256,
+            .arrived_len = j->len,
             .headers = j->headers,
             .nheaders = j->nheaders,
             .account_id = j->plan.account_id[0] ? j->plan.account_id : NULL,
@@ -1068,6 +1086,7 @@ static void job_finish(job_t *j)
         char *dlq = NULL;
         size_t dlq_len = 0;
         e = ob_dlq_build(&in, &dlq, &dlq_len, err, sizeof(err));
+        free(again);
         if (e == OB_OK) {
             rd_kafka_header_add(hdrs, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_DLQ, -1);
             e = ob_kproducer_send(w->producer, w->topic_dlq, RD_KAFKA_PARTITION_UA, key, klen, dlq,
@@ -1293,14 +1312,28 @@ static void url_origin(const char *url, char *out, size_t n)
 static void job_reset_stage(job_t *j)
 {
     ob_worker_t *w = j->w;
+    size_t len = j->len;
+    char *again = NULL;
+    if (!j->payload) {
+        again = job_reencode(j, &len);
+        if (!again) {
+            /* The state stays as it is: the same message, further along. */
+            ob_logf(OB_LOG_ERROR, "worker",
+                    "%s[%d]@%lld: cannot encode the message again; its stage continues where "
+                    "it was",
+                    j->topic, (int)j->partition, (long long)j->offset);
+            return;
+        }
+    }
     if (w->stage->clear)
         w->stage->clear(j->st);
     memset(j->st, 0, w->stage->state_size);
     ob_job_plan_t plan;
     ob_step_t fail;
     memset(&fail, 0, sizeof(fail));
-    w->stage->parse(j->st, w->stage_ctx, w->cfg, j->payload, j->len, &plan, &fail);
+    w->stage->parse(j->st, w->stage_ctx, w->cfg, again ? again : j->payload, len, &plan, &fail);
     ob_step_clear(&fail);
+    free(again);
 }
 
 /* A retryable failure with attempts left: record it, let go of the account,
@@ -2174,6 +2207,12 @@ static void job_begin(job_t *j)
     if (key_mismatch(j, &fail)) {
         job_execute(j, &fail);
         return;
+    }
+    if (w->stage->reencode) {
+        /* One copy of the message in flight: the parsed one. */
+        ob_sha256(j->payload, j->len, j->arrived_sha256);
+        free(j->payload);
+        j->payload = NULL;
     }
     acct_t *a = acct_get(w, j->plan.account_id, 1);
     j->acct = a;

@@ -131,6 +131,14 @@ typedef struct ob_stage_s {
                       ob_job_plan_t *plan, ob_step_t *fail);
     /* The next step. res NULL: the first step, or after a WAIT. */
     void (*step)(void *st, const ob_aws_result_t *res, ob_step_t *out);
+    /* Optional: the message parse() accepted, encoded again from what the
+     * state keeps of it (members in schema order, defaults written out:
+     * the same JSON value, read by parse() the same way); *json malloc'd.
+     * With it the worker keeps one copy of a message in flight, the parsed
+     * one: it lets go of the bytes once parse() accepts them, keeping their
+     * size and SHA-256 for a dead letter, and asks for this when it needs the
+     * message again (a dead letter, a fresh start of the stage). */
+    ob_err_t (*reencode)(const void *st, char **json, size_t *len);
     void (*clear)(void *st);
     /* Optional: before the first step, what an earlier holder of this
      * request at this stage recorded as its progress (never ""). */

@@ -120,6 +120,36 @@ static int got_all(void *arg)
     return w->out->keys >= w->n;
 }
 
+/* What is sent for member i: its hand-off, and for the doomed member the
+ * same message indented and with its members reversed, as another producer
+ * might write it (its dead letter must still give what was sent). */
+static char *sent_body(int i, const char *extra)
+{
+    char *body = handoff(i, extra);
+    if (i != DOOMED)
+        return body;
+    json_t *o = json_loads(body, 0, NULL), *r = json_object();
+    assert_non_null(o);
+    free(body);
+    const char *k[64];
+    size_t n = 0;
+    json_t *v;
+    const char *key;
+    json_object_foreach(o, key, v)
+    {
+        assert_true(n < 64);
+        k[n++] = key;
+    }
+    while (n--)
+        json_object_set(r, k[n], json_object_get(o, k[n]));
+    body = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    json_decref(r);
+    return body;
+}
+
+static char *sent_doomed; /* what produce() last sent for it */
+
 static void produce(int only, const char *extra)
 {
     ob_test_producer_t *p = ob_test_producer(&H);
@@ -128,9 +158,14 @@ static void produce(int only, const char *extra)
         if (only && i != only)
             continue;
         acct_of(i, acct);
-        char *body = handoff(i, extra);
+        char *body = sent_body(i, extra);
         ob_test_send(p, "iam", acct, body);
-        free(body);
+        if (i == DOOMED) {
+            free(sent_doomed);
+            sent_doomed = body;
+        } else {
+            free(body);
+        }
     }
     if (!only)
         ob_test_send(p, "iam", "bad-0", "{\"schema\":\"onboard.stage/1\",\"stage\":\"iam\"");
@@ -339,6 +374,9 @@ static void test_iam_worker(void **state)
     assert_non_null(strstr(jstr(e8, "message"), "billing-engine-access already exists"));
     assert_int_equal(ob_test_sim_account_count(sim, acct8, "cloudformation.CreateStack"), 3);
     assert_int_equal(ob_test_sim_account_count(sim, acct8, "cloudformation.DeleteStack"), 2);
+    /* Its hand-off was kept parsed only: the dead letter gives it encoded
+     * again, with the size and SHA-256 of the bytes sent. */
+    ob_test_check_dlq_original(d8, "member 8", sent_doomed, strlen(sent_doomed));
     json_t *st8 = redis_state(DOOMED, NULL);
     assert_string_equal(jstr(st8, "status"), "failed");
     assert_string_equal(jstr(st8, "error_code"), "stack_failed");
@@ -403,6 +441,8 @@ static void test_iam_worker(void **state)
     assert_non_null(strstr(pol, "arn:aws:s3:::acme-cur-20/*"));
     free(pol);
 
+    free(sent_doomed);
+    sent_doomed = NULL;
     assert_int_equal(ob_test_end(&H), OB_OK); /* the worker's graceful shutdown */
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../json_within.h"
 #include "ob_crypto.h"
 #include "ob_msg.h"
 #include "ob_schema.h"
@@ -86,6 +87,11 @@ static int read_why(const char *path, char *code, size_t codesz, char *field, si
 }
 
 /* Parse, serialize, parse again: the normalized form is a fixed point. */
+/* The normalized form is a fixed point, and it says what the message said:
+ * the workers keep only the parsed form of a message in flight and encode
+ * it again for a dead letter or a fresh start, so nothing may be lost or
+ * changed on the way (members the message left to their defaults are
+ * written out). */
 static void check_round_trip(ob_msg_kind_t kind, const char *json, size_t len, const char *name)
 {
     ob_msg_error_t err;
@@ -121,6 +127,14 @@ static void check_round_trip(ob_msg_kind_t kind, const char *json, size_t len, c
     }
     if (strcmp(a, b) != 0)
         fail_msg("%s: normalized form changes on a second pass:\n%s\n%s", name, a, b);
+    json_t *orig = json_loadb(json, len, 0, NULL), *again = json_loads(a, 0, NULL);
+    assert_non_null(orig);
+    assert_non_null(again);
+    if (!ob_json_within(orig, again))
+        fail_msg("%s: the normalized form does not say what the message said:\n%.*s\n%s", name,
+                 (int)len, json, a);
+    json_decref(orig);
+    json_decref(again);
     free(a);
     free(b);
 }
@@ -974,6 +988,48 @@ static void test_dlq(void **state)
     assert_string_equal(orig, MINIMAL);
     free(orig);
     ob_dlq_clear(&d);
+
+    /* The same request encoded again by a worker that kept it parsed only:
+     * the record gives that, with the size and digest of the bytes that
+     * arrived (here an indented form of it). */
+    const char sent[] = "{ \"schema\": \"onboard.request/1\", \"request_id\": \"req-1\", "
+                        "\"account_id\": \"123456789012\", \"cloud\": \"aws\",\n "
+                        "\"region\": \"us-east-1\", "
+                        "\"role_arn\": \"arn:aws:iam::123456789012:role/OnboardingAccess\" }";
+    uint8_t sent_sha[OB_SHA256_LEN];
+    char sent_hex[OB_SHA256_HEX_LEN];
+    ob_sha256(sent, sizeof sent - 1, sent_sha);
+    ob_sha256_hex(sent, sizeof sent - 1, sent_hex);
+    in.arrived_sha256 = sent_sha;
+    in.arrived_len = sizeof sent - 1;
+    assert_int_equal(ob_dlq_build(&in, &text, NULL, errstr, sizeof errstr), OB_OK);
+    assert_int_equal(ob_dlq_parse(text, strlen(text), &d, &err), OB_OK);
+    free(text);
+    assert_non_null(d.payload);
+    assert_true(d.replayable);
+    assert_false(d.truncated);
+    assert_int_equal(d.payload_size, (int64_t)(sizeof sent - 1));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(d.doc, "original"), "payload_sha256")),
+        sent_hex);
+    assert_int_equal(ob_dlq_original(&d, &orig, &olen), OB_OK);
+    assert_string_equal(orig, MINIMAL);
+    free(orig);
+    ob_dlq_clear(&d);
+
+    /* ... and one that could not be encoded again: the record says so. */
+    in.payload = NULL;
+    in.payload_len = 0;
+    assert_int_equal(ob_dlq_build(&in, &text, NULL, errstr, sizeof errstr), OB_OK);
+    assert_int_equal(ob_dlq_parse(text, strlen(text), &d, &err), OB_OK);
+    free(text);
+    assert_null(d.payload);
+    assert_false(d.replayable);
+    assert_true(d.truncated);
+    assert_int_equal(d.payload_size, (int64_t)(sizeof sent - 1));
+    assert_int_equal(ob_dlq_original(&d, &orig, &olen), OB_ERR_STATE);
+    ob_dlq_clear(&d);
+    in.arrived_sha256 = NULL;
 
     /* Too large: the first 256 KiB as base64, marked truncated, not replayable. */
     size_t big = 300000;
