@@ -505,6 +505,7 @@ ob_aws_call_t *ob_aws_send(ob_aws_t *aws, ob_aws_req_t *req, const ob_aws_target
     }
     c->req = *req;
     memset(req, 0, sizeof(*req));
+    ob_buf_fit(&c->req.body); /* kept as long as the call, for its retries */
     if (target && target->creds)
         c->creds = ob_credsrc_ref(target->creds);
     c->started = ob_loop_update_time(aws->loop);

@@ -53,7 +53,11 @@ void *ob_arena_alloc(ob_arena_t *a, size_t n)
     n = (n + 7) & ~(size_t)7;
     chunk_t *c = a->head;
     if (!c || c->size - c->used < n) {
-        size_t size = c ? c->size * 2 : a->first ? a->first : FIRST_CHUNK;
+        /* After a first chunk sized to what was known to come, a small one:
+         * what comes later is a string or two, not as much again. */
+        size_t size = !c                     ? (a->first ? a->first : FIRST_CHUNK)
+                      : a->first && !c->next ? FIRST_CHUNK / 2
+                                             : c->size * 2;
         if (size > MAX_CHUNK)
             size = MAX_CHUNK;
         if (size < n)

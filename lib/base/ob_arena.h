@@ -21,7 +21,8 @@ typedef struct ob_arena_s ob_arena_t;
 /* An empty arena; its first chunk is allocated on first use. */
 ob_arena_t *ob_arena_new(void);
 /* The same, its first chunk `first` bytes: what the strings will take when
- * the caller knows (a message's strings fit in its JSON text's length). */
+ * the caller knows (a parsed message's strings); a chunk after it is small
+ * (a string or two more), later ones double. */
 ob_arena_t *ob_arena_new_sized(size_t first);
 void ob_arena_free(ob_arena_t *a);
 /* n bytes (8-aligned), zeroed. */

@@ -32,6 +32,14 @@ ob_err_t ob_buf_reserve(ob_buf_t *b, size_t n)
     return OB_OK;
 }
 
+void ob_buf_fit(ob_buf_t *b)
+{
+    if (!b->data || b->cap == b->len + 1)
+        return;
+    b->data = ob_realloc(b->data, b->len + 1);
+    b->cap = b->len + 1;
+}
+
 ob_err_t ob_buf_append(ob_buf_t *b, const void *p, size_t n)
 {
     if (ob_buf_reserve(b, n) != OB_OK)

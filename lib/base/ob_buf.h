@@ -27,6 +27,9 @@ ob_err_t ob_buf_putc(ob_buf_t *b, char c);
 ob_err_t ob_buf_printf(ob_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Make room for n more bytes without changing len. */
 ob_err_t ob_buf_reserve(ob_buf_t *b, size_t n);
+/* Give back the room beyond the contents (a buffer only read from now on,
+ * such as a request body kept for its retries). */
+void ob_buf_fit(ob_buf_t *b);
 /* Forget the contents, keep the memory. */
 void ob_buf_reset(ob_buf_t *b);
 void ob_buf_free(ob_buf_t *b);

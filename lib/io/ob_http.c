@@ -31,9 +31,9 @@ struct ob_http_s {
     /* Waiting for a transfer slot (max_transfers): lowest priority value
      * first, in arrival order within one. */
     ob_heap_t queue;
-    /* Idle easy handles, reset and ready for the next transfer (LIFO). A
-     * handle goes back here when its transfer ends, so with max_transfers
-     * set there are never more handles than transfers at once. */
+    /* Idle easy handles, reset and ready for the next transfer (LIFO), at
+     * most idle_max: a handle goes back here when its transfer ends, or is
+     * cleaned up when the list is full. */
     CURL **idle;
     size_t nidle, idle_cap, idle_max;
     int draining;
@@ -446,10 +446,12 @@ ob_http_t *ob_http_new(ob_loop_t *loop, const ob_http_opts_t *opts, char *errstr
         h->opts.max_body = 8u << 20;
     if (h->opts.max_connections <= 0)
         h->opts.max_connections = 256;
-    /* Idle handles kept: as many as may run at once (with no limit on
-     * transfers, as many as there may be connections). */
-    h->idle_max =
-        (size_t)(h->opts.max_transfers > 0 ? h->opts.max_transfers : h->opts.max_connections);
+    /* Idle handles kept: a few. A handle holds about 10 KiB (its state and
+     * receive buffer); keeping one per transfer of the last burst held
+     * 10 MiB while a worker's accounts waited for their stacks with nothing
+     * to send. A new handle costs a few microseconds; connections stay in
+     * curl's cache either way. */
+    h->idle_max = OB_HTTP_IDLE_HANDLES;
     snprintf(h->user_agent, sizeof(h->user_agent), "%s",
              h->opts.user_agent ? h->opts.user_agent : "onboard/" OB_VERSION);
     h->opts.user_agent = h->user_agent;
@@ -652,6 +654,11 @@ void ob_http_cancel(ob_http_xfer_t *x)
     xfer_free(x);
     if (was_running)
         admit(h);
+}
+
+size_t ob_http_idle_handles(const ob_http_t *h)
+{
+    return h ? h->nidle : 0;
 }
 
 size_t ob_http_active(const ob_http_t *h)

@@ -95,6 +95,10 @@ void ob_http_cancel(ob_http_xfer_t *x);
 
 /* Requests currently running. */
 size_t ob_http_active(const ob_http_t *h);
+/* Easy handles kept idle for the next transfers: a few (OB_HTTP_IDLE_HANDLES),
+ * whatever the last burst ran. */
+#define OB_HTTP_IDLE_HANDLES 32
+size_t ob_http_idle_handles(const ob_http_t *h);
 /* Total requests completed (any outcome) since creation. */
 uint64_t ob_http_completed(const ob_http_t *h);
 

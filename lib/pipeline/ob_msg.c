@@ -757,6 +757,39 @@ ob_err_t ob_request_parse_json(const json_t *obj, ob_request_t *out, ob_msg_erro
     return rc;
 }
 
+/* What a validated message's strings take in an arena (each 8-aligned with
+ * its NUL), with room for the one the codec derives as it binds (a default
+ * bucket name): the arena of a message in flight holds that, not the length
+ * of its JSON text, half of which is names and punctuation. */
+#define DERIVED_ROOM ((OB_BUCKET_LEN + 7) & ~7)
+static size_t strings_size(const json_t *v)
+{
+    size_t n = 0;
+    if (json_is_string(v))
+        return (json_string_length(v) + 1 + 7) & ~(size_t)7;
+    if (json_is_object(v)) {
+        const char *k;
+        const json_t *m;
+        json_object_foreach((json_t *)v, k, m)
+        {
+            n += strings_size(m);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        const json_t *m;
+        json_array_foreach(v, i, m)
+        {
+            n += strings_size(m);
+        }
+    }
+    return n;
+}
+
+static ob_arena_t *arena_for(const json_t *doc)
+{
+    return ob_arena_new_sized(strings_size(doc) + DERIVED_ROOM);
+}
+
 ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_msg_error_t *err)
 {
     ob_msg_error_t scratch;
@@ -764,7 +797,7 @@ ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_ms
     ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
-    out->mem = ob_arena_new_sized(len); /* the strings fit in the text they come from */
+    out->mem = arena_for(doc);
     rc = parse_request(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
@@ -1139,7 +1172,7 @@ ob_err_t ob_stage_parse(const char *json, size_t len, ob_stage_msg_t *out, ob_ms
     ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
-    out->request.mem = ob_arena_new_sized(len);
+    out->request.mem = arena_for(doc);
     rc = parse_stage(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
@@ -1448,7 +1481,7 @@ ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, o
     ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
-    out->mem = ob_arena_new_sized(len);
+    out->mem = arena_for(doc);
     rc = parse_connected(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)

@@ -50,11 +50,27 @@ static void test_growth(void **state)
     ob_arena_free(a);
 }
 
+/* A first chunk sized to what was known to come, then a string more: the
+ * next chunk is a small one, not as large again. */
+static void test_sized(void **state)
+{
+    ob_arena_t *a = ob_arena_new_sized(1000);
+    assert_int_equal(ob_arena_held(a), 0);
+    ob_arena_alloc(a, 1000);
+    assert_int_equal(ob_arena_held(a), 1000);
+    assert_string_equal(ob_arena_strdup(a, "one more"), "one more");
+    assert_int_equal(ob_arena_held(a), 1000 + 256);
+    ob_arena_alloc(a, 300);
+    assert_int_equal(ob_arena_held(a), 1000 + 256 + 512); /* then doubling */
+    ob_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_sized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,25 @@ static void test_buf_growth(void **state)
     ob_buf_free(&b);
 }
 
+/* A fitted buffer holds its contents and no more, and still grows. */
+static void test_buf_fit(void **state)
+{
+    ob_buf_t b = {0};
+    ob_buf_fit(&b); /* empty: nothing to do */
+    assert_null(b.data);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(ob_buf_putc(&b, 'a' + i % 26), OB_OK);
+    assert_true(b.cap > 101);
+    ob_buf_fit(&b);
+    assert_int_equal(b.cap, 101);
+    assert_int_equal(b.len, 100);
+    assert_int_equal(b.data[100], '\0');
+    assert_int_equal(b.data[99], 'a' + 99 % 26);
+    assert_int_equal(ob_buf_puts(&b, "more"), OB_OK);
+    assert_string_equal(b.data + 100, "more");
+    ob_buf_free(&b);
+}
+
 static void test_headers(void **state)
 {
     ob_hdrs_t h = {0};
@@ -128,9 +147,9 @@ static void test_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_growth), cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_digests),    cmocka_unit_test(test_base64),
-        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_buf_growth), cmocka_unit_test(test_buf_fit),
+        cmocka_unit_test(test_headers),    cmocka_unit_test(test_digests),
+        cmocka_unit_test(test_base64),     cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../json_within.h"
+#include "ob_arena.h"
 #include "ob_crypto.h"
 #include "ob_msg.h"
 #include "ob_schema.h"
@@ -87,6 +88,17 @@ static int read_why(const char *path, char *code, size_t codesz, char *field, si
 }
 
 /* Parse, serialize, parse again: the normalized form is a fixed point. */
+/* A parsed message holds its strings, not its text: about what they take
+ * (names, punctuation and enum words are not kept), under the compact JSON's
+ * length. */
+static void check_arena(const ob_arena_t *mem, size_t compact, const char *name)
+{
+    size_t used = ob_arena_used(mem), held = ob_arena_held(mem);
+    if (held > used + 256 || (compact > 400 && held >= compact))
+        fail_msg("%s: the parsed strings take %zu bytes, the arena holds %zu (compact JSON: %zu)",
+                 name, used, held, compact);
+}
+
 /* The normalized form is a fixed point, and it says what the message said:
  * the workers keep only the parsed form of a message in flight and encode
  * it again for a dead letter or a fresh start, so nothing may be lost or
@@ -100,6 +112,7 @@ static void check_round_trip(ob_msg_kind_t kind, const char *json, size_t len, c
         ob_request_t r, r2;
         assert_int_equal(ob_request_parse(json, len, &r, &err), OB_OK);
         assert_int_equal(ob_request_to_json(&r, &a, NULL, &err), OB_OK);
+        check_arena(r.mem, strlen(a), name);
         assert_int_equal(ob_request_parse(a, strlen(a), &r2, &err), OB_OK);
         assert_int_equal(ob_request_to_json(&r2, &b, NULL, &err), OB_OK);
         ob_request_clear(&r);
@@ -108,6 +121,7 @@ static void check_round_trip(ob_msg_kind_t kind, const char *json, size_t len, c
         ob_stage_msg_t *m = calloc(2, sizeof *m);
         assert_int_equal(ob_stage_parse(json, len, &m[0], &err), OB_OK);
         assert_int_equal(ob_stage_to_json(&m[0], &a, NULL, &err), OB_OK);
+        check_arena(m[0].request.mem, strlen(a), name);
         assert_int_equal(ob_stage_parse(a, strlen(a), &m[1], &err), OB_OK);
         assert_int_equal(ob_stage_to_json(&m[1], &b, NULL, &err), OB_OK);
         ob_stage_msg_clear(&m[0]);
