@@ -523,7 +523,7 @@ static void bucket_prior(void *p, const char *(*get)(const void *ctx, const char
     st->old_buckets = st->buckets ? ob_list_without(st->buckets, st->req.bucket) : NULL;
 }
 
-static ob_err_t bucket_reencode(const void *p, char **json, size_t *len)
+static ob_err_t bucket_reencode(void *p, char **json, size_t *len)
 {
     ob_msg_error_t me;
     return ob_request_to_json(&((const bucket_st_t *)p)->req, json, len, &me);

@@ -563,7 +563,7 @@ static void connect_prior(void *p, const char *(*get)(const void *ctx, const cha
     snprintf(st->prior_request, sizeof(st->prior_request), "%s", get(ctx, OB_ST_CONNECTED_REQUEST));
 }
 
-static ob_err_t connect_reencode(const void *p, char **json, size_t *len)
+static ob_err_t connect_reencode(void *p, char **json, size_t *len)
 {
     ob_msg_error_t me;
     return ob_stage_to_json(&((const connect_st_t *)p)->msg, json, len, &me);

@@ -659,7 +659,7 @@ static void cur_prior(void *p, const char *(*get)(const void *ctx, const char *f
     free(all);
 }
 
-static ob_err_t cur_reencode(const void *p, char **json, size_t *len)
+static ob_err_t cur_reencode(void *p, char **json, size_t *len)
 {
     ob_msg_error_t me;
     return ob_stage_to_json(&((const cur_st_t *)p)->msg, json, len, &me);

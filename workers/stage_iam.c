@@ -135,7 +135,10 @@ typedef struct seen_s {
 } seen_t;
 
 typedef struct iam_st_s {
-    ob_stage_msg_t in;
+    /* The hand-off: parsed (malloc'd) while the stage works on it, packed
+     * while it waits a long while (a stack being made), never both. */
+    ob_stage_msg_t *in;
+    ob_stage_packed_t *packed;
     const char *principal; /* the settings' (billing.principal) */
     char *stack_name;
     long long poll_ms;
@@ -245,24 +248,68 @@ typedef struct iam_timing_s {
     uint64_t (*now)(void);
 } iam_timing_t;
 
+/* The stage's per-worker context: the timings, and the streams that pack
+ * the hand-offs of accounts waiting for their stacks (a hand-off packed is a
+ * quarter of one parsed: 10,000 accounts waiting hold 9 MiB less). */
+typedef struct iam_ctx_s {
+    iam_timing_t tm; /* first: the ctx is its timing (ob_stage_iam_timing_reset) */
+    ob_zip_t *zip;
+} iam_ctx_t;
+
 static void *iam_ctx_new(void)
 {
-    iam_timing_t *t = ob_malloc(sizeof(*t));
-    ob_stage_iam_timing_reset(t, NULL);
-    return t;
+    iam_ctx_t *c = ob_calloc(1, sizeof(*c));
+    ob_stage_iam_timing_reset(c, NULL);
+    c->zip = ob_zip_new();
+    return c;
 }
 
 static void iam_ctx_free(void *ctx)
 {
-    free(ctx);
+    iam_ctx_t *c = ctx;
+    if (!c)
+        return;
+    ob_zip_free(c->zip);
+    free(c);
 }
 
 void ob_stage_iam_timing_reset(void *ctx, uint64_t (*now_ms)(void))
 {
-    iam_timing_t *t = ctx;
+    iam_timing_t *t = &((iam_ctx_t *)ctx)->tm;
     memset(t, 0, sizeof(*t));
     t->first = -1;
     t->now = now_ms ? now_ms : mono_ms;
+}
+
+static ob_zip_t *zip_of(const iam_st_t *st)
+{
+    return ((const iam_ctx_t *)(const void *)st->tm)->zip;
+}
+
+static void pack_in(iam_st_t *st)
+{
+    if (!st->in)
+        return;
+    st->packed = ob_stage_msg_pack(zip_of(st), st->in);
+    free(st->in);
+    st->in = NULL;
+}
+
+/* The hand-off parsed again: 0, or -1 when its pack is unreadable (out is
+ * then a FAIL step). */
+static int unpack_in(iam_st_t *st, ob_step_t *out)
+{
+    if (st->in || !st->packed)
+        return 0;
+    ob_stage_packed_t *p = st->packed;
+    st->packed = NULL;
+    st->in = ob_malloc(sizeof(*st->in));
+    if (ob_stage_msg_unpack(zip_of(st), p, st->in) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "internal",
+                     "the hand-off kept while the stack was made cannot be read back");
+        return -1;
+    }
+    return 0;
 }
 
 static int cmp_ll(const void *a, const void *b)
@@ -396,8 +443,8 @@ static int validation_says(const ob_aws_result_t *res, const char *text)
 static void make_token(const iam_st_t *st, const char *op, const char *what, int gen, char out[48])
 {
     char buf[1024], hex[OB_SHA256_HEX_LEN];
-    snprintf(buf, sizeof(buf), "onboard.iam|%s|%s|%s|%s|%s|%s|%d", op, st->in.request.request_id,
-             st->in.request.account_id, st->in.request.region, st->stack_name, what, gen);
+    snprintf(buf, sizeof(buf), "onboard.iam|%s|%s|%s|%s|%s|%s|%d", op, st->in->request.request_id,
+             st->in->request.account_id, st->in->request.region, st->stack_name, what, gen);
     ob_sha256_hex(buf, strlen(buf), hex);
     snprintf(out, 48, "ob-%.40s", hex);
 }
@@ -508,7 +555,7 @@ static int query_start(iam_st_t *st, ob_step_t *out, const char *action, pending
         return -1;
     }
     out->kind = OB_STEP_CALL;
-    snprintf(out->region, sizeof(out->region), "%s", st->in.request.region);
+    snprintf(out->region, sizeof(out->region), "%s", st->in->request.region);
     st->pending = p;
     return 0;
 }
@@ -551,7 +598,7 @@ static void describe(iam_st_t *st, ob_step_t *out)
 static void add_common(iam_st_t *st, ob_step_t *out)
 {
     qm(out, "Capabilities.member", 1, NULL, "CAPABILITY_NAMED_IAM");
-    const ob_request_t *r = &st->in.request;
+    const ob_request_t *r = &st->in->request;
     int n = 0;
     if (r->ntags < 50) {
         qm(out, "Tags.member", ++n, "Key", IAM_TAG_MANAGED);
@@ -578,7 +625,7 @@ static void create(iam_st_t *st, ob_step_t *out)
     make_token(st, "CreateStack", st->redo_of, st->token_bumps, token);
     if (query_start(st, out, "CreateStack", P_CREATE) != 0)
         return;
-    const ob_request_t *r = &st->in.request;
+    const ob_request_t *r = &st->in->request;
     q(out, "StackName", st->stack_name);
     q(out, "TemplateBody", ob_iam_template);
     qm(out, "Parameters.member", 1, "ParameterKey", "BillingEnginePrincipal");
@@ -598,7 +645,7 @@ static void update(iam_st_t *st, ob_step_t *out)
     make_token(st, "UpdateStack", st->seen.id, 0, token);
     if (query_start(st, out, "UpdateStack", P_UPDATE) != 0)
         return;
-    const ob_request_t *r = &st->in.request;
+    const ob_request_t *r = &st->in->request;
     q(out, "StackName", st->stack_name);
     q(out, "TemplateBody", ob_iam_template);
     qm(out, "Parameters.member", 1, "ParameterKey", "BillingEnginePrincipal");
@@ -641,12 +688,12 @@ static void give_up(iam_st_t *st, ob_step_t *out, const char *resource_reason)
     if (resource_reason && resource_reason[0])
         ob_step_fail(out, OB_DLQ_PERMANENT, "stack_failed",
                      "stack %s in %s is %s after %d redo%s: %s (%s)", st->stack_name,
-                     st->in.request.region, st->fail_status, st->redo, st->redo == 1 ? "" : "s",
+                     st->in->request.region, st->fail_status, st->redo, st->redo == 1 ? "" : "s",
                      resource_reason, why);
     else
         ob_step_fail(out, OB_DLQ_PERMANENT, "stack_failed",
                      "stack %s in %s is %s after %d redo%s: %s", st->stack_name,
-                     st->in.request.region, st->fail_status, st->redo, st->redo == 1 ? "" : "s",
+                     st->in->request.region, st->fail_status, st->redo, st->redo == 1 ? "" : "s",
                      why);
     fail_with_stack(st, out);
     out->state[3] = st->fail_status;
@@ -664,16 +711,16 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
     }
     ob_stage_msg_t m;
     ob_stage_msg_init(&m);
-    if (ob_request_copy(&m.request, &st->in.request) != OB_OK) {
+    if (ob_request_copy(&m.request, &st->in->request) != OB_OK) {
         ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "out_of_memory", "cannot build the hand-off");
         return;
     }
     m.stage = OB_STAGE_CONNECT;
-    m.has_bucket = st->in.has_bucket;
-    m.bucket = st->in.bucket;
-    m.has_report = st->in.has_report;
-    m.report = st->in.report;
-    memcpy(m.trace, st->in.trace, sizeof(m.trace));
+    m.has_bucket = st->in->has_bucket;
+    m.bucket = st->in->bucket;
+    m.has_report = st->in->has_report;
+    m.report = st->in->report;
+    memcpy(m.trace, st->in->trace, sizeof(m.trace));
     m.has_stack = 1;
     /* st outlives m: its strings are borrowed. */
     m.stack = (ob_stack_result_t){st->seen.id, st->stack_name, st->seen.role_arn, st->external_id};
@@ -709,9 +756,9 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
     /* What the earlier stages recorded, again: a write of theirs that Redis
      * lost (a failover, a flush) is made good here. */
     out->state[8] = OB_ST_BUCKET;
-    out->state[9] = st->in.has_bucket ? st->in.bucket.name : "";
+    out->state[9] = st->in->has_bucket ? st->in->bucket.name : "";
     out->state[10] = OB_ST_REPORT;
-    out->state[11] = st->in.has_report ? st->in.report.name : "";
+    out->state[11] = st->in->has_report ? st->in->report.name : "";
 }
 
 /* The stack's ExternalId must be readable before it is kept or handed on. */
@@ -743,7 +790,7 @@ static void on_gone(iam_st_t *st, ob_step_t *out)
             ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_vanished",
                          "stack %s in %s does not exist right after CreateStack succeeded, %d "
                          "times",
-                         st->stack_name, st->in.request.region, st->token_bumps);
+                         st->stack_name, st->in->request.region, st->token_bumps);
             out->retry_reason = OB_RR_BUSY;
             return;
         }
@@ -829,7 +876,7 @@ static void on_seen(iam_st_t *st, ob_step_t *out)
     ob_step_fail(out, OB_DLQ_PERMANENT, "stack_failed",
                  "stack %s in %s is %s and needs a person (continue the rollback or delete it): "
                  "%s",
-                 st->stack_name, st->in.request.region, st->seen.status,
+                 st->stack_name, st->in->request.region, st->seen.status,
                  st->seen.reason[0] ? st->seen.reason : "(no reason given)");
     fail_with_stack(st, out);
 }
@@ -952,7 +999,7 @@ static void on_create(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
         snprintf(out->message, sizeof(out->message),
                  "the CloudFormation stack quota of the account in %s is reached (%.300s): "
                  "raise the quota or delete stacks, then replay",
-                 st->in.request.region, res->aws.message);
+                 st->in->request.region, res->aws.message);
         return;
     }
     /* InsufficientCapabilitiesException, ValidationError (a template or
@@ -1042,22 +1089,23 @@ static ob_err_t iam_parse(void *p, void *ctx, const ob_config_t *cfg, const char
     strings_init(st);
     ob_msg_error_t me;
     memset(&me, 0, sizeof(me));
-    if (ob_stage_parse(payload, len, &st->in, &me) != OB_OK) {
+    st->in = ob_malloc(sizeof(*st->in));
+    if (ob_stage_parse(payload, len, st->in, &me) != OB_OK) {
         ob_step_fail(fail, ob_dlq_class_for(&me), me.code, "%s", me.message);
         snprintf(fail->field, sizeof(fail->field), "%s", me.field);
         return OB_ERR_PARSE;
     }
-    const ob_request_t *r = &st->in.request;
+    const ob_request_t *r = &st->in->request;
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", r->account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", r->request_id);
     ob_request_desired(r, plan->desired);
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", r->role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", r->external_id);
     snprintf(plan->region, sizeof(plan->region), "%s", r->region);
-    if (st->in.stage != OB_STAGE_IAM) {
+    if (st->in->stage != OB_STAGE_IAM) {
         ob_step_fail(fail, OB_DLQ_INVALID_INPUT, "wrong_stage",
                      "/stage: the iam worker takes hand-offs at stage iam, got %s",
-                     ob_stage_name(st->in.stage));
+                     ob_stage_name(st->in->stage));
         snprintf(fail->field, sizeof(fail->field), "/stage");
         return OB_ERR_PARSE;
     }
@@ -1120,7 +1168,7 @@ static int move_next(iam_st_t *st)
         st->move = rest;
         stack_region(st->moving, st->moving_region, sizeof(st->moving_region));
         if (st->moving[0] && st->moving_region[0] &&
-            strcmp(st->moving_region, st->in.request.region) != 0) {
+            strcmp(st->moving_region, st->in->request.region) != 0) {
             st->move_deletes = 0;
             return 1;
         }
@@ -1186,7 +1234,7 @@ static void on_move_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t
         if (st->waited_ms >= IAM_MAX_WAIT_MS) {
             ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
                          "stack %s, to be moved to %s, is still %s after %lld minutes", st->moving,
-                         st->in.request.region, status, st->waited_ms / 60000);
+                         st->in->request.region, status, st->waited_ms / 60000);
             out->retry_reason = OB_RR_BUSY;
             return;
         }
@@ -1197,7 +1245,7 @@ static void on_move_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t
         ob_step_fail(out, OB_DLQ_PERMANENT, "stack_move_failed",
                      "the account's stack %s must go before one is made in %s (the Billing Engine "
                      "role has one name in the account), but it is %s: delete it, then replay",
-                     st->moving, st->in.request.region, status);
+                     st->moving, st->in->request.region, status);
         return;
     }
     char token[48];
@@ -1218,10 +1266,34 @@ static void on_move_delete(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *
     ob_step_fail_aws(out, res);
 }
 
+static void step(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out);
+
+/* The hand-off waits packed through every wait for a stack (P_WAIT): a wake
+ * that only waits on reads nothing of it, a poll unpacks it. */
 static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 {
     iam_st_t *st = p;
     memset(out, 0, sizeof(*out));
+    if (!res && st->pending == P_WAIT) {
+        long long w = poll_not_before(st);
+        if (w > 0 && st->waited_ms < IAM_MAX_WAIT_MS) {
+            wait_ms(st, out, w); /* our stack is younger than creates take */
+            pack_in(st);
+            return;
+        }
+        if (unpack_in(st, out) == 0)
+            describe(st, out); /* a poll after a WAIT */
+        return;
+    }
+    if (unpack_in(st, out) != 0)
+        return;
+    step(st, res, out);
+    if (out->kind == OB_STEP_WAIT && st->pending == P_WAIT)
+        pack_in(st);
+}
+
+static void step(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
     if (!res && st->pending == P_MOVE_WAIT) {
         move_describe(st, out);
         return;
@@ -1231,12 +1303,7 @@ static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
         return;
     }
     if (!res) {
-        long long w = st->pending == P_WAIT ? poll_not_before(st) : 0;
-        if (w > 0 && st->waited_ms < IAM_MAX_WAIT_MS) {
-            wait_ms(st, out, w); /* our stack is younger than creates take */
-            return;
-        }
-        describe(st, out); /* the first step, or a poll after a WAIT */
+        describe(st, out); /* the first step (a poll after a WAIT: iam_step) */
         return;
     }
     switch (st->pending) {
@@ -1326,15 +1393,28 @@ static void iam_clear(void *p)
     st->move = NULL;
     timing_release(st);
     strings_free(st);
-    ob_stage_msg_clear(&st->in);
+    ob_stage_msg_clear(st->in);
+    free(st->in);
+    st->in = NULL;
+    ob_stage_packed_free(st->packed);
+    st->packed = NULL;
     memset(st->external_id, 0, sizeof(st->external_id));
     memset(st->seen.external_id, 0, sizeof(st->seen.external_id));
 }
 
-static ob_err_t iam_reencode(const void *p, char **json, size_t *len)
+static ob_err_t iam_reencode(void *p, char **json, size_t *len)
 {
+    iam_st_t *st = p; /* unpacked if it waits packed: the same hand-off */
+    ob_step_t scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    if (unpack_in(st, &scratch) != 0) {
+        ob_step_clear(&scratch);
+        return OB_ERR_PARSE;
+    }
+    if (!st->in)
+        return OB_ERR_STATE;
     ob_msg_error_t me;
-    return ob_stage_to_json(&((const iam_st_t *)p)->in, json, len, &me);
+    return ob_stage_to_json(st->in, json, len, &me);
 }
 
 const ob_stage_ops_t ob_stage_iam = {

@@ -1180,6 +1180,144 @@ ob_err_t ob_stage_parse(const char *json, size_t len, ob_stage_msg_t *out, ob_ms
     return rc;
 }
 
+/* ---- packing a parsed hand-off ---- */
+
+/* Every string a hand-off points to, but its tags: what a pack must carry.
+ * A string field added to the structs is added here, or a pack loses it
+ * (the codec's tests pack and unpack every example and compare). */
+#define STAGE_STRS (10 + 3 + 4 + 4 + 3 * OB_STAGE__COUNT)
+static size_t stage_strs(ob_stage_msg_t *m, const char **f[STAGE_STRS])
+{
+    ob_request_t *r = &m->request;
+    size_t n = 0;
+    f[n++] = &r->request_id, f[n++] = &r->account_id, f[n++] = &r->region;
+    f[n++] = &r->role_arn, f[n++] = &r->external_id, f[n++] = &r->bucket;
+    f[n++] = &r->report.name, f[n++] = &r->report.prefix, f[n++] = &r->requester;
+    f[n++] = &r->requested_at;
+    f[n++] = &m->bucket.name, f[n++] = &m->bucket.region, f[n++] = &m->bucket.arn;
+    f[n++] = &m->report.name, f[n++] = &m->report.bucket, f[n++] = &m->report.prefix;
+    f[n++] = &m->report.region;
+    f[n++] = &m->stack.id, f[n++] = &m->stack.name, f[n++] = &m->stack.role_arn;
+    f[n++] = &m->stack.external_id;
+    for (int i = 0; i < OB_STAGE__COUNT; i++)
+        f[n++] = &m->trace[i].started_at, f[n++] = &m->trace[i].finished_at,
+        f[n++] = &m->trace[i].worker;
+    return n;
+}
+
+struct ob_stage_packed_s {
+    size_t raw; /* bytes it inflates to */
+    size_t len; /* bytes of data */
+    uint8_t data[];
+};
+
+/* What a pack inflates to: the struct (its string pointers replaced by
+ * 1 + their offset in the strings, 0 for NULL), the tags (two offsets each),
+ * then the strings, each with its NUL. */
+typedef struct {
+    ob_stage_msg_t m;
+    size_t strings; /* offset of the strings */
+} pack_head_t;
+
+/* s added to the strings: its offset + 1 (0 for NULL). */
+static uintptr_t pack_str(ob_buf_t *strs, const char *s)
+{
+    if (!s)
+        return 0;
+    uintptr_t off = strs->len + 1;
+    ob_buf_append(strs, s, strlen(s) + 1);
+    return off;
+}
+
+ob_stage_packed_t *ob_stage_msg_pack(ob_zip_t *z, ob_stage_msg_t *m)
+{
+    pack_head_t h;
+    h.m = *m;
+    ob_buf_t strs = {0}, raw = {0};
+    const char **f[STAGE_STRS];
+    size_t n = stage_strs(&h.m, f);
+    const char *orig[STAGE_STRS];
+    for (size_t i = 0; i < n; i++)
+        orig[i] = *f[i];
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < i && orig[k] != orig[i]) /* fields sharing one string share its offset */
+            k++;
+        *f[i] = k < i ? *f[k] : (const char *)pack_str(&strs, orig[i]);
+    }
+    h.m.request.mem = NULL;
+    h.m.request.tags = NULL;
+    size_t ntags = m->request.ntags;
+    uintptr_t *tags = ntags ? ob_malloc(2 * ntags * sizeof(*tags)) : NULL;
+    for (size_t i = 0; i < ntags; i++) {
+        tags[2 * i] = pack_str(&strs, m->request.tags[i].key);
+        tags[2 * i + 1] = pack_str(&strs, m->request.tags[i].value);
+    }
+    h.strings = sizeof(h) + 2 * ntags * sizeof(*tags);
+    ob_buf_append(&raw, &h, sizeof(h));
+    if (ntags)
+        ob_buf_append(&raw, tags, 2 * ntags * sizeof(*tags));
+    ob_buf_append(&raw, strs.data ? strs.data : "", strs.len);
+    free(tags);
+    ob_buf_free(&strs);
+    uint8_t *zipped;
+    size_t zlen;
+    ob_zip_pack(z, raw.data, raw.len, &zipped, &zlen);
+    ob_stage_packed_t *p = ob_malloc(sizeof(*p) + zlen);
+    p->raw = raw.len;
+    p->len = zlen;
+    memcpy(p->data, zipped, zlen);
+    free(zipped);
+    ob_buf_free(&raw);
+    ob_stage_msg_clear(m);
+    return p;
+}
+
+ob_err_t ob_stage_msg_unpack(ob_zip_t *z, ob_stage_packed_t *p, ob_stage_msg_t *out)
+{
+    ob_stage_msg_init(out);
+    uint8_t *raw = ob_malloc(p->raw);
+    ob_err_t rc = ob_zip_unpack(z, p->data, p->len, raw, p->raw);
+    pack_head_t h;
+    if (rc != OB_OK || p->raw < sizeof(h)) {
+        free(raw);
+        ob_stage_packed_free(p);
+        return OB_ERR_PARSE;
+    }
+    memcpy(&h, raw, sizeof(h));
+    size_t ntags = h.m.request.ntags, slen = p->raw - h.strings;
+    ob_arena_t *mem = ob_arena_new_sized(slen);
+    char *base = ob_arena_alloc(mem, slen ? slen : 1);
+    memcpy(base, raw + h.strings, slen);
+    const char **f[STAGE_STRS];
+    size_t n = stage_strs(&h.m, f);
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t off = (uintptr_t)*f[i];
+        *f[i] = off ? base + off - 1 : NULL;
+    }
+    h.m.request.mem = mem;
+    if (ntags) {
+        const uintptr_t *tags = (const uintptr_t *)(raw + sizeof(h));
+        h.m.request.tags = ob_malloc(ntags * sizeof(ob_tag_t));
+        for (size_t i = 0; i < ntags; i++)
+            h.m.request.tags[i] = (ob_tag_t){base + tags[2 * i] - 1, base + tags[2 * i + 1] - 1};
+    }
+    *out = h.m;
+    free(raw);
+    ob_stage_packed_free(p);
+    return OB_OK;
+}
+
+void ob_stage_packed_free(ob_stage_packed_t *p)
+{
+    free(p);
+}
+
+size_t ob_stage_packed_size(const ob_stage_packed_t *p)
+{
+    return p ? sizeof(*p) + p->len : 0;
+}
+
 static json_t *trace_json(const ob_trace_t trace[OB_STAGE__COUNT])
 {
     json_t *o = json_object();

@@ -137,8 +137,9 @@ typedef struct ob_stage_s {
      * With it the worker keeps one copy of a message in flight, the parsed
      * one: it lets go of the bytes once parse() accepts them, keeping their
      * size and SHA-256 for a dead letter, and asks for this when it needs the
-     * message again (a dead letter, a fresh start of the stage). */
-    ob_err_t (*reencode)(const void *st, char **json, size_t *len);
+     * message again (a dead letter, a fresh start of the stage). The stage
+     * may change how it keeps the message (unpack it), not the message. */
+    ob_err_t (*reencode)(void *st, char **json, size_t *len);
     void (*clear)(void *st);
     /* Optional: before the first step, what an earlier holder of this
      * request at this stage recorded as its progress (never ""). */

@@ -1254,6 +1254,22 @@ static unsigned long long wall_now_ms(void)
 
 /* Resumed from `progress` (a stack created 5 s ago, 20 s expected): the
  * first step waits the 15 s left, then the stack is handed on. */
+static void expect_reencoded(run_t *r, const char *payload)
+{
+    ob_stage_msg_t m;
+    ob_msg_error_t err;
+    char *want = NULL, *got = NULL;
+    size_t len = 0;
+    assert_int_equal(ob_stage_parse(payload, strlen(payload), &m, &err), OB_OK);
+    assert_int_equal(ob_stage_to_json(&m, &want, NULL, &err), OB_OK);
+    ob_stage_msg_clear(&m);
+    assert_int_equal(ob_stage_iam.reencode(r->st, &got, &len), OB_OK);
+    assert_int_equal(len, strlen(got));
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+}
+
 static void resumed_waits_15s(const char *payload, const char *progress, const char *ext)
 {
     run_t r;
@@ -1262,6 +1278,9 @@ static void resumed_waits_15s(const char *payload, const char *progress, const c
     ob_step_t *s = step(&r, NULL);
     assert_int_equal(s->kind, OB_STEP_WAIT);
     assert_true(s->wait_ms > 14000 && s->wait_ms <= 15000);
+    /* The hand-off waits packed; asked for it (a dead letter now), the stage
+     * gives it whole, and goes on from there. */
+    expect_reencoded(&r, payload);
     fake_now += s->wait_ms;
     complete(&r, ext); /* handed on, no UpdateStack */
     finish(&r);
