@@ -254,6 +254,11 @@ typedef struct iam_timing_s {
 typedef struct iam_ctx_s {
     iam_timing_t tm; /* first: the ctx is its timing (ob_stage_iam_timing_reset) */
     ob_zip_t *zip;
+    /* ob_iam_template without its indentation (malloc'd), as CreateStack and
+     * UpdateStack send it: the same JSON, members in order, in two thirds of
+     * the bytes and half once form-encoded. A create's body is mostly the
+     * template, and a burst of creates holds a thousand bodies at once. */
+    char *template_body;
 } iam_ctx_t;
 
 static void *iam_ctx_new(void)
@@ -261,6 +266,11 @@ static void *iam_ctx_new(void)
     iam_ctx_t *c = ob_calloc(1, sizeof(*c));
     ob_stage_iam_timing_reset(c, NULL);
     c->zip = ob_zip_new();
+    json_t *t = json_loads(ob_iam_template, JSON_REJECT_DUPLICATES, NULL);
+    c->template_body = t ? json_dumps(t, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(t);
+    if (!c->template_body) /* a template that does not parse: CloudFormation says why */
+        c->template_body = ob_strdup(ob_iam_template);
     return c;
 }
 
@@ -270,6 +280,7 @@ static void iam_ctx_free(void *ctx)
     if (!c)
         return;
     ob_zip_free(c->zip);
+    free(c->template_body);
     free(c);
 }
 
@@ -284,6 +295,11 @@ void ob_stage_iam_timing_reset(void *ctx, uint64_t (*now_ms)(void))
 static ob_zip_t *zip_of(const iam_st_t *st)
 {
     return ((const iam_ctx_t *)(const void *)st->tm)->zip;
+}
+
+static const char *template_body(const iam_st_t *st)
+{
+    return ((const iam_ctx_t *)(const void *)st->tm)->template_body;
 }
 
 static void pack_in(iam_st_t *st)
@@ -627,7 +643,7 @@ static void create(iam_st_t *st, ob_step_t *out)
         return;
     const ob_request_t *r = &st->in->request;
     q(out, "StackName", st->stack_name);
-    q(out, "TemplateBody", ob_iam_template);
+    q(out, "TemplateBody", template_body(st));
     qm(out, "Parameters.member", 1, "ParameterKey", "BillingEnginePrincipal");
     qm(out, "Parameters.member", 1, "ParameterValue", st->principal);
     qm(out, "Parameters.member", 2, "ParameterKey", "ExternalId");
@@ -647,7 +663,7 @@ static void update(iam_st_t *st, ob_step_t *out)
         return;
     const ob_request_t *r = &st->in->request;
     q(out, "StackName", st->stack_name);
-    q(out, "TemplateBody", ob_iam_template);
+    q(out, "TemplateBody", template_body(st));
     qm(out, "Parameters.member", 1, "ParameterKey", "BillingEnginePrincipal");
     qm(out, "Parameters.member", 1, "ParameterValue", st->principal);
     qm(out, "Parameters.member", 2, "ParameterKey", "ExternalId");
@@ -1268,8 +1284,13 @@ static void on_move_delete(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *
 
 static void step(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out);
 
-/* The hand-off waits packed through every wait for a stack (P_WAIT): a wake
- * that only waits on reads nothing of it, a poll unpacks it. */
+/* A wait for a stack this long or longer, and every wait without a call
+ * (until creates are likely done), is spent with the hand-off packed; a wake
+ * that only waits on reads nothing of it. A poll unpacks it, and the polls
+ * a second apart that follow keep it so (packing each time would cost more
+ * CPU than the memory is worth for those few seconds). */
+#define IAM_PACK_MS 5000
+
 static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 {
     iam_st_t *st = p;
@@ -1288,7 +1309,7 @@ static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
     if (unpack_in(st, out) != 0)
         return;
     step(st, res, out);
-    if (out->kind == OB_STEP_WAIT && st->pending == P_WAIT)
+    if (out->kind == OB_STEP_WAIT && st->pending == P_WAIT && out->wait_ms >= IAM_PACK_MS)
         pack_in(st);
 }
 

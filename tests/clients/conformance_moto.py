@@ -244,8 +244,10 @@ def cmd_setup(inp, out_path):
     for s in inp["stacks"]:
         creds = as_account(inp["moto"], inp["fleet"], s["account"], s["region"])
         cfn = client("cloudformation", inp["moto"], s["region"], creds)
-        # The current template byte for byte as the fleet sends it; the older one re-made.
-        body = text if s["template"] == "current" else json.dumps(older_template(template))
+        # The current template byte for byte as the fleet sends it (compact, members in
+        # order); the older one re-made.
+        body = (json.dumps(template, separators=(",", ":")) if s["template"] == "current"
+                else json.dumps(older_template(template)))
         params = [{"ParameterKey": "BillingEnginePrincipal", "ParameterValue": inp["principal"]},
                   {"ParameterKey": "ExternalId", "ParameterValue": s["external_id"]}]
         if s["template"] == "current":
