@@ -12,7 +12,10 @@ connected, and prints:
     the ratio of wall time to it;
   - p50/p90/p99/max end-to-end latency per account (request produced ->
     connected event produced, both Kafka timestamps);
-  - CPU seconds and peak RSS per worker (from /proc, before they stop);
+  - CPU seconds and peak RSS per worker (from /proc, before they stop), its RSS
+    at rest (before the first account) and what the difference comes to per
+    account it had in flight at most (its onboard_inflight gauge, read from
+    /metrics on a port of its own);
   - AWS requests, Redis commands and Kafka messages per account.
 
 As a table, and as JSON (--json FILE) so two runs compare (--compare OLD.json).
@@ -148,6 +151,60 @@ def proc_figures(pid):
             if line.startswith("VmHWM:"):
                 hwm = int(line.split()[1]) / 1024.0
     return cpu, hwm
+
+
+def worker_figures(cpu, peak, rest, most):
+    """A worker's CPU, peak RSS, RSS at rest, and what the difference is per account it had
+    in flight at most."""
+    w = {"cpu_s": round(cpu, 2), "peak_rss_mib": round(peak, 1), "rest_rss_mib": round(rest, 1),
+         "most_in_flight": most}
+    if most > 0:
+        w["bytes_per_account_in_flight"] = round((peak - rest) * 1048576.0 / most)
+    return w
+
+
+def rss_now(pid):
+    """Resident memory of a live process now, MiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+class InflightWatch:
+    """The most accounts each worker had in flight (its onboard_inflight gauge, read from
+    /metrics four times a second on a thread of its own)."""
+
+    def __init__(self, ports):
+        import threading
+        self.ports, self.most, self.stop = ports, {s: 0 for s in ports}, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        import urllib.request
+        while not self.stop.wait(0.25):
+            for s, port in self.ports.items():
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=1) as r:
+                        for line in r.read().decode().splitlines():
+                            if line.startswith("onboard_inflight"):
+                                self.most[s] = max(self.most[s], int(float(line.split()[-1])))
+                except OSError:
+                    pass
+
+    def done(self):
+        self.stop.set()
+        self.thread.join()
+        return self.most
 
 
 def redis_calls(port):
@@ -316,10 +373,15 @@ def main():
         write_requests(reqs, n, prefix)
         create_topics(brokers, prefix)
         wraps = dict(w.split("=", 1) for w in args.wrap)
+        ports = {s: free_port() for s in STAGES}
         for s in STAGES:
-            procs[s] = subprocess.Popen(wraps.get(s, "").split() + [bins[s]], env=env, stdout=subprocess.DEVNULL,
+            wenv = dict(env, OB_METRICS_PORT=str(ports[s]), OB_METRICS_BIND="127.0.0.1")
+            procs[s] = subprocess.Popen(wraps.get(s, "").split() + [bins[s]], env=wenv, stdout=subprocess.DEVNULL,
                                         stderr=open(os.path.join(run, s + ".log"), "w"))
         time.sleep(1.0)
+        # What each worker holds before the first account: the rest is what accounts in flight cost.
+        at_rest = {s: rss_now(p.pid) for s, p in procs.items()}
+        watch = InflightWatch(ports)
         log("enqueueing %d accounts (profile %s, scale %g)" % (n, args.profile, args.scale))
         # The neighbours sharing the cores: their CPU during the run, for where the time goes.
         others = {"kafka broker": int(open(os.path.join(run, "kafka", "pid")).read()),
@@ -349,6 +411,7 @@ def main():
             time.sleep(2.0 if n > 2000 else 1.0)
         wall_poll = time.time() - t0
         figures = {s: proc_figures(p.pid) for s, p in procs.items()}
+        most_inflight = watch.done()
         others_cpu = {k: proc_figures(v)[0] - others_before[k] for k, v in others.items()}
         redis_after = redis_calls(rport)
 
@@ -406,7 +469,7 @@ def main():
             "accounts_per_s": round(n / wall, 1) if wall > 0 else None,
             "latency_s": {"p50": round(pct(lat, 50), 2), "p90": round(pct(lat, 90), 2),
                           "p99": round(pct(lat, 99), 2), "max": round(max(lat), 2) if lat else 0},
-            "workers": {s: {"cpu_s": round(c, 2), "peak_rss_mib": round(r, 1)} for s, (c, r) in figures.items()},
+            "workers": {s: worker_figures(c, r, at_rest[s], most_inflight[s]) for s, (c, r) in figures.items()},
             "cpu_ms_per_account": round(cpu_total * 1000.0 / n, 3),
             "others_cpu_s": {k: round(v, 2) for k, v in others_cpu.items()},
             "aws_requests_per_account": round(stats.get("requests", 0) / n, 2),
@@ -470,7 +533,11 @@ def print_table(r):
     l = r["latency_s"]
     print("%-34s p50 %.2f  p90 %.2f  p99 %.2f  max %.2f s" % ("end-to-end latency per account", l["p50"], l["p90"], l["p99"], l["max"]))
     for s, w in r["workers"].items():
-        print("%-34s %.2f s CPU, %.1f MiB peak RSS" % ("worker " + s, w["cpu_s"], w["peak_rss_mib"]))
+        per = ""
+        if w.get("bytes_per_account_in_flight") is not None:
+            per = ", %.1f KiB per account in flight (%d at most; %.1f MiB at rest)" % (
+                w["bytes_per_account_in_flight"] / 1024.0, w["most_in_flight"], w["rest_rss_mib"])
+        print("%-34s %.2f s CPU, %.1f MiB peak RSS%s" % ("worker " + s, w["cpu_s"], w["peak_rss_mib"], per))
     print("%-34s %.3f ms" % ("CPU per account (four workers)", r["cpu_ms_per_account"]))
     for st in STAGES:
         h = r.get("stage_handed_on_s", {}).get(st)
@@ -496,6 +563,10 @@ def compare(new, old):
     row("latency p99", old.get("latency_s", {}).get("p99"), new["latency_s"]["p99"])
     for s in STAGES:
         row("rss " + s, old.get("workers", {}).get(s, {}).get("peak_rss_mib"), new["workers"][s]["peak_rss_mib"])
+    for s in STAGES:
+        row("bytes/account in flight " + s,
+            old.get("workers", {}).get(s, {}).get("bytes_per_account_in_flight"),
+            new["workers"][s].get("bytes_per_account_in_flight"))
 
 
 def plot(curve, path, r):

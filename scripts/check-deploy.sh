@@ -532,9 +532,10 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
       # Every library a binary links directly comes from a package the runtime
       # installs: the package Debian's library naming gives its SONAME (policy
       # 8.1: libfoo.so.N in libfooN, libfoo-N.so in libfoo-N; trixie's 64-bit
-      # time transition adds t64 to some), and libc's own libraries from libc6.
+      # time transition adds t64 to some; zlib is zlib1g), and libc's own
+      # libraries from libc6.
       # shellcheck disable=SC1003
-      runtime_pkgs=$(sed -n '/^FROM .*-slim/,$p' Dockerfile | tr -s ' \\' '\n' | grep -E '^lib|^ca-certificates$' | sort -u | tr '\n' ' ')
+      runtime_pkgs=$(sed -n '/^FROM .*-slim/,$p' Dockerfile | tr -s ' \\' '\n' | grep -E '^lib|^zlib1g$|^ca-certificates$' | sort -u | tr '\n' ' ')
       libs_bad=()
       for b in workers/onboard-bucket workers/onboard-cur workers/onboard-iam workers/onboard-connect \
           tools/onboardctl sim/awssim; do
@@ -546,6 +547,7 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
           esac
           base=${so%%.so*} ver=${so#*.so.}
           case $base in *[0-9]) want=$base-$ver ;; *) want=$base$ver ;; esac
+          [ "$so" = libz.so.1 ] && want=zlib1g # zlib's package predates the naming policy
           case " $runtime_pkgs " in
             *" $want "* | *" ${want}t64 "*) ;;
             *) libs_bad+=("$(basename "$b"): $so (package $want)") ;;

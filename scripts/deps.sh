@@ -69,7 +69,15 @@ fi
 # archive as the system's packages, through a private apt configuration that
 # knows only trixie's deb-src index; apt checks the index's signature and the
 # sources' checksums against it. No Debian 13 binary package is installed.
-DEPS_LIBS=("librdkafka=2.8.0-1" "hiredis=1.2.0-6")
+#
+# libcurl is Debian 12's own (7.88.1, its current revision from bookworm's
+# deb-src index), built with only what the workers use: HTTP and HTTPS over
+# OpenSSL, the threaded resolver, zlib. Debian's build also links GnuTLS,
+# Kerberos, LDAP, libssh2, librtmp, libpsl, libidn2, brotli and nghttp2 into
+# every process that loads it: 3 to 7 MiB of each worker's resident memory
+# (docs/BENCHMARKS.md). librdkafka is built against it, so one libcurl is
+# loaded.
+DEPS_LIBS=("librdkafka=2.8.0-1" "hiredis=1.2.0-6" "curl/bookworm")
 DEPS_DIR=$CACHE/deps
 DEPS_PREFIX=${OB_DEPS_PREFIX:-$DEPS_DIR/prefix}
 DEPS_KEY=$( (printf '%s\n' "${DEPS_LIBS[@]}"; sed -n '/^build_libs()/,/^}/p' "$0") | sha256sum | cut -c1-16)
@@ -82,7 +90,7 @@ build_libs() {
   cat >"$apt/parts/trixie-src.sources" <<'SRC'
 Types: deb-src
 URIs: http://deb.debian.org/debian
-Suites: trixie
+Suites: trixie bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
@@ -96,9 +104,19 @@ SRC
   # dpkg-source cannot check the uploaders' signatures (Debian's keyring is not
   # installed); the files were already checked against the signed index.
   (cd "$work" && for d in *.dsc; do dpkg-source -q -x "$d" >/dev/null 2>&1; done)
-  echo "deps: building librdkafka and hiredis (about a minute, once; log: $log)"
+  echo "deps: building libcurl, librdkafka and hiredis (about two minutes, once; log: $log)"
   if ! (
     set -e
+    cd "$work"/curl-7.88.1
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$out" \
+      -DCMAKE_INSTALL_LIBDIR=lib -DBUILD_SHARED_LIBS=ON -DBUILD_CURL_EXE=OFF \
+      -DBUILD_TESTING=OFF -DENABLE_MANUAL=OFF -DHTTP_ONLY=ON -DCURL_USE_OPENSSL=ON \
+      -DENABLE_THREADED_RESOLVER=ON -DCURL_USE_LIBPSL=OFF -DUSE_LIBIDN2=OFF \
+      -DCURL_USE_LIBSSH2=OFF -DCURL_BROTLI=OFF -DCURL_ZSTD=OFF -DUSE_NGHTTP2=OFF \
+      -DCURL_DISABLE_LDAP=ON -DCURL_USE_GSSAPI=OFF
+    cmake --build build -j"$jobs"
+    cmake --install build
+    export PKG_CONFIG_PATH="$out/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
     cd "$work"/librdkafka-2.8.0
     ./configure --prefix="$out" --disable-debug-symbols --enable-ssl --enable-zstd \
       --enable-lz4-ext --enable-gssapi --enable-curl
@@ -117,5 +135,5 @@ SRC
 if [ ! -f "$DEPS_PREFIX/.built-$DEPS_KEY" ]; then
   build_libs
   touch "$DEPS_PREFIX/.built-$DEPS_KEY"
-  echo "deps: librdkafka and hiredis in $DEPS_PREFIX"
+  echo "deps: libcurl, librdkafka and hiredis in $DEPS_PREFIX"
 fi

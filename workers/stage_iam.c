@@ -176,11 +176,22 @@ typedef struct iam_st_s {
 
 /* ---- the state's strings ---- */
 
+/* An empty string takes no memory: it is the literal "", never written to
+ * and never freed (a state has eleven strings, mostly empty, and a worker
+ * holds ten thousand states). */
+static void str_free(char **d)
+{
+    if (*d && **d)
+        free(*d);
+    *d = NULL;
+}
+
 /* *d becomes a copy of s (NULL: ""), or of its first n bytes. */
 static void put_n(char **d, const char *s, size_t n)
 {
-    free(*d);
-    *d = ob_strndup(s ? s : "", s ? n : 0);
+    str_free(d);
+    size_t m = s ? strnlen(s, n) : 0;
+    *d = m ? ob_strndup(s, m) : (char *)"";
 }
 
 static void put(char **d, const char *s)
@@ -224,10 +235,8 @@ static void strings_free(iam_st_t *st)
     char **owned[] = {&st->seen.id,     &st->seen.status, &st->seen.reason, &st->seen.role_arn,
                       &st->stack_name,  &st->acted_id,    &st->redo_of,     &st->fail_reason,
                       &st->fail_status, &st->progress,    &st->moving};
-    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
-        free(*owned[i]);
-        *owned[i] = NULL;
-    }
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+        str_free(owned[i]);
 }
 
 /* ---- how long this process's creates take (see the header) ---- */
@@ -1189,7 +1198,7 @@ static int move_next(iam_st_t *st)
             return 1;
         }
     }
-    st->moving[0] = '\0';
+    put(&st->moving, "");
     return 0;
 }
 
@@ -1295,6 +1304,7 @@ static void iam_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 {
     iam_st_t *st = p;
     memset(out, 0, sizeof(*out));
+    put(&st->progress, ""); /* the last step's: recorded when it was returned */
     if (!res && st->pending == P_WAIT) {
         long long w = poll_not_before(st);
         if (w > 0 && st->waited_ms < IAM_MAX_WAIT_MS) {

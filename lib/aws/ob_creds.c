@@ -30,32 +30,38 @@
 void ob_aws_secret_free(char *s)
 {
     if (s) {
-        memset(s, 0, strlen(s));
+        explicit_bzero(s, strlen(s));
         free(s);
     }
 }
 
+/* The three strings are one allocation (access_key_id's): one per target
+ * account held, thousands at once. */
 void ob_aws_creds_clear(ob_aws_creds_t *c)
 {
-    ob_aws_secret_free(c->access_key_id);
-    ob_aws_secret_free(c->secret_access_key);
-    ob_aws_secret_free(c->session_token);
+    if (c->access_key_id) {
+        size_t n = strlen(c->access_key_id) + 1 + strlen(c->secret_access_key) + 1 +
+                   (c->session_token ? strlen(c->session_token) + 1 : 0);
+        explicit_bzero(c->access_key_id, n);
+        free(c->access_key_id);
+    }
     memset(c, 0, sizeof(*c));
 }
 
 ob_err_t ob_aws_creds_set(ob_aws_creds_t *c, const char *akid, const char *secret,
                           const char *token, int64_t expires_ms)
 {
+    if (!akid || !secret)
+        return OB_ERR_INVALID_ARG;
     ob_aws_creds_t n;
     memset(&n, 0, sizeof(n));
-    n.access_key_id = ob_strdup(akid);
-    n.secret_access_key = ob_strdup(secret);
-    n.session_token = token && *token ? ob_strdup(token) : NULL;
+    size_t ka = strlen(akid) + 1, ks = strlen(secret) + 1,
+           kt = token && *token ? strlen(token) + 1 : 0;
+    char *mem = ob_malloc(ka + ks + kt);
+    n.access_key_id = memcpy(mem, akid, ka);
+    n.secret_access_key = memcpy(mem + ka, secret, ks);
+    n.session_token = kt ? memcpy(mem + ka + ks, token, kt) : NULL;
     n.expires_ms = expires_ms;
-    if (!n.access_key_id || !n.secret_access_key || (token && *token && !n.session_token)) {
-        ob_aws_creds_clear(&n);
-        return OB_ERR_NOMEM;
-    }
     memcpy(n.account_id, c->account_id, sizeof(n.account_id));
     ob_aws_creds_clear(c);
     *c = n;
@@ -105,7 +111,7 @@ struct ob_credsrc_s {
     uint64_t fail_until;         /* loop ms: answer waiters with last_err until then */
     uint64_t next_advisory;      /* loop ms: no background refresh before */
     ob_list_t waiters;           /* ob_creds_wait_t, newest first */
-    ob_timer_t *notify;
+    ob_timer_t notify;
     char *describe; /* sized to its text: one source per target account */
 };
 
@@ -263,7 +269,7 @@ ob_credsrc_t *ob_credsrc_new(ob_loop_t *loop, const ob_credsrc_ops_t *ops, void 
     s->loop = loop;
     s->refs = 1;
     ob_list_init(&s->waiters);
-    s->notify = ob_timer_new(loop, notify_fired, s);
+    ob_timer_init(&s->notify, loop, notify_fired, s);
     s->describe = ob_strdup(ops->kind);
     return s;
 }
@@ -319,7 +325,7 @@ void ob_credsrc_unref(ob_credsrc_t *s)
     }
     if (s->ops->destroy)
         s->ops->destroy(s->data);
-    ob_timer_free(s->notify);
+    ob_timer_stop(&s->notify);
     ob_aws_creds_clear(&s->creds);
     free(s->last_msg);
     free(s->last_code);
@@ -347,7 +353,7 @@ ob_creds_wait_t *ob_credsrc_get(ob_credsrc_t *s, ob_creds_cb *cb, void *arg)
     w->arg = arg;
     ob_list_push_front(&s->waiters, &w->node);
     if (!s->fetching)
-        ob_timer_start(s->notify, 0);
+        ob_timer_start(&s->notify, 0);
     return w;
 }
 

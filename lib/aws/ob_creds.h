@@ -36,6 +36,8 @@
 #include "ob_loop.h"
 #include "ob_retry.h"
 
+/* Made by ob_aws_creds_set only: the three strings are one allocation (access_key_id's),
+ * which ob_aws_creds_clear wipes and frees. */
 typedef struct ob_aws_creds_s {
     char *access_key_id;
     char *secret_access_key;

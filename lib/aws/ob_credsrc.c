@@ -32,12 +32,14 @@
 typedef struct assume_s {
     ob_aws_t *aws;
     ob_credsrc_t *base;
-    char *role_arn;
-    char *external_id;
-    char *session_name;
+    const char *role_arn;    /* in text, as the strings below */
+    const char *external_id; /* NULL: none */
+    const char *session_name;
+    const char *region;
     int duration_s;
-    char region[64];
     ob_aws_call_t *call;
+    size_t text_len;
+    char text[]; /* one allocation with the source: one per target account */
 } assume_t;
 
 typedef struct webid_s {
@@ -193,9 +195,7 @@ static void assume_destroy(void *data)
 {
     assume_t *a = data;
     ob_credsrc_unref(a->base);
-    free(a->role_arn);
-    ob_aws_secret_free(a->external_id);
-    free(a->session_name);
+    explicit_bzero(a->text, a->text_len); /* the ExternalId is among them */
     free(a);
 }
 
@@ -207,15 +207,26 @@ ob_credsrc_t *ob_credsrc_assume_role(ob_aws_t *aws, ob_credsrc_t *base, const ch
 {
     if (!base || !role_arn || !*role_arn)
         return NULL;
-    assume_t *a = ob_calloc(1, sizeof(*a));
+    const char *ext = external_id && *external_id ? external_id : NULL;
+    const char *sess = session_name && *session_name ? session_name : "onboard";
+    const char *reg = region && *region ? region : ob_aws_default_region(aws);
+    const char *parts[] = {role_arn, ext ? ext : "", sess, reg ? reg : ""};
+    size_t lens[4], total = 0;
+    for (int i = 0; i < 4; i++)
+        total += lens[i] = strlen(parts[i]) + 1;
+    assume_t *a = ob_calloc(1, sizeof(*a) + total);
+    a->text_len = total;
+    char *p = a->text;
+    const char **dst[] = {&a->role_arn, &a->external_id, &a->session_name, &a->region};
+    for (int i = 0; i < 4; i++) {
+        *dst[i] = memcpy(p, parts[i], lens[i]);
+        p += lens[i];
+    }
+    if (!ext)
+        a->external_id = NULL;
     a->aws = aws;
     a->base = ob_credsrc_ref(base);
-    a->role_arn = ob_strdup(role_arn);
-    a->external_id = external_id && *external_id ? ob_strdup(external_id) : NULL;
-    a->session_name = ob_strdup(session_name && *session_name ? session_name : "onboard");
     a->duration_s = duration_s > 0 ? duration_s : 3600;
-    snprintf(a->region, sizeof(a->region), "%s",
-             region && *region ? region : ob_aws_default_region(aws));
     ob_credsrc_t *s = ob_credsrc_new(ob_aws_loop(aws), &assume_ops, a);
     ob_credsrc_set_describe(s, "assume-role %.200s%s", role_arn,
                             a->external_id ? " (with ExternalId)" : "");

@@ -70,19 +70,20 @@ static const char REPLACE[] =
 struct ob_lock_s {
     ob_redis_t *r;
     ob_loop_t *loop;
-    char *lock_key; /* sized to its text: thousands of locks are held at once */
+    char *lock_key; /* in text, sized to it: thousands of locks are held at once */
     char **prior;   /* name, value, name, value... of the state (malloc'd) */
     size_t nprior;
     int prior_attempts;
-    char *token; /* [owner "|"] 32 hex */
+    char *token; /* [owner "|"] 32 hex, in text */
     long ttl_ms;
     uint64_t fence;
     int held;
     int abandoned; /* released by the owner while a command is in flight */
     int inflight;  /* commands whose callback still refers to us */
-    ob_timer_t *renew;
+    ob_timer_t renew;
     ob_lock_cb *cb;
     void *arg;
+    char text[]; /* lock_key and token, one allocation with the lock */
 };
 
 static void prior_free(ob_lock_t *l)
@@ -103,10 +104,8 @@ void ob_lock_prior_drop(ob_lock_t *l)
 static void lock_free_if_idle(ob_lock_t *l)
 {
     if (l->abandoned && l->inflight == 0) {
-        ob_timer_free(l->renew);
+        ob_timer_stop(&l->renew);
         prior_free(l);
-        free(l->lock_key);
-        free(l->token);
         free(l);
     }
 }
@@ -170,7 +169,7 @@ static void on_acquire(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
         l->held = 1;
         l->fence = (uint64_t)first;
         prior_keep(l, reply->elements >= 2 ? reply->element[1] : NULL);
-        ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
+        ob_timer_start(&l->renew, (uint64_t)(l->ttl_ms / 3));
         l->cb(l, OB_LOCK_ACQUIRED, l->fence, 0, OB_OK, l->arg);
     } else {
         long left = (long)-first;
@@ -188,11 +187,11 @@ static void on_renew(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
     }
     if (err != OB_OK) {
         /* Redis unreachable: try again soon; the TTL still covers us. */
-        ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 6 > 0 ? l->ttl_ms / 6 : 1));
+        ob_timer_start(&l->renew, (uint64_t)(l->ttl_ms / 6 > 0 ? l->ttl_ms / 6 : 1));
         return;
     }
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
-        ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 3));
+        ob_timer_start(&l->renew, (uint64_t)(l->ttl_ms / 3));
         return;
     }
     l->held = 0;
@@ -208,7 +207,7 @@ static void renew_fired(ob_timer_t *t, void *arg)
                          ttl) == OB_OK)
         l->inflight++;
     else
-        ob_timer_start(l->renew, (uint64_t)(l->ttl_ms / 6 > 0 ? l->ttl_ms / 6 : 1));
+        ob_timer_start(&l->renew, (uint64_t)(l->ttl_ms / 6 > 0 ? l->ttl_ms / 6 : 1));
 }
 
 static void on_release(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
@@ -234,14 +233,6 @@ ob_lock_t *ob_lock_acquire(ob_redis_t *r, ob_loop_t *loop, const char *account, 
 ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *account, long ttl_ms,
                               const char *owner, ob_lock_cb *cb, void *arg)
 {
-    ob_lock_t *l = ob_calloc(1, sizeof(*l));
-    if (!l)
-        return NULL;
-    l->r = r;
-    l->loop = loop;
-    l->ttl_ms = ttl_ms > 30 ? ttl_ms : 30;
-    l->cb = cb;
-    l->arg = arg;
     char lock_key[OB_STATE_KEY_LEN], fence_key[OB_STATE_KEY_LEN], state_key[OB_STATE_KEY_LEN];
     ob_state_lock_key(account, lock_key, sizeof(lock_key));
     ob_state_fence_key(account, fence_key, sizeof(fence_key));
@@ -251,7 +242,6 @@ ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *accoun
     if (ob_random_bytes(rnd, sizeof(rnd)) != OB_OK) {
         /* A token that is not random is not this holder's alone: no lock. */
         ob_logf(OB_LOG_ERROR, "lock", "no random bytes for a lock token: lock not taken");
-        free(l);
         return NULL;
     }
     ob_hex(rnd, sizeof(rnd), hex);
@@ -259,17 +249,20 @@ ob_lock_t *ob_lock_acquire_as(ob_redis_t *r, ob_loop_t *loop, const char *accoun
         snprintf(prefix, sizeof(prefix), "%.250s|", owner);
     char token[300];
     snprintf(token, sizeof(token), "%s%s", prefix, hex);
-    l->token = ob_strdup(token);
-    l->lock_key = ob_strdup(lock_key);
-    l->renew = ob_timer_new(loop, renew_fired, l);
+    size_t klen = strlen(lock_key) + 1, tlen = strlen(token) + 1;
+    ob_lock_t *l = ob_calloc(1, sizeof(*l) + klen + tlen);
+    l->r = r;
+    l->loop = loop;
+    l->ttl_ms = ttl_ms > 30 ? ttl_ms : 30;
+    l->cb = cb;
+    l->arg = arg;
+    l->lock_key = memcpy(l->text, lock_key, klen);
+    l->token = memcpy(l->text + klen, token, tlen);
+    ob_timer_init(&l->renew, loop, renew_fired, l);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%ld", l->ttl_ms);
-    if (!l->renew ||
-        ob_redis_command(r, on_acquire, l, "EVAL %s 3 %s %s %s %s %s %s", ACQUIRE, l->lock_key,
+    if (ob_redis_command(r, on_acquire, l, "EVAL %s 3 %s %s %s %s %s %s", ACQUIRE, l->lock_key,
                          fence_key, state_key, l->token, ttl, prefix) != OB_OK) {
-        ob_timer_free(l->renew);
-        free(l->lock_key);
-        free(l->token);
         free(l);
         return NULL;
     }
@@ -281,7 +274,7 @@ void ob_lock_release(ob_lock_t *l)
 {
     if (!l)
         return;
-    ob_timer_stop(l->renew);
+    ob_timer_stop(&l->renew);
     if (l->held)
         send_release(l);
     l->held = 0;

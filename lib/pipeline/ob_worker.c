@@ -99,23 +99,24 @@ typedef struct job_s {
     int http_attempts;
     ob_timer_t timer; /* retries, polls and waits of this job */
     int lock_attempts;
-    int state_attempts; /* tries of the outcome's state write */
-    int state_inflight; /* the outcome's state write awaits its reply (PH_RECORDING) */
-    int recorded;       /* the outcome is in the account's state (PH_RECORDING done) */
-    int skipped;        /* already done: nothing was run */
-    int unchanged;      /* intake: the account already has the desired state */
-    char *intake;       /* OB_MSG_HDR_INTAKE of the request (malloc'd; NULL: unknown) */
-    char *superseded;   /* intake: the account's superseded requests, with any this one
-                         * replaced (malloc'd; NULL: none) */
-    uint64_t t_start;   /* loop time the stage first ran (0: not yet) */
-    int64_t ts_ms;      /* the message's Kafka timestamp (-1: none) */
-    int attempts;       /* AWS and HTTP calls made (all stage attempts) */
-    int stage_attempt;  /* this stage's attempt for this request (1-based, kept in Redis) */
-    char first_failure[OB_TIME_LEN];
-    uint64_t first_failure_ms; /* loop time of the first failure here (0: none yet) */
+    int state_attempts;         /* tries of the outcome's state write */
+    int state_inflight;         /* the outcome's state write awaits its reply (PH_RECORDING) */
+    int recorded;               /* the outcome is in the account's state (PH_RECORDING done) */
+    int skipped;                /* already done: nothing was run */
+    int unchanged;              /* intake: the account already has the desired state */
+    char *intake;               /* OB_MSG_HDR_INTAKE of the request (malloc'd; NULL: unknown) */
+    char *superseded;           /* intake: the account's superseded requests, with any this one
+                                 * replaced (malloc'd; NULL: none) */
+    uint64_t t_start;           /* loop time the stage first ran (0: not yet) */
+    int64_t ts_ms;              /* the message's Kafka timestamp (-1: none) */
+    int attempts;               /* AWS and HTTP calls made (all stage attempts) */
+    int stage_attempt;          /* this stage's attempt for this request (1-based, kept in Redis) */
+    int64_t first_failure_wall; /* wall ms of the first failure here (0: none yet) */
+    uint64_t first_failure_ms;  /* loop time of the first failure here (0: none yet) */
     acct_t *acct;
     struct job_s *acct_next; /* queued behind the account's active job */
     ob_list_t node;          /* in w->jobs, newest first */
+    char key_mem[];          /* where key points (NULL key: none) */
 } job_t;
 
 #define JOB_OF(n) OB_LIST_ENTRY((n), job_t, node)
@@ -574,7 +575,6 @@ static void job_free(job_t *j)
         free((void *)j->headers[i].value);
     }
     free(j->headers);
-    free(j->key);
     free(j->payload);
     free(j);
     w->inflight--;
@@ -1052,6 +1052,9 @@ static void job_finish(job_t *j)
         snprintf(host, sizeof(host), "%s", w->host);
         char now[OB_TIME_LEN];
         now_iso(now);
+        char first[OB_TIME_LEN] = "";
+        if (j->first_failure_wall)
+            ob_time_format_ms(j->first_failure_wall, first);
         size_t again_len = 0;
         char *again = j->payload ? NULL : job_reencode(j, &again_len);
         ob_dlq_input_t in = {
@@ -1076,7 +1079,7 @@ static void job_finish(job_t *j)
             .aws_request_id = last_of(j)->aws_request_id[0] ? last_of(j)->aws_request_id : NULL,
             .http_status = last_of(j)->http_status,
             .attempts = j->stage_attempt > 0 ? j->stage_attempt : 1,
-            .first_failure_at = j->first_failure[0] ? j->first_failure : now,
+            .first_failure_at = j->first_failure_wall ? first : now,
             .last_failure_at = now,
             .worker_name = w->name,
             .worker_version = OB_VERSION,
@@ -1291,8 +1294,8 @@ static void on_aws(ob_aws_result_t *res, void *arg)
 {
     job_t *j = arg;
     j->call = NULL;
-    if (res->err != OB_OK && !j->first_failure[0])
-        now_iso(j->first_failure);
+    if (res->err != OB_OK && !j->first_failure_wall)
+        j->first_failure_wall = ob_time_wall_ms();
     job_run_step(j, res);
 }
 
@@ -1601,8 +1604,8 @@ static void job_execute(job_t *j, ob_step_t *s)
         *j->last = *s;
         memset(s, 0, sizeof(*s));
         j->failed = j->last->kind == OB_STEP_FAIL;
-        if (j->failed && !j->first_failure[0])
-            now_iso(j->first_failure);
+        if (j->failed && !j->first_failure_wall)
+            j->first_failure_wall = ob_time_wall_ms();
         job_finish(j);
         return;
     }
@@ -2088,7 +2091,8 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
             return;
         }
     }
-    job_t *j = ob_calloc(1, sizeof(*j));
+    /* The key lives at the job's end, in the same allocation. */
+    job_t *j = ob_calloc(1, sizeof(*j) + (m->key ? m->key_len + 1 : 0));
     j->w = w;
     ob_timer_init(&j->timer, w->loop, timer_fired, j);
     j->seq = ++w->job_seq;
@@ -2097,7 +2101,7 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
     j->offset = m->offset;
     j->ts_ms = rd_kafka_message_timestamp(m, NULL);
     if (m->key) {
-        j->key = ob_malloc(m->key_len + 1);
+        j->key = j->key_mem;
         memcpy(j->key, m->key, m->key_len);
         j->key[m->key_len] = '\0';
         j->key_len = m->key_len;
