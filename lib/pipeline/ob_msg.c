@@ -646,6 +646,39 @@ static ob_err_t bind_request(const json_t *o, const char *base, ob_request_t *r,
     return OB_OK;
 }
 
+/* What a validated message's strings take in an arena (each 8-aligned with
+ * its NUL), with room for the one the codec derives as it binds (a default
+ * bucket name): the arena of a message in flight holds that, not the length
+ * of its JSON text, half of which is names and punctuation. */
+#define DERIVED_ROOM ((OB_BUCKET_LEN + 7) & ~7)
+static size_t strings_size(const json_t *v)
+{
+    size_t n = 0;
+    if (json_is_string(v))
+        return (json_string_length(v) + 1 + 7) & ~(size_t)7;
+    if (json_is_object(v)) {
+        const char *k;
+        const json_t *m;
+        json_object_foreach((json_t *)v, k, m)
+        {
+            n += strings_size(m);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        const json_t *m;
+        json_array_foreach(v, i, m)
+        {
+            n += strings_size(m);
+        }
+    }
+    return n;
+}
+
+static ob_arena_t *arena_for(const json_t *doc)
+{
+    return ob_arena_new_sized(strings_size(doc) + DERIVED_ROOM);
+}
+
 static ob_err_t parse_request(const json_t *o, ob_request_t *r, ob_msg_error_t *err)
 {
     ob_err_t rc;
@@ -655,6 +688,8 @@ static ob_err_t parse_request(const json_t *o, ob_request_t *r, ob_msg_error_t *
         return rc;
     if ((rc = validate(o, REQUEST_SCHEMA, err)) != OB_OK)
         return rc;
+    if (!r->mem)
+        r->mem = arena_for(o);
     return bind_request(o, "", r, err);
 }
 
@@ -757,39 +792,6 @@ ob_err_t ob_request_parse_json(const json_t *obj, ob_request_t *out, ob_msg_erro
     return rc;
 }
 
-/* What a validated message's strings take in an arena (each 8-aligned with
- * its NUL), with room for the one the codec derives as it binds (a default
- * bucket name): the arena of a message in flight holds that, not the length
- * of its JSON text, half of which is names and punctuation. */
-#define DERIVED_ROOM ((OB_BUCKET_LEN + 7) & ~7)
-static size_t strings_size(const json_t *v)
-{
-    size_t n = 0;
-    if (json_is_string(v))
-        return (json_string_length(v) + 1 + 7) & ~(size_t)7;
-    if (json_is_object(v)) {
-        const char *k;
-        const json_t *m;
-        json_object_foreach((json_t *)v, k, m)
-        {
-            n += strings_size(m);
-        }
-    } else if (json_is_array(v)) {
-        size_t i;
-        const json_t *m;
-        json_array_foreach(v, i, m)
-        {
-            n += strings_size(m);
-        }
-    }
-    return n;
-}
-
-static ob_arena_t *arena_for(const json_t *doc)
-{
-    return ob_arena_new_sized(strings_size(doc) + DERIVED_ROOM);
-}
-
 ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_msg_error_t *err)
 {
     ob_msg_error_t scratch;
@@ -797,7 +799,6 @@ ob_err_t ob_request_parse(const char *json, size_t len, ob_request_t *out, ob_ms
     ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
-    out->mem = arena_for(doc);
     rc = parse_request(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
@@ -1117,8 +1118,11 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
     if (names_schema(o, OB_SCHEMA_STAGE) && json_is_object(req) &&
         (rc = check_cloud(req, "/request/cloud", err)) != OB_OK)
         return rc;
-    if ((rc = validate(o, STAGE_SCHEMA, err)) != OB_OK ||
-        (rc = bind_request(req, "/request", &m->request, err)) != OB_OK)
+    if ((rc = validate(o, STAGE_SCHEMA, err)) != OB_OK)
+        return rc;
+    if (!m->request.mem)
+        m->request.mem = arena_for(o);
+    if ((rc = bind_request(req, "/request", &m->request, err)) != OB_OK)
         return rc;
     ob_arena_t **sm = &m->request.mem;
     m->stage = (ob_stage_t)enum_of(json_object_get(o, "stage"), STAGES);
@@ -1172,7 +1176,6 @@ ob_err_t ob_stage_parse(const char *json, size_t len, ob_stage_msg_t *out, ob_ms
     ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
-    out->request.mem = arena_for(doc);
     rc = parse_stage(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
@@ -1521,12 +1524,14 @@ static ob_err_t check_connected(const ob_connected_t *c, ob_msg_error_t *err);
 
 static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error_t *err)
 {
-    ob_arena_t *mem = c->mem; /* the caller's, sized for the message: kept */
+    ob_arena_t *mem = c->mem; /* the caller's, if any: kept */
     ob_connected_init(c);
     c->mem = mem;
     ob_err_t rc = validate(o, "onboard.connected.v1.json", err);
     if (rc != OB_OK)
         return rc;
+    if (!c->mem)
+        c->mem = arena_for(o);
     const char *key = json_string_value(json_object_get(o, "idempotency_key"));
     snprintf(c->idempotency_key, sizeof c->idempotency_key, "%s", key);
     c->account_id = str_of(o, "account_id", &c->mem);
@@ -1619,7 +1624,6 @@ ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, o
     ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
     if (rc != OB_OK)
         return rc;
-    out->mem = arena_for(doc);
     rc = parse_connected(doc, out, err);
     json_decref(doc);
     if (rc != OB_OK)
