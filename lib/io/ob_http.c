@@ -31,11 +31,14 @@ struct ob_http_s {
     /* Waiting for a transfer slot (max_transfers): lowest priority value
      * first, in arrival order within one. */
     ob_heap_t queue;
-    /* Idle easy handles, reset and ready for the next transfer (LIFO), at
-     * most idle_max: a handle goes back here when its transfer ends, or is
-     * cleaned up when the list is full. */
+    /* Idle easy handles, reset and ready for the next transfer (LIFO): a
+     * handle goes back here when its transfer ends, unless the handles kept
+     * would be more than were in use lately (mark) or than can run at once
+     * (idle_max). */
     CURL **idle;
     size_t nidle, idle_cap, idle_max;
+    size_t mark;      /* transfers running at once lately: follows a rise at once, */
+    uint64_t mark_at; /* and falls a quarter of the way to what runs each second */
     int draining;
 };
 
@@ -90,12 +93,38 @@ static CURL *easy_get(ob_http_t *h)
     return curl_easy_init();
 }
 
+/* How many handles to keep, idle and running: the transfers that ran at once
+ * lately (never fewer than OB_HTTP_IDLE_HANDLES). */
+static size_t handles_wanted(ob_http_t *h)
+{
+    uint64_t now = ob_loop_now(h->loop);
+    if (h->active >= h->mark) {
+        h->mark = h->active;
+        h->mark_at = now;
+    }
+    while (h->mark > h->active && now - h->mark_at >= 1000) {
+        h->mark -= (h->mark - h->active + 3) / 4;
+        h->mark_at += 1000;
+    }
+    return h->mark > OB_HTTP_IDLE_HANDLES ? h->mark : OB_HTTP_IDLE_HANDLES;
+}
+
 /* Take back a handle no longer in the multi handle. curl_easy_reset() drops
  * every option (URL, callbacks, CURLOPT_PRIVATE, the error buffer and header
  * list pointers) and so every reference to the finished transfer's memory;
  * setup_easy() sets them all again. */
 static void easy_put(ob_http_t *h, CURL *e)
 {
+    /* A burst's handles (about 10 KiB each: state and receive buffer) are kept
+     * while bursts go on, and let go of within seconds once they stop: a
+     * worker whose accounts wait for their stacks has nothing to send. */
+    size_t wanted = handles_wanted(h);
+    while (h->nidle && h->nidle + h->active >= wanted)
+        curl_easy_cleanup(h->idle[--h->nidle]);
+    if (h->active >= wanted) {
+        curl_easy_cleanup(e);
+        return;
+    }
     if (h->nidle == h->idle_cap && h->idle_cap < h->idle_max) {
         size_t cap = h->idle_cap ? h->idle_cap * 2 : 16;
         if (cap > h->idle_max)
@@ -270,6 +299,10 @@ static ob_err_t start_xfer(ob_http_t *h, ob_http_xfer_t *x, char *errstr, size_t
     x->easy = e;
     ob_list_push_front(&h->xfers, &x->node);
     h->active++;
+    if (h->active > h->mark) { /* the mark follows a rise at once */
+        h->mark = h->active;
+        h->mark_at = ob_loop_now(h->loop);
+    }
     return OB_OK;
 }
 
@@ -446,12 +479,11 @@ ob_http_t *ob_http_new(ob_loop_t *loop, const ob_http_opts_t *opts, char *errstr
         h->opts.max_body = 8u << 20;
     if (h->opts.max_connections <= 0)
         h->opts.max_connections = 256;
-    /* Idle handles kept: a few. A handle holds about 10 KiB (its state and
-     * receive buffer); keeping one per transfer of the last burst held
-     * 10 MiB while a worker's accounts waited for their stacks with nothing
-     * to send. A new handle costs a few microseconds; connections stay in
-     * curl's cache either way. */
-    h->idle_max = OB_HTTP_IDLE_HANDLES;
+    /* Idle handles kept: at most as many as may run at once (with no limit
+     * on transfers, as many as there may be connections); fewer once use
+     * falls (easy_put). */
+    h->idle_max =
+        (size_t)(h->opts.max_transfers > 0 ? h->opts.max_transfers : h->opts.max_connections);
     snprintf(h->user_agent, sizeof(h->user_agent), "%s",
              h->opts.user_agent ? h->opts.user_agent : "onboard/" OB_VERSION);
     h->opts.user_agent = h->user_agent;

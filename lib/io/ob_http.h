@@ -95,8 +95,9 @@ void ob_http_cancel(ob_http_xfer_t *x);
 
 /* Requests currently running. */
 size_t ob_http_active(const ob_http_t *h);
-/* Easy handles kept idle for the next transfers: a few (OB_HTTP_IDLE_HANDLES),
- * whatever the last burst ran. */
+/* Easy handles kept idle for the next transfers: as many as ran at once lately,
+ * falling a quarter of the way each second once use falls, down to
+ * OB_HTTP_IDLE_HANDLES. */
 #define OB_HTTP_IDLE_HANDLES 32
 size_t ob_http_idle_handles(const ob_http_t *h);
 /* Total requests completed (any outcome) since creation. */
