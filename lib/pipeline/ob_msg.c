@@ -414,7 +414,7 @@ static ob_err_t load(const char *json, size_t len, size_t max, json_t **out, ob_
 /* ----------------------------------------------------------------- names */
 
 static const char *const CLOUDS[] = {"aws", "azure", "gcp", NULL};
-static const char *const MODES[] = {"new", "existing", NULL};
+static const char *const MODES[] = {"new", "existing", "offboard", NULL};
 static const char *const STAGES[] = {"intake", "bucket", "cur", "iam", "connect", NULL};
 static const char *const TIME_UNITS[] = {"HOURLY", "DAILY", "MONTHLY", NULL};
 static const char *const FORMATS[] = {"textORcsv", "Parquet", NULL};
@@ -423,6 +423,10 @@ static const char *const VERSIONINGS[] = {"CREATE_NEW_REPORT", "OVERWRITE_REPORT
 static const char *const SCHEMA_ELEMS[] = {"RESOURCES", "SPLIT_COST_ALLOCATION_DATA",
                                            "MANUAL_DISCOUNT_COMPATIBILITY", NULL};
 static const char *const ARTIFACTS[] = {"REDSHIFT", "QUICKSIGHT", "ATHENA", NULL};
+static const char *const DRIFTS[] = {
+    "bucket_missing",   "bucket_policy",  "bucket_public_access", "bucket_encryption",
+    "bucket_ownership", "report_missing", "report_changed",       "stack_missing",
+    "stack_failed",     "stack_drifted",  "role_unassumable",     NULL};
 static const char *const DLQ_CLASSES[] = {"invalid_input", "permanent", "retries_exhausted",
                                           "unsupported_cloud", NULL};
 #define COUNT_OF(tbl) (sizeof(tbl) / sizeof((tbl)[0]) - 1) /* names before the NULL */
@@ -483,6 +487,17 @@ const char *ob_artifact_name(unsigned bit)
 {
     return bit_name(ARTIFACTS, bit);
 }
+const char *ob_drift_name(unsigned bit)
+{
+    return bit_name(DRIFTS, bit);
+}
+unsigned ob_drift_bit(const char *name)
+{
+    for (unsigned i = 0; name && DRIFTS[i]; i++)
+        if (!strcmp(DRIFTS[i], name))
+            return 1u << i;
+    return 0;
+}
 
 const char *ob_msg_schema(ob_msg_kind_t kind)
 {
@@ -495,6 +510,8 @@ const char *ob_msg_schema(ob_msg_kind_t kind)
         return OB_SCHEMA_CONNECTED;
     case OB_MSG_DLQ:
         return OB_SCHEMA_DLQ;
+    case OB_MSG_DISCONNECTED:
+        return OB_SCHEMA_DISCONNECTED;
     default:
         return "?";
     }
@@ -502,9 +519,11 @@ const char *ob_msg_schema(ob_msg_kind_t kind)
 
 /* ------------------------------------------------------------ the request */
 
-#define REQUEST_SCHEMA "onboard.request.v1.json"
-#define REPORT_SCHEMA  REQUEST_SCHEMA "#/properties/report/properties"
-#define STAGE_SCHEMA   "onboard.stage.v1.json"
+#define REQUEST_SCHEMA   "onboard.request.v1.json"
+#define REQUEST_SCHEMA_2 "onboard.request.v2.json"
+#define REPORT_SCHEMA    "onboard.defs.v1.json#/$defs/report_settings/properties"
+#define STAGE_SCHEMA     "onboard.stage.v1.json"
+#define STAGE_SCHEMA_2   "onboard.stage.v2.json"
 
 static const char *arn_partition(const char *arn, char *buf, size_t n)
 {
@@ -568,6 +587,26 @@ static int names_schema(const json_t *o, const char *name)
     return v && !strcmp(v, name);
 }
 
+/* The version a request or hand-off says it is (its "schema"), and the
+ * schema file that checks it: version 2 by its own file, anything else by
+ * version 1's (which names what is wrong with it). */
+static int request_version(const json_t *o)
+{
+    return names_schema(o, OB_SCHEMA_REQUEST_2) ? 2 : 1;
+}
+static int stage_version(const json_t *o)
+{
+    return names_schema(o, OB_SCHEMA_STAGE_2) ? 2 : 1;
+}
+static int is_request(const json_t *o)
+{
+    return names_schema(o, OB_SCHEMA_REQUEST) || names_schema(o, OB_SCHEMA_REQUEST_2);
+}
+static int is_stage(const json_t *o)
+{
+    return names_schema(o, OB_SCHEMA_STAGE) || names_schema(o, OB_SCHEMA_STAGE_2);
+}
+
 /* An Azure or Google Cloud request is refused for that reason, whatever else
  * it holds: a cloud the request schema knows, other than aws. */
 static ob_err_t check_cloud(const json_t *o, const char *f, ob_msg_error_t *err)
@@ -611,6 +650,7 @@ static ob_err_t bind_request(const json_t *o, const char *base, ob_request_t *r,
     ob_request_clear(r);
     ob_request_init(r);
     r->mem = mem;
+    r->version = request_version(o);
     r->cloud = (ob_cloud_t)enum_of(json_object_get(o, "cloud"), CLOUDS);
     r->request_id = str_of(o, "request_id", &r->mem);
     r->account_id = str_of(o, "account_id", &r->mem);
@@ -634,6 +674,7 @@ static ob_err_t bind_request(const json_t *o, const char *base, ob_request_t *r,
     json_t *val;
     json_object_foreach(json_object_get(o, "tags"), key, val)
         ob_request_add_tag(r, key, json_string_value(val));
+    r->repair = set_of(json_object_get(o, "repair"), DRIFTS);
     ob_err_t rc = check_role(r, base, err);
     if (rc != OB_OK)
         return rc;
@@ -684,9 +725,10 @@ static ob_err_t parse_request(const json_t *o, ob_request_t *r, ob_msg_error_t *
     ob_err_t rc;
     if (!json_is_object(o))
         return fail(err, "", "not_object", "expected an object, got %s", ob_schema_type_of(o));
-    if (names_schema(o, OB_SCHEMA_REQUEST) && (rc = check_cloud(o, "/cloud", err)) != OB_OK)
+    if (is_request(o) && (rc = check_cloud(o, "/cloud", err)) != OB_OK)
         return rc;
-    if ((rc = validate(o, REQUEST_SCHEMA, err)) != OB_OK)
+    if ((rc = validate(o, request_version(o) == 2 ? REQUEST_SCHEMA_2 : REQUEST_SCHEMA, err)) !=
+        OB_OK)
         return rc;
     if (!r->mem)
         r->mem = arena_for(o);
@@ -696,6 +738,7 @@ static ob_err_t parse_request(const json_t *o, ob_request_t *r, ob_msg_error_t *
 void ob_request_init(ob_request_t *r)
 {
     memset(r, 0, sizeof *r);
+    r->version = 1;
     r->request_id = r->account_id = r->region = r->role_arn = r->external_id = r->bucket =
         r->requester = r->requested_at = "";
     r->report.name = r->report.prefix = "";
@@ -870,8 +913,8 @@ json_t *ob_request_to_object(const ob_request_t *r)
     json_t *o = json_object();
     if (!o)
         return NULL;
-    int bad = set_str(o, "schema", OB_SCHEMA_REQUEST) | set_str(o, "request_id", r->request_id) |
-              set_str(o, "account_id", r->account_id) |
+    int bad = set_str(o, "schema", r->version == 2 ? OB_SCHEMA_REQUEST_2 : OB_SCHEMA_REQUEST) |
+              set_str(o, "request_id", r->request_id) | set_str(o, "account_id", r->account_id) |
               set_str(o, "cloud", ob_cloud_name(r->cloud)) |
               set_str(o, "mode", ob_mode_name(r->mode)) | set_str(o, "region", r->region) |
               set_str(o, "role_arn", r->role_arn);
@@ -895,6 +938,8 @@ json_t *ob_request_to_object(const ob_request_t *r)
         for (size_t i = 0; t && i < r->ntags; i++)
             bad |= set_str(t, r->tags[i].key, r->tags[i].value);
     }
+    if (r->repair)
+        bad |= set_new(o, "repair", enum_set_json(DRIFTS, r->repair));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -912,6 +957,7 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
  * size and encoding. */
 static ob_err_t check_results(const ob_stage_msg_t *m, ob_msg_error_t *err);
 static ob_err_t check_connected(const ob_connected_t *c, ob_msg_error_t *err);
+static ob_err_t check_disconnected(const ob_disconnected_t *d, ob_msg_error_t *err);
 
 /* Check what we are about to send as a consumer would read it: the object
  * against its schema (no text round trip: building, dumping and parsing again
@@ -924,12 +970,14 @@ static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, const void *sr
     switch (kind) {
     case OB_MSG_REQUEST:
         if ((rc = check_cloud(o, "/cloud", err)) != OB_OK ||
-            (rc = validate(o, REQUEST_SCHEMA, err)) != OB_OK)
+            (rc = validate(o, request_version(o) == 2 ? REQUEST_SCHEMA_2 : REQUEST_SCHEMA, err)) !=
+                OB_OK)
             return rc;
         return check_role(src, "", err);
     case OB_MSG_STAGE:
         if ((rc = check_cloud(json_object_get(o, "request"), "/request/cloud", err)) != OB_OK ||
-            (rc = validate(o, STAGE_SCHEMA, err)) != OB_OK ||
+            (rc = validate(o, stage_version(o) == 2 ? STAGE_SCHEMA_2 : STAGE_SCHEMA, err)) !=
+                OB_OK ||
             (rc = check_role(&((const ob_stage_msg_t *)src)->request, "/request", err)) != OB_OK)
             return rc;
         return check_results(src, err);
@@ -937,6 +985,10 @@ static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, const void *sr
         if ((rc = validate(o, "onboard.connected.v1.json", err)) != OB_OK)
             return rc;
         return check_connected(src, err);
+    case OB_MSG_DISCONNECTED:
+        if ((rc = validate(o, "onboard.disconnected.v1.json", err)) != OB_OK)
+            return rc;
+        return check_disconnected(src, err);
     default:
         return OB_ERR_INVALID_ARG;
     }
@@ -1103,7 +1155,58 @@ static ob_err_t check_results(const ob_stage_msg_t *m, ob_msg_error_t *err)
                         "the Billing Engine role is in partition %s, but the request's is %s",
                         part2, part);
     }
+    if (m->has_removed_stacks) {
+        /* Stacks removed are the account's, in the role's partition (in
+         * whichever region an earlier request made them). */
+        char part[16], id[OB_STACK_ID_LEN + 1];
+        arn_partition(r->role_arn, part, sizeof part);
+        size_t i = 0;
+        for (const char *p = m->removed_stacks; *p; i++) {
+            size_t n = strcspn(p, ",");
+            snprintf(id, sizeof id, "%.*s", (int)n, p);
+            char f[64];
+            snprintf(f, sizeof f, "/results/removed/stacks/%zu", i);
+            ob_err_t rc = check_stack_place(f, id, r->account_id, NULL, part, NULL, err);
+            if (rc != OB_OK)
+                return rc;
+            p += n + (p[n] == ',');
+        }
+    }
     return OB_OK;
+}
+
+/* The strings of a JSON array of strings, comma-separated, in mem ("" for
+ * none). The schemas' names and ids have no commas. */
+static const char *list_of(const json_t *a, ob_arena_t **mem)
+{
+    ob_buf_t b = {0};
+    size_t i;
+    const json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (i)
+            ob_buf_append(&b, ",", 1);
+        ob_buf_append(&b, json_string_value(v), json_string_length(v));
+    }
+    ob_buf_append(&b, "", 1);
+    const char *out = keep(mem, b.data ? b.data : "");
+    ob_buf_free(&b);
+    return out;
+}
+
+/* A comma-separated list as a JSON array of strings (NULL: out of memory). */
+static json_t *list_json(const char *list)
+{
+    json_t *a = json_array();
+    for (const char *p = list; a && p && *p;) {
+        size_t n = strcspn(p, ",");
+        if (json_array_append_new(a, json_stringn(p, n)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+        p += n + (p[n] == ',');
+    }
+    return a;
 }
 
 static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *err)
@@ -1115,10 +1218,10 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
     ob_stage_msg_init(m);
     m->request.mem = mem;
     const json_t *req = json_object_get(o, "request");
-    if (names_schema(o, OB_SCHEMA_STAGE) && json_is_object(req) &&
+    if (is_stage(o) && json_is_object(req) &&
         (rc = check_cloud(req, "/request/cloud", err)) != OB_OK)
         return rc;
-    if ((rc = validate(o, STAGE_SCHEMA, err)) != OB_OK)
+    if ((rc = validate(o, stage_version(o) == 2 ? STAGE_SCHEMA_2 : STAGE_SCHEMA, err)) != OB_OK)
         return rc;
     if (!m->request.mem)
         m->request.mem = arena_for(o);
@@ -1144,6 +1247,15 @@ static ob_err_t parse_stage(const json_t *o, ob_stage_msg_t *m, ob_msg_error_t *
         m->stack.external_id = str_of(e, "external_id", sm);
         m->has_stack = 1;
     }
+    if ((e = json_object_get(res, "removed"))) {
+        m->removed_reports = list_of(json_object_get(e, "reports"), sm);
+        m->has_removed = 1;
+        const json_t *stacks = json_object_get(e, "stacks");
+        if (stacks) {
+            m->removed_stacks = list_of(stacks, sm);
+            m->has_removed_stacks = 1;
+        }
+    }
     bind_trace(json_object_get(o, "trace"), m->trace, sm);
     const char *replay = json_string_value(json_object_get(o, "replay_of"));
     snprintf(m->replay_of, sizeof m->replay_of, "%s", replay ? replay : "");
@@ -1159,6 +1271,7 @@ void ob_stage_msg_init(ob_stage_msg_t *m)
     m->stack = (ob_stack_result_t){"", "", "", ""};
     for (int i = 0; i < OB_STAGE__COUNT; i++)
         m->trace[i] = (ob_trace_t){0, "", "", 0, ""};
+    m->removed_reports = m->removed_stacks = "";
 }
 
 void ob_stage_msg_clear(ob_stage_msg_t *m)
@@ -1188,7 +1301,7 @@ ob_err_t ob_stage_parse(const char *json, size_t len, ob_stage_msg_t *out, ob_ms
 /* Every string a hand-off points to, but its tags: what a pack must carry.
  * A string field added to the structs is added here, or a pack loses it
  * (the codec's tests pack and unpack every example and compare). */
-#define STAGE_STRS (10 + 3 + 4 + 4 + 3 * OB_STAGE__COUNT)
+#define STAGE_STRS (10 + 3 + 4 + 4 + 2 + 3 * OB_STAGE__COUNT)
 static size_t stage_strs(ob_stage_msg_t *m, const char **f[STAGE_STRS])
 {
     ob_request_t *r = &m->request;
@@ -1202,6 +1315,7 @@ static size_t stage_strs(ob_stage_msg_t *m, const char **f[STAGE_STRS])
     f[n++] = &m->report.region;
     f[n++] = &m->stack.id, f[n++] = &m->stack.name, f[n++] = &m->stack.role_arn;
     f[n++] = &m->stack.external_id;
+    f[n++] = &m->removed_reports, f[n++] = &m->removed_stacks;
     for (int i = 0; i < OB_STAGE__COUNT; i++)
         f[n++] = &m->trace[i].started_at, f[n++] = &m->trace[i].finished_at,
         f[n++] = &m->trace[i].worker;
@@ -1360,7 +1474,7 @@ static json_t *stage_object(const ob_stage_msg_t *m)
     json_t *o = json_object(), *res = json_object();
     int bad = !o || !res;
     if (!bad) {
-        bad |= set_str(o, "schema", OB_SCHEMA_STAGE) |
+        bad |= set_str(o, "schema", m->request.version == 2 ? OB_SCHEMA_STAGE_2 : OB_SCHEMA_STAGE) |
                set_new(o, "request", ob_request_to_object(&m->request)) |
                set_str(o, "stage", ob_stage_name(m->stage)) | set_new(o, "results", res);
         res = NULL;
@@ -1381,6 +1495,15 @@ static json_t *stage_object(const ob_stage_msg_t *m)
                 bad |= set_str(s, "id", m->stack.id) | set_str(s, "name", m->stack.name) |
                        set_str(s, "role_arn", m->stack.role_arn) |
                        set_str(s, "external_id", m->stack.external_id);
+        }
+        if (r && m->has_removed) {
+            json_t *x = json_object();
+            bad |= set_new(r, "removed", x);
+            if (x) {
+                bad |= set_new(x, "reports", list_json(m->removed_reports));
+                if (m->has_removed_stacks)
+                    bad |= set_new(x, "stacks", list_json(m->removed_stacks));
+            }
         }
         bad |= set_new(o, "trace", trace_json(m->trace));
         if (m->replay_of[0])
@@ -1406,7 +1529,9 @@ ob_err_t ob_stage_to_json(const ob_stage_msg_t *m, char **out, size_t *out_len, 
 
 ob_stage_t ob_stage_next(ob_mode_t mode, ob_stage_t done)
 {
-    if (mode == OB_MODE_NEW) {
+    if (mode == OB_MODE_OFFBOARD && done == OB_STAGE_INTAKE)
+        return OB_STAGE_BUCKET;
+    if (mode == OB_MODE_NEW || mode == OB_MODE_OFFBOARD) {
         switch (done) {
         case OB_STAGE_INTAKE:
             return OB_STAGE_BUCKET;
@@ -1505,6 +1630,11 @@ void ob_request_desired(const ob_request_t *r, char out[OB_DESIRED_LEN])
 {
     ob_buf_t b = {0};
     const ob_report_settings_t *rs = &r->report;
+    if (r->mode == OB_MODE_OFFBOARD) {
+        /* Every offboarding asks for the same: nothing of the fleet's left. */
+        ob_buf_printf(&b, "desired/1|%s|offboard", r->account_id);
+        goto digest;
+    }
     ob_buf_printf(&b, "desired/1|%s|%s|%s|%s|%d|%s|%d", r->account_id,
                   r->mode == OB_MODE_NEW ? "new" : "existing", r->region, r->role_arn,
                   r->has_bucket, r->has_bucket ? r->bucket : "", r->has_report);
@@ -1514,6 +1644,7 @@ void ob_request_desired(const ob_request_t *r, char out[OB_DESIRED_LEN])
                       rs->refresh_closed_reports, (int)rs->versioning);
     for (size_t i = 0; i < r->ntags; i++)
         ob_buf_printf(&b, "|%s=%s", r->tags[i].key, r->tags[i].value);
+digest:;
     char hex[OB_SHA256_HEX_LEN];
     ob_sha256_hex(b.data ? b.data : "", b.len, hex);
     ob_buf_free(&b);
@@ -1631,16 +1762,13 @@ ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, o
     return rc;
 }
 
-ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_at,
-                                 ob_connected_t *out, ob_msg_error_t *err)
+/* An event's start: the hand-off must be one that ob_stage_parse accepts
+ * (its rules; the text is not needed), at stage connect, of an offboarding
+ * or not as `offboard` says; `at` (the event's time, `field`) NULL or a
+ * date-time. */
+static ob_err_t event_of_handoff(const ob_stage_msg_t *m, int offboard, const char *field,
+                                 const char *at, ob_msg_error_t *err)
 {
-    ob_msg_error_t scratch;
-    err = err_or(err, &scratch);
-    if (!m || !out)
-        return OB_ERR_INVALID_ARG;
-    memset(out, 0, sizeof *out);
-    /* The hand-off must be one that ob_stage_parse accepts (its rules; the
-     * text is not needed). */
     json_t *o = stage_object(m);
     if (!o)
         return nomem(err);
@@ -1650,11 +1778,39 @@ ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_
         return rc;
     if (m->stage != OB_STAGE_CONNECT)
         return fail(err, "/stage", "combination",
-                    "the connected event follows the connect stage, not stage %s",
-                    ob_stage_name(m->stage));
-    if (connected_at && !ob_msg_time_valid(connected_at))
-        return fail(err, "/connected_at", "pattern", "\"%s\" is not an RFC 3339 date-time",
-                    ECHO(connected_at));
+                    "the event follows the connect stage, not stage %s", ob_stage_name(m->stage));
+    if (offboard != (m->request.mode == OB_MODE_OFFBOARD))
+        return fail(err, "/request/mode", "combination",
+                    offboard ? "the disconnected event ends an offboarding, not mode %s"
+                             : "mode %s ends with the disconnected event, not the connected one",
+                    ob_mode_name(m->request.mode));
+    if (at && !ob_msg_time_valid(at))
+        return fail(err, field, "pattern", "\"%s\" is not an RFC 3339 date-time", ECHO(at));
+    return OB_OK;
+}
+
+/* The hand-off's trace, copied into mem. */
+static void copy_trace(ob_trace_t dst[OB_STAGE__COUNT], const ob_trace_t src[OB_STAGE__COUNT],
+                       ob_arena_t **mem)
+{
+    for (int i = 0; i < OB_STAGE__COUNT; i++) {
+        const ob_trace_t *t = &src[i];
+        dst[i] = (ob_trace_t){t->present, keep(mem, t->started_at), keep(mem, t->finished_at),
+                              t->attempts, keep(mem, t->worker)};
+    }
+}
+
+ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_at,
+                                 ob_connected_t *out, ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    err = err_or(err, &scratch);
+    if (!m || !out)
+        return OB_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    ob_err_t rc = event_of_handoff(m, 0, "/connected_at", connected_at, err);
+    if (rc != OB_OK)
+        return rc;
     const ob_request_t *r = &m->request;
     ob_connected_init(out);
     out->account_id = keep(&out->mem, r->account_id);
@@ -1678,12 +1834,7 @@ ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_
     }
     out->connected_at = keep(&out->mem, connected_at);
     out->requested_at = keep(&out->mem, r->requested_at);
-    for (int i = 0; i < OB_STAGE__COUNT; i++) {
-        const ob_trace_t *t = &m->trace[i];
-        out->trace[i] =
-            (ob_trace_t){t->present, keep(&out->mem, t->started_at),
-                         keep(&out->mem, t->finished_at), t->attempts, keep(&out->mem, t->worker)};
-    }
+    copy_trace(out->trace, m->trace, &out->mem);
     ob_connected_key(out->account_id, out->role_arn, out->external_id,
                      out->has_report ? &out->report : NULL, out->idempotency_key);
     return OB_OK;
@@ -1716,6 +1867,183 @@ ob_err_t ob_connected_to_json(const ob_connected_t *c, char **out, size_t *out_l
         return nomem(err);
     }
     return dump_checked(o, OB_MSG_CONNECTED, c, out, out_len, err);
+}
+
+/* ---------------------------------------------------- disconnected events */
+
+void ob_disconnected_key(const char *account_id, const char *request_id,
+                         char out[OB_IDEMPOTENCY_LEN])
+{
+    char buf[512];
+    sfmt(buf, sizeof buf, "%s|%s|%s", OB_SCHEMA_DISCONNECTED, account_id, request_id);
+    ob_sha256_hex(buf, strlen(buf), out);
+}
+
+void ob_disconnected_init(ob_disconnected_t *d)
+{
+    memset(d, 0, sizeof *d);
+    d->account_id = d->request_id = d->connection_key = d->role_arn = d->removed_reports =
+        d->removed_stacks = d->kept_buckets = d->disconnected_at = d->requested_at = "";
+    for (int i = 0; i < OB_STAGE__COUNT; i++)
+        d->trace[i] = (ob_trace_t){0, "", "", 0, ""};
+}
+
+void ob_disconnected_clear(ob_disconnected_t *d)
+{
+    if (!d)
+        return;
+    ob_arena_free(d->mem);
+    memset(d, 0, sizeof *d);
+}
+
+const char *ob_disconnected_str(ob_disconnected_t *d, const char *s)
+{
+    return keep(&d->mem, s);
+}
+
+/* What the schema cannot say of a valid event: the role and the stacks are
+ * the account's, and its key. */
+static ob_err_t check_disconnected(const ob_disconnected_t *d, ob_msg_error_t *err)
+{
+    char acct[OB_ACCOUNT_ID_LEN], part[16] = "", id[OB_STACK_ID_LEN + 1], f[64];
+    if (d->role_arn[0]) {
+        if (strcmp(arn_account(d->role_arn, acct), d->account_id) != 0)
+            return fail(err, "/role_arn", "mismatch",
+                        "the Billing Engine role was in account %s, but account_id is %s", acct,
+                        d->account_id);
+        arn_partition(d->role_arn, part, sizeof part);
+    }
+    size_t i = 0;
+    for (const char *p = d->removed_stacks; *p; i++) {
+        size_t n = strcspn(p, ",");
+        snprintf(id, sizeof id, "%.*s", (int)n, p);
+        snprintf(f, sizeof f, "/removed/stacks/%zu", i);
+        arn_t sa;
+        if (!arn_split(id, &sa))
+            return fail(err, f, "pattern", "not a stack ARN");
+        ob_err_t rc =
+            check_stack_place(f, id, d->account_id, NULL, part[0] ? part : sa.partition, NULL, err);
+        if (rc != OB_OK)
+            return rc;
+        p += n + (p[n] == ',');
+    }
+    char want[OB_IDEMPOTENCY_LEN];
+    ob_disconnected_key(d->account_id, d->request_id, want);
+    if (strcmp(want, d->idempotency_key) != 0)
+        return fail(err, "/idempotency_key", "mismatch", "expected %s, the SHA-256 of \"%s|%s|%s\"",
+                    want, OB_SCHEMA_DISCONNECTED, d->account_id, d->request_id);
+    return OB_OK;
+}
+
+static ob_err_t parse_disconnected(const json_t *o, ob_disconnected_t *d, ob_msg_error_t *err)
+{
+    ob_arena_t *mem = d->mem;
+    ob_disconnected_init(d);
+    d->mem = mem;
+    ob_err_t rc = validate(o, "onboard.disconnected.v1.json", err);
+    if (rc != OB_OK)
+        return rc;
+    if (!d->mem)
+        d->mem = arena_for(o);
+    snprintf(d->idempotency_key, sizeof d->idempotency_key, "%s",
+             json_string_value(json_object_get(o, "idempotency_key")));
+    d->account_id = str_of(o, "account_id", &d->mem);
+    d->request_id = str_of(o, "request_id", &d->mem);
+    d->connection_key = str_of(o, "connection_key", &d->mem);
+    d->role_arn = str_of(o, "role_arn", &d->mem);
+    const json_t *removed = json_object_get(o, "removed");
+    d->removed_reports = list_of(json_object_get(removed, "reports"), &d->mem);
+    d->removed_stacks = list_of(json_object_get(removed, "stacks"), &d->mem);
+    d->kept_buckets = list_of(json_object_get(o, "kept_buckets"), &d->mem);
+    d->disconnected_at = str_of(o, "disconnected_at", &d->mem);
+    d->requested_at = str_of(o, "requested_at", &d->mem);
+    bind_trace(json_object_get(o, "trace"), d->trace, &d->mem);
+    return check_disconnected(d, err);
+}
+
+ob_err_t ob_disconnected_parse(const char *json, size_t len, ob_disconnected_t *out,
+                               ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    json_t *doc;
+    ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
+    if (rc != OB_OK)
+        return rc;
+    rc = parse_disconnected(doc, out, err);
+    json_decref(doc);
+    if (rc != OB_OK)
+        ob_disconnected_clear(out);
+    return rc;
+}
+
+ob_err_t ob_disconnected_from_stage(const ob_stage_msg_t *m, const char *connection_key,
+                                    const char *role_arn, const char *kept_buckets,
+                                    const char *disconnected_at, ob_disconnected_t *out,
+                                    ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    err = err_or(err, &scratch);
+    if (!m || !out)
+        return OB_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    ob_err_t rc = event_of_handoff(m, 1, "/disconnected_at", disconnected_at, err);
+    if (rc != OB_OK)
+        return rc;
+    const ob_request_t *r = &m->request;
+    ob_disconnected_init(out);
+    out->account_id = keep(&out->mem, r->account_id);
+    out->request_id = keep(&out->mem, r->request_id);
+    out->connection_key = keep(&out->mem, connection_key ? connection_key : "");
+    out->role_arn = keep(&out->mem, role_arn ? role_arn : "");
+    out->removed_reports = keep(&out->mem, m->removed_reports);
+    out->removed_stacks = keep(&out->mem, m->removed_stacks);
+    out->kept_buckets = keep(&out->mem, kept_buckets ? kept_buckets : "");
+    char now[OB_TIME_LEN];
+    if (!disconnected_at) {
+        ob_msg_now(now);
+        disconnected_at = now;
+    }
+    out->disconnected_at = keep(&out->mem, disconnected_at);
+    out->requested_at = keep(&out->mem, r->requested_at);
+    copy_trace(out->trace, m->trace, &out->mem);
+    ob_disconnected_key(out->account_id, out->request_id, out->idempotency_key);
+    return OB_OK;
+}
+
+ob_err_t ob_disconnected_to_json(const ob_disconnected_t *d, char **out, size_t *out_len,
+                                 ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    err = err_or(err, &scratch);
+    if (!d || !out)
+        return OB_ERR_INVALID_ARG;
+    *out = NULL;
+    json_t *o = json_object(), *removed = json_object();
+    int bad = !o || !removed;
+    if (!bad) {
+        bad |= set_str(o, "schema", OB_SCHEMA_DISCONNECTED) |
+               set_str(o, "idempotency_key", d->idempotency_key) |
+               set_str(o, "account_id", d->account_id) | set_str(o, "request_id", d->request_id);
+        if (d->connection_key[0])
+            bad |= set_str(o, "connection_key", d->connection_key);
+        if (d->role_arn[0])
+            bad |= set_str(o, "role_arn", d->role_arn);
+        bad |= set_new(removed, "reports", list_json(d->removed_reports)) |
+               set_new(removed, "stacks", list_json(d->removed_stacks)) |
+               set_new(o, "removed", removed);
+        removed = NULL;
+        bad |= set_new(o, "kept_buckets", list_json(d->kept_buckets)) |
+               set_str(o, "disconnected_at", d->disconnected_at);
+        if (d->requested_at[0])
+            bad |= set_str(o, "requested_at", d->requested_at);
+        bad |= set_new(o, "trace", trace_json(d->trace));
+    }
+    json_decref(removed);
+    if (bad) {
+        json_decref(o);
+        return nomem(err);
+    }
+    return dump_checked(o, OB_MSG_DISCONNECTED, d, out, out_len, err);
 }
 
 /* ---------------------------------------------------------- dead letters */
@@ -2186,6 +2514,12 @@ ob_err_t ob_msg_validate(ob_msg_kind_t kind, const char *json, size_t len, ob_ms
         ob_dlq_t d;
         rc = ob_dlq_parse(json, len, &d, err);
         ob_dlq_clear(&d);
+        return rc;
+    }
+    case OB_MSG_DISCONNECTED: {
+        ob_disconnected_t d;
+        rc = ob_disconnected_parse(json, len, &d, err);
+        ob_disconnected_clear(&d);
         return rc;
     }
     default:

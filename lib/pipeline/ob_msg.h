@@ -2,13 +2,19 @@
  * ob_msg: the messages on the pipeline's topics, and the single source of
  * validation truth for the workers.
  *
- * Four messages, each a JSON object versioned by its "schema" member and
+ * The messages, each a JSON object versioned by its "schema" member and
  * described by a JSON Schema in proto/ (the codec enforces every rule of the
  * schema, plus the cross-member rules a schema cannot express):
- *   onboard.request/1    intake: what an outside producer asks for
- *   onboard.stage/1      the hand-off between stages (topics cur, iam, connect)
- *   onboard.connected/1  the event for the Billing Engine
- *   onboard.dlq/1        a dead letter: the original message and the reason
+ *   onboard.request/1, /2   intake: what an outside producer asks for (/2 adds
+ *                           mode offboard and repair)
+ *   onboard.stage/1, /2     the hand-off between stages (topics cur, iam,
+ *                           connect); a hand-off has its request's version
+ *   onboard.connected/1     the event for the Billing Engine
+ *   onboard.disconnected/1  the event for the Billing Engine once an account
+ *                           is offboarded (on the same topic)
+ *   onboard.dlq/1           a dead letter: the original message and the reason
+ * The builders write a request's version: a producer writing /1 gets /1
+ * hand-offs, readable by workers that predate /2.
  * Every message is keyed by the account id (a DLQ record whose account is not
  * known keeps the original key).
  *
@@ -64,10 +70,13 @@ _Static_assert((OB_DLQ_MAX_RAW + 2) / 3 * 4 <= OB_PROTO_DLQ_PAYLOAD_B64_MAX,
 #define OB_DLQ_MAX_HNAME ((unsigned)OB_PROTO_DLQ_HEADER_NAME_MAX)  /* bytes of a header name */
 #define OB_DLQ_MAX_HVAL  ((unsigned)OB_PROTO_DLQ_HEADER_VALUE_MAX) /* bytes of a header value */
 
-#define OB_SCHEMA_REQUEST   "onboard.request/1"
-#define OB_SCHEMA_STAGE     "onboard.stage/1"
-#define OB_SCHEMA_CONNECTED "onboard.connected/1"
-#define OB_SCHEMA_DLQ       "onboard.dlq/1"
+#define OB_SCHEMA_REQUEST      "onboard.request/1"
+#define OB_SCHEMA_REQUEST_2    "onboard.request/2"
+#define OB_SCHEMA_STAGE        "onboard.stage/1"
+#define OB_SCHEMA_STAGE_2      "onboard.stage/2"
+#define OB_SCHEMA_CONNECTED    "onboard.connected/1"
+#define OB_SCHEMA_DISCONNECTED "onboard.disconnected/1"
+#define OB_SCHEMA_DLQ          "onboard.dlq/1"
 
 /* Kafka header names the workers set on every message they produce. */
 #define OB_MSG_HDR_SCHEMA    "ob-schema"    /* the message's "schema" value */
@@ -121,11 +130,12 @@ typedef enum ob_msg_kind_e {
     OB_MSG_STAGE,
     OB_MSG_CONNECTED,
     OB_MSG_DLQ,
+    OB_MSG_DISCONNECTED,
     OB_MSG__KIND_COUNT
 } ob_msg_kind_t;
 
 typedef enum ob_cloud_e { OB_CLOUD_AWS = 0, OB_CLOUD_AZURE, OB_CLOUD_GCP } ob_cloud_t;
-typedef enum ob_mode_e { OB_MODE_NEW = 0, OB_MODE_EXISTING } ob_mode_t;
+typedef enum ob_mode_e { OB_MODE_NEW = 0, OB_MODE_EXISTING, OB_MODE_OFFBOARD } ob_mode_t;
 
 /* Pipeline stages. INTAKE is where a request is refused before any work. */
 typedef enum ob_stage_e {
@@ -160,6 +170,24 @@ typedef enum ob_versioning_e {
 #define OB_ARTIFACT_REDSHIFT                         0x1u
 #define OB_ARTIFACT_QUICKSIGHT                       0x2u
 #define OB_ARTIFACT_ATHENA                           0x4u
+/* Bit set of drift kinds (proto/onboard.defs.v1.json $defs/drift_kind, in
+ * its order): what verification finds and a repair request names. */
+#define OB_DRIFT_BUCKET_MISSING       0x001u
+#define OB_DRIFT_BUCKET_POLICY        0x002u
+#define OB_DRIFT_BUCKET_PUBLIC_ACCESS 0x004u
+#define OB_DRIFT_BUCKET_ENCRYPTION    0x008u
+#define OB_DRIFT_BUCKET_OWNERSHIP     0x010u
+#define OB_DRIFT_REPORT_MISSING       0x020u
+#define OB_DRIFT_REPORT_CHANGED       0x040u
+#define OB_DRIFT_STACK_MISSING        0x080u
+#define OB_DRIFT_STACK_FAILED         0x100u
+#define OB_DRIFT_STACK_DRIFTED        0x200u
+#define OB_DRIFT_ROLE_UNASSUMABLE     0x400u
+#define OB_DRIFT__ALL                 0x7ffu
+/* The kinds each stage repairs. */
+#define OB_DRIFT_BUCKET_KINDS 0x01fu
+#define OB_DRIFT_REPORT_KINDS 0x060u
+#define OB_DRIFT_STACK_KINDS  0x780u
 
 /* Wire names of the enums above ("HOURLY", "textORcsv", "ATHENA", "iam"...). */
 const char *ob_cloud_name(ob_cloud_t c);
@@ -172,6 +200,9 @@ const char *ob_versioning_name(ob_versioning_t v);
 /* Name of one bit of a set (NULL for an unknown bit). */
 const char *ob_schema_elem_name(unsigned bit);
 const char *ob_artifact_name(unsigned bit);
+const char *ob_drift_name(unsigned bit);
+/* The bit of a drift kind's name (0: unknown). */
+unsigned ob_drift_bit(const char *name);
 
 /* The CUR report definition of a request (all members set after parsing). */
 typedef struct ob_report_settings_s {
@@ -196,13 +227,14 @@ typedef struct ob_tag_s {
  * request every default is filled: for mode new has_bucket and has_report are
  * 1 (bucket defaults to billing-cur-<account_id>-<region>); for mode existing
  * has_report is 0 and has_bucket says whether the producer named the
- * account's current CUR bucket. Empty strings mean "absent" for the optional
- * external_id, requester and requested_at.
+ * account's current CUR bucket; mode offboard (version 2) has neither. Empty strings mean "absent"
+ * for the optional external_id, requester and requested_at.
  */
 typedef struct ob_request_s {
     /* Owns every string below, and those of the value that embeds the
      * request (a hand-off's results and trace): NULL until one is set. */
     ob_arena_t *mem;
+    int version; /* 1 or 2: the schema's (onboard.request/N); 0 is taken as 1 */
     const char *request_id;
     const char *account_id;
     ob_cloud_t cloud; /* always OB_CLOUD_AWS after a successful parse */
@@ -218,6 +250,7 @@ typedef struct ob_request_s {
     const char *requested_at;
     ob_tag_t *tags; /* in mem; ntags entries in the producer's order */
     size_t ntags;
+    unsigned repair; /* OB_DRIFT_* (version 2): the drift this request repairs */
 } ob_request_t;
 
 /* Every string "" and nothing owned: a request to fill by hand. */
@@ -310,6 +343,12 @@ typedef struct ob_stage_msg_s {
     ob_stack_result_t stack;
     ob_trace_t trace[OB_STAGE__COUNT];
     char replay_of[OB_DLQ_ID_LEN]; /* "" when not a replay */
+    /* Offboarding (mode offboard): what the cur stage (reports) and the iam
+     * stage (stacks) removed, as comma-separated lists ("" : none). */
+    int has_removed; /* results.removed (reports) is present */
+    const char *removed_reports;
+    int has_removed_stacks; /* results.removed.stacks is present */
+    const char *removed_stacks;
 } ob_stage_msg_t;
 
 /* Every string "" and nothing owned: a hand-off to fill by hand (its
@@ -338,8 +377,8 @@ ob_err_t ob_stage_to_json(const ob_stage_msg_t *m, char **out, size_t *out_len,
                           ob_msg_error_t *err);
 /*
  * The stage that runs after `done` for a mode: new: BUCKET->CUR->IAM->CONNECT,
- * existing: INTAKE->IAM->CONNECT. OB_STAGE__COUNT after CONNECT (what follows
- * is the connected event) and for a stage the mode never runs.
+ * existing: INTAKE->IAM->CONNECT, offboard: BUCKET (the intake)->CUR->IAM->CONNECT. OB_STAGE__COUNT
+ * after CONNECT (what follows is the connected event) and for a stage the mode never runs.
  */
 ob_stage_t ob_stage_next(ob_mode_t mode, ob_stage_t done);
 /* Fill the bucket and report results from the request (what the bucket and
@@ -405,6 +444,42 @@ ob_err_t ob_connected_from_stage(const ob_stage_msg_t *m, const char *connected_
 ob_err_t ob_connected_to_json(const ob_connected_t *c, char **out, size_t *out_len,
                               ob_msg_error_t *err);
 ob_err_t ob_connected_parse(const char *json, size_t len, ob_connected_t *out, ob_msg_error_t *err);
+
+/* The event for the Billing Engine once an account is offboarded
+ * (onboard.disconnected/1, on the connected topic). Lists are comma-separated
+ * ("" : empty). */
+typedef struct ob_disconnected_s {
+    ob_arena_t *mem; /* owns every string below (NULL until one is set) */
+    char idempotency_key[OB_IDEMPOTENCY_LEN];
+    const char *account_id;
+    const char *request_id;
+    const char *connection_key; /* "" : the account was not connected */
+    const char *role_arn;       /* "" : unknown */
+    const char *removed_reports;
+    const char *removed_stacks;
+    const char *kept_buckets;
+    const char *disconnected_at;
+    const char *requested_at; /* "" : none */
+    ob_trace_t trace[OB_STAGE__COUNT];
+} ob_disconnected_t;
+void ob_disconnected_init(ob_disconnected_t *d);
+void ob_disconnected_clear(ob_disconnected_t *d);
+const char *ob_disconnected_str(ob_disconnected_t *d, const char *s);
+/* lowercase hex SHA-256 of "onboard.disconnected/1|" account "|" request_id. */
+void ob_disconnected_key(const char *account_id, const char *request_id,
+                         char out[OB_IDEMPOTENCY_LEN]);
+/* The event for an offboarding hand-off at stage connect (its removed
+ * lists); connection_key, role_arn and kept_buckets from the account's
+ * record ("" / NULL: none); disconnected_at NULL: now. OB_ERR_PARSE (m is
+ * not such a hand-off, err says why), OB_ERR_INVALID_ARG. */
+ob_err_t ob_disconnected_from_stage(const ob_stage_msg_t *m, const char *connection_key,
+                                    const char *role_arn, const char *kept_buckets,
+                                    const char *disconnected_at, ob_disconnected_t *out,
+                                    ob_msg_error_t *err);
+ob_err_t ob_disconnected_to_json(const ob_disconnected_t *d, char **out, size_t *out_len,
+                                 ob_msg_error_t *err);
+ob_err_t ob_disconnected_parse(const char *json, size_t len, ob_disconnected_t *out,
+                               ob_msg_error_t *err);
 
 typedef enum ob_dlq_class_e {
     OB_DLQ_INVALID_INPUT = 0,
@@ -526,7 +601,7 @@ ob_err_t ob_dlq_original(const ob_dlq_t *d, char **out, size_t *out_len);
 
 /* Validate any message of a kind (parse and discard). Same errors as the parsers. */
 ob_err_t ob_msg_validate(ob_msg_kind_t kind, const char *json, size_t len, ob_msg_error_t *err);
-/* The "schema" value of a kind, e.g. "onboard.request/1". */
+/* The "schema" value of a kind, e.g. "onboard.request/1" (the first version). */
 const char *ob_msg_schema(ob_msg_kind_t kind);
 
 /* The current UTC time as 2025-01-31T12:00:00.000Z. */

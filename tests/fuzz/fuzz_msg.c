@@ -104,6 +104,24 @@ static void check_connected_value(const ob_connected_t *c, const char *what)
     free(b);
 }
 
+static void check_disconnected_value(const ob_disconnected_t *d, const char *what)
+{
+    char *a = NULL, *b = NULL;
+    size_t alen = 0, blen = 0;
+    ob_msg_error_t err;
+    ob_disconnected_t d2;
+    if (ob_disconnected_to_json(d, &a, &alen, &err) != OB_OK)
+        fuzz_fail("%s: the builder refuses it: %s", what, err.message);
+    if (ob_disconnected_parse(a, alen, &d2, &err) != OB_OK)
+        fuzz_fail("%s: the builder's output does not parse: %s\n%s", what, err.message, a);
+    if (ob_disconnected_to_json(&d2, &b, &blen, &err) != OB_OK)
+        fuzz_fail("%s: reparsed, but the builder refuses it: %s", what, err.message);
+    same_json(what, a, alen, b, blen);
+    ob_disconnected_clear(&d2);
+    free(a);
+    free(b);
+}
+
 static void check_stage(const char *json, size_t len)
 {
     ob_stage_msg_t m, m2;
@@ -125,7 +143,14 @@ static void check_stage(const char *json, size_t len)
     free(a);
     free(b);
 
-    if (m.stage == OB_STAGE_CONNECT) {
+    if (m.stage == OB_STAGE_CONNECT && m.request.mode == OB_MODE_OFFBOARD) {
+        ob_disconnected_t d;
+        if (ob_disconnected_from_stage(&m, NULL, m.request.role_arn, "", "2025-01-31T12:00:00.000Z",
+                                       &d, &err) != OB_OK)
+            fuzz_fail("disconnected event of a hand-off: refused: %s", err.message);
+        check_disconnected_value(&d, "disconnected event of a hand-off");
+        ob_disconnected_clear(&d);
+    } else if (m.stage == OB_STAGE_CONNECT) {
         ob_connected_t c;
         if (ob_connected_from_stage(&m, "2025-01-31T12:00:00.000Z", &c, &err) == OB_OK) {
             check_connected_value(&c, "connected event of a hand-off");
@@ -135,6 +160,16 @@ static void check_stage(const char *json, size_t len)
     (void)ob_stage_next(m.request.mode, m.stage);
     ob_stage_msg_clear(&m);
     ob_stage_msg_clear(&m2);
+}
+
+static void check_disconnected(const char *json, size_t len)
+{
+    ob_disconnected_t d;
+    ob_msg_error_t err;
+    if (ob_disconnected_parse(json, len, &d, &err) == OB_OK) {
+        check_disconnected_value(&d, "disconnected event");
+        ob_disconnected_clear(&d);
+    }
 }
 
 static void check_connected(const char *json, size_t len)
@@ -228,6 +263,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_request(json, size);
     check_stage(json, size);
     check_connected(json, size);
+    check_disconnected(json, size);
     check_dlq(json, size);
     check_dead_letter(json, size);
     return 0;

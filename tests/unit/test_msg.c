@@ -52,16 +52,20 @@ static int error_well_formed(const ob_msg_error_t *e)
            utf8_ok(e->message) && utf8_ok(e->field);
 }
 
+/* The kind of an examples folder: onboard.<kind>.v<N>, every version. */
 static ob_msg_kind_t kind_of_dir(const char *name)
 {
-    if (strcmp(name, "onboard.request.v1") == 0)
-        return OB_MSG_REQUEST;
-    if (strcmp(name, "onboard.stage.v1") == 0)
-        return OB_MSG_STAGE;
-    if (strcmp(name, "onboard.connected.v1") == 0)
-        return OB_MSG_CONNECTED;
-    if (strcmp(name, "onboard.dlq.v1") == 0)
-        return OB_MSG_DLQ;
+    static const struct {
+        const char *prefix;
+        ob_msg_kind_t kind;
+    } kinds[] = {{"onboard.request.v", OB_MSG_REQUEST},
+                 {"onboard.stage.v", OB_MSG_STAGE},
+                 {"onboard.connected.v", OB_MSG_CONNECTED},
+                 {"onboard.disconnected.v", OB_MSG_DISCONNECTED},
+                 {"onboard.dlq.v", OB_MSG_DLQ}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strncmp(name, kinds[i].prefix, strlen(kinds[i].prefix)))
+            return kinds[i].kind;
     return OB_MSG__KIND_COUNT;
 }
 
@@ -167,6 +171,14 @@ static void check_round_trip(ob_msg_kind_t kind, const char *json, size_t len, c
         ob_connected_clear(&c[0]);
         ob_connected_clear(&c[1]);
         free(c);
+    } else if (kind == OB_MSG_DISCONNECTED) {
+        ob_disconnected_t d[2];
+        assert_int_equal(ob_disconnected_parse(json, len, &d[0], &err), OB_OK);
+        assert_int_equal(ob_disconnected_to_json(&d[0], &a, NULL, &err), OB_OK);
+        assert_int_equal(ob_disconnected_parse(a, strlen(a), &d[1], &err), OB_OK);
+        assert_int_equal(ob_disconnected_to_json(&d[1], &b, NULL, &err), OB_OK);
+        ob_disconnected_clear(&d[0]);
+        ob_disconnected_clear(&d[1]);
     } else {
         return;
     }
@@ -214,6 +226,8 @@ static const char *by_index_raw(int which, unsigned i)
         return i < 31 ? ob_artifact_name(1u << i) : "?";
     case 8:
         return ob_dlq_class_name((ob_dlq_class_t)i);
+    case 10:
+        return i < 31 ? ob_drift_name(1u << i) : "?";
     default:
         return ob_stage_name((ob_stage_t)i);
     }
@@ -224,15 +238,16 @@ static void test_names_match_schema(void **state)
     (void)state;
     static const char *const where[] = {
         "onboard.request.v1.json#/properties/cloud",
-        "onboard.defs.v1.json#/$defs/mode",
-        "onboard.request.v1.json#/properties/report/properties/time_unit",
-        "onboard.request.v1.json#/properties/report/properties/format",
-        "onboard.request.v1.json#/properties/report/properties/compression",
-        "onboard.request.v1.json#/properties/report/properties/versioning",
-        "onboard.request.v1.json#/properties/report/properties/schema_elements/items",
-        "onboard.request.v1.json#/properties/report/properties/artifacts/items",
+        "onboard.defs.v1.json#/$defs/lifecycle_mode",
+        "onboard.defs.v1.json#/$defs/report_settings/properties/time_unit",
+        "onboard.defs.v1.json#/$defs/report_settings/properties/format",
+        "onboard.defs.v1.json#/$defs/report_settings/properties/compression",
+        "onboard.defs.v1.json#/$defs/report_settings/properties/versioning",
+        "onboard.defs.v1.json#/$defs/report_settings/properties/schema_elements/items",
+        "onboard.defs.v1.json#/$defs/report_settings/properties/artifacts/items",
         "onboard.dlq.v1.json#/properties/error/properties/class",
         "onboard.dlq.v1.json#/properties/stage",
+        "onboard.defs.v1.json#/$defs/drift_kind",
     };
     for (int w = 0; w < (int)(sizeof where / sizeof where[0]); w++) {
         const json_t *en = json_object_get(ob_schema_get(where[w]), "enum");
@@ -254,8 +269,11 @@ static void test_names_match_schema(void **state)
     static const struct {
         const char *file, *name;
     } ids[] = {{"onboard.request.v1.json", OB_SCHEMA_REQUEST},
+               {"onboard.request.v2.json", OB_SCHEMA_REQUEST_2},
                {"onboard.stage.v1.json", OB_SCHEMA_STAGE},
+               {"onboard.stage.v2.json", OB_SCHEMA_STAGE_2},
                {"onboard.connected.v1.json", OB_SCHEMA_CONNECTED},
+               {"onboard.disconnected.v1.json", OB_SCHEMA_DISCONNECTED},
                {"onboard.dlq.v1.json", OB_SCHEMA_DLQ}};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         char where_id[128];
@@ -268,7 +286,7 @@ static void test_names_match_schema(void **state)
 static void test_examples(void **state)
 {
     char **schemas;
-    size_t nschemas = ob_test_list_dir(EXAMPLES, ".v1", &schemas);
+    size_t nschemas = ob_test_list_dir(EXAMPLES, "", &schemas); /* every onboard.*.vN */
     size_t checked = 0, failures = 0, per_kind[OB_MSG__KIND_COUNT] = {0};
     assert_true(nschemas >= 4);
     for (size_t s = 0; s < nschemas; s++) {
@@ -324,8 +342,9 @@ static void test_examples(void **state)
         }
     }
     ob_test_free_list(schemas, nschemas);
-    print_message("checked %zu examples (request %zu, stage %zu, connected %zu, dlq %zu)\n",
-                  checked, per_kind[0], per_kind[1], per_kind[2], per_kind[3]);
+    print_message("checked %zu examples (request %zu, stage %zu, connected %zu, dlq %zu, "
+                  "disconnected %zu)\n",
+                  checked, per_kind[0], per_kind[1], per_kind[2], per_kind[3], per_kind[4]);
     assert_int_equal(failures, 0);
     assert_true(checked > 150);
 }
