@@ -23,6 +23,12 @@
  *   -> PutBucketEncryption (SSE-S3) -> PutBucketOwnershipControls
  *   (BucketOwnerEnforced) -> hand-off to the cur topic.
  * Every call is a PUT of a fixed document, so re-running the stage is a no-op.
+ *
+ * Offboarding (onboard.request/2, mode offboard) makes no call here: no
+ * Organizations check (an account leaving the organization is what is most
+ * often offboarded) and nothing of the bucket is touched (it stays, with the
+ * reports delivered into it); -> hand-off to the cur topic. Whether there is
+ * anything to remove is the worker's call at intake (the account's record).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,7 +162,9 @@ static ob_err_t bucket_parse(void *p, void *ctx, const ob_config_t *cfg, const c
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", st->req.account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", st->req.request_id);
     ob_request_desired(&st->req, plan->desired);
-    st->org_check = cfg ? cfg->intake_org_check : 0;
+    plan->offboard = st->req.mode == OB_MODE_OFFBOARD;
+    plan->repair = st->req.repair != 0;
+    st->org_check = cfg && st->req.mode != OB_MODE_OFFBOARD ? cfg->intake_org_check : 0;
     st->allow_outside = cfg ? cfg->intake_allow_outside : 0;
     st->report_check = cfg ? cfg->intake_existing_report : 1;
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", st->req.role_arn);
@@ -175,14 +183,15 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
         ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot build the hand-off");
         return;
     }
-    ob_stage_t next = st->req.mode == OB_MODE_NEW ? OB_STAGE_CUR : OB_STAGE_IAM;
+    ob_stage_t next = st->req.mode == OB_MODE_EXISTING ? OB_STAGE_IAM : OB_STAGE_CUR;
     m.stage = next;
     if (st->req.mode == OB_MODE_EXISTING && st->has_found) {
         m.has_report = 1;
         m.report = st->found;
     }
-    if (st->req.mode == OB_MODE_NEW) {
+    if (st->req.mode == OB_MODE_NEW)
         ob_stage_fill_bucket(&m);
+    if (st->req.mode != OB_MODE_EXISTING) {
         ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
         t->present = 1;
         char now[OB_TIME_LEN];
@@ -206,7 +215,9 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
     out->kind = OB_STEP_DONE;
     out->emit = json;
     out->emit_topic = next == OB_STAGE_CUR ? "cur" : "iam";
-    out->emit_schema = OB_SCHEMA_STAGE;
+    out->emit_schema = ob_stage_schema_of(&st->req);
+    if (st->req.mode == OB_MODE_OFFBOARD)
+        return; /* the record's bucket stays what it was */
     out->state[0] = OB_ST_BUCKET;
     out->state[1] = st->req.mode == OB_MODE_NEW ? st->req.bucket : "";
     if (st->req.mode == OB_MODE_NEW && st->buckets && st->old_buckets) {
@@ -436,6 +447,10 @@ static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
     }
     if (st->org_check && (!st->ctx || mono_ms() >= st->ctx->org_blind_until)) {
         org_call(st, out);
+        return;
+    }
+    if (st->req.mode == OB_MODE_OFFBOARD) {
+        hand_off(st, out);
         return;
     }
     if (st->req.mode == OB_MODE_EXISTING) {

@@ -38,6 +38,13 @@
  * only to a loopback address), since the event carries the ExternalId; it is
  * named in texts by its origin only (no user info, path or query).
  *
+ * Offboarding (mode offboard, onboard.stage/2, after the cur and iam stages
+ * removed the fleet's reports and stacks): nothing to verify in AWS (the
+ * role went with its stack); -> the onboard.disconnected/1 event (naming the
+ * connection it ends, from the account's record, and the buckets kept) on
+ * the connected topic, POSTed like the connected event when billing.url is
+ * set; -> DONE: the record says disconnected and forgets the connection.
+ *
  * parse() checks the billing settings before it reads the message, so a bad
  * configuration is refused with code "billing_config" whatever the payload
  * (the worker's main uses that to refuse to start).
@@ -92,6 +99,10 @@ typedef struct connect_st_s {
      * request whose event announced it */
     char prior_key[OB_IDEMPOTENCY_LEN];
     char prior_request[OB_REQUEST_ID_LEN];
+    /* offboarding: the connection's role and the buckets the fleet made,
+     * from the record (malloc'd; NULL: none) */
+    char *prior_role;
+    char *prior_buckets;
     int unchanged; /* that connection is this one, announced by another request */
 } connect_st_t;
 
@@ -190,7 +201,8 @@ static ob_err_t connect_parse(void *p, void *ctx, const ob_config_t *cfg, const 
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", r->role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", r->external_id);
     snprintf(plan->region, sizeof(plan->region), "%s", r->region);
-    if (st->msg.stage != OB_STAGE_CONNECT || !st->msg.has_stack) {
+    if (st->msg.stage != OB_STAGE_CONNECT ||
+        (!st->msg.has_stack && st->msg.request.mode != OB_MODE_OFFBOARD)) {
         ob_step_fail(fail, OB_DLQ_INVALID_INPUT, "enum",
                      "/stage: the connect worker takes hand-offs for stage \"connect\", got "
                      "\"%s\"",
@@ -346,6 +358,70 @@ static void post_event(connect_st_t *st, ob_step_t *out)
     st->posts++;
 }
 
+/* Offboarding: the disconnected event, in st->event (0: a FAIL step is in out). */
+static int build_disconnected(connect_st_t *st, ob_step_t *out)
+{
+    ob_disconnected_t d;
+    ob_msg_error_t me;
+    memset(&me, 0, sizeof(me));
+    ob_msg_now(st->connected_at);
+    if (ob_disconnected_from_stage(&st->msg, st->prior_key, st->prior_role, st->prior_buckets,
+                                   st->connected_at, &d, &me) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the disconnected event: %s",
+                     me.message);
+        snprintf(out->field, sizeof(out->field), "%s", me.field);
+        return 0;
+    }
+    d.trace[OB_STAGE_CONNECT] = (ob_trace_t){1, st->started_at, st->connected_at, 1, "connect"};
+    free(st->event);
+    st->event = NULL;
+    if (ob_disconnected_to_json(&d, &st->event, NULL, &me) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the disconnected event: %s",
+                     me.message);
+        snprintf(out->field, sizeof(out->field), "%s", me.field);
+        ob_disconnected_clear(&d);
+        return 0;
+    }
+    snprintf(st->idem, sizeof(st->idem), "%s", d.idempotency_key);
+    ob_disconnected_clear(&d);
+    return 1;
+}
+
+static void disconnected(connect_st_t *st, ob_step_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->emit = ob_strdup(st->event);
+    if (!out->emit) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot emit the disconnected event");
+        return;
+    }
+    out->kind = OB_STEP_DONE;
+    out->emit_topic = "connected";
+    out->emit_schema = OB_SCHEMA_DISCONNECTED;
+    /* The account is disconnected: the connection's fields are emptied
+     * (the buckets stay listed: they stay in the account). */
+    const char *kv[] = {OB_ST_STATUS,
+                        OB_ST_STATUS_DISCONNECTED,
+                        OB_ST_OUTCOME,
+                        OB_ST_OUTCOME_DISCONNECTED,
+                        OB_ST_DISCONNECTED_AT,
+                        st->connected_at,
+                        OB_ST_DISCONNECT_KEY,
+                        st->idem,
+                        OB_ST_CONNECTED_REQUEST,
+                        "",
+                        OB_ST_CONNECTED_DESIRED,
+                        st->desired,
+                        OB_ST_CONNECTED_AT,
+                        "",
+                        OB_ST_IDEMPOTENCY_KEY,
+                        "",
+                        OB_ST_ROLE_ARN,
+                        ""};
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        out->state[i] = kv[i];
+}
+
 /* The connection is the one in place, announced by another request's event
  * (a request repeated, or one whose change the Billing Engine does not see):
  * nothing to announce. The record says the desired state is reached. */
@@ -378,7 +454,10 @@ static void done(connect_st_t *st, ob_step_t *out)
         /* what the earlier stages recorded, again: a write of
          * theirs that Redis lost is made good here */
         OB_ST_BUCKET, st->msg.has_bucket ? st->msg.bucket.name : "", OB_ST_REPORT,
-        st->msg.has_report ? st->msg.report.name : "", OB_ST_STACKS, st->msg.stack.id};
+        /* the fleet's report: an existing account's own is not (offboarding
+         * deletes the reports the record names) */
+        st->msg.has_report && st->msg.request.mode == OB_MODE_NEW ? st->msg.report.name : "",
+        OB_ST_STACKS, st->msg.stack.id};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         out->state[i] = kv[i];
 }
@@ -428,7 +507,10 @@ static const char *post_detail(const connect_st_t *st, const ob_aws_result_t *re
 static void post_result(connect_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
     if (res->err == OB_OK) {
-        done(st, out);
+        if (st->msg.request.mode == OB_MODE_OFFBOARD)
+            disconnected(st, out);
+        else
+            done(st, out);
         return;
     }
     char reply[REPLY_SNIPPET + 16];
@@ -492,6 +574,15 @@ static void verified(connect_st_t *st, ob_step_t *out)
 static void connect_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 {
     connect_st_t *st = p;
+    if (st->msg.request.mode == OB_MODE_OFFBOARD && st->phase == C_START) {
+        if (!build_disconnected(st, out))
+            return;
+        if (st->url)
+            post_event(st, out);
+        else
+            disconnected(st, out);
+        return;
+    }
     switch (st->phase) {
     case C_START:
     case C_DENIED:
@@ -552,7 +643,9 @@ static void connect_clear(void *p)
     connect_st_t *st = p;
     ob_stage_msg_clear(&st->msg);
     free(st->event);
-    st->event = NULL;
+    free(st->prior_role);
+    free(st->prior_buckets);
+    st->event = st->prior_role = st->prior_buckets = NULL;
 }
 
 static void connect_prior(void *p, const char *(*get)(const void *ctx, const char *field),
@@ -561,6 +654,14 @@ static void connect_prior(void *p, const char *(*get)(const void *ctx, const cha
     connect_st_t *st = p;
     snprintf(st->prior_key, sizeof(st->prior_key), "%s", get(ctx, OB_ST_IDEMPOTENCY_KEY));
     snprintf(st->prior_request, sizeof(st->prior_request), "%s", get(ctx, OB_ST_CONNECTED_REQUEST));
+    if (st->msg.request.mode != OB_MODE_OFFBOARD)
+        return;
+    free(st->prior_role);
+    free(st->prior_buckets);
+    st->prior_role = ob_strdup(get(ctx, OB_ST_ROLE_ARN));
+    char *b = ob_list_with(get(ctx, OB_ST_BUCKETS), get(ctx, OB_ST_BUCKET), 100);
+    st->prior_buckets = b ? ob_list_with(b, get(ctx, OB_ST_OLD_BUCKETS), 100) : NULL;
+    free(b);
 }
 
 static ob_err_t connect_reencode(void *p, char **json, size_t *len)

@@ -17,6 +17,12 @@
  *   billing data is never delivered twice (a report another request renamed
  *   or moved); reports the fleet did not make are never touched;
  *   -> hand-off to the iam topic with the report result.
+ * Offboarding (mode offboard, onboard.stage/2): the same describe, then every
+ * report the fleet made in the account (the record's report and reports)
+ * that delivers into a bucket the fleet made (the record's buckets) is
+ * deleted; a report of that name delivering elsewhere is the account's own
+ * and kept. -> hand-off to the iam topic with results.removed.reports: the
+ * fleet's reports that are gone now (deleted here or by an earlier attempt).
  * Races with another attempt (DuplicateReportNameException on Put, a report
  * deleted before Modify) start the describe again, a few times at most.
  * ReportLimitReachedException and ValidationException are permanent, with a
@@ -61,7 +67,16 @@ typedef struct cur_st_s {
                     * (malloc'd list; NULL: none) */
     char *retired; /* those deleted, for the record (malloc'd list) */
     char deleting[OB_REPORT_NAME_LEN];
+    /* Offboarding: the fleet's reports and buckets in the account (the
+     * record's lists), and the reports of those names found delivering
+     * elsewhere (the account's own: kept). malloc'd lists, NULL: none. */
+    char *fleet_reports, *fleet_buckets, *not_ours;
 } cur_st_t;
+
+static int offboarding(const cur_st_t *st)
+{
+    return st->msg.request.mode == OB_MODE_OFFBOARD;
+}
 
 /* ---- the definition the request asks for ---- */
 
@@ -287,6 +302,7 @@ static void modify_call(cur_st_t *st, ob_step_t *out)
 
 /* The hand-off to the iam stage. */
 static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out);
+static void offboard_hand_off(cur_st_t *st, ob_step_t *out);
 static int is_aws(const ob_aws_result_t *res, const char *code);
 
 /* The report is in place: delete the next retired one, or hand off. */
@@ -297,7 +313,10 @@ static void retire_next(cur_st_t *st, const char *outcome, ob_step_t *out)
     const char *comma = strchr(list, ',');
     size_t n = comma ? (size_t)(comma - list) : strlen(list);
     if (!n || n >= sizeof(st->deleting)) {
-        hand_off(st, outcome, out);
+        if (offboarding(st))
+            offboard_hand_off(st, out);
+        else
+            hand_off(st, outcome, out);
         return;
     }
     memcpy(st->deleting, list, n);
@@ -325,6 +344,61 @@ static void on_delete(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
         return;
     }
     retire_next(st, st->outcome, out);
+}
+
+/* Offboarding: the fleet's reports are gone. */
+static void offboard_hand_off(cur_st_t *st, ob_step_t *out)
+{
+    ob_stage_msg_t m;
+    ob_stage_msg_init(&m);
+    if (ob_request_copy(&m.request, &st->msg.request) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "out_of_memory", "cannot build the hand-off");
+        return;
+    }
+    m.stage = OB_STAGE_IAM;
+    m.has_removed = 1;
+    /* Every report the record names but those found to be the account's own. */
+    char *gone = ob_strdup(st->fleet_reports ? st->fleet_reports : "");
+    for (const char *p = st->not_ours ? st->not_ours : ""; *p && gone;) {
+        char name[OB_REPORT_NAME_LEN];
+        size_t n = strcspn(p, ",");
+        snprintf(name, sizeof name, "%.*s", (int)n, p);
+        char *less = ob_list_without(gone, name);
+        free(gone);
+        gone = less;
+        p += n + (p[n] == ',');
+    }
+    m.removed_reports = ob_request_str(&m.request, gone ? gone : "");
+    free(gone);
+    memcpy(m.trace, st->msg.trace, sizeof(m.trace));
+    char now[OB_TIME_LEN];
+    ob_msg_now(now);
+    m.trace[OB_STAGE_CUR] = (ob_trace_t){1, ob_request_str(&m.request, st->started_at),
+                                         ob_request_str(&m.request, now), 1, "cur"};
+    ob_msg_error_t me;
+    char *json = NULL;
+    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the hand-off: %s", me.message);
+        ob_stage_msg_clear(&m);
+        return;
+    }
+    ob_stage_msg_clear(&m);
+    memset(out, 0, sizeof(*out));
+    st->outcome = "removed";
+    out->kind = OB_STEP_DONE;
+    out->emit = json;
+    out->emit_topic = "iam";
+    out->emit_schema = ob_stage_schema_of(&st->msg.request);
+    /* The record forgets the reports that are gone (the account's own stay
+     * out of it). */
+    out->state[0] = OB_ST_REPORT;
+    out->state[1] = "";
+    out->state[2] = OB_ST_REPORTS;
+    out->state[3] = "";
+    out->state[4] = OB_ST_REPORT_OUTCOME;
+    out->state[5] = st->outcome;
+    out->state[6] = OB_ST_RETIRED_REPORTS;
+    out->state[7] = st->retired ? st->retired : "";
 }
 
 static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
@@ -358,7 +432,7 @@ static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
     out->kind = OB_STEP_DONE;
     out->emit = json;
     out->emit_topic = "iam";
-    out->emit_schema = OB_SCHEMA_STAGE;
+    out->emit_schema = ob_stage_schema_of(&st->msg.request);
     out->state[0] = OB_ST_REPORT;
     out->state[1] = st->msg.request.report.name;
     out->state[2] = OB_ST_REPORT_OUTCOME;
@@ -460,6 +534,24 @@ static void bad_reply(ob_step_t *out, const ob_aws_result_t *res, const char *wh
               why);
 }
 
+/* Offboarding: a report the fleet made (by name, delivering into a bucket
+ * it made) is to delete; of its name but elsewhere, the account's own. */
+static void offboard_sort(cur_st_t *st, const json_t *d)
+{
+    const char *name = json_string_value(json_object_get(d, "ReportName"));
+    const char *bucket = json_string_value(json_object_get(d, "S3Bucket"));
+    if (!name || !st->fleet_reports || !ob_list_has(st->fleet_reports, name))
+        return;
+    char **to = bucket && st->fleet_buckets && ob_list_has(st->fleet_buckets, bucket)
+                    ? &st->retire
+                    : &st->not_ours;
+    char *more = ob_list_with(*to ? *to : "", name, REPORTS_KEPT);
+    if (more) {
+        free(*to);
+        *to = more;
+    }
+}
+
 static void on_describe(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
     if (res->err != OB_OK) {
@@ -489,6 +581,10 @@ static void on_describe(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out
     const json_t *d;
     json_array_foreach(defs, i, d)
     {
+        if (offboarding(st)) {
+            offboard_sort(st, d);
+            continue;
+        }
         const char *name = json_string_value(json_object_get(d, "ReportName"));
         if (!name)
             continue;
@@ -534,7 +630,10 @@ static void on_describe(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out
         return;
     }
     json_decref(reply);
-    put_call(st, out);
+    if (offboarding(st))
+        retire_next(st, "removed", out);
+    else
+        put_call(st, out);
 }
 
 static void on_put(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
@@ -644,7 +743,11 @@ static void cur_clear(void *p)
     free(st->token);
     free(st->retire);
     free(st->retired);
+    free(st->fleet_reports);
+    free(st->fleet_buckets);
+    free(st->not_ours);
     st->token = st->retire = st->retired = NULL;
+    st->fleet_reports = st->fleet_buckets = st->not_ours = NULL;
 }
 
 /* The reports earlier requests had the fleet make in the account, under
@@ -655,6 +758,17 @@ static void cur_prior(void *p, const char *(*get)(const void *ctx, const char *f
     cur_st_t *st = p;
     free(st->retire);
     char *all = ob_list_with(get(ctx, OB_ST_REPORTS), get(ctx, OB_ST_REPORT), REPORTS_KEPT);
+    if (offboarding(st)) {
+        /* What to delete is decided from the describe (offboard_sort). */
+        st->retire = NULL;
+        free(st->fleet_reports);
+        free(st->fleet_buckets);
+        st->fleet_reports = all;
+        char *b = ob_list_with(get(ctx, OB_ST_BUCKETS), get(ctx, OB_ST_BUCKET), 100);
+        st->fleet_buckets = b ? ob_list_with(b, get(ctx, OB_ST_OLD_BUCKETS), 200) : NULL;
+        free(b);
+        return;
+    }
     st->retire = all ? ob_list_without(all, st->msg.request.report.name) : NULL;
     free(all);
 }

@@ -38,6 +38,14 @@
  * Engine knows, and the account never has two Billing Engine roles. The role
  * is absent while the stack moves.
  *
+ * Offboarding (mode offboard, onboard.stage/2): every stack the account's
+ * record lists (in whichever region) and the stack of the fleet's name in
+ * the request's region are deleted the way a move deletes one (DeleteStack
+ * with a token, polled until gone; DELETE_FAILED is deleted again once, then
+ * a permanent failure naming the stack), and with them the Billing Engine
+ * role. -> hand-off to the connect topic with results.removed.stacks: the
+ * fleet's stacks that are gone now.
+ *
  * The ExternalId (128 bits from OpenSSL, 32 hex) is generated once per
  * account: the stack keeps it (its ExternalId parameter is not NoEcho, see
  * the template's Description), every update sends UsePreviousValue, and a
@@ -171,8 +179,18 @@ typedef struct iam_st_s {
     char *moving;
     char moving_region[OB_REGION_LEN];
     int move_deletes;
+    /* Offboarding: the stack of the fleet's name looked for (after the
+     * record's), and the fleet's stacks found gone (malloc'd list; NULL:
+     * none). */
+    int off_named;
+    char *removed;
     struct iam_timing_s *tm; /* the worker's (ctx) */
 } iam_st_t;
+
+static int offboarding(const iam_st_t *st)
+{
+    return st->in && st->in->request.mode == OB_MODE_OFFBOARD;
+}
 
 /* ---- the state's strings ---- */
 
@@ -769,7 +787,7 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
     out->kind = OB_STEP_DONE;
     out->emit = json;
     out->emit_topic = "connect";
-    out->emit_schema = OB_SCHEMA_STAGE;
+    out->emit_schema = ob_stage_schema_of(&st->in->request);
     out->state[0] = OB_ST_STACK_ID;
     out->state[1] = st->seen.id;
     out->state[2] = OB_ST_ROLE_ARN;
@@ -782,8 +800,50 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
      * lost (a failover, a flush) is made good here. */
     out->state[8] = OB_ST_BUCKET;
     out->state[9] = st->in->has_bucket ? st->in->bucket.name : "";
-    out->state[10] = OB_ST_REPORT;
-    out->state[11] = st->in->has_report ? st->in->report.name : "";
+    out->state[10] = OB_ST_REPORT; /* the fleet's report: an existing account's own is not */
+    out->state[11] =
+        st->in->has_report && st->in->request.mode == OB_MODE_NEW ? st->in->report.name : "";
+}
+
+/* Offboarding: the fleet's stacks are gone, and the role with them. */
+static void offboard_hand_off(iam_st_t *st, ob_step_t *out)
+{
+    ob_stage_msg_t m;
+    ob_stage_msg_init(&m);
+    if (ob_request_copy(&m.request, &st->in->request) != OB_OK) {
+        ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "out_of_memory", "cannot build the hand-off");
+        return;
+    }
+    m.stage = OB_STAGE_CONNECT;
+    m.has_removed = m.has_removed_stacks = 1;
+    m.removed_reports = st->in->removed_reports; /* st outlives m: borrowed */
+    m.removed_stacks = st->removed ? st->removed : "";
+    memcpy(m.trace, st->in->trace, sizeof(m.trace));
+    char now[OB_TIME_LEN];
+    ob_msg_now(now);
+    m.trace[OB_STAGE_IAM] =
+        (ob_trace_t){1, st->started_at, ob_request_str(&m.request, now), 1, "iam"};
+    ob_msg_error_t me;
+    char *json = NULL;
+    ob_err_t e = ob_stage_to_json(&m, &json, NULL, &me);
+    ob_stage_msg_clear(&m);
+    if (e != OB_OK) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, me.code[0] ? me.code : "hand_off",
+                     "cannot build the hand-off: %s", me.message);
+        snprintf(out->field, sizeof(out->field), "%s", me.field);
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    out->kind = OB_STEP_DONE;
+    out->emit = json;
+    out->emit_topic = "connect";
+    out->emit_schema = ob_stage_schema_of(&st->in->request);
+    out->state[0] = OB_ST_STACK_ID;
+    out->state[1] = "";
+    out->state[2] = OB_ST_STACKS;
+    out->state[3] = "";
+    out->state[4] = OB_ST_STACK_STATUS;
+    out->state[5] = "DELETE_COMPLETE";
 }
 
 /* The stack's ExternalId must be readable before it is kept or handed on. */
@@ -1193,7 +1253,7 @@ static int move_next(iam_st_t *st)
         st->move = rest;
         stack_region(st->moving, st->moving_region, sizeof(st->moving_region));
         if (st->moving[0] && st->moving_region[0] &&
-            strcmp(st->moving_region, st->in->request.region) != 0) {
+            (offboarding(st) || strcmp(st->moving_region, st->in->request.region) != 0)) {
             st->move_deletes = 0;
             return 1;
         }
@@ -1210,6 +1270,47 @@ static void move_describe(iam_st_t *st, ob_step_t *out)
     q(out, "StackName", st->moving);
 }
 
+/* Offboarding: a stack of the fleet's is gone (listed once). */
+static void removed_add(iam_st_t *st, const char *id)
+{
+    if (!id || strncmp(id, "arn:", 4) != 0)
+        return;
+    char *more = ob_list_with(st->removed ? st->removed : "", id, 20);
+    if (more) {
+        free(st->removed);
+        st->removed = more;
+    }
+}
+
+static void offboard_hand_off(iam_st_t *st, ob_step_t *out);
+
+/* The moves are done: on to this region's stack (describe it), or, when
+ * offboarding, to the stack of the fleet's name here, then the hand-off. */
+static void moves_done(iam_st_t *st, ob_step_t *out)
+{
+    if (!offboarding(st)) {
+        describe(st, out);
+        return;
+    }
+    if (st->off_named) {
+        offboard_hand_off(st, out);
+        return;
+    }
+    st->off_named = 1;
+    put(&st->moving, st->stack_name);
+    snprintf(st->moving_region, sizeof(st->moving_region), "%s", st->in->request.region);
+    st->move_deletes = 0;
+    move_describe(st, out);
+}
+
+static void next_move(iam_st_t *st, ob_step_t *out)
+{
+    if (move_next(st))
+        move_describe(st, out);
+    else
+        moves_done(st, out);
+}
+
 static void move_wait(iam_st_t *st, ob_step_t *out)
 {
     wait_poll(st, out);
@@ -1220,10 +1321,8 @@ static void move_wait(iam_st_t *st, ob_step_t *out)
 static void on_move_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
     if (validation_says(res, "does not exist")) {
-        if (move_next(st))
-            move_describe(st, out);
-        else
-            describe(st, out);
+        removed_add(st, st->moving);
+        next_move(st, out);
         return;
     }
     if (res->err != OB_OK) {
@@ -1232,7 +1331,7 @@ static void on_move_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t
     }
     ob_xml_doc_t *doc = NULL;
     const ob_xml_node_t *result = NULL;
-    char err[256], status[IAM_STATUS_LEN] = "";
+    char err[256], status[IAM_STATUS_LEN] = "", id[OB_STACK_ID_LEN] = "";
     if (ob_query_parse_result(res->body.data ? res->body.data : "", res->body.len, "DescribeStacks",
                               &doc, &result, err, sizeof(err)) != OB_OK) {
         bad_reply(st, out, "DescribeStacks", err);
@@ -1240,6 +1339,7 @@ static void on_move_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t
     }
     const ob_xml_node_t *m = ob_xml_path(result, "Stacks/member"), *p;
     copy_text(status, sizeof(status), m ? ob_xml_path_text(m, "StackStatus") : "");
+    copy_text(id, sizeof(id), m ? ob_xml_path_text(m, "StackId") : "");
     for (p = m ? ob_xml_child(ob_xml_child(m, "Parameters"), "member") : NULL; p;
          p = ob_xml_next(p, "member")) {
         const char *k = ob_xml_path_text(p, "ParameterKey");
@@ -1249,24 +1349,37 @@ static void on_move_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t
     }
     ob_xml_free(doc);
     if (!m || !status[0] || !strcmp(status, "DELETE_COMPLETE")) {
-        if (move_next(st))
-            move_describe(st, out);
-        else
-            describe(st, out);
+        removed_add(st, id[0] ? id : st->moving);
+        next_move(st, out);
         return;
     }
     if (ends_with(status, "_IN_PROGRESS")) {
         if (st->waited_ms >= IAM_MAX_WAIT_MS) {
-            ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
-                         "stack %s, to be moved to %s, is still %s after %lld minutes", st->moving,
-                         st->in->request.region, status, st->waited_ms / 60000);
+            if (offboarding(st))
+                ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
+                             "stack %s, to be deleted to offboard the account, is still %s after "
+                             "%lld minutes",
+                             st->moving, status, st->waited_ms / 60000);
+            else
+                ob_step_fail(out, OB_DLQ_RETRIES_EXHAUSTED, "stack_timeout",
+                             "stack %s, to be moved to %s, is still %s after %lld minutes",
+                             st->moving, st->in->request.region, status, st->waited_ms / 60000);
             out->retry_reason = OB_RR_BUSY;
             return;
         }
         move_wait(st, out);
         return;
     }
-    if (!strcmp(status, "DELETE_FAILED") || st->move_deletes >= 3) {
+    if (offboarding(st) &&
+        (st->move_deletes >= 3 || (!strcmp(status, "DELETE_FAILED") && st->move_deletes >= 2))) {
+        ob_step_fail(out, OB_DLQ_PERMANENT, "stack_delete_failed",
+                     "stack %s is %s after %d DeleteStack calls: CloudFormation cannot remove "
+                     "what it made (a resource changed by hand, such as a policy attached to the "
+                     "Billing Engine role); fix or delete the stack, then replay the offboarding",
+                     st->moving, status, st->move_deletes);
+        return;
+    }
+    if (!offboarding(st) && (!strcmp(status, "DELETE_FAILED") || st->move_deletes >= 3)) {
         ob_step_fail(out, OB_DLQ_PERMANENT, "stack_move_failed",
                      "the account's stack %s must go before one is made in %s (the Billing Engine "
                      "role has one name in the account), but it is %s: delete it, then replay",
@@ -1327,6 +1440,10 @@ static void step(iam_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
     if (!res && st->pending == P_MOVE_WAIT) {
         move_describe(st, out);
+        return;
+    }
+    if (!res && st->pending == P_START && offboarding(st)) {
+        next_move(st, out);
         return;
     }
     if (!res && st->pending == P_START && move_next(st)) {
@@ -1421,7 +1538,8 @@ static void iam_clear(void *p)
 {
     iam_st_t *st = p;
     free(st->move);
-    st->move = NULL;
+    free(st->removed);
+    st->move = st->removed = NULL;
     timing_release(st);
     strings_free(st);
     ob_stage_msg_clear(st->in);

@@ -1468,6 +1468,11 @@ static json_t *report_result_json(const ob_report_result_t *p)
     return o;
 }
 
+const char *ob_stage_schema_of(const ob_request_t *r)
+{
+    return r->version == 2 ? OB_SCHEMA_STAGE_2 : OB_SCHEMA_STAGE;
+}
+
 /* The hand-off as a JSON object (NULL: out of memory). */
 static json_t *stage_object(const ob_stage_msg_t *m)
 {

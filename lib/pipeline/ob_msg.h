@@ -372,6 +372,8 @@ ob_err_t ob_stage_msg_unpack(ob_zip_t *z, ob_stage_packed_t *p, ob_stage_msg_t *
 void ob_stage_packed_free(ob_stage_packed_t *p);
 /* Bytes a pack holds (for the memory figures). */
 size_t ob_stage_packed_size(const ob_stage_packed_t *p);
+/* The "schema" of a hand-off of request r: its version's (onboard.stage/N). */
+const char *ob_stage_schema_of(const ob_request_t *r);
 /* Compact JSON of a hand-off, validated first (OB_ERR_PARSE with err, OB_ERR_NOMEM). */
 ob_err_t ob_stage_to_json(const ob_stage_msg_t *m, char **out, size_t *out_len,
                           ob_msg_error_t *err);

@@ -13,6 +13,8 @@ const char *const OB_STATE_ACCOUNT_FIELDS[] = {OB_ST_CONNECTED_REQUEST,
                                                OB_ST_REPORTS,
                                                OB_ST_STACKS,
                                                OB_ST_SUPERSEDED,
+                                               OB_ST_DISCONNECTED_AT,
+                                               OB_ST_DISCONNECT_KEY,
                                                NULL};
 
 static void key_of(const char *account, const char *what, char *out, size_t outsz)

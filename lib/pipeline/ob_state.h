@@ -21,8 +21,10 @@
  *   error_class, error_code, error_message    why it failed (or "" on success)
  *   progress               what a stage recorded of its work in progress, for
  *                          the next holder of the request (ob_stage_ops_t.resume)
- *   outcome                "unchanged" at intake when nothing is to be done;
- *                          "connected" when the connect stage announced it
+ *   outcome                "unchanged" at intake when nothing is to be done
+ *                          (outcome_reason: why, for an offboarding with
+ *                          nothing to remove); "connected" / "disconnected"
+ *                          when the connect stage announced it
  *   fence                  the fence of the last write (ob_lock: older holders'
  *                          writes are refused)
  *
@@ -38,6 +40,9 @@
  *  (OB_STATE_ACCOUNT_FIELDS):
  *   connected_request, connected_desired, connected_at, idempotency_key,
  *                          the connection in place and its event's key
+ *                          (emptied by an offboarding, but connected_desired:
+ *                          the offboarding's, so that another is unchanged)
+ *   disconnected_at, disconnect_key   the last offboarding and its event's key
  *   role_arn               the Billing Engine role
  *   buckets, old_buckets, reports, stacks   what the fleet made in the account
  *   superseded             requests a newer one replaced
@@ -98,17 +103,22 @@ int ob_state_account_of(const char *key, char *out, size_t outsz);
 #define OB_ST_REPORTS           "reports"
 #define OB_ST_STACKS            "stacks"
 #define OB_ST_SUPERSEDED        "superseded"
+#define OB_ST_OUTCOME_REASON    "outcome_reason"
+#define OB_ST_DISCONNECTED_AT   "disconnected_at"
+#define OB_ST_DISCONNECT_KEY    "disconnect_key"
 
 /* Values of status. */
-#define OB_ST_STATUS_RUNNING   "running"
-#define OB_ST_STATUS_WAITING   "waiting" /* for a stage retry (next_attempt_at) */
-#define OB_ST_STATUS_DONE      "done"
-#define OB_ST_STATUS_FAILED    "failed"
-#define OB_ST_STATUS_CONNECTED "connected"
-#define OB_ST_STATUS_REPLAYED  "replayed" /* onboardctl replay sent the dead letter back */
+#define OB_ST_STATUS_RUNNING      "running"
+#define OB_ST_STATUS_WAITING      "waiting" /* for a stage retry (next_attempt_at) */
+#define OB_ST_STATUS_DONE         "done"
+#define OB_ST_STATUS_FAILED       "failed"
+#define OB_ST_STATUS_CONNECTED    "connected"
+#define OB_ST_STATUS_REPLAYED     "replayed"     /* onboardctl replay sent the dead letter back */
+#define OB_ST_STATUS_DISCONNECTED "disconnected" /* offboarded: the connect stage announced it */
 /* Values of outcome. */
-#define OB_ST_OUTCOME_UNCHANGED "unchanged"
-#define OB_ST_OUTCOME_CONNECTED "connected"
+#define OB_ST_OUTCOME_UNCHANGED    "unchanged"
+#define OB_ST_OUTCOME_CONNECTED    "connected"
+#define OB_ST_OUTCOME_DISCONNECTED "disconnected"
 
 /* The account's own fields (NULL-terminated): what replacing the record for
  * a newer request keeps. */

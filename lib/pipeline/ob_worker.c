@@ -64,6 +64,7 @@ typedef struct acct_s acct_t;
 typedef struct job_plan_s {
     const char *account_id, *request_id, *role_arn, *external_id, *region, *desired;
     char *mem;
+    unsigned char offboard, repair; /* ob_job_plan_t's */
 } job_plan_t;
 
 typedef struct job_s {
@@ -104,6 +105,7 @@ typedef struct job_s {
     int recorded;               /* the outcome is in the account's state (PH_RECORDING done) */
     int skipped;                /* already done: nothing was run */
     int unchanged;              /* intake: the account already has the desired state */
+    const char *unchanged_why;  /* its reason for the record (static text) */
     char *intake;               /* OB_MSG_HDR_INTAKE of the request (malloc'd; NULL: unknown) */
     char *superseded;           /* intake: the account's superseded requests, with any this one
                                  * replaced (malloc'd; NULL: none) */
@@ -526,6 +528,8 @@ static void plan_keep(job_t *j, const ob_job_plan_t *p)
     }
     free(j->plan.mem);
     j->plan.mem = m;
+    j->plan.offboard = !!p->offboard;
+    j->plan.repair = !!p->repair;
 }
 
 static const char *topic_intern(ob_worker_t *w, const char *name)
@@ -893,6 +897,8 @@ static void outcome_fields(job_t *j, const char **fields, size_t max, char now[O
          * names the request; the connection's fields stay as they are. */
         fields[n++] = OB_ST_OUTCOME;
         fields[n++] = OB_ST_OUTCOME_UNCHANGED;
+        fields[n++] = OB_ST_OUTCOME_REASON;
+        fields[n++] = j->unchanged_why ? j->unchanged_why : "";
         fields[n] = NULL;
         return;
     }
@@ -1657,6 +1663,7 @@ static int already_done(const ob_worker_t *w, const ob_lock_t *l, const job_t *j
         return !!strcmp(status, OB_ST_STATUS_REPLAYED);
     if (have != ours ||
         (strcmp(status, OB_ST_STATUS_DONE) != 0 && strcmp(status, OB_ST_STATUS_CONNECTED) != 0 &&
+         strcmp(status, OB_ST_STATUS_DISCONNECTED) != 0 &&
          strcmp(status, OB_ST_STATUS_FAILED) != 0))
         return 0;
     if (w->txn) {
@@ -1720,6 +1727,31 @@ static void takeover_fields(job_t *j, const ob_lock_t *l, const char **f, char n
     f[n] = NULL;
 }
 
+/* Why a request at intake has nothing to do (NULL: it has): the account
+ * is connected as it asks (a repair always has work), already offboarded,
+ * or, for an offboarding, holds nothing the fleet made and no onboarding
+ * under way. */
+static const char *unchanged_reason(const job_t *j, const ob_lock_t *l, const char *status)
+{
+    if (!j->plan.desired[0])
+        return NULL;
+    int same = !strcmp(ob_lock_prior_get(l, OB_ST_CONNECTED_DESIRED), j->plan.desired);
+    if (!j->plan.offboard)
+        return !j->plan.repair && same && !strcmp(status, OB_ST_STATUS_CONNECTED)
+                   ? "the account is connected as the request asks"
+                   : NULL;
+    if (same && !strcmp(status, OB_ST_STATUS_DISCONNECTED))
+        return "already offboarded: nothing of the fleet's is left in the account";
+    static const char *const made[] = {OB_ST_CONNECTED_REQUEST, OB_ST_STACK_ID, OB_ST_STACKS,
+                                       OB_ST_REPORT, OB_ST_REPORTS, NULL};
+    for (int i = 0; made[i]; i++)
+        if (ob_lock_prior_get(l, made[i])[0])
+            return NULL;
+    if (!strcmp(status, OB_ST_STATUS_RUNNING) || !strcmp(status, OB_ST_STATUS_WAITING))
+        return NULL; /* an onboarding under way may be making something now */
+    return "never onboarded: the fleet made no report or stack in the account to remove";
+}
+
 /*
  * The account's side of a message, before any work. Requests for an account
  * are applied in the order they entered the fleet (OB_MSG_HDR_INTAKE):
@@ -1779,6 +1811,7 @@ static int account_turn(job_t *j, const ob_lock_t *l)
     const char *status = ob_lock_prior_status(l);
     char *list = ob_strdup(ob_lock_prior_get(l, OB_ST_SUPERSEDED));
     if (list && cur_rid[0] && strcmp(status, OB_ST_STATUS_CONNECTED) != 0 &&
+        strcmp(status, OB_ST_STATUS_DISCONNECTED) != 0 &&
         strcmp(status, OB_ST_STATUS_FAILED) != 0) {
         char *more = ob_list_with(list, cur_rid, SUPERSEDED_KEPT);
         free(list);
@@ -1794,13 +1827,14 @@ static int account_turn(job_t *j, const ob_lock_t *l)
     j->superseded = list && list[0] ? list : NULL;
     if (!j->superseded)
         free(list);
-    if (!strcmp(status, OB_ST_STATUS_CONNECTED) && j->plan.desired[0] &&
-        !strcmp(ob_lock_prior_get(l, OB_ST_CONNECTED_DESIRED), j->plan.desired)) {
+    const char *why = unchanged_reason(j, l, status);
+    if (why) {
         w->stats.unchanged++;
         j->unchanged = 1;
+        j->unchanged_why = why;
         ob_logkv(OB_LOG_INFO, "worker", "unchanged: the account already is as the request asks",
-                 "account", j->plan.account_id, "request_id", j->plan.request_id, "connected_by",
-                 ob_lock_prior_get(l, OB_ST_CONNECTED_REQUEST), NULL);
+                 "account", j->plan.account_id, "request_id", j->plan.request_id, "why", why,
+                 "connected_by", ob_lock_prior_get(l, OB_ST_CONNECTED_REQUEST), NULL);
         ob_step_t *done = job_last(j);
         ob_step_clear(done);
         done->kind = OB_STEP_DONE;

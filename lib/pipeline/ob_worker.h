@@ -110,6 +110,8 @@ typedef struct ob_job_plan_s {
     char external_id[OB_EXTERNAL_ID_LEN]; /* for it ("" : none) */
     char region[OB_REGION_LEN];
     char desired[OB_DESIRED_LEN]; /* ob_request_desired() of the request */
+    int offboard; /* mode offboard: a no-op (with its reason) when nothing is to remove */
+    int repair;   /* the request repairs drift: never skipped as unchanged */
 } ob_job_plan_t;
 
 typedef struct ob_stage_s {
