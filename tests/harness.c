@@ -10,10 +10,12 @@
  * the workers shut down gracefully.
  */
 #include "harness.h"
+#include "stages.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,6 +158,23 @@ ob_worker_t *ob_test_worker_env(ob_test_harness_t *h, const ob_stage_ops_t *stag
         tail = &(*tail)->next;
     *tail = r;
     return r->w;
+}
+
+void ob_test_fleet(ob_test_harness_t *h, const char *tag, int members, int seed, ob_worker_t *w[4])
+{
+    ob_test_new_prefix(h, tag);
+    const char *lat[] = {"cloudformation.stack_create=300ms", "cloudformation.stack_update=300ms",
+                         "cloudformation.stack_delete=200ms", NULL};
+    sim_opts_t so = {.profile = "instant",
+                     .org_accounts = members,
+                     .random_seed = (uint64_t)seed,
+                     .latency = lat};
+    ob_test_begin(h, &so);
+    ob_test_forget_members(h->redis_port, 1, so.org_accounts);
+    const ob_stage_ops_t *stages[] = {&ob_stage_bucket, &ob_stage_cur, &ob_stage_iam,
+                                      &ob_stage_connect};
+    for (int s = 0; s < 4; s++)
+        w[s] = ob_test_worker(h, stages[s], NULL, 5000);
 }
 
 ob_worker_t *ob_test_worker(ob_test_harness_t *h, const ob_stage_ops_t *stage, const char *name,
@@ -547,13 +566,61 @@ int ob_test_sim_live_stacks(sim_t *sim, const char *account, const char *in)
     return live;
 }
 
+long long ob_test_sim_mutations(sim_t *sim)
+{
+    static const char *const ops[] = {"s3.CreateBucket",
+                                      "s3.DeleteBucket",
+                                      "s3.PutBucketPolicy",
+                                      "s3.PutPublicAccessBlock",
+                                      "s3.PutBucketEncryption",
+                                      "s3.PutBucketOwnershipControls",
+                                      "cur.PutReportDefinition",
+                                      "cur.ModifyReportDefinition",
+                                      "cur.DeleteReportDefinition",
+                                      "cloudformation.CreateStack",
+                                      "cloudformation.UpdateStack",
+                                      "cloudformation.DeleteStack",
+                                      NULL};
+    long long n = 0;
+    for (int i = 0; ops[i]; i++)
+        n += ob_test_sim_count(sim, ops[i]);
+    return n;
+}
+
 long ob_test_sim_config(ob_test_harness_t *h, const char *body)
+{
+    return ob_test_sim_post(h, "/_sim/config", body);
+}
+
+int ob_test_ctl(const ob_test_harness_t *h, const char *tool, const char *args, char *out, size_t n)
+{
+    char line[1024];
+    snprintf(line, sizeof(line),
+             "OB_TOPIC_PREFIX='%s' OB_REDIS_PORT=%d OB_KAFKA_BOOTSTRAP_SERVERS='%s' '%s' %s 2>&1",
+             h->prefix, h->redis_port, h->brokers, tool, args);
+    FILE *p = popen(line, "r");
+    assert_non_null(p);
+    out[0] = '\0';
+    while (fgets(line, sizeof(line), p)) {
+        size_t k = strcspn(line, "\n");
+        if (!k)
+            continue;
+        if (k >= n)
+            k = n - 1;
+        memcpy(out, line, k);
+        out[k] = '\0';
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+long ob_test_sim_post(ob_test_harness_t *h, const char *path, const char *body)
 {
     if (!h->http)
         h->http = ob_http_new(h->loop, NULL, NULL, 0);
     assert_non_null(h->http);
     char url[128];
-    snprintf(url, sizeof(url), "%s/_sim/config", h->sim_url);
+    snprintf(url, sizeof(url), "%s%s", h->sim_url, path);
     ob_test_http_t res;
     ob_test_http(h->loop, h->http, "POST", url, body, 5000, &res);
     free(res.body);

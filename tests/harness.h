@@ -109,6 +109,12 @@ ob_worker_t *ob_test_worker(ob_test_harness_t *h, const ob_stage_ops_t *stage, c
  * harness's: a {name, value} table ending with {NULL, NULL} (borrowed). */
 ob_worker_t *ob_test_worker_env(ob_test_harness_t *h, const ob_stage_ops_t *stage, const char *name,
                                 long shutdown_ms, const char *const (*env)[2]);
+/* The four stage workers (bucket, cur, iam, connect; ob_test_worker each)
+ * into w, after a fresh prefix from `tag`, a test begun with a simulator of
+ * the instant profile with `members` organization accounts (their records
+ * forgotten), stacks taking 300 ms to create or update and 200 ms to
+ * delete, and `seed` for its random draws. */
+void ob_test_fleet(ob_test_harness_t *h, const char *tag, int members, int seed, ob_worker_t *w[4]);
 /* Stop the worker gracefully and free it: what ob_worker_run returned. */
 ob_err_t ob_test_worker_stop(ob_test_harness_t *h, ob_worker_t *w);
 /* Free a worker whose run has already ended (it stopped by itself). */
@@ -240,11 +246,24 @@ json_t *ob_test_state_all(ob_test_harness_t *h, const char *account);
  * all or for one account. */
 long long ob_test_sim_count(sim_t *sim, const char *api);
 long long ob_test_sim_account_count(sim_t *sim, const char *account, const char *api);
+/* Calls that change something in AWS (create, put, modify, delete of a
+ * bucket and its settings, a report, a stack), made so far (all accounts). */
+long long ob_test_sim_mutations(sim_t *sim);
 /* The account's stacks not deleted (no status with DELETE in it) whose id
  * has `in` in it (":eu-west-1:"; NULL: any). */
 int ob_test_sim_live_stacks(sim_t *sim, const char *account, const char *in);
 /* POST body to the test simulator's /_sim/config (faults, latency) and wait
  * for the answer (5 s at most, or the test fails): its HTTP status. */
 long ob_test_sim_config(ob_test_harness_t *h, const char *body);
+/* The same to any admin path ("/_sim/seed"). */
+long ob_test_sim_post(ob_test_harness_t *h, const char *path, const char *body);
+
+/* ---- onboardctl ---- */
+
+/* Run `tool args` (onboardctl at its build path) on the harness's topics,
+ * Redis and broker, the loop not running meanwhile; the last non-empty line
+ * it printed (stdout and stderr) into out. Its exit status (-1: killed). */
+int ob_test_ctl(const ob_test_harness_t *h, const char *tool, const char *args, char *out,
+                size_t n);
 
 #endif

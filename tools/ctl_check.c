@@ -7,10 +7,13 @@
  * each in order per account (one key, one partition). Read whole (read
  * committed, no consumer group), they tell for each account its newest
  * request and what became of it:
- *   - an event of that request: connected, under the event's key;
+ *   - an event of that request: connected, under the event's key, or
+ *     disconnected (an offboarding);
  *   - none, but the connection in place was made by an earlier request with
  *     the same desired state, or the request's connect hand-off names the
  *     connection in place: connected, outcome unchanged;
+ *   - none, but it offboards an account whose newest event is already a
+ *     disconnection: disconnected, outcome unchanged;
  *   - its dead letter: failed at that stage, with the reason;
  *   - otherwise under way, at the furthest stage its hand-offs reached.
  * `check` compares that with each record and names every disagreement (exit
@@ -119,16 +122,28 @@ static void on_event(ctl_t *c, const rd_kafka_message_t *m, void *arg)
     ob_connected_t ev;
     ob_msg_error_t me;
     if (ob_connected_parse(m->payload, m->len, &ev, &me) != OB_OK) {
-        h->skipped++;
+        ob_disconnected_t d;
+        if (ob_disconnected_parse(m->payload, m->len, &d, &me) != OB_OK) {
+            h->skipped++;
+            return;
+        }
+        if (wanted(h, d.account_id))
+            json_array_append_new(json_object_get(account(h, d.account_id), "events"),
+                                  json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", "disconnected",
+                                            "request_id", d.request_id, "key", d.idempotency_key,
+                                            "disconnected_at", d.disconnected_at, "buckets",
+                                            d.kept_buckets));
+        ob_disconnected_clear(&d);
         return;
     }
     if (wanted(h, ev.account_id))
         json_array_append_new(json_object_get(account(h, ev.account_id), "events"),
-                              json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
-                                        ev.request_id, "key", ev.idempotency_key, "connected_at",
-                                        ev.connected_at, "role_arn", ev.role_arn, "stack_id",
-                                        ev.stack_id, "report", ev.has_report ? ev.report.name : "",
-                                        "bucket", ev.has_report ? ev.report.bucket : ""));
+                              json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kind",
+                                        "connected", "request_id", ev.request_id, "key",
+                                        ev.idempotency_key, "connected_at", ev.connected_at,
+                                        "role_arn", ev.role_arn, "stack_id", ev.stack_id, "report",
+                                        ev.has_report ? ev.report.name : "", "bucket",
+                                        ev.has_report ? ev.report.bucket : ""));
     ob_connected_clear(&ev);
 }
 
@@ -190,12 +205,15 @@ static json_t *expected(const json_t *a)
         if (!strcmp(str(ev, "request_id"), rid))
             mine = ev;
     }
+    /* An offboarding ends the connection: the newest event says which. */
+    int gone = last && !strcmp(str(last, "kind"), "disconnected");
     /* The connection in place: the newest event (and its request). */
     json_t *buckets = json_string("");
     json_array_foreach(events, i, ev)
     {
-        if (str(ev, "bucket")[0]) {
-            char *l = ob_list_with(json_string_value(buckets), str(ev, "bucket"), 100);
+        const char *b = str(ev, "bucket")[0] ? str(ev, "bucket") : str(ev, "buckets");
+        if (b[0]) {
+            char *l = ob_list_with(json_string_value(buckets), b, 100);
             json_decref(buckets);
             buckets = json_string(l ? l : "");
             free(l);
@@ -205,6 +223,14 @@ static json_t *expected(const json_t *a)
         json_object_set(rec, OB_ST_BUCKETS, buckets);
     json_decref(buckets);
     const json_t *conn = mine ? mine : last;
+    if (conn && !strcmp(str(conn, "kind"), "disconnected")) {
+        const json_t *q = request_of(reqs, str(conn, "request_id"), NULL);
+        json_object_set_new(rec, OB_ST_DISCONNECTED_AT, json_string(str(conn, "disconnected_at")));
+        json_object_set_new(rec, OB_ST_DISCONNECT_KEY, json_string(str(conn, "key")));
+        if (q)
+            json_object_set_new(rec, OB_ST_CONNECTED_DESIRED, json_string(str(q, "desired")));
+        conn = NULL;
+    }
     if (conn) {
         const json_t *q = request_of(reqs, str(conn, "request_id"), NULL);
         json_object_set_new(rec, OB_ST_CONNECTED_REQUEST, json_string(str(conn, "request_id")));
@@ -221,12 +247,22 @@ static json_t *expected(const json_t *a)
     const json_t *dead = json_object_get(json_object_get(a, "dlq"), rid);
     const json_t *q = last ? request_of(reqs, str(last, "request_id"), NULL) : NULL;
     const char *status, *stage, *outcome = NULL;
-    if (mine) {
+    if (mine && !strcmp(str(mine, "kind"), "disconnected")) {
+        status = OB_ST_STATUS_DISCONNECTED;
+        stage = "connect";
+        outcome = OB_ST_OUTCOME_DISCONNECTED;
+    } else if (mine) {
         status = OB_ST_STATUS_CONNECTED;
         stage = "connect";
         outcome = OB_ST_OUTCOME_CONNECTED;
-    } else if (last && ((q && !strcmp(str(q, "desired"), str(r, "desired"))) ||
-                        !strcmp(str(hand, "key"), str(last, "key")))) {
+    } else if (gone && q && !strcmp(str(q, "desired"), str(r, "desired"))) {
+        /* Offboarded again: nothing was left to remove. */
+        status = OB_ST_STATUS_DISCONNECTED;
+        stage = "connect";
+        outcome = OB_ST_OUTCOME_UNCHANGED;
+    } else if (last && !gone &&
+               ((q && !strcmp(str(q, "desired"), str(r, "desired"))) ||
+                !strcmp(str(hand, "key"), str(last, "key")))) {
         /* Asked for what the account had: nothing to announce. */
         status = OB_ST_STATUS_CONNECTED;
         stage = "connect";
@@ -288,12 +324,18 @@ static void disagreement(const json_t *want, const json_t *have, char *out, size
         else if (strcmp(str(have, OB_ST_IDEMPOTENCY_KEY), str(want, OB_ST_IDEMPOTENCY_KEY)) != 0)
             snprintf(out, n, "the record's key is %.16s; the account's last event's is %.16s",
                      str(have, OB_ST_IDEMPOTENCY_KEY), str(want, OB_ST_IDEMPOTENCY_KEY));
+    } else if (!strcmp(ws, OB_ST_STATUS_DISCONNECTED)) {
+        if (strcmp(hs, OB_ST_STATUS_DISCONNECTED) != 0)
+            snprintf(out, n,
+                     "the record says %s at %s; the topics say disconnected under key %.16s", hs,
+                     str(have, OB_ST_STAGE), str(want, OB_ST_DISCONNECT_KEY));
     } else if (!strcmp(ws, OB_ST_STATUS_FAILED)) {
         if (strcmp(hs, OB_ST_STATUS_FAILED) != 0)
             snprintf(out, n, "the record says %s at %s; the request was dead-lettered at %s (%s)",
                      hs, str(have, OB_ST_STAGE), str(want, OB_ST_STAGE),
                      str(want, OB_ST_ERROR_CODE));
-    } else if (!strcmp(hs, OB_ST_STATUS_CONNECTED) || !strcmp(hs, OB_ST_STATUS_FAILED)) {
+    } else if (!strcmp(hs, OB_ST_STATUS_CONNECTED) || !strcmp(hs, OB_ST_STATUS_FAILED) ||
+               !strcmp(hs, OB_ST_STATUS_DISCONNECTED)) {
         snprintf(out, n, "the record says %s; the topics have no outcome for request %s yet", hs,
                  str(want, OB_ST_REQUEST_ID));
     }

@@ -64,6 +64,17 @@ static void usage(FILE *f)
                "      the management account's credentials); other states are skipped with a\n"
                "      reason. The role is arn:aws:iam::ACCOUNT:role/NAME\n"
                "      (default OrganizationAccountAccessRole).\n"
+               "  offboard ACCOUNT... | --file F|- [--region R] [--role-name NAME]\n"
+               "           [--requester WHO] [--dry-run]\n"
+               "      One offboarding request per account (onboard.request/2, mode offboard):\n"
+               "      the workers delete the fleet's report definitions and stack (and so the\n"
+               "      Billing Engine role), keep the bucket and the reports in it, and emit one\n"
+               "      account disconnected event. R (default AWS_REGION) is where the stack of\n"
+               "      the fleet's name is looked for (stacks the account's record lists are\n"
+               "      deleted wherever they are); the role assumed is\n"
+               "      arn:PARTITION:iam::ACCOUNT:role/NAME (default\n"
+               "      OrganizationAccountAccessRole). An account with nothing of the fleet's,\n"
+               "      or already offboarded, is a no-op with the reason in its record.\n"
                "  status ACCOUNT [--json]   the account's onboarding state\n"
                "  dlq list [--account A] [--stage S] [--code C] [--since T] [--until T] [--id ID]\n"
                "           [--json]\n"
@@ -174,11 +185,25 @@ static void gen_request_id(char *out, size_t n)
     snprintf(out, n, "ctl-%s", hex);
 }
 
-/* Validate one JSON object (from a CSV row or a JSON line) and keep it. */
+/* The partition whose role serves a region (the request schema's rule). */
+static const char *partition_of_region(const char *region)
+{
+    return !strncmp(region, "cn-", 3)       ? "aws-cn"
+           : !strncmp(region, "us-gov-", 7) ? "aws-us-gov"
+                                            : "aws";
+}
+
+/* Validate one JSON object (from a CSV row or a JSON line) and keep it.
+ * Without a "schema", the first version that says it: onboard.request/2
+ * for an offboarding or a repair, /1 otherwise (read by every worker). */
 static void add_row(rows_t *rows, int line, json_t *obj)
 {
-    if (!json_object_get(obj, "schema"))
-        json_object_set_new(obj, "schema", json_string(OB_SCHEMA_REQUEST));
+    if (!json_object_get(obj, "schema")) {
+        const char *mode = json_string_value(json_object_get(obj, "mode"));
+        int v2 = (mode && !strcmp(mode, "offboard")) || json_object_get(obj, "repair");
+        json_object_set_new(obj, "schema",
+                            json_string(v2 ? OB_SCHEMA_REQUEST_2 : OB_SCHEMA_REQUEST));
+    }
     if (!json_object_get(obj, "cloud"))
         json_object_set_new(obj, "cloud", json_string("aws"));
     if (!json_object_get(obj, "request_id")) {
@@ -383,8 +408,12 @@ static int send_row(int line, const char *acct, const char *json, size_t len, vo
     send_t *sd = arg;
     char err[512];
     rd_kafka_t *rk = ob_kproducer_handle(sd->p);
+    /* The builder writes "schema" first. */
+    static const char v2[] = "{\"schema\":\"" OB_SCHEMA_REQUEST_2 "\"";
+    const char *schema =
+        !strncmp(json, v2, sizeof(v2) - 1) ? OB_SCHEMA_REQUEST_2 : OB_SCHEMA_REQUEST;
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-    rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
+    rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, schema, -1);
     while (ob_kproducer_send(sd->p, sd->topic, RD_KAFKA_PARTITION_UA, acct, strlen(acct), json, len,
                              h, NULL, err, sizeof(err)) != OB_OK) {
         /* Queue full: let deliveries drain, then try again. */
@@ -393,7 +422,7 @@ static int send_row(int line, const char *acct, const char *json, size_t len, vo
             return EXIT_RUNTIME;
         }
         h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, OB_SCHEMA_REQUEST, -1);
+        rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, schema, -1);
         ob_loop_run_once(sd->c->loop, 50);
     }
     if (sd->sent++ % 256 == 0) {
@@ -437,6 +466,23 @@ static int publish(ctl_t *c, rows_t *rows)
     fprintf(stderr, "enqueued %zu requests to %s%s\n", pb.acked, topic,
             pb.failed ? " (some failed)" : "");
     return pb.failed ? EXIT_RUNTIME : 0;
+}
+
+/* The end of enqueue and offboard: publish the rows when every one is
+ * valid (and rc still 0), then free them. */
+static int publish_rows(ctl_t *c, rows_t *rows, int rc, const char *what, const char *none)
+{
+    if (rc == 0 && rows->bad) {
+        fprintf(stderr, "%d invalid %s%s: nothing was enqueued\n", rows->bad, what,
+                rows->bad == 1 ? "" : "s");
+        rc = EXIT_INVALID;
+    }
+    if (rc == 0 && rows->n == 0)
+        fprintf(stderr, "%s\n", none);
+    else if (rc == 0)
+        rc = publish(c, rows);
+    rows_free(rows);
+    return rc;
 }
 
 /* ---- from the organization ---- */
@@ -521,7 +567,8 @@ static int org_rows(ctl_t *c, const char *region, const char *mode, const char *
                 continue;
             }
             char arn[256];
-            snprintf(arn, sizeof(arn), "arn:aws:iam::%s:role/%s", id, role_name);
+            snprintf(arn, sizeof(arn), "arn:%s:iam::%s:role/%s", partition_of_region(region), id,
+                     role_name);
             json_t *obj =
                 json_pack("{s:s, s:s, s:s, s:s, s:s}", "account_id", id, "mode", mode, "region",
                           region, "role_arn", arn, "requester", "onboardctl --from-organization");
@@ -606,17 +653,94 @@ static int cmd_enqueue(ctl_t *c, int argc, char **argv)
         if (f != stdin)
             fclose(f);
     }
-    if (rc == 0 && rows.bad) {
-        fprintf(stderr, "%d invalid row%s: nothing was enqueued\n", rows.bad,
-                rows.bad == 1 ? "" : "s");
-        rc = EXIT_INVALID;
+    return publish_rows(c, &rows, rc, "row", "no requests to enqueue");
+}
+
+/* ---- offboarding ---- */
+
+/* One offboarding request for an account (a line of a file or an argument). */
+static void offboard_row(rows_t *rows, int line, const char *account, const char *region,
+                         const char *role_name, const char *requester)
+{
+    char arn[256], now[OB_TIME_LEN];
+    snprintf(arn, sizeof(arn), "arn:%s:iam::%s:role/%s", partition_of_region(region), account,
+             role_name);
+    ob_msg_now(now);
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "account_id", account, "mode", "offboard",
+                  "region", region, "role_arn", arn, "requester", requester, "requested_at", now);
+    if (obj)
+        add_row(rows, line, obj);
+    else
+        rows->bad++;
+    json_decref(obj);
+}
+
+static int cmd_offboard(ctl_t *c, int argc, char **argv)
+{
+    const char *file = NULL, *region = getenv("AWS_REGION"),
+               *role_name = "OrganizationAccountAccessRole", *requester = "onboardctl offboard";
+    rows_t rows;
+    if (rows_open(&rows) != 0)
+        return EXIT_RUNTIME;
+    int nargs = 0, rc = 0;
+    const char **accounts = ob_calloc((size_t)argc + 1, sizeof(*accounts));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            free(accounts);
+            rows_free(&rows);
+            return 0;
+        } else if (!strcmp(a, "--dry-run")) {
+            c->dry_run = 1;
+        } else if (!strcmp(a, "--file") && i + 1 < argc) {
+            file = argv[++i];
+        } else if (!strcmp(a, "--region") && i + 1 < argc) {
+            region = argv[++i];
+        } else if (!strcmp(a, "--role-name") && i + 1 < argc) {
+            role_name = argv[++i];
+        } else if (!strcmp(a, "--requester") && i + 1 < argc) {
+            requester = argv[++i];
+        } else if (a[0] != '-') {
+            accounts[nargs++] = a;
+        } else {
+            fprintf(stderr, "onboardctl offboard: unknown option %s (try --help)\n", a);
+            rc = EXIT_USAGE;
+        }
     }
-    if (rc == 0 && rows.n == 0)
-        fprintf(stderr, "no requests to enqueue\n");
-    else if (rc == 0)
-        rc = publish(c, &rows);
-    rows_free(&rows);
-    return rc;
+    if (rc == 0 && (!region || !region[0])) {
+        fprintf(stderr, "onboardctl offboard needs --region (or AWS_REGION): the region of the "
+                        "accounts' stacks\n");
+        rc = EXIT_USAGE;
+    }
+    if (rc == 0 && !nargs && !file) {
+        fprintf(stderr, "onboardctl offboard: name the accounts, or --file F (- for stdin)\n");
+        rc = EXIT_USAGE;
+    }
+    for (int i = 0; rc == 0 && i < nargs; i++)
+        offboard_row(&rows, i + 1, accounts[i], region, role_name, requester);
+    if (rc == 0 && file) {
+        /* One account per line; blank lines and # comments are skipped. */
+        FILE *f = strcmp(file, "-") ? fopen(file, "r") : stdin;
+        if (!f) {
+            fprintf(stderr, "onboardctl: cannot open %s: %s\n", file, strerror(errno));
+            rc = EXIT_USAGE;
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        for (int n = 1; f && getline(&line, &cap, f) >= 0; n++) {
+            char *p = line + strspn(line, " \t");
+            p[strcspn(p, " \t\r\n#")] = '\0';
+            if (*p)
+                offboard_row(&rows, n, p, region, role_name, requester);
+        }
+        free(line);
+        if (f && f != stdin)
+            fclose(f);
+    }
+    free(accounts);
+    return publish_rows(c, &rows, rc, "account", "no accounts to offboard");
 }
 
 /* ---- Redis reads ---- */
@@ -1753,6 +1877,8 @@ int main(int argc, char **argv)
     int rc;
     if (!strcmp(argv[1], "enqueue"))
         rc = cmd_enqueue(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "offboard"))
+        rc = cmd_offboard(&c, argc - 2, argv + 2);
     else if (!strcmp(argv[1], "status"))
         rc = cmd_status(&c, argc - 2, argv + 2);
     else if (!strcmp(argv[1], "summary"))

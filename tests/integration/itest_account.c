@@ -128,42 +128,12 @@ static void wait_states(const int *member, int n, const char *field, const char 
 static void fleet_start(fleet_t *f)
 {
     memset(f, 0, sizeof(*f));
-    ob_test_new_prefix(&H, "ita");
-    const char *lat[] = {"cloudformation.stack_create=300ms", "cloudformation.stack_update=300ms",
-                         "cloudformation.stack_delete=200ms", NULL};
-    sim_opts_t so = {.profile = "instant", .org_accounts = 40, .random_seed = 9, .latency = lat};
-    ob_test_begin(&H, &so);
-    ob_test_forget_members(H.redis_port, 1, so.org_accounts);
-    const ob_stage_ops_t *stages[] = {&ob_stage_bucket, &ob_stage_cur, &ob_stage_iam,
-                                      &ob_stage_connect};
-    for (int s = 0; s < 4; s++)
-        f->w[s] = ob_test_worker(&H, stages[s], NULL, 5000);
+    ob_test_fleet(&H, "ita", 40, 9, f->w);
     ob_test_out_opts_t oo = {.group = "auditor", .topics = {"connected", "dlq"}};
     f->out = ob_test_out_new(&H, &oo);
     f->events = ob_test_out_map(f->out, "connected");
     f->dlq = ob_test_out_map(f->out, "dlq");
     ob_test_redis(&H);
-}
-
-/* Calls that change something in AWS, made so far (all accounts). */
-static long long mutations(void)
-{
-    static const char *const ops[] = {"s3.CreateBucket",
-                                      "s3.PutBucketPolicy",
-                                      "s3.PutPublicAccessBlock",
-                                      "s3.PutBucketEncryption",
-                                      "s3.PutBucketOwnershipControls",
-                                      "cur.PutReportDefinition",
-                                      "cur.ModifyReportDefinition",
-                                      "cur.DeleteReportDefinition",
-                                      "cloudformation.CreateStack",
-                                      "cloudformation.UpdateStack",
-                                      "cloudformation.DeleteStack",
-                                      NULL};
-    long long n = 0;
-    for (int i = 0; ops[i]; i++)
-        n += ob_test_sim_count(H.sim, ops[i]);
-    return n;
 }
 
 static void events_have_distinct_keys(fleet_t *f, const char *acct)
@@ -217,7 +187,7 @@ static void test_enqueued_twice(void **state)
     produce(member, rid, extra, NTWICE);
     wait_states(member, NTWICE, "connected_request", H.prefix, rid);
     wait_events(&f, NTWICE);
-    long long made = mutations();
+    long long made = ob_test_sim_mutations(H.sim);
     assert_int_equal(raw_events(&f), NTWICE);
 
     /* The same rows again, as a second `onboardctl enqueue` sends them. */
@@ -233,9 +203,9 @@ static void test_enqueued_twice(void **state)
     ob_test_run_for(H.loop, 1000); /* anything late would show now */
     printf("enqueued twice: %d connected events for %d accounts, %lld AWS changes the first "
            "time, %lld the second\n",
-           raw_events(&f), NTWICE, made, mutations() - made);
+           raw_events(&f), NTWICE, made, ob_test_sim_mutations(H.sim) - made);
     assert_int_equal(raw_events(&f), NTWICE);
-    assert_int_equal(mutations(), made);
+    assert_int_equal(ob_test_sim_mutations(H.sim), made);
     for (int i = 0; i < NTWICE; i++) {
         char acct[16];
         ob_test_member_account(member[i], acct);
@@ -486,25 +456,8 @@ static void run_services(const char *what)
  * the last line of its output in out. */
 static int ctl(fleet_t *f, const char *cmd, char *out, size_t n)
 {
-    char line[512];
-    snprintf(line, sizeof(line),
-             "OB_TOPIC_PREFIX='%s' OB_REDIS_PORT=%d OB_KAFKA_BOOTSTRAP_SERVERS='%s' '%s' %s 2>&1",
-             H.prefix, H.redis_port, H.brokers, OB_ONBOARDCTL, cmd);
-    FILE *p = popen(line, "r");
-    assert_non_null(p);
-    out[0] = '\0';
-    while (fgets(line, sizeof(line), p)) {
-        size_t k = strcspn(line, "\n");
-        if (!k)
-            continue;
-        if (k >= n)
-            k = n - 1;
-        memcpy(out, line, k);
-        out[k] = '\0';
-    }
-    int st = pclose(p);
     (void)f;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return ob_test_ctl(&H, OB_ONBOARDCTL, cmd, out, n);
 }
 
 static void test_redis_stopped(void **state)

@@ -1,0 +1,323 @@
+/*
+ * The rest of an account's life: the four stage workers (the real runtime,
+ * on one loop) against a real Kafka broker, a real Redis and the simulator.
+ *
+ * Offboarding, as an operator does it (`onboardctl offboard`, the real tool):
+ *   - a batch of connected accounts (mode new, and one of mode existing with
+ *     a report of its own) is offboarded: every stack of the fleet's is
+ *     gone (and with it the Billing Engine role), every report definition
+ *     the fleet made is gone, the account's own report is kept even when an
+ *     older record listed it as the fleet's, every bucket stays; one
+ *     onboard.disconnected/1 per account on the connected topic, naming the
+ *     connection it ends (its key), what was removed and the buckets kept;
+ *     each record says disconnected and no longer holds the connection;
+ *   - offboarding them again, and offboarding an account the fleet never
+ *     onboarded, changes nothing in AWS and announces nothing: each record
+ *     says unchanged, with the reason;
+ *   - a later mode new request onboards an offboarded account again, with a
+ *     fresh ExternalId (a new connection key), and `onboardctl check` agrees
+ *     with the records throughout.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ob_log.h"
+#include "ob_state.h"
+#include "ob_worker.h"
+#include "sim.h"
+#include "stages.h"
+
+#define MGMT_ROOT "arn:aws:iam::111111111111:root"
+#define NBATCH    6 /* members 1..6: mode new, offboarded */
+#define EXISTING  7 /* member 7: mode existing, a report of its own */
+#define NEVER     9 /* member 9: never onboarded */
+#define OWN_CUR   "finance-cur"
+
+static ob_test_harness_t H;
+
+typedef struct fleet_s {
+    ob_worker_t *w[4];
+    ob_test_out_t *out; /* connected (both events) and dlq */
+    json_t *events;     /* account -> [event...] */
+} fleet_t;
+
+static void fleet_start(fleet_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    ob_test_fleet(&H, "itl", 20, 5, f->w);
+    ob_test_out_opts_t oo = {.group = "auditor", .topics = {"connected", "dlq"}};
+    f->out = ob_test_out_new(&H, &oo);
+    f->events = ob_test_out_map(f->out, "connected");
+    ob_test_redis(&H);
+}
+
+typedef struct want_s {
+    const int *member;
+    int n;
+    const char *field;
+    const char *value;
+} want_t;
+
+static int fields_are(void *arg)
+{
+    want_t *w = arg;
+    if (!ob_test_workers_idle(&H))
+        return 0;
+    for (int i = 0; i < w->n; i++) {
+        char *v = ob_test_member_state(&H, w->member[i], w->field);
+        int ok = !strcmp(v, w->value);
+        free(v);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Every member's record has field = value, and the workers are idle. */
+static void wait_field(const int *member, int n, const char *field, const char *value)
+{
+    want_t w = {member, n, field, value};
+    if (!ob_test_run_until(H.loop, fields_are, &w, 120000)) {
+        for (int i = 0; i < n; i++) {
+            char *v = ob_test_member_state(&H, member[i], field),
+                 *st = ob_test_member_state(&H, member[i], "status"),
+                 *e = ob_test_member_state(&H, member[i], "error_message");
+            printf("member %d: %s=%s (want %s), status %s, error %s\n", member[i], field, v, value,
+                   st, e);
+            free(v);
+            free(st);
+            free(e);
+        }
+        fail_msg("the records never showed %s=%s", field, value);
+    }
+}
+
+/* Events of one kind ("onboard.connected/1") kept for an account. */
+static int events_of(fleet_t *f, const char *acct, const char *schema)
+{
+    json_t *evs = json_object_get(f->events, acct), *ev;
+    size_t i;
+    int n = 0;
+    json_array_foreach(evs, i, ev)
+    {
+        n += !strcmp(json_string_value(json_object_get(ev, "schema")), schema);
+    }
+    return n;
+}
+
+static json_t *last_event(fleet_t *f, const char *acct, const char *schema)
+{
+    json_t *evs = json_object_get(f->events, acct), *ev, *last = NULL;
+    size_t i;
+    json_array_foreach(evs, i, ev)
+    {
+        if (!strcmp(json_string_value(json_object_get(ev, "schema")), schema))
+            last = ev;
+    }
+    return last;
+}
+
+typedef struct want_events_s {
+    fleet_t *f;
+    const char *schema;
+    int n;
+} want_events_t;
+
+static int all_events(void *arg)
+{
+    want_events_t *w = arg;
+    int n = 0;
+    const char *key;
+    json_t *evs;
+    json_object_foreach(w->f->events, key, evs)
+    {
+        n += events_of(w->f, key, w->schema);
+    }
+    return n >= w->n;
+}
+
+static void wait_events(fleet_t *f, const char *schema, int n)
+{
+    want_events_t w = {f, schema, n};
+    if (!ob_test_run_until(H.loop, all_events, &w, 30000))
+        fail_msg("fewer than %d %s events seen", n, schema);
+}
+
+static void onboard(const int *member, int n, const char *tag, const char *mode)
+{
+    ob_test_producer_t *p = ob_test_producer(&H);
+    char acct[16], rid[32];
+    for (int i = 0; i < n; i++) {
+        ob_test_member_account(member[i], acct);
+        snprintf(rid, sizeof(rid), "%s-%d", tag, member[i]);
+        ob_test_req_t rq = {.rid = rid, .account = acct, .mode = mode, .region = "eu-west-1"};
+        ob_test_send_request(p, &rq);
+    }
+    ob_test_producer_done(p);
+}
+
+/* `onboardctl offboard` of the members (its exit status). */
+static int offboard(const int *member, int n, char *out, size_t outn)
+{
+    char args[1024] = "offboard --region eu-west-1 --requester itest";
+    for (int i = 0; i < n; i++) {
+        char acct[16];
+        ob_test_member_account(member[i], acct);
+        size_t used = strlen(args);
+        snprintf(args + used, sizeof(args) - used, " %s", acct);
+    }
+    return ob_test_ctl(&H, OB_ONBOARDCTL, args, out, outn);
+}
+
+static const char *str_of(const json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+static int bucket_exists(const char *name)
+{
+    return json_object_get(sim_section(H.sim, "buckets"), name) != NULL;
+}
+
+static void test_offboard(void **state)
+{
+    (void)state;
+    fleet_t f;
+    fleet_start(&f);
+    char acct[16], out[512];
+    /* Member EXISTING has a report of its own, delivering to its own bucket. */
+    ob_test_member_account(EXISTING, acct);
+    char seed[512];
+    snprintf(
+        seed, sizeof(seed),
+        "{\"reports\":[{\"Account\":\"%s\",\"ReportDefinition\":{\"ReportName\":\"" OWN_CUR
+        "\",\"S3Bucket\":\"acme-own-cur\",\"S3Prefix\":\"cur/\",\"S3Region\":\"us-east-1\"}}]}",
+        acct);
+    assert_int_equal(ob_test_sim_post(&H, "/_sim/seed", seed), 200);
+
+    int all[NBATCH + 1];
+    for (int i = 0; i < NBATCH; i++)
+        all[i] = i + 1;
+    all[NBATCH] = EXISTING;
+    onboard(all, NBATCH, "on", "new");
+    onboard(all + NBATCH, 1, "on", "existing");
+    wait_field(all, NBATCH + 1, "status", "connected");
+    wait_events(&f, "onboard.connected/1", NBATCH + 1);
+    /* An older version listed an existing account's own report as the
+     * fleet's: offboarding must still leave it (it delivers elsewhere). */
+    char key[64];
+    ob_state_key(acct, key, sizeof(key));
+    redisReply *r = redisCommand(ob_test_redis(&H), "HSET %s reports %s", key, OWN_CUR);
+    assert_non_null(r);
+    freeReplyObject(r);
+
+    long long stacks_deleted = ob_test_sim_count(H.sim, "cloudformation.DeleteStack");
+    assert_int_equal(offboard(all, NBATCH + 1, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "enqueued 7 requests"));
+    wait_field(all, NBATCH + 1, "status", "disconnected");
+    wait_events(&f, "onboard.disconnected/1", NBATCH + 1);
+    printf("offboarded %d accounts: %lld DeleteStack, %lld DeleteReportDefinition\n", NBATCH + 1,
+           ob_test_sim_count(H.sim, "cloudformation.DeleteStack") - stacks_deleted,
+           ob_test_sim_count(H.sim, "cur.DeleteReportDefinition"));
+
+    json_t *reports = sim_section(H.sim, "reports");
+    for (int i = 0; i <= NBATCH; i++) {
+        int m = all[i];
+        ob_test_member_account(m, acct);
+        int existing = m == EXISTING;
+        /* AWS: no stack of the fleet's, no report of the fleet's, the bucket kept. */
+        assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 0);
+        json_t *mine = json_object_get(reports, acct);
+        assert_null(json_object_get(mine, "billing-engine-cur"));
+        char bucket[64];
+        snprintf(bucket, sizeof(bucket), "billing-cur-%s-eu-west-1", acct);
+        if (existing)
+            assert_non_null(json_object_get(mine, OWN_CUR));
+        else
+            assert_true(bucket_exists(bucket));
+        /* One event each way; the disconnection names the connection. */
+        assert_int_equal(events_of(&f, acct, "onboard.connected/1"), 1);
+        assert_int_equal(events_of(&f, acct, "onboard.disconnected/1"), 1);
+        json_t *con = last_event(&f, acct, "onboard.connected/1");
+        json_t *dis = last_event(&f, acct, "onboard.disconnected/1");
+        assert_string_equal(str_of(dis, "connection_key"), str_of(con, "idempotency_key"));
+        assert_string_equal(str_of(dis, "role_arn"), str_of(con, "role_arn"));
+        json_t *removed = json_object_get(dis, "removed");
+        assert_int_equal(json_array_size(json_object_get(removed, "stacks")), 1);
+        assert_string_equal(
+            json_string_value(json_array_get(json_object_get(removed, "stacks"), 0)),
+            str_of(con, "stack_id"));
+        json_t *rr = json_object_get(removed, "reports");
+        json_t *kept = json_object_get(dis, "kept_buckets");
+        if (existing) {
+            assert_int_equal(json_array_size(rr), 0);
+            assert_int_equal(json_array_size(kept), 0);
+        } else {
+            assert_int_equal(json_array_size(rr), 1);
+            assert_string_equal(json_string_value(json_array_get(rr, 0)), "billing-engine-cur");
+            assert_int_equal(json_array_size(kept), 1);
+            assert_string_equal(json_string_value(json_array_get(kept, 0)), bucket);
+        }
+        /* Redis: disconnected, the connection forgotten, the bucket listed. */
+        json_t *rec = ob_test_state_all(&H, acct);
+        assert_string_equal(str_of(rec, "outcome"), "disconnected");
+        assert_string_equal(str_of(rec, "disconnect_key"), str_of(dis, "idempotency_key"));
+        assert_string_equal(str_of(rec, "connected_request"), "");
+        assert_string_equal(str_of(rec, "idempotency_key"), "");
+        assert_string_equal(str_of(rec, "role_arn"), "");
+        assert_string_equal(str_of(rec, "stacks"), "");
+        if (!existing)
+            assert_non_null(strstr(str_of(rec, "buckets"), bucket));
+        json_decref(rec);
+    }
+    assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, "check", out, sizeof(out)), 0);
+
+    /* Again, and an account never onboarded: nothing happens, with reasons. */
+    long long made = ob_test_sim_mutations(H.sim);
+    int again[] = {1, 2, NEVER};
+    assert_int_equal(offboard(again, 3, out, sizeof(out)), 0);
+    wait_field(again, 3, "outcome", "unchanged");
+    ob_test_run_for(H.loop, 1000); /* anything late would show now */
+    assert_int_equal(ob_test_sim_mutations(H.sim), made);
+    for (int i = 0; i < 3; i++) {
+        ob_test_member_account(again[i], acct);
+        assert_int_equal(events_of(&f, acct, "onboard.disconnected/1"), again[i] == NEVER ? 0 : 1);
+        char *why = ob_test_member_state(&H, again[i], "outcome_reason");
+        assert_non_null(strstr(why, again[i] == NEVER ? "never onboarded" : "already offboarded"));
+        free(why);
+    }
+
+    /* Onboarded again: a fresh ExternalId, so a new connection key. */
+    int back[] = {1};
+    ob_test_member_account(1, acct);
+    json_t *first = json_deep_copy(last_event(&f, acct, "onboard.connected/1"));
+    onboard(back, 1, "back", "new");
+    wait_field(back, 1, "status", "connected");
+    wait_events(&f, "onboard.connected/1", NBATCH + 2);
+    json_t *second = last_event(&f, acct, "onboard.connected/1");
+    assert_int_equal(events_of(&f, acct, "onboard.connected/1"), 2);
+    assert_string_not_equal(str_of(second, "external_id"), str_of(first, "external_id"));
+    assert_string_not_equal(str_of(second, "idempotency_key"), str_of(first, "idempotency_key"));
+    assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 1);
+    json_decref(first);
+    assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, "check", out, sizeof(out)), 0);
+    ob_test_end(&H);
+}
+
+int main(void)
+{
+    ob_test_harness_init(&H, "itl");
+    ob_test_set(&H, "OB_BILLING_PRINCIPAL", MGMT_ROOT);
+    ob_test_set(&H, "OB_STACK_POLL", "100ms");
+    ob_test_set(&H, "OB_CONNECT_RETRIES", "3");
+    ob_test_set(&H, "OB_CONNECT_RETRY_WAIT", "200ms");
+    ob_log_set_level(OB_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_offboard),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
