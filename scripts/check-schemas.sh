@@ -126,6 +126,8 @@ schemas=0
 for dir in proto/examples/*/; do
     dir=${dir%/}
     name=${dir##*/}
+    # AWS's own events, not messages of ours: tests/unit/test_lifecycle.c reads them.
+    [ "$name" = aws-events ] && continue
     schema=proto/$name.json
     if [ ! -f "$schema" ]; then
         fail "$dir has no schema $schema"

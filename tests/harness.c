@@ -601,15 +601,18 @@ int ob_test_ctl(const ob_test_harness_t *h, const char *tool, const char *args, 
     FILE *p = popen(line, "r");
     assert_non_null(p);
     out[0] = '\0';
-    while (fgets(line, sizeof(line), p)) {
-        size_t k = strcspn(line, "\n");
+    char *got = NULL;
+    size_t cap = 0;
+    while (getline(&got, &cap, p) >= 0) {
+        size_t k = strcspn(got, "\n");
         if (!k)
             continue;
         if (k >= n)
             k = n - 1;
-        memcpy(out, line, k);
+        memcpy(out, got, k);
         out[k] = '\0';
     }
+    free(got);
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

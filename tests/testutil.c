@@ -468,7 +468,8 @@ void ob_test_forget_members(int redis_port, int first, int last)
     for (int i = first; i <= last; i++) {
         char acct[16];
         ob_test_member_account(i, acct);
-        redisAppendCommand(c, "DEL ob:{%s}:state ob:{%s}:replays", acct, acct);
+        redisAppendCommand(c, "DEL ob:{%s}:state ob:{%s}:replays ob:{%s}:history", acct, acct,
+                           acct);
     }
     for (int i = first; i <= last; i++) {
         redisReply *r = NULL;

@@ -75,7 +75,9 @@ static void usage(FILE *f)
                "      arn:PARTITION:iam::ACCOUNT:role/NAME (default\n"
                "      OrganizationAccountAccessRole). An account with nothing of the fleet's,\n"
                "      or already offboarded, is a no-op with the reason in its record.\n"
-               "  status ACCOUNT [--json]   the account's onboarding state\n"
+               "  status ACCOUNT [--json]   the account's record and its history (requested,\n"
+               "      connected, failed, drift found, repaired, disconnected: times, requests,\n"
+               "      reasons; the last 100 events)\n"
                "  dlq list [--account A] [--stage S] [--code C] [--since T] [--until T] [--id ID]\n"
                "           [--json]\n"
                "      The dead letters (oldest first) with their reasons, and counts per\n"
@@ -764,6 +766,49 @@ static void on_hgetall(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg
                             json_string(reply->element[i + 1]->str));
 }
 
+/* LRANGE of the history: its entries oldest first (parsed JSON). */
+static void on_history(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
+{
+    rq_t *q = arg;
+    q->done = 1;
+    q->err = err;
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    q->out = json_array();
+    for (size_t i = reply->elements; i-- > 0;) {
+        json_t *e = reply->element[i]->str ? json_loads(reply->element[i]->str, 0, NULL) : NULL;
+        if (e)
+            json_array_append_new(q->out, e);
+    }
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+/* The history as lines: time, event, request, and what it says. */
+static void print_history(const json_t *hist)
+{
+    size_t i;
+    const json_t *e;
+    if (!json_array_size(hist))
+        return;
+    printf("\nhistory (oldest first)\n");
+    json_array_foreach(hist, i, e)
+    {
+        printf("  %-24s  %-12s  %s", jstr(e, "at"), jstr(e, "event"), jstr(e, "request_id"));
+        if (jstr(e, "stage")[0])
+            printf(" at %s", jstr(e, "stage"));
+        if (jstr(e, "key")[0])
+            printf(", key %.16s", jstr(e, "key"));
+        if (jstr(e, "detail")[0])
+            printf(": %s", jstr(e, "detail"));
+        printf("\n");
+    }
+}
+
 static int cmd_status(ctl_t *c, int argc, char **argv)
 {
     const char *acct = NULL;
@@ -783,17 +828,23 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
     ob_redis_t *r = ctl_redis_connect(c);
     if (!r)
         return EXIT_RUNTIME;
-    rq_t q = {0};
-    char key[OB_STATE_KEY_LEN];
+    rq_t q = {0}, h = {0};
+    char key[OB_STATE_KEY_LEN], hkey[OB_STATE_KEY_LEN];
     ob_state_key(acct, key, sizeof(key));
+    ob_state_history_key(acct, hkey, sizeof(hkey));
     ob_err_t e = ctl_redis(c, r, on_hgetall, &q, &q.done, "HGETALL %s", key);
+    if (e == OB_OK)
+        e = ctl_redis(c, r, on_history, &h, &h.done, "LRANGE %s 0 -1", hkey);
     ob_redis_free(r);
     if (e != OB_OK) {
         json_decref(q.out);
+        json_decref(h.out);
         return EXIT_RUNTIME;
     }
-    if (q.err != OB_OK) {
-        fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(q.err));
+    if (q.err != OB_OK || h.err != OB_OK) {
+        fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(q.err != OB_OK ? q.err : h.err));
+        json_decref(q.out);
+        json_decref(h.out);
         return EXIT_RUNTIME;
     }
     if (!q.out || json_object_size(q.out) == 0) {
@@ -802,11 +853,14 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
         else
             printf("%s: no onboarding state (never seen, or not yet picked up)\n", acct);
         json_decref(q.out);
+        json_decref(h.out);
         return 0;
     }
     json_object_del(q.out, OB_ST_FENCE);
     if (c->json) {
         json_object_set_new(q.out, "account_id", json_string(acct));
+        json_object_set_new(q.out, "history", h.out ? h.out : json_array());
+        h.out = NULL;
         char *s = json_dumps(q.out, JSON_SORT_KEYS | JSON_COMPACT);
         printf("%s\n", s);
         free(s);
@@ -819,8 +873,10 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
             if (json_string_value(v)[0])
                 printf("%-14s %s\n", k, json_string_value(v));
         }
+        print_history(h.out);
     }
     json_decref(q.out);
+    json_decref(h.out);
     return 0;
 }
 

@@ -1,7 +1,10 @@
 /*
  * The bucket stage, the first for new accounts (and the intake router).
  *
- * Input: onboard.request/1 from the intake topic. Invalid requests and other
+ * Input: onboard.request/1 or /2 from the intake topic, or an EventBridge
+ * event about an account joining the organization, read as the request it
+ * asks for (ob_lifecycle.h: anything else in such an envelope is a dead
+ * letter naming the event). Invalid requests and other
  * clouds become dead letters with the codec's reason; existing accounts go
  * straight to the iam topic. First, unless intake.organization.check is off,
  * Organizations DescribeAccount (as the fleet, in the partition's
@@ -37,6 +40,7 @@
 
 #include "ob_alloc.h"
 #include "ob_awsproto.h"
+#include "ob_lifecycle.h"
 #include "ob_state.h"
 #include "stages.h"
 
@@ -77,6 +81,12 @@ typedef struct bucket_st_s {
 /* What the stage remembers across one worker's messages. */
 typedef struct bucket_ctx_s {
     uint64_t org_blind_until; /* monotonic ms: no Organizations check before */
+    /* The lifecycle rules, for AWS's events about accounts joining: read
+     * from the settings at the first event (rules_state 1: loaded, -1: the
+     * settings are wrong, rules_error says why). */
+    int rules_state;
+    ob_lifecycle_rules_t rules;
+    char rules_error[256];
 } bucket_ctx_t;
 
 static void *bucket_ctx_new(void)
@@ -86,7 +96,49 @@ static void *bucket_ctx_new(void)
 
 static void bucket_ctx_free(void *ctx)
 {
+    bucket_ctx_t *c = ctx;
+    if (c && c->rules_state == 1)
+        ob_lifecycle_rules_free(&c->rules);
     free(ctx);
+}
+
+/* An EventBridge event about an account joining, read into the request it
+ * asks for (ob_event_request). 0: it was one (OB_OK or a refusal in *rc);
+ * -1: not an event, read it as a request. */
+static int read_event(bucket_st_t *st, const ob_config_t *cfg, const char *payload, size_t len,
+                      ob_msg_error_t *me, ob_err_t *rc)
+{
+    if (!memmem(payload, len, "\"detail-type\"", 13))
+        return -1; /* what the intake reads every time stays one parse */
+    json_t *doc = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!ob_event_is_envelope(doc)) {
+        json_decref(doc);
+        return -1;
+    }
+    bucket_ctx_t *c = st->ctx;
+    ob_lifecycle_rules_t scratch, *rules = &scratch;
+    if (c && c->rules_state == 0)
+        c->rules_state = cfg && ob_lifecycle_rules_load(cfg, &c->rules, c->rules_error,
+                                                        sizeof(c->rules_error)) == OB_OK
+                             ? 1
+                             : -1;
+    if (c && c->rules_state == 1) {
+        rules = &c->rules;
+    } else if (c || !cfg ||
+               ob_lifecycle_rules_load(cfg, &scratch, me->message, sizeof(me->message)) != OB_OK) {
+        if (c)
+            snprintf(me->message, sizeof(me->message), "%s", c->rules_error);
+        snprintf(me->code, sizeof(me->code), "lifecycle_config");
+        me->field[0] = '\0';
+        json_decref(doc);
+        *rc = OB_ERR_PARSE;
+        return 0;
+    }
+    *rc = ob_event_request(doc, rules, &st->req, me);
+    if (rules == &scratch)
+        ob_lifecycle_rules_free(&scratch);
+    json_decref(doc);
+    return 0;
 }
 
 static uint64_t mono_ms(void)
@@ -154,8 +206,15 @@ static ob_err_t bucket_parse(void *p, void *ctx, const ob_config_t *cfg, const c
     st->ctx = ctx;
     ob_msg_error_t me;
     memset(&me, 0, sizeof(me));
-    if (ob_request_parse(payload, len, &st->req, &me) != OB_OK) {
-        ob_step_fail(fail, ob_dlq_class_for(&me), me.code, "%s", me.message);
+    ob_err_t rc = OB_OK;
+    if (read_event(st, cfg, payload, len, &me, &rc) != 0)
+        rc = ob_request_parse(payload, len, &st->req, &me);
+    if (rc != OB_OK) {
+        /* An event the rules leave out, or settings to fix, can be replayed
+         * once they change: a permanent failure, not invalid input. */
+        int later = !strcmp(me.code, "excluded") || !strcmp(me.code, "lifecycle_config");
+        ob_step_fail(fail, later ? OB_DLQ_PERMANENT : ob_dlq_class_for(&me), me.code, "%s",
+                     me.message);
         snprintf(fail->field, sizeof(fail->field), "%s", me.field);
         return OB_ERR_PARSE;
     }
@@ -163,7 +222,8 @@ static ob_err_t bucket_parse(void *p, void *ctx, const ob_config_t *cfg, const c
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", st->req.request_id);
     ob_request_desired(&st->req, plan->desired);
     plan->offboard = st->req.mode == OB_MODE_OFFBOARD;
-    plan->repair = st->req.repair != 0;
+    plan->repair = st->req.repair;
+    plan->mode = ob_mode_name(st->req.mode);
     st->org_check = cfg && st->req.mode != OB_MODE_OFFBOARD ? cfg->intake_org_check : 0;
     st->allow_outside = cfg ? cfg->intake_allow_outside : 0;
     st->report_check = cfg ? cfg->intake_existing_report : 1;

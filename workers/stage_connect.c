@@ -94,6 +94,7 @@ typedef struct connect_st_s {
     char connected_at[OB_TIME_LEN];
     char idem[OB_IDEMPOTENCY_LEN];
     char *event; /* the connected event, malloc'd */
+    char *spec;  /* the request connected, normalized (malloc'd JSON): what verification checks */
     char desired[OB_DESIRED_LEN];
     /* the connection in place (the account's state): its key and the
      * request whose event announced it */
@@ -197,6 +198,9 @@ static ob_err_t connect_parse(void *p, void *ctx, const ob_config_t *cfg, const 
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", r->account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", r->request_id);
     ob_request_desired(r, plan->desired);
+    plan->offboard = r->mode == OB_MODE_OFFBOARD;
+    plan->repair = r->repair;
+    plan->mode = ob_mode_name(r->mode);
     snprintf(st->desired, sizeof(st->desired), "%s", plan->desired);
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", r->role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", r->external_id);
@@ -417,6 +421,8 @@ static void disconnected(connect_st_t *st, ob_step_t *out)
                         OB_ST_IDEMPOTENCY_KEY,
                         "",
                         OB_ST_ROLE_ARN,
+                        "",
+                        OB_ST_CONNECTED_SPEC,
                         ""};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         out->state[i] = kv[i];
@@ -433,6 +439,20 @@ static void done_unchanged(connect_st_t *st, ob_step_t *out)
                         st->desired,  OB_ST_OUTCOME,          OB_ST_OUTCOME_UNCHANGED};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         out->state[i] = kv[i];
+}
+
+/* The normalized request of the connection, for the record ("" when it
+ * cannot be encoded: verification then has nothing to compare with). */
+static const char *spec_of(connect_st_t *st)
+{
+    free(st->spec);
+    st->spec = NULL;
+    ob_msg_error_t me;
+    ob_request_t r = st->msg.request;
+    r.repair = 0; /* what the account should be, not what a repair found */
+    if (ob_request_to_json(&r, &st->spec, NULL, &me) != OB_OK)
+        return "";
+    return st->spec;
 }
 
 static void done(connect_st_t *st, ob_step_t *out)
@@ -457,7 +477,7 @@ static void done(connect_st_t *st, ob_step_t *out)
         /* the fleet's report: an existing account's own is not (offboarding
          * deletes the reports the record names) */
         st->msg.has_report && st->msg.request.mode == OB_MODE_NEW ? st->msg.report.name : "",
-        OB_ST_STACKS, st->msg.stack.id};
+        OB_ST_STACKS, st->msg.stack.id, OB_ST_CONNECTED_SPEC, spec_of(st)};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         out->state[i] = kv[i];
 }
@@ -643,9 +663,10 @@ static void connect_clear(void *p)
     connect_st_t *st = p;
     ob_stage_msg_clear(&st->msg);
     free(st->event);
+    free(st->spec);
     free(st->prior_role);
     free(st->prior_buckets);
-    st->event = st->prior_role = st->prior_buckets = NULL;
+    st->event = st->spec = st->prior_role = st->prior_buckets = NULL;
 }
 
 static void connect_prior(void *p, const char *(*get)(const void *ctx, const char *field),

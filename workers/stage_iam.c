@@ -1184,6 +1184,9 @@ static ob_err_t iam_parse(void *p, void *ctx, const ob_config_t *cfg, const char
     snprintf(plan->account_id, sizeof(plan->account_id), "%s", r->account_id);
     snprintf(plan->request_id, sizeof(plan->request_id), "%s", r->request_id);
     ob_request_desired(r, plan->desired);
+    plan->offboard = r->mode == OB_MODE_OFFBOARD;
+    plan->repair = r->repair;
+    plan->mode = ob_mode_name(r->mode);
     snprintf(plan->role_arn, sizeof(plan->role_arn), "%s", r->role_arn);
     snprintf(plan->external_id, sizeof(plan->external_id), "%s", r->external_id);
     snprintf(plan->region, sizeof(plan->region), "%s", r->region);

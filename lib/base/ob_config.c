@@ -135,6 +135,28 @@ const ob_cfg_def_t ob_config_table[] = {
     {"output.commit.interval", OB_CFG_MS, "100ms", 1, 60000, OFF(output_commit_interval_ms), 0,
      "how often the open transaction is committed (a hand-off waits this long at most before "
      "the next stage can read it)"},
+    {"lifecycle.region", OB_CFG_STR, "", 0, 0, OFF(lifecycle_region), 0,
+     "the region of the requests the fleet makes by itself (accounts joining the organization: "
+     "AWS's events at intake, the watcher); empty: such events are dead-lettered with that "
+     "reason"},
+    {"lifecycle.mode", OB_CFG_STR, "new", 0, 0, OFF(lifecycle_mode), 0,
+     "their mode (new or existing) where lifecycle.ou.modes names none"},
+    {"lifecycle.ou.modes", OB_CFG_STR, "", 0, 0, OFF(lifecycle_ou_modes), 0,
+     "mode per OU, OU=MODE,... (ou-xxxx-yyyyyyyy or root; an account takes its nearest OU's)"},
+    {"lifecycle.role.name", OB_CFG_STR, "OrganizationAccountAccessRole", 0, 0,
+     OFF(lifecycle_role_name), 0, "the role assumed in an account that joined"},
+    {"lifecycle.controltower.role.name", OB_CFG_STR, "AWSControlTowerExecution", 0, 0,
+     OFF(lifecycle_ct_role_name), 0,
+     "the role assumed in an account Control Tower's account factory made"},
+    {"lifecycle.include.ous", OB_CFG_STR, "", 0, 0, OFF(lifecycle_include_ous), 0,
+     "onboard only accounts in these OUs (comma-separated ids or root; nested OUs count); "
+     "empty: every OU"},
+    {"lifecycle.exclude.ous", OB_CFG_STR, "", 0, 0, OFF(lifecycle_exclude_ous), 0,
+     "never onboard accounts in these OUs by itself (wins over include)"},
+    {"lifecycle.include.accounts", OB_CFG_STR, "", 0, 0, OFF(lifecycle_include_accounts), 0,
+     "onboard only these accounts by itself (comma-separated ids); empty: every account"},
+    {"lifecycle.exclude.accounts", OB_CFG_STR, "", 0, 0, OFF(lifecycle_exclude_accounts), 0,
+     "never onboard these accounts by itself (the management account is a good one)"},
     {"instance.id", OB_CFG_STR, "", 0, 0, OFF(instance_id), 0,
      "a stable name of this replica (a StatefulSet pod's name): static group membership "
      "(group.instance.id) and a transactional.id that aborts what its predecessor left open; "

@@ -124,6 +124,16 @@ typedef struct ob_config_s {
     int intake_existing_report; /* intake.existing.report.check */
     long long output_commit_interval_ms;
     char *instance_id;
+    /* lifecycle.*: the accounts the fleet onboards by itself (ob_lifecycle) */
+    char *lifecycle_region;
+    char *lifecycle_mode;
+    char *lifecycle_ou_modes;
+    char *lifecycle_role_name;
+    char *lifecycle_ct_role_name;
+    char *lifecycle_include_ous;
+    char *lifecycle_exclude_ous;
+    char *lifecycle_include_accounts;
+    char *lifecycle_exclude_accounts;
     ob_cfg_kv_t kafka;
 } ob_config_t;
 

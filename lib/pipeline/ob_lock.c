@@ -47,24 +47,32 @@ static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
 static const char RELEASE[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                               "  return redis.call('DEL', KEYS[1]) "
                               "end return 0";
+/* A fenced write: KEYS[1] the record, KEYS[2] its history; ARGV[1] the
+ * fence, ARGV[2] an entry for the history ("" : none), then the pairs. */
+#define HISTORY_PUSH                                                                               \
+    "if ARGV[2] ~= '' then "                                                                       \
+    "  redis.call('LPUSH', KEYS[2], ARGV[2]) "                                                     \
+    "  redis.call('LTRIM', KEYS[2], 0, " OB_STR(OB_STATE_HISTORY_KEPT) " - 1) "                    \
+                                                                       "end "
+#define OB_STR_(x) #x
+#define OB_STR(x)  OB_STR_(x)
 static const char WRITE[] =
     "local f = tonumber(redis.call('HGET', KEYS[1], '" OB_ST_FENCE "') or '0') "
-    "if tonumber(ARGV[1]) < f then return -1 end "
-    "redis.call('HSET', KEYS[1], '" OB_ST_FENCE "', ARGV[1], unpack(ARGV, 2)) "
+    "if tonumber(ARGV[1]) < f then return -1 end " HISTORY_PUSH
+    "redis.call('HSET', KEYS[1], '" OB_ST_FENCE "', ARGV[1], unpack(ARGV, 3)) "
     "return 1";
-/* A fenced write that replaces the record: ARGV[2] is how many names follow
+/* A fenced write that replaces the record: ARGV[3] is how many names follow
  * that are kept (the account's own fields); every other field goes, then the
  * pairs after them are set. */
 static const char REPLACE[] =
     "local f = tonumber(redis.call('HGET', KEYS[1], '" OB_ST_FENCE "') or '0') "
-    "if tonumber(ARGV[1]) < f then return -1 end "
-    "local nk = tonumber(ARGV[2]) "
+    "if tonumber(ARGV[1]) < f then return -1 end " HISTORY_PUSH "local nk = tonumber(ARGV[3]) "
     "local keep = {['" OB_ST_FENCE "'] = true} "
-    "for i = 3, 2 + nk do keep[ARGV[i]] = true end "
+    "for i = 4, 3 + nk do keep[ARGV[i]] = true end "
     "for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do "
     "  if not keep[k] then redis.call('HDEL', KEYS[1], k) end "
     "end "
-    "redis.call('HSET', KEYS[1], '" OB_ST_FENCE "', ARGV[1], unpack(ARGV, 3 + nk)) "
+    "redis.call('HSET', KEYS[1], '" OB_ST_FENCE "', ARGV[1], unpack(ARGV, 4 + nk)) "
     "return 1";
 
 struct ob_lock_s {
@@ -337,7 +345,7 @@ static void on_write(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
 
 /* One fenced write: WRITE (keep NULL) or REPLACE (keep: the names kept). */
 static ob_err_t state_write(ob_redis_t *r, const char *account, uint64_t fence,
-                            const char *const *keep, const char *const *fields,
+                            const char *const *keep, const char *const *fields, const char *history,
                             ob_lock_write_cb *cb, void *arg)
 {
     size_t nf = 0, nk = 0;
@@ -347,9 +355,9 @@ static ob_err_t state_write(ob_redis_t *r, const char *account, uint64_t fence,
         nk++;
     if (nf == 0 || nf % 2)
         return OB_ERR_INVALID_ARG;
-    size_t argc = 5 + (keep ? 1 + nk : 0) + nf;
+    size_t argc = 7 + (keep ? 1 + nk : 0) + nf;
     const char **argv = ob_calloc(argc, sizeof(*argv));
-    char key[OB_STATE_KEY_LEN], fence_s[24], nk_s[24];
+    char key[OB_STATE_KEY_LEN], hkey[OB_STATE_KEY_LEN], fence_s[24], nk_s[24];
     write_t *w = ob_malloc(sizeof(*w));
     if (!argv || !w) {
         free(argv);
@@ -357,14 +365,17 @@ static ob_err_t state_write(ob_redis_t *r, const char *account, uint64_t fence,
         return OB_ERR_NOMEM;
     }
     ob_state_key(account, key, sizeof(key));
+    ob_state_history_key(account, hkey, sizeof(hkey));
     snprintf(fence_s, sizeof(fence_s), "%llu", (unsigned long long)fence);
     snprintf(nk_s, sizeof(nk_s), "%zu", nk);
     size_t a = 0;
     argv[a++] = "EVAL";
     argv[a++] = keep ? REPLACE : WRITE;
-    argv[a++] = "1";
+    argv[a++] = "2";
     argv[a++] = key;
+    argv[a++] = hkey;
     argv[a++] = fence_s;
+    argv[a++] = history ? history : "";
     if (keep) {
         argv[a++] = nk_s;
         for (size_t i = 0; i < nk; i++)
@@ -384,13 +395,27 @@ static ob_err_t state_write(ob_redis_t *r, const char *account, uint64_t fence,
 ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
                              const char *const *fields, ob_lock_write_cb *cb, void *arg)
 {
-    return state_write(r, account, fence, NULL, fields, cb, arg);
+    return state_write(r, account, fence, NULL, fields, NULL, cb, arg);
+}
+
+ob_err_t ob_lock_state_write_h(ob_redis_t *r, const char *account, uint64_t fence,
+                               const char *const *fields, const char *history, ob_lock_write_cb *cb,
+                               void *arg)
+{
+    return state_write(r, account, fence, NULL, fields, history, cb, arg);
 }
 
 ob_err_t ob_lock_state_replace(ob_redis_t *r, const char *account, uint64_t fence,
                                const char *const *keep, const char *const *fields,
                                ob_lock_write_cb *cb, void *arg)
 {
+    return ob_lock_state_replace_h(r, account, fence, keep, fields, NULL, cb, arg);
+}
+
+ob_err_t ob_lock_state_replace_h(ob_redis_t *r, const char *account, uint64_t fence,
+                                 const char *const *keep, const char *const *fields,
+                                 const char *history, ob_lock_write_cb *cb, void *arg)
+{
     static const char *const none[] = {NULL};
-    return state_write(r, account, fence, keep ? keep : none, fields, cb, arg);
+    return state_write(r, account, fence, keep ? keep : none, fields, history, cb, arg);
 }

@@ -90,5 +90,14 @@ ob_err_t ob_lock_state_write(ob_redis_t *r, const char *account, uint64_t fence,
 ob_err_t ob_lock_state_replace(ob_redis_t *r, const char *account, uint64_t fence,
                                const char *const *keep, const char *const *fields,
                                ob_lock_write_cb *cb, void *arg);
+/* Both, also pushing `history` (NULL or "": nothing) onto the account's
+ * history (ob_state_history_key, newest first, the last
+ * OB_STATE_HISTORY_KEPT kept) in the same script, under the same fence. */
+ob_err_t ob_lock_state_write_h(ob_redis_t *r, const char *account, uint64_t fence,
+                               const char *const *fields, const char *history, ob_lock_write_cb *cb,
+                               void *arg);
+ob_err_t ob_lock_state_replace_h(ob_redis_t *r, const char *account, uint64_t fence,
+                                 const char *const *keep, const char *const *fields,
+                                 const char *history, ob_lock_write_cb *cb, void *arg);
 
 #endif

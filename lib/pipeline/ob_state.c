@@ -1,7 +1,10 @@
 #include "ob_state.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "ob_msg.h"
 
 const char *const OB_STATE_ACCOUNT_FIELDS[] = {OB_ST_CONNECTED_REQUEST,
                                                OB_ST_CONNECTED_DESIRED,
@@ -15,6 +18,7 @@ const char *const OB_STATE_ACCOUNT_FIELDS[] = {OB_ST_CONNECTED_REQUEST,
                                                OB_ST_SUPERSEDED,
                                                OB_ST_DISCONNECTED_AT,
                                                OB_ST_DISCONNECT_KEY,
+                                               OB_ST_CONNECTED_SPEC,
                                                NULL};
 
 static void key_of(const char *account, const char *what, char *out, size_t outsz)
@@ -40,6 +44,30 @@ void ob_state_fence_key(const char *account, char *out, size_t outsz)
 void ob_state_replays_key(const char *account, char *out, size_t outsz)
 {
     key_of(account, "replays", out, outsz);
+}
+
+void ob_state_history_key(const char *account, char *out, size_t outsz)
+{
+    key_of(account, "history", out, outsz);
+}
+
+char *ob_state_history_entry(const char *at, const char *event, const char *request_id,
+                             const char *stage, const char *key, const char *detail)
+{
+    char now[OB_TIME_LEN];
+    if (!at) {
+        ob_msg_now(now);
+        at = now;
+    }
+    json_t *o = json_pack("{s:s, s:s}", "at", at, "event", event);
+    const char *names[] = {"request_id", "stage", "key", "detail"};
+    const char *values[] = {request_id, stage, key, detail};
+    for (int i = 0; o && i < 4; i++)
+        if (values[i] && values[i][0])
+            json_object_set_new(o, names[i], json_string(values[i]));
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return s;
 }
 
 int ob_state_account_of(const char *key, char *out, size_t outsz)

@@ -7,6 +7,9 @@
  *   ob:{ACCOUNT}:fence    the last fence handed out (a number that never goes back)
  *   ob:{ACCOUNT}:state    the account's record: a hash of the fields below
  *   ob:{ACCOUNT}:replays  the dead letters onboardctl replay already sent (a set)
+ *   ob:{ACCOUNT}:history  what happened to the account, newest first (a list of
+ *                         JSON entries, ob_state_history_entry; the last
+ *                         OB_STATE_HISTORY_KEPT), written with the record
  *
  * The record's fields, by who writes them:
  *
@@ -42,6 +45,8 @@
  *                          the connection in place and its event's key
  *                          (emptied by an offboarding, but connected_desired:
  *                          the offboarding's, so that another is unchanged)
+ *   connected_spec         the connection's request, normalized (JSON): what
+ *                          verification compares the account with
  *   disconnected_at, disconnect_key   the last offboarding and its event's key
  *   role_arn               the Billing Engine role
  *   buckets, old_buckets, reports, stacks   what the fleet made in the account
@@ -65,6 +70,25 @@ void ob_state_key(const char *account, char *out, size_t outsz);
 void ob_state_lock_key(const char *account, char *out, size_t outsz);
 void ob_state_fence_key(const char *account, char *out, size_t outsz);
 void ob_state_replays_key(const char *account, char *out, size_t outsz);
+void ob_state_history_key(const char *account, char *out, size_t outsz);
+
+/* Entries of an account's history kept. */
+#define OB_STATE_HISTORY_KEPT 100
+/* The events of the history. */
+#define OB_HIST_REQUESTED    "requested"    /* a request became the account's current one */
+#define OB_HIST_UNCHANGED    "unchanged"    /* a request with nothing to do (detail: why) */
+#define OB_HIST_FAILED       "failed"       /* dead-lettered (stage, detail: code: reason) */
+#define OB_HIST_CONNECTED    "connected"    /* the connected event went out (key) */
+#define OB_HIST_REPAIRED     "repaired"     /* a repair ended connected (key, detail: kinds) */
+#define OB_HIST_DISCONNECTED "disconnected" /* the disconnected event went out (key) */
+#define OB_HIST_DRIFT        "drift"        /* verification found drift (detail: kinds) */
+#define OB_HIST_VERIFIED     "verified"     /* verification found none */
+#define OB_HIST_REPLAYED     "replayed"     /* onboardctl replay sent a dead letter back */
+/* One history entry as compact JSON (malloc'd; NULL: out of memory):
+ * {"at", "event", and those of request_id, stage, key, detail that are not
+ * NULL or ""}; at NULL: now. */
+char *ob_state_history_entry(const char *at, const char *event, const char *request_id,
+                             const char *stage, const char *key, const char *detail);
 /* The account of a record's key into out; 0, or -1 when key is not one. */
 int ob_state_account_of(const char *key, char *out, size_t outsz);
 
@@ -106,6 +130,7 @@ int ob_state_account_of(const char *key, char *out, size_t outsz);
 #define OB_ST_OUTCOME_REASON    "outcome_reason"
 #define OB_ST_DISCONNECTED_AT   "disconnected_at"
 #define OB_ST_DISCONNECT_KEY    "disconnect_key"
+#define OB_ST_CONNECTED_SPEC    "connected_spec"
 
 /* Values of status. */
 #define OB_ST_STATUS_RUNNING      "running"

@@ -64,7 +64,9 @@ typedef struct acct_s acct_t;
 typedef struct job_plan_s {
     const char *account_id, *request_id, *role_arn, *external_id, *region, *desired;
     char *mem;
-    unsigned char offboard, repair; /* ob_job_plan_t's */
+    unsigned char offboard; /* ob_job_plan_t's */
+    unsigned repair;
+    const char *mode;
 } job_plan_t;
 
 typedef struct job_s {
@@ -529,7 +531,8 @@ static void plan_keep(job_t *j, const ob_job_plan_t *p)
     free(j->plan.mem);
     j->plan.mem = m;
     j->plan.offboard = !!p->offboard;
-    j->plan.repair = !!p->repair;
+    j->plan.repair = p->repair;
+    j->plan.mode = p->mode;
 }
 
 static const char *topic_intern(ob_worker_t *w, const char *name)
@@ -929,16 +932,70 @@ static void outcome_fields(job_t *j, const char **fields, size_t max, char now[O
     fields[n] = NULL;
 }
 
+/* The value of `name` among NULL-terminated name/value pairs (NULL: none). */
+static const char *field_of(const char *const *fields, const char *name)
+{
+    for (size_t i = 0; fields[i] && fields[i + 1]; i += 2)
+        if (!strcmp(fields[i], name))
+            return fields[i + 1];
+    return NULL;
+}
+
+/* The drift kinds of a repair as text ("report_missing, stack_drifted") into out. */
+static const char *repair_text(unsigned kinds, char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (unsigned bit = 1; bit && bit <= OB_DRIFT__ALL && used < n; bit <<= 1)
+        if ((kinds & bit) && ob_drift_name(bit))
+            used += (size_t)snprintf(out + used, n - used, "%s%s", used ? ", " : "",
+                                     ob_drift_name(bit));
+    return out;
+}
+
+/* What the account's history gets with an outcome (malloc'd; NULL: nothing
+ * worth telling: a stage done on the way). */
+static char *history_of(const job_t *j, const char *const *fields)
+{
+    ob_worker_t *w = j->w;
+    char detail[640];
+    if (j->unchanged)
+        return ob_state_history_entry(NULL, OB_HIST_UNCHANGED, j->plan.request_id, w->stage->name,
+                                      NULL, j->unchanged_why);
+    if (j->failed) {
+        const ob_step_t *s = last_of(j);
+        snprintf(detail, sizeof(detail), "%s: %s", s->code, s->message);
+        return ob_state_history_entry(NULL, OB_HIST_FAILED, j->plan.request_id, w->stage->name,
+                                      NULL, detail);
+    }
+    const char *outcome = field_of(fields, OB_ST_OUTCOME);
+    if (outcome && !strcmp(outcome, OB_ST_OUTCOME_CONNECTED))
+        return ob_state_history_entry(
+            NULL, j->plan.repair ? OB_HIST_REPAIRED : OB_HIST_CONNECTED, j->plan.request_id,
+            w->stage->name, field_of(fields, OB_ST_IDEMPOTENCY_KEY),
+            j->plan.repair ? repair_text(j->plan.repair, detail, sizeof(detail)) : NULL);
+    if (outcome && !strcmp(outcome, OB_ST_OUTCOME_DISCONNECTED))
+        return ob_state_history_entry(NULL, OB_HIST_DISCONNECTED, j->plan.request_id,
+                                      w->stage->name, field_of(fields, OB_ST_DISCONNECT_KEY), NULL);
+    return NULL;
+}
+
 /* An outcome's write: at intake the record is replaced (one request's
  * record, never a mix of two; the account's own fields kept), elsewhere the
- * fields are set. */
+ * fields are set; what it means for the account goes to its history in the
+ * same script. */
 static ob_err_t outcome_write(job_t *j, const char *const *fields, ob_lock_write_cb *cb)
 {
     ob_worker_t *w = j->w;
+    char *h = history_of(j, fields);
+    ob_err_t e;
     if (w->intake && !j->unchanged)
-        return ob_lock_state_replace(w->redis, j->plan.account_id, j->fence,
-                                     OB_STATE_ACCOUNT_FIELDS, fields, cb, j);
-    return ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, cb, j);
+        e = ob_lock_state_replace_h(w->redis, j->plan.account_id, j->fence, OB_STATE_ACCOUNT_FIELDS,
+                                    fields, h, cb, j);
+    else
+        e = ob_lock_state_write_h(w->redis, j->plan.account_id, j->fence, fields, h, cb, j);
+    free(h);
+    return e;
 }
 
 static void write_state(job_t *j)
@@ -1742,8 +1799,8 @@ static const char *unchanged_reason(const job_t *j, const ob_lock_t *l, const ch
                    : NULL;
     if (same && !strcmp(status, OB_ST_STATUS_DISCONNECTED))
         return "already offboarded: nothing of the fleet's is left in the account";
-    static const char *const made[] = {OB_ST_CONNECTED_REQUEST, OB_ST_STACK_ID, OB_ST_STACKS,
-                                       OB_ST_REPORT, OB_ST_REPORTS, NULL};
+    static const char *const made[] = {
+        OB_ST_CONNECTED_REQUEST, OB_ST_STACK_ID, OB_ST_STACKS, OB_ST_REPORT, OB_ST_REPORTS, NULL};
     for (int i = 0; made[i]; i++)
         if (ob_lock_prior_get(l, made[i])[0])
             return NULL;
@@ -1844,8 +1901,20 @@ static int account_turn(job_t *j, const ob_lock_t *l)
     char now[OB_TIME_LEN], *lists[3];
     const char *f[24];
     takeover_fields(j, l, f, now, lists);
-    ob_lock_state_replace(w->redis, j->plan.account_id, j->fence, OB_STATE_ACCOUNT_FIELDS, f, NULL,
-                          NULL);
+    char detail[640] = "";
+    if (j->plan.repair)
+        snprintf(detail, sizeof(detail), "mode %s, repair: ", j->plan.mode ? j->plan.mode : "?");
+    else
+        snprintf(detail, sizeof(detail), "mode %s", j->plan.mode ? j->plan.mode : "?");
+    if (j->plan.repair) {
+        size_t used = strlen(detail);
+        repair_text(j->plan.repair, detail + used, sizeof(detail) - used);
+    }
+    char *h = ob_state_history_entry(now, OB_HIST_REQUESTED, j->plan.request_id, w->stage->name,
+                                     NULL, detail);
+    ob_lock_state_replace_h(w->redis, j->plan.account_id, j->fence, OB_STATE_ACCOUNT_FIELDS, f, h,
+                            NULL, NULL);
+    free(h);
     for (int i = 0; i < 3; i++)
         free(lists[i]);
     return 0;

@@ -110,8 +110,9 @@ typedef struct ob_job_plan_s {
     char external_id[OB_EXTERNAL_ID_LEN]; /* for it ("" : none) */
     char region[OB_REGION_LEN];
     char desired[OB_DESIRED_LEN]; /* ob_request_desired() of the request */
-    int offboard; /* mode offboard: a no-op (with its reason) when nothing is to remove */
-    int repair;   /* the request repairs drift: never skipped as unchanged */
+    int offboard;     /* mode offboard: a no-op (with its reason) when nothing is to remove */
+    unsigned repair;  /* OB_DRIFT_*: the drift the request repairs (never unchanged) */
+    const char *mode; /* the request's mode (a static name; NULL: unknown) */
 } ob_job_plan_t;
 
 typedef struct ob_stage_s {

@@ -16,7 +16,16 @@
  *     says unchanged, with the reason;
  *   - a later mode new request onboards an offboarded account again, with a
  *     fresh ExternalId (a new connection key), and `onboardctl check` agrees
- *     with the records throughout.
+ *     with the records throughout;
+ * Accounts joining, as AWS announces them (the real example events of
+ * proto/examples/aws-events on the intake topic, each delivered twice):
+ * Organizations' CreateAccountResult and AcceptHandshake and Control Tower's
+ * CreateManagedAccount (through the role Control Tower makes) each onboard
+ * their account once; every other event is a dead letter naming it.
+ *
+ *   - `onboardctl status` tells the account's story in order: requested,
+ *     connected, requested (offboard), disconnected, unchanged (with the
+ *     reason), requested, connected (under the new key).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -305,6 +314,113 @@ static void test_offboard(void **state)
     assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 1);
     json_decref(first);
     assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, "check", out, sizeof(out)), 0);
+
+    /* The account's story, as onboardctl status tells it. */
+    char args[64], big[16384];
+    snprintf(args, sizeof(args), "status --json %s", acct);
+    assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, args, big, sizeof(big)), 0);
+    json_t *st = json_loads(big, 0, NULL);
+    assert_non_null(st);
+    json_t *hist = json_object_get(st, "history");
+    static const char *const story[] = {"requested", "connected", "requested", "disconnected",
+                                        "unchanged", "requested", "connected"};
+    size_t nstory = sizeof(story) / sizeof(story[0]);
+    if (json_array_size(hist) != nstory)
+        fail_msg("history of %zu events, %zu expected: %s", json_array_size(hist), nstory, big);
+    for (size_t i = 0; i < nstory; i++)
+        assert_string_equal(str_of(json_array_get(hist, i), "event"), story[i]);
+    assert_non_null(strstr(str_of(json_array_get(hist, 2), "detail"), "mode offboard"));
+    assert_non_null(strstr(str_of(json_array_get(hist, 4), "detail"), "already offboarded"));
+    assert_string_equal(str_of(json_array_get(hist, 6), "key"), str_of(second, "idempotency_key"));
+    json_decref(st);
+    ob_test_end(&H);
+}
+
+/* An example event of proto/examples/aws-events with its account replaced
+ * by `acct` (malloc'd). */
+static char *example_event(const char *name, const char *from, const char *acct)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", OB_EVENTS, name);
+    size_t len;
+    char *text = ob_test_read_file(path, &len);
+    if (!text)
+        fail_msg("no example event %s", path);
+    for (char *p = strstr(text, from); p; p = strstr(p + 12, from))
+        memcpy(p, acct, 12);
+    return text;
+}
+
+static void test_events(void **state)
+{
+    (void)state;
+    fleet_t f;
+    fleet_start(&f);
+    /* Control Tower's account factory makes its own role in the account;
+     * there, the organization's usual role lets the fleet in no more. */
+    char acct[16], seed[1024];
+    ob_test_member_account(13, acct);
+    snprintf(seed, sizeof(seed),
+             "{\"roles\":[{\"Account\":\"%s\",\"RoleName\":\"AWSControlTowerExecution\","
+             "\"AssumeRolePolicyDocument\":{\"Version\":\"2012-10-17\",\"Statement\":[{"
+             "\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"" MGMT_ROOT "\"},"
+             "\"Action\":\"sts:AssumeRole\"}]}},{\"Account\":\"%s\",\"RoleName\":"
+             "\"OrganizationAccountAccessRole\",\"AssumeRolePolicyDocument\":{\"Version\":"
+             "\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":"
+             "\"arn:aws:iam::999999999999:root\"},\"Action\":\"sts:AssumeRole\"}]}}]}",
+             acct, acct);
+    assert_int_equal(ob_test_sim_post(&H, "/_sim/seed", seed), 200);
+    static const struct {
+        const char *file, *from;
+        int member;
+    } joins[] = {{"accepted/organizations-create-account-result.json", "222222222222", 11},
+                 {"accepted/organizations-accept-handshake.json", "333333333333", 12},
+                 {"accepted/controltower-create-managed-account.json", "444444444444", 13}};
+    static const char *const refused[] = {"refused/organizations-create-account-result-failed.json",
+                                          "refused/organizations-invite-account-open.json",
+                                          "refused/controltower-update-managed-account.json",
+                                          "refused/ec2-instance-state-change.json"};
+    ob_test_producer_t *p = ob_test_producer(&H);
+    int member[3];
+    for (int round = 0; round < 2; round++) /* EventBridge delivers at least once */
+        for (int i = 0; i < 3; i++) {
+            member[i] = joins[i].member;
+            ob_test_member_account(member[i], acct);
+            char *ev = example_event(joins[i].file, joins[i].from, acct);
+            ob_test_send(p, "requests", acct, ev);
+            free(ev);
+        }
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char *ev = example_event(refused[i], "999999999999", "999999999999");
+        ob_test_send(p, "requests", "event", ev);
+        free(ev);
+    }
+    ob_test_producer_done(p);
+    wait_field(member, 3, "status", "connected");
+    wait_events(&f, "onboard.connected/1", 3);
+    ob_test_run_for(H.loop, 1000); /* a second connection would show now */
+    for (int i = 0; i < 3; i++) {
+        ob_test_member_account(member[i], acct);
+        assert_int_equal(events_of(&f, acct, "onboard.connected/1"), 1);
+        char *rid = ob_test_member_state(&H, member[i], "connected_request");
+        assert_int_equal(strncmp(rid, "eventbridge:", 12), 0);
+        free(rid);
+        assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 1);
+    }
+    /* Everything else: dead letters naming the event. */
+    json_t *dlq = ob_test_out_map(f.out, "dlq");
+    int tries = 0;
+    while (json_array_size(json_object_get(dlq, "event")) < 4 && tries++ < 100)
+        ob_test_run_for(H.loop, 100);
+    json_t *letters = json_object_get(dlq, "event"), *d;
+    assert_int_equal(json_array_size(letters), 4);
+    static const char *const names[] = {"CreateAccountResult", "InviteAccountToOrganization",
+                                        "UpdateManagedAccount", "aws.ec2"};
+    size_t i;
+    json_array_foreach(letters, i, d)
+    {
+        ob_test_check_dlq(d, refused[i], "bucket", "invalid_input", "unsupported_event", names[i]);
+    }
     ob_test_end(&H);
 }
 
@@ -315,9 +431,11 @@ int main(void)
     ob_test_set(&H, "OB_STACK_POLL", "100ms");
     ob_test_set(&H, "OB_CONNECT_RETRIES", "3");
     ob_test_set(&H, "OB_CONNECT_RETRY_WAIT", "200ms");
+    ob_test_set(&H, "OB_LIFECYCLE_REGION", "eu-west-1");
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offboard),
+        cmocka_unit_test(test_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -290,6 +290,8 @@ static void test_examples(void **state)
     size_t checked = 0, failures = 0, per_kind[OB_MSG__KIND_COUNT] = {0};
     assert_true(nschemas >= 4);
     for (size_t s = 0; s < nschemas; s++) {
+        if (strncmp(schemas[s], "onboard.", 8) != 0)
+            continue; /* aws-events: AWS's own (unit.lifecycle) */
         ob_msg_kind_t kind = kind_of_dir(schemas[s]);
         assert_true(kind < OB_MSG__KIND_COUNT);
         static const char *const kinds[] = {"valid", "invalid", "codec-only"};

@@ -273,9 +273,9 @@ static void test_seed_errors_change_nothing(void **state)
                 "body must be a JSON object like the --seed file: {\"accounts\": [...], "
                 "\"keys\": [...], \"roles\": [...], \"buckets\": [...]}");
     admin_fails(f, "POST", "/_sim/seed", "{}", 400,
-                "seed: nothing to add (give accounts, keys, roles, buckets or reports)");
+                "seed: nothing to add (give accounts, ous, keys, roles, buckets or reports)");
     admin_fails(f, "POST", "/_sim/seed", "{\"role\": []}", 400,
-                "seed: nothing to add (give accounts, keys, roles, buckets or reports)");
+                "seed: nothing to add (give accounts, ous, keys, roles, buckets or reports)");
     admin_fails(f, "POST", "/_sim/seed", "{\"roles\": {}}", 400,
                 "seed: \"roles\" must be an array");
     /* One bad item: the good ones before it are not applied either. */
@@ -291,7 +291,7 @@ static void test_seed_errors_change_nothing(void **state)
                 "seed: bucket 0 needs Name and Owner");
     admin_fails(f, "GET", "/_sim/seed", NULL, 404,
                 "unknown admin call; GET /_sim/{health,state,stats,config}, POST "
-                "/_sim/{reset,seed,config,faults,latency}, DELETE "
+                "/_sim/{reset,seed,accounts,ous,drift,config,faults,latency}, DELETE "
                 "/_sim/{faults,latency,buckets/NAME}");
 
     char *after = json_dumps(sim_state(f->sim), JSON_SORT_KEYS | JSON_COMPACT);

@@ -38,10 +38,10 @@ static void test_account_fields(void **state)
 {
     /* The connection in place and what the fleet made survive a newer
      * request; the request's own fields do not. */
-    static const char *const kept[] = {"connected_request", "connected_desired", "connected_at",
-                                       "idempotency_key",   "role_arn",          "buckets",
-                                       "old_buckets",       "reports",           "stacks",
-                                       "superseded",        "disconnected_at",   "disconnect_key"};
+    static const char *const kept[] = {
+        "connected_request", "connected_desired", "connected_at",  "idempotency_key", "role_arn",
+        "buckets",           "old_buckets",       "reports",       "stacks",          "superseded",
+        "disconnected_at",   "disconnect_key",    "connected_spec"};
     size_t n = 0;
     while (OB_STATE_ACCOUNT_FIELDS[n])
         n++;
