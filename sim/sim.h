@@ -12,15 +12,24 @@
  * reads its parameters; handle() does it and fills the reply. Handlers are
  * synchronous and pure with respect to I/O: they read and change the state
  * and write the reply; the core decides when the reply is sent (latency) or
- * whether a fault replaces it. Work that takes time (a stack being created)
- * is driven by loop timers the module arms itself.
+ * whether a fault replaces it. Work that takes time (a stack being created,
+ * a drift detection, an account being created) is driven by loop timers the
+ * module arms itself. sim_drift.c is no service: it makes drift (POST
+ * /_sim/drift, handing the S3 and CUR kinds to those modules) and finds it
+ * for CloudFormation's drift detection.
  *
  * The state is one jansson document, so that dumping it (admin API),
  * persisting it (state file) and restoring it are one call each. Layout:
  *
- *   "org":      {"Id": "o-...", "Arn": ..., "MasterAccountId": "111111111111"}
+ *   "org":      {"Id": "o-...", "Arn": ..., "MasterAccountId": "111111111111",
+ *                "RootId": "r-sim0"}
  *   "accounts": {"<12 digits>": {"Id","Arn","Email","Name","State",
- *                                "JoinedMethod","JoinedTimestamp" (epoch s)}}
+ *                                "JoinedMethod","JoinedTimestamp" (epoch s),
+ *                                "ParentId" (the root or an OU)}}
+ *   "ous":      {"ou-sim0-<8>": {"Id","Arn","Name","ParentId"}}
+ *   "create_account_requests": {"car-<32 hex>": {"Id","AccountName","Email",
+ *                 "RoleName","State","RequestedMs","Seq","DueMs", and once done
+ *                 "CompletedMs","AccountId" or "FailureReason"}} (sim_org.c)
  *   "keys":     {"<AccessKeyId>": {"secret", "token" (string or null),
  *                 "account", "arn" (principal ARN), "role_arn" (assumed roles
  *                 only, else null), "expires_ms" (0: never)}}
@@ -34,7 +43,8 @@
  *   "stacks":   {"<StackId>": {...}}, "stack_names": {account: {region: {name: StackId}}},
  *   "stack_tokens": {account: {region: {ClientRequestToken: call}}},
  *   "stack_faults": {account: {region: {StackName: epoch ms}}}, the stack names the
- *                   rollback fault has failed (each fails once) (all owned by sim_cfn.c)
+ *                   rollback fault has failed (each fails once),
+ *   "stack_drift_detections": {"<uuid>": {...}} (all owned by sim_cfn.c)
  *   "counts":   {"<service>.<Op>": n, ...} and "counts_by_account": {acct: {op: n}}
  *
  * Threading: everything runs on the loop thread.
@@ -117,6 +127,8 @@ typedef struct sim_opts_s {
 #define SIM_MGMT_ACCOUNT "111111111111"
 #define SIM_MGMT_AKID    "AKIAIOSFODNN7EXAMPLE"
 #define SIM_MGMT_SECRET  "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+/* The organization's root; OU ids are "ou-sim0-" and 8 more characters. */
+#define SIM_ROOT_ID "r-sim0"
 /* Member account i (1-based) of --org-accounts: 200000000000 + i. */
 #define SIM_MEMBER_BASE 200000000000ULL
 
@@ -139,6 +151,16 @@ void sim_touch(sim_t *sim);
 json_t *sim_issue_session(sim_t *sim, const char *account, const char *role_arn,
                           const char *session_name, int duration_s, const char **akid,
                           const char **secret, const char **token, int64_t *expires_ms);
+/* The organization's root ("r-sim0"). */
+const char *sim_root_id(sim_t *sim);
+/* Add (or replace) an account of the organization, as --org-accounts, the
+ * seed, CreateAccount and POST /_sim/accounts make one: joined is "CREATED"
+ * or "INVITED", parent_id NULL for the root. Returns the entry (borrowed). */
+json_t *sim_put_account(sim_t *sim, const char *id, const char *name, const char *email,
+                        const char *state, const char *joined, const char *parent_id);
+/* The role Organizations makes in an account it creates: `name` at path /,
+ * which the management account (arn:aws:iam::MGMT:root) may assume. */
+json_t *sim_put_org_role(sim_t *sim, const char *account, const char *name);
 /* Create (or replace) a role. trust is stolen. Returns the role entry. */
 json_t *sim_put_role(sim_t *sim, const char *account, const char *name, const char *path,
                      json_t *trust, const char *stack_id);
@@ -158,6 +180,36 @@ uint64_t sim_latency_ms(sim_t *sim, const char *name);
  * count or draws against its rate, and counts in faults_injected. 0 when no
  * such rule fires. */
 int sim_rollback_fault(sim_t *sim, const char *name);
+
+/* ---- the modules' parts of the seed and the admin API ---- */
+/* Check the "ous" of a seed document and the accounts' "ParentId" (against
+ * the seed's own OUs and the state's); what names the document in messages. */
+ob_err_t sim_org_seed_check(sim_t *sim, json_t *seed, const char *what, char *errstr,
+                            size_t errstr_size);
+/* Add or replace the seed's OUs (checked first). */
+void sim_org_seed_apply(sim_t *sim, json_t *seed);
+/* Admin calls a module serves: body is the request's JSON object
+ * (borrowed); the HTTP status is returned and *out (new) is the answer, or
+ * {"error": why}. POST /_sim/accounts, POST /_sim/ous (sim_org.c) and POST
+ * /_sim/drift (sim_drift.c, which hands the S3 and CUR kinds on). */
+int sim_org_admin_account(sim_t *sim, json_t *body, json_t **out);
+int sim_org_admin_ou(sim_t *sim, json_t *body, json_t **out);
+int sim_admin_drift(sim_t *sim, json_t *body, json_t **out);
+int sim_s3_drift(sim_t *sim, const char *account, const char *kind, json_t *body, json_t **out);
+int sim_cur_drift(sim_t *sim, const char *account, const char *kind, json_t *body, json_t **out);
+/* {"error": printf(fmt, ...)} (new), for those answers. */
+json_t *sim_admin_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- drift (sim_drift.c) ---- */
+/* What CloudFormation's drift detection finds for one resource of a stack
+ * of account now: entry is the stack's resource (Type, PhysicalResourceId,
+ * Properties as the template set them), resources all of the stack's (an
+ * AWS::IAM::Policy of the stack is not drift of the role it names). A new
+ * {"LogicalResourceId", "PhysicalResourceId", "ResourceType",
+ * "StackResourceDriftStatus", "ExpectedProperties", "ActualProperties" (JSON
+ * text), "PropertyDifferences": [...]}, or NULL for a type the simulator
+ * does not check (AWS leaves those out of the results too). */
+json_t *sim_drift_check(sim_t *sim, const char *account, json_t *entry, json_t *resources);
 
 /* ---- replies ---- */
 void sim_reply(sim_call_t *c, int status, const char *content_type, const char *body, size_t len);

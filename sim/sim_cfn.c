@@ -3,8 +3,10 @@
  * in the namespace http://cloudformation.amazonaws.com/doc/2010-05-15/).
  *
  * Operations: CreateStack, UpdateStack, DeleteStack, DescribeStacks,
- * ListStacks, DescribeStackEvents and GetTemplate, with AWS's validation and
- * error wording (checked against botocore's model and AWS's documentation).
+ * ListStacks, DescribeStackEvents, GetTemplate, and drift detection
+ * (DetectStackDrift, DescribeStackDriftDetectionStatus,
+ * DescribeStackResourceDrifts), with AWS's validation and error wording
+ * (checked against botocore's model and AWS's documentation).
  *
  * State: stacks live in the state document under "stacks", keyed by StackId
  * ("arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/UUID"), one object each:
@@ -26,6 +28,17 @@
  * simulator (StackId -> timer) that init() rebuilds from "Pending", so a
  * restored state resumes where it stopped. Thousands of stacks in progress
  * are thousands of entries in the loop's timer heap: cheap.
+ *
+ * Drift: DetectStackDrift (on a stack in a status AWS detects drift in, one
+ * detection at a time) records a detection in "stack_drift_detections"
+ * (id -> StackId, DetectionStatus, Timestamp, DueMs...) and arms a timer in
+ * the same table, keyed by the detection's id, due after
+ * sim_latency_ms("cloudformation.drift_detect"). When it fires every
+ * resource of the stack is compared with what it is now (sim_drift_check,
+ * sim_drift.c) and the stack keeps the results ("ResourceDrifts", what
+ * DescribeStackResourceDrifts pages through) and its "DriftInformation";
+ * a stack deleted meanwhile fails the detection. A stack remembers its last
+ * DRIFT_KEPT detection ids; older ones are forgotten.
  *
  * Templates: JSON only (YAML is refused with a ValidationError that says
  * so), at most 51,200 bytes, TemplateURL not supported. A template is
@@ -196,7 +209,7 @@ struct cfn_timer_s {
     cfn_ctx_t *ctx;
     ob_timer_t *timer;
     cfn_timer_t *next; /* hash chain */
-    char *stack_id;
+    char *key;         /* a StackId, or a drift detection's id (a UUID) */
 };
 
 struct cfn_ctx_s {
@@ -209,6 +222,8 @@ struct cfn_ctx_s {
 static cfn_ctx_t *contexts;
 
 static void stack_advance(sim_t *sim, const char *stack_id);
+static json_t *detections_of(sim_t *sim);
+static void drift_finish(sim_t *sim, const char *id);
 
 static size_t hash_id(const char *s)
 {
@@ -247,7 +262,7 @@ static cfn_ctx_t *ctx_get(sim_t *sim)
 static cfn_timer_t **timer_link(cfn_ctx_t *x, const char *id)
 {
     cfn_timer_t **l = &x->slots[hash_id(id) % x->nslots];
-    while (*l && strcmp((*l)->stack_id, id) != 0)
+    while (*l && strcmp((*l)->key, id) != 0)
         l = &(*l)->next;
     return l;
 }
@@ -262,7 +277,7 @@ static void timers_grow(cfn_ctx_t *x)
         cfn_timer_t *e = x->slots[i];
         while (e) {
             cfn_timer_t *next = e->next;
-            size_t h = hash_id(e->stack_id) % n;
+            size_t h = hash_id(e->key) % n;
             e->next = s[h];
             s[h] = e;
             e = next;
@@ -276,7 +291,7 @@ static void timers_grow(cfn_ctx_t *x)
 static void timer_entry_free(cfn_timer_t *e)
 {
     ob_timer_free(e->timer);
-    free(e->stack_id);
+    free(e->key);
     free(e);
 }
 
@@ -284,31 +299,34 @@ static void timer_fired(ob_timer_t *t, void *arg)
 {
     cfn_timer_t *e = arg;
     cfn_ctx_t *x = e->ctx;
-    cfn_timer_t **l = timer_link(x, e->stack_id);
+    cfn_timer_t **l = timer_link(x, e->key);
     if (*l == e) {
         *l = e->next;
         x->count--;
     }
     /* The entry is out of the table: advancing may arm a new one. */
-    stack_advance(x->sim, e->stack_id);
+    if (json_object_get(detections_of(x->sim), e->key))
+        drift_finish(x->sim, e->key);
+    else
+        stack_advance(x->sim, e->key);
     timer_entry_free(e);
 }
 
-static void schedule(sim_t *sim, const char *stack_id, uint64_t delay_ms)
+static void schedule(sim_t *sim, const char *key, uint64_t delay_ms)
 {
     cfn_ctx_t *x = ctx_get(sim);
     if (!x)
         return;
-    cfn_timer_t **l = timer_link(x, stack_id);
+    cfn_timer_t **l = timer_link(x, key);
     cfn_timer_t *e = *l;
     if (!e) {
         e = ob_calloc(1, sizeof(*e));
         if (!e)
             return;
         e->ctx = x;
-        e->stack_id = ob_strdup(stack_id);
+        e->key = ob_strdup(key);
         e->timer = ob_timer_new(sim_loop(sim), timer_fired, e);
-        if (!e->stack_id || !e->timer) {
+        if (!e->key || !e->timer) {
             timer_entry_free(e);
             return;
         }
@@ -319,12 +337,12 @@ static void schedule(sim_t *sim, const char *stack_id, uint64_t delay_ms)
     ob_timer_start(e->timer, delay_ms);
 }
 
-static void unschedule(sim_t *sim, const char *stack_id)
+static void unschedule(sim_t *sim, const char *key)
 {
     cfn_ctx_t *x = ctx_find(sim);
     if (!x)
         return;
-    cfn_timer_t **l = timer_link(x, stack_id);
+    cfn_timer_t **l = timer_link(x, key);
     cfn_timer_t *e = *l;
     if (e) {
         *l = e->next;
@@ -3041,6 +3059,17 @@ static void xml_time(ob_buf_t *b, const char *name, json_t *ms)
     xml_el(b, name, t);
 }
 
+/* The stack's drift as the last completed detection left it. */
+static void xml_drift_info(ob_buf_t *b, json_t *st)
+{
+    json_t *di = json_object_get(st, "DriftInformation");
+    const char *status = jstr(di, "StackDriftStatus");
+    ob_buf_puts(b, "<DriftInformation>");
+    xml_el(b, "StackDriftStatus", status ? status : "NOT_CHECKED");
+    xml_time(b, "LastCheckTimestamp", json_object_get(di, "LastCheckTimestamp"));
+    ob_buf_puts(b, "</DriftInformation>");
+}
+
 static void xml_stack(ob_buf_t *b, json_t *st)
 {
     size_t i;
@@ -3129,8 +3158,7 @@ static void xml_stack(ob_buf_t *b, json_t *st)
     }
     xml_el(b, "EnableTerminationProtection",
            json_is_true(json_object_get(st, "EnableTerminationProtection")) ? "true" : "false");
-    ob_buf_puts(b, "<DriftInformation><StackDriftStatus>NOT_CHECKED</StackDriftStatus>"
-                   "</DriftInformation>");
+    xml_drift_info(b, st);
     ob_buf_puts(b, "</member>");
 }
 
@@ -3599,8 +3627,8 @@ static void op_list(sim_call_t *c)
         xml_el(&b, "StackStatus", jstr(st, "StackStatus"));
         if (jstr(st, "StackStatusReason"))
             xml_el(&b, "StackStatusReason", jstr(st, "StackStatusReason"));
-        ob_buf_puts(&b, "<DriftInformation><StackDriftStatus>NOT_CHECKED</StackDriftStatus>"
-                        "</DriftInformation></member>");
+        xml_drift_info(&b, st);
+        ob_buf_puts(&b, "</member>");
     }
     ob_buf_puts(&b, "</StackSummaries>");
     page_end(&b, start, shown, n);
@@ -3667,16 +3695,353 @@ static void op_get_template(sim_call_t *c)
     ob_buf_free(&b);
 }
 
+/* ---- drift detection ---- */
+
+#define DRIFT_KEPT 10 /* detections remembered per stack; older ids are forgotten */
+
+static json_t *detections_of(sim_t *sim)
+{
+    return sim_section(sim, "stack_drift_detections");
+}
+
+/* The stack statuses AWS detects drift in. */
+static int drift_detectable(const char *status)
+{
+    return streq(status, "CREATE_COMPLETE") || streq(status, "UPDATE_COMPLETE") ||
+           streq(status, "UPDATE_ROLLBACK_COMPLETE") || streq(status, "UPDATE_ROLLBACK_FAILED") ||
+           streq(status, "IMPORT_COMPLETE") || streq(status, "IMPORT_ROLLBACK_COMPLETE");
+}
+
+/* Results of earlier detections for the resources this one did not check
+ * (a LogicalResourceIds filter), as long as the stack still has them. */
+static void keep_unchecked(json_t *st, json_t *results, json_t *checked)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(st, "ResourceDrifts"), i, r)
+    {
+        const char *lid = jstr(r, "LogicalResourceId");
+        if (lid && !json_object_get(checked, lid) &&
+            json_object_get(json_object_get(st, "Resources"), lid))
+            json_array_append(results, r);
+    }
+}
+
+static int cmp_drift(const void *a, const void *b)
+{
+    return strcmp(jstr(*(json_t *const *)a, "LogicalResourceId"),
+                  jstr(*(json_t *const *)b, "LogicalResourceId"));
+}
+
+/* The detection's timer: compare every checked resource with what it is now. */
+static void drift_finish(sim_t *sim, const char *id)
+{
+    json_t *d = json_object_get(detections_of(sim), id);
+    if (!d || !streq(jstr(d, "DetectionStatus"), "DETECTION_IN_PROGRESS"))
+        return;
+    json_t *st = json_object_get(stacks_of(sim), jstr(d, "StackId"));
+    json_object_del(d, "DueMs");
+    json_object_del(d, "DetectionStatusReason");
+    sim_touch(sim);
+    if (st)
+        json_object_del(st, "DriftDetecting");
+    const char *status = jstr(st, "StackStatus");
+    if (!st || streq(status, "DELETE_IN_PROGRESS") || streq(status, "DELETE_COMPLETE")) {
+        json_object_set_new(d, "DetectionStatus", json_string("DETECTION_FAILED"));
+        json_object_set_new(d, "StackDriftStatus", json_string("UNKNOWN"));
+        json_object_set_new(
+            d, "DetectionStatusReason",
+            json_sprintf("Stack [%s] was deleted while its drift was being detected",
+                         jstr(d, "StackId")));
+        return;
+    }
+    json_t *filter = json_object_get(d, "LogicalResourceIds");
+    json_t *res = json_object_get(st, "Resources");
+    json_t *results = json_array(), *checked = json_object();
+    int64_t now = sim_now_ms();
+    int drifted = 0;
+    const char *lid;
+    json_t *entry;
+    json_object_foreach(res, lid, entry)
+    {
+        int wanted = !json_array_size(filter);
+        size_t i;
+        json_t *x;
+        json_array_foreach(filter, i, x)
+        {
+            wanted |= streq(json_string_value(x), lid);
+        }
+        json_t *r = wanted ? sim_drift_check(sim, jstr(st, "Account"), entry, res) : NULL;
+        if (!r)
+            continue;
+        json_object_set_new(checked, lid, json_true());
+        json_object_set(r, "StackId", json_object_get(st, "StackId"));
+        json_object_set_new(r, "Timestamp", json_integer(now));
+        drifted += !streq(jstr(r, "StackResourceDriftStatus"), "IN_SYNC");
+        json_array_append_new(results, r);
+    }
+    keep_unchecked(st, results, checked);
+    json_decref(checked);
+    size_t n = json_array_size(results), any = 0;
+    json_t **v = ob_malloc((n + 1) * sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        v[i] = json_array_get(results, i);
+        any += !streq(jstr(v[i], "StackResourceDriftStatus"), "IN_SYNC");
+    }
+    qsort(v, n, sizeof(*v), cmp_drift);
+    json_t *ordered = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append(ordered, v[i]);
+    free(v);
+    json_decref(results);
+    json_object_set_new(st, "ResourceDrifts", ordered);
+    json_object_set_new(st, "DriftInformation",
+                        json_pack("{s:s, s:O}", "StackDriftStatus", any ? "DRIFTED" : "IN_SYNC",
+                                  "LastCheckTimestamp", json_object_get(d, "Timestamp")));
+    json_object_set_new(d, "DetectionStatus", json_string("DETECTION_COMPLETE"));
+    json_object_set_new(d, "StackDriftStatus", json_string(drifted ? "DRIFTED" : "IN_SYNC"));
+    json_object_set_new(d, "DriftedStackResourceCount", json_integer(drifted));
+}
+
+/* Remember the detection on its stack; the oldest beyond DRIFT_KEPT go. */
+static void remember_detection(sim_t *sim, json_t *st, const char *id)
+{
+    json_t *ids = json_object_get(st, "DriftDetections");
+    if (!json_is_array(ids)) {
+        ids = json_array();
+        json_object_set_new(st, "DriftDetections", ids);
+    }
+    json_array_append_new(ids, json_string(id));
+    while (json_array_size(ids) > DRIFT_KEPT) {
+        json_object_del(detections_of(sim), json_string_value(json_array_get(ids, 0)));
+        json_array_remove(ids, 0);
+    }
+}
+
+static void op_detect_drift(sim_call_t *c)
+{
+    json_t *st = stack_by_param(c);
+    if (!st)
+        return;
+    const char *status = jstr(st, "StackStatus");
+    if (!drift_detectable(status)) {
+        sim_error(c, 400, CFN_ERR, "Stack [%s] is in %s state and can not be checked for drift",
+                  jstr(st, "StackId"), status);
+        return;
+    }
+    if (jstr(st, "DriftDetecting")) {
+        sim_error(c, 400, CFN_ERR, "Drift detection is already in progress for stack [%s]",
+                  jstr(st, "StackId"));
+        return;
+    }
+    json_t *filter = collect_list(c, "LogicalResourceIds");
+    size_t i;
+    json_t *x;
+    json_array_foreach(filter, i, x)
+    {
+        if (!json_object_get(json_object_get(st, "Resources"), json_string_value(x))) {
+            sim_error(c, 400, CFN_ERR, "Resource [%s] does not exist in stack [%s]",
+                      json_string_value(x), jstr(st, "StackName"));
+            json_decref(filter);
+            return;
+        }
+    }
+    char id[37];
+    make_uuid(id);
+    uint64_t ms = sim_latency_ms(c->sim, "cloudformation.drift_detect");
+    int64_t now = sim_now_ms();
+    json_t *d = json_pack("{s:s, s:O, s:s, s:s, s:s, s:s, s:I, s:I}", "StackDriftDetectionId", id,
+                          "StackId", json_object_get(st, "StackId"), "Account", c->account,
+                          "Region", c->region, "DetectionStatus", "DETECTION_IN_PROGRESS",
+                          "DetectionStatusReason", "User Initiated", "Timestamp", (json_int_t)now,
+                          "DueMs", (json_int_t)(now + (int64_t)ms));
+    if (json_array_size(filter))
+        json_object_set(d, "LogicalResourceIds", filter);
+    json_decref(filter);
+    json_object_set_new(detections_of(c->sim), id, d);
+    json_object_set_new(st, "DriftDetecting", json_string(id));
+    remember_detection(c->sim, st, id);
+    schedule(c->sim, id, ms);
+    sim_touch(c->sim);
+    ob_buf_t b = {0};
+    xml_el(&b, "StackDriftDetectionId", id);
+    sim_reply_query(c, buf_str(&b));
+    ob_buf_free(&b);
+}
+
+static void op_drift_status(sim_call_t *c)
+{
+    const char *id = param(c, "StackDriftDetectionId");
+    if (!id) {
+        sim_error(c, 400, CFN_ERR,
+                  "1 validation error detected: Value null at 'stackDriftDetectionId' failed to "
+                  "satisfy constraint: Member must not be null");
+        return;
+    }
+    if (!*id || strlen(id) > 36) {
+        sim_error(c, 400, CFN_ERR,
+                  "1 validation error detected: Value '%s' at 'stackDriftDetectionId' failed to "
+                  "satisfy constraint: Member must have length %s",
+                  id, *id ? "less than or equal to 36" : "greater than or equal to 1");
+        return;
+    }
+    json_t *d = json_object_get(detections_of(c->sim), id);
+    if (!d || !streq(jstr(d, "Account"), c->account) || !streq(jstr(d, "Region"), c->region)) {
+        sim_error(c, 400, CFN_ERR, "Drift detection with id %s does not exist", id);
+        return;
+    }
+    ob_buf_t b = {0};
+    xml_el(&b, "StackId", jstr(d, "StackId"));
+    xml_el(&b, "StackDriftDetectionId", id);
+    if (jstr(d, "StackDriftStatus"))
+        xml_el(&b, "StackDriftStatus", jstr(d, "StackDriftStatus"));
+    xml_el(&b, "DetectionStatus", jstr(d, "DetectionStatus"));
+    if (jstr(d, "DetectionStatusReason"))
+        xml_el(&b, "DetectionStatusReason", jstr(d, "DetectionStatusReason"));
+    if (json_is_integer(json_object_get(d, "DriftedStackResourceCount")))
+        ob_buf_printf(
+            &b, "<DriftedStackResourceCount>%" JSON_INTEGER_FORMAT "</DriftedStackResourceCount>",
+            json_integer_value(json_object_get(d, "DriftedStackResourceCount")));
+    xml_time(&b, "Timestamp", json_object_get(d, "Timestamp"));
+    sim_reply_query(c, buf_str(&b));
+    ob_buf_free(&b);
+}
+
+static const char *const resource_drift_statuses[] = {
+    "IN_SYNC", "MODIFIED", "DELETED", "NOT_CHECKED", "UNKNOWN", "UNSUPPORTED", NULL};
+
+static void xml_resource_drift(ob_buf_t *b, json_t *r)
+{
+    size_t i;
+    json_t *p;
+    ob_buf_puts(b, "<member>");
+    xml_el(b, "StackId", jstr(r, "StackId"));
+    xml_el(b, "LogicalResourceId", jstr(r, "LogicalResourceId"));
+    if (jstr(r, "PhysicalResourceId"))
+        xml_el(b, "PhysicalResourceId", jstr(r, "PhysicalResourceId"));
+    xml_el(b, "ResourceType", jstr(r, "ResourceType"));
+    if (jstr(r, "ExpectedProperties"))
+        xml_el(b, "ExpectedProperties", jstr(r, "ExpectedProperties"));
+    if (jstr(r, "ActualProperties"))
+        xml_el(b, "ActualProperties", jstr(r, "ActualProperties"));
+    json_t *diffs = json_object_get(r, "PropertyDifferences");
+    if (json_array_size(diffs)) {
+        ob_buf_puts(b, "<PropertyDifferences>");
+        json_array_foreach(diffs, i, p)
+        {
+            ob_buf_puts(b, "<member>");
+            xml_el(b, "PropertyPath", jstr(p, "PropertyPath"));
+            xml_el(b, "ExpectedValue", jstr(p, "ExpectedValue"));
+            xml_el(b, "ActualValue", jstr(p, "ActualValue"));
+            xml_el(b, "DifferenceType", jstr(p, "DifferenceType"));
+            ob_buf_puts(b, "</member>");
+        }
+        ob_buf_puts(b, "</PropertyDifferences>");
+    }
+    xml_el(b, "StackResourceDriftStatus", jstr(r, "StackResourceDriftStatus"));
+    xml_time(b, "Timestamp", json_object_get(r, "Timestamp"));
+    ob_buf_puts(b, "</member>");
+}
+
+static void op_resource_drifts(sim_call_t *c)
+{
+    cfn_err_t er = {0};
+    json_t *st = stack_by_param(c);
+    if (!st)
+        return;
+    json_t *filter = collect_list(c, "StackResourceDriftStatusFilters");
+    size_t i, start;
+    json_t *x;
+    int bad = json_array_size(filter) > 4;
+    json_array_foreach(filter, i, x)
+    {
+        int ok = 0;
+        for (int j = 0; resource_drift_statuses[j]; j++)
+            ok |= streq(json_string_value(x), resource_drift_statuses[j]);
+        bad |= !ok;
+    }
+    if (bad) {
+        ob_buf_t shown = {0};
+        json_array_foreach(filter, i, x)
+        {
+            ob_buf_printf(&shown, "%s%s", i ? ", " : "", json_string_value(x));
+        }
+        sim_error(c, 400, CFN_ERR,
+                  json_array_size(filter) > 4
+                      ? "1 validation error detected: Value '[%s]' at "
+                        "'stackResourceDriftStatusFilters' failed to satisfy constraint: Member "
+                        "must have length less than or equal to 4"
+                      : "1 validation error detected: Value '[%s]' at "
+                        "'stackResourceDriftStatusFilters' failed to satisfy constraint: Member "
+                        "must satisfy constraint: [Member must satisfy enum value set: [IN_SYNC, "
+                        "MODIFIED, DELETED, NOT_CHECKED, UNKNOWN, UNSUPPORTED]]",
+                  buf_str(&shown));
+        ob_buf_free(&shown);
+        json_decref(filter);
+        return;
+    }
+    const char *mr = param(c, "MaxResults");
+    long max = 100;
+    if (mr) {
+        char *end;
+        max = strtol(mr, &end, 10);
+        if (!*mr || *end || max < 1 || max > 100) {
+            sim_error(c, 400, CFN_ERR,
+                      "1 validation error detected: Value '%s' at 'maxResults' failed to satisfy "
+                      "constraint: Member must have value %s",
+                      mr, max < 1 ? "greater than or equal to 1" : "less than or equal to 100");
+            json_decref(filter);
+            return;
+        }
+    }
+    if (page_start(c, &start, &er)) {
+        json_decref(filter);
+        reply_err(c, &er);
+        return;
+    }
+    json_t *all = json_object_get(st, "ResourceDrifts"), *r;
+    size_t n = 0, shown = 0;
+    ob_buf_t b = {0};
+    ob_buf_puts(&b, "<StackResourceDrifts>");
+    json_array_foreach(all, i, r)
+    {
+        int keep = json_array_size(filter) == 0;
+        size_t j;
+        json_array_foreach(filter, j, x)
+        {
+            keep |= streq(json_string_value(x), jstr(r, "StackResourceDriftStatus"));
+        }
+        if (!keep)
+            continue;
+        if (n++ >= start && shown < (size_t)max) {
+            xml_resource_drift(&b, r);
+            shown++;
+        }
+    }
+    ob_buf_puts(&b, "</StackResourceDrifts>");
+    page_end(&b, start, shown, n);
+    sim_reply_query(c, buf_str(&b));
+    ob_buf_free(&b);
+    json_decref(filter);
+}
+
 typedef struct cfn_op_s {
     const char *name;
     void (*fn)(sim_call_t *c);
 } cfn_op_t;
 
 static const cfn_op_t cfn_ops[] = {
-    {"CreateStack", op_create},       {"UpdateStack", op_update},
-    {"DeleteStack", op_delete},       {"DescribeStacks", op_describe},
-    {"ListStacks", op_list},          {"DescribeStackEvents", op_events},
-    {"GetTemplate", op_get_template}, {NULL, NULL},
+    {"CreateStack", op_create},
+    {"UpdateStack", op_update},
+    {"DeleteStack", op_delete},
+    {"DescribeStacks", op_describe},
+    {"ListStacks", op_list},
+    {"DescribeStackEvents", op_events},
+    {"GetTemplate", op_get_template},
+    {"DetectStackDrift", op_detect_drift},
+    {"DescribeStackDriftDetectionStatus", op_drift_status},
+    {"DescribeStackResourceDrifts", op_resource_drifts},
+    {NULL, NULL},
 };
 
 static ob_err_t cfn_identify(sim_call_t *c)
@@ -3713,7 +4078,8 @@ static void cfn_handle(sim_call_t *c)
 }
 
 /* Rebuild the name index and the timers from the state (start-up, reset,
- * restored state file); deleted stacks older than AWS keeps them go. */
+ * restored state file); deleted stacks older than AWS keeps them go, and
+ * drift detections in progress resume. */
 static void cfn_init(sim_t *sim)
 {
     cfn_ctx_t *x = ctx_get(sim);
@@ -3743,6 +4109,15 @@ static void cfn_init(sim_t *sim)
             int64_t due = jint(pend, "DueMs");
             schedule(sim, k, due > now ? (uint64_t)(due - now) : 0);
         }
+    }
+    json_t *detections = detections_of(sim);
+    json_object_foreach_safe(detections, tmp, k, st)
+    {
+        /* A detection whose stack went with the retention period goes too. */
+        if (!json_object_get(stacks, jstr(st, "StackId")))
+            json_object_del(detections, k);
+        else if (json_object_get(st, "DueMs"))
+            schedule(sim, k, jint(st, "DueMs") > now ? (uint64_t)(jint(st, "DueMs") - now) : 0);
     }
 }
 

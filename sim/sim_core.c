@@ -350,7 +350,9 @@ static ob_err_t set_latency(sim_t *sim, const char *api, const char *spec, char 
 }
 
 /* Per-API latencies close to what AWS answers in (a few to a few hundred ms
- * per call; IAM stacks in tens of seconds). */
+ * per call; IAM stacks in tens of seconds). Account creation takes AWS
+ * minutes, which would stall every run that creates one: a few seconds
+ * keep IN_PROGRESS visible to a poller without that. */
 static const char *const aws_typical[] = {"s3.*",
                                           "40ms-90ms",
                                           "sts.*",
@@ -369,6 +371,10 @@ static const char *const aws_typical[] = {"s3.*",
                                           "15s-30s",
                                           "organizations.*",
                                           "100ms-250ms",
+                                          "organizations.account_create",
+                                          "4s-8s",
+                                          "cloudformation.drift_detect",
+                                          "2s-5s",
                                           NULL};
 
 static ob_err_t set_profile(sim_t *sim, const char *profile, char *errstr, size_t errstr_size)
@@ -674,17 +680,34 @@ static json_t *trust_account_root(const char *account)
                      "Effect", "Allow", "Principal", "AWS", arn, "Action", "sts:AssumeRole");
 }
 
-static void add_account(sim_t *sim, const char *id, const char *name, const char *email,
-                        const char *state)
+const char *sim_root_id(sim_t *sim)
+{
+    /* States saved before the organization had a root have none recorded. */
+    const char *id =
+        json_string_value(json_object_get(json_object_get(sim->state, "org"), "RootId"));
+    return id ? id : SIM_ROOT_ID;
+}
+
+json_t *sim_put_account(sim_t *sim, const char *id, const char *name, const char *email,
+                        const char *state, const char *joined, const char *parent_id)
 {
     char arn[128];
     const char *org = json_string_value(json_object_get(json_object_get(sim->state, "org"), "Id"));
     snprintf(arn, sizeof(arn), "arn:aws:organizations::%s:account/%s/%s",
              sim_management_account(sim), org ? org : "o-sim", id);
-    json_object_set_new(sim_section(sim, "accounts"), id,
-                        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "Id", id, "Arn", arn,
-                                  "Email", email, "Name", name, "State", state, "JoinedMethod",
-                                  "CREATED", "JoinedTimestamp", (json_int_t)(sim_now_ms() / 1000)));
+    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "Id", id, "Arn", arn, "Email",
+                          email, "Name", name, "State", state, "JoinedMethod", joined,
+                          "JoinedTimestamp", (json_int_t)(sim_now_ms() / 1000), "ParentId",
+                          parent_id ? parent_id : sim_root_id(sim));
+    json_object_set_new(sim_section(sim, "accounts"), id, a);
+    sim_touch(sim);
+    return a;
+}
+
+json_t *sim_put_org_role(sim_t *sim, const char *account, const char *name)
+{
+    return sim_put_role(sim, account, name, "/", trust_account_root(sim_management_account(sim)),
+                        NULL);
 }
 
 static void add_key(sim_t *sim, const char *akid, const char *secret, const char *account,
@@ -700,7 +723,8 @@ static void add_key(sim_t *sim, const char *akid, const char *secret, const char
 
 /* Check a seed document (what --seed reads and POST /_sim/seed takes) before
  * anything of it is applied; what names it in messages ("seed file F", "seed"). */
-static ob_err_t seed_check(json_t *seed, const char *what, char *errstr, size_t errstr_size)
+static ob_err_t seed_check(sim_t *sim, json_t *seed, const char *what, char *errstr,
+                           size_t errstr_size)
 {
     if (!json_is_object(seed))
         return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "%s: must be a JSON object", what);
@@ -750,7 +774,7 @@ static ob_err_t seed_check(json_t *seed, const char *what, char *errstr, size_t 
                            "S3Bucket and S3Region",
                            what, i);
     }
-    return OB_OK;
+    return sim_org_seed_check(sim, seed, what, errstr, errstr_size);
 }
 
 /* Add or replace every item of a checked seed document. */
@@ -758,6 +782,7 @@ static void seed_apply(sim_t *sim, json_t *seed)
 {
     size_t i;
     json_t *v;
+    sim_org_seed_apply(sim, seed);
     json_array_foreach(json_object_get(seed, "accounts"), i, v)
     {
         const char *id = json_string_value(json_object_get(v, "Id"));
@@ -767,7 +792,8 @@ static void seed_apply(sim_t *sim, json_t *seed)
         char defname[64], defmail[96];
         snprintf(defname, sizeof(defname), "account-%s", id);
         snprintf(defmail, sizeof(defmail), "aws+%s@example.com", id);
-        add_account(sim, id, nm ? nm : defname, em ? em : defmail, st ? st : "ACTIVE");
+        sim_put_account(sim, id, nm ? nm : defname, em ? em : defmail, st ? st : "ACTIVE",
+                        "CREATED", json_string_value(json_object_get(v, "ParentId")));
     }
     json_array_foreach(json_object_get(seed, "keys"), i, v)
     {
@@ -824,7 +850,7 @@ static ob_err_t load_seed_file(sim_t *sim, const char *path, char *errstr, size_
                        je.line, je.text);
     char what[4200];
     snprintf(what, sizeof(what), "seed file %s", path);
-    ob_err_t e = seed_check(seed, what, errstr, errstr_size);
+    ob_err_t e = seed_check(sim, seed, what, errstr, errstr_size);
     if (e == OB_OK)
         seed_apply(sim, seed);
     json_decref(seed);
@@ -836,11 +862,12 @@ static ob_err_t seed(sim_t *sim, char *errstr, size_t errstr_size)
     json_decref(sim->state);
     sim->state = json_object();
     json_object_set_new(sim->state, "org",
-                        json_pack("{s:s, s:s, s:s}", "Id", "o-sim0000001", "Arn",
+                        json_pack("{s:s, s:s, s:s, s:s}", "Id", "o-sim0000001", "Arn",
                                   "arn:aws:organizations::" SIM_MGMT_ACCOUNT
                                   ":organization/o-sim0000001",
-                                  "MasterAccountId", SIM_MGMT_ACCOUNT));
-    add_account(sim, SIM_MGMT_ACCOUNT, "management", "aws+management@example.com", "ACTIVE");
+                                  "MasterAccountId", SIM_MGMT_ACCOUNT, "RootId", SIM_ROOT_ID));
+    sim_put_account(sim, SIM_MGMT_ACCOUNT, "management", "aws+management@example.com", "ACTIVE",
+                    "CREATED", NULL);
     add_key(sim, SIM_MGMT_AKID, SIM_MGMT_SECRET, SIM_MGMT_ACCOUNT, "onboard");
     for (int i = 1; i <= sim->opts.org_accounts; i++) {
         char id[16], name[32], email[64];
@@ -848,10 +875,11 @@ static ob_err_t seed(sim_t *sim, char *errstr, size_t errstr_size)
         snprintf(name, sizeof(name), "member-%d", i);
         snprintf(email, sizeof(email), "aws+member-%d@example.com", i);
         /* Every 50th member is suspended, as real organizations have some. */
-        add_account(sim, id, name, email, i % 50 == 0 ? "SUSPENDED" : "ACTIVE");
-        sim_put_role(sim, id, "OrganizationAccountAccessRole", "/",
-                     trust_account_root(SIM_MGMT_ACCOUNT), NULL);
+        sim_put_account(sim, id, name, email, i % 50 == 0 ? "SUSPENDED" : "ACTIVE", "CREATED",
+                        NULL);
+        sim_put_org_role(sim, id, "OrganizationAccountAccessRole");
     }
+    sim_section(sim, "ous");
     sim_section(sim, "keys");
     sim_section(sim, "roles");
     sim_section(sim, "buckets");
@@ -1291,7 +1319,8 @@ static json_t *rules_json(const sim_t *sim)
 /* POST /_sim/seed: merge a seed document (the --seed format) into the state. */
 static void admin_seed(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t *r)
 {
-    static const char *const sections[] = {"accounts", "keys", "roles", "buckets", "reports"};
+    static const char *const sections[] = {"accounts", "ous",     "keys",
+                                           "roles",    "buckets", "reports"};
     char err[512] = "";
     json_error_t je;
     json_t *j = r->body_len ? json_loadb(r->body, r->body_len, 0, &je) : NULL;
@@ -1313,8 +1342,8 @@ static void admin_seed(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t *
     }
     if (!err[0] && !any)
         snprintf(err, sizeof(err),
-                 "seed: nothing to add (give accounts, keys, roles, buckets or reports)");
-    if (err[0] || seed_check(j, "seed", err, sizeof(err)) != OB_OK) {
+                 "seed: nothing to add (give accounts, ous, keys, roles, buckets or reports)");
+    if (err[0] || seed_check(sim, j, "seed", err, sizeof(err)) != OB_OK) {
         json_decref(j);
         admin_error(conn, 400, err);
         return;
@@ -1327,6 +1356,33 @@ static void admin_seed(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t *
             json_integer((json_int_t)json_array_size(json_object_get(j, sections[i]))));
     json_decref(j);
     admin_json(conn, 200, out);
+}
+
+json_t *sim_admin_err(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return json_pack("{s:s}", "error", msg);
+}
+
+/* An admin call a module serves (sim.h): the body must be a JSON object. */
+static void admin_module(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t *r,
+                         int (*fn)(sim_t *, json_t *, json_t **))
+{
+    json_error_t je;
+    json_t *j = r->body_len ? json_loadb(r->body, r->body_len, 0, &je) : NULL;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        admin_error(conn, 400, "body must be a JSON object");
+        return;
+    }
+    json_t *out = NULL;
+    int status = fn(sim, j, &out);
+    json_decref(j);
+    admin_json(conn, status, out);
 }
 
 /* DELETE /_sim/buckets/NAME: remove a bucket, whoever owns it. */
@@ -1392,6 +1448,12 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
         admin_json(conn, 200, json_pack("{s:s}", "status", "reset"));
     } else if (!strcmp(p, "seed") && post) {
         admin_seed(sim, conn, r);
+    } else if (!strcmp(p, "accounts") && post) {
+        admin_module(sim, conn, r, sim_org_admin_account);
+    } else if (!strcmp(p, "ous") && post) {
+        admin_module(sim, conn, r, sim_org_admin_ou);
+    } else if (!strcmp(p, "drift") && post) {
+        admin_module(sim, conn, r, sim_admin_drift);
     } else if (!strncmp(p, "buckets/", 8) && !strcmp(r->method, "DELETE")) {
         admin_delete_bucket(sim, conn, p + 8);
     } else if ((!strcmp(p, "faults") || !strcmp(p, "latency") || !strcmp(p, "config")) &&
@@ -1450,7 +1512,7 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
     } else {
         admin_error(conn, 404,
                     "unknown admin call; GET /_sim/{health,state,stats,config}, POST "
-                    "/_sim/{reset,seed,config,faults,latency}, DELETE "
+                    "/_sim/{reset,seed,accounts,ous,drift,config,faults,latency}, DELETE "
                     "/_sim/{faults,latency,buckets/NAME}");
     }
 }

@@ -315,26 +315,35 @@ static int shape_error(sim_call_t *c, json_t *v, const char *want)
     return -1;
 }
 
-static int check_shape(sim_call_t *c, const member_t *m, json_t *v)
+/* The value of v (or of its element) that does not have the member's JSON
+ * type, and *want the type; NULL when v is fine. */
+static json_t *shape_mismatch(const member_t *m, json_t *v, const char **want)
 {
     if (!v || json_is_null(v))
-        return 0;
-    if (m->kind == K_STRING && !json_is_string(v))
-        return shape_error(c, v, "a String");
-    if (m->kind == K_BOOL && !json_is_boolean(v))
-        return shape_error(c, v, "a Boolean");
+        return NULL;
+    *want = m->kind == K_STRING ? "a String" : m->kind == K_BOOL ? "a Boolean" : "a List";
+    if ((m->kind == K_STRING && !json_is_string(v)) || (m->kind == K_BOOL && !json_is_boolean(v)))
+        return v;
     if (m->kind == K_LIST) {
         if (!json_is_array(v))
-            return shape_error(c, v, "a List");
+            return v;
         size_t i;
         json_t *e;
+        *want = "a String";
         json_array_foreach(v, i, e)
         {
             if (!json_is_string(e))
-                return shape_error(c, e, "a String");
+                return e;
         }
     }
-    return 0;
+    return NULL;
+}
+
+static int check_shape(sim_call_t *c, const member_t *m, json_t *v)
+{
+    const char *want;
+    json_t *bad = shape_mismatch(m, v, &want);
+    return bad ? shape_error(c, bad, want) : 0;
 }
 
 /* Shape-check the ReportDefinition; -1 when an error was replied. */
@@ -859,3 +868,89 @@ static void cur_handle(sim_call_t *c)
 }
 
 const sim_service_t sim_cur_service = {OB_SVC_CUR, cur_identify, cur_handle, NULL, NULL};
+
+/* ---- drift (POST /_sim/drift, sim_drift.c) ---- */
+
+/* change_report: Changes {member: value} applied to the stored definition,
+ * which must still be one ModifyReportDefinition accepts (steps 1-3: types,
+ * the model's constraints, the console's combinations); the bucket is not
+ * checked again, as AWS checks it only when a definition is put. A null
+ * value removes an optional member. */
+static int change_report(json_t *mine, const char *name, json_t *changes, json_t *res)
+{
+    if (!json_is_object(changes) || !json_object_size(changes)) {
+        json_object_set_new(res, "error",
+                            json_string("change_report needs Changes: {member: value} of the "
+                                        "ReportDefinition"));
+        return 400;
+    }
+    json_t *def = json_deep_copy(json_object_get(mine, name));
+    const char *k;
+    json_t *v;
+    json_object_foreach(changes, k, v)
+    {
+        const member_t *m = report_members;
+        while (m->name && strcmp(m->name, k) != 0)
+            m++;
+        const char *want = NULL;
+        if (!m->name || !strcmp(k, "ReportName") || shape_mismatch(m, v, &want)) {
+            json_object_set_new(res, "error",
+                                json_sprintf(want ? "Changes: %s must be %s"
+                                                  : "Changes: %s is not a ReportDefinition "
+                                                    "member that can change",
+                                             k, want));
+            json_decref(def);
+            return 400;
+        }
+        if (json_is_null(v))
+            json_object_del(def, k);
+        else
+            json_object_set(def, k, v);
+    }
+    verrs_t errs = {0};
+    check_definition(&errs, def);
+    if (errs.n || !combination_ok(def)) {
+        json_object_set_new(res, "error",
+                            json_sprintf("Changes: the report would be invalid: %s",
+                                         errs.n ? errs.text.data
+                                                : "the console's combination rules (ATHENA, "
+                                                  "Parquet, versioning) refuse it"));
+        ob_buf_free(&errs.text);
+        json_decref(def);
+        return 400;
+    }
+    json_t *stored = stored_definition(def);
+    json_decref(def);
+    json_object_set_new(mine, name, stored);
+    json_object_set(res, "ReportDefinition", stored);
+    return 200;
+}
+
+int sim_cur_drift(sim_t *sim, const char *account, const char *kind, json_t *body, json_t **out)
+{
+    const char *name = json_string_value(json_object_get(body, "ReportName"));
+    json_t *mine = json_object_get(sim_section(sim, "reports"), account);
+    if (!name) {
+        *out = sim_admin_err("%s needs a ReportName", kind);
+        return 400;
+    }
+    if (!json_object_get(mine, name)) {
+        *out = sim_admin_err("account %s has no report %s", account, name);
+        return 404;
+    }
+    json_t *res = json_pack("{s:s, s:s, s:s, s:s}", "status", "drifted", "kind", kind, "account",
+                            account, "report", name);
+    int status = 200;
+    if (!strcmp(kind, "delete_report"))
+        json_object_del(mine, name);
+    else
+        status = change_report(mine, name, json_object_get(body, "Changes"), res);
+    if (status != 200) {
+        *out = json_pack("{s:O}", "error", json_object_get(res, "error"));
+        json_decref(res);
+        return status;
+    }
+    sim_touch(sim);
+    *out = res;
+    return 200;
+}

@@ -1320,3 +1320,147 @@ static void s3_handle(sim_call_t *c)
 }
 
 const sim_service_t sim_s3_service = {OB_SVC_S3, s3_identify, s3_handle, NULL, NULL};
+
+/* ---- drift (POST /_sim/drift, sim_drift.c) ---- */
+
+/* Does a statement grant something to the billingreports service principal? */
+static int grants_billingreports(json_t *st)
+{
+    json_t *svc = json_object_get(json_object_get(st, "Principal"), "Service");
+    for (size_t i = 0; list_item(svc, i); i++)
+        if (!strcmp(list_item(svc, i), "billingreports.amazonaws.com"))
+            return 1;
+    return 0;
+}
+
+/* bucket_policy: the Policy given, else the policy without the statements
+ * for billingreports.amazonaws.com (what breaks Cost and Usage Reports);
+ * when none is left the bucket has no policy. */
+static int drift_policy(sim_t *sim, const char *name, json_t *b, json_t *body, json_t *out)
+{
+    json_t *given = json_object_get(body, "Policy");
+    char *text = NULL;
+    if (given) {
+        text = json_is_string(given) ? ob_strdup(json_string_value(given))
+                                     : json_dumps(given, JSON_COMPACT);
+        char why[300];
+        int is_public = 0;
+        const char *bad =
+            json_is_object(given) || json_is_string(given)
+                ? policy_problem(text, strlen(text), name, &is_public, why, sizeof(why))
+                : "Policy must be a policy document";
+        if (bad) {
+            json_object_set_new(out, "error", json_sprintf("Policy: %s", bad));
+            free(text);
+            return 400;
+        }
+    } else {
+        json_t *doc = json_loads(str_field(b, "policy", ""), 0, NULL);
+        json_t *st = json_object_get(doc, "Statement");
+        json_t *keep = json_array();
+        size_t i, dropped = 0;
+        json_t *x;
+        if (json_is_object(st)) {
+            json_array_append(keep, st);
+        } else {
+            json_array_foreach(st, i, x)
+            {
+                json_array_append(keep, x);
+            }
+        }
+        for (i = json_array_size(keep); i-- > 0;)
+            if (grants_billingreports(json_array_get(keep, i))) {
+                json_array_remove(keep, i);
+                dropped++;
+            }
+        if (!doc || !dropped) {
+            json_object_set_new(
+                out, "error",
+                json_sprintf("bucket %s has %s; give the Policy to set", name,
+                             doc ? "no statement for billingreports.amazonaws.com" : "no policy"));
+            json_decref(keep);
+            json_decref(doc);
+            return doc ? 400 : 404;
+        }
+        json_object_set_new(doc, "Statement", keep);
+        text = json_array_size(keep) ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+    }
+    if (text)
+        json_object_set_new(b, "policy", json_string(text));
+    else
+        json_object_del(b, "policy");
+    json_object_set_new(out, "policy", text ? json_string(text) : json_null());
+    free(text);
+    return 200;
+}
+
+int sim_s3_drift(sim_t *sim, const char *account, const char *kind, json_t *body, json_t **out)
+{
+    const char *name = json_string_value(json_object_get(body, "Bucket"));
+    json_t *all = sim_section(sim, "buckets");
+    json_t *b = name ? json_object_get(all, name) : NULL;
+    if (!name) {
+        *out = sim_admin_err("%s needs a Bucket", kind);
+        return 400;
+    }
+    if (!b || strcmp(str_field(b, "owner", ""), account) != 0) {
+        *out = sim_admin_err("account %s has no bucket %s", account, name);
+        return 404;
+    }
+    json_t *res = json_pack("{s:s, s:s, s:s, s:s}", "status", "drifted", "kind", kind, "account",
+                            account, "bucket", name);
+    int status = 200;
+    if (!strcmp(kind, "bucket_policy")) {
+        status = drift_policy(sim, name, b, body, res);
+    } else if (!strcmp(kind, "delete_bucket_policy") || !strcmp(kind, "public_access")) {
+        const char *field = kind[0] == 'd' ? "policy" : "public_access_block";
+        if (!json_object_get(b, field)) {
+            json_object_set_new(res, "error",
+                                json_sprintf("bucket %s has no %s", name,
+                                             kind[0] == 'd' ? "policy" : "public access block"));
+            status = 404;
+        }
+        json_object_del(b, field);
+    } else if (!strcmp(kind, "ownership")) {
+        /* ObjectWriter (ACLs back on) unless given; null removes the controls. */
+        json_t *want = json_object_get(body, "Ownership");
+        const char *own = want ? json_string_value(want) : "ObjectWriter";
+        if (want && !json_is_null(want) &&
+            (!own || (strcmp(own, "ObjectWriter") != 0 && strcmp(own, "BucketOwnerPreferred") &&
+                      strcmp(own, "BucketOwnerEnforced")))) {
+            json_object_set_new(res, "error",
+                                json_string("Ownership must be ObjectWriter, "
+                                            "BucketOwnerPreferred, BucketOwnerEnforced or null"));
+            status = 400;
+        } else if (!own && !json_object_get(b, "ownership")) {
+            json_object_set_new(res, "error",
+                                json_sprintf("bucket %s has no ownership controls", name));
+            status = 404;
+        } else if (own) {
+            json_object_set_new(b, "ownership", json_string(own));
+        } else {
+            json_object_del(b, "ownership");
+        }
+        json_object_set_new(res, "ownership", own ? json_string(own) : json_null());
+    } else if (!strcmp(kind, "encryption")) {
+        /* A bucket always has SSE-S3 at least: the drift is SSE-KMS, with the
+         * AWS managed key aws/s3 unless a KMSMasterKeyID is given. */
+        json_t *key = json_object_get(body, "KMSMasterKeyID");
+        json_t *enc = json_pack("{s:s, s:b}", "SSEAlgorithm", "aws:kms", "BucketKeyEnabled", 0);
+        if (json_is_string(key))
+            json_object_set(enc, "KMSMasterKeyID", key);
+        json_object_set(res, "encryption", enc);
+        json_object_set_new(b, "encryption", enc);
+    } else {
+        json_object_del(all, name);
+    }
+    if (status != 200) {
+        *out = json_pack("{s:O}", "error", json_object_get(res, "error"));
+        json_decref(res);
+        return status;
+    }
+    sim_touch(sim);
+    *out = res;
+    return 200;
+}

@@ -356,6 +356,22 @@ void ob_test_simfx_start(ob_test_simfx_t *f, const struct sim_opts_s *so, const 
                             : NULL;
 }
 
+json_t *ob_test_simfx_admin(ob_test_simfx_t *f, const char *method, const char *path,
+                            const char *body, long want_status)
+{
+    char url[512];
+    ob_test_http_t a;
+    snprintf(url, sizeof(url), "%s%s", f->endpoint, path);
+    ob_test_http(f->loop, f->http, method, url, body, 10000, &a);
+    json_t *j = json_loads(a.body, 0, NULL);
+    if (a.status != want_status)
+        fail_msg("%s %s: status %ld, wanted %ld: %s", method, path, a.status, want_status, a.body);
+    free(a.body);
+    assert_string_equal(a.content_type, "application/json");
+    assert_non_null(j);
+    return j;
+}
+
 void ob_test_simfx_stop(ob_test_simfx_t *f, int keep_loop)
 {
     ob_credsrc_unref(f->member);

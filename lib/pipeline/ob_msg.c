@@ -512,6 +512,10 @@ const char *ob_msg_schema(ob_msg_kind_t kind)
         return OB_SCHEMA_DLQ;
     case OB_MSG_DISCONNECTED:
         return OB_SCHEMA_DISCONNECTED;
+    case OB_MSG_VERIFY:
+        return OB_SCHEMA_VERIFY;
+    case OB_MSG_DRIFT:
+        return OB_SCHEMA_DRIFT;
     default:
         return "?";
     }
@@ -958,6 +962,8 @@ static ob_err_t parse_connected(const json_t *o, ob_connected_t *c, ob_msg_error
 static ob_err_t check_results(const ob_stage_msg_t *m, ob_msg_error_t *err);
 static ob_err_t check_connected(const ob_connected_t *c, ob_msg_error_t *err);
 static ob_err_t check_disconnected(const ob_disconnected_t *d, ob_msg_error_t *err);
+static ob_err_t check_verify(const ob_verify_msg_t *v, ob_msg_error_t *err);
+static ob_err_t check_drift(const ob_drift_t *d, ob_msg_error_t *err);
 
 /* Check what we are about to send as a consumer would read it: the object
  * against its schema (no text round trip: building, dumping and parsing again
@@ -989,6 +995,14 @@ static ob_err_t check_object(const json_t *o, ob_msg_kind_t kind, const void *sr
         if ((rc = validate(o, "onboard.disconnected.v1.json", err)) != OB_OK)
             return rc;
         return check_disconnected(src, err);
+    case OB_MSG_VERIFY:
+        if ((rc = validate(o, "onboard.verify.v1.json", err)) != OB_OK)
+            return rc;
+        return check_verify(src, err);
+    case OB_MSG_DRIFT:
+        if ((rc = validate(o, "onboard.drift.v1.json", err)) != OB_OK)
+            return rc;
+        return check_drift(src, err);
     default:
         return OB_ERR_INVALID_ARG;
     }
@@ -1876,12 +1890,49 @@ ob_err_t ob_connected_to_json(const ob_connected_t *c, char **out, size_t *out_l
 
 /* ---------------------------------------------------- disconnected events */
 
+/* The key of an event that names one request's outcome for an account:
+ * lowercase hex SHA-256 of "SCHEMA|ACCOUNT|REQUEST_ID". */
+static void request_key(const char *schema, const char *account_id, const char *request_id,
+                        char out[OB_IDEMPOTENCY_LEN])
+{
+    char buf[512];
+    sfmt(buf, sizeof buf, "%s|%s|%s", schema, account_id, request_id);
+    ob_sha256_hex(buf, strlen(buf), out);
+}
+
+static ob_err_t check_request_key(const char *schema, const char *account_id,
+                                  const char *request_id, const char *have, ob_msg_error_t *err)
+{
+    char want[OB_IDEMPOTENCY_LEN];
+    request_key(schema, account_id, request_id, want);
+    if (strcmp(want, have) != 0)
+        return fail(err, "/idempotency_key", "mismatch", "expected %s, the SHA-256 of \"%s|%s|%s\"",
+                    want, schema, account_id, request_id);
+    return OB_OK;
+}
+
+/* The start of reading such an event: its schema checked, an arena for its
+ * strings (the caller's kept), its key, account and request. */
+static ob_err_t event_begin(const json_t *o, const char *file, ob_arena_t **mem,
+                            char key[OB_IDEMPOTENCY_LEN], const char **account,
+                            const char **request_id, ob_msg_error_t *err)
+{
+    ob_err_t rc = validate(o, file, err);
+    if (rc != OB_OK)
+        return rc;
+    if (!*mem)
+        *mem = arena_for(o);
+    snprintf(key, OB_IDEMPOTENCY_LEN, "%s",
+             json_string_value(json_object_get(o, "idempotency_key")));
+    *account = str_of(o, "account_id", mem);
+    *request_id = str_of(o, "request_id", mem);
+    return OB_OK;
+}
+
 void ob_disconnected_key(const char *account_id, const char *request_id,
                          char out[OB_IDEMPOTENCY_LEN])
 {
-    char buf[512];
-    sfmt(buf, sizeof buf, "%s|%s|%s", OB_SCHEMA_DISCONNECTED, account_id, request_id);
-    ob_sha256_hex(buf, strlen(buf), out);
+    request_key(OB_SCHEMA_DISCONNECTED, account_id, request_id, out);
 }
 
 void ob_disconnected_init(ob_disconnected_t *d)
@@ -1932,12 +1983,8 @@ static ob_err_t check_disconnected(const ob_disconnected_t *d, ob_msg_error_t *e
             return rc;
         p += n + (p[n] == ',');
     }
-    char want[OB_IDEMPOTENCY_LEN];
-    ob_disconnected_key(d->account_id, d->request_id, want);
-    if (strcmp(want, d->idempotency_key) != 0)
-        return fail(err, "/idempotency_key", "mismatch", "expected %s, the SHA-256 of \"%s|%s|%s\"",
-                    want, OB_SCHEMA_DISCONNECTED, d->account_id, d->request_id);
-    return OB_OK;
+    return check_request_key(OB_SCHEMA_DISCONNECTED, d->account_id, d->request_id,
+                             d->idempotency_key, err);
 }
 
 static ob_err_t parse_disconnected(const json_t *o, ob_disconnected_t *d, ob_msg_error_t *err)
@@ -1945,15 +1992,10 @@ static ob_err_t parse_disconnected(const json_t *o, ob_disconnected_t *d, ob_msg
     ob_arena_t *mem = d->mem;
     ob_disconnected_init(d);
     d->mem = mem;
-    ob_err_t rc = validate(o, "onboard.disconnected.v1.json", err);
+    ob_err_t rc = event_begin(o, "onboard.disconnected.v1.json", &d->mem, d->idempotency_key,
+                              &d->account_id, &d->request_id, err);
     if (rc != OB_OK)
         return rc;
-    if (!d->mem)
-        d->mem = arena_for(o);
-    snprintf(d->idempotency_key, sizeof d->idempotency_key, "%s",
-             json_string_value(json_object_get(o, "idempotency_key")));
-    d->account_id = str_of(o, "account_id", &d->mem);
-    d->request_id = str_of(o, "request_id", &d->mem);
     d->connection_key = str_of(o, "connection_key", &d->mem);
     d->role_arn = str_of(o, "role_arn", &d->mem);
     const json_t *removed = json_object_get(o, "removed");
@@ -2527,9 +2569,244 @@ ob_err_t ob_msg_validate(ob_msg_kind_t kind, const char *json, size_t len, ob_ms
         ob_disconnected_clear(&d);
         return rc;
     }
+    case OB_MSG_VERIFY: {
+        ob_verify_msg_t v;
+        rc = ob_verify_parse(json, len, &v, err);
+        ob_verify_clear(&v);
+        return rc;
+    }
+    case OB_MSG_DRIFT: {
+        ob_drift_t *d = ob_malloc(sizeof(*d));
+        rc = ob_drift_parse(json, len, d, err);
+        ob_drift_clear(d);
+        free(d);
+        return rc;
+    }
     default:
         return OB_ERR_INVALID_ARG;
     }
+}
+
+/* ------------------------------------------------- verification requests */
+
+void ob_verify_init(ob_verify_msg_t *v)
+{
+    memset(v, 0, sizeof(*v));
+    ob_request_init(&v->request);
+    v->request_id = v->account_id = v->connection_key = v->stack_id = v->role_arn = v->requester =
+        v->requested_at = "";
+}
+
+void ob_verify_clear(ob_verify_msg_t *v)
+{
+    if (!v)
+        return;
+    ob_request_clear(&v->request);
+    memset(v, 0, sizeof(*v));
+}
+
+static ob_err_t check_verify(const ob_verify_msg_t *v, ob_msg_error_t *err)
+{
+    char acct[OB_ACCOUNT_ID_LEN];
+    if (strcmp(v->request.account_id, v->account_id) != 0)
+        return fail(err, "/request/account_id", "mismatch",
+                    "the request is account %s's, but account_id is %s", v->request.account_id,
+                    v->account_id);
+    if (strcmp(arn_account(v->role_arn, acct), v->account_id) != 0)
+        return fail(err, "/connection/role_arn", "mismatch",
+                    "the Billing Engine role is in account %s, but account_id is %s", acct,
+                    v->account_id);
+    return OB_OK;
+}
+
+static ob_err_t parse_verify(const json_t *o, ob_verify_msg_t *v, ob_msg_error_t *err)
+{
+    ob_arena_t *mem = v->request.mem;
+    v->request.mem = NULL;
+    ob_verify_clear(v);
+    ob_verify_init(v);
+    v->request.mem = mem;
+    ob_err_t rc = validate(o, "onboard.verify.v1.json", err);
+    if (rc != OB_OK)
+        return rc;
+    if (!v->request.mem)
+        v->request.mem = arena_for(o);
+    if ((rc = bind_request(json_object_get(o, "request"), "/request", &v->request, err)) != OB_OK)
+        return rc;
+    ob_arena_t **m = &v->request.mem;
+    const json_t *c = json_object_get(o, "connection");
+    v->request_id = str_of(o, "request_id", m);
+    v->account_id = str_of(o, "account_id", m);
+    v->connection_key = str_of(c, "idempotency_key", m);
+    v->stack_id = str_of(c, "stack_id", m);
+    v->role_arn = str_of(c, "role_arn", m);
+    v->repair = json_is_true(json_object_get(o, "repair"));
+    v->requester = str_of(o, "requester", m);
+    v->requested_at = str_of(o, "requested_at", m);
+    return check_verify(v, err);
+}
+
+ob_err_t ob_verify_parse(const char *json, size_t len, ob_verify_msg_t *out, ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    json_t *doc;
+    ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
+    if (rc != OB_OK)
+        return rc;
+    rc = parse_verify(doc, out, err);
+    json_decref(doc);
+    if (rc != OB_OK)
+        ob_verify_clear(out);
+    return rc;
+}
+
+ob_err_t ob_verify_to_json(const ob_verify_msg_t *v, char **out, size_t *out_len,
+                           ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    err = err_or(err, &scratch);
+    if (!v || !out)
+        return OB_ERR_INVALID_ARG;
+    *out = NULL;
+    json_t *o = json_object(), *c = json_object();
+    int bad = !o || !c;
+    if (!bad) {
+        bad |= set_str(o, "schema", OB_SCHEMA_VERIFY) | set_str(o, "request_id", v->request_id) |
+               set_str(o, "account_id", v->account_id) |
+               set_new(o, "request", ob_request_to_object(&v->request));
+        bad |= set_str(c, "idempotency_key", v->connection_key);
+        if (v->stack_id[0])
+            bad |= set_str(c, "stack_id", v->stack_id);
+        bad |= set_str(c, "role_arn", v->role_arn) | set_new(o, "connection", c);
+        c = NULL;
+        bad |= set_new(o, "repair", json_boolean(v->repair));
+        if (v->requester[0])
+            bad |= set_str(o, "requester", v->requester);
+        if (v->requested_at[0])
+            bad |= set_str(o, "requested_at", v->requested_at);
+    }
+    json_decref(c);
+    if (bad) {
+        json_decref(o);
+        return nomem(err);
+    }
+    return dump_checked(o, OB_MSG_VERIFY, v, out, out_len, err);
+}
+
+/* ----------------------------------------------------- drift findings */
+
+void ob_drift_key(const char *account_id, const char *request_id, char out[OB_IDEMPOTENCY_LEN])
+{
+    request_key(OB_SCHEMA_DRIFT, account_id, request_id, out);
+}
+
+void ob_drift_init(ob_drift_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->account_id = d->request_id = d->connection_key = d->checked_at = d->repair_request_id = "";
+}
+
+void ob_drift_clear(ob_drift_t *d)
+{
+    if (!d)
+        return;
+    ob_arena_free(d->mem);
+    memset(d, 0, sizeof(*d));
+}
+
+const char *ob_drift_str(ob_drift_t *d, const char *s)
+{
+    return keep(&d->mem, s);
+}
+
+unsigned ob_drift_kinds(const ob_drift_t *d)
+{
+    unsigned k = 0;
+    for (size_t i = 0; i < d->nfindings; i++)
+        k |= d->findings[i].kind;
+    return k;
+}
+
+static ob_err_t check_drift(const ob_drift_t *d, ob_msg_error_t *err)
+{
+    return check_request_key(OB_SCHEMA_DRIFT, d->account_id, d->request_id, d->idempotency_key,
+                             err);
+}
+
+static ob_err_t parse_drift(const json_t *o, ob_drift_t *d, ob_msg_error_t *err)
+{
+    ob_arena_t *mem = d->mem;
+    ob_drift_init(d);
+    d->mem = mem;
+    ob_err_t rc = event_begin(o, "onboard.drift.v1.json", &d->mem, d->idempotency_key,
+                              &d->account_id, &d->request_id, err);
+    if (rc != OB_OK)
+        return rc;
+    d->connection_key = str_of(o, "connection_key", &d->mem);
+    d->checked_at = str_of(o, "checked_at", &d->mem);
+    d->repair_request_id = str_of(o, "repair_request_id", &d->mem);
+    size_t i;
+    const json_t *f;
+    json_array_foreach(json_object_get(o, "findings"), i, f)
+    {
+        ob_drift_finding_t *x = &d->findings[d->nfindings++];
+        x->kind = ob_drift_bit(json_string_value(json_object_get(f, "kind")));
+        x->resource = str_of(f, "resource", &d->mem);
+        x->detail = str_of(f, "detail", &d->mem);
+    }
+    return check_drift(d, err);
+}
+
+ob_err_t ob_drift_parse(const char *json, size_t len, ob_drift_t *out, ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    json_t *doc;
+    ob_err_t rc = begin(json, len, OB_MSG_MAX_BYTES, out, sizeof *out, &doc, &err, &scratch);
+    if (rc != OB_OK)
+        return rc;
+    rc = parse_drift(doc, out, err);
+    json_decref(doc);
+    if (rc != OB_OK)
+        ob_drift_clear(out);
+    return rc;
+}
+
+ob_err_t ob_drift_to_json(ob_drift_t *d, char **out, size_t *out_len, ob_msg_error_t *err)
+{
+    ob_msg_error_t scratch;
+    err = err_or(err, &scratch);
+    if (!d || !out)
+        return OB_ERR_INVALID_ARG;
+    *out = NULL;
+    ob_drift_key(d->account_id, d->request_id, d->idempotency_key);
+    json_t *o = json_object(), *fs = json_array();
+    int bad = !o || !fs;
+    for (size_t i = 0; !bad && i < d->nfindings; i++) {
+        const ob_drift_finding_t *x = &d->findings[i];
+        json_t *f = json_object();
+        bad |= !f || json_array_append_new(fs, f) != 0;
+        if (!bad)
+            bad |= set_str(f, "kind", ob_drift_name(x->kind) ? ob_drift_name(x->kind) : "?") |
+                   set_str(f, "resource", x->resource) | set_str(f, "detail", x->detail);
+    }
+    if (!bad) {
+        bad |= set_str(o, "schema", OB_SCHEMA_DRIFT) |
+               set_str(o, "idempotency_key", d->idempotency_key) |
+               set_str(o, "account_id", d->account_id) | set_str(o, "request_id", d->request_id) |
+               set_str(o, "connection_key", d->connection_key) |
+               set_str(o, "checked_at", d->checked_at) |
+               set_str(o, "status", d->nfindings ? "drifted" : "in_sync") |
+               set_new(o, "findings", fs);
+        fs = NULL;
+        if (d->repair_request_id[0])
+            bad |= set_str(o, "repair_request_id", d->repair_request_id);
+    }
+    json_decref(fs);
+    if (bad) {
+        json_decref(o);
+        return nomem(err);
+    }
+    return dump_checked(o, OB_MSG_DRIFT, d, out, out_len, err);
 }
 
 /* ---------------------------------------------------------------- topics */

@@ -13,6 +13,8 @@
  *   onboard.disconnected/1  the event for the Billing Engine once an account
  *                           is offboarded (on the same topic)
  *   onboard.dlq/1           a dead letter: the original message and the reason
+ *   onboard.verify/1        a request to verify a connected account (topic verify)
+ *   onboard.drift/1         what verification found (topic drift)
  * The builders write a request's version: a producer writing /1 gets /1
  * hand-offs, readable by workers that predate /2.
  * Every message is keyed by the account id (a DLQ record whose account is not
@@ -77,6 +79,8 @@ _Static_assert((OB_DLQ_MAX_RAW + 2) / 3 * 4 <= OB_PROTO_DLQ_PAYLOAD_B64_MAX,
 #define OB_SCHEMA_CONNECTED    "onboard.connected/1"
 #define OB_SCHEMA_DISCONNECTED "onboard.disconnected/1"
 #define OB_SCHEMA_DLQ          "onboard.dlq/1"
+#define OB_SCHEMA_VERIFY       "onboard.verify/1"
+#define OB_SCHEMA_DRIFT        "onboard.drift/1"
 
 /* Kafka header names the workers set on every message they produce. */
 #define OB_MSG_HDR_SCHEMA    "ob-schema"    /* the message's "schema" value */
@@ -131,6 +135,8 @@ typedef enum ob_msg_kind_e {
     OB_MSG_CONNECTED,
     OB_MSG_DLQ,
     OB_MSG_DISCONNECTED,
+    OB_MSG_VERIFY,
+    OB_MSG_DRIFT,
     OB_MSG__KIND_COUNT
 } ob_msg_kind_t;
 
@@ -482,6 +488,53 @@ ob_err_t ob_disconnected_to_json(const ob_disconnected_t *d, char **out, size_t 
                                  ob_msg_error_t *err);
 ob_err_t ob_disconnected_parse(const char *json, size_t len, ob_disconnected_t *out,
                                ob_msg_error_t *err);
+
+/* A request to verify one connected account (onboard.verify/1). */
+typedef struct ob_verify_msg_s {
+    ob_request_t request;   /* the connection's request; its arena owns every string */
+    const char *request_id; /* the verification's */
+    const char *account_id;
+    const char *connection_key; /* the connection checked */
+    const char *stack_id;       /* "" : not known */
+    const char *role_arn;       /* the Billing Engine role */
+    int repair;                 /* repair what is found at once */
+    const char *requester;      /* "" : none */
+    const char *requested_at;   /* "" : none */
+} ob_verify_msg_t;
+void ob_verify_init(ob_verify_msg_t *v);
+void ob_verify_clear(ob_verify_msg_t *v);
+ob_err_t ob_verify_parse(const char *json, size_t len, ob_verify_msg_t *out, ob_msg_error_t *err);
+ob_err_t ob_verify_to_json(const ob_verify_msg_t *v, char **out, size_t *out_len,
+                           ob_msg_error_t *err);
+
+/* What verification found (onboard.drift/1). */
+#define OB_DRIFT_FINDINGS_MAX 32
+typedef struct ob_drift_finding_s {
+    unsigned kind; /* one OB_DRIFT_* bit */
+    const char *resource;
+    const char *detail;
+} ob_drift_finding_t;
+typedef struct ob_drift_s {
+    ob_arena_t *mem; /* owns every string below */
+    char idempotency_key[OB_IDEMPOTENCY_LEN];
+    const char *account_id;
+    const char *request_id; /* the verification's */
+    const char *connection_key;
+    const char *checked_at;
+    ob_drift_finding_t findings[OB_DRIFT_FINDINGS_MAX];
+    size_t nfindings;              /* 0: in sync */
+    const char *repair_request_id; /* "" : no repair sent */
+} ob_drift_t;
+void ob_drift_init(ob_drift_t *d);
+void ob_drift_clear(ob_drift_t *d);
+const char *ob_drift_str(ob_drift_t *d, const char *s);
+/* lowercase hex SHA-256 of "onboard.drift/1|" account "|" request_id. */
+void ob_drift_key(const char *account_id, const char *request_id, char out[OB_IDEMPOTENCY_LEN]);
+/* The kinds of its findings (OB_DRIFT_*). */
+unsigned ob_drift_kinds(const ob_drift_t *d);
+ob_err_t ob_drift_parse(const char *json, size_t len, ob_drift_t *out, ob_msg_error_t *err);
+/* The event as JSON, its key computed here. */
+ob_err_t ob_drift_to_json(ob_drift_t *d, char **out, size_t *out_len, ob_msg_error_t *err);
 
 typedef enum ob_dlq_class_e {
     OB_DLQ_INVALID_INPUT = 0,

@@ -101,6 +101,10 @@ def member(i):
 #   CURAPI https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_cur_PutReportDefinition.html
 #   CURUG  https://docs.aws.amazon.com/cur/latest/userguide/cur-s3.html (bucket policy)
 #   ORG    https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccounts.html
+#   ORGAPI https://docs.aws.amazon.com/organizations/latest/APIReference/API_<Op>.html
+#   CFNDR  https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_<Op>.html for
+#          DetectStackDrift, DescribeStackDriftDetectionStatus, DescribeStackResourceDrifts
+#   SIM    sim/README.md (awssim's admin API: what a POST /_sim/drift changes)
 #   MODEL  botocore/data/<service>/<version>/service-2.json (Debian python3-botocore 1.29)
 # ---------------------------------------------------------------------------
 
@@ -511,6 +515,113 @@ expect("organizations.ListAccounts signed with a wrong secret",
 expect("organizations.ListAccounts with an unknown access key",
        ERR("UnrecognizedClientException", doc="JSON protocol auth error"))
 
+# ---- Organizations tree and CreateAccount (awssim only) ----
+expect("organizations.ListRoots: one root", OK(value=[["r-sim0", "Root", True, []]],
+       doc="ORGAPI ListRoots: Root Id r-[0-9a-z]{4,32}, Arn, Name, PolicyTypes"))
+expect("organizations.ListOrganizationalUnitsForParent root: the OU POST /_sim/ous added",
+       OK(value=["Billing"], doc="ORGAPI ListOrganizationalUnitsForParent"))
+expect("organizations.ListOrganizationalUnitsForParent paginator, nested OU",
+       OK(value=["Prod"], doc="ORGAPI ListOrganizationalUnitsForParent; MODEL paginators-1"))
+expect("organizations.DescribeOrganizationalUnit: Id pattern, Name, Arn",
+       OK(value=[True, "Prod", True], doc="ORGAPI DescribeOrganizationalUnit; MODEL "
+          "OrganizationalUnitId ^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$"))
+expect("organizations.MoveAccount member to the nested OU", OK(status=200, doc="ORGAPI MoveAccount"))
+expect("organizations.ListAccountsForParent nested OU: the moved account",
+       OK(value=[True], doc="ORGAPI ListAccountsForParent"))
+expect("organizations.ListAccountsForParent paginator root, PageSize 20: 60 accounts, 3 pages",
+       OK(value=[60, 3], doc="ORGAPI ListAccountsForParent (MaxResults 1-20); MODEL paginators-1"))
+expect("organizations.ListParents account: its OU",
+       OK(value=[["Prod", "ORGANIZATIONAL_UNIT"]], doc="ORGAPI ListParents"))
+expect("organizations.ListParents paginator, top OU: the root",
+       OK(value=[["r-sim0", "ROOT"]], doc="ORGAPI ListParents; MODEL paginators-1"))
+expect("organizations.ListChildren root, ORGANIZATIONAL_UNIT", OK(value=["Billing"],
+       doc="ORGAPI ListChildren"))
+expect("organizations.ListChildren paginator nested OU, ACCOUNT", OK(value=[True],
+       doc="ORGAPI ListChildren; MODEL paginators-1"))
+expect("organizations.ListAccountsForParent OU that does not exist",
+       ERR("ParentNotFoundException", 400, doc="ORGAPI ListAccountsForParent Errors"))
+expect("organizations.ListParents account that does not exist",
+       ERR("ChildNotFoundException", 400, doc="ORGAPI ListParents Errors"))
+expect("organizations.DescribeOrganizationalUnit OU that does not exist",
+       ERR("OrganizationalUnitNotFoundException", 400, doc="ORGAPI DescribeOrganizationalUnit"))
+expect("organizations.MoveAccount to where it is",
+       ERR("DuplicateAccountException", 400, doc="ORGAPI MoveAccount Errors"))
+expect("organizations.ListChildren ChildType USER (no client validation)",
+       ERR("InvalidInputException", 400, doc="MODEL ChildType enum; ORGAPI InvalidInputException"))
+expect("organizations.CreateAccount: IN_PROGRESS with a car- id",
+       OK(value=["IN_PROGRESS", True], doc="ORGAPI CreateAccount (asynchronous; "
+          "CreateAccountRequestId ^car-[a-z0-9]{8,32}$)"))
+expect("organizations.DescribeCreateAccountStatus at once: IN_PROGRESS",
+       OK(value="IN_PROGRESS", doc="ORGAPI DescribeCreateAccountStatus"))
+expect("organizations.DescribeCreateAccountStatus after organizations.account_create: SUCCEEDED",
+       OK(value=["SUCCEEDED", member(MEMBERS + 1), True],
+          doc="ORGAPI DescribeCreateAccountStatus (AccountId, CompletedTimestamp)"))
+expect("organizations.DescribeAccount the created account: ACTIVE, CREATED",
+       OK(value=["ACTIVE", "CREATED"], doc="ORGAPI DescribeAccount"))
+expect("organizations.ListParents the created account: the root",
+       OK(value=[["r-sim0", "ROOT"]], doc="ORGAPI CreateAccount: new accounts join the root"))
+expect("sts.AssumeRole OrganizationAccountAccessRole of the created account",
+       OK(value=True, doc="ORGAPI CreateAccount: the role the management account may assume"))
+expect("organizations.DescribeCreateAccountStatus email taken: FAILED EMAIL_ALREADY_EXISTS",
+       OK(value=["FAILED", "EMAIL_ALREADY_EXISTS", None],
+          doc="MODEL CreateAccountFailureReason EMAIL_ALREADY_EXISTS"))
+expect("organizations.ListCreateAccountStatus paginator States FAILED: the taken email's request",
+       OK(value=True, doc="ORGAPI ListCreateAccountStatus; MODEL paginators-1"))
+expect("organizations.DescribeCreateAccountStatus id that does not exist",
+       ERR("CreateAccountStatusNotFoundException", 400,
+           doc="ORGAPI DescribeCreateAccountStatus Errors"))
+
+# ---- CloudFormation drift detection, and drift made with POST /_sim/drift (awssim only) ----
+expect("cloudformation.DescribeStacks before any detection: NOT_CHECKED",
+       OK(value=["NOT_CHECKED", False], doc="CFNDS StackDriftInformation"))
+expect("cloudformation.DetectStackDrift: a StackDriftDetectionId",
+       OK(value=True, doc="CFNDR DetectStackDrift"))
+expect("cloudformation.DescribeStackDriftDetectionStatus at once: DETECTION_IN_PROGRESS",
+       OK(value="DETECTION_IN_PROGRESS", doc="CFNDR DescribeStackDriftDetectionStatus"))
+expect("cloudformation.DetectStackDrift while one runs",
+       ERR("ValidationError", 400, msg="Drift detection is already in progress",
+           doc="UserGuide detect-drift-stack: one drift detection per stack at a time"))
+expect("cloudformation.DescribeStackDriftDetectionStatus after cloudformation.drift_detect: IN_SYNC",
+       OK(value=["DETECTION_COMPLETE", "IN_SYNC", 0],
+          doc="CFNDR DescribeStackDriftDetectionStatus"))
+expect("cloudformation.DescribeStackResourceDrifts in sync",
+       OK(value=[["Role", "IN_SYNC", True]], doc="CFNDR DescribeStackResourceDrifts"))
+expect("cloudformation.DescribeStacks after a detection: IN_SYNC, LastCheckTimestamp",
+       OK(value=["IN_SYNC", True], doc="CFNDS StackDriftInformation"))
+expect("cloudformation.DescribeStackDriftDetectionStatus after the trust drift: DRIFTED",
+       OK(value=["DETECTION_COMPLETE", "DRIFTED", 1], doc="CFNDR; SIM trust_policy"))
+expect("cloudformation.DescribeStackResourceDrifts MODIFIED: the ExternalId condition removed",
+       OK(value=["MODIFIED", [["/AssumeRolePolicyDocument/Statement/0/Condition", "REMOVE"]],
+                 True], doc="CFNDR StackResourceDrift PropertyDifferences; SIM trust_policy"))
+expect("cloudformation.DescribeStackResourceDrifts after the role was deleted: DELETED",
+       OK(value=[["Role", "DELETED", False]], doc="CFNDR StackResourceDriftStatus DELETED "
+          "(no Expected/ActualProperties); SIM delete_role"))
+expect("sts.AssumeRole on the role deleted out of band",
+       ERR("AccessDenied", 403, doc="STSAR (the role no longer exists); SIM delete_role"))
+expect("cloudformation.DescribeStackDriftDetectionStatus id that does not exist",
+       ERR("ValidationError", 400, doc="CFNDR DescribeStackDriftDetectionStatus"))
+expect("s3.GetBucketPolicy after POST /_sim/drift bucket_policy: billingreports gone",
+       OK(value=["bcm-data-exports.amazonaws.com", "DenyInsecureTransport"],
+          doc="S3API GetBucketPolicy; SIM bucket_policy (the other statements stay)"))
+expect("s3.GetBucketPolicy after POST /_sim/drift delete_bucket_policy",
+       ERR("NoSuchBucketPolicy", 404, doc="S3ERR NoSuchBucketPolicy; SIM delete_bucket_policy"))
+expect("s3.GetPublicAccessBlock after POST /_sim/drift public_access",
+       ERR("NoSuchPublicAccessBlockConfiguration", 404,
+           doc="S3ERR NoSuchPublicAccessBlockConfiguration; SIM public_access"))
+expect("s3.GetBucketOwnershipControls after POST /_sim/drift ownership",
+       OK(value="ObjectWriter", doc="S3API GetBucketOwnershipControls; SIM ownership"))
+expect("s3.GetBucketOwnershipControls after POST /_sim/drift ownership null",
+       ERR("OwnershipControlsNotFoundError", 404,
+           doc="S3API GetBucketOwnershipControls; SIM ownership"))
+expect("s3.GetBucketEncryption after POST /_sim/drift encryption",
+       OK(value="aws:kms", doc="S3API GetBucketEncryption; SIM encryption"))
+expect("cur.DescribeReportDefinitions after POST /_sim/drift change_report",
+       OK(value="DAILY", doc="CURAPI DescribeReportDefinitions; SIM change_report"))
+expect("cur.DescribeReportDefinitions after POST /_sim/drift delete_report",
+       OK(value=[], doc="CURAPI DescribeReportDefinitions; SIM delete_report"))
+expect("s3.HeadBucket after POST /_sim/drift delete_bucket",
+       ERR("404", 404, doc="S3API HeadBucket: 404 Not Found; SIM delete_bucket"))
+
 # ---- awscli (awssim only) ----
 for _k, _exp in [
         ("aws sts get-caller-identity", OK(value=[0, True])),
@@ -559,7 +670,9 @@ class Awssim:
                 "--random-seed", "42",
                 "--latency", "cloudformation.stack_create=500ms",
                 "--latency", "cloudformation.stack_update=500ms",
-                "--latency", "cloudformation.stack_delete=300ms"]
+                "--latency", "cloudformation.stack_delete=300ms",
+                "--latency", "organizations.account_create=300ms",
+                "--latency", "cloudformation.drift_detect=300ms"]
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
@@ -878,6 +991,36 @@ def raw_json(t, service, target, body, region="us-east-1", creds=None):
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+def admin_post(t, path, body):
+    """POST JSON to awssim's admin API; (status, parsed answer)."""
+    conn = http.client.HTTPConnection(t.host, t.port, timeout=10)
+    try:
+        conn.request("POST", path, body=json.dumps(body).encode(),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def sim_drift(t, **body):
+    """POST /_sim/drift; the change must be made."""
+    st, ans = admin_post(t, "/_sim/drift", body)
+    if st != 200:
+        raise RuntimeError("POST /_sim/drift %r: HTTP %d %r" % (body, st, ans))
+    return ans
+
+
+def poll(fn, done, limit=15):
+    """Call fn until done(result) (at most limit seconds); the last result."""
+    deadline = time.time() + limit
+    while True:
+        x = fn()
+        if done(x) or time.time() > deadline:
+            return x
+        time.sleep(0.05)
 
 
 def md5_b64(data):
@@ -1690,6 +1833,251 @@ def chk_org(t, r):
            t.client("organizations", creds=unk).list_accounts)
 
 
+def chk_org_tree(t, r):
+    org = t.client("organizations")
+    nv = t.client("organizations", validate=False)
+    root = "r-sim0"
+    r.call("organizations.ListRoots: one root", org.list_roots,
+           lambda x: [[ro["Id"], ro["Name"], ro["Arn"].endswith("/" + ro["Id"]),
+                       ro["PolicyTypes"]] for ro in x["Roots"]])
+    st, ans = admin_post(t, "/_sim/ous", {"Name": "Billing"})
+    billing = ans["ou"]["Id"]
+    st, ans = admin_post(t, "/_sim/ous", {"Name": "Prod", "ParentId": billing})
+    prod = ans["ou"]["Id"]
+
+    def paged(op, key, **kw):
+        out = []
+        for page in org.get_paginator(op).paginate(**kw):
+            out.extend(page.get(key, []))
+        return {key: out}
+
+    r.call("organizations.ListOrganizationalUnitsForParent root: the OU POST /_sim/ous added",
+           lambda: org.list_organizational_units_for_parent(ParentId=root),
+           lambda x: [o["Name"] for o in x["OrganizationalUnits"]])
+    r.call("organizations.ListOrganizationalUnitsForParent paginator, nested OU",
+           lambda: paged("list_organizational_units_for_parent", "OrganizationalUnits",
+                         ParentId=billing),
+           lambda x: [o["Name"] for o in x["OrganizationalUnits"]])
+    r.call("organizations.DescribeOrganizationalUnit: Id pattern, Name, Arn",
+           lambda: org.describe_organizational_unit(OrganizationalUnitId=prod),
+           lambda x: [bool(re.match(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$",
+                                    x["OrganizationalUnit"]["Id"])),
+                      x["OrganizationalUnit"]["Name"],
+                      x["OrganizationalUnit"]["Arn"].endswith("/" + prod)])
+    moved = member(7)
+    r.call("organizations.MoveAccount member to the nested OU",
+           lambda: org.move_account(AccountId=moved, SourceParentId=root,
+                                    DestinationParentId=prod))
+    r.call("organizations.ListAccountsForParent nested OU: the moved account",
+           lambda: org.list_accounts_for_parent(ParentId=prod),
+           lambda x: [a["Id"] == moved for a in x["Accounts"]])
+    pages = []
+
+    def root_accounts():
+        out = []
+        for page in org.get_paginator("list_accounts_for_parent").paginate(
+                ParentId=root, PaginationConfig={"PageSize": 20}):
+            pages.append(len(page["Accounts"]))
+            out.extend(page["Accounts"])
+        return {"Accounts": out}
+
+    r.call("organizations.ListAccountsForParent paginator root, PageSize 20: 60 accounts, 3 pages",
+           root_accounts, lambda x: [len({a["Id"] for a in x["Accounts"]}), len(pages)])
+    names = {billing: "Billing", prod: "Prod", root: root}
+    r.call("organizations.ListParents account: its OU",
+           lambda: org.list_parents(ChildId=moved),
+           lambda x: [[names[p["Id"]], p["Type"]] for p in x["Parents"]])
+    r.call("organizations.ListParents paginator, top OU: the root",
+           lambda: paged("list_parents", "Parents", ChildId=billing),
+           lambda x: [[p["Id"], p["Type"]] for p in x["Parents"]])
+    r.call("organizations.ListChildren root, ORGANIZATIONAL_UNIT",
+           lambda: org.list_children(ParentId=root, ChildType="ORGANIZATIONAL_UNIT"),
+           lambda x: [names[c["Id"]] for c in x["Children"]])
+    r.call("organizations.ListChildren paginator nested OU, ACCOUNT",
+           lambda: paged("list_children", "Children", ParentId=prod, ChildType="ACCOUNT"),
+           lambda x: [c["Id"] == moved and c["Type"] == "ACCOUNT" for c in x["Children"]])
+    r.call("organizations.ListAccountsForParent OU that does not exist",
+           lambda: org.list_accounts_for_parent(ParentId="ou-sim0-zzzzzzzz"))
+    r.call("organizations.ListParents account that does not exist",
+           lambda: org.list_parents(ChildId="999999999999"))
+    r.call("organizations.DescribeOrganizationalUnit OU that does not exist",
+           lambda: org.describe_organizational_unit(OrganizationalUnitId="ou-sim0-zzzzzzzz"))
+    r.call("organizations.MoveAccount to where it is",
+           lambda: org.move_account(AccountId=moved, SourceParentId=prod,
+                                    DestinationParentId=prod))
+    r.call("organizations.ListChildren ChildType USER (no client validation)",
+           lambda: nv.list_children(ParentId=root, ChildType="USER"))
+
+    # CreateAccount: IN_PROGRESS for organizations.account_create (300 ms here), then done.
+    created = r.call("organizations.CreateAccount: IN_PROGRESS with a car- id",
+                     lambda: org.create_account(Email="new-%s@example.com" % t.sfx,
+                                                AccountName="created " + t.sfx),
+                     lambda x: [x["CreateAccountStatus"]["State"],
+                                bool(re.match(r"^car-[a-z0-9]{8,32}$",
+                                              x["CreateAccountStatus"]["Id"]))])
+
+    def status(car):
+        return org.describe_create_account_status(CreateAccountRequestId=car)
+
+    if created:
+        car = created["CreateAccountStatus"]["Id"]
+        r.call("organizations.DescribeCreateAccountStatus at once: IN_PROGRESS",
+               lambda: status(car), lambda x: x["CreateAccountStatus"]["State"])
+        done = r.call(
+            "organizations.DescribeCreateAccountStatus after organizations.account_create: "
+            "SUCCEEDED",
+            lambda: poll(lambda: status(car),
+                         lambda x: x["CreateAccountStatus"]["State"] != "IN_PROGRESS"),
+            lambda x: [x["CreateAccountStatus"]["State"], x["CreateAccountStatus"].get("AccountId"),
+                       x["CreateAccountStatus"]["CompletedTimestamp"] >=
+                       x["CreateAccountStatus"]["RequestedTimestamp"]])
+        if done:
+            new = done["CreateAccountStatus"]["AccountId"]
+            r.call("organizations.DescribeAccount the created account: ACTIVE, CREATED",
+                   lambda: org.describe_account(AccountId=new),
+                   lambda x: [x["Account"]["Status"], x["Account"]["JoinedMethod"]])
+            r.call("organizations.ListParents the created account: the root",
+                   lambda: org.list_parents(ChildId=new),
+                   lambda x: [[p["Id"], p["Type"]] for p in x["Parents"]])
+            r.call("sts.AssumeRole OrganizationAccountAccessRole of the created account",
+                   lambda: t.client("sts").assume_role(RoleArn=t.role_arn(new),
+                                                       RoleSessionName="new-account"),
+                   lambda x: x["AssumedRoleUser"]["Arn"].startswith(
+                       "arn:aws:sts::%s:assumed-role/%s/" % (new, ORG_ROLE)))
+    taken = org.create_account(Email="aws+member-1@example.com", AccountName="taken")
+    tid = taken["CreateAccountStatus"]["Id"]
+    r.call("organizations.DescribeCreateAccountStatus email taken: FAILED EMAIL_ALREADY_EXISTS",
+           lambda: poll(lambda: status(tid),
+                        lambda x: x["CreateAccountStatus"]["State"] != "IN_PROGRESS"),
+           lambda x: [x["CreateAccountStatus"]["State"],
+                      x["CreateAccountStatus"].get("FailureReason"),
+                      x["CreateAccountStatus"].get("AccountId")])
+    r.call("organizations.ListCreateAccountStatus paginator States FAILED: the taken email's request",
+           lambda: paged("list_create_account_status", "CreateAccountStatuses",
+                         States=["FAILED"]),
+           lambda x: [c["Id"] for c in x["CreateAccountStatuses"]] == [tid])
+    r.call("organizations.DescribeCreateAccountStatus id that does not exist",
+           lambda: status("car-0123456789abcdef0123456789abcdef"))
+
+
+def chk_drift(t, r):
+    """Drift made with POST /_sim/drift, found with CloudFormation's drift detection and the
+    S3 and CUR reads the fleet verifies with."""
+    s = t.sfx
+    cfn = t.client("cloudformation")
+    name, role = "ob-cl-drift-" + s, "ob-drift-" + s
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(one_role_template(t, role)),
+                     Parameters=[{"ParameterKey": "ExternalId", "ParameterValue": "ext-" + s}],
+                     Capabilities=["CAPABILITY_NAMED_IAM"])
+    wait_stack(cfn, name)
+
+    def drift_info():
+        return cfn.describe_stacks(StackName=name)["Stacks"][0].get("DriftInformation", {})
+
+    r.call("cloudformation.DescribeStacks before any detection: NOT_CHECKED", drift_info,
+           lambda x: [x.get("StackDriftStatus"), "LastCheckTimestamp" in x])
+
+    def detection(did):
+        return cfn.describe_stack_drift_detection_status(StackDriftDetectionId=did)
+
+    def finished(did):
+        return poll(lambda: detection(did),
+                    lambda x: x["DetectionStatus"] != "DETECTION_IN_PROGRESS")
+
+    def outcome(x):
+        return [x["DetectionStatus"], x.get("StackDriftStatus"),
+                x.get("DriftedStackResourceCount")]
+
+    det = r.call("cloudformation.DetectStackDrift: a StackDriftDetectionId",
+                 lambda: cfn.detect_stack_drift(StackName=name),
+                 lambda x: len(x["StackDriftDetectionId"]) == 36)
+    if det:
+        did = det["StackDriftDetectionId"]
+        r.call("cloudformation.DescribeStackDriftDetectionStatus at once: DETECTION_IN_PROGRESS",
+               lambda: detection(did), lambda x: x["DetectionStatus"])
+        r.call("cloudformation.DetectStackDrift while one runs",
+               lambda: cfn.detect_stack_drift(StackName=name))
+        r.call("cloudformation.DescribeStackDriftDetectionStatus after cloudformation.drift_detect: "
+               "IN_SYNC", lambda: finished(did), outcome)
+
+    def resource_drifts(**kw):
+        return cfn.describe_stack_resource_drifts(StackName=name, **kw)
+
+    r.call("cloudformation.DescribeStackResourceDrifts in sync", resource_drifts,
+           lambda x: [[d["LogicalResourceId"], d["StackResourceDriftStatus"],
+                       json.loads(d["ExpectedProperties"]) == json.loads(d["ActualProperties"])]
+                      for d in x["StackResourceDrifts"]])
+    r.call("cloudformation.DescribeStacks after a detection: IN_SYNC, LastCheckTimestamp",
+           drift_info, lambda x: [x.get("StackDriftStatus"), "LastCheckTimestamp" in x])
+    sim_drift(t, Account=t.mgmt, Kind="trust_policy", RoleName=role)
+    did = cfn.detect_stack_drift(StackName=name)["StackDriftDetectionId"]
+    r.call("cloudformation.DescribeStackDriftDetectionStatus after the trust drift: DRIFTED",
+           lambda: finished(did), outcome)
+    r.call("cloudformation.DescribeStackResourceDrifts MODIFIED: the ExternalId condition removed",
+           lambda: resource_drifts(StackResourceDriftStatusFilters=["MODIFIED"]),
+           lambda x: [x["StackResourceDrifts"][0]["StackResourceDriftStatus"],
+                      [[p["PropertyPath"], p["DifferenceType"]]
+                       for p in x["StackResourceDrifts"][0]["PropertyDifferences"]],
+                      "sts:ExternalId" not in x["StackResourceDrifts"][0]["ActualProperties"]])
+    sim_drift(t, Account=t.mgmt, Kind="delete_role", RoleName=role)
+    did = cfn.detect_stack_drift(StackName=name)["StackDriftDetectionId"]
+    finished(did)
+    r.call("cloudformation.DescribeStackResourceDrifts after the role was deleted: DELETED",
+           resource_drifts,
+           lambda x: [[d["LogicalResourceId"], d["StackResourceDriftStatus"],
+                       "ExpectedProperties" in d] for d in x["StackResourceDrifts"]])
+    r.call("sts.AssumeRole on the role deleted out of band",
+           lambda: t.client("sts").assume_role(RoleArn=t.role_arn(t.mgmt, role),
+                                               RoleSessionName="gone", ExternalId="ext-" + s))
+    r.call("cloudformation.DescribeStackDriftDetectionStatus id that does not exist",
+           lambda: detection("00000000-0000-4000-8000-000000000000"))
+
+    # The bucket and the report the fleet made, drifted; read back as the fleet verifies.
+    s3, cur = t.client("s3"), t.client("cur")
+    bucket = "ob-cl-drift-%s" % s
+    s3.create_bucket(Bucket=bucket)
+    pol = cur_policy(bucket, t.mgmt)
+    pol["Statement"].append(deny_insecure_policy(bucket)["Statement"][0])
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(pol))
+    cur.put_report_definition(ReportDefinition=report("drift-" + s, bucket))
+    sim_drift(t, Account=t.mgmt, Kind="bucket_policy", Bucket=bucket)
+    r.call("s3.GetBucketPolicy after POST /_sim/drift bucket_policy: billingreports gone",
+           lambda: s3.get_bucket_policy(Bucket=bucket),
+           lambda x: [st.get("Sid") or st["Principal"]["Service"]
+                      for st in json.loads(x["Policy"])["Statement"]])
+    sim_drift(t, Account=t.mgmt, Kind="delete_bucket_policy", Bucket=bucket)
+    r.call("s3.GetBucketPolicy after POST /_sim/drift delete_bucket_policy",
+           lambda: s3.get_bucket_policy(Bucket=bucket))
+    sim_drift(t, Account=t.mgmt, Kind="public_access", Bucket=bucket)
+    r.call("s3.GetPublicAccessBlock after POST /_sim/drift public_access",
+           lambda: s3.get_public_access_block(Bucket=bucket))
+    sim_drift(t, Account=t.mgmt, Kind="ownership", Bucket=bucket)
+    r.call("s3.GetBucketOwnershipControls after POST /_sim/drift ownership",
+           lambda: s3.get_bucket_ownership_controls(Bucket=bucket),
+           lambda x: x["OwnershipControls"]["Rules"][0]["ObjectOwnership"])
+    sim_drift(t, Account=t.mgmt, Kind="ownership", Bucket=bucket, Ownership=None)
+    r.call("s3.GetBucketOwnershipControls after POST /_sim/drift ownership null",
+           lambda: s3.get_bucket_ownership_controls(Bucket=bucket))
+    sim_drift(t, Account=t.mgmt, Kind="encryption", Bucket=bucket)
+    r.call("s3.GetBucketEncryption after POST /_sim/drift encryption",
+           lambda: s3.get_bucket_encryption(Bucket=bucket),
+           lambda x: x["ServerSideEncryptionConfiguration"]["Rules"][0][
+               "ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"])
+    sim_drift(t, Account=t.mgmt, Kind="change_report", ReportName="drift-" + s,
+              Changes={"TimeUnit": "DAILY"})
+    r.call("cur.DescribeReportDefinitions after POST /_sim/drift change_report",
+           cur.describe_report_definitions,
+           lambda x: [d["TimeUnit"] for d in x["ReportDefinitions"]
+                      if d["ReportName"] == "drift-" + s][0])
+    sim_drift(t, Account=t.mgmt, Kind="delete_report", ReportName="drift-" + s)
+    r.call("cur.DescribeReportDefinitions after POST /_sim/drift delete_report",
+           cur.describe_report_definitions,
+           lambda x: [d["ReportName"] for d in x["ReportDefinitions"]])
+    sim_drift(t, Account=t.mgmt, Kind="delete_bucket", Bucket=bucket)
+    r.call("s3.HeadBucket after POST /_sim/drift delete_bucket",
+           lambda: s3.head_bucket(Bucket=bucket))
+
+
 # ---- awscli ----
 
 def run_aws(t, args, creds=None, region="us-east-1", home=None):
@@ -1958,6 +2346,16 @@ class Boto3Org(AwssimCase):
         self.run_check(chk_org)
 
 
+class Boto3OrgTree(AwssimCase):
+    def test_organizations_tree(self):
+        self.run_check(chk_org_tree)
+
+
+class Boto3Drift(AwssimCase):
+    def test_drift(self):
+        self.run_check(chk_drift)
+
+
 class AwsCli(AwssimCase):
     @classmethod
     def setUpClass(cls):
@@ -2020,7 +2418,8 @@ class MotoComparison(unittest.TestCase):
 
 
 GROUPS = {
-    "boto3": ["Boto3Sts", "Boto3S3", "Boto3Cfn", "Boto3Cur", "Boto3Org"],
+    "boto3": ["Boto3Sts", "Boto3S3", "Boto3Cfn", "Boto3Cur", "Boto3Org", "Boto3OrgTree",
+              "Boto3Drift"],
     "awscli": ["AwsCli"],
     "moto": ["MotoComparison"],
 }

@@ -62,6 +62,8 @@ static ob_msg_kind_t kind_of_dir(const char *name)
                  {"onboard.stage.v", OB_MSG_STAGE},
                  {"onboard.connected.v", OB_MSG_CONNECTED},
                  {"onboard.disconnected.v", OB_MSG_DISCONNECTED},
+                 {"onboard.verify.v", OB_MSG_VERIFY},
+                 {"onboard.drift.v", OB_MSG_DRIFT},
                  {"onboard.dlq.v", OB_MSG_DLQ}};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (!strncmp(name, kinds[i].prefix, strlen(kinds[i].prefix)))
@@ -179,6 +181,23 @@ static void check_round_trip(ob_msg_kind_t kind, const char *json, size_t len, c
         assert_int_equal(ob_disconnected_to_json(&d[1], &b, NULL, &err), OB_OK);
         ob_disconnected_clear(&d[0]);
         ob_disconnected_clear(&d[1]);
+    } else if (kind == OB_MSG_VERIFY) {
+        ob_verify_msg_t v[2];
+        assert_int_equal(ob_verify_parse(json, len, &v[0], &err), OB_OK);
+        assert_int_equal(ob_verify_to_json(&v[0], &a, NULL, &err), OB_OK);
+        assert_int_equal(ob_verify_parse(a, strlen(a), &v[1], &err), OB_OK);
+        assert_int_equal(ob_verify_to_json(&v[1], &b, NULL, &err), OB_OK);
+        ob_verify_clear(&v[0]);
+        ob_verify_clear(&v[1]);
+    } else if (kind == OB_MSG_DRIFT) {
+        ob_drift_t *d = calloc(2, sizeof(*d));
+        assert_int_equal(ob_drift_parse(json, len, &d[0], &err), OB_OK);
+        assert_int_equal(ob_drift_to_json(&d[0], &a, NULL, &err), OB_OK);
+        assert_int_equal(ob_drift_parse(a, strlen(a), &d[1], &err), OB_OK);
+        assert_int_equal(ob_drift_to_json(&d[1], &b, NULL, &err), OB_OK);
+        ob_drift_clear(&d[0]);
+        ob_drift_clear(&d[1]);
+        free(d);
     } else {
         return;
     }
@@ -274,6 +293,8 @@ static void test_names_match_schema(void **state)
                {"onboard.stage.v2.json", OB_SCHEMA_STAGE_2},
                {"onboard.connected.v1.json", OB_SCHEMA_CONNECTED},
                {"onboard.disconnected.v1.json", OB_SCHEMA_DISCONNECTED},
+               {"onboard.verify.v1.json", OB_SCHEMA_VERIFY},
+               {"onboard.drift.v1.json", OB_SCHEMA_DRIFT},
                {"onboard.dlq.v1.json", OB_SCHEMA_DLQ}};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         char where_id[128];

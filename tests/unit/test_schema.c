@@ -42,6 +42,8 @@ static ob_msg_kind_t kind_of(const char *dir)
            : !strncmp(dir, "onboard.stage.", 14)        ? OB_MSG_STAGE
            : !strncmp(dir, "onboard.connected.", 18)    ? OB_MSG_CONNECTED
            : !strncmp(dir, "onboard.disconnected.", 21) ? OB_MSG_DISCONNECTED
+           : !strncmp(dir, "onboard.verify.", 15)       ? OB_MSG_VERIFY
+           : !strncmp(dir, "onboard.drift.", 14)        ? OB_MSG_DRIFT
                                                         : OB_MSG_DLQ;
 }
 

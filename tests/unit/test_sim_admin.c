@@ -44,21 +44,10 @@ static int teardown(void **state)
 
 /* ---- admin calls ---- */
 
-/* An unsigned admin call; its JSON reply (checked to be JSON) is returned. */
 static json_t *admin(fx_t *f, const char *method, const char *path, const char *body,
                      long want_status)
 {
-    char url[512];
-    ob_test_http_t a;
-    snprintf(url, sizeof(url), "%s%s", f->endpoint, path);
-    ob_test_http(f->loop, f->http, method, url, body, 10000, &a);
-    json_t *j = json_loads(a.body, 0, NULL);
-    free(a.body);
-    if (a.status != want_status)
-        fail_msg("%s %s: status %ld, wanted %ld", method, path, a.status, want_status);
-    assert_string_equal(a.content_type, "application/json");
-    assert_non_null(j);
-    return j;
+    return ob_test_simfx_admin(f, method, path, body, want_status);
 }
 
 /* The call fails with this status and {"error": message}. */
