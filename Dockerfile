@@ -36,6 +36,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DOB_BUILD_TESTS=OFF \
  && install -m 0755 -s \
       /build/workers/onboard-bucket /build/workers/onboard-cur \
       /build/workers/onboard-iam /build/workers/onboard-connect \
+      /build/workers/onboard-verify \
       /build/tools/onboardctl /build/sim/awssim \
       /out/
 

@@ -24,9 +24,9 @@ import sys
 
 import yaml
 
-KINDS = ["bucket", "cur", "iam", "connect"]
-TOPIC = {"bucket": "requests", "cur": "cur", "iam": "iam", "connect": "connect"}
-BINARIES = ["onboard-bucket", "onboard-cur", "onboard-iam", "onboard-connect", "onboardctl", "awssim"]
+KINDS = ["bucket", "cur", "iam", "connect", "verify"]
+TOPIC = {"bucket": "requests", "cur": "cur", "iam": "iam", "connect": "connect", "verify": "verify"}
+BINARIES = ["onboard-bucket", "onboard-cur", "onboard-iam", "onboard-connect", "onboard-verify", "onboardctl", "awssim"]
 METRICS_PORT = 9464
 DRAIN_SECONDS = 20
 SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE|_KEY$|^AWS_SECRET_ACCESS_KEY$|SESSION)", re.I)

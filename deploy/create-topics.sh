@@ -1,5 +1,5 @@
 #!/bin/sh
-# Create the fleet's six topics with Kafka's own kafka-topics.sh; safe to run
+# Create the fleet's eight topics with Kafka's own kafka-topics.sh; safe to run
 # again (existing topics are kept as they are, and a topic with fewer
 # partitions than asked is reported, never altered: adding partitions moves
 # accounts to other partitions, which breaks the per-account order while
@@ -117,9 +117,10 @@ create() { # NAME PARTITIONS [--config k=v ...]
   fi
 }
 
-for t in requests cur iam connect; do create "$t" "$STAGE_P"; done
+for t in requests cur iam connect verify; do create "$t" "$STAGE_P"; done
 create connected "$CONNECTED_P"
+create drift "$CONNECTED_P"
 create dlq "$DLQ_P" --config "retention.ms=$DLQ_RETENTION"
 
 if [ "$failed" -ne 0 ]; then exit 1; fi
-log "all six topics present under prefix '$PREFIX'"
+log "all eight topics present under prefix '$PREFIX'"

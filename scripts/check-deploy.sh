@@ -205,7 +205,7 @@ def merge(a, b):
 v = yaml.safe_load(open(sys.argv[1]))
 for f in sys.argv[2:]:
     v = merge(v, yaml.safe_load(open(f)) or {})
-print(v["topics"]["prefix"], ",".join(k for k in ("bucket", "cur", "iam", "connect") if v["workers"][k]["enabled"]))
+print(v["topics"]["prefix"], ",".join(k for k in ("bucket", "cur", "iam", "connect", "verify") if v["workers"][k]["enabled"]))
 EOF
 }
 
@@ -413,11 +413,11 @@ if FAKE_DIR=$WORK/fake KAFKA_BIN=$WORK/fakebin OB_KAFKA_BOOTSTRAP_SERVERS=b1:909
     sed 's/password=.*/password=.../; s/^/        /' "$props"
   fi
   ncreate=$(grep -c -- '--create' "$WORK/fake/calls" || true)
-  if [ "$ncreate" = 6 ] && grep -q -- '--topic x.requests --partitions 7' "$WORK/fake/calls" &&
+  if [ "$ncreate" = 8 ] && grep -q -- '--topic x.requests --partitions 7' "$WORK/fake/calls" &&
       grep -q -- '--topic x.dlq --partitions 3 .*retention.ms=' "$WORK/fake/calls"; then
-    ok "asks for the six topics with their partition counts"
+    ok "asks for the eight topics with their partition counts"
   else
-    bad "create-topics.sh did not ask for the six topics as expected"
+    bad "create-topics.sh did not ask for the eight topics as expected"
     sed 's/^/        /' "$WORK/fake/calls"
   fi
 else
@@ -444,7 +444,7 @@ exec java -Xmx256m -Dlog4j.configuration=file:$WORK/kbin/log4j.properties -cp "$
 EOF
     chmod +x "$WORK/kbin/kafka-topics.sh"
     prefix="ckdeploy$$."
-    TOPIC_CLEANUP="for t in requests cur iam connect connected dlq; do '$WORK/kbin/kafka-topics.sh' --bootstrap-server '$OB_TEST_KAFKA_BROKERS' --delete --if-exists --topic '$prefix'\$t; done"
+    TOPIC_CLEANUP="for t in requests cur iam connect verify connected drift dlq; do '$WORK/kbin/kafka-topics.sh' --bootstrap-server '$OB_TEST_KAFKA_BROKERS' --delete --if-exists --topic '$prefix'\$t; done"
     topics_env=(env KAFKA_BIN="$WORK/kbin" OB_KAFKA_BOOTSTRAP_SERVERS="$OB_TEST_KAFKA_BROKERS"
       OB_TOPIC_PREFIX="$prefix" OB_TOPIC_PARTITIONS=4 OB_TOPIC_CONNECTED_PARTITIONS=2
       OB_TOPIC_DLQ_PARTITIONS=1 OB_TOPIC_REPLICATION_FACTOR=1 OB_TOPICS_WAIT=60)
@@ -454,10 +454,10 @@ EOF
         --topic "${prefix//./\\.}.*" >"$WORK/describe.log" 2>&1 || true
       got=$(awk '/PartitionCount/ {for (i=1;i<=NF;i++) { if ($i=="Topic:") t=$(i+1); if ($i=="PartitionCount:") p=$(i+1) } print t"="p}' \
         "$WORK/describe.log" | sed "s/^$prefix//" | sort | tr '\n' ' ')
-      want="connect=4 connected=2 cur=4 dlq=1 iam=4 requests=4 "
+      want="connect=4 connected=2 cur=4 dlq=1 drift=2 iam=4 requests=4 verify=4 "
       if [ "$got" = "$want" ] && grep -q "${prefix}dlq.*retention.ms=2592000000" "$WORK/describe.log" &&
           grep -q 'exists (4 partitions)' "$WORK/topics2.log"; then
-        ok "created the six topics on $OB_TEST_KAFKA_BROKERS ($got), again idempotently"
+        ok "created the eight topics on $OB_TEST_KAFKA_BROKERS ($got), again idempotently"
       else
         bad "topics on the broker: got '$got', want '$want'"
         sed 's/^/        /' "$WORK/describe.log" | head -20
@@ -524,11 +524,11 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
       run "$WORK/ctx-build.log" cmake --build "$WORK/ctx/build" -j"$(nproc)"; then
     missing_bins=()
     for b in workers/onboard-bucket workers/onboard-cur workers/onboard-iam workers/onboard-connect \
-        tools/onboardctl sim/awssim; do
+        workers/onboard-verify tools/onboardctl sim/awssim; do
       [ -x "$WORK/ctx/build/$b" ] || missing_bins+=("$b")
     done
     if [ ${#missing_bins[@]} -eq 0 ]; then
-      ok "the build context builds ($cmake_flags): all six binaries"
+      ok "the build context builds ($cmake_flags): all seven binaries"
       # Every library a binary links directly comes from a package the runtime
       # installs: the package Debian's library naming gives its SONAME (policy
       # 8.1: libfoo.so.N in libfooN, libfoo-N.so in libfoo-N; trixie's 64-bit
@@ -538,7 +538,7 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
       runtime_pkgs=$(sed -n '/^FROM .*-slim/,$p' Dockerfile | tr -s ' \\' '\n' | grep -E '^lib|^zlib1g$|^ca-certificates$' | sort -u | tr '\n' ' ')
       libs_bad=()
       for b in workers/onboard-bucket workers/onboard-cur workers/onboard-iam workers/onboard-connect \
-          tools/onboardctl sim/awssim; do
+          workers/onboard-verify tools/onboardctl sim/awssim; do
         for so in $(readelf -d "$WORK/ctx/build/$b" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
           case $so in
             libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*) continue ;;

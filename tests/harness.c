@@ -12,6 +12,7 @@
 #include "harness.h"
 #include "stages.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "json_within.h"
+#include "ob_buf.h"
 #include "ob_crypto.h"
 #include "ob_state.h"
 
@@ -592,12 +594,76 @@ long ob_test_sim_config(ob_test_harness_t *h, const char *body)
     return ob_test_sim_post(h, "/_sim/config", body);
 }
 
+/* The command line of a tool on the harness's services. */
+static void ctl_line(const ob_test_harness_t *h, const char *tool, const char *args, char *line,
+                     size_t n)
+{
+    const char *db = "0";
+    for (int i = 0; h->settings[i][0]; i++)
+        if (!strcmp(h->settings[i][0], "OB_REDIS_DB") && h->settings[i][1])
+            db = h->settings[i][1];
+    snprintf(line, n,
+             "OB_TOPIC_PREFIX='%s' OB_REDIS_PORT=%d OB_REDIS_DB=%s OB_KAFKA_BOOTSTRAP_SERVERS='%s' "
+             "'%s' %s 2>&1",
+             h->prefix, h->redis_port, db, h->brokers, tool, args);
+}
+
+/* The last non-empty line of text into out. */
+static void last_line(const char *text, char *out, size_t n)
+{
+    out[0] = '\0';
+    for (const char *p = text; *p;) {
+        size_t k = strcspn(p, "\n");
+        if (k) {
+            size_t c = k < n ? k : n - 1;
+            memcpy(out, p, c);
+            out[c] = '\0';
+        }
+        p += k + (p[k] == '\n');
+    }
+}
+
+int ob_test_ctl_live(ob_test_harness_t *h, const char *tool, const char *args, char *out, size_t n)
+{
+    char line[1024];
+    ctl_line(h, tool, args, line, sizeof(line));
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", line, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    ob_buf_t text = {0};
+    int status = 0, ended = 0;
+    char buf[4096];
+    ssize_t got;
+    while (!ended) {
+        ob_test_run_for(h->loop, 50);
+        while ((got = read(fds[0], buf, sizeof(buf))) > 0)
+            ob_buf_append(&text, buf, (size_t)got);
+        ended = waitpid(pid, &status, WNOHANG) == pid;
+    }
+    while ((got = read(fds[0], buf, sizeof(buf))) > 0)
+        ob_buf_append(&text, buf, (size_t)got);
+    close(fds[0]);
+    ob_buf_append(&text, "", 1);
+    last_line(text.data, out, n);
+    ob_buf_free(&text);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 int ob_test_ctl(const ob_test_harness_t *h, const char *tool, const char *args, char *out, size_t n)
 {
     char line[1024];
-    snprintf(line, sizeof(line),
-             "OB_TOPIC_PREFIX='%s' OB_REDIS_PORT=%d OB_KAFKA_BOOTSTRAP_SERVERS='%s' '%s' %s 2>&1",
-             h->prefix, h->redis_port, h->brokers, tool, args);
+    ctl_line(h, tool, args, line, sizeof(line));
     FILE *p = popen(line, "r");
     assert_non_null(p);
     out[0] = '\0';

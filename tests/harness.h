@@ -265,5 +265,8 @@ long ob_test_sim_post(ob_test_harness_t *h, const char *path, const char *body);
  * it printed (stdout and stderr) into out. Its exit status (-1: killed). */
 int ob_test_ctl(const ob_test_harness_t *h, const char *tool, const char *args, char *out,
                 size_t n);
+/* The same with the harness's loop running meanwhile (the workers of the
+ * test go on working: a tool that waits on them). */
+int ob_test_ctl_live(ob_test_harness_t *h, const char *tool, const char *args, char *out, size_t n);
 
 #endif

@@ -137,3 +137,88 @@ int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, in
     rd_kafka_destroy(rk);
     return rc;
 }
+
+struct ctl_follow_s {
+    ctl_t *c;
+    rd_kafka_t *rk;
+    char topic[256];
+    int assigned; /* the topic exists and its partitions are assigned */
+};
+
+/* Assign every partition of the topic at `from_end` ends now, else from its
+ * start; 0 when the topic does not exist yet. */
+static int follow_assign(ctl_follow_t *f, int from_end)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(f->rk, f->topic, NULL);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(f->rk, 0, rkt, &md, 10000);
+    int n = !e && md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    if (n <= 0)
+        return 0;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int p = 0; p < n; p++) {
+        int64_t lo = 0, hi = 0;
+        if (from_end && rd_kafka_query_watermark_offsets(f->rk, f->topic, p, &lo, &hi, 10000) != 0)
+            hi = RD_KAFKA_OFFSET_END;
+        rd_kafka_topic_partition_list_add(l, f->topic, p)->offset =
+            from_end ? hi : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_assign(f->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    f->assigned = 1;
+    return 1;
+}
+
+ctl_follow_t *ctl_follow_open(ctl_t *c, const char *suffix)
+{
+    char err[512];
+    static const char *const defaults[] = {"group.id", "onboardctl-follower", "enable.auto.commit",
+                                           "false",    "isolation.level",     "read_committed",
+                                           NULL};
+    ctl_follow_t *f = ob_calloc(1, sizeof(*f));
+    f->c = c;
+    snprintf(f->topic, sizeof(f->topic), "%s%s", c->cfg.topic_prefix, suffix);
+    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, sizeof(err));
+    f->rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
+    if (!f->rk) {
+        fprintf(stderr, "onboardctl: %s\n", err);
+        free(f);
+        return NULL;
+    }
+    follow_assign(f, 1);
+    return f;
+}
+
+int ctl_follow(ctl_follow_t *f, ctl_msg_fn *each, void *arg, const int *done, long timeout_ms)
+{
+    uint64_t until = ob_loop_update_time(f->c->loop) + (uint64_t)timeout_ms;
+    while (!*done) {
+        if (ob_loop_update_time(f->c->loop) >= until)
+            return EXIT_RUNTIME;
+        if (!f->assigned && !follow_assign(f, 0)) {
+            ob_loop_run_once(f->c->loop,
+                             200); /* not there yet: it is made with its first message */
+            continue;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(f->rk, 200);
+        ob_loop_run_once(f->c->loop, 0);
+        if (!m)
+            continue;
+        if (!m->err)
+            each(f->c, m, arg);
+        rd_kafka_message_destroy(m);
+    }
+    return 0;
+}
+
+void ctl_follow_close(ctl_follow_t *f)
+{
+    if (!f)
+        return;
+    rd_kafka_consumer_close(f->rk);
+    rd_kafka_destroy(f->rk);
+    free(f);
+}

@@ -16,6 +16,7 @@
 #define EXIT_INVALID 3
 #define EXIT_LAGGING 4
 #define EXIT_DIFFERS 5 /* check: the records and the topics disagree */
+#define EXIT_DRIFTED 6 /* verify: an account is not as the fleet made it */
 
 typedef struct ctl_s {
     ob_config_t cfg;
@@ -30,6 +31,20 @@ typedef struct ctl_s {
  * does not exist is empty when missing_ok, else an error. */
 typedef void(ctl_msg_fn)(ctl_t *c, const rd_kafka_message_t *m, void *arg);
 int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, int missing_ok);
+
+/* Following a topic from its ends now: what others produce after
+ * ctl_follow_open, read as a read_committed reader, without a consumer
+ * group. A topic that does not exist yet is followed from its start once it
+ * does. */
+typedef struct ctl_follow_s ctl_follow_t;
+ctl_follow_t *ctl_follow_open(ctl_t *c, const char *suffix);
+/* Give each message to `each` until *done or timeout_ms pass: 0, or
+ * EXIT_RUNTIME on the timeout (the caller says so). */
+int ctl_follow(ctl_follow_t *f, ctl_msg_fn *each, void *arg, const int *done, long timeout_ms);
+void ctl_follow_close(ctl_follow_t *f);
+
+/* onboardctl verify: ctl_verify.c. */
+int ctl_verify(ctl_t *c, int argc, char **argv);
 
 /* Redis as the workers reach it (redis.* settings); NULL (said on stderr)
  * when it cannot be reached in 5 s. */

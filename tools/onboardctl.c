@@ -63,8 +63,8 @@ static void usage(FILE *f)
                "      One request per ACTIVE account of the AWS Organization (ListAccounts with\n"
                "      the management account's credentials); other states are skipped with a\n"
                "      reason. The role is arn:aws:iam::ACCOUNT:role/NAME\n"
-               "      (default OrganizationAccountAccessRole).\n"
-               "  offboard ACCOUNT... | --file F|- [--region R] [--role-name NAME]\n"
+               "      (default OrganizationAccountAccessRole).\n");
+    fprintf(f, "  offboard ACCOUNT... | --file F|- [--region R] [--role-name NAME]\n"
                "           [--requester WHO] [--dry-run]\n"
                "      One offboarding request per account (onboard.request/2, mode offboard):\n"
                "      the workers delete the fleet's report definitions and stack (and so the\n"
@@ -75,10 +75,16 @@ static void usage(FILE *f)
                "      arn:PARTITION:iam::ACCOUNT:role/NAME (default\n"
                "      OrganizationAccountAccessRole). An account with nothing of the fleet's,\n"
                "      or already offboarded, is a no-op with the reason in its record.\n"
+               "  verify ACCOUNT... | --all [--repair] [--timeout T] [--no-wait] [--json]\n"
+               "      Check connected accounts against what the fleet made (the verify\n"
+               "      workers: bucket policy and settings, the report, the stack and\n"
+               "      CloudFormation's drift detection, the Billing Engine role with its\n"
+               "      ExternalId) and print each finding; --repair sends the account back\n"
+               "      through the stages that fix what drifted. Exit code 6 when one drifted.\n"
                "  status ACCOUNT [--json]   the account's record and its history (requested,\n"
                "      connected, failed, drift found, repaired, disconnected: times, requests,\n"
-               "      reasons; the last 100 events)\n"
-               "  dlq list [--account A] [--stage S] [--code C] [--since T] [--until T] [--id ID]\n"
+               "      reasons; the last 100 events)\n");
+    fprintf(f, "  dlq list [--account A] [--stage S] [--code C] [--since T] [--until T] [--id ID]\n"
                "           [--json]\n"
                "      The dead letters (oldest first) with their reasons, and counts per\n"
                "      stage and error code. T is an RFC 3339 time (compared with the last\n"
@@ -110,7 +116,8 @@ static void usage(FILE *f)
                "\n"
                "Settings come from OB_* variables and OB_CONFIG_FILE (see the README).\n"
                "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration, 3 invalid rows,\n"
-               "4 lag over the threshold, 5 records that disagree with the topics (check).\n");
+               "4 lag over the threshold, 5 records that disagree with the topics (check),\n"
+               "6 accounts not as the fleet made them (verify).\n");
 }
 
 /* ---- input rows ---- */
@@ -1947,6 +1954,8 @@ int main(int argc, char **argv)
         rc = cmd_retry(&c, argc - 2, argv + 2);
     else if (!strcmp(argv[1], "lag"))
         rc = cmd_lag(&c, argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "verify"))
+        rc = ctl_verify(&c, argc - 2, argv + 2);
     else if (!strcmp(argv[1], "check"))
         rc = ctl_check(&c, argc - 2, argv + 2, 0);
     else if (!strcmp(argv[1], "rebuild"))

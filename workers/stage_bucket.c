@@ -27,6 +27,10 @@
  *   (BucketOwnerEnforced) -> hand-off to the cur topic.
  * Every call is a PUT of a fixed document, so re-running the stage is a no-op.
  *
+ * A repair (onboard.request/2 with repair) runs the calls above only when a
+ * bucket_* drift is named; otherwise it goes on at once, to the cur stage
+ * (report_*) or straight to iam (the stack and the role).
+ *
  * Offboarding (onboard.request/2, mode offboard) makes no call here: no
  * Organizations check (an account leaving the organization is what is most
  * often offboarded) and nothing of the bucket is touched (it stays, with the
@@ -244,6 +248,12 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
         return;
     }
     ob_stage_t next = st->req.mode == OB_MODE_EXISTING ? OB_STAGE_IAM : OB_STAGE_CUR;
+    /* A repair of the stack alone goes straight to the stage that fixes it,
+     * with what the bucket and cur stages made (the connection's). */
+    unsigned repair = st->req.repair;
+    if (st->req.mode == OB_MODE_NEW && repair &&
+        !(repair & (OB_DRIFT_BUCKET_KINDS | OB_DRIFT_REPORT_KINDS)))
+        next = OB_STAGE_IAM;
     m.stage = next;
     if (st->req.mode == OB_MODE_EXISTING && st->has_found) {
         m.has_report = 1;
@@ -251,6 +261,8 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
     }
     if (st->req.mode == OB_MODE_NEW)
         ob_stage_fill_bucket(&m);
+    if (st->req.mode == OB_MODE_NEW && next == OB_STAGE_IAM)
+        ob_stage_fill_report(&m);
     if (st->req.mode != OB_MODE_EXISTING) {
         ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
         t->present = 1;
@@ -347,19 +359,11 @@ static void next_call(bucket_st_t *st, ob_step_t *out)
 
 static void org_call(bucket_st_t *st, ob_step_t *out)
 {
-    memset(out, 0, sizeof(*out));
     json_t *body = json_pack("{s:s}", "AccountId", st->req.account_id);
-    char err[256];
-    ob_err_t e = ob_json11_init_obj(&out->req, OB_SVC_ORGANIZATIONS, "DescribeAccount", body, err,
-                                    sizeof(err));
-    json_decref(body);
-    if (e != OB_OK) {
-        ob_step_fail(out, OB_DLQ_PERMANENT, "request_error", "DescribeAccount: %s", err);
+    if (ob_step_json11(out, OB_SVC_ORGANIZATIONS, "DescribeAccount", body,
+                       partition_of(st->req.role_arn)->org_region) != 0)
         return;
-    }
-    out->kind = OB_STEP_CALL;
     out->as_fleet = 1;
-    snprintf(out->region, sizeof(out->region), "%s", partition_of(st->req.role_arn)->org_region);
     st->org_asked = 1;
 }
 
@@ -522,6 +526,11 @@ static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
             return;
         }
         hand_off(st, out);
+        return;
+    }
+    if (!res && st->next == B_CREATE && st->req.repair &&
+        !(st->req.repair & OB_DRIFT_BUCKET_KINDS)) {
+        hand_off(st, out); /* the bucket is as it should be: on to what drifted */
         return;
     }
     if (res) {

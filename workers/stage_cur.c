@@ -78,160 +78,6 @@ static int offboarding(const cur_st_t *st)
     return st->msg.request.mode == OB_MODE_OFFBOARD;
 }
 
-/* ---- the definition the request asks for ---- */
-
-static json_t *name_list(unsigned set, const char *(*name_of)(unsigned bit))
-{
-    json_t *a = json_array();
-    for (unsigned bit = 1; a && bit && bit <= 0x80u; bit <<= 1) {
-        const char *n = (set & bit) ? name_of(bit) : NULL;
-        if (n)
-            json_array_append_new(a, json_string(n));
-    }
-    return a;
-}
-
-/* "[A, B]" of a set, for messages. */
-static void set_text(char *out, size_t n, unsigned set, const char *(*name_of)(unsigned bit))
-{
-    size_t used = 0;
-    int first = 1;
-    used += (size_t)snprintf(out, n, "[");
-    for (unsigned bit = 1; bit && bit <= 0x80u && used < n; bit <<= 1) {
-        const char *s = (set & bit) ? name_of(bit) : NULL;
-        if (!s)
-            continue;
-        used += (size_t)snprintf(out + used, n - used, "%s%s", first ? "" : ", ", s);
-        first = 0;
-    }
-    if (used < n)
-        snprintf(out + used, n - used, "]");
-}
-
-static json_t *definition(const cur_st_t *st)
-{
-    const ob_request_t *r = &st->msg.request;
-    const ob_report_settings_t *s = &r->report;
-    return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:b, s:s}", "ReportName", s->name,
-        "TimeUnit", ob_time_unit_name(s->time_unit), "Format", ob_format_name(s->format),
-        "Compression", ob_compression_name(s->compression), "AdditionalSchemaElements",
-        name_list(s->schema_elements, ob_schema_elem_name), "S3Bucket", st->msg.bucket.name,
-        "S3Prefix", s->prefix, "S3Region", st->msg.bucket.region, "AdditionalArtifacts",
-        name_list(s->artifacts, ob_artifact_name), "RefreshClosedReports",
-        s->refresh_closed_reports, "ReportVersioning", ob_versioning_name(s->versioning));
-}
-
-/* ---- comparing with what AWS holds ---- */
-
-static int list_has(const json_t *list, const char *s)
-{
-    size_t i;
-    const json_t *e;
-    json_array_foreach(list, i, e)
-    {
-        if (json_is_string(e) && !strcmp(json_string_value(e), s))
-            return 1;
-    }
-    return 0;
-}
-
-/* Two string lists hold the same set (order and repeats do not matter). */
-static int same_set(const json_t *a, const json_t *b)
-{
-    size_t i;
-    const json_t *e;
-    json_array_foreach(a, i, e)
-    {
-        if (!json_is_string(e) || !list_has(b, json_string_value(e)))
-            return 0;
-    }
-    json_array_foreach(b, i, e)
-    {
-        if (!json_is_string(e) || !list_has(a, json_string_value(e)))
-            return 0;
-    }
-    return 1;
-}
-
-static void value_text(char *out, size_t n, const json_t *v)
-{
-    if (!v || json_is_null(v)) {
-        snprintf(out, n, "(absent)");
-        return;
-    }
-    if (json_is_string(v)) {
-        snprintf(out, n, "%s", json_string_value(v));
-        return;
-    }
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    snprintf(out, n, "%s", s ? s : "?");
-    free(s);
-}
-
-static void note_change(cur_st_t *st, const char *member, const json_t *have, const json_t *want)
-{
-    char h[96], w[96];
-    value_text(h, sizeof(h), have);
-    value_text(w, sizeof(w), want);
-    size_t used = strlen(st->changes);
-    if (used + 1 < sizeof(st->changes))
-        snprintf(st->changes + used, sizeof(st->changes) - used, "%s%s %s -> %s", used ? "; " : "",
-                 member, h, w);
-}
-
-/*
- * How many members of the existing definition differ from ours (noted in
- * st->changes). Absent optional members read as AWS's defaults: no artifacts,
- * CREATE_NEW_REPORT; an absent RefreshClosedReports is unknown, so it differs
- * (one Modify makes it explicit). Members we do not manage (BillingViewArn,
- * ReportStatus) are not compared.
- */
-static int differences(cur_st_t *st, const json_t *have, const json_t *want)
-{
-    static const char *const strings[] = {"TimeUnit", "Format",   "Compression", "S3Bucket",
-                                          "S3Prefix", "S3Region", NULL};
-    int n = 0;
-    st->changes[0] = '\0';
-    for (int i = 0; strings[i]; i++) {
-        const json_t *h = json_object_get(have, strings[i]);
-        const json_t *w = json_object_get(want, strings[i]);
-        if (!json_is_string(h) || strcmp(json_string_value(h), json_string_value(w)) != 0) {
-            note_change(st, strings[i], h, w);
-            n++;
-        }
-    }
-    static const char *const lists[] = {"AdditionalSchemaElements", "AdditionalArtifacts", NULL};
-    for (int i = 0; lists[i]; i++) {
-        const json_t *h = json_object_get(have, lists[i]);
-        const json_t *w = json_object_get(want, lists[i]);
-        json_t *empty = json_array();
-        int same = (h == NULL || json_is_null(h)) ? same_set(empty, w)
-                                                  : json_is_array(h) && same_set(h, w);
-        json_decref(empty);
-        if (!same) {
-            note_change(st, lists[i], h, w);
-            n++;
-        }
-    }
-    const json_t *h = json_object_get(have, "RefreshClosedReports");
-    const json_t *w = json_object_get(want, "RefreshClosedReports");
-    if (!json_is_boolean(h) || json_is_true(h) != json_is_true(w)) {
-        note_change(st, "RefreshClosedReports", h, w);
-        n++;
-    }
-    h = json_object_get(have, "ReportVersioning");
-    w = json_object_get(want, "ReportVersioning");
-    const char *hv = json_is_string(h)         ? json_string_value(h)
-                     : (!h || json_is_null(h)) ? "CREATE_NEW_REPORT"
-                                               : "";
-    if (strcmp(hv, json_string_value(w)) != 0) {
-        note_change(st, "ReportVersioning", h, w);
-        n++;
-    }
-    return n;
-}
-
 /* ---- steps ---- */
 
 static void cur_call(cur_st_t *st, ob_step_t *out, ccall_t call, const char *op, json_t *body)
@@ -284,7 +130,9 @@ static json_t *tags_json(const ob_request_t *r)
 
 static void put_call(cur_st_t *st, ob_step_t *out)
 {
-    json_t *body = json_pack("{s:o}", "ReportDefinition", definition(st));
+    json_t *body =
+        json_pack("{s:o}", "ReportDefinition",
+                  ob_cur_definition(&st->msg.request, st->msg.bucket.name, st->msg.bucket.region));
     if (body && st->msg.request.ntags)
         json_object_set_new(body, "Tags", tags_json(&st->msg.request));
     cur_call(st, out, C_PUT, "PutReportDefinition", body);
@@ -292,7 +140,7 @@ static void put_call(cur_st_t *st, ob_step_t *out)
 
 static void modify_call(cur_st_t *st, ob_step_t *out)
 {
-    json_t *def = definition(st);
+    json_t *def = ob_cur_definition(&st->msg.request, st->msg.bucket.name, st->msg.bucket.region);
     if (def && st->billing_view[0])
         json_object_set_new(def, "BillingViewArn", json_string(st->billing_view));
     json_t *body =
@@ -506,8 +354,8 @@ static void validation_failed(cur_st_t *st, const ob_aws_result_t *res, ob_step_
         return;
     }
     char elems[96], arts[96];
-    set_text(elems, sizeof(elems), s->schema_elements, ob_schema_elem_name);
-    set_text(arts, sizeof(arts), s->artifacts, ob_artifact_name);
+    ob_cur_set_text(elems, sizeof(elems), s->schema_elements, ob_schema_elem_name);
+    ob_cur_set_text(arts, sizeof(arts), s->artifacts, ob_artifact_name);
     /* The settings first: a long name or prefix is what gets cut. */
     fail_from(out, res, OB_DLQ_PERMANENT, "ValidationException", "/report",
               "%s: AWS refused the definition with no reason (it does so for setting "
@@ -595,10 +443,11 @@ static void on_describe(cur_st_t *st, const ob_aws_result_t *res, ob_step_t *out
         remember_other(st, name);
     }
     if (found) {
-        json_t *ours = definition(st);
+        json_t *ours =
+            ob_cur_definition(&st->msg.request, st->msg.bucket.name, st->msg.bucket.region);
         const char *view = json_string_value(json_object_get(found, "BillingViewArn"));
         snprintf(st->billing_view, sizeof(st->billing_view), "%s", view ? view : "");
-        int n = ours ? differences(st, found, ours) : -1;
+        int n = ours ? ob_cur_differences(found, ours, st->changes, sizeof(st->changes)) : -1;
         json_decref(ours);
         json_decref(reply);
         if (n < 0)

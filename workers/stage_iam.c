@@ -46,6 +46,12 @@
  * role. -> hand-off to the connect topic with results.removed.stacks: the
  * fleet's stacks that are gone now.
  *
+ * A repair (onboard.request/2 whose repair names stack_drifted or
+ * role_unassumable: verification found the role changed or deleted by hand)
+ * deletes the complete stack it finds and makes it again, once, its
+ * ExternalId kept: CloudFormation's view of a role changed behind its back is
+ * stale, and an update of an unchanged template changes nothing.
+ *
  * The ExternalId (128 bits from OpenSSL, 32 hex) is generated once per
  * account: the stack keeps it (its ExternalId parameter is not NoEcho, see
  * the template's Description), every update sends UsePreviousValue, and a
@@ -184,6 +190,10 @@ typedef struct iam_st_s {
      * none). */
     int off_named;
     char *removed;
+    /* A repair of the stack's drift (the request's repair: stack_drifted,
+     * role_unassumable): the stack found complete is deleted and made again
+     * once, its ExternalId kept. */
+    int repaired;
     struct iam_timing_s *tm; /* the worker's (ctx) */
 } iam_st_t;
 
@@ -931,6 +941,21 @@ static void on_seen(iam_st_t *st, ob_step_t *out)
             return;
         }
         wait_poll(st, out);
+        return;
+    }
+    if ((seen_is(st, "CREATE_COMPLETE") || seen_is(st, "UPDATE_COMPLETE") ||
+         seen_is(st, "IMPORT_COMPLETE") || seen_is(st, "UPDATE_ROLLBACK_COMPLETE")) &&
+        (st->in->request.repair & (OB_DRIFT_STACK_DRIFTED | OB_DRIFT_ROLE_UNASSUMABLE)) &&
+        !st->repaired && st->acted == A_NONE) {
+        /* Its role was changed or deleted by hand: CloudFormation's view of
+         * it is stale, and an update would change nothing ("No updates are
+         * to be performed."). Make it again, the same ExternalId: the role's
+         * ARN and ExternalId stay what the Billing Engine knows. */
+        if (need_external_id(st, out) != 0)
+            return;
+        st->repaired = 1;
+        put(&st->redo_of, st->seen.id);
+        delete_stack(st, out);
         return;
     }
     if (seen_is(st, "CREATE_COMPLETE") || seen_is(st, "UPDATE_COMPLETE") ||

@@ -12,6 +12,7 @@ extern const ob_stage_ops_t ob_stage_bucket;  /* stage_bucket.c */
 extern const ob_stage_ops_t ob_stage_cur;     /* stage_cur.c */
 extern const ob_stage_ops_t ob_stage_iam;     /* stage_iam.c */
 extern const ob_stage_ops_t ob_stage_connect; /* stage_connect.c */
+extern const ob_stage_ops_t ob_stage_verify;  /* stage_verify.c: a side stage */
 
 /* The Billing Engine role template (JSON), kept in workers/templates/ and
  * compiled in (stage_iam.c). */
@@ -28,6 +29,15 @@ void ob_stage_iam_timing_reset(void *ctx, uint64_t (*now_ms)(void));
  * billingreports.amazonaws.com and bcm-data-exports.amazonaws.com, each
  * limited by aws:SourceArn and aws:SourceAccount to the account. */
 char *ob_cur_bucket_policy(const char *partition, const char *account_id, const char *bucket);
+/* The ReportDefinition a request asks for (a new object), delivering to
+ * bucket in bucket_region (stage_cur_def.c). */
+json_t *ob_cur_definition(const ob_request_t *r, const char *bucket, const char *bucket_region);
+/* How many members of an existing definition differ from the one wanted,
+ * each noted in changes ("Member have -> want; ..."). Absent optional members
+ * read as AWS's defaults; members the fleet does not manage are not compared. */
+int ob_cur_differences(const json_t *have, const json_t *want, char *changes, size_t size);
+/* "[A, B]" of a set, for messages. */
+void ob_cur_set_text(char *out, size_t n, unsigned set, const char *(*name_of)(unsigned bit));
 /* Where the role's partition keeps Cost and Usage Reports: us-east-1,
  * cn-northwest-1, or "" (AWS GovCloud has none). */
 const char *ob_cur_region(const char *role_arn);

@@ -48,6 +48,10 @@
  *   connected_spec         the connection's request, normalized (JSON): what
  *                          verification compares the account with
  *   disconnected_at, disconnect_key   the last offboarding and its event's key
+ *
+ *  the verify stage (a side stage: never the request's fields above):
+ *   verify_at, verify_error, verify_request, drift_status, drift_kinds,
+ *   drift_detail, drift_key, repair_request
  *   role_arn               the Billing Engine role
  *   buckets, old_buckets, reports, stacks   what the fleet made in the account
  *   superseded             requests a newer one replaced
@@ -131,6 +135,13 @@ int ob_state_account_of(const char *key, char *out, size_t outsz);
 #define OB_ST_DISCONNECTED_AT   "disconnected_at"
 #define OB_ST_DISCONNECT_KEY    "disconnect_key"
 #define OB_ST_CONNECTED_SPEC    "connected_spec"
+/* The verify stage's (a side stage: "verify_at", "verify_error" besides). */
+#define OB_ST_DRIFT_STATUS   "drift_status" /* in_sync | drifted */
+#define OB_ST_DRIFT_KINDS    "drift_kinds"  /* what drifted, comma-separated */
+#define OB_ST_DRIFT_DETAIL   "drift_detail" /* what differs, for people */
+#define OB_ST_DRIFT_KEY      "drift_key"    /* the drift event's key */
+#define OB_ST_VERIFY_REQUEST "verify_request"
+#define OB_ST_REPAIR_REQUEST "repair_request" /* the repair sent with it ("" none) */
 
 /* Values of status. */
 #define OB_ST_STATUS_RUNNING      "running"

@@ -107,6 +107,8 @@ typedef struct job_s {
     int recorded;               /* the outcome is in the account's state (PH_RECORDING done) */
     int skipped;                /* already done: nothing was run */
     int unchanged;              /* intake: the account already has the desired state */
+    int deliveries;             /* messages of its outcome not acknowledged yet */
+    int delivery_failed;        /* one of them failed (no transactions) */
     const char *unchanged_why;  /* its reason for the record (static text) */
     char *intake;               /* OB_MSG_HDR_INTAKE of the request (malloc'd; NULL: unknown) */
     char *superseded;           /* intake: the account's superseded requests, with any this one
@@ -167,6 +169,8 @@ struct ob_worker_s {
     char host[128];
     char topic_in[256];
     int intake; /* the stage that takes requests (input "requests") */
+    /* A side stage's own fields of the record: "<name>_at", "<name>_error". */
+    char side_at_field[40], side_error_field[40], side_request_field[40];
     char topic_dlq[256];
     char **topics; /* topic names jobs point to (interned) */
     size_t ntopics;
@@ -244,10 +248,27 @@ static void job_finish(job_t *j);
 
 /* ---- steps ---- */
 
+int ob_step_json11(ob_step_t *s, ob_aws_svc_t svc, const char *op, json_t *body, const char *region)
+{
+    memset(s, 0, sizeof(*s));
+    char err[256];
+    ob_err_t e = body ? ob_json11_init_obj(&s->req, svc, op, body, err, sizeof(err)) : OB_ERR_NOMEM;
+    json_decref(body);
+    if (e != OB_OK) {
+        ob_step_fail(s, OB_DLQ_PERMANENT, "request_error", "%s: %s", op,
+                     e == OB_ERR_NOMEM ? "out of memory" : err);
+        return -1;
+    }
+    s->kind = OB_STEP_CALL;
+    snprintf(s->region, sizeof(s->region), "%s", region);
+    return 0;
+}
+
 void ob_step_clear(ob_step_t *s)
 {
     ob_aws_req_free(&s->req);
     free(s->emit);
+    free(s->also);
     free(s->http_url);
     ob_hdrs_clear(&s->http_headers);
     ob_buf_free(&s->http_body);
@@ -869,6 +890,24 @@ static void outcome_fields(job_t *j, const char **fields, size_t max, char now[O
     snprintf(attempts, 16, "%d", j->stage_attempt);
     snprintf(input, 320, "%s:%d:%lld", j->topic, (int)j->partition, (long long)j->offset);
     size_t n = 0;
+    if (w->stage->side) {
+        /* Only the stage's own fields: the record stays the request's. */
+        fields[n++] = w->side_at_field;
+        fields[n++] = now;
+        fields[n++] = w->side_error_field;
+        fields[n++] = j->failed ? last_of(j)->message : "";
+        fields[n++] = w->side_request_field;
+        fields[n++] = j->plan.request_id;
+        const ob_step_t *last = last_of(j);
+        for (size_t i = 0; !j->failed && i + 1 < OB_STEP_STATE_MAX && last->state[i] &&
+                           last->state[i + 1] && n + 3 < max;
+             i += 2) {
+            fields[n++] = last->state[i];
+            fields[n++] = last->state[i + 1];
+        }
+        fields[n] = NULL;
+        return;
+    }
     if (!j->unchanged) {
         fields[n++] = OB_ST_STAGE;
         fields[n++] = w->stage->name;
@@ -932,13 +971,16 @@ static void outcome_fields(job_t *j, const char **fields, size_t max, char now[O
     fields[n] = NULL;
 }
 
-/* The value of `name` among NULL-terminated name/value pairs (NULL: none). */
+/* The value of `name` among NULL-terminated name/value pairs (NULL: none):
+ * the last one, as Redis sets them in order (a stage's pair overrides the
+ * worker's). */
 static const char *field_of(const char *const *fields, const char *name)
 {
+    const char *v = NULL;
     for (size_t i = 0; fields[i] && fields[i + 1]; i += 2)
         if (!strcmp(fields[i], name))
-            return fields[i + 1];
-    return NULL;
+            v = fields[i + 1];
+    return v;
 }
 
 /* The drift kinds of a repair as text ("report_missing, stack_drifted") into out. */
@@ -968,7 +1010,18 @@ static char *history_of(const job_t *j, const char *const *fields)
         return ob_state_history_entry(NULL, OB_HIST_FAILED, j->plan.request_id, w->stage->name,
                                       NULL, detail);
     }
+    const char *drift = field_of(fields, OB_ST_DRIFT_STATUS);
+    if (drift)
+        return ob_state_history_entry(
+            NULL, !strcmp(drift, "in_sync") ? OB_HIST_VERIFIED : OB_HIST_DRIFT, j->plan.request_id,
+            w->stage->name, field_of(fields, OB_ST_DRIFT_KEY), field_of(fields, OB_ST_DRIFT_KINDS));
     const char *outcome = field_of(fields, OB_ST_OUTCOME);
+    const char *status = field_of(fields, OB_ST_STATUS);
+    if (j->plan.repair && status && !strcmp(status, OB_ST_STATUS_CONNECTED))
+        /* A repair ends connected: the same connection, announced or not. */
+        return ob_state_history_entry(NULL, OB_HIST_REPAIRED, j->plan.request_id, w->stage->name,
+                                      field_of(fields, OB_ST_IDEMPOTENCY_KEY),
+                                      repair_text(j->plan.repair, detail, sizeof(detail)));
     if (outcome && !strcmp(outcome, OB_ST_OUTCOME_CONNECTED))
         return ob_state_history_entry(
             NULL, j->plan.repair ? OB_HIST_REPAIRED : OB_HIST_CONNECTED, j->plan.request_id,
@@ -1074,6 +1127,17 @@ static void record_outcome(job_t *j)
     on_recorded(OB_ERR_REDIS, j);
 }
 
+/* A job whose outcome produces nothing: recorded (unless it already is),
+ * then done. */
+static void write_state(job_t *j);
+static void finish_without_output(job_t *j)
+{
+    if (j->recorded)
+        job_complete(j);
+    else
+        write_state(j);
+}
+
 static void produce_failed_later(job_t *j, const char *why)
 {
     j->w->stats.kafka_errors++;
@@ -1110,6 +1174,18 @@ static void job_finish(job_t *j)
     const char *key = j->plan.account_id[0] ? j->plan.account_id : j->key;
     size_t klen = j->plan.account_id[0] ? strlen(j->plan.account_id) : j->key_len;
     ob_err_t e;
+    if (j->failed && w->stage->side) {
+        /* A side stage's failure is no dead letter: the account's record
+         * says why (<name>_error, its history), and the next run of the
+         * stage looks again. */
+        ob_logkv(OB_LOG_WARN, "worker", "failed", "account",
+                 j->plan.account_id[0] ? j->plan.account_id : "(unknown)", "stage", w->stage->name,
+                 "error", last_of(j)->code, "reason", last_of(j)->message, NULL);
+        w->stats.failed++;
+        rd_kafka_headers_destroy(hdrs);
+        finish_without_output(j);
+        return;
+    }
     if (j->failed) {
         char host[128];
         snprintf(host, sizeof(host), "%s", w->host);
@@ -1161,20 +1237,36 @@ static void job_finish(job_t *j)
         }
         free(dlq);
     } else if (last_of(j)->emit) {
+        const ob_step_t *last = last_of(j);
+        j->deliveries = 1;
+        if (last->also) {
+            /* The second message first: each carries the job, and the job
+             * goes on once both are acknowledged (or, in a transaction, with
+             * the commit that holds both). */
+            char topic2[256];
+            snprintf(topic2, sizeof(topic2), "%s%s", w->cfg->topic_prefix, last->also_topic);
+            rd_kafka_headers_t *h2 = rd_kafka_headers_copy(hdrs);
+            if (last->also_schema)
+                rd_kafka_header_add(h2, OB_MSG_HDR_SCHEMA, -1, last->also_schema, -1);
+            e = ob_kproducer_send(w->producer, topic2, RD_KAFKA_PARTITION_UA, key, klen, last->also,
+                                  strlen(last->also), h2, j, err, sizeof(err));
+            if (e != OB_OK) {
+                rd_kafka_headers_destroy(hdrs);
+                produce_failed_later(j, err);
+                return;
+            }
+            j->deliveries = 2;
+        }
         char topic[256];
-        snprintf(topic, sizeof(topic), "%s%s", w->cfg->topic_prefix, last_of(j)->emit_topic);
-        if (last_of(j)->emit_schema)
-            rd_kafka_header_add(hdrs, OB_MSG_HDR_SCHEMA, -1, last_of(j)->emit_schema, -1);
-        e = ob_kproducer_send(w->producer, topic, RD_KAFKA_PARTITION_UA, key, klen,
-                              last_of(j)->emit, strlen(last_of(j)->emit), hdrs, j, err,
-                              sizeof(err));
+        snprintf(topic, sizeof(topic), "%s%s", w->cfg->topic_prefix, last->emit_topic);
+        if (last->emit_schema)
+            rd_kafka_header_add(hdrs, OB_MSG_HDR_SCHEMA, -1, last->emit_schema, -1);
+        e = ob_kproducer_send(w->producer, topic, RD_KAFKA_PARTITION_UA, key, klen, last->emit,
+                              strlen(last->emit), hdrs, j, err, sizeof(err));
         hdrs = NULL;
     } else {
         rd_kafka_headers_destroy(hdrs);
-        if (j->recorded)
-            job_complete(j);
-        else
-            write_state(j);
+        finish_without_output(j);
         return;
     }
     if (hdrs)
@@ -1223,7 +1315,16 @@ static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
         }
         return;
     }
-    if (err != OB_OK) {
+    if (j->deliveries > 1) {
+        /* The first of two: the job waits for the other (a failure of
+         * either has both sent again, at least once). */
+        j->deliveries--;
+        if (err != OB_OK)
+            j->delivery_failed = 1;
+        return;
+    }
+    if (err != OB_OK || j->delivery_failed) {
+        j->delivery_failed = 0;
         produce_failed_later(j, errmsg ? errmsg : "delivery failed");
         return;
     }
@@ -1470,7 +1571,8 @@ static void schedule_stage_retry(job_t *j, ob_step_t *s)
                             OB_ST_ERROR_MESSAGE,
                             s->message,
                             NULL};
-    ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, NULL, NULL);
+    if (!w->stage->side)
+        ob_lock_state_write(w->redis, j->plan.account_id, j->fence, fields, NULL, NULL);
     ob_logkv(OB_LOG_INFO, "worker", "stage will be retried", "account", j->plan.account_id, "stage",
              w->stage->name, "attempt", attempts, "next_attempt_at", next, "error", s->code,
              "reason", ob_retry_reason_name(s->retry_reason), NULL);
@@ -1566,7 +1668,7 @@ static int stage_retry_max(const ob_worker_t *w, ob_retry_reason_t r)
 static void record_progress(job_t *j, const char *progress)
 {
     ob_worker_t *w = j->w;
-    if (!j->fence || !j->plan.account_id[0])
+    if (!j->fence || !j->plan.account_id[0] || w->stage->side)
         return;
     const char *fields[] = {OB_ST_STAGE,          w->stage->name,   OB_ST_STATUS,
                             OB_ST_STATUS_RUNNING, OB_ST_REQUEST_ID, j->plan.request_id,
@@ -1707,6 +1809,8 @@ static int stage_rank(const char *name)
  * Another message of the same request (sent twice) is still skipped. */
 static int already_done(const ob_worker_t *w, const ob_lock_t *l, const job_t *j)
 {
+    if (w->stage->side)
+        return 0; /* a look, not a change: done again */
     const char *rid, *stage;
     int attempts;
     ob_lock_prior(l, &rid, &stage, &attempts);
@@ -1960,7 +2064,7 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
                 j->stage_attempt = prior;
         }
         j->stage_attempt++;
-        if (j->stage_attempt > 1) {
+        if (j->stage_attempt > 1 && !w->stage->side) {
             char n[16];
             snprintf(n, sizeof(n), "%d", j->stage_attempt);
             const char *fields[] = {OB_ST_STAGE,
@@ -2782,6 +2886,9 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
         snprintf(w->host, sizeof(w->host), "unknown");
     snprintf(w->topic_in, sizeof(w->topic_in), "%s%s", w->cfg->topic_prefix, w->stage->input);
     w->intake = !strcmp(w->stage->input, "requests");
+    snprintf(w->side_at_field, sizeof(w->side_at_field), "%s_at", w->stage->name);
+    snprintf(w->side_error_field, sizeof(w->side_error_field), "%s_error", w->stage->name);
+    snprintf(w->side_request_field, sizeof(w->side_request_field), "%s_request", w->stage->name);
     snprintf(w->topic_dlq, sizeof(w->topic_dlq), "%sdlq", w->cfg->topic_prefix);
     w->max_inflight = (size_t)w->cfg->inflight_max;
     w->run_max = (size_t)w->cfg->run_max;
@@ -2840,7 +2947,13 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     w->redis = ob_redis_new(loop, &ro, errstr, errstr_size);
     if (!w->redis || !w->assume)
         goto fail;
-    w->limiter = ob_ratelimit_new(loop, w->redis, NULL, errstr, errstr_size);
+    /* A side stage's rates are its own buckets: its throttling never takes
+     * from what the onboarding stages may call. */
+    char rl_prefix[64];
+    snprintf(rl_prefix, sizeof(rl_prefix), "ob:rl:%s:", w->stage->name);
+    ob_ratelimit_opts_t rlo = {.key_prefix = rl_prefix};
+    w->limiter =
+        ob_ratelimit_new(loop, w->redis, w->stage->side ? &rlo : NULL, errstr, errstr_size);
     if (!w->limiter ||
         ob_ratelimit_configure(w->limiter, w->cfg->rate_limits, errstr, errstr_size) != OB_OK)
         goto fail;

@@ -84,6 +84,11 @@ typedef struct ob_step_s {
     char *emit;             /* malloc'd JSON for the next topic, or NULL */
     const char *emit_topic; /* topic suffix ("cur", "connected"...) */
     const char *emit_schema;
+    /* DONE, optionally: a second message (malloc'd JSON) to another topic,
+     * produced with emit in the same transaction. */
+    char *also;
+    const char *also_topic;
+    const char *also_schema;
     /* State fields to record with the outcome: NULL-terminated name/value
      * pairs (static or owned by the stage state; read before the next step). */
     const char *state[OB_STEP_STATE_MAX];
@@ -118,7 +123,15 @@ typedef struct ob_job_plan_s {
 typedef struct ob_stage_s {
     const char *name;  /* "bucket", "cur", "iam", "connect" */
     ob_stage_t stage;  /* for dead letters */
-    const char *input; /* input topic suffix: "requests", "cur", "iam", "connect" */
+    const char *input; /* input topic suffix: "requests", "cur", "iam", "connect", "verify" */
+    /* A side stage (verify) looks at an account between requests: its
+     * outcome never takes the record's request fields (stage, status,
+     * request_id...), only the stage's own state pairs, "<name>_at",
+     * "<name>_error" and "<name>_request" (its message's request id); a
+     * failure is no dead letter (the record says why, and the next run looks
+     * again); it has no progress or attempt count in the record, and a
+     * redelivered message of it is done again. */
+    int side;
     size_t state_size; /* bytes of per-message stage state (zeroed before parse) */
     /* Optional: what the stage keeps across the messages of one worker, for
      * what it learns as it goes (the iam stage's create timings, the bucket
@@ -165,6 +178,11 @@ void ob_step_fail(ob_step_t *s, ob_dlq_class_t cls, const char *code, const char
     __attribute__((format(printf, 4, 5)));
 /* A FAIL step from an AWS result (class permanent or retries exhausted). */
 void ob_step_fail_aws(ob_step_t *s, const ob_aws_result_t *res);
+/* A CALL step of a JSON 1.1 operation (CUR, Organizations) with this body
+ * (its reference taken; NULL: out of memory) in region: 0, or -1 with *s a
+ * FAIL step saying why. */
+int ob_step_json11(ob_step_t *s, ob_aws_svc_t svc, const char *op, json_t *body,
+                   const char *region);
 
 typedef struct ob_worker_s ob_worker_t;
 

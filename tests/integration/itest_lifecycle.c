@@ -424,6 +424,201 @@ static void test_events(void **state)
     ob_test_end(&H);
 }
 
+/* Every member of m has a record whose request_id starts with `prefix` (after
+ * the run's) and status connected, and the workers are idle. */
+typedef struct repaired_s {
+    const int *m;
+    int n;
+} repaired_t;
+
+static int all_repaired(void *arg)
+{
+    repaired_t *r = arg;
+    if (!ob_test_workers_idle(&H))
+        return 0;
+    for (int i = 0; i < r->n; i++) {
+        char *rid = ob_test_member_state(&H, r->m[i], "request_id");
+        char *st = ob_test_member_state(&H, r->m[i], "status");
+        int ok = !strncmp(rid, "repair:", 7) && !strcmp(st, "connected");
+        free(rid);
+        free(st);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* `onboardctl verify ARGS --json`: its exit status, the answer in *out. */
+static int verify(const char *args, json_t **out)
+{
+    static char big[1 << 16];
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "verify --json --timeout 120s %s", args);
+    int rc = ob_test_ctl_live(&H, OB_ONBOARDCTL, cmd, big, sizeof(big));
+    *out = json_loads(big, 0, NULL);
+    if (!*out)
+        fail_msg("onboardctl %s: exit %d: %s", cmd, rc, big);
+    if (rc != 0 && rc != 6)
+        fail_msg("onboardctl %s: exit %d: %s", cmd, rc, big);
+    return rc;
+}
+
+/* The kinds an account's finding names, sorted into "a,b" (its row of a
+ * verify answer). */
+static void kinds_of(json_t *answer, const char *acct, char *out, size_t n)
+{
+    out[0] = '\0';
+    size_t i, k;
+    json_t *row, *f;
+    json_array_foreach(json_object_get(answer, "accounts"), i, row)
+    {
+        if (strcmp(str_of(row, "account_id"), acct) != 0)
+            continue;
+        const char *names[OB_DRIFT_FINDINGS_MAX];
+        size_t nn = 0;
+        json_array_foreach(json_object_get(row, "findings"), k, f)
+        {
+            const char *kind = str_of(f, "kind");
+            int seen = 0;
+            for (size_t j = 0; j < nn; j++)
+                seen |= !strcmp(names[j], kind);
+            if (!seen && nn < OB_DRIFT_FINDINGS_MAX)
+                names[nn++] = kind;
+        }
+        for (size_t a = 0; a < nn; a++)
+            for (size_t b = a + 1; b < nn; b++)
+                if (strcmp(names[b], names[a]) < 0) {
+                    const char *t = names[a];
+                    names[a] = names[b];
+                    names[b] = t;
+                }
+        size_t used = 0;
+        for (size_t a = 0; a < nn && used < n; a++)
+            used += (size_t)snprintf(out + used, n - used, "%s%s", a ? "," : "", names[a]);
+        if (!nn)
+            snprintf(out, n, "%s", str_of(row, "status"));
+        return;
+    }
+    snprintf(out, n, "(not in the answer)");
+}
+
+static void test_drift(void **state)
+{
+    (void)state;
+    fleet_t f;
+    /* A database of its own: `verify --all` takes every connected account. */
+    ob_test_set(&H, "OB_REDIS_DB", "7");
+    fleet_start(&f);
+    redisReply *flushed = redisCommand(ob_test_redis(&H), "FLUSHDB");
+    assert_non_null(flushed);
+    freeReplyObject(flushed);
+    ob_test_worker(&H, &ob_stage_verify, NULL, 5000);
+    char acct[16], body[1024], out[512];
+    ob_test_member_account(EXISTING, acct);
+    snprintf(
+        body, sizeof(body),
+        "{\"reports\":[{\"Account\":\"%s\",\"ReportDefinition\":{\"ReportName\":\"" OWN_CUR
+        "\",\"S3Bucket\":\"acme-own-cur\",\"S3Prefix\":\"cur/\",\"S3Region\":\"us-east-1\"}}]}",
+        acct);
+    assert_int_equal(ob_test_sim_post(&H, "/_sim/seed", body), 200);
+    int news[] = {1, 2, 3, 4, 5, 6, 8}, ex[] = {EXISTING};
+    int all[] = {1, 2, 3, 4, 5, 6, 8, EXISTING};
+    int nall = (int)(sizeof(all) / sizeof(all[0]));
+    onboard(news, 7, "on", "new");
+    onboard(ex, 1, "on", "existing");
+    wait_field(all, nall, "status", "connected");
+    wait_events(&f, "onboard.connected/1", nall);
+
+    /* Nothing changed yet: every account is in sync. */
+    json_t *ans;
+    assert_int_equal(verify("--all", &ans), 0);
+    assert_int_equal(json_integer_value(json_object_get(ans, "in_sync")), nall);
+    json_decref(ans);
+
+    /* What operators do by hand. */
+    static const struct {
+        int member;
+        const char *drift; /* the /_sim/drift body after Account */
+        const char *kinds; /* what verification must find, sorted */
+    } hand[] = {
+        {1, "\"Kind\":\"delete_role\",\"RoleName\":\"billing-engine-access\"",
+         "role_unassumable,stack_drifted"},
+        {2, "\"Kind\":\"trust_policy\",\"RoleName\":\"billing-engine-access\"", "stack_drifted"},
+        {3, "\"Kind\":\"delete_report\",\"ReportName\":\"billing-engine-cur\"", "report_missing"},
+        {4,
+         "\"Kind\":\"change_report\",\"ReportName\":\"billing-engine-cur\",\"Changes\":{"
+         "\"TimeUnit\":\"DAILY\"}",
+         "report_changed"},
+        {5, "\"Kind\":\"bucket_policy\",\"Bucket\":\"billing-cur-%s-eu-west-1\"", "bucket_policy"},
+        {6, "\"Kind\":\"public_access\",\"Bucket\":\"billing-cur-%s-eu-west-1\"",
+         "bucket_public_access"},
+        {EXISTING, "\"Kind\":\"delete_role\",\"RoleName\":\"billing-engine-access\"",
+         "role_unassumable,stack_drifted"},
+    };
+    size_t nhand = sizeof(hand) / sizeof(hand[0]);
+    for (size_t i = 0; i < nhand; i++) {
+        char d[512];
+        ob_test_member_account(hand[i].member, acct);
+        snprintf(d, sizeof(d), hand[i].drift, acct);
+        snprintf(body, sizeof(body), "{\"Account\":\"%s\",%s}", acct, d);
+        if (ob_test_sim_post(&H, "/_sim/drift", body) != 200)
+            fail_msg("/_sim/drift %s refused", body);
+    }
+    long long made = ob_test_sim_mutations(H.sim);
+    assert_int_equal(verify("--all", &ans), 6);
+    assert_int_equal(ob_test_sim_mutations(H.sim), made); /* verification only reads */
+    for (size_t i = 0; i < nhand; i++) {
+        char kinds[256];
+        ob_test_member_account(hand[i].member, acct);
+        kinds_of(ans, acct, kinds, sizeof(kinds));
+        if (strcmp(kinds, hand[i].kinds) != 0)
+            fail_msg("member %d: found %s, want %s", hand[i].member, kinds, hand[i].kinds);
+        char *st = ob_test_member_state(&H, hand[i].member, "drift_status");
+        assert_string_equal(st, "drifted");
+        free(st);
+    }
+    ob_test_member_account(8, acct);
+    char kinds[256];
+    kinds_of(ans, acct, kinds, sizeof(kinds));
+    assert_string_equal(kinds, "in_sync");
+    json_decref(ans);
+
+    /* Repaired through the stages that fix each, then verified again. */
+    assert_int_equal(verify("--all --repair", &ans), 6);
+    json_decref(ans);
+    int drifted[] = {1, 2, 3, 4, 5, 6, EXISTING};
+    repaired_t rw = {drifted, 7};
+    if (!ob_test_run_until(H.loop, all_repaired, &rw, 120000))
+        fail_msg("the repairs never finished");
+    assert_int_equal(verify("--all", &ans), 0);
+    assert_int_equal(json_integer_value(json_object_get(ans, "in_sync")), nall);
+    json_decref(ans);
+    for (int i = 0; i < nall; i++) {
+        ob_test_member_account(all[i], acct);
+        /* The same connection: nothing new for the Billing Engine. */
+        assert_int_equal(events_of(&f, acct, "onboard.connected/1"), 1);
+        assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 1);
+    }
+    ob_test_member_account(EXISTING, acct);
+    assert_non_null(json_object_get(json_object_get(sim_section(H.sim, "reports"), acct), OWN_CUR));
+    /* The story of a repaired account. */
+    snprintf(out, sizeof(out), "status --json %s", "200000000001");
+    static char big[16384];
+    assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, out, big, sizeof(big)), 0);
+    json_t *stj = json_loads(big, 0, NULL);
+    json_t *hist = json_object_get(stj, "history");
+    static const char *const story[] = {"requested", "connected", "verified", "drift",
+                                        "drift",     "requested", "repaired", "verified"};
+    size_t nstory = sizeof(story) / sizeof(story[0]);
+    if (json_array_size(hist) != nstory)
+        fail_msg("history of %zu events, %zu expected: %s", json_array_size(hist), nstory, big);
+    for (size_t i = 0; i < nstory; i++)
+        assert_string_equal(str_of(json_array_get(hist, i), "event"), story[i]);
+    json_decref(stj);
+    ob_test_end(&H);
+    ob_test_set(&H, "OB_REDIS_DB", NULL);
+}
+
 int main(void)
 {
     ob_test_harness_init(&H, "itl");
@@ -436,6 +631,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offboard),
         cmocka_unit_test(test_events),
+        cmocka_unit_test(test_drift),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

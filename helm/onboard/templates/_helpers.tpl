@@ -62,9 +62,9 @@ app.kubernetes.io/component: {{ .kind }}
 {{- printf "%s%s" .root.Values.topics.prefix .kind -}}
 {{- end -}}
 
-{{/* The worker kinds, in pipeline order. */}}
+{{/* The worker kinds, in pipeline order (verify: the side stage). */}}
 {{- define "onboard.kinds" -}}
-bucket cur iam connect
+bucket cur iam connect verify
 {{- end -}}
 
 {{- define "onboard.enabledKinds" -}}
