@@ -105,6 +105,8 @@ static void usage(FILE *f)
                "      unprocessed message; totals per group. Exit code 4 when a group's total\n"
                "      lag is over N messages.\n"
                "  summary [--json]          how many accounts are at each stage and status\n"
+               "      (connected, disconnected, failed...), and what their last verification\n"
+               "      found (in sync, drifted)\n"
                "  check [--account A] [--json]\n"
                "      Each account's record in Redis against the topics (requests, hand-offs,\n"
                "      connected events, dead letters): every disagreement named; exit code 5\n"
@@ -908,6 +910,7 @@ static void on_scan(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
 
 typedef struct hm_s {
     json_t *counts;
+    json_t *drift; /* drift_status -> accounts (verified ones) */
     int pending;
     int idle;   /* 1 while nothing is pending */
     int failed; /* a reply was an error: the counts are short */
@@ -917,10 +920,14 @@ static void on_hmget(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
 {
     hm_t *h = arg;
     h->idle = --h->pending == 0;
-    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+    if (err != OB_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
         h->failed = 1;
         return;
     }
+    const char *drift = reply->element[2]->str;
+    if (drift && drift[0])
+        json_object_set_new(h->drift, drift,
+                            json_integer(json_integer_value(json_object_get(h->drift, drift)) + 1));
     char k[128];
     snprintf(k, sizeof(k), "%s/%s", reply->element[0]->str ? reply->element[0]->str : "?",
              reply->element[1]->str ? reply->element[1]->str : "?");
@@ -944,7 +951,7 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
     ob_redis_t *r = ctl_redis_connect(c);
     if (!r)
         return EXIT_RUNTIME;
-    hm_t h = {json_object(), 0, 1, 0};
+    hm_t h = {json_object(), json_object(), 0, 1, 0};
     scan_t s = {0, OB_OK, "0", NULL};
     size_t total = 0;
     ob_err_t e = OB_OK;
@@ -959,7 +966,8 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
         {
             if (e != OB_OK || s.err != OB_OK)
                 break;
-            e = ob_redis_command(r, on_hmget, &h, "HMGET %s " OB_ST_STAGE " " OB_ST_STATUS,
+            e = ob_redis_command(r, on_hmget, &h,
+                                 "HMGET %s " OB_ST_STAGE " " OB_ST_STATUS " " OB_ST_DRIFT_STATUS,
                                  json_string_value(k));
             if (e != OB_OK) {
                 fprintf(stderr, "onboardctl: Redis: the command could not be sent: %s\n",
@@ -981,11 +989,12 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
         fprintf(stderr, "onboardctl: Redis: some accounts' states could not be read\n");
     if (e != OB_OK || s.err != OB_OK || h.failed) {
         json_decref(h.counts);
+        json_decref(h.drift);
         return EXIT_RUNTIME;
     }
     if (c->json) {
-        json_t *out =
-            json_pack("{s:I, s:O}", "accounts", (json_int_t)total, "by_stage_status", h.counts);
+        json_t *out = json_pack("{s:I, s:O, s:O}", "accounts", (json_int_t)total, "by_stage_status",
+                                h.counts, "by_drift_status", h.drift);
         char *str = json_dumps(out, JSON_SORT_KEYS | JSON_COMPACT);
         printf("%s\n", str);
         free(str);
@@ -997,8 +1006,13 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
         json_object_foreach(h.counts, k, v)
             printf("%-24s %8lld\n", k, (long long)json_integer_value(v));
         printf("%-24s %8zu\n", "total", total);
+        /* What the last verification of each verified account found. */
+        json_object_foreach(h.drift, k, v)
+            printf("%-24s %8lld\n", k[0] == 'i' ? "verified/in_sync" : "verified/drifted",
+                   (long long)json_integer_value(v));
     }
     json_decref(h.counts);
+    json_decref(h.drift);
     return 0;
 }
 

@@ -46,6 +46,7 @@
 #include "ob_alloc.h"
 #include "ob_awsproto.h"
 #include "ob_crypto.h"
+#include "ob_metrics.h"
 #include "ob_state.h"
 #include "ob_xml.h"
 #include "stages.h"
@@ -69,7 +70,16 @@ typedef enum vstep_e {
     V_ASSUME,
 } vstep_t;
 
+/* What one worker counted, for /metrics. */
+#define KINDS 11 /* the drift kinds (OB_DRIFT_* bits) */
+typedef struct verify_ctx_s {
+    uint64_t verified, in_sync, drifted;
+    uint64_t findings[KINDS], repairs[KINDS];
+} verify_ctx_t;
+_Static_assert(OB_DRIFT__ALL == (1u << KINDS) - 1, "a counter for every drift kind");
+
 typedef struct verify_st_s {
+    verify_ctx_t *ctx;
     ob_verify_msg_t msg;
     ob_drift_t drift; /* the findings, and the event */
     vstep_t pending;  /* the call whose reply comes next */
@@ -556,6 +566,17 @@ static void done(verify_st_t *st, ob_step_t *out)
         if (st->repair)
             d->repair_request_id = ob_drift_str(d, st->repair_id);
     }
+    if (st->ctx) {
+        verify_ctx_t *c = st->ctx;
+        c->verified++;
+        c->in_sync += !kinds;
+        c->drifted += !!kinds;
+        for (size_t i = 0; i < d->nfindings; i++)
+            for (unsigned k = 0; k < KINDS; k++)
+                c->findings[k] += d->findings[i].kind == (1u << k);
+        for (unsigned k = 0; st->repair && k < KINDS; k++)
+            c->repairs[k] += !!(kinds & (1u << k));
+    }
     ob_msg_error_t me;
     char *json = NULL;
     if (ob_drift_to_json(d, &json, NULL, &me) != OB_OK) {
@@ -750,7 +771,7 @@ static ob_err_t verify_parse(void *p, void *ctx, const ob_config_t *cfg, const c
                              size_t len, ob_job_plan_t *plan, ob_step_t *fail)
 {
     verify_st_t *st = p;
-    (void)ctx;
+    st->ctx = ctx;
     ob_drift_init(&st->drift);
     ob_msg_error_t me;
     memset(&me, 0, sizeof(me));
@@ -798,12 +819,49 @@ static void verify_clear(void *p)
     memset(st->external_id, 0, sizeof(st->external_id));
 }
 
+static void *verify_ctx_new(void)
+{
+    return ob_calloc(1, sizeof(verify_ctx_t));
+}
+
+static void verify_ctx_free(void *ctx)
+{
+    free(ctx);
+}
+
+static void verify_metrics(const void *ctx, ob_metrics_t *m)
+{
+    const verify_ctx_t *c = ctx;
+    if (!c)
+        return;
+    ob_metrics_family(m, "onboard_verifications_total", "counter",
+                      "Accounts verified, by result (in_sync, drifted).");
+    const char *l_in[] = {"result", "in_sync", NULL}, *l_dr[] = {"result", "drifted", NULL};
+    ob_metrics_sample(m, "onboard_verifications_total", l_in, (double)c->in_sync);
+    ob_metrics_sample(m, "onboard_verifications_total", l_dr, (double)c->drifted);
+    ob_metrics_family(m, "onboard_drift_findings_total", "counter",
+                      "Drift found by verification, by kind.");
+    for (unsigned k = 0; k < KINDS; k++) {
+        const char *l[] = {"kind", ob_drift_name(1u << k), NULL};
+        ob_metrics_sample(m, "onboard_drift_findings_total", l, (double)c->findings[k]);
+    }
+    ob_metrics_family(m, "onboard_drift_repairs_total", "counter",
+                      "Repairs sent for drift found, by kind.");
+    for (unsigned k = 0; k < KINDS; k++) {
+        const char *l[] = {"kind", ob_drift_name(1u << k), NULL};
+        ob_metrics_sample(m, "onboard_drift_repairs_total", l, (double)c->repairs[k]);
+    }
+}
+
 const ob_stage_ops_t ob_stage_verify = {
     .name = "verify",
     .stage = OB_STAGE_CONNECT,
     .input = "verify",
     .side = 1,
     .state_size = sizeof(verify_st_t),
+    .ctx_new = verify_ctx_new,
+    .ctx_free = verify_ctx_free,
+    .metrics = verify_metrics,
     .parse = verify_parse,
     .step = verify_step,
     .reencode = verify_reencode,

@@ -2146,8 +2146,12 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
             j->phase = PH_LOCKING;
             slot_give(j);
             ob_timer_start(&j->timer, 1000);
-            /* The stage state is rebuilt from the message. */
+            /* The stage state is rebuilt from the message. The attempt was
+             * interrupted, not failed: it does not use up one of the stage's
+             * attempts (taking the lock again counts it once more). */
             job_reset_stage(j);
+            if (j->stage_attempt > 0)
+                j->stage_attempt--;
         }
         return;
     }
@@ -2803,6 +2807,8 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     free(ages);
     if (a)
         rd_kafka_topic_partition_list_destroy(a);
+    if (w->stage->metrics)
+        w->stage->metrics(w->stage_ctx, &m);
 }
 
 static void on_http_request(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, void *arg)

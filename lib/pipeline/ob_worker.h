@@ -38,6 +38,7 @@
 #include "ob_config.h"
 #include "ob_err.h"
 #include "ob_loop.h"
+#include "ob_metrics.h"
 #include "ob_msg.h"
 #include "ob_redis.h"
 
@@ -165,6 +166,9 @@ typedef struct ob_stage_s {
      * requests made (buckets, reports, the connection in place). */
     void (*prior)(void *st, const char *(*get)(const void *ctx, const char *field),
                   const void *ctx);
+    /* Optional: the stage's own metrics, from what its ctx counted (the
+     * worker's /metrics adds them after its own). */
+    void (*metrics)(const void *ctx, ob_metrics_t *m);
     /* Optional: the progress to record when the message is handed back in
      * the middle of the stage (its partition revoked, the worker stopping),
      * for resume() in the next holder; NULL: nothing worth recording. */

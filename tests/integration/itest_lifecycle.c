@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ob_buf.h"
 #include "ob_log.h"
 #include "ob_state.h"
 #include "ob_worker.h"
@@ -512,7 +513,7 @@ static void test_drift(void **state)
     redisReply *flushed = redisCommand(ob_test_redis(&H), "FLUSHDB");
     assert_non_null(flushed);
     freeReplyObject(flushed);
-    ob_test_worker(&H, &ob_stage_verify, NULL, 5000);
+    ob_worker_t *vw = ob_test_worker(&H, &ob_stage_verify, NULL, 5000);
     char acct[16], body[1024], out[512];
     ob_test_member_account(EXISTING, acct);
     snprintf(
@@ -582,6 +583,22 @@ static void test_drift(void **state)
     kinds_of(ans, acct, kinds, sizeof(kinds));
     assert_string_equal(kinds, "in_sync");
     json_decref(ans);
+    /* summary counts what the last verifications found; the verify worker's
+     * metrics count findings per kind. */
+    static char sum[4096];
+    assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, "summary --json", sum, sizeof(sum)), 0);
+    json_t *sj = json_loads(sum, 0, NULL);
+    json_t *bd = json_object_get(sj, "by_drift_status");
+    assert_int_equal(json_integer_value(json_object_get(bd, "drifted")), 7);
+    assert_int_equal(json_integer_value(json_object_get(bd, "in_sync")), 1);
+    json_decref(sj);
+    ob_buf_t met = {0};
+    ob_worker_render_metrics(vw, &met);
+    ob_buf_append(&met, "", 1);
+    assert_non_null(strstr(met.data, "onboard_drift_findings_total{kind=\"stack_drifted\"} 3"));
+    assert_non_null(strstr(met.data, "onboard_drift_findings_total{kind=\"report_missing\"} 1"));
+    assert_non_null(strstr(met.data, "onboard_verifications_total{result=\"drifted\"} 7"));
+    ob_buf_free(&met);
 
     /* Repaired through the stages that fix each, then verified again. */
     assert_int_equal(verify("--all --repair", &ans), 6);
@@ -590,6 +607,12 @@ static void test_drift(void **state)
     repaired_t rw = {drifted, 7};
     if (!ob_test_run_until(H.loop, all_repaired, &rw, 120000))
         fail_msg("the repairs never finished");
+    ob_buf_t rm = {0};
+    ob_worker_render_metrics(vw, &rm);
+    ob_buf_append(&rm, "", 1);
+    assert_non_null(strstr(rm.data, "onboard_drift_repairs_total{kind=\"role_unassumable\"} 2"));
+    assert_non_null(strstr(rm.data, "onboard_drift_repairs_total{kind=\"bucket_policy\"} 1"));
+    ob_buf_free(&rm);
     assert_int_equal(verify("--all", &ans), 0);
     assert_int_equal(json_integer_value(json_object_get(ans, "in_sync")), nall);
     json_decref(ans);
