@@ -522,10 +522,10 @@ static void test_drift(void **state)
         "\",\"S3Bucket\":\"acme-own-cur\",\"S3Prefix\":\"cur/\",\"S3Region\":\"us-east-1\"}}]}",
         acct);
     assert_int_equal(ob_test_sim_post(&H, "/_sim/seed", body), 200);
-    int news[] = {1, 2, 3, 4, 5, 6, 8}, ex[] = {EXISTING};
-    int all[] = {1, 2, 3, 4, 5, 6, 8, EXISTING};
+    int news[] = {1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13}, ex[] = {EXISTING};
+    int all[] = {1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, EXISTING};
     int nall = (int)(sizeof(all) / sizeof(all[0]));
-    onboard(news, 7, "on", "new");
+    onboard(news, (int)(sizeof(news) / sizeof(news[0])), "on", "new");
     onboard(ex, 1, "on", "existing");
     wait_field(all, nall, "status", "connected");
     wait_events(&f, "onboard.connected/1", nall);
@@ -553,6 +553,13 @@ static void test_drift(void **state)
         {5, "\"Kind\":\"bucket_policy\",\"Bucket\":\"billing-cur-%s-eu-west-1\"", "bucket_policy"},
         {6, "\"Kind\":\"public_access\",\"Bucket\":\"billing-cur-%s-eu-west-1\"",
          "bucket_public_access"},
+        {10, "\"Kind\":\"encryption\",\"Bucket\":\"billing-cur-%s-eu-west-1\"",
+         "bucket_encryption"},
+        {11, "\"Kind\":\"ownership\",\"Bucket\":\"billing-cur-%s-eu-west-1\"", "bucket_ownership"},
+        {12, "\"Kind\":\"delete_bucket_policy\",\"Bucket\":\"billing-cur-%s-eu-west-1\"",
+         "bucket_policy"},
+        {13, "\"Kind\":\"delete_bucket\",\"Bucket\":\"billing-cur-%s-eu-west-1\"",
+         "bucket_missing"},
         {EXISTING, "\"Kind\":\"delete_role\",\"RoleName\":\"billing-engine-access\"",
          "role_unassumable,stack_drifted"},
     };
@@ -589,7 +596,7 @@ static void test_drift(void **state)
     assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, "summary --json", sum, sizeof(sum)), 0);
     json_t *sj = json_loads(sum, 0, NULL);
     json_t *bd = json_object_get(sj, "by_drift_status");
-    assert_int_equal(json_integer_value(json_object_get(bd, "drifted")), 7);
+    assert_int_equal(json_integer_value(json_object_get(bd, "drifted")), 11);
     assert_int_equal(json_integer_value(json_object_get(bd, "in_sync")), 1);
     json_decref(sj);
     ob_buf_t met = {0};
@@ -597,21 +604,21 @@ static void test_drift(void **state)
     ob_buf_append(&met, "", 1);
     assert_non_null(strstr(met.data, "onboard_drift_findings_total{kind=\"stack_drifted\"} 3"));
     assert_non_null(strstr(met.data, "onboard_drift_findings_total{kind=\"report_missing\"} 1"));
-    assert_non_null(strstr(met.data, "onboard_verifications_total{result=\"drifted\"} 7"));
+    assert_non_null(strstr(met.data, "onboard_verifications_total{result=\"drifted\"} 11"));
     ob_buf_free(&met);
 
     /* Repaired through the stages that fix each, then verified again. */
     assert_int_equal(verify("--all --repair", &ans), 6);
     json_decref(ans);
-    int drifted[] = {1, 2, 3, 4, 5, 6, EXISTING};
-    repaired_t rw = {drifted, 7};
+    int drifted[] = {1, 2, 3, 4, 5, 6, 10, 11, 12, 13, EXISTING};
+    repaired_t rw = {drifted, (int)(sizeof(drifted) / sizeof(drifted[0]))};
     if (!ob_test_run_until(H.loop, all_repaired, &rw, 120000))
         fail_msg("the repairs never finished");
     ob_buf_t rm = {0};
     ob_worker_render_metrics(vw, &rm);
     ob_buf_append(&rm, "", 1);
     assert_non_null(strstr(rm.data, "onboard_drift_repairs_total{kind=\"role_unassumable\"} 2"));
-    assert_non_null(strstr(rm.data, "onboard_drift_repairs_total{kind=\"bucket_policy\"} 1"));
+    assert_non_null(strstr(rm.data, "onboard_drift_repairs_total{kind=\"bucket_policy\"} 2"));
     ob_buf_free(&rm);
     assert_int_equal(verify("--all", &ans), 0);
     assert_int_equal(json_integer_value(json_object_get(ans, "in_sync")), nall);

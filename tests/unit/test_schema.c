@@ -68,8 +68,10 @@ static void test_examples(void **state)
     assert_true(ns >= 4);
     int failures = 0;
     for (size_t s = 0; s < ns; s++) {
-        if (strncmp(schemas[s], "onboard.", 8) != 0)
-            continue; /* aws-events: AWS's own (unit.lifecycle) */
+        if (strncmp(schemas[s], "onboard.", 8) != 0) {
+            free(schemas[s]); /* aws-events: AWS's own (unit.lifecycle) */
+            continue;
+        }
         char schema[128];
         snprintf(schema, sizeof(schema), "%s.json", schemas[s]);
         static const char *const kinds[] = {"valid", "codec-only", "invalid"};
