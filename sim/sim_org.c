@@ -548,33 +548,57 @@ static void list_roots(sim_call_t *c)
     sim_reply_json(c, page_of(c->sim, &root, 1, &pg, "Roots", shape_root));
 }
 
-static void describe_account(sim_call_t *c)
+/* A Describe call: the item of section whose id the parameter names,
+ * answered as {key: shape(item)}, or AWS's not-found error. */
+typedef struct describe_s {
+    const char *param, *member; /* the parameter, and its name in messages */
+    int (*is_id)(const char *);
+    const char *pattern;
+    json_t *(*section)(sim_t *);
+    const char *missing_code, *missing_message;
+    const char *key;
+    json_t *(*shape)(sim_t *, const json_t *);
+} describe_t;
+
+static void describe_one(sim_call_t *c, const describe_t *d)
 {
     const char *id;
-    if (str_param(c, "AccountId", "accountId", 1, is_account_id, "^\\d{12}$", &id) != 0)
+    if (str_param(c, d->param, d->member, 1, d->is_id, d->pattern, &id) != 0)
         return;
-    json_t *a = json_object_get(accounts_of(c->sim), id);
-    if (!a) {
-        sim_error(c, 400, "AccountNotFoundException",
-                  "You specified an account that doesn't exist.");
+    json_t *item = json_object_get(d->section(c->sim), id);
+    if (!item) {
+        sim_error(c, 400, d->missing_code, "%s", d->missing_message);
         return;
     }
-    sim_reply_json(c, json_pack("{s:o}", "Account", account_json(c->sim, a)));
+    sim_reply_json(c, json_pack("{s:o}", d->key, d->shape(c->sim, item)));
+}
+
+static void describe_account(sim_call_t *c)
+{
+    static const describe_t d = {"AccountId",
+                                 "accountId",
+                                 is_account_id,
+                                 "^\\d{12}$",
+                                 accounts_of,
+                                 "AccountNotFoundException",
+                                 "You specified an account that doesn't exist.",
+                                 "Account",
+                                 account_json};
+    describe_one(c, &d);
 }
 
 static void describe_ou(sim_call_t *c)
 {
-    const char *id;
-    if (str_param(c, "OrganizationalUnitId", "organizationalUnitId", 1, is_ou_id,
-                  "^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$", &id) != 0)
-        return;
-    json_t *ou = json_object_get(ous_of(c->sim), id);
-    if (!ou) {
-        sim_error(c, 400, "OrganizationalUnitNotFoundException",
-                  "You specified an organizational unit that doesn't exist.");
-        return;
-    }
-    sim_reply_json(c, json_pack("{s:o}", "OrganizationalUnit", ou_json(c->sim, ou)));
+    static const describe_t d = {"OrganizationalUnitId",
+                                 "organizationalUnitId",
+                                 is_ou_id,
+                                 "^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$",
+                                 ous_of,
+                                 "OrganizationalUnitNotFoundException",
+                                 "You specified an organizational unit that doesn't exist.",
+                                 "OrganizationalUnit",
+                                 ou_json};
+    describe_one(c, &d);
 }
 
 static void list_accounts(sim_call_t *c)
@@ -766,19 +790,24 @@ static void create_account(sim_call_t *c)
     sim_reply_json(c, json_pack("{s:o}", "CreateAccountStatus", request_json(r)));
 }
 
+static json_t *request_of_sim(sim_t *sim, const json_t *r)
+{
+    (void)sim;
+    return request_json(r);
+}
+
 static void describe_create_status(sim_call_t *c)
 {
-    const char *id;
-    if (str_param(c, "CreateAccountRequestId", "createAccountRequestId", 1, is_car_id,
-                  "^car-[a-z0-9]{8,32}$", &id) != 0)
-        return;
-    json_t *r = json_object_get(requests_of(c->sim), id);
-    if (!r) {
-        sim_error(c, 400, "CreateAccountStatusNotFoundException",
-                  "You specified a create account request that doesn't exist.");
-        return;
-    }
-    sim_reply_json(c, json_pack("{s:o}", "CreateAccountStatus", request_json(r)));
+    static const describe_t d = {"CreateAccountRequestId",
+                                 "createAccountRequestId",
+                                 is_car_id,
+                                 "^car-[a-z0-9]{8,32}$",
+                                 requests_of,
+                                 "CreateAccountStatusNotFoundException",
+                                 "You specified a create account request that doesn't exist.",
+                                 "CreateAccountStatus",
+                                 request_of_sim};
+    describe_one(c, &d);
 }
 
 /* Request keys sort in the order the requests were made: 10 digits of their

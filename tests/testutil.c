@@ -372,6 +372,13 @@ json_t *ob_test_simfx_admin(ob_test_simfx_t *f, const char *method, const char *
     return j;
 }
 
+int ob_test_simfx_teardown(void **state)
+{
+    ob_test_simfx_stop(*state, 0);
+    free(*state);
+    return 0;
+}
+
 void ob_test_simfx_stop(ob_test_simfx_t *f, int keep_loop)
 {
     ob_credsrc_unref(f->member);

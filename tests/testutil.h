@@ -150,6 +150,8 @@ void ob_test_simfx_start(ob_test_simfx_t *f, const struct sim_opts_s *so, const 
                          const ob_http_opts_t *ho, const char *member_role);
 /* Free the client and the simulator, and the loop unless keep_loop. */
 void ob_test_simfx_stop(ob_test_simfx_t *f, int keep_loop);
+/* A cmocka teardown for a fixture calloc'd into *state: stopped and freed. */
+int ob_test_simfx_teardown(void **state);
 /* An unsigned admin call (/_sim/...): its JSON reply (new), which must come
  * with want_status and Content-Type application/json (else the test fails). */
 json_t *ob_test_simfx_admin(ob_test_simfx_t *f, const char *method, const char *path,

@@ -13,7 +13,8 @@
  *     the same desired state, or the request's connect hand-off names the
  *     connection in place: connected, outcome unchanged;
  *   - none, but it offboards an account whose newest event is already a
- *     disconnection: disconnected, outcome unchanged;
+ *     disconnection, or its connect hand-off removed nothing from an account
+ *     with no connection: disconnected, outcome unchanged;
  *   - its dead letter: failed at that stage, with the reason;
  *   - otherwise under way, at the furthest stage its hand-offs reached.
  * `check` compares that with each record and names every disagreement (exit
@@ -104,8 +105,11 @@ static void on_handoff(ctl_t *c, const rd_kafka_message_t *m, void *arg)
         if (!was || json_integer_value(json_object_get(was, "stage")) < (json_int_t)s.stage) {
             json_t *e = json_pack("{s:i}", "stage", (json_int_t)s.stage);
             ob_connected_t ev;
-            if (s.stage == OB_STAGE_CONNECT &&
-                ob_connected_from_stage(&s, NULL, &ev, &me) == OB_OK) {
+            if (s.stage == OB_STAGE_CONNECT && r->mode == OB_MODE_OFFBOARD &&
+                !s.removed_reports[0] && !s.removed_stacks[0])
+                json_object_set_new(e, "nothing_removed", json_true());
+            else if (s.stage == OB_STAGE_CONNECT &&
+                     ob_connected_from_stage(&s, NULL, &ev, &me) == OB_OK) {
                 json_object_set_new(e, "key", json_string(ev.idempotency_key));
                 ob_connected_clear(&ev);
             }
@@ -255,6 +259,12 @@ static json_t *expected(const json_t *a)
         status = OB_ST_STATUS_CONNECTED;
         stage = "connect";
         outcome = OB_ST_OUTCOME_CONNECTED;
+    } else if (json_is_true(json_object_get(hand, "nothing_removed")) && (!last || gone)) {
+        /* An offboarding that found nothing of the fleet's, and no connection
+         * to end: no event. */
+        status = OB_ST_STATUS_DISCONNECTED;
+        stage = "connect";
+        outcome = OB_ST_OUTCOME_UNCHANGED;
     } else if (gone && q && !strcmp(str(q, "desired"), str(r, "desired"))) {
         /* Offboarded again: nothing was left to remove. */
         status = OB_ST_STATUS_DISCONNECTED;

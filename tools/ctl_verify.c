@@ -235,11 +235,8 @@ static void on_failed(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
 }
 
 /* Verifications the workers gave up on: their records say so. */
-static int read_failures(verify_t *v)
+static int read_failures(verify_t *v, ob_redis_t *r)
 {
-    ob_redis_t *r = ctl_redis_connect(v->c);
-    if (!r)
-        return EXIT_RUNTIME;
     v->idle = 1;
     for (size_t i = 0; i < v->n; i++) {
         if (!v->t[i].sent || v->t[i].answered)
@@ -256,9 +253,7 @@ static int read_failures(verify_t *v)
         v->pending++;
         v->idle = 0;
     }
-    ob_err_t e = ctl_wait(v->c, &v->idle, 15000, "Redis");
-    ob_redis_free(r);
-    return e == OB_OK ? 0 : EXIT_RUNTIME;
+    return ctl_wait(v->c, &v->idle, 15000, "Redis") == OB_OK ? 0 : EXIT_RUNTIME;
 }
 
 static int send_all(verify_t *v, int repair, json_t *skipped)
@@ -422,18 +417,22 @@ int ctl_verify(ctl_t *c, int argc, char **argv)
             fprintf(stderr, "waiting for %zu verifications...\n", v.sent);
         /* The findings come on the drift topic; a verification that failed
          * (no finding: its reason is in the record) is seen in Redis. */
-        for (long long waited = 0; !v.all_answered; waited += 3000) {
+        ob_redis_t *r = ctl_redis_connect(c);
+        if (!r)
+            rc = EXIT_RUNTIME;
+        for (long long waited = 0; r && !v.all_answered; waited += 3000) {
             if (waited >= timeout_ms) {
                 fprintf(stderr, "onboardctl: timed out waiting for the verifications\n");
                 rc = EXIT_RUNTIME;
                 break;
             }
             ctl_follow(f, on_drift, &v, &v.all_answered, 3000);
-            if (!v.all_answered && read_failures(&v) != 0) {
+            if (!v.all_answered && read_failures(&v, r) != 0) {
                 rc = EXIT_RUNTIME;
                 break;
             }
         }
+        ob_redis_free(r);
     }
     ctl_follow_close(f);
     if (rc == 0 || rc == EXIT_RUNTIME)

@@ -196,14 +196,6 @@ static void gen_request_id(char *out, size_t n)
     snprintf(out, n, "ctl-%s", hex);
 }
 
-/* The partition whose role serves a region (the request schema's rule). */
-static const char *partition_of_region(const char *region)
-{
-    return !strncmp(region, "cn-", 3)       ? "aws-cn"
-           : !strncmp(region, "us-gov-", 7) ? "aws-us-gov"
-                                            : "aws";
-}
-
 /* Validate one JSON object (from a CSV row or a JSON line) and keep it.
  * Without a "schema", the first version that says it: onboard.request/2
  * for an offboarding or a repair, /1 otherwise (read by every worker). */
@@ -578,7 +570,7 @@ static int org_rows(ctl_t *c, const char *region, const char *mode, const char *
                 continue;
             }
             char arn[256];
-            snprintf(arn, sizeof(arn), "arn:%s:iam::%s:role/%s", partition_of_region(region), id,
+            snprintf(arn, sizeof(arn), "arn:%s:iam::%s:role/%s", ob_region_partition(region), id,
                      role_name);
             json_t *obj =
                 json_pack("{s:s, s:s, s:s, s:s, s:s}", "account_id", id, "mode", mode, "region",
@@ -674,7 +666,7 @@ static void offboard_row(rows_t *rows, int line, const char *account, const char
                          const char *role_name, const char *requester)
 {
     char arn[256], now[OB_TIME_LEN];
-    snprintf(arn, sizeof(arn), "arn:%s:iam::%s:role/%s", partition_of_region(region), account,
+    snprintf(arn, sizeof(arn), "arn:%s:iam::%s:role/%s", ob_region_partition(region), account,
              role_name);
     ob_msg_now(now);
     json_t *obj =

@@ -174,6 +174,11 @@ static const partition_t *partition_of(const char *role_arn)
     return &PARTITIONS[n - 1];
 }
 
+const char *ob_role_partition(const char *role_arn)
+{
+    return partition_of(role_arn)->name;
+}
+
 const char *ob_cur_region(const char *role_arn)
 {
     return partition_of(role_arn)->cur_region;
@@ -263,31 +268,10 @@ static void hand_off(bucket_st_t *st, ob_step_t *out)
         ob_stage_fill_bucket(&m);
     if (st->req.mode == OB_MODE_NEW && next == OB_STAGE_IAM)
         ob_stage_fill_report(&m);
-    if (st->req.mode != OB_MODE_EXISTING) {
-        ob_trace_t *t = &m.trace[OB_STAGE_BUCKET];
-        t->present = 1;
-        char now[OB_TIME_LEN];
-        ob_msg_now(now);
-        t->started_at = ob_request_str(&m.request, st->started_at);
-        t->finished_at = ob_request_str(&m.request, now);
-        t->attempts = st->calls > 0 ? 1 : 0;
-        if (t->attempts == 0)
-            t->attempts = 1;
-        t->worker = "bucket";
-    }
-    ob_msg_error_t me;
-    char *json = NULL;
-    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK) {
-        ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the hand-off: %s", me.message);
-        ob_stage_msg_clear(&m);
+    /* An existing account's hand-off has no bucket stage to trace. */
+    if (ob_stage_hand_on(&m, st->req.mode == OB_MODE_EXISTING ? OB_STAGE_INTAKE : OB_STAGE_BUCKET,
+                         st->started_at, out) != 0)
         return;
-    }
-    ob_stage_msg_clear(&m);
-    memset(out, 0, sizeof(*out));
-    out->kind = OB_STEP_DONE;
-    out->emit = json;
-    out->emit_topic = next == OB_STAGE_CUR ? "cur" : "iam";
-    out->emit_schema = ob_stage_schema_of(&st->req);
     if (st->req.mode == OB_MODE_OFFBOARD)
         return; /* the record's bucket stays what it was */
     out->state[0] = OB_ST_BUCKET;

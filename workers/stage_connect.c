@@ -43,7 +43,9 @@
  * role went with its stack); -> the onboard.disconnected/1 event (naming the
  * connection it ends, from the account's record, and the buckets kept) on
  * the connected topic, POSTed like the connected event when billing.url is
- * set; -> DONE: the record says disconnected and forgets the connection.
+ * set; -> DONE: the record says disconnected and forgets the connection. An
+ * account that had no connection and in which nothing was removed gets no
+ * event: the record says it was never onboarded.
  *
  * parse() checks the billing settings before it reads the message, so a bad
  * configuration is refused with code "billing_config" whatever the payload
@@ -391,6 +393,25 @@ static int build_disconnected(connect_st_t *st, ob_step_t *out)
     return 1;
 }
 
+/* Offboarding an account in which the stages found nothing of the fleet's
+ * and that had no connection: no event. The record says why, and another
+ * offboarding stops at intake. */
+static void nothing_to_disconnect(connect_st_t *st, ob_step_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = OB_STEP_DONE;
+    const char *kv[] = {OB_ST_STATUS,
+                        OB_ST_STATUS_DISCONNECTED,
+                        OB_ST_OUTCOME,
+                        OB_ST_OUTCOME_UNCHANGED,
+                        OB_ST_OUTCOME_REASON,
+                        "never onboarded: nothing of the fleet's was found in the account",
+                        OB_ST_CONNECTED_DESIRED,
+                        st->desired};
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        out->state[i] = kv[i];
+}
+
 static void disconnected(connect_st_t *st, ob_step_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -447,12 +468,14 @@ static const char *spec_of(connect_st_t *st)
 {
     free(st->spec);
     st->spec = NULL;
-    ob_msg_error_t me;
-    ob_request_t r = st->msg.request;
-    r.repair = 0; /* what the account should be, not what a repair found */
-    if (ob_request_to_json(&r, &st->spec, NULL, &me) != OB_OK)
-        return "";
-    return st->spec;
+    ob_request_t r = st->msg.request; /* shallow: only read */
+    r.repair = 0;                     /* what the account should be, not what a repair found */
+    /* The request was checked when the hand-off was read: encoded again
+     * without a second schema check (one per connection). */
+    json_t *o = ob_request_to_object(&r);
+    st->spec = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return st->spec ? st->spec : "";
 }
 
 static void done(connect_st_t *st, ob_step_t *out)
@@ -595,6 +618,10 @@ static void connect_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
 {
     connect_st_t *st = p;
     if (st->msg.request.mode == OB_MODE_OFFBOARD && st->phase == C_START) {
+        if (!st->prior_key[0] && !st->msg.removed_reports[0] && !st->msg.removed_stacks[0]) {
+            nothing_to_disconnect(st, out);
+            return;
+        }
         if (!build_disconnected(st, out))
             return;
         if (st->url)

@@ -71,6 +71,7 @@ typedef struct cur_st_s {
      * record's lists), and the reports of those names found delivering
      * elsewhere (the account's own: kept). malloc'd lists, NULL: none. */
     char *fleet_reports, *fleet_buckets, *not_ours;
+    int guessed; /* the record listed nothing: those are the defaults */
 } cur_st_t;
 
 static int offboarding(const cur_st_t *st)
@@ -205,8 +206,12 @@ static void offboard_hand_off(cur_st_t *st, ob_step_t *out)
     }
     m.stage = OB_STAGE_IAM;
     m.has_removed = 1;
-    /* Every report the record names but those found to be the account's own. */
-    char *gone = ob_strdup(st->fleet_reports ? st->fleet_reports : "");
+    /* Every report the record names but those found to be the account's own
+     * (gone now, whether deleted here or by an earlier attempt); without a
+     * record, those deleted here. */
+    char *gone = ob_strdup(st->guessed         ? (st->retired ? st->retired : "")
+                           : st->fleet_reports ? st->fleet_reports
+                                               : "");
     for (const char *p = st->not_ours ? st->not_ours : ""; *p && gone;) {
         char name[OB_REPORT_NAME_LEN];
         size_t n = strcspn(p, ",");
@@ -219,24 +224,9 @@ static void offboard_hand_off(cur_st_t *st, ob_step_t *out)
     m.removed_reports = ob_request_str(&m.request, gone ? gone : "");
     free(gone);
     memcpy(m.trace, st->msg.trace, sizeof(m.trace));
-    char now[OB_TIME_LEN];
-    ob_msg_now(now);
-    m.trace[OB_STAGE_CUR] = (ob_trace_t){1, ob_request_str(&m.request, st->started_at),
-                                         ob_request_str(&m.request, now), 1, "cur"};
-    ob_msg_error_t me;
-    char *json = NULL;
-    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK) {
-        ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the hand-off: %s", me.message);
-        ob_stage_msg_clear(&m);
+    if (ob_stage_hand_on(&m, OB_STAGE_CUR, st->started_at, out) != 0)
         return;
-    }
-    ob_stage_msg_clear(&m);
-    memset(out, 0, sizeof(*out));
     st->outcome = "removed";
-    out->kind = OB_STEP_DONE;
-    out->emit = json;
-    out->emit_topic = "iam";
-    out->emit_schema = ob_stage_schema_of(&st->msg.request);
     /* The record forgets the reports that are gone (the account's own stay
      * out of it). */
     out->state[0] = OB_ST_REPORT;
@@ -262,25 +252,9 @@ static void hand_off(cur_st_t *st, const char *outcome, ob_step_t *out)
     m.bucket = st->msg.bucket;
     ob_stage_fill_report(&m);
     memcpy(m.trace, st->msg.trace, sizeof(m.trace));
-    ob_trace_t *t = &m.trace[OB_STAGE_CUR];
-    char now[OB_TIME_LEN];
-    ob_msg_now(now);
-    *t = (ob_trace_t){1, ob_request_str(&m.request, st->started_at),
-                      ob_request_str(&m.request, now), 1, "cur"};
-    ob_msg_error_t me;
-    char *json = NULL;
-    if (ob_stage_to_json(&m, &json, NULL, &me) != OB_OK) {
-        ob_step_fail(out, OB_DLQ_PERMANENT, me.code, "cannot build the hand-off: %s", me.message);
-        ob_stage_msg_clear(&m);
+    if (ob_stage_hand_on(&m, OB_STAGE_CUR, st->started_at, out) != 0)
         return;
-    }
-    ob_stage_msg_clear(&m);
-    memset(out, 0, sizeof(*out));
     st->outcome = outcome;
-    out->kind = OB_STEP_DONE;
-    out->emit = json;
-    out->emit_topic = "iam";
-    out->emit_schema = ob_stage_schema_of(&st->msg.request);
     out->state[0] = OB_ST_REPORT;
     out->state[1] = st->msg.request.report.name;
     out->state[2] = OB_ST_REPORT_OUTCOME;
@@ -600,6 +574,7 @@ static void cur_clear(void *p)
     free(st->not_ours);
     st->token = st->retire = st->retired = NULL;
     st->fleet_reports = st->fleet_buckets = st->not_ours = NULL;
+    st->guessed = 0;
 }
 
 /* The reports earlier requests had the fleet make in the account, under
@@ -615,10 +590,22 @@ static void cur_prior(void *p, const char *(*get)(const void *ctx, const char *f
         st->retire = NULL;
         free(st->fleet_reports);
         free(st->fleet_buckets);
-        st->fleet_reports = all;
         char *b = ob_list_with(get(ctx, OB_ST_BUCKETS), get(ctx, OB_ST_BUCKET), 100);
         st->fleet_buckets = b ? ob_list_with(b, get(ctx, OB_ST_OLD_BUCKETS), 200) : NULL;
         free(b);
+        if (all && !all[0] && st->fleet_buckets && !st->fleet_buckets[0]) {
+            /* The record lists nothing (Redis lost it): what the fleet
+             * makes by default, the report of the default name delivering
+             * into the default bucket of the request's region. */
+            char bucket[OB_BUCKET_LEN];
+            ob_request_default_bucket(st->msg.request.account_id, st->msg.request.region, bucket);
+            free(all);
+            free(st->fleet_buckets);
+            all = ob_strdup(ob_request_default_report_name());
+            st->fleet_buckets = ob_strdup(bucket);
+            st->guessed = 1;
+        }
+        st->fleet_reports = all;
         return;
     }
     st->retire = all ? ob_list_without(all, st->msg.request.report.name) : NULL;

@@ -777,27 +777,10 @@ static void hand_off(iam_st_t *st, ob_step_t *out)
     m.has_stack = 1;
     /* st outlives m: its strings are borrowed. */
     m.stack = (ob_stack_result_t){st->seen.id, st->stack_name, st->seen.role_arn, st->external_id};
-    char now[OB_TIME_LEN];
-    ob_msg_now(now);
-    m.trace[OB_STAGE_IAM] =
-        (ob_trace_t){1, st->started_at, ob_request_str(&m.request, now), 1, "iam"};
-    ob_msg_error_t me;
-    char *json = NULL;
-    ob_err_t e = ob_stage_to_json(&m, &json, NULL, &me);
-    ob_stage_msg_clear(&m);
-    if (e != OB_OK) {
-        /* The codec never echoes the ExternalId in its messages. */
-        ob_step_fail(out, OB_DLQ_PERMANENT, me.code[0] ? me.code : "hand_off",
-                     "cannot build the hand-off: %s", me.message);
-        snprintf(out->field, sizeof(out->field), "%s", me.field);
+    if (ob_stage_hand_on(&m, OB_STAGE_IAM, st->started_at, out) != 0) {
         fail_with_stack(st, out);
         return;
     }
-    memset(out, 0, sizeof(*out));
-    out->kind = OB_STEP_DONE;
-    out->emit = json;
-    out->emit_topic = "connect";
-    out->emit_schema = ob_stage_schema_of(&st->in->request);
     out->state[0] = OB_ST_STACK_ID;
     out->state[1] = st->seen.id;
     out->state[2] = OB_ST_ROLE_ARN;
@@ -829,25 +812,8 @@ static void offboard_hand_off(iam_st_t *st, ob_step_t *out)
     m.removed_reports = st->in->removed_reports; /* st outlives m: borrowed */
     m.removed_stacks = st->removed ? st->removed : "";
     memcpy(m.trace, st->in->trace, sizeof(m.trace));
-    char now[OB_TIME_LEN];
-    ob_msg_now(now);
-    m.trace[OB_STAGE_IAM] =
-        (ob_trace_t){1, st->started_at, ob_request_str(&m.request, now), 1, "iam"};
-    ob_msg_error_t me;
-    char *json = NULL;
-    ob_err_t e = ob_stage_to_json(&m, &json, NULL, &me);
-    ob_stage_msg_clear(&m);
-    if (e != OB_OK) {
-        ob_step_fail(out, OB_DLQ_PERMANENT, me.code[0] ? me.code : "hand_off",
-                     "cannot build the hand-off: %s", me.message);
-        snprintf(out->field, sizeof(out->field), "%s", me.field);
+    if (ob_stage_hand_on(&m, OB_STAGE_IAM, st->started_at, out) != 0)
         return;
-    }
-    memset(out, 0, sizeof(*out));
-    out->kind = OB_STEP_DONE;
-    out->emit = json;
-    out->emit_topic = "connect";
-    out->emit_schema = ob_stage_schema_of(&st->in->request);
     out->state[0] = OB_ST_STACK_ID;
     out->state[1] = "";
     out->state[2] = OB_ST_STACKS;
@@ -1376,6 +1342,8 @@ static void on_move_describe(iam_st_t *st, const ob_aws_result_t *res, ob_step_t
             copy_text(st->external_id, sizeof(st->external_id), v);
     }
     ob_xml_free(doc);
+    if (id[0] && strncmp(st->moving, "arn:", 4) != 0)
+        put(&st->moving, id); /* found by name: its id from now on, which names it when gone */
     if (!m || !status[0] || !strcmp(status, "DELETE_COMPLETE")) {
         removed_add(st, id[0] ? id : st->moving);
         next_move(st, out);

@@ -304,10 +304,7 @@ static int on_policy(verify_st_t *st, const ob_aws_result_t *res)
     if (res->err != OB_OK)
         return -1;
     char *want_text =
-        ob_cur_bucket_policy(!strncmp(r->role_arn, "arn:aws-cn:", 11)       ? "aws-cn"
-                             : !strncmp(r->role_arn, "arn:aws-us-gov:", 15) ? "aws-us-gov"
-                                                                            : "aws",
-                             r->account_id, r->bucket);
+        ob_cur_bucket_policy(ob_role_partition(r->role_arn), r->account_id, r->bucket);
     json_t *want = want_text ? json_loads(want_text, 0, NULL) : NULL;
     free(want_text);
     json_t *have = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);

@@ -14,6 +14,13 @@ extern const ob_stage_ops_t ob_stage_iam;     /* stage_iam.c */
 extern const ob_stage_ops_t ob_stage_connect; /* stage_connect.c */
 extern const ob_stage_ops_t ob_stage_verify;  /* stage_verify.c: a side stage */
 
+/* The end of a stage's hand-off m (request and results set, m->stage the
+ * next stage): the trace entry of stage `done` (started_at, now; none for
+ * OB_STAGE_INTAKE), m encoded (m is cleared) and *out the DONE step that
+ * produces it to the next stage's topic. 0, or -1 with *out a FAIL step
+ * saying why the codec refused it (stage_handoff.c). */
+int ob_stage_hand_on(ob_stage_msg_t *m, ob_stage_t done, const char *started_at, ob_step_t *out);
+
 /* The Billing Engine role template (JSON), kept in workers/templates/ and
  * compiled in (stage_iam.c). */
 extern const char ob_iam_template[];
@@ -38,6 +45,8 @@ json_t *ob_cur_definition(const ob_request_t *r, const char *bucket, const char 
 int ob_cur_differences(const json_t *have, const json_t *want, char *changes, size_t size);
 /* "[A, B]" of a set, for messages. */
 void ob_cur_set_text(char *out, size_t n, unsigned set, const char *(*name_of)(unsigned bit));
+/* The partition of a role ("aws", "aws-cn", "aws-us-gov"). */
+const char *ob_role_partition(const char *role_arn);
 /* Where the role's partition keeps Cost and Usage Reports: us-east-1,
  * cn-northwest-1, or "" (AWS GovCloud has none). */
 const char *ob_cur_region(const char *role_arn);

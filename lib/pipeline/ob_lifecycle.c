@@ -339,11 +339,8 @@ ob_err_t ob_event_request(const json_t *env, const ob_lifecycle_rules_t *rules, 
     if (!ob_lifecycle_decide(rules, account, ous[0] ? ous : NULL, &mode, why, sizeof(why)))
         return refuse(err, "/detail", "excluded", "%s", why);
     const char *region = rules->region;
-    const char *partition = !strncmp(region, "cn-", 3)       ? "aws-cn"
-                            : !strncmp(region, "us-gov-", 7) ? "aws-us-gov"
-                                                             : "aws";
     char role[256], rid[160], who[160];
-    snprintf(role, sizeof(role), "arn:%s:iam::%s:role/%s", partition, account,
+    snprintf(role, sizeof(role), "arn:%s:iam::%s:role/%s", ob_region_partition(region), account,
              ct ? rules->ct_role_name : rules->role_name);
     snprintf(rid, sizeof(rid), "eventbridge:%.128s", str_at(env, "id") ? str_at(env, "id") : "");
     snprintf(who, sizeof(who), "eventbridge:%.64s/%.64s", str_at(env, "source"),

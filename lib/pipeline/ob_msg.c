@@ -544,6 +544,20 @@ static const char *arn_account(const char *arn, char out[OB_ACCOUNT_ID_LEN])
     return out;
 }
 
+const char *ob_region_partition(const char *region)
+{
+    return !strncmp(region, "cn-", 3)       ? "aws-cn"
+           : !strncmp(region, "us-gov-", 7) ? "aws-us-gov"
+                                            : "aws";
+}
+
+const char *ob_request_default_report_name(void)
+{
+    const char *n = json_string_value(
+        json_object_get(json_object_get(ob_schema_get(REPORT_SCHEMA), "name"), "default"));
+    return n ? n : "";
+}
+
 void ob_request_default_bucket(const char *account_id, const char *region, char out[OB_BUCKET_LEN])
 {
     snprintf(out, OB_BUCKET_LEN, "billing-cur-%s-%s", account_id, region);

@@ -296,6 +296,11 @@ ob_err_t ob_request_to_json(const ob_request_t *r, char **out, size_t *out_len,
                             ob_msg_error_t *err);
 /* The same as a new jansson object (caller owns the reference), not validated. */
 json_t *ob_request_to_object(const ob_request_t *r);
+/* The partition whose roles serve a region: "aws-cn" for cn-*, "aws-us-gov"
+ * for us-gov-*, "aws" otherwise (the request schema's rule). */
+const char *ob_region_partition(const char *region);
+/* The report name a request has by default (the schema's). */
+const char *ob_request_default_report_name(void);
 /* The default bucket name for an account and region into out (OB_BUCKET_LEN). */
 void ob_request_default_bucket(const char *account_id, const char *region, char out[OB_BUCKET_LEN]);
 

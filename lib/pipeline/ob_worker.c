@@ -1017,6 +1017,10 @@ static char *history_of(const job_t *j, const char *const *fields)
             w->stage->name, field_of(fields, OB_ST_DRIFT_KEY), field_of(fields, OB_ST_DRIFT_KINDS));
     const char *outcome = field_of(fields, OB_ST_OUTCOME);
     const char *status = field_of(fields, OB_ST_STATUS);
+    const char *why = field_of(fields, OB_ST_OUTCOME_REASON);
+    if (outcome && !strcmp(outcome, OB_ST_OUTCOME_UNCHANGED) && why && why[0])
+        return ob_state_history_entry(NULL, OB_HIST_UNCHANGED, j->plan.request_id, w->stage->name,
+                                      NULL, why);
     if (j->plan.repair && status && !strcmp(status, OB_ST_STATUS_CONNECTED))
         /* A repair ends connected: the same connection, announced or not. */
         return ob_state_history_entry(NULL, OB_HIST_REPAIRED, j->plan.request_id, w->stage->name,
@@ -1910,6 +1914,10 @@ static const char *unchanged_reason(const job_t *j, const ob_lock_t *l, const ch
             return NULL;
     if (!strcmp(status, OB_ST_STATUS_RUNNING) || !strcmp(status, OB_ST_STATUS_WAITING))
         return NULL; /* an onboarding under way may be making something now */
+    /* No record at all may be Redis having lost it: the stages look in the
+     * account (by name) and say "never onboarded" only if they find nothing. */
+    if (!ob_lock_prior_get(l, OB_ST_REQUEST_ID)[0])
+        return NULL;
     return "never onboarded: the fleet made no report or stack in the account to remove";
 }
 

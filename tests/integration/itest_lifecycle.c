@@ -41,9 +41,10 @@
 #include "stages.h"
 
 #define MGMT_ROOT "arn:aws:iam::111111111111:root"
-#define NBATCH    6 /* members 1..6: mode new, offboarded */
-#define EXISTING  7 /* member 7: mode existing, a report of its own */
-#define NEVER     9 /* member 9: never onboarded */
+#define NBATCH    6  /* members 1..6: mode new, offboarded */
+#define EXISTING  7  /* member 7: mode existing, a report of its own */
+#define NEVER     9  /* member 9: never onboarded */
+#define LOST      14 /* member 14: its record lost before it is offboarded */
 #define OWN_CUR   "finance-cur"
 
 static ob_test_harness_t H;
@@ -286,6 +287,27 @@ static void test_offboard(void **state)
     }
     assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, "check", out, sizeof(out)), 0);
 
+    /* Redis lost an account's record (a flush, a restore): offboarding still
+     * finds what the fleet made, by its names, and removes it. */
+    int lost[] = {LOST};
+    onboard(lost, 1, "on", "new");
+    wait_field(lost, 1, "status", "connected");
+    wait_events(&f, "onboard.connected/1", NBATCH + 2);
+    ob_test_member_account(LOST, acct);
+    ob_state_key(acct, key, sizeof(key));
+    r = redisCommand(ob_test_redis(&H), "DEL %s", key);
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_int_equal(offboard(lost, 1, out, sizeof(out)), 0);
+    wait_field(lost, 1, "status", "disconnected");
+    wait_events(&f, "onboard.disconnected/1", NBATCH + 2);
+    assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 0);
+    assert_null(json_object_get(json_object_get(reports, acct), "billing-engine-cur"));
+    json_t *gone = json_object_get(last_event(&f, acct, "onboard.disconnected/1"), "removed");
+    assert_int_equal(json_array_size(json_object_get(gone, "stacks")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(gone, "reports"), 0)),
+                        "billing-engine-cur");
+
     /* Again, and an account never onboarded: nothing happens, with reasons. */
     long long made = ob_test_sim_mutations(H.sim);
     int again[] = {1, 2, NEVER};
@@ -307,14 +329,16 @@ static void test_offboard(void **state)
     json_t *first = json_deep_copy(last_event(&f, acct, "onboard.connected/1"));
     onboard(back, 1, "back", "new");
     wait_field(back, 1, "status", "connected");
-    wait_events(&f, "onboard.connected/1", NBATCH + 2);
+    wait_events(&f, "onboard.connected/1", NBATCH + 3); /* the batch, EXISTING, LOST, this */
     json_t *second = last_event(&f, acct, "onboard.connected/1");
     assert_int_equal(events_of(&f, acct, "onboard.connected/1"), 2);
     assert_string_not_equal(str_of(second, "external_id"), str_of(first, "external_id"));
     assert_string_not_equal(str_of(second, "idempotency_key"), str_of(first, "idempotency_key"));
     assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 1);
     json_decref(first);
-    assert_int_equal(ob_test_ctl(&H, OB_ONBOARDCTL, "check", out, sizeof(out)), 0);
+    static char chk[1 << 15];
+    if (ob_test_ctl(&H, OB_ONBOARDCTL, "check --json", chk, sizeof(chk)) != 0)
+        fail_msg("onboardctl check: %s", chk);
 
     /* The account's story, as onboardctl status tells it. */
     char args[64], big[16384];

@@ -35,26 +35,13 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
-    ob_test_simfx_stop(*state, 0);
-    free(*state);
-    return 0;
-}
-
 /* ---- admin calls ---- */
-
-static json_t *admin(fx_t *f, const char *method, const char *path, const char *body,
-                     long want_status)
-{
-    return ob_test_simfx_admin(f, method, path, body, want_status);
-}
 
 /* The call fails with this status and {"error": message}. */
 static void admin_fails(fx_t *f, const char *method, const char *path, const char *body,
                         long status, const char *message)
 {
-    json_t *j = admin(f, method, path, body, status);
+    json_t *j = ob_test_simfx_admin(f, method, path, body, status);
     const char *e = json_string_value(json_object_get(j, "error"));
     if (!e || strcmp(e, message) != 0)
         fail_msg("%s %s: error \"%s\", wanted \"%s\"", method, path, e ? e : "(none)", message);
@@ -161,7 +148,7 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
     size_t keys_before = json_object_size(sim_section(f->sim, "keys"));
 
     char *doc = seed_doc("ext-1", 1);
-    json_t *j = admin(f, "POST", "/_sim/seed", doc, 200);
+    json_t *j = ob_test_simfx_admin(f, "POST", "/_sim/seed", doc, 200);
     free(doc);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "seeded");
     assert_int_equal(jint(j, "accounts"), 1);
@@ -210,7 +197,7 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
 
     /* Seeding the role again replaces its trust policy; the rest stays. */
     doc = seed_doc("ext-2", 0);
-    j = admin(f, "POST", "/_sim/seed", doc, 200);
+    j = ob_test_simfx_admin(f, "POST", "/_sim/seed", doc, 200);
     free(doc);
     assert_int_equal(jint(j, "roles"), 1);
     assert_int_equal(jint(j, "accounts"), 0);
@@ -234,7 +221,7 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
     const char *broken =
         "{\"roles\": [{\"Account\": \"200000000002\", \"RoleName\": "
         "\"OrganizationAccountAccessRole\", \"AssumeRolePolicyDocument\": {\"Statement\": []}}]}";
-    json_decref(admin(f, "POST", "/_sim/seed", broken, 200));
+    json_decref(ob_test_simfx_admin(f, "POST", "/_sim/seed", broken, 200));
     assume(f, "arn:aws:iam::200000000002:role/OrganizationAccountAccessRole", NULL, &g);
     expect_denied(&g);
     ob_test_got_free(&g);
@@ -243,7 +230,7 @@ static void test_seed_merges_and_role_can_be_assumed(void **state)
                         "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", "
                         "\"Principal\": {\"AWS\": \"arn:aws:iam::" SIM_MGMT_ACCOUNT ":root\"}, "
                         "\"Action\": \"sts:AssumeRole\"}]}}]}";
-    json_decref(admin(f, "POST", "/_sim/seed", fixed, 200));
+    json_decref(ob_test_simfx_admin(f, "POST", "/_sim/seed", fixed, 200));
     assume(f, "arn:aws:iam::200000000002:role/OrganizationAccountAccessRole", NULL, &g);
     if (g.err != OB_OK)
         fail_msg("AssumeRole after the repair: %s: %s", g.code, g.message);
@@ -295,7 +282,7 @@ static void test_delete_bucket_frees_the_name(void **state)
     got_t g;
     const char *seed = "{\"buckets\": [{\"Name\": \"held-by-other\", \"Owner\": \"" OTHER
                        "\", \"Region\": \"eu-west-1\"}]}";
-    json_decref(admin(f, "POST", "/_sim/seed", seed, 200));
+    json_decref(ob_test_simfx_admin(f, "POST", "/_sim/seed", seed, 200));
 
     /* Another account holds the name. */
     create_bucket(f, f->mgmt, "held-by-other", &g);
@@ -303,7 +290,7 @@ static void test_delete_bucket_frees_the_name(void **state)
         fail_msg("CreateBucket: wanted 409 BucketAlreadyExists, got %ld %s", g.status, g.code);
     ob_test_got_free(&g);
 
-    json_t *j = admin(f, "DELETE", "/_sim/buckets/held-by-other", NULL, 200);
+    json_t *j = ob_test_simfx_admin(f, "DELETE", "/_sim/buckets/held-by-other", NULL, 200);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "deleted");
     assert_string_equal(json_string_value(json_object_get(j, "bucket")), "held-by-other");
     assert_string_equal(json_string_value(json_object_get(j, "owner")), OTHER);
@@ -325,15 +312,18 @@ static void test_delete_bucket_frees_the_name(void **state)
     admin_fails(f, "DELETE", "/_sim/buckets/held-by-other/x", NULL, 404,
                 "no bucket \"held-by-other/x\"");
     /* The whole state is still JSON the admin API serves. */
-    json_decref(admin(f, "GET", "/_sim/state", NULL, 200));
+    json_decref(ob_test_simfx_admin(f, "GET", "/_sim/state", NULL, 200));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_seed_merges_and_role_can_be_assumed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seed_errors_change_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_bucket_frees_the_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_merges_and_role_can_be_assumed, setup,
+                                        ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_seed_errors_change_nothing, setup,
+                                        ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_bucket_frees_the_name, setup,
+                                        ob_test_simfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

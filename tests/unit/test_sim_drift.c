@@ -64,25 +64,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
-    ob_test_simfx_stop(*state, 0);
-    free(*state);
-    return 0;
-}
-
 /* ---- admin calls ---- */
-
-static json_t *admin(fx_t *f, const char *method, const char *path, const char *body,
-                     long want_status)
-{
-    return ob_test_simfx_admin(f, method, path, body, want_status);
-}
 
 /* POST /_sim/drift with this body; the answer (new). */
 static json_t *drift(fx_t *f, const char *body, long status)
 {
-    return admin(f, "POST", "/_sim/drift", body, status);
+    return ob_test_simfx_admin(f, "POST", "/_sim/drift", body, status);
 }
 
 static void drift_fails(fx_t *f, const char *body, long status, const char *message)
@@ -1121,11 +1108,12 @@ static json_t *reports(fx_t *f)
 static void test_drift_report(void **state)
 {
     fx_t *f = *state;
-    json_decref(admin(f, "POST", "/_sim/seed",
-                      "{\"reports\": [{\"Account\": \"" ACCT "\", \"ReportDefinition\": "
-                      "{\"ReportName\": \"finance\", \"S3Bucket\": \"b-1\", \"S3Prefix\": "
-                      "\"cur\", \"S3Region\": \"us-east-1\"}}]}",
-                      200));
+    json_decref(
+        ob_test_simfx_admin(f, "POST", "/_sim/seed",
+                            "{\"reports\": [{\"Account\": \"" ACCT "\", \"ReportDefinition\": "
+                            "{\"ReportName\": \"finance\", \"S3Bucket\": \"b-1\", \"S3Prefix\": "
+                            "\"cur\", \"S3Region\": \"us-east-1\"}}]}",
+                            200));
     const char *pre = "{\"Account\": \"" ACCT "\", \"ReportName\": \"finance\", \"Kind\": ";
     char body[1024];
     snprintf(body, sizeof(body),
@@ -1231,17 +1219,17 @@ static void test_drift_roles_and_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_detect_in_sync, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_role_drifts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_filters_and_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detect_in_sync, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_role_drifts, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_filters_and_paging, setup, ob_test_simfx_teardown),
         cmocka_unit_test(test_detect_states),
-        cmocka_unit_test_setup_teardown(test_detection_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detection_failed, setup, ob_test_simfx_teardown),
         cmocka_unit_test(test_restored_detection_resumes),
-        cmocka_unit_test_setup_teardown(test_fleet_template, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_latency_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_drift_bucket, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_drift_report, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_drift_roles_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fleet_template, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_latency_names, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_drift_bucket, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_drift_report, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_drift_roles_and_errors, setup, ob_test_simfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,25 +66,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
-    ob_test_simfx_stop(*state, 0);
-    free(*state);
-    return 0;
-}
-
 /* ---- admin calls ---- */
-
-static json_t *admin(fx_t *f, const char *method, const char *path, const char *body,
-                     long want_status)
-{
-    return ob_test_simfx_admin(f, method, path, body, want_status);
-}
 
 static void admin_fails(fx_t *f, const char *path, const char *body, long status,
                         const char *message)
 {
-    json_t *j = admin(f, "POST", path, body, status);
+    json_t *j = ob_test_simfx_admin(f, "POST", path, body, status);
     const char *e = json_string_value(json_object_get(j, "error"));
     if (!e || strcmp(e, message) != 0)
         fail_msg("POST %s: error \"%s\", wanted \"%s\"", path, e ? e : "(none)", message);
@@ -228,7 +215,7 @@ static void test_tree(void **state)
     expect_ids(f, "ListChildren", json_pack("{s:s, s:s}", "ParentId", ROOT, "ChildType", "ACCOUNT"),
                "Children", "111111111111 200000000001 200000000002 200000000003");
 
-    json_t *s = admin(f, "POST", "/_sim/seed", SEED, 200);
+    json_t *s = ob_test_simfx_admin(f, "POST", "/_sim/seed", SEED, 200);
     assert_int_equal(json_integer_value(json_object_get(s, "ous")), 2);
     assert_int_equal(json_integer_value(json_object_get(s, "accounts")), 1);
     json_decref(s);
@@ -380,8 +367,8 @@ static void test_paging(void **state)
         json_pack("{s:s, s:s, s:i}", "ParentId", ROOT, "ChildType", "ACCOUNT", "MaxResults", 20));
     char *tok = strdup(jstr(r, "NextToken"));
     json_decref(r);
-    json_decref(
-        admin(&f, "POST", "/_sim/accounts", "{\"Name\": \"late\", \"Id\": \"299999999999\"}", 200));
+    json_decref(ob_test_simfx_admin(&f, "POST", "/_sim/accounts",
+                                    "{\"Name\": \"late\", \"Id\": \"299999999999\"}", 200));
     size_t seen = 20;
     int found = 0;
     while (tok) {
@@ -409,7 +396,7 @@ static void test_paging(void **state)
     for (int i = 0; i < 23; i++) {
         char body[64];
         snprintf(body, sizeof(body), "{\"Name\": \"team-%02d\"}", i);
-        json_decref(admin(&f, "POST", "/_sim/ous", body, 200));
+        json_decref(ob_test_simfx_admin(&f, "POST", "/_sim/ous", body, 200));
     }
     pages = all_pages(&f, "ListOrganizationalUnitsForParent", json_pack("{s:s}", "ParentId", ROOT),
                       "OrganizationalUnits", 20, ids, sizeof(ids));
@@ -440,7 +427,7 @@ static void test_paging(void **state)
 static void test_move_account(void **state)
 {
     fx_t *f = *state;
-    json_decref(admin(f, "POST", "/_sim/seed", SEED, 200));
+    json_decref(ob_test_simfx_admin(f, "POST", "/_sim/seed", SEED, 200));
     const char *acct = "200000000002";
     json_decref(org(f, "MoveAccount",
                     json_pack("{s:s, s:s, s:s}", "AccountId", acct, "SourceParentId", ROOT,
@@ -723,7 +710,8 @@ static void test_create_latency_names(void **state)
 static void test_admin_accounts_and_ous(void **state)
 {
     fx_t *f = *state;
-    json_t *j = admin(f, "POST", "/_sim/accounts", "{\"Name\": \"joined-mid-run\"}", 200);
+    json_t *j =
+        ob_test_simfx_admin(f, "POST", "/_sim/accounts", "{\"Name\": \"joined-mid-run\"}", 200);
     assert_string_equal(jstr(j, "status"), "added");
     json_t *a = json_object_get(j, "account");
     assert_string_equal(jstr(a, "Id"), "200000000004");
@@ -737,7 +725,7 @@ static void test_admin_accounts_and_ous(void **state)
     json_decref(j);
     assert_non_null(sim_get_role(f->sim, "200000000004", "OrganizationAccountAccessRole"));
 
-    j = admin(f, "POST", "/_sim/ous", "{\"Name\": \"Security\"}", 200);
+    j = ob_test_simfx_admin(f, "POST", "/_sim/ous", "{\"Name\": \"Security\"}", 200);
     assert_string_equal(jstr(j, "status"), "added");
     json_t *ou = json_object_get(j, "ou");
     char ouid[64];
@@ -752,7 +740,7 @@ static void test_admin_accounts_and_ous(void **state)
     json_decref(j);
     char body[512];
     snprintf(body, sizeof(body), "{\"Name\": \"Audit\", \"ParentId\": \"%s\"}", ouid);
-    j = admin(f, "POST", "/_sim/ous", body, 200);
+    j = ob_test_simfx_admin(f, "POST", "/_sim/ous", body, 200);
     char inner[64];
     snprintf(inner, sizeof(inner), "%s", jstr(json_object_get(j, "ou"), "Id"));
     json_decref(j);
@@ -763,7 +751,7 @@ static void test_admin_accounts_and_ous(void **state)
              "{\"Name\": \"invited\", \"Id\": \"444444444444\", \"Email\": \"inv@example.com\", "
              "\"ParentId\": \"%s\", \"State\": \"SUSPENDED\", \"JoinedMethod\": \"INVITED\"}",
              inner);
-    j = admin(f, "POST", "/_sim/accounts", body, 200);
+    j = ob_test_simfx_admin(f, "POST", "/_sim/accounts", body, 200);
     a = json_object_get(j, "account");
     assert_string_equal(jstr(a, "State"), "SUSPENDED");
     assert_string_equal(jstr(a, "Status"), "SUSPENDED");
@@ -802,9 +790,9 @@ static void test_admin_accounts_and_ous(void **state)
                 "an OU needs a Name of 1 to 128 characters (and may name its ParentId, a string)");
     /* The same name under another parent is fine. */
     snprintf(body, sizeof(body), "{\"Name\": \"Security\", \"ParentId\": \"%s\"}", ouid);
-    json_decref(admin(f, "POST", "/_sim/ous", body, 200));
+    json_decref(ob_test_simfx_admin(f, "POST", "/_sim/ous", body, 200));
     /* The state shows the tree. */
-    j = admin(f, "GET", "/_sim/state", NULL, 200);
+    j = ob_test_simfx_admin(f, "GET", "/_sim/state", NULL, 200);
     assert_non_null(json_object_get(json_object_get(j, "ous"), inner));
     assert_string_equal(
         jstr(json_object_get(json_object_get(j, "accounts"), "444444444444"), "ParentId"), inner);
@@ -857,7 +845,7 @@ static void test_seed_file_state_and_reset(void **state)
     start(&f, 2, "organizations.account_create=400ms", seed, state_file);
     expect_ids(&f, "ListAccountsForParent", json_pack("{s:s}", "ParentId", OU_PLAT), "Accounts",
                SEEDED);
-    json_decref(admin(&f, "POST", "/_sim/ous", "{\"Name\": \"added\"}", 200));
+    json_decref(ob_test_simfx_admin(&f, "POST", "/_sim/ous", "{\"Name\": \"added\"}", 200));
     json_decref(org(&f, "MoveAccount",
                     json_pack("{s:s, s:s, s:s}", "AccountId", "200000000001", "SourceParentId",
                               ROOT, "DestinationParentId", OU_ENG)));
@@ -880,7 +868,7 @@ static void test_seed_file_state_and_reset(void **state)
     json_decref(r);
 
     /* Reset: the seed's tree, nothing added since. */
-    json_decref(admin(&f, "POST", "/_sim/reset", NULL, 200));
+    json_decref(ob_test_simfx_admin(&f, "POST", "/_sim/reset", NULL, 200));
     expect_ids(&f, "ListOrganizationalUnitsForParent", json_pack("{s:s}", "ParentId", ROOT),
                "OrganizationalUnits", OU_ENG);
     expect_ids(&f, "ListAccountsForParent", json_pack("{s:s}", "ParentId", OU_ENG), "Accounts", "");
@@ -898,15 +886,15 @@ static void test_seed_file_state_and_reset(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_tree, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tree_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tree, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_tree_errors, setup, ob_test_simfx_teardown),
         cmocka_unit_test(test_paging),
-        cmocka_unit_test_setup_teardown(test_move_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_move_account, setup, ob_test_simfx_teardown),
         cmocka_unit_test(test_create_account),
-        cmocka_unit_test_setup_teardown(test_create_account_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_latency_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_admin_accounts_and_ous, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seed_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_account_errors, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_latency_names, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_admin_accounts_and_ous, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_seed_checks, setup, ob_test_simfx_teardown),
         cmocka_unit_test(test_seed_file_state_and_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
