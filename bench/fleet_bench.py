@@ -45,7 +45,7 @@ STAGES = ["bucket", "cur", "iam", "connect"]
 # Commands the workers run only inside their Lua scripts (locks, fenced state,
 # rate limits): Redis counts them besides the EVAL that ran them.
 SCRIPT_INNER = {"set", "get", "del", "incr", "hget", "hmget", "hset", "hgetall", "pexpire",
-                "pttl", "time", "exists", "expire", "hincrby", "hdel"}
+                "pttl", "time", "exists", "expire", "hincrby", "hdel", "lpush", "ltrim", "hkeys"}
 MGMT_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
 
