@@ -13,6 +13,7 @@
 #include "stages.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -694,4 +695,96 @@ long ob_test_sim_post(ob_test_harness_t *h, const char *path, const char *body)
     ob_test_http(h->loop, h->http, "POST", url, body, 5000, &res);
     free(res.body);
     return res.status;
+}
+
+/* ---- processes of the fleet ---- */
+
+/* The processes started and not reaped yet: killed when the test program
+ * exits (a failed test never reaps its own), so that none outlives it. */
+#define PROCS_MAX 32
+static pid_t procs[PROCS_MAX];
+
+static void procs_kill(void)
+{
+    for (int i = 0; i < PROCS_MAX; i++)
+        if (procs[i] > 0) {
+            kill(procs[i], SIGKILL);
+            waitpid(procs[i], NULL, 0);
+            procs[i] = 0;
+        }
+}
+
+pid_t ob_test_fleet_process(ob_test_harness_t *h, const char *exe, const char *const (*env)[2],
+                            const char *log)
+{
+    static const char *const aws[] = {"AWS_ENDPOINT_URL",          "AWS_ACCESS_KEY_ID",
+                                      "AWS_SECRET_ACCESS_KEY",     "AWS_REGION",
+                                      "AWS_CONFIG_FILE",           "AWS_SHARED_CREDENTIALS_FILE",
+                                      "AWS_EC2_METADATA_DISABLED", NULL};
+    fflush(NULL);
+    static int registered;
+    if (!registered++)
+        atexit(procs_kill);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0) {
+        for (int i = 0; i < PROCS_MAX; i++)
+            if (procs[i] <= 0) {
+                procs[i] = pid;
+                break;
+            }
+        return pid;
+    }
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    for (int i = 0; h->settings[i][0]; i++) {
+        if (h->settings[i][1])
+            setenv(h->settings[i][0], h->settings[i][1], 1);
+        else
+            unsetenv(h->settings[i][0]);
+    }
+    char port[16];
+    snprintf(port, sizeof(port), "%d", h->redis_port);
+    setenv("OB_TOPIC_PREFIX", h->prefix, 1);
+    setenv("OB_REDIS_PORT", port, 1);
+    setenv("OB_KAFKA_BOOTSTRAP_SERVERS", h->brokers, 1);
+    for (int i = 0; h->sim_url[0] && aws[i]; i++) {
+        const char *v = ob_test_sim_env(aws[i], h->sim_url);
+        if (v)
+            setenv(aws[i], v, 1);
+    }
+    for (int i = 0; env && env[i][0]; i++) {
+        if (env[i][1])
+            setenv(env[i][0], env[i][1], 1);
+        else
+            unsetenv(env[i][0]);
+    }
+    execl(exe, exe, (char *)NULL);
+    _exit(127);
+}
+
+int ob_test_reap(ob_test_harness_t *h, pid_t pid, int sig, int timeout_ms)
+{
+    if (sig)
+        kill(pid, sig);
+    int status = 0;
+    for (int waited = 0; waitpid(pid, &status, WNOHANG) != pid; waited += 50) {
+        if (waited >= timeout_ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            for (int i = 0; i < PROCS_MAX; i++)
+                if (procs[i] == pid)
+                    procs[i] = 0;
+            fail_msg("process %d did not exit within %d ms", (int)pid, timeout_ms);
+        }
+        ob_test_run_for(h->loop, 50);
+    }
+    for (int i = 0; i < PROCS_MAX; i++)
+        if (procs[i] == pid)
+            procs[i] = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -41,6 +41,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "ob_http.h"
 #include "ob_kafka.h"
@@ -268,5 +269,19 @@ int ob_test_ctl(const ob_test_harness_t *h, const char *tool, const char *args, 
 /* The same with the harness's loop running meanwhile (the workers of the
  * test go on working: a tool that waits on them). */
 int ob_test_ctl_live(ob_test_harness_t *h, const char *tool, const char *args, char *out, size_t n);
+
+/* ---- processes of the fleet ---- */
+
+/* Start an executable of the fleet (onboard-lifecycle) as a process of its
+ * own on the harness's services and simulator: the harness's settings, its
+ * topic prefix, Redis and broker, the simulator's endpoint and credentials,
+ * then env (NULL or {NULL, NULL}-ended pairs; a NULL value unsets). Its
+ * stdout and stderr go to the file log (appended). Its pid. */
+pid_t ob_test_fleet_process(ob_test_harness_t *h, const char *exe, const char *const (*env)[2],
+                            const char *log);
+/* Send sig to pid (0: none) and wait for it to exit, the harness's loop
+ * running meanwhile; the test fails after timeout_ms. Its exit status, or
+ * 128 + the signal that ended it. */
+int ob_test_reap(ob_test_harness_t *h, pid_t pid, int sig, int timeout_ms);
 
 #endif

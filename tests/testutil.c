@@ -565,3 +565,17 @@ void ob_test_redis_cmd(ob_loop_t *loop, ob_redis_t *r, ob_test_call_t *c, const 
     assert_int_equal(ob_redis_command(r, ob_test_redis_reply, c, fmt, a, b), OB_OK);
     assert_true(ob_test_run_until(loop, ob_test_call_done, c, 15000));
 }
+
+ob_config_t ob_test_lifecycle_config(void)
+{
+    ob_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.lifecycle_region = (char *)"eu-west-1";
+    c.lifecycle_mode = (char *)"new";
+    c.lifecycle_ou_modes = (char *)"";
+    c.lifecycle_role_name = (char *)"OrganizationAccountAccessRole";
+    c.lifecycle_ct_role_name = (char *)"AWSControlTowerExecution";
+    c.lifecycle_include_ous = c.lifecycle_exclude_ous = (char *)"";
+    c.lifecycle_include_accounts = c.lifecycle_exclude_accounts = (char *)"";
+    return c;
+}

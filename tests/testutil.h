@@ -41,6 +41,9 @@ const char *ob_test_service_env(const char *var, const char *what);
 /* Start argv[0] with stdout on a pipe and read its first line (e.g. the port
  * a test server picked) into first_line. Returns the pid, or -1. */
 pid_t ob_test_spawn(char *const argv[], char *first_line, size_t first_line_size);
+/* Settings with the lifecycle.* rules at their defaults and region
+ * eu-west-1, everything else zero (the strings are literals: read only). */
+ob_config_t ob_test_lifecycle_config(void);
 /* SIGKILL and reap. */
 void ob_test_kill(pid_t pid);
 /* Start `sh -c cmd` in the background; returns its pid. */

@@ -24,6 +24,7 @@
 #include "ob_kafka.h"
 #include "ob_msg.h"
 #include "ob_state.h"
+#include "ob_watch.h"
 
 #define FIELDS 5 /* status, idempotency_key, connected_spec, stack_id, role_arn */
 
@@ -155,41 +156,13 @@ static int read_records(verify_t *v, int all)
 /* The verification of target t (malloc'd JSON; NULL with why). */
 static char *verify_message(target_t *t, int repair, char *why, size_t n)
 {
-    if (strcmp(t->fields[0], OB_ST_STATUS_CONNECTED) != 0) {
-        snprintf(why, n, "not connected (%s): nothing to verify",
-                 t->fields[0][0] ? t->fields[0] : "no record");
-        return NULL;
-    }
-    ob_verify_msg_t m;
-    ob_verify_init(&m);
-    ob_msg_error_t me;
-    if (!t->fields[2][0] ||
-        ob_request_parse(t->fields[2], strlen(t->fields[2]), &m.request, &me) != OB_OK) {
-        snprintf(why, n,
-                 "the record does not keep the connection's request (connected before this "
-                 "version): onboard it again (onboardctl enqueue) to verify it");
-        ob_verify_clear(&m);
-        return NULL;
-    }
     uint8_t rnd[8];
-    char hex[17], now[OB_TIME_LEN];
+    char hex[17];
     ob_random_bytes(rnd, sizeof(rnd));
     ob_hex(rnd, sizeof(rnd), hex);
     snprintf(t->request_id, sizeof(t->request_id), "verify:%s", hex);
-    ob_msg_now(now);
-    m.request_id = t->request_id;
-    m.account_id = t->account;
-    m.connection_key = t->fields[1];
-    m.stack_id = t->fields[3];
-    m.role_arn = t->fields[4];
-    m.repair = repair;
-    m.requester = "onboardctl verify";
-    m.requested_at = now;
-    char *json = NULL;
-    if (ob_verify_to_json(&m, &json, NULL, &me) != OB_OK)
-        snprintf(why, n, "%s", me.message);
-    ob_verify_clear(&m);
-    return json;
+    return ob_verify_of_record(t->account, t->fields[0], t->fields[1], t->fields[2], t->fields[3],
+                               t->fields[4], t->request_id, repair, "onboardctl verify", why, n);
 }
 
 static void on_drift(ctl_t *c, const rd_kafka_message_t *m, void *arg)

@@ -157,6 +157,25 @@ const ob_cfg_def_t ob_config_table[] = {
      "onboard only these accounts by itself (comma-separated ids); empty: every account"},
     {"lifecycle.exclude.accounts", OB_CFG_STR, "", 0, 0, OFF(lifecycle_exclude_accounts), 0,
      "never onboard these accounts by itself (the management account is a good one)"},
+    {"watcher.interval", OB_CFG_MS, "0", 0, 604800000LL, OFF(watcher_interval_ms), 0,
+     "onboard-lifecycle: list the organization this often and enqueue every ACTIVE account "
+     "the lifecycle.* rules take that the fleet does not know (0: no watcher)"},
+    {"watcher.max.per.interval", OB_CFG_INT, "100", 1, 1000000, OFF(watcher_max_per_interval), 0,
+     "the watcher enqueues at most this many accounts per interval (the rest wait for the "
+     "next one)"},
+    {"verify.interval", OB_CFG_MS, "0", 0, 31536000000LL, OFF(verify_interval_ms), 0,
+     "onboard-lifecycle: verify every connected account this often (0: no periodic "
+     "verification; onboardctl verify still works)"},
+    {"verify.repair", OB_CFG_BOOL, "false", 0, 0, OFF(verify_repair), 0,
+     "the periodic verification repairs the drift it finds (sends the account back through "
+     "the stage that fixes it)"},
+    {"verify.max.per.round", OB_CFG_INT, "1000", 1, 1000000, OFF(verify_max_per_round), 0,
+     "verifications sent per round (a round every verify.interval, at most every minute); "
+     "with the verify workers' inflight.max and their own rate limits, what bounds "
+     "verification's load"},
+    {"lifecycle.lease.ttl", OB_CFG_MS, "30s", 1000, 600000, OFF(lifecycle_lease_ttl_ms), 0,
+     "onboard-lifecycle: one replica works at a time under a lease in Redis of this TTL "
+     "(renewed at a third of it); a standby takes over this long after the holder died"},
     {"instance.id", OB_CFG_STR, "", 0, 0, OFF(instance_id), 0,
      "a stable name of this replica (a StatefulSet pod's name): static group membership "
      "(group.instance.id) and a transactional.id that aborts what its predecessor left open; "

@@ -134,6 +134,13 @@ typedef struct ob_config_s {
     char *lifecycle_exclude_ous;
     char *lifecycle_include_accounts;
     char *lifecycle_exclude_accounts;
+    /* watcher.*, verify.*, lifecycle.lease.ttl: the onboard-lifecycle process */
+    long long watcher_interval_ms;
+    long long watcher_max_per_interval;
+    long long verify_interval_ms;
+    int verify_repair;
+    long long verify_max_per_round;
+    long long lifecycle_lease_ttl_ms;
     ob_cfg_kv_t kafka;
 } ob_config_t;
 

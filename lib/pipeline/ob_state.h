@@ -11,6 +11,18 @@
  *                         JSON entries, ob_state_history_entry; the last
  *                         OB_STATE_HISTORY_KEPT), written with the record
  *
+ * The onboard-lifecycle process's keys share the hash tag {lifecycle}:
+ *   ob:{lifecycle}:lock, ob:{lifecycle}:fence
+ *                         its lease: an ob_lock taken under the name
+ *                         "lifecycle" (OB_LIFECYCLE_LEASE), so that one replica
+ *                         works at a time
+ *   ob:{lifecycle}:watcher  the accounts the watcher enqueued: a hash, account
+ *                         -> "sending MS" (before the request is produced) or
+ *                         "sent MS" (the broker has it); MS epoch milliseconds
+ *   ob:{lifecycle}:verify   the verifications it sent: account -> "MS VERIFY_ID
+ *                         REQUEST_ID" (when, which, and the record's
+ *                         request_id then; "-": none)
+ *
  * The record's fields, by who writes them:
  *
  *  every stage (ob_worker), of the request at hand:
@@ -75,6 +87,11 @@ void ob_state_lock_key(const char *account, char *out, size_t outsz);
 void ob_state_fence_key(const char *account, char *out, size_t outsz);
 void ob_state_replays_key(const char *account, char *out, size_t outsz);
 void ob_state_history_key(const char *account, char *out, size_t outsz);
+
+/* The onboard-lifecycle process's lease name and ledgers (see above). */
+#define OB_LIFECYCLE_LEASE   "lifecycle"
+#define OB_WATCH_LEDGER_KEY  "ob:{lifecycle}:watcher"
+#define OB_VERIFY_LEDGER_KEY "ob:{lifecycle}:verify"
 
 /* Entries of an account's history kept. */
 #define OB_STATE_HISTORY_KEPT 100

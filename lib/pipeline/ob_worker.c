@@ -33,13 +33,13 @@
 #include "ob_hash.h"
 #include "ob_heap.h"
 #include "ob_http.h"
-#include "ob_httpd.h"
 #include "ob_kafka.h"
 #include "ob_list.h"
 #include "ob_lock.h"
 #include "ob_log.h"
 #include "ob_metrics.h"
 #include "ob_offsets.h"
+#include "ob_probes.h"
 #include "ob_ratelimit.h"
 #include "ob_redis.h"
 #include "ob_state.h"
@@ -231,7 +231,7 @@ struct ob_worker_s {
     skip_t *skips;
     size_t nskips;
     const rd_kafka_topic_partition_list_t *revoking; /* during a revocation's commit */
-    ob_httpd_t *httpd;                               /* /metrics, /healthz, /readyz */
+    ob_probes_t *probes;                             /* /metrics, /healthz, /readyz */
     ob_histogram_t duration; /* seconds from a stage's first run to its outcome */
 };
 
@@ -2582,7 +2582,7 @@ static void on_rebalance(ob_kconsumer_t *c, int assigned,
 
 int ob_worker_metrics_port(const ob_worker_t *w)
 {
-    return w->httpd ? ob_httpd_port(w->httpd) : 0;
+    return w->probes ? ob_probes_port(w->probes) : 0;
 }
 
 int ob_worker_ready(ob_worker_t *w, char *why, size_t why_size)
@@ -2819,35 +2819,14 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
         w->stage->metrics(w->stage_ctx, &m);
 }
 
-static void on_http_request(ob_httpd_conn_t *conn, const ob_httpd_req_t *req, void *arg)
+static void probe_metrics(void *arg, ob_buf_t *out)
 {
-    ob_worker_t *w = arg;
-    ob_hdrs_t h = {0};
-    ob_buf_t body = {0};
-    int status = 200;
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-        status = 405;
-        ob_hdrs_add(&h, "Allow", "GET, HEAD");
-        ob_buf_puts(&body, "method not allowed\n");
-    } else if (!strcmp(req->path, "/metrics")) {
-        ob_hdrs_add(&h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-        ob_worker_render_metrics(w, &body);
-    } else if (!strcmp(req->path, "/healthz")) {
-        /* Answering at all proves the loop turns. */
-        ob_buf_puts(&body, "ok\n");
-    } else if (!strcmp(req->path, "/readyz")) {
-        char why[256];
-        status = ob_worker_ready(w, why, sizeof(why)) ? 200 : 503;
-        ob_buf_printf(&body, "%s\n", why);
-    } else {
-        status = 404;
-        ob_buf_puts(&body, "not found: /metrics, /healthz, /readyz\n");
-    }
-    if (!ob_hdrs_get(&h, "Content-Type"))
-        ob_hdrs_add(&h, "Content-Type", "text/plain; charset=utf-8");
-    ob_httpd_respond(conn, status, &h, body.data, body.len);
-    ob_hdrs_clear(&h);
-    ob_buf_free(&body);
+    ob_worker_render_metrics(arg, out);
+}
+
+static int probe_ready(void *arg, char *why, size_t n)
+{
+    return ob_worker_ready(arg, why, n);
 }
 
 /* ---- lifecycle ---- */
@@ -3014,21 +2993,10 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
         goto fail;
     ob_timer_start(w->commit_timer, (uint64_t)w->cfg->output_commit_interval_ms);
     if (w->cfg->metrics_port > 0) {
-        /* Anyone who reaches the port must not be able to starve the
-         * probes: few connections, a few per peer, short timeouts, and the
-         * oldest idle one makes room for a newcomer. */
-        ob_httpd_opts_t hopts = {.bind_addr = w->cfg->metrics_bind,
-                                 .port = (int)w->cfg->metrics_port,
-                                 .max_connections = 64,
-                                 .max_per_peer = 16,
-                                 .reuse_idle = 1,
-                                 .idle_timeout_ms = 15000,
-                                 .request_timeout_ms = 5000,
-                                 .max_header_bytes = 16384,
-                                 .max_body_bytes = 4096,
-                                 .server_name = "onboard-worker"};
-        w->httpd = ob_httpd_new(loop, &hopts, on_http_request, w, errstr, errstr_size);
-        if (!w->httpd)
+        w->probes =
+            ob_probes_new(loop, w->cfg->metrics_bind, (int)w->cfg->metrics_port, "onboard-worker",
+                          probe_metrics, probe_ready, w, errstr, errstr_size);
+        if (!w->probes)
             goto fail;
     }
     ob_logkv(OB_LOG_INFO, "worker", "started", "stage", w->stage->name, "input", w->topic_in,
@@ -3138,8 +3106,8 @@ void ob_worker_free(ob_worker_t *w)
             job_free(j);
         }
     }
-    ob_httpd_free(w->httpd);
-    w->httpd = NULL;
+    ob_probes_free(w->probes);
+    w->probes = NULL;
     ob_kconsumer_free(w->consumer);
     w->consumer = NULL;
     ob_kproducer_free(w->producer);
@@ -3196,32 +3164,42 @@ void ob_worker_get_stats(const ob_worker_t *w, ob_worker_stats_t *out)
     out->paused = w->paused;
 }
 
-int ob_worker_main(const ob_stage_ops_t *stage, int argc, char **argv)
+int ob_process_begin(int argc, char **argv, const char *about, const char *service,
+                     ob_config_t *cfg)
 {
     json_set_alloc_funcs(ob_malloc, free); /* the out-of-memory policy: ob_alloc.h */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: %s\n"
-                   "The %s stage worker. Settings come from the environment (OB_*) and the file\n"
-                   "named by OB_CONFIG_FILE; kafka.* settings go to librdkafka; AWS settings\n"
-                   "follow the SDK conventions. See the README's configuration section.\n",
-                   argv[0], stage->name);
+            printf(
+                "usage: %s\n%s\nSettings come from the environment (OB_*) and the file named by\n"
+                "OB_CONFIG_FILE; kafka.* settings go to librdkafka; AWS settings follow the\n"
+                "SDK conventions. See the README's configuration section.\n",
+                argv[0], about);
             return 0;
         }
         fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], argv[i]);
         return 2;
     }
     char err[1024];
-    ob_config_t cfg;
-    if (ob_config_load(&cfg, NULL, NULL, NULL, err, sizeof(err)) != OB_OK) {
+    if (ob_config_load(cfg, NULL, NULL, NULL, err, sizeof(err)) != OB_OK) {
         fprintf(stderr, "%s: configuration: %s\n", argv[0], err);
         return 2;
     }
-    char svc[64];
-    snprintf(svc, sizeof(svc), "worker-%s", stage->name);
-    ob_log_set_service(svc);
-    ob_log_set_level((ob_log_level_t)ob_log_level_parse(cfg.log_level));
+    ob_log_set_service(service);
+    ob_log_set_level((ob_log_level_t)ob_log_level_parse(cfg->log_level));
     signal(SIGPIPE, SIG_IGN);
+    return -1;
+}
+
+int ob_worker_main(const ob_stage_ops_t *stage, int argc, char **argv)
+{
+    char about[128], svc[64], err[1024];
+    snprintf(about, sizeof(about), "The %s stage worker.", stage->name);
+    snprintf(svc, sizeof(svc), "worker-%s", stage->name);
+    ob_config_t cfg;
+    int rc = ob_process_begin(argc, argv, about, svc, &cfg);
+    if (rc >= 0)
+        return rc;
     ob_loop_t *loop = ob_loop_new(err, sizeof(err));
     if (!loop) {
         fprintf(stderr, "%s: %s\n", argv[0], err);

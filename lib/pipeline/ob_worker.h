@@ -252,6 +252,13 @@ int ob_worker_ready(ob_worker_t *w, char *why, size_t why_size);
 int ob_worker_metrics_port(const ob_worker_t *w);
 
 /* Main for a stage worker: config from the environment/file, logging, run. */
+/* The start of a fleet process's main(): --help (the usage line, then
+ * about), an unknown argument (exit code 2), the settings (2 when they are
+ * wrong, with why on stderr), the log's service and level, SIGPIPE ignored,
+ * jansson on the fleet's allocator. -1 when the process goes on with *cfg
+ * loaded (release with ob_config_free), else the exit code. */
+int ob_process_begin(int argc, char **argv, const char *about, const char *service,
+                     ob_config_t *cfg);
 int ob_worker_main(const ob_stage_ops_t *stage, int argc, char **argv);
 
 #endif

@@ -28,9 +28,11 @@
  *     reason), requested, connected (under the new key).
  */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "ob_buf.h"
@@ -65,20 +67,19 @@ static void fleet_start(fleet_t *f)
     ob_test_redis(&H);
 }
 
-typedef struct want_s {
-    const int *member;
+typedef struct acct_want_s {
+    const char *const *acct;
     int n;
-    const char *field;
-    const char *value;
-} want_t;
+    const char *field, *value;
+} acct_want_t;
 
-static int fields_are(void *arg)
+static int accounts_are(void *arg)
 {
-    want_t *w = arg;
+    acct_want_t *w = arg;
     if (!ob_test_workers_idle(&H))
         return 0;
     for (int i = 0; i < w->n; i++) {
-        char *v = ob_test_member_state(&H, w->member[i], w->field);
+        char *v = ob_test_state(&H, w->acct[i], w->field);
         int ok = !strcmp(v, w->value);
         free(v);
         if (!ok)
@@ -87,23 +88,32 @@ static int fields_are(void *arg)
     return 1;
 }
 
-/* Every member's record has field = value, and the workers are idle. */
-static void wait_field(const int *member, int n, const char *field, const char *value)
+static void wait_accounts(const char *const *acct, int n, const char *field, const char *value)
 {
-    want_t w = {member, n, field, value};
-    if (!ob_test_run_until(H.loop, fields_are, &w, 120000)) {
+    acct_want_t w = {acct, n, field, value};
+    if (!ob_test_run_until(H.loop, accounts_are, &w, 120000)) {
         for (int i = 0; i < n; i++) {
-            char *v = ob_test_member_state(&H, member[i], field),
-                 *st = ob_test_member_state(&H, member[i], "status"),
-                 *e = ob_test_member_state(&H, member[i], "error_message");
-            printf("member %d: %s=%s (want %s), status %s, error %s\n", member[i], field, v, value,
-                   st, e);
+            char *v = ob_test_state(&H, acct[i], field),
+                 *e = ob_test_state(&H, acct[i], "error_message");
+            printf("%s: %s=%s (want %s), error %s\n", acct[i], field, v, value, e);
             free(v);
-            free(st);
             free(e);
         }
         fail_msg("the records never showed %s=%s", field, value);
     }
+}
+
+/* Every member's record has field = value, and the workers are idle. */
+static void wait_field(const int *member, int n, const char *field, const char *value)
+{
+    char accts[64][16];
+    const char *acct[64];
+    assert_true(n <= 64);
+    for (int i = 0; i < n; i++) {
+        ob_test_member_account(member[i], accts[i]);
+        acct[i] = accts[i];
+    }
+    wait_accounts(acct, n, field, value);
 }
 
 /* Events of one kind ("onboard.connected/1") kept for an account. */
@@ -673,6 +683,303 @@ static void test_drift(void **state)
     ob_test_set(&H, "OB_REDIS_DB", NULL);
 }
 
+/* ---- the onboard-lifecycle process ---- */
+
+typedef struct logged_s {
+    const char *path;
+    const char *text;
+    int times;
+} logged_t;
+
+/* How many times text is in the file at path. */
+static int count_in(const char *path, const char *text)
+{
+    size_t len;
+    char *all = ob_test_read_file(path, &len);
+    int n = 0;
+    for (const char *p = all ? all : ""; (p = strstr(p, text)) != NULL; p += strlen(text))
+        n++;
+    free(all);
+    return n;
+}
+
+static int logged(void *arg)
+{
+    logged_t *l = arg;
+    return count_in(l->path, l->text) >= l->times;
+}
+
+static void wait_logged(const char *path, const char *text, int times)
+{
+    logged_t l = {path, text, times};
+    if (!ob_test_run_until(H.loop, logged, &l, 30000)) {
+        size_t len;
+        char *all = ob_test_read_file(path, &len);
+        fail_msg("%s never said \"%s\" (%d times): %s", path, text, times, all ? all : "");
+    }
+}
+
+/* The id of the organization's OU or account named name (sim section). */
+static const char *sim_id_named(const char *section, const char *name)
+{
+    const char *id;
+    json_t *v;
+    json_object_foreach(sim_section(H.sim, section), id, v)
+    {
+        if (!strcmp(str_of(v, "Name"), name))
+            return id;
+    }
+    return NULL;
+}
+
+/* A shell script run with the management account's credentials, the
+ * simulator's endpoint in $EP (the real AWS CLI, as an operator runs it);
+ * the harness's loop runs meanwhile. Its exit status; its last line in out. */
+static int as_operator(const char *script, char *out, size_t n)
+{
+    char path[256], args[512];
+    snprintf(path, sizeof(path), "%s/itl-operator-%d.sh",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "set -e\nexport AWS_ACCESS_KEY_ID='%s' AWS_SECRET_ACCESS_KEY='%s' AWS_REGION=us-east-1 "
+            "AWS_DEFAULT_REGION=us-east-1 "
+            "AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null "
+            "AWS_EC2_METADATA_DISABLED=true AWS_PAGER=''\nEP='%s'\n%s\n",
+            ob_test_sim_env("AWS_ACCESS_KEY_ID", H.sim_url),
+            ob_test_sim_env("AWS_SECRET_ACCESS_KEY", H.sim_url), H.sim_url, script);
+    fclose(f);
+    snprintf(args, sizeof(args), "%s", path);
+    int rc = ob_test_ctl_live(&H, "/bin/sh", args, out, n);
+    unlink(path);
+    return rc;
+}
+
+/* The watcher onboards the organization's accounts, and those that join
+ * while it runs, each once, with two replicas of onboard-lifecycle: one
+ * works at a time, the other takes over when it is killed (the lease
+ * expires) or shut down (the lease is released), and neither enqueues an
+ * account twice. */
+static void test_watcher(void **state)
+{
+    (void)state;
+    fleet_t f;
+    /* A database of its own: the watcher's ledger and lease start empty. */
+    ob_test_set(&H, "OB_REDIS_DB", "8");
+    fleet_start(&f);
+    redisReply *flushed = redisCommand(ob_test_redis(&H), "FLUSHDB");
+    assert_non_null(flushed);
+    freeReplyObject(flushed);
+    ob_test_out_opts_t ro = {.group = "requests-auditor", .topics = {"requests"}};
+    ob_test_out_t *reqs = ob_test_out_new(&H, &ro);
+    /* A sandbox OU the rules leave out, with an account in it already. */
+    assert_int_equal(ob_test_sim_post(&H, "/_sim/ous", "{\"Name\":\"sandbox\"}"), 200);
+    const char *sandbox = sim_id_named("ous", "sandbox");
+    assert_non_null(sandbox);
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"Name\":\"sandboxed-1\",\"Id\":\"300000000001\",\"ParentId\":\"%s\"}", sandbox);
+    assert_int_equal(ob_test_sim_post(&H, "/_sim/accounts", body), 200);
+
+    char log_a[256], log_b[256];
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(log_a, sizeof(log_a), "%s/itl-lifecycle-a-%d.log", tmp, (int)getpid());
+    snprintf(log_b, sizeof(log_b), "%s/itl-lifecycle-b-%d.log", tmp, (int)getpid());
+    unlink(log_a);
+    unlink(log_b);
+    const char *const env[][2] = {{"OB_WATCHER_INTERVAL", "1s"},
+                                  {"OB_WATCHER_MAX_PER_INTERVAL", "8"},
+                                  {"OB_LIFECYCLE_LEASE_TTL", "2s"},
+                                  {"OB_LIFECYCLE_EXCLUDE_ACCOUNTS", "111111111111"},
+                                  {"OB_LIFECYCLE_EXCLUDE_OUS", sandbox},
+                                  {"OB_LOG_LEVEL", "info"},
+                                  {NULL, NULL}};
+    pid_t a = ob_test_fleet_process(&H, OB_LIFECYCLE_BIN, env, log_a);
+    wait_logged(log_a, "took the lease", 1);
+    pid_t b = ob_test_fleet_process(&H, OB_LIFECYCLE_BIN, env, log_b);
+
+    /* The organization's 20 members, 8 a round. */
+    char accts[32][16];
+    const char *acct[32];
+    int n = 0;
+    for (int i = 1; i <= 20; i++, n++) {
+        ob_test_member_account(i, accts[n]);
+        acct[n] = accts[n];
+    }
+    wait_accounts(acct, n, "status", "connected");
+    assert_int_equal(count_in(log_a, "8 to enqueue, 12 left for the next round"), 1);
+    assert_int_equal(count_in(log_b, "took the lease"), 0); /* standing by */
+
+    /* The working replica dies; accounts join meanwhile: one added by the
+     * organization's admin, one made with CreateAccount (the AWS CLI), one
+     * in the sandbox. */
+    assert_int_equal(ob_test_reap(&H, a, SIGKILL, 10000), 128 + SIGKILL);
+    assert_int_equal(
+        ob_test_sim_post(&H, "/_sim/accounts", "{\"Name\":\"joined-1\",\"Id\":\"300000000002\"}"),
+        200);
+    snprintf(body, sizeof(body),
+             "{\"Name\":\"sandboxed-2\",\"Id\":\"300000000003\",\"ParentId\":\"%s\"}", sandbox);
+    assert_int_equal(ob_test_sim_post(&H, "/_sim/accounts", body), 200);
+    char out[1024];
+    int rc = as_operator("aws --endpoint-url \"$EP\" organizations create-account "
+                         "--email aws+created-1@example.com --account-name created-1 "
+                         "--query CreateAccountStatus.State --output text",
+                         out, sizeof(out));
+    if (rc != 0)
+        fail_msg("aws organizations create-account: exit %d: %s", rc, out);
+    for (int tries = 0; !sim_id_named("accounts", "created-1") && tries < 100; tries++)
+        ob_test_run_for(H.loop, 100);
+    const char *created = sim_id_named("accounts", "created-1");
+    assert_non_null(created);
+    snprintf(accts[n], sizeof(accts[n]), "%s", "300000000002");
+    acct[n] = accts[n];
+    n++;
+    snprintf(accts[n], sizeof(accts[n]), "%s", created);
+    acct[n] = accts[n];
+    n++;
+    wait_logged(log_b, "took the lease", 1); /* once the dead one's lease expired */
+    wait_accounts(acct, n, "status", "connected");
+
+    /* A replica comes back (standing by); the working one shuts down and
+     * hands the lease over at once; another account joins. */
+    a = ob_test_fleet_process(&H, OB_LIFECYCLE_BIN, env, log_a);
+    ob_test_run_for(H.loop, 500);
+    assert_int_equal(ob_test_reap(&H, b, SIGTERM, 20000), 0);
+    assert_int_equal(
+        ob_test_sim_post(&H, "/_sim/accounts", "{\"Name\":\"joined-2\",\"Id\":\"300000000004\"}"),
+        200);
+    wait_logged(log_a, "took the lease", 2);
+    snprintf(accts[n], sizeof(accts[n]), "%s", "300000000004");
+    acct[n] = accts[n];
+    n++;
+    wait_accounts(acct, n, "status", "connected");
+    ob_test_run_for(H.loop, 3000); /* more rounds: nothing more may be enqueued */
+    assert_int_equal(ob_test_reap(&H, a, SIGTERM, 20000), 0);
+
+    for (int i = 0; i < n; i++) {
+        char rid[64];
+        snprintf(rid, sizeof(rid), "watcher:%s", acct[i]);
+        if (ob_test_out_count(reqs, "requests", acct[i]) != 1)
+            fail_msg("%s: %zu requests enqueued, 1 expected", acct[i],
+                     ob_test_out_count(reqs, "requests", acct[i]));
+        assert_string_equal(str_of(ob_test_out_first(reqs, "requests", acct[i]), "request_id"),
+                            rid);
+        char *cr = ob_test_state(&H, acct[i], "connected_request");
+        assert_string_equal(cr, rid);
+        free(cr);
+        assert_int_equal(events_of(&f, acct[i], "onboard.connected/1"), 1);
+        char *sent = ob_test_hget(&H, OB_WATCH_LEDGER_KEY, acct[i]);
+        assert_int_equal(strncmp(sent, "sent ", 5), 0);
+        free(sent);
+    }
+    /* Left out: the management account (excluded by id) and the sandbox's. */
+    const char *out_of_scope[] = {"111111111111", "300000000001", "300000000003"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ob_test_out_count(reqs, "requests", out_of_scope[i]), 0);
+        char *st = ob_test_state(&H, out_of_scope[i], "status");
+        assert_string_equal(st, "");
+        free(st);
+    }
+    assert_int_equal(ob_test_out_seen(reqs, "requests"), n);
+    ob_test_end(&H);
+    unlink(log_a);
+    unlink(log_b);
+    ob_test_set(&H, "OB_REDIS_DB", NULL);
+}
+
+/* The periodic verification, with repair: every connected account is
+ * verified once an interval; a role deleted by hand and a stack deleted by
+ * hand (the AWS CLI) are found and repaired through the stages, then found
+ * in sync. */
+static void test_periodic_verify(void **state)
+{
+    (void)state;
+    fleet_t f;
+    ob_test_set(&H, "OB_REDIS_DB", "9");
+    fleet_start(&f);
+    redisReply *flushed = redisCommand(ob_test_redis(&H), "FLUSHDB");
+    assert_non_null(flushed);
+    freeReplyObject(flushed);
+    ob_worker_t *vw = ob_test_worker(&H, &ob_stage_verify, NULL, 5000);
+    int m[] = {1, 2, 3, 4};
+    onboard(m, 4, "on", "new");
+    wait_field(m, 4, "status", "connected");
+    char acct[16], body[512], out[1024];
+    /* A role deleted by hand, and a stack. */
+    ob_test_member_account(1, acct);
+    snprintf(body, sizeof(body),
+             "{\"Account\":\"%s\",\"Kind\":\"delete_role\",\"RoleName\":\"billing-engine-access\"}",
+             acct);
+    assert_int_equal(ob_test_sim_post(&H, "/_sim/drift", body), 200);
+    ob_test_member_account(2, acct);
+    char *stack = ob_test_member_state(&H, 2, "stack_id");
+    char *old_key = ob_test_member_state(&H, 2, "idempotency_key");
+    char script[2048];
+    snprintf(script, sizeof(script),
+             "set -- $(aws --endpoint-url \"$EP\" sts assume-role --role-arn "
+             "arn:aws:iam::%s:role/OrganizationAccountAccessRole --role-session-name by-hand "
+             "--query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)\n"
+             "AWS_ACCESS_KEY_ID=$1 AWS_SECRET_ACCESS_KEY=$2 AWS_SESSION_TOKEN=$3 "
+             "aws --endpoint-url \"$EP\" --region eu-west-1 cloudformation delete-stack "
+             "--stack-name '%s'\necho deleted",
+             acct, stack);
+    int rc = as_operator(script, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("deleting the stack by hand: exit %d: %s", rc, out);
+    free(stack);
+
+    char log[256];
+    snprintf(log, sizeof(log), "%s/itl-verify-%d.log", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    unlink(log);
+    const char *const env[][2] = {{"OB_VERIFY_INTERVAL", "2s"},
+                                  {"OB_VERIFY_REPAIR", "true"},
+                                  {"OB_LIFECYCLE_LEASE_TTL", "2s"},
+                                  {"OB_LOG_LEVEL", "info"},
+                                  {NULL, NULL}};
+    pid_t p = ob_test_fleet_process(&H, OB_LIFECYCLE_BIN, env, log);
+    /* Repaired: each drifted account's record shows the repair connected. */
+    repaired_t rw = {m, 2};
+    if (!ob_test_run_until(H.loop, all_repaired, &rw, 120000))
+        fail_msg("the repairs never finished");
+    /* Then verified again, in sync, like the others. */
+    wait_field(m, 4, "drift_status", "in_sync");
+    assert_int_equal(ob_test_reap(&H, p, SIGTERM, 20000), 0);
+    /* The role's repair keeps its connection; the stack's makes a new one
+     * (the ExternalId went with the stack: a new connected event says so). */
+    ob_test_member_account(1, acct);
+    assert_int_equal(events_of(&f, acct, "onboard.connected/1"), 1);
+    ob_test_member_account(2, acct);
+    assert_int_equal(events_of(&f, acct, "onboard.connected/1"), 2);
+    char *new_key = ob_test_member_state(&H, 2, "idempotency_key");
+    assert_string_not_equal(new_key, old_key);
+    free(new_key);
+    free(old_key);
+    assert_int_equal(ob_test_sim_live_stacks(H.sim, acct, NULL), 1);
+    for (int i = 0; i < 4; i++) {
+        ob_test_member_account(m[i], acct);
+        char *sent = ob_test_hget(&H, OB_VERIFY_LEDGER_KEY, acct);
+        assert_true(sent[0] != '\0');
+        free(sent);
+    }
+    /* What it found, by kind: the verify worker's metrics. */
+    ob_buf_t met = {0};
+    ob_worker_render_metrics(vw, &met);
+    ob_buf_append(&met, "", 1);
+    assert_non_null(strstr(met.data, "onboard_drift_findings_total{kind=\"stack_missing\"} 1"));
+    assert_non_null(strstr(met.data, "onboard_drift_repairs_total{kind=\"stack_missing\"} 1"));
+    /* Each drift found and repaired once: an account is not verified again
+     * while its verification or its repair is under way. */
+    assert_non_null(strstr(met.data, "onboard_drift_findings_total{kind=\"stack_drifted\"} 1"));
+    assert_non_null(strstr(met.data, "onboard_drift_findings_total{kind=\"role_unassumable\"} 1"));
+    assert_non_null(strstr(met.data, "onboard_drift_repairs_total{kind=\"role_unassumable\"} 1"));
+    ob_buf_free(&met);
+    ob_test_end(&H);
+    unlink(log);
+    ob_test_set(&H, "OB_REDIS_DB", NULL);
+}
+
 int main(void)
 {
     ob_test_harness_init(&H, "itl");
@@ -683,9 +990,9 @@ int main(void)
     ob_test_set(&H, "OB_LIFECYCLE_REGION", "eu-west-1");
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_offboard),
-        cmocka_unit_test(test_events),
-        cmocka_unit_test(test_drift),
+        cmocka_unit_test(test_offboard),        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_drift),           cmocka_unit_test(test_watcher),
+        cmocka_unit_test(test_periodic_verify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,20 +16,6 @@
  * tests only read them. */
 #define S(x) ((char *)(x))
 
-static ob_config_t base_cfg(void)
-{
-    ob_config_t c;
-    memset(&c, 0, sizeof(c));
-    c.lifecycle_region = S("eu-west-1");
-    c.lifecycle_mode = S("new");
-    c.lifecycle_ou_modes = S("");
-    c.lifecycle_role_name = S("OrganizationAccountAccessRole");
-    c.lifecycle_ct_role_name = S("AWSControlTowerExecution");
-    c.lifecycle_include_ous = c.lifecycle_exclude_ous = S("");
-    c.lifecycle_include_accounts = c.lifecycle_exclude_accounts = S("");
-    return c;
-}
-
 /* The value of "key: value" in an .expect file ("" when absent). */
 static void expect_of(const char *text, const char *key, char *out, size_t n)
 {
@@ -69,7 +55,7 @@ static json_t *example(const char *dir, const char *file, const char *ext, char 
 
 static void rules_of(ob_lifecycle_rules_t *rules)
 {
-    ob_config_t cfg = base_cfg();
+    ob_config_t cfg = ob_test_lifecycle_config();
     char err[256];
     assert_int_equal(ob_lifecycle_rules_load(&cfg, rules, err, sizeof(err)), OB_OK);
 }
@@ -109,7 +95,7 @@ static void test_accepted_events(void **state)
         ob_request_clear(&again);
         /* Left out by account: refused with the rule, as a permanent failure. */
         expect_of(expect, "account", want, sizeof(want));
-        ob_config_t ex = base_cfg();
+        ob_config_t ex = ob_test_lifecycle_config();
         ex.lifecycle_exclude_accounts = S(want);
         ob_lifecycle_rules_t xr;
         assert_int_equal(ob_lifecycle_rules_load(&ex, &xr, err, sizeof(err)), OB_OK);
@@ -123,7 +109,7 @@ static void test_accepted_events(void **state)
         if (ou[0]) {
             char modes[96];
             snprintf(modes, sizeof(modes), "%s=existing", ou);
-            ob_config_t om = base_cfg();
+            ob_config_t om = ob_test_lifecycle_config();
             om.lifecycle_ou_modes = S(modes);
             assert_int_equal(ob_lifecycle_rules_load(&om, &xr, err, sizeof(err)), OB_OK);
             assert_int_equal(ob_event_request(doc, &xr, &again, &me), OB_OK);
@@ -175,7 +161,7 @@ static void test_refused_events(void **state)
 static void test_rules(void **state)
 {
     (void)state;
-    ob_config_t c = base_cfg();
+    ob_config_t c = ob_test_lifecycle_config();
     c.lifecycle_include_ous = S("ou-ab12-aaaaaaaa, root");
     c.lifecycle_exclude_ous = S("ou-ab12-bbbbbbbb");
     c.lifecycle_exclude_accounts = S("111111111111");
@@ -213,7 +199,7 @@ static void test_rules(void **state)
                {"new", "", "Workloads", "", "lifecycle.include.ous"},
                {"new", "", "", "12345", "lifecycle.exclude.accounts"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ob_config_t b = base_cfg();
+        ob_config_t b = ob_test_lifecycle_config();
         b.lifecycle_mode = S(bad[i].mode);
         b.lifecycle_ou_modes = S(bad[i].ou_modes);
         b.lifecycle_include_ous = S(bad[i].inc_ous);
@@ -222,7 +208,7 @@ static void test_rules(void **state)
         assert_non_null(strstr(why, bad[i].says));
     }
     /* No region: an event is refused with what to set. */
-    ob_config_t nr = base_cfg();
+    ob_config_t nr = ob_test_lifecycle_config();
     nr.lifecycle_region = S("");
     assert_int_equal(ob_lifecycle_rules_load(&nr, &r, why, sizeof(why)), OB_OK);
     json_t *doc = load_event(EVENTS "/accepted/organizations-create-account-result.json");
