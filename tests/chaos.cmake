@@ -4,7 +4,8 @@
 # services, so it runs alone (RUN_SERIAL) with the other integration tests.
 add_executable(ob-chaos ${CMAKE_CURRENT_SOURCE_DIR}/chaos/chaos.c)
 target_link_libraries(ob-chaos PRIVATE obtestutil)
-add_dependencies(ob-chaos onboard-bucket onboard-cur onboard-iam onboard-connect onboardctl)
+add_dependencies(ob-chaos onboard-bucket onboard-cur onboard-iam onboard-connect onboard-lifecycle
+  onboardctl)
 add_test(NAME integration.chaos
   COMMAND ob-chaos --workers $<TARGET_FILE_DIR:onboard-bucket>
           --onboardctl $<TARGET_FILE:onboardctl> --accounts 1000)

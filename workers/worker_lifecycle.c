@@ -183,7 +183,7 @@ static void watch_end(lc_t *lc, int ok, const char *why)
     if (ok) {
         lc->st.rounds_ok++;
         lc->st.last_ok_ms = ob_time_wall_ms();
-    } else {
+    } else if (!lc->stopping) { /* a round cut short by a shutdown did not fail */
         lc->st.rounds_failed++;
         ob_logkv(OB_LOG_WARN, "watcher", "round failed", "reason", why, NULL);
     }
@@ -466,7 +466,7 @@ static void verify_end(lc_t *lc, int ok, const char *why)
     probes_free(&lc->v.probes, &lc->v.nprobes);
     lc->st.verify_rounds++;
     lc->st.verify_last_ms = ob_time_wall_ms();
-    if (!ok)
+    if (!ok && !lc->stopping)
         ob_logkv(OB_LOG_WARN, "verify", "round failed", "reason", why, NULL);
     else if (lc->v.sent)
         ob_logf(OB_LOG_INFO, "verify", "round: %zu verifications sent%s", lc->v.sent,

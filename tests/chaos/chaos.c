@@ -26,6 +26,11 @@
  * repairs the world (creates the missing roles,
  * frees the taken names), replays the dead letters with onboardctl, and
  * checks that those accounts connect, and that a second replay does nothing.
+ * Last, accounts join the organization (and its members nobody enqueued are
+ * there too): two replicas of onboard-lifecycle watch it, one killed or the
+ * other every few seconds and the intake once, Organizations throttling a
+ * tenth of their calls; every such account must connect exactly once, by
+ * its watcher:ACCOUNT request, and the management account (excluded) never.
  *
  *   ob-chaos --workers DIR --onboardctl PATH [--accounts N] [--seed S]
  *
@@ -55,6 +60,8 @@
 
 #define MGMT_ROOT "arn:aws:iam::111111111111:root"
 #define NPOISON   5
+#define JOIN_MAX  200 /* accounts joining the organization in phase 3, at most */
+#define JOIN_LIVE 20  /* of them, those added while the watcher runs */
 
 typedef enum want_e { W_CONNECT = 0, W_NOROLE, W_TAKEN } want_t;
 
@@ -74,6 +81,7 @@ typedef struct acct_s {
     /* A stage gave up on it (retries exhausted: a run of faults and kills
      * longer than its attempts): replayed in phase 2, as an operator does. */
     int exhausted;
+    int joined; /* phase 3: joined the organization, enqueued by the watcher */
 } acct_t;
 
 static struct {
@@ -693,6 +701,137 @@ static int scan_logs(json_t *secrets, size_t *bytes)
 
 /* ---- main ---- */
 
+/* ---- phase 3: accounts joining, onboarded by the watcher ---- */
+
+static pid_t start_lifecycle(int replica)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "OB_WATCHER_INTERVAL=1s OB_WATCHER_MAX_PER_INTERVAL=25 OB_LIFECYCLE_LEASE_TTL=2s "
+             "OB_LIFECYCLE_REGION=us-east-1 OB_LIFECYCLE_EXCLUDE_ACCOUNTS=111111111111 "
+             "exec '%s/onboard-lifecycle' >>'%s/lifecycle-%d.log' 2>&1",
+             G.workers_dir, G.logdir, replica);
+    return ob_test_sh_async(cmd);
+}
+
+/* Every member of the organization the fleet does not know yet (those
+ * made for the run and never enqueued) is a joined account to expect. */
+static int expect_unknown_members(int limit)
+{
+    int added = 0;
+    const char *id;
+    json_t *acct;
+    json_object_foreach(sim_section(G.sim, "accounts"), id, acct)
+    {
+        const char *state = json_string_value(json_object_get(acct, "State"));
+        if (find(id) || !strcmp(id, "111111111111") || !state || strcmp(state, "ACTIVE") != 0 ||
+            G.n >= limit)
+            continue;
+        acct_t *a = &G.a[G.n];
+        memset(a, 0, sizeof(*a));
+        snprintf(a->id, sizeof(a->id), "%s", id);
+        a->want = W_CONNECT;
+        a->joined = 1;
+        json_object_set_new(G.by_id, a->id, json_integer(G.n));
+        G.n++;
+        added++;
+    }
+    return added;
+}
+
+static void phase_join(ob_http_t *http, ob_redis_t *redis)
+{
+    int before = G.n, batch = G.n;
+    /* The organization's members nobody enqueued are onboarded too: the
+     * watcher does not know what the operator meant. */
+    int idle_members = expect_unknown_members(batch + JOIN_MAX - JOIN_LIVE);
+    check(admin(http, "POST", "/_sim/config",
+                "{\"faults\": {\"organizations.*\": \"throttle:0.1\", \"*\": \"500:0.01\"}}",
+                NULL) == 200,
+          "faults for phase 3");
+    pid_t lc[2] = {start_lifecycle(0), start_lifecycle(1)};
+    double t0 = now_s(), next_join = t0 + 1, next_kill = t0 + 2.5;
+    int joined_live = 0, lc_kills = 0, worker_kill = 0;
+    while (now_s() - t0 < 300) {
+        ob_loop_run_once(G.loop, 100);
+        reap_workers();
+        double t = now_s();
+        if (joined_live < JOIN_LIVE && t >= next_join) {
+            char body[128];
+            snprintf(body, sizeof(body), "{\"Name\": \"joined-%d\"}", joined_live);
+            json_t *ans = NULL;
+            check(admin(http, "POST", "/_sim/accounts", body, &ans) == 200, "adding %s", body);
+            const char *id =
+                json_string_value(json_object_get(json_object_get(ans, "account"), "Id"));
+            if (id && G.n < batch + JOIN_MAX) {
+                acct_t *a = &G.a[G.n];
+                memset(a, 0, sizeof(*a));
+                snprintf(a->id, sizeof(a->id), "%s", id);
+                a->want = W_CONNECT;
+                a->joined = 1;
+                json_object_set_new(G.by_id, a->id, json_integer(G.n));
+                G.n++;
+            }
+            json_decref(ans);
+            joined_live++;
+            next_join = t + 0.3 + erand48(G.rng) * 0.7;
+        }
+        if (lc_kills < 6 && t >= next_kill) {
+            /* Either replica, working or standing by; back after a while. */
+            int r = (int)(erand48(G.rng) * 2) % 2;
+            kill(lc[r], SIGKILL);
+            waitpid(lc[r], NULL, 0);
+            lc_kills++;
+            fprintf(stderr, "chaos: phase 3: %5.1fs SIGKILL lifecycle replica %d\n", t - t0, r);
+            lc[r] = start_lifecycle(r);
+            next_kill = t + 1.5 + erand48(G.rng) * 2.5;
+        }
+        if (!worker_kill && t - t0 > 4 && G.worker_pid[0] > 0) {
+            kill(G.worker_pid[0], SIGKILL); /* the intake, once */
+            waitpid(G.worker_pid[0], NULL, 0);
+            start_worker(0);
+            worker_kill = 1;
+        }
+        int done = joined_live == JOIN_LIVE && lc_kills == 6;
+        for (int i = before; done && i < G.n; i++)
+            done = G.a[i].connected > 0;
+        if (done)
+            break;
+    }
+    for (int i = 0; i < 30; i++) /* late duplicates */
+        ob_loop_run_once(G.loop, 100);
+    double took = now_s() - t0;
+    int connected = 0, twice = 0;
+    for (int i = before; i < G.n; i++) {
+        acct_t *a = &G.a[i];
+        connected += a->connected > 0;
+        twice += a->connected > 1;
+        check(a->connected == 1, "joined account %s: %d connections", a->id, a->connected);
+        json_t *state = state_of(redis, a->id);
+        const char *rid = str(state, "connected_request");
+        check(!strncmp(rid, "watcher:", 8) && !strcmp(rid + 8, a->id),
+              "joined account %s: connected by %s, not watcher:%s", a->id, rid, a->id);
+        json_decref(state);
+    }
+    json_t *mgmt = state_of(redis, "111111111111");
+    check(json_object_size(mgmt) == 0, "the management account (excluded) has a record");
+    json_decref(mgmt);
+    /* Both replicas stop cleanly, releasing the lease. */
+    for (int r = 0; r < 2; r++)
+        kill(lc[r], SIGTERM);
+    for (int r = 0; r < 2; r++) {
+        int st = 0;
+        for (int i = 0; i < 400 && !ob_test_exited(lc[r], &st); i++)
+            ob_loop_run_once(G.loop, 50);
+        check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "lifecycle replica %d: exit status %d", r, st);
+    }
+    admin(http, "DELETE", "/_sim/faults", NULL, NULL);
+    report("chaos: phase 3: %d accounts joined (%d idle members, %d while it ran); the watcher "
+           "onboarded %d in %.1f s, %d twice, with Organizations throttling 10%% of its calls, "
+           "%d kills of its 2 replicas and one of the intake\n",
+           G.n - before, idle_members, joined_live, connected, took, twice, lc_kills);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: ob-chaos --workers DIR --onboardctl PATH [--accounts N] [--seed S]\n");
@@ -734,7 +873,8 @@ int main(int argc, char **argv)
     report("chaos: seed %ld, %d accounts, logs in %s\n", seed, G.n, G.logdir);
 
     /* Who is meant to fail, and why. */
-    G.a = calloc((size_t)G.n, sizeof(*G.a));
+    /* Room for the accounts that join in phase 3. */
+    G.a = calloc((size_t)G.n + JOIN_MAX, sizeof(*G.a));
     G.by_id = json_object();
     G.seen_idem = json_object();
     G.poison_dlq = json_object();
@@ -1023,6 +1163,10 @@ int main(int argc, char **argv)
     report("chaos: phase 2: repaired and replayed %d dead letters; all connected in %.1f s; a "
            "second replay replayed none; %d raw connected events in all, %d duplicates\n",
            replayed, took2, G.raw_connected, G.raw_connected - (int)json_object_size(G.seen_idem));
+
+    /* Phase 3: accounts join the organization and the watcher onboards
+     * them, its replicas killed under it. */
+    phase_join(http, redis);
 
     /* No secret of the run in any log line. */
     json_t *secrets = json_object();

@@ -26,6 +26,19 @@
  *   - `onboardctl status` tells the account's story in order: requested,
  *     connected, requested (offboard), disconnected, unchanged (with the
  *     reason), requested, connected (under the new key).
+ * Drift (`onboardctl verify`): what operators change by hand is found, by
+ * kind, then repaired through the stages and found in sync.
+ * onboard-lifecycle, as processes of their own (two replicas):
+ *   - the watcher onboards the organization's accounts, a capped number a
+ *     round, and those that join while it runs (the simulator's admin API,
+ *     CreateAccount through the AWS CLI), each exactly once (one request
+ *     watcher:ACCOUNT on the intake topic, one connection), while the
+ *     working replica is killed (the standby takes over when the lease
+ *     expires) and shut down (at once); the management account and an
+ *     excluded OU's accounts are never enqueued;
+ *   - the periodic verification with repair finds a role and a stack
+ *     deleted by hand (the AWS CLI), repairs each once (the stack with a new
+ *     connection: its ExternalId went with it) and finds them in sync.
  */
 #include <jansson.h>
 #include <signal.h>
