@@ -276,7 +276,8 @@ int ob_test_ctl_live(ob_test_harness_t *h, const char *tool, const char *args, c
  * own on the harness's services and simulator: the harness's settings, its
  * topic prefix, Redis and broker, the simulator's endpoint and credentials,
  * then env (NULL or {NULL, NULL}-ended pairs; a NULL value unsets). Its
- * stdout and stderr go to the file log (appended). Its pid. */
+ * stdout and stderr go to the file log (appended). OB_TEST_FLEET_WRAPPER,
+ * when set, is a command line it runs under (valgrind). Its pid. */
 pid_t ob_test_fleet_process(ob_test_harness_t *h, const char *exe, const char *const (*env)[2],
                             const char *log);
 /* Send sig to pid (0: none) and wait for it to exit, the harness's loop

@@ -14,6 +14,15 @@ if(OB_VALGRIND AND NOT OB_SANITIZE)
     set_tests_properties(valgrind.worker_${stage} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
       LABELS "integration;valgrind")
   endforeach()
+  # onboard-lifecycle's normal paths: integration.lifecycle's watcher and
+  # periodic-verification tests with each replica under memcheck; a replica
+  # stopped with SIGTERM must exit 0, so an error or a leak fails the test.
+  add_test(NAME valgrind.lifecycle COMMAND itest_lifecycle)
+  set_property(TEST valgrind.lifecycle PROPERTY ENVIRONMENT
+    "OB_AWSSIM=$<TARGET_FILE:awssim>" "OB_TEST_ONLY=test_watcher,test_periodic_verify"
+    "OB_TEST_FLEET_WRAPPER=${OB_VALGRIND} --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect")
+  set_tests_properties(valgrind.lifecycle PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900
+    LABELS "integration;valgrind")
 elseif(NOT OB_VALGRIND)
   message(WARNING "valgrind not found: the valgrind.* tests are not registered")
 endif()
