@@ -58,6 +58,7 @@
 #endif
 
 #define VERIFY_ROUND_MAX_MS 60000
+#define PROBE_BATCH         1000 /* accounts asked about at once */
 /* status, idempotency_key, connected_spec, stack_id, role_arn, verify_at,
  * repair_request, connected_request, verify_request, request_id */
 #define VERIFY_FIELDS 10
@@ -122,9 +123,10 @@ struct lc_s {
         int running;
         ob_watch_t *listing;
         ob_aws_call_t *call;
-        probe_t **probes;
+        probe_t **probes; /* the batch asked about */
         size_t nprobes, answered;
-        size_t excluded, active;
+        size_t next; /* the listing's next account */
+        size_t active, excluded, known, sent, backlog;
     } w;
     /* the verification's round under way */
     struct {
@@ -270,35 +272,36 @@ static void on_marked(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
     probe_free(p);
 }
 
-/* Every candidate's answers are in: enqueue the unknown ones, up to the cap. */
+static void watch_probe_batch(lc_t *lc);
+
+/* A batch's answers are in: enqueue its unknown accounts while the round's
+ * cap allows, then the next batch. */
 static void watch_enqueue(lc_t *lc)
 {
-    size_t cap = (size_t)lc->cfg->watcher_max_per_interval, sent = 0, known = 0, backlog = 0;
+    size_t cap = (size_t)lc->cfg->watcher_max_per_interval;
     char v[48];
     snprintf(v, sizeof(v), "sending %" PRId64, ob_time_wall_ms());
     for (size_t i = 0; i < lc->w.nprobes; i++) {
         probe_t *p = lc->w.probes[i];
         if (p->known || p->busy) {
-            known += p->known;
+            lc->w.known += p->known;
             continue;
         }
-        if (sent >= cap) {
-            backlog++;
+        if (lc->w.sent >= cap) {
+            lc->w.backlog++;
             continue;
         }
         if (ob_redis_command(lc->redis, on_marked, p, "HSET %s %s %s", OB_WATCH_LEDGER_KEY,
-                             p->account, v) != OB_OK)
-            break;
+                             p->account, v) != OB_OK) {
+            watch_end(lc, 0, "Redis is not reachable");
+            return;
+        }
         lc->w.probes[i] = NULL; /* on_marked frees it */
-        sent++;
+        lc->w.sent++;
     }
-    lc->st.known = known;
-    lc->st.backlog = backlog;
-    ob_logf(OB_LOG_INFO, "watcher",
-            "round: %zu accounts listed (%zu calls), %zu active, %zu excluded, %zu known, "
-            "%zu to enqueue, %zu left for the next round",
-            lc->st.listed, lc->st.calls, lc->w.active, lc->w.excluded, known, sent, backlog);
-    watch_end(lc, 1, NULL);
+    probes_free(&lc->w.probes, &lc->w.nprobes);
+    lc->w.answered = 0;
+    watch_probe_batch(lc);
 }
 
 static void on_probe(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
@@ -335,15 +338,16 @@ static void on_probe(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
         watch_enqueue(lc);
 }
 
-static void watch_probe(lc_t *lc)
+/* Ask Redis about the next PROBE_BATCH accounts the rules take (a bounded
+ * number in flight, whatever the organization's size); after the last, the
+ * round ends. */
+static void watch_probe_batch(lc_t *lc)
 {
     ob_watch_t *l = lc->w.listing;
     size_t n = ob_watch_count(l);
-    lc->st.listed = n;
-    lc->st.calls = ob_watch_calls(l);
-    lc->w.probes = ob_calloc(n ? n : 1, sizeof(*lc->w.probes));
-    for (size_t i = 0; i < n; i++) {
-        const ob_watch_account_t *a = ob_watch_account(l, i);
+    lc->w.probes = ob_calloc(PROBE_BATCH, sizeof(*lc->w.probes));
+    for (; lc->w.next < n && lc->w.nprobes < PROBE_BATCH; lc->w.next++) {
+        const ob_watch_account_t *a = ob_watch_account(l, lc->w.next);
         if (!a->active)
             continue;
         lc->w.active++;
@@ -373,10 +377,19 @@ static void watch_probe(lc_t *lc)
         }
         lc->w.probes[lc->w.nprobes++] = p;
     }
+    if (lc->w.nprobes)
+        return; /* on_probe goes on */
+    lc->st.listed = n;
+    lc->st.calls = ob_watch_calls(l);
     lc->st.active = lc->w.active;
     lc->st.excluded = lc->w.excluded;
-    if (lc->w.nprobes == 0)
-        watch_enqueue(lc);
+    lc->st.known = lc->w.known;
+    lc->st.backlog = lc->w.backlog;
+    ob_logf(OB_LOG_INFO, "watcher",
+            "round: %zu accounts listed (%zu calls), %zu active, %zu excluded, %zu known, "
+            "%zu to enqueue, %zu left for the next round",
+            n, lc->st.calls, lc->w.active, lc->w.excluded, lc->w.known, lc->w.sent, lc->w.backlog);
+    watch_end(lc, 1, NULL);
 }
 
 static void watch_call(lc_t *lc);
@@ -421,7 +434,7 @@ static void watch_call(lc_t *lc)
         return;
     }
     if (!ob_watch_next(lc->w.listing, &op, &body)) {
-        watch_probe(lc);
+        watch_probe_batch(lc);
         return;
     }
     ob_aws_req_t req;
