@@ -1,10 +1,12 @@
-# One image for the whole fleet: the four workers, onboardctl and awssim.
-# The command chooses what runs, e.g.
+# One image for the whole fleet: the five workers, the lifecycle process
+# (onboard-lifecycle), onboardctl and awssim. The command chooses what runs, e.g.
 #   docker run IMAGE onboard-bucket
+#   docker run IMAGE onboard-lifecycle
 #   docker run IMAGE onboardctl dlq list
 #   docker run IMAGE awssim --bind 0.0.0.0 --port 4566
 # There is no ENTRYPOINT and no shell wrapper: the program is PID 1 and gets
-# SIGTERM itself (the workers drain for up to 20 s on SIGTERM).
+# SIGTERM itself (the workers drain for up to 20 s on SIGTERM; onboard-lifecycle
+# hands its lease to a standby).
 #
 #   docker build -t onboard:dev .
 
@@ -36,7 +38,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DOB_BUILD_TESTS=OFF \
  && install -m 0755 -s \
       /build/workers/onboard-bucket /build/workers/onboard-cur \
       /build/workers/onboard-iam /build/workers/onboard-connect \
-      /build/workers/onboard-verify \
+      /build/workers/onboard-verify /build/workers/onboard-lifecycle \
       /build/tools/onboardctl /build/sim/awssim \
       /out/
 

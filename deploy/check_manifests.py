@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Checks of the deployment files that no schema expresses, for scripts/check-deploy.sh.
 
-  check_manifests.py chart RENDER.yaml --prefix P [--workers K,K] [--all] --builtin OUT.yaml [--rules OUT.yml]
+  check_manifests.py chart RENDER.yaml --prefix P [--workers K,K] [--lifecycle-replicas N
+                    --lifecycle-jobs J,J --lifecycle-alerts A,A] [--all] --builtin OUT.yaml [--rules OUT.yml]
       The rendered chart: every Deployment runs its worker non-root, read-only, with
       no capabilities, probes on /healthz and /readyz at the metrics port, a grace
       period longer than the 20 s drain, secrets only by reference; a PDB, and with
       --all a ScaledObject (right group and topic, an existing TriggerAuthentication,
       no fixed replicas), a Service and a ServiceMonitor that selects them, the IRSA
-      annotation. Writes the built-in kinds to --builtin (for kubernetes-validate)
-      and the PrometheusRule's rule groups to --rules (for promtool).
+      annotation. The lifecycle process the same way, but always a Deployment of its
+      own replica count that no ScaledObject scales, a PDB that keeps one replica,
+      its jobs' settings, and its alerts (and no lag alert on it). Writes the built-in
+      kinds to --builtin (for kubernetes-validate) and the PrometheusRule's rule groups
+      to --rules (for promtool).
   check_manifests.py compose CONFIG.yaml
-      `docker-compose config` output: the workers, their dependencies and settings.
+      `docker-compose config` output: the workers and the lifecycle process, their
+      dependencies and settings, and the Prometheus scraping them all.
   check_manifests.py dockerfile Dockerfile .dockerignore
       The Dockerfile without a Docker engine: stages, user, binaries, build context.
 
@@ -26,9 +31,15 @@ import yaml
 
 KINDS = ["bucket", "cur", "iam", "connect", "verify"]
 TOPIC = {"bucket": "requests", "cur": "cur", "iam": "iam", "connect": "connect", "verify": "verify"}
-BINARIES = ["onboard-bucket", "onboard-cur", "onboard-iam", "onboard-connect", "onboard-verify", "onboardctl", "awssim"]
+# The lifecycle process: a Deployment of its own that consumes no topic (no group, no KEDA).
+LIFECYCLE = "lifecycle"
+LIFECYCLE_ALERTS = ["OnboardLifecycleNoLeader", "OnboardWatcherFailing"]
+BINARIES = ["onboard-bucket", "onboard-cur", "onboard-iam", "onboard-connect", "onboard-verify",
+            "onboard-lifecycle", "onboardctl", "awssim"]
 METRICS_PORT = 9464
 DRAIN_SECONDS = 20
+# What the lifecycle process does on SIGTERM before it releases its lease: flush its producer.
+FLUSH_SECONDS = 10
 SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE|_KEY$|^AWS_SECRET_ACCESS_KEY$|SESSION)", re.I)
 BUILTIN_GROUPS = {"v1", "apps/v1", "policy/v1", "batch/v1", "networking.k8s.io/v1", "autoscaling/v2",
                   "rbac.authorization.k8s.io/v1"}
@@ -78,25 +89,33 @@ def check_chart(args):
     configmaps = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
     secret_refs = set()
     want = sorted(args.workers.split(",")) if args.workers else sorted(KINDS)
+    lc_jobs = set(filter(None, (args.lifecycle_jobs or "").split(",")))
+    if args.lifecycle_replicas:
+        want = sorted(want + [LIFECYCLE])
     got = sorted(d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component", "?")
                  for d in deployments.values())
-    if got != want:
-        fail(f"Deployments for workers {got}, expected one each for {want}")
+    if got != want and not (args.lifecycle_replicas is None and sorted(set(got) - {LIFECYCLE}) == want):
+        fail(f"Deployments for {got}, expected one each for {want}")
     for name, dep in deployments.items():
         where = f"{dep['kind']} {name}"
         pod = dep["spec"]["template"]
         spec = pod["spec"]
         kind = pod["metadata"]["labels"].get("app.kubernetes.io/component")
-        if kind not in KINDS:
-            fail(f"{where}: component label {kind!r} is not a worker kind")
+        if kind not in KINDS and kind != LIFECYCLE:
+            fail(f"{where}: component label {kind!r} is neither a worker kind nor {LIFECYCLE}")
             continue
+        lc = kind == LIFECYCLE
         if not labels_match(dep["spec"]["selector"], pod["metadata"]["labels"]):
             fail(f"{where}: selector does not match its pod labels")
         psc = spec.get("securityContext") or {}
         if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
             fail(f"{where}: pod securityContext must set runAsNonRoot and a runAsUser")
         grace = spec.get("terminationGracePeriodSeconds", 30)
-        if grace <= DRAIN_SECONDS:
+        if lc:
+            if grace <= FLUSH_SECONDS:
+                fail(f"{where}: terminationGracePeriodSeconds {grace} is not longer than its "
+                     f"{FLUSH_SECONDS} s flush before it releases the lease")
+        elif grace <= DRAIN_SECONDS:
             fail(f"{where}: terminationGracePeriodSeconds {grace} is not longer than the {DRAIN_SECONDS} s drain")
         if len(spec["containers"]) != 1:
             fail(f"{where}: expected one container")
@@ -165,6 +184,27 @@ def check_chart(args):
             rel = path[len(mount["mountPath"]) + 1:]
             if items and rel not in [i["path"] for i in items]:
                 fail(f"{where}: {key}={path}: the Secret volume does not project {rel}")
+        if lc:
+            # One replica works under the lease, the others stand by: a fixed count, always
+            # a Deployment (no group membership to keep), its jobs' settings given.
+            if dep["kind"] != "Deployment":
+                fail(f"{where}: the lifecycle process is a Deployment, not a {dep['kind']}")
+            if args.lifecycle_replicas and dep["spec"].get("replicas") != args.lifecycle_replicas:
+                fail(f"{where}: replicas {dep['spec'].get('replicas')!r}, not {args.lifecycle_replicas}")
+            for job, key in (("watcher", "OB_WATCHER_INTERVAL"), ("verify", "OB_VERIFY_INTERVAL")):
+                val = str((env.get(key) or {}).get("value", cm_env.get(key, "")))
+                on = not re.fullmatch(r"0+(ms|s|m|h)?", val)
+                if key not in env and key not in cm_env:
+                    fail(f"{where}: {key} is not set")
+                elif args.lifecycle_replicas is not None and on != (job in lc_jobs):
+                    fail(f"{where}: {key}={val!r}, but the {job} is {'on' if job in lc_jobs else 'off'} in the values")
+                elif on and not re.fullmatch(r"[0-9]+(ms|s|m|h)?", val):
+                    fail(f"{where}: {key}={val!r} is not a duration the process reads")
+                if job == "watcher" and on and not (cm_env.get("OB_LIFECYCLE_REGION")
+                                                    or (env.get("OB_LIFECYCLE_REGION") or {}).get("value")):
+                    fail(f"{where}: the watcher is on without OB_LIFECYCLE_REGION (it would not start)")
+            if "OB_LIFECYCLE_LEASE_TTL" not in env and "OB_LIFECYCLE_LEASE_TTL" not in cm_env:
+                fail(f"{where}: OB_LIFECYCLE_LEASE_TTL is not set")
         if dep["kind"] == "StatefulSet":
             # Each pod its own static member: the instance id is the pod's name.
             ref = ((env.get("OB_INSTANCE_ID") or {}).get("valueFrom") or {}).get("fieldRef") or {}
@@ -188,13 +228,16 @@ def check_chart(args):
                 if not cm_env.get(key):
                     fail(f"{where}: {key} is not set with mutual TLS on")
 
-    # One PDB per Deployment.
+    # One PDB per Deployment; the lifecycle's keeps one replica when it has more.
     pdbs = by_kind.get("PodDisruptionBudget", [])
     for name, dep in deployments.items():
         labels = dep["spec"]["template"]["metadata"]["labels"]
-        n = sum(1 for p in pdbs if labels_match(p["spec"]["selector"], labels))
-        if n != 1:
-            fail(f"Deployment {name}: {n} PodDisruptionBudgets select it, expected 1")
+        mine = [p for p in pdbs if labels_match(p["spec"]["selector"], labels)]
+        if len(mine) != 1:
+            fail(f"Deployment {name}: {len(mine)} PodDisruptionBudgets select it, expected 1")
+        elif labels.get("app.kubernetes.io/component") == LIFECYCLE and dep["spec"].get("replicas", 1) > 1:
+            if mine[0]["spec"].get("minAvailable") != 1:
+                fail(f"Deployment {name}: its PodDisruptionBudget is not minAvailable: 1")
 
     # The ServiceAccount the pods use exists.
     sas = {d["metadata"]["name"]: d for d in by_kind.get("ServiceAccount", [])}
@@ -241,6 +284,18 @@ def check_chart(args):
         with open(args.rules, "w") as f:
             yaml.safe_dump({"groups": groups}, f, sort_keys=False)
         alerts = [r.get("alert") for g in groups for r in g["rules"] if r.get("alert")]
+        # The lifecycle's alerts where the values ask for them (it has work, they are on),
+        # and no lag alert on it: it has no consumer group.
+        if args.lifecycle_replicas is not None:
+            want_lc = set(filter(None, (args.lifecycle_alerts or "").split(",")))
+            for a in LIFECYCLE_ALERTS:
+                if (a in alerts) != (a in want_lc):
+                    fail(f"PrometheusRule: {a} is {'' if a in alerts else 'not '}rendered, "
+                         f"but the values {'ask' if a in want_lc else 'do not ask'} for it")
+        for g in groups:
+            for r in g["rules"]:
+                if r.get("alert", "").startswith("OnboardConsumerLag") and LIFECYCLE in r.get("expr", ""):
+                    fail(f"PrometheusRule: {r['alert']} selects the lifecycle process, which consumes nothing")
         print(f"rules: {len(groups)} group(s), alerts {', '.join(alerts)}")
 
     counts = {}
@@ -262,6 +317,9 @@ def check_keda(args, by_kind, deployments, secret_refs):
             fail(f"ScaledObject {so['metadata']['name']}: target {ref.get('kind')} {tname} is not rendered")
             continue
         kind = deployments[tname]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        if kind not in KINDS:
+            fail(f"ScaledObject {so['metadata']['name']}: scales {tname}, which consumes no topic")
+            continue
         triggers = so["spec"]["triggers"]
         if [t["type"] for t in triggers].count("kafka") != 1:
             fail(f"ScaledObject {so['metadata']['name']}: not exactly one kafka trigger")
@@ -296,6 +354,10 @@ def check_keda(args, by_kind, deployments, secret_refs):
             if args.all and not auth:
                 fail(f"ScaledObject {so['metadata']['name']}: no TriggerAuthentication with SASL and TLS on")
     for name, dep in deployments.items():
+        if dep["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") not in KINDS:
+            if "replicas" not in dep["spec"]:
+                fail(f"Deployment {name}: no replicas set, and no ScaledObject owns its count")
+            continue
         if name not in targets:
             fail(f"Deployment {name}: no ScaledObject scales it")
         elif "replicas" in dep["spec"]:
@@ -315,7 +377,7 @@ def duration_seconds(s):
 def check_compose(args):
     cfg = yaml.safe_load(open(args.config))
     services = cfg.get("services") or {}
-    for need in ("kafka", "redis", "awssim", "topics", *KINDS):
+    for need in ("kafka", "redis", "awssim", "topics", *KINDS, LIFECYCLE):
         if need not in services:
             fail(f"compose: service {need} is missing")
     if problems:
@@ -329,7 +391,7 @@ def check_compose(args):
     if "--appendonly yes" not in rcmd or "--requirepass" not in rcmd:
         fail("compose: redis runs without AOF or without a password")
     image = services["bucket"].get("image")
-    for kind in KINDS:
+    for kind in (*KINDS, LIFECYCLE):
         s = services[kind]
         where = f"compose: {kind}"
         if s.get("image") != image or s.get("image") != services["awssim"].get("image"):
@@ -355,7 +417,16 @@ def check_compose(args):
         for k, v in env.items():
             if v == "":
                 fail(f"{where}: {k} is set to an empty string (librdkafka refuses empty settings)")
-        if duration_seconds(s.get("stop_grace_period", "10s")) <= DRAIN_SECONDS:
+        if kind == LIFECYCLE:
+            # Its jobs shown, off by default; on SIGTERM it flushes, then releases the lease.
+            for k in ("OB_WATCHER_INTERVAL", "OB_VERIFY_INTERVAL"):
+                if k not in env:
+                    fail(f"{where}: {k} is not given")
+                elif env[k] is not None and not re.fullmatch(r"[0-9]+(ms|s|m|h)?", str(env[k])):
+                    fail(f"{where}: {k}={env[k]!r} is not a duration the process reads")
+            if duration_seconds(s.get("stop_grace_period", "10s")) <= FLUSH_SECONDS:
+                fail(f"{where}: stop_grace_period is not longer than its {FLUSH_SECONDS} s flush")
+        elif duration_seconds(s.get("stop_grace_period", "10s")) <= DRAIN_SECONDS:
             fail(f"{where}: stop_grace_period is not longer than the {DRAIN_SECONDS} s drain")
         if "healthcheck" not in s:
             fail(f"{where}: no healthcheck")
@@ -370,7 +441,31 @@ def check_compose(args):
     if args.profile_metrics:
         if "prometheus" not in services:
             fail("compose: the metrics profile has no prometheus service")
+        else:
+            check_compose_scrape(services)
     print(f"compose: {len(services)} services: {', '.join(sorted(services))}")
+
+
+def check_compose_scrape(services):
+    """The metrics profile's Prometheus finds every worker and the lifecycle process."""
+    conf = None
+    for v in services["prometheus"].get("volumes") or []:
+        src, target = (v.get("source"), v.get("target")) if isinstance(v, dict) else (v.split(":") + [""])[:2]
+        if target == "/etc/prometheus/prometheus.yml":
+            conf = src
+    if not conf or not os.path.isfile(conf):
+        fail(f"compose: prometheus: its prometheus.yml ({conf}) is not a file of the repository")
+        return
+    names = set()
+    for sc in (yaml.safe_load(open(conf)) or {}).get("scrape_configs") or []:
+        for sd in sc.get("dns_sd_configs") or []:
+            if sd.get("port") == METRICS_PORT:
+                names.update(sd.get("names") or [])
+        for st in sc.get("static_configs") or []:
+            names.update(t.rsplit(":", 1)[0] for t in st.get("targets") or [] if t.endswith(f":{METRICS_PORT}"))
+    missing = [k for k in (*KINDS, LIFECYCLE) if k not in names]
+    if missing:
+        fail(f"compose: prometheus does not scrape {', '.join(missing)} on :{METRICS_PORT}")
 
 
 def dockerignored(path, patterns):
@@ -483,7 +578,12 @@ def main():
     c = sub.add_parser("chart")
     c.add_argument("render")
     c.add_argument("--prefix", default="onboard.")
-    c.add_argument("--workers", help="the enabled workers, comma-separated (default: all four)")
+    c.add_argument("--workers", help="the enabled workers, comma-separated (default: all five)")
+    c.add_argument("--lifecycle-replicas", type=int,
+                   help="the lifecycle process's replicas, 0 when disabled (default: not checked)")
+    c.add_argument("--lifecycle-jobs", default="", help="its jobs on: watcher, verify (comma-separated)")
+    c.add_argument("--lifecycle-alerts", default="",
+                   help="its alerts the values ask for (comma-separated alert names)")
     c.add_argument("--all", action="store_true")
     c.add_argument("--builtin", required=True)
     c.add_argument("--rules")

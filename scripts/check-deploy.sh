@@ -20,15 +20,17 @@
 #     no capabilities, probes on /healthz and /readyz at 9464, grace period over
 #     the 20 s drain, secrets only by reference, one PDB / ScaledObject / Service
 #     per worker with the right consumer group and topic, the ServiceMonitor
-#     selecting every worker, the IRSA annotation, the TLS files mounted
+#     selecting every worker, the IRSA annotation, the TLS files mounted; the
+#     lifecycle process likewise, but a Deployment of fixed replicas that KEDA
+#     leaves alone, a PDB keeping one replica, its jobs' settings and its alerts
 #  7. promtool check rules on each render's PrometheusRule and promtool test rules
 #     (helm/onboard/ci/alerts.test.yaml: the alerts fire when they should, not before)
 #  8. promtool check config deploy/prometheus.yml
 #  9. docker-compose config -q, with and without --profile metrics, and the
-#     stack's wiring (dependencies, health checks, settings)
+#     stack's wiring (dependencies, health checks, settings, what Prometheus scrapes)
 # 10. deploy/create-topics.sh: its client settings for SASL/TLS (offline), and,
 #     when a broker is given (OB_TEST_KAFKA_BROKERS, as scripts/test.sh does),
-#     creating the six topics on it with Kafka's own TopicCommand (jars from Maven
+#     creating the eight topics on it with Kafka's own TopicCommand (jars from Maven
 #     Central), running it again (idempotent), then deleting them
 # 11. the Dockerfile without Docker: stages, user, entrypoint, runtime packages
 #     (and that its package names exist in Debian 13, asked of its package index);
@@ -194,10 +196,11 @@ render_set() { # NAME [values file]
 }
 render_set default
 for f in "$CHART"/ci/*-values.yaml; do render_set "$(basename "$f" -values.yaml)" "$f"; done
-# What a render should hold: the topic prefix and the enabled workers, from the values.
+# What a render should hold, from the values: the topic prefix, the enabled workers,
+# and the lifecycle process's replicas (0: off), jobs on and alerts ("-": none).
 facts() { # VALUES_FILE_OR_EMPTY
   "$PY" - "$CHART/values.yaml" ${1:+"$1"} <<'EOF'
-import sys, yaml
+import re, sys, yaml
 def merge(a, b):
     if isinstance(a, dict) and isinstance(b, dict):
         return {k: merge(a.get(k), b[k]) if k in b else a[k] for k in {**a, **b}}
@@ -205,7 +208,17 @@ def merge(a, b):
 v = yaml.safe_load(open(sys.argv[1]))
 for f in sys.argv[2:]:
     v = merge(v, yaml.safe_load(open(f)) or {})
-print(v["topics"]["prefix"], ",".join(k for k in ("bucket", "cur", "iam", "connect", "verify") if v["workers"][k]["enabled"]))
+lc = v["lifecycle"]
+jobs = [j for j in ("watcher", "verify")
+        if lc["enabled"] and not re.fullmatch(r"0+(ms|s|m|h)?", str(lc[j]["interval"]))]
+rule = v["metrics"]["prometheusRule"]
+alerts = []
+if rule["enabled"] and jobs and rule["lifecycleLeader"]["enabled"]:
+    alerts.append("OnboardLifecycleNoLeader")
+if rule["enabled"] and "watcher" in jobs and rule["watcherFailing"]["enabled"]:
+    alerts.append("OnboardWatcherFailing")
+print(v["topics"]["prefix"], ",".join(k for k in ("bucket", "cur", "iam", "connect", "verify") if v["workers"][k]["enabled"]),
+      lc["replicas"] if lc["enabled"] else 0, ",".join(jobs) or "-", ",".join(alerts) or "-")
 EOF
 }
 
@@ -233,6 +246,8 @@ BAD_SETS=(
   "set:serviceAccount.roleArn=role/onboard|an IAM role that is not an ARN"
   "set:keda.maxReplicaCount=0|KEDA with no replicas"
   "set:metrics.prometheusRule.lagGrowing.window=ten|a window that is not a duration"
+  "set:lifecycle.watcher.interval=5m|the organization watcher without lifecycle.region"
+  "set:lifecycle.verify.interval=1d|an interval the lifecycle process cannot read"
 )
 for entry in "${BAD_SETS[@]}"; do
   spec=${entry%%|*}
@@ -252,8 +267,9 @@ done
 
 section "Kubernetes schemas (built-in kinds, strict)"
 for name in "${RENDERS[@]}"; do
-  read -r prefix workers <<<"$(facts "${VALUES_OF[$name]}")"
-  extra=(--prefix "$prefix" --workers "$workers" --rules "$WORK/$name.rules.yml")
+  read -r prefix workers lc_replicas lc_jobs lc_alerts <<<"$(facts "${VALUES_OF[$name]}")"
+  extra=(--prefix "$prefix" --workers "$workers" --rules "$WORK/$name.rules.yml"
+    --lifecycle-replicas "$lc_replicas" --lifecycle-jobs "${lc_jobs#-}" --lifecycle-alerts "${lc_alerts#-}")
   # ci/all-values.yaml turns everything on: the checks then ask for all of it.
   [ "$name" = all ] && extra+=(--all)
   # Also writes the built-in kinds apart (and the rules); its verdict is shown below.
@@ -524,11 +540,11 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
       run "$WORK/ctx-build.log" cmake --build "$WORK/ctx/build" -j"$(nproc)"; then
     missing_bins=()
     for b in workers/onboard-bucket workers/onboard-cur workers/onboard-iam workers/onboard-connect \
-        workers/onboard-verify tools/onboardctl sim/awssim; do
+        workers/onboard-verify workers/onboard-lifecycle tools/onboardctl sim/awssim; do
       [ -x "$WORK/ctx/build/$b" ] || missing_bins+=("$b")
     done
     if [ ${#missing_bins[@]} -eq 0 ]; then
-      ok "the build context builds ($cmake_flags): all seven binaries"
+      ok "the build context builds ($cmake_flags): all eight binaries"
       # Every library a binary links directly comes from a package the runtime
       # installs: the package Debian's library naming gives its SONAME (policy
       # 8.1: libfoo.so.N in libfooN, libfoo-N.so in libfoo-N; trixie's 64-bit
@@ -538,7 +554,7 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
       runtime_pkgs=$(sed -n '/^FROM .*-slim/,$p' Dockerfile | tr -s ' \\' '\n' | grep -E '^lib|^zlib1g$|^ca-certificates$' | sort -u | tr '\n' ' ')
       libs_bad=()
       for b in workers/onboard-bucket workers/onboard-cur workers/onboard-iam workers/onboard-connect \
-          workers/onboard-verify tools/onboardctl sim/awssim; do
+          workers/onboard-verify workers/onboard-lifecycle tools/onboardctl sim/awssim; do
         for so in $(readelf -d "$WORK/ctx/build/$b" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
           case $so in
             libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*) continue ;;

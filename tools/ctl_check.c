@@ -21,7 +21,9 @@
  * code 5 when there is one); `rebuild` writes the record of every account
  * that has none (after Redis lost its data), or, with --force, of every
  * account whose record disagrees. A rebuild writes only what the topics can
- * tell (what retention kept of them); run it with the fleet stopped or idle,
+ * tell (what retention kept of them: the connection's request, which
+ * verification compares the account with, only while the requests topic
+ * still holds it); run it with the fleet stopped or idle,
  * since a record written under a worker at work would be overwritten by it.
  */
 #include <jansson.h>
@@ -81,9 +83,16 @@ static void on_request(ctl_t *c, const rd_kafka_message_t *m, void *arg)
         snprintf(intake, sizeof(intake), "%lld:%s:%d:%lld",
                  (long long)rd_kafka_message_timestamp(m, NULL), rd_kafka_topic_name(m->rkt),
                  (int)m->partition, (long long)m->offset);
-        json_array_append_new(
-            json_object_get(account(h, r.account_id), "requests"),
-            json_pack("{s:s, s:s, s:s}", "id", r.request_id, "desired", desired, "intake", intake));
+        /* What verification compares the account with, should this request
+         * be the connection's (as the connect stage keeps it). */
+        r.repair = 0;
+        json_t *o = ob_request_to_object(&r);
+        char *spec = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(o);
+        json_array_append_new(json_object_get(account(h, r.account_id), "requests"),
+                              json_pack("{s:s, s:s, s:s, s:s}", "id", r.request_id, "desired",
+                                        desired, "intake", intake, "spec", spec ? spec : ""));
+        free(spec);
     }
     ob_request_clear(&r);
 }
@@ -246,6 +255,9 @@ static json_t *expected(const json_t *a)
         if (str(conn, "report")[0])
             json_object_set_new(rec, OB_ST_REPORTS, json_string(str(conn, "report")));
         json_object_set_new(rec, OB_ST_STACKS, json_string(str(conn, "stack_id")));
+        json_object_set_new(rec, OB_ST_STACK_ID, json_string(str(conn, "stack_id")));
+        if (q && str(q, "spec")[0])
+            json_object_set_new(rec, OB_ST_CONNECTED_SPEC, json_string(str(q, "spec")));
     }
     const json_t *hand = json_object_get(json_object_get(a, "handoffs"), rid);
     const json_t *dead = json_object_get(json_object_get(a, "dlq"), rid);

@@ -94,6 +94,7 @@ typedef struct stats_s {
     size_t listed, active, excluded, known, backlog, calls;
     int64_t last_ok_ms;
     int64_t verify_last_ms;
+    size_t unverifiable; /* the last complete round's */
     uint64_t takeovers;
 } stats_t;
 
@@ -135,6 +136,7 @@ struct lc_s {
         int scanning;
         probe_t **probes;
         size_t nprobes, answered, sent;
+        size_t unverifiable; /* connected, without the connection's request */
     } v;
     stats_t st;
 };
@@ -484,6 +486,15 @@ static void verify_end(lc_t *lc, int ok, const char *why)
     else if (lc->v.sent)
         ob_logf(OB_LOG_INFO, "verify", "round: %zu verifications sent%s", lc->v.sent,
                 lc->cfg->verify_repair ? " (repair)" : "");
+    if (ok) {
+        if (lc->v.unverifiable && lc->v.unverifiable != lc->st.unverifiable)
+            ob_logf(OB_LOG_WARN, "verify",
+                    "%zu connected accounts cannot be verified: their records do not keep the "
+                    "connection's request (connected before verification existed, or rebuilt "
+                    "after the requests topic dropped it): onboard them again",
+                    lc->v.unverifiable);
+        lc->st.unverifiable = lc->v.unverifiable;
+    }
     if (lc->leader && !lc->stopping)
         ob_timer_start(&lc->verify_timer, verify_period(lc));
 }
@@ -506,8 +517,13 @@ static void verify_page_done(lc_t *lc)
                                  .record_request = f[9],
                                  .repair_request = f[6],
                                  .connected_request = f[7]};
-        if (!f[0] || strcmp(f[0], OB_ST_STATUS_CONNECTED) != 0 || !f[2] || !f[2][0] ||
-            !ob_verify_due(&seen, now, interval))
+        if (!f[0] || strcmp(f[0], OB_ST_STATUS_CONNECTED) != 0)
+            continue;
+        if (!f[2] || !f[2][0]) {
+            lc->v.unverifiable++; /* nothing to compare the account with */
+            continue;
+        }
+        if (!ob_verify_due(&seen, now, interval))
             continue;
         uint8_t rnd[8];
         char hex[17], rid[OB_REQUEST_ID_LEN], why[512];
@@ -640,6 +656,7 @@ static void verify_round(ob_timer_t *t, void *arg)
         return;
     lc->v.running = 1;
     lc->v.sent = 0;
+    lc->v.unverifiable = 0;
     lc->v.answered = 0;
     snprintf(lc->v.cursor, sizeof(lc->v.cursor), "0");
     verify_scan(lc);
@@ -760,6 +777,11 @@ static void render_metrics(lc_t *lc, ob_buf_t *out)
     const char *l_sent[] = {"result", "sent", NULL}, *l_nf[] = {"result", "failed", NULL};
     ob_metrics_sample(&m, "onboard_verify_scheduled_total", l_sent, (double)lc->st.verify_sent);
     ob_metrics_sample(&m, "onboard_verify_scheduled_total", l_nf, (double)lc->st.verify_failed);
+    ob_metrics_family(&m, "onboard_verify_unverifiable_accounts", "gauge",
+                      "Connected accounts the last round could not verify: their records do not "
+                      "keep the connection's request (onboard them again).");
+    ob_metrics_sample(&m, "onboard_verify_unverifiable_accounts", NULL,
+                      (double)lc->st.unverifiable);
     ob_metrics_family(&m, "onboard_verify_last_round_timestamp_seconds", "gauge",
                       "When the periodic verification last went through the records.");
     ob_metrics_sample(&m, "onboard_verify_last_round_timestamp_seconds", NULL,
@@ -912,18 +934,18 @@ int main(int argc, char **argv)
         rc = lc.loop && !lc.rules.region[0] && cfg.watcher_interval_ms ? 2 : 1;
     } else {
         ob_loop_run(lc.loop);
-        /* What is produced reaches the broker; the lease goes at once, so a
-         * standby takes over without waiting for its TTL. */
+        /* The lease goes first, so a standby takes over at once; then what
+         * was produced reaches the broker (and the ledger says so). A request
+         * not produced yet stays "sending": the new holder sends it again. */
         lc.stopping = 1;
-        ob_kproducer_flush(lc.producer, 10000);
-        for (int i = 0; i < 20 && (lc.in_delivery || ob_redis_pending(lc.redis)); i++)
-            ob_loop_run_once(lc.loop, 50);
+        lc.leader = 0;
         if (lc.lease) {
             ob_lock_release(lc.lease);
             lc.lease = NULL;
-            for (int i = 0; i < 10 && ob_redis_pending(lc.redis); i++)
-                ob_loop_run_once(lc.loop, 50);
         }
+        ob_kproducer_flush(lc.producer, 10000);
+        for (int i = 0; i < 20 && (lc.in_delivery || ob_redis_pending(lc.redis)); i++)
+            ob_loop_run_once(lc.loop, 50);
         ob_logf(OB_LOG_INFO, "lifecycle",
                 "stopped: %" PRIu64 " enqueued, %" PRIu64 " verifications sent", lc.st.enqueued,
                 lc.st.verify_sent);

@@ -82,6 +82,11 @@ typedef struct acct_s {
      * longer than its attempts): replayed in phase 2, as an operator does. */
     int exhausted;
     int joined; /* phase 3: joined the organization, enqueued by the watcher */
+    /* phase 3: drifted by hand (1: role deleted, 2: report deleted), to be
+     * found and repaired by the periodic verification; or offboarded */
+    int drift;
+    int offboard;
+    int disconnected; /* unique disconnected events seen */
 } acct_t;
 
 static struct {
@@ -97,7 +102,8 @@ static struct {
     json_t *by_id;      /* account -> index */
     json_t *seen_idem;  /* idempotency keys */
     json_t *poison_dlq; /* key -> record */
-    int raw_connected;
+    int raw_connected, raw_disconnected;
+    pid_t verify_pid;
     int kills, restarts_redis, restarts_kafka, flushes;
     int dups_shown;
     unsigned short rng[3];
@@ -190,7 +196,18 @@ static void on_out(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
     char key[128];
     snprintf(key, sizeof(key), "%.*s", (int)(m->key_len < 100 ? m->key_len : 100),
              m->key ? (const char *)m->key : "");
-    if (!strcmp(t, "connected")) {
+    const char *schema = json_string_value(json_object_get(j, "schema"));
+    if (!strcmp(t, "connected") && schema && !strncmp(schema, "onboard.disconnected/", 21)) {
+        G.raw_disconnected++;
+        const char *k = json_string_value(json_object_get(j, "idempotency_key"));
+        acct_t *a = find(json_string_value(json_object_get(j, "account_id")));
+        check(k && a && a->offboard, "a disconnected event of an account not offboarded: %.200s",
+              (const char *)m->payload);
+        if (k && a && !json_object_get(G.seen_idem, k)) {
+            json_object_set_new(G.seen_idem, k, json_integer(1));
+            a->disconnected++;
+        }
+    } else if (!strcmp(t, "connected")) {
         G.raw_connected++;
         const char *k = json_string_value(json_object_get(j, "idempotency_key"));
         acct_t *a = find(json_string_value(json_object_get(j, "account_id")));
@@ -576,6 +593,10 @@ static void check_connected(acct_t *a, json_t *state, int i)
           "%s: the record says key %.16s by %s; the last event is %.16s by %s", a->id,
           str(state, "idempotency_key"), str(state, "connected_request"),
           str(a->last, "idempotency_key"), str(a->last, "request_id"));
+    /* And the connection's request, what verification compares it with
+     * (rebuilt from the requests topic where Redis lost it). */
+    check(str(state, "connected_spec")[0] != '\0', "%s: the record keeps no connection's request",
+          a->id);
     if (!a->event)
         return;
     const char *ext = json_string_value(json_object_get(a->event, "external_id"));
@@ -708,6 +729,7 @@ static pid_t start_lifecycle(int replica)
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "OB_WATCHER_INTERVAL=1s OB_WATCHER_MAX_PER_INTERVAL=25 OB_LIFECYCLE_LEASE_TTL=2s "
+             "OB_VERIFY_INTERVAL=4s OB_VERIFY_REPAIR=true OB_VERIFY_MAX_PER_ROUND=300 "
              "OB_LIFECYCLE_REGION=us-east-1 OB_LIFECYCLE_EXCLUDE_ACCOUNTS=111111111111 "
              "exec '%s/onboard-lifecycle' >>'%s/lifecycle-%d.log' 2>&1",
              G.workers_dir, G.logdir, replica);
@@ -749,7 +771,42 @@ static void phase_join(ob_http_t *http, ob_redis_t *redis)
                 "{\"faults\": {\"organizations.*\": \"throttle:0.1\", \"*\": \"500:0.01\"}}",
                 NULL) == 200,
           "faults for phase 3");
+    /* Among the connected accounts: some drift by hand (the periodic
+     * verification finds and repairs them), some are offboarded. */
+    int n_drift = 0, n_off = 0;
+    char off_args[4096];
+    int off_len = snprintf(off_args, sizeof(off_args), "offboard --region us-east-1");
+    for (int i = 0; i < batch && (n_drift < 10 || n_off < 10); i++) {
+        acct_t *a = &G.a[i];
+        if (a->want != W_CONNECT || a->existing || a->conflict || a->exhausted || i % 3 == 0 ||
+            a->connected != 1)
+            continue;
+        char body[256];
+        if (n_drift < 10) {
+            a->drift = n_drift % 2 ? 2 : 1;
+            snprintf(body, sizeof(body),
+                     a->drift == 1 ? "{\"Account\":\"%s\",\"Kind\":\"delete_role\","
+                                     "\"RoleName\":\"billing-engine-access\"}"
+                                   : "{\"Account\":\"%s\",\"Kind\":\"delete_report\","
+                                     "\"ReportName\":\"billing-engine-cur\"}",
+                     a->id);
+            check(admin(http, "POST", "/_sim/drift", body, NULL) == 200, "drifting %s", a->id);
+            n_drift++;
+        } else {
+            a->offboard = 1;
+            off_len +=
+                snprintf(off_args + off_len, sizeof(off_args) - (size_t)off_len, " %s", a->id);
+            n_off++;
+        }
+    }
+    char vcmd[1024];
+    snprintf(vcmd, sizeof(vcmd), "exec '%s/onboard-verify' >>'%s/verify.log' 2>&1", G.workers_dir,
+             G.logdir);
+    G.verify_pid = ob_test_sh_async(vcmd);
     pid_t lc[2] = {start_lifecycle(0), start_lifecycle(1)};
+    char out[512];
+    snprintf(out, sizeof(out), "%s/offboard.out", G.logdir);
+    check(run_ctl(off_args, out) == 0, "onboardctl %s failed", off_args);
     double t0 = now_s(), next_join = t0 + 1, next_kill = t0 + 2.5;
     int joined_live = 0, lc_kills = 0, worker_kill = 0;
     while (now_s() - t0 < 300) {
@@ -786,15 +843,36 @@ static void phase_join(ob_http_t *http, ob_redis_t *redis)
             lc[r] = start_lifecycle(r);
             next_kill = t + 1.5 + erand48(G.rng) * 2.5;
         }
-        if (!worker_kill && t - t0 > 4 && G.worker_pid[0] > 0) {
-            kill(G.worker_pid[0], SIGKILL); /* the intake, once */
-            waitpid(G.worker_pid[0], NULL, 0);
-            start_worker(0);
-            worker_kill = 1;
+        if (worker_kill < 3 && t - t0 > 4 + 3 * worker_kill) {
+            /* The intake, iam and the verify worker, once each. */
+            pid_t *pid = worker_kill == 0   ? &G.worker_pid[0]
+                         : worker_kill == 1 ? &G.worker_pid[2]
+                                            : &G.verify_pid;
+            if (*pid > 0) {
+                kill(*pid, SIGKILL);
+                waitpid(*pid, NULL, 0);
+            }
+            if (worker_kill < 2)
+                start_worker(worker_kill == 0 ? 0 : 2);
+            else
+                G.verify_pid = ob_test_sh_async(vcmd);
+            worker_kill++;
         }
-        int done = joined_live == JOIN_LIVE && lc_kills == 6;
+        int done = joined_live == JOIN_LIVE && lc_kills == 6 && worker_kill == 3;
         for (int i = before; done && i < G.n; i++)
             done = G.a[i].connected > 0;
+        for (int i = 0; done && i < batch; i++) {
+            acct_t *a = &G.a[i];
+            if (a->offboard)
+                done = a->disconnected > 0;
+            else if (a->drift) {
+                json_t *st = state_of(redis, a->id);
+                done = !strncmp(str(st, "request_id"), "repair:", 7) &&
+                       !strcmp(str(st, "status"), "connected") &&
+                       !strcmp(str(st, "drift_status"), "in_sync");
+                json_decref(st);
+            }
+        }
         if (done)
             break;
     }
@@ -813,6 +891,31 @@ static void phase_join(ob_http_t *http, ob_redis_t *redis)
               "joined account %s: connected by %s, not watcher:%s", a->id, rid, a->id);
         json_decref(state);
     }
+    int n_repaired = 0, n_disconnected = 0;
+    json_t *stacks = sim_section(G.sim, "stacks");
+    for (int i = 0; i < batch; i++) {
+        acct_t *a = &G.a[i];
+        if (!a->drift && !a->offboard)
+            continue;
+        json_t *st = state_of(redis, a->id);
+        if (a->drift) {
+            /* Repaired in place: the same connection, no second event. */
+            int ok = !strncmp(str(st, "request_id"), "repair:", 7) &&
+                     !strcmp(str(st, "status"), "connected") &&
+                     !strcmp(str(st, "drift_status"), "in_sync");
+            check(ok, "drifted account %s: request %s, status %s, drift %s", a->id,
+                  str(st, "request_id"), str(st, "status"), str(st, "drift_status"));
+            check(a->connected == 1, "drifted account %s: %d connections", a->id, a->connected);
+            n_repaired += ok;
+        } else {
+            int ok = a->disconnected == 1 && !strcmp(str(st, "status"), "disconnected") &&
+                     live_stacks(stacks, a->id) == 0;
+            check(ok, "offboarded account %s: %d disconnected events, status %s, %d stacks", a->id,
+                  a->disconnected, str(st, "status"), live_stacks(stacks, a->id));
+            n_disconnected += ok;
+        }
+        json_decref(st);
+    }
     json_t *mgmt = state_of(redis, "111111111111");
     check(json_object_size(mgmt) == 0, "the management account (excluded) has a record");
     json_decref(mgmt);
@@ -828,8 +931,11 @@ static void phase_join(ob_http_t *http, ob_redis_t *redis)
     admin(http, "DELETE", "/_sim/faults", NULL, NULL);
     report("chaos: phase 3: %d accounts joined (%d idle members, %d while it ran); the watcher "
            "onboarded %d in %.1f s, %d twice, with Organizations throttling 10%% of its calls, "
-           "%d kills of its 2 replicas and one of the intake\n",
-           G.n - before, idle_members, joined_live, connected, took, twice, lc_kills);
+           "%d kills of its 2 replicas, one each of the intake, iam and verify workers; %d of %d "
+           "drifted accounts repaired by the periodic verification (one connection each), %d of "
+           "%d offboarded (one disconnected event each, %d raw)\n",
+           G.n - before, idle_members, joined_live, connected, took, twice, lc_kills, n_repaired,
+           n_drift, n_disconnected, n_off, G.raw_disconnected);
 }
 
 static void usage(void)
@@ -1195,6 +1301,14 @@ int main(int argc, char **argv)
     json_decref(secrets);
 
     /* Stop the workers gracefully: each must exit 0 on SIGTERM. */
+    if (G.verify_pid > 0) {
+        kill(G.verify_pid, SIGTERM);
+        int st = 0;
+        for (int i = 0; i < 600 && !ob_test_exited(G.verify_pid, &st); i++)
+            ob_loop_run_once(G.loop, 50);
+        check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker verify: exit status %d on SIGTERM",
+              st);
+    }
     for (int s = 0; s < 4; s++)
         if (G.worker_pid[s] > 0)
             kill(G.worker_pid[s], SIGTERM);

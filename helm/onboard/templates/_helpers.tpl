@@ -77,6 +77,28 @@ bucket cur iam connect verify
 {{- join " " $out -}}
 {{- end -}}
 
+{{/* What runs as a Deployment of its own: the enabled workers, then the lifecycle
+     process when enabled. It consumes no topic, so it is no kind of onboard.kinds
+     (no consumer group, KEDA or lag alert). */}}
+{{- define "onboard.deployedKinds" -}}
+{{- $out := list -}}
+{{- with include "onboard.enabledKinds" . -}}
+{{- $out = splitList " " . -}}
+{{- end -}}
+{{- if .Values.lifecycle.enabled -}}
+{{- $out = append $out "lifecycle" -}}
+{{- end -}}
+{{- join " " $out -}}
+{{- end -}}
+
+{{/* "true" when a lifecycle interval (watcher.interval, verify.interval) is set:
+     anything but 0, with or without a unit. */}}
+{{- define "onboard.intervalOn" -}}
+{{- if not (regexMatch "^0+(ms|s|m|h)?$" (include "onboard.scalar" .)) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "onboard.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "onboard.fullname" .) .Values.serviceAccount.name -}}
@@ -125,11 +147,29 @@ plaintext
 {{- end -}}
 {{- end -}}
 
-{{/* The worker's env entries (secrets by reference, extra env): (dict "root" $ "kind" K). */}}
+{{/* The worker's env entries (secrets by reference, extra env): (dict "root" $ "kind" K).
+     Kind "lifecycle": the lifecycle process, with its own settings. */}}
 {{- define "onboard.workerEnv" -}}
 {{- $root := .root -}}
 {{- $kind := .kind -}}
-{{- $w := index $root.Values.workers $kind -}}
+{{- $w := $root.Values.lifecycle -}}
+{{- if ne $kind "lifecycle" -}}
+{{- $w = index $root.Values.workers $kind -}}
+{{- end -}}
+{{- if eq $kind "lifecycle" }}
+- name: OB_WATCHER_INTERVAL
+  value: {{ include "onboard.scalar" $w.watcher.interval | quote }}
+- name: OB_WATCHER_MAX_PER_INTERVAL
+  value: {{ include "onboard.scalar" $w.watcher.maxPerInterval | quote }}
+- name: OB_VERIFY_INTERVAL
+  value: {{ include "onboard.scalar" $w.verify.interval | quote }}
+- name: OB_VERIFY_REPAIR
+  value: {{ include "onboard.scalar" $w.verify.repair | quote }}
+- name: OB_VERIFY_MAX_PER_ROUND
+  value: {{ include "onboard.scalar" $w.verify.maxPerRound | quote }}
+- name: OB_LIFECYCLE_LEASE_TTL
+  value: {{ include "onboard.scalar" $w.leaseTtl | quote }}
+{{- end }}
 {{- $sasl := $root.Values.kafka.sasl -}}
 {{- if $sasl.enabled }}
 - name: OB_KAFKA_SASL_USERNAME
@@ -143,7 +183,7 @@ plaintext
       name: {{ $sasl.existingSecret | quote }}
       key: {{ $sasl.passwordKey | quote }}
 {{- end }}
-{{- if eq $root.Values.workload "StatefulSet" }}
+{{- if and (eq $root.Values.workload "StatefulSet") (ne $kind "lifecycle") }}
 - name: OB_INSTANCE_ID
   valueFrom:
     fieldRef:
