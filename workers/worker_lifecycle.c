@@ -84,6 +84,7 @@ typedef struct probe_s {
 typedef struct sent_s {
     lc_t *lc;
     int verify;
+    int resend; /* a request a predecessor left "sending" */
     char account[OB_ACCOUNT_ID_LEN];
 } sent_t;
 
@@ -227,17 +228,21 @@ static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
         ob_redis_command(lc->redis, NULL, NULL, "HSET %s %s %s", OB_WATCH_LEDGER_KEY, s->account,
                          v);
         lc->st.enqueued++;
-        ob_logkv(OB_LOG_INFO, "watcher", "enqueued", "account", s->account, NULL);
+        lc->st.resent += s->resend;
+        ob_logkv(OB_LOG_INFO, "watcher", s->resend ? "enqueued again" : "enqueued", "account",
+                 s->account, NULL);
     }
     free(s);
 }
 
-static int produce(lc_t *lc, int verify, const char *account, const char *json, const char *schema)
+static int produce(lc_t *lc, int verify, int resend, const char *account, const char *json,
+                   const char *schema)
 {
     char err[512];
     sent_t *s = ob_calloc(1, sizeof(*s));
     s->lc = lc;
     s->verify = verify;
+    s->resend = resend;
     snprintf(s->account, sizeof(s->account), "%s", account);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, schema, -1);
@@ -262,13 +267,12 @@ static void on_marked(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
     if (lc && err == OB_OK && reply && reply->type != REDIS_REPLY_ERROR && lc->leader) {
         char why[512];
         char *json = ob_watch_request(&lc->rules, p->account, p->mode, why, sizeof(why));
-        if (!json || produce(lc, 0, p->account, json, OB_SCHEMA_REQUEST) != 0) {
+        if (!json || produce(lc, 0, p->resend, p->account, json, OB_SCHEMA_REQUEST) != 0) {
             if (!json)
                 ob_logkv(OB_LOG_WARN, "watcher", "no request", "account", p->account, "reason", why,
                          NULL);
             ob_redis_command(lc->redis, NULL, NULL, "HDEL %s %s", OB_WATCH_LEDGER_KEY, p->account);
-        } else if (p->resend)
-            lc->st.resent++;
+        }
         free(json);
     }
     probe_free(p);
@@ -544,7 +548,7 @@ static void verify_page_done(lc_t *lc)
          * interval, and not again before it is answered. */
         ob_redis_command(lc->redis, NULL, NULL, "HSET %s %s %s", OB_VERIFY_LEDGER_KEY, p->account,
                          sent);
-        if (produce(lc, 1, p->account, json, OB_SCHEMA_VERIFY) == 0)
+        if (produce(lc, 1, 0, p->account, json, OB_SCHEMA_VERIFY) == 0)
             lc->v.sent++;
         free(json);
     }
