@@ -135,6 +135,8 @@ struct lc_s {
         int running;
         char cursor[32];
         int scanning;
+        int sending; /* 0: scanning the records for the stalest due; 1: sending those */
+        ob_verify_picks_t picks;
         probe_t **probes;
         size_t nprobes, answered, sent;
         size_t unverifiable; /* connected, without the connection's request */
@@ -483,6 +485,7 @@ static void verify_end(lc_t *lc, int ok, const char *why)
         return;
     lc->v.running = 0;
     probes_free(&lc->v.probes, &lc->v.nprobes);
+    ob_verify_picks_free(&lc->v.picks);
     lc->st.verify_rounds++;
     lc->st.verify_last_ms = ob_time_wall_ms();
     if (!ok && !lc->stopping)
@@ -504,30 +507,46 @@ static void verify_end(lc_t *lc, int ok, const char *why)
 }
 
 static void verify_scan(lc_t *lc);
+static int verify_ask(lc_t *lc, const char *acct, const char *key);
 
-/* A page's records are in: send the due ones, then the next page. */
-static void verify_page_done(lc_t *lc)
+/* What the probe's record and the ledger say, for ob_verify_due. */
+static ob_verify_seen_t seen_of(const probe_t *p)
 {
-    uint64_t now = (uint64_t)ob_time_wall_ms(), interval = (uint64_t)lc->cfg->verify_interval_ms;
-    size_t cap = (size_t)lc->cfg->verify_max_per_round;
-    for (size_t i = 0; i < lc->v.nprobes && lc->v.sent < cap; i++) {
+    char *const *f = p->fields;
+    return (ob_verify_seen_t){.verify_at = f[5],
+                              .verify_request = f[8],
+                              .sent_ms = p->sent_ms,
+                              .sent_request = p->sent_request,
+                              .sent_record_request = p->sent_record_request,
+                              .record_request = f[9],
+                              .repair_request = f[6],
+                              .connected_request = f[7]};
+}
+
+/* Connected, with the connection's request to compare with, and due. */
+static int verify_wanted(lc_t *lc, const probe_t *p, uint64_t now)
+{
+    char *const *f = p->fields;
+    if (!f[0] || strcmp(f[0], OB_ST_STATUS_CONNECTED) != 0)
+        return 0;
+    if (!f[2] || !f[2][0]) {
+        if (!lc->v.sending)
+            lc->v.unverifiable++; /* nothing to compare the account with */
+        return 0;
+    }
+    ob_verify_seen_t seen = seen_of(p);
+    return ob_verify_due(&seen, now, (uint64_t)lc->cfg->verify_interval_ms);
+}
+
+/* The chosen accounts' records (read again) are in: send their
+ * verifications, and the round ends. */
+static void verify_send(lc_t *lc)
+{
+    uint64_t now = (uint64_t)ob_time_wall_ms();
+    for (size_t i = 0; i < lc->v.nprobes; i++) {
         probe_t *p = lc->v.probes[i];
         char **f = p->fields;
-        ob_verify_seen_t seen = {.verify_at = f[5],
-                                 .verify_request = f[8],
-                                 .sent_ms = p->sent_ms,
-                                 .sent_request = p->sent_request,
-                                 .sent_record_request = p->sent_record_request,
-                                 .record_request = f[9],
-                                 .repair_request = f[6],
-                                 .connected_request = f[7]};
-        if (!f[0] || strcmp(f[0], OB_ST_STATUS_CONNECTED) != 0)
-            continue;
-        if (!f[2] || !f[2][0]) {
-            lc->v.unverifiable++; /* nothing to compare the account with */
-            continue;
-        }
-        if (!ob_verify_due(&seen, now, interval))
+        if (!verify_wanted(lc, p, now))
             continue;
         uint8_t rnd[8];
         char hex[17], rid[OB_REQUEST_ID_LEN], why[512];
@@ -552,12 +571,39 @@ static void verify_page_done(lc_t *lc)
             lc->v.sent++;
         free(json);
     }
+    verify_end(lc, 1, NULL);
+}
+
+/* A page's records are in: the due ones are candidates (the round keeps
+ * the stalest verify.max.per.round); after the last page, their records
+ * are read again and their verifications sent. */
+static void verify_page_done(lc_t *lc)
+{
+    uint64_t now = (uint64_t)ob_time_wall_ms();
+    for (size_t i = 0; i < lc->v.nprobes; i++) {
+        probe_t *p = lc->v.probes[i];
+        if (verify_wanted(lc, p, now)) {
+            ob_verify_seen_t seen = seen_of(p);
+            ob_verify_picks_offer(&lc->v.picks, p->account, ob_verify_last_ms(&seen));
+        }
+    }
     probes_free(&lc->v.probes, &lc->v.nprobes);
     lc->v.answered = 0;
-    if (lc->v.sent >= cap || !strcmp(lc->v.cursor, "0"))
-        verify_end(lc, 1, NULL);
-    else
+    if (strcmp(lc->v.cursor, "0") != 0) {
         verify_scan(lc);
+        return;
+    }
+    ob_verify_picks_sort(&lc->v.picks);
+    lc->v.sending = 1;
+    lc->v.probes = ob_calloc(lc->v.picks.n ? lc->v.picks.n : 1, sizeof(*lc->v.probes));
+    for (size_t i = 0; i < lc->v.picks.n; i++) {
+        char key[OB_STATE_KEY_LEN];
+        ob_state_key(lc->v.picks.v[i].account, key, sizeof(key));
+        if (verify_ask(lc, lc->v.picks.v[i].account, key) != 0)
+            return;
+    }
+    if (lc->v.nprobes == 0)
+        verify_send(lc);
 }
 
 static void on_verify_probe(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
@@ -588,8 +634,39 @@ static void on_verify_probe(ob_redis_t *r, ob_err_t err, redisReply *reply, void
                      strcmp(rec, "-") ? rec : "");
         }
     }
-    if (p->answers == 2 && ++lc->v.answered == lc->v.nprobes)
-        verify_page_done(lc);
+    if (p->answers == 2 && ++lc->v.answered == lc->v.nprobes) {
+        if (lc->v.sending)
+            verify_send(lc);
+        else
+            verify_page_done(lc);
+    }
+}
+
+/* Read an account's record and its ledger entry (on_verify_probe); -1
+ * when Redis cannot be asked (the round is over). */
+static int verify_ask(lc_t *lc, const char *acct, const char *key)
+{
+    probe_t *p = ob_calloc(1, sizeof(*p));
+    p->lc = lc;
+    snprintf(p->account, sizeof(p->account), "%s", acct);
+    if (ob_redis_command(lc->redis, on_verify_probe, p,
+                         "HMGET %s " OB_ST_STATUS " " OB_ST_IDEMPOTENCY_KEY " " OB_ST_CONNECTED_SPEC
+                         " " OB_ST_STACK_ID " " OB_ST_ROLE_ARN " verify_at " OB_ST_REPAIR_REQUEST
+                         " " OB_ST_CONNECTED_REQUEST " verify_request " OB_ST_REQUEST_ID,
+                         key) != OB_OK) {
+        free(p);
+        verify_end(lc, 0, "Redis is not reachable");
+        return -1;
+    }
+    if (ob_redis_command(lc->redis, on_verify_probe, p, "HGET %s %s", OB_VERIFY_LEDGER_KEY, acct) !=
+        OB_OK) {
+        p->answers++;
+        p->lc = NULL;
+        verify_end(lc, 0, "Redis is not reachable");
+        return -1;
+    }
+    lc->v.probes[lc->v.nprobes++] = p;
+    return 0;
 }
 
 static void on_verify_scan(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
@@ -611,27 +688,8 @@ static void on_verify_scan(ob_redis_t *r, ob_err_t err, redisReply *reply, void 
         if (ob_state_account_of(keys->element[i]->str, acct, sizeof(acct)) != 0 ||
             strlen(acct) >= OB_ACCOUNT_ID_LEN)
             continue;
-        probe_t *p = ob_calloc(1, sizeof(*p));
-        p->lc = lc;
-        snprintf(p->account, sizeof(p->account), "%s", acct);
-        if (ob_redis_command(lc->redis, on_verify_probe, p,
-                             "HMGET %s " OB_ST_STATUS " " OB_ST_IDEMPOTENCY_KEY
-                             " " OB_ST_CONNECTED_SPEC " " OB_ST_STACK_ID " " OB_ST_ROLE_ARN
-                             " verify_at " OB_ST_REPAIR_REQUEST " " OB_ST_CONNECTED_REQUEST
-                             " verify_request " OB_ST_REQUEST_ID,
-                             keys->element[i]->str) != OB_OK) {
-            free(p);
-            verify_end(lc, 0, "Redis is not reachable");
+        if (verify_ask(lc, acct, keys->element[i]->str) != 0)
             return;
-        }
-        if (ob_redis_command(lc->redis, on_verify_probe, p, "HGET %s %s", OB_VERIFY_LEDGER_KEY,
-                             acct) != OB_OK) {
-            p->answers++;
-            p->lc = NULL;
-            verify_end(lc, 0, "Redis is not reachable");
-            return;
-        }
-        lc->v.probes[lc->v.nprobes++] = p;
     }
     if (lc->v.nprobes == 0)
         verify_page_done(lc);
@@ -661,6 +719,8 @@ static void verify_round(ob_timer_t *t, void *arg)
     lc->v.running = 1;
     lc->v.sent = 0;
     lc->v.unverifiable = 0;
+    lc->v.sending = 0;
+    ob_verify_picks_init(&lc->v.picks, (size_t)lc->cfg->verify_max_per_round);
     lc->v.answered = 0;
     snprintf(lc->v.cursor, sizeof(lc->v.cursor), "0");
     verify_scan(lc);

@@ -170,7 +170,8 @@ const ob_cfg_def_t ob_config_table[] = {
      "the periodic verification repairs the drift it finds (sends the account back through "
      "the stage that fixes it)"},
     {"verify.max.per.round", OB_CFG_INT, "1000", 1, 1000000, OFF(verify_max_per_round), 0,
-     "verifications sent per round (a round every verify.interval, at most every minute); "
+     "verifications sent per round, the stalest accounts first (a round every "
+     "verify.interval, at most every minute); "
      "with the verify workers' inflight.max and their own rate limits, what bounds "
      "verification's load"},
     {"lifecycle.lease.ttl", OB_CFG_MS, "30s", 1000, 600000, OFF(lifecycle_lease_ttl_ms), 0,

@@ -311,6 +311,79 @@ int ob_verify_due(const ob_verify_seen_t *s, uint64_t now_ms, uint64_t interval_
     return !(repairing && at && now_ms < (uint64_t)at + OB_VERIFY_REPAIR_WAIT_MS);
 }
 
+uint64_t ob_verify_last_ms(const ob_verify_seen_t *s)
+{
+    int64_t at = 0;
+    if (!s->verify_at || !s->verify_at[0] || ob_time_parse_iso_ms(s->verify_at, &at) != 0 || at < 0)
+        at = 0;
+    return (uint64_t)at > s->sent_ms ? (uint64_t)at : s->sent_ms;
+}
+
+void ob_verify_picks_init(ob_verify_picks_t *p, size_t cap)
+{
+    p->cap = cap;
+    p->n = 0;
+    p->v = ob_calloc(cap ? cap : 1, sizeof(*p->v));
+}
+
+static void pick_swap(ob_verify_pick_t *a, ob_verify_pick_t *b)
+{
+    ob_verify_pick_t t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void pick_down(ob_verify_pick_t *v, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && v[l].last_ms > v[top].last_ms)
+            top = l;
+        if (r < n && v[r].last_ms > v[top].last_ms)
+            top = r;
+        if (top == i)
+            return;
+        pick_swap(&v[i], &v[top]);
+        i = top;
+    }
+}
+
+void ob_verify_picks_offer(ob_verify_picks_t *p, const char *account, uint64_t last_ms)
+{
+    if (!p->cap)
+        return;
+    if (p->n < p->cap) {
+        size_t i = p->n++;
+        snprintf(p->v[i].account, sizeof(p->v[i].account), "%s", account);
+        p->v[i].last_ms = last_ms;
+        while (i && p->v[(i - 1) / 2].last_ms < p->v[i].last_ms) {
+            pick_swap(&p->v[i], &p->v[(i - 1) / 2]);
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    if (last_ms >= p->v[0].last_ms)
+        return; /* fresher than every account kept */
+    snprintf(p->v[0].account, sizeof(p->v[0].account), "%s", account);
+    p->v[0].last_ms = last_ms;
+    pick_down(p->v, p->n, 0);
+}
+
+void ob_verify_picks_sort(ob_verify_picks_t *p)
+{
+    /* Heap sort: the freshest goes to the end each time. */
+    for (size_t n = p->n; n > 1; n--) {
+        pick_swap(&p->v[0], &p->v[n - 1]);
+        pick_down(p->v, n - 1, 0);
+    }
+}
+
+void ob_verify_picks_free(ob_verify_picks_t *p)
+{
+    free(p->v);
+    memset(p, 0, sizeof(*p));
+}
+
 char *ob_verify_of_record(const char *account, const char *status, const char *idempotency_key,
                           const char *connected_spec, const char *stack_id, const char *role_arn,
                           const char *request_id, int repair, const char *requester, char *why,

@@ -101,6 +101,27 @@ typedef struct ob_verify_seen_s {
  * OB_VERIFY_REPAIR_WAIT_MS ago. */
 int ob_verify_due(const ob_verify_seen_t *s, uint64_t now_ms, uint64_t interval_ms);
 
+/* When the account was last verified or sent a verification (epoch ms; 0
+ * never): how stale it is, for choosing the stalest first. */
+uint64_t ob_verify_last_ms(const ob_verify_seen_t *s);
+
+/* The stalest accounts due, at most cap of them, whatever the order they
+ * are offered in (a round that sends at most verify.max.per.round must not
+ * serve the same accounts, first in Redis's scan order, every round). */
+typedef struct ob_verify_pick_s {
+    char account[OB_ACCOUNT_ID_LEN];
+    uint64_t last_ms;
+} ob_verify_pick_t;
+typedef struct ob_verify_picks_s {
+    ob_verify_pick_t *v; /* a max-heap on last_ms until sorted */
+    size_t n, cap;
+} ob_verify_picks_t;
+void ob_verify_picks_init(ob_verify_picks_t *p, size_t cap);
+void ob_verify_picks_offer(ob_verify_picks_t *p, const char *account, uint64_t last_ms);
+/* Stalest first (then the heap is spent: offer no more). */
+void ob_verify_picks_sort(ob_verify_picks_t *p);
+void ob_verify_picks_free(ob_verify_picks_t *p);
+
 /* The verification of a connected account from its record's fields
  * (status, idempotency_key, connected_spec, stack_id, role_arn):
  * malloc'd onboard.verify/1 JSON with request_id (the caller's, kept), or

@@ -959,11 +959,12 @@ static void test_periodic_verify(void **state)
     snprintf(log, sizeof(log), "%s/itl-verify-%d.log", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
     unlink(log);
-    const char *const env[][2] = {{"OB_VERIFY_INTERVAL", "2s"},
-                                  {"OB_VERIFY_REPAIR", "true"},
-                                  {"OB_LIFECYCLE_LEASE_TTL", "2s"},
-                                  {"OB_LOG_LEVEL", "info"},
-                                  {NULL, NULL}};
+    /* Two a round for four accounts: each round must take the stalest, or
+     * the first two in Redis's order would be the only ones verified. */
+    const char *const env[][2] = {
+        {"OB_VERIFY_INTERVAL", "2s"},     {"OB_VERIFY_REPAIR", "true"},
+        {"OB_VERIFY_MAX_PER_ROUND", "2"}, {"OB_LIFECYCLE_LEASE_TTL", "2s"},
+        {"OB_LOG_LEVEL", "info"},         {NULL, NULL}};
     pid_t p = ob_test_fleet_process(&H, OB_LIFECYCLE_BIN, env, log);
     /* Repaired: each drifted account's record shows the repair connected. */
     repaired_t rw = {m, 2};

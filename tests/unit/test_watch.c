@@ -244,6 +244,46 @@ static void test_verify_due(void **state)
     assert_true(ob_verify_due(&g, now, h));
 }
 
+static void test_verify_picks(void **state)
+{
+    (void)state;
+    ob_verify_picks_t p;
+    ob_verify_picks_init(&p, 4);
+    /* Offered in scan order; the four stalest are kept, whatever the order. */
+    const uint64_t last[] = {50, 10, 90, 0, 70, 30, 20, 80, 60, 40};
+    char acct[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(acct, sizeof(acct), "1000000000%02d", i);
+        ob_verify_picks_offer(&p, acct, last[i]);
+    }
+    ob_verify_picks_sort(&p);
+    assert_int_equal(p.n, 4);
+    const char *want[] = {"100000000003", "100000000001", "100000000006", "100000000005"};
+    const uint64_t when[] = {0, 10, 20, 30};
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(p.v[i].account, want[i]);
+        assert_int_equal(p.v[i].last_ms, when[i]);
+    }
+    ob_verify_picks_free(&p);
+    /* Fewer than the cap: all of them. */
+    ob_verify_picks_init(&p, 100);
+    ob_verify_picks_offer(&p, "100000000001", 5);
+    ob_verify_picks_offer(&p, "100000000002", 1);
+    ob_verify_picks_sort(&p);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.v[0].account, "100000000002");
+    ob_verify_picks_free(&p);
+    /* How stale: the later of the last verification and the last sent. */
+    char at[OB_TIME_ISO_LEN];
+    ob_time_format_ms(5000, at);
+    ob_verify_seen_t s = {.verify_at = at, .sent_ms = 3000};
+    assert_int_equal(ob_verify_last_ms(&s), 5000);
+    s.sent_ms = 9000;
+    assert_int_equal(ob_verify_last_ms(&s), 9000);
+    ob_verify_seen_t never = {0};
+    assert_int_equal(ob_verify_last_ms(&never), 0);
+}
+
 #define KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 static void test_verify_of_record(void **state)
@@ -284,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_list_accounts_pages), cmocka_unit_test(test_tree_walk),
         cmocka_unit_test(test_bad_replies),         cmocka_unit_test(test_request),
         cmocka_unit_test(test_verify_due),          cmocka_unit_test(test_verify_of_record),
+        cmocka_unit_test(test_verify_picks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
