@@ -206,6 +206,13 @@ class Fleet:
                         gone.append((s, name, p.returncode))
         for s, name, rc in gone:
             log("%s exited on its own (%d); see %s/%s.log" % (name, rc, self.run, name))
+            # The run's directory goes at the end: its last words now.
+            try:
+                with open(os.path.join(self.run, name + ".log"), errors="replace") as f:
+                    for line in f.readlines()[-25:]:
+                        log("  %s| %s" % (name, line.rstrip()[:400]))
+            except OSError:
+                pass
             if rc > 0:
                 self.restarted.append(name)
                 self.start(s)
