@@ -714,6 +714,26 @@ static void procs_kill(void)
         }
 }
 
+/* envp: environ with name set to value (NULL: removed). */
+static void env_put(char ***envp, size_t *n, const char *name, const char *value)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < *n; i++)
+        if (!strncmp((*envp)[i], name, len) && (*envp)[i][len] == '=') {
+            free((*envp)[i]);
+            (*envp)[i] = (*envp)[--*n];
+            break;
+        }
+    if (!value)
+        return;
+    *envp = realloc(*envp, (*n + 2) * sizeof(**envp));
+    assert_non_null(*envp);
+    (*envp)[*n] = malloc(len + strlen(value) + 2);
+    assert_non_null((*envp)[*n]);
+    sprintf((*envp)[*n], "%s=%s", name, value);
+    (*envp)[++*n] = NULL;
+}
+
 pid_t ob_test_fleet_process(ob_test_harness_t *h, const char *exe, const char *const (*env)[2],
                             const char *log)
 {
@@ -721,57 +741,63 @@ pid_t ob_test_fleet_process(ob_test_harness_t *h, const char *exe, const char *c
                                       "AWS_SECRET_ACCESS_KEY",     "AWS_REGION",
                                       "AWS_CONFIG_FILE",           "AWS_SHARED_CREDENTIALS_FILE",
                                       "AWS_EC2_METADATA_DISABLED", NULL};
+    /* Everything is made before the fork: the test runs librdkafka's
+     * threads, and the child of a threaded process may only call
+     * async-signal-safe functions before it execs. */
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 1, sizeof(*envp));
+    assert_non_null(envp);
+    for (size_t i = 0; i < n; i++)
+        envp[i] = strdup(environ[i]);
+    for (int i = 0; h->settings[i][0]; i++)
+        env_put(&envp, &n, h->settings[i][0], h->settings[i][1]);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", h->redis_port);
+    env_put(&envp, &n, "OB_TOPIC_PREFIX", h->prefix);
+    env_put(&envp, &n, "OB_REDIS_PORT", port);
+    env_put(&envp, &n, "OB_KAFKA_BOOTSTRAP_SERVERS", h->brokers);
+    for (int i = 0; h->sim_url[0] && aws[i]; i++) {
+        const char *v = ob_test_sim_env(aws[i], h->sim_url);
+        if (v)
+            env_put(&envp, &n, aws[i], v);
+    }
+    for (int i = 0; env && env[i][0]; i++)
+        env_put(&envp, &n, env[i][0], env[i][1]);
+    /* A wrapper (valgrind, for the valgrind.* tests) runs it instead. */
+    const char *wrap = getenv("OB_TEST_FLEET_WRAPPER");
+    char line[2048];
+    snprintf(line, sizeof(line), "exec %s '%s'", wrap ? wrap : "", exe);
+    char *const sh_argv[] = {(char *)"sh", (char *)"-c", line, NULL};
+    char *const exe_argv[] = {(char *)exe, NULL};
+    int wrapped = wrap && wrap[0];
     fflush(NULL);
     static int registered;
     if (!registered++)
         atexit(procs_kill);
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid > 0) {
-        for (int i = 0; i < PROCS_MAX; i++)
-            if (procs[i] <= 0) {
-                procs[i] = pid;
-                break;
-            }
-        return pid;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execve(wrapped ? "/bin/sh" : exe, wrapped ? sh_argv : exe_argv, envp);
+        _exit(127);
     }
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-    }
-    for (int i = 0; h->settings[i][0]; i++) {
-        if (h->settings[i][1])
-            setenv(h->settings[i][0], h->settings[i][1], 1);
-        else
-            unsetenv(h->settings[i][0]);
-    }
-    char port[16];
-    snprintf(port, sizeof(port), "%d", h->redis_port);
-    setenv("OB_TOPIC_PREFIX", h->prefix, 1);
-    setenv("OB_REDIS_PORT", port, 1);
-    setenv("OB_KAFKA_BOOTSTRAP_SERVERS", h->brokers, 1);
-    for (int i = 0; h->sim_url[0] && aws[i]; i++) {
-        const char *v = ob_test_sim_env(aws[i], h->sim_url);
-        if (v)
-            setenv(aws[i], v, 1);
-    }
-    for (int i = 0; env && env[i][0]; i++) {
-        if (env[i][1])
-            setenv(env[i][0], env[i][1], 1);
-        else
-            unsetenv(env[i][0]);
-    }
-    /* A wrapper (valgrind, for the valgrind.* tests) runs it instead. */
-    const char *wrap = getenv("OB_TEST_FLEET_WRAPPER");
-    if (wrap && wrap[0]) {
-        char line[2048];
-        snprintf(line, sizeof(line), "exec %s '%s'", wrap, exe);
-        execl("/bin/sh", "sh", "-c", line, (char *)NULL);
-    } else
-        execl(exe, exe, (char *)NULL);
-    _exit(127);
+    for (size_t i = 0; i < n; i++)
+        free(envp[i]);
+    free(envp);
+    for (int i = 0; i < PROCS_MAX; i++)
+        if (procs[i] <= 0) {
+            procs[i] = pid;
+            break;
+        }
+    return pid;
 }
 
 int ob_test_reap(ob_test_harness_t *h, pid_t pid, int sig, int timeout_ms)

@@ -569,6 +569,8 @@ static void verify_send(lc_t *lc)
                          sent);
         if (produce(lc, 1, 0, p->account, json, OB_SCHEMA_VERIFY) == 0)
             lc->v.sent++;
+        else /* not sent: due again next round, not after the answer wait */
+            ob_redis_command(lc->redis, NULL, NULL, "HDEL %s %s", OB_VERIFY_LEDGER_KEY, p->account);
         free(json);
     }
     verify_end(lc, 1, NULL);

@@ -736,6 +736,18 @@ static pid_t start_lifecycle(int replica)
     return ob_test_sh_async(cmd);
 }
 
+/* An account that joined: the watcher must connect it (room made in G.a). */
+static void add_joined(const char *id)
+{
+    acct_t *a = &G.a[G.n];
+    memset(a, 0, sizeof(*a));
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    a->want = W_CONNECT;
+    a->joined = 1;
+    json_object_set_new(G.by_id, a->id, json_integer(G.n));
+    G.n++;
+}
+
 /* Every member of the organization the fleet does not know yet (those
  * made for the run and never enqueued) is a joined account to expect. */
 static int expect_unknown_members(int limit)
@@ -749,13 +761,7 @@ static int expect_unknown_members(int limit)
         if (find(id) || !strcmp(id, "111111111111") || !state || strcmp(state, "ACTIVE") != 0 ||
             G.n >= limit)
             continue;
-        acct_t *a = &G.a[G.n];
-        memset(a, 0, sizeof(*a));
-        snprintf(a->id, sizeof(a->id), "%s", id);
-        a->want = W_CONNECT;
-        a->joined = 1;
-        json_object_set_new(G.by_id, a->id, json_integer(G.n));
-        G.n++;
+        add_joined(id);
         added++;
     }
     return added;
@@ -837,15 +843,8 @@ static void phase_join(ob_http_t *http, ob_redis_t *redis)
             check(admin(http, "POST", "/_sim/accounts", body, &ans) == 200, "adding %s", body);
             const char *id =
                 json_string_value(json_object_get(json_object_get(ans, "account"), "Id"));
-            if (id && G.n < batch + JOIN_MAX) {
-                acct_t *a = &G.a[G.n];
-                memset(a, 0, sizeof(*a));
-                snprintf(a->id, sizeof(a->id), "%s", id);
-                a->want = W_CONNECT;
-                a->joined = 1;
-                json_object_set_new(G.by_id, a->id, json_integer(G.n));
-                G.n++;
-            }
+            if (id && G.n < batch + JOIN_MAX)
+                add_joined(id);
             json_decref(ans);
             joined_live++;
             next_join = t + 0.3 + erand48(G.rng) * 0.7;
