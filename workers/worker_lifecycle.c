@@ -18,6 +18,11 @@
  *     an onboard.verify/1 to <prefix>verify for each connected account whose
  *     last verification and last one sent are both verify.interval old (at
  *     most verify.max.per.round a round), with repair when verify.repair.
+ *     Its ledger (ob:{lifecycle}:verify) keeps, per account, "MS REQUEST
+ *     RECORD_REQUEST sending" before the produce and "... sent" once the
+ *     broker has it: a verification its holder died with, still in the
+ *     producer's queue, is sent again (same request id) after two lease
+ *     lifetimes instead of being waited for as if under way.
  *
  * Why a process of its own rather than a mode of a stage worker: the jobs
  * consume no topic, so they must not hold a consumer group's partitions
@@ -76,6 +81,7 @@ typedef struct probe_s {
     int busy;    /* "sending" just now */
     char *fields[VERIFY_FIELDS];
     uint64_t sent_ms;
+    int sent_unconfirmed; /* the ledger says "sending" */
     char sent_request[OB_REQUEST_ID_LEN];
     char sent_record_request[OB_REQUEST_ID_LEN];
 } probe_t;
@@ -86,11 +92,12 @@ typedef struct sent_s {
     int verify;
     int resend; /* a request a predecessor left "sending" */
     char account[OB_ACCOUNT_ID_LEN];
+    char ledger[32 + 2 * OB_REQUEST_ID_LEN]; /* a verification's entry, once sent */
 } sent_t;
 
 typedef struct stats_s {
     uint64_t rounds_ok, rounds_failed, enqueued, resent, delivery_failed;
-    uint64_t verify_rounds, verify_sent, verify_failed;
+    uint64_t verify_rounds, verify_sent, verify_failed, verify_resent;
     /* the last watcher round */
     size_t listed, active, excluded, known, backlog, calls;
     int64_t last_ok_ms;
@@ -217,8 +224,11 @@ static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
                      NULL);
             /* Asked again at the next round. */
             ob_redis_command(lc->redis, NULL, NULL, "HDEL %s %s", OB_VERIFY_LEDGER_KEY, s->account);
-        } else
+        } else {
             lc->st.verify_sent++;
+            ob_redis_command(lc->redis, NULL, NULL, "HSET %s %s %s", OB_VERIFY_LEDGER_KEY,
+                             s->account, s->ledger);
+        }
     } else if (err != OB_OK) {
         lc->st.delivery_failed++;
         ob_logkv(OB_LOG_WARN, "watcher", "not enqueued", "account", s->account, "reason", errmsg,
@@ -238,7 +248,7 @@ static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
 }
 
 static int produce(lc_t *lc, int verify, int resend, const char *account, const char *json,
-                   const char *schema)
+                   const char *schema, const char *ledger)
 {
     char err[512];
     sent_t *s = ob_calloc(1, sizeof(*s));
@@ -246,6 +256,7 @@ static int produce(lc_t *lc, int verify, int resend, const char *account, const 
     s->verify = verify;
     s->resend = resend;
     snprintf(s->account, sizeof(s->account), "%s", account);
+    snprintf(s->ledger, sizeof(s->ledger), "%s", ledger ? ledger : "");
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, schema, -1);
     if (ob_kproducer_send(lc->producer, verify ? lc->topic_verify : lc->topic_requests,
@@ -269,7 +280,7 @@ static void on_marked(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
     if (lc && err == OB_OK && reply && reply->type != REDIS_REPLY_ERROR && lc->leader) {
         char why[512];
         char *json = ob_watch_request(&lc->rules, p->account, p->mode, why, sizeof(why));
-        if (!json || produce(lc, 0, p->resend, p->account, json, OB_SCHEMA_REQUEST) != 0) {
+        if (!json || produce(lc, 0, p->resend, p->account, json, OB_SCHEMA_REQUEST, NULL) != 0) {
             if (!json)
                 ob_logkv(OB_LOG_WARN, "watcher", "no request", "account", p->account, "reason", why,
                          NULL);
@@ -510,12 +521,14 @@ static void verify_scan(lc_t *lc);
 static int verify_ask(lc_t *lc, const char *acct, const char *key);
 
 /* What the probe's record and the ledger say, for ob_verify_due. */
-static ob_verify_seen_t seen_of(const probe_t *p)
+static ob_verify_seen_t seen_of(const lc_t *lc, const probe_t *p)
 {
     char *const *f = p->fields;
     return (ob_verify_seen_t){.verify_at = f[5],
                               .verify_request = f[8],
                               .sent_ms = p->sent_ms,
+                              .unconfirmed = p->sent_unconfirmed,
+                              .lost_after_ms = 2 * (uint64_t)lc->cfg->lifecycle_lease_ttl_ms,
                               .sent_request = p->sent_request,
                               .sent_record_request = p->sent_record_request,
                               .record_request = f[9],
@@ -534,7 +547,7 @@ static int verify_wanted(lc_t *lc, const probe_t *p, uint64_t now)
             lc->v.unverifiable++; /* nothing to compare the account with */
         return 0;
     }
-    ob_verify_seen_t seen = seen_of(p);
+    ob_verify_seen_t seen = seen_of(lc, p);
     return ob_verify_due(&seen, now, (uint64_t)lc->cfg->verify_interval_ms);
 }
 
@@ -548,11 +561,20 @@ static void verify_send(lc_t *lc)
         char **f = p->fields;
         if (!verify_wanted(lc, p, now))
             continue;
-        uint8_t rnd[8];
-        char hex[17], rid[OB_REQUEST_ID_LEN], why[512];
-        ob_random_bytes(rnd, sizeof(rnd));
-        ob_hex(rnd, sizeof(rnd), hex);
-        snprintf(rid, sizeof(rid), "verify:%s", hex);
+        char rid[OB_REQUEST_ID_LEN], why[512];
+        if (p->sent_unconfirmed && p->sent_request[0]) {
+            /* Its sender died before the broker had it: the same request
+             * again, so that a copy that did get through is the same
+             * verification (the same drift event, the same repair). */
+            snprintf(rid, sizeof(rid), "%s", p->sent_request);
+            lc->st.verify_resent++;
+        } else {
+            uint8_t rnd[8];
+            char hex[17];
+            ob_random_bytes(rnd, sizeof(rnd));
+            ob_hex(rnd, sizeof(rnd), hex);
+            snprintf(rid, sizeof(rid), "verify:%s", hex);
+        }
         char *json = ob_verify_of_record(p->account, f[0], f[1], f[2], f[3], f[4], rid,
                                          lc->cfg->verify_repair, "onboard-lifecycle/verify", why,
                                          sizeof(why));
@@ -561,13 +583,15 @@ static void verify_send(lc_t *lc)
                      NULL);
             continue;
         }
-        char sent[32 + 2 * OB_REQUEST_ID_LEN];
-        snprintf(sent, sizeof(sent), "%" PRIu64 " %s %s", now, rid, f[9][0] ? f[9] : "-");
+        char sending[48 + 2 * OB_REQUEST_ID_LEN], sent[48 + 2 * OB_REQUEST_ID_LEN];
+        snprintf(sent, sizeof(sent), "%" PRIu64 " %s %s sent", now, rid, f[9][0] ? f[9] : "-");
+        snprintf(sending, sizeof(sending), "%" PRIu64 " %s %s sending", now, rid,
+                 f[9][0] ? f[9] : "-");
         /* The ledger first: a verification is asked at most once an
          * interval, and not again before it is answered. */
         ob_redis_command(lc->redis, NULL, NULL, "HSET %s %s %s", OB_VERIFY_LEDGER_KEY, p->account,
-                         sent);
-        if (produce(lc, 1, 0, p->account, json, OB_SCHEMA_VERIFY) == 0)
+                         sending);
+        if (produce(lc, 1, 0, p->account, json, OB_SCHEMA_VERIFY, sent) == 0)
             lc->v.sent++;
         else /* not sent: due again next round, not after the answer wait */
             ob_redis_command(lc->redis, NULL, NULL, "HDEL %s %s", OB_VERIFY_LEDGER_KEY, p->account);
@@ -585,7 +609,7 @@ static void verify_page_done(lc_t *lc)
     for (size_t i = 0; i < lc->v.nprobes; i++) {
         probe_t *p = lc->v.probes[i];
         if (verify_wanted(lc, p, now)) {
-            ob_verify_seen_t seen = seen_of(p);
+            ob_verify_seen_t seen = seen_of(lc, p);
             ob_verify_picks_offer(&lc->v.picks, p->account, ob_verify_last_ms(&seen));
         }
     }
@@ -628,9 +652,10 @@ static void on_verify_probe(ob_redis_t *r, ob_err_t err, redisReply *reply, void
             p->fields[k] = ob_strdup(reply->element[k]->str ? reply->element[k]->str : "");
     } else if (reply->type == REDIS_REPLY_STRING && reply->str) {
         unsigned long long ms = 0;
-        char rid[OB_REQUEST_ID_LEN] = "", rec[OB_REQUEST_ID_LEN] = "";
-        if (sscanf(reply->str, "%llu %128s %128s", &ms, rid, rec) >= 1) {
+        char rid[OB_REQUEST_ID_LEN] = "", rec[OB_REQUEST_ID_LEN] = "", how[16] = "";
+        if (sscanf(reply->str, "%llu %128s %128s %15s", &ms, rid, rec, how) >= 1) {
             p->sent_ms = ms;
+            p->sent_unconfirmed = !strcmp(how, "sending");
             snprintf(p->sent_request, sizeof(p->sent_request), "%s", rid);
             snprintf(p->sent_record_request, sizeof(p->sent_record_request), "%s",
                      strcmp(rec, "-") ? rec : "");
@@ -839,10 +864,14 @@ static void render_metrics(lc_t *lc, ob_buf_t *out)
     ob_metrics_sample(&m, "onboard_watcher_last_success_timestamp_seconds", NULL,
                       (double)lc->st.last_ok_ms / 1000.0);
     ob_metrics_family(&m, "onboard_verify_scheduled_total", "counter",
-                      "Periodic verifications sent, by result.");
-    const char *l_sent[] = {"result", "sent", NULL}, *l_nf[] = {"result", "failed", NULL};
+                      "Periodic verifications, by result: sent (the broker has it), failed "
+                      "(not sent: asked again next round), resent (a predecessor's that never "
+                      "reached the broker, sent again).");
+    const char *l_sent[] = {"result", "sent", NULL}, *l_nf[] = {"result", "failed", NULL},
+               *l_vre[] = {"result", "resent", NULL};
     ob_metrics_sample(&m, "onboard_verify_scheduled_total", l_sent, (double)lc->st.verify_sent);
     ob_metrics_sample(&m, "onboard_verify_scheduled_total", l_nf, (double)lc->st.verify_failed);
+    ob_metrics_sample(&m, "onboard_verify_scheduled_total", l_vre, (double)lc->st.verify_resent);
     ob_metrics_family(&m, "onboard_verify_unverifiable_accounts", "gauge",
                       "Connected accounts the last round could not verify: their records do not "
                       "keep the connection's request (onboard them again).");

@@ -295,7 +295,12 @@ int ob_verify_due(const ob_verify_seen_t *s, uint64_t now_ms, uint64_t interval_
         at = 0;
     if (at && now_ms < (uint64_t)at + interval_ms)
         return 0;
-    if (s->sent_ms) {
+    if (s->sent_ms && s->unconfirmed) {
+        /* Its sender may still be delivering it; past that, it never
+         * reached the broker. */
+        if (now_ms < s->sent_ms + s->lost_after_ms)
+            return 0;
+    } else if (s->sent_ms) {
         /* Answered, or a newer request replaced the record since it was
          * sent (a repair: its verification fields went with it). */
         int answered = !strcmp(or_empty(s->sent_request), or_empty(s->verify_request)) ||

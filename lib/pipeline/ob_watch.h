@@ -83,6 +83,8 @@ typedef struct ob_verify_seen_s {
     const char *verify_at;           /* the last verification's end (RFC 3339; "" never) */
     const char *verify_request;      /* its request id */
     uint64_t sent_ms;                /* when the scheduler last sent one (epoch ms; 0 never) */
+    int unconfirmed;                 /* the broker's acknowledgement of it is not recorded */
+    uint64_t lost_after_ms;          /* when an unconfirmed one is deemed lost (ms after sent) */
     const char *sent_request;        /* its request id */
     const char *sent_record_request; /* the record's request_id when it was sent */
     const char *record_request;      /* the record's request_id now */
@@ -98,7 +100,10 @@ typedef struct ob_verify_seen_s {
  * interval: sending another meanwhile would find the same drift twice); and
  * no repair is under way: a repair_request that is not (yet) the
  * connected_request, from a verification less than
- * OB_VERIFY_REPAIR_WAIT_MS ago. */
+ * OB_VERIFY_REPAIR_WAIT_MS ago. A verification sent but never acknowledged
+ * by the broker (its sender died with it in the producer's queue) is
+ * waited for lost_after_ms only, then counts as never sent: the caller
+ * sends it again under the same request id. */
 int ob_verify_due(const ob_verify_seen_t *s, uint64_t now_ms, uint64_t interval_ms);
 
 /* When the account was last verified or sent a verification (epoch ms; 0

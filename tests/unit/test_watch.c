@@ -240,6 +240,20 @@ static void test_verify_due(void **state)
     r.connected_request = "r-1";
     ob_time_format_ms((int64_t)(now - OB_VERIFY_REPAIR_WAIT_MS - m), at);
     assert_true(ob_verify_due(&r, now, 2 * m));
+    /* Sent but never acknowledged by the broker (the sender was killed
+     * with it in its queue): lost after lost_after_ms, not the answer
+     * wait; and never while the interval since the last verification runs. */
+    ob_verify_seen_t u = {
+        .sent_ms = now - m, .sent_request = "verify:3", .unconfirmed = 1, .lost_after_ms = 2 * m};
+    assert_false(ob_verify_due(&u, now, m));
+    u.sent_ms = now - 3 * m;
+    assert_true(ob_verify_due(&u, now, m));
+    u.unconfirmed = 0; /* acknowledged: the answer wait again */
+    assert_false(ob_verify_due(&u, now, m));
+    u.unconfirmed = 1;
+    ob_time_format_ms((int64_t)(now - m / 2), at);
+    u.verify_at = at;
+    assert_false(ob_verify_due(&u, now, m));
     ob_verify_seen_t g = {.verify_at = "garbage"};
     assert_true(ob_verify_due(&g, now, h));
 }
