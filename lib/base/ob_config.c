@@ -177,6 +177,11 @@ const ob_cfg_def_t ob_config_table[] = {
     {"lifecycle.lease.ttl", OB_CFG_MS, "30s", 1000, 600000, OFF(lifecycle_lease_ttl_ms), 0,
      "onboard-lifecycle: one replica works at a time under a lease in Redis of this TTL "
      "(renewed at a third of it); a standby takes over this long after the holder died"},
+    {"lag.interval", OB_CFG_MS, "10s", 1000, 3600000, OFF(lag_interval_ms), 0,
+     "onboard-lag-exporter: read every group's committed offsets and every partition's end "
+     "from the brokers this often"},
+    {"lag.cluster.name", OB_CFG_STR, "kafka", 0, 0, OFF(lag_cluster_name), 0,
+     "onboard-lag-exporter: the cluster_name label of its series (kafka-lag-exporter's)"},
     {"instance.id", OB_CFG_STR, "", 0, 0, OFF(instance_id), 0,
      "a stable name of this replica (a StatefulSet pod's name): static group membership "
      "(group.instance.id) and a transactional.id that aborts what its predecessor left open; "

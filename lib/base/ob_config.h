@@ -141,6 +141,9 @@ typedef struct ob_config_s {
     int verify_repair;
     long long verify_max_per_round;
     long long lifecycle_lease_ttl_ms;
+    /* lag.*: the onboard-lag-exporter process */
+    long long lag_interval_ms;
+    char *lag_cluster_name;
     ob_cfg_kv_t kafka;
 } ob_config_t;
 

@@ -1289,3 +1289,88 @@ rd_kafka_t *ob_kproducer_handle(ob_kproducer_t *p)
 {
     return p->rk;
 }
+
+/* ---- admin client ---- */
+
+struct ob_kadmin_s {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    wake_t wake;
+    ob_kadmin_result_cb *on_result;
+    void *arg;
+};
+
+static void admin_drain(ob_kadmin_t *a)
+{
+    rd_kafka_poll(a->rk, 0); /* the handle's own callbacks: logs, errors */
+    rd_kafka_event_t *ev;
+    while ((ev = rd_kafka_queue_poll(a->q, 0))) {
+        a->on_result(a, ev, a->arg);
+        rd_kafka_event_destroy(ev);
+    }
+}
+
+static void admin_wake(ob_io_t *io, int fd, unsigned events, void *arg)
+{
+    (void)io;
+    (void)events;
+    wake_drain_pipe(fd);
+    admin_drain(arg);
+}
+
+static void admin_more(ob_timer_t *t, void *arg)
+{
+    (void)t;
+    admin_drain(arg);
+}
+
+ob_kadmin_t *ob_kadmin_new(ob_loop_t *loop, const ob_cfg_kv_t *kafka,
+                           ob_kadmin_result_cb *on_result, void *arg, char *errstr,
+                           size_t errstr_size)
+{
+    ob_kadmin_t *a = ob_calloc(1, sizeof(*a));
+    a->on_result = on_result;
+    a->arg = arg;
+    a->wake.fds[0] = a->wake.fds[1] = -1;
+    char err[512];
+    rd_kafka_conf_t *conf = ob_kafka_conf_new(kafka, NULL, errstr, errstr_size);
+    if (!conf) {
+        free(a);
+        return NULL;
+    }
+    a->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!a->rk) {
+        ob_errf(errstr, errstr_size, OB_ERR_KAFKA, "cannot create the admin client: %s", err);
+        rd_kafka_conf_destroy(conf);
+        free(a);
+        return NULL;
+    }
+    a->q = rd_kafka_queue_new(a->rk);
+    if (wake_init(&a->wake, loop, a->q, admin_wake, admin_more, a, errstr, errstr_size) != OB_OK) {
+        ob_kadmin_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+rd_kafka_t *ob_kadmin_handle(ob_kadmin_t *a)
+{
+    return a->rk;
+}
+
+rd_kafka_queue_t *ob_kadmin_queue(ob_kadmin_t *a)
+{
+    return a->q;
+}
+
+void ob_kadmin_free(ob_kadmin_t *a)
+{
+    if (!a)
+        return;
+    wake_fini(&a->wake, a->q);
+    if (a->q)
+        rd_kafka_queue_destroy(a->q);
+    if (a->rk)
+        rd_kafka_destroy(a->rk);
+    free(a);
+}

@@ -41,6 +41,7 @@
 
 typedef struct ob_kconsumer_s ob_kconsumer_t;
 typedef struct ob_kproducer_s ob_kproducer_t;
+typedef struct ob_kadmin_s ob_kadmin_t;
 
 /* A message (msg->err == 0) from an assigned partition. */
 typedef void(ob_kconsumer_msg_cb)(ob_kconsumer_t *c, const rd_kafka_message_t *msg, void *arg);
@@ -194,5 +195,21 @@ ob_err_t ob_kproducer_txn_wait(ob_kproducer_t *p, int timeout_ms);
  * Exposed for tools (onboardctl) that need plain handles. */
 rd_kafka_conf_t *ob_kafka_conf_new(const ob_cfg_kv_t *kafka, const char *const *defaults,
                                    char *errstr, size_t errstr_size);
+
+/* ---- admin client ----
+ * A handle for the admin API (ListOffsets, DescribeTopics, consumer groups)
+ * whose results arrive on the loop: make a request with librdkafka's admin
+ * calls on ob_kadmin_handle() and ob_kadmin_queue(); each result event is
+ * passed to on_result (borrowed: destroyed after the callback), which tells
+ * requests apart by rd_kafka_event_opaque() (AdminOptions_set_opaque). */
+typedef void(ob_kadmin_result_cb)(ob_kadmin_t *a, rd_kafka_event_t *ev, void *arg);
+
+ob_kadmin_t *ob_kadmin_new(ob_loop_t *loop, const ob_cfg_kv_t *kafka,
+                           ob_kadmin_result_cb *on_result, void *arg, char *errstr,
+                           size_t errstr_size);
+rd_kafka_t *ob_kadmin_handle(ob_kadmin_t *a);
+rd_kafka_queue_t *ob_kadmin_queue(ob_kadmin_t *a);
+/* NULL is fine. Results not delivered yet are dropped. */
+void ob_kadmin_free(ob_kadmin_t *a);
 
 #endif

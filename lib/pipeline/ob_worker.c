@@ -2773,7 +2773,9 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
         ob_metrics_sample(&m, "onboard_rate_limit_waits_total", l_stage, (double)rs.waited);
     }
 
-    /* Consumer lag in kafka-lag-exporter's names. */
+    /* The lag of the partitions this replica owns (every partition of every
+     * group, whoever owns it, is onboard-lag-exporter's, in kafka-lag-exporter's
+     * names: these would be counted twice beside them). */
     rd_kafka_topic_partition_list_t *a = w->consumer ? ob_kconsumer_assignment(w->consumer) : NULL;
     int nparts = a ? a->cnt : 0;
     int64_t *lags = ob_calloc((size_t)(nparts ? nparts : 1), 2 * sizeof(*lags));
@@ -2783,8 +2785,7 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
         partition_figures(w, a->elems[i].topic, a->elems[i].partition, &lags[i], &ages[i],
                           &backlogs[i]);
     for (int f = 0; f < 2; f++) {
-        const char *name =
-            f ? "kafka_consumergroup_group_lag_seconds" : "kafka_consumergroup_group_lag";
+        const char *name = f ? "onboard_partition_lag_seconds" : "onboard_partition_lag";
         ob_metrics_family(&m, name, "gauge",
                           f ? "Age of the oldest message of the partition not yet finished (0 "
                               "when none is in flight)."
@@ -2794,8 +2795,8 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
                 continue;
             char part[16];
             snprintf(part, sizeof(part), "%d", (int)a->elems[i].partition);
-            const char *l[] = {"group",     w->group, "topic", a->elems[i].topic,
-                               "partition", part,     NULL};
+            const char *l[] = {"stage",           stage,       "group", w->group, "topic",
+                               a->elems[i].topic, "partition", part,    NULL};
             ob_metrics_sample(&m, name, l, f ? ages[i] : (double)lags[i]);
         }
     }

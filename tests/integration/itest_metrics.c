@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +31,10 @@
 static ob_test_harness_t H;
 static char metrics_port[16];
 
-static long get(ob_http_t *http, const char *path, char **body)
+static long get_at(ob_http_t *http, const char *port, const char *path, char **body)
 {
     char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%s%s", metrics_port, path);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%s%s", port, path);
     ob_test_http_t g;
     ob_test_http(H.loop, http, "GET", url, NULL, 10000, &g);
     if (body)
@@ -41,6 +42,11 @@ static long get(ob_http_t *http, const char *path, char **body)
     else
         free(g.body);
     return g.status;
+}
+
+static long get(ob_http_t *http, const char *path, char **body)
+{
+    return get_at(http, metrics_port, path, body);
 }
 
 /* The value of the sample line starting with `series` (name and labels exactly). */
@@ -196,8 +202,8 @@ static void test_metrics_and_health(void **state)
     for (int tries = 0; tries < 50 && lag <= 0; tries++) {
         ob_test_run_for(loop, 100);
         assert_int_equal(get(http, "/metrics", &body), 200);
-        lag = family_sum(body, "kafka_consumergroup_group_lag", lag_frag);
-        lag_s = family_sum(body, "kafka_consumergroup_group_lag_seconds", lag_frag);
+        lag = family_sum(body, "onboard_partition_lag", lag_frag);
+        lag_s = family_sum(body, "onboard_partition_lag_seconds", lag_frag);
         free(body);
     }
     printf("lag while working: %.0f messages, %.2f s\n", lag, lag_s);
@@ -223,7 +229,7 @@ static void test_metrics_and_health(void **state)
         ob_test_run_for(loop, 100);
         assert_int_equal(get(http, "/metrics", &body), 200);
         backlog = family_sum(body, "onboard_backlog_messages", backlog_frag);
-        lag = family_sum(body, "kafka_consumergroup_group_lag", lag_frag);
+        lag = family_sum(body, "onboard_partition_lag", lag_frag);
         free(body);
     }
     printf("window full, 8 more arrived: backlog %.0f, lag %.0f\n", backlog, lag);
@@ -244,12 +250,156 @@ static void test_metrics_and_health(void **state)
                 0); /* each took over 1.5 s */
     assert_true(sample(body, "onboard_inflight{stage=\"bucket\"}") == 0);
     assert_true(sample(body, "onboard_redis_connected{stage=\"bucket\"}") == 1);
-    assert_true(family_sum(body, "kafka_consumergroup_group_lag", lag_frag) == 0);
+    assert_true(family_sum(body, "onboard_partition_lag", lag_frag) == 0);
     assert_true(family_sum(body, "onboard_backlog_messages", backlog_frag) == 0);
     assert_null(strstr(body, "2000000000")); /* no account ids in labels */
     promtool_check(body);
     free(body);
 
+    ob_http_free(http);
+    ob_test_end(&H);
+}
+
+/* onboard-lag-exporter's /metrics, once it has polled the brokers at least
+ * `polls` more times. */
+static char *exporter_metrics(ob_http_t *http, const char *port, int polls)
+{
+    char *body = NULL;
+    double want = -1;
+    for (int tries = 0; tries < 200; tries++) {
+        long st = get_at(http, port, "/metrics", &body);
+        double n = st == 200 ? sample(body, "onboard_lag_exporter_polls_total{result=\"ok\"}") : -1;
+        if (want < 0 && n >= 0)
+            want = n + polls;
+        if (want >= 0 && n >= want)
+            return body;
+        free(body);
+        body = NULL;
+        ob_test_run_for(H.loop, 100);
+    }
+    fail_msg("onboard-lag-exporter did not poll the brokers %d times in 20 s", polls);
+    return NULL;
+}
+
+/* The lines of a family whose labels hold fragment, for the assertion messages. */
+static int lines_with(const char *text, const char *name, const char *fragment, const char *also)
+{
+    int n = 0;
+    size_t len = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        char line[1024];
+        snprintf(line, sizeof(line), "%.*s", (int)ll, p);
+        if (!strncmp(line, name, len) && line[len] == '{' && strstr(line, fragment) &&
+            (!also || strstr(line, also)))
+            n++;
+    }
+    return n;
+}
+
+/* onboard-lag-exporter against the real broker: the bucket stage works
+ * slowly with its window full (its partitions paused), and the cur stage has
+ * no worker at all (as if it crash-looped or was scaled to zero). The
+ * exporter reports both groups from the brokers: the dead stage's lag
+ * (every message the bucket stage sent it) and age growing, with no member;
+ * the working stage's owner of each partition; ends that move while the
+ * worker fetches nothing; and everything settling to 0 once done. */
+static void test_lag_exporter(void **state)
+{
+    (void)state;
+    snprintf(metrics_port, sizeof(metrics_port), "%d", ob_test_free_port());
+    char xport[16];
+    snprintf(xport, sizeof(xport), "%d", ob_test_free_port());
+    const char *lat[] = {"s3.CreateBucket=2000ms", NULL};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 20, .latency = lat};
+    ob_test_begin(&H, &so);
+    ob_loop_t *loop = H.loop;
+    ob_test_forget_members(H.redis_port, 1, so.org_accounts);
+    ob_worker_t *w = ob_test_worker(&H, &ob_stage_bucket, "itest-lag", 3000);
+    ob_http_t *http = ob_http_new(loop, NULL, NULL, 0);
+    requests(1, 8);
+    char log[256];
+    snprintf(log, sizeof(log), "%s/itm-lag-%d.log", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    unlink(log);
+    const char *const env[][2] = {{"OB_METRICS_PORT", xport},
+                                  {"OB_LAG_INTERVAL", "1s"},
+                                  {"OB_LAG_CLUSTER_NAME", "itest"},
+                                  {"OB_LOG_LEVEL", "info"},
+                                  {NULL, NULL}};
+    pid_t x = ob_test_fleet_process(&H, OB_LAG_EXPORTER_BIN, env, log);
+    char bucket[160], cur[160], requests_t[160];
+    snprintf(bucket, sizeof(bucket), "group=\"%sbucket\"", H.prefix);
+    snprintf(cur, sizeof(cur), "group=\"%scur\"", H.prefix);
+    snprintf(requests_t, sizeof(requests_t), "topic=\"%srequests\"", H.prefix);
+
+    /* The bucket stage at work, its window (4) full: the group's lag and who
+     * owns its partitions, from the brokers. */
+    char *body = exporter_metrics(http, xport, 1);
+    int tries = 0;
+    while (family_sum(body, "kafka_consumergroup_group_lag", bucket) < 1 && tries++ < 50) {
+        free(body);
+        body = exporter_metrics(http, xport, 1);
+    }
+    assert_true(family_sum(body, "kafka_consumergroup_group_lag", bucket) >= 1);
+    assert_true(lines_with(body, "kafka_consumergroup_group_lag", bucket,
+                           "member_host=\"127.0.0.1\"") >= 1);
+    assert_true(lines_with(body, "kafka_consumergroup_group_lag", bucket, "client_id=\"\"") == 0);
+    assert_true(
+        lines_with(body, "kafka_consumergroup_group_lag", "cluster_name=\"itest\"", bucket) >= 1);
+    assert_true(family_sum(body, "onboard_consumergroup_members", bucket) == 1);
+    double ends0 = family_sum(body, "kafka_partition_latest_offset", requests_t);
+    free(body);
+    /* Eight more while the partitions are paused: the worker fetches
+     * nothing, the ends still move (eight messages, and as many transaction
+     * markers: the test's producer commits each), and the lag with them. */
+    requests(9, 16);
+    double ends = 0, lag = 0;
+    for (tries = 0; tries < 50 && ends < ends0 + 8; tries++) {
+        body = exporter_metrics(http, xport, 1);
+        ends = family_sum(body, "kafka_partition_latest_offset", requests_t);
+        lag = family_sum(body, "kafka_consumergroup_group_lag", bucket);
+        free(body);
+    }
+    printf("lag exporter: the requests topic's ends from %.0f to %.0f, lag %.0f\n", ends0, ends,
+           lag);
+    assert_true(ends >= ends0 + 8);
+    assert_true(lag >= 8);
+
+    /* Every account through bucket: its lag 0; the cur stage, with no
+     * worker, has all sixteen waiting (in offsets: with the transaction
+     * markers), no member, and an age that grows. */
+    until_t u = {w, 16};
+    assert_true(ob_test_run_until(loop, done_n, &u, 90000));
+    double bucket_lag = -1, cur_lag = -1, age1 = -1;
+    for (tries = 0; tries < 60 && (bucket_lag != 0 || cur_lag < 16); tries++) {
+        body = exporter_metrics(http, xport, 1);
+        bucket_lag = family_sum(body, "kafka_consumergroup_group_lag", bucket);
+        cur_lag = family_sum(body, "kafka_consumergroup_group_sum_lag", cur);
+        age1 = family_sum(body, "kafka_consumergroup_group_max_lag_seconds", cur);
+        if (bucket_lag == 0 && cur_lag >= 16) {
+            assert_true(family_sum(body, "onboard_consumergroup_members", cur) == 0);
+            assert_true(
+                lines_with(body, "kafka_consumergroup_group_lag", cur, "member_host=\"\"") >= 1);
+            promtool_check(body);
+        }
+        free(body);
+    }
+    printf("lag exporter: bucket %.0f, cur (no worker) %.0f messages, %.1f s old\n", bucket_lag,
+           cur_lag, age1);
+    assert_true(bucket_lag == 0);
+    assert_true(cur_lag >= 16); /* sixteen messages, and the bucket worker's markers */
+    ob_test_run_for(loop, 2000);
+    body = exporter_metrics(http, xport, 1);
+    double age2 = family_sum(body, "kafka_consumergroup_group_max_lag_seconds", cur);
+    assert_true(family_sum(body, "kafka_consumergroup_group_sum_lag", cur) == cur_lag);
+    free(body);
+    printf("lag exporter: the cur group's age %.1f s, then %.1f s\n", age1, age2);
+    assert_true(age2 >= age1 + 1.5);
+    assert_int_equal(get_at(http, xport, "/readyz", NULL), 200);
+    assert_int_equal(ob_test_reap(&H, x, SIGTERM, 10000), 0);
+    unlink(log);
     ob_http_free(http);
     ob_test_end(&H);
 }
@@ -261,6 +411,7 @@ int main(void)
     ob_test_set(&H, "OB_METRICS_BIND", "127.0.0.1");
     ob_test_set(&H, "OB_INFLIGHT_MAX", "4");
     ob_log_set_level(OB_LOG_WARN);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_metrics_and_health)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_metrics_and_health),
+                                       cmocka_unit_test(test_lag_exporter)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

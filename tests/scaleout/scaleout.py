@@ -24,7 +24,7 @@ replicas:
   autoscale every stage from one replica, scaled by KEDA's formula as the chart
             sets it up: desired = max(ceil(lag / lagThreshold),
             ceil(backlog / backlog threshold)) from the replicas' own metrics
-            (kafka_consumergroup_group_lag, onboard_backlog_messages), between
+            (onboard_partition_lag, onboard_backlog_messages), between
             1 and 4, up at once, down one replica at a time after a
             stabilization window (the chart's 30 s polling, 600 s window and
             120 s period, scaled down to 1 s, 4 s and 1 s); both thresholds
@@ -270,7 +270,7 @@ def stage_metrics(fleet, stage):
         except Exception:
             continue
         for line in text.splitlines():
-            if line.startswith("kafka_consumergroup_group_lag{"):
+            if line.startswith("onboard_partition_lag{"):
                 lag += float(line.rsplit(" ", 1)[1])
             elif line.startswith("onboard_backlog_messages{"):
                 backlog += float(line.rsplit(" ", 1)[1])
