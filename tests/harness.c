@@ -821,3 +821,28 @@ int ob_test_reap(ob_test_harness_t *h, pid_t pid, int sig, int timeout_ms)
             procs[i] = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+int ob_test_run_selected(const char *group, const struct CMUnitTest *tests, size_t n)
+{
+    const char *only = getenv("OB_TEST_ONLY");
+    if (!only || !only[0])
+        return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+    struct CMUnitTest *picked = calloc(n ? n : 1, sizeof(*picked));
+    assert_non_null(picked);
+    size_t k = 0, named = 0;
+    for (const char *p = only; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        size_t len = strcspn(p, ",");
+        named++;
+        for (size_t i = 0; i < n; i++)
+            if (strlen(tests[i].name) == len && !strncmp(tests[i].name, p, len) && k < n)
+                picked[k++] = tests[i];
+    }
+    if (k != named) {
+        fprintf(stderr, "OB_TEST_ONLY=%s names a test that is not here\n", only);
+        free(picked);
+        return 2;
+    }
+    int rc = _cmocka_run_group_tests(group, picked, k, NULL, NULL);
+    free(picked);
+    return rc;
+}

@@ -285,4 +285,8 @@ pid_t ob_test_fleet_process(ob_test_harness_t *h, const char *exe, const char *c
  * 128 + the signal that ended it. */
 int ob_test_reap(ob_test_harness_t *h, pid_t pid, int sig, int timeout_ms);
 
+/* Run the tests, or with OB_TEST_ONLY only those it names (by commas; one it
+ * names that is not among them is an error, exit code 2). */
+int ob_test_run_selected(const char *group, const struct CMUnitTest *tests, size_t n);
+
 #endif

@@ -23,6 +23,14 @@ if(OB_VALGRIND AND NOT OB_SANITIZE)
     "OB_TEST_FLEET_WRAPPER=${OB_VALGRIND} --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect")
   set_tests_properties(valgrind.lifecycle PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900
     LABELS "integration;valgrind")
+  # onboard-lag-exporter's normal paths: integration.metrics's exporter test
+  # with the exporter under memcheck (stopped with SIGTERM, it must exit 0).
+  add_test(NAME valgrind.lag_exporter COMMAND itest_metrics)
+  set_property(TEST valgrind.lag_exporter PROPERTY ENVIRONMENT
+    "OB_AWSSIM=$<TARGET_FILE:awssim>" "OB_TEST_ONLY=test_lag_exporter"
+    "OB_TEST_FLEET_WRAPPER=${OB_VALGRIND} --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect")
+  set_tests_properties(valgrind.lag_exporter PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+    LABELS "integration;valgrind")
 elseif(NOT OB_VALGRIND)
   message(WARNING "valgrind not found: the valgrind.* tests are not registered")
 endif()

@@ -1044,24 +1044,5 @@ int main(void)
         cmocka_unit_test(test_drift),           cmocka_unit_test(test_watcher),
         cmocka_unit_test(test_periodic_verify),
     };
-    /* OB_TEST_ONLY: the tests it names (by commas), and no other; one it
-     * names that is not here is an error. */
-    const char *only = getenv("OB_TEST_ONLY");
-    if (only && only[0]) {
-        struct CMUnitTest picked[sizeof(tests) / sizeof(tests[0])];
-        size_t n = 0, named = 0;
-        for (const char *p = only; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
-            size_t len = strcspn(p, ",");
-            named++;
-            for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-                if (strlen(tests[i].name) == len && !strncmp(tests[i].name, p, len))
-                    picked[n++] = tests[i];
-        }
-        if (n != named) {
-            fprintf(stderr, "OB_TEST_ONLY=%s names a test that is not here\n", only);
-            return 2;
-        }
-        return _cmocka_run_group_tests("itest_lifecycle", picked, n, NULL, NULL);
-    }
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ob_test_run_selected("itest_lifecycle", tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -413,5 +413,5 @@ int main(void)
     ob_log_set_level(OB_LOG_WARN);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_metrics_and_health),
                                        cmocka_unit_test(test_lag_exporter)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ob_test_run_selected("itest_metrics", tests, sizeof(tests) / sizeof(tests[0]));
 }
