@@ -1,5 +1,6 @@
 # One image for the whole fleet: the five workers, the lifecycle process
-# (onboard-lifecycle), onboardctl and awssim. The command chooses what runs, e.g.
+# (onboard-lifecycle), the lag exporter (onboard-lag-exporter), onboardctl and
+# awssim. The command chooses what runs, e.g.
 #   docker run IMAGE onboard-bucket
 #   docker run IMAGE onboard-lifecycle
 #   docker run IMAGE onboardctl dlq list
@@ -39,6 +40,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DOB_BUILD_TESTS=OFF \
       /build/workers/onboard-bucket /build/workers/onboard-cur \
       /build/workers/onboard-iam /build/workers/onboard-connect \
       /build/workers/onboard-verify /build/workers/onboard-lifecycle \
+      /build/workers/onboard-lag-exporter \
       /build/tools/onboardctl /build/sim/awssim \
       /out/
 

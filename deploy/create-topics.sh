@@ -24,7 +24,9 @@
 #   OB_TOPIC_REPLICATION_FACTOR           default: the broker's default.replication.factor
 #   OB_TOPIC_DLQ_RETENTION_MS             default 2592000000 (30 days: dead letters
 #                                         wait for an operator's replay)
-#   OB_TOPICS_WAIT                        seconds to wait for the brokers (default 180)
+#   OB_TOPICS_WAIT                        seconds to wait for the brokers (default 180;
+#                                         docker-compose.yml's job relies on it rather
+#                                         than on the local broker's health)
 #   KAFKA_BIN                             default /opt/kafka/bin
 set -eu
 
@@ -110,7 +112,7 @@ create() { # NAME PARTITIONS [--config k=v ...]
   fi
   if topics --create --if-not-exists --topic "$name" --partitions "$parts" \
       ${RF:+--replication-factor "$RF"} "$@" >/dev/null; then
-    log "$name created ($parts partitions${RF:+, replication factor $RF})"
+    log "$name created ($parts partitions, replication factor ${RF:-the cluster default})"
   else
     log "ERROR: could not create $name"
     failed=1

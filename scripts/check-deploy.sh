@@ -4,10 +4,18 @@
 # the Dockerfile, all without a Kubernetes cluster or a Docker engine.
 #
 #  1. helm lint --strict, with the defaults and with every helm/onboard/ci/*-values.yaml
+#     ("the defaults" here: plus image.registry, which the chart requires)
 #  2. helm template with the defaults and with every ci/*-values.yaml
 #     (all-values.yaml: KEDA, ServiceMonitor, PrometheusRule, Kafka TLS + SASL,
-#     IRSA, ...; keda-plain-values.yaml: KEDA without SASL, one worker off)
-#  3. values that break values.schema.json are refused by helm (the schema is wired)
+#     IRSA, ...; keda-plain-values.yaml: KEDA without SASL, one worker off, no
+#     NetworkPolicy; overlays-values.yaml: commonLabels, podAnnotations, extraEnv,
+#     extraVolumes and mounts, extraContainers, pull secrets, registry + digest,
+#     the ServiceMonitor and PrometheusRule);
+#     the defaults alone stop at render asking for image.registry; overlays given
+#     with --set are accepted and land in the render; --set lagExporter.enabled=false
+#     renders no lag exporter
+#  3. values that break values.schema.json are refused by helm (the schema is wired),
+#     unknown keys among them
 #  4. the built-in kinds of every render against the Kubernetes OpenAPI schemas,
 #     strictly (unknown fields are errors), for the oldest Kubernetes the chart
 #     supports (1.25) and the newest kubernetes-validate knows (1.37)
@@ -16,18 +24,30 @@
 #     decoded strictly into the operators' own Go API types with KEDA's admission
 #     checks that need no cluster (deploy/crdcheck, built from the Go module
 #     proxy) -- their OpenAPI CRD schemas are not validated
-#  6. what no schema says (deploy/check_manifests.py): non-root, read-only root,
+#  6. what no schema says (deploy/check_manifests.py): the recommended labels on
+#     every object and pod template, selectors on name, instance and component
+#     only, the NetworkPolicy over every pod (metrics port in; DNS, Kafka, Redis,
+#     HTTPS and the configured endpoints out), each overlay of
+#     ci/overlays-values.yaml where it belongs; non-root, read-only root,
 #     no capabilities, probes on /healthz and /readyz at 9464, grace period over
 #     the 20 s drain, secrets only by reference, one PDB / ScaledObject / Service
 #     per worker with the right consumer group and topic, the ServiceMonitor
 #     selecting every worker, the IRSA annotation, the TLS files mounted; the
 #     lifecycle process likewise, but a Deployment of fixed replicas that KEDA
-#     leaves alone, a PDB keeping one replica, its jobs' settings and its alerts
-#  7. promtool check rules on each render's PrometheusRule and promtool test rules
-#     (helm/onboard/ci/alerts.test.yaml: the alerts fire when they should, not before)
-#  8. promtool check config deploy/prometheus.yml
+#     leaves alone, a PDB keeping one replica, its jobs' settings and its alerts;
+#     the lag exporter likewise, one replica, its settings, the Kafka Secrets and
+#     no Redis one, no instance id, its PDB and Service, the alerts reading it
+#  7. promtool check rules on each render's PrometheusRule, deploy/check_alerts.py
+#     (every alert's for, severity, summary, description and runbook section) and
+#     promtool test rules (helm/onboard/ci/alerts.test.yaml: the alerts fire when
+#     they should, not before)
+#  8. promtool check config deploy/prometheus.yml; the Grafana dashboard: the
+#     chart's and the compose stack's the same, in a ConfigMap for the sidecar,
+#     decoded strictly into Grafana's types (deploy/grafana/validate)
 #  9. docker-compose config -q, with and without --profile metrics, and the
-#     stack's wiring (dependencies, health checks, settings, what Prometheus scrapes)
+#     stack's wiring (dependencies, health checks, settings, the lag exporter's
+#     Kafka-only settings, what Prometheus scrapes, nothing waiting for the local
+#     broker, no forced replication factor)
 # 10. deploy/create-topics.sh: its client settings for SASL/TLS (offline), and,
 #     when a broker is given (OB_TEST_KAFKA_BROKERS, as scripts/test.sh does),
 #     creating the eight topics on it with Kafka's own TopicCommand (jars from Maven
@@ -164,12 +184,18 @@ say "  kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | ta
   "promtool $(promtool --version 2>&1 | head -1 | awk '{print $3}')"
 
 # ---------------------------------------------------------------- helm
+# The chart has no default image registry (the image is built from this repository
+# and pushed to one of yours): "the defaults" are the chart's values plus this.
+REGISTRY_VALUES=$WORK/registry-values.yaml
+printf 'image:\n  registry: registry.example.com/platform\n' >"$REGISTRY_VALUES"
+APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$CHART/Chart.yaml")
+
 section "helm lint --strict"
 VALUE_SETS=(default)
 for f in "$CHART"/ci/*-values.yaml; do VALUE_SETS+=("$f"); done
 for vs in "${VALUE_SETS[@]}"; do
-  args=()
-  [ "$vs" = default ] || args=(-f "$vs")
+  args=(-f "$vs")
+  [ "$vs" != default ] || args=(-f "$REGISTRY_VALUES")
   if run "$WORK/lint.log" "$HELM" lint --strict "$CHART" "${args[@]}"; then
     ok "lint ($vs)"
   else
@@ -181,23 +207,68 @@ section "helm template"
 NS=onboard
 RENDERS=()
 declare -A VALUES_OF=()
-render_set() { # NAME [values file]
-  local name=$1 file=${2:-}
-  local args=()
-  [ -z "$file" ] || args=(-f "$file")
-  if "$HELM" template onb "$CHART" --namespace "$NS" "${args[@]}" >"$WORK/$name.yaml" 2>"$WORK/$name.err"; then
+render_set() { # NAME VALUES_FILE [WHAT]
+  local name=$1 file=$2 what=${3:-$2}
+  if "$HELM" template onb "$CHART" --namespace "$NS" -f "$file" >"$WORK/$name.yaml" 2>"$WORK/$name.err"; then
     RENDERS+=("$name")
     VALUES_OF[$name]=$file
-    ok "renders with ${file:-the defaults} ($(grep -c '^kind:' "$WORK/$name.yaml") manifests)"
+    ok "renders with $what ($(grep -c '^kind:' "$WORK/$name.yaml") manifests)"
   else
-    bad "helm template (${file:-defaults})"
+    bad "helm template ($what)"
     sed 's/^/        /' "$WORK/$name.err"
   fi
 }
-render_set default
+render_set default "$REGISTRY_VALUES" "the defaults and image.registry"
 for f in "$CHART"/ci/*-values.yaml; do render_set "$(basename "$f" -values.yaml)" "$f"; done
+if [ -s "$WORK/default.yaml" ] && [ "$(grep -c '^kind: NetworkPolicy$' "$WORK/default.yaml")" = 1 ]; then
+  ok "the defaults render a NetworkPolicy (validated with the built-in kinds below)"
+else
+  bad "the defaults do not render one NetworkPolicy"
+fi
+# Without image.registry the chart stops at render, saying what to give.
+if "$HELM" template onb "$CHART" >/dev/null 2>"$WORK/noreg.err"; then
+  bad "the chart renders without image.registry (the pods would pull onboard from Docker Hub)"
+elif grep -q 'image.registry is required' "$WORK/noreg.err"; then
+  ok "without image.registry: $(grep -o 'image.registry is required: [^(]*' "$WORK/noreg.err" | head -1 | sed 's/ *$//')"
+else
+  bad "without image.registry helm fails, but not with the chart's message: $(head -2 "$WORK/noreg.err" | tr '\n' ' ')"
+fi
+
+section "overlays given with --set are accepted"
+# SET|KIND|what the render must then hold (a grep -E on that kind's documents).
+GOOD_SETS=(
+  "commonLabels.team=x|ConfigMap|^    team: x$"
+  "commonAnnotations.example\\.com/owner=platform|ServiceAccount|^    example.com/owner: platform$"
+  "networkPolicy.enabled=true|NetworkPolicy|^  policyTypes: \\[Ingress, Egress\\]$"
+  "podAnnotations.example\\.com/backup=daily|Deployment|^        example.com/backup: daily$"
+  "podLabels.tier=backend|Deployment|^        tier: backend$"
+  "extraEnv[0].name=HTTPS_PROXY,extraEnv[0].value=http://proxy:3128|Deployment|^              value: http://proxy:3128$"
+  "extraVolumes[0].name=ca,extraVolumes[0].configMap.name=ca-bundle,extraVolumeMounts[0].name=ca,extraVolumeMounts[0].mountPath=/etc/ssl/certs/ca-certificates.crt,extraVolumeMounts[0].subPath=ca.crt|Deployment|^              subPath: ca.crt$"
+  "extraContainers[0].name=proxy,extraContainers[0].image=envoyproxy/envoy:v1.31.0|Deployment|^ +(- )?image: envoyproxy/envoy:v1.31.0$"
+  "imagePullSecrets[0].name=regcred|Deployment|^        - name: regcred$"
+  "image.registry=registry.example.com:5000/team,image.digest=sha256:$(printf '%064d' 0)|Deployment|image: \"registry.example.com:5000/team/onboard@sha256:0{64}\"$"
+)
+for entry in "${GOOD_SETS[@]}"; do
+  IFS='|' read -r set kind want <<<"$entry"
+  if ! "$HELM" template onb "$CHART" --namespace "$NS" -f "$REGISTRY_VALUES" --set "$set" \
+      >"$WORK/good.yaml" 2>"$WORK/good.err"; then
+    bad "refused --set $set: $(head -2 "$WORK/good.err" | tr '\n' ' ')"
+  elif awk -v k="kind: $kind" '/^---/ {doc = 0} $0 == k {doc = 1} doc' "$WORK/good.yaml" | grep -E -- "$want" >/dev/null; then
+    ok "--set $set (in the $kind)"
+  else
+    bad "--set $set accepted, but no $kind holds /$want/"
+  fi
+done
+if "$HELM" template onb "$CHART" -f "$REGISTRY_VALUES" --set networkPolicy.enabled=false >"$WORK/nonp.yaml" 2>&1 &&
+    ! grep -q '^kind: NetworkPolicy' "$WORK/nonp.yaml"; then
+  ok "--set networkPolicy.enabled=false renders no NetworkPolicy"
+else
+  bad "--set networkPolicy.enabled=false"
+fi
 # What a render should hold, from the values: the topic prefix, the enabled workers,
-# and the lifecycle process's replicas (0: off), jobs on and alerts ("-": none).
+# the lifecycle process's replicas (0: off), jobs on and alerts ("-": none), the
+# NetworkPolicy, and the lag exporter (on/off, replicas, interval, cluster name, the
+# alerts reading it). Tab-separated.
 facts() { # VALUES_FILE_OR_EMPTY
   "$PY" - "$CHART/values.yaml" ${1:+"$1"} <<'EOF'
 import re, sys, yaml
@@ -217,10 +288,55 @@ if rule["enabled"] and jobs and rule["lifecycleLeader"]["enabled"]:
     alerts.append("OnboardLifecycleNoLeader")
 if rule["enabled"] and "watcher" in jobs and rule["watcherFailing"]["enabled"]:
     alerts.append("OnboardWatcherFailing")
-print(v["topics"]["prefix"], ",".join(k for k in ("bucket", "cur", "iam", "connect", "verify") if v["workers"][k]["enabled"]),
-      lc["replicas"] if lc["enabled"] else 0, ",".join(jobs) or "-", ",".join(alerts) or "-")
+lx = v["lagExporter"]
+lx_alerts = []
+if rule["enabled"] and lx["enabled"]:
+    for key, names in (("lagGrowing", ["OnboardConsumerLagGrowing"]), ("lagAge", ["OnboardConsumerLagOld"]),
+                       ("consumerFrozen", ["OnboardConsumerFrozen"]),
+                       ("groupWithoutMembers", ["OnboardConsumerGroupWithoutMembers"]),
+                       ("lagExporterHealth", ["OnboardLagExporterDown", "OnboardLagExporterPollsFailing",
+                                              "OnboardLagExporterStale"])):
+        if rule[key]["enabled"]:
+            lx_alerts += names
+def scalar(x):
+    return str(int(x)) if isinstance(x, (int, float)) and x == int(x) else str(x)
+print("\t".join(map(str, [
+      v["topics"]["prefix"], ",".join(k for k in ("bucket", "cur", "iam", "connect", "verify") if v["workers"][k]["enabled"]),
+      lc["replicas"] if lc["enabled"] else 0, ",".join(jobs) or "-", ",".join(alerts) or "-",
+      "on" if v["networkPolicy"]["enabled"] else "off",
+      "on" if lx["enabled"] else "off", lx["replicas"], scalar(lx["interval"]), lx["clusterName"],
+      ",".join(lx_alerts) or "-"])))
 EOF
 }
+# chart_args VALUES_FILE: the check_manifests.py chart arguments of that values file, in
+# the array `extra`.
+chart_args() {
+  local prefix workers lc_replicas lc_jobs lc_alerts netpol lx lx_replicas lx_interval lx_cluster lx_alerts
+  IFS=$'\t' read -r prefix workers lc_replicas lc_jobs lc_alerts netpol lx lx_replicas lx_interval lx_cluster \
+    lx_alerts <<<"$(facts "$1")"
+  extra=(--prefix "$prefix" --workers "$workers"
+    --lifecycle-replicas "$lc_replicas" --lifecycle-jobs "${lc_jobs#-}" --lifecycle-alerts "${lc_alerts#-}"
+    --lag-exporter "$lx" --lag-exporter-replicas "$lx_replicas" --lag-interval "$lx_interval"
+    --lag-cluster-name "$lx_cluster" --lag-alerts "${lx_alerts#-}"
+    --app-version "$APP_VERSION" --network-policy "$netpol")
+}
+
+# The lag exporter runs by default (check_manifests.py checks it in every render below);
+# turned off, nothing of it is rendered and no alert reads it (its metrics Service and
+# the PrometheusRule on, to show it). The same values as a file, for facts.
+NOLX_SET=lagExporter.enabled=false,metrics.service.enabled=true,metrics.prometheusRule.enabled=true
+printf 'lagExporter:\n  enabled: false\nmetrics:\n  service:\n    enabled: true\n  prometheusRule:\n    enabled: true\n' \
+  >"$WORK/nolx-values.yaml"
+chart_args "$WORK/nolx-values.yaml"
+if ! "$HELM" template onb "$CHART" --namespace "$NS" -f "$REGISTRY_VALUES" --set "$NOLX_SET" \
+    >"$WORK/nolx.yaml" 2>"$WORK/nolx.err"; then
+  bad "refused --set $NOLX_SET: $(head -2 "$WORK/nolx.err" | tr '\n' ' ')"
+elif run "$WORK/nolx.log" "$PY" deploy/check_manifests.py chart "$WORK/nolx.yaml" --builtin "$WORK/nolx.builtin.yaml" \
+    --rules "$WORK/nolx.rules.yml" "${extra[@]}" && ! grep -q 'component: lag-exporter' "$WORK/nolx.yaml"; then
+  ok "--set $NOLX_SET: $(grep '^lag exporter:' "$WORK/nolx.log" | sed 's/^lag exporter: //'), no alert reading it"
+else
+  bad "--set $NOLX_SET still renders the lag exporter or the alerts reading it"
+fi
 
 section "values.schema.json refuses bad values"
 cat >"$WORK/bad-unknown.yaml" <<'EOF'
@@ -248,6 +364,23 @@ BAD_SETS=(
   "set:metrics.prometheusRule.lagGrowing.window=ten|a window that is not a duration"
   "set:lifecycle.watcher.interval=5m|the organization watcher without lifecycle.region"
   "set:lifecycle.verify.interval=1d|an interval the lifecycle process cannot read"
+  "set:commonLabel.team=x|a misspelt commonLabels"
+  "set:networkPolicy.enable=true|a misspelt networkPolicy setting"
+  "set:networkPolicy.metricsFrom[0].pods.app=x|a NetworkPolicy peer that is not one"
+  "set:commonLabels.app\\.kubernetes\\.io/name=x|a commonLabel replacing the chart's own"
+  "set:podLabels.team=not a label value|a pod label value Kubernetes refuses"
+  "set:extraVolumeMounts[0].name=ca|a volume mount without its mountPath"
+  "set:extraVolumes[0].name=tmp,extraVolumes[0].emptyDir.medium=Memory|an extra volume named as the chart's own"
+  "set:extraContainers[0].name=bucket,extraContainers[0].image=x|an extra container named as a worker's"
+  "set:extraEnv[0].value=x|an extra env var without a name"
+  "set:image.registry=https://registry.example.com|an image registry with a scheme"
+  "set:imagePullSecrets[0]=regcred|a pull secret that is not {name: ...}"
+  "set:lagExporter.intervall=5s|a misspelt lagExporter setting"
+  "set:lagExporter.interval=0|a lag exporter interval under 1s"
+  "set:lagExporter.interval=2h|a lag exporter interval over 1h"
+  "set:lagExporter.replicas=2|two lag exporters (every series reported twice)"
+  "set:settings.lag\\.interval=5s|lag.interval as a plain setting (lagExporter.interval)"
+  "set:extraContainers[0].name=lag-exporter,extraContainers[0].image=x|an extra container named as the lag exporter's"
 )
 for entry in "${BAD_SETS[@]}"; do
   spec=${entry%%|*}
@@ -267,11 +400,12 @@ done
 
 section "Kubernetes schemas (built-in kinds, strict)"
 for name in "${RENDERS[@]}"; do
-  read -r prefix workers lc_replicas lc_jobs lc_alerts <<<"$(facts "${VALUES_OF[$name]}")"
-  extra=(--prefix "$prefix" --workers "$workers" --rules "$WORK/$name.rules.yml"
-    --lifecycle-replicas "$lc_replicas" --lifecycle-jobs "${lc_jobs#-}" --lifecycle-alerts "${lc_alerts#-}")
+  chart_args "${VALUES_OF[$name]}"
+  extra+=(--rules "$WORK/$name.rules.yml")
   # ci/all-values.yaml turns everything on: the checks then ask for all of it.
   [ "$name" = all ] && extra+=(--all)
+  # ci/overlays-values.yaml: each overlay must be found where it belongs.
+  [ "$name" = overlays ] && extra+=(--overlays "${VALUES_OF[$name]}")
   # Also writes the built-in kinds apart (and the rules); its verdict is shown below.
   "$PY" deploy/check_manifests.py chart "$WORK/$name.yaml" --builtin "$WORK/$name.builtin.yaml" \
     "${extra[@]}" >"$WORK/$name.policy.log" 2>&1 || true
@@ -281,9 +415,7 @@ for name in "${RENDERS[@]}"; do
     builtin=$WORK/$name.builtin.yaml
     if [ "${kv%.*}" != "1.$HELM_K8S_MINOR" ]; then
       builtin=$WORK/$name.builtin-$kv.yaml
-      vargs=()
-      [ -z "${VALUES_OF[$name]}" ] || vargs=(-f "${VALUES_OF[$name]}")
-      "$HELM" template onb "$CHART" --namespace "$NS" --kube-version "$kv" "${vargs[@]}" \
+      "$HELM" template onb "$CHART" --namespace "$NS" --kube-version "$kv" -f "${VALUES_OF[$name]}" \
         >"$WORK/$name-$kv.yaml" 2>/dev/null || true
       "$PY" deploy/check_manifests.py chart "$WORK/$name-$kv.yaml" --builtin "$builtin" \
         "${extra[@]}" >/dev/null 2>&1 || true
@@ -325,7 +457,8 @@ for name in "${RENDERS[@]}"; do
     sed 's/^/        /' "$WORK/$name.policy.log"
   else
     ok "$name: $(grep '^rendered' "$WORK/$name.policy.log")"
-    grep -E '^(secrets referenced|rules):' "$WORK/$name.policy.log" | sed 's/^/          /' || true
+    grep -E '^(secrets referenced|rules|labels|network policy|overlays|lag exporter):' "$WORK/$name.policy.log" |
+      sed 's/^/          /' || true
   fi
 done
 
@@ -339,6 +472,7 @@ for name in "${RENDERS[@]}"; do
     bad "$name: promtool check rules (the PrometheusRule's rules)"
   fi
 done
+if run "$WORK/check-alerts.log" "$PY" deploy/check_alerts.py "$WORK"/*.rules.yml; then ok "$(tail -1 "$WORK/check-alerts.log")"; else bad "deploy/check_alerts.py (every alert's for, severity, summary, description and runbook_url section in docs/RUNBOOK.md)"; fi
 if [ -s "$WORK/all.rules.yml" ]; then
   mkdir -p "$WORK/alerts"
   "$PY" - "$WORK/all.rules.yml" "$WORK/alerts/rules.yml" <<'EOF'
@@ -362,6 +496,42 @@ if run "$WORK/promconf.log" promtool check config deploy/prometheus.yml; then
   ok "check config deploy/prometheus.yml"
 else
   bad "promtool check config deploy/prometheus.yml"
+fi
+
+# ---------------------------------------------------------------- dashboard
+section "the Grafana dashboard"
+DASH=$CHART/dashboards/onboard.json
+if cmp -s "$DASH" deploy/grafana/onboard-dashboard.json; then
+  ok "the chart's dashboard and the compose stack's are the same bytes"
+else
+  bad "helm/onboard/dashboards/onboard.json and deploy/grafana/onboard-dashboard.json differ"
+fi
+# The chart's ConfigMap carries it, labelled for Grafana's dashboard sidecar.
+if [ -s "$WORK/default.yaml" ] && "$PY" - "$WORK/default.yaml" "$DASH" >"$WORK/dash-cm.log" 2>&1 <<'EOF'
+import json, sys, yaml
+want = json.load(open(sys.argv[2]))
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+        got = [json.loads(v) for v in d["data"].values()]
+        sys.exit(0 if got == [want] else "the ConfigMap's dashboard is not the file")
+sys.exit("no ConfigMap labelled grafana_dashboard=1")
+EOF
+then
+  ok "the defaults render it in a ConfigMap labelled grafana_dashboard=\"1\""
+else
+  bad "the dashboard's ConfigMap: $(tail -1 "$WORK/dash-cm.log")"
+fi
+# Decoded strictly into Grafana's published types (grafana-foundation-sdk).
+if command -v go >/dev/null 2>&1; then
+  if (cd deploy/grafana/validate && GOFLAGS=${GOFLAGS:--mod=mod} run "$WORK/dash-validate.log" go run . "$ROOT/$DASH"); then
+    ok "$(tail -1 "$WORK/dash-validate.log" | sed "s|$ROOT/||")"
+  else
+    bad "the dashboard does not decode into Grafana's types (deploy/grafana/validate)"
+  fi
+elif [ "${OB_TEST_REQUIRE_SERVICES:-0}" = 1 ]; then
+  bad "go is not installed: the dashboard cannot be checked against Grafana's types"
+else
+  note "the dashboard against Grafana's types: go is not installed"
 fi
 
 # ---------------------------------------------------------------- compose
@@ -430,8 +600,9 @@ if FAKE_DIR=$WORK/fake KAFKA_BIN=$WORK/fakebin OB_KAFKA_BOOTSTRAP_SERVERS=b1:909
   fi
   ncreate=$(grep -c -- '--create' "$WORK/fake/calls" || true)
   if [ "$ncreate" = 8 ] && grep -q -- '--topic x.requests --partitions 7' "$WORK/fake/calls" &&
-      grep -q -- '--topic x.dlq --partitions 3 .*retention.ms=' "$WORK/fake/calls"; then
-    ok "asks for the eight topics with their partition counts"
+      grep -q -- '--topic x.dlq --partitions 3 .*retention.ms=' "$WORK/fake/calls" &&
+      ! grep -q -- '--replication-factor' "$WORK/fake/calls"; then
+    ok "asks for the eight topics with their partition counts (the brokers' default replication factor)"
   else
     bad "create-topics.sh did not ask for the eight topics as expected"
     sed 's/^/        /' "$WORK/fake/calls"
@@ -540,11 +711,12 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
       run "$WORK/ctx-build.log" cmake --build "$WORK/ctx/build" -j"$(nproc)"; then
     missing_bins=()
     for b in workers/onboard-bucket workers/onboard-cur workers/onboard-iam workers/onboard-connect \
-        workers/onboard-verify workers/onboard-lifecycle tools/onboardctl sim/awssim; do
+        workers/onboard-verify workers/onboard-lifecycle workers/onboard-lag-exporter \
+        tools/onboardctl sim/awssim; do
       [ -x "$WORK/ctx/build/$b" ] || missing_bins+=("$b")
     done
     if [ ${#missing_bins[@]} -eq 0 ]; then
-      ok "the build context builds ($cmake_flags): all eight binaries"
+      ok "the build context builds ($cmake_flags): all nine binaries"
       # Every library a binary links directly comes from a package the runtime
       # installs: the package Debian's library naming gives its SONAME (policy
       # 8.1: libfoo.so.N in libfooN, libfoo-N.so in libfoo-N; trixie's 64-bit
@@ -554,7 +726,8 @@ if run "$WORK/dockerfile.log" "$PY" deploy/check_manifests.py dockerfile Dockerf
       runtime_pkgs=$(sed -n '/^FROM .*-slim/,$p' Dockerfile | tr -s ' \\' '\n' | grep -E '^lib|^zlib1g$|^ca-certificates$' | sort -u | tr '\n' ' ')
       libs_bad=()
       for b in workers/onboard-bucket workers/onboard-cur workers/onboard-iam workers/onboard-connect \
-          workers/onboard-verify workers/onboard-lifecycle tools/onboardctl sim/awssim; do
+          workers/onboard-verify workers/onboard-lifecycle workers/onboard-lag-exporter \
+        tools/onboardctl sim/awssim; do
         for so in $(readelf -d "$WORK/ctx/build/$b" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
           case $so in
             libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*) continue ;;

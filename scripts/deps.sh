@@ -15,6 +15,10 @@ PKGS=(
   valgrind clang libclang-rt-14-dev llvm clang-format
   awscli python3-boto3 wrk npm gnuplot-nox
   docker-compose prometheus golang-go
+  # scripts/build-image.sh and check-image.sh: the image built from the
+  # Dockerfile on a debootstrapped base and run (runc: crun refuses some
+  # sandboxes' hybrid cgroup hierarchy)
+  buildah podman runc debootstrap
 )
 
 missing=()

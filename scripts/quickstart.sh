@@ -3,36 +3,58 @@
 # machine (librdkafka's mock Kafka cluster, a local redis-server, the AWS
 # simulator with AWS-like latencies), start the four workers, enqueue a
 # sample batch of accounts (new ones, existing ones and a few invalid
-# requests), show progress, and end with a summary. Ctrl-C stops everything
-# it started.
+# requests), show progress, and end with a summary. Then the stack stays up
+# and it prints what to run from another shell to look at it (an `export` line
+# with the connection settings, then onboardctl status, lag, dlq list and
+# replay --dry-run, kcat on the events, the simulator's state), until Ctrl-C
+# stops everything it started.
 #
-#   scripts/quickstart.sh [ACCOUNTS]      # default 300
+#   scripts/quickstart.sh [--exit] [ACCOUNTS]     # default 300
+#
+# --exit (or OB_QUICKSTART_EXIT=1): stop everything right after the summary
+# instead of waiting for Ctrl-C; for scripts and CI, which must not hang.
 #
 # Environment: OB_QUICKSTART_PROFILE (aws-typical), OB_QUICKSTART_SCALE (1.0:
-# stacks take 25-40 s as on AWS; 0.1 makes them ten times faster).
+# stacks take 25-40 s as on AWS; 0.1 makes them ten times faster),
+# OB_QUICKSTART_DIR (build/quickstart: logs and state), OB_QUICKSTART_BUILD
+# (build/release: the build directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-N=${1:-300}
+usage() { echo "usage: scripts/quickstart.sh [--exit] [ACCOUNTS]" >&2; exit 2; }
+N=300
+case ${OB_QUICKSTART_EXIT:-0} in 0 | "" | false | no) EXIT_AT_END=0 ;; *) EXIT_AT_END=1 ;; esac
+for a in "$@"; do
+  case $a in
+    --exit) EXIT_AT_END=1 ;;
+    -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    "" | *[!0-9]*) echo "quickstart: unknown argument '$a'" >&2; usage ;;
+    *) N=$a ;;
+  esac
+done
 PROFILE=${OB_QUICKSTART_PROFILE:-aws-typical}
 SCALE=${OB_QUICKSTART_SCALE:-1.0}
 RUN=${OB_QUICKSTART_DIR:-$ROOT/build/quickstart}
+BUILD=${OB_QUICKSTART_BUILD:-build/release}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 say "installing what is missing (Debian packages)"
 scripts/deps.sh >/dev/null
 say "building"
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release -j"$(nproc)" >/dev/null
-BIN=$ROOT/build/release
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" >/dev/null
+BIN=$BUILD
 
 rm -rf "$RUN"
 mkdir -p "$RUN/logs"
 PIDS=()
 WPIDS=()
+SLEEPER=""
 cleanup() {
   trap - EXIT INT TERM
   say "stopping"
+  if [ -n "$SLEEPER" ]; then kill "$SLEEPER" 2>/dev/null || true; fi
   # Workers first (they commit and leave their groups while Kafka is still
   # up), then everything else.
   for w in "${WPIDS[@]}"; do kill "$w" 2>/dev/null || true; done
@@ -46,7 +68,10 @@ cleanup() {
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   scripts/services.sh stop "$RUN" >/dev/null 2>&1 || true
 }
-trap cleanup EXIT INT TERM
+# Ctrl-C or a TERM stops everything, then the script, with the signal's status.
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 say "starting the embedded stack"
 "$BIN/tools/ob-mockkafka" --partitions 8 --bootstrap-file "$RUN/bootstrap" >"$RUN/logs/kafka.log" 2>&1 &
@@ -134,12 +159,55 @@ for w in bucket cur iam connect; do
   printf '  %s %s' "$w" "$(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/${WPID[$w]}/status" 2>/dev/null)"
 done
 echo
+if [ "$EXIT_AT_END" = 1 ]; then
+  echo
+  echo "(--exit: everything stops now; without it the stack stays up after the summary,"
+  echo " with the commands to look at it, until Ctrl-C.)"
+  exit 0
+fi
+
+# onboardctl reads the same settings as the workers; one line to paste into another
+# shell (also in $RUN/env), with onboardctl on the PATH.
+CONNECT=(OB_KAFKA_BOOTSTRAP_SERVERS OB_REDIS_PORT AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID
+  AWS_SECRET_ACCESS_KEY AWS_REGION AWS_EC2_METADATA_DISABLED AWS_CONFIG_FILE
+  AWS_SHARED_CREDENTIALS_FILE)
+EXPORT="export"
+for v in "${CONNECT[@]}"; do EXPORT+=" $v=$(printf '%q' "${!v}")"; done
+EXPORT+=" PATH=$(printf '%q' "$BIN/tools"):\"\$PATH\""
+echo "$EXPORT" >"$RUN/env"
+ACCT=$(printf '%012d' 200000000001)
 cat <<TXT
 
-Where to look next:
-  logs:            $RUN/logs/{bucket,cur,iam,connect,awssim}.log (JSON lines)
-  one account:     $BIN/tools/onboardctl status $(printf '%012d' 200000000001)
-  the events:      kcat -C -b $OB_KAFKA_BOOTSTRAP_SERVERS -t onboard.connected -e
-  AWS state:       curl -s $AWS_ENDPOINT_URL/_sim/state | python3 -m json.tool | less
-(Everything stops when this script exits.)
+Where to look next: the stack stays up until Ctrl-C. In another shell, first
+
+  $EXPORT
+
+(or: . $RUN/env), then:
+
+  onboardctl status $ACCT           one account: stage, status, resources, history
+  onboardctl summary                       all accounts by stage and status
+  onboardctl lag                           each consumer group's committed offset, end and lag per partition
+  onboardctl dlq list                      the 3 dead letters made on purpose: not JSON, an Azure account,
+                                           a role that does not exist
+  onboardctl replay --dry-run              what a replay would do with them (the first two are refused,
+                                           with the reason; the third would go back to the bucket stage)
+  kcat -C -b $OB_KAFKA_BOOTSTRAP_SERVERS -t onboard.connected -e -q
+                                           the connected events, one JSON line each
+  curl -s $AWS_ENDPOINT_URL/_sim/state | python3 -m json.tool | less
+                                           the simulator's AWS state: accounts, buckets, reports, stacks
+  logs                                     $RUN/logs/{bucket,cur,iam,connect,awssim,kafka}.log
 TXT
+say "up; Ctrl-C stops it all"
+declare -A GONE=()
+while :; do
+  sleep 5 &
+  SLEEPER=$!
+  wait "$SLEEPER" || true
+  SLEEPER=""
+  for w in "${!WPID[@]}"; do
+    if [ -z "${GONE[$w]:-}" ] && ! kill -0 "${WPID[$w]}" 2>/dev/null; then
+      GONE[$w]=1
+      echo "quickstart: the $w worker has stopped; see $RUN/logs/$w.log" >&2
+    fi
+  done
+done

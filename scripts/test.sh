@@ -81,6 +81,23 @@ step "benchmark (quick: 1,000 accounts)"
 python3 bench/fleet_bench.py --accounts 1000 --build build/ci --json build/ci/bench.json \
   --max-cpu-ms 25 --min-rate 10
 
+# The Grafana dashboard: decoded strictly into Grafana's published types, and
+# every panel's query run against a real Prometheus that scraped the four
+# workers and onboard-lag-exporter through a benchmark run (each must return
+# series).
+step "dashboard (bench/dashboard_check.py)"
+python3 bench/dashboard_check.py --build build/ci --accounts 1000 --no-png
+
+# The image, built from the Dockerfile and run (scripts/check-image.sh): buildah
+# on Debian base images made with debootstrap (cached in ~/.cache/onboard/image),
+# its configuration and filesystem checked, the simulator and the workers run
+# from it against the broker and Redis above, one account onboarded end to end.
+# Once: the sanitizer pass does not repeat it. OB_TEST_SKIP_IMAGE=1 skips it.
+if [ "${OB_TEST_SKIP_IMAGE:-0}" != 1 ]; then
+  step "image (scripts/check-image.sh: built with buildah, run, one account onboarded)"
+  scripts/check-image.sh
+fi
+
 if [ "${OB_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
   step "build (ASan + UBSan)"
   cmake -S . -B build/asan -DOB_WERROR=ON -DOB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

@@ -575,7 +575,9 @@ static int lx_start(lx_t *x, char *err, size_t n)
     x->signals = ob_signal_new(x->loop, sigs, 2, on_signal, x, err, n);
     if (!x->signals)
         return -1;
-    x->admin = ob_kadmin_new(x->loop, &cfg->kafka, on_result, x, err, n);
+    char group[300];
+    snprintf(group, sizeof(group), "%slag-exporter", cfg->topic_prefix);
+    x->admin = ob_kadmin_new(x->loop, &cfg->kafka, group, on_result, x, err, n);
     if (!x->admin)
         return -1;
     if (cfg->metrics_port > 0) {

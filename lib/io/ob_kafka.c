@@ -1324,7 +1324,7 @@ static void admin_more(ob_timer_t *t, void *arg)
     admin_drain(arg);
 }
 
-ob_kadmin_t *ob_kadmin_new(ob_loop_t *loop, const ob_cfg_kv_t *kafka,
+ob_kadmin_t *ob_kadmin_new(ob_loop_t *loop, const ob_cfg_kv_t *kafka, const char *group_id,
                            ob_kadmin_result_cb *on_result, void *arg, char *errstr,
                            size_t errstr_size)
 {
@@ -1333,12 +1333,14 @@ ob_kadmin_t *ob_kadmin_new(ob_loop_t *loop, const ob_cfg_kv_t *kafka,
     a->arg = arg;
     a->wake.fds[0] = a->wake.fds[1] = -1;
     char err[512];
-    rd_kafka_conf_t *conf = ob_kafka_conf_new(kafka, NULL, errstr, errstr_size);
+    /* A consumer that never subscribes: see ob_kafka.h. */
+    const char *defaults[] = {"group.id", group_id, "enable.auto.commit", "false", NULL};
+    rd_kafka_conf_t *conf = ob_kafka_conf_new(kafka, defaults, errstr, errstr_size);
     if (!conf) {
         free(a);
         return NULL;
     }
-    a->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    a->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!a->rk) {
         ob_errf(errstr, errstr_size, OB_ERR_KAFKA, "cannot create the admin client: %s", err);
         rd_kafka_conf_destroy(conf);

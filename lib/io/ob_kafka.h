@@ -201,10 +201,16 @@ rd_kafka_conf_t *ob_kafka_conf_new(const ob_cfg_kv_t *kafka, const char *const *
  * whose results arrive on the loop: make a request with librdkafka's admin
  * calls on ob_kadmin_handle() and ob_kadmin_queue(); each result event is
  * passed to on_result (borrowed: destroyed after the callback), which tells
- * requests apart by rd_kafka_event_opaque() (AdminOptions_set_opaque). */
+ * requests apart by rd_kafka_event_opaque() (AdminOptions_set_opaque).
+ *
+ * The handle is a consumer of group_id that never subscribes (nothing is
+ * ever committed under it): librdkafka (2.8) answers a ListConsumerGroupOffsets
+ * whose coordinator moved or is still loading by asking the handle's own
+ * consumer group to look for its coordinator again, and a producer handle,
+ * which has none, crashes there (a NULL group). */
 typedef void(ob_kadmin_result_cb)(ob_kadmin_t *a, rd_kafka_event_t *ev, void *arg);
 
-ob_kadmin_t *ob_kadmin_new(ob_loop_t *loop, const ob_cfg_kv_t *kafka,
+ob_kadmin_t *ob_kadmin_new(ob_loop_t *loop, const ob_cfg_kv_t *kafka, const char *group_id,
                            ob_kadmin_result_cb *on_result, void *arg, char *errstr,
                            size_t errstr_size);
 rd_kafka_t *ob_kadmin_handle(ob_kadmin_t *a);

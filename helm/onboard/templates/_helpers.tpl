@@ -21,17 +21,53 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The labels selectors use: they never change for a release (a Deployment's,
+     StatefulSet's, PDB's or Service's selector is immutable or must keep matching),
+     so nothing else goes into them. The NetworkPolicy selects every pod of the
+     release with these; a workload adds app.kubernetes.io/component. */}}
 {{- define "onboard.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "onboard.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{- define "onboard.labels" -}}
-helm.sh/chart: {{ include "onboard.chart" . }}
+{{/* The recommended labels every object and pod carries, besides the selector
+     labels (and app.kubernetes.io/component on a workload's objects and pods). */}}
+{{- define "onboard.recommendedLabels" -}}
 {{ include "onboard.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: onboard
+{{- end -}}
+
+{{/* The labels of an object: the recommended ones and helm.sh/chart, then
+     commonLabels. Call with the root context: {{ include "onboard.labels" . }}. */}}
+{{- define "onboard.labels" -}}
+{{- include "onboard.labelsWith" (dict "root" .) -}}
+{{- end -}}
+
+{{/* The same with more: (dict "root" $ ["component" KIND] ["extra" MAP]). The chart's
+     own labels win over `extra` (an object's own labels, e.g. the ServiceMonitor's),
+     which wins over commonLabels; the schema refuses the chart's keys in those maps. */}}
+{{- define "onboard.labelsWith" -}}
+{{- $own := include "onboard.recommendedLabels" .root | fromYaml -}}
+{{- $_ := set $own "helm.sh/chart" (include "onboard.chart" .root) -}}
+{{- with .component }}
+{{- $_ := set $own "app.kubernetes.io/component" . -}}
+{{- end }}
+{{- toYaml (merge $own (deepCopy (.extra | default dict)) (deepCopy (.root.Values.commonLabels | default dict))) -}}
+{{- end -}}
+
+{{/* The annotations of an object: `extra` (its own, e.g. a Service's) over
+     commonAnnotations; empty when there are none. (dict "root" $ ["extra" MAP]):
+       {{- with include "onboard.annotations" (dict "root" .) }}
+       annotations:
+         {{- . | nindent 4 }}
+       {{- end }} */}}
+{{- define "onboard.annotations" -}}
+{{- $a := merge (dict) (deepCopy (.extra | default dict)) (deepCopy (.root.Values.commonAnnotations | default dict)) -}}
+{{- with $a }}
+{{- toYaml . -}}
+{{- end }}
 {{- end -}}
 
 {{/* Per-worker: call with (dict "root" $ "kind" "bucket"). */}}
@@ -45,8 +81,15 @@ app.kubernetes.io/component: {{ .kind }}
 {{- end -}}
 
 {{- define "onboard.workerLabels" -}}
-{{ include "onboard.labels" .root }}
-app.kubernetes.io/component: {{ .kind }}
+{{- include "onboard.labelsWith" (dict "root" .root "component" .kind "extra" .extra) -}}
+{{- end -}}
+
+{{/* A worker's pod labels: the recommended ones with its component (no helm.sh/chart,
+     so that a chart release alone rolls no pods), then podLabels and commonLabels. */}}
+{{- define "onboard.podLabels" -}}
+{{- $own := include "onboard.recommendedLabels" .root | fromYaml -}}
+{{- $_ := set $own "app.kubernetes.io/component" .kind -}}
+{{- toYaml (merge $own (deepCopy (.root.Values.podLabels | default dict)) (deepCopy (.root.Values.commonLabels | default dict))) -}}
 {{- end -}}
 
 {{/* The topic a worker consumes: bucket takes the requests; the others their own. */}}
@@ -78,8 +121,8 @@ bucket cur iam connect verify
 {{- end -}}
 
 {{/* What runs as a Deployment of its own: the enabled workers, then the lifecycle
-     process when enabled. It consumes no topic, so it is no kind of onboard.kinds
-     (no consumer group, KEDA or lag alert). */}}
+     process and the lag exporter when enabled. Neither consumes a topic, so neither
+     is a kind of onboard.kinds (no consumer group, KEDA or lag alert of its own). */}}
 {{- define "onboard.deployedKinds" -}}
 {{- $out := list -}}
 {{- with include "onboard.enabledKinds" . -}}
@@ -87,6 +130,9 @@ bucket cur iam connect verify
 {{- end -}}
 {{- if .Values.lifecycle.enabled -}}
 {{- $out = append $out "lifecycle" -}}
+{{- end -}}
+{{- if .Values.lagExporter.enabled -}}
+{{- $out = append $out "lag-exporter" -}}
 {{- end -}}
 {{- join " " $out -}}
 {{- end -}}
@@ -107,11 +153,17 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* The image: registry/repository, then @digest or :tag (the appVersion when
+     empty). The registry is required: the fleet's image is built from this
+     repository's Dockerfile and pushed to a registry of yours (the chart's
+     README, "The image"); without one, "onboard" would be looked up on Docker Hub. */}}
 {{- define "onboard.image" -}}
+{{- $registry := required "image.registry is required: the registry you pushed the image built from this repository's Dockerfile to (helm/onboard/README.md, \"The image\"), e.g. --set image.registry=registry.example.com/platform" .Values.image.registry | trimSuffix "/" -}}
+{{- $ref := printf "%s/%s" $registry .Values.image.repository -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $ref .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" $ref (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -148,14 +200,25 @@ plaintext
 {{- end -}}
 
 {{/* The worker's env entries (secrets by reference, extra env): (dict "root" $ "kind" K).
-     Kind "lifecycle": the lifecycle process, with its own settings. */}}
+     Kind "lifecycle": the lifecycle process, with its own settings. Kind "lag-exporter":
+     the lag exporter, with its own settings and the Kafka secrets only (it uses no Redis,
+     no AWS and no instance id). */}}
 {{- define "onboard.workerEnv" -}}
 {{- $root := .root -}}
 {{- $kind := .kind -}}
+{{- $lx := eq $kind "lag-exporter" -}}
 {{- $w := $root.Values.lifecycle -}}
-{{- if ne $kind "lifecycle" -}}
+{{- if $lx -}}
+{{- $w = $root.Values.lagExporter -}}
+{{- else if ne $kind "lifecycle" -}}
 {{- $w = index $root.Values.workers $kind -}}
 {{- end -}}
+{{- if $lx }}
+- name: OB_LAG_INTERVAL
+  value: {{ include "onboard.scalar" $w.interval | quote }}
+- name: OB_LAG_CLUSTER_NAME
+  value: {{ $w.clusterName | quote }}
+{{- end }}
 {{- if eq $kind "lifecycle" }}
 - name: OB_WATCHER_INTERVAL
   value: {{ include "onboard.scalar" $w.watcher.interval | quote }}
@@ -183,12 +246,14 @@ plaintext
       name: {{ $sasl.existingSecret | quote }}
       key: {{ $sasl.passwordKey | quote }}
 {{- end }}
-{{- if and (eq $root.Values.workload "StatefulSet") (ne $kind "lifecycle") }}
+{{- /* A stage worker's pods only: StatefulSet pods, static members of their group. */}}
+{{- if and (eq $root.Values.workload "StatefulSet") (has $kind (splitList " " (include "onboard.kinds" $root))) }}
 - name: OB_INSTANCE_ID
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
 {{- end }}
+{{- if not $lx }}
 {{- with $root.Values.redis.existingSecret }}
 - name: OB_REDIS_PASSWORD
   valueFrom:
@@ -203,6 +268,7 @@ plaintext
     secretKeyRef:
       name: {{ .existingSecret | quote }}
       key: {{ .passwordKey | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and (eq $kind "connect") $root.Values.billing.existingSecret }}
