@@ -38,6 +38,7 @@ ob_err_t ctl_wait(ctl_t *c, const int *done, long timeout_ms, const char *what)
     uint64_t end = ob_loop_update_time(c->loop) + (uint64_t)timeout_ms;
     while (!*done) {
         if (ob_loop_update_time(c->loop) >= end) {
+            ctl_progress_clear();
             fprintf(stderr, "onboardctl: no answer from %s in %ld ms\n", what, timeout_ms);
             return OB_ERR_TIMEOUT;
         }
@@ -54,6 +55,7 @@ ob_err_t ctl_redis(ctl_t *c, ob_redis_t *r, ob_redis_cb *cb, void *arg, const in
     ob_err_t e = ob_redis_commandv(r, cb, arg, fmt, ap);
     va_end(ap);
     if (e != OB_OK) {
+        ctl_progress_clear();
         fprintf(stderr, "onboardctl: Redis: the command could not be sent: %s\n", ob_err2str(e));
         return e;
     }
@@ -95,43 +97,60 @@ int ctl_topic_scan(ctl_t *c, const char *suffix, ctl_msg_fn *each, void *arg, in
     rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(nparts);
-    int64_t *end = ob_calloc((size_t)(nparts ? nparts : 1), sizeof(*end));
-    char *ended = ob_calloc((size_t)(nparts ? nparts : 1), 1);
+    size_t np = (size_t)(nparts ? nparts : 1);
+    int64_t *end = ob_calloc(np, sizeof(*end)), *at = ob_calloc(np, sizeof(*at));
+    char *ended = ob_calloc(np, 1);
     int remaining = 0, rc = 0;
+    size_t total = 0, done = 0; /* offsets, for the progress line */
     for (int p = 0; p < nparts; p++) {
         int64_t lo = 0, hi = 0;
         if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) == 0 && hi > lo) {
             rd_kafka_topic_partition_list_add(assign, topic, p)->offset = lo;
             end[p] = hi;
+            at[p] = lo;
+            total += (size_t)(hi - lo);
             remaining++;
         }
     }
     rd_kafka_assign(rk, assign);
     rd_kafka_topic_partition_list_destroy(assign);
+    if (c->scan_progress) {
+        char label[300];
+        snprintf(label, sizeof(label), "read %s:", topic);
+        ctl_progress_start(label, total);
+    }
     while (remaining > 0) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 10000);
         if (!m) {
+            ctl_progress_clear();
             fprintf(stderr, "onboardctl: timed out reading %s\n", topic);
             rc = EXIT_RUNTIME;
             break;
         }
-        if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition >= 0 &&
-                m->partition < nparts && !ended[m->partition]) {
-                ended[m->partition] = 1;
+        int p = m->partition;
+        if (!m->err)
+            each(c, m, arg);
+        /* The end of a partition: its last message, or EOF past the
+         * transaction markers that end it. */
+        int mine = p >= 0 && p < nparts && !ended[p];
+        int64_t next =
+            m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ? end[mine ? p : 0] : m->offset + 1;
+        if (mine && (!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+            done += next > at[p] ? (size_t)(next - at[p]) : 0;
+            at[p] = next > at[p] ? next : at[p];
+            if (next >= end[p] || m->err) {
+                ended[p] = 1;
                 remaining--;
             }
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        each(c, m, arg);
-        if (m->offset + 1 >= end[m->partition] && !ended[m->partition]) {
-            ended[m->partition] = 1;
-            remaining--;
         }
         rd_kafka_message_destroy(m);
+        if (c->scan_progress)
+            ctl_progress(done);
     }
+    if (c->scan_progress)
+        ctl_progress_stop();
     free(end);
+    free(at);
     free(ended);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);

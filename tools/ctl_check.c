@@ -421,9 +421,7 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
     hist_t h = {json_object(), NULL, 0, 0};
     int force = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            c->json = 1;
-        else if (!strcmp(argv[i], "--account") && i + 1 < argc)
+        if (!strcmp(argv[i], "--account") && i + 1 < argc)
             h.filter = argv[++i];
         else if (rebuild && !strcmp(argv[i], "--force"))
             force = 1;
@@ -436,6 +434,7 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
         }
     }
     static const char *const handoffs[] = {"cur", "iam", "connect"};
+    c->scan_progress = 1;
     int rc = ctl_topic_scan(c, "requests", on_request, &h, 1);
     for (int i = 0; rc == 0 && i < 3; i++)
         rc = ctl_topic_scan(c, handoffs[i], on_handoff, &h, 1);
@@ -448,12 +447,16 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
         json_decref(h.accounts);
         return EXIT_RUNTIME;
     }
-    size_t n_ok = 0, n_differ = 0, n_written = 0, n_kept = 0;
+    size_t n_ok = 0, n_differ = 0, n_written = 0, n_kept = 0, done = 0;
     const char *acct;
     json_t *a;
     got_t g, w;
+    if (c->json)
+        ctl_json_begin(c, "accounts");
+    ctl_progress_start("checked", json_object_size(h.accounts));
     json_object_foreach(h.accounts, acct, a)
     {
+        ctl_progress(done++);
         json_t *want = expected(a);
         if (!want)
             continue;
@@ -469,6 +472,7 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
             break;
         }
         if (g.err != OB_OK) {
+            ctl_progress_clear();
             fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(g.err));
             json_decref(want);
             rc = EXIT_RUNTIME;
@@ -493,6 +497,7 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
         } else {
             memset(&w, 0, sizeof(w));
             if (write_record(c, r, acct, want, force, &w) != OB_OK) {
+                ctl_progress_clear();
                 fprintf(stderr, "onboardctl: Redis: the record of %s could not be sent\n", acct);
                 rc = EXIT_RUNTIME;
                 json_decref(want);
@@ -505,6 +510,7 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
             }
             json_decref(w.rec);
             if (w.err != OB_OK) {
+                ctl_progress_clear();
                 fprintf(stderr, "onboardctl: Redis: %s\n", ob_err2str(w.err));
                 rc = EXIT_RUNTIME;
                 json_decref(want);
@@ -514,34 +520,35 @@ int ctl_check(ctl_t *c, int argc, char **argv, int rebuild)
             action = "written";
         }
         if (action && c->json) {
-            json_t *o = json_pack("{s:s, s:s, s:s, s:O}", "account_id", acct, "action", action,
-                                  "why", why, "record", want);
-            char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-            printf("%s\n", s);
-            free(s);
-            json_decref(o);
+            ctl_json_row(c, json_pack("{s:s, s:s, s:s, s:O}", "account_id", acct, "action", action,
+                                      "why", why, "record", want));
         } else if (action) {
+            ctl_progress_clear();
             printf("%s  %-11s %s\n", acct, action, why);
         }
         json_decref(want);
     }
     ob_redis_free(r);
-    if (rc == 0) {
-        if (c->json) {
-            printf("{\"summary\":{\"messages\":%zu,\"unreadable\":%zu,\"agree\":%zu,\"differ\":%zu,"
-                   "\"written\":%zu,\"kept\":%zu}}\n",
-                   h.read, h.skipped, n_ok, n_differ, n_written, n_kept);
-        } else if (rebuild) {
-            printf("\n%zu records %s, %zu kept (a record of their own: --force replaces them), "
-                   "%zu agree with the topics (%zu messages read)\n",
-                   n_written, c->dry_run ? "would be written" : "written", n_kept, n_ok, h.read);
-        } else {
-            printf("\n%zu accounts agree with the topics, %zu differ (%zu messages read)\n", n_ok,
-                   n_differ, h.read);
-        }
-        if (!rebuild && n_differ)
-            rc = EXIT_DIFFERS;
-    }
+    if (rc == 0)
+        ctl_progress_end(done);
+    else
+        ctl_progress_stop();
+    if (c->json)
+        ctl_json_end(c,
+                     rc ? NULL
+                        : json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I}}", "summary", "messages",
+                                    (json_int_t)h.read, "unreadable", (json_int_t)h.skipped,
+                                    "agree", (json_int_t)n_ok, "differ", (json_int_t)n_differ,
+                                    "written", (json_int_t)n_written, "kept", (json_int_t)n_kept));
+    if (rc == 0 && !c->json && rebuild)
+        printf("\n%zu records %s, %zu kept (a record of their own: --force replaces them), "
+               "%zu agree with the topics (%zu messages read)\n",
+               n_written, c->dry_run ? "would be written" : "written", n_kept, n_ok, h.read);
+    else if (rc == 0 && !c->json)
+        printf("\n%zu accounts agree with the topics, %zu differ (%zu messages read)\n", n_ok,
+               n_differ, h.read);
+    if (rc == 0 && !rebuild && n_differ)
+        rc = EXIT_DIFFERS;
     json_decref(h.accounts);
     return rc;
 }

@@ -181,6 +181,7 @@ static void on_drift(ctl_t *c, const rd_kafka_message_t *m, void *arg)
     }
     json_decref(d);
     v->all_answered = v->answered >= v->sent;
+    ctl_progress(v->answered);
 }
 
 typedef struct failed_s {
@@ -203,6 +204,7 @@ static void on_failed(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
                               reply->element[1]->str, "findings");
         v->answered++;
         v->all_answered = v->answered >= v->sent;
+        ctl_progress(v->answered);
     }
     free(f);
 }
@@ -353,9 +355,7 @@ int ctl_verify(ctl_t *c, int argc, char **argv)
     long long timeout_ms = 300000;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--json"))
-            c->json = 1;
-        else if (!strcmp(a, "--all"))
+        if (!strcmp(a, "--all"))
             all = 1;
         else if (!strcmp(a, "--repair"))
             repair = 1;
@@ -386,15 +386,16 @@ int ctl_verify(ctl_t *c, int argc, char **argv)
     if (rc == 0)
         rc = send_all(&v, repair, skipped);
     if (rc == 0 && wait && v.sent) {
-        if (isatty(2))
-            fprintf(stderr, "waiting for %zu verifications...\n", v.sent);
+        ctl_progress_start("verified", v.sent);
         /* The findings come on the drift topic; a verification that failed
          * (no finding: its reason is in the record) is seen in Redis. */
         ob_redis_t *r = ctl_redis_connect(c);
         if (!r)
             rc = EXIT_RUNTIME;
         for (long long waited = 0; r && !v.all_answered; waited += 3000) {
+            ctl_progress(v.answered);
             if (waited >= timeout_ms) {
+                ctl_progress_end(v.answered);
                 fprintf(stderr, "onboardctl: timed out waiting for the verifications\n");
                 rc = EXIT_RUNTIME;
                 break;
@@ -405,6 +406,7 @@ int ctl_verify(ctl_t *c, int argc, char **argv)
                 break;
             }
         }
+        ctl_progress_end(v.answered); /* (nothing when ended above) */
         ob_redis_free(r);
     }
     ctl_follow_close(f);

@@ -1,31 +1,41 @@
 /*
  * onboardctl: the operator's command line.
  *
- *   onboardctl enqueue [FILE|-] [--format csv|jsonl] [--dry-run]
- *   onboardctl enqueue --from-organization --region R [--mode new|existing]
- *                      [--role-name NAME] [--dry-run]
- *   onboardctl status ACCOUNT [--json]
- *   onboardctl summary [--json]
- *   onboardctl dlq list [filters] [--json]
- *   onboardctl replay [filters] [--limit N] [--dry-run] [--force] [--json]
- *   onboardctl retry ACCOUNT [--no-wait]
- *   onboardctl lag [--stage S] [--threshold N] [--json]
- *   onboardctl check [--account A] [--json]
- *   onboardctl rebuild [--account A] [--force] [--dry-run] [--json]
+ *   onboardctl [-b BROKERS] [-X KEY=VALUE]... [--config FILE] [-o table|json]
+ *              COMMAND [options]
  *
- * Settings (Kafka, Redis, topic prefix) come from the same table as the
- * workers (OB_* variables, OB_CONFIG_FILE); AWS settings follow the SDK
- * conventions. Every row is validated with the workers' own codec before
- * anything is sent, and bad rows are reported with their line numbers.
+ *   enqueue [FILE|-] [--format csv|jsonl] [--dry-run]
+ *   enqueue --from-organization --region R [--mode new|existing]
+ *           [--role-name NAME] [--dry-run]
+ *   offboard ACCOUNT... | --file F [--region R] [--dry-run]
+ *   verify ACCOUNT... | --all [--repair] [--timeout T] [--no-wait]
+ *   status ACCOUNT
+ *   summary
+ *   dlq list [filters]
+ *   replay [filters] [--limit N] [--dry-run] [--force]
+ *   retry ACCOUNT [--no-wait]
+ *   lag [--stage S | --group G [--topic T]] [--threshold N]
+ *   check [--account A]
+ *   rebuild [--account A] [--force] [--dry-run]
+ *   version
+ *
+ * Every command answers -h/--help with its own usage (ctl_help.c). Settings
+ * (Kafka, Redis, topic prefix) come from the same table as the workers': the
+ * defaults, the file (--config, else OB_CONFIG_FILE), the OB_* environment,
+ * then -b and -X (ctl_cli.c); AWS settings follow the SDK conventions. Every
+ * row is validated with the workers' own codec before anything is sent, and
+ * bad rows are reported with their line numbers.
  *
  * Exit codes: 0 success; 1 a runtime failure (Kafka, Redis, AWS); 2 bad
  * usage or configuration; 3 invalid input rows (nothing was enqueued); 4 lag
  * over the --threshold given to lag; 5 records that disagree with the topics
- * (check).
+ * (check); 6 accounts not as the fleet made them (verify); 7 a topic or
+ * consumer group that does not exist (lag).
  */
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,80 +58,6 @@
 
 #include "ctl.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: onboardctl COMMAND [options]\n"
-               "\n"
-               "commands:\n"
-               "  enqueue [FILE|-] [--format csv|jsonl] [--dry-run]\n"
-               "      Validate onboarding requests (CSV with a header row, or JSON lines) and\n"
-               "      publish one request per account to the intake topic.\n"
-               "      CSV columns: account_id, mode, region, role_arn, and optionally\n"
-               "      external_id, bucket, report_name, requester, request_id.\n"
-               "  enqueue --from-organization --region R [--mode new|existing]\n"
-               "          [--role-name NAME] [--dry-run]\n"
-               "      One request per ACTIVE account of the AWS Organization (ListAccounts with\n"
-               "      the management account's credentials); other states are skipped with a\n"
-               "      reason. The role is arn:aws:iam::ACCOUNT:role/NAME\n"
-               "      (default OrganizationAccountAccessRole).\n");
-    fprintf(f, "  offboard ACCOUNT... | --file F|- [--region R] [--role-name NAME]\n"
-               "           [--requester WHO] [--dry-run]\n"
-               "      One offboarding request per account (onboard.request/2, mode offboard):\n"
-               "      the workers delete the fleet's report definitions and stack (and so the\n"
-               "      Billing Engine role), keep the bucket and the reports in it, and emit one\n"
-               "      account disconnected event. R (default AWS_REGION) is where the stack of\n"
-               "      the fleet's name is looked for (stacks the account's record lists are\n"
-               "      deleted wherever they are); the role assumed is\n"
-               "      arn:PARTITION:iam::ACCOUNT:role/NAME (default\n"
-               "      OrganizationAccountAccessRole). An account with nothing of the fleet's,\n"
-               "      or already offboarded, is a no-op with the reason in its record.\n"
-               "  verify ACCOUNT... | --all [--repair] [--timeout T] [--no-wait] [--json]\n"
-               "      Check connected accounts against what the fleet made (the verify\n"
-               "      workers: bucket policy and settings, the report, the stack and\n"
-               "      CloudFormation's drift detection, the Billing Engine role with its\n"
-               "      ExternalId) and print each finding; --repair sends the account back\n"
-               "      through the stages that fix what drifted. Exit code 6 when one drifted.\n"
-               "  status ACCOUNT [--json]   the account's record and its history (requested,\n"
-               "      connected, failed, drift found, repaired, disconnected: times, requests,\n"
-               "      reasons; the last 100 events)\n");
-    fprintf(f, "  dlq list [--account A] [--stage S] [--code C] [--since T] [--until T] [--id ID]\n"
-               "           [--json]\n"
-               "      The dead letters (oldest first) with their reasons, and counts per\n"
-               "      stage and error code. T is an RFC 3339 time (compared with the last\n"
-               "      failure). Original payloads are not printed.\n"
-               "  replay [--account A] [--stage S] [--code C] [--since T] [--until T] [--id ID]\n"
-               "         [--limit N] [--dry-run] [--force] [--json]\n"
-               "      Put dead letters back: each chosen record's original goes to the topic of\n"
-               "      the stage where it failed, with header ob-replay-of and the stage's\n"
-               "      attempts reset. Only the newest record of an account is replayed; one\n"
-               "      already replayed, an account connected since or moved on to another\n"
-               "      request is skipped (--force replays those); invalid input and records\n"
-               "      whose original cannot be read are refused with the reason. Running it\n"
-               "      twice replays nothing twice. --dry-run shows what would be replayed.\n"
-               "  retry ACCOUNT [--no-wait]  start an account's waiting stage retry now\n"
-               "  lag [--stage S] [--threshold N] [--json]\n"
-               "      For each worker group (from the broker, so also with no worker running):\n"
-               "      each partition's committed offset, log end, lag and the age of the oldest\n"
-               "      unprocessed message; totals per group. Exit code 4 when a group's total\n"
-               "      lag is over N messages.\n"
-               "  summary [--json]          how many accounts are at each stage and status\n"
-               "      (connected, disconnected, failed...), and what their last verification\n"
-               "      found (in sync, drifted)\n"
-               "  check [--account A] [--json]\n"
-               "      Each account's record in Redis against the topics (requests, hand-offs,\n"
-               "      connected events, dead letters): every disagreement named; exit code 5\n"
-               "      when there is one.\n"
-               "  rebuild [--account A] [--force] [--dry-run] [--json]\n"
-               "      Write the record the topics tell for every account that has none (after\n"
-               "      Redis lost its data); --force also replaces records that disagree. Run\n"
-               "      it with the fleet stopped or idle.\n"
-               "\n"
-               "Settings come from OB_* variables and OB_CONFIG_FILE (see the README).\n"
-               "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration, 3 invalid rows,\n"
-               "4 lag over the threshold, 5 records that disagree with the topics (check),\n"
-               "6 accounts not as the fleet made them (verify).\n");
-}
-
 /* ---- input rows ---- */
 
 /* The valid requests of an input, spooled: each as its line number, account
@@ -133,11 +69,32 @@ typedef struct rows_s {
     FILE *spool; /* "LINE ACCOUNT JSON\n" per valid row */
     size_t n;
     int bad;
+    json_t *errors; /* the first ROW_ERRORS_MAX bad rows: {line, error} */
 } rows_t;
+
+#define ROW_ERRORS_MAX 1000
+
+/* A bad row: said on stderr with its line number, and kept for -o json. */
+static void row_error(rows_t *r, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void row_error(rows_t *r, int line, const char *fmt, ...)
+{
+    char why[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    ctl_progress_clear();
+    fprintf(stderr, "line %d: %s\n", line, why);
+    if (json_array_size(r->errors) < ROW_ERRORS_MAX)
+        json_array_append_new(r->errors, json_pack("{s:i, s:s}", "line", line, "error", why));
+    r->bad++;
+}
 
 static int rows_open(rows_t *r)
 {
     memset(r, 0, sizeof(*r));
+    r->errors = json_array();
     r->spool = tmpfile();
     if (!r->spool) {
         fprintf(stderr, "onboardctl: cannot create a temporary file: %s\n", strerror(errno));
@@ -151,6 +108,8 @@ static void rows_free(rows_t *r)
     if (r->spool)
         fclose(r->spool);
     r->spool = NULL;
+    json_decref(r->errors);
+    r->errors = NULL;
 }
 
 /* Each spooled row in order: fn(line, account, json, len, arg); 0, or what fn
@@ -218,18 +177,15 @@ static void add_row(rows_t *rows, int line, json_t *obj)
     ob_msg_error_t me;
     memset(&me, 0, sizeof(me));
     if (ob_request_parse_json(obj, &req, &me) != OB_OK) {
-        fprintf(stderr, "line %d: %s (%s)\n", line, me.message, me.code);
-        rows->bad++;
+        row_error(rows, line, "%s (%s)", me.message, me.code);
         return;
     }
     char *json = NULL;
     size_t len = 0;
     if (ob_request_to_json(&req, &json, &len, &me) != OB_OK) {
-        fprintf(stderr, "line %d: %s (%s)\n", line, me.message, me.code);
-        rows->bad++;
+        row_error(rows, line, "%s (%s)", me.message, me.code);
     } else if (fprintf(rows->spool, "%d %s %s\n", line, req.account_id, json) < 0) {
-        fprintf(stderr, "line %d: temporary file: %s\n", line, strerror(errno));
-        rows->bad++;
+        row_error(rows, line, "temporary file: %s", strerror(errno));
     } else {
         rows->n++;
     }
@@ -286,6 +242,7 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
     char *header_buf = NULL;
     while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
+        ctl_progress((size_t)lineno);
         char *s = ob_str_trim(line);
         if (!*s || *s == '#')
             continue;
@@ -293,9 +250,7 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
             json_error_t je;
             json_t *obj = json_loads(s, JSON_REJECT_DUPLICATES, &je);
             if (!json_is_object(obj)) {
-                fprintf(stderr, "line %d: not a JSON object: %s\n", lineno,
-                        obj ? "wrong type" : je.text);
-                rows->bad++;
+                row_error(rows, lineno, "not a JSON object: %s", obj ? "wrong type" : je.text);
             } else {
                 add_row(rows, lineno, obj);
             }
@@ -311,7 +266,7 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
             for (int i = 0; i < nh; i++)
                 has_acct |= !strcmp(header[i], "account_id");
             if (!has_acct) {
-                fprintf(stderr, "line %d: the CSV header must name an account_id column\n", lineno);
+                row_error(rows, lineno, "the CSV header must name an account_id column");
                 free(header_buf);
                 free(line);
                 return -1;
@@ -321,13 +276,12 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
         char *fields[32];
         int nf = csv_split(s, fields, 32);
         if (nf != nh) {
-            fprintf(stderr, "line %d: %d fields, the header has %d\n", lineno, nf, nh);
-            rows->bad++;
+            row_error(rows, lineno, "%d fields, the header has %d", nf, nh);
             continue;
         }
         json_t *obj = json_object();
         json_t *report = NULL, *bucket = NULL;
-        int unknown = 0;
+        const char *unknown = NULL;
         for (int i = 0; i < nf; i++) {
             char *v = ob_str_trim(fields[i]);
             if (!*v)
@@ -341,9 +295,8 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
                        !strcmp(k, "role_arn") || !strcmp(k, "external_id") ||
                        !strcmp(k, "requester") || !strcmp(k, "request_id") || !strcmp(k, "cloud")) {
                 json_object_set_new(obj, k, json_string(v));
-            } else {
-                fprintf(stderr, "line %d: unknown column \"%s\"\n", lineno, k);
-                unknown = 1;
+            } else if (!unknown) {
+                unknown = k;
             }
         }
         if (bucket)
@@ -351,7 +304,7 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
         if (report)
             json_object_set_new(obj, "report", report);
         if (unknown)
-            rows->bad++;
+            row_error(rows, lineno, "unknown column \"%s\"", unknown);
         else
             add_row(rows, lineno, obj);
         json_decref(obj);
@@ -365,36 +318,35 @@ static int read_rows(FILE *f, const char *format, rows_t *rows)
 
 typedef struct pub_s {
     size_t acked, failed, total;
-    int tty;
 } pub_t;
 
 static void on_delivery(ob_kproducer_t *p, ob_err_t err, const char *errmsg,
                         const rd_kafka_message_t *m, void *opaque, void *arg)
 {
     pub_t *pb = arg;
-    if (err == OB_OK)
+    if (err == OB_OK) {
         pb->acked++;
-    else {
+    } else {
         pb->failed++;
+        ctl_progress_clear();
         fprintf(stderr, "delivery failed: %s\n", errmsg ? errmsg : "unknown");
     }
 }
 
-static void progress(const pub_t *pb)
-{
-    if (!pb->tty)
-        return;
-    int width = 40;
-    size_t done = pb->acked + pb->failed;
-    int fill = pb->total ? (int)((double)done / (double)pb->total * width) : width;
-    fprintf(stderr, "\r[%.*s%*s] %zu/%zu", fill, "########################################",
-            width - fill, "", done, pb->total);
-    fflush(stderr);
-}
-
+/* A dry run's request: a line of its own, or a row of the JSON document. */
 static int print_row(int line, const char *account, const char *json, size_t len, void *arg)
 {
-    printf("%s\n", json);
+    ctl_t *c = arg;
+    if (!c->json) {
+        printf("%s\n", json);
+        return 0;
+    }
+    json_t *req = json_loadb(json, len, 0, NULL);
+    if (!req) {
+        fprintf(stderr, "onboardctl: temporary file: line %d is damaged\n", line);
+        return EXIT_RUNTIME;
+    }
+    ctl_json_row(c, req);
     return 0;
 }
 
@@ -421,53 +373,75 @@ static int send_row(int line, const char *acct, const char *json, size_t len, vo
                              h, NULL, err, sizeof(err)) != OB_OK) {
         /* Queue full: let deliveries drain, then try again. */
         if (rd_kafka_outq_len(rk) == 0) {
+            ctl_progress_clear();
             fprintf(stderr, "onboardctl: line %d: %s\n", line, err);
             return EXIT_RUNTIME;
         }
         h = rd_kafka_headers_new(1);
         rd_kafka_header_add(h, OB_MSG_HDR_SCHEMA, -1, schema, -1);
         ob_loop_run_once(sd->c->loop, 50);
+        ctl_progress(sd->pb->acked + sd->pb->failed);
     }
-    if (sd->sent++ % 256 == 0) {
+    if (sd->sent++ % 256 == 0)
         ob_loop_run_once(sd->c->loop, 0);
-        progress(sd->pb);
-    }
+    ctl_progress(sd->pb->acked + sd->pb->failed);
     return 0;
 }
 
-static int publish(ctl_t *c, rows_t *rows)
+/* What enqueue and offboard did, for -o json; after_rows: the end of the
+ * document whose "requests" the dry run wrote (see publish). */
+static void publish_report(ctl_t *c, const char *topic, const rows_t *rows, const pub_t *pb,
+                           int after_rows)
 {
-    char topic[256], err[512];
-    snprintf(topic, sizeof(topic), "%srequests", c->cfg.topic_prefix);
+    json_t *o = json_pack("{s:s, s:b, s:I, s:i, s:I, s:I, s:O}", "topic", topic, "dry_run",
+                          c->dry_run, "valid", (json_int_t)rows->n, "invalid", rows->bad,
+                          "enqueued", (json_int_t)(pb ? pb->acked : 0), "failed",
+                          (json_int_t)(pb ? pb->failed : 0), "errors", rows->errors);
+    if (after_rows)
+        ctl_json_end(c, o);
+    else
+        ctl_json_print(o);
+}
+
+static int publish(ctl_t *c, rows_t *rows, const char *topic)
+{
+    char err[512];
     if (c->dry_run) {
-        int rc = rows_each(rows, print_row, NULL);
-        if (rc == 0)
+        if (c->json)
+            ctl_json_begin(c, "requests");
+        int rc = rows_each(rows, print_row, c);
+        if (c->json)
+            publish_report(c, topic, rows, NULL, 1);
+        else if (rc == 0)
             fprintf(stderr, "dry run: %zu requests would go to %s\n", rows->n, topic);
         return rc;
     }
-    pub_t pb = {0, 0, rows->n, isatty(2)};
+    pub_t pb = {0, 0, rows->n};
     ob_kproducer_opts_t po = {.kafka = &c->cfg.kafka, .on_delivery = on_delivery, .arg = &pb};
     ob_kproducer_t *p = ob_kproducer_new(c->loop, &po, err, sizeof(err));
     if (!p) {
         fprintf(stderr, "onboardctl: %s\n", err);
         return EXIT_RUNTIME;
     }
+    ctl_progress_start("enqueued", rows->n);
     send_t sd = {c, p, topic, &pb, 0};
     if (rows_each(rows, send_row, &sd) != 0) {
+        ctl_progress_stop();
         ob_kproducer_free(p);
         return EXIT_RUNTIME;
     }
     while (pb.acked + pb.failed < pb.total) {
-        if (ob_kproducer_flush(p, 1000) == OB_OK)
+        if (ob_kproducer_flush(p, 200) == OB_OK)
             break;
-        progress(&pb);
+        ctl_progress(pb.acked + pb.failed);
     }
-    progress(&pb);
-    if (pb.tty)
-        fprintf(stderr, "\n");
+    ctl_progress_end(pb.acked + pb.failed);
     ob_kproducer_free(p);
-    fprintf(stderr, "enqueued %zu requests to %s%s\n", pb.acked, topic,
-            pb.failed ? " (some failed)" : "");
+    if (c->json)
+        publish_report(c, topic, rows, &pb, 0);
+    else
+        fprintf(stderr, "enqueued %zu requests to %s%s\n", pb.acked, topic,
+                pb.failed ? " (some failed)" : "");
     return pb.failed ? EXIT_RUNTIME : 0;
 }
 
@@ -475,15 +449,24 @@ static int publish(ctl_t *c, rows_t *rows)
  * valid (and rc still 0), then free them. */
 static int publish_rows(ctl_t *c, rows_t *rows, int rc, const char *what, const char *none)
 {
+    char topic[256];
+    snprintf(topic, sizeof(topic), "%srequests", c->cfg.topic_prefix);
+    ctl_progress_stop(); /* reading */
     if (rc == 0 && rows->bad) {
         fprintf(stderr, "%d invalid %s%s: nothing was enqueued\n", rows->bad, what,
                 rows->bad == 1 ? "" : "s");
         rc = EXIT_INVALID;
     }
-    if (rc == 0 && rows->n == 0)
-        fprintf(stderr, "%s\n", none);
-    else if (rc == 0)
-        rc = publish(c, rows);
+    if (rc == EXIT_INVALID && c->json)
+        publish_report(c, topic, rows, NULL, 0);
+    if (rc == 0 && rows->n == 0) {
+        if (c->json)
+            publish_report(c, topic, rows, NULL, 0);
+        else
+            fprintf(stderr, "%s\n", none);
+    } else if (rc == 0) {
+        rc = publish(c, rows, topic);
+    }
     rows_free(rows);
     return rc;
 }
@@ -601,10 +584,7 @@ static int cmd_enqueue(ctl_t *c, int argc, char **argv)
     int from_org = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--dry-run")) {
+        if (!strcmp(a, "--dry-run")) {
             c->dry_run = 1;
         } else if (!strcmp(a, "--from-organization")) {
             from_org = 1;
@@ -650,8 +630,10 @@ static int cmd_enqueue(ctl_t *c, int argc, char **argv)
         if (strcmp(format, "csv") != 0 && strcmp(format, "jsonl") != 0) {
             fprintf(stderr, "onboardctl: --format must be csv or jsonl\n");
             rc = EXIT_USAGE;
-        } else if (read_rows(f, format, &rows) != 0) {
-            rc = EXIT_INVALID;
+        } else {
+            ctl_progress_start("lines read:", 0);
+            if (read_rows(f, format, &rows) != 0)
+                rc = EXIT_INVALID;
         }
         if (f != stdin)
             fclose(f);
@@ -690,12 +672,7 @@ static int cmd_offboard(ctl_t *c, int argc, char **argv)
     const char **accounts = ob_calloc((size_t)argc + 1, sizeof(*accounts));
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            free(accounts);
-            rows_free(&rows);
-            return 0;
-        } else if (!strcmp(a, "--dry-run")) {
+        if (!strcmp(a, "--dry-run")) {
             c->dry_run = 1;
         } else if (!strcmp(a, "--file") && i + 1 < argc) {
             file = argv[++i];
@@ -814,13 +791,11 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
 {
     const char *acct = NULL;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            c->json = 1;
-        else if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else
-            acct = argv[i];
+        if (argv[i][0] == '-' || acct) {
+            fprintf(stderr, "onboardctl status: unknown argument %s (try --help)\n", argv[i]);
+            return EXIT_USAGE;
+        }
+        acct = argv[i];
     }
     if (!acct || strlen(acct) != 12 || strspn(acct, "0123456789") != 12) {
         fprintf(stderr, "onboardctl status: give a 12-digit account id\n");
@@ -850,7 +825,7 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
     }
     if (!q.out || json_object_size(q.out) == 0) {
         if (c->json)
-            printf("{\"account_id\":\"%s\",\"known\":false}\n", acct);
+            ctl_json_print(json_pack("{s:s, s:b}", "account_id", acct, "known", 0));
         else
             printf("%s: no onboarding state (never seen, or not yet picked up)\n", acct);
         json_decref(q.out);
@@ -860,11 +835,10 @@ static int cmd_status(ctl_t *c, int argc, char **argv)
     json_object_del(q.out, OB_ST_FENCE);
     if (c->json) {
         json_object_set_new(q.out, "account_id", json_string(acct));
+        json_object_set_new(q.out, "known", json_true());
         json_object_set_new(q.out, "history", h.out ? h.out : json_array());
         h.out = NULL;
-        char *s = json_dumps(q.out, JSON_SORT_KEYS | JSON_COMPACT);
-        printf("%s\n", s);
-        free(s);
+        ctl_json_print(json_incref(q.out));
     } else {
         printf("account  %s\n", acct);
         const char *k;
@@ -929,16 +903,9 @@ static void on_hmget(ob_redis_t *r, ob_err_t err, redisReply *reply, void *arg)
 
 static int cmd_summary(ctl_t *c, int argc, char **argv)
 {
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            c->json = 1;
-        else if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "onboardctl summary: unknown argument %s\n", argv[i]);
-            return EXIT_USAGE;
-        }
+    if (argc > 0) {
+        fprintf(stderr, "onboardctl summary: unknown argument %s (try --help)\n", argv[0]);
+        return EXIT_USAGE;
     }
     ob_redis_t *r = ctl_redis_connect(c);
     if (!r)
@@ -985,12 +952,8 @@ static int cmd_summary(ctl_t *c, int argc, char **argv)
         return EXIT_RUNTIME;
     }
     if (c->json) {
-        json_t *out = json_pack("{s:I, s:O, s:O}", "accounts", (json_int_t)total, "by_stage_status",
-                                h.counts, "by_drift_status", h.drift);
-        char *str = json_dumps(out, JSON_SORT_KEYS | JSON_COMPACT);
-        printf("%s\n", str);
-        free(str);
-        json_decref(out);
+        ctl_json_print(json_pack("{s:I, s:O, s:O}", "accounts", (json_int_t)total,
+                                 "by_stage_status", h.counts, "by_drift_status", h.drift));
     } else {
         printf("%-24s %8s\n", "stage/status", "accounts");
         const char *k;
@@ -1099,16 +1062,13 @@ static int list_each(ctl_t *c, ob_dlq_t *d, void *arg)
     json_object_set_new(l->counts, key,
                         json_integer(json_integer_value(json_object_get(l->counts, key)) + 1));
     if (c->json) {
-        json_t *o = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}", "dlq_id",
-                              d->dlq_id, "account_id", d->account_id, "request_id", d->request_id,
-                              "stage", ob_stage_name(d->stage), "class", ob_dlq_class_name(d->cls),
-                              "code", d->code, "message", d->message, "attempts", d->attempts,
-                              "first_failure_at", d->first_failure_at, "last_failure_at",
-                              d->last_failure_at, "replayable", d->replayable);
-        char *str = json_dumps(o, JSON_COMPACT);
-        printf("%s\n", str);
-        free(str);
-        json_decref(o);
+        ctl_json_row(c,
+                     json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}",
+                               "dlq_id", d->dlq_id, "account_id", d->account_id, "request_id",
+                               d->request_id, "stage", ob_stage_name(d->stage), "class",
+                               ob_dlq_class_name(d->cls), "code", d->code, "message", d->message,
+                               "attempts", d->attempts, "first_failure_at", d->first_failure_at,
+                               "last_failure_at", d->last_failure_at, "replayable", d->replayable));
     } else {
         printf("%-14s %-8s %-18s %-24s %s\n", d->account_id ? d->account_id : "-",
                ob_stage_name(d->stage), ob_dlq_class_name(d->cls), d->code, d->message);
@@ -1124,27 +1084,20 @@ static int cmd_dlq(ctl_t *c, int argc, char **argv)
         return EXIT_USAGE;
     }
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            c->json = 1;
-        else if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!dlq_filter_arg(&f, argc, argv, &i)) {
+        if (!dlq_filter_arg(&f, argc, argv, &i)) {
             fprintf(stderr, "onboardctl dlq list: unknown or incomplete option %s\n", argv[i]);
             return EXIT_USAGE;
         }
     }
     list_t l = {&f, json_object(), 0};
     size_t total = 0, unreadable = 0;
+    if (c->json)
+        ctl_json_begin(c, "dead_letters");
     int rc = dlq_scan(c, list_each, &l, &total, &unreadable);
     if (c->json) {
-        json_t *o = json_pack("{s:I, s:I, s:I, s:O}", "records", (json_int_t)total, "matching",
-                              (json_int_t)l.shown, "unreadable", (json_int_t)unreadable,
-                              "by_stage_code", l.counts);
-        char *str = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-        printf("%s\n", str);
-        free(str);
-        json_decref(o);
+        ctl_json_end(c, json_pack("{s:I, s:I, s:I, s:O}", "records", (json_int_t)total, "matching",
+                                  (json_int_t)l.shown, "unreadable", (json_int_t)unreadable,
+                                  "by_stage_code", l.counts));
     } else {
         printf("\n%zu of %zu dead letters match", l.shown, total);
         if (unreadable)
@@ -1353,14 +1306,11 @@ static void on_replay_delivery(ob_kproducer_t *p, ob_err_t err, const char *errm
 static void replay_report(ctl_t *c, const ob_dlq_t *d, const char *action, const char *why)
 {
     if (c->json) {
-        json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s}", "dlq_id", d->dlq_id, "action",
-                              action, "account_id", d->account_id, "stage", ob_stage_name(d->stage),
-                              "code", d->code, "reason", why);
-        char *str = json_dumps(o, JSON_COMPACT);
-        printf("%s\n", str);
-        free(str);
-        json_decref(o);
+        ctl_json_row(c, json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s}", "dlq_id", d->dlq_id, "action",
+                                  action, "account_id", d->account_id, "stage",
+                                  ob_stage_name(d->stage), "code", d->code, "reason", why));
     } else {
+        ctl_progress_clear();
         printf("%-9s %-14s %-8s %-24s %s\n", action, d->account_id ? d->account_id : "-",
                ob_stage_name(d->stage), d->code, why);
     }
@@ -1372,16 +1322,11 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
     int force = 0;
     long limit = -1;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            c->json = 1;
-        else if (!strcmp(argv[i], "--dry-run"))
+        if (!strcmp(argv[i], "--dry-run"))
             c->dry_run = 1;
         else if (!strcmp(argv[i], "--force"))
             force = 1;
-        else if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
             char *end;
             limit = strtol(argv[++i], &end, 10);
             if (*end || limit < 0) {
@@ -1395,6 +1340,9 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
     }
     pick_t p = {.f = &f, .latest = json_object()};
     size_t total = 0, unreadable = 0;
+    if (c->json)
+        ctl_json_begin(c, "results");
+    c->scan_progress = 1;
     int rc = dlq_scan(c, pick_each, &p, &total, &unreadable);
     ob_redis_t *r = rc == 0 ? ctl_redis_connect(c) : NULL;
     ob_kproducer_t *prod = NULL;
@@ -1407,10 +1355,13 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
     }
     if (rc == 0 && (!r || (!c->dry_run && !prod)))
         rc = EXIT_RUNTIME;
-    size_t n_replayed = 0, n_would = 0, n_skipped = 0, n_refused = 0, n_failed = 0;
-    for (size_t i = 0; rc == 0 && i < p.n; i++) {
+    size_t n_replayed = 0, n_would = 0, n_skipped = 0, n_refused = 0, n_failed = 0, i;
+    if (rc == 0)
+        ctl_progress_start(c->dry_run ? "replay (dry run):" : "replay:", p.n);
+    for (i = 0; rc == 0 && i < p.n; i++) {
         ob_dlq_t *d = &p.v[i];
         char why[768];
+        ctl_progress(i);
         if (limit >= 0 && (long)(n_replayed + n_would) >= limit)
             break;
         if (d->cls == OB_DLQ_INVALID_INPUT || d->cls == OB_DLQ_UNSUPPORTED_CLOUD) {
@@ -1456,6 +1407,7 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
                          force ? "1" : "0", c->dry_run ? "1" : "0", now);
         redis_wait(c, &q);
         if (q.err != OB_OK) {
+            ctl_progress_clear();
             fprintf(stderr, "onboardctl: Redis: %s %s\n", ob_err2str(q.err), q.detail);
             free(payload);
             rc = EXIT_RUNTIME;
@@ -1520,26 +1472,27 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
         replay_report(c, d, "replayed", why);
         n_replayed++;
     }
+    if (rc == 0)
+        ctl_progress_end(i);
+    else
+        ctl_progress_stop();
     if (prod) {
         ob_kproducer_flush(prod, 10000);
         ob_kproducer_free(prod);
     }
     ob_redis_free(r);
-    for (size_t i = 0; i < p.n; i++)
+    for (i = 0; i < p.n; i++)
         ob_dlq_clear(&p.v[i]);
     free(p.v);
     json_decref(p.latest);
     if (c->json) {
-        json_t *o =
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "records", (json_int_t)total,
-                      "unreadable", (json_int_t)unreadable, "superseded", (json_int_t)p.superseded,
-                      "replayed", (json_int_t)n_replayed, "would_replay", (json_int_t)n_would,
-                      "skipped", (json_int_t)n_skipped, "refused", (json_int_t)n_refused, "failed",
-                      (json_int_t)n_failed, "dry_run", c->dry_run);
-        char *str = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-        printf("%s\n", str);
-        free(str);
-        json_decref(o);
+        ctl_json_end(c,
+                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "records",
+                               (json_int_t)total, "unreadable", (json_int_t)unreadable,
+                               "superseded", (json_int_t)p.superseded, "replayed",
+                               (json_int_t)n_replayed, "would_replay", (json_int_t)n_would,
+                               "skipped", (json_int_t)n_skipped, "refused", (json_int_t)n_refused,
+                               "failed", (json_int_t)n_failed, "dry_run", c->dry_run));
     } else {
         printf("\n%s%zu replayed, %zu skipped, %zu refused, %zu failed (%zu records, %zu older "
                "records of the same accounts superseded",
@@ -1556,16 +1509,38 @@ static int cmd_replay(ctl_t *c, int argc, char **argv)
 
 /* ---- retry now ---- */
 
+/* What retry did: sent (no wait), the attempt started (seen: the state
+ * then), or the account still waiting after the wait. */
+static void retry_report(ctl_t *c, const char *acct, const char *topic, const char *stage,
+                         int waited, const json_t *seen)
+{
+    const char *st = json_string_value(json_object_get(seen, OB_ST_STATUS));
+    const char *at = json_string_value(json_object_get(seen, OB_ST_STAGE_ATTEMPTS));
+    const char *now_at = json_string_value(json_object_get(seen, OB_ST_STAGE));
+    if (c->json) {
+        ctl_json_print(json_pack("{s:s, s:s, s:b, s:b, s:s?, s:s?, s:s?}", "account_id", acct,
+                                 "topic", topic, "waited", waited, "retrying", seen != NULL,
+                                 "status", st, "stage", seen ? now_at : stage, "stage_attempts",
+                                 at));
+    } else if (seen) {
+        printf("%s: retrying now (status %s, stage %s, attempt %s)\n", acct, st,
+               now_at ? now_at : "?", at ? at : "?");
+    } else if (waited) {
+        printf("%s: retry sent to %s; the account is still waiting (is the %s worker "
+               "running?)\n",
+               acct, topic, stage);
+    } else {
+        printf("%s: retry sent to %s\n", acct, topic);
+    }
+}
+
 static int cmd_retry(ctl_t *c, int argc, char **argv)
 {
     rq_t s; /* as long as r: see ctl_redis */
     const char *acct = NULL;
     long wait_ms = 15000;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--no-wait"))
+        if (!strcmp(argv[i], "--no-wait"))
             wait_ms = 0;
         else if (argv[i][0] != '-' && !acct)
             acct = argv[i];
@@ -1609,8 +1584,9 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
                 acct, status ? status : "unknown", stage ? stage : "none", acct);
         rc = EXIT_RUNTIME;
     }
-    char attempts0[16];
+    char attempts0[16], stage0[32];
     snprintf(attempts0, sizeof(attempts0), "%s", attempts ? attempts : "");
+    snprintf(stage0, sizeof(stage0), "%s", stage ? stage : "");
     char topic[256], err[512];
     snprintf(topic, sizeof(topic), "%s%s", c->cfg.topic_prefix, input ? input : "");
     json_t *msg = json_pack("{s:s, s:s, s:s, s:O?}", "schema", OB_SCHEMA_CONTROL, "action",
@@ -1623,6 +1599,7 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
         rc = EXIT_RUNTIME;
     }
     json_decref(q.out);
+    int sent = 0;
     if (rc == 0) {
         ob_kproducer_opts_t po = {.kafka = &c->cfg.kafka, .on_delivery = on_replay_delivery};
         ob_kproducer_t *prod = ob_kproducer_new(c->loop, &po, err, sizeof(err));
@@ -1646,12 +1623,14 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
             fprintf(stderr, "onboardctl: cannot send the retry to %s: %s\n", topic, err);
             rc = EXIT_RUNTIME;
         }
+        sent = e == OB_OK;
     }
+    json_t *seen = NULL; /* the state once the attempt started */
+    int moved = 0;
     if (rc == 0 && wait_ms > 0) {
         /* The worker that owns the account's partition starts the attempt
          * at once: watch the state move on. */
         uint64_t end = ob_loop_update_time(c->loop) + (uint64_t)wait_ms;
-        int moved = 0;
         while (!moved && ob_loop_update_time(c->loop) < end) {
             memset(&s, 0, sizeof(s));
             if (ctl_redis(c, r, on_hgetall, &s, &s.done, "HGETALL %s", key) != OB_OK) {
@@ -1660,317 +1639,118 @@ static int cmd_retry(ctl_t *c, int argc, char **argv)
             }
             const char *st = json_string_value(json_object_get(s.out, OB_ST_STATUS));
             const char *at = json_string_value(json_object_get(s.out, OB_ST_STAGE_ATTEMPTS));
-            if (st &&
-                (strcmp(st, OB_ST_STATUS_WAITING) != 0 || (at && strcmp(at, attempts0) != 0))) {
-                printf("%s: retrying now (status %s, stage %s, attempt %s)\n", acct, st,
-                       json_string_value(json_object_get(s.out, OB_ST_STAGE)), at ? at : "?");
-                moved = 1;
-            }
+            moved = st && (strcmp(st, OB_ST_STATUS_WAITING) != 0 || (at && strcmp(at, attempts0)));
+            if (moved)
+                seen = json_incref(s.out);
             json_decref(s.out);
             if (!moved)
                 ob_loop_run_once(c->loop, 200);
         }
-        if (!moved) {
-            printf("%s: retry sent to %s; the account is still waiting (is the %s worker "
-                   "running?)\n",
-                   acct, topic, stage);
+        if (!moved)
             rc = EXIT_RUNTIME;
-        }
-    } else if (rc == 0) {
-        printf("%s: retry sent to %s\n", acct, topic);
     }
+    if (sent)
+        retry_report(c, acct, topic, stage0, wait_ms > 0, seen);
+    json_decref(seen);
     free(body);
     ob_redis_free(r);
     return rc;
 }
 
-/* ---- lag ---- */
+/* ---- main ---- */
 
-typedef struct lag_row_s {
-    char group[256], topic[256];
-    int32_t partition;
-    int64_t committed, end, lag;
-    double age_s; /* age of the oldest unprocessed message, -1 unknown */
-} lag_row_t;
+typedef int(cmd_fn)(ctl_t *c, int argc, char **argv);
 
-/* Committed offsets of one group for the partitions in `parts` (set in place). */
-static int group_committed(ctl_t *c, const char *group, rd_kafka_topic_partition_list_t *parts,
-                           char *err, size_t errsz)
+static int cmd_check(ctl_t *c, int argc, char **argv)
 {
-    const char *defaults[] = {"group.id", group, "enable.auto.commit", "false", NULL};
-    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, errsz);
-    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errsz) : NULL;
-    if (!rk)
-        return -1;
-    rd_kafka_resp_err_t e = rd_kafka_committed(rk, parts, 10000);
-    if (e)
-        snprintf(err, errsz, "committed offsets of %s: %s", group, rd_kafka_err2str(e));
-    rd_kafka_destroy(rk);
-    return e ? -1 : 0;
+    return ctl_check(c, argc, argv, 0);
 }
 
-/* The age of the message at each lagging row's committed offset (one read each). */
-static void lag_ages(ctl_t *c, lag_row_t *rows, size_t n)
+static int cmd_rebuild(ctl_t *c, int argc, char **argv)
 {
-    char err[512];
-    static const char *const defaults[] = {"group.id", "onboardctl-lag-reader",
-                                           "enable.auto.commit", "false", NULL};
-    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, defaults, err, sizeof(err));
-    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
-    if (!rk)
-        return;
-    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new((int)n);
-    size_t want = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (rows[i].lag <= 0)
-            continue;
-        rd_kafka_topic_partition_list_add(assign, rows[i].topic, rows[i].partition)->offset =
-            rows[i].end - rows[i].lag;
-        want++;
-    }
-    if (want)
-        rd_kafka_assign(rk, assign);
-    rd_kafka_topic_partition_list_destroy(assign);
-    uint64_t deadline = ob_wall_ms() + 10000;
-    while (want > 0 && ob_wall_ms() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-        if (!m)
-            continue;
-        if (!m->err) {
-            for (size_t i = 0; i < n; i++) {
-                if (rows[i].lag > 0 && rows[i].age_s < 0 && rows[i].partition == m->partition &&
-                    !strcmp(rows[i].topic, rd_kafka_topic_name(m->rkt))) {
-                    int64_t ts = rd_kafka_message_timestamp(m, NULL);
-                    rows[i].age_s = ts > 0 ? (double)((int64_t)ob_wall_ms() - ts) / 1000.0 : 0;
-                    if (rows[i].age_s < 0)
-                        rows[i].age_s = 0;
-                    want--;
-                }
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
+    return ctl_check(c, argc, argv, 1);
 }
 
-static int cmd_lag(ctl_t *c, int argc, char **argv)
+static const struct {
+    const char *name;
+    cmd_fn *fn;
+} COMMANDS[] = {
+    {"enqueue", cmd_enqueue}, {"offboard", cmd_offboard}, {"status", cmd_status},
+    {"summary", cmd_summary}, {"dlq", cmd_dlq},           {"replay", cmd_replay},
+    {"retry", cmd_retry},     {"lag", ctl_lag},           {"verify", ctl_verify},
+    {"check", cmd_check},     {"rebuild", cmd_rebuild},   {"version", ctl_version},
+};
+
+static cmd_fn *command(const char *name)
 {
-    long long threshold = -1;
-    const char *only = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            c->json = 1;
-        else if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--threshold") && i + 1 < argc) {
-            char *end;
-            threshold = strtoll(argv[++i], &end, 10);
-            if (*end || threshold < 0) {
-                fprintf(stderr, "onboardctl lag: --threshold takes a number of messages >= 0\n");
-                return EXIT_USAGE;
-            }
-        } else if (!strcmp(argv[i], "--stage") && i + 1 < argc) {
-            only = argv[++i];
-        } else {
-            fprintf(stderr, "onboardctl lag: unknown or incomplete option %s\n", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    static const char *const stages[][2] = {
-        {"bucket", "requests"}, {"cur", "cur"}, {"iam", "iam"}, {"connect", "connect"}};
-    char err[512];
-    static const char *const mdefaults[] = {"group.id", "onboardctl-lag-reader", NULL};
-    rd_kafka_conf_t *conf = ob_kafka_conf_new(&c->cfg.kafka, mdefaults, err, sizeof(err));
-    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
-    if (!rk) {
-        fprintf(stderr, "onboardctl: %s\n", err);
-        return EXIT_RUNTIME;
-    }
-    lag_row_t *rows = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0, known = 0;
-    for (size_t s = 0; s < 4 && rc == 0; s++) {
-        if (only && strcmp(only, stages[s][0]) != 0)
-            continue;
-        known = 1;
-        char group[256], topic[256];
-        snprintf(group, sizeof(group), "%s%s", c->cfg.topic_prefix, stages[s][0]);
-        snprintf(topic, sizeof(topic), "%s%s", c->cfg.topic_prefix, stages[s][1]);
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-        rd_kafka_topic_destroy(rkt);
-        if (e) {
-            fprintf(stderr, "onboardctl: Kafka: %s\n", rd_kafka_err2str(e));
-            rc = EXIT_RUNTIME;
-            break;
-        }
-        int nparts = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
-        rd_kafka_metadata_destroy(md);
-        if (nparts == 0)
-            continue; /* no such topic yet: nothing to lag behind */
-        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
-        for (int p = 0; p < nparts; p++)
-            rd_kafka_topic_partition_list_add(parts, topic, p);
-        if (group_committed(c, group, parts, err, sizeof(err)) != 0) {
-            fprintf(stderr, "onboardctl: %s\n", err);
-            rd_kafka_topic_partition_list_destroy(parts);
-            rc = EXIT_RUNTIME;
-            break;
-        }
-        for (int p = 0; p < nparts; p++) {
-            int64_t lo = 0, hi = 0;
-            if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) {
-                fprintf(stderr, "onboardctl: cannot read the end of %s [%d]\n", topic, p);
-                rc = EXIT_RUNTIME;
-                break;
-            }
-            if (n == cap) {
-                cap = cap ? cap * 2 : 32;
-                rows = ob_realloc(rows, cap * sizeof(*rows));
-            }
-            lag_row_t *r = &rows[n++];
-            memset(r, 0, sizeof(*r));
-            snprintf(r->group, sizeof(r->group), "%s", group);
-            snprintf(r->topic, sizeof(r->topic), "%s", topic);
-            r->partition = p;
-            r->committed = parts->elems[p].offset; /* < 0: none */
-            r->end = hi;
-            /* With no commit the group starts at the log start (auto.offset.reset earliest). */
-            int64_t from = r->committed >= 0 ? r->committed : lo;
-            r->lag = hi > from ? hi - from : 0;
-            r->age_s = r->lag > 0 ? -1 : 0;
-        }
-        rd_kafka_topic_partition_list_destroy(parts);
-    }
-    rd_kafka_destroy(rk);
-    if (!known) {
-        fprintf(stderr, "onboardctl lag: --stage is one of bucket, cur, iam, connect\n");
-        free(rows);
+    for (size_t i = 0; i < sizeof(COMMANDS) / sizeof(COMMANDS[0]); i++)
+        if (!strcmp(COMMANDS[i].name, name))
+            return COMMANDS[i].fn;
+    return NULL;
+}
+
+/* What needs no settings: the usage, a command's usage, the version. -1
+ * when the command is to run. */
+static int without_settings(ctl_t *c, const ctl_cli_t *cli)
+{
+    const char *name = cli->argc ? cli->argv[0] : NULL;
+    if (cli->version)
+        return ctl_version(c, 0, NULL);
+    if (!name) {
+        ctl_usage(stderr, NULL);
         return EXIT_USAGE;
     }
-    if (rc != 0) {
-        free(rows);
-        return rc;
-    }
-    lag_ages(c, rows, n);
-    int over = 0;
-    json_t *groups = json_object();
-    for (size_t i = 0; i < n; i++) {
-        json_t *g = json_object_get(groups, rows[i].group);
-        if (!g) {
-            g = json_pack("{s:I, s:f}", "lag", (json_int_t)0, "max_lag_seconds", 0.0);
-            json_object_set_new(groups, rows[i].group, g);
+    if (ctl_is_help(name))
+        return ctl_help(NULL);
+    if (!strcmp(name, "help")) {
+        if (cli->argc > 1 && !command(cli->argv[1])) {
+            fprintf(stderr, "onboardctl: unknown command %s (try --help)\n", cli->argv[1]);
+            return EXIT_USAGE;
         }
-        json_int_t total = json_integer_value(json_object_get(g, "lag")) + rows[i].lag;
-        json_object_set_new(g, "lag", json_integer(total));
-        if (rows[i].age_s > json_real_value(json_object_get(g, "max_lag_seconds")))
-            json_object_set_new(g, "max_lag_seconds", json_real(rows[i].age_s));
-        if (threshold >= 0 && total > threshold)
-            over = 1;
+        return ctl_help(cli->argc > 1 ? cli->argv[1] : NULL);
     }
-    if (c->json) {
-        for (size_t i = 0; i < n; i++) {
-            json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I}", "group", rows[i].group, "topic",
-                                  rows[i].topic, "partition", rows[i].partition, "committed",
-                                  (json_int_t)rows[i].committed, "end", (json_int_t)rows[i].end,
-                                  "lag", (json_int_t)rows[i].lag);
-            json_object_set_new(o, "lag_seconds",
-                                rows[i].age_s >= 0 ? json_real(rows[i].age_s) : json_null());
-            char *str = json_dumps(o, JSON_COMPACT);
-            printf("%s\n", str);
-            free(str);
-            json_decref(o);
-        }
-        json_t *o = json_pack("{s:O, s:b}", "groups", groups, "over_threshold", over);
-        char *str = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-        printf("%s\n", str);
-        free(str);
-        json_decref(o);
-    } else {
-        printf("%-28s %-28s %5s %12s %12s %10s %10s\n", "GROUP", "TOPIC", "PART", "COMMITTED",
-               "END", "LAG", "LAG_AGE_S");
-        for (size_t i = 0; i < n; i++) {
-            char committed[32], age[32];
-            if (rows[i].committed >= 0)
-                snprintf(committed, sizeof(committed), "%lld", (long long)rows[i].committed);
-            else
-                snprintf(committed, sizeof(committed), "-");
-            if (rows[i].age_s >= 0)
-                snprintf(age, sizeof(age), "%.1f", rows[i].age_s);
-            else
-                snprintf(age, sizeof(age), "?");
-            printf("%-28s %-28s %5d %12s %12lld %10lld %10s\n", rows[i].group, rows[i].topic,
-                   (int)rows[i].partition, committed, (long long)rows[i].end,
-                   (long long)rows[i].lag, age);
-        }
-        printf("\n");
-        const char *k;
-        json_t *v;
-        json_object_foreach(groups, k, v)
-            printf("%-28s total lag %lld, oldest unprocessed message %.1f s old\n", k,
-                   (long long)json_integer_value(json_object_get(v, "lag")),
-                   json_real_value(json_object_get(v, "max_lag_seconds")));
-        if (threshold >= 0)
-            printf("%s\n", over ? "lag over the threshold" : "lag within the threshold");
+    if (!command(name)) {
+        fprintf(stderr, "onboardctl: unknown command %s (try --help)\n", name);
+        return EXIT_USAGE;
     }
-    json_decref(groups);
-    free(rows);
-    return over ? EXIT_LAGGING : 0;
+    for (int i = 1; i < cli->argc; i++)
+        if (ctl_is_help(cli->argv[i]))
+            return ctl_help(name);
+    if (!strcmp(name, "version"))
+        return ctl_version(c, cli->argc - 1, cli->argv + 1);
+    return -1;
 }
 
 int main(int argc, char **argv)
 {
     json_set_alloc_funcs(ob_malloc, free); /* the out-of-memory policy: ob_alloc.h */
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-        !strcmp(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : 0;
-    }
     ctl_t c;
     memset(&c, 0, sizeof(c));
-    char err[1024];
-    if (ob_config_load(&c.cfg, NULL, NULL, NULL, err, sizeof(err)) != OB_OK) {
-        fprintf(stderr, "onboardctl: configuration: %s\n", err);
-        return EXIT_USAGE;
+    ctl_cli_t cli;
+    int rc = ctl_cli_parse(argc, argv, &cli);
+    c.json = cli.json;
+    if (rc == 0)
+        rc = without_settings(&c, &cli);
+    if (rc >= 0) {
+        ctl_cli_free(&cli);
+        return rc;
+    }
+    rc = ctl_config_load(&c, &cli);
+    if (rc != 0) {
+        ctl_cli_free(&cli);
+        return rc;
     }
     ob_log_set_level(OB_LOG_WARN);
+    char err[1024];
     c.loop = ob_loop_new(err, sizeof(err));
     if (!c.loop) {
         fprintf(stderr, "onboardctl: %s\n", err);
-        ob_config_free(&c.cfg);
-        return EXIT_RUNTIME;
-    }
-    int rc;
-    if (!strcmp(argv[1], "enqueue"))
-        rc = cmd_enqueue(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "offboard"))
-        rc = cmd_offboard(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "status"))
-        rc = cmd_status(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "summary"))
-        rc = cmd_summary(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "dlq"))
-        rc = cmd_dlq(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "replay"))
-        rc = cmd_replay(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "retry"))
-        rc = cmd_retry(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "lag"))
-        rc = cmd_lag(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "verify"))
-        rc = ctl_verify(&c, argc - 2, argv + 2);
-    else if (!strcmp(argv[1], "check"))
-        rc = ctl_check(&c, argc - 2, argv + 2, 0);
-    else if (!strcmp(argv[1], "rebuild"))
-        rc = ctl_check(&c, argc - 2, argv + 2, 1);
-    else {
-        fprintf(stderr, "onboardctl: unknown command %s (try --help)\n", argv[1]);
-        rc = EXIT_USAGE;
+        rc = EXIT_RUNTIME;
+    } else {
+        rc = command(cli.argv[0])(&c, cli.argc - 1, cli.argv + 1);
     }
     ob_loop_free(c.loop);
     ob_config_free(&c.cfg);
+    ctl_cli_free(&cli);
     return rc;
 }
