@@ -15,6 +15,8 @@ PKGS=(
   valgrind clang libclang-rt-14-dev llvm clang-format
   awscli python3-boto3 wrk npm gnuplot-nox
   docker-compose prometheus golang-go
+  # integration.onboardctl_tty: onboardctl's progress line read off a real terminal
+  tmux
   # scripts/build-image.sh and check-image.sh: the image built from the
   # Dockerfile on a debootstrapped base and run (runc: crun refuses some
   # sandboxes' hybrid cgroup hierarchy)

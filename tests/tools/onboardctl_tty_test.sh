@@ -16,6 +16,7 @@ if [ -z "${OB_TEST_KAFKA_BROKERS:-}" ] || [ -z "${OB_TEST_REDIS_PORT:-}" ]; then
 fi
 for tool in tmux kcat; do
   if ! command -v $tool >/dev/null; then
+    [ "${OB_TEST_REQUIRE_SERVICES:-}" = 1 ] && fail "$tool is required (scripts/deps.sh installs it)"
     echo "SKIPPED: $tool is not installed (apt-get install $tool): onboardctl's progress line" \
          "on a terminal is NOT checked" >&2
     exit 77
