@@ -166,27 +166,30 @@ if [ "$EXIT_AT_END" = 1 ]; then
   exit 0
 fi
 
-# onboardctl reads the same settings as the workers; one line to paste into another
-# shell (also in $RUN/env), with onboardctl on the PATH.
+# onboardctl reads the same settings as the workers: one line for another shell
+# to source ($RUN/env), with onboardctl on the PATH.
 CONNECT=(OB_KAFKA_BOOTSTRAP_SERVERS OB_REDIS_PORT AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID
   AWS_SECRET_ACCESS_KEY AWS_REGION AWS_EC2_METADATA_DISABLED AWS_CONFIG_FILE
   AWS_SHARED_CREDENTIALS_FILE)
 EXPORT="export"
 for v in "${CONNECT[@]}"; do EXPORT+=" $v=$(printf '%q' "${!v}")"; done
 EXPORT+=" PATH=$(printf '%q' "$BIN/tools"):\"\$PATH\""
-echo "$EXPORT" >"$RUN/env"
+# The file holds the simulator's (fake) keys too: they stay off the screen.
+(umask 077 && echo "$EXPORT" >"$RUN/env")
 ACCT=$(printf '%012d' 200000000001)
 cat <<TXT
 
 Where to look next: the stack stays up until Ctrl-C. In another shell, first
 
-  $EXPORT
+  . $RUN/env
 
-(or: . $RUN/env), then:
+(the connection settings, and onboardctl on the PATH), then:
 
   onboardctl status $ACCT           one account: stage, status, resources, history
   onboardctl summary                       all accounts by stage and status
   onboardctl lag                           each consumer group's committed offset, end and lag per partition
+                                           (the embedded mock Kafka keeps no offsets committed in transactions:
+                                           here the lag counts every message; on a real broker it is 0 when done)
   onboardctl dlq list                      the 3 dead letters made on purpose: not JSON, an Azure account,
                                            a role that does not exist
   onboardctl replay --dry-run              what a replay would do with them (the first two are refused,

@@ -369,7 +369,7 @@ static void poll_end(lx_t *x)
         group_t *g = &x->g[i];
         if (g->n_members != -2) {
             g->members = g->n_members;
-            snprintf(g->state, sizeof(g->state), "%s", g->n_state);
+            memcpy(g->state, g->n_state, sizeof(g->state));
         }
         for (int p = 0; p < g->nparts; p++) {
             part_t *pp = &g->parts[p];
