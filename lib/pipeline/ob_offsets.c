@@ -166,6 +166,12 @@ size_t ob_offsets_done_map(const ob_offsets_t *t, const char *topic, int32_t par
     return used;
 }
 
+int64_t ob_offsets_last(const ob_offsets_t *t, const char *topic, int32_t partition)
+{
+    const part_t *p = find(t, topic, partition);
+    return p ? p->last_added : -1;
+}
+
 void ob_offsets_forget(ob_offsets_t *t, const char *topic, int32_t partition)
 {
     part_t *p = find(t, topic, partition);

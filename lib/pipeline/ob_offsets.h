@@ -42,6 +42,9 @@ int64_t ob_offsets_committable(const ob_offsets_t *t, const char *topic, int32_t
  * `max` bytes and returns how many (trailing zero bytes left out). */
 size_t ob_offsets_done_map(const ob_offsets_t *t, const char *topic, int32_t partition,
                            int64_t base, unsigned char *map, size_t max);
+/* The last offset added for the partition since it was last forgotten (-1:
+ * none): a message at or below it means the consumer went back. */
+int64_t ob_offsets_last(const ob_offsets_t *t, const char *topic, int32_t partition);
 /* Forget a partition (revoked): its in-flight offsets are no longer tracked. */
 void ob_offsets_forget(ob_offsets_t *t, const char *topic, int32_t partition);
 /* Unfinished messages on one partition, and in total. */

@@ -228,6 +228,11 @@ struct ob_worker_s {
      * this assignment has consumed something. */
     pend_t *stale;
     size_t nstale, cap_stale;
+    /* Partitions the consumer went back on (rewound()): the committed offset,
+     * below which every message is finished and its output committed, so not
+     * done again. Until the partition is revoked. */
+    pend_t *floor;
+    size_t nfloor, cap_floor;
     skip_t *skips;
     size_t nskips;
     const rd_kafka_topic_partition_list_t *revoking; /* during a revocation's commit */
@@ -746,9 +751,9 @@ static void commit_idle_positions(ob_worker_t *w)
  * unfinished one, through auto-commit, or with the next transaction. */
 /* A message entered processing: its offset is tracked, so that nothing after
  * it is committed before it is finished. A message that cannot be tracked
- * (offsets out of order: the consumer went back without a revocation) must
- * not be worked on untracked, or a later offset's commit would pass it: the
- * worker stops, and its restart resumes from the committed offset. */
+ * must not be worked on untracked, or a later offset's commit would pass it:
+ * the worker stops, and its restart resumes from the committed offset (a
+ * consumer that went back is handled before: rewound()). */
 static void track(ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
 {
     ob_err_t e = ob_offsets_add(w->offsets, topic, partition, offset);
@@ -2296,9 +2301,77 @@ static int control_message(ob_worker_t *w, const rd_kafka_message_t *m)
     return 1;
 }
 
+static void on_rebalance(ob_kconsumer_t *c, int assigned,
+                         const rd_kafka_topic_partition_list_t *parts, void *arg);
+
+rd_kafka_t *ob_worker_kafka_consumer(ob_worker_t *w)
+{
+    return w->consumer ? ob_kconsumer_handle(w->consumer) : NULL;
+}
+
+/* The consumer went back on a partition it was not asked to give up: a
+ * message at or below one already taken (seen under autoscaling's quick
+ * rebalances: a partition given back to its previous owner is fetched from
+ * where that owner was, then reset to the committed offset, here none: the
+ * log's start). That is the partition taken away and given back at the
+ * earlier offset, and it is handled as such, by the code that handles that:
+ * what was finished of it is committed as on a revocation, its jobs are
+ * handed back, its tracking forgotten, and this message starts the new
+ * assignment. Everything redone from there is recognised as finished from the
+ * accounts' state (the same as a redelivery to a new owner). */
+static void rewound(ob_worker_t *w, const rd_kafka_message_t *m, int64_t last)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    char off[24], was[24];
+    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+    snprintf(was, sizeof(was), "%lld", (long long)last);
+    ob_logkv(OB_LOG_WARN, "worker",
+             "the consumer went back on a partition without a revocation: handled as the "
+             "partition given up and given back at the earlier offset",
+             "topic", topic, "offset", off, "after", was, NULL);
+    w->stats.rewinds++;
+    rd_kafka_topic_partition_list_t *p = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(p, topic, m->partition);
+    on_rebalance(w->consumer, 0, p, w);
+    on_rebalance(w->consumer, 1, p, w);
+    /* What is below the committed offset is finished and its output
+     * committed with it: not done again (its account's state could not tell:
+     * a redelivery above the committed offset must send its output again).
+     * The fetch goes forward to it, and what comes before is passed over. */
+    rd_kafka_t *rk = ob_kconsumer_handle(w->consumer);
+    if (rd_kafka_committed(rk, p, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && !p->elems[0].err &&
+        p->elems[0].offset > m->offset) {
+        table_raise(&w->floor, &w->nfloor, &w->cap_floor, topic_intern(w, topic), m->partition,
+                    p->elems[0].offset);
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, p, 0);
+        if (e) {
+            ob_logkv(OB_LOG_WARN, "worker", "cannot seek to the committed offset", "topic", topic,
+                     "error", rd_kafka_error_string(e), NULL);
+            rd_kafka_error_destroy(e);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(p);
+}
+
+/* Below the floor rewound() set: finished and committed, passed over. */
+static int below_floor(const ob_worker_t *w, const char *topic, int32_t partition, int64_t offset)
+{
+    for (size_t i = 0; i < w->nfloor; i++)
+        if (w->floor[i].partition == partition && !strcmp(w->floor[i].topic, topic))
+            return offset < w->floor[i].offset;
+    return 0;
+}
+
 static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg)
 {
     ob_worker_t *w = arg;
+    int64_t last = ob_offsets_last(w->offsets, rd_kafka_topic_name(m->rkt), m->partition);
+    if (m->offset <= last)
+        rewound(w, m, last);
+    if (w->nfloor && below_floor(w, rd_kafka_topic_name(m->rkt), m->partition, m->offset)) {
+        w->stats.skipped_committed++;
+        return;
+    }
     if (control_message(w, m))
         return;
     if (w->nskips) {
@@ -2463,6 +2536,7 @@ static void partitions_forget(ob_worker_t *w, const rd_kafka_topic_partition_lis
     table_forget(w->marked, &w->nmarked, parts);
     table_forget(w->frozen, &w->nfrozen, parts);
     table_forget(w->stale, &w->nstale, parts);
+    table_forget(w->floor, &w->nfloor, parts);
     for (size_t i = 0; i < w->nskips;) {
         int gone = 0;
         for (int k = 0; k < parts->cnt && !gone; k++)
@@ -2724,6 +2798,10 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
                       "Account lock attempts that found the lock held (contention).");
     ob_metrics_sample(&m, "onboard_lock_busy_total", l_stage,
                       (double)w->stats.redelivered_lock_busy);
+    ob_metrics_family(&m, "onboard_consumer_rewinds_total", "counter",
+                      "Partitions the consumer went back on without a revocation (handled as "
+                      "given up and given back: their work redone from the earlier offset).");
+    ob_metrics_sample(&m, "onboard_consumer_rewinds_total", l_stage, (double)w->stats.rewinds);
     ob_metrics_family(&m, "onboard_retry_now_total", "counter",
                       "Waiting retries started early by an operator's control message.");
     ob_metrics_sample(&m, "onboard_retry_now_total", l_stage, (double)w->stats.retry_now);
@@ -3147,6 +3225,7 @@ void ob_worker_free(ob_worker_t *w)
     free(w->marked);
     free(w->frozen);
     free(w->stale);
+    free(w->floor);
     while (w->nskips)
         skip_drop(w, 0);
     free(w->skips);

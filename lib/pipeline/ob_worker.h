@@ -210,6 +210,7 @@ typedef struct ob_worker_stats_s {
     uint64_t kafka_errors;      /* produce attempts that failed (retried) */
     uint64_t stage_retries;     /* retryable failures given another attempt later */
     uint64_t retry_now;         /* waiting retries started early by a control message */
+    uint64_t rewinds;           /* partitions the consumer went back on unrevoked */
     uint64_t skipped_done;      /* redelivered messages the account's state shows as done */
     uint64_t resumed;           /* messages that continued a previous holder's progress */
     uint64_t superseded;        /* messages of a request a newer one for the account replaced */
@@ -250,6 +251,9 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out);
 int ob_worker_ready(ob_worker_t *w, char *why, size_t why_size);
 /* The port of the metrics and health server (0: none). */
 int ob_worker_metrics_port(const ob_worker_t *w);
+/* The worker's librdkafka consumer handle (NULL before it runs), for tests that
+ * act on its fetching as librdkafka itself may (e.g. a seek back). */
+struct rd_kafka_s *ob_worker_kafka_consumer(ob_worker_t *w);
 
 /* Main for a stage worker: config from the environment/file, logging, run. */
 /* The start of a fleet process's main(): --help (the usage line, then

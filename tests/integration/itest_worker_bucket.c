@@ -269,6 +269,68 @@ static void test_sts_faults_are_retried(void **state)
     sts_faults_round("sts.AssumeRole=reset:count=12", 5);
 }
 
+typedef struct outputs_s {
+    ob_test_out_t *out;
+    ob_worker_t *w;
+    int n;
+} outputs_t;
+
+static int half_done(void *arg)
+{
+    outputs_t *o = arg;
+    ob_worker_stats_t st;
+    ob_worker_get_stats(o->w, &st);
+    return (int)st.done >= o->n;
+}
+
+/* The consumer goes back on its partitions without a revocation (as
+ * librdkafka does when a partition given back to its previous owner is reset
+ * to the committed offset after fetching from where that owner was): the
+ * worker handles it as the partitions given up and given back at the earlier
+ * offset, and does not stop. Every account's output is produced once, no
+ * bucket is created twice, and every request is finished. */
+static void test_consumer_goes_back(void **state)
+{
+    (void)state;
+    const char *lat[] = {"s3.CreateBucket=200ms", NULL};
+    ob_test_new_prefix(&H, "itwr"); /* topics of its own: outputs of this test only */
+    sim_t *sim = start_sim(13, lat, NULL);
+    produce_requests(1);
+    ob_worker_t *w = ob_test_worker(&H, &ob_stage_bucket, "itest-rewind", 5000);
+    ob_test_out_t *out = start_collector("collector-rewind", NULL);
+    outputs_t half = {out, w, 12};
+    assert_true(ob_test_run_until(H.loop, half_done, &half, 90000));
+    /* Back to the start of every partition the worker holds. */
+    rd_kafka_t *rk = ob_worker_kafka_consumer(w);
+    rd_kafka_topic_partition_list_t *a = NULL;
+    assert_int_equal(rd_kafka_assignment(rk, &a), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_true(a->cnt > 0);
+    for (int i = 0; i < a->cnt; i++)
+        a->elems[i].offset = 0;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, a, 5000);
+    assert_null(e);
+    rd_kafka_topic_partition_list_destroy(a);
+    assert_true(ob_test_out_wait(out, NNEW + 3 + 3, 120000));
+    ob_test_run_for(H.loop, 2000); /* a late duplicate would show */
+    ob_worker_stats_t ws;
+    ob_worker_get_stats(w, &ws);
+    printf("rewinds %llu, received %llu, done %llu, skipped %llu\n", (unsigned long long)ws.rewinds,
+           (unsigned long long)ws.received, (unsigned long long)ws.done,
+           (unsigned long long)ws.skipped_done);
+    assert_true(ws.rewinds >= 1);
+    for (int i = 1; i <= NNEW + 3; i++) {
+        char acct[16];
+        ob_test_member_account(i, acct);
+        size_t n = ob_test_out_count(out, i > NNEW ? "iam" : "cur", acct) +
+                   ob_test_out_count(out, "dlq", acct);
+        if (n != 1)
+            fail_msg("account %s: %zu outputs", acct, n);
+    }
+    /* Each bucket created once (the one someone else owns aside). */
+    assert_int_equal(ob_test_sim_count(sim, "s3.CreateBucket"), NNEW);
+    assert_int_equal(ob_test_end(&H), OB_OK);
+}
+
 int main(void)
 {
     ob_test_harness_init(&H, "itw");
@@ -282,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_bucket_worker),
         cmocka_unit_test(test_fenced_worker_stops_at_once),
         cmocka_unit_test(test_sts_faults_are_retried),
+        cmocka_unit_test(test_consumer_goes_back),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ob_test_run_selected("itest_worker_bucket", tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -77,7 +77,11 @@ static void test_gaps_and_partitions(void **state)
     assert_int_equal(ob_offsets_done(t, "a", 0, 5, &c), 1);
     assert_int_equal(c, 10);
     assert_int_equal(ob_offsets_total(t), 2);
+    assert_int_equal(ob_offsets_last(t, "a", 0), 9);
+    assert_int_equal(ob_offsets_last(t, "a", 1), 1);
+    assert_int_equal(ob_offsets_last(t, "c", 0), -1);
     ob_offsets_forget(t, "a", 1);
+    assert_int_equal(ob_offsets_last(t, "a", 1), -1); /* a new assignment starts anywhere */
     assert_int_equal(ob_offsets_total(t), 1);
     assert_int_equal(ob_offsets_done(t, "a", 1, 1, &c), -1);
     assert_int_equal(ob_offsets_done(t, "b", 0, 1, &c), 1);
