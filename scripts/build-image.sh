@@ -116,8 +116,7 @@ codename_of() { # a Debian release number or codename -> codename
 # Which Debian releases the FROM lines need, as debian:TAG and debian:TAG-slim.
 declare -A RELEASES=()
 for f in "${FROMS[@]}"; do
-  ref=${f#docker.io/}
-  ref=${ref#library/}
+  ref=${f##*/} # any registry and namespace: the base is made here
   if [[ ! $ref =~ ^debian:([a-z0-9.]+)(-slim)?$ ]]; then
     say "the Dockerfile's base $f is not a Debian image this script can make with debootstrap" >&2
     exit 1
@@ -204,7 +203,7 @@ EOF
     printf '%s' "$id"
   }
   local full slim
-  full=$(commit_rootfs "$rootfs" "docker.io/library/debian:$tag")
+  full=$(commit_rootfs "$rootfs" "localhost/debian:$tag")
   # The slim variant: what Debian's -slim images leave out, by dpkg path
   # excludes (so later installs leave it out too) and removed now.
   cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
@@ -221,7 +220,7 @@ EOF
   find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
   rm -rf "$rootfs"/usr/share/groff/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/linda/* \
     "$rootfs"/usr/share/lintian/overrides/* "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/man/*
-  slim=$(commit_rootfs "$rootfs" "docker.io/library/debian:$tag-slim")
+  slim=$(commit_rootfs "$rootfs" "localhost/debian:$tag-slim")
   rm -rf "$work"
   printf '%s %s %s\n' "$BASE_KEY" "$full" "$slim" >"$IMG_DIR/base-$tag.stamp"
 }
@@ -239,8 +238,8 @@ for tag in "${!RELEASES[@]}"; do
     if [ "${key:-}" = "$BASE_KEY" ] && bah inspect --type image "$full" >/dev/null 2>&1 &&
         bah inspect --type image "$slim" >/dev/null 2>&1; then
       # The tags may have been lost (e.g. OB_IMAGE_STORAGE=system and a pull).
-      bah tag "$full" "docker.io/library/debian:$tag"
-      bah tag "$slim" "docker.io/library/debian:$tag-slim"
+      bah tag "$full" "localhost/debian:$tag"
+      bah tag "$slim" "localhost/debian:$tag-slim"
       fresh=1
     fi
   fi
