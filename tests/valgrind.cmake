@@ -14,23 +14,21 @@ if(OB_VALGRIND AND NOT OB_SANITIZE)
     set_tests_properties(valgrind.worker_${stage} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
       LABELS "integration;valgrind")
   endforeach()
-  # onboard-lifecycle's normal paths: integration.lifecycle's watcher and
-  # periodic-verification tests with each replica under memcheck; a replica
-  # stopped with SIGTERM must exit 0, so an error or a leak fails the test.
-  add_test(NAME valgrind.lifecycle COMMAND itest_lifecycle)
-  set_property(TEST valgrind.lifecycle PROPERTY ENVIRONMENT
-    "OB_AWSSIM=$<TARGET_FILE:awssim>" "OB_TEST_ONLY=test_watcher,test_periodic_verify"
-    "OB_TEST_FLEET_WRAPPER=${OB_VALGRIND} --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect")
-  set_tests_properties(valgrind.lifecycle PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900
-    LABELS "integration;valgrind")
-  # onboard-lag-exporter's normal paths: integration.metrics's exporter test
-  # with the exporter under memcheck (stopped with SIGTERM, it must exit 0).
-  add_test(NAME valgrind.lag_exporter COMMAND itest_metrics)
-  set_property(TEST valgrind.lag_exporter PROPERTY ENVIRONMENT
-    "OB_AWSSIM=$<TARGET_FILE:awssim>" "OB_TEST_ONLY=test_lag_exporter"
-    "OB_TEST_FLEET_WRAPPER=${OB_VALGRIND} --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect")
-  set_tests_properties(valgrind.lag_exporter PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
-    LABELS "integration;valgrind")
+  # A fleet process under memcheck, run by an integration test's OB_TEST_ONLY
+  # tests (OB_TEST_FLEET_WRAPPER); stopped with SIGTERM it must exit 0, so an
+  # error or a leak fails the test.
+  function(ob_valgrind_process name itest only timeout)
+    add_test(NAME valgrind.${name} COMMAND ${itest})
+    set_property(TEST valgrind.${name} PROPERTY ENVIRONMENT
+      "OB_AWSSIM=$<TARGET_FILE:awssim>" "OB_TEST_ONLY=${only}"
+      "OB_TEST_FLEET_WRAPPER=${OB_VALGRIND} --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect")
+    set_tests_properties(valgrind.${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT ${timeout}
+      LABELS "integration;valgrind")
+  endfunction()
+  # onboard-lifecycle: the watcher and the periodic verification, each replica.
+  ob_valgrind_process(lifecycle itest_lifecycle "test_watcher,test_periodic_verify" 900)
+  # onboard-lag-exporter: integration.metrics's exporter test.
+  ob_valgrind_process(lag_exporter itest_metrics test_lag_exporter 600)
 elseif(NOT OB_VALGRIND)
   message(WARNING "valgrind not found: the valgrind.* tests are not registered")
 endif()
