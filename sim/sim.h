@@ -16,7 +16,9 @@
  * a drift detection, an account being created) is driven by loop timers the
  * module arms itself. sim_drift.c is no service: it makes drift (POST
  * /_sim/drift, handing the S3 and CUR kinds to those modules) and finds it
- * for CloudFormation's drift detection.
+ * for CloudFormation's drift detection. sim_quota.c is no service either: it
+ * keeps AWS's request quotas (token buckets) that the core checks each call
+ * against before the module sees it.
  *
  * The state is one jansson document, so that dumping it (admin API),
  * persisting it (state file) and restoring it are one call each. Layout:
@@ -115,11 +117,15 @@ typedef struct sim_opts_s {
     const char *seed_file;      /* JSON seed (accounts, keys, roles, buckets), or NULL */
     int org_accounts;           /* member accounts to create, each with
                                  * OrganizationAccountAccessRole trusting the management account */
-    const char *profile;        /* latency profile: "instant" (default) or "aws-typical" */
+    const char *profile;        /* latency profile: "instant" (default), "aws-typical" or
+                                 * "aws-quotas" (aws-typical with the "aws" quota table) */
     double scale;               /* latency scale factor (0: 1.0) */
     const char *state_file;     /* persist state here (load at start if present), or NULL */
     const char *const *latency; /* NULL-terminated "api=spec" overrides (see sim_core.c) */
     const char *const *faults;  /* NULL-terminated "api=spec" fault rules */
+    const char *quotas;         /* quota table: "aws" or "none" (NULL: the profile's) */
+    const char *const *quota;   /* NULL-terminated "api=RATE[/BURST]" quota rules, applied
+                                 * after the table */
     unsigned random_seed;       /* 0: from the clock */
 } sim_opts_t;
 
@@ -180,6 +186,38 @@ uint64_t sim_latency_ms(sim_t *sim, const char *name);
  * count or draws against its rate, and counts in faults_injected. 0 when no
  * such rule fires. */
 int sim_rollback_fault(sim_t *sim, const char *name);
+
+/* ---- quotas (sim_quota.c) ---- */
+/* The request quotas: rules ("SERVICE.Operation" or "SERVICE.*", a rate per
+ * second and a burst), each a token bucket per scope (caller account and
+ * Region for STS, target account and Region for CloudFormation, target
+ * account for S3, CUR and Organizations). Owned by the core. */
+typedef struct sim_quotas_s sim_quotas_t;
+sim_quotas_t *sim_quotas_new(void);
+void sim_quotas_free(sim_quotas_t *q);
+/* Replace every rule with a table: "aws" (the documented quotas, and the
+ * simulator's choices where AWS documents none) or "none". */
+ob_err_t sim_quotas_preset(sim_quotas_t *q, const char *name, char *errstr, size_t errstr_size);
+/* Set or override one rule; spec is "RATE" or "RATE/BURST" (burst default:
+ * the rate). Every bucket starts full again after a rule changes. */
+ob_err_t sim_quotas_set(sim_quotas_t *q, const char *api, const char *spec, char *errstr,
+                        size_t errstr_size);
+/* Whether sim_quotas_set would take (api, spec); changes nothing. */
+ob_err_t sim_quotas_check(const char *api, const char *spec, char *errstr, size_t errstr_size);
+/* Take a token for one call of api ("sts.AssumeRole") by account (the
+ * caller's; "" for an unsigned call, never limited) signed for region, at
+ * now_ms (monotonic): 1 when the call may go on, 0 when it is throttled
+ * (counted per API). */
+int sim_quotas_admit(sim_quotas_t *q, const char *api, const char *account, const char *region,
+                     uint64_t now_ms);
+/* {"API": {"rate": R, "burst": B, "scope": "caller-region"|"account-region"|"account"}} (new). */
+json_t *sim_quotas_rules_json(const sim_quotas_t *q);
+/* {"API": throttled calls} (borrowed), their total, and the live buckets. */
+json_t *sim_quotas_throttled(const sim_quotas_t *q);
+uint64_t sim_quotas_throttled_total(const sim_quotas_t *q);
+size_t sim_quotas_buckets(const sim_quotas_t *q);
+/* Every bucket full again, the throttle counts zero (the rules stay). */
+void sim_quotas_reset(sim_quotas_t *q);
 
 /* ---- the modules' parts of the seed and the admin API ---- */
 /* Check the "ous" of a seed document and the accounts' "ParentId" (against

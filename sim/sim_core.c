@@ -6,8 +6,9 @@
  * the service and region; the access key names the account and principal;
  * the signature is verified with the key's secret) -> parameters decoded
  * (Query forms and JSON bodies here; S3 in its module) -> the module names
- * the operation -> counters -> a fault may replace the reply -> the module
- * handles it -> the reply is sent now or after the configured latency.
+ * the operation -> counters -> a request quota may throttle it (sim_quota.c;
+ * a throttled call changes nothing) -> a fault may replace the reply -> the
+ * module handles it -> the reply is sent now or after the configured latency.
  *
  * Latency and faults are keyed by "<service>.<Operation>" (service ids from
  * ob_awssvc: s3, sts, cloudformation, cur, organizations), with "<service>.*"
@@ -17,7 +18,8 @@
  * only the exact name "cloudformation.stack_create" takes: it is not an API
  * call but a stack being created, and sim_cfn.c asks sim_rollback_fault()
  * whether the stack fails (every other kind given for a stack timer name is
- * accepted and has no effect, as before).
+ * accepted and has no effect, as before). Request quotas (sim_quota.c) name
+ * APIs the same way, "SERVICE.Operation" or "SERVICE.*".
  */
 #include "sim.h"
 
@@ -93,6 +95,7 @@ struct sim_s {
     int nlatency;
     fault_rule_t faults[MAX_RULES];
     int nfaults;
+    sim_quotas_t *quotas;
     unsigned short rng[3];
     pending_t *pending; /* replies waiting for their latency, or hanging */
     ob_timer_t *persist_timer;
@@ -384,12 +387,17 @@ static ob_err_t set_profile(sim_t *sim, const char *profile, char *errstr, size_
         snprintf(sim->profile, sizeof(sim->profile), "instant");
         return OB_OK;
     }
-    if (strcmp(profile, "aws-typical") != 0)
+    int quotas = !strcmp(profile, "aws-quotas");
+    if (strcmp(profile, "aws-typical") != 0 && !quotas)
         return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
-                       "unknown latency profile \"%s\" (instant, aws-typical)", profile);
-    snprintf(sim->profile, sizeof(sim->profile), "aws-typical");
+                       "unknown latency profile \"%s\" (instant, aws-typical, aws-quotas)",
+                       profile);
+    snprintf(sim->profile, sizeof(sim->profile), "%s", profile);
     for (int i = 0; aws_typical[i]; i += 2)
         set_latency(sim, aws_typical[i], aws_typical[i + 1], NULL, 0);
+    /* aws-quotas: the same latencies, and AWS's request quotas on top. */
+    if (quotas)
+        sim_quotas_preset(sim->quotas, "aws", NULL, 0);
     return OB_OK;
 }
 
@@ -639,6 +647,24 @@ void sim_error(sim_call_t *c, int status, const char *code, const char *fmt, ...
         sim_reply(c, status, "text/xml", b.data, b.len);
     }
     ob_buf_free(&b);
+}
+
+/* A throttled call, in the words of its service: S3 503 SlowDown, the
+ * Query services (STS, CloudFormation) 400 Throttling "Rate exceeded",
+ * Organizations 400 TooManyRequestsException, CUR (JSON 1.1) 400
+ * ThrottlingException. */
+static void throttle_reply(sim_call_t *c)
+{
+    if (c->svc == OB_SVC_S3)
+        sim_error(c, 503, "SlowDown", "Please reduce your request rate.");
+    else if (c->svc == OB_SVC_ORGANIZATIONS)
+        sim_error(c, 400, "TooManyRequestsException",
+                  "You have sent too many requests in too short a period of time. Try again "
+                  "later.");
+    else if (ob_aws_svc_info(c->svc)->protocol == OB_PROTO_JSON11)
+        sim_error(c, 400, "ThrottlingException", "Rate exceeded");
+    else
+        sim_error(c, 400, "Throttling", "Rate exceeded");
 }
 
 /* ---- persistence ---- */
@@ -1207,48 +1233,51 @@ static void on_request(ob_httpd_conn_t *conn, const ob_httpd_req_t *r, void *arg
             char api[128];
             snprintf(api, sizeof(api), "%s.%s", svc_id(c->svc), c->op);
             count_op(sim, c, api);
-            int fault = pick_fault(sim, api);
-            if (fault >= 0)
-                sim->faults_injected++;
-            switch (fault) {
-            case FAULT_THROTTLE:
-                if (c->svc == OB_SVC_S3)
-                    sim_error(c, 503, "SlowDown", "Please reduce your request rate.");
-                else if (ob_aws_svc_info(c->svc)->protocol == OB_PROTO_JSON11)
-                    sim_error(c, 400, "ThrottlingException", "Rate exceeded");
-                else
-                    sim_error(c, 400, "Throttling", "Rate exceeded");
-                break;
-            case FAULT_500:
-                sim_error(c, 500,
-                          c->svc == OB_SVC_S3 ? "InternalError"
-                          : ob_aws_svc_info(c->svc)->protocol == OB_PROTO_JSON11
-                              ? "InternalErrorException"
-                              : "InternalFailure",
-                          "We encountered an internal error. Please try again.");
-                break;
-            case FAULT_503:
-                sim_error(c, 503, "ServiceUnavailable", "Service is unable to handle request.");
-                break;
-            case FAULT_RESET:
-                ob_httpd_reset(conn);
-                pending_free(p);
-                return;
-            case FAULT_HANG:
-                p->next = sim->pending;
-                if (sim->pending)
-                    sim->pending->prev = p;
-                sim->pending = p;
-                ob_httpd_on_close(conn, conn_closed, p);
-                return;
-            case FAULT_TRUNCATE:
-                p->truncate = 1;
-                /* the operation happens, its reply is cut */
-                __attribute__((fallthrough));
-            default:
-                svc->handle(c);
-                if (!c->replied)
-                    sim_error(c, 500, "InternalFailure", "operation %s produced no reply", c->op);
+            /* Over its quota, the call is refused before anything else
+             * (faults included) sees it. */
+            if (!sim_quotas_admit(sim->quotas, api, c->account, c->region,
+                                  ob_loop_now(sim->loop))) {
+                throttle_reply(c);
+            } else {
+                int fault = pick_fault(sim, api);
+                if (fault >= 0)
+                    sim->faults_injected++;
+                switch (fault) {
+                case FAULT_THROTTLE:
+                    throttle_reply(c);
+                    break;
+                case FAULT_500:
+                    sim_error(c, 500,
+                              c->svc == OB_SVC_S3 ? "InternalError"
+                              : ob_aws_svc_info(c->svc)->protocol == OB_PROTO_JSON11
+                                  ? "InternalErrorException"
+                                  : "InternalFailure",
+                              "We encountered an internal error. Please try again.");
+                    break;
+                case FAULT_503:
+                    sim_error(c, 503, "ServiceUnavailable", "Service is unable to handle request.");
+                    break;
+                case FAULT_RESET:
+                    ob_httpd_reset(conn);
+                    pending_free(p);
+                    return;
+                case FAULT_HANG:
+                    p->next = sim->pending;
+                    if (sim->pending)
+                        sim->pending->prev = p;
+                    sim->pending = p;
+                    ob_httpd_on_close(conn, conn_closed, p);
+                    return;
+                case FAULT_TRUNCATE:
+                    p->truncate = 1;
+                    /* the operation happens, its reply is cut */
+                    __attribute__((fallthrough));
+                default:
+                    svc->handle(c);
+                    if (!c->replied)
+                        sim_error(c, 500, "InternalFailure", "operation %s produced no reply",
+                                  c->op);
+                }
             }
         }
     }
@@ -1312,8 +1341,9 @@ static json_t *rules_json(const sim_t *sim)
                      (unsigned long long)r->max_ms);
         json_object_set_new(lat, r->api, json_string(spec));
     }
-    return json_pack("{s:o, s:s, s:f, s:o}", "faults", faults, "profile", sim->profile, "scale",
-                     sim->opts.scale > 0 ? sim->opts.scale : 1.0, "latency", lat);
+    return json_pack("{s:o, s:s, s:f, s:o, s:o}", "faults", faults, "profile", sim->profile,
+                     "scale", sim->opts.scale > 0 ? sim->opts.scale : 1.0, "latency", lat, "quotas",
+                     sim_quotas_rules_json(sim->quotas));
 }
 
 /* POST /_sim/seed: merge a seed document (the --seed format) into the state. */
@@ -1417,6 +1447,33 @@ static void services_fini(sim_t *sim)
             services[i]->fini(sim);
 }
 
+/* The quota members of a POST /_sim/config body, checked before anything of
+ * the body is applied: "quotas" is "aws" or "none", "quota" an object of
+ * "API": "RATE[/BURST]". */
+static ob_err_t check_quota_body(json_t *body, char *errstr, size_t errstr_size)
+{
+    json_t *table = json_object_get(body, "quotas");
+    const char *name = json_string_value(table);
+    if (table && (!name || (strcmp(name, "aws") != 0 && strcmp(name, "none") != 0)))
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                       "\"quotas\" must be \"aws\" or \"none\"");
+    json_t *rules = json_object_get(body, "quota");
+    if (rules && !json_is_object(rules))
+        return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                       "\"quota\" must be an object: {\"API\": \"RATE[/BURST]\"}");
+    const char *k;
+    json_t *v;
+    json_object_foreach(rules, k, v)
+    {
+        if (!json_is_string(v))
+            return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                           "quota %s: give \"RATE\" or \"RATE/BURST\" as a string", k);
+        if (sim_quotas_check(k, json_string_value(v), errstr, errstr_size) != OB_OK)
+            return OB_ERR_CONFIG;
+    }
+    return OB_OK;
+}
+
 static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t *r)
 {
     const char *p = r->path + 6;
@@ -1431,12 +1488,15 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
         ob_httpd_stats_t st;
         ob_httpd_get_stats(sim->httpd, &st);
         admin_json(conn, 200,
-                   json_pack("{s:I, s:I, s:O, s:O, s:I, s:I, s:I}", "requests",
+                   json_pack("{s:I, s:I, s:O, s:O, s:I, s:I, s:I, s:O, s:I, s:I}", "requests",
                              (json_int_t)sim->requests, "faults_injected",
                              (json_int_t)sim->faults_injected, "counts", sim_section(sim, "counts"),
                              "counts_by_account", sim_section(sim, "counts_by_account"),
                              "open_connections", (json_int_t)st.open_connections, "accepted",
-                             (json_int_t)st.accepted, "pending", (json_int_t)st.pending));
+                             (json_int_t)st.accepted, "pending", (json_int_t)st.pending,
+                             "throttled", sim_quotas_throttled(sim->quotas), "throttled_total",
+                             (json_int_t)sim_quotas_throttled_total(sim->quotas), "quota_buckets",
+                             (json_int_t)sim_quotas_buckets(sim->quotas)));
     } else if (!strcmp(p, "reset") && post) {
         services_fini(sim);
         if (seed(sim, err, sizeof(err)) != OB_OK) {
@@ -1444,6 +1504,7 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
             return;
         }
         services_init(sim);
+        sim_quotas_reset(sim->quotas);
         sim_touch(sim);
         admin_json(conn, 200, json_pack("{s:s}", "status", "reset"));
     } else if (!strcmp(p, "seed") && post) {
@@ -1456,21 +1517,30 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
         admin_module(sim, conn, r, sim_admin_drift);
     } else if (!strncmp(p, "buckets/", 8) && !strcmp(r->method, "DELETE")) {
         admin_delete_bucket(sim, conn, p + 8);
-    } else if ((!strcmp(p, "faults") || !strcmp(p, "latency") || !strcmp(p, "config")) &&
+    } else if ((!strcmp(p, "faults") || !strcmp(p, "latency") || !strcmp(p, "config") ||
+                !strcmp(p, "quotas")) &&
                (get || post || !strcmp(r->method, "DELETE"))) {
         if (!strcmp(r->method, "DELETE")) {
             if (!strcmp(p, "faults"))
                 sim->nfaults = 0;
+            else if (!strcmp(p, "quotas"))
+                sim_quotas_preset(sim->quotas, "none", NULL, 0);
             else
                 set_profile(sim, "instant", NULL, 0);
         } else if (post) {
             /* {"faults": {"api": "spec", ...} or [["api","spec"],...], "replace": true,
-             *  "profile": "...", "scale": 1.0, "latency": {"api": "spec"}} */
+             *  "profile": "...", "scale": 1.0, "latency": {"api": "spec"},
+             *  "quotas": "aws"|"none", "quota": {"api": "RATE[/BURST]"}} */
             json_error_t je;
             json_t *j = json_loadb(r->body, r->body_len, 0, &je);
             if (!json_is_object(j)) {
                 json_decref(j);
                 admin_error(conn, 400, "body must be a JSON object");
+                return;
+            }
+            if (check_quota_body(j, err, sizeof(err)) != OB_OK) {
+                json_decref(j);
+                admin_error(conn, 400, err);
                 return;
             }
             json_t *profile = json_object_get(j, "profile");
@@ -1502,6 +1572,15 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
                         break;
                 }
             }
+            /* Checked above: the table first, then the rules on top of it. */
+            json_t *table = json_object_get(j, "quotas");
+            if (!err[0] && table)
+                sim_quotas_preset(sim->quotas, json_string_value(table), NULL, 0);
+            json_object_foreach(json_object_get(j, "quota"), k, v)
+            {
+                if (!err[0])
+                    sim_quotas_set(sim->quotas, k, json_string_value(v), err, sizeof(err));
+            }
             json_decref(j);
             if (err[0]) {
                 admin_error(conn, 400, err);
@@ -1512,8 +1591,8 @@ static void handle_admin(sim_t *sim, ob_httpd_conn_t *conn, const ob_httpd_req_t
     } else {
         admin_error(conn, 404,
                     "unknown admin call; GET /_sim/{health,state,stats,config}, POST "
-                    "/_sim/{reset,seed,accounts,ous,drift,config,faults,latency}, DELETE "
-                    "/_sim/{faults,latency,buckets/NAME}");
+                    "/_sim/{reset,seed,accounts,ous,drift,config,faults,latency,quotas}, DELETE "
+                    "/_sim/{faults,latency,quotas,buckets/NAME}");
     }
 }
 
@@ -1532,12 +1611,14 @@ sim_t *sim_new(ob_loop_t *loop, const sim_opts_t *opts, char *errstr, size_t err
     sim->state_file = sim->opts.state_file ? ob_strdup(sim->opts.state_file) : NULL;
     sim->seed_file = sim->opts.seed_file ? ob_strdup(sim->opts.seed_file) : NULL;
     sim->opts.state_file = sim->opts.seed_file = NULL;
-    sim->opts.latency = sim->opts.faults = NULL;
+    sim->opts.latency = sim->opts.faults = sim->opts.quota = NULL;
+    sim->opts.quotas = NULL;
     unsigned seedv = sim->opts.random_seed ? sim->opts.random_seed : (unsigned)time(NULL);
     sim->rng[0] = (unsigned short)seedv;
     sim->rng[1] = (unsigned short)(seedv >> 16);
     sim->rng[2] = 0x330e;
     sim->persist_timer = ob_timer_new(loop, persist_fired, sim);
+    sim->quotas = sim_quotas_new();
     ob_err_t e = set_profile(sim, opts ? opts->profile : NULL, errstr, errstr_size);
     for (int i = 0; e == OB_OK && opts && opts->latency && opts->latency[i]; i++) {
         char api[96];
@@ -1560,6 +1641,20 @@ sim_t *sim_new(ob_loop_t *loop, const sim_opts_t *opts, char *errstr, size_t err
         }
         snprintf(api, sizeof(api), "%.*s", (int)(eq - opts->faults[i]), opts->faults[i]);
         e = add_fault(sim, api, eq + 1, errstr, errstr_size);
+    }
+    /* The quota table (overriding the profile's), then the rules on top. */
+    if (e == OB_OK && opts && opts->quotas)
+        e = sim_quotas_preset(sim->quotas, opts->quotas, errstr, errstr_size);
+    for (int i = 0; e == OB_OK && opts && opts->quota && opts->quota[i]; i++) {
+        char api[96];
+        const char *eq = strchr(opts->quota[i], '=');
+        if (!eq || (size_t)(eq - opts->quota[i]) >= sizeof(api)) {
+            e = ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
+                        "quota \"%s\": expected API=RATE or API=RATE/BURST", opts->quota[i]);
+            break;
+        }
+        snprintf(api, sizeof(api), "%.*s", (int)(eq - opts->quota[i]), opts->quota[i]);
+        e = sim_quotas_set(sim->quotas, api, eq + 1, errstr, errstr_size);
     }
     if (e == OB_OK && sim->state_file && access(sim->state_file, R_OK) == 0) {
         json_error_t je;
@@ -1605,6 +1700,7 @@ void sim_free(sim_t *sim)
     if (sim->dirty)
         save_state(sim);
     ob_timer_free(sim->persist_timer);
+    sim_quotas_free(sim->quotas);
     json_decref(sim->state);
     free(sim->state_file);
     free(sim->seed_file);

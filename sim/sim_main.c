@@ -2,8 +2,9 @@
  * awssim: run the local AWS endpoint.
  *
  *   awssim [--port N] [--bind ADDR] [--org-accounts N] [--seed FILE]
- *          [--profile instant|aws-typical] [--scale F] [--state-file FILE]
+ *          [--profile instant|aws-typical|aws-quotas] [--scale F] [--state-file FILE]
  *          [--latency API=SPEC]... [--fault API=KIND:RATE|KIND:count=N]...
+ *          [--quotas aws|none] [--quota API=RATE[/BURST]]...
  *          [--port-file FILE] [--log-level LEVEL]
  *
  * Prints one line "awssim listening on http://ADDR:PORT" (and writes the
@@ -25,8 +26,10 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: awssim [--port N] [--bind ADDR] [--org-accounts N] [--seed FILE]\n"
-               "              [--profile instant|aws-typical] [--scale F] [--state-file FILE]\n"
-               "              [--latency API=SPEC]... [--fault API=KIND:RATE|KIND:count=N]...\n"
+               "              [--profile instant|aws-typical|aws-quotas] [--scale F]\n"
+               "              [--state-file FILE] [--latency API=SPEC]...\n"
+               "              [--fault API=KIND:RATE|KIND:count=N]...\n"
+               "              [--quotas aws|none] [--quota API=RATE[/BURST]]...\n"
                "              [--port-file FILE] [--log-level LEVEL] [--random-seed N]\n"
                "API is SERVICE.Operation (s3.CreateBucket), SERVICE.* or *; work that takes\n"
                "time has exact names: cloudformation.stack_{create,update,delete},\n"
@@ -34,7 +37,11 @@ static void usage(FILE *f)
                "SPEC is 250ms, 2s or 100ms-300ms; KIND is throttle, 500, 503, reset, hang, "
                "truncate,\n"
                "or rollback (cloudformation.stack_create only: a stack fails to create, once "
-               "per name).\n");
+               "per name).\n"
+               "--quotas aws throttles as AWS's request quotas do (default none; the profile\n"
+               "aws-quotas is aws-typical with them); --quota sets or overrides one rule:\n"
+               "API is SERVICE.Operation or SERVICE.* (one bucket the service's operations\n"
+               "without a rule share), RATE requests per second, BURST tokens (default RATE).\n");
 }
 
 static void on_signal(ob_signal_t *s, int signo, void *arg)
@@ -47,8 +54,9 @@ int main(int argc, char **argv)
     json_set_alloc_funcs(ob_malloc, free); /* the out-of-memory policy: ob_alloc.h */
     sim_opts_t o;
     memset(&o, 0, sizeof(o));
-    const char *latency[MAX_LIST + 1] = {NULL}, *faults[MAX_LIST + 1] = {NULL};
-    int nl = 0, nf = 0;
+    const char *latency[MAX_LIST + 1] = {NULL}, *faults[MAX_LIST + 1] = {NULL},
+                                   *quota[MAX_LIST + 1] = {NULL};
+    int nl = 0, nf = 0, nq = 0;
     const char *port_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -77,6 +85,10 @@ int main(int argc, char **argv)
             latency[nl++] = v;
         } else if (!strcmp(a, "--fault") && nf < MAX_LIST) {
             faults[nf++] = v;
+        } else if (!strcmp(a, "--quotas")) {
+            o.quotas = v;
+        } else if (!strcmp(a, "--quota") && nq < MAX_LIST) {
+            quota[nq++] = v;
         } else if (!strcmp(a, "--port-file")) {
             port_file = v;
         } else if (!strcmp(a, "--random-seed")) {
@@ -104,6 +116,7 @@ int main(int argc, char **argv)
     }
     o.latency = latency;
     o.faults = faults;
+    o.quota = quota;
     ob_log_set_service("awssim");
     char err[512];
     ob_loop_t *loop = ob_loop_new(err, sizeof(err));

@@ -6,6 +6,11 @@
  * policy, a replaced role has the new one, nothing else is reset, a bad
  * document changes nothing); DELETE /_sim/buckets/NAME frees a name another
  * account held so a second account can create it; the errors are JSON.
+ * And the request quotas as the admin API shows and takes them (the "aws"
+ * table, rules, the aws-quotas profile, what is refused, the same at start
+ * up), CloudFormation's buckets per target account and Region, a throttled
+ * CreateBucket that leaves no bucket with S3's SlowDown, Organizations' and
+ * CUR's throttle errors, POST /_sim/reset refilling, idle buckets dropped.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -267,8 +272,8 @@ static void test_seed_errors_change_nothing(void **state)
                 "seed: bucket 0 needs Name and Owner");
     admin_fails(f, "GET", "/_sim/seed", NULL, 404,
                 "unknown admin call; GET /_sim/{health,state,stats,config}, POST "
-                "/_sim/{reset,seed,accounts,ous,drift,config,faults,latency}, DELETE "
-                "/_sim/{faults,latency,buckets/NAME}");
+                "/_sim/{reset,seed,accounts,ous,drift,config,faults,latency,quotas}, DELETE "
+                "/_sim/{faults,latency,quotas,buckets/NAME}");
 
     char *after = json_dumps(sim_state(f->sim), JSON_SORT_KEYS | JSON_COMPACT);
     assert_string_equal(after, before);
@@ -315,6 +320,338 @@ static void test_delete_bucket_frees_the_name(void **state)
     json_decref(ob_test_simfx_admin(f, "GET", "/_sim/state", NULL, 200));
 }
 
+/* ---- request quotas ---- */
+
+#define MEMBER1 "200000000001"
+
+/* config["quotas"][api] (borrowed from cfg), which must be there with this
+ * rate, burst and scope. */
+static void expect_rule(json_t *cfg, const char *api, double rate, double burst, const char *scope)
+{
+    json_t *r = json_object_get(json_object_get(cfg, "quotas"), api);
+    if (!r)
+        fail_msg("no quota rule %s", api);
+    assert_true(json_number_value(json_object_get(r, "rate")) == rate);
+    assert_true(json_number_value(json_object_get(r, "burst")) == burst);
+    assert_string_equal(json_string_value(json_object_get(r, "scope")), scope);
+}
+
+static size_t nquotas(json_t *cfg)
+{
+    json_t *q = json_object_get(cfg, "quotas");
+    assert_true(json_is_object(q));
+    return json_object_size(q);
+}
+
+static void post_config(fx_t *f, const char *body)
+{
+    json_decref(ob_test_simfx_admin(f, "POST", "/_sim/config", body, 200));
+}
+
+/* stats[member][api] (or stats[member] for NULL api), 0 when absent. */
+static json_int_t stats_value(fx_t *f, const char *member, const char *api)
+{
+    json_t *st = ob_test_simfx_admin(f, "GET", "/_sim/stats", NULL, 200);
+    json_t *v = json_object_get(st, member);
+    json_int_t n = json_integer_value(api ? json_object_get(v, api) : v);
+    json_decref(st);
+    return n;
+}
+
+/* Temporary credentials of a session of account's organization role, made
+ * without a call (so that no STS quota is spent on them). */
+static ob_credsrc_t *session_of(fx_t *f, const char *account)
+{
+    char role[128];
+    const char *akid, *secret, *token;
+    int64_t exp;
+    snprintf(role, sizeof(role), "arn:aws:iam::%s:role/OrganizationAccountAccessRole", account);
+    sim_issue_session(f->sim, account, role, "quota", 900, &akid, &secret, &token, &exp);
+    return ob_credsrc_static(f->aws, akid, secret, token, account);
+}
+
+typedef struct burst_s {
+    got_t *g;
+    int n;
+} burst_t;
+
+static int burst_done(void *arg)
+{
+    const burst_t *b = arg;
+    for (int i = 0; i < b->n; i++)
+        if (!b->g[i].done)
+            return 0;
+    return 1;
+}
+
+/* n calls of op (a Query action, or a JSON 1.1 operation with an empty
+ * body) by creds signed for region, sent together: how many went through.
+ * Every other one must have failed with status and code. */
+static int burst(fx_t *f, ob_aws_svc_t svc, const char *op, ob_credsrc_t *creds, const char *region,
+                 int n, long status, const char *code)
+{
+    got_t g[16];
+    burst_t b = {g, n};
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++) {
+        ob_aws_req_t req;
+        memset(&req, 0, sizeof(req));
+        if (svc == OB_SVC_CUR || svc == OB_SVC_ORGANIZATIONS)
+            assert_int_equal(ob_json11_init(&req, svc, op, "{}", NULL, 0), OB_OK);
+        else
+            assert_int_equal(ob_query_init(&req, svc, op, NULL, 0), OB_OK);
+        ob_aws_target_t t = {.region = region, .creds = creds};
+        ob_test_aws_send(f, &req, &t, &g[i]);
+    }
+    assert_true(ob_test_run_until(f->loop, burst_done, &b, 10000));
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        if (g[i].err == OB_OK)
+            ok++;
+        else if (g[i].err != OB_ERR_AWS || g[i].status != status || strcmp(g[i].code, code) != 0)
+            fail_msg("%s: wanted success or %ld %s, got err %d %ld %s \"%s\"", op, status, code,
+                     g[i].err, g[i].status, g[i].code, g[i].message);
+        ob_test_got_free(&g[i]);
+    }
+    return ok;
+}
+
+static void test_quota_config(void **state)
+{
+    fx_t *f = *state;
+    /* None by default. */
+    json_t *cfg = ob_test_simfx_admin(f, "GET", "/_sim/config", NULL, 200);
+    assert_int_equal(nquotas(cfg), 0);
+    json_decref(cfg);
+
+    /* The documented table. */
+    cfg = ob_test_simfx_admin(f, "POST", "/_sim/config", "{\"quotas\": \"aws\"}", 200);
+    expect_rule(cfg, "sts.*", 600, 600, "caller-region");
+    expect_rule(cfg, "cloudformation.CreateStack", 5, 5, "account-region");
+    expect_rule(cfg, "cloudformation.DescribeStacks", 5, 5, "account-region");
+    expect_rule(cfg, "cloudformation.DetectStackDrift", 5, 5, "account-region");
+    expect_rule(cfg, "cloudformation.DescribeStackDriftDetectionStatus", 5, 5, "account-region");
+    expect_rule(cfg, "cloudformation.*", 5, 5, "account-region");
+    expect_rule(cfg, "s3.*", 3500, 3500, "account");
+    expect_rule(cfg, "cur.*", 5, 5, "account");
+    expect_rule(cfg, "organizations.*", 10, 10, "account");
+    size_t table = nquotas(cfg);
+    json_decref(cfg);
+
+    /* Rules on top: an override, a new one, a default burst (at least 1). */
+    cfg = ob_test_simfx_admin(f, "POST", "/_sim/config",
+                              "{\"quota\": {\"cloudformation.*\": \"2/4\", \"sts.AssumeRole\": "
+                              "\"0.5\", \"s3.CreateBucket\": \"7\"}}",
+                              200);
+    expect_rule(cfg, "cloudformation.*", 2, 4, "account-region");
+    expect_rule(cfg, "sts.AssumeRole", 0.5, 1, "caller-region");
+    expect_rule(cfg, "s3.CreateBucket", 7, 7, "account");
+    expect_rule(cfg, "sts.*", 600, 600, "caller-region");
+    assert_int_equal(nquotas(cfg), table + 2);
+    json_decref(cfg);
+    /* GET shows the same; so does /_sim/quotas. */
+    cfg = ob_test_simfx_admin(f, "GET", "/_sim/quotas", NULL, 200);
+    expect_rule(cfg, "sts.AssumeRole", 0.5, 1, "caller-region");
+    json_decref(cfg);
+
+    /* What is refused changes nothing. */
+    cfg = ob_test_simfx_admin(f, "GET", "/_sim/config", NULL, 200);
+    char *before = json_dumps(cfg, JSON_SORT_KEYS);
+    json_decref(cfg);
+    admin_fails(f, "POST", "/_sim/config", "{\"quotas\": \"sometimes\"}", 400,
+                "\"quotas\" must be \"aws\" or \"none\"");
+    admin_fails(f, "POST", "/_sim/config", "{\"quota\": \"sts.*=5\"}", 400,
+                "\"quota\" must be an object: {\"API\": \"RATE[/BURST]\"}");
+    admin_fails(f, "POST", "/_sim/config", "{\"quota\": {\"sts.*\": 5}}", 400,
+                "quota sts.*: give \"RATE\" or \"RATE/BURST\" as a string");
+    admin_fails(f, "POST", "/_sim/config", "{\"quota\": {\"sts.*\": \"0\"}}", 400,
+                "quota sts.*: cannot read \"0\" (use RATE or RATE/BURST: requests per second "
+                "above 0, and a burst of at least 1)");
+    admin_fails(f, "POST", "/_sim/config", "{\"quota\": {\"sts.*\": \"5/0\"}}", 400,
+                "quota sts.*: cannot read \"5/0\" (use RATE or RATE/BURST: requests per second "
+                "above 0, and a burst of at least 1)");
+    admin_fails(f, "POST", "/_sim/config", "{\"quota\": {\"sts.*\": \"fast\"}}", 400,
+                "quota sts.*: cannot read \"fast\" (use RATE or RATE/BURST: requests per second "
+                "above 0, and a burst of at least 1)");
+    admin_fails(f, "POST", "/_sim/config", "{\"quota\": {\"ec2.*\": \"5\"}}", 400,
+                "quota ec2.*: unknown service \"ec2\" (s3, sts, cloudformation, cur, "
+                "organizations)");
+    admin_fails(f, "POST", "/_sim/config", "{\"quota\": {\"*\": \"5\"}}", 400,
+                "quota *: name an API as SERVICE.Operation or SERVICE.* (s3, sts, "
+                "cloudformation, cur, organizations)");
+    admin_fails(f, "POST", "/_sim/config", "{\"quota\": {\"cloudformation.stack_create\": \"5\"}}",
+                400,
+                "quota cloudformation.stack_create: quotas apply to API calls "
+                "(SERVICE.Operation, SERVICE.*), not to work that takes time");
+    /* One bad rule: nothing of the body is applied (the profile neither). */
+    admin_fails(f, "POST", "/_sim/config",
+                "{\"profile\": \"aws-typical\", \"quotas\": \"none\", \"quota\": "
+                "{\"sts.*\": \"1\", \"s3.*\": \"-1\"}}",
+                400,
+                "quota s3.*: cannot read \"-1\" (use RATE or RATE/BURST: requests per second "
+                "above 0, and a burst of at least 1)");
+    cfg = ob_test_simfx_admin(f, "GET", "/_sim/config", NULL, 200);
+    char *after = json_dumps(cfg, JSON_SORT_KEYS);
+    json_decref(cfg);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+
+    /* DELETE /_sim/latency leaves the quotas; DELETE /_sim/quotas drops them. */
+    cfg = ob_test_simfx_admin(f, "DELETE", "/_sim/latency", NULL, 200);
+    assert_int_equal(nquotas(cfg), table + 2);
+    json_decref(cfg);
+    cfg = ob_test_simfx_admin(f, "DELETE", "/_sim/quotas", NULL, 200);
+    assert_int_equal(nquotas(cfg), 0);
+    json_decref(cfg);
+
+    /* The aws-quotas profile: aws-typical's latencies and the table. */
+    cfg = ob_test_simfx_admin(f, "POST", "/_sim/config", "{\"profile\": \"aws-quotas\"}", 200);
+    assert_string_equal(json_string_value(json_object_get(cfg, "profile")), "aws-quotas");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(cfg, "latency"), "sts.*")), "60ms-150ms");
+    assert_int_equal(nquotas(cfg), table);
+    json_decref(cfg);
+    /* Another profile keeps them; "quotas": "none" with it drops them. */
+    cfg = ob_test_simfx_admin(f, "POST", "/_sim/config", "{\"profile\": \"instant\"}", 200);
+    assert_int_equal(nquotas(cfg), table);
+    json_decref(cfg);
+    cfg = ob_test_simfx_admin(f, "POST", "/_sim/config",
+                              "{\"profile\": \"aws-quotas\", \"quotas\": \"none\", \"quota\": "
+                              "{\"cur.*\": \"1/3\"}}",
+                              200);
+    assert_int_equal(nquotas(cfg), 1);
+    expect_rule(cfg, "cur.*", 1, 3, "account");
+    json_decref(cfg);
+
+    /* The same at start-up: the profile's table, --quotas over it, --quota on top. */
+    const char *const rules[] = {"s3.*=7/9", "organizations.ListAccounts=2", NULL};
+    sim_opts_t o = {.profile = "aws-quotas", .quotas = "none", .quota = rules};
+    char err[256];
+    sim_t *other = sim_new(f->loop, &o, err, sizeof(err));
+    if (!other)
+        fail_msg("sim_new: %s", err);
+    ob_test_simfx_t g = *f;
+    g.sim = other;
+    snprintf(g.endpoint, sizeof(g.endpoint), "http://127.0.0.1:%d", sim_port(other));
+    cfg = ob_test_simfx_admin(&g, "GET", "/_sim/config", NULL, 200);
+    assert_int_equal(nquotas(cfg), 2);
+    expect_rule(cfg, "s3.*", 7, 9, "account");
+    expect_rule(cfg, "organizations.ListAccounts", 2, 2, "account");
+    json_decref(cfg);
+    sim_free(other);
+    const char *const bad[] = {"sts.AssumeRole", NULL};
+    sim_opts_t ob = {.quota = bad};
+    assert_null(sim_new(f->loop, &ob, err, sizeof(err)));
+    assert_string_equal(err, "quota \"sts.AssumeRole\": expected API=RATE or API=RATE/BURST");
+    sim_opts_t ot = {.quotas = "sometimes"};
+    assert_null(sim_new(f->loop, &ot, err, sizeof(err)));
+    assert_string_equal(err, "unknown quota table \"sometimes\" (aws, none)");
+}
+
+static void test_quota_cloudformation_per_account_and_region(void **state)
+{
+    fx_t *f = *state;
+    post_config(f, "{\"quota\": {\"cloudformation.DescribeStacks\": \"0.5/2\"}}");
+    assert_int_equal(burst(f, OB_SVC_CLOUDFORMATION, "DescribeStacks", f->mgmt, "us-east-1", 3, 400,
+                           "Throttling"),
+                     2);
+    /* Another target account: its own bucket, in the same Region. */
+    ob_credsrc_t *member = session_of(f, MEMBER1);
+    assert_int_equal(burst(f, OB_SVC_CLOUDFORMATION, "DescribeStacks", member, "us-east-1", 3, 400,
+                           "Throttling"),
+                     2);
+    ob_credsrc_unref(member);
+    /* The same account in another Region: its own too. */
+    assert_int_equal(burst(f, OB_SVC_CLOUDFORMATION, "DescribeStacks", f->mgmt, "eu-west-1", 3, 400,
+                           "Throttling"),
+                     2);
+    assert_int_equal(burst(f, OB_SVC_CLOUDFORMATION, "DescribeStacks", f->mgmt, "us-east-1", 1, 400,
+                           "Throttling"),
+                     0);
+    /* The rule is DescribeStacks' alone. */
+    assert_int_equal(
+        burst(f, OB_SVC_CLOUDFORMATION, "ListStacks", f->mgmt, "us-east-1", 4, 400, "Throttling"),
+        4);
+    assert_int_equal(stats_value(f, "throttled", "cloudformation.DescribeStacks"), 4);
+    assert_int_equal(stats_value(f, "throttled_total", NULL), 4);
+    assert_int_equal(stats_value(f, "faults_injected", NULL), 0);
+    /* Buckets live: management in two Regions and the member. */
+    assert_int_equal(stats_value(f, "quota_buckets", NULL), 3);
+}
+
+static void test_quota_throttled_call_changes_nothing(void **state)
+{
+    fx_t *f = *state;
+    got_t g;
+    char *doc = seed_doc("ext-1", 1);
+    json_decref(ob_test_simfx_admin(f, "POST", "/_sim/seed", doc, 200));
+    free(doc);
+    post_config(f, "{\"quota\": {\"s3.*\": \"0.5/1\"}}");
+    create_bucket(f, f->mgmt, "quota-first", &g);
+    if (g.err != OB_OK)
+        fail_msg("CreateBucket: %ld %s: %s", g.status, g.code, g.message);
+    ob_test_got_free(&g);
+    /* Over the quota: S3's SlowDown, and no bucket. */
+    create_bucket(f, f->mgmt, "quota-second", &g);
+    if (g.err != OB_ERR_AWS || g.status != 503 || strcmp(g.code, "SlowDown") != 0 ||
+        strcmp(g.message, "Please reduce your request rate.") != 0)
+        fail_msg("CreateBucket over the quota: wanted 503 SlowDown, got %ld %s: %s", g.status,
+                 g.code, g.message);
+    ob_test_got_free(&g);
+    json_t *buckets = sim_section(f->sim, "buckets");
+    assert_non_null(json_object_get(buckets, "quota-first"));
+    assert_null(json_object_get(buckets, "quota-second"));
+    assert_int_equal(stats_value(f, "throttled", "s3.CreateBucket"), 1);
+    /* Another account's bucket operations have their own quota. */
+    ob_credsrc_t *other = ob_credsrc_static(f->aws, OTHER_AKID, OTHER_KEY, NULL, "other");
+    create_bucket(f, other, "quota-other", &g);
+    if (g.err != OB_OK)
+        fail_msg("CreateBucket by another account: %ld %s: %s", g.status, g.code, g.message);
+    ob_test_got_free(&g);
+    ob_credsrc_unref(other);
+
+    /* Organizations and CUR, each in its own words. */
+    post_config(f, "{\"quota\": {\"organizations.*\": \"0.5/1\", \"cur.*\": \"0.5/1\"}}");
+    assert_int_equal(burst(f, OB_SVC_ORGANIZATIONS, "ListAccounts", f->mgmt, NULL, 2, 400,
+                           "TooManyRequestsException"),
+                     1);
+    assert_int_equal(burst(f, OB_SVC_CUR, "DescribeReportDefinitions", f->mgmt, NULL, 2, 400,
+                           "ThrottlingException"),
+                     1);
+    assert_int_equal(stats_value(f, "throttled", "organizations.ListAccounts"), 1);
+    assert_int_equal(stats_value(f, "throttled", "cur.DescribeReportDefinitions"), 1);
+    assert_int_equal(stats_value(f, "throttled_total", NULL), 3);
+
+    /* A reset refills every bucket and zeroes the counts; the rules stay. */
+    json_decref(ob_test_simfx_admin(f, "POST", "/_sim/reset", NULL, 200));
+    assert_int_equal(stats_value(f, "throttled_total", NULL), 0);
+    assert_int_equal(stats_value(f, "quota_buckets", NULL), 0);
+    assert_int_equal(burst(f, OB_SVC_ORGANIZATIONS, "ListAccounts", f->mgmt, NULL, 2, 400,
+                           "TooManyRequestsException"),
+                     1);
+}
+
+static void test_quota_idle_buckets_expire(void **state)
+{
+    fx_t *f = *state;
+    /* Full again 200 ms after the last call. */
+    post_config(f, "{\"quota\": {\"organizations.*\": \"5/1\", \"cur.*\": \"5/1\"}}");
+    ob_credsrc_t *m1 = session_of(f, "200000000001"), *m2 = session_of(f, "200000000002");
+    assert_int_equal(burst(f, OB_SVC_CUR, "DescribeReportDefinitions", f->mgmt, NULL, 1, 400, "x"),
+                     1);
+    assert_int_equal(burst(f, OB_SVC_CUR, "DescribeReportDefinitions", m1, NULL, 1, 400, "x"), 1);
+    assert_int_equal(burst(f, OB_SVC_CUR, "DescribeReportDefinitions", m2, NULL, 1, 400, "x"), 1);
+    assert_int_equal(burst(f, OB_SVC_ORGANIZATIONS, "ListRoots", f->mgmt, NULL, 1, 400, "x"), 1);
+    assert_int_equal(stats_value(f, "quota_buckets", NULL), 4);
+    ob_test_run_for(f->loop, 300);
+    /* The next call sweeps its rule's idle buckets (and another rule's). */
+    assert_int_equal(burst(f, OB_SVC_CUR, "DescribeReportDefinitions", m1, NULL, 1, 400, "x"), 1);
+    assert_int_equal(stats_value(f, "quota_buckets", NULL), 1);
+    ob_credsrc_unref(m1);
+    ob_credsrc_unref(m2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +660,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seed_errors_change_nothing, setup,
                                         ob_test_simfx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_bucket_frees_the_name, setup,
+                                        ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_quota_config, setup, ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_quota_cloudformation_per_account_and_region, setup,
+                                        ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_quota_throttled_call_changes_nothing, setup,
+                                        ob_test_simfx_teardown),
+        cmocka_unit_test_setup_teardown(test_quota_idle_buckets_expire, setup,
                                         ob_test_simfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

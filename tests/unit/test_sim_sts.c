@@ -5,7 +5,11 @@
  * validation, session duration and role chaining limits, web identity
  * (unsigned), expired and wrong credentials, skewed request times, and
  * ListAccounts pagination and permissions. Each error is checked with its
- * status, code and message.
+ * status, code and message. And STS's request quota: one token bucket per
+ * caller account and signing Region that all of STS's signed operations
+ * share (a burst over it is Throttling for the excess, counted in
+ * /_sim/stats, and issues no session), refilled with time, and the
+ * documented 600 per second of the "aws" table.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,6 +343,168 @@ static void test_list_accounts(void **state)
     ob_test_got_free(&g);
 }
 
+/* ---- request quotas ---- */
+
+/* A quota rule set for the test (POST /_sim/config), or all of them dropped. */
+static void post_config(const char *body)
+{
+    json_decref(ob_test_simfx_admin(&F, "POST", "/_sim/config", body, 200));
+}
+
+static int drop_quotas(void **state)
+{
+    json_decref(ob_test_simfx_admin(&F, "DELETE", "/_sim/quotas", NULL, 200));
+    return 0;
+}
+
+/* stats["throttled"][api] (0 when absent), or throttled_total for NULL. */
+static json_int_t throttled(const char *api)
+{
+    json_t *st = ob_test_simfx_admin(&F, "GET", "/_sim/stats", NULL, 200);
+    json_t *v = api ? json_object_get(json_object_get(st, "throttled"), api)
+                    : json_object_get(st, "throttled_total");
+    assert_true(!api || !v || json_is_integer(v));
+    json_int_t n = json_integer_value(v);
+    json_decref(st);
+    return n;
+}
+
+typedef struct burst_s {
+    got_t *g;
+    int n;
+} burst_t;
+
+static int burst_done(void *arg)
+{
+    const burst_t *b = arg;
+    for (int i = 0; i < b->n; i++)
+        if (!b->g[i].done)
+            return 0;
+    return 1;
+}
+
+/* n calls of action (AssumeRole of the organization role, or
+ * GetCallerIdentity) by creds signed for region, sent together: how many
+ * went through. Every other one must be STS's throttle: 400 Throttling
+ * "Rate exceeded". */
+static int sts_burst(const char *action, ob_credsrc_t *creds, const char *region, int n)
+{
+    got_t g[32];
+    burst_t b = {g, n};
+    assert_true(n <= 32);
+    for (int i = 0; i < n; i++) {
+        ob_aws_req_t req;
+        memset(&req, 0, sizeof(req));
+        assert_int_equal(ob_query_init(&req, OB_SVC_STS, action, NULL, 0), OB_OK);
+        if (!strcmp(action, "AssumeRole")) {
+            assert_int_equal(ob_query_add(&req, "RoleArn", ORG_ROLE, NULL, 0), OB_OK);
+            assert_int_equal(ob_query_add(&req, "RoleSessionName", "burst", NULL, 0), OB_OK);
+        }
+        ob_aws_target_t t = {.region = region, .creds = creds};
+        ob_test_aws_send(&F, &req, &t, &g[i]);
+    }
+    assert_true(ob_test_run_until(F.loop, burst_done, &b, 10000));
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        if (g[i].err == OB_OK)
+            ok++;
+        else if (g[i].err != OB_ERR_AWS || g[i].status != 400 ||
+                 strcmp(g[i].code, "Throttling") != 0 || strcmp(g[i].message, "Rate exceeded") != 0)
+            fail_msg("%s in %s: wanted success or 400 Throttling \"Rate exceeded\", got err %d "
+                     "%ld %s \"%s\"",
+                     action, region, g[i].err, g[i].status, g[i].code, g[i].message);
+        ob_test_got_free(&g[i]);
+    }
+    return ok;
+}
+
+static void test_quota_burst_throttles_the_excess(void **state)
+{
+    json_int_t total = throttled(NULL), assumed = throttled("sts.AssumeRole");
+    size_t keys = json_object_size(sim_section(F.sim, "keys"));
+    json_int_t calls =
+        json_integer_value(json_object_get(sim_section(F.sim, "counts"), "sts.AssumeRole"));
+    /* A bucket of 5 that refills one token per 2 s: the burst is decided by
+     * its size alone. */
+    post_config("{\"quota\": {\"sts.*\": \"0.5/5\"}}");
+    assert_int_equal(sts_burst("AssumeRole", F.mgmt, "us-east-1", 8), 5);
+    /* The excess is counted per API and in the total, apart from faults. */
+    assert_int_equal(throttled("sts.AssumeRole") - assumed, 3);
+    assert_int_equal(throttled(NULL) - total, 3);
+    /* Every call arrived (counts), only the admitted ones issued a session. */
+    assert_int_equal(
+        json_integer_value(json_object_get(sim_section(F.sim, "counts"), "sts.AssumeRole")) - calls,
+        8);
+    assert_int_equal(json_object_size(sim_section(F.sim, "keys")), keys + 5);
+    /* STS's operations share the quota: GetCallerIdentity finds it spent. */
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "us-east-1", 1), 0);
+    assert_int_equal(throttled("sts.GetCallerIdentity") >= 1, 1);
+    /* The admin API is never limited. */
+    for (int i = 0; i < 10; i++)
+        json_decref(ob_test_simfx_admin(&F, "GET", "/_sim/health", NULL, 200));
+}
+
+static void test_quota_per_caller_and_region(void **state)
+{
+    post_config("{\"quota\": {\"sts.*\": \"0.5/2\"}}");
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "us-east-1", 3), 2);
+    /* Another signing Region (its Regional endpoint) has a quota of its own. */
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "eu-west-1", 3), 2);
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "us-east-1", 1), 0);
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "eu-west-1", 1), 0);
+    /* Another caller account has its own, in the same Region. */
+    const char *akid, *secret, *token;
+    int64_t exp;
+    sim_issue_session(F.sim, MEMBER1, ORG_ROLE, "quota", 900, &akid, &secret, &token, &exp);
+    ob_credsrc_t *member = ob_credsrc_static(F.aws, akid, secret, token, "member");
+    assert_int_equal(sts_burst("GetCallerIdentity", member, "us-east-1", 3), 2);
+    /* A cross-account AssumeRole counts against the caller (spent), not
+     * against the account of the role. */
+    assert_int_equal(sts_burst("AssumeRole", F.mgmt, "us-east-1", 1), 0);
+    ob_credsrc_unref(member);
+}
+
+static void test_quota_refills_with_time(void **state)
+{
+    /* 5 tokens a second, a bucket of one: one call in 200 ms. */
+    post_config("{\"quota\": {\"sts.*\": \"5/1\"}}");
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "us-east-1", 2), 1);
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "us-east-1", 1), 0);
+    ob_test_run_for(F.loop, 300);
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "us-east-1", 2), 1);
+    ob_test_run_for(F.loop, 300);
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "us-east-1", 1), 1);
+}
+
+static void test_quota_aws_table(void **state)
+{
+    json_t *cfg = ob_test_simfx_admin(&F, "POST", "/_sim/config", "{\"quotas\": \"aws\"}", 200);
+    json_t *rule = json_object_get(json_object_get(cfg, "quotas"), "sts.*");
+    assert_int_equal(json_integer_value(json_object_get(rule, "rate")), 600);
+    assert_int_equal(json_integer_value(json_object_get(rule, "burst")), 600);
+    assert_string_equal(json_string_value(json_object_get(rule, "scope")), "caller-region");
+    json_decref(cfg);
+    /* 600 a second is far more than the fleet's share here. */
+    json_int_t total = throttled(NULL);
+    assert_int_equal(sts_burst("GetCallerIdentity", F.mgmt, "us-east-1", 30), 30);
+    assert_int_equal(sts_burst("AssumeRole", F.mgmt, "us-east-1", 30), 30);
+    assert_int_equal(throttled(NULL), total);
+    /* Unsigned calls have no caller account: never limited. */
+    post_config("{\"quota\": {\"sts.*\": \"0.5/1\"}}");
+    got_t g = {0};
+    sim_put_role(F.sim, MEMBER1, "IrsaQuota", "/",
+                 trust("Federated", "arn:aws:iam::" MEMBER1 ":oidc-provider/oidc.eks.local",
+                       "sts:AssumeRoleWithWebIdentity", NULL),
+                 NULL);
+    for (int i = 0; i < 3; i++) {
+        sts("AssumeRoleWithWebIdentity", NULL, &g, "RoleArn",
+            "arn:aws:iam::" MEMBER1 ":role/IrsaQuota", "RoleSessionName", "pod", "WebIdentityToken",
+            "eyJhbGciOiJSUzI1NiJ9.e30.c2ln");
+        assert_int_equal(g.err, OB_OK);
+    }
+    ob_test_got_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +516,10 @@ int main(void)
         cmocka_unit_test(test_bad_credentials),
         cmocka_unit_test(test_skewed_clock),
         cmocka_unit_test(test_list_accounts),
+        cmocka_unit_test_teardown(test_quota_burst_throttles_the_excess, drop_quotas),
+        cmocka_unit_test_teardown(test_quota_per_caller_and_region, drop_quotas),
+        cmocka_unit_test_teardown(test_quota_refills_with_time, drop_quotas),
+        cmocka_unit_test_teardown(test_quota_aws_table, drop_quotas),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
