@@ -30,6 +30,7 @@ With gnuplot installed, --plot FILE.png draws accounts connected over time.
 gross-regression check; without them nothing is asserted.
 """
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -90,10 +91,46 @@ def fleet_env(sim_url, prefix, redis_port, brokers):
         "OB_TOPIC_PREFIX": prefix, "OB_REDIS_PORT": str(redis_port),
         "OB_KAFKA_BOOTSTRAP_SERVERS": brokers,
         "OB_BILLING_PRINCIPAL": "arn:aws:iam::111111111111:root",
-        # The simulator has no STS quota; real AWS's is what aws.rate.limits models.
+        # The simulator has no STS quota unless asked (--quotas): then the
+        # fleet's own limits are set from them (quota_limits).
         "OB_AWS_RATE_LIMITS": "",
+        # One AssumeRole serves an account's stages: the session is sealed
+        # for the next stage under this run's key.
+        "OB_SESSION_KEYS": "bench:" + base64.b64encode(os.urandom(32)).decode(),
     })
     return env
+
+
+def quota_limits(quotas, fraction=0.95):
+    """aws.rate.limits for the APIs the fleet calls as itself, at a fraction
+    of the simulator's quotas: the fleet-wide limiter keeps the fleet under
+    the quota instead of finding it by being throttled."""
+    own = {"sts.AssumeRole": "sts.*", "organizations.DescribeAccount": "organizations.*"}
+    out = []
+    for api, wild in own.items():
+        q = quotas.get(api) or quotas.get(wild)
+        if q:
+            out.append("%s=%g/%d" % (api, q["rate"] * fraction, max(1, int(q["burst"] * fraction))))
+    return ",".join(out)
+
+
+def quota_ceiling(quotas, mgmt_counts, n):
+    """Accounts a second the quotas allow: a rule whose bucket the fleet's own
+    identity fills (STS per caller account and Region, Organizations per
+    account) allows rate / (its calls per account); rules per target account
+    do not bound a batch of distinct accounts. Returns (ceiling, binding
+    rule, {rule: accounts/s})."""
+    per_rule = {}
+    for api, k in mgmt_counts.items():
+        svc = api.split(".")[0]
+        rule = api if api in quotas else (svc + ".*" if svc + ".*" in quotas else None)
+        if rule:
+            per_rule[rule] = per_rule.get(rule, 0) + k
+    bounds = {r: quotas[r]["rate"] / (k / float(n)) for r, k in per_rule.items() if k}
+    if not bounds:
+        return None, None, {}
+    r = min(bounds, key=bounds.get)
+    return bounds[r], r, bounds
 
 
 def members(n):
@@ -130,6 +167,12 @@ def create_topics(brokers, prefix):
             if " partition 0," in meta:
                 break
             time.sleep(0.2)
+    # A fresh broker hands out its first idempotent producer id slowly (about
+    # half a second, once): a deployment's broker has done so long before.
+    # One idempotent message to a topic of its own, so that this is not
+    # counted in the first request's latency.
+    subprocess.run(["kcat", "-P", "-b", brokers, "-t", prefix + "warmup", "-X", "enable.idempotence=true"],
+                   input="warm-up\n", capture_output=True, text=True, timeout=60)
 
 
 def http_json(url, method="GET", body=None):
@@ -316,7 +359,11 @@ def pct(xs, p):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--accounts", type=int, default=10000)
-    ap.add_argument("--profile", default="instant", choices=["instant", "aws-typical"])
+    ap.add_argument("--profile", default="instant", choices=["instant", "aws-typical", "aws-quotas"])
+    ap.add_argument("--quotas", choices=["aws", "none"], help="AWS's request quotas in the simulator "
+                    "(aws-quotas has them; with instant, the quotas are the only limit)")
+    ap.add_argument("--no-session-keys", action="store_true",
+                    help="every stage assumes the account's role itself (no session.keys)")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--json")
@@ -354,6 +401,8 @@ def main():
         portfile = os.path.join(run, "sim.port")
         simcmd = [simbin, "--port-file", portfile, "--org-accounts", str(org_size(n)),
                   "--profile", args.profile, "--scale", str(args.scale)]
+        if args.quotas:
+            simcmd += ["--quotas", args.quotas]
         sim = subprocess.Popen(simcmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(run, "sim.log"), "w"))
         for _ in range(200):
             if os.path.exists(portfile) and open(portfile).read().strip():
@@ -366,8 +415,13 @@ def main():
             "OB_LOG_LEVEL": os.environ.get("OB_BENCH_LOG_LEVEL", "warn"),
             # Every account in flight at once: the window is not what is measured.
             "OB_INFLIGHT_MAX": str(max(n, 100)),
-            "OB_STACK_POLL": "1s" if args.profile == "aws-typical" else "200ms",
+            "OB_STACK_POLL": "200ms" if args.profile == "instant" else "1s",
         })
+        if args.no_session_keys:
+            env["OB_SESSION_KEYS"] = ""
+        quotas = http_json(sim_url + "/_sim/config").get("quotas") or {}
+        if quotas:
+            env["OB_AWS_RATE_LIMITS"] = quota_limits(quotas)
         redis_before = redis_calls(rport)
         reqs = os.path.join(run, "requests.jsonl")
         write_requests(reqs, n, prefix)
@@ -433,16 +487,33 @@ def main():
         msgs = 0
         # When each stage had handed on half and all of the batch (its output
         # topic's timestamps, from the first request): where a run waits.
+        # Per account, the hand-off times per topic give each hop: from the
+        # previous stage's output (the request, for bucket) to this stage's,
+        # i.e. the previous stage's commit, this stage's fetch, lock and
+        # calls.
         stage_out = {"bucket": "cur", "cur": "iam", "iam": "connect", "connect": "connected"}
         handed = {}
+        at = {}
         for t in ("requests", "cur", "iam", "connect", "connected", "dlq"):
-            lines = kcat_lines(brokers, prefix + t, "%T\n")
+            lines = kcat_lines(brokers, prefix + t, "%k %T\n")
             msgs += len(lines)
+            per = at.setdefault(t, {})
+            for l in lines:
+                k, ts = l.rsplit(" ", 1)
+                per.setdefault(k, int(ts))
             for st, out in stage_out.items():
                 if out == t and lines:
-                    ts = sorted((int(x) - first) / 1000.0 for x in lines)
+                    ts = sorted((int(x.rsplit(" ", 1)[1]) - first) / 1000.0 for x in lines)
                     handed[st] = {"first": round(ts[0], 2), "half": round(ts[len(ts) // 2], 2),
                                   "all": round(ts[-1], 2)}
+        hops = {}
+        prev = "requests"
+        for st in STAGES:
+            out = stage_out[st]
+            d = [at[out][k] - at[prev][k] for k in at[out] if k in at[prev]]
+            if d:
+                hops[st] = {"p50": pct(d, 50), "p90": pct(d, 90), "p99": pct(d, 99), "max": max(d)}
+            prev = out
         stats = http_json(sim_url + "/_sim/stats")
         cfg = http_json(sim_url + "/_sim/config")
         rules = cfg.get("latency", {}) or {}
@@ -450,13 +521,19 @@ def main():
         state = http_json(sim_url + "/_sim/state")
         middle = members(n)[max(0, n // 2 - 1)]
         per_acct = state.get("counts_by_account", {}).get("%012d" % (200000000000 + middle), {})
-        # The fleet's own calls count under the management account: AssumeRole, one per stage
-        # worker for this account plus the connect stage's check, and the intake's
-        # Organizations DescribeAccount.
+        # The fleet's own calls count under the management account: AssumeRole
+        # (the stages' sessions and the connect stage's check), and the
+        # intake's Organizations DescribeAccount.
+        counts = state.get("counts", {}) or {}
+        mgmt = state.get("counts_by_account", {}).get("111111111111", {}) or {}
+        assume = counts.get("sts.AssumeRole", 0) / float(n)
         crit = critical_path(rules, scale, per_acct) + (
-            4 * latency_of(rules, "sts.AssumeRole", scale) +
+            round(assume) * latency_of(rules, "sts.AssumeRole", scale) +
             latency_of(rules, "organizations.DescribeAccount", scale)) / 1000.0
-        batch_crit = batch_critical_path(rules, scale, per_acct, n, 4)
+        batch_crit = batch_critical_path(rules, scale, per_acct, n, int(round(assume)))
+        quotas = cfg.get("quotas") or {}
+        ceiling, binding, bounds = quota_ceiling(quotas, mgmt, n) if quotas else (None, None, {})
+        throttled = stats.get("throttled", {}) or {}
         cpu_total = sum(c for c, _ in figures.values())
         result = {
             "accounts": n, "profile": args.profile, "scale": args.scale,
@@ -485,6 +562,16 @@ def main():
                 if v - redis_before.get(k, 0) > 0},
             "kafka_messages_per_account": round(msgs / n, 2),
             "stage_handed_on_s": handed,
+            "hop_ms": hops,
+            "assume_role_per_account": round(assume, 3),
+            "aws_requests_per_account_by_api": {k: round(v / float(n), 3) for k, v in sorted(counts.items())},
+            "throttled_by_api": throttled,
+            "throttled_fraction": round(stats.get("throttled_total", 0) / float(max(1, stats.get("requests", 0))), 5),
+            "quota_ceiling_accounts_per_s": round(ceiling, 1) if ceiling else None,
+            "quota_binding_rule": binding,
+            "quota_bounds_accounts_per_s": {k: round(v, 1) for k, v in bounds.items()},
+            "throughput_over_ceiling": round((n / wall) / ceiling, 3) if ceiling and wall > 0 else None,
+            "dead_letters": len(at.get("dlq", {})),
         }
         print_table(result)
         if args.compare:
@@ -543,9 +630,25 @@ def print_table(r):
         h = r.get("stage_handed_on_s", {}).get(st)
         if h:
             print("%-34s first %.1f  half %.1f  all %.1f s" % ("stage " + st + " handed on", h["first"], h["half"], h["all"]))
+    for st in STAGES:
+        h = r.get("hop_ms", {}).get(st)
+        if h:
+            print("%-34s p50 %d  p90 %d  p99 %d  max %d ms" % ("hop to " + st + "'s hand-off", h["p50"], h["p90"], h["p99"], h["max"]))
     for k, v in sorted(r.get("others_cpu_s", {}).items()):
         print("%-34s %.2f s CPU during the run" % (k, v))
     print("%-34s %s" % ("AWS requests per account", r["aws_requests_per_account"]))
+    if r.get("assume_role_per_account") is not None:
+        print("%-34s %s" % ("AssumeRole calls per account", r["assume_role_per_account"]))
+    if r.get("quota_ceiling_accounts_per_s"):
+        print("%-34s %s accounts/s (%s binds; %s); throughput / ceiling = %s" % (
+            "quota ceiling", r["quota_ceiling_accounts_per_s"], r["quota_binding_rule"],
+            ", ".join("%s %s" % kv for kv in sorted(r["quota_bounds_accounts_per_s"].items())),
+            r["throughput_over_ceiling"]))
+    if r.get("throttled_by_api") or r.get("quota_ceiling_accounts_per_s"):
+        print("%-34s %.3f %% of calls (%s)" % ("throttled", 100.0 * r.get("throttled_fraction", 0),
+              ", ".join("%s %d" % kv for kv in sorted((r.get("throttled_by_api") or {}).items())) or "none"))
+    if r.get("dead_letters"):
+        print("%-34s %d" % ("dead letters", r["dead_letters"]))
     print("%-34s %s (%s commands run, counting those inside the scripts)" % (
         "Redis round trips per account", r["redis_round_trips_per_account"],
         r["redis_commands_per_account"]))
@@ -561,6 +664,8 @@ def compare(new, old):
     row("accounts_per_s", old.get("accounts_per_s"), new["accounts_per_s"])
     row("cpu_ms_per_account", old.get("cpu_ms_per_account"), new["cpu_ms_per_account"])
     row("latency p99", old.get("latency_s", {}).get("p99"), new["latency_s"]["p99"])
+    for s in STAGES:
+        row("hop p50 ms " + s, old.get("hop_ms", {}).get(s, {}).get("p50"), new.get("hop_ms", {}).get(s, {}).get("p50"))
     for s in STAGES:
         row("rss " + s, old.get("workers", {}).get(s, {}).get("peak_rss_mib"), new["workers"][s]["peak_rss_mib"])
     for s in STAGES:

@@ -722,6 +722,7 @@ const ob_stage_ops_t ob_stage_connect = {
     .name = "connect",
     .stage = OB_STAGE_CONNECT,
     .input = "connect",
+    .outputs = "connected",
     .state_size = sizeof(connect_st_t),
     .parse = connect_parse,
     .step = connect_step,

@@ -170,6 +170,7 @@ typedef struct iam_st_s {
     long long waited_ms;
     uint64_t created_ms; /* clock when our CreateStack was answered (0: none in progress) */
     int probe;           /* this stack is one of the probes (counted in the timing's probes) */
+    int polls;           /* polls since our create (a probe's first come sooner) */
     char *fail_reason;   /* StackStatusReason of the stack we gave up on */
     char *fail_status;
     int resumed;           /* continues what another holder created or updated */
@@ -527,8 +528,30 @@ static void wait_ms(iam_st_t *st, ob_step_t *out, long long ms)
     st->pending = P_WAIT;
 }
 
+/* A probe's first polls come sooner, doubling up to stack.poll
+ * (poll/16, /8, /4, /2, then every stack.poll): a stack that is quick to
+ * make (a small template, a region that answers fast) is seen done in a
+ * fraction of the interval, and its sample says so; a slow one costs four
+ * polls more, and only the probes (IAM_PROBES at a time) make them. */
+#define IAM_RAMP_STEPS  4
+#define IAM_POLL_MIN_MS 10
+
+static long long probe_poll_ms(const iam_st_t *st)
+{
+    int shift = IAM_RAMP_STEPS - st->polls;
+    long long ms = shift > 0 ? st->poll_ms >> shift : st->poll_ms;
+    return ms < IAM_POLL_MIN_MS ? (st->poll_ms < IAM_POLL_MIN_MS ? st->poll_ms : IAM_POLL_MIN_MS)
+                                : ms;
+}
+
 static void wait_poll(iam_st_t *st, ob_step_t *out)
 {
+    if (st->created_ms && st->probe) {
+        long long ms = probe_poll_ms(st);
+        st->polls++;
+        wait_ms(st, out, ms);
+        return;
+    }
     wait_ms(st, out, st->poll_ms);
 }
 
@@ -595,8 +618,15 @@ static void wait_created(iam_st_t *st, ob_step_t *out)
         st->probe = 1;
         st->tm->probes++;
     }
+    st->polls = 0;
+    if (st->probe) {
+        wait_poll(st, out);
+        return;
+    }
+    /* Not a probe: first polled at the age creates take (or, while nothing
+     * is learnt, after a stack.poll of waiting to learn it). */
     long long w = poll_not_before(st);
-    wait_ms(st, out, w > st->poll_ms ? w : st->poll_ms);
+    wait_ms(st, out, w > IAM_POLL_MIN_MS ? w : IAM_POLL_MIN_MS);
 }
 
 static int query_start(iam_st_t *st, ob_step_t *out, const char *action, pending_t p)
@@ -1566,6 +1596,7 @@ const ob_stage_ops_t ob_stage_iam = {
     .name = "iam",
     .stage = OB_STAGE_IAM,
     .input = "iam",
+    .outputs = "connect",
     .state_size = sizeof(iam_st_t),
     .ctx_new = iam_ctx_new,
     .ctx_free = iam_ctx_free,

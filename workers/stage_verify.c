@@ -854,6 +854,7 @@ const ob_stage_ops_t ob_stage_verify = {
     .name = "verify",
     .stage = OB_STAGE_CONNECT,
     .input = "verify",
+    .outputs = "drift requests",
     .side = 1,
     .state_size = sizeof(verify_st_t),
     .ctx_new = verify_ctx_new,

@@ -215,6 +215,45 @@ static void credsrc_done(ob_credsrc_t *s, ob_err_t err, const char *msg,
     flush_waiters(s, OB_OK, NULL);
 }
 
+int ob_credsrc_offer(ob_credsrc_t *s, const ob_aws_creds_t *creds)
+{
+    /* Fresh enough that the source would not refresh them at once: more
+     * than the advisory window left (a session sealed an hour ago is not). */
+    if (!creds || !creds->access_key_id || creds->expires_ms <= 0 ||
+        creds->expires_ms - wall_ms() <= OB_CREDS_ADVISORY_MS)
+        return 0;
+    if (s->have && (s->creds.expires_ms == 0 || s->creds.expires_ms >= creds->expires_ms) &&
+        usable(s))
+        return 0;
+    ob_aws_creds_t keep;
+    memset(&keep, 0, sizeof(keep));
+    if (s->have && ob_aws_creds_copy(&keep, &s->creds) != OB_OK)
+        return 0;
+    int had = s->have;
+    if (ob_aws_creds_copy(&s->creds, creds) != OB_OK) {
+        ob_aws_creds_clear(&keep);
+        return 0;
+    }
+    memcpy(s->creds.account_id, keep.account_id, sizeof(s->creds.account_id));
+    s->have = 1;
+    set_deadlines(s);
+    if (!usable(s)) {
+        /* Too close to expiry: what the source had stays. */
+        if (had)
+            ob_aws_creds_copy(&s->creds, &keep);
+        else
+            ob_aws_creds_clear(&s->creds);
+        s->have = had;
+        set_deadlines(s);
+        ob_aws_creds_clear(&keep);
+        return 0;
+    }
+    ob_aws_creds_clear(&keep);
+    if (!ob_list_empty(&s->waiters))
+        ob_timer_start(&s->notify, 0);
+    return 1;
+}
+
 void ob_credsrc_last_failure(const ob_credsrc_t *s, ob_retry_class_t *cls, const char **code)
 {
     *cls = s->last_class;

@@ -67,6 +67,12 @@ const ob_aws_creds_t *ob_credsrc_peek(ob_credsrc_t *s);
  * runs later, on the loop, never inside this call. */
 ob_creds_wait_t *ob_credsrc_get(ob_credsrc_t *s, ob_creds_cb *cb, void *arg);
 void ob_creds_wait_cancel(ob_creds_wait_t *w);
+/* Credentials got elsewhere for what this source fetches (a session the
+ * previous stage sealed for this role): taken, without a fetch, when more
+ * than OB_CREDS_ADVISORY_MS of their life is left (the source would not
+ * refresh them at once) and they last longer than what the source has. 1 when taken, 0 when not
+ * (the source fetches as usual); waiters are answered. */
+int ob_credsrc_offer(ob_credsrc_t *s, const ob_aws_creds_t *creds);
 /* Forget the current credentials (e.g. after ExpiredToken). */
 void ob_credsrc_invalidate(ob_credsrc_t *s);
 /* What the last failed fetch was, for the call that waited on it: its retry

@@ -186,6 +186,10 @@ const ob_cfg_def_t ob_config_table[] = {
      "a stable name of this replica (a StatefulSet pod's name): static group membership "
      "(group.instance.id) and a transactional.id that aborts what its predecessor left open; "
      "empty: a dynamic member with a random transactional.id"},
+    {"session.keys", OB_CFG_STR, "", 0, 0, OFF(session_keys), 1,
+     "ID:BASE64[,ID:BASE64...] (32-byte keys): a stage seals the account's assumed-role "
+     "session for the next stage under the first key (every key opens), so one AssumeRole "
+     "serves the account's stages; empty: each stage assumes the role itself"},
     {"aws.rate.limits", OB_CFG_STR, "sts.AssumeRole=500", 0, 0, OFF(rate_limits), 0,
      "fleet-wide request rates per AWS API shared through Redis, API=RATE[/BURST] by commas; "
      "throttling halves an API's rate for every replica, which then climbs back"},

@@ -103,6 +103,7 @@ typedef struct ob_config_s {
     char *billing_principal;
     char *billing_url;
     char *billing_secret;
+    char *session_keys; /* session.keys: seal assumed-role sessions for the next stage */
     char *stack_name_prefix;
     long long stack_poll_ms;
     long long stack_redo_max;

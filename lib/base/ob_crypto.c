@@ -147,6 +147,55 @@ ob_err_t ob_random_bytes(void *out, size_t n)
     return RAND_bytes(out, (int)n) == 1 ? OB_OK : OB_ERR_IO;
 }
 
+static ob_err_t aead(int seal, const uint8_t *key, const uint8_t *nonce, const void *aad,
+                     size_t aad_len, const uint8_t *in, size_t len, uint8_t *tag, uint8_t *out)
+{
+    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    if (!x)
+        return OB_ERR_NOMEM;
+    int n = 0, ok = EVP_CipherInit_ex(x, EVP_aes_256_gcm(), NULL, NULL, NULL, seal) == 1 &&
+                    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_IVLEN, OB_AEAD_NONCE_LEN, NULL) == 1 &&
+                    EVP_CipherInit_ex(x, NULL, NULL, key, nonce, seal) == 1 &&
+                    (aad_len == 0 || EVP_CipherUpdate(x, NULL, &n, aad, (int)aad_len) == 1) &&
+                    (len == 0 || EVP_CipherUpdate(x, out, &n, in, (int)len) == 1);
+    if (ok && !seal)
+        ok = EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_TAG, OB_AEAD_TAG_LEN, tag) == 1;
+    int fin = ok && EVP_CipherFinal_ex(x, out + (ok ? n : 0), &n) == 1;
+    if (fin && seal)
+        fin = EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, OB_AEAD_TAG_LEN, tag) == 1;
+    EVP_CIPHER_CTX_free(x);
+    if (!ok)
+        return OB_ERR_IO;
+    if (!fin) {
+        if (!seal)
+            OPENSSL_cleanse(out, len);
+        return seal ? OB_ERR_IO : OB_ERR_PARSE;
+    }
+    return OB_OK;
+}
+
+ob_err_t ob_aead_seal(const uint8_t key[OB_AEAD_KEY_LEN], const uint8_t nonce[OB_AEAD_NONCE_LEN],
+                      const void *aad, size_t aad_len, const void *in, size_t len, uint8_t *out)
+{
+    return aead(1, key, nonce, aad, aad_len, in, len, out + len, out);
+}
+
+ob_err_t ob_aead_open(const uint8_t key[OB_AEAD_KEY_LEN], const uint8_t nonce[OB_AEAD_NONCE_LEN],
+                      const void *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out)
+{
+    if (len < OB_AEAD_TAG_LEN)
+        return OB_ERR_INVALID_ARG;
+    uint8_t tag[OB_AEAD_TAG_LEN];
+    memcpy(tag, in + len - OB_AEAD_TAG_LEN, OB_AEAD_TAG_LEN);
+    return aead(0, key, nonce, aad, aad_len, in, len - OB_AEAD_TAG_LEN, tag, out);
+}
+
+void ob_wipe(void *p, size_t n)
+{
+    if (p && n)
+        OPENSSL_cleanse(p, n);
+}
+
 int ob_ct_memcmp(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n);

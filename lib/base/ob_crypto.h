@@ -39,6 +39,20 @@ ob_err_t ob_random_bytes(void *out, size_t n);
  * text is cut where the secret began. Secrets shorter than 2 characters are
  * left alone. Returns how many occurrences were replaced. */
 size_t ob_redact(char *s, size_t size, const char *secret, const char *mark);
+/* AES-256-GCM: 12-byte nonce, 16-byte tag. Seal writes len bytes of
+ * ciphertext to out and the tag after them (out holds len + 16 bytes); open
+ * checks the tag over the ciphertext and aad and writes len - 16 bytes of
+ * plaintext. OB_ERR_PARSE when the tag does not match (a wrong key, or bytes
+ * changed), OB_ERR_INVALID_ARG for a short input. */
+#define OB_AEAD_KEY_LEN   32
+#define OB_AEAD_NONCE_LEN 12
+#define OB_AEAD_TAG_LEN   16
+ob_err_t ob_aead_seal(const uint8_t key[OB_AEAD_KEY_LEN], const uint8_t nonce[OB_AEAD_NONCE_LEN],
+                      const void *aad, size_t aad_len, const void *in, size_t len, uint8_t *out);
+ob_err_t ob_aead_open(const uint8_t key[OB_AEAD_KEY_LEN], const uint8_t nonce[OB_AEAD_NONCE_LEN],
+                      const void *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out);
+/* Overwrite n bytes with zeros in a way the compiler keeps (OPENSSL_cleanse). */
+void ob_wipe(void *p, size_t n);
 /* Constant-time comparison (CRYPTO_memcmp); 0 when equal. */
 int ob_ct_memcmp(const void *a, const void *b, size_t n);
 

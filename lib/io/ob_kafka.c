@@ -98,6 +98,8 @@ struct ob_kproducer_s {
     rd_kafka_consumer_group_metadata_t *op_cgmd;
     ob_ktxn_result_t res;
     wake_t twake;
+    rd_kafka_topic_t *known[OB_KPRODUCER_KNOWN_MAX]; /* ob_kproducer_learn_topic */
+    size_t nknown;
 };
 
 /* librdkafka's log callback runs on its threads; ob_log is thread-safe. */
@@ -446,7 +448,10 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
     /* cooperative-sticky: a join or a leave moves only the partitions that
      * change owner; the others keep their work. A member that died without
      * leaving is noticed within 10 s (Kafka's default is 45 s), and
-     * rebalances are heard of within a second. */
+     * rebalances are heard of within a second. fetch.wait.max.ms 50: the
+     * broker does not always answer a waiting fetch when a message arrives
+     * (measured: an enqueued request sat out the whole 500 ms default), so
+     * an idle worker asks again every 50 ms; a busy one never waits. */
     static const char *const defaults[] = {"enable.auto.commit",
                                            "true",
                                            "enable.auto.offset.store",
@@ -463,6 +468,8 @@ ob_kconsumer_t *ob_kconsumer_new(ob_loop_t *loop, const ob_kconsumer_opts_t *opt
                                            "10000",
                                            "heartbeat.interval.ms",
                                            "1000",
+                                           "fetch.wait.max.ms",
+                                           "50",
                                            NULL};
     if (!opts->group_id || !opts->on_message || opts->ntopics == 0) {
         ob_errf(errstr, errstr_size, OB_ERR_INVALID_ARG,
@@ -1276,6 +1283,8 @@ void ob_kproducer_free(ob_kproducer_t *p)
     wake_fini(&p->wake, p->q);
     if (p->q)
         rd_kafka_queue_destroy(p->q);
+    for (size_t i = 0; i < p->nknown; i++)
+        rd_kafka_topic_destroy(p->known[i]);
     if (p->rk)
         rd_kafka_destroy(p->rk);
     if (p->thr_started) {
@@ -1288,6 +1297,21 @@ void ob_kproducer_free(ob_kproducer_t *p)
 rd_kafka_t *ob_kproducer_handle(ob_kproducer_t *p)
 {
     return p->rk;
+}
+
+void ob_kproducer_learn_topic(ob_kproducer_t *p, const char *topic)
+{
+    for (size_t i = 0; i < p->nknown; i++)
+        if (!strcmp(rd_kafka_topic_name(p->known[i]), topic))
+            return;
+    if (p->nknown == OB_KPRODUCER_KNOWN_MAX)
+        return;
+    /* A new topic handle asks the brokers for the topic at once (a leader
+     * query); while the application holds it, the once-a-second scan asks
+     * again until it is known. */
+    rd_kafka_topic_t *t = rd_kafka_topic_new(p->rk, topic, NULL);
+    if (t)
+        p->known[p->nknown++] = t;
 }
 
 /* ---- admin client ---- */

@@ -150,6 +150,14 @@ int ob_kproducer_outstanding(ob_kproducer_t *p);
 ob_err_t ob_kproducer_flush(ob_kproducer_t *p, int timeout_ms);
 void ob_kproducer_free(ob_kproducer_t *p);
 rd_kafka_t *ob_kproducer_handle(ob_kproducer_t *p);
+/* A topic this producer will send to: its partitions and leaders are asked
+ * for now (asynchronously) and kept current, so that the first message sent
+ * to it does not wait for librdkafka's once-a-second scan of unknown topics
+ * (up to a second per hop for the first account after a start). Repeating a
+ * topic is harmless; at most OB_KPRODUCER_KNOWN_MAX topics are kept, the rest
+ * are learnt on first use as before. */
+#define OB_KPRODUCER_KNOWN_MAX 8
+void ob_kproducer_learn_topic(ob_kproducer_t *p, const char *topic);
 
 /*
  * Transactions (exactly-once output). A transactional producer puts every

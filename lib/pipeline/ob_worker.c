@@ -42,6 +42,7 @@
 #include "ob_probes.h"
 #include "ob_ratelimit.h"
 #include "ob_redis.h"
+#include "ob_session.h"
 #include "ob_state.h"
 #include "ob_time.h"
 
@@ -82,8 +83,10 @@ typedef struct job_s {
     char *payload; /* the bytes that arrived; NULL once the stage keeps them parsed */
     size_t len;    /* their size */
     uint8_t arrived_sha256[OB_SHA256_LEN]; /* theirs, once payload is NULL */
-    ob_msg_header_t *headers;
+    ob_msg_header_t *headers;              /* the message's, but the sealed session */
     size_t nheaders;
+    uint8_t *session; /* the sealed session it came with (session.keys), until used */
+    size_t session_len;
     phase_t phase;
     int detached;           /* partition revoked while the produce was in flight */
     int offset_done;        /* its offset is marked finished */
@@ -191,6 +194,7 @@ struct ob_worker_s {
     ob_aws_t *aws;
     ob_credsrc_t *fleet;
     ob_assume_cache_t *assume;
+    ob_session_keys_t *session_keys; /* session.keys (NULL: not set) */
     ob_offsets_t *offsets;
     ob_signal_t *signals;
     ob_htab_t accts;     /* acct_t by id: the accounts with work here */
@@ -211,6 +215,12 @@ struct ob_worker_s {
     int failed_fatal; /* the transactional producer failed: exit non-zero */
     char txn_id[512];
     ob_timer_t *commit_timer;
+    /* A commit starts as soon as there is output and output.commit.interval
+     * has passed since the last one started (commit_at, loop time): one
+     * account alone is handed on at once, a burst still commits once an
+     * interval. */
+    ob_timer_t *commit_soon;
+    uint64_t commit_at;
     uint64_t ends_at; /* loop time the partitions' ends were last asked for */
     job_t *txn_open, *txn_committing;
     pend_t *pend, *snap;
@@ -250,6 +260,7 @@ static int slot_take(job_t *j);
 static void job_run_step(job_t *j, const ob_aws_result_t *res);
 static void job_execute(job_t *j, ob_step_t *s);
 static void job_finish(job_t *j);
+static void commit_kick(ob_worker_t *w);
 
 /* ---- steps ---- */
 
@@ -608,6 +619,10 @@ static void job_free(job_t *j)
         free((void *)j->headers[i].value);
     }
     free(j->headers);
+    if (j->session) {
+        ob_wipe(j->session, j->session_len);
+        free(j->session);
+    }
     free(j->payload);
     free(j);
     w->inflight--;
@@ -774,6 +789,63 @@ static void mark_done(ob_worker_t *w, const char *topic, int32_t partition, int6
         commit_offset(w, topic, partition, commit);
     else if (moved == 0 && w->txn)
         pend_touch(w, topic, partition);
+}
+
+/* ---- sealed sessions (session.keys) ---- */
+
+/* The session the previous stage sealed for this account and role: offered
+ * to the job's credentials source, which then needs no AssumeRole. */
+static void session_take(job_t *j)
+{
+    ob_worker_t *w = j->w;
+    uint8_t *blob = j->session;
+    size_t len = j->session_len;
+    j->session = NULL;
+    j->session_len = 0;
+    if (!w->session_keys) {
+        free(blob);
+        return;
+    }
+    ob_aws_creds_t c;
+    memset(&c, 0, sizeof(c));
+    ob_err_t e = ob_session_open(w->session_keys, blob, len, j->plan.account_id, j->plan.role_arn,
+                                 j->plan.external_id, &c);
+    ob_wipe(blob, len);
+    free(blob);
+    if (e != OB_OK) {
+        w->stats.sessions_refused++;
+        ob_logkv(OB_LOG_WARN, "worker",
+                 "a sealed session could not be opened: assuming the role instead", "account",
+                 j->plan.account_id, "reason",
+                 e == OB_ERR_PARSE ? "not sealed for this account and role by a key of "
+                                     "session.keys"
+                                   : "not a sealed session of this version",
+                 NULL);
+        return;
+    }
+    /* Not taken while the source has as good already: no call either way. */
+    if (ob_credsrc_offer(j->creds, &c) || ob_credsrc_peek(j->creds))
+        w->stats.sessions_used++;
+    else
+        w->stats.sessions_stale++;
+    ob_aws_creds_clear(&c);
+}
+
+/* Seal the job's session into its hand-off for the next stage. */
+static void session_pass(job_t *j, rd_kafka_headers_t *hdrs)
+{
+    ob_worker_t *w = j->w;
+    const ob_aws_creds_t *c = w->session_keys && j->creds ? ob_credsrc_peek(j->creds) : NULL;
+    if (!c || !c->session_token || c->expires_ms <= 0)
+        return;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    if (ob_session_seal(w->session_keys, c, j->plan.account_id, j->plan.role_arn,
+                        j->plan.external_id, &blob, &len) != OB_OK)
+        return;
+    rd_kafka_header_add(hdrs, OB_SESSION_HEADER, -1, blob, (ssize_t)len);
+    free(blob);
+    w->stats.sessions_sealed++;
 }
 
 static void offset_done(job_t *j)
@@ -1270,6 +1342,8 @@ static void job_finish(job_t *j)
         snprintf(topic, sizeof(topic), "%s%s", w->cfg->topic_prefix, last->emit_topic);
         if (last->emit_schema)
             rd_kafka_header_add(hdrs, OB_MSG_HDR_SCHEMA, -1, last->emit_schema, -1);
+        if (w->stage->pass_session)
+            session_pass(j, hdrs);
         e = ob_kproducer_send(w->producer, topic, RD_KAFKA_PARTITION_UA, key, klen, last->emit,
                               strlen(last->emit), hdrs, j, err, sizeof(err));
         hdrs = NULL;
@@ -1291,6 +1365,7 @@ static void job_finish(job_t *j)
         j->txn_next = w->txn_open;
         w->txn_open = j;
         offset_done(j);
+        commit_kick(w);
     }
 }
 
@@ -1381,6 +1456,7 @@ static void txn_commit_start(ob_worker_t *w)
     rd_kafka_topic_partition_list_destroy(l);
     if (e != OB_OK || !ob_kproducer_txn_busy(w->producer))
         return;
+    w->commit_at = ob_loop_update_time(w->loop);
     w->txn_committing = w->txn_open;
     w->txn_open = NULL;
     free(w->snap);
@@ -1404,9 +1480,30 @@ static void commit_tick(ob_timer_t *t, void *arg)
         ob_kconsumer_refresh_ends(w->consumer);
     }
     commit_idle_positions(w);
-    if (w->txn)
+    /* Offsets finished without output (skipped, handed back) wait for this
+     * tick; output has commit_soon. */
+    if (w->txn && now - w->commit_at >= (uint64_t)w->cfg->output_commit_interval_ms)
         txn_commit_start(w);
     ob_timer_start(t, (uint64_t)w->cfg->output_commit_interval_ms);
+}
+
+static void commit_soon_cb(ob_timer_t *t, void *arg)
+{
+    (void)t;
+    txn_commit_start(arg);
+}
+
+/* There is output in the open transaction: commit it once the interval since
+ * the last commit has passed (at once when it has: an idle worker hands on
+ * without waiting). A commit under way when the timer fires defers to its
+ * outcome, which asks again (on_txn). */
+static void commit_kick(ob_worker_t *w)
+{
+    if (!w->txn || !w->commit_soon || !w->txn_open || ob_timer_active(w->commit_soon))
+        return;
+    uint64_t now = ob_loop_update_time(w->loop);
+    uint64_t next = w->commit_at + (uint64_t)w->cfg->output_commit_interval_ms;
+    ob_timer_start(w->commit_soon, next > now ? next - now : 0);
 }
 
 /* The outcome of the transaction being committed. */
@@ -1434,6 +1531,7 @@ static void on_txn(ob_kproducer_t *p, const ob_ktxn_result_t *res, void *arg)
             /* Recorded before it was produced (record_outcome). */
             job_complete(j);
         }
+        commit_kick(w);
         return;
     }
     w->stats.txn_aborts++;
@@ -2107,6 +2205,8 @@ static void on_lock(ob_lock_t *l, ob_lock_event_t ev, uint64_t fence, long retry
         ob_lock_prior_drop(l); /* read: the stage keeps what it needs */
         j->creds = ob_credsrc_ref(ob_assume_cache_get(
             w->assume, j->plan.role_arn, j->plan.external_id[0] ? j->plan.external_id : NULL));
+        if (j->creds && j->session)
+            session_take(j);
         if (!j->creds) {
             ob_step_fail(job_last(j), OB_DLQ_PERMANENT, "out_of_memory",
                          "cannot create credentials");
@@ -2413,6 +2513,16 @@ static void on_message(ob_kconsumer_t *c, const rd_kafka_message_t *m, void *arg
             size_t vlen;
             if (rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen))
                 break;
+            if (!strcmp(name, OB_SESSION_HEADER)) {
+                /* Kept apart: it is opened when the job starts, and never
+                 * goes on (a dead letter, a replay) with the message. */
+                if (val && vlen && !j->session) {
+                    j->session = ob_malloc(vlen);
+                    memcpy(j->session, val, vlen);
+                    j->session_len = vlen;
+                }
+                continue;
+            }
             j->headers[j->nheaders].name = ob_strdup(name);
             if (val) {
                 void *v = ob_malloc(vlen + 1);
@@ -2802,6 +2912,20 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
                       "Partitions the consumer went back on without a revocation (handled as "
                       "given up and given back: their work redone from the earlier offset).");
     ob_metrics_sample(&m, "onboard_consumer_rewinds_total", l_stage, (double)w->stats.rewinds);
+    ob_metrics_family(&m, "onboard_sessions_total", "counter",
+                      "Assumed-role sessions sealed into hand-offs for the next stage (sealed), "
+                      "opened and used instead of an AssumeRole (used), or come but not usable: "
+                      "too close to expiry (stale) or not sealed for the account and role by a "
+                      "key of session.keys (refused).");
+    {
+        const char *kinds[] = {"sealed", "used", "stale", "refused"};
+        uint64_t v[] = {w->stats.sessions_sealed, w->stats.sessions_used, w->stats.sessions_stale,
+                        w->stats.sessions_refused};
+        for (size_t i = 0; i < 4; i++) {
+            const char *l[] = {"stage", stage, "result", kinds[i], NULL};
+            ob_metrics_sample(&m, "onboard_sessions_total", l, (double)v[i]);
+        }
+    }
     ob_metrics_family(&m, "onboard_retry_now_total", "counter",
                       "Waiting retries started early by an operator's control message.");
     ob_metrics_sample(&m, "onboard_retry_now_total", l_stage, (double)w->stats.retry_now);
@@ -2941,6 +3065,23 @@ void ob_worker_redis_opts(const ob_config_t *cfg, ob_redis_opts_t *out)
                              .sentinel_password = cfg->redis_sentinel_password};
 }
 
+/* The topics this worker sends to, known to its producer before the first
+ * message goes out (ob_kproducer_learn_topic). */
+static void learn_outputs(ob_worker_t *w)
+{
+    ob_kproducer_learn_topic(w->producer, w->topic_dlq);
+    const char *o = w->stage->outputs ? w->stage->outputs : "";
+    while (*o) {
+        size_t n = strcspn(o, " ");
+        if (n) {
+            char topic[320];
+            snprintf(topic, sizeof(topic), "%s%.*s", w->cfg->topic_prefix, (int)n, o);
+            ob_kproducer_learn_topic(w->producer, topic);
+        }
+        o += n + (o[n] == ' ');
+    }
+}
+
 ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *errstr,
                            size_t errstr_size)
 {
@@ -3006,6 +3147,14 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     w->aws = ob_aws_new(loop, w->http, &ao, errstr, errstr_size);
     if (!w->aws)
         goto fail;
+    if (w->cfg->session_keys && w->cfg->session_keys[0]) {
+        char kerr[256];
+        w->session_keys = ob_session_keys_parse(w->cfg->session_keys, kerr, sizeof(kerr));
+        if (!w->session_keys) {
+            ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "session.keys: %s", kerr);
+            goto fail;
+        }
+    }
     w->fleet = ob_credsrc_chain(w->aws, errstr, errstr_size);
     if (!w->fleet)
         goto fail;
@@ -3054,6 +3203,7 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     w->producer = ob_kproducer_new(loop, &po, errstr, errstr_size);
     if (!w->producer)
         goto fail;
+    learn_outputs(w);
     const char *topics[] = {w->topic_in};
     ob_kconsumer_opts_t kc = {.group_id = w->group,
                               .topics = topics,
@@ -3068,7 +3218,8 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     if (!w->consumer)
         goto fail;
     w->commit_timer = ob_timer_new(loop, commit_tick, w);
-    if (!w->commit_timer)
+    w->commit_soon = ob_timer_new(loop, commit_soon_cb, w);
+    if (!w->commit_timer || !w->commit_soon)
         goto fail;
     ob_timer_start(w->commit_timer, (uint64_t)w->cfg->output_commit_interval_ms);
     if (w->cfg->metrics_port > 0) {
@@ -3171,6 +3322,8 @@ void ob_worker_free(ob_worker_t *w)
     w->txn_open = w->txn_committing = NULL; /* their jobs are freed below */
     ob_timer_free(w->commit_timer);
     w->commit_timer = NULL;
+    ob_timer_free(w->commit_soon);
+    w->commit_soon = NULL;
     /* Jobs with no callback pending go first (their locks are released
      * through Redis); those waiting for a produce acknowledgement never get
      * it once the producer is gone; those waiting for a state write are
@@ -3209,6 +3362,7 @@ void ob_worker_free(ob_worker_t *w)
     if (w->stage->ctx_free)
         w->stage->ctx_free(w->stage_ctx);
     ob_assume_cache_free(w->assume);
+    ob_session_keys_free(w->session_keys);
     ob_credsrc_unref(w->fleet);
     ob_aws_free(w->aws);
     ob_http_free(w->http);

@@ -125,6 +125,14 @@ typedef struct ob_stage_s {
     const char *name;  /* "bucket", "cur", "iam", "connect" */
     ob_stage_t stage;  /* for dead letters */
     const char *input; /* input topic suffix: "requests", "cur", "iam", "connect", "verify" */
+    /* Optional: the topic suffixes it hands on to, space-separated ("cur",
+     * "drift requests"): the producer learns them at start, so the first
+     * message out does not wait for their metadata. */
+    const char *outputs;
+    /* Its hand-offs carry the account's session sealed for the next stage
+     * (with session.keys), which works in the account through the same
+     * role. */
+    int pass_session;
     /* A side stage (verify) looks at an account between requests: its
      * outcome never takes the record's request fields (stage, status,
      * request_id...), only the stage's own state pairs, "<name>_at",
@@ -206,11 +214,16 @@ typedef struct ob_worker_stats_s {
     uint64_t received, done, failed, dead_letters, produced, redelivered_lock_busy;
     uint64_t dead_letters_by_class[OB_DLQ_CLASS__COUNT]; /* ob_dlq_class_t */
     uint64_t retries_by_reason[OB_RR__COUNT];
-    uint64_t redis_errors;      /* lock and state commands that failed */
-    uint64_t kafka_errors;      /* produce attempts that failed (retried) */
-    uint64_t stage_retries;     /* retryable failures given another attempt later */
-    uint64_t retry_now;         /* waiting retries started early by a control message */
-    uint64_t rewinds;           /* partitions the consumer went back on unrevoked */
+    uint64_t redis_errors;  /* lock and state commands that failed */
+    uint64_t kafka_errors;  /* produce attempts that failed (retried) */
+    uint64_t stage_retries; /* retryable failures given another attempt later */
+    uint64_t retry_now;     /* waiting retries started early by a control message */
+    uint64_t rewinds;       /* partitions the consumer went back on unrevoked */
+    /* session.keys: sessions sealed into hand-offs; sessions opened and
+     * used instead of an AssumeRole; sessions that came but could not be
+     * used (stale: too close to expiry; refused: not sealed for this account
+     * and role by a key of the ring, or not of the format) */
+    uint64_t sessions_sealed, sessions_used, sessions_stale, sessions_refused;
     uint64_t skipped_done;      /* redelivered messages the account's state shows as done */
     uint64_t resumed;           /* messages that continued a previous holder's progress */
     uint64_t superseded;        /* messages of a request a newer one for the account replaced */

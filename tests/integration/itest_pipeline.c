@@ -22,6 +22,7 @@
 #include "harness.h"
 #include "ob_kafka.h"
 #include "ob_log.h"
+#include "ob_session.h"
 #include "ob_worker.h"
 #include "sim.h"
 #include "stages.h"
@@ -292,6 +293,102 @@ static void run_pipeline(int replicas)
     json_decref(out.connected);
 }
 
+/* Sealed sessions (session.keys): the bucket stage assumes an account's role
+ * and seals the session into its hand-off; cur opens it and assumes nothing;
+ * iam, on a key ring without that key, cannot open it and assumes the role
+ * itself (a refused session is no failure). The session header is on the
+ * hand-offs and nowhere else (not on the connected events). */
+#define SK_A "ka:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define SK_B "kb:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
+
+typedef struct {
+    int handoffs, sealed, connected, sealed_elsewhere;
+} headers_seen_t;
+
+static void on_headers(ob_test_out_t *o, const char *topic, const char *key,
+                       const rd_kafka_message_t *m, void *arg)
+{
+    (void)o;
+    (void)key;
+    headers_seen_t *hs = arg;
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t vl = 0;
+    int has =
+        rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(h, OB_SESSION_HEADER, &v, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        vl > 0;
+    if (!strcmp(topic, "cur") || !strcmp(topic, "iam")) {
+        hs->handoffs++;
+        hs->sealed += has;
+        /* Sealed: the session's access key (the simulator's start with
+         * ASIA) is nowhere in it. */
+        if (has && memmem(v, vl, "ASIA", 4))
+            fail_msg("a sealed session shows an access key id");
+    } else {
+        hs->connected += !strcmp(topic, "connected");
+        hs->sealed_elsewhere += has;
+    }
+}
+
+static int assume_count(void)
+{
+    return (int)json_integer_value(json_object_get(sim_section(H.sim, "counts"), "sts.AssumeRole"));
+}
+
+static void test_sealed_sessions(void **state)
+{
+    (void)state;
+    enum { N = 12 };
+    ob_test_new_prefix(&H, "itps-");
+    const char *lat[] = {"cloudformation.stack_create=200ms", NULL};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 40, .random_seed = 9, .latency = lat};
+    ob_test_begin(&H, &so);
+    ob_test_forget_members(H.redis_port, 1, so.org_accounts);
+    static const char *const ring_a[][2] = {{"OB_SESSION_KEYS", SK_A}, {NULL, NULL}};
+    static const char *const ring_b[][2] = {{"OB_SESSION_KEYS", SK_B}, {NULL, NULL}};
+    ob_worker_t *b = ob_test_worker_env(&H, &ob_stage_bucket, NULL, 5000, ring_a);
+    ob_worker_t *c = ob_test_worker_env(&H, &ob_stage_cur, NULL, 5000, ring_a);
+    ob_worker_t *i = ob_test_worker_env(&H, &ob_stage_iam, NULL, 5000, ring_b);
+    ob_test_worker(&H, &ob_stage_connect, NULL, 5000);
+    headers_seen_t hs = {0};
+    ob_test_out_opts_t oo = {.group = "headers",
+                             .topics = {"cur", "iam", "connected", "dlq"},
+                             .raw = 1,
+                             .on_message = on_headers,
+                             .arg = &hs};
+    ob_test_out_t *o = ob_test_out_new(&H, &oo);
+    ob_test_producer_t *p = ob_test_producer(&H);
+    for (int k = 1; k <= N; k++) {
+        char acct[16], rid[32];
+        snprintf(acct, sizeof(acct), "%012lld", 200000000000LL + k);
+        snprintf(rid, sizeof(rid), "sess-%d", k);
+        ob_test_req_t rq = {.rid = rid, .account = acct, .mode = "new", .region = "us-east-1"};
+        ob_test_send_request(p, &rq);
+    }
+    ob_test_producer_done(p);
+    /* N hand-offs on each of cur and iam, N connected events. */
+    assert_true(ob_test_out_wait(o, 3 * N, 120000));
+    assert_int_equal(ob_test_out_seen(o, "dlq"), 0);
+    assert_int_equal(hs.connected, N);
+    assert_int_equal(hs.handoffs, 2 * N);
+    assert_int_equal(hs.sealed, 2 * N);
+    assert_int_equal(hs.sealed_elsewhere, 0);
+    ob_worker_stats_t sb, sc, si;
+    ob_worker_get_stats(b, &sb);
+    ob_worker_get_stats(c, &sc);
+    ob_worker_get_stats(i, &si);
+    assert_int_equal(sb.sessions_sealed, N);
+    assert_int_equal(sc.sessions_used, N);
+    assert_int_equal(sc.sessions_sealed, N);
+    assert_int_equal(si.sessions_refused, N);
+    assert_int_equal(si.sessions_used, 0);
+    /* AssumeRole: bucket's, iam's (refused the session) and connect's check;
+     * none by cur (four per account without sealing). */
+    assert_int_equal(assume_count(), 3 * N);
+    ob_test_end(&H);
+}
+
 static void test_one_replica(void **state)
 {
     run_pipeline(1);
@@ -314,6 +411,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_replica),
         cmocka_unit_test(test_two_replicas),
+        cmocka_unit_test(test_sealed_sessions),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ob_test_run_selected("itest_pipeline", tests, sizeof(tests) / sizeof(tests[0]));
 }

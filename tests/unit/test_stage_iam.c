@@ -381,7 +381,8 @@ static void expect_wait(ob_step_t *s)
 {
     if (s->kind != OB_STEP_WAIT)
         fail_msg("expected a WAIT, got step kind %d (%s: %s)", s->kind, s->code, s->message);
-    assert_int_equal(s->wait_ms, 100);
+    /* stack.poll, or less: a probe's first polls come sooner (probe_ramp). */
+    assert_true(s->wait_ms >= 10 && s->wait_ms <= 100);
 }
 
 static int is_hex(const char *s, size_t n)
@@ -1379,6 +1380,59 @@ static void test_resume_from_recorded_progress(void **state)
     ob_stage_iam_timing_reset(iam_ctx, NULL);
 }
 
+/* A probe's first polls come at stack.poll/16, /8, /4, /2, then every
+ * stack.poll (100 ms here, at least 10 ms); a stack that is not a probe is
+ * first polled at the learned create time even when that is under
+ * stack.poll. */
+static void test_probe_polls_ramp_up(void **state)
+{
+    (void)state;
+    fake_now = 5000000;
+    ob_stage_iam_timing_reset(iam_ctx, fake_clock);
+    run_t r;
+    char e[33];
+    ob_step_t *s = created(&r, "req-ramp", e);
+    long long want[] = {10, 12, 25, 50, 100, 100, 100};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        assert_int_equal(s->kind, OB_STEP_WAIT);
+        assert_int_equal(s->wait_ms, want[i]);
+        fake_now += s->wait_ms;
+        expect_describe(step(&r, NULL));
+        char *x = stack_xml(STACK_ID, "CREATE_IN_PROGRESS", NULL, e, BUCKET, NULL);
+        ob_aws_result_t busy = reply("DescribeStacks", x);
+        s = step(&r, &busy);
+        free(x);
+    }
+    complete(&r, e);
+    finish(&r);
+    /* Quick creates (30 ms) learnt from three probes... */
+    ob_stage_iam_timing_reset(iam_ctx, fake_clock);
+    for (int i = 0; i < 3; i++) {
+        run_t q;
+        char qe[33];
+        expect_wait(created(&q, "req-quick", qe));
+        fake_now += 30;
+        complete(&q, qe);
+        finish(&q);
+    }
+    assert_int_equal(ob_stage_iam_first_poll_ms(iam_ctx), 30);
+    /* ...and a stack past the probes is first polled at 30 ms, not 100. */
+    static run_t busy_probes[NPROBES];
+    char bext[NPROBES][33];
+    for (int i = 0; i < NPROBES; i++)
+        expect_wait(created(&busy_probes[i], "req-probe", bext[i]));
+    run_t late;
+    char lext[33];
+    s = created(&late, "req-late", lext);
+    assert_int_equal(s->kind, OB_STEP_WAIT);
+    assert_int_equal(s->wait_ms, 30);
+    fake_now += 30;
+    complete(&late, lext);
+    finish(&late);
+    for (int i = 0; i < NPROBES; i++)
+        finish(&busy_probes[i]);
+}
+
 static void test_waiting_without_estimate_is_bounded(void **state)
 {
     (void)state;
@@ -1557,6 +1611,7 @@ int main(void)
         cmocka_unit_test(test_unusable_stacks),
         cmocka_unit_test(test_polling_and_bad_replies_are_bounded),
         cmocka_unit_test(test_polls_from_the_learned_create_time),
+        cmocka_unit_test(test_probe_polls_ramp_up),
         cmocka_unit_test(test_waiting_without_estimate_is_bounded),
         cmocka_unit_test(test_resume_from_recorded_progress),
         cmocka_unit_test(test_configuration_and_input),
