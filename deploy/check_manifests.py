@@ -4,7 +4,8 @@
   check_manifests.py chart RENDER.yaml --prefix P [--workers K,K] [--lifecycle-replicas N
                     --lifecycle-jobs J,J --lifecycle-alerts A,A] [--lag-exporter-replicas N
                     --lag-interval D --lag-cluster-name C --lag-alerts A,A] [--all] [--app-version V]
-                    [--network-policy on|off] [--overlays VALUES.yaml] --builtin OUT.yaml [--rules OUT.yml]
+                    [--network-policy on|off] [--session-keys SECRET/KEY|off] [--overlays VALUES.yaml]
+                    --builtin OUT.yaml [--rules OUT.yml]
       The rendered chart: every object carries the recommended labels (app.kubernetes.io/
       name, instance, version, managed-by, part-of, helm.sh/chart), every pod template
       those and its component, selectors only name, instance and component; the
@@ -24,11 +25,15 @@
       likewise a Deployment of its own (one replica) that no ScaledObject scales, with
       its settings (lag.interval, lag.cluster.name), the Kafka Secrets but no Redis one,
       no instance id, a PDB that lets its one replica go, and the alerts that read it
-      only when it runs. Writes the built-in kinds to --builtin (for kubernetes-validate)
-      and the PrometheusRule's rule groups to --rules (for promtool).
-  check_manifests.py compose CONFIG.yaml
+      only when it runs. The session key ring (OB_SESSION_KEYS) from one Secret's key in
+      every stage worker and in nothing else (--session-keys: that key, or none). Writes
+      the built-in kinds to --builtin (for kubernetes-validate) and the PrometheusRule's
+      rule groups to --rules (for promtool).
+  check_manifests.py compose CONFIG.yaml [--profile-metrics] [--session-keys RING|unset]
       `docker-compose config` output: the workers, the lifecycle process and the lag
-      exporter (the workers' Kafka settings, no Redis), their dependencies and settings, the topics job (waiting for its brokers itself, with
+      exporter (the workers' Kafka settings, no Redis), their dependencies and settings
+      (the session key ring passed through from the environment to the five stage
+      workers only, never a fixed one), the topics job (waiting for its brokers itself, with
       their default replication factor unless one is given; nothing waiting for the
       local broker), and the Prometheus scraping them all.
   check_manifests.py dockerfile Dockerfile .dockerignore
@@ -120,6 +125,7 @@ def check_chart(args):
                    for d in by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])}
     configmaps = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
     secret_refs = set()
+    session_refs = {}  # stage worker -> (Secret, key) of its OB_SESSION_KEYS, or None
     want = sorted(args.workers.split(",")) if args.workers else sorted(KINDS)
     lc_jobs = set(filter(None, (args.lifecycle_jobs or "").split(",")))
     if args.lifecycle_replicas:
@@ -204,6 +210,15 @@ def check_chart(args):
                 cm_env.update(configmaps[cm].get("data") or {})
         if "OB_BILLING_SECRET" in env and kind != "connect":
             fail(f"{where}: only the connect worker needs the Billing Engine secret")
+        if "OB_SESSION_KEYS" in env:
+            ref = (env["OB_SESSION_KEYS"].get("valueFrom") or {}).get("secretKeyRef")
+            if kind not in KINDS:
+                fail(f"{where}: OB_SESSION_KEYS is given to the {kind}, which seals and opens no session")
+            elif not ref:
+                fail(f"{where}: OB_SESSION_KEYS does not come from a Secret")
+        if kind in KINDS:
+            ref = ((env.get("OB_SESSION_KEYS") or {}).get("valueFrom") or {}).get("secretKeyRef")
+            session_refs[kind] = (ref["name"], ref["key"]) if ref else None
         for k in LAG_SETTINGS:
             if not lx and k in env:
                 fail(f"{where}: {k} is the lag exporter's setting")
@@ -307,6 +322,7 @@ def check_chart(args):
                 if not cm_env.get(key):
                     fail(f"{where}: {key} is not set with mutual TLS on")
 
+    check_session_keys(args, session_refs)
     check_lag_exporter(args, by_kind, deployments)
     check_labels(args, docs)
     check_network_policy(args, by_kind, configmaps)
@@ -413,6 +429,27 @@ def check_chart(args):
     for d in docs:
         counts[d["kind"]] = counts.get(d["kind"], 0) + 1
     print(f"rendered {len(docs)} manifests: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+
+
+def check_session_keys(args, session_refs):
+    """The session key ring: a stage seals for the next one and opens what the previous one
+    sealed, so every stage worker takes it from the same Secret's key, or none does (then
+    each stage assumes the role itself); --session-keys says which."""
+    if args.session_keys is not None:
+        want = None if args.session_keys == "off" else tuple(args.session_keys.split("/", 1))
+        for kind, ref in sorted(session_refs.items()):
+            if ref != want:
+                fail(f"{kind}: OB_SESSION_KEYS from {'/'.join(ref) if ref else 'nothing'}, but the "
+                     f"values give {args.session_keys if want else 'none'}")
+    elif len(set(session_refs.values())) > 1:
+        fail("the stage workers do not share one session key ring: "
+             + ", ".join(f"{k} {'/'.join(r) if r else 'none'}" for k, r in sorted(session_refs.items())))
+    given = [k for k in KINDS if session_refs.get(k)]
+    if given:
+        ref = session_refs[given[0]]
+        print(f"session keys: {', '.join(given)} from Secret {ref[0]}, key {ref[1]}")
+    else:
+        print("session keys: none (each stage assumes the role itself)")
 
 
 def check_lag_exporter(args, by_kind, deployments):
@@ -723,6 +760,7 @@ def check_compose(args):
     if "--appendonly yes" not in rcmd or "--requirepass" not in rcmd:
         fail("compose: redis runs without AOF or without a password")
     image = services["bucket"].get("image")
+    rings = set()
     for kind in (*KINDS, LIFECYCLE):
         s = services[kind]
         where = f"compose: {kind}"
@@ -746,6 +784,18 @@ def check_compose(args):
             fail(f"{where}: OB_REDIS_PASSWORD differs from the redis service's password")
         if kind == "iam" and not env.get("OB_BILLING_PRINCIPAL"):
             fail(f"{where}: OB_BILLING_PRINCIPAL is not set")
+        # The session key ring: from the shell or .env only (a key in this public file
+        # would be no key), the same to every stage worker, to nothing else.
+        if kind in KINDS and "OB_SESSION_KEYS" not in env:
+            fail(f"{where}: OB_SESSION_KEYS is not passed through")
+        elif kind in KINDS:
+            rings.add(env["OB_SESSION_KEYS"])
+            if args.session_keys is not None and \
+                    env["OB_SESSION_KEYS"] != (None if args.session_keys == "unset" else args.session_keys):
+                fail(f"{where}: OB_SESSION_KEYS is not what the environment gives "
+                     f"({'unset' if args.session_keys == 'unset' else 'a key ring'}): a value of the file's own?")
+        elif "OB_SESSION_KEYS" in env:
+            fail(f"{where}: OB_SESSION_KEYS is given to the {kind}, which seals and opens no session")
         for k, v in env.items():
             if v == "":
                 fail(f"{where}: {k} is set to an empty string (librdkafka refuses empty settings)")
@@ -762,6 +812,8 @@ def check_compose(args):
             fail(f"{where}: stop_grace_period is not longer than the {DRAIN_SECONDS} s drain")
         if "healthcheck" not in s:
             fail(f"{where}: no healthcheck")
+    if len(rings) > 1:
+        fail("compose: the stage workers do not all get the same OB_SESSION_KEYS")
     check_compose_lag_exporter(services, image)
     for name in ("kafka", "redis", "awssim"):
         if "healthcheck" not in services[name]:
@@ -819,7 +871,7 @@ def check_compose_lag_exporter(services, image):
     if not env.get("OB_KAFKA_BOOTSTRAP_SERVERS"):
         fail(f"{where}: OB_KAFKA_BOOTSTRAP_SERVERS is not set")
     for k in env:
-        if k.startswith("OB_REDIS_") or k.startswith("AWS_") or k in LIFECYCLE_SETTINGS:
+        if k.startswith("OB_REDIS_") or k.startswith("AWS_") or k in LIFECYCLE_SETTINGS + ["OB_SESSION_KEYS"]:
             fail(f"{where}: {k} is given to the lag exporter, which has no use for it")
         if env[k] == "":
             fail(f"{where}: {k} is set to an empty string (librdkafka refuses empty settings)")
@@ -990,6 +1042,9 @@ def main():
     c.add_argument("--app-version", help="the chart's appVersion: every object's app.kubernetes.io/version")
     c.add_argument("--network-policy", choices=["on", "off"],
                    help="networkPolicy.enabled in the values (default: checked when rendered)")
+    c.add_argument("--session-keys",
+                   help="sessionKeys in the values: SECRET/KEY, or off (default: only checked to be "
+                        "the same in every stage worker)")
     c.add_argument("--overlays", dest="overlays_values",
                    help="a values file of overlays (commonLabels, extraEnv, ...) to find in the render")
     c.add_argument("--builtin", required=True)
@@ -998,6 +1053,9 @@ def main():
     c = sub.add_parser("compose")
     c.add_argument("config")
     c.add_argument("--profile-metrics", action="store_true")
+    c.add_argument("--session-keys",
+                   help="OB_SESSION_KEYS in the environment of `docker-compose config`, or unset "
+                        "(default: not checked beyond the same value for every stage worker)")
     c.set_defaults(fn=check_compose)
     c = sub.add_parser("dockerfile")
     c.add_argument("dockerfile")

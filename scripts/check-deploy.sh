@@ -13,7 +13,8 @@
 #     the ServiceMonitor and PrometheusRule);
 #     the defaults alone stop at render asking for image.registry; overlays given
 #     with --set are accepted and land in the render; --set lagExporter.enabled=false
-#     renders no lag exporter
+#     renders no lag exporter; sessionKeys given renders OB_SESSION_KEYS from that
+#     Secret's key into the five stage workers and nothing else, and not given, nowhere
 #  3. values that break values.schema.json are refused by helm (the schema is wired),
 #     unknown keys among them
 #  4. the built-in kinds of every render against the Kubernetes OpenAPI schemas,
@@ -36,7 +37,8 @@
 #     lifecycle process likewise, but a Deployment of fixed replicas that KEDA
 #     leaves alone, a PDB keeping one replica, its jobs' settings and its alerts;
 #     the lag exporter likewise, one replica, its settings, the Kafka Secrets and
-#     no Redis one, no instance id, its PDB and Service, the alerts reading it
+#     no Redis one, no instance id, its PDB and Service, the alerts reading it;
+#     the session key ring from the values' Secret in every stage worker, or none
 #  7. promtool check rules on each render's PrometheusRule, deploy/check_alerts.py
 #     (every alert's for, severity, summary, description and runbook section) and
 #     promtool test rules (helm/onboard/ci/alerts.test.yaml: the alerts fire when
@@ -47,7 +49,8 @@
 #  9. docker-compose config -q, with and without --profile metrics, and the
 #     stack's wiring (dependencies, health checks, settings, the lag exporter's
 #     Kafka-only settings, what Prometheus scrapes, nothing waiting for the local
-#     broker, no forced replication factor)
+#     broker, no forced replication factor), and the session key ring passed
+#     through from the environment to the five stage workers, unset and set
 # 10. deploy/create-topics.sh: its client settings for SASL/TLS (offline), and,
 #     when a broker is given (OB_TEST_KAFKA_BROKERS, as scripts/test.sh does),
 #     creating the eight topics on it with Kafka's own TopicCommand (jars from Maven
@@ -267,8 +270,8 @@ else
 fi
 # What a render should hold, from the values: the topic prefix, the enabled workers,
 # the lifecycle process's replicas (0: off), jobs on and alerts ("-": none), the
-# NetworkPolicy, and the lag exporter (on/off, replicas, interval, cluster name, the
-# alerts reading it). Tab-separated.
+# NetworkPolicy, the lag exporter (on/off, replicas, interval, cluster name, the
+# alerts reading it), and the session key ring (SECRET/KEY, or off). Tab-separated.
 facts() { # VALUES_FILE_OR_EMPTY
   "$PY" - "$CHART/values.yaml" ${1:+"$1"} <<'EOF'
 import re, sys, yaml
@@ -300,25 +303,28 @@ if rule["enabled"] and lx["enabled"]:
             lx_alerts += names
 def scalar(x):
     return str(int(x)) if isinstance(x, (int, float)) and x == int(x) else str(x)
+sk = v["sessionKeys"]
 print("\t".join(map(str, [
       v["topics"]["prefix"], ",".join(k for k in ("bucket", "cur", "iam", "connect", "verify") if v["workers"][k]["enabled"]),
       lc["replicas"] if lc["enabled"] else 0, ",".join(jobs) or "-", ",".join(alerts) or "-",
       "on" if v["networkPolicy"]["enabled"] else "off",
       "on" if lx["enabled"] else "off", lx["replicas"], scalar(lx["interval"]), lx["clusterName"],
-      ",".join(lx_alerts) or "-"])))
+      ",".join(lx_alerts) or "-",
+      f"{sk['existingSecret']}/{sk['secretKey']}" if sk["existingSecret"] else "off"])))
 EOF
 }
 # chart_args VALUES_FILE: the check_manifests.py chart arguments of that values file, in
 # the array `extra`.
 chart_args() {
-  local prefix workers lc_replicas lc_jobs lc_alerts netpol lx lx_replicas lx_interval lx_cluster lx_alerts
+  local prefix workers lc_replicas lc_jobs lc_alerts netpol lx lx_replicas lx_interval lx_cluster lx_alerts \
+    session_keys
   IFS=$'\t' read -r prefix workers lc_replicas lc_jobs lc_alerts netpol lx lx_replicas lx_interval lx_cluster \
-    lx_alerts <<<"$(facts "$1")"
+    lx_alerts session_keys <<<"$(facts "$1")"
   extra=(--prefix "$prefix" --workers "$workers"
     --lifecycle-replicas "$lc_replicas" --lifecycle-jobs "${lc_jobs#-}" --lifecycle-alerts "${lc_alerts#-}"
     --lag-exporter "$lx" --lag-exporter-replicas "$lx_replicas" --lag-interval "$lx_interval"
     --lag-cluster-name "$lx_cluster" --lag-alerts "${lx_alerts#-}"
-    --app-version "$APP_VERSION" --network-policy "$netpol")
+    --app-version "$APP_VERSION" --network-policy "$netpol" --session-keys "$session_keys")
 }
 
 # The lag exporter runs by default (check_manifests.py checks it in every render below);
@@ -336,6 +342,29 @@ elif run "$WORK/nolx.log" "$PY" deploy/check_manifests.py chart "$WORK/nolx.yaml
   ok "--set $NOLX_SET: $(grep '^lag exporter:' "$WORK/nolx.log" | sed 's/^lag exporter: //'), no alert reading it"
 else
   bad "--set $NOLX_SET still renders the lag exporter or the alerts reading it"
+fi
+# The session key ring: given, OB_SESSION_KEYS from that Secret's key in the five stage
+# workers (Deployments or StatefulSets) and not in the lifecycle process or the lag
+# exporter; not given (the defaults), nowhere. The same values as a file, for facts.
+SK_SET=sessionKeys.existingSecret=onboard-session-keys,sessionKeys.secretKey=ring
+printf 'sessionKeys:\n  existingSecret: onboard-session-keys\n  secretKey: ring\n' >"$WORK/sk-values.yaml"
+chart_args "$WORK/sk-values.yaml"
+for wl in Deployment StatefulSet; do
+  if ! "$HELM" template onb "$CHART" --namespace "$NS" -f "$REGISTRY_VALUES" --set "$SK_SET,workload=$wl" \
+      >"$WORK/sk.yaml" 2>"$WORK/sk.err"; then
+    bad "refused --set $SK_SET: $(head -2 "$WORK/sk.err" | tr '\n' ' ')"
+  elif run "$WORK/sk.log" "$PY" deploy/check_manifests.py chart "$WORK/sk.yaml" --builtin "$WORK/sk.builtin.yaml" \
+      "${extra[@]}" && [ "$(grep -c '^ *- name: OB_SESSION_KEYS$' "$WORK/sk.yaml")" = 5 ]; then
+    ok "--set $SK_SET (workload: $wl): $(grep '^session keys:' "$WORK/sk.log" | sed 's/^session keys: //')," \
+      "not the lifecycle process or the lag exporter"
+  else
+    bad "--set $SK_SET (workload: $wl): OB_SESSION_KEYS is not rendered from that Secret into the five stage workers alone"
+  fi
+done
+if [ -s "$WORK/default.yaml" ] && ! grep -q 'OB_SESSION_KEYS' "$WORK/default.yaml"; then
+  ok "the defaults render no OB_SESSION_KEYS (no sessionKeys.existingSecret: each stage assumes the role itself)"
+else
+  bad "the defaults render OB_SESSION_KEYS without sessionKeys.existingSecret"
 fi
 
 section "values.schema.json refuses bad values"
@@ -357,6 +386,9 @@ BAD_SETS=(
   "set:terminationGracePeriodSeconds=15|a grace period shorter than the drain"
   "set:securityContext.runAsNonRoot=false|a container allowed to run as root"
   "set:settings.redis\\.password=x|a secret as a plain setting"
+  "set:settings.session\\.keys=k1:x|the session key ring as a plain setting"
+  "set:sessionKeys.key=ring|a misspelt sessionKeys setting"
+  "set:sessionKeys.existingSecret=Session_Keys|a session key ring Secret name Kubernetes refuses"
   "set:kafka.properties.sasl\\.password=x|a Kafka secret as a plain property"
   "set:billing.url=http://billing.example.com|a Billing Engine URL without TLS"
   "set:serviceAccount.roleArn=role/onboard|an IAM role that is not an ARN"
@@ -457,7 +489,7 @@ for name in "${RENDERS[@]}"; do
     sed 's/^/        /' "$WORK/$name.policy.log"
   else
     ok "$name: $(grep '^rendered' "$WORK/$name.policy.log")"
-    grep -E '^(secrets referenced|rules|labels|network policy|overlays|lag exporter):' "$WORK/$name.policy.log" |
+    grep -E '^(secrets referenced|rules|labels|network policy|overlays|lag exporter|session keys):' "$WORK/$name.policy.log" |
       sed 's/^/          /' || true
   fi
 done
@@ -565,6 +597,26 @@ if [ -s "$WORK/compose.yaml" ] && run "$WORK/compose-check.log" "$PY" deploy/che
 else
   bad "docker-compose wiring (deploy/check_manifests.py compose)"
 fi
+# The session key ring comes from the environment (the shell or .env) alone: unset, it
+# reaches no worker (no default in the file); set, the same to every stage worker and
+# to nothing else. Without a local .env (an empty --env-file), and with a throwaway ring.
+: >"$WORK/empty.env"
+for sk in unset "ci:$(head -c 32 /dev/urandom | base64)"; do
+  sk_env=()
+  [ "$sk" = unset ] || sk_env=(OB_SESSION_KEYS="$sk")
+  if env -i PATH="$PATH" HOME="$WORK" "${sk_env[@]}" docker-compose --env-file "$WORK/empty.env" \
+      --project-directory "$ROOT" -f "$ROOT/docker-compose.yml" config >"$WORK/compose-sk.yaml" 2>"$WORK/compose-sk.err" &&
+      run "$WORK/compose-sk.log" "$PY" deploy/check_manifests.py compose "$WORK/compose-sk.yaml" --session-keys "$sk"; then
+    if [ "$sk" = unset ]; then
+      ok "OB_SESSION_KEYS unset: none in the file, so each stage assumes the role itself"
+    else
+      ok "OB_SESSION_KEYS set: the five stage workers get it, the lifecycle process and the lag exporter do not"
+    fi
+  else
+    sed 's/^/        /' "$WORK/compose-sk.err" | tail -5
+    bad "docker-compose with OB_SESSION_KEYS ${sk%%:*} (deploy/check_manifests.py compose --session-keys)"
+  fi
+done
 
 # ---------------------------------------------------------------- topics
 section "deploy/create-topics.sh"

@@ -48,6 +48,17 @@ BIN=$BUILD
 
 rm -rf "$RUN"
 mkdir -p "$RUN/logs"
+# The workers' session key ring (session.keys; README.md, "Sealed sessions between
+# stages"), made once for this quickstart directory: one key of 32 random bytes,
+# which every stage worker gets, so the cur and iam stages use the session the
+# stage before sealed instead of assuming the account's role again. Never printed.
+if command -v openssl >/dev/null 2>&1; then
+  SESSION_KEY=$(openssl rand -base64 32)
+else
+  SESSION_KEY=$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
+fi
+OB_SESSION_KEYS="quickstart:$SESSION_KEY"
+unset SESSION_KEY
 PIDS=()
 WPIDS=()
 SLEEPER=""
@@ -107,7 +118,7 @@ export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 say "starting the workers: bucket, cur, iam, connect"
 declare -A WPID
 for w in bucket cur iam connect; do
-  "$BIN/workers/onboard-$w" >"$RUN/logs/$w.log" 2>&1 &
+  OB_SESSION_KEYS=$OB_SESSION_KEYS "$BIN/workers/onboard-$w" >"$RUN/logs/$w.log" 2>&1 &
   PIDS+=($!)
   WPIDS+=($!)
   WPID[$w]=$!
@@ -167,14 +178,16 @@ if [ "$EXIT_AT_END" = 1 ]; then
 fi
 
 # onboardctl reads the same settings as the workers: one line for another shell
-# to source ($RUN/env), with onboardctl on the PATH.
+# to source ($RUN/env), with onboardctl on the PATH, and the workers' session key
+# ring (for another replica of a stage started from there).
 CONNECT=(OB_KAFKA_BOOTSTRAP_SERVERS OB_REDIS_PORT AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID
   AWS_SECRET_ACCESS_KEY AWS_REGION AWS_EC2_METADATA_DISABLED AWS_CONFIG_FILE
-  AWS_SHARED_CREDENTIALS_FILE)
+  AWS_SHARED_CREDENTIALS_FILE OB_SESSION_KEYS)
 EXPORT="export"
 for v in "${CONNECT[@]}"; do EXPORT+=" $v=$(printf '%q' "${!v}")"; done
 EXPORT+=" PATH=$(printf '%q' "$BIN/tools"):\"\$PATH\""
-# The file holds the simulator's (fake) keys too: they stay off the screen.
+# The file holds the simulator's (fake) keys and the session key ring too: they stay
+# off the screen.
 (umask 077 && echo "$EXPORT" >"$RUN/env")
 ACCT=$(printf '%012d' 200000000001)
 cat <<TXT
@@ -183,7 +196,7 @@ Where to look next: the stack stays up until Ctrl-C. In another shell, first
 
   . $RUN/env
 
-(the connection settings, and onboardctl on the PATH), then:
+(the connection settings, the workers' session key ring, and onboardctl on the PATH), then:
 
   onboardctl status $ACCT           one account: stage, status, resources, history
   onboardctl summary                       all accounts by stage and status

@@ -278,6 +278,15 @@ plaintext
       name: {{ $root.Values.billing.existingSecret | quote }}
       key: {{ $root.Values.billing.secretKey | quote }}
 {{- end }}
+{{- /* The stage workers only: the lifecycle process and the lag exporter assume no
+     role for a stage, so they get no session key ring. */}}
+{{- if and $root.Values.sessionKeys.existingSecret (has $kind (splitList " " (include "onboard.kinds" $root))) }}
+- name: OB_SESSION_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.sessionKeys.existingSecret | quote }}
+      key: {{ $root.Values.sessionKeys.secretKey | quote }}
+{{- end }}
 {{- with $root.Values.extraEnv }}
 {{- toYaml . | nindent 0 }}
 {{- end }}
