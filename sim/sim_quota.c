@@ -37,6 +37,7 @@
 
 #include "ob_alloc.h"
 #include "ob_hash.h"
+#include "ob_list.h"
 #include "sim.h"
 
 #define MAX_QUOTA_RULES 256
@@ -66,7 +67,7 @@ typedef struct bkey_s {
 
 typedef struct qbucket_s {
     ob_hnode_t node;
-    struct qbucket_s *prev, *next; /* the rule's buckets, least recently used first */
+    ob_list_t lru; /* in its rule's buckets, least recently used first */
     bkey_t key;
     double tokens;
     uint64_t last_ms;
@@ -76,8 +77,13 @@ typedef struct qrule_s {
     char api[96];
     double rate, burst;
     scope_t scope;
-    qbucket_t *oldest, *newest;
+    ob_list_t lru; /* its buckets, least recently used first */
 } qrule_t;
+
+static qbucket_t *oldest(const qrule_t *r)
+{
+    return ob_list_empty(&r->lru) ? NULL : OB_LIST_ENTRY(ob_list_first(&r->lru), qbucket_t, lru);
+}
 
 struct sim_quotas_s {
     qrule_t rules[MAX_QUOTA_RULES];
@@ -122,15 +128,7 @@ sim_quotas_t *sim_quotas_new(void)
 
 static void drop_bucket(sim_quotas_t *q, qbucket_t *b)
 {
-    qrule_t *r = &q->rules[b->key.rule];
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        r->oldest = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    else
-        r->newest = b->prev;
+    ob_list_remove(&b->lru);
     ob_htab_remove(&q->buckets, &b->node);
     q->nbuckets--;
     free(b);
@@ -139,8 +137,8 @@ static void drop_bucket(sim_quotas_t *q, qbucket_t *b)
 static void drop_all_buckets(sim_quotas_t *q)
 {
     for (int i = 0; i < q->nrules; i++)
-        while (q->rules[i].oldest)
-            drop_bucket(q, q->rules[i].oldest);
+        while (oldest(&q->rules[i]))
+            drop_bucket(q, oldest(&q->rules[i]));
     ob_htab_clear(&q->buckets);
     q->sweep_next = 0;
 }
@@ -246,6 +244,7 @@ static ob_err_t put_rule(sim_quotas_t *q, const char *api, double rate, double b
         return ob_errf(errstr, errstr_size, OB_ERR_CONFIG, "too many quota rules");
     qrule_t *r = &q->rules[q->nrules++];
     memset(r, 0, sizeof(*r));
+    ob_list_init(&r->lru);
     snprintf(r->api, sizeof(r->api), "%s", api);
     r->rate = rate;
     r->burst = burst;
@@ -304,8 +303,9 @@ static int bucket_full_again(const qrule_t *r, const qbucket_t *b, uint64_t now_
 static void sweep(sim_quotas_t *q, int rule, uint64_t now_ms)
 {
     qrule_t *r = &q->rules[rule];
-    for (int n = 0; n < SWEEP_PER_CALL && r->oldest && bucket_full_again(r, r->oldest, now_ms); n++)
-        drop_bucket(q, r->oldest);
+    qbucket_t *b;
+    for (int n = 0; n < SWEEP_PER_CALL && (b = oldest(r)) && bucket_full_again(r, b, now_ms); n++)
+        drop_bucket(q, b);
 }
 
 static int key_eq(const ob_hnode_t *node, const void *key)
@@ -343,35 +343,21 @@ int sim_quotas_admit(sim_quotas_t *q, const char *api, const char *account, cons
         if (b->tokens > r->burst)
             b->tokens = r->burst;
         /* Most recently used last. */
-        if (b->next) {
-            if (b->prev)
-                b->prev->next = b->next;
-            else
-                r->oldest = b->next;
-            b->next->prev = b->prev;
-            b->prev = r->newest;
-            b->next = NULL;
-            r->newest->next = b;
-            r->newest = b;
-        }
+        ob_list_remove(&b->lru);
+        ob_list_push_back(&r->lru, &b->lru);
     } else {
         for (int i = 0; q->nbuckets >= MAX_BUCKETS && i <= q->nrules; i++) {
             /* The calling rule's oldest first, else any rule's. */
-            qrule_t *o = i == 0 ? r : &q->rules[i - 1];
-            if (o->oldest)
-                drop_bucket(q, o->oldest);
+            qbucket_t *old = oldest(i == 0 ? r : &q->rules[i - 1]);
+            if (old)
+                drop_bucket(q, old);
         }
         b = ob_calloc(1, sizeof(*b));
         b->key = k;
         b->tokens = r->burst;
         ob_htab_insert(&q->buckets, &b->node, h);
         q->nbuckets++;
-        b->prev = r->newest;
-        if (r->newest)
-            r->newest->next = b;
-        else
-            r->oldest = b;
-        r->newest = b;
+        ob_list_push_back(&r->lru, &b->lru);
     }
     b->last_ms = now_ms;
     if (b->tokens >= 1) {

@@ -419,6 +419,27 @@ int ob_test_got_done(void *got)
     return ((ob_test_got_t *)got)->done;
 }
 
+typedef struct got_all_s {
+    ob_test_got_t *g;
+    int n;
+} got_all_t;
+
+static int got_all(void *arg)
+{
+    const got_all_t *a = arg;
+    for (int i = 0; i < a->n; i++)
+        if (!a->g[i].done)
+            return 0;
+    return 1;
+}
+
+void ob_test_got_wait_all(ob_test_simfx_t *f, ob_test_got_t *g, int n, int timeout_ms)
+{
+    got_all_t a = {g, n};
+    if (!ob_test_run_until(f->loop, got_all, &a, timeout_ms))
+        fail_msg("%d calls sent together: not all answered within %d ms", n, timeout_ms);
+}
+
 void ob_test_got_free(ob_test_got_t *g)
 {
     free(g->body);

@@ -181,6 +181,9 @@ void ob_test_aws_send(ob_test_simfx_t *f, ob_aws_req_t *req, const ob_aws_target
 void ob_test_aws_call(ob_test_simfx_t *f, ob_aws_req_t *req, const ob_aws_target_t *t,
                       ob_test_got_t *g, int timeout_ms);
 int ob_test_got_done(void *got);
+/* Run f's loop until every one of the n calls in g is answered (the test
+ * fails after timeout_ms): calls sent together with ob_test_aws_send. */
+void ob_test_got_wait_all(ob_test_simfx_t *f, ob_test_got_t *g, int n, int timeout_ms);
 /* What *g holds, freed; *g zeroed. */
 void ob_test_got_free(ob_test_got_t *g);
 

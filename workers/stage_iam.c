@@ -540,8 +540,7 @@ static long long probe_poll_ms(const iam_st_t *st)
 {
     int shift = IAM_RAMP_STEPS - st->polls;
     long long ms = shift > 0 ? st->poll_ms >> shift : st->poll_ms;
-    return ms < IAM_POLL_MIN_MS ? (st->poll_ms < IAM_POLL_MIN_MS ? st->poll_ms : IAM_POLL_MIN_MS)
-                                : ms;
+    return ms < IAM_POLL_MIN_MS ? IAM_POLL_MIN_MS : ms; /* stack.poll is 10 ms at least */
 }
 
 static void wait_poll(iam_st_t *st, ob_step_t *out)

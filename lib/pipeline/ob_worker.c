@@ -195,6 +195,7 @@ struct ob_worker_s {
     ob_credsrc_t *fleet;
     ob_assume_cache_t *assume;
     ob_session_keys_t *session_keys; /* session.keys (NULL: not set) */
+    uint64_t refused_logged_at;      /* loop time a refused session was last logged */
     ob_offsets_t *offsets;
     ob_signal_t *signals;
     ob_htab_t accts;     /* acct_t by id: the accounts with work here */
@@ -814,13 +815,22 @@ static void session_take(job_t *j)
     free(blob);
     if (e != OB_OK) {
         w->stats.sessions_refused++;
-        ob_logkv(OB_LOG_WARN, "worker",
-                 "a sealed session could not be opened: assuming the role instead", "account",
-                 j->plan.account_id, "reason",
-                 e == OB_ERR_PARSE ? "not sealed for this account and role by a key of "
-                                     "session.keys"
-                                   : "not a sealed session of this version",
-                 NULL);
+        /* A ring that differs between stages refuses every message: once a
+         * minute is enough to say so (the metric counts them all). */
+        uint64_t now = ob_loop_update_time(w->loop);
+        if (!w->refused_logged_at || now - w->refused_logged_at >= 60000) {
+            w->refused_logged_at = now;
+            char n[24];
+            snprintf(n, sizeof(n), "%llu", (unsigned long long)w->stats.sessions_refused);
+            ob_logkv(OB_LOG_WARN, "worker",
+                     "a sealed session could not be opened: assuming the role instead (do the "
+                     "stages have the same session.keys?)",
+                     "account", j->plan.account_id, "reason",
+                     e == OB_ERR_PARSE ? "not sealed for this account and role by a key of "
+                                         "session.keys"
+                                       : "not a sealed session of this version",
+                     "refused_so_far", n, NULL);
+        }
         return;
     }
     /* Not taken while the source has as good already: no call either way. */
@@ -2840,6 +2850,16 @@ static void partition_figures(ob_worker_t *w, const char *topic, int32_t partiti
         *lag = end > from ? end - from : 0;
 }
 
+/* One sample of a counter family per result: {stage, result}. */
+static void sample_by_result(ob_metrics_t *m, const char *family, const char *stage,
+                             const char *const *results, const uint64_t *counts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *l[] = {"stage", stage, "result", results[i], NULL};
+        ob_metrics_sample(m, family, l, (double)counts[i]);
+    }
+}
+
 void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
 {
     ob_metrics_t m;
@@ -2862,10 +2882,7 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
     const uint64_t counts[] = {w->stats.done, w->stats.failed,
                                w->stats.skipped_done + w->stats.skipped_committed,
                                w->stats.superseded, w->stats.unchanged};
-    for (int i = 0; i < 5; i++) {
-        const char *l[] = {"stage", stage, "result", results[i], NULL};
-        ob_metrics_sample(&m, "onboard_accounts_total", l, (double)counts[i]);
-    }
+    sample_by_result(&m, "onboard_accounts_total", stage, results, counts, 5);
     ob_metrics_family(&m, "onboard_dead_letters_total", "counter",
                       "Dead-letter records produced, by class.");
     for (int c = 0; c < OB_DLQ_CLASS__COUNT; c++) {
@@ -2917,15 +2934,10 @@ void ob_worker_render_metrics(ob_worker_t *w, ob_buf_t *out)
                       "opened and used instead of an AssumeRole (used), or come but not usable: "
                       "too close to expiry (stale) or not sealed for the account and role by a "
                       "key of session.keys (refused).");
-    {
-        const char *kinds[] = {"sealed", "used", "stale", "refused"};
-        uint64_t v[] = {w->stats.sessions_sealed, w->stats.sessions_used, w->stats.sessions_stale,
-                        w->stats.sessions_refused};
-        for (size_t i = 0; i < 4; i++) {
-            const char *l[] = {"stage", stage, "result", kinds[i], NULL};
-            ob_metrics_sample(&m, "onboard_sessions_total", l, (double)v[i]);
-        }
-    }
+    const char *kinds[] = {"sealed", "used", "stale", "refused"};
+    const uint64_t sessions[] = {w->stats.sessions_sealed, w->stats.sessions_used,
+                                 w->stats.sessions_stale, w->stats.sessions_refused};
+    sample_by_result(&m, "onboard_sessions_total", stage, kinds, sessions, 4);
     ob_metrics_family(&m, "onboard_retry_now_total", "counter",
                       "Waiting retries started early by an operator's control message.");
     ob_metrics_sample(&m, "onboard_retry_now_total", l_stage, (double)w->stats.retry_now);

@@ -389,6 +389,40 @@ static void test_sealed_sessions(void **state)
     ob_test_end(&H);
 }
 
+/* An idle worker commits its output at once: with output.commit.interval at
+ * 20 s, one account goes through all four stages in seconds (on a fixed
+ * 20 s tick each hand-off would wait for its worker's next tick). */
+static void test_idle_worker_commits_at_once(void **state)
+{
+    (void)state;
+    ob_test_new_prefix(&H, "itpi-");
+    const char *lat[] = {"cloudformation.stack_create=100ms", NULL};
+    sim_opts_t so = {.profile = "instant", .org_accounts = 5, .random_seed = 3, .latency = lat};
+    ob_test_begin(&H, &so);
+    ob_test_forget_members(H.redis_port, 1, so.org_accounts);
+    static const char *const slow_commits[][2] = {{"OB_OUTPUT_COMMIT_INTERVAL", "20s"},
+                                                  {NULL, NULL}};
+    const ob_stage_ops_t *stages[] = {&ob_stage_bucket, &ob_stage_cur, &ob_stage_iam,
+                                      &ob_stage_connect};
+    for (int k = 0; k < 4; k++)
+        ob_test_worker_env(&H, stages[k], NULL, 5000, slow_commits);
+    ob_test_out_opts_t oo = {.group = "auditor", .topics = {"connected", "dlq"}};
+    ob_test_out_t *o = ob_test_out_new(&H, &oo);
+    /* The workers' first commits would come 20 s after they started. */
+    ob_test_producer_t *p = ob_test_producer(&H);
+    ob_test_req_t rq = {.rid = "idle-1", .account = "200000000001", .mode = "new"};
+    ob_test_send_request(p, &rq);
+    ob_test_producer_done(p);
+    uint64_t t0 = ob_loop_update_time(H.loop);
+    assert_true(ob_test_out_wait(o, 1, 15000));
+    uint64_t took = ob_loop_update_time(H.loop) - t0;
+    printf("one account through four stages committing every 20 s at most: %.1f s\n",
+           (double)took / 1000.0);
+    assert_int_equal(ob_test_out_seen(o, "connected"), 1);
+    assert_true(took < 15000);
+    ob_test_end(&H);
+}
+
 static void test_one_replica(void **state)
 {
     run_pipeline(1);
@@ -412,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_one_replica),
         cmocka_unit_test(test_two_replicas),
         cmocka_unit_test(test_sealed_sessions),
+        cmocka_unit_test(test_idle_worker_commits_at_once),
     };
     return ob_test_run_selected("itest_pipeline", tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -370,20 +370,6 @@ static ob_credsrc_t *session_of(fx_t *f, const char *account)
     return ob_credsrc_static(f->aws, akid, secret, token, account);
 }
 
-typedef struct burst_s {
-    got_t *g;
-    int n;
-} burst_t;
-
-static int burst_done(void *arg)
-{
-    const burst_t *b = arg;
-    for (int i = 0; i < b->n; i++)
-        if (!b->g[i].done)
-            return 0;
-    return 1;
-}
-
 /* n calls of op (a Query action, or a JSON 1.1 operation with an empty
  * body) by creds signed for region, sent together: how many went through.
  * Every other one must have failed with status and code. */
@@ -391,7 +377,6 @@ static int burst(fx_t *f, ob_aws_svc_t svc, const char *op, ob_credsrc_t *creds,
                  int n, long status, const char *code)
 {
     got_t g[16];
-    burst_t b = {g, n};
     assert_true(n <= 16);
     for (int i = 0; i < n; i++) {
         ob_aws_req_t req;
@@ -403,7 +388,7 @@ static int burst(fx_t *f, ob_aws_svc_t svc, const char *op, ob_credsrc_t *creds,
         ob_aws_target_t t = {.region = region, .creds = creds};
         ob_test_aws_send(f, &req, &t, &g[i]);
     }
-    assert_true(ob_test_run_until(f->loop, burst_done, &b, 10000));
+    ob_test_got_wait_all(f, g, n, 10000);
     int ok = 0;
     for (int i = 0; i < n; i++) {
         if (g[i].err == OB_OK)

@@ -369,20 +369,6 @@ static json_int_t throttled(const char *api)
     return n;
 }
 
-typedef struct burst_s {
-    got_t *g;
-    int n;
-} burst_t;
-
-static int burst_done(void *arg)
-{
-    const burst_t *b = arg;
-    for (int i = 0; i < b->n; i++)
-        if (!b->g[i].done)
-            return 0;
-    return 1;
-}
-
 /* n calls of action (AssumeRole of the organization role, or
  * GetCallerIdentity) by creds signed for region, sent together: how many
  * went through. Every other one must be STS's throttle: 400 Throttling
@@ -390,7 +376,6 @@ static int burst_done(void *arg)
 static int sts_burst(const char *action, ob_credsrc_t *creds, const char *region, int n)
 {
     got_t g[32];
-    burst_t b = {g, n};
     assert_true(n <= 32);
     for (int i = 0; i < n; i++) {
         ob_aws_req_t req;
@@ -403,7 +388,7 @@ static int sts_burst(const char *action, ob_credsrc_t *creds, const char *region
         ob_aws_target_t t = {.region = region, .creds = creds};
         ob_test_aws_send(&F, &req, &t, &g[i]);
     }
-    assert_true(ob_test_run_until(F.loop, burst_done, &b, 10000));
+    ob_test_got_wait_all(&F, g, n, 10000);
     int ok = 0;
     for (int i = 0; i < n; i++) {
         if (g[i].err == OB_OK)
