@@ -224,11 +224,13 @@ def free_port():
 
 class InflightWatch:
     """The most accounts each worker had in flight (its onboard_inflight gauge, read from
-    /metrics four times a second on a thread of its own)."""
+    /metrics four times a second on a thread of its own), and the transactions it
+    committed (the last reading of onboard_transactions_total{outcome="committed"})."""
 
     def __init__(self, ports):
         import threading
         self.ports, self.most, self.stop = ports, {s: 0 for s in ports}, threading.Event()
+        self.commits = {s: 0 for s in ports}
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -241,6 +243,8 @@ class InflightWatch:
                         for line in r.read().decode().splitlines():
                             if line.startswith("onboard_inflight"):
                                 self.most[s] = max(self.most[s], int(float(line.split()[-1])))
+                            elif line.startswith("onboard_transactions_total") and 'outcome="committed"' in line:
+                                self.commits[s] = int(float(line.split()[-1]))
                 except OSError:
                     pass
 
@@ -563,6 +567,7 @@ def main():
             "kafka_messages_per_account": round(msgs / n, 2),
             "stage_handed_on_s": handed,
             "hop_ms": hops,
+            "transactions_committed": dict(watch.commits),
             "assume_role_per_account": round(assume, 3),
             "aws_requests_per_account_by_api": {k: round(v / float(n), 3) for k, v in sorted(counts.items())},
             "throttled_by_api": throttled,
@@ -634,6 +639,9 @@ def print_table(r):
         h = r.get("hop_ms", {}).get(st)
         if h:
             print("%-34s p50 %d  p90 %d  p99 %d  max %d ms" % ("hop to " + st + "'s hand-off", h["p50"], h["p90"], h["p99"], h["max"]))
+    if r.get("transactions_committed"):
+        print("%-34s %s" % ("transactions committed", ", ".join(
+            "%s %d" % (st, r["transactions_committed"].get(st, 0)) for st in STAGES)))
     for k, v in sorted(r.get("others_cpu_s", {}).items()):
         print("%-34s %.2f s CPU during the run" % (k, v))
     print("%-34s %s" % ("AWS requests per account", r["aws_requests_per_account"]))
