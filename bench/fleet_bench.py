@@ -102,15 +102,15 @@ def fleet_env(sim_url, prefix, redis_port, brokers):
 
 
 def quota_limits(quotas, fraction=0.95):
-    """aws.rate.limits for the APIs the fleet calls as itself, at a fraction
-    of the simulator's quotas: the fleet-wide limiter keeps the fleet under
-    the quota instead of finding it by being throttled."""
-    own = {"sts.AssumeRole": "sts.*", "organizations.DescribeAccount": "organizations.*"}
+    """aws.rate.limits for the services the fleet calls as itself (STS,
+    Organizations), at a fraction of the simulator's quotas: one service-wide
+    rate each (SERVICE.*), as AWS's quota is, so the fleet-wide limiter keeps
+    the fleet under the quota instead of finding it by being throttled."""
     out = []
-    for api, wild in own.items():
-        q = quotas.get(api) or quotas.get(wild)
+    for rule in ("sts.*", "organizations.*"):
+        q = quotas.get(rule)
         if q:
-            out.append("%s=%g/%d" % (api, q["rate"] * fraction, max(1, int(q["burst"] * fraction))))
+            out.append("%s=%g/%d" % (rule, q["rate"] * fraction, max(1, int(q["burst"] * fraction))))
     return ",".join(out)
 
 

@@ -45,6 +45,7 @@
 #include "ob_alloc.h"
 #include "ob_awsproto.h"
 #include "ob_lifecycle.h"
+#include "ob_log.h"
 #include "ob_state.h"
 #include "stages.h"
 
@@ -63,11 +64,14 @@ typedef struct bucket_st_s {
     char started_at[OB_TIME_LEN];
     int calls;
     char progress[32];
-    int org_check;     /* ask Organizations first (intake.organization.check) */
-    int allow_outside; /* intake.allow.outside.accounts */
-    int org_asked;     /* DescribeAccount is in flight */
-    int report_check;  /* existing: look for the account's CUR (intake.existing.report.check) */
-    int cur_asked;     /* existing: DescribeReportDefinitions is in flight */
+    int org_check;        /* ask Organizations first (intake.organization.check) */
+    int allow_outside;    /* intake.allow.outside.accounts */
+    int org_asked;        /* DescribeAccount is in flight */
+    int org_listing;      /* a ListAccounts page for the worker's snapshot is in flight */
+    int org_counted;      /* counted among the checks of this second (org_recent) */
+    uint64_t org_wait_ms; /* its last wait for a listing (they double up to a second) */
+    int report_check;     /* existing: look for the account's CUR (intake.existing.report.check) */
+    int cur_asked;        /* existing: DescribeReportDefinitions is in flight */
     int cur_pages;
     char *cur_token; /* its NextToken (malloc'd; NULL: the first page) */
     int has_found;   /* existing: the account's report */
@@ -82,9 +86,49 @@ typedef struct bucket_st_s {
 /* How long a fleet that cannot see an organization skips the check. */
 #define ORG_BLIND_MS (10LL * 60 * 1000)
 
+/* The Organizations check in bulk. DescribeAccount costs one call per
+ * account against the fleet's own Organizations quota, the lowest AWS puts
+ * on a batch (the benchmark's quota run: 10 accounts a second); ListAccounts
+ * answers for 20 accounts a call. When more than ORG_BULK_MIN accounts reach
+ * the check within a second, one of them (the lister) lists the whole
+ * organization, a page a step, into the worker's snapshot while the others
+ * wait; then each is checked against the snapshot, without a call, for
+ * ORG_SNAPSHOT_MS. An account the snapshot does not hold (it joined since,
+ * or is outside) is asked about with DescribeAccount, as is every account
+ * when few arrive at a time. Waiters ask for themselves when the listing
+ * makes no progress for ORG_STALL_MS (throttled, failing); a failed listing
+ * is not tried again for ORG_RETRY_MS. */
+#define ORG_BULK_MIN     20
+#define ORG_SNAPSHOT_MS  (5LL * 60 * 1000)
+#define ORG_STALL_MS     (30LL * 1000)
+#define ORG_RETRY_MS     (60LL * 1000)
+#define ORG_WAIT_STEP_MS 100
+#define ORG_MEMBERS_MAX  1000000 /* AWS's limit is far below: a bound on memory */
+
+typedef struct org_member_s {
+    char id[13];
+    char state[19]; /* ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED ("": none given) */
+} org_member_t;
+
+enum { ORG_NONE, ORG_LISTING, ORG_READY };
+
 /* What the stage remembers across one worker's messages. */
 typedef struct bucket_ctx_s {
     uint64_t org_blind_until; /* monotonic ms: no Organizations check before */
+    uint64_t (*now)(void);    /* the clock (mono_ms; tests set their own) */
+    /* The snapshot (above): its state, the job listing it, the listing's
+     * next page, the Region it is of, the members (sorted by id once
+     * READY), when it was complete, when a listing may be tried again,
+     * when the last page came, and the checks started this second. */
+    int org_state;
+    struct bucket_st_s *org_lister;
+    char *org_token;
+    char org_region[32];
+    org_member_t *members;
+    size_t nmembers, cap_members;
+    uint64_t org_listed_at, org_retry_at, org_progress_at; /* members: sorted by id */
+    uint64_t org_second;
+    int org_recent;
     /* The lifecycle rules, for AWS's events about accounts joining: read
      * from the settings at the first event (rules_state 1: loaded, -1: the
      * settings are wrong, rules_error says why). */
@@ -93,17 +137,45 @@ typedef struct bucket_ctx_s {
     char rules_error[256];
 } bucket_ctx_t;
 
+static uint64_t mono_ms(void);
+
 static void *bucket_ctx_new(void)
 {
-    return ob_calloc(1, sizeof(bucket_ctx_t));
+    bucket_ctx_t *c = ob_calloc(1, sizeof(bucket_ctx_t));
+    c->now = mono_ms;
+    return c;
+}
+
+/* The snapshot is gone (stale, its listing failed or was given up). */
+static void org_forget(bucket_ctx_t *c)
+{
+    c->org_state = ORG_NONE;
+    c->org_lister = NULL;
+    free(c->org_token);
+    c->org_token = NULL;
+    free(c->members);
+    c->members = NULL;
+    c->nmembers = c->cap_members = 0;
 }
 
 static void bucket_ctx_free(void *ctx)
 {
     bucket_ctx_t *c = ctx;
-    if (c && c->rules_state == 1)
+    if (!c)
+        return;
+    if (c->rules_state == 1)
         ob_lifecycle_rules_free(&c->rules);
+    org_forget(c);
     free(ctx);
+}
+
+void ob_stage_bucket_clock(void *ctx, uint64_t (*now_ms)(void))
+{
+    bucket_ctx_t *c = ctx;
+    org_forget(c);
+    c->org_blind_until = c->org_retry_at = c->org_second = 0;
+    c->org_recent = 0;
+    c->now = now_ms ? now_ms : mono_ms;
 }
 
 /* An EventBridge event about an account joining, read into the request it
@@ -351,6 +423,26 @@ static void org_call(bucket_st_t *st, ob_step_t *out)
     st->org_asked = 1;
 }
 
+/* An account's state in an Organizations reply: State is the newer field
+ * (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED), Status the retiring one. */
+static const char *account_state(const json_t *acct)
+{
+    const char *state = json_string_value(json_object_get(acct, "State"));
+    return state ? state : json_string_value(json_object_get(acct, "Status"));
+}
+
+/* 1 go on (ACTIVE), 0 *out is a FAIL. */
+static int state_verdict(bucket_st_t *st, const char *state, ob_step_t *out)
+{
+    if (state && !strcmp(state, "ACTIVE"))
+        return 1;
+    ob_step_fail(out, OB_DLQ_PERMANENT, "account_not_active",
+                 "account %s is %s in the organization, not ACTIVE: a suspended or closing "
+                 "account cannot be onboarded",
+                 st->req.account_id, state ? state : "of an unknown state");
+    return 0;
+}
+
 /* What Organizations said of the account: 1 go on, 0 *out is a FAIL. */
 static int org_verdict(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
 {
@@ -361,7 +453,7 @@ static int org_verdict(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *o
         /* The fleet's identity sees no organization: nothing to check
          * against, and no use asking again for a while. */
         if (st->ctx)
-            st->ctx->org_blind_until = mono_ms() + ORG_BLIND_MS;
+            st->ctx->org_blind_until = st->ctx->now() + ORG_BLIND_MS;
         return 1;
     }
     if (res->err == OB_ERR_AWS && !strcmp(res->aws.code, "AccountNotFoundException")) {
@@ -386,20 +478,158 @@ static int org_verdict(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *o
         out->retry_reason = OB_RR_TRANSIENT;
         return 0;
     }
-    const json_t *acct = json_object_get(reply, "Account");
-    /* State is the newer field (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED);
-     * Status the retiring one. */
-    const char *state = json_string_value(json_object_get(acct, "State"));
-    if (!state)
-        state = json_string_value(json_object_get(acct, "Status"));
-    int active = state && !strcmp(state, "ACTIVE");
-    if (!active)
-        ob_step_fail(out, OB_DLQ_PERMANENT, "account_not_active",
-                     "account %s is %s in the organization, not ACTIVE: a suspended or closing "
-                     "account cannot be onboarded",
-                     st->req.account_id, state ? state : "of an unknown state");
+    int active = state_verdict(st, account_state(json_object_get(reply, "Account")), out);
     json_decref(reply);
     return active;
+}
+
+/* ---- the Organizations check in bulk (ORG_BULK_MIN) ---- */
+
+static void list_call(bucket_st_t *st, ob_step_t *out)
+{
+    bucket_ctx_t *c = st->ctx;
+    json_t *body = json_pack("{s:i}", "MaxResults", 20);
+    if (body && c->org_token)
+        json_object_set_new(body, "NextToken", json_string(c->org_token));
+    if (ob_step_json11(out, OB_SVC_ORGANIZATIONS, "ListAccounts", body, c->org_region) != 0)
+        return;
+    out->as_fleet = 1;
+    st->org_listing = 1;
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    return strcmp(((const org_member_t *)a)->id, ((const org_member_t *)b)->id);
+}
+
+/* A page of the lister's listing: 1 it is complete, or failed and forgotten
+ * (the lister goes on to its own check), 0 *out asks for the next page. */
+static int list_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+{
+    bucket_ctx_t *c = st->ctx;
+    st->org_listing = 0;
+    uint64_t now = c->now();
+    json_t *reply = NULL;
+    char err[256] = "";
+    if (res->err != OB_OK ||
+        ob_aws_json_parse(res->body.data, res->body.len, &reply, err, sizeof(err)) != OB_OK) {
+        if (res->err == OB_ERR_AWS && (!strcmp(res->aws.code, "AccessDeniedException") ||
+                                       !strcmp(res->aws.code, "AWSOrganizationsNotInUseException")))
+            c->org_blind_until = now + ORG_BLIND_MS;
+        ob_logkv(OB_LOG_WARN, "bucket",
+                 "listing the organization failed: each account is asked about on its own", "error",
+                 res->err != OB_OK ? (res->aws.code[0] ? res->aws.code : res->errmsg) : err, NULL);
+        org_forget(c);
+        c->org_retry_at = now + ORG_RETRY_MS;
+        return 1;
+    }
+    /* The page, sorted, merged into the members (kept sorted: waiters look
+     * themselves up as the pages come). */
+    const json_t *list = json_object_get(reply, "Accounts");
+    size_t n = 0, i;
+    org_member_t *pg = ob_calloc(json_array_size(list) + 1, sizeof(*pg));
+    json_t *a;
+    json_array_foreach(list, i, a)
+    {
+        const char *id = json_string_value(json_object_get(a, "Id"));
+        const char *state = account_state(a);
+        if (!id || strlen(id) != 12 || c->nmembers + n >= ORG_MEMBERS_MAX)
+            continue;
+        snprintf(pg[n].id, sizeof(pg[n].id), "%s", id);
+        snprintf(pg[n].state, sizeof(pg[n].state), "%s", state ? state : "");
+        n++;
+    }
+    if (n)
+        qsort(pg, n, sizeof(*pg), member_cmp);
+    if (c->nmembers + n > c->cap_members) {
+        while (c->nmembers + n > c->cap_members)
+            c->cap_members = c->cap_members ? 2 * c->cap_members : 256;
+        c->members = ob_realloc(c->members, c->cap_members * sizeof(*c->members));
+    }
+    size_t k = c->nmembers, j = n;
+    c->nmembers += n;
+    for (size_t to = c->nmembers; j > 0; to--) { /* merge from the end */
+        if (k > 0 && member_cmp(&c->members[k - 1], &pg[j - 1]) > 0)
+            c->members[to - 1] = c->members[--k];
+        else
+            c->members[to - 1] = pg[--j];
+    }
+    free(pg);
+    c->org_progress_at = now;
+    const char *next = json_string_value(json_object_get(reply, "NextToken"));
+    if (next && *next) {
+        free(c->org_token);
+        c->org_token = ob_strdup(next);
+        json_decref(reply);
+        list_call(st, out);
+        return 0;
+    }
+    json_decref(reply);
+    free(c->org_token);
+    c->org_token = NULL;
+    c->org_state = ORG_READY;
+    c->org_lister = NULL;
+    c->org_listed_at = now;
+    return 1;
+}
+
+/* The Organizations check: 0 passed, 1 *out is set (a call, a wait or a
+ * FAIL). */
+static int org_check(bucket_st_t *st, ob_step_t *out)
+{
+    bucket_ctx_t *c = st->ctx;
+    if (!c) {
+        org_call(st, out);
+        return 1;
+    }
+    uint64_t now = c->now();
+    const char *region = partition_of(st->req.role_arn)->org_region;
+    if (c->org_state == ORG_READY && now - c->org_listed_at >= ORG_SNAPSHOT_MS)
+        org_forget(c);
+    int same = !strcmp(region, c->org_region);
+    if (c->org_state != ORG_NONE && same) {
+        /* Listed (or in the pages listed so far). */
+        org_member_t key;
+        snprintf(key.id, sizeof(key.id), "%s", st->req.account_id);
+        const org_member_t *m =
+            c->nmembers ? bsearch(&key, c->members, c->nmembers, sizeof(*m), member_cmp) : NULL;
+        if (m) {
+            st->org_check = 0;
+            return state_verdict(st, m->state[0] ? m->state : NULL, out) ? 0 : 1;
+        }
+        if (c->org_state == ORG_READY) {
+            org_call(st, out); /* joined since the listing, or outside the organization */
+            return 1;
+        }
+    }
+    if (!st->org_counted) {
+        st->org_counted = 1;
+        if (now / 1000 != c->org_second) {
+            c->org_second = now / 1000;
+            c->org_recent = 0;
+        }
+        c->org_recent++;
+    }
+    if (c->org_state == ORG_NONE && c->org_recent > ORG_BULK_MIN && now >= c->org_retry_at) {
+        org_forget(c);
+        c->org_state = ORG_LISTING;
+        c->org_lister = st;
+        c->org_progress_at = now;
+        snprintf(c->org_region, sizeof(c->org_region), "%s", region);
+        list_call(st, out);
+        return 1;
+    }
+    if (c->org_state == ORG_LISTING && same && now - c->org_progress_at < ORG_STALL_MS) {
+        st->org_wait_ms = st->org_wait_ms ? 2 * st->org_wait_ms : ORG_WAIT_STEP_MS;
+        if (st->org_wait_ms > 1000)
+            st->org_wait_ms = 1000;
+        memset(out, 0, sizeof(*out));
+        out->kind = OB_STEP_WAIT;
+        out->wait_ms = st->org_wait_ms;
+        return 1;
+    }
+    org_call(st, out);
+    return 1;
 }
 
 static void cur_call(bucket_st_t *st, ob_step_t *out)
@@ -493,10 +723,14 @@ static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
             return;
         res = NULL; /* on to the stage's own first call */
     }
-    if (st->org_check && (!st->ctx || mono_ms() >= st->ctx->org_blind_until)) {
-        org_call(st, out);
-        return;
+    if (st->org_listing && res) {
+        if (!list_page(st, res, out))
+            return;
+        res = NULL; /* the lister's own check, from the snapshot */
     }
+    if (st->org_check && (!st->ctx || st->ctx->now() >= st->ctx->org_blind_until) &&
+        org_check(st, out))
+        return;
     if (st->req.mode == OB_MODE_OFFBOARD) {
         hand_off(st, out);
         return;
@@ -567,6 +801,11 @@ static void bucket_resume(void *p, const char *progress)
 static void bucket_clear(void *p)
 {
     bucket_st_t *st = p;
+    if (st->ctx && st->ctx->org_lister == st) {
+        /* The lister is gone (handed back, stopped): another may list. */
+        org_forget(st->ctx);
+        st->ctx->org_retry_at = 0;
+    }
     ob_request_clear(&st->req);
     free(st->cur_token);
     st->cur_token = NULL;

@@ -31,6 +31,9 @@ extern const char ob_iam_template[];
  * CLOCK_MONOTONIC). */
 long long ob_stage_iam_first_poll_ms(const void *ctx);
 void ob_stage_iam_timing_reset(void *ctx, uint64_t (*now_ms)(void));
+/* Tests: the bucket stage's clock (NULL: the monotonic one), its snapshot of
+ * the organization and its memory of a blind identity forgotten. */
+void ob_stage_bucket_clock(void *ctx, uint64_t (*now_ms)(void));
 
 /* The CUR delivery bucket policy for an account's bucket (malloc'd JSON):
  * billingreports.amazonaws.com and bcm-data-exports.amazonaws.com, each

@@ -148,15 +148,28 @@ static uint32_t name_hash(const char *s)
     return (uint32_t)ob_hash_str(s);
 }
 
-static rl_api_t *lookup(const ob_ratelimit_t *rl, const char *name)
+static rl_api_t *lookup_exact(const ob_ratelimit_t *rl, const char *name)
 {
-    if (!rl || !name || rl->nbuckets == 0)
-        return NULL;
     uint32_t h = name_hash(name);
     for (rl_api_t *a = rl->table[h & (rl->nbuckets - 1)]; a; a = a->hnext)
         if (a->hash == h && strcmp(a->name, name) == 0)
             return a;
     return NULL;
+}
+
+/* The API's own limit, else its service's ("organizations.*": one rate
+ * every operation of the service shares, as AWS's quota for it is one). */
+static rl_api_t *lookup(const ob_ratelimit_t *rl, const char *name)
+{
+    if (!rl || !name || rl->nbuckets == 0)
+        return NULL;
+    rl_api_t *a = lookup_exact(rl, name);
+    const char *dot = strchr(name, '.');
+    if (a || !dot || !dot[1] || dot[1] == '*' || (size_t)(dot - name) > RL_MAX_NAME - 2)
+        return a;
+    char svc[RL_MAX_NAME + 1];
+    snprintf(svc, sizeof(svc), "%.*s.*", (int)(dot - name), name);
+    return lookup_exact(rl, svc);
 }
 
 /* ---- lifetimes ---- */
@@ -613,8 +626,11 @@ static int valid_name(const char *s)
     size_t n = strlen(s);
     if (n == 0 || n > RL_MAX_NAME)
         return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("._-:", *s))
+    /* SERVICE.* : the whole service */
+    if (n > 2 && !strcmp(s + n - 2, ".*"))
+        n -= 2;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("._-:", s[i]))
             return 0;
     return 1;
 }
@@ -648,7 +664,7 @@ static ob_err_t parse_spec(char *buf, rl_item_t *items, size_t *nitems, char *er
         if (!valid_name(name))
             return ob_errf(errstr, errstr_size, OB_ERR_CONFIG,
                            "rate limit \"%s\": the API name must be 1 to %d letters, digits, "
-                           "'.', '_', '-' or ':'",
+                           "'.', '_', '-' or ':' (or SERVICE.* for all of a service's calls)",
                            shown, RL_MAX_NAME);
         char *slash = strchr(eq + 1, '/');
         if (slash)
@@ -750,7 +766,7 @@ ob_err_t ob_ratelimit_configure(ob_ratelimit_t *rl, const char *spec, char *errs
     }
     /* Allocate everything before changing anything. */
     for (size_t i = 0; err == OB_OK && i < n; i++) {
-        items[i].api = lookup(rl, items[i].name);
+        items[i].api = rl->nbuckets ? lookup_exact(rl, items[i].name) : NULL;
         if (!items[i].api) {
             items[i].api = api_new(rl, items[i].name);
             items[i].fresh = 1;

@@ -3,6 +3,11 @@
  * replica through Redis, that slows the whole fleet down when AWS throttles
  * any one of them (AIMD).
  *
+ * An API is limited by its own rule ("organizations.ListAccounts") or, when
+ * it has none, by its service's ("organizations.*": one bucket every call of
+ * the service shares, as AWS's quota for Organizations or STS is one per
+ * caller).
+ *
  * Each limited API is a token bucket in one Redis hash, KEY_PREFIX{API}
  * (default ob:rl:{sts.AssumeRole}; the hash tag keeps it in one Cluster
  * slot), with the fields tokens, ts (Redis TIME, ms), frac (current rate as

@@ -105,6 +105,19 @@ static void test_spec_ok(void **state)
     assert_int_equal(ob_ratelimit_limited(f->rl, "api0"), 1);
     assert_int_equal(ob_ratelimit_limited(f->rl, "api99"), 1);
     assert_int_equal(ob_ratelimit_limited(f->rl, "api100"), 0);
+    /* A service's rule limits its calls without a rule of their own, with
+     * one rate they share. */
+    assert_int_equal(ob_ratelimit_configure(f->rl,
+                                            "organizations.*=10,organizations.ListAccounts=3", err,
+                                            sizeof(err)),
+                     OB_OK);
+    assert_int_equal(ob_ratelimit_limited(f->rl, "organizations.DescribeAccount"), 1);
+    assert_int_equal(ob_ratelimit_limited(f->rl, "organizations.ListAccounts"), 1);
+    assert_int_equal(ob_ratelimit_limited(f->rl, "sts.AssumeRole"), 0);
+    assert_int_equal(ob_ratelimit_limited(f->rl, "organizations"), 0);
+    expect_config_error(f->rl, ".*=5", ".*=5");
+    expect_config_error(f->rl, "a.*.*=5", "a.*.*=5");
+    expect_config_error(f->rl, "sts*=5", "sts*=5");
 }
 
 static void test_bad_options(void **state)
@@ -173,6 +186,30 @@ static void test_local_fifo_and_rate(void **state)
     assert_int_equal(st.waited, 5);
     assert_int_equal(st.fetches, 0); /* no Redis */
     assert_int_equal(st.redis_errors, 0);
+}
+
+/* Calls of one service without rules of their own share the service's
+ * bucket: 10 tokens at 10/s, burst 5, asked for by two operations take
+ * about half a second together (separate buckets would grant all ten at
+ * once). */
+static void test_service_rule_is_shared(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(ob_ratelimit_configure(f->rl, "org.*=10/5", NULL, 0), OB_OK);
+    seq_t s = {.loop = f->loop};
+    seq_arg_t args[15];
+    uint64_t t0 = ob_loop_update_time(f->loop);
+    for (int i = 0; i < 15; i++) {
+        args[i] = (seq_arg_t){&s, i};
+        assert_non_null(ob_ratelimit_acquire(
+            f->rl, i % 2 ? "org.ListAccounts" : "org.DescribeAccount", on_seq, &args[i]));
+    }
+    assert_true(ob_test_run_until(f->loop, seq_n, &s, 5000));
+    double el = (double)(s.last_ms - t0) / 1000.0;
+    print_message("org.* 10/s burst 5, two operations: 15 tokens in %.2f s\n", el);
+    assert_true(el >= 0.8 && el <= 2.0);
+    for (int i = 0; i < 15; i++)
+        assert_int_equal(s.order[i], i);
 }
 
 typedef struct recfg_s {
@@ -255,6 +292,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spec_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_local_fifo_and_rate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_service_rule_is_shared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconfigure_with_waiters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_local, setup, teardown),
     };

@@ -481,10 +481,189 @@ static void test_org_blindness_is_per_worker(void **state)
     ob_stage_bucket.ctx_free(ctx_b);
 }
 
+/* ---- the Organizations check in bulk ---- */
+
+static uint64_t fake_now;
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+static char *member_request(int i)
+{
+    char *s = malloc(1024);
+    snprintf(s, 1024,
+             "{\"schema\":\"onboard.request/1\",\"request_id\":\"req-%d\",\"account_id\":"
+             "\"%012lld\",\"cloud\":\"aws\",\"mode\":\"new\",\"region\":\"eu-west-1\","
+             "\"role_arn\":\"arn:aws:iam::%012lld:role/OrganizationAccountAccessRole\"}",
+             i, 200000000000LL + i, 200000000000LL + i);
+    return s;
+}
+
+/* Member i's job, started on ctx, and its first step. */
+static ob_step_t *org_start(run_t *r, void *ctx, int i, ob_step_t *s)
+{
+    char *p = member_request(i);
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(start_org(r, ctx, p, s), OB_OK);
+    free(p);
+    ob_stage_bucket.step(r->st, NULL, s);
+    return s;
+}
+
+static void expect_op(ob_step_t *s, const char *op)
+{
+    if (s->kind != OB_STEP_CALL || strcmp(s->req.op, op) != 0)
+        fail_msg("expected a call of %s, got step kind %d %s (%s: %s)", op, s->kind,
+                 s->kind == OB_STEP_CALL ? s->req.op : "", s->code, s->message);
+    ob_step_clear(s);
+}
+
+/* A ListAccounts page must ask for 20 from token (NULL: the first). */
+static void expect_list(ob_step_t *s, const char *token)
+{
+    assert_int_equal(s->kind, OB_STEP_CALL);
+    assert_string_equal(s->req.op, "ListAccounts");
+    assert_true(s->as_fleet);
+    assert_string_equal(s->region, "us-east-1");
+    json_t *b = json_loadb(s->req.body.data, s->req.body.len, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(b, "MaxResults")), 20);
+    if (token)
+        assert_string_equal(json_string_value(json_object_get(b, "NextToken")), token);
+    else
+        assert_null(json_object_get(b, "NextToken"));
+    json_decref(b);
+    ob_step_clear(s);
+}
+
+static void expect_wait_ms(ob_step_t *s, uint64_t ms)
+{
+    assert_int_equal(s->kind, OB_STEP_WAIT);
+    assert_int_equal(s->wait_ms, ms);
+}
+
+/* Many accounts at once: the first 20 are asked about one by one, the 21st
+ * lists the organization (two pages) while the others wait, then each is
+ * checked against the listing without a call: an ACTIVE member goes on, a
+ * SUSPENDED one is refused, one not listed is asked about. The listing is
+ * forgotten after five minutes. */
+static void test_org_check_in_bulk(void **state)
+{
+    (void)state;
+    void *ctx = ob_stage_bucket.ctx_new();
+    fake_now = 1000000;
+    ob_stage_bucket_clock(ctx, fake_clock);
+    enum { N = 26 };
+    static run_t r[N + 1];
+    ob_step_t s;
+    for (int i = 1; i <= 20; i++) {
+        expect_op(org_start(&r[i], ctx, i, &s), "DescribeAccount");
+        finish(&r[i]);
+    }
+    expect_list(org_start(&r[21], ctx, 21, &s), NULL);
+    expect_wait_ms(org_start(&r[22], ctx, 22, &s), 100);
+    ob_stage_bucket.step(r[22].st, NULL, &s);
+    expect_wait_ms(&s, 200);
+    expect_wait_ms(org_start(&r[23], ctx, 23, &s), 100);
+    expect_wait_ms(org_start(&r[24], ctx, 24, &s), 100);
+    ob_aws_result_t page1 =
+        json_reply("{\"Accounts\":[{\"Id\":\"200000000022\",\"State\":\"ACTIVE\"},"
+                   "{\"Id\":\"200000000023\",\"State\":\"SUSPENDED\",\"Status\":\"SUSPENDED\"},"
+                   "{\"Id\":\"200000000021\",\"Status\":\"ACTIVE\"}],\"NextToken\":\"page-2\"}");
+    ob_stage_bucket.step(r[21].st, &page1, &s);
+    expect_list(&s, "page-2");
+    /* A waiter the first page lists goes on before the listing ends; one it
+     * does not list waits on. */
+    ob_stage_bucket.step(r[22].st, NULL, &s);
+    expect_op(&s, "CreateBucket");
+    finish(&r[22]);
+    ob_stage_bucket.step(r[24].st, NULL, &s);
+    expect_wait_ms(&s, 200);
+    ob_aws_result_t page2 =
+        json_reply("{\"Accounts\":[{\"Id\":\"200000000025\",\"State\":\"ACTIVE\"},{\"Id\":\"bad\"},"
+                   "{\"Id\":\"200000000010\",\"State\":\"ACTIVE\"}]}");
+    ob_stage_bucket.step(r[21].st, &page2, &s);
+    expect_op(&s, "CreateBucket"); /* the lister's own check, from the listing */
+    finish(&r[21]);
+    ob_stage_bucket.step(r[23].st, NULL, &s);
+    assert_int_equal(s.kind, OB_STEP_FAIL);
+    assert_string_equal(s.code, "account_not_active");
+    assert_non_null(strstr(s.message, "SUSPENDED"));
+    ob_step_clear(&s);
+    finish(&r[23]);
+    ob_stage_bucket.step(r[24].st, NULL, &s);
+    expect_op(&s, "DescribeAccount"); /* not listed: joined since, or outside */
+    finish(&r[24]);
+    expect_op(org_start(&r[25], ctx, 25, &s), "CreateBucket");
+    finish(&r[25]);
+    expect_op(org_start(&r[10], ctx, 10, &s), "CreateBucket"); /* merged in order */
+    finish(&r[10]);
+    /* Five minutes on, the listing is forgotten. */
+    fake_now += 5 * 60 * 1000;
+    expect_op(org_start(&r[25], ctx, 25, &s), "DescribeAccount");
+    finish(&r[25]);
+    ob_stage_bucket.ctx_free(ctx);
+}
+
+/* A listing that fails is forgotten: the lister and the waiters ask for
+ * themselves, and no listing starts for a minute. A lister handed back
+ * (its state cleared) lets a waiter list. A listing that makes no progress
+ * for 30 s sends the waiters to ask for themselves. */
+static void test_org_listing_failures(void **state)
+{
+    (void)state;
+    void *ctx = ob_stage_bucket.ctx_new();
+    fake_now = 5000000;
+    ob_stage_bucket_clock(ctx, fake_clock);
+    static run_t r[30];
+    ob_step_t s;
+    for (int i = 1; i <= 20; i++) {
+        expect_op(org_start(&r[i], ctx, i, &s), "DescribeAccount");
+        finish(&r[i]);
+    }
+    expect_list(org_start(&r[21], ctx, 21, &s), NULL);
+    expect_wait_ms(org_start(&r[22], ctx, 22, &s), 100);
+    ob_aws_result_t throttled = aws_error(400, "TooManyRequestsException", OB_RETRY_THROTTLE);
+    ob_stage_bucket.step(r[21].st, &throttled, &s);
+    expect_op(&s, "DescribeAccount");
+    finish(&r[21]);
+    ob_stage_bucket.step(r[22].st, NULL, &s);
+    expect_op(&s, "DescribeAccount");
+    finish(&r[22]);
+    expect_op(org_start(&r[23], ctx, 23, &s), "DescribeAccount"); /* none for a minute */
+    finish(&r[23]);
+
+    /* A minute on: a burst lists again; its lister is handed back, and a
+     * waiter takes the listing over. */
+    fake_now += 61 * 1000;
+    for (int i = 1; i <= 20; i++) {
+        expect_op(org_start(&r[i], ctx, i, &s), "DescribeAccount");
+        finish(&r[i]);
+    }
+    expect_list(org_start(&r[21], ctx, 21, &s), NULL);
+    expect_wait_ms(org_start(&r[22], ctx, 22, &s), 100);
+    expect_wait_ms(org_start(&r[23], ctx, 23, &s), 100);
+    finish(&r[21]);
+    ob_stage_bucket.step(r[22].st, NULL, &s);
+    expect_list(&s, NULL);
+    /* It stalls: after 30 s without a page the waiter asks for itself. */
+    fake_now += 29 * 1000;
+    ob_stage_bucket.step(r[23].st, NULL, &s);
+    expect_wait_ms(&s, 200);
+    fake_now += 1000;
+    ob_stage_bucket.step(r[23].st, NULL, &s);
+    expect_op(&s, "DescribeAccount");
+    finish(&r[23]);
+    finish(&r[22]);
+    ob_stage_bucket.ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_org_blindness_is_per_worker),
+        cmocka_unit_test(test_org_check_in_bulk),
+        cmocka_unit_test(test_org_listing_failures),
         cmocka_unit_test(test_new_account_happy_path),
         cmocka_unit_test(test_us_east_1_has_no_constraint),
         cmocka_unit_test(test_bucket_errors),
