@@ -542,6 +542,18 @@ static void expect_wait_ms(ob_step_t *s, uint64_t ms)
     assert_int_equal(s->wait_ms, ms);
 }
 
+/* Members 1 to 20 reach the check within a second and are asked about one
+ * by one; the 21st (r[21], left running) lists the organization. */
+static void burst_starts_listing(void *ctx, run_t *r)
+{
+    ob_step_t s;
+    for (int i = 1; i <= 20; i++) {
+        expect_op(org_start(&r[i], ctx, i, &s), "DescribeAccount");
+        finish(&r[i]);
+    }
+    expect_list(org_start(&r[21], ctx, 21, &s), NULL);
+}
+
 /* Many accounts at once: the first 20 are asked about one by one, the 21st
  * lists the organization (two pages) while the others wait, then each is
  * checked against the listing without a call: an ACTIVE member goes on, a
@@ -556,11 +568,7 @@ static void test_org_check_in_bulk(void **state)
     enum { N = 26 };
     static run_t r[N + 1];
     ob_step_t s;
-    for (int i = 1; i <= 20; i++) {
-        expect_op(org_start(&r[i], ctx, i, &s), "DescribeAccount");
-        finish(&r[i]);
-    }
-    expect_list(org_start(&r[21], ctx, 21, &s), NULL);
+    burst_starts_listing(ctx, r);
     expect_wait_ms(org_start(&r[22], ctx, 22, &s), 100);
     ob_stage_bucket.step(r[22].st, NULL, &s);
     expect_wait_ms(&s, 200);
@@ -617,11 +625,7 @@ static void test_org_listing_failures(void **state)
     ob_stage_bucket_clock(ctx, fake_clock);
     static run_t r[30];
     ob_step_t s;
-    for (int i = 1; i <= 20; i++) {
-        expect_op(org_start(&r[i], ctx, i, &s), "DescribeAccount");
-        finish(&r[i]);
-    }
-    expect_list(org_start(&r[21], ctx, 21, &s), NULL);
+    burst_starts_listing(ctx, r);
     expect_wait_ms(org_start(&r[22], ctx, 22, &s), 100);
     ob_aws_result_t throttled = aws_error(400, "TooManyRequestsException", OB_RETRY_THROTTLE);
     ob_stage_bucket.step(r[21].st, &throttled, &s);
@@ -636,11 +640,7 @@ static void test_org_listing_failures(void **state)
     /* A minute on: a burst lists again; its lister is handed back, and a
      * waiter takes the listing over. */
     fake_now += 61 * 1000;
-    for (int i = 1; i <= 20; i++) {
-        expect_op(org_start(&r[i], ctx, i, &s), "DescribeAccount");
-        finish(&r[i]);
-    }
-    expect_list(org_start(&r[21], ctx, 21, &s), NULL);
+    burst_starts_listing(ctx, r);
     expect_wait_ms(org_start(&r[22], ctx, 22, &s), 100);
     expect_wait_ms(org_start(&r[23], ctx, 23, &s), 100);
     finish(&r[21]);
