@@ -326,8 +326,15 @@ static void test_consumer_goes_back(void **state)
         if (n != 1)
             fail_msg("account %s: %zu outputs", acct, n);
     }
-    /* Each bucket created once (the one someone else owns aside). */
-    assert_int_equal(ob_test_sim_count(sim, "s3.CreateBucket"), NNEW);
+    /* What was finished is not done again: a bucket is asked for once, but
+     * for the jobs working when the consumer went back (at most run.max, 3,
+     * each time), handed back in the middle of their CreateBucket and redone
+     * by the new assignment (their second call finds the bucket theirs).
+     * Redoing the finished work would ask for every bucket again. */
+    long long calls = ob_test_sim_count(sim, "s3.CreateBucket");
+    printf("CreateBucket calls: %lld for %d buckets\n", calls, NNEW);
+    assert_true(calls >= NNEW);
+    assert_true(calls <= NNEW + 3 * (long long)ws.rewinds);
     assert_int_equal(ob_test_end(&H), OB_OK);
 }
 
