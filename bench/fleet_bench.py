@@ -21,10 +21,15 @@ connected, and prints:
 As a table, and as JSON (--json FILE) so two runs compare (--compare OLD.json).
 With gnuplot installed, --plot FILE.png draws accounts connected over time.
 
-  bench/fleet_bench.py [--accounts 10000] [--profile instant|aws-typical]
+  bench/fleet_bench.py [--accounts 10000] [--profile instant|aws-typical|aws-quotas]
+                       [--quotas aws|none] [--cold-org] [--no-session-keys]
                        [--scale 1.0] [--build build] [--json out.json]
                        [--plot out.png] [--compare old.json] [--max-cpu-ms X]
                        [--min-rate X]
+
+The batch is enqueued once the bucket worker's standing snapshot of the
+organization is listed, as it finds a fleet that has been running;
+--cold-org enqueues it at once (a fleet started with its batch).
 
 --max-cpu-ms and --min-rate turn figures into a pass/fail (exit 1) for CI's
 gross-regression check; without them nothing is asserted.
@@ -254,6 +259,19 @@ class InflightWatch:
         return self.most
 
 
+def metric_value(port, name):
+    """A worker's unlabelled sample of a metric (None: not served)."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=1) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+    except OSError:
+        pass
+    return None
+
+
 def redis_calls(port):
     """Calls per Redis command so far."""
     calls = {}
@@ -368,6 +386,10 @@ def main():
                     "(aws-quotas has them; with instant, the quotas are the only limit)")
     ap.add_argument("--no-session-keys", action="store_true",
                     help="every stage assumes the account's role itself (no session.keys)")
+    ap.add_argument("--cold-org", action="store_true",
+                    help="enqueue at once, while the bucket worker's standing snapshot of the "
+                         "organization is still being listed (a fleet started with its batch); by "
+                         "default the batch waits for it, as it finds a fleet that has been running")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--json")
@@ -437,6 +459,19 @@ def main():
             procs[s] = subprocess.Popen(wraps.get(s, "").split() + [bins[s]], env=wenv, stdout=subprocess.DEVNULL,
                                         stderr=open(os.path.join(run, s + ".log"), "w"))
         time.sleep(1.0)
+        org_listing_s = None
+        if not args.cold_org:
+            # A running fleet keeps the organization listed (intake.organization.standing):
+            # the batch comes once the bucket worker's snapshot is complete.
+            t_org = time.time()
+            while time.time() - t_org < 600:
+                if metric_value(ports["bucket"], "onboard_org_snapshot_ready") == 1:
+                    org_listing_s = round(time.time() - t_org + 1.0, 2)
+                    break
+                time.sleep(0.2)
+            else:
+                sys.exit("bench: the bucket worker's organization snapshot was not ready in 600 s")
+            log("organization listed in %.1f s (before the batch)" % org_listing_s)
         # What each worker holds before the first account: the rest is what accounts in flight cost.
         at_rest = {s: rss_now(p.pid) for s, p in procs.items()}
         watch = InflightWatch(ports)
@@ -577,6 +612,8 @@ def main():
             "quota_bounds_accounts_per_s": {k: round(v, 1) for k, v in bounds.items()},
             "throughput_over_ceiling": round((n / wall) / ceiling, 3) if ceiling and wall > 0 else None,
             "dead_letters": len(at.get("dlq", {})),
+            # Seconds the standing organization snapshot took before the batch (None: --cold-org).
+            "org_listed_before_s": org_listing_s,
         }
         print_table(result)
         if args.compare:
@@ -657,6 +694,11 @@ def print_table(r):
               ", ".join("%s %d" % kv for kv in sorted((r.get("throttled_by_api") or {}).items())) or "none"))
     if r.get("dead_letters"):
         print("%-34s %d" % ("dead letters", r["dead_letters"]))
+    if r.get("org_listed_before_s") is not None:
+        print("%-34s %.1f s before the batch (--cold-org: with it)" % (
+            "organization listed", r["org_listed_before_s"]))
+    elif "org_listed_before_s" in r:
+        print("%-34s with the batch (--cold-org)" % "organization listed")
     print("%-34s %s (%s commands run, counting those inside the scripts)" % (
         "Redis round trips per account", r["redis_round_trips_per_account"],
         r["redis_commands_per_account"]))

@@ -98,17 +98,30 @@ typedef struct bucket_st_s {
  * when few arrive at a time. Waiters ask for themselves when the listing
  * makes no progress for ORG_STALL_MS (throttled, failing); a failed listing
  * is not tried again for ORG_RETRY_MS. */
-#define ORG_BULK_MIN     20
-#define ORG_SNAPSHOT_MS  (5LL * 60 * 1000)
-#define ORG_STALL_MS     (30LL * 1000)
-#define ORG_RETRY_MS     (60LL * 1000)
-#define ORG_WAIT_STEP_MS 100
-#define ORG_MEMBERS_MAX  1000000 /* AWS's limit is far below: a bound on memory */
+#define ORG_BULK_MIN    20
+#define ORG_SNAPSHOT_MS (5LL * 60 * 1000)
+/* The standing snapshot (intake.organization.standing): the worker's chore
+ * lists the organization once the worker starts, then again from
+ * ORG_REFRESH_MS after a listing began, into a fresh set while the one it
+ * replaces serves, so checks never find none; but only while the snapshot
+ * answers more checks than its listing made calls (a fleet checking an
+ * account now and then asks about each instead). */
+#define ORG_REFRESH_MS    (ORG_SNAPSHOT_MS * 3 / 4)
+#define ORG_CHORE_TICK_MS 1000
+#define ORG_STALL_MS      (30LL * 1000)
+#define ORG_RETRY_MS      (60LL * 1000)
+#define ORG_WAIT_STEP_MS  100
+#define ORG_MEMBERS_MAX   1000000 /* AWS's limit is far below: a bound on memory */
 
 typedef struct org_member_s {
     char id[13];
     char state[19]; /* ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED ("": none given) */
 } org_member_t;
+
+typedef struct org_set_s {
+    org_member_t *m; /* sorted by id */
+    size_t n, cap;
+} org_set_t;
 
 enum { ORG_NONE, ORG_LISTING, ORG_READY };
 
@@ -116,19 +129,27 @@ enum { ORG_NONE, ORG_LISTING, ORG_READY };
 typedef struct bucket_ctx_s {
     uint64_t org_blind_until; /* monotonic ms: no Organizations check before */
     uint64_t (*now)(void);    /* the clock (mono_ms; tests set their own) */
-    /* The snapshot (above): its state, the job listing it, the listing's
-     * next page, the Region it is of, the members (sorted by id once
-     * READY), when it was complete, when a listing may be tried again,
-     * when the last page came, and the checks started this second. */
+    /* The snapshot (above): its state, the job listing it (or the chore),
+     * the listing's next page, the Region it is of, the members (the pages
+     * listed so far while LISTING), when its listing began, when a listing
+     * may be tried again, when the last page came, and the checks started
+     * this second. */
     int org_state;
     struct bucket_st_s *org_lister;
+    int org_chore;  /* the chore lists: into members (LISTING) or fresh */
+    int org_paging; /* the chore's page is in flight */
+    int org_refreshing;
+    int org_chore_started;
     char *org_token;
     char org_region[32];
-    org_member_t *members;
-    size_t nmembers, cap_members;
-    uint64_t org_listed_at, org_retry_at, org_progress_at; /* members: sorted by id */
+    org_set_t members, fresh; /* fresh: the refresh's pages */
+    uint64_t org_listed_at, org_retry_at, org_progress_at, org_list_began;
     uint64_t org_second;
     int org_recent;
+    /* The snapshot's worth: checks it answered and calls its listing made;
+     * and for /metrics, listings and pages. */
+    uint64_t org_hits, org_pages_made, org_last_pages;
+    uint64_t org_listings_ok, org_listings_failed, org_pages_total, org_hits_total;
     /* The lifecycle rules, for AWS's events about accounts joining: read
      * from the settings at the first event (rules_state 1: loaded, -1: the
      * settings are wrong, rules_error says why). */
@@ -146,16 +167,38 @@ static void *bucket_ctx_new(void)
     return c;
 }
 
-/* The snapshot is gone (stale, its listing failed or was given up). */
+static void org_set_clear(org_set_t *s)
+{
+    free(s->m);
+    memset(s, 0, sizeof(*s));
+}
+
+/* The snapshot is gone (stale, its listing failed or was given up), and
+ * any listing with it. */
 static void org_forget(bucket_ctx_t *c)
 {
     c->org_state = ORG_NONE;
     c->org_lister = NULL;
+    c->org_chore = c->org_refreshing = 0;
     free(c->org_token);
     c->org_token = NULL;
-    free(c->members);
-    c->members = NULL;
-    c->nmembers = c->cap_members = 0;
+    org_set_clear(&c->members);
+    org_set_clear(&c->fresh);
+}
+
+/* The snapshot has expired: a refresh under way becomes the listing of the
+ * next (its pages so far serve); otherwise it is gone. */
+static void org_expire(bucket_ctx_t *c)
+{
+    if (!c->org_refreshing) {
+        org_forget(c);
+        return;
+    }
+    org_set_clear(&c->members);
+    c->members = c->fresh;
+    memset(&c->fresh, 0, sizeof(c->fresh));
+    c->org_refreshing = 0;
+    c->org_state = ORG_LISTING;
 }
 
 static void bucket_ctx_free(void *ctx)
@@ -175,6 +218,8 @@ void ob_stage_bucket_clock(void *ctx, uint64_t (*now_ms)(void))
     org_forget(c);
     c->org_blind_until = c->org_retry_at = c->org_second = 0;
     c->org_recent = 0;
+    c->org_paging = c->org_chore_started = 0;
+    c->org_hits = c->org_pages_made = c->org_last_pages = 0;
     c->now = now_ms ? now_ms : mono_ms;
 }
 
@@ -485,16 +530,55 @@ static int org_verdict(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *o
 
 /* ---- the Organizations check in bulk (ORG_BULK_MIN) ---- */
 
-static void list_call(bucket_st_t *st, ob_step_t *out)
+/* The listing's next page: 0, or -1 with *out a FAIL. */
+static int list_call(bucket_ctx_t *c, ob_step_t *out)
 {
-    bucket_ctx_t *c = st->ctx;
     json_t *body = json_pack("{s:i}", "MaxResults", 20);
     if (body && c->org_token)
         json_object_set_new(body, "NextToken", json_string(c->org_token));
     if (ob_step_json11(out, OB_SVC_ORGANIZATIONS, "ListAccounts", body, c->org_region) != 0)
-        return;
+        return -1;
     out->as_fleet = 1;
-    st->org_listing = 1;
+    c->org_pages_made++;
+    c->org_pages_total++;
+    return 0;
+}
+
+/* A listing begins (the job's or the chore's): into the members, or, with a
+ * snapshot serving, into a fresh set. */
+static void list_begin(bucket_ctx_t *c, const char *partition_region, uint64_t now)
+{
+    char region[sizeof(c->org_region)];
+    snprintf(region, sizeof(region), "%s", partition_region); /* may be c->org_region */
+    free(c->org_token);
+    c->org_token = NULL;
+    if (c->org_state == ORG_READY && !strcmp(region, c->org_region)) {
+        c->org_refreshing = 1;
+        org_set_clear(&c->fresh);
+    } else {
+        org_forget(c);
+        c->org_state = ORG_LISTING;
+    }
+    c->org_progress_at = c->org_list_began = now;
+    c->org_pages_made = 0;
+    snprintf(c->org_region, sizeof(c->org_region), "%s", region);
+}
+
+/* The listing failed or was given up. */
+static void list_failed(bucket_ctx_t *c, uint64_t now)
+{
+    c->org_listings_failed++;
+    if (c->org_refreshing) {
+        /* The snapshot serving goes on until it expires. */
+        org_set_clear(&c->fresh);
+        c->org_refreshing = 0;
+        c->org_chore = 0;
+        free(c->org_token);
+        c->org_token = NULL;
+    } else {
+        org_forget(c);
+    }
+    c->org_retry_at = now + ORG_RETRY_MS;
 }
 
 static int member_cmp(const void *a, const void *b)
@@ -502,12 +586,10 @@ static int member_cmp(const void *a, const void *b)
     return strcmp(((const org_member_t *)a)->id, ((const org_member_t *)b)->id);
 }
 
-/* A page of the lister's listing: 1 it is complete, or failed and forgotten
- * (the lister goes on to its own check), 0 *out asks for the next page. */
-static int list_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out)
+/* A page of the listing: 1 it is complete, or failed and forgotten (a job
+ * lister goes on to its own check), 0 *out asks for the next page. */
+static int list_page(bucket_ctx_t *c, const ob_aws_result_t *res, ob_step_t *out)
 {
-    bucket_ctx_t *c = st->ctx;
-    st->org_listing = 0;
     uint64_t now = c->now();
     json_t *reply = NULL;
     char err[256] = "";
@@ -519,10 +601,11 @@ static int list_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out
         ob_logkv(OB_LOG_WARN, "bucket",
                  "listing the organization failed: each account is asked about on its own", "error",
                  res->err != OB_OK ? (res->aws.code[0] ? res->aws.code : res->errmsg) : err, NULL);
-        org_forget(c);
-        c->org_retry_at = now + ORG_RETRY_MS;
+        json_decref(reply);
+        list_failed(c, now);
         return 1;
     }
+    org_set_t *into = c->org_refreshing ? &c->fresh : &c->members;
     /* The page, sorted, merged into the members (kept sorted: waiters look
      * themselves up as the pages come). */
     const json_t *list = json_object_get(reply, "Accounts");
@@ -533,7 +616,7 @@ static int list_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out
     {
         const char *id = json_string_value(json_object_get(a, "Id"));
         const char *state = account_state(a);
-        if (!id || strlen(id) != 12 || c->nmembers + n >= ORG_MEMBERS_MAX)
+        if (!id || strlen(id) != 12 || into->n + n >= ORG_MEMBERS_MAX)
             continue;
         snprintf(pg[n].id, sizeof(pg[n].id), "%s", id);
         snprintf(pg[n].state, sizeof(pg[n].state), "%s", state ? state : "");
@@ -541,18 +624,18 @@ static int list_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out
     }
     if (n)
         qsort(pg, n, sizeof(*pg), member_cmp);
-    if (c->nmembers + n > c->cap_members) {
-        while (c->nmembers + n > c->cap_members)
-            c->cap_members = c->cap_members ? 2 * c->cap_members : 256;
-        c->members = ob_realloc(c->members, c->cap_members * sizeof(*c->members));
+    if (into->n + n > into->cap) {
+        while (into->n + n > into->cap)
+            into->cap = into->cap ? 2 * into->cap : 256;
+        into->m = ob_realloc(into->m, into->cap * sizeof(*into->m));
     }
-    size_t k = c->nmembers, j = n;
-    c->nmembers += n;
-    for (size_t to = c->nmembers; j > 0; to--) { /* merge from the end */
-        if (k > 0 && member_cmp(&c->members[k - 1], &pg[j - 1]) > 0)
-            c->members[to - 1] = c->members[--k];
+    size_t k = into->n, j = n;
+    into->n += n;
+    for (size_t to = into->n; j > 0; to--) { /* merge from the end */
+        if (k > 0 && member_cmp(&into->m[k - 1], &pg[j - 1]) > 0)
+            into->m[to - 1] = into->m[--k];
         else
-            c->members[to - 1] = pg[--j];
+            into->m[to - 1] = pg[--j];
     }
     free(pg);
     c->org_progress_at = now;
@@ -561,15 +644,29 @@ static int list_page(bucket_st_t *st, const ob_aws_result_t *res, ob_step_t *out
         free(c->org_token);
         c->org_token = ob_strdup(next);
         json_decref(reply);
-        list_call(st, out);
-        return 0;
+        if (list_call(c, out) == 0)
+            return 0;
+        list_failed(c, now);
+        return 1;
     }
     json_decref(reply);
     free(c->org_token);
     c->org_token = NULL;
+    if (c->org_refreshing) {
+        org_set_clear(&c->members);
+        c->members = c->fresh;
+        memset(&c->fresh, 0, sizeof(c->fresh));
+        c->org_refreshing = 0;
+    }
     c->org_state = ORG_READY;
     c->org_lister = NULL;
-    c->org_listed_at = now;
+    c->org_chore = 0;
+    /* A member suspended while the pages were listed may be listed ACTIVE:
+     * the snapshot's lifetime runs from the listing's start. */
+    c->org_listed_at = c->org_list_began;
+    c->org_last_pages = c->org_pages_made;
+    c->org_hits = 0;
+    c->org_listings_ok++;
     return 1;
 }
 
@@ -585,16 +682,20 @@ static int org_check(bucket_st_t *st, ob_step_t *out)
     uint64_t now = c->now();
     const char *region = partition_of(st->req.role_arn)->org_region;
     if (c->org_state == ORG_READY && now - c->org_listed_at >= ORG_SNAPSHOT_MS)
-        org_forget(c);
+        org_expire(c);
+    if (c->org_state == ORG_NONE && !c->org_chore)
+        snprintf(c->org_region, sizeof(c->org_region), "%s", region); /* the chore's next */
     int same = !strcmp(region, c->org_region);
     if (c->org_state != ORG_NONE && same) {
         /* Listed (or in the pages listed so far). */
         org_member_t key;
         snprintf(key.id, sizeof(key.id), "%s", st->req.account_id);
         const org_member_t *m =
-            c->nmembers ? bsearch(&key, c->members, c->nmembers, sizeof(*m), member_cmp) : NULL;
+            c->members.n ? bsearch(&key, c->members.m, c->members.n, sizeof(*m), member_cmp) : NULL;
         if (m) {
             st->org_check = 0;
+            c->org_hits++;
+            c->org_hits_total++;
             return state_verdict(st, m->state[0] ? m->state : NULL, out) ? 0 : 1;
         }
         if (c->org_state == ORG_READY) {
@@ -611,15 +712,18 @@ static int org_check(bucket_st_t *st, ob_step_t *out)
         c->org_recent++;
     }
     if (c->org_state == ORG_NONE && c->org_recent > ORG_BULK_MIN && now >= c->org_retry_at) {
-        org_forget(c);
-        c->org_state = ORG_LISTING;
+        list_begin(c, region, now);
         c->org_lister = st;
-        c->org_progress_at = now;
-        snprintf(c->org_region, sizeof(c->org_region), "%s", region);
-        list_call(st, out);
+        if (list_call(c, out) == 0)
+            st->org_listing = 1;
+        else
+            list_failed(c, now);
         return 1;
     }
-    if (c->org_state == ORG_LISTING && same && now - c->org_progress_at < ORG_STALL_MS) {
+    /* Waiting for the pages is worth it in a burst (the chore's listing,
+     * when a few accounts come, is no reason to hold them back). */
+    if (c->org_state == ORG_LISTING && same && now - c->org_progress_at < ORG_STALL_MS &&
+        (c->org_lister || c->org_recent > ORG_BULK_MIN)) {
         st->org_wait_ms = st->org_wait_ms ? 2 * st->org_wait_ms : ORG_WAIT_STEP_MS;
         if (st->org_wait_ms > 1000)
             st->org_wait_ms = 1000;
@@ -630,6 +734,83 @@ static int org_check(bucket_st_t *st, ob_step_t *out)
     }
     org_call(st, out);
     return 1;
+}
+
+/* The standing listing (intake.organization.standing), the worker's chore:
+ * lists at the start, then refreshes from ORG_REFRESH_MS while the
+ * snapshot answered at least as many checks as its listing made calls;
+ * never while a job lists, after a failure within ORG_RETRY_MS, or while
+ * the fleet cannot see an organization. */
+static void bucket_chore(void *ctx, const ob_config_t *cfg, const ob_aws_result_t *res,
+                         ob_step_t *out)
+{
+    bucket_ctx_t *c = ctx;
+    if (!cfg || !cfg->intake_org_check || !cfg->intake_org_standing) {
+        out->kind = OB_STEP_DONE; /* nothing to keep */
+        return;
+    }
+    if (res && c->org_paging) {
+        c->org_paging = 0;
+        if (c->org_chore) {
+            if (!list_page(c, res, out)) {
+                c->org_paging = 1;
+                return;
+            }
+            c->org_chore = 0;
+        }
+    }
+    uint64_t now = c->now();
+    if (c->org_state == ORG_READY && now - c->org_listed_at >= ORG_SNAPSHOT_MS)
+        org_expire(c);
+    int first = !c->org_chore_started;
+    int worth = c->org_hits >= c->org_last_pages && c->org_hits > 0;
+    int due = (c->org_state == ORG_NONE && (first || worth)) ||
+              (c->org_state == ORG_READY && !c->org_refreshing &&
+               now - c->org_listed_at >= ORG_REFRESH_MS && worth);
+    if (due && !c->org_lister && !c->org_chore && now >= c->org_retry_at &&
+        now >= c->org_blind_until) {
+        c->org_chore_started = 1;
+        list_begin(c, c->org_region[0] ? c->org_region : PARTITIONS[2].org_region, now);
+        c->org_chore = 1;
+        if (list_call(c, out) == 0) {
+            c->org_paging = 1;
+            return;
+        }
+        ob_logkv(OB_LOG_WARN, "bucket", "cannot list the organization", "error", out->message,
+                 NULL);
+        ob_step_clear(out);
+        memset(out, 0, sizeof(*out));
+        list_failed(c, now);
+    }
+    out->kind = OB_STEP_WAIT;
+    out->wait_ms = ORG_CHORE_TICK_MS;
+}
+
+/* The snapshot's figures for /metrics. */
+static void bucket_metrics(const void *ctx, ob_metrics_t *m)
+{
+    const bucket_ctx_t *c = ctx;
+    ob_metrics_family(m, "onboard_org_snapshot_members", "gauge",
+                      "Accounts in the bucket stage's snapshot of the organization (listed so "
+                      "far while the first listing runs).");
+    ob_metrics_sample(m, "onboard_org_snapshot_members", NULL, (double)c->members.n);
+    ob_metrics_family(m, "onboard_org_snapshot_ready", "gauge",
+                      "1 when the snapshot is complete and within its lifetime.");
+    ob_metrics_sample(
+        m, "onboard_org_snapshot_ready", NULL,
+        c->org_state == ORG_READY && c->now() - c->org_listed_at < (uint64_t)ORG_SNAPSHOT_MS ? 1
+                                                                                             : 0);
+    ob_metrics_family(m, "onboard_org_listings_total", "counter",
+                      "Listings of the organization, by how they ended.");
+    const char *ok[] = {"result", "complete", NULL}, *bad[] = {"result", "failed", NULL};
+    ob_metrics_sample(m, "onboard_org_listings_total", ok, (double)c->org_listings_ok);
+    ob_metrics_sample(m, "onboard_org_listings_total", bad, (double)c->org_listings_failed);
+    ob_metrics_family(m, "onboard_org_list_calls_total", "counter",
+                      "ListAccounts calls made for the snapshot.");
+    ob_metrics_sample(m, "onboard_org_list_calls_total", NULL, (double)c->org_pages_total);
+    ob_metrics_family(m, "onboard_org_snapshot_hits_total", "counter",
+                      "Organizations checks the snapshot answered without a call.");
+    ob_metrics_sample(m, "onboard_org_snapshot_hits_total", NULL, (double)c->org_hits_total);
 }
 
 static void cur_call(bucket_st_t *st, ob_step_t *out)
@@ -724,8 +905,11 @@ static void bucket_step(void *p, const ob_aws_result_t *res, ob_step_t *out)
         res = NULL; /* on to the stage's own first call */
     }
     if (st->org_listing && res) {
-        if (!list_page(st, res, out))
+        st->org_listing = 0;
+        if (st->ctx && st->ctx->org_lister == st && !list_page(st->ctx, res, out)) {
+            st->org_listing = 1;
             return;
+        }
         res = NULL; /* the lister's own check, from the snapshot */
     }
     if (st->org_check && (!st->ctx || st->ctx->now() >= st->ctx->org_blind_until) &&
@@ -852,4 +1036,6 @@ const ob_stage_ops_t ob_stage_bucket = {
     .prior = bucket_prior,
     .resume = bucket_resume,
     .snapshot = bucket_snapshot,
+    .chore = bucket_chore,
+    .metrics = bucket_metrics,
 };

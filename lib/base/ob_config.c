@@ -120,6 +120,11 @@ const ob_cfg_def_t ob_config_table[] = {
      "at intake, ask Organizations (DescribeAccount, as the fleet) whether the account is an "
      "ACTIVE member of the fleet's organization, and refuse it otherwise; skipped while the "
      "fleet's identity cannot see an organization"},
+    {"intake.organization.standing", OB_CFG_BOOL, "true", 0, 0, OFF(intake_org_standing), 0,
+     "keep the check's snapshot of the organization (ListAccounts, 20 accounts a call, as the "
+     "fleet) listed from the worker's start and listed again before it expires while it saves "
+     "more calls than it costs, so that a batch finds its members listed; false: list only "
+     "when a burst of accounts arrives"},
     {"intake.allow.outside.accounts", OB_CFG_BOOL, "false", 0, 0, OFF(intake_allow_outside), 0,
      "onboard accounts that are not in the fleet's organization (the check still refuses "
      "suspended members)"},

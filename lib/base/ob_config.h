@@ -121,6 +121,7 @@ typedef struct ob_config_s {
     char *rate_limits;
     int output_transactions;
     int intake_org_check;       /* intake.organization.check */
+    int intake_org_standing;    /* intake.organization.standing */
     int intake_allow_outside;   /* intake.allow.outside.accounts */
     int intake_existing_report; /* intake.existing.report.check */
     long long output_commit_interval_ms;

@@ -225,6 +225,11 @@ struct ob_worker_s {
      * more commits in a burst of 10,000 accounts, and cost the broker 15 %
      * more CPU. */
     ob_timer_t *commit_soon;
+    /* The stage's chore (ob_stage_ops_t.chore): its call in flight, or the
+     * timer of its wait; ended once it returned another step. */
+    ob_aws_call_t *chore_call;
+    ob_timer_t *chore_timer;
+    int chore_ended;
     uint64_t commit_at;
     size_t ntxn_open; /* jobs in txn_open */
     uint64_t ends_at; /* loop time the partitions' ends were last asked for */
@@ -2420,6 +2425,7 @@ static int control_message(ob_worker_t *w, const rd_kafka_message_t *m)
 
 static void on_rebalance(ob_kconsumer_t *c, int assigned,
                          const rd_kafka_topic_partition_list_t *parts, void *arg);
+static void chore_fired(ob_timer_t *t, void *arg);
 
 rd_kafka_t *ob_worker_kafka_consumer(ob_worker_t *w)
 {
@@ -3242,6 +3248,12 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
     if (!w->commit_timer || !w->commit_soon)
         goto fail;
     ob_timer_start(w->commit_timer, (uint64_t)w->cfg->output_commit_interval_ms);
+    if (w->stage->chore) {
+        w->chore_timer = ob_timer_new(loop, chore_fired, w);
+        if (!w->chore_timer)
+            goto fail;
+        ob_timer_start(w->chore_timer, 0);
+    }
     if (w->cfg->metrics_port > 0) {
         w->probes =
             ob_probes_new(loop, w->cfg->metrics_bind, (int)w->cfg->metrics_port, "onboard-worker",
@@ -3257,6 +3269,60 @@ ob_worker_t *ob_worker_new(ob_loop_t *loop, const ob_worker_opts_t *opts, char *
 fail:
     ob_worker_free(w);
     return NULL;
+}
+
+/* ---- the stage's chore ---- */
+
+#define CHORE_PRIORITY (UINT64_MAX / 2) /* after every job's call */
+
+static void chore_next(ob_worker_t *w, const ob_aws_result_t *res);
+
+static void on_chore_aws(ob_aws_result_t *res, void *arg)
+{
+    ob_worker_t *w = arg;
+    w->chore_call = NULL;
+    chore_next(w, res);
+}
+
+static void chore_fired(ob_timer_t *t, void *arg)
+{
+    (void)t;
+    chore_next(arg, NULL);
+}
+
+static void chore_next(ob_worker_t *w, const ob_aws_result_t *res)
+{
+    if (w->stopping || w->chore_ended)
+        return;
+    ob_step_t s;
+    memset(&s, 0, sizeof(s));
+    w->stage->chore(w->stage_ctx, w->cfg, res, &s);
+    if (s.kind == OB_STEP_CALL) {
+        ob_aws_target_t t = {
+            .region = s.region[0] ? s.region : NULL, .creds = w->fleet, .priority = CHORE_PRIORITY};
+        char err[512];
+        w->chore_call = ob_aws_send(w->aws, &s.req, &t, on_chore_aws, w, err, sizeof(err));
+        if (!w->chore_call) {
+            ob_logkv(OB_LOG_ERROR, "worker", "the stage's own work stops: its call failed", "stage",
+                     w->stage->name, "error", err, NULL);
+            w->chore_ended = 1;
+        }
+    } else if (s.kind == OB_STEP_WAIT) {
+        ob_timer_start(w->chore_timer, s.wait_ms);
+    } else {
+        w->chore_ended = 1;
+    }
+    ob_step_clear(&s);
+}
+
+static void chore_stop(ob_worker_t *w)
+{
+    w->chore_ended = 1;
+    if (w->chore_call)
+        ob_aws_cancel(w->chore_call);
+    w->chore_call = NULL;
+    if (w->chore_timer)
+        ob_timer_stop(w->chore_timer);
 }
 
 static int drained(void *arg)
@@ -3299,6 +3365,7 @@ ob_err_t ob_worker_run(ob_worker_t *w)
     /* Graceful shutdown: no new messages, let running jobs finish for a
      * while, then hand back the rest (uncommitted, locks released). */
     w->stopping = 1;
+    chore_stop(w);
     if (w->consumer)
         ob_kconsumer_pause(w->consumer, NULL);
     /* A producer that failed for good produces nothing more: there is
@@ -3344,6 +3411,9 @@ void ob_worker_free(ob_worker_t *w)
     w->commit_timer = NULL;
     ob_timer_free(w->commit_soon);
     w->commit_soon = NULL;
+    chore_stop(w);
+    ob_timer_free(w->chore_timer);
+    w->chore_timer = NULL;
     /* Jobs with no callback pending go first (their locks are released
      * through Redis); those waiting for a produce acknowledgement never get
      * it once the producer is gone; those waiting for a state write are

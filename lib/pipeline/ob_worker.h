@@ -177,6 +177,13 @@ typedef struct ob_stage_s {
     /* Optional: the stage's own metrics, from what its ctx counted (the
      * worker's /metrics adds them after its own). */
     void (*metrics)(const void *ctx, ob_metrics_t *m);
+    /* Optional: the stage's own work that belongs to no message (the bucket
+     * stage's standing listing of the organization), on its ctx. The worker
+     * asks for the first step once it has started, and for the next after
+     * each reply (res) or WAIT (res NULL), until the worker stops. CALL steps
+     * are made as the fleet, after every job's calls waiting for a place;
+     * WAIT waits; any other step ends the chore. */
+    void (*chore)(void *ctx, const ob_config_t *cfg, const ob_aws_result_t *res, ob_step_t *out);
     /* Optional: the progress to record when the message is handed back in
      * the middle of the stage (its partition revoked, the worker stopping),
      * for resume() in the next holder; NULL: nothing worth recording. */

@@ -338,6 +338,45 @@ static void test_consumer_goes_back(void **state)
     assert_int_equal(ob_test_end(&H), OB_OK);
 }
 
+/* The worker's /metrics says its snapshot of the organization is complete. */
+static int snapshot_ready(void *arg)
+{
+    ob_buf_t b = {0};
+    ob_worker_render_metrics(arg, &b);
+    ob_buf_putc(&b, '\0');
+    int ready = b.data && strstr(b.data, "\nonboard_org_snapshot_ready 1") != NULL;
+    ob_buf_free(&b);
+    return ready;
+}
+
+/* intake.organization.standing: the worker lists the organization once it
+ * starts (60 members and the management account, 4 ListAccounts pages of
+ * 20), so the batch that comes
+ * then is checked against the listing without one DescribeAccount, even the
+ * first accounts of the burst; the suspended member is still refused. */
+static void test_standing_snapshot(void **state)
+{
+    (void)state;
+    ob_test_new_prefix(&H, "itws");
+    sim_t *sim = start_sim(17, NULL, NULL);
+    ob_worker_t *w = ob_test_worker(&H, &ob_stage_bucket, "itest-standing", 5000);
+    assert_true(ob_test_run_until(H.loop, snapshot_ready, w, 30000));
+    assert_int_equal(ob_test_sim_count(sim, "organizations.ListAccounts"), 4);
+    produce_requests(1);
+    ob_test_out_t *out = start_collector("collector-standing", NULL);
+    assert_true(ob_test_out_wait(out, NNEW + 3 + 3, 120000));
+    long long described = ob_test_sim_count(sim, "organizations.DescribeAccount");
+    long long listed = ob_test_sim_count(sim, "organizations.ListAccounts");
+    printf("standing snapshot: %lld ListAccounts, %lld DescribeAccount for %d accounts\n", listed,
+           described, NNEW + 3);
+    assert_int_equal(described, 0);
+    assert_int_equal(listed, 4);
+    assert_int_equal(ob_test_out_count(out, "cur", "200000000007") +
+                         ob_test_out_count(out, "dlq", "200000000007"),
+                     1);
+    assert_int_equal(ob_test_end(&H), OB_OK);
+}
+
 int main(void)
 {
     ob_test_harness_init(&H, "itw");
@@ -350,6 +389,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_worker),
         cmocka_unit_test(test_fenced_worker_stops_at_once),
+        cmocka_unit_test(test_standing_snapshot),
         cmocka_unit_test(test_sts_faults_are_retried),
         cmocka_unit_test(test_consumer_goes_back),
     };

@@ -489,6 +489,15 @@ static uint64_t fake_clock(void)
     return fake_now;
 }
 
+/* A worker's ctx on the fake clock, set to start. */
+static void *org_ctx(uint64_t start)
+{
+    void *ctx = ob_stage_bucket.ctx_new();
+    fake_now = start;
+    ob_stage_bucket_clock(ctx, fake_clock);
+    return ctx;
+}
+
 static char *member_request(int i)
 {
     char *s = malloc(1024);
@@ -562,9 +571,7 @@ static void burst_starts_listing(void *ctx, run_t *r)
 static void test_org_check_in_bulk(void **state)
 {
     (void)state;
-    void *ctx = ob_stage_bucket.ctx_new();
-    fake_now = 1000000;
-    ob_stage_bucket_clock(ctx, fake_clock);
+    void *ctx = org_ctx(1000000);
     enum { N = 26 };
     static run_t r[N + 1];
     ob_step_t s;
@@ -620,9 +627,7 @@ static void test_org_check_in_bulk(void **state)
 static void test_org_listing_failures(void **state)
 {
     (void)state;
-    void *ctx = ob_stage_bucket.ctx_new();
-    fake_now = 5000000;
-    ob_stage_bucket_clock(ctx, fake_clock);
+    void *ctx = org_ctx(5000000);
     static run_t r[30];
     ob_step_t s;
     burst_starts_listing(ctx, r);
@@ -658,11 +663,156 @@ static void test_org_listing_failures(void **state)
     ob_stage_bucket.ctx_free(ctx);
 }
 
+/* ---- the standing snapshot (intake.organization.standing) ---- */
+
+static void chore(void *ctx, int standing, const ob_aws_result_t *res, ob_step_t *s)
+{
+    ob_config_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.intake_org_check = 1;
+    cfg.intake_org_standing = standing;
+    memset(s, 0, sizeof(*s));
+    ob_stage_bucket.chore(ctx, &cfg, res, s);
+}
+
+/* Member i's check: 1 it went on without a call (CreateBucket next), 0 it
+ * asked Organizations, -1 it was refused (state not ACTIVE). */
+static int checked(void *ctx, int i)
+{
+    run_t r;
+    ob_step_t s;
+    org_start(&r, ctx, i, &s);
+    int rc = s.kind == OB_STEP_FAIL && !strcmp(s.code, "account_not_active")  ? -1
+             : s.kind == OB_STEP_CALL && !strcmp(s.req.op, "CreateBucket")    ? 1
+             : s.kind == OB_STEP_CALL && !strcmp(s.req.op, "DescribeAccount") ? 0
+                                                                              : -2;
+    if (rc == -2)
+        fail_msg("member %d: unexpected step kind %d %s (%s)", i, s.kind,
+                 s.kind == OB_STEP_CALL ? s.req.op : "", s.code);
+    ob_step_clear(&s);
+    finish(&r);
+    return rc;
+}
+
+/* The worker's chore lists the organization from its start: an account
+ * that comes alone meanwhile is asked about (no reason to hold it back), a
+ * listed one then goes on without a call. The listing is made again from
+ * 3 min 45 s on, while the old one serves, only once the snapshot answered
+ * as many checks as its listing made calls; the new listing's states
+ * replace the old. A refresh that fails leaves the old serving until it
+ * expires and is not tried again for a minute; a snapshot that expires
+ * while a refresh runs is replaced by the refresh's pages so far. */
+static void test_org_standing_snapshot(void **state)
+{
+    (void)state;
+    void *ctx = org_ctx(9000000);
+    ob_step_t s;
+    chore(ctx, 0, NULL, &s);
+    assert_int_equal(s.kind, OB_STEP_DONE); /* off: nothing to keep */
+    chore(ctx, 1, NULL, &s);
+    expect_list(&s, NULL);
+    assert_int_equal(checked(ctx, 5), 0); /* alone, while the listing runs */
+    ob_aws_result_t page1 =
+        json_reply("{\"Accounts\":[{\"Id\":\"200000000001\",\"State\":\"ACTIVE\"},"
+                   "{\"Id\":\"200000000002\",\"State\":\"ACTIVE\"}],\"NextToken\":\"t2\"}");
+    chore(ctx, 1, &page1, &s);
+    expect_list(&s, "t2");
+    assert_int_equal(checked(ctx, 1), 1); /* listed so far */
+    ob_aws_result_t page2 =
+        json_reply("{\"Accounts\":[{\"Id\":\"200000000003\",\"State\":\"ACTIVE\"}]}");
+    chore(ctx, 1, &page2, &s);
+    expect_wait_ms(&s, 1000);
+    assert_int_equal(checked(ctx, 3), 1);
+    assert_int_equal(checked(ctx, 4), 0); /* not listed */
+
+    /* 4 minutes on: one check answered for two calls made, not worth a
+     * refresh; a second check makes it worth one. */
+    fake_now += 4 * 60 * 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_wait_ms(&s, 1000);
+    assert_int_equal(checked(ctx, 1), 1);
+    chore(ctx, 1, NULL, &s);
+    expect_list(&s, NULL);
+    chore(ctx, 1, NULL, &s); /* a tick while its page is out: nothing more */
+    expect_wait_ms(&s, 1000);
+    assert_int_equal(checked(ctx, 2), 1); /* the old snapshot serves meanwhile */
+    ob_aws_result_t fresh =
+        json_reply("{\"Accounts\":[{\"Id\":\"200000000002\",\"State\":\"SUSPENDED\"},"
+                   "{\"Id\":\"200000000004\",\"State\":\"ACTIVE\"}]}");
+    chore(ctx, 1, &fresh, &s);
+    expect_wait_ms(&s, 1000);
+    assert_int_equal(checked(ctx, 2), -1);
+    assert_int_equal(checked(ctx, 4), 1);
+    assert_int_equal(checked(ctx, 1), 0); /* left the organization, or never listed again */
+
+    /* 4 minutes on (2 checks answered for 1 call): the refresh is
+     * throttled. */
+    fake_now += 4 * 60 * 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_list(&s, NULL);
+    ob_aws_result_t throttled = aws_error(400, "TooManyRequestsException", OB_RETRY_THROTTLE);
+    chore(ctx, 1, &throttled, &s);
+    expect_wait_ms(&s, 1000);
+    assert_int_equal(checked(ctx, 4), 1); /* serves on */
+    fake_now += 30 * 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_wait_ms(&s, 1000); /* none within a minute of the failure */
+    fake_now += 31 * 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_list(&s, NULL);
+    ob_aws_result_t part = json_reply(
+        "{\"Accounts\":[{\"Id\":\"200000000004\",\"State\":\"ACTIVE\"}],\"NextToken\":\"x\"}");
+    chore(ctx, 1, &part, &s);
+    expect_list(&s, "x");
+    /* The snapshot expires with the refresh at its first page: that page
+     * serves, the rest is asked about. */
+    fake_now += 60 * 1000;
+    assert_int_equal(checked(ctx, 4), 1);
+    assert_int_equal(checked(ctx, 2), 0);
+    ob_aws_result_t last =
+        json_reply("{\"Accounts\":[{\"Id\":\"200000000002\",\"State\":\"ACTIVE\"}]}");
+    chore(ctx, 1, &last, &s);
+    expect_wait_ms(&s, 1000);
+    assert_int_equal(checked(ctx, 2), 1);
+    ob_stage_bucket.ctx_free(ctx);
+}
+
+/* A fleet that cannot see an organization: the chore's listing is refused,
+ * and the chore lists nothing while the check is skipped; a job's burst
+ * never lists while the chore does. */
+static void test_org_standing_blind(void **state)
+{
+    (void)state;
+    void *ctx = org_ctx(20000000);
+    ob_step_t s;
+    chore(ctx, 1, NULL, &s);
+    expect_list(&s, NULL);
+    /* A burst while the chore lists: they wait for its pages. */
+    static run_t r[30];
+    for (int i = 1; i <= 20; i++) {
+        expect_op(org_start(&r[i], ctx, i, &s), "DescribeAccount");
+        finish(&r[i]);
+    }
+    expect_wait_ms(org_start(&r[21], ctx, 21, &s), 100);
+    ob_aws_result_t denied = aws_error(400, "AccessDeniedException", OB_RETRY_NO);
+    chore(ctx, 1, &denied, &s);
+    expect_wait_ms(&s, 1000);
+    ob_stage_bucket.step(r[21].st, NULL, &s);
+    expect_op(&s, "CreateBucket"); /* blind: the check is skipped */
+    finish(&r[21]);
+    fake_now += 9 * 60 * 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_wait_ms(&s, 1000);
+    ob_stage_bucket.ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_org_blindness_is_per_worker),
         cmocka_unit_test(test_org_check_in_bulk),
+        cmocka_unit_test(test_org_standing_snapshot),
+        cmocka_unit_test(test_org_standing_blind),
         cmocka_unit_test(test_org_listing_failures),
         cmocka_unit_test(test_new_account_happy_path),
         cmocka_unit_test(test_us_east_1_has_no_constraint),
