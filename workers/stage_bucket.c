@@ -101,11 +101,14 @@ typedef struct bucket_st_s {
 #define ORG_BULK_MIN    20
 #define ORG_SNAPSHOT_MS (5LL * 60 * 1000)
 /* The standing snapshot (intake.organization.standing): the worker's chore
- * lists the organization once the worker starts, then again from
- * ORG_REFRESH_MS after a listing began, into a fresh set while the one it
- * replaces serves, so checks never find none; but only while the snapshot
- * answers more checks than its listing made calls (a fleet checking an
- * account now and then asks about each instead). */
+ * lists the organization once the worker starts (again every ORG_RETRY_MS
+ * until a listing completes), then again from ORG_REFRESH_MS after a
+ * listing began (sooner when listing takes long: by one and a half times
+ * the last listing's time, and 15 s, before the snapshot expires), into a
+ * fresh set while the one it replaces serves, so checks never find none;
+ * but only while the snapshot answers as many checks as its listing made
+ * calls (a fleet checking an account now and then asks about each
+ * instead). */
 #define ORG_REFRESH_MS    (ORG_SNAPSHOT_MS * 3 / 4)
 #define ORG_CHORE_TICK_MS 1000
 #define ORG_STALL_MS      (30LL * 1000)
@@ -139,11 +142,11 @@ typedef struct bucket_ctx_s {
     int org_chore;  /* the chore lists: into members (LISTING) or fresh */
     int org_paging; /* the chore's page is in flight */
     int org_refreshing;
-    int org_chore_started;
     char *org_token;
     char org_region[32];
     org_set_t members, fresh; /* fresh: the refresh's pages */
     uint64_t org_listed_at, org_retry_at, org_progress_at, org_list_began;
+    uint64_t org_took; /* how long the last complete listing took */
     uint64_t org_second;
     int org_recent;
     /* The snapshot's worth: checks it answered and calls its listing made;
@@ -218,7 +221,8 @@ void ob_stage_bucket_clock(void *ctx, uint64_t (*now_ms)(void))
     org_forget(c);
     c->org_blind_until = c->org_retry_at = c->org_second = 0;
     c->org_recent = 0;
-    c->org_paging = c->org_chore_started = 0;
+    c->org_paging = 0;
+    c->org_took = 0;
     c->org_hits = c->org_pages_made = c->org_last_pages = 0;
     c->now = now_ms ? now_ms : mono_ms;
 }
@@ -664,6 +668,7 @@ static int list_page(bucket_ctx_t *c, const ob_aws_result_t *res, ob_step_t *out
     /* A member suspended while the pages were listed may be listed ACTIVE:
      * the snapshot's lifetime runs from the listing's start. */
     c->org_listed_at = c->org_list_began;
+    c->org_took = now - c->org_list_began;
     c->org_last_pages = c->org_pages_made;
     c->org_hits = 0;
     c->org_listings_ok++;
@@ -762,14 +767,17 @@ static void bucket_chore(void *ctx, const ob_config_t *cfg, const ob_aws_result_
     uint64_t now = c->now();
     if (c->org_state == ORG_READY && now - c->org_listed_at >= ORG_SNAPSHOT_MS)
         org_expire(c);
-    int first = !c->org_chore_started;
+    int never = !c->org_listings_ok; /* none complete yet: at the start, and after failures */
     int worth = c->org_hits >= c->org_last_pages && c->org_hits > 0;
-    int due = (c->org_state == ORG_NONE && (first || worth)) ||
+    uint64_t lead = c->org_took * 3 / 2 + 15000;
+    uint64_t refresh = ORG_SNAPSHOT_MS > lead ? ORG_SNAPSHOT_MS - lead : 0;
+    if (refresh > ORG_REFRESH_MS)
+        refresh = ORG_REFRESH_MS;
+    int due = (c->org_state == ORG_NONE && (never || worth)) ||
               (c->org_state == ORG_READY && !c->org_refreshing &&
-               now - c->org_listed_at >= ORG_REFRESH_MS && worth);
+               now - c->org_listed_at >= refresh && worth);
     if (due && !c->org_lister && !c->org_chore && now >= c->org_retry_at &&
         now >= c->org_blind_until) {
-        c->org_chore_started = 1;
         list_begin(c, c->org_region[0] ? c->org_region : PARTITIONS[2].org_region, now);
         c->org_chore = 1;
         if (list_call(c, out) == 0) {

@@ -806,6 +806,48 @@ static void test_org_standing_blind(void **state)
     ob_stage_bucket.ctx_free(ctx);
 }
 
+/* The first listing is tried again a minute after it failed; a listing
+ * that took two minutes is made again 105 s after it began (one and a half
+ * times as long, and 15 s, before the snapshot expires), not at 3 min 45 s,
+ * so the next is complete before it. */
+static void test_org_standing_timing(void **state)
+{
+    (void)state;
+    void *ctx = org_ctx(30000000);
+    ob_step_t s;
+    chore(ctx, 1, NULL, &s);
+    expect_list(&s, NULL);
+    ob_aws_result_t throttled = aws_error(400, "TooManyRequestsException", OB_RETRY_THROTTLE);
+    chore(ctx, 1, &throttled, &s);
+    expect_wait_ms(&s, 1000);
+    fake_now += 59 * 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_wait_ms(&s, 1000);
+    fake_now += 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_list(&s, NULL);
+    uint64_t began = fake_now;
+    ob_aws_result_t p1 = json_reply(
+        "{\"Accounts\":[{\"Id\":\"200000000001\",\"State\":\"ACTIVE\"}],\"NextToken\":\"n\"}");
+    fake_now += 60 * 1000;
+    chore(ctx, 1, &p1, &s);
+    expect_list(&s, "n");
+    ob_aws_result_t p2 =
+        json_reply("{\"Accounts\":[{\"Id\":\"200000000002\",\"State\":\"ACTIVE\"}]}");
+    fake_now += 60 * 1000;
+    chore(ctx, 1, &p2, &s);
+    expect_wait_ms(&s, 1000);
+    assert_int_equal(checked(ctx, 1), 1);
+    assert_int_equal(checked(ctx, 2), 1);
+    fake_now = began + 104 * 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_wait_ms(&s, 1000);
+    fake_now = began + 105 * 1000;
+    chore(ctx, 1, NULL, &s);
+    expect_list(&s, NULL);
+    ob_stage_bucket.ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -813,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_org_check_in_bulk),
         cmocka_unit_test(test_org_standing_snapshot),
         cmocka_unit_test(test_org_standing_blind),
+        cmocka_unit_test(test_org_standing_timing),
         cmocka_unit_test(test_org_listing_failures),
         cmocka_unit_test(test_new_account_happy_path),
         cmocka_unit_test(test_us_east_1_has_no_constraint),
