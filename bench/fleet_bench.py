@@ -138,6 +138,12 @@ def quota_ceiling(quotas, mgmt_counts, n):
     return bounds[r], r, bounds
 
 
+def minus(after, before):
+    """Counts by name, after less before (those that grew)."""
+    before = before or {}
+    return {k: v - before.get(k, 0) for k, v in (after or {}).items() if v - before.get(k, 0) > 0}
+
+
 def members(n):
     """The simulator's first n ACTIVE members (every 50th is SUSPENDED, and the
     intake refuses those)."""
@@ -481,6 +487,9 @@ def main():
                   "redis-server": int(open(os.path.join(run, "redis", "redis.pid")).read()),
                   "awssim": sim.pid}
         others_before = {k: proc_figures(v)[0] for k, v in others.items()}
+        # What the fleet called before the batch (the standing listing): not the batch's.
+        before_state = http_json(sim_url + "/_sim/state")
+        before_stats = http_json(sim_url + "/_sim/stats")
         t0 = time.time()
         subprocess.run([ctl, "enqueue", reqs, "--format", "jsonl"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -563,8 +572,10 @@ def main():
         # The fleet's own calls count under the management account: AssumeRole
         # (the stages' sessions and the connect stage's check), and the
         # intake's Organizations DescribeAccount.
-        counts = state.get("counts", {}) or {}
-        mgmt = state.get("counts_by_account", {}).get("111111111111", {}) or {}
+        counts = minus(state.get("counts", {}), before_state.get("counts", {}))
+        mgmt = minus(state.get("counts_by_account", {}).get("111111111111", {}),
+                     before_state.get("counts_by_account", {}).get("111111111111", {}))
+        before_calls = sum((before_state.get("counts", {}) or {}).values())
         assume = counts.get("sts.AssumeRole", 0) / float(n)
         crit = critical_path(rules, scale, per_acct) + (
             round(assume) * latency_of(rules, "sts.AssumeRole", scale) +
@@ -588,7 +599,8 @@ def main():
             "workers": {s: worker_figures(c, r, at_rest[s], most_inflight[s]) for s, (c, r) in figures.items()},
             "cpu_ms_per_account": round(cpu_total * 1000.0 / n, 3),
             "others_cpu_s": {k: round(v, 2) for k, v in others_cpu.items()},
-            "aws_requests_per_account": round(stats.get("requests", 0) / n, 2),
+            "aws_requests_per_account": round((stats.get("requests", 0) - before_stats.get("requests", 0)) / n, 2),
+            "aws_requests_before_batch": before_calls,
             "aws_requests_one_account": per_acct,
             "redis_commands_per_account": round((sum(redis_after.values()) - sum(redis_before.values())) / n, 2),
             # Scripts (EVAL/EVALSHA) are one round trip each; the commands they run
@@ -695,8 +707,8 @@ def print_table(r):
     if r.get("dead_letters"):
         print("%-34s %d" % ("dead letters", r["dead_letters"]))
     if r.get("org_listed_before_s") is not None:
-        print("%-34s %.1f s before the batch (--cold-org: with it)" % (
-            "organization listed", r["org_listed_before_s"]))
+        print("%-34s %.1f s before the batch, %s AWS calls (--cold-org: with it)" % (
+            "organization listed", r["org_listed_before_s"], r.get("aws_requests_before_batch")))
     elif "org_listed_before_s" in r:
         print("%-34s with the batch (--cold-org)" % "organization listed")
     print("%-34s %s (%s commands run, counting those inside the scripts)" % (

@@ -285,6 +285,16 @@ static const partition_t PARTITIONS[] = {
     {"arn:", "aws", "us-east-1", "us-east-1"},
 };
 
+/* The partition of a region ("" or NULL: the commercial one). */
+static const partition_t *partition_of_region(const char *region)
+{
+    if (region && !strncmp(region, "cn-", 3))
+        return &PARTITIONS[0];
+    if (region && !strncmp(region, "us-gov-", 7))
+        return &PARTITIONS[1];
+    return &PARTITIONS[2];
+}
+
 /* The partition of a role ARN (the codec has checked it is the region's). */
 static const partition_t *partition_of(const char *role_arn)
 {
@@ -778,7 +788,12 @@ static void bucket_chore(void *ctx, const ob_config_t *cfg, const ob_aws_result_
                now - c->org_listed_at >= refresh && worth);
     if (due && !c->org_lister && !c->org_chore && now >= c->org_retry_at &&
         now >= c->org_blind_until) {
-        list_begin(c, c->org_region[0] ? c->org_region : PARTITIONS[2].org_region, now);
+        /* The partition of the last account checked, or else of the fleet's
+         * own requests (lifecycle.region), or else the commercial one. */
+        list_begin(c,
+                   c->org_region[0] ? c->org_region
+                                    : partition_of_region(cfg->lifecycle_region)->org_region,
+                   now);
         c->org_chore = 1;
         if (list_call(c, out) == 0) {
             c->org_paging = 1;

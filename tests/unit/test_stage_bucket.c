@@ -665,12 +665,15 @@ static void test_org_listing_failures(void **state)
 
 /* ---- the standing snapshot (intake.organization.standing) ---- */
 
+static const char *chore_region; /* lifecycle.region */
+
 static void chore(void *ctx, int standing, const ob_aws_result_t *res, ob_step_t *s)
 {
     ob_config_t cfg;
     memset(&cfg, 0, sizeof(cfg));
     cfg.intake_org_check = 1;
     cfg.intake_org_standing = standing;
+    cfg.lifecycle_region = (char *)chore_region;
     memset(s, 0, sizeof(*s));
     ob_stage_bucket.chore(ctx, &cfg, res, s);
 }
@@ -845,6 +848,18 @@ static void test_org_standing_timing(void **state)
     fake_now = began + 105 * 1000;
     chore(ctx, 1, NULL, &s);
     expect_list(&s, NULL);
+    ob_stage_bucket.ctx_free(ctx);
+
+    /* A fleet in GovCloud (lifecycle.region) lists its partition's
+     * organization from the start. */
+    ctx = org_ctx(40000000);
+    chore_region = "us-gov-east-1";
+    chore(ctx, 1, NULL, &s);
+    chore_region = NULL;
+    assert_int_equal(s.kind, OB_STEP_CALL);
+    assert_string_equal(s.req.op, "ListAccounts");
+    assert_string_equal(s.region, "us-gov-west-1");
+    ob_step_clear(&s);
     ob_stage_bucket.ctx_free(ctx);
 }
 
