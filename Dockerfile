@@ -22,6 +22,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       librdkafka-dev libcurl4-openssl-dev libssl-dev libjansson-dev libhiredis-dev zlib1g-dev \
+      libjemalloc-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -48,7 +49,8 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DOB_BUILD_TESTS=OFF \
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      librdkafka1 libcurl4t64 libssl3t64 libjansson4 libhiredis1.1.0 zlib1g ca-certificates \
+      librdkafka1 libcurl4t64 libssl3t64 libjansson4 libhiredis1.1.0 zlib1g libjemalloc2 \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 onboard \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -986,7 +986,8 @@ def check_dockerfile(args):
     for dev in ("-dev ", "build-essential", "cmake"):
         if dev in runtime_runs + " ":
             fail(f"Dockerfile: the runtime stage installs {dev.strip()}")
-    for lib in ("librdkafka1", "libcurl4t64", "libssl3t64", "libjansson4", "libhiredis1.1.0", "ca-certificates"):
+    for lib in ("librdkafka1", "libcurl4t64", "libssl3t64", "libjansson4", "libhiredis1.1.0", "libjemalloc2",
+                "ca-certificates"):
         if lib not in runtime_runs:
             fail(f"Dockerfile: the runtime stage does not install {lib}")
     builder_runs = " ".join(r for s in stages[:-1] for i, r in s["lines"] if i == "RUN")

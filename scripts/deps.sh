@@ -9,7 +9,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git ca-certificates
-  libcurl4-openssl-dev libssl-dev libjansson-dev libcmocka-dev dpkg-dev
+  libcurl4-openssl-dev libssl-dev libjansson-dev libcmocka-dev dpkg-dev libjemalloc-dev
   liblz4-dev libsasl2-dev libzstd-dev zlib1g-dev
   redis-server kcat python3 python3-venv curl default-jre-headless maven
   valgrind clang libclang-rt-14-dev llvm clang-format

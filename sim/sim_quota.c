@@ -255,7 +255,7 @@ static ob_err_t put_rule(sim_quotas_t *q, const char *api, double rate, double b
 ob_err_t sim_quotas_set(sim_quotas_t *q, const char *api, const char *spec, char *errstr,
                         size_t errstr_size)
 {
-    double rate, burst;
+    double rate = 0, burst = 0;
     ob_aws_svc_t svc = rule_service(api, errstr, errstr_size);
     if (svc == OB_SVC__COUNT)
         return OB_ERR_CONFIG;
