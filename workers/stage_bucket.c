@@ -148,7 +148,7 @@ typedef struct bucket_ctx_s {
     uint64_t org_listed_at, org_retry_at, org_progress_at, org_list_began;
     uint64_t org_took; /* how long the last complete listing took */
     uint64_t org_second;
-    int org_recent;
+    int org_recent, org_prev; /* checks started this second, and in the one before */
     /* The snapshot's worth: checks it answered and calls its listing made;
      * and for /metrics, listings and pages. */
     uint64_t org_hits, org_pages_made, org_last_pages;
@@ -220,7 +220,7 @@ void ob_stage_bucket_clock(void *ctx, uint64_t (*now_ms)(void))
     bucket_ctx_t *c = ctx;
     org_forget(c);
     c->org_blind_until = c->org_retry_at = c->org_second = 0;
-    c->org_recent = 0;
+    c->org_recent = c->org_prev = 0;
     c->org_paging = 0;
     c->org_took = 0;
     c->org_hits = c->org_pages_made = c->org_last_pages = 0;
@@ -721,6 +721,7 @@ static int org_check(bucket_st_t *st, ob_step_t *out)
     if (!st->org_counted) {
         st->org_counted = 1;
         if (now / 1000 != c->org_second) {
+            c->org_prev = now / 1000 == c->org_second + 1 ? c->org_recent : 0;
             c->org_second = now / 1000;
             c->org_recent = 0;
         }
@@ -736,9 +737,12 @@ static int org_check(bucket_st_t *st, ob_step_t *out)
         return 1;
     }
     /* Waiting for the pages is worth it in a burst (the chore's listing,
-     * when a few accounts come, is no reason to hold them back). */
+     * when a few accounts come, is no reason to hold them back): more than
+     * ORG_BULK_MIN checks this second or the one before, and a job that
+     * waited once waits on (the first of a new second are no fewer). */
+    int burst = c->org_recent > ORG_BULK_MIN || c->org_prev > ORG_BULK_MIN || st->org_wait_ms;
     if (c->org_state == ORG_LISTING && same && now - c->org_progress_at < ORG_STALL_MS &&
-        (c->org_lister || c->org_recent > ORG_BULK_MIN)) {
+        (c->org_lister || burst)) {
         st->org_wait_ms = st->org_wait_ms ? 2 * st->org_wait_ms : ORG_WAIT_STEP_MS;
         if (st->org_wait_ms > 1000)
             st->org_wait_ms = 1000;

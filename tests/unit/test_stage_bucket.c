@@ -797,12 +797,22 @@ static void test_org_standing_blind(void **state)
         finish(&r[i]);
     }
     expect_wait_ms(org_start(&r[21], ctx, 21, &s), 100);
+    /* The next second: its first account waits too (the second before was
+     * a burst), and so does the one that waited, whatever this second's
+     * count. */
+    fake_now += 1000;
+    expect_wait_ms(org_start(&r[22], ctx, 22, &s), 100);
+    ob_stage_bucket.step(r[21].st, NULL, &s);
+    expect_wait_ms(&s, 200);
     ob_aws_result_t denied = aws_error(400, "AccessDeniedException", OB_RETRY_NO);
     chore(ctx, 1, &denied, &s);
     expect_wait_ms(&s, 1000);
     ob_stage_bucket.step(r[21].st, NULL, &s);
     expect_op(&s, "CreateBucket"); /* blind: the check is skipped */
     finish(&r[21]);
+    ob_stage_bucket.step(r[22].st, NULL, &s);
+    expect_op(&s, "CreateBucket");
+    finish(&r[22]);
     fake_now += 9 * 60 * 1000;
     chore(ctx, 1, NULL, &s);
     expect_wait_ms(&s, 1000);
