@@ -189,6 +189,16 @@ static void org_forget(bucket_ctx_t *c)
     org_set_clear(&c->fresh);
 }
 
+/* The refresh's set (its pages so far, or all of them) replaces the
+ * snapshot's. */
+static void org_take_fresh(bucket_ctx_t *c)
+{
+    org_set_clear(&c->members);
+    c->members = c->fresh;
+    memset(&c->fresh, 0, sizeof(c->fresh));
+    c->org_refreshing = 0;
+}
+
 /* The snapshot has expired: a refresh under way becomes the listing of the
  * next (its pages so far serve); otherwise it is gone. */
 static void org_expire(bucket_ctx_t *c)
@@ -197,10 +207,7 @@ static void org_expire(bucket_ctx_t *c)
         org_forget(c);
         return;
     }
-    org_set_clear(&c->members);
-    c->members = c->fresh;
-    memset(&c->fresh, 0, sizeof(c->fresh));
-    c->org_refreshing = 0;
+    org_take_fresh(c);
     c->org_state = ORG_LISTING;
 }
 
@@ -666,12 +673,8 @@ static int list_page(bucket_ctx_t *c, const ob_aws_result_t *res, ob_step_t *out
     json_decref(reply);
     free(c->org_token);
     c->org_token = NULL;
-    if (c->org_refreshing) {
-        org_set_clear(&c->members);
-        c->members = c->fresh;
-        memset(&c->fresh, 0, sizeof(c->fresh));
-        c->org_refreshing = 0;
-    }
+    if (c->org_refreshing)
+        org_take_fresh(c);
     c->org_state = ORG_READY;
     c->org_lister = NULL;
     c->org_chore = 0;
